@@ -1,0 +1,52 @@
+"""The functions at the top of the ``conveyor`` namespace."""
+
+from __future__ import annotations
+
+import os
+
+from conveyor.store.workspace import Workspace, current_workspace, use_workspace
+
+__all__ = ["init", "workspace"]
+
+
+def init(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    project: str | None = None,
+    store_uri: str | None = None,
+    artifact_uri: str | None = None,
+    actor: str | None = None,
+) -> Workspace:
+    """Choose the project and stores to use from here on; arguments override conveyor.toml.
+
+    Nothing is created until first use: the metadata store is created and migrated when
+    something is first written or read.
+
+    >>> import conveyor as cv, tempfile
+    >>> ws = cv.init(tempfile.mkdtemp(), project="churn")
+    >>> ws.settings.project
+    'churn'
+    """
+    ws = Workspace.from_settings(
+        root,
+        project=project,
+        store_uri=store_uri,
+        artifact_uri=artifact_uri,
+        actor=actor,
+    )
+    previous = current_workspace_or_none()
+    if previous is not None:
+        previous.close()
+    return use_workspace(ws)
+
+
+def current_workspace_or_none() -> Workspace | None:
+    """Return the workspace in use, or None when none was chosen yet."""
+    from conveyor.store.workspace import _current
+
+    return _current.get()
+
+
+def workspace() -> Workspace:
+    """Return the workspace in use (resolved from conveyor.toml and CONVEYOR_* if none was set)."""
+    return current_workspace()

@@ -1,0 +1,1 @@
+"""The ``conveyor`` command line: a thin layer over the service APIs."""

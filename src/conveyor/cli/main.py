@@ -1,0 +1,301 @@
+"""The ``conveyor`` command: entry point, global options and the error boundary."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from conveyor._version import __version__
+from conveyor.cli.output import console, err_console, human_bytes
+from conveyor.core.errors import ConveyorError
+
+app = typer.Typer(
+    name="conveyor",
+    help="Conveyor: data, features, pipelines, experiments, models, serving and monitoring "
+    "in one tool. Start with [bold]conveyor init[/bold] in your project folder.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="Inspect and migrate the metadata store's schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"conveyor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when something fails.")
+    ] = False,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            help="Project root (default: the nearest folder with conveyor.toml or .conveyor/).",
+            envvar="CONVEYOR_ROOT",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Conveyor's command line."""
+    if root is not None:
+        os.environ["CONVEYOR_ROOT"] = str(root.resolve())
+
+
+def _workspace():  # type: ignore[no-untyped-def]
+    from conveyor.store.workspace import Workspace
+
+    return Workspace.from_settings()
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to set up (default: here).")] = Path("."),
+    project: Annotated[
+        str | None, typer.Option("--project", "-p", help="Project name (default: folder name).")
+    ] = None,
+) -> None:
+    """Create [bold].conveyor/[/bold] and a commented [bold]conveyor.toml[/bold]; safe to repeat.
+
+    Example: [cyan]conveyor init --project churn[/cyan]
+    """
+    from conveyor.store.workspace import init_project
+
+    ws, created = init_project(path, project=project)
+    with ws:
+        for item in created:
+            console.print(f"created {escape(item)}")
+        state = "ready" if created else "already initialized"
+        console.print(
+            f"Project [bold]{escape(ws.project.name)}[/bold] {state} in "
+            f"{escape(str(ws.settings.root))} (metadata at revision {ws.metadata.revision()})."
+        )
+
+
+@app.command()
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show the resolved configuration, the store's schema revision and record counts."""
+    from conveyor.store.metadata.engine import describe_url
+    from conveyor.store.metadata.migrate import HEAD
+
+    with _workspace() as ws:
+        s = ws.settings
+        config = {
+            "version": __version__,
+            "root": str(s.root),
+            "project": s.project,
+            "store_uri": describe_url(s.store_uri),
+            "artifact_uri": s.artifact_uri,
+            "actor": s.actor,
+            "revision": ws.metadata.revision(),
+            "head": HEAD,
+        }
+        counts = ws.metadata.counts()
+    if as_json:
+        console.print_json(json.dumps({**config, "counts": counts}))
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for key, value in config.items():
+        table.add_row(f"[bold]{key}[/bold]", escape(str(value)))
+    console.print(table)
+    counts_table = Table("table", "rows", title="records", title_justify="left")
+    for name, n in counts.items():
+        counts_table.add_row(name, str(n))
+    console.print(counts_table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[
+        str, typer.Option("--revision", help="Target revision (default: the newest).")
+    ] = "head",
+) -> None:
+    """Apply pending migrations (opening a store does this on its own too)."""
+    from conveyor.core.config import load_settings
+    from conveyor.store.metadata.engine import describe_url
+    from conveyor.store.metadata.store import MetadataStore
+
+    s = load_settings()
+    with MetadataStore(s.store_uri, actor=s.actor, auto_migrate=False) as store:
+        applied = store.migrate(revision)
+        now = store.revision()
+    where = describe_url(s.store_uri)
+    if applied:
+        console.print(f"Applied {', '.join(applied)} to {escape(where)}; now at revision {now}.")
+    else:
+        console.print(f"{escape(where)} is up to date at revision {now}.")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the metadata store's schema revision and whether it is the newest."""
+    from conveyor.core.config import load_settings
+    from conveyor.store.metadata.migrate import HEAD
+    from conveyor.store.metadata.store import MetadataStore
+
+    s = load_settings()
+    with MetadataStore(s.store_uri, actor=s.actor, auto_migrate=False) as store:
+        current = store.revision()
+    if current == HEAD:
+        console.print(f"{current} (head)")
+    else:
+        console.print(f"{current or 'empty'} (head is {HEAD}: run 'conveyor db upgrade')")
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")
+    ] = False,
+    grace: Annotated[
+        str,
+        typer.Option("--grace", help="Keep unreferenced objects younger than this (e.g. 1h, 0s)."),
+    ] = "1h",
+) -> None:
+    """Delete stored artifacts that no record references, and report the bytes freed."""
+    from conveyor.core.durations import parse_duration
+
+    grace_period = parse_duration(grace, what="--grace value")
+    with _workspace() as ws:
+        report = ws.gc(dry_run=dry_run, grace=grace_period)
+    verb = "Would delete" if dry_run else "Deleted"
+    console.print(
+        f"{verb} {len(report.deleted)} of {report.scanned} objects, "
+        f"{human_bytes(report.bytes_freed)}"
+        + (f"; kept {report.kept_recent} younger than {grace}" if report.kept_recent else "")
+        + "."
+    )
+    if report.missing:
+        err_console.print(
+            f"[yellow]warning:[/yellow] {len(report.missing)} referenced objects are missing "
+            f"from the artifact store (first: {report.missing[0]})."
+        )
+
+
+@app.command()
+def lineage(
+    ref: Annotated[str, typer.Argument(help="The object, as KIND:ID (e.g. run:01JB...).")],
+    upstream: Annotated[
+        bool, typer.Option("--upstream", help="What it came from (the default).")
+    ] = False,
+    downstream: Annotated[bool, typer.Option("--downstream", help="What came from it.")] = False,
+    depth: Annotated[
+        int | None, typer.Option("--depth", min=1, help="How many steps to follow (default: all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the edges as JSON.")] = False,
+) -> None:
+    """Draw what an object came from or what came from it, as a tree.
+
+    Example: [cyan]conveyor lineage model_version:churn@3 --upstream[/cyan]
+    """
+    from conveyor.store.records import ObjectRef
+
+    root = ObjectRef.parse(ref)
+    directions = [d for d, on in (("upstream", upstream), ("downstream", downstream)) if on]
+    with _workspace() as ws:
+        graphs = [ws.lineage(root, direction=d, depth=depth) for d in (directions or ["upstream"])]
+    if as_json:
+        out = {
+            g.direction: [
+                {"src": str(e.src), "dst": str(e.dst), "relation": e.relation, "depth": e.depth}
+                for e in g.edges
+            ]
+            for g in graphs
+        }
+        console.print_json(json.dumps(out))
+        return
+    for graph in graphs:
+        tree = Tree(f"[bold]{escape(str(root))}[/bold] [dim]({graph.direction})[/dim]")
+        _grow(tree, graph, root, {root})
+        if not graph.edges:
+            tree.add(f"[dim]nothing {graph.direction}[/dim]")
+        console.print(tree)
+
+
+def _grow(node: Tree, graph, ref, on_path: set) -> None:  # type: ignore[no-untyped-def]
+    for edge in graph.children(ref):
+        nxt = edge.src if graph.direction == "upstream" else edge.dst
+        label = f"{escape(str(nxt))} [dim]{escape(edge.relation)}[/dim]"
+        if nxt in on_path:
+            node.add(label + " [yellow](cycle)[/yellow]")
+            continue
+        _grow(node.add(label), graph, nxt, on_path | {nxt})
+
+
+@app.command()
+def audit(
+    obj: Annotated[
+        str | None, typer.Option("--object", help="Only events about this KIND:ID.")
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only events by this actor.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only events in the last DURATION (e.g. 1d).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
+) -> None:
+    """List audit events, newest first: who changed what, and when."""
+    from conveyor.core.clock import utcnow
+    from conveyor.core.durations import parse_duration
+    from conveyor.store.records import ObjectRef
+
+    ref = ObjectRef.parse(obj) if obj else None
+    start = utcnow() - parse_duration(since, what="--since value") if since else None
+    with _workspace() as ws:
+        events = ws.metadata.audit_log(obj=ref, actor=actor, since=start, limit=limit)
+    table = Table("at (UTC)", "actor", "action", "object", "change")
+    for ev in events:
+        change = json.dumps(ev.after, default=str)[:80] if ev.after is not None else ""
+        table.add_row(
+            ev.at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(ev.actor),
+            escape(ev.action),
+            escape(str(ev.object)),
+            escape(change),
+        )
+    console.print(table)
+
+
+def run() -> None:
+    """Console-script entry point: run the app, turning Conveyor errors into one line."""
+    debug = "--debug" in sys.argv[1:] or os.environ.get("CONVEYOR_DEBUG") == "1"
+    try:
+        app()
+    except ConveyorError as e:
+        if debug:
+            raise
+        err_console.print(f"[red]error:[/red] {escape(str(e))}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except Exception as e:
+        if debug:
+            raise
+        err_console.print(
+            f"[red]internal error:[/red] {escape(type(e).__name__)}: {escape(str(e))} "
+            "(run again with --debug for the traceback, and please report it)"
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

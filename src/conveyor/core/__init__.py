@@ -1,0 +1,1 @@
+"""Core: configuration, errors, ids, hashing, clocks and names. Imports nothing above it."""

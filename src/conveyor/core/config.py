@@ -1,0 +1,192 @@
+"""Typed configuration, declared once.
+
+Precedence, lowest first: defaults, ``conveyor.toml`` in the project root, ``CONVEYOR_*``
+environment variables, then arguments given to :func:`load_settings` (``conveyor.init``).
+
+The project root is the nearest folder, from the working directory upward, that holds a
+``conveyor.toml`` or a ``.conveyor/`` folder (found like git finds ``.git``); the working
+directory itself when there is none. ``CONVEYOR_ROOT`` names it explicitly.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.names import validate_project_name
+
+__all__ = [
+    "CONFIG_FILE",
+    "STATE_DIR",
+    "Settings",
+    "default_actor",
+    "find_root",
+    "load_settings",
+    "render_config_template",
+]
+
+CONFIG_FILE = "conveyor.toml"
+STATE_DIR = ".conveyor"
+ENV_PREFIX = "CONVEYOR_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved configuration of one Conveyor project."""
+
+    root: Path = field(metadata={"help": "The project root (holds conveyor.toml and .conveyor/)."})
+    project: str = field(
+        default="default",
+        metadata={"help": "Project name; objects belong to a project.", "key": True},
+    )
+    store_uri: str = field(
+        default="",
+        metadata={
+            "help": "Metadata store: sqlite:///path/to/conveyor.db or "
+            "postgresql://user@host:5432/db. Default: .conveyor/conveyor.db.",
+            "key": True,
+        },
+    )
+    artifact_uri: str = field(
+        default="",
+        metadata={
+            "help": "Artifact store: a folder, file:///path, s3://bucket/prefix or memory://name. "
+            "Default: .conveyor/objects.",
+            "key": True,
+        },
+    )
+    actor: str = field(
+        default="",
+        metadata={"help": "Who is recorded in audit events. Default: the OS user.", "key": True},
+    )
+
+    @property
+    def state_dir(self) -> Path:
+        """The ``.conveyor`` folder of this project."""
+        return self.root / STATE_DIR
+
+    @classmethod
+    def settable_keys(cls) -> list[str]:
+        """Return the keys a user may set in conveyor.toml or CONVEYOR_* variables."""
+        return [f.name for f in fields(cls) if f.metadata.get("key")]
+
+    @classmethod
+    def help_for(cls, key: str) -> str:
+        """Return the one-line help of ``key``."""
+        return next(f.metadata["help"] for f in fields(cls) if f.name == key)
+
+
+def default_actor() -> str:
+    """Return the OS user name, or ``unknown`` when it cannot be told."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Return the project root for ``start`` (default: the working directory)."""
+    if env_root := os.environ.get(ENV_PREFIX + "ROOT"):
+        return Path(env_root).expanduser().resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file() or (folder / STATE_DIR).is_dir():
+            return folder
+    return here
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgumentError(
+            f"{path} is not valid TOML: {e}.", hint="Fix the file or delete it to use defaults."
+        ) from e
+    known = set(Settings.settable_keys())
+    unknown = sorted(k for k in data if k not in known and not isinstance(data[k], dict))
+    if unknown:
+        raise InvalidArgumentError(
+            f"{path} sets unknown key(s) {', '.join(unknown)}; known keys: "
+            f"{', '.join(sorted(known))}."
+        )
+    return {k: v for k, v in data.items() if k in known}
+
+
+def _normalize_store_uri(uri: str, root: Path) -> str:
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = uri[len("sqlite:///") :]
+        if path and not path.startswith(":memory:") and not Path(path).is_absolute():
+            return "sqlite:///" + str((root / path).resolve())
+    return uri
+
+
+def _normalize_artifact_uri(uri: str, root: Path) -> str:
+    if "://" in uri:
+        return uri
+    path = Path(uri).expanduser()
+    return str(path if path.is_absolute() else (root / path).resolve())
+
+
+def load_settings(root: Path | str | None = None, **overrides: Any) -> Settings:
+    """Resolve settings from defaults, conveyor.toml, CONVEYOR_* variables and ``overrides``.
+
+    >>> s = load_settings("/tmp/demo-project", project="churn")
+    >>> s.project, s.store_uri
+    ('churn', 'sqlite:////tmp/demo-project/.conveyor/conveyor.db')
+    """
+    root_path = Path(root).expanduser().resolve() if root is not None else find_root()
+    values: dict[str, Any] = {}
+    config_file = root_path / CONFIG_FILE
+    if config_file.is_file():
+        values.update(_read_file(config_file))
+    for key in Settings.settable_keys():
+        if (env := os.environ.get(ENV_PREFIX + key.upper())) not in (None, ""):
+            values[key] = env
+    unknown = sorted(k for k in overrides if k not in Settings.settable_keys())
+    if unknown:
+        raise InvalidArgumentError(
+            f"Unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(Settings.settable_keys())}."
+        )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"The setting {key!r} must be a string; got {type(value).__name__} {value!r}."
+            )
+    settings = replace(Settings(root=root_path), **values)
+    validate_project_name(settings.project)
+    state = root_path / STATE_DIR
+    return replace(
+        settings,
+        store_uri=_normalize_store_uri(
+            settings.store_uri or f"sqlite:///{state / 'conveyor.db'}", root_path
+        ),
+        artifact_uri=_normalize_artifact_uri(
+            settings.artifact_uri or str(state / "objects"), root_path
+        ),
+        actor=settings.actor or default_actor(),
+    )
+
+
+def render_config_template(project: str) -> str:
+    """Return a commented conveyor.toml for a new project."""
+    lines = [
+        "# Conveyor project settings. Every key can be overridden by a CONVEYOR_<KEY>",
+        "# environment variable (for example CONVEYOR_STORE_URI) or by conveyor.init(...).",
+        "",
+    ]
+    for key in Settings.settable_keys():
+        lines.append(f"# {Settings.help_for(key)}")
+        if key == "project":
+            lines.append(f'project = "{project}"')
+        else:
+            lines.append(f'# {key} = ""')
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,23 @@
+"""Conveyor's errors (the tree and codes are documented in :mod:`conveyor.core.errors`)."""
+
+from conveyor.core.errors import (
+    AlreadyExistsError,
+    BackendUnavailableError,
+    ConflictError,
+    ConveyorError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+
+__all__ = [
+    "AlreadyExistsError",
+    "BackendUnavailableError",
+    "ConflictError",
+    "ConveyorError",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+]

@@ -1,0 +1,1 @@
+"""Platform: the metadata store, the artifact store, lineage and audit, chosen by URI."""

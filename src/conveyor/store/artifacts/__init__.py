@@ -1,0 +1,1 @@
+"""The content-addressed artifact store and the byte backends under it."""

@@ -1,0 +1,129 @@
+"""Objects in a local folder, written to a temporary file and renamed into place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from conveyor.core import ids
+from conveyor.core.errors import NotFoundError
+from conveyor.store.artifacts.backend import ObjectInfo
+
+__all__ = ["LocalBackend"]
+
+_STAGING = ".tmp"
+
+
+def _root_of(uri: str) -> Path:
+    if uri.startswith("file://"):
+        return Path(unquote(urlsplit(uri).path))
+    return Path(uri).expanduser()
+
+
+class LocalBackend:
+    """A folder on a local (or mounted) filesystem."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.root = _root_of(uri).resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"No object {key!r} in {self.root}.") from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"No object {key!r} in {self.root}.") from None
+
+    def staging_dir(self) -> Path:
+        path = self.root / _STAGING
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _temp_path(self) -> Path:
+        return self.staging_dir() / f"{ids.new_id()}.part"
+
+    def _publish(self, temp: Path, key: str) -> None:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, final)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        temp = self._temp_path()
+        try:
+            with temp.open("wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self._publish(temp, key)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        path = Path(path)
+        if move and path.parent == self.staging_dir():
+            self._publish(path, key)
+            return
+        temp = self._temp_path()
+        try:
+            shutil.copyfile(path, temp)
+            with temp.open("rb+") as f:
+                os.fsync(f.fileno())
+            self._publish(temp, key)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def walk(self) -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            return
+        for shard in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if shard.name.startswith(".") or not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                if entry.is_file():
+                    st = entry.stat()
+                    yield ObjectInfo(
+                        key=f"{shard.name}/{entry.name}",
+                        size=st.st_size,
+                        modified=datetime.fromtimestamp(st.st_mtime, UTC),
+                    )
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def cleanup_staging(self, older_than: datetime) -> int:
+        staging = self.root / _STAGING
+        if not staging.is_dir():
+            return 0
+        removed = 0
+        cutoff = older_than.timestamp()
+        for entry in os.scandir(staging):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

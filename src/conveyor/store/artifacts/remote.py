@@ -1,0 +1,143 @@
+"""Objects on any fsspec filesystem: S3 (s3fs), memory, GCS, Azure.
+
+Object stores publish an object only when its upload completes, so a single ``put`` is
+atomic there; a killed writer leaves at most an unfinished multipart upload, never an object.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from conveyor.core.errors import BackendUnavailableError, NotFoundError
+from conveyor.store.artifacts.backend import ObjectInfo
+
+__all__ = ["FsspecBackend"]
+
+
+def _storage_options(protocol: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"skip_instance_cache": True}
+    if protocol == "s3":
+        options["use_listings_cache"] = False
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["client_kwargs"] = {"endpoint_url": endpoint}
+    return options
+
+
+class FsspecBackend:
+    """A prefix on an fsspec filesystem, e.g. ``s3://bucket/conveyor`` or ``memory://tests``."""
+
+    def __init__(self, uri: str, **storage_options: Any) -> None:
+        self.uri = uri.rstrip("/")
+        self.storage_options = storage_options
+        self._fs: Any = None
+        self._root = ""
+
+    def __repr__(self) -> str:
+        return f"FsspecBackend({self.uri!r})"
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem, created on first use."""
+        if self._fs is None:
+            import fsspec
+            from fsspec.core import split_protocol
+
+            protocol, _ = split_protocol(self.uri)
+            protocol = protocol or "file"
+            options = {**_storage_options(protocol), **self.storage_options}
+            try:
+                fs, root = fsspec.core.url_to_fs(self.uri, **options)
+            except ImportError as e:
+                raise BackendUnavailableError(
+                    f"The artifact store {self.uri!r} needs a package that is not installed "
+                    f"({e.name or e}).",
+                    hint="Install it, e.g. pip install 'conveyor-mlops[s3]'.",
+                ) from e
+            self._fs, self._root = fs, root.rstrip("/")
+        return self._fs
+
+    def _path(self, key: str) -> str:
+        _ = self.fs  # sets self._root on first use
+        return f"{self._root}/{key}"
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except (OSError, ConnectionError) as e:
+            if isinstance(e, PermissionError):
+                raise
+            raise BackendUnavailableError(
+                f"The artifact store {self.uri!r} failed to {what}: {e}.",
+                hint="Check the endpoint, the bucket and the credentials.",
+            ) from e
+
+    def exists(self, key: str) -> bool:
+        return bool(self._call("check an object", self.fs.exists, self._path(key)))
+
+    def size(self, key: str) -> int:
+        try:
+            return int(self._call("read an object's size", self.fs.size, self._path(key)))
+        except FileNotFoundError:
+            raise NotFoundError(f"No object {key!r} in {self.uri}.") from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._call("open an object", self.fs.open, self._path(key), "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"No object {key!r} in {self.uri}.") from None
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call("write an object", self.fs.pipe_file, self._path(key), data)
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
+        self._call("upload an object", self.fs.put_file, str(path), self._path(key))
+        if move:
+            Path(path).unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._call("delete an object", self.fs.rm_file, self._path(key))
+        except FileNotFoundError:
+            return
+
+    def walk(self) -> Iterator[ObjectInfo]:
+        root = self._path("")[:-1]
+        try:
+            found = self._call("list objects", self.fs.find, root, detail=True)
+        except FileNotFoundError:
+            return
+        prefix = root.rstrip("/") + "/"
+        for path, info in sorted(found.items()):
+            if info.get("type") == "directory":
+                continue
+            key = path[len(prefix) :] if path.startswith(prefix) else path
+            if key.startswith(".") or "/" not in key:
+                continue
+            yield ObjectInfo(key=key, size=int(info.get("size") or 0), modified=_modified(info))
+
+    def staging_dir(self) -> Path:
+        return Path(tempfile.gettempdir())
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def cleanup_staging(self, older_than: datetime) -> int:
+        return 0
+
+
+def _modified(info: dict[str, Any]) -> datetime | None:
+    for name in ("LastModified", "mtime", "created", "last_modified"):
+        value = info.get(name)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+    return None

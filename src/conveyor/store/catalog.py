@@ -1,0 +1,152 @@
+"""Artifact records: which owner gave which name to which stored content."""
+
+from __future__ import annotations
+
+import mimetypes
+
+import sqlalchemy as sa
+
+from conveyor.core import ids
+from conveyor.core.errors import ConflictError, NotFoundError
+from conveyor.core.names import validate_artifact_path
+from conveyor.store.artifacts.cas import PutResult
+from conveyor.store.metadata.schema import artifact_links, artifacts
+from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.metadata.store import UnitOfWork
+from conveyor.store.records import ArtifactLink, ObjectRef
+
+__all__ = [
+    "find_artifact",
+    "guess_media_type",
+    "link_artifact",
+    "list_artifacts",
+    "referenced_digests",
+]
+
+
+def guess_media_type(name: str) -> str:
+    """Return the media type suggested by ``name``'s extension (octet-stream if unknown)."""
+    if name.endswith(".parquet"):
+        return "application/vnd.apache.parquet"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def link_artifact(
+    uow: UnitOfWork,
+    put: PutResult,
+    owner: ObjectRef,
+    name: str,
+    *,
+    media_type: str | None = None,
+    replace: bool = False,
+) -> ArtifactLink:
+    """Record that ``owner`` calls the stored content ``name``, with an audit event.
+
+    Giving an existing name other content is a Conflict unless ``replace`` is set.
+    """
+    name = validate_artifact_path(name)
+    media_type = media_type or guess_media_type(name)
+    insert_ignore(
+        uow.conn,
+        artifacts,
+        [
+            {
+                "digest": put.digest,
+                "size": put.size,
+                "media_type": media_type,
+                "created_at": uow.now,
+            }
+        ],
+        conflict_columns=["digest"],
+    )
+    where = (
+        (artifact_links.c.owner_kind == owner.kind)
+        & (artifact_links.c.owner_id == owner.id)
+        & (artifact_links.c.name == name)
+    )
+    existing = uow.conn.execute(sa.select(artifact_links.c.digest).where(where)).scalar()
+    before = None
+    if existing is not None:
+        if existing == put.digest:
+            return find_artifact(uow.conn, owner, name)
+        if not replace:
+            raise ConflictError(
+                f"{owner} already has an artifact named {name!r} with other content "
+                f"(stored {existing[:12]}, new {put.digest[:12]}).",
+                hint="Choose another name, or pass replace=True to point the name at new content.",
+            )
+        before = {"digest": existing}
+        uow.conn.execute(
+            artifact_links.update().where(where).values(digest=put.digest, created_at=uow.now)
+        )
+    else:
+        uow.conn.execute(
+            artifact_links.insert().values(
+                id=ids.new_id(),
+                digest=put.digest,
+                owner_kind=owner.kind,
+                owner_id=owner.id,
+                name=name,
+                created_at=uow.now,
+            )
+        )
+    uow.audit(
+        "artifact.link",
+        owner,
+        before=before,
+        after={"name": name, "digest": put.digest, "size": put.size},
+    )
+    return find_artifact(uow.conn, owner, name)
+
+
+def _select_links() -> sa.Select[tuple[str, str, str, str, int, str, object]]:
+    return sa.select(
+        artifact_links.c.owner_kind,
+        artifact_links.c.owner_id,
+        artifact_links.c.name,
+        artifact_links.c.digest,
+        artifacts.c.size,
+        artifacts.c.media_type,
+        artifact_links.c.created_at,
+    ).join(artifacts, artifacts.c.digest == artifact_links.c.digest)
+
+
+def _to_link(row: sa.Row[tuple[str, str, str, str, int, str, object]]) -> ArtifactLink:
+    return ArtifactLink(
+        owner=ObjectRef(row.owner_kind, row.owner_id),
+        name=row.name,
+        digest=row.digest,
+        size=row.size,
+        media_type=row.media_type,
+        created_at=row.created_at,
+    )
+
+
+def list_artifacts(conn: sa.Connection, owner: ObjectRef) -> list[ArtifactLink]:
+    """Return the artifacts ``owner`` has, sorted by name."""
+    rows = conn.execute(
+        _select_links()
+        .where(artifact_links.c.owner_kind == owner.kind, artifact_links.c.owner_id == owner.id)
+        .order_by(artifact_links.c.name)
+    ).all()
+    return [_to_link(r) for r in rows]
+
+
+def find_artifact(conn: sa.Connection, owner: ObjectRef, name: str) -> ArtifactLink:
+    """Return ``owner``'s artifact called ``name``; raise NotFoundError if it has none."""
+    name = validate_artifact_path(name)
+    row = conn.execute(
+        _select_links().where(
+            artifact_links.c.owner_kind == owner.kind,
+            artifact_links.c.owner_id == owner.id,
+            artifact_links.c.name == name,
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"{owner} has no artifact named {name!r}.")
+    return _to_link(row)
+
+
+def referenced_digests(conn: sa.Connection) -> set[str]:
+    """Return every digest some record links to."""
+    return set(conn.execute(sa.select(artifact_links.c.digest).distinct()).scalars())

@@ -1,0 +1,91 @@
+"""Garbage collection: delete stored objects that no record references."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from conveyor.core.clock import utcnow
+from conveyor.store.artifacts.cas import ArtifactStore
+from conveyor.store.catalog import referenced_digests
+from conveyor.store.metadata.schema import artifact_links, artifacts
+from conveyor.store.metadata.store import MetadataStore
+from conveyor.store.records import ObjectRef
+
+__all__ = ["DEFAULT_GRACE", "GcReport", "collect_garbage"]
+
+#: Objects younger than this are kept even when unreferenced: a writer may have stored the
+#: bytes and not yet committed the record that points to them.
+DEFAULT_GRACE = timedelta(hours=1)
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What a garbage collection found and (unless it was a dry run) deleted."""
+
+    dry_run: bool
+    scanned: int = 0
+    deleted: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    kept_recent: int = 0
+    missing: list[str] = field(default_factory=list)
+    staging_files_removed: int = 0
+
+
+def collect_garbage(
+    metadata: MetadataStore,
+    store: ArtifactStore,
+    *,
+    dry_run: bool = False,
+    grace: timedelta = DEFAULT_GRACE,
+) -> GcReport:
+    """Delete objects that no artifact link references and that are older than ``grace``."""
+    report = GcReport(dry_run=dry_run)
+    cutoff = utcnow() - grace
+    with metadata.read() as conn:
+        referenced = referenced_digests(conn)
+    seen: set[str] = set()
+    for digest, info in store.objects():
+        report.scanned += 1
+        seen.add(digest)
+        if digest in referenced:
+            continue
+        if info.modified is not None and info.modified >= cutoff:
+            report.kept_recent += 1
+            continue
+        report.deleted.append(digest)
+        report.bytes_freed += info.size
+        if not dry_run:
+            # Re-check under the write lock: a record may have been committed since the scan.
+            with metadata.transaction() as uow:
+                still_free = (
+                    uow.conn.execute(
+                        sa.select(artifact_links.c.id).where(artifact_links.c.digest == digest)
+                    ).first()
+                    is None
+                )
+                if still_free:
+                    uow.conn.execute(artifacts.delete().where(artifacts.c.digest == digest))
+                    store.delete(digest)
+            if not still_free:
+                report.deleted.pop()
+                report.bytes_freed -= info.size
+    report.missing = sorted(referenced - seen)
+    if not dry_run:
+        report.staging_files_removed = store.cleanup_staging(cutoff)
+        with metadata.transaction() as uow:
+            uow.conn.execute(
+                artifacts.delete().where(
+                    artifacts.c.digest.not_in(sa.select(artifact_links.c.digest)),
+                    artifacts.c.created_at < cutoff,
+                )
+            )
+            if report.deleted:
+                uow.audit(
+                    "artifacts.gc",
+                    ObjectRef("artifact_store", store.uri[:200]),
+                    after={"objects": len(report.deleted), "bytes": report.bytes_freed},
+                )
+    return report

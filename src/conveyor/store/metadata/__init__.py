@@ -1,0 +1,1 @@
+"""The metadata store: SQL tables for every record, migrations, units of work."""

@@ -1,0 +1,96 @@
+"""The tables, as SQLAlchemy Core. Migrations under ``migrations/versions`` create them.
+
+A test compares this metadata with what the migrations build, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from conveyor.store.metadata.types import JSONType, UTCDateTime
+
+__all__ = [
+    "artifact_links",
+    "artifacts",
+    "audit_events",
+    "lineage_edges",
+    "metadata",
+    "projects",
+]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = sa.String(26)
+KIND = sa.String(64)
+OBJECT_ID = sa.String(200)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("object_kind", KIND, nullable=False),
+    sa.Column("object_id", OBJECT_ID, nullable=False),
+    sa.Column("before", JSONType, nullable=True),
+    sa.Column("after", JSONType, nullable=True),
+    sa.Index(None, "object_kind", "object_id"),
+    sa.Index(None, "at"),
+    sa.Index(None, "actor"),
+)
+
+lineage_edges = sa.Table(
+    "lineage_edges",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=True),
+    sa.Column("src_kind", KIND, nullable=False),
+    sa.Column("src_id", OBJECT_ID, nullable=False),
+    sa.Column("dst_kind", KIND, nullable=False),
+    sa.Column("dst_id", OBJECT_ID, nullable=False),
+    sa.Column("relation", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("src_kind", "src_id", "dst_kind", "dst_id", "relation"),
+    sa.Index(None, "dst_kind", "dst_id"),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("media_type", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+artifact_links = sa.Table(
+    "artifact_links",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("digest", sa.String(64), sa.ForeignKey("artifacts.digest"), nullable=False),
+    sa.Column("owner_kind", KIND, nullable=False),
+    sa.Column("owner_id", OBJECT_ID, nullable=False),
+    sa.Column("name", sa.String(1024), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("owner_kind", "owner_id", "name"),
+    sa.Index(None, "digest"),
+)

@@ -1,0 +1,351 @@
+"""The metadata store: one SQL database (SQLite or PostgreSQL) behind units of work."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from conveyor.core import ids
+from conveyor.core.clock import utcnow
+from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from conveyor.core.names import validate_project_name
+from conveyor.store.metadata import engine as engines
+from conveyor.store.metadata import migrate as migrations
+from conveyor.store.metadata.schema import audit_events, lineage_edges, projects
+from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.records import AuditEvent, LineageEdge, LineageGraph, ObjectRef, Project
+
+__all__ = ["MAX_LINEAGE_DEPTH", "MetadataStore", "UnitOfWork"]
+
+#: The deepest a lineage walk goes, whatever depth is asked for.
+MAX_LINEAGE_DEPTH = 100
+
+
+class UnitOfWork:
+    """One transaction: a change, its lineage edges and its audit event commit together."""
+
+    def __init__(self, conn: sa.Connection, actor: str, project_id: str | None) -> None:
+        self.conn = conn
+        self.actor = actor
+        self.project_id = project_id
+        self.now = utcnow()
+
+    def audit(
+        self,
+        action: str,
+        obj: ObjectRef,
+        *,
+        before: Any = None,
+        after: Any = None,
+    ) -> str:
+        """Record that the actor did ``action`` to ``obj``; returns the event id."""
+        event_id = ids.new_id()
+        self.conn.execute(
+            audit_events.insert().values(
+                id=event_id,
+                project_id=self.project_id,
+                at=self.now,
+                actor=self.actor,
+                action=action,
+                object_kind=obj.kind,
+                object_id=obj.id,
+                before=before,
+                after=after,
+            )
+        )
+        return event_id
+
+    def link(self, src: ObjectRef, dst: ObjectRef, relation: str) -> None:
+        """Record a lineage edge ``src -relation-> dst`` (recording it twice is harmless)."""
+        if not relation or len(relation) > 64:
+            raise InvalidArgumentError(
+                f"A lineage relation must be 1 to 64 characters; got {relation!r}."
+            )
+        if src == dst:
+            raise InvalidArgumentError(f"A lineage edge cannot point from {src} to itself.")
+        insert_ignore(
+            self.conn,
+            lineage_edges,
+            [
+                {
+                    "id": ids.new_id(),
+                    "project_id": self.project_id,
+                    "src_kind": src.kind,
+                    "src_id": src.id,
+                    "dst_kind": dst.kind,
+                    "dst_id": dst.id,
+                    "relation": relation,
+                    "created_at": self.now,
+                }
+            ],
+            conflict_columns=["src_kind", "src_id", "dst_kind", "dst_id", "relation"],
+        )
+
+
+class MetadataStore:
+    """Metadata in SQLite (the embedded default) or PostgreSQL, chosen by URI.
+
+    The constructor only stores the URI; the first use opens the engine and brings the
+    schema up to date (``auto_migrate=False`` leaves that to :meth:`migrate`).
+
+    >>> with MetadataStore("sqlite://") as store:
+    ...     store.ensure_project("demo").name
+    'demo'
+    """
+
+    def __init__(self, uri: str, *, actor: str = "unknown", auto_migrate: bool = True) -> None:
+        self.uri = uri
+        self.actor = actor
+        self.auto_migrate = auto_migrate
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MetadataStore({engines.describe_url(self.uri)!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> Self:
+        """Connect, and migrate the schema when ``auto_migrate`` is set. Safe to call twice."""
+        with self._lock:
+            if self._engine is not None:
+                return self
+            path = engines.sqlite_path(self.uri)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            engine = engines.create_engine(self.uri)
+            try:
+                with engine.connect() as conn:
+                    revision = migrations.current_revision(conn)
+                    conn.rollback()
+            except sa.exc.OperationalError as e:
+                engine.dispose()
+                raise engines.unavailable(self.uri, e) from e
+            try:
+                migrations.check_known(revision)
+            except ConflictError:
+                engine.dispose()
+                raise
+            self._engine = engine
+        if revision != migrations.HEAD:
+            if not self.auto_migrate:
+                return self
+            self.migrate()
+        return self
+
+    def close(self) -> None:
+        """Release every connection."""
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, opened on first use."""
+        if self._engine is None:
+            self.open()
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def migrate(self, target: str = "head") -> list[str]:
+        """Bring the schema to ``target`` under a lock; returns the revisions applied."""
+        writer = self.engine.connect().execution_options(**{engines.WRITE: True})
+        with writer as conn, conn.begin():
+            return migrations.upgrade(conn, target)
+
+    def revision(self) -> str | None:
+        """Return the schema revision of the store (None when empty)."""
+        with self.read() as conn:
+            return migrations.current_revision(conn)
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """Yield a connection in a read transaction."""
+        with self.engine.connect() as conn:
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+
+    @contextmanager
+    def transaction(
+        self, *, actor: str | None = None, project_id: str | None = None
+    ) -> Iterator[UnitOfWork]:
+        """Yield a unit of work; it commits when the block ends and rolls back if it raises."""
+        writer = self.engine.connect().execution_options(**{engines.WRITE: True})
+        with writer as conn, conn.begin():
+            yield UnitOfWork(conn, actor or self.actor, project_id)
+
+    # -- projects --------------------------------------------------------------------------
+
+    def ensure_project(self, name: str, *, description: str = "") -> Project:
+        """Return the project called ``name``, creating it (with an audit event) if missing."""
+        validate_project_name(name)
+        existing = self.find_project(name)
+        if existing is not None:
+            return existing
+        project_id = ids.new_id()
+        with self.transaction(project_id=project_id) as uow:
+            inserted = insert_ignore(
+                uow.conn,
+                projects,
+                [
+                    {
+                        "id": project_id,
+                        "name": name,
+                        "description": description,
+                        "created_at": uow.now,
+                    }
+                ],
+                conflict_columns=["name"],
+            )
+            if inserted:
+                uow.audit("project.create", ObjectRef("project", project_id), after={"name": name})
+        project = self.find_project(name)
+        assert project is not None
+        return project
+
+    def find_project(self, name: str) -> Project | None:
+        """Return the project called ``name``, or None."""
+        with self.read() as conn:
+            row = conn.execute(sa.select(projects).where(projects.c.name == name)).first()
+        return Project(**row._mapping) if row else None
+
+    def get_project(self, name: str) -> Project:
+        """Return the project called ``name``; raise NotFoundError if there is none."""
+        project = self.find_project(name)
+        if project is None:
+            raise NotFoundError(
+                f"No project called {name!r}.", hint="Create it with conveyor.init(project=...)."
+            )
+        return project
+
+    # -- lineage and audit -----------------------------------------------------------------
+
+    def lineage(
+        self, ref: ObjectRef, *, direction: str = "upstream", depth: int | None = None
+    ) -> LineageGraph:
+        """Return everything upstream or downstream of ``ref``, to ``depth`` steps (any depth)."""
+        if direction not in ("upstream", "downstream"):
+            raise InvalidArgumentError(
+                f"direction must be 'upstream' or 'downstream'; got {direction!r}."
+            )
+        if depth is not None and depth < 1:
+            raise InvalidArgumentError(f"depth must be at least 1; got {depth}.")
+        limit = min(depth or MAX_LINEAGE_DEPTH, MAX_LINEAGE_DEPTH)
+        e = lineage_edges
+        cols = [e.c.src_kind, e.c.src_id, e.c.dst_kind, e.c.dst_id, e.c.relation]
+        if direction == "upstream":
+            near_kind, near_id, far_kind, far_id = (
+                e.c.dst_kind,
+                e.c.dst_id,
+                "src_kind",
+                "src_id",
+            )
+        else:
+            near_kind, near_id, far_kind, far_id = (
+                e.c.src_kind,
+                e.c.src_id,
+                "dst_kind",
+                "dst_id",
+            )
+        seed = (
+            sa.select(*cols, sa.literal(1).label("depth"))
+            .where(near_kind == ref.kind, near_id == ref.id)
+            .cte("walk", recursive=True)
+        )
+        step = (
+            sa.select(*cols, (seed.c.depth + 1).label("depth"))
+            .join(seed, sa.and_(near_kind == seed.c[far_kind], near_id == seed.c[far_id]))
+            .where(seed.c.depth < limit)
+        )
+        walk = seed.union(step)
+        query = sa.select(walk).order_by(walk.c.depth)
+        best: dict[tuple[ObjectRef, ObjectRef, str], LineageEdge] = {}
+        with self.read() as conn:
+            for row in conn.execute(query):
+                src = ObjectRef(row.src_kind, row.src_id)
+                dst = ObjectRef(row.dst_kind, row.dst_id)
+                key = (src, dst, row.relation)
+                if key not in best:
+                    best[key] = LineageEdge(src, dst, row.relation, row.depth)
+        return LineageGraph(root=ref, direction=direction, edges=list(best.values()))
+
+    def audit_log(
+        self,
+        *,
+        obj: ObjectRef | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Return audit events, newest first, filtered by object, actor, action and time."""
+        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if obj is not None:
+            query = query.where(
+                audit_events.c.object_kind == obj.kind, audit_events.c.object_id == obj.id
+            )
+        if actor is not None:
+            query = query.where(audit_events.c.actor == actor)
+        if action is not None:
+            query = query.where(audit_events.c.action == action)
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        with self.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AuditEvent(
+                id=r.id,
+                at=r.at,
+                actor=r.actor,
+                action=r.action,
+                object=ObjectRef(r.object_kind, r.object_id),
+                project_id=r.project_id,
+                before=r.before,
+                after=r.after,
+            )
+            for r in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of rows in each table (for ``conveyor info``)."""
+        from conveyor.store.metadata.schema import metadata
+
+        out: dict[str, int] = {}
+        with self.read() as conn:
+            existing = set(sa.inspect(conn).get_table_names())
+            for table in metadata.sorted_tables:
+                if table.name in existing:
+                    out[table.name] = conn.execute(
+                        sa.select(sa.func.count()).select_from(table)
+                    ).scalar_one()
+        return out

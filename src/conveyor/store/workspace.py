@@ -1,0 +1,203 @@
+"""A workspace: one project's settings and the stores they name, opened on first use.
+
+The workspace in use is held in a :class:`contextvars.ContextVar`, never a module global, so
+threads and tasks can each work in their own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Self
+
+from conveyor.core.config import (
+    CONFIG_FILE,
+    STATE_DIR,
+    Settings,
+    load_settings,
+    render_config_template,
+)
+from conveyor.store import catalog
+from conveyor.store.artifacts.cas import ArtifactStore
+from conveyor.store.backends import METADATA_STORES
+from conveyor.store.gc import DEFAULT_GRACE, GcReport, collect_garbage
+from conveyor.store.metadata.store import MetadataStore
+from conveyor.store.records import ArtifactLink, LineageGraph, ObjectRef, Project
+
+__all__ = ["Workspace", "current_workspace", "init_project", "use_workspace"]
+
+_current: ContextVar[Workspace | None] = ContextVar("conveyor_workspace", default=None)
+
+
+class Workspace:
+    """The stores of one project, opened lazily from resolved :class:`Settings`.
+
+    >>> import tempfile
+    >>> with Workspace.from_settings(root=tempfile.mkdtemp(), project="demo") as ws:
+    ...     ws.project.name
+    'demo'
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._metadata: MetadataStore | None = None
+        self._artifacts: ArtifactStore | None = None
+        self._project: Project | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, root: str | os.PathLike[str] | None = None, **overrides: Any) -> Self:
+        """Resolve settings for ``root`` (conveyor.toml, CONVEYOR_*, ``overrides``)."""
+        return cls(load_settings(Path(root) if root is not None else None, **overrides))
+
+    def __repr__(self) -> str:
+        return f"Workspace(root={str(self.settings.root)!r}, project={self.settings.project!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> MetadataStore:
+        """The metadata store, opened (and migrated) on first use."""
+        with self._lock:
+            if self._metadata is None:
+                store_cls = METADATA_STORES.resolve(self.settings.store_uri)
+                store = store_cls(self.settings.store_uri, actor=self.settings.actor)
+                store.open()
+                self._metadata = store
+            return self._metadata
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The content-addressed artifact store."""
+        if self._artifacts is None:
+            self._artifacts = ArtifactStore(self.settings.artifact_uri)
+        return self._artifacts
+
+    @property
+    def project(self) -> Project:
+        """The project of this workspace, created in the store on first use."""
+        if self._project is None:
+            self._project = self.metadata.ensure_project(self.settings.project)
+        return self._project
+
+    def open(self) -> Self:
+        """Open the stores now instead of on first use."""
+        _ = self.project
+        return self
+
+    def close(self) -> None:
+        """Close the stores."""
+        if self._metadata is not None:
+            self._metadata.close()
+            self._metadata = None
+        self._project = None
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- artifacts -------------------------------------------------------------------------
+
+    def log_artifact(
+        self,
+        data: bytes | str | os.PathLike[str] | BinaryIO,
+        owner: ObjectRef,
+        name: str,
+        *,
+        media_type: str | None = None,
+        replace: bool = False,
+    ) -> ArtifactLink:
+        """Store ``data`` and record it as ``owner``'s artifact ``name``, with its audit event."""
+        from conveyor.core.names import validate_artifact_path
+
+        validate_artifact_path(name)
+        put = self.artifacts.put(data)
+        with self.metadata.transaction(project_id=self.project.id) as uow:
+            return catalog.link_artifact(
+                uow, put, owner, name, media_type=media_type, replace=replace
+            )
+
+    def list_artifacts(self, owner: ObjectRef) -> list[ArtifactLink]:
+        """Return ``owner``'s artifacts, sorted by name."""
+        with self.metadata.read() as conn:
+            return catalog.list_artifacts(conn, owner)
+
+    @contextmanager
+    def open_artifact(self, owner: ObjectRef, name: str) -> Iterator[BinaryIO]:
+        """Open ``owner``'s artifact ``name`` for reading, verified against its digest."""
+        with self.metadata.read() as conn:
+            link = catalog.find_artifact(conn, owner, name)
+        with self.artifacts.open(link.digest) as f:
+            yield f
+
+    # -- lineage, audit, maintenance --------------------------------------------------------
+
+    def lineage(
+        self, ref: ObjectRef, *, direction: str = "upstream", depth: int | None = None
+    ) -> LineageGraph:
+        """Return what is upstream or downstream of ``ref``."""
+        return self.metadata.lineage(ref, direction=direction, depth=depth)
+
+    def gc(self, *, dry_run: bool = False, grace: timedelta = DEFAULT_GRACE) -> GcReport:
+        """Delete stored objects that no record references (see :func:`collect_garbage`)."""
+        return collect_garbage(self.metadata, self.artifacts, dry_run=dry_run, grace=grace)
+
+
+def current_workspace() -> Workspace:
+    """Return the workspace in use, resolving one from the environment when none was set."""
+    ws = _current.get()
+    if ws is None:
+        ws = Workspace.from_settings()
+        _current.set(ws)
+    return ws
+
+
+def use_workspace(ws: Workspace) -> Workspace:
+    """Make ``ws`` the workspace in use in this context; returns it."""
+    _current.set(ws)
+    return ws
+
+
+def init_project(
+    root: str | os.PathLike[str], *, project: str | None = None
+) -> tuple[Workspace, list[str]]:
+    """Create ``.conveyor/`` and a commented ``conveyor.toml`` in ``root`` (idempotent).
+
+    Returns the opened workspace and the paths created (empty when everything existed).
+    """
+    root_path = Path(root).resolve()
+    created: list[str] = []
+    root_path.mkdir(parents=True, exist_ok=True)
+    config = root_path / CONFIG_FILE
+    name = project or _default_project_name(root_path)
+    if not config.exists():
+        config.write_text(render_config_template(name), encoding="utf-8")
+        created.append(str(config))
+    state = root_path / STATE_DIR
+    if not state.exists():
+        state.mkdir()
+        created.append(str(state))
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# Conveyor's local state: do not commit.\n*\n", encoding="utf-8")
+    ws = Workspace(load_settings(root_path, project=project))
+    ws.open()
+    return ws, created
+
+
+def _default_project_name(root: Path) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in root.name).strip(".-")
+    return cleaned or "default"

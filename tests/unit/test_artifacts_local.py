@@ -1,0 +1,93 @@
+"""The artifact store contract on a local folder and on memory://, plus local atomicity."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conveyor.store.artifacts.cas import ArtifactStore
+from conveyor.testing.contracts import ArtifactStoreContract
+
+
+class TestLocalArtifactStore(ArtifactStoreContract):
+    @pytest.fixture
+    def artifact_store(self, tmp_path: Path) -> ArtifactStore:
+        return ArtifactStore(str(tmp_path / "objects"))
+
+
+class TestFileUriArtifactStore(ArtifactStoreContract):
+    @pytest.fixture
+    def artifact_store(self, tmp_path: Path) -> ArtifactStore:
+        return ArtifactStore((tmp_path / "objects").as_uri())
+
+
+class TestMemoryArtifactStore(ArtifactStoreContract):
+    @pytest.fixture
+    def artifact_store(self) -> ArtifactStore:
+        return ArtifactStore(f"memory://conveyor-tests/{uuid.uuid4().hex}")
+
+
+_WRITER = """
+import sys
+from conveyor.store.artifacts.cas import ArtifactStore
+ArtifactStore(sys.argv[1]).put(sys.stdin.buffer)
+print("finished", flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_no_object_under_its_final_name(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert writer.stdin is not None
+    writer.stdin.write(os.urandom(4 * 1024 * 1024))
+    writer.stdin.flush()
+    staging = root / ".tmp"
+    deadline = time.monotonic() + 30
+    while not (staging.is_dir() and any(p.stat().st_size > 0 for p in staging.iterdir())):
+        assert time.monotonic() < deadline, "the writer never started writing"
+        time.sleep(0.02)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=10)
+    writer.stdin.close()
+
+    store = ArtifactStore(str(root))
+    assert list(store.objects()) == []
+    assert len(list(staging.iterdir())) == 1  # the unfinished temporary file
+    assert store.cleanup_staging(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    put = store.put(b"the store still works")
+    assert store.get(put.digest) == b"the store still works"
+
+
+def test_a_file_that_changes_while_stored_is_never_published_under_the_wrong_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.core.errors import IntegrityError
+    from conveyor.store.artifacts import cas
+
+    src = tmp_path / "moving.bin"
+    src.write_bytes(b"before")
+    real_hash = cas.sha256_file
+
+    def hash_then_change(path):  # type: ignore[no-untyped-def]
+        digest = real_hash(path)
+        Path(path).write_bytes(b"after!")
+        return digest
+
+    monkeypatch.setattr(cas, "sha256_file", hash_then_change)
+    store = ArtifactStore(str(tmp_path / "objects"))
+    with pytest.raises(IntegrityError, match="changed while"):
+        store.put(src)
+    for digest, _ in store.objects():
+        store.verify(digest)  # whatever landed is stored under its own digest
