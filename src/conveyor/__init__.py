@@ -7,9 +7,7 @@
 Heavy modules (SQLAlchemy, fsspec, Alembic) load when first used, not at import.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from conveyor._version import __version__
 from conveyor.core.errors import (
@@ -23,7 +21,7 @@ from conveyor.core.errors import (
     PermissionDeniedError,
 )
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from conveyor._api import init, workspace
     from conveyor.core.config import Settings
     from conveyor.store.artifacts.cas import ArtifactStore
@@ -76,7 +74,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'conveyor' has no attribute {name!r}")

@@ -1,0 +1,136 @@
+"""The command line as a user runs it, in a fresh folder, one process per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conveyor.store.metadata.migrate import HEAD
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "store_rev0001.db"
+
+
+def conveyor(cwd: Path, *args: str, env: dict[str, str] | None = None, ok: bool = True):  # type: ignore[no-untyped-def]
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=120,
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    conveyor(tmp_path, "init", "--project", "churn")
+    return tmp_path
+
+
+def test_init_creates_the_project_and_is_idempotent(tmp_path: Path) -> None:
+    first = conveyor(tmp_path, "init", "--project", "churn")
+    assert "created" in first.stdout
+    assert (tmp_path / "conveyor.toml").read_text().count('project = "churn"') == 1
+    assert (tmp_path / ".conveyor" / "conveyor.db").is_file()
+    again = conveyor(tmp_path, "init")
+    assert "already initialized" in again.stdout
+
+
+def test_info_reports_config_revision_and_counts(project: Path) -> None:
+    sub = project / "src"
+    sub.mkdir()
+    info = json.loads(conveyor(sub, "info", "--json").stdout)
+    assert info["project"] == "churn"
+    assert info["root"] == str(project.resolve())
+    assert info["revision"] == info["head"] == HEAD
+    assert info["counts"]["projects"] == 1
+
+
+def test_lineage_is_drawn_as_a_tree(project: Path) -> None:
+    with Workspace.from_settings(project) as ws, ws.metadata.transaction() as uow:
+        uow.link(ObjectRef("dataset_version", "customers@3"), ObjectRef("run", "r1"), "used_by")
+        uow.link(ObjectRef("run", "r1"), ObjectRef("model_version", "churn@1"), "produced")
+    up = conveyor(project, "lineage", "model_version:churn@1").stdout
+    assert "model_version:churn@1" in up
+    assert up.index("run:r1") < up.index("dataset_version:customers@3")
+    down = json.loads(
+        conveyor(project, "lineage", "dataset_version:customers@3", "--downstream", "--json").stdout
+    )
+    assert [(e["dst"], e["depth"]) for e in down["downstream"]] == [
+        ("run:r1", 1),
+        ("model_version:churn@1", 2),
+    ]
+    shallow = conveyor(project, "lineage", "model_version:churn@1", "--depth", "1").stdout
+    assert "dataset_version" not in shallow
+
+
+def test_gc_reports_and_frees_unreferenced_bytes(project: Path) -> None:
+    with Workspace.from_settings(project) as ws:
+        ws.artifacts.put(b"x" * 2048)
+        ws.log_artifact(b"kept", ObjectRef("run", "r1"), "kept.txt")
+    dry = conveyor(project, "gc", "--dry-run", "--grace", "0s").stdout
+    assert "Would delete 1 of 2 objects, 2.0 KiB" in dry
+    real = conveyor(project, "gc", "--grace", "0s").stdout
+    assert "Deleted 1 of 2 objects, 2.0 KiB" in real
+    assert "Deleted 0 of 1 objects" in conveyor(project, "gc", "--grace", "0s").stdout
+
+
+def test_db_current_and_upgrade_on_an_old_store(tmp_path: Path) -> None:
+    (tmp_path / ".conveyor").mkdir()
+    shutil.copyfile(FIXTURE, tmp_path / ".conveyor" / "conveyor.db")
+    assert "0001 (head is" in conveyor(tmp_path, "db", "current").stdout
+    assert "Applied 0002 to" in conveyor(tmp_path, "db", "upgrade").stdout
+    assert conveyor(tmp_path, "db", "current").stdout.strip() == f"{HEAD} (head)"
+    assert "up to date" in conveyor(tmp_path, "db", "upgrade").stdout
+
+
+def test_audit_lists_who_did_what(project: Path) -> None:
+    out = conveyor(project, "audit").stdout
+    assert "project.create" in out
+
+
+def test_bad_input_prints_one_line_and_exits_non_zero(project: Path) -> None:
+    result = conveyor(project, "lineage", "no-colon-here", ok=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Expected an object reference")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(project: Path) -> None:
+    result = conveyor(project, "--debug", "lineage", "no-colon-here", ok=False)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_a_bad_duration_says_what_form_is_expected(project: Path) -> None:
+    result = conveyor(project, "gc", "--grace", "1 hour", ok=False)
+    assert "must be a number and a unit" in result.stderr
+
+
+def test_an_unknown_store_scheme_lists_the_supported_ones(tmp_path: Path) -> None:
+    result = conveyor(tmp_path, "info", env={"CONVEYOR_STORE_URI": "mysql://db/x"}, ok=False)
+    assert result.returncode == 1
+    assert "Supported schemes: postgres://, postgresql://, sqlite://" in result.stderr
+
+
+def test_an_unreachable_database_names_the_host(tmp_path: Path) -> None:
+    result = conveyor(
+        tmp_path,
+        "info",
+        env={"CONVEYOR_STORE_URI": "postgresql://u:hunter2secret@127.0.0.1:1/x?connect_timeout=2"},
+        ok=False,
+    )
+    assert "Cannot reach PostgreSQL at 127.0.0.1:1" in result.stderr
+    assert "hunter2secret" not in result.stderr

@@ -1,0 +1,80 @@
+"""Configuration: defaults < conveyor.toml < CONVEYOR_* < arguments; root found like git."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conveyor.core.config import find_root, load_settings, render_config_template
+from conveyor.core.errors import InvalidArgumentError
+
+
+def test_defaults_live_in_dot_conveyor_under_the_root(tmp_path: Path) -> None:
+    s = load_settings(tmp_path)
+    assert s.project == "default"
+    assert s.store_uri == f"sqlite:///{tmp_path.resolve() / '.conveyor' / 'conveyor.db'}"
+    assert s.artifact_uri == str(tmp_path.resolve() / ".conveyor" / "objects")
+    assert s.actor
+
+
+def test_file_then_environment_then_arguments_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conveyor.toml").write_text('project = "from-file"\nactor = "file-actor"\n')
+    assert load_settings(tmp_path).project == "from-file"
+    monkeypatch.setenv("CONVEYOR_PROJECT", "from-env")
+    s = load_settings(tmp_path)
+    assert (s.project, s.actor) == ("from-env", "file-actor")
+    assert load_settings(tmp_path, project="from-arg").project == "from-arg"
+
+
+def test_relative_paths_in_the_file_are_relative_to_the_root(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text(
+        'store_uri = "sqlite:///state/meta.db"\nartifact_uri = "blobs"\n'
+    )
+    s = load_settings(tmp_path)
+    assert s.store_uri == f"sqlite:///{tmp_path.resolve() / 'state' / 'meta.db'}"
+    assert s.artifact_uri == str(tmp_path.resolve() / "blobs")
+
+
+def test_remote_uris_are_kept_as_given(tmp_path: Path) -> None:
+    s = load_settings(
+        tmp_path, store_uri="postgresql://u@db:5432/x", artifact_uri="s3://bucket/prefix"
+    )
+    assert (s.store_uri, s.artifact_uri) == ("postgresql://u@db:5432/x", "s3://bucket/prefix")
+
+
+def test_the_root_is_found_by_walking_up(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text("")
+    deep = tmp_path / "src" / "pkg"
+    deep.mkdir(parents=True)
+    assert find_root(deep) == tmp_path.resolve()
+
+
+def test_conveyor_root_names_the_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_ROOT", str(tmp_path))
+    assert find_root(Path("/")) == tmp_path.resolve()
+
+
+def test_an_unknown_key_in_the_file_names_it_and_the_known_keys(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text('stor_uri = "x"\n')
+    with pytest.raises(InvalidArgumentError, match=r"stor_uri.*known keys: actor, artifact_uri"):
+        load_settings(tmp_path)
+
+
+def test_broken_toml_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text("project = \n")
+    with pytest.raises(InvalidArgumentError, match=r"conveyor\.toml is not valid TOML"):
+        load_settings(tmp_path)
+
+
+def test_a_non_string_value_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text("project = 3\n")
+    with pytest.raises(InvalidArgumentError, match="'project' must be a string"):
+        load_settings(tmp_path)
+
+
+def test_the_template_parses_and_sets_the_project(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text(render_config_template("churn"))
+    assert load_settings(tmp_path).project == "churn"

@@ -1,0 +1,49 @@
+"""Ids sort by creation time and never collide; digests are sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from pathlib import Path
+
+from conveyor.core import hashing, ids
+
+
+def _many(n: int) -> list[str]:
+    return [ids.new_id() for _ in range(n)]
+
+
+def test_ids_are_unique_across_processes() -> None:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        batches = pool.map(_many, [5000] * 4)
+    every = [i for batch in batches for i in batch]
+    assert len(set(every)) == 20000
+    assert all(ids.is_id(i) for i in every)
+
+
+def test_ids_made_later_sort_later() -> None:
+    first = ids.new_id()
+    later = [ids.new_id() for _ in range(1000)][-1]
+    assert first[:10] <= later[:10]  # the 48-bit millisecond time prefix
+
+
+def test_sha256_of_bytes_files_and_streams_agree(tmp_path: Path) -> None:
+    data = b"x" * (hashing.CHUNK_SIZE + 3)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    assert hashing.sha256_bytes(data) == expected
+    assert hashing.sha256_file(path) == expected
+    with path.open("rb") as f:
+        assert hashing.sha256_stream(f) == expected
+    assert hashing.sha256_chunks([data[:5], data[5:]]) == expected
+    assert hashing.is_sha256(expected)
+    assert not hashing.is_sha256(expected.upper())
+
+
+def test_the_fast_digest_detects_a_one_byte_change(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"0" * 10_000)
+    b.write_bytes(b"0" * 9_999 + b"1")
+    assert hashing.fast_digest_file(a) != hashing.fast_digest_file(b)
+    assert len(hashing.fast_digest_file(a)) == 32
