@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from conveyor._version import __version__
@@ -252,7 +253,7 @@ def audit(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
 ) -> None:
-    """List audit events, newest first: who changed what, and when."""
+    """List audit events, newest first: when, who, what, which object, and the new value."""
     from conveyor.core.clock import utcnow
     from conveyor.core.durations import parse_duration
     from conveyor.store.records import ObjectRef
@@ -261,17 +262,21 @@ def audit(
     start = utcnow() - parse_duration(since, what="--since value") if since else None
     with _workspace() as ws:
         events = ws.metadata.audit_log(obj=ref, actor=actor, since=start, limit=limit)
-    table = Table("at (UTC)", "actor", "action", "object", "change")
+    if not events:
+        console.print("No audit events match.")
+        return
     for ev in events:
-        change = json.dumps(ev.after, default=str)[:80] if ev.after is not None else ""
-        table.add_row(
-            ev.at.strftime("%Y-%m-%d %H:%M:%S"),
-            escape(ev.actor),
-            escape(ev.action),
-            escape(str(ev.object)),
-            escape(change),
+        line = Text.assemble(
+            (ev.at.strftime("%Y-%m-%d %H:%M:%S"), "dim"),
+            "  ",
+            (ev.actor, "cyan"),
+            "  ",
+            (ev.action, "bold"),
+            "  ",
+            str(ev.object),
+            ("  " + json.dumps(ev.after, default=str) if ev.after is not None else "", "dim"),
         )
-    console.print(table)
+        console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
 
 
 def run() -> None:
