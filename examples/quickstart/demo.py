@@ -48,7 +48,9 @@ def churn_rate_by_calls(data: bytes) -> dict[str, float]:
     totals: dict[str, list[int]] = {}
     for row in rows:
         totals.setdefault(row["support_calls"], []).append(int(row["churned"]))
-    return {k: round(sum(v) / len(v), 3) for k, v in sorted(totals.items(), key=lambda kv: int(kv[0]))}
+    return {
+        k: round(sum(v) / len(v), 3) for k, v in sorted(totals.items(), key=lambda kv: int(kv[0]))
+    }
 
 
 def cli(*args: str) -> None:
