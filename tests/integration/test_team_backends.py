@@ -44,9 +44,7 @@ def test_workspace_on_postgres_and_s3(team_env: dict[str, str], tmp_path: Path) 
         report = ws.gc(grace=timedelta(0))
         assert report.deleted == [orphan.digest]
         assert ws.artifacts.exists(link.digest)
-        assert [str(n) for n in ws.lineage(ObjectRef("model_version", "m@1")).nodes()] == [
-            "run:r1"
-        ]
+        assert [str(n) for n in ws.lineage(ObjectRef("model_version", "m@1")).nodes()] == ["run:r1"]
 
 
 def test_cli_on_postgres_and_s3(team_env: dict[str, str], tmp_path: Path) -> None:
