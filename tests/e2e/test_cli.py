@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.store.metadata.migrate import HEAD
+from conveyor.store.metadata.migrate import HEAD, REVISIONS
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 
@@ -90,7 +90,8 @@ def test_db_current_and_upgrade_on_an_old_store(tmp_path: Path) -> None:
     (tmp_path / ".conveyor").mkdir()
     shutil.copyfile(FIXTURE, tmp_path / ".conveyor" / "conveyor.db")
     assert "0001 (head is" in conveyor(tmp_path, "db", "current").stdout
-    assert "Applied 0002 to" in conveyor(tmp_path, "db", "upgrade").stdout
+    applied = ", ".join(REVISIONS[1:])
+    assert f"Applied {applied} to" in conveyor(tmp_path, "db", "upgrade").stdout
     assert conveyor(tmp_path, "db", "current").stdout.strip() == f"{HEAD} (head)"
     assert "up to date" in conveyor(tmp_path, "db", "upgrade").stdout
 
@@ -134,3 +135,22 @@ def test_an_unreachable_database_names_the_host(tmp_path: Path) -> None:
     )
     assert "Cannot reach PostgreSQL at 127.0.0.1:1" in result.stderr
     assert "hunter2secret" not in result.stderr
+
+
+def test_commands_outside_a_project_say_so_and_create_nothing(tmp_path: Path) -> None:
+    result = conveyor(tmp_path, "info", ok=False)
+    assert result.returncode == 1
+    assert "No Conveyor project in" in result.stderr
+    assert "conveyor init" in result.stderr
+    assert not (tmp_path / ".conveyor").exists()
+
+
+def test_an_unknown_revision_lists_the_known_ones(project: Path) -> None:
+    result = conveyor(project, "db", "upgrade", "--revision", "bogus", ok=False)
+    assert "Unknown schema revision 'bogus'; known: 0001" in result.stderr
+
+
+def test_root_option_points_at_another_project(project: Path, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    info = json.loads(conveyor(elsewhere, "--root", str(project), "info", "--json").stdout)
+    assert info["project"] == "churn"

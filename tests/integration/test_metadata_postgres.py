@@ -22,3 +22,34 @@ def test_unreachable_postgres_names_the_host_and_hides_the_password() -> None:
     with pytest.raises(BackendUnavailableError, match=r"PostgreSQL at 127\.0\.0\.1:1") as info:
         store.open()
     assert "s3cret" not in str(info.value)
+
+
+def test_concurrent_links_of_one_name_end_in_success_or_a_conflict(postgres_uri: str) -> None:
+    import threading
+
+    from conveyor.core.errors import ConflictError
+    from conveyor.store.artifacts.cas import ArtifactStore
+    from conveyor.store.catalog import link_artifact
+    from conveyor.store.records import ObjectRef
+
+    artifacts = ArtifactStore("memory://pg-concurrent-links")
+    puts = [artifacts.put(f"content {i}".encode()) for i in range(8)]
+    outcomes: list[str] = []
+    with MetadataStore(postgres_uri) as store:
+        barrier = threading.Barrier(8)
+
+        def link(i: int) -> None:
+            barrier.wait()
+            try:
+                with store.transaction() as uow:
+                    link_artifact(uow, artifacts, puts[i], ObjectRef("run", "r"), "model.bin")
+                outcomes.append("ok")
+            except ConflictError:
+                outcomes.append("conflict")
+
+        threads = [threading.Thread(target=link, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(outcomes) == ["conflict"] * 7 + ["ok"]

@@ -70,24 +70,24 @@ def test_a_killed_writer_leaves_no_object_under_its_final_name(tmp_path: Path) -
     assert store.get(put.digest) == b"the store still works"
 
 
-def test_a_file_that_changes_while_stored_is_never_published_under_the_wrong_digest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from conveyor.core.errors import IntegrityError
-    from conveyor.store.artifacts import cas
-
-    src = tmp_path / "moving.bin"
-    src.write_bytes(b"before")
-    real_hash = cas.sha256_file
-
-    def hash_then_change(path):  # type: ignore[no-untyped-def]
-        digest = real_hash(path)
-        Path(path).write_bytes(b"after!")
-        return digest
-
-    monkeypatch.setattr(cas, "sha256_file", hash_then_change)
+def test_storing_known_content_again_leaves_no_temporary_files(tmp_path: Path) -> None:
+    src = tmp_path / "same.bin"
+    src.write_bytes(b"same bytes" * 1000)
     store = ArtifactStore(str(tmp_path / "objects"))
-    with pytest.raises(IntegrityError, match="changed while"):
-        store.put(src)
-    for digest, _ in store.objects():
-        store.verify(digest)  # whatever landed is stored under its own digest
+    first, second = store.put(src), store.put(src)
+    assert (first.created, second.created) == (True, False)
+    assert list((tmp_path / "objects" / ".tmp").iterdir()) == []
+    assert [d for d, _ in store.objects()] == [first.digest]
+
+
+def test_a_partial_read_is_verified_when_the_stream_closes(tmp_path: Path) -> None:
+    import pickle
+
+    from conveyor.core.errors import IntegrityError
+    from conveyor.store.artifacts.cas import key_of
+
+    store = ArtifactStore(str(tmp_path / "objects"))
+    put = store.put(pickle.dumps({"ok": 1}))
+    store.backend.put_bytes(key_of(put.digest), pickle.dumps({"evil": 1}) + b"trailing")
+    with pytest.raises(IntegrityError, match=put.digest), store.open(put.digest) as f:
+        pickle.load(f)  # stops before the end; closing the stream checks the rest

@@ -43,3 +43,17 @@ def test_an_unknown_metadata_scheme_lists_the_supported_ones(tmp_path) -> None: 
 def test_an_unknown_artifact_scheme_lists_the_supported_ones() -> None:
     with pytest.raises(InvalidArgumentError, match=r"'ftp'.*file://.*memory://.*s3://"):
         ARTIFACT_BACKENDS.resolve("ftp://host/objects")
+
+
+def test_a_password_in_an_unknown_uri_is_not_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace.from_settings(tmp_path, store_uri="mysql://u:hunter2@db/x")
+    with pytest.raises(InvalidArgumentError) as info:
+        _ = ws.metadata
+    assert "hunter2" not in str(info.value)
+    assert "u:***@db" in str(info.value)
+
+
+def test_a_bad_port_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace.from_settings(tmp_path, store_uri="postgresql://u:pw@db:notaport/x")
+    with pytest.raises(InvalidArgumentError, match="cannot be parsed"):
+        _ = ws.metadata

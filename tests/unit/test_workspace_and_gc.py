@@ -121,3 +121,73 @@ def test_memory_workspaces_are_isolated() -> None:
     a.log_artifact(b"only in a", RUN, "x.txt")
     assert b.list_artifacts(RUN) == []
     assert len(a.list_artifacts(RUN)) == 1
+
+
+def test_gc_between_a_put_and_its_link_cannot_lose_the_content(ws: Workspace) -> None:
+    old = ws.artifacts.put(b"popular content")
+    _age(ws, old.digest, 7200)
+    real_put = ws.artifacts.put
+    collected: list[list[str]] = []
+
+    def put_then_collect(data):  # type: ignore[no-untyped-def]
+        result = real_put(data)
+        if not collected:
+            _age(ws, old.digest, 7200)  # as on an object store, where a put cannot touch
+            collected.append(ws.gc().deleted)
+        return result
+
+    ws.artifacts.put = put_then_collect  # type: ignore[method-assign]
+    ws.log_artifact(b"popular content", RUN, "model.bin")
+    assert collected == [[old.digest]]  # gc did delete it in between...
+    with ws.open_artifact(RUN, "model.bin") as f:
+        assert f.read() == b"popular content"  # ...and the link stored it again
+
+
+def test_storing_known_content_refreshes_its_age_for_gc(ws: Workspace) -> None:
+    old = ws.artifacts.put(b"reused")
+    _age(ws, old.digest, 7200)
+    ws.artifacts.put(b"reused")
+    assert ws.gc().deleted == []
+
+
+def test_threads_sharing_a_new_store_never_see_it_unmigrated(tmp_path: Path) -> None:
+    import threading
+
+    from conveyor.store.metadata.store import MetadataStore
+
+    for trial in range(5):
+        store = MetadataStore(f"sqlite:///{tmp_path / f'{trial}.db'}")
+        barrier, errors = threading.Barrier(4), []
+
+        def read(
+            store: MetadataStore = store,
+            barrier: threading.Barrier = barrier,
+            errors: list[Exception] = errors,
+        ) -> None:
+            barrier.wait()
+            try:
+                store.audit_log()
+            except Exception as e:  # noqa: BLE001 - collected for the assertion
+                errors.append(e)
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        store.close()
+        assert errors == []
+
+
+def test_init_refuses_to_rename_an_existing_project(tmp_path: Path) -> None:
+    ws, _ = init_project(tmp_path, project="churn")
+    ws.close()
+    with pytest.raises(ConflictError, match="already names the project 'churn'"):
+        init_project(tmp_path, project="other")
+
+
+def test_a_file_uri_with_a_host_is_refused(tmp_path: Path) -> None:
+    from conveyor.store.artifacts.cas import ArtifactStore
+
+    with pytest.raises(InvalidArgumentError, match="three slashes"):
+        ArtifactStore("file://objects").put(b"x")

@@ -39,6 +39,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the full traceback when something fails.")
     ] = False,
@@ -56,18 +57,38 @@ def main(
     ] = False,
 ) -> None:
     """Conveyor's command line."""
-    if root is not None:
-        os.environ["CONVEYOR_ROOT"] = str(root.resolve())
+    ctx.obj = root.resolve() if root is not None else None
 
 
-def _workspace():  # type: ignore[no-untyped-def]
+def _settings(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    """Resolve settings for the project this command runs in; refuse to invent one.
+
+    Commands other than ``init`` need an existing project (conveyor.toml or .conveyor/ here
+    or above) unless the store is named explicitly, so running one in the wrong folder does
+    not leave a new .conveyor/ behind.
+    """
+    from conveyor.core.config import CONFIG_FILE, STATE_DIR, find_root, load_settings
+    from conveyor.core.errors import NotFoundError
+
+    root = ctx.find_root().obj or find_root()
+    explicit = os.environ.get("CONVEYOR_STORE_URI") or (root / CONFIG_FILE).is_file()
+    if not explicit and not (root / STATE_DIR).is_dir():
+        raise NotFoundError(
+            f"No Conveyor project in {root} or the folders above it.",
+            hint="Run 'conveyor init' in your project folder, or pass --root PATH.",
+        )
+    return load_settings(root)
+
+
+def _workspace(ctx: typer.Context):  # type: ignore[no-untyped-def]
     from conveyor.store.workspace import Workspace
 
-    return Workspace.from_settings()
+    return Workspace(_settings(ctx))
 
 
 @app.command()
 def init(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Folder to set up (default: here).")] = Path("."),
     project: Annotated[
         str | None, typer.Option("--project", "-p", help="Project name (default: folder name).")
@@ -79,7 +100,8 @@ def init(
     """
     from conveyor.store.workspace import init_project
 
-    ws, created = init_project(path, project=project)
+    target = path if path != Path(".") or ctx.find_root().obj is None else ctx.find_root().obj
+    ws, created = init_project(target, project=project)
     with ws:
         for item in created:
             console.print(f"created {escape(item)}")
@@ -92,13 +114,14 @@ def init(
 
 @app.command()
 def info(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show the resolved configuration, the store's schema revision and record counts."""
     from conveyor.store.metadata.engine import describe_url
     from conveyor.store.metadata.migrate import HEAD
 
-    with _workspace() as ws:
+    with _workspace(ctx) as ws:
         s = ws.settings
         config = {
             "version": __version__,
@@ -126,16 +149,16 @@ def info(
 
 @db_app.command("upgrade")
 def db_upgrade(
+    ctx: typer.Context,
     revision: Annotated[
         str, typer.Option("--revision", help="Target revision (default: the newest).")
     ] = "head",
 ) -> None:
     """Apply pending migrations (opening a store does this on its own too)."""
-    from conveyor.core.config import load_settings
     from conveyor.store.metadata.engine import describe_url
     from conveyor.store.metadata.store import MetadataStore
 
-    s = load_settings()
+    s = _settings(ctx)
     with MetadataStore(s.store_uri, actor=s.actor, auto_migrate=False) as store:
         applied = store.migrate(revision)
         now = store.revision()
@@ -147,13 +170,17 @@ def db_upgrade(
 
 
 @db_app.command("current")
-def db_current() -> None:
+def db_current(ctx: typer.Context) -> None:
     """Print the metadata store's schema revision and whether it is the newest."""
-    from conveyor.core.config import load_settings
+    from conveyor.store.metadata.engine import sqlite_path
     from conveyor.store.metadata.migrate import HEAD
     from conveyor.store.metadata.store import MetadataStore
 
-    s = load_settings()
+    s = _settings(ctx)
+    path = sqlite_path(s.store_uri)
+    if path is not None and not path.exists():
+        console.print(f"empty: no store at {escape(str(path))} yet (head is {HEAD})")
+        return
     with MetadataStore(s.store_uri, actor=s.actor, auto_migrate=False) as store:
         current = store.revision()
     if current == HEAD:
@@ -164,6 +191,7 @@ def db_current() -> None:
 
 @app.command()
 def gc(
+    ctx: typer.Context,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")
     ] = False,
@@ -176,7 +204,7 @@ def gc(
     from conveyor.core.durations import parse_duration
 
     grace_period = parse_duration(grace, what="--grace value")
-    with _workspace() as ws:
+    with _workspace(ctx) as ws:
         report = ws.gc(dry_run=dry_run, grace=grace_period)
     verb = "Would delete" if dry_run else "Deleted"
     console.print(
@@ -194,6 +222,7 @@ def gc(
 
 @app.command()
 def lineage(
+    ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The object, as KIND:ID (e.g. run:01JB...).")],
     upstream: Annotated[
         bool, typer.Option("--upstream", help="What it came from (the default).")
@@ -212,7 +241,7 @@ def lineage(
 
     root = ObjectRef.parse(ref)
     directions = [d for d, on in (("upstream", upstream), ("downstream", downstream)) if on]
-    with _workspace() as ws:
+    with _workspace(ctx) as ws:
         graphs = [ws.lineage(root, direction=d, depth=depth) for d in (directions or ["upstream"])]
     if as_json:
         out = {
@@ -244,6 +273,7 @@ def _grow(node: Tree, graph, ref, on_path: set) -> None:  # type: ignore[no-unty
 
 @app.command()
 def audit(
+    ctx: typer.Context,
     obj: Annotated[
         str | None, typer.Option("--object", help="Only events about this KIND:ID.")
     ] = None,
@@ -260,7 +290,7 @@ def audit(
 
     ref = ObjectRef.parse(obj) if obj else None
     start = utcnow() - parse_duration(since, what="--since value") if since else None
-    with _workspace() as ws:
+    with _workspace(ctx) as ws:
         events = ws.metadata.audit_log(obj=ref, actor=actor, since=start, limit=limit)
     if not events:
         console.print("No audit events match.")

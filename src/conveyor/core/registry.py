@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.uris import redact_uri
 
 __all__ = ["BackendRegistry", "scheme_of"]
 
@@ -51,7 +52,8 @@ class BackendRegistry:
         if target is None:
             known = ", ".join(f"{s}://" for s in sorted(self._targets))
             raise InvalidArgumentError(
-                f"The {self.kind} URI {uri!r} has the scheme {scheme!r}, which is not supported. "
+                f"The {self.kind} URI {redact_uri(uri)!r} has the scheme {scheme!r}, which is "
+                "not supported. "
                 f"Supported schemes: {known}.",
                 hint=f"Install the extra that provides it or register it under the "
                 f"'{self.entry_point_group}' entry-point group.",

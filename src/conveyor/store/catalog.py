@@ -1,27 +1,67 @@
-"""Artifact records: which owner gave which name to which stored content."""
+"""Artifact records: which owner gave which name to which stored content.
+
+The rule every domain package follows: stored bytes stay alive only while an
+``artifact_links`` row points at their digest. A table that keeps a digest of its own (a
+dataset manifest, a model version) must also link it here, or ``gc`` will collect it.
+
+Linking and garbage collection meet on the ``artifacts`` row of a digest: both upsert it
+first, which locks it until their transaction ends (SQLite serializes all writers anyway).
+So gc either deletes content before a link claims it (the linker then finds it missing and
+stores it again) or sees the link and keeps it.
+"""
 
 from __future__ import annotations
 
 import mimetypes
+from datetime import datetime
 
 import sqlalchemy as sa
 
 from conveyor.core import ids
 from conveyor.core.errors import ConflictError, NotFoundError
 from conveyor.core.names import validate_artifact_path
-from conveyor.store.artifacts.cas import PutResult
+from conveyor.store.artifacts.cas import ArtifactStore, PutResult
 from conveyor.store.metadata.schema import artifact_links, artifacts
-from conveyor.store.metadata.sql import insert_ignore
 from conveyor.store.metadata.store import UnitOfWork
 from conveyor.store.records import ArtifactLink, ObjectRef
 
 __all__ = [
+    "ContentMissingError",
+    "claim_content",
     "find_artifact",
     "guess_media_type",
     "link_artifact",
     "list_artifacts",
     "referenced_digests",
 ]
+
+
+class ContentMissingError(NotFoundError):
+    """The content a record is about to point at is not in the artifact store (anymore)."""
+
+
+def claim_content(
+    conn: sa.Connection,
+    store: ArtifactStore | None,
+    digest: str,
+    size: int,
+    media_type: str,
+    now: datetime,
+) -> None:
+    """Upsert the ``artifacts`` row of ``digest`` (locking it) and check the bytes are stored."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(artifacts).values(digest=digest, size=size, media_type=media_type, created_at=now)
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["digest"], set_={"size": stmt.excluded.size})
+    )
+    if store is not None and not store.exists(digest):
+        raise ContentMissingError(
+            f"Artifact {digest} is not in the artifact store {store.uri}; it may have been "
+            "garbage-collected while it was being recorded.",
+            hint="Store the content again and retry.",
+        )
 
 
 def guess_media_type(name: str) -> str:
@@ -33,6 +73,7 @@ def guess_media_type(name: str) -> str:
 
 def link_artifact(
     uow: UnitOfWork,
+    store: ArtifactStore | None,
     put: PutResult,
     owner: ObjectRef,
     name: str,
@@ -46,19 +87,7 @@ def link_artifact(
     """
     name = validate_artifact_path(name)
     media_type = media_type or guess_media_type(name)
-    insert_ignore(
-        uow.conn,
-        artifacts,
-        [
-            {
-                "digest": put.digest,
-                "size": put.size,
-                "media_type": media_type,
-                "created_at": uow.now,
-            }
-        ],
-        conflict_columns=["digest"],
-    )
+    claim_content(uow.conn, store, put.digest, put.size, media_type, uow.now)
     where = (
         (artifact_links.c.owner_kind == owner.kind)
         & (artifact_links.c.owner_id == owner.id)

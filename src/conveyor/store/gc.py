@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from conveyor.core.clock import utcnow
 from conveyor.store.artifacts.cas import ArtifactStore
-from conveyor.store.catalog import referenced_digests
+from conveyor.store.catalog import claim_content, referenced_digests
 from conveyor.store.metadata.schema import artifact_links, artifacts
 from conveyor.store.metadata.store import MetadataStore
 from conveyor.store.records import ObjectRef
@@ -58,8 +58,12 @@ def collect_garbage(
         report.deleted.append(digest)
         report.bytes_freed += info.size
         if not dry_run:
-            # Re-check under the write lock: a record may have been committed since the scan.
+            # Claim the content's row (a lock until commit) and re-check: a writer may have
+            # linked it since the scan. Writers claim the same row before they link.
             with metadata.transaction() as uow:
+                claim_content(
+                    uow.conn, None, digest, info.size, "application/octet-stream", uow.now
+                )
                 still_free = (
                     uow.conn.execute(
                         sa.select(artifact_links.c.id).where(artifact_links.c.digest == digest)

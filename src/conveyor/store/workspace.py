@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, Self, TypeVar, cast
 
 from conveyor.core.config import (
     CONFIG_FILE,
@@ -23,6 +23,7 @@ from conveyor.core.config import (
     load_settings,
     render_config_template,
 )
+from conveyor.core.errors import ConflictError
 from conveyor.store import catalog
 from conveyor.store.artifacts.cas import ArtifactStore
 from conveyor.store.backends import METADATA_STORES
@@ -33,6 +34,7 @@ from conveyor.store.records import ArtifactLink, LineageGraph, ObjectRef, Projec
 __all__ = ["Workspace", "current_workspace", "init_project", "use_workspace"]
 
 _current: ContextVar[Workspace | None] = ContextVar("conveyor_workspace", default=None)
+T = TypeVar("T")
 
 
 class Workspace:
@@ -49,7 +51,8 @@ class Workspace:
         self._metadata: MetadataStore | None = None
         self._artifacts: ArtifactStore | None = None
         self._project: Project | None = None
-        self._lock = threading.Lock()
+        self._services: dict[str, Any] = {}
+        self._lock = threading.RLock()
 
     @classmethod
     def from_settings(cls, root: str | os.PathLike[str] | None = None, **overrides: Any) -> Self:
@@ -91,8 +94,25 @@ class Workspace:
         _ = self.project
         return self
 
+    def service(self, name: str, factory: Callable[[Workspace], T]) -> T:
+        """Return this workspace's ``name`` service, made by ``factory(self)`` on first use.
+
+        Domain packages (tracking, data, ...) attach their services here, so the store layer
+        never imports them. A service with a ``close()`` method is closed with the workspace.
+        """
+        with self._lock:
+            if name not in self._services:
+                self._services[name] = factory(self)
+            return cast(T, self._services[name])
+
     def close(self) -> None:
-        """Close the stores."""
+        """Close the services, then the stores."""
+        with self._lock:
+            services, self._services = list(self._services.values()), {}
+        for svc in reversed(services):
+            closer = getattr(svc, "close", None)
+            if callable(closer):
+                closer()
         if self._metadata is not None:
             self._metadata.close()
             self._metadata = None
@@ -124,11 +144,25 @@ class Workspace:
         from conveyor.core.names import validate_artifact_path
 
         validate_artifact_path(name)
-        put = self.artifacts.put(data)
-        with self.metadata.transaction(project_id=self.project.id) as uow:
-            return catalog.link_artifact(
-                uow, put, owner, name, media_type=media_type, replace=replace
-            )
+        rereadable = isinstance(data, bytes | str | os.PathLike)
+        for attempt in (1, 2):
+            put = self.artifacts.put(data)
+            try:
+                with self.metadata.transaction(project_id=self.project.id) as uow:
+                    return catalog.link_artifact(
+                        uow,
+                        self.artifacts,
+                        put,
+                        owner,
+                        name,
+                        media_type=media_type,
+                        replace=replace,
+                    )
+            except catalog.ContentMissingError:
+                # gc removed the content between the put and the link: store it again.
+                if attempt == 2 or not rereadable:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def list_artifacts(self, owner: ObjectRef) -> list[ArtifactLink]:
         """Return ``owner``'s artifacts, sorted by name."""
@@ -183,6 +217,13 @@ def init_project(
     root_path.mkdir(parents=True, exist_ok=True)
     config = root_path / CONFIG_FILE
     name = project or _default_project_name(root_path)
+    if config.exists() and project is not None:
+        configured = load_settings(root_path).project
+        if configured != project:
+            raise ConflictError(
+                f"{config} already names the project {configured!r}, not {project!r}.",
+                hint="Edit conveyor.toml to switch projects, or run init without --project.",
+            )
     if not config.exists():
         config.write_text(render_config_template(name), encoding="utf-8")
         created.append(str(config))

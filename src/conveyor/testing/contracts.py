@@ -17,6 +17,7 @@ import io
 import itertools
 import multiprocessing
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from conveyor.core.errors import (
     IntegrityError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from conveyor.store.artifacts.cas import ArtifactStore, PutResult, key_of
 from conveyor.store.catalog import link_artifact, list_artifacts
@@ -37,9 +39,13 @@ from conveyor.store.records import ObjectRef
 __all__ = ["ArtifactStoreContract", "MetadataStoreContract"]
 
 
-def _open_in_child(uri: str) -> str | None:
-    with MetadataStore(uri) as store:
-        return store.revision()
+def _open_in_child(uri: str, barrier: Any, results: Any) -> None:
+    barrier.wait()  # every process opens the new store at the same moment
+    try:
+        with MetadataStore(uri) as store:
+            results.put(store.revision())
+    except Exception as e:  # noqa: BLE001 - reported to the parent test
+        results.put(f"{type(e).__name__}: {e}")
 
 
 class MetadataStoreContract:
@@ -61,9 +67,17 @@ class MetadataStoreContract:
 
     def test_concurrent_first_opens_all_succeed(self, store_uri: str) -> None:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(4) as pool:
-            revisions = pool.map(_open_in_child, [store_uri] * 4)
-        assert revisions == [HEAD] * 4
+        n = 8
+        barrier, results = ctx.Barrier(n), ctx.Queue()
+        procs = [
+            ctx.Process(target=_open_in_child, args=(store_uri, barrier, results)) for _ in range(n)
+        ]
+        for p in procs:
+            p.start()
+        revisions = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        assert revisions == [HEAD] * n
 
     def test_schema_built_by_migrations_matches_the_declared_tables(
         self, store: MetadataStore
@@ -150,13 +164,13 @@ class MetadataStoreContract:
         assert len(store.lineage(b).edges) == 1
 
     def test_lineage_walks_any_depth_both_ways(self, store: MetadataStore) -> None:
-        chain = [ObjectRef("node", f"n{i}") for i in range(8)]
+        chain = [ObjectRef("node", f"n{i}") for i in range(150)]
         with store.transaction() as uow:
             for src, dst in itertools.pairwise(chain):
                 uow.link(src, dst, "feeds")
         up = store.lineage(chain[-1], direction="upstream")
         assert up.nodes() == set(chain[:-1])
-        assert max(e.depth for e in up.edges) == 7
+        assert max(e.depth for e in up.edges) == 149
         down = store.lineage(chain[0], direction="downstream", depth=3)
         assert down.nodes() == set(chain[1:4])
 
@@ -178,11 +192,23 @@ class MetadataStoreContract:
         assert graph.nodes() == {b}
         assert len(graph.edges) == 2
 
+    def test_lineage_of_a_dense_cyclic_graph_lists_each_edge_once(
+        self, store: MetadataStore
+    ) -> None:
+        nodes = [ObjectRef("x", f"n{i}") for i in range(30)]
+        with store.transaction() as uow:
+            for i, src in enumerate(nodes):  # every node feeds the next 29: 870 edges, cycles
+                for dst in nodes[i + 1 :] + nodes[:i]:
+                    uow.link(src, dst, "feeds")
+        graph = store.lineage(nodes[0], direction="downstream")
+        assert graph.nodes() == set(nodes[1:])
+        assert len(graph.edges) == 870
+
     def test_audit_events_are_append_only_in_the_database(self, store: MetadataStore) -> None:
         with store.transaction() as uow:
             uow.audit("thing.create", ObjectRef("thing", "t"))
         for statement in (audit_events.update().values(actor="mallory"), audit_events.delete()):
-            with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with pytest.raises(PermissionDeniedError, match="append-only"):
                 self._execute(store, statement)
         assert store.audit_log()[0].actor == "alice"
 
@@ -210,12 +236,12 @@ class MetadataStoreContract:
         one = PutResult(hashlib.sha256(b"1").hexdigest(), 1, True)
         two = PutResult(hashlib.sha256(b"2").hexdigest(), 1, True)
         with store.transaction() as uow:
-            link_artifact(uow, one, run, "model/weights.bin")
-            link_artifact(uow, one, run, "model/weights.bin")  # same content: no-op
+            link_artifact(uow, None, one, run, "model/weights.bin")
+            link_artifact(uow, None, one, run, "model/weights.bin")  # same content: no-op
         with pytest.raises(ConflictError, match="other content"), store.transaction() as uow:
-            link_artifact(uow, two, run, "model/weights.bin")
+            link_artifact(uow, None, two, run, "model/weights.bin")
         with store.transaction() as uow:
-            link_artifact(uow, two, run, "model/weights.bin", replace=True)
+            link_artifact(uow, None, two, run, "model/weights.bin", replace=True)
         with store.read() as conn:
             (link,) = list_artifacts(conn, run)
         assert link.digest == two.digest

@@ -55,6 +55,10 @@ class ObjectBackend(Protocol):
         """Delete the object under ``key`` (absent is fine)."""
         ...
 
+    def touch(self, key: str) -> None:
+        """Mark the object as used now, where the backend can (a no-op on object stores)."""
+        ...
+
     def walk(self) -> Iterator[ObjectInfo]:
         """Yield every stored object (temporary files excluded)."""
         ...

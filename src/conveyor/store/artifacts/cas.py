@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from conveyor.core import ids
 from conveyor.core.errors import IntegrityError, InvalidArgumentError, NotFoundError
-from conveyor.core.hashing import CHUNK_SIZE, is_sha256, sha256_bytes, sha256_file
+from conveyor.core.hashing import CHUNK_SIZE, is_sha256, sha256_bytes
 from conveyor.store.artifacts.backend import BACKENDS, ObjectBackend, ObjectInfo
 
 __all__ = ["ArtifactStore", "PutResult", "VerifyingReader"]
@@ -46,19 +46,31 @@ def digest_of(key: str) -> str | None:
 
 
 class VerifyingReader(io.RawIOBase):
-    """A read-only stream that hashes what passes through and checks the digest at the end."""
+    """A read-only stream that hashes what passes through and checks the digest.
 
-    def __init__(self, raw: BinaryIO, digest: str, size: int | None = None) -> None:
+    The check runs at end of file, or at ``close()`` after reading whatever the caller left
+    unread, so a reader that stops early (``pickle.load``, a header peek) is verified too.
+    """
+
+    def __init__(self, raw: BinaryIO, digest: str) -> None:
         super().__init__()
         self._raw = raw
         self._digest = digest
         self._hash = hashlib.sha256()
         self._seen = 0
-        self._size = size
         self._checked = False
 
     def readable(self) -> bool:
         return True
+
+    def readall(self) -> bytes:
+        parts = []
+        while chunk := self._raw.read(CHUNK_SIZE):
+            self._hash.update(chunk)
+            self._seen += len(chunk)
+            parts.append(chunk)
+        self._check()
+        return b"".join(parts)
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         chunk = self._raw.read(len(buffer))
@@ -84,9 +96,18 @@ class VerifyingReader(io.RawIOBase):
             )
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
-        super().close()
+        if self.closed:
+            return
+        try:
+            if not self._checked:
+                while chunk := self._raw.read(CHUNK_SIZE):
+                    self._hash.update(chunk)
+                    self._seen += len(chunk)
+                self._check()
+        finally:
+            with contextlib.suppress(Exception):
+                self._raw.close()
+            super().close()
 
 
 class ArtifactStore:
@@ -133,7 +154,7 @@ class ArtifactStore:
         """Store ``data``; return its digest and size."""
         digest = sha256_bytes(data)
         key = key_of(digest)
-        if self.backend.exists(key):
+        if self._reuse(key):
             return PutResult(digest, len(data), created=False)
         self.backend.put_bytes(key, data)
         return PutResult(digest, len(data), created=True)
@@ -143,17 +164,10 @@ class ArtifactStore:
         path = Path(path)
         if not path.is_file():
             raise NotFoundError(f"Cannot store {path}: it is not a file.")
-        digest = sha256_file(path)
-        size = path.stat().st_size
-        if self.backend.exists(key_of(digest)):
-            return PutResult(digest, size, created=False)
-        # Copy through the hashing stream: what lands under a key always matches it, even if
-        # the file changes while it is copied.
+        # One pass: copy through the hashing stream, so what lands under a key always matches
+        # it even if the file changes meanwhile; content already stored costs the write only.
         with path.open("rb") as f:
-            result = self.put_stream(f)
-        if result.digest != digest:
-            raise IntegrityError(f"{path} changed while it was being stored; try again.")
-        return result
+            return self.put_stream(f)
 
     def put_stream(self, stream: BinaryIO) -> PutResult:
         """Store everything left in ``stream``, hashing it on the way to a temporary file."""
@@ -170,12 +184,19 @@ class ArtifactStore:
                 os.fsync(out.fileno())
             digest = h.hexdigest()
             key = key_of(digest)
-            if self.backend.exists(key):
+            if self._reuse(key):
                 return PutResult(digest, size, created=False)
             self.backend.put_file(key, temp, move=True)
             return PutResult(digest, size, created=True)
         finally:
             temp.unlink(missing_ok=True)
+
+    def _reuse(self, key: str) -> bool:
+        """Return whether ``key`` is stored; if so, mark it as just used so gc's grace applies."""
+        if not self.backend.exists(key):
+            return False
+        self.backend.touch(key)
+        return True
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -200,8 +221,15 @@ class ArtifactStore:
 
     def get(self, digest: str) -> bytes:
         """Return the content with ``digest``, verified."""
-        with self.open(digest) as f:
-            return f.read()
+        key = key_of(digest)
+        try:
+            raw = self.backend.open(key)
+        except NotFoundError:
+            raise NotFoundError(
+                f"Artifact {digest} is not in the artifact store {self.uri}."
+            ) from None
+        with VerifyingReader(raw, digest) as reader:
+            return reader.readall()
 
     def download(self, digest: str, dest: str | os.PathLike[str]) -> Path:
         """Copy the content to ``dest`` (written to a temporary file and renamed), verified."""

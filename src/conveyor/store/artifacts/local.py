@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from conveyor.core import ids
-from conveyor.core.errors import NotFoundError
+from conveyor.core.errors import InvalidArgumentError, NotFoundError
 from conveyor.store.artifacts.backend import ObjectInfo
 
 __all__ = ["LocalBackend"]
@@ -21,7 +22,14 @@ _STAGING = ".tmp"
 
 def _root_of(uri: str) -> Path:
     if uri.startswith("file://"):
-        return Path(unquote(urlsplit(uri).path))
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidArgumentError(
+                f"The artifact store URI {uri!r} names the host {parts.netloc!r}; file URIs "
+                "need an absolute path.",
+                hint="Write file:///absolute/path (three slashes) or just the folder path.",
+            )
+        return Path(unquote(parts.path))
     return Path(uri).expanduser()
 
 
@@ -93,6 +101,10 @@ class LocalBackend:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def touch(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self._path(key))
 
     def walk(self) -> Iterator[ObjectInfo]:
         if not self.root.is_dir():

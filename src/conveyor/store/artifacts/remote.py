@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from conveyor.core.errors import BackendUnavailableError, NotFoundError
+from conveyor.core.errors import BackendUnavailableError, NotFoundError, PermissionDeniedError
 from conveyor.store.artifacts.backend import ObjectInfo
 
 __all__ = ["FsspecBackend"]
@@ -71,9 +71,12 @@ class FsspecBackend:
             return fn(*args, **kwargs)
         except FileNotFoundError:
             raise
+        except PermissionError as e:
+            raise PermissionDeniedError(
+                f"The artifact store {self.uri!r} refused to {what}: {e}.",
+                hint="Check the credentials and the bucket policy.",
+            ) from e
         except (OSError, ConnectionError) as e:
-            if isinstance(e, PermissionError):
-                raise
             raise BackendUnavailableError(
                 f"The artifact store {self.uri!r} failed to {what}: {e}.",
                 hint="Check the endpoint, the bucket and the credentials.",
@@ -107,6 +110,11 @@ class FsspecBackend:
             self._call("delete an object", self.fs.rm_file, self._path(key))
         except FileNotFoundError:
             return
+
+    def touch(self, key: str) -> None:
+        # Object stores cannot refresh a modification time in place; gc's re-check under the
+        # artifacts row lock (see gc.py) keeps content that is being linked.
+        return None
 
     def walk(self) -> Iterator[ObjectInfo]:
         root = self._path("")[:-1]

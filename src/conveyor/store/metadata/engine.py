@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from conveyor.core.errors import BackendUnavailableError, InvalidArgumentError
+from conveyor.core.uris import redact_uri
 
 __all__ = ["BUSY_TIMEOUT_S", "create_engine", "describe_url", "sqlite_path"]
 
@@ -22,9 +23,9 @@ WRITE = "conveyor_write"
 def _parse(uri: str) -> URL:
     try:
         return make_url(uri)
-    except sa.exc.ArgumentError as e:
+    except (sa.exc.ArgumentError, ValueError) as e:
         raise InvalidArgumentError(
-            f"The metadata store URI {uri!r} cannot be parsed.",
+            f"The metadata store URI {redact_uri(uri)!r} cannot be parsed ({e}).",
             hint="Use sqlite:///path/to/conveyor.db or postgresql://user@host:5432/dbname.",
         ) from e
 
@@ -33,8 +34,8 @@ def describe_url(uri: str) -> str:
     """Return ``uri`` with any password hidden, safe to print and log."""
     try:
         return make_url(uri).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<unparseable URI>"
+    except (sa.exc.ArgumentError, ValueError):
+        return redact_uri(uri)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -54,7 +55,14 @@ def create_engine(uri: str) -> Engine:
     if backend == "postgresql":
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        try:
+            return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except ImportError as e:
+            raise InvalidArgumentError(
+                f"The metadata store {describe_url(uri)!r} needs the PostgreSQL driver, "
+                f"which is not installed ({e.name or e}).",
+                hint="pip install 'conveyor-mlops[postgres]'",
+            ) from e
     raise InvalidArgumentError(
         f"The metadata store does not support {backend!r} databases.",
         hint="Use sqlite:/// or postgresql://.",
@@ -77,9 +85,13 @@ def _sqlite_engine(url: URL) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         if not in_memory:
-            cur.execute("PRAGMA journal_mode = WAL")
+            # WAL is a property of the file: set it once (under the first-open lock, see
+            # MetadataStore.open); switching modes ignores the busy timeout.
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA case_sensitive_like = ON")  # LIKE as on PostgreSQL; ILIKE ignores case
         cur.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -14,7 +14,12 @@ from sqlalchemy.engine import Engine
 
 from conveyor.core import ids
 from conveyor.core.clock import utcnow
-from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from conveyor.core.errors import (
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from conveyor.core.names import validate_project_name
 from conveyor.store.metadata import engine as engines
 from conveyor.store.metadata import migrate as migrations
@@ -22,10 +27,7 @@ from conveyor.store.metadata.schema import audit_events, lineage_edges, projects
 from conveyor.store.metadata.sql import insert_ignore
 from conveyor.store.records import AuditEvent, LineageEdge, LineageGraph, ObjectRef, Project
 
-__all__ = ["MAX_LINEAGE_DEPTH", "MetadataStore", "UnitOfWork"]
-
-#: The deepest a lineage walk goes, whatever depth is asked for.
-MAX_LINEAGE_DEPTH = 100
+__all__ = ["MetadataStore", "UnitOfWork"]
 
 
 class UnitOfWork:
@@ -113,32 +115,46 @@ class MetadataStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     def open(self) -> Self:
-        """Connect, and migrate the schema when ``auto_migrate`` is set. Safe to call twice."""
+        """Connect, and migrate the schema when ``auto_migrate`` is set. Safe to call twice.
+
+        The engine becomes visible to other threads only once the schema is up to date.
+        A SQLite file is opened the first time under a file lock, so processes creating the
+        same new store at once queue instead of racing to set it up.
+        """
         with self._lock:
             if self._engine is not None:
                 return self
             path = engines.sqlite_path(self.uri)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            engine = engines.create_engine(self.uri)
-            try:
-                with engine.connect() as conn:
-                    revision = migrations.current_revision(conn)
-                    conn.rollback()
-            except sa.exc.OperationalError as e:
-                engine.dispose()
-                raise engines.unavailable(self.uri, e) from e
-            try:
-                migrations.check_known(revision)
-            except ConflictError:
-                engine.dispose()
-                raise
-            self._engine = engine
-        if revision != migrations.HEAD:
-            if not self.auto_migrate:
+            if path is None:
+                self._engine = self._open_engine()
                 return self
-            self.migrate()
-        return self
+            from filelock import FileLock, Timeout
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(f"{path}.lock", timeout=engines.BUSY_TIMEOUT_S)
+            try:
+                with lock:
+                    self._engine = self._open_engine()
+            except Timeout as e:
+                raise engines.unavailable(self.uri, e) from e
+            return self
+
+    def _open_engine(self) -> Engine:
+        engine = engines.create_engine(self.uri)
+        try:
+            with engine.connect() as conn:
+                revision = migrations.current_revision(conn)
+                conn.rollback()
+            migrations.check_known(revision)
+            if revision != migrations.HEAD and self.auto_migrate:
+                _upgrade(engine, "head")
+        except sa.exc.OperationalError as e:
+            engine.dispose()
+            raise engines.unavailable(self.uri, e) from e
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
 
     def close(self) -> None:
         """Release every connection."""
@@ -175,9 +191,7 @@ class MetadataStore:
 
     def migrate(self, target: str = "head") -> list[str]:
         """Bring the schema to ``target`` under a lock; returns the revisions applied."""
-        writer = self.engine.connect().execution_options(**{engines.WRITE: True})
-        with writer as conn, conn.begin():
-            return migrations.upgrade(conn, target)
+        return _upgrade(self.engine, target)
 
     def revision(self) -> str | None:
         """Return the schema revision of the store (None when empty)."""
@@ -189,7 +203,7 @@ class MetadataStore:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """Yield a connection in a read transaction."""
-        with self.engine.connect() as conn:
+        with self._translated(), self.engine.connect() as conn:
             try:
                 yield conn
             finally:
@@ -199,10 +213,35 @@ class MetadataStore:
     def transaction(
         self, *, actor: str | None = None, project_id: str | None = None
     ) -> Iterator[UnitOfWork]:
-        """Yield a unit of work; it commits when the block ends and rolls back if it raises."""
-        writer = self.engine.connect().execution_options(**{engines.WRITE: True})
-        with writer as conn, conn.begin():
-            yield UnitOfWork(conn, actor or self.actor, project_id)
+        """Yield a unit of work; it commits when the block ends and rolls back if it raises.
+
+        A unique-key collision with a concurrent writer becomes a ConflictError, a lost
+        connection a BackendUnavailableError.
+        """
+        with self._translated():
+            writer = self.engine.connect().execution_options(**{engines.WRITE: True})
+            with writer as conn, conn.begin():
+                yield UnitOfWork(conn, actor or self.actor, project_id)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn database exceptions into Conveyor errors that say what to do."""
+        try:
+            yield
+        except sa.exc.DatabaseError as e:
+            reason = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else str(e)
+            if "append-only" in reason:
+                raise PermissionDeniedError(
+                    "Audit events are append-only: the store refuses to change or delete them."
+                ) from e
+            if isinstance(e, sa.exc.IntegrityError):
+                raise ConflictError(
+                    f"The change conflicts with data already in the store ({reason}).",
+                    hint="Another process may have made the same change; read it back and retry.",
+                ) from e
+            if isinstance(e, sa.exc.OperationalError):
+                raise engines.unavailable(self.uri, e) from e
+            raise
 
     # -- projects --------------------------------------------------------------------------
 
@@ -253,51 +292,70 @@ class MetadataStore:
     def lineage(
         self, ref: ObjectRef, *, direction: str = "upstream", depth: int | None = None
     ) -> LineageGraph:
-        """Return everything upstream or downstream of ``ref``, to ``depth`` steps (any depth)."""
+        """Return everything upstream or downstream of ``ref``, to ``depth`` steps (any depth).
+
+        One recursive query collects the objects reachable from ``ref`` (each once, so cycles
+        end the walk); the edges between them are then ordered by their distance from ``ref``.
+        """
         if direction not in ("upstream", "downstream"):
             raise InvalidArgumentError(
                 f"direction must be 'upstream' or 'downstream'; got {direction!r}."
             )
         if depth is not None and depth < 1:
             raise InvalidArgumentError(f"depth must be at least 1; got {depth}.")
-        limit = min(depth or MAX_LINEAGE_DEPTH, MAX_LINEAGE_DEPTH)
         e = lineage_edges
-        cols = [e.c.src_kind, e.c.src_id, e.c.dst_kind, e.c.dst_id, e.c.relation]
         if direction == "upstream":
             near_kind, near_id, far_kind, far_id = (
                 e.c.dst_kind,
                 e.c.dst_id,
-                "src_kind",
-                "src_id",
+                e.c.src_kind,
+                e.c.src_id,
             )
         else:
             near_kind, near_id, far_kind, far_id = (
                 e.c.src_kind,
                 e.c.src_id,
-                "dst_kind",
-                "dst_id",
+                e.c.dst_kind,
+                e.c.dst_id,
             )
-        seed = (
-            sa.select(*cols, sa.literal(1).label("depth"))
+        walk = (
+            sa.select(far_kind.label("kind"), far_id.label("id"))
             .where(near_kind == ref.kind, near_id == ref.id)
             .cte("walk", recursive=True)
         )
-        step = (
-            sa.select(*cols, (seed.c.depth + 1).label("depth"))
-            .join(seed, sa.and_(near_kind == seed.c[far_kind], near_id == seed.c[far_id]))
-            .where(seed.c.depth < limit)
+        walk = walk.union(
+            sa.select(far_kind, far_id).join(
+                walk, sa.and_(near_kind == walk.c.kind, near_id == walk.c.id)
+            )
         )
-        walk = seed.union(step)
-        query = sa.select(walk).order_by(walk.c.depth)
-        best: dict[tuple[ObjectRef, ObjectRef, str], LineageEdge] = {}
+        reached = sa.union(
+            sa.select(walk.c.kind, walk.c.id),
+            sa.select(sa.literal(ref.kind).label("kind"), sa.literal(ref.id).label("id")),
+        ).subquery("reached")
+        query = sa.select(e.c.src_kind, e.c.src_id, e.c.dst_kind, e.c.dst_id, e.c.relation).join(
+            reached, sa.and_(near_kind == reached.c.kind, near_id == reached.c.id)
+        )
+        onward: dict[ObjectRef, list[tuple[ObjectRef, ObjectRef, str]]] = {}
         with self.read() as conn:
             for row in conn.execute(query):
                 src = ObjectRef(row.src_kind, row.src_id)
                 dst = ObjectRef(row.dst_kind, row.dst_id)
-                key = (src, dst, row.relation)
-                if key not in best:
-                    best[key] = LineageEdge(src, dst, row.relation, row.depth)
-        return LineageGraph(root=ref, direction=direction, edges=list(best.values()))
+                near = dst if direction == "upstream" else src
+                onward.setdefault(near, []).append((src, dst, row.relation))
+        edges: list[LineageEdge] = []
+        distance = {ref: 0}
+        frontier = [ref]
+        while frontier and (depth is None or distance[frontier[0]] < depth):
+            following: list[ObjectRef] = []
+            for node in frontier:
+                for src, dst, relation in sorted(onward.get(node, [])):
+                    edges.append(LineageEdge(src, dst, relation, distance[node] + 1))
+                    far = src if direction == "upstream" else dst
+                    if far not in distance:
+                        distance[far] = distance[node] + 1
+                        following.append(far)
+            frontier = following
+        return LineageGraph(root=ref, direction=direction, edges=edges)
 
     def audit_log(
         self,
@@ -349,3 +407,15 @@ class MetadataStore:
                         sa.select(sa.func.count()).select_from(table)
                     ).scalar_one()
         return out
+
+
+def _upgrade(engine: Engine, target: str) -> list[str]:
+    """Run the migrations to ``target`` in one write transaction on ``engine``."""
+    if target != "head" and target not in migrations.REVISIONS:
+        raise InvalidArgumentError(
+            f"Unknown schema revision {target!r}; known: {', '.join(migrations.REVISIONS)} "
+            "or 'head'."
+        )
+    writer = engine.connect().execution_options(**{engines.WRITE: True})
+    with writer as conn, conn.begin():
+        return migrations.upgrade(conn, target)
