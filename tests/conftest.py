@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 # The contract suites live in the package; let pytest explain their failed asserts.
-pytest.register_assert_rewrite("conveyor.testing")
+pytest.register_assert_rewrite("conveyor.testing", "tests.suites")
 
 REQUIRE_SERVICES = os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1"
 POSTGRES_URI = os.environ.get(

@@ -15,6 +15,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from conveyor._version import __version__
+from conveyor.cli.context import settings_for, workspace_for
 from conveyor.cli.output import console, err_console, human_bytes
 from conveyor.core.errors import ConveyorError
 
@@ -29,6 +30,13 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Inspect and migrate the metadata store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+def _add_domain_commands() -> None:
+    from conveyor.cli.tracking import experiments_app, runs_app
+
+    app.add_typer(experiments_app, name="experiments")
+    app.add_typer(runs_app, name="runs")
 
 
 def _version(value: bool) -> None:
@@ -58,32 +66,6 @@ def main(
 ) -> None:
     """Conveyor's command line."""
     ctx.obj = root.resolve() if root is not None else None
-
-
-def _settings(ctx: typer.Context):  # type: ignore[no-untyped-def]
-    """Resolve settings for the project this command runs in; refuse to invent one.
-
-    Commands other than ``init`` need an existing project (conveyor.toml or .conveyor/ here
-    or above) unless the store is named explicitly, so running one in the wrong folder does
-    not leave a new .conveyor/ behind.
-    """
-    from conveyor.core.config import CONFIG_FILE, STATE_DIR, find_root, load_settings
-    from conveyor.core.errors import NotFoundError
-
-    root = ctx.find_root().obj or find_root()
-    explicit = os.environ.get("CONVEYOR_STORE_URI") or (root / CONFIG_FILE).is_file()
-    if not explicit and not (root / STATE_DIR).is_dir():
-        raise NotFoundError(
-            f"No Conveyor project in {root} or the folders above it.",
-            hint="Run 'conveyor init' in your project folder, or pass --root PATH.",
-        )
-    return load_settings(root)
-
-
-def _workspace(ctx: typer.Context):  # type: ignore[no-untyped-def]
-    from conveyor.store.workspace import Workspace
-
-    return Workspace(_settings(ctx))
 
 
 @app.command()
@@ -121,7 +103,7 @@ def info(
     from conveyor.store.metadata.engine import describe_url
     from conveyor.store.metadata.migrate import HEAD
 
-    with _workspace(ctx) as ws:
+    with workspace_for(ctx) as ws:
         s = ws.settings
         config = {
             "version": __version__,
@@ -158,7 +140,7 @@ def db_upgrade(
     from conveyor.store.metadata.engine import describe_url
     from conveyor.store.metadata.store import MetadataStore
 
-    s = _settings(ctx)
+    s = settings_for(ctx)
     with MetadataStore(s.store_uri, actor=s.actor, auto_migrate=False) as store:
         applied = store.migrate(revision)
         now = store.revision()
@@ -176,7 +158,7 @@ def db_current(ctx: typer.Context) -> None:
     from conveyor.store.metadata.migrate import HEAD
     from conveyor.store.metadata.store import MetadataStore
 
-    s = _settings(ctx)
+    s = settings_for(ctx)
     path = sqlite_path(s.store_uri)
     if path is not None and not path.exists():
         console.print(f"empty: no store at {escape(str(path))} yet (head is {HEAD})")
@@ -204,7 +186,7 @@ def gc(
     from conveyor.core.durations import parse_duration
 
     grace_period = parse_duration(grace, what="--grace value")
-    with _workspace(ctx) as ws:
+    with workspace_for(ctx) as ws:
         report = ws.gc(dry_run=dry_run, grace=grace_period)
     verb = "Would delete" if dry_run else "Deleted"
     console.print(
@@ -241,7 +223,7 @@ def lineage(
 
     root = ObjectRef.parse(ref)
     directions = [d for d, on in (("upstream", upstream), ("downstream", downstream)) if on]
-    with _workspace(ctx) as ws:
+    with workspace_for(ctx) as ws:
         graphs = [ws.lineage(root, direction=d, depth=depth) for d in (directions or ["upstream"])]
     if as_json:
         out = {
@@ -290,7 +272,7 @@ def audit(
 
     ref = ObjectRef.parse(obj) if obj else None
     start = utcnow() - parse_duration(since, what="--since value") if since else None
-    with _workspace(ctx) as ws:
+    with workspace_for(ctx) as ws:
         events = ws.metadata.audit_log(obj=ref, actor=actor, since=start, limit=limit)
     if not events:
         console.print("No audit events match.")
@@ -307,6 +289,9 @@ def audit(
             ("  " + json.dumps(ev.after, default=str) if ev.after is not None else "", "dim"),
         )
         console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
+
+
+_add_domain_commands()
 
 
 def run() -> None:

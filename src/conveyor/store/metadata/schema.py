@@ -13,9 +13,15 @@ __all__ = [
     "artifact_links",
     "artifacts",
     "audit_events",
+    "experiments",
+    "latest_metrics",
     "lineage_edges",
     "metadata",
+    "metrics",
+    "params",
     "projects",
+    "runs",
+    "tags",
 ]
 
 metadata = sa.MetaData(
@@ -93,4 +99,82 @@ artifact_links = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("owner_kind", "owner_id", "name"),
     sa.Index(None, "digest"),
+)
+
+# -- tracking (revision 0003) ---------------------------------------------------------------
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("start_time", UTCDateTime, nullable=False),
+    sa.Column("end_time", UTCDateTime, nullable=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("parent_id", ID, nullable=True),
+    sa.Column("git_commit", sa.String(64), nullable=True),
+    sa.Column("git_branch", sa.String(250), nullable=True),
+    sa.Column("git_dirty", sa.Boolean, nullable=True),
+    sa.Column("command", sa.Text, nullable=False, server_default=""),
+    sa.Column("python_version", sa.String(50), nullable=False, server_default=""),
+    sa.Column("host", sa.String(250), nullable=False, server_default=""),
+    sa.Column("environment_digest", sa.String(64), nullable=True),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index(None, "experiment_id", "start_time"),
+    sa.Index(None, "parent_id"),
+)
+
+params = sa.Table(
+    "params",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Index(None, "key", "value"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# Every point of every metric. NaN is stored as NULL (SQLite cannot store NaN).
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("key", sa.String(250), nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Index(None, "run_id", "key", "step"),
+)
+
+# The value at the highest step of each metric of each run, kept for fast search and sort.
+latest_metrics = sa.Table(
+    "latest_metrics",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Index(None, "key", "value"),
 )

@@ -1,0 +1,40 @@
+"""What every command needs: the settings and workspace of the project it runs in."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import typer
+
+from conveyor.core.config import CONFIG_FILE, STATE_DIR, Settings, find_root, load_settings
+from conveyor.core.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from conveyor.store.workspace import Workspace
+
+__all__ = ["settings_for", "workspace_for"]
+
+
+def settings_for(ctx: typer.Context) -> Settings:
+    """Resolve settings for the project this command runs in; refuse to invent one.
+
+    Commands other than ``init`` need an existing project (conveyor.toml or .conveyor/ here
+    or above) unless the store is named explicitly, so running one in the wrong folder does
+    not leave a new .conveyor/ behind.
+    """
+    root = ctx.find_root().obj or find_root()
+    explicit = os.environ.get("CONVEYOR_STORE_URI") or (root / CONFIG_FILE).is_file()
+    if not explicit and not (root / STATE_DIR).is_dir():
+        raise NotFoundError(
+            f"No Conveyor project in {root} or the folders above it.",
+            hint="Run 'conveyor init' in your project folder, or pass --root PATH.",
+        )
+    return load_settings(root)
+
+
+def workspace_for(ctx: typer.Context) -> Workspace:
+    """Return the workspace of the project this command runs in (stores open on first use)."""
+    from conveyor.store.workspace import Workspace
+
+    return Workspace(settings_for(ctx))

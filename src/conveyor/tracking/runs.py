@@ -1,0 +1,400 @@
+"""Starting, logging to and ending runs: the ``Tracker`` service and the ``ActiveRun`` handle."""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import weakref
+from contextvars import ContextVar
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from conveyor.core import ids
+from conveyor.core.clock import utcnow
+from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from conveyor.core.names import validate_artifact_path
+from conveyor.store.catalog import guess_media_type
+from conveyor.store.records import ArtifactLink, ObjectRef
+from conveyor.store.workspace import Workspace, current_workspace
+from conveyor.tracking import environment, validation
+from conveyor.tracking.records import RunStatus
+from conveyor.tracking.store import (
+    CreateRun,
+    EndRun,
+    LinkArtifact,
+    LogMetric,
+    LogParam,
+    SetTag,
+    TrackingStore,
+)
+from conveyor.tracking.writer import Writer
+
+__all__ = ["ActiveRun", "Tracker", "active_run", "active_runs", "tracker"]
+
+DEFAULT_EXPERIMENT = "default"
+_active: ContextVar[tuple[ActiveRun, ...]] = ContextVar("conveyor_active_runs", default=())
+
+
+def tracker(ws: Workspace | None = None) -> Tracker:
+    """Return the tracking service of ``ws`` (default: the workspace in use)."""
+    return (ws or current_workspace()).service("tracking", Tracker)
+
+
+def active_runs() -> tuple[ActiveRun, ...]:
+    """Return the runs active in this context, outermost first."""
+    return _active.get()
+
+
+def active_run() -> ActiveRun | None:
+    """Return the innermost active run, or None."""
+    stack = _active.get()
+    return stack[-1] if stack else None
+
+
+class Tracker:
+    """Tracking for one workspace: starts runs and owns the background writer."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.store = TrackingStore(ws)
+        self.writer = Writer(self.store.write)
+        self._env_lock = threading.Lock()
+        self._env: tuple[environment.RunEnvironment, str, str | None] | None = None
+        self._exit_hook = False
+
+    def close(self) -> None:
+        """End runs still active in this context as FINISHED, then store what is queued."""
+        for run in reversed(active_runs()):
+            if run.tracker is self and not run.ended:
+                run.end()
+        self.writer.close()
+
+    def flush(self) -> None:
+        """Wait until everything logged so far is stored."""
+        self.writer.flush()
+
+    def _environment(self) -> tuple[environment.RunEnvironment, str, str | None]:
+        """Capture the environment once and store its package list and git diff once."""
+        with self._env_lock:
+            if self._env is None:
+                env = environment.capture(str(self.ws.settings.root))
+                packages = self.ws.artifacts.put(env.packages)
+                self.writer.submit(
+                    LinkArtifact(
+                        ObjectRef("environment", packages.digest),
+                        "requirements.txt",
+                        packages.digest,
+                        packages.size,
+                        "text/plain",
+                    )
+                )
+                diff_digest = None
+                if env.git is not None and env.git.dirty and env.git.diff:
+                    diff_digest = self.ws.artifacts.put(env.git.diff).digest
+                self._env = (env, packages.digest, diff_digest)
+            if not self._exit_hook:
+                # Registered after the writer's own hook, so it runs first (atexit is LIFO):
+                # runs left active end, then the writer stores what is queued.
+                atexit.register(_end_runs_at_exit, weakref.ref(self))
+                self._exit_hook = True
+            return self._env
+
+    def start_run(
+        self,
+        experiment: str | None = None,
+        *,
+        name: str | None = None,
+        tags: dict[str, Any] | None = None,
+        parent: ActiveRun | str | None = None,
+    ) -> ActiveRun:
+        """Start a run and make it the active one; see :func:`conveyor.start_run`."""
+        outer = active_run()
+        if parent is None and outer is not None:
+            parent = outer
+        parent_id = parent.id if isinstance(parent, ActiveRun) else parent
+        if experiment is None:
+            experiment = (
+                parent.experiment
+                if isinstance(parent, ActiveRun)
+                else os.environ.get("CONVEYOR_EXPERIMENT", DEFAULT_EXPERIMENT)
+            )
+        exp = self.store.experiment(experiment)
+        checked_tags = {
+            validation.check_key(k, "tag"): validation.tag_value(k, v)
+            for k, v in (tags or {}).items()
+        }
+        if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
+            raise InvalidArgumentError(f"A run name must be 1 to 200 characters; got {name!r}.")
+        env, packages_digest, diff_digest = self._environment()
+        run_id = ids.new_id()
+        run_name = name or f"run-{run_id[-6:].lower()}"
+        git = env.git
+        row = {
+            "id": run_id,
+            "project_id": self.ws.project.id,
+            "experiment_id": exp.id,
+            "name": run_name,
+            "status": str(RunStatus.RUNNING),
+            "start_time": utcnow(),
+            "end_time": None,
+            "user": self.ws.settings.actor,
+            "parent_id": parent_id,
+            "git_commit": git.commit if git else None,
+            "git_branch": git.branch if git else None,
+            "git_dirty": git.dirty if git else None,
+            "command": env.command,
+            "python_version": env.python_version,
+            "host": env.host,
+            "environment_digest": packages_digest,
+            "deleted_at": None,
+        }
+        ops: list[Any] = [CreateRun(row)]
+        ops += [SetTag(run_id, k, v) for k, v in checked_tags.items()]
+        if diff_digest is not None and git is not None:
+            ops.append(
+                LinkArtifact(
+                    ObjectRef("run", run_id),
+                    "environment/git.diff",
+                    diff_digest,
+                    len(git.diff),
+                    "text/x-diff",
+                )
+            )
+        self.writer.submit_many(ops)
+        run = ActiveRun(self, run_id, run_name, exp.name, parent_id)
+        _active.set((*_active.get(), run))
+        return run
+
+
+class ActiveRun:
+    """A run in progress. Use it as a context manager, or call :meth:`end`.
+
+    Leaving the ``with`` block normally ends it FINISHED; an exception ends it FAILED with
+    the traceback stored as ``traceback.txt``; Ctrl-C ends it KILLED.
+    """
+
+    def __init__(
+        self, tracker: Tracker, run_id: str, name: str, experiment: str, parent_id: str | None
+    ) -> None:
+        self.tracker = tracker
+        self.id = run_id
+        self.name = name
+        self.experiment = experiment
+        self.parent_id = parent_id
+        self.ended = False
+        self.status = RunStatus.RUNNING
+        self._params: dict[str, str] = {}
+        self._steps: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ActiveRun(id={self.id!r}, name={self.name!r}, experiment={self.experiment!r})"
+
+    @property
+    def ref(self) -> ObjectRef:
+        """This run as a lineage reference."""
+        return ObjectRef("run", self.id)
+
+    def _check_open(self) -> None:
+        if self.ended:
+            raise ConflictError(
+                f"Run {self.id} ({self.name}) has ended ({self.status}); it takes no more values.",
+                hint="Start a new run with start_run().",
+            )
+
+    # -- params, metrics, tags ---------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Log one param; logging it again with another value is a ConflictError."""
+        self.log_params({key: value})
+
+    def log_params(self, values: dict[str, Any]) -> None:
+        """Log several params."""
+        self._check_open()
+        ops = []
+        with self._lock:
+            for key, value in values.items():
+                validation.check_key(key, "param")
+                text = validation.param_value(key, value)
+                old = self._params.get(key)
+                if old is not None and old != text:
+                    raise ConflictError(
+                        f"The param {key!r} of run {self.id} is already {old!r}; "
+                        f"it cannot become {text!r}.",
+                        hint="Params are fixed once logged: use another key, "
+                        "or a metric for values that change.",
+                    )
+                if old is None:
+                    self._params[key] = text
+                    ops.append(LogParam(self.id, key, text))
+        self.tracker.writer.submit_many(ops)
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: float | None = None
+    ) -> None:
+        """Log one value of a metric; ``step`` defaults to one past the key's last step."""
+        self._check_open()
+        validation.check_key(key, "metric")
+        number = validation.metric_value(key, value)
+        with self._lock:
+            if step is None:
+                step = self._steps.get(key, -1) + 1
+            elif isinstance(step, bool) or not isinstance(step, int):
+                raise InvalidArgumentError(
+                    f"The step of metric {key!r} must be an integer; got {step!r}."
+                )
+            if step > self._steps.get(key, -1):
+                self._steps[key] = step
+        ms = int((time.time() if timestamp is None else timestamp) * 1000)
+        self.tracker.writer.submit(LogMetric(self.id, key, number, step, ms))
+
+    def log_metrics(
+        self, values: dict[str, float], step: int | None = None, timestamp: float | None = None
+    ) -> None:
+        """Log one value of each of several metrics, at the same step and time."""
+        ts = time.time() if timestamp is None else timestamp
+        for key, value in values.items():
+            self.log_metric(key, value, step=step, timestamp=ts)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set a tag (tags, unlike params, may change)."""
+        self.set_tags({key: value})
+
+    def set_tags(self, values: dict[str, Any]) -> None:
+        """Set several tags."""
+        self._check_open()
+        ops = [
+            SetTag(self.id, validation.check_key(k, "tag"), validation.tag_value(k, v))
+            for k, v in values.items()
+        ]
+        self.tracker.writer.submit_many(ops)
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def log_artifact(
+        self, path: str | os.PathLike[str], name: str | None = None
+    ) -> list[ArtifactLink]:
+        """Store a file, or every file under a directory, as artifacts of this run."""
+        source = Path(path)
+        base = validate_artifact_path(name or source.name)
+        if source.is_file():
+            return [self._store(source, base)]
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file())
+            return [self._store(f, f"{base}/{f.relative_to(source).as_posix()}") for f in files]
+        raise NotFoundError(f"Cannot log {source}: no such file or directory.")
+
+    def log_text(self, text: str, name: str) -> ArtifactLink:
+        """Store ``text`` (UTF-8) as the artifact ``name``."""
+        return self._store(text.encode(), name)
+
+    def log_dict(self, data: Any, name: str) -> ArtifactLink:
+        """Store ``data`` as JSON, or YAML when ``name`` ends in .yaml or .yml."""
+        if name.endswith((".yaml", ".yml")):
+            try:
+                import yaml
+            except ImportError as e:
+                raise InvalidArgumentError(
+                    "Logging YAML needs PyYAML.", hint="pip install pyyaml, or use a .json name."
+                ) from e
+            body = yaml.safe_dump(data, sort_keys=False).encode()
+        else:
+            body = json.dumps(data, indent=2, default=str).encode()
+        return self._store(body, name)
+
+    def log_table(self, table: Any, name: str) -> ArtifactLink:
+        """Store a pandas DataFrame or Arrow table as Parquet."""
+        if not name.endswith(".parquet"):
+            raise InvalidArgumentError(
+                f"log_table writes Parquet; name the artifact '*.parquet' (got {name!r})."
+            )
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not isinstance(table, pa.Table):
+            if not hasattr(table, "to_parquet"):
+                raise InvalidArgumentError(
+                    f"log_table takes a pandas DataFrame or a pyarrow Table; "
+                    f"got {type(table).__name__}."
+                )
+            table = pa.Table.from_pandas(table)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        return self._store(buffer.getvalue(), name)
+
+    def log_figure(self, figure: Any, name: str) -> ArtifactLink:
+        """Store a matplotlib figure as an image (format from the extension: png, svg, pdf)."""
+        fmt = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        if fmt not in ("png", "svg", "pdf", "jpg", "jpeg"):
+            raise InvalidArgumentError(
+                f"log_figure needs a name ending in .png, .svg, .pdf or .jpg; got {name!r}."
+            )
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=fmt)
+        return self._store(buffer.getvalue(), name)
+
+    def _store(self, data: bytes | Path, name: str) -> ArtifactLink:
+        self._check_open()
+        return self.tracker.ws.log_artifact(data, self.ref, name, media_type=guess_media_type(name))
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def end(self, status: RunStatus | str = RunStatus.FINISHED) -> None:
+        """End the run with ``status`` and wait until everything it logged is stored."""
+        if self.ended:
+            return
+        try:
+            final = RunStatus(status)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"A run ends FINISHED, FAILED or KILLED; got {status!r}."
+            ) from None
+        if final is RunStatus.RUNNING:
+            raise InvalidArgumentError("A run cannot end RUNNING; use FINISHED, FAILED or KILLED.")
+        self.ended = True
+        self.status = final
+        _active.set(tuple(r for r in _active.get() if r is not self))
+        self.tracker.writer.submit(EndRun(self.id, final, utcnow()))
+        self.tracker.writer.flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.end(RunStatus.FINISHED)
+            return
+        if issubclass(exc_type, KeyboardInterrupt):
+            self.end(RunStatus.KILLED)
+            return
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        try:
+            put = self.tracker.ws.artifacts.put(text.encode())
+            self.tracker.writer.submit(
+                LinkArtifact(self.ref, "traceback.txt", put.digest, put.size, "text/plain")
+            )
+        finally:
+            self.end(RunStatus.FAILED)
+
+
+def _end_runs_at_exit(ref: weakref.ref[Tracker]) -> None:
+    """End runs left active when the interpreter exits (FAILED after an uncaught error)."""
+    owner = ref()
+    if owner is None:
+        return
+    failed = getattr(sys, "last_value", None) is not None
+    for run in reversed(active_runs()):
+        if run.tracker is owner and not run.ended:
+            run.end(RunStatus.FAILED if failed else RunStatus.FINISHED)

@@ -1,0 +1,192 @@
+"""The background writer: logging calls return at once; a thread stores them in batches.
+
+A bounded queue applies back-pressure (a caller waits when it is full) instead of dropping
+anything. The thread writes whatever has queued up in one transaction, so batches grow with
+the logging rate. ``flush()`` waits until everything submitted before it is stored and raises
+if anything could not be. ``CONVEYOR_SYNC_LOGGING=1`` (or ``sync=True``) stores every
+operation before the call returns.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from conveyor.core.errors import ConveyorError
+
+__all__ = ["LoggingFailedError", "Writer"]
+
+log = logging.getLogger(__name__)
+
+#: Operations waiting at most; past this, logging calls wait for the writer.
+DEFAULT_QUEUE_SIZE = 200_000
+#: Operations written in one transaction at most.
+DEFAULT_BATCH_SIZE = 20_000
+
+
+class LoggingFailedError(ConveyorError, RuntimeError):
+    """Some logged values could not be stored (the first cause is chained)."""
+
+    code = "conveyor.logging_failed"
+
+
+class _Barrier:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class Writer:
+    """Stores operations through ``sink(batch)`` on a background thread, in order."""
+
+    def __init__(
+        self,
+        sink: Callable[[Sequence[Any]], None],
+        *,
+        sync: bool | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self._sink = sink
+        self.sync = os.environ.get("CONVEYOR_SYNC_LOGGING") == "1" if sync is None else sync
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._errors: list[BaseException] = []
+        self._failed_ops = 0
+        self._pid = -1
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def submit(self, op: Any) -> None:
+        """Queue ``op`` (or store it now in sync mode); waits only when the queue is full."""
+        if self.sync:
+            self._sink([op])
+            return
+        if self._thread is None or self._pid != os.getpid():
+            self._start()
+        self._queue.put(op)
+
+    def submit_many(self, ops: Sequence[Any]) -> None:
+        """Queue several operations, in order."""
+        if self.sync:
+            self._sink(list(ops))
+            return
+        for op in ops:
+            self.submit(op)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything submitted so far is stored; raise if any of it failed."""
+        if not self.sync and self._thread is not None and self._pid == os.getpid():
+            barrier = _Barrier()
+            self._queue.put(barrier)
+            if not barrier.done.wait(timeout):
+                raise LoggingFailedError(
+                    f"Logged values were not stored within {timeout} s; the store may be locked "
+                    "or unreachable."
+                )
+        self._raise_errors()
+
+    def close(self) -> None:
+        """Store what is queued and stop the thread; report failures in the log."""
+        if self._closed:
+            return
+        self._closed = True
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            self._queue.put(_STOP)
+            thread.join()
+        self._thread = None
+        if self._errors:
+            log.error(
+                "conveyor: %d logged values could not be stored: %s",
+                self._failed_ops,
+                self._errors[0],
+            )
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            # After a fork the parent's thread does not exist here: start afresh.
+            self._pid = os.getpid()
+            self._queue = queue.Queue(maxsize=self._queue_size)
+            self._closed = False
+            self._thread = threading.Thread(target=self._run, name="conveyor-writer", daemon=True)
+            self._thread.start()
+            atexit.register(_close_at_exit, weakref.ref(self))
+
+    def _run(self) -> None:
+        q = self._queue
+        while True:
+            item = q.get()
+            batch: list[Any] = []
+            barriers: list[_Barrier] = []
+            stop = False
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, _Barrier):
+                    barriers.append(item)
+                else:
+                    batch.append(item)
+                if stop or len(batch) >= self._batch_size:
+                    break
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+            for barrier in barriers:
+                barrier.done.set()
+            if stop:
+                return
+
+    def _write(self, batch: list[Any]) -> None:
+        try:
+            self._sink(batch)
+        except Exception as e:  # noqa: BLE001 - kept and raised to the caller at flush
+            if len(batch) == 1:
+                with self._lock:
+                    self._errors.append(e)
+                    self._failed_ops += 1
+                return
+            # Store what can be stored: split the batch until the bad operations are alone.
+            middle = len(batch) // 2
+            self._write(batch[:middle])
+            self._write(batch[middle:])
+
+    def _raise_errors(self) -> None:
+        with self._lock:
+            if not self._errors:
+                return
+            errors, self._errors = self._errors, []
+            failed, self._failed_ops = self._failed_ops, 0
+        first = errors[0]
+        if len(errors) == 1 and isinstance(first, ConveyorError):
+            raise first
+        raise LoggingFailedError(
+            f"{failed} logged values could not be stored; the first error: {first}"
+        ) from first
+
+
+def _close_at_exit(ref: weakref.ref[Writer]) -> None:
+    writer = ref()
+    if writer is not None:
+        writer.close()

@@ -1,0 +1,97 @@
+"""conveyor experiments / runs, as a user runs them after a training script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAIN = """
+import conveyor as cv
+for depth in (4, 8):
+    with cv.start_run(experiment="churn", name=f"rf-{depth}", tags={"team": "risk"}) as run:
+        cv.log_params({"max_depth": depth, "n_estimators": 100})
+        cv.log_metric("auc", 0.8 + depth / 100)
+        cv.log_text("notes", "notes.txt")
+        print(run.id)
+"""
+
+
+def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> tuple[Path, list[str]]:
+    cli(tmp_path, "init", "--project", "churn")
+    out = subprocess.run(
+        [sys.executable, "-c", TRAIN], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    return tmp_path, out.stdout.split()
+
+
+def test_experiments_list(trained: tuple[Path, list[str]]) -> None:
+    root, _ = trained
+    (exp,) = json.loads(cli(root, "experiments", "list", "--json").stdout)
+    assert (exp["name"], exp["runs"]) == ("churn", 2)
+
+
+def test_runs_list_filters_and_orders(trained: tuple[Path, list[str]]) -> None:
+    root, ids = trained
+    out = cli(root, "runs", "list", "-e", "churn", "-o", "metrics.auc desc").stdout
+    assert out.index("rf-8") < out.index("rf-4")
+    assert "auc" in out
+    found = json.loads(cli(root, "runs", "list", "-f", "params.max_depth = '4'", "--json").stdout)
+    assert [r["run_id"] for r in found] == [ids[0]]
+
+
+def test_runs_show_has_params_metrics_tags_and_artifacts(trained: tuple[Path, list[str]]) -> None:
+    root, ids = trained
+    shown = cli(root, "runs", "show", ids[1]).stdout
+    for text in ("rf-8", "FINISHED", "max_depth", "auc", "team", "notes.txt"):
+        assert text in shown
+    data = json.loads(cli(root, "runs", "show", ids[1], "--json").stdout)
+    assert data["params"] == {"max_depth": "8", "n_estimators": "100"}
+    assert [a["name"] for a in data["artifacts"]] == ["notes.txt"]
+
+
+def test_runs_compare_shows_only_differences_by_default(trained: tuple[Path, list[str]]) -> None:
+    root, ids = trained
+    out = cli(root, "runs", "compare", *ids).stdout
+    assert "params.max_depth" in out
+    assert "params.n_estimators" not in out
+    assert "rows where every run agrees are hidden" in out
+    assert "params.n_estimators" in cli(root, "runs", "compare", *ids, "--all").stdout
+
+
+def test_runs_delete_and_restore(trained: tuple[Path, list[str]]) -> None:
+    root, ids = trained
+    cli(root, "runs", "delete", ids[0])
+    listed = json.loads(cli(root, "runs", "list", "--json").stdout)
+    assert [r["run_id"] for r in listed] == [ids[1]]
+    assert ids[0] in cli(root, "runs", "list", "--deleted").stdout
+    cli(root, "runs", "restore", ids[0])
+    assert len(json.loads(cli(root, "runs", "list", "--json").stdout)) == 2
+
+
+def test_bad_filters_and_unknown_runs_are_one_line_errors(trained: tuple[Path, list[str]]) -> None:
+    root, _ = trained
+    bad = cli(root, "runs", "list", "-f", "metrics.auc >", ok=False)
+    assert bad.returncode == 1
+    assert "expected a number or a quoted string after 'metrics.auc >'" in bad.stderr
+    missing = cli(root, "runs", "show", "01XXXXXXXXXXXXXXXXXXXXXXXX", ok=False)
+    assert "No run '01XXXXXXXXXXXXXXXXXXXXXXXX'" in missing.stderr

@@ -1,0 +1,15 @@
+"""Tracking on a real PostgreSQL server: the same suite as on SQLite."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.suites.tracking import TrackingSuite
+
+pytestmark = pytest.mark.postgres
+
+
+class TestTrackingOnPostgres(TrackingSuite):
+    @pytest.fixture
+    def store_uri(self, postgres_uri: str) -> str:
+        return postgres_uri
