@@ -347,7 +347,13 @@ class ActiveRun:
     # -- ending ------------------------------------------------------------------------------
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> None:
-        """End the run with ``status`` and wait until everything it logged is stored."""
+        """End the run with ``status`` and hand what it logged to the writer at once.
+
+        The writer stores it straight away, together with whatever else is queued, so ending
+        a run does not wait for a transaction of its own; :func:`conveyor.flush`,
+        ``get_run``, ``search_runs`` and the end of the process wait until it is stored.
+        A failure already known from earlier logging is raised here.
+        """
         if self.ended:
             return
         try:
@@ -362,7 +368,7 @@ class ActiveRun:
         self.status = final
         _active.set(tuple(r for r in _active.get() if r is not self))
         self.tracker.writer.submit(EndRun(self.id, final, utcnow()))
-        self.tracker.writer.flush()
+        self.tracker.writer.raise_pending()
 
     def __enter__(self) -> Self:
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from conveyor.store.metadata.schema import (
     runs,
     tags,
 )
-from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.metadata.sql import Prepared, insert_ignore
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 from conveyor.tracking.records import Experiment, MetricPoint, Run, RunStatus
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 _EXPERIMENT_NAME_MAX = 200
+_FIRST_ANALYZE = 200
+_STATUSES = {status.value: status for status in RunStatus}
 
 
 # -- operations the writer batches ---------------------------------------------------------
@@ -91,10 +95,51 @@ class LinkArtifact:
 Op = CreateRun | LogParam | SetTag | LogMetric | EndRun | LinkArtifact
 
 
-def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+_INSERT_PARAMS = Prepared(params.insert())
+_INSERT_METRICS = Prepared(metrics.insert())
+_INSERT_LATEST = Prepared(latest_metrics.insert())
+_INSERT_TAGS = Prepared(tags.insert())
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """Statements built once per dialect and executed with many rows each."""
+
+    insert_runs: Any
+    upsert_tags: Prepared
+    upsert_latest: Prepared
+    end_runs: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    tags_stmt = insert(tags)
+    latest_stmt = insert(latest_metrics)
+    return _Statements(
+        insert_runs=runs.insert(),
+        upsert_tags=Prepared(
+            tags_stmt.on_conflict_do_update(
+                index_elements=["run_id", "key"], set_={"value": tags_stmt.excluded.value}
+            )
+        ),
+        upsert_latest=Prepared(
+            latest_stmt.on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={
+                    "value": latest_stmt.excluded.value,
+                    "step": latest_stmt.excluded.step,
+                    "timestamp_ms": latest_stmt.excluded.timestamp_ms,
+                },
+                where=latest_metrics.c.step <= latest_stmt.excluded.step,
+            )
+        ),
+        end_runs=runs.update()
+        .where(runs.c.id == sa.bindparam("b_id"))
+        .values(status=sa.bindparam("b_status"), end_time=sa.bindparam("b_end")),
+    )
 
 
 class TrackingStore:
@@ -104,6 +149,8 @@ class TrackingStore:
         self.ws = ws
         self._experiments: dict[str, Experiment] = {}
         self._lock = threading.Lock()
+        self._runs_written = 0
+        self._analyze_at = _FIRST_ANALYZE
 
     # -- experiments -----------------------------------------------------------------------
 
@@ -181,7 +228,7 @@ class TrackingStore:
         ends: list[EndRun] = []
         links: list[LinkArtifact] = []
         for op in ops:
-            if isinstance(op, LogMetric):
+            if type(op) is LogMetric:
                 point = {
                     "run_id": op.run_id,
                     "key": op.key,
@@ -193,22 +240,33 @@ class TrackingStore:
                 current = latest.get((op.run_id, op.key))
                 if current is None or op.step >= current["step"]:
                     latest[(op.run_id, op.key)] = point
-            elif isinstance(op, CreateRun):
+            elif type(op) is CreateRun:
                 created.append(op.row)
-            elif isinstance(op, LogParam):
+            elif type(op) is LogParam:
                 seen = new_params.setdefault((op.run_id, op.key), op.value)
                 if seen != op.value:
                     raise _param_conflict(op.run_id, op.key, seen, op.value)
-            elif isinstance(op, SetTag):
+            elif type(op) is SetTag:
                 new_tags[(op.run_id, op.key)] = op.value
-            elif isinstance(op, EndRun):
+            elif type(op) is EndRun:
                 ends.append(op)
-            else:
+            elif type(op) is LinkArtifact:
                 links.append(op)
+        fresh = {row["id"]: row for row in created}
+        # A run created and ended in the same batch is inserted finished: no update needed.
+        finished_fresh = [e for e in ends if e.run_id in fresh]
+        for end in finished_fresh:
+            fresh[end.run_id] = {
+                **fresh[end.run_id],
+                "status": str(end.status),
+                "end_time": end.end_time,
+            }
+        updates = [e for e in ends if e.run_id not in fresh]
         with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
             conn = uow.conn
-            if created:
-                conn.execute(runs.insert(), created)
+            statements = _statements(conn.dialect.name)
+            if fresh:
+                conn.execute(statements.insert_runs, list(fresh.values()))
                 for row in created:
                     uow.audit(
                         "run.create",
@@ -216,28 +274,13 @@ class TrackingStore:
                         after={"name": row["name"], "experiment_id": row["experiment_id"]},
                     )
             if new_params:
-                self._insert_params(conn, new_params)
+                self._insert_params(conn, new_params, set(fresh))
             if new_tags:
-                stmt = _dialect_insert(conn, tags)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-                )
-                conn.execute(
-                    stmt, [{"run_id": r, "key": k, "value": v} for (r, k), v in new_tags.items()]
-                )
+                tag_rows = [{"run_id": r, "key": k, "value": v} for (r, k), v in new_tags.items()]
+                _split(tag_rows, fresh, _INSERT_TAGS, statements.upsert_tags, conn)
             if points:
-                conn.execute(metrics.insert(), points)
-                stmt = _dialect_insert(conn, latest_metrics)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["run_id", "key"],
-                    set_={
-                        "value": stmt.excluded.value,
-                        "step": stmt.excluded.step,
-                        "timestamp_ms": stmt.excluded.timestamp_ms,
-                    },
-                    where=latest_metrics.c.step <= stmt.excluded.step,
-                )
-                conn.execute(stmt, list(latest.values()))
+                _INSERT_METRICS.executemany(conn, points)
+                _split(list(latest.values()), fresh, _INSERT_LATEST, statements.upsert_latest, conn)
             for link in links:
                 claim_content(
                     conn, self.ws.artifacts, link.digest, link.size, link.media_type, uow.now
@@ -257,12 +300,15 @@ class TrackingStore:
                     ],
                     conflict_columns=["owner_kind", "owner_id", "name"],
                 )
-            for end in ends:
+            if updates:
                 conn.execute(
-                    runs.update()
-                    .where(runs.c.id == end.run_id)
-                    .values(status=str(end.status), end_time=end.end_time)
+                    statements.end_runs,
+                    [
+                        {"b_id": e.run_id, "b_status": str(e.status), "b_end": e.end_time}
+                        for e in updates
+                    ],
                 )
+            for end in ends:
                 uow.audit(
                     "run.end",
                     ObjectRef("run", end.run_id),
@@ -270,17 +316,30 @@ class TrackingStore:
                     after={"status": str(end.status)},
                 )
 
+        self._runs_written += len(created)
+        if self._runs_written >= self._analyze_at:
+            # Keep the planner's statistics in step as the store grows, so searches pick the
+            # most selective index (doubling: a handful of quick ANALYZEs over a store's life).
+            self._analyze_at *= 2
+            self.ws.metadata.analyze(["runs", "params", "tags", "latest_metrics"])
+
     @staticmethod
-    def _insert_params(conn: sa.Connection, new: dict[tuple[str, str], str]) -> None:
-        run_ids = sorted({r for r, _ in new})
-        existing = {
-            (r.run_id, r.key): r.value
-            for r in conn.execute(
-                sa.select(params).where(
-                    params.c.run_id.in_(run_ids), params.c.key.in_(sorted({k for _, k in new}))
+    def _insert_params(
+        conn: sa.Connection, new: dict[tuple[str, str], str], fresh_runs: set[str]
+    ) -> None:
+        # Runs created in this very batch have no params yet: no need to look.
+        older = {(r, k) for r, k in new if r not in fresh_runs}
+        existing: dict[tuple[str, str], str] = {}
+        if older:
+            existing = {
+                (r.run_id, r.key): r.value
+                for r in conn.execute(
+                    sa.select(params).where(
+                        params.c.run_id.in_(sorted({r for r, _ in older})),
+                        params.c.key.in_(sorted({k for _, k in older})),
+                    )
                 )
-            )
-        }
+            }
         rows = []
         for (run_id, key), value in new.items():
             if (run_id, key) in existing:
@@ -288,8 +347,7 @@ class TrackingStore:
                     raise _param_conflict(run_id, key, existing[(run_id, key)], value)
                 continue
             rows.append({"run_id": run_id, "key": key, "value": value})
-        if rows:
-            conn.execute(params.insert(), rows)
+        _INSERT_PARAMS.executemany(conn, rows)
 
     def set_deleted(self, run_id: str, deleted: bool) -> None:
         """Mark a run deleted (hidden from search) or restore it, with an audit event."""
@@ -328,21 +386,45 @@ class TrackingStore:
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> list[MetricPoint]:
         """Return every point of a metric ordered by step, or ``max_points`` evenly spread."""
-        self.get_run(run_id)
+        if max_points is not None and max_points < 2:
+            raise InvalidArgumentError(f"max_points must be at least 2; got {max_points}.")
         base = sa.select(metrics.c.step, metrics.c.value, metrics.c.timestamp_ms).where(
             metrics.c.run_id == run_id, metrics.c.key == key
         )
         with self.ws.metadata.read() as conn:
+            exists = conn.execute(
+                sa.select(runs.c.id).where(
+                    runs.c.id == run_id, runs.c.project_id == self.ws.project.id
+                )
+            ).first()
+            if exists is None:
+                raise NotFoundError(
+                    f"No run {run_id!r} in project {self.ws.project.name!r}.",
+                    hint="List runs with: conveyor runs list",
+                )
             if max_points is not None:
-                if max_points < 2:
-                    raise InvalidArgumentError(f"max_points must be at least 2; got {max_points}.")
                 total = conn.execute(
                     sa.select(sa.func.count()).select_from(base.subquery())
                 ).scalar_one()
                 if total > max_points:
                     return _downsample(conn, base, total, max_points)
             rows = conn.execute(base.order_by(metrics.c.step, metrics.c.timestamp_ms)).all()
-        return [MetricPoint(r.step, _nan(r.value), r.timestamp_ms) for r in rows]
+            return [
+                MetricPoint(step, math.nan if value is None else value, ts)
+                for step, value, ts in rows
+            ]
+
+
+def _split(
+    rows: list[dict[str, Any]],
+    fresh: dict[str, Any],
+    insert: Prepared,
+    upsert: Prepared,
+    conn: sa.Connection,
+) -> None:
+    """Plain-insert rows of runs created in this batch (nothing to collide with); upsert others."""
+    insert.executemany(conn, [r for r in rows if r["run_id"] in fresh])
+    upsert.executemany(conn, [r for r in rows if r["run_id"] not in fresh])
 
 
 def _downsample(
@@ -381,22 +463,19 @@ def load_run_values(
     t: dict[str, dict[str, str]] = {}
     for start in range(0, len(run_ids), 500):
         chunk = list(run_ids[start : start + 500])
-        for r in conn.execute(
-            sa.select(params.c.run_id, params.c.key, params.c.value).where(
-                params.c.run_id.in_(chunk)
+        targets: list[tuple[sa.Table, dict[str, dict[str, Any]]]] = [
+            (params, p),
+            (latest_metrics, m),
+            (tags, t),
+        ]
+        for table, into in targets:
+            query = sa.select(table.c.run_id, table.c.key, table.c.value).where(
+                table.c.run_id.in_(chunk)
             )
-        ):
-            p.setdefault(r.run_id, {})[r.key] = r.value
-        for r in conn.execute(
-            sa.select(latest_metrics.c.run_id, latest_metrics.c.key, latest_metrics.c.value).where(
-                latest_metrics.c.run_id.in_(chunk)
-            )
-        ):
-            m.setdefault(r.run_id, {})[r.key] = _nan(r.value)
-        for r in conn.execute(
-            sa.select(tags.c.run_id, tags.c.key, tags.c.value).where(tags.c.run_id.in_(chunk))
-        ):
-            t.setdefault(r.run_id, {})[r.key] = r.value
+            for run_id, key, value in conn.execute(query).all():
+                into.setdefault(run_id, {})[key] = (
+                    math.nan if value is None and table is latest_metrics else value
+                )
     return p, m, t
 
 
@@ -408,7 +487,7 @@ def run_from_row(
         id=row.id,
         name=row.name,
         experiment=row.experiment_name,
-        status=RunStatus(row.status),
+        status=_STATUSES[row.status],
         start_time=row.start_time,
         end_time=row.end_time,
         user=row.user,

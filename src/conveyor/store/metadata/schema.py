@@ -138,13 +138,16 @@ runs = sa.Table(
     sa.Index(None, "parent_id"),
 )
 
+# Key/value tables are clustered on their primary key in SQLite (WITHOUT ROWID), and their
+# (key, value, run_id) indexes cover a search's filter, so a search reads indexes only.
 params = sa.Table(
     "params",
     metadata,
     sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
     sa.Column("key", sa.String(250), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-    sa.Index(None, "key", "value"),
+    sa.Index(None, "key", "value", "run_id"),
+    sqlite_with_rowid=False,
 )
 
 tags = sa.Table(
@@ -153,6 +156,8 @@ tags = sa.Table(
     sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
     sa.Column("key", sa.String(250), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+    sa.Index(None, "key", "value", "run_id"),
+    sqlite_with_rowid=False,
 )
 
 # Every point of every metric. NaN is stored as NULL (SQLite cannot store NaN).
@@ -164,7 +169,7 @@ metrics = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
     sa.Column("value", sa.Float, nullable=True),
-    sa.Index(None, "run_id", "key", "step"),
+    sa.Index(None, "run_id", "key", "step", "timestamp_ms", "value"),  # covers a history read
 )
 
 # The value at the highest step of each metric of each run, kept for fast search and sort.
@@ -176,5 +181,6 @@ latest_metrics = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
     sa.Column("value", sa.Float, nullable=True),
-    sa.Index(None, "key", "value"),
+    sa.Index(None, "key", "value", "run_id"),
+    sqlite_with_rowid=False,
 )

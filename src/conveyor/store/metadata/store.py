@@ -29,6 +29,8 @@ from conveyor.store.records import AuditEvent, LineageEdge, LineageGraph, Object
 
 __all__ = ["MetadataStore", "UnitOfWork"]
 
+_INSERT_AUDIT = audit_events.insert()
+
 
 class UnitOfWork:
     """One transaction: a change, its lineage edges and its audit event commit together."""
@@ -38,6 +40,7 @@ class UnitOfWork:
         self.actor = actor
         self.project_id = project_id
         self.now = utcnow()
+        self._audit_rows: list[dict[str, Any]] = []
 
     def audit(
         self,
@@ -47,22 +50,31 @@ class UnitOfWork:
         before: Any = None,
         after: Any = None,
     ) -> str:
-        """Record that the actor did ``action`` to ``obj``; returns the event id."""
+        """Record that the actor did ``action`` to ``obj``; returns the event id.
+
+        Events are written together, in one statement, when the unit of work commits.
+        """
         event_id = ids.new_id()
-        self.conn.execute(
-            audit_events.insert().values(
-                id=event_id,
-                project_id=self.project_id,
-                at=self.now,
-                actor=self.actor,
-                action=action,
-                object_kind=obj.kind,
-                object_id=obj.id,
-                before=before,
-                after=after,
-            )
+        self._audit_rows.append(
+            {
+                "id": event_id,
+                "project_id": self.project_id,
+                "at": self.now,
+                "actor": self.actor,
+                "action": action,
+                "object_kind": obj.kind,
+                "object_id": obj.id,
+                "before": before,
+                "after": after,
+            }
         )
         return event_id
+
+    def write_audit(self) -> None:
+        """Write the audit events recorded so far (done for you before commit)."""
+        if self._audit_rows:
+            rows, self._audit_rows = self._audit_rows, []
+            self.conn.execute(_INSERT_AUDIT, rows)
 
     def link(self, src: ObjectRef, dst: ObjectRef, relation: str) -> None:
         """Record a lineage edge ``src -relation-> dst`` (recording it twice is harmless)."""
@@ -221,7 +233,9 @@ class MetadataStore:
         with self._translated():
             writer = self.engine.connect().execution_options(**{engines.WRITE: True})
             with writer as conn, conn.begin():
-                yield UnitOfWork(conn, actor or self.actor, project_id)
+                uow = UnitOfWork(conn, actor or self.actor, project_id)
+                yield uow
+                uow.write_audit()
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -393,6 +407,17 @@ class MetadataStore:
             )
             for r in rows
         ]
+
+    def analyze(self, tables: list[str]) -> None:
+        """Refresh the query planner's statistics for ``tables``."""
+        from conveyor.store.metadata.schema import metadata
+
+        unknown = [t for t in tables if t not in metadata.tables]
+        if unknown:
+            raise InvalidArgumentError(f"Unknown table(s) to analyze: {', '.join(unknown)}.")
+        with self.transaction() as uow:
+            for table in tables:  # names checked against the schema above
+                uow.conn.exec_driver_sql(f"ANALYZE {table}")
 
     def counts(self) -> dict[str, int]:
         """Return the number of rows in each table (for ``conveyor info``)."""

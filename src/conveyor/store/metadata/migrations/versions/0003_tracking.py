@@ -71,8 +71,9 @@ def upgrade() -> None:
             sa.Column("value", sa.Text, nullable=False),
             sa.PrimaryKeyConstraint("run_id", "key", name=f"pk_{table}"),
             sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=f"fk_{table}_run_id_runs"),
+            sqlite_with_rowid=False,
         )
-    op.create_index("ix_params_key_value", "params", ["key", "value"])
+        op.create_index(f"ix_{table}_key_value_run_id", table, ["key", "value", "run_id"])
     op.create_table(
         "metrics",
         sa.Column("run_id", ID, nullable=False),
@@ -82,7 +83,11 @@ def upgrade() -> None:
         sa.Column("value", sa.Float, nullable=True),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_metrics_run_id_runs"),
     )
-    op.create_index("ix_metrics_run_id_key_step", "metrics", ["run_id", "key", "step"])
+    op.create_index(
+        "ix_metrics_run_id_key_step_timestamp_ms_value",
+        "metrics",
+        ["run_id", "key", "step", "timestamp_ms", "value"],
+    )
     op.create_table(
         "latest_metrics",
         sa.Column("run_id", ID, nullable=False),
@@ -92,8 +97,11 @@ def upgrade() -> None:
         sa.Column("value", sa.Float, nullable=True),
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_latest_metrics_run_id_runs"),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
+    op.create_index(
+        "ix_latest_metrics_key_value_run_id", "latest_metrics", ["key", "value", "run_id"]
+    )
 
 
 def downgrade() -> None:
