@@ -34,6 +34,7 @@ if _TYPE_CHECKING:
         ObjectRef,
     )
     from conveyor.store.workspace import Workspace
+    from conveyor.tracking.autolog import autolog
     from conveyor.tracking.fluent import (
         delete_run,
         end_run,
@@ -57,6 +58,7 @@ if _TYPE_CHECKING:
     )
     from conveyor.tracking.records import Experiment, MetricPoint, Run, RunStatus
     from conveyor.tracking.runs import ActiveRun, active_run
+    from conveyor.tracking.tune import TuneResult, tune
 
 __all__ = [
     "ActiveRun",
@@ -80,9 +82,11 @@ __all__ = [
     "Run",
     "RunStatus",
     "Settings",
+    "TuneResult",
     "Workspace",
     "__version__",
     "active_run",
+    "autolog",
     "delete_run",
     "end_run",
     "flush",
@@ -103,6 +107,7 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "tune",
     "workspace",
 ]
 
@@ -143,6 +148,9 @@ _LAZY = {
     "Run": "conveyor.tracking.records",
     "RunStatus": "conveyor.tracking.records",
     "ActiveRun": "conveyor.tracking.runs",
+    "autolog": "conveyor.tracking.autolog",
+    "tune": "conveyor.tracking.tune",
+    "TuneResult": "conveyor.tracking.tune",
     "active_run": "conveyor.tracking.runs",
 }
 
