@@ -1,21 +1,31 @@
-"""The foundation, end to end: store data and results, record lineage and audit, inspect it.
+"""Conveyor end to end on the embedded default: data, tracked training, tuning, lineage.
 
 Run with ``make demo`` (or ``python examples/quickstart/demo.py [FOLDER]``). It works in a
-fresh project folder (default ``.demo/quickstart``) on the embedded default: SQLite metadata
-and a local content-addressed artifact store, no server. Until the tracking, registry and
-closed-loop issues land, this is the most complete job Conveyor runs.
+fresh project folder (default ``.demo/quickstart``): SQLite metadata and a local
+content-addressed artifact store, no server. The data is scikit-learn's bundled breast
+cancer table (569 rows, 30 features); nothing is downloaded.
+
+Until the registry, serving and monitoring issues land, this is the most complete job
+Conveyor runs: store a dataset, train and compare models in tracked runs (autolog),
+tune one with Optuna (each trial a child run), and trace the best model back to its data.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import random
 import shutil
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 import conveyor as cv
 
@@ -24,38 +34,12 @@ FOLDER = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".demo") / "quickstart
 
 def say(text: str) -> None:
     """Print one step of the demo."""
-    print(f"\n== {text}")
-
-
-def make_customers(n: int = 2000, seed: int = 7) -> bytes:
-    """Return a small, deterministic customer table as CSV bytes."""
-    rng = random.Random(seed)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["customer_id", "tenure_months", "monthly_spend", "support_calls", "churned"])
-    for i in range(n):
-        tenure = rng.randint(1, 72)
-        spend = round(rng.uniform(10, 120), 2)
-        calls = rng.randint(0, 9)
-        risk = 0.6 * calls / 9 + 0.4 * (1 - tenure / 72)
-        writer.writerow([f"c{i:05d}", tenure, spend, calls, int(rng.random() < risk)])
-    return out.getvalue().encode()
-
-
-def churn_rate_by_calls(data: bytes) -> dict[str, float]:
-    """Return the observed churn rate for each number of support calls."""
-    rows = list(csv.DictReader(io.StringIO(data.decode())))
-    totals: dict[str, list[int]] = {}
-    for row in rows:
-        totals.setdefault(row["support_calls"], []).append(int(row["churned"]))
-    return {
-        k: round(sum(v) / len(v), 3) for k, v in sorted(totals.items(), key=lambda kv: int(kv[0]))
-    }
+    print(f"\n== {text}", flush=True)
 
 
 def cli(*args: str) -> None:
     """Run the conveyor command line in the demo folder, showing the command."""
-    print(f"$ conveyor {' '.join(args)}")
+    print(f"$ conveyor {' '.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", "conveyor", *args], cwd=FOLDER, check=True)
 
 
@@ -63,59 +47,96 @@ def main() -> None:
     """Run the demo."""
     shutil.rmtree(FOLDER, ignore_errors=True)
     FOLDER.mkdir(parents=True)
-    say(f"A new project in {FOLDER} (conveyor init)")
-    cli("init", "--project", "churn")
-
+    say(f"A new project in {FOLDER}")
+    cli("init", "--project", "cancer")
     ws = cv.init(FOLDER)
-    data = make_customers()
-    dataset = cv.ObjectRef("dataset_version", "customers@1")
-    analysis = cv.ObjectRef("run", "churn-by-support-calls")
-    report = cv.ObjectRef("report", "churn-drivers@1")
 
-    say("Store the dataset and the analysis result (content-addressed, verified on read)")
-    stored = ws.log_artifact(data, dataset, "customers.csv")
-    again = ws.log_artifact(data, cv.ObjectRef("dataset_version", "customers-copy@1"), "c.csv")
-    print(f"customers.csv: {stored.size:,} bytes, sha256 {stored.digest[:16]}...")
-    print(f"stored once: a second name for the same bytes shares digest {again.digest[:16]}...")
-    rates = churn_rate_by_calls(data)
-    ws.log_artifact(repr(rates).encode(), report, "churn_by_support_calls.txt")
-    print(f"churn rate by support calls: {rates}")
+    say("Store the dataset (content-addressed, verified on every read)")
+    frame = load_breast_cancer(as_frame=True).frame
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    dataset = cv.ObjectRef("dataset_version", "breast-cancer@1")
+    stored = ws.log_artifact(buffer.getvalue(), dataset, "data.parquet")
+    print(f"{len(frame)} rows, {stored.size:,} bytes, sha256 {stored.digest[:16]}...")
+    x, y = frame.drop(columns="target"), frame["target"]
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0)
 
-    say("Record where things came from (lineage and audit commit in one transaction)")
+    say("Train two models; autolog records params, training metrics and the model")
+    cv.autolog()
+    candidates = {
+        "logreg": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+        "forest": RandomForestClassifier(n_estimators=100, max_depth=6, random_state=0),
+    }
+    for name, model in candidates.items():
+        with cv.start_run(experiment="cancer", name=name, tags={"stage": "baseline"}) as run:
+            model.fit(x_train, y_train)
+            val_auc = roc_auc_score(y_val, model.predict_proba(x_val)[:, 1])
+            cv.log_metric("val_auc", val_auc)
+            with ws.metadata.transaction(project_id=ws.project.id) as uow:
+                uow.link(dataset, run.ref, "used_by")
+        print(f"{name}: val_auc {val_auc:.4f} (run {run.id})")
+
+    say("Tune the forest with Optuna: 8 trials, 2 at a time, each a child run")
+    cv.autolog(disable=True)
+
+    def objective(params: dict) -> float:
+        model = RandomForestClassifier(**params, random_state=0).fit(x_train, y_train)
+        return roc_auc_score(y_val, model.predict_proba(x_val)[:, 1])
+
+    result = cv.tune(
+        objective,
+        {"n_estimators": (20, 200), "max_depth": (2, 12), "min_samples_leaf": [1, 2, 4]},
+        n_trials=8,
+        parallel=2,
+        experiment="cancer",
+        metric="val_auc",
+        seed=0,
+        progress=False,
+    )
+    print(f"best val_auc {result.best_value:.4f} with {result.best_params}")
     with ws.metadata.transaction(project_id=ws.project.id) as uow:
-        uow.link(dataset, analysis, "used_by")
-        uow.link(analysis, report, "produced")
-        uow.audit("report.create", report, after={"rates": rates})
+        uow.link(dataset, cv.ObjectRef("run", result.parent_run_id), "used_by")
+        uow.link(
+            cv.ObjectRef("run", result.parent_run_id),
+            cv.ObjectRef("run", result.best_run_id),
+            "selected",
+        )
 
-    say("What did the report come from?")
-    cli("lineage", str(report), "--upstream")
-    say("What came from the dataset?")
-    cli("lineage", str(dataset), "--downstream")
+    say("Find the best runs (filter language, ordering)")
+    best = cv.search_runs(
+        experiment="cancer",
+        filter="metrics.val_auc > 0.9",
+        order_by=["metrics.val_auc desc"],
+        limit=3,
+    )
+    print(best[["name", "status", "metrics.val_auc"]].to_string(index=False))
+    cli("runs", "list", "-e", "cancer", "-o", "metrics.val_auc desc", "-n", "5")
+
+    say("Compare the two best trials side by side (differences highlighted)")
+    trials = cv.search_runs(
+        experiment="cancer",
+        filter="attributes.name LIKE 'trial-%'",
+        order_by=["metrics.val_auc desc"],
+        limit=2,
+    )
+    cli("runs", "compare", *trials["run_id"])
+
+    say("Where did the best tuned model come from?")
+    cli("lineage", f"run:{result.best_run_id}", "--upstream")
 
     say("Who changed what (the audit log)")
-    cli("audit", "--limit", "6")
+    cli("audit", "--limit", "5")
 
-    say("Integrity: every read is checked against the digest")
-    with ws.open_artifact(dataset, "customers.csv") as f:
-        assert f.read() == data
-    print("customers.csv read back and verified")
+    say("Garbage collection keeps everything a record points at")
+    gc = ws.gc(grace=timedelta(0), dry_run=True)
+    print(f"{gc.scanned} objects stored, {len(gc.deleted)} unreferenced")
 
-    say("Garbage collection: unreferenced bytes go, referenced ones stay")
-    orphan = ws.artifacts.put(b"scratch bytes nobody recorded")
-    gc = ws.gc(grace=timedelta(0))
-    print(
-        f"deleted {len(gc.deleted)} unreferenced object(s) ({gc.bytes_freed} bytes); "
-        f"orphan gone: {not ws.artifacts.exists(orphan.digest)}; "
-        f"dataset kept: {ws.artifacts.exists(stored.digest)}"
-    )
-
-    say("The project at a glance")
     cli("info")
     ws.close()
     print(
-        "\nDone. This demo ran Conveyor's foundation on the embedded default: a SQLite "
-        "metadata store with migrations, a content-addressed artifact store, lineage, "
-        f"audit and gc. Explore it yourself: cd {FOLDER} && conveyor --help"
+        "\nDone. Conveyor stored a dataset, tracked 2 trained models and an 8-trial search "
+        "with their params, metrics and models, and traced the best model back to its data, "
+        f"all in {FOLDER}/.conveyor. Explore it: cd {FOLDER} && conveyor runs list"
     )
 
 

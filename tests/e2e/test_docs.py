@@ -22,9 +22,10 @@ def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_readme_quickstart_runs(tmp_path: Path) -> None:
     (tmp_path / "customers.csv").write_text("customer_id,churned\nc1,0\n")
-    (block,) = python_blocks(ROOT / "README.md")
-    result = run_python(block, tmp_path)
+    blocks = python_blocks(ROOT / "README.md")
+    result = run_python("\n".join(blocks), tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "rf-baseline" in result.stdout
     assert "ObjectRef(kind='dataset_version', id='customers@1')" in result.stdout
 
 
@@ -43,5 +44,14 @@ def test_the_demo_runs_and_says_what_it_did(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "customers.csv read back and verified" in result.stdout
-    assert "orphan gone: True; dataset kept: True" in result.stdout
+    assert "best val_auc" in result.stdout
+    assert "0 unreferenced" in result.stdout
+    assert "Done. Conveyor stored a dataset, tracked 2 trained models" in result.stdout
+
+
+def test_the_tracking_guide_examples_run(tmp_path: Path) -> None:
+    for i, block in enumerate(python_blocks(ROOT / "docs" / "tracking.md")):
+        folder = tmp_path / f"block{i}"
+        folder.mkdir()
+        result = run_python(block, folder)
+        assert result.returncode == 0, f"block {i} failed:\n{block}\n{result.stderr}"
