@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conveyor.store.workspace import Workspace, current_workspace, use_workspace
+from conveyor.store.workspace import Workspace, _current, current_workspace, use_workspace
 
 __all__ = ["init", "workspace"]
 
@@ -19,8 +19,9 @@ def init(
 ) -> Workspace:
     """Choose the project and stores to use from here on; arguments override conveyor.toml.
 
-    Nothing is created until first use: the metadata store is created and migrated when
-    something is first written or read.
+    The workspace becomes the one in use in this context and the process default (threads
+    started later use it too). Nothing is created until first use: the metadata store is
+    created and migrated when something is first written or read.
 
     >>> import conveyor as cv, tempfile
     >>> ws = cv.init(tempfile.mkdtemp(), project="churn")
@@ -34,17 +35,10 @@ def init(
         artifact_uri=artifact_uri,
         actor=actor,
     )
-    previous = current_workspace_or_none()
+    previous = _current.get()
     if previous is not None:
         previous.close()
-    return use_workspace(ws)
-
-
-def current_workspace_or_none() -> Workspace | None:
-    """Return the workspace in use, or None when none was chosen yet."""
-    from conveyor.store.workspace import _current
-
-    return _current.get()
+    return use_workspace(ws, default=True)
 
 
 def workspace() -> Workspace:

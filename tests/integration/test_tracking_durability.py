@@ -95,3 +95,90 @@ def test_sync_logging_is_durable_before_the_call_returns(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
     assert stored(tmp_path) == (1, ["RUNNING"])
+
+
+def test_forked_children_keep_what_they_logged(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        """
+        import multiprocessing as mp
+        cv.start_run(experiment="parent")  # open in the parent: a child must not end it
+        def child(n):
+            with cv.start_run(experiment="kids", name=f"kid-{n}"):
+                for i in range(1000):
+                    cv.log_metric("x", float(i), step=i)
+        ctx = mp.get_context("fork")
+        procs = [ctx.Process(target=child, args=(n,)) for n in range(2)]
+        for p in procs: p.start()
+        for p in procs: p.join()
+        assert all(p.exitcode == 0 for p in procs)
+        kids = cv.search_runs(experiment="kids", output="list")
+        parent = cv.search_runs(experiment="parent", output="list")[0]
+        print(len(kids), sorted(str(k.status) for k in kids), parent.status)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "2 ['FINISHED', 'FINISHED'] RUNNING"
+    count, statuses = stored(tmp_path)
+    assert count == 2000
+    assert sorted(statuses) == ["FINISHED", "FINISHED", "FINISHED"]  # the parent, at its exit
+
+
+def test_runs_left_open_in_threads_and_tasks_end_at_exit(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        """
+        import asyncio, threading
+        def in_thread():
+            cv.start_run(experiment="bg", name="thread")
+            cv.log_metric("x", 1.0)
+        t = threading.Thread(target=in_thread); t.start(); t.join()
+        async def task():
+            cv.start_run(experiment="bg", name="task")
+            cv.log_metric("x", 2.0)
+        asyncio.run(task())
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert stored(tmp_path) == (2, ["FINISHED", "FINISHED"])
+
+
+def test_ctrl_c_outside_a_with_block_marks_the_run_killed(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        """
+        cv.start_run(experiment="e")
+        cv.log_metric("x", 1.0)
+        raise KeyboardInterrupt
+        """,
+    )
+    assert result.returncode != 0
+    assert stored(tmp_path) == (1, ["KILLED"])
+
+
+def test_a_thread_logs_to_the_workspace_chosen_by_init(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import threading, conveyor as cv
+                cv.init({str(tmp_path)!r}, project="p")
+                def work():
+                    with cv.start_run(experiment="t"):
+                        cv.log_metric("x", 1.0)
+                t = threading.Thread(target=work); t.start(); t.join()
+                """
+            ),
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert stored(tmp_path) == (1, ["FINISHED"])
+    assert not (elsewhere / ".conveyor").exists()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.suites.tracking import TrackingSuite
+from tests.suites.tracking import TrackingRobustnessSuite
 
 pytestmark = pytest.mark.postgres
 
 
-class TestTrackingOnPostgres(TrackingSuite):
+class TestTrackingOnPostgres(TrackingRobustnessSuite):
     @pytest.fixture
     def store_uri(self, postgres_uri: str) -> str:
         return postgres_uri

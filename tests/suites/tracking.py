@@ -387,3 +387,80 @@ def _literal(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+class TrackingRobustnessSuite(TrackingSuite):
+    """Failure paths the review found: partial input, retries, ties, parallel autolog."""
+
+    def test_a_bad_param_in_a_dict_logs_none_of_it(self, ws: Workspace) -> None:
+        with cv.start_run(experiment="e") as run:
+            with pytest.raises(InvalidArgumentError, match="key"):
+                cv.log_params({"a": 1, "bad key;": 2, "c": 3})
+            cv.log_params({"a": 1, "c": 3})
+        assert cv.get_run(run.id).params == {"a": "1", "c": "3"}
+
+    def test_a_batch_written_twice_stores_nothing_twice(self, ws: Workspace) -> None:
+        from conveyor.tracking.runs import tracker
+        from conveyor.tracking.store import LogMetric, LogParam
+
+        with cv.start_run(experiment="e") as run:
+            pass
+        cv.flush()
+        store = tracker().store
+        batch = [LogParam(run.id, "p", "1"), LogMetric(run.id, "m", 0.5, 0, 1000)]
+        store.write(batch)
+        store.write(batch)  # as after a commit whose acknowledgement was lost
+        assert len(cv.get_metric_history(run.id, "m")) == 1
+        assert cv.get_run(run.id).params == {"p": "1"}
+
+    def test_a_failed_statistics_refresh_does_not_resend_the_batch(
+        self, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from conveyor.tracking import store as tracking_store
+
+        monkeypatch.setattr(tracking_store, "_FIRST_ANALYZE", 1)
+
+        def broken(tables: list[str]) -> None:
+            raise RuntimeError("analyze failed")
+
+        monkeypatch.setattr(ws.metadata, "analyze", broken)
+        with cv.start_run(experiment="e") as run:
+            for i in range(5):
+                cv.log_metric("x", float(i))
+        cv.flush()  # no error: statistics are an optimization
+        assert len(cv.get_metric_history(run.id, "x")) == 5
+
+    def test_points_at_the_same_step_agree_between_latest_and_history(self, ws: Workspace) -> None:
+        with cv.start_run(experiment="e") as run:
+            cv.log_metric("x", 1.0, step=3, timestamp=100.0)
+            cv.flush()
+            cv.log_metric("x", 2.0, step=3, timestamp=50.0)  # older, arrives later
+            cv.log_metric("y", 1.0, step=3, timestamp=50.0)
+            cv.log_metric("y", 2.0, step=3, timestamp=100.0)  # newer, same batch
+        history = cv.get_metric_history(run.id, "x")
+        got = cv.get_run(run.id).metrics
+        assert history[-1].value == got["x"] == 1.0
+        assert cv.get_metric_history(run.id, "y")[-1].value == got["y"] == 2.0
+
+    def test_parallel_trials_are_each_autologged(self, ws: Workspace) -> None:
+        pytest.importorskip("optuna")
+        pytest.importorskip("sklearn")
+        from sklearn.datasets import load_breast_cancer
+        from sklearn.tree import DecisionTreeClassifier
+
+        x, y = load_breast_cancer(return_X_y=True)
+        cv.autolog()
+        try:
+
+            def objective(params: dict) -> float:
+                model = DecisionTreeClassifier(max_depth=params["d"]).fit(x, y)
+                return float(model.score(x, y))
+
+            result = cv.tune(objective, {"d": (1, 6)}, n_trials=8, parallel=4, experiment="t")
+        finally:
+            cv.autolog(disable=True)
+        trials = cv.search_runs(
+            experiment="t", filter="attributes.name LIKE 'trial-%'", output="list"
+        )
+        assert len(trials) == result.n_trials == 8
+        assert all("training_accuracy" in t.metrics for t in trials)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.suites.tracking import TrackingSuite
+from tests.suites.tracking import TrackingRobustnessSuite
 
 
-class TestTrackingOnSqlite(TrackingSuite):
+class TestTrackingOnSqlite(TrackingRobustnessSuite):
     @pytest.fixture
     def store_uri(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'conveyor.db'}"

@@ -97,3 +97,36 @@ def test_sync_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert Writer(SlowSink()).sync is True
     monkeypatch.setenv("CONVEYOR_SYNC_LOGGING", "0")
     assert Writer(SlowSink()).sync is False
+
+
+def test_an_unreachable_store_is_retried_and_nothing_is_lost() -> None:
+    from conveyor.core.errors import BackendUnavailableError
+
+    stored: list[int] = []
+    failures = {"left": 3}
+
+    def flaky(batch: Sequence[int]) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise BackendUnavailableError("connection refused")
+        stored.extend(batch)
+
+    writer = Writer(flaky, sync=False)
+    for i in range(1000):
+        writer.submit(i)
+    writer.flush()
+    assert stored == list(range(1000))
+    writer.close()
+
+
+def test_a_store_that_stays_down_fails_the_batch_after_the_retry_window() -> None:
+    from conveyor.core.errors import BackendUnavailableError
+
+    def down(batch: Sequence[int]) -> None:
+        raise BackendUnavailableError("connection refused")
+
+    writer = Writer(down, sync=False, retry_for=0.2)
+    writer.submit(1)
+    with pytest.raises(BackendUnavailableError, match="connection refused"):
+        writer.flush()
+    writer.close()

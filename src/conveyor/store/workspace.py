@@ -1,7 +1,9 @@
 """A workspace: one project's settings and the stores they name, opened on first use.
 
-The workspace in use is held in a :class:`contextvars.ContextVar`, never a module global, so
-threads and tasks can each work in their own.
+The workspace in use is held in a :class:`contextvars.ContextVar`, so threads and tasks can
+each work in their own (``use_workspace``). ``conveyor.init`` also makes its workspace the
+process default, which a thread that chose none uses: a worker thread started after
+``init`` logs to the same store as the code that started it.
 """
 
 from __future__ import annotations
@@ -190,18 +192,28 @@ class Workspace:
         return collect_garbage(self.metadata, self.artifacts, dry_run=dry_run, grace=grace)
 
 
+_default: list[Workspace] = []  # the process default, set by use_workspace(..., default=True)
+_default_lock = threading.Lock()
+
+
 def current_workspace() -> Workspace:
-    """Return the workspace in use, resolving one from the environment when none was set."""
+    """Return the workspace in use: this context's, else the process default, else one
+    resolved from conveyor.toml and CONVEYOR_* (which becomes the default)."""
     ws = _current.get()
-    if ws is None:
-        ws = Workspace.from_settings()
-        _current.set(ws)
-    return ws
+    if ws is not None:
+        return ws
+    with _default_lock:
+        if not _default:
+            _default.append(Workspace.from_settings())
+        return _default[0]
 
 
-def use_workspace(ws: Workspace) -> Workspace:
-    """Make ``ws`` the workspace in use in this context; returns it."""
+def use_workspace(ws: Workspace, *, default: bool = False) -> Workspace:
+    """Make ``ws`` the workspace in use in this context (and the process default if asked)."""
     _current.set(ws)
+    if default:
+        with _default_lock:
+            _default[:] = [ws]
     return ws
 
 

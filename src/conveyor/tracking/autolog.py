@@ -25,6 +25,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,15 +169,27 @@ _PATCHERS: dict[str, Callable[[], bool]] = {
 # -- the wrapped calls ---------------------------------------------------------------------
 
 
+_depth: ContextVar[int] = ContextVar("conveyor_autolog_depth", default=0)
+
+
 @contextmanager
 def _outermost() -> Iterator[bool]:
-    """Yield whether this is the only autologged fit in progress in the process."""
+    """Yield whether this fit is not nested in another autologged fit.
+
+    Nesting is tracked per context, so independent fits in parallel threads (tuning trials,
+    each with its own active run) are all logged. A thread with no active run while another
+    autologged fit is in progress is taken to be that fit's worker (joblib threads of a grid
+    search) and is not logged again.
+    """
     with _state.lock:
         _state.depth += 1
-        outermost = _state.depth == 1
+        others_busy = _state.depth > 1
+    token = _depth.set(_depth.get() + 1)
     try:
-        yield outermost
+        nested = _depth.get() > 1 or (others_busy and active_run() is None)
+        yield not nested
     finally:
+        _depth.reset(token)
         with _state.lock:
             _state.depth -= 1
 

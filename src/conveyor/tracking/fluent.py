@@ -66,8 +66,10 @@ def start_run(
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
-    """End the innermost active run."""
-    _run().end(status)
+    """End the innermost active run (raising any logging failure already met)."""
+    run = _run()
+    run.end(status)
+    run.tracker.writer.raise_pending()
 
 
 def log_param(key: str, value: Any) -> None:

@@ -67,14 +67,43 @@ class Tracker:
         self.writer = Writer(self.store.write)
         self._env_lock = threading.Lock()
         self._env: tuple[environment.RunEnvironment, str, str | None] | None = None
-        self._exit_hook = False
+        self._open: dict[str, ActiveRun] = {}
+        self._open_lock = threading.Lock()
+        _register(self)
 
     def close(self) -> None:
-        """End runs still active in this context as FINISHED, then store what is queued."""
-        for run in reversed(active_runs()):
-            if run.tracker is self and not run.ended:
-                run.end()
+        """End this process's runs that are still open as FINISHED, then store what is queued."""
+        self._end_open_runs(RunStatus.FINISHED)
         self.writer.close()
+
+    def open_runs(self) -> list[ActiveRun]:
+        """Return the runs this process started with this tracker and has not ended."""
+        with self._open_lock:
+            return [r for r in self._open.values() if r.pid == os.getpid()]
+
+    def _end_open_runs(self, status: RunStatus) -> None:
+        for run in reversed(self.open_runs()):
+            run.end(status)
+
+    def _finish_at_exit(self) -> None:
+        """End runs left open (FAILED after an uncaught error, KILLED after Ctrl-C); store all."""
+        last = getattr(sys, "last_value", None)
+        if isinstance(last, KeyboardInterrupt):
+            status = RunStatus.KILLED
+        elif last is not None:
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.FINISHED
+        try:
+            self._end_open_runs(status)
+        finally:
+            self.writer.close()
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's open runs (they are the parent's to end) and its writer thread."""
+        self._open_lock = threading.Lock()
+        self._open = {k: r for k, r in self._open.items() if r.pid == os.getpid()}
+        self.writer.reset_after_fork()
 
     def flush(self) -> None:
         """Wait until everything logged so far is stored."""
@@ -99,11 +128,6 @@ class Tracker:
                 if env.git is not None and env.git.dirty and env.git.diff:
                     diff_digest = self.ws.artifacts.put(env.git.diff).digest
                 self._env = (env, packages.digest, diff_digest)
-            if not self._exit_hook:
-                # Registered after the writer's own hook, so it runs first (atexit is LIFO):
-                # runs left active end, then the writer stores what is queued.
-                atexit.register(_end_runs_at_exit, weakref.ref(self))
-                self._exit_hook = True
             return self._env
 
     def start_run(
@@ -169,6 +193,8 @@ class Tracker:
             )
         self.writer.submit_many(ops)
         run = ActiveRun(self, run_id, run_name, exp.name, parent_id)
+        with self._open_lock:
+            self._open[run_id] = run
         _active.set((*_active.get(), run))
         return run
 
@@ -190,6 +216,7 @@ class ActiveRun:
         self.parent_id = parent_id
         self.ended = False
         self.status = RunStatus.RUNNING
+        self.pid = os.getpid()
         self._params: dict[str, str] = {}
         self._steps: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -216,13 +243,14 @@ class ActiveRun:
         self.log_params({key: value})
 
     def log_params(self, values: dict[str, Any]) -> None:
-        """Log several params."""
+        """Log several params; all are checked before any is logged."""
         self._check_open()
-        ops = []
+        checked = {
+            validation.check_key(key, "param"): validation.param_value(key, value)
+            for key, value in values.items()
+        }
         with self._lock:
-            for key, value in values.items():
-                validation.check_key(key, "param")
-                text = validation.param_value(key, value)
+            for key, text in checked.items():
                 old = self._params.get(key)
                 if old is not None and old != text:
                     raise ConflictError(
@@ -231,10 +259,9 @@ class ActiveRun:
                         hint="Params are fixed once logged: use another key, "
                         "or a metric for values that change.",
                     )
-                if old is None:
-                    self._params[key] = text
-                    ops.append(LogParam(self.id, key, text))
-        self.tracker.writer.submit_many(ops)
+            new = {k: v for k, v in checked.items() if k not in self._params}
+            self.tracker.writer.submit_many([LogParam(self.id, k, v) for k, v in new.items()])
+            self._params.update(new)
 
     def log_metric(
         self, key: str, value: float, step: int | None = None, timestamp: float | None = None
@@ -367,8 +394,9 @@ class ActiveRun:
         self.ended = True
         self.status = final
         _active.set(tuple(r for r in _active.get() if r is not self))
+        with self.tracker._open_lock:
+            self.tracker._open.pop(self.id, None)
         self.tracker.writer.submit(EndRun(self.id, final, utcnow()))
-        self.tracker.writer.raise_pending()
 
     def __enter__(self) -> Self:
         return self
@@ -381,6 +409,7 @@ class ActiveRun:
     ) -> None:
         if exc_type is None:
             self.end(RunStatus.FINISHED)
+            self.tracker.writer.raise_pending()  # a failure met while this run logged
             return
         if issubclass(exc_type, KeyboardInterrupt):
             self.end(RunStatus.KILLED)
@@ -395,12 +424,49 @@ class ActiveRun:
             self.end(RunStatus.FAILED)
 
 
-def _end_runs_at_exit(ref: weakref.ref[Tracker]) -> None:
-    """End runs left active when the interpreter exits (FAILED after an uncaught error)."""
-    owner = ref()
-    if owner is None:
-        return
-    failed = getattr(sys, "last_value", None) is not None
-    for run in reversed(active_runs()):
-        if run.tracker is owner and not run.ended:
-            run.end(RunStatus.FAILED if failed else RunStatus.FINISHED)
+# -- process exit and fork -------------------------------------------------------------------
+
+_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+_hooks_installed = False
+_hooks_lock = threading.Lock()
+
+
+def _register(owner: Tracker) -> None:
+    """Remember ``owner`` so its open runs end and its queue is stored when the process ends."""
+    global _hooks_installed
+    with _hooks_lock:
+        _trackers.add(owner)
+        if not _hooks_installed:
+            atexit.register(_at_exit)
+            os.register_at_fork(after_in_child=_after_fork)
+            _hooks_installed = True
+
+
+def _at_exit() -> None:
+    for owner in list(_trackers):
+        owner._finish_at_exit()
+
+
+class _ForkMarker:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_FORK_MARKER = _ForkMarker()
+
+
+def _after_fork() -> None:
+    for owner in list(_trackers):
+        owner._after_fork_in_child()
+    if "multiprocessing" in sys.modules:
+        # multiprocessing's forked children leave through os._exit, skipping atexit, but run
+        # its finalizers first. It clears them when the child starts, then runs its
+        # after-fork callbacks: install the finalizer from one of those.
+        from multiprocessing import util
+
+        util.register_after_fork(_FORK_MARKER, _install_multiprocessing_finalizer)
+
+
+def _install_multiprocessing_finalizer(_marker: object) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _at_exit, exitpriority=100)

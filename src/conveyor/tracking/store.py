@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import threading
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ __all__ = [
     "SetTag",
     "TrackingStore",
 ]
+
+log = logging.getLogger(__name__)
 
 _EXPERIMENT_NAME_MAX = 200
 _FIRST_ANALYZE = 200
@@ -96,16 +99,19 @@ Op = CreateRun | LogParam | SetTag | LogMetric | EndRun | LinkArtifact
 
 
 _INSERT_PARAMS = Prepared(params.insert())
-_INSERT_METRICS = Prepared(metrics.insert())
-_INSERT_LATEST = Prepared(latest_metrics.insert())
-_INSERT_TAGS = Prepared(tags.insert())
 
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    """Statements built once per dialect and executed with many rows each."""
+    """Statements built once per dialect and executed with many rows each.
+
+    Every write is idempotent, so the writer may resend a batch whose commit was lost.
+    """
 
     insert_runs: Any
+    insert_metrics: Prepared
+    insert_latest: Prepared
+    insert_tags: Prepared
     upsert_tags: Prepared
     upsert_latest: Prepared
     end_runs: Any
@@ -118,8 +124,18 @@ def _statements(dialect: str) -> _Statements:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     tags_stmt = insert(tags)
     latest_stmt = insert(latest_metrics)
+    newer = sa.or_(
+        latest_metrics.c.step < latest_stmt.excluded.step,
+        sa.and_(
+            latest_metrics.c.step == latest_stmt.excluded.step,
+            latest_metrics.c.timestamp_ms <= latest_stmt.excluded.timestamp_ms,
+        ),
+    )
     return _Statements(
-        insert_runs=runs.insert(),
+        insert_runs=insert(runs).on_conflict_do_nothing(index_elements=["id"]),
+        insert_metrics=Prepared(insert(metrics).on_conflict_do_nothing()),
+        insert_latest=Prepared(insert(latest_metrics).on_conflict_do_nothing()),
+        insert_tags=Prepared(insert(tags).on_conflict_do_nothing()),
         upsert_tags=Prepared(
             tags_stmt.on_conflict_do_update(
                 index_elements=["run_id", "key"], set_={"value": tags_stmt.excluded.value}
@@ -133,7 +149,7 @@ def _statements(dialect: str) -> _Statements:
                     "step": latest_stmt.excluded.step,
                     "timestamp_ms": latest_stmt.excluded.timestamp_ms,
                 },
-                where=latest_metrics.c.step <= latest_stmt.excluded.step,
+                where=newer,
             )
         ),
         end_runs=runs.update()
@@ -238,7 +254,10 @@ class TrackingStore:
                 }
                 points.append(point)
                 current = latest.get((op.run_id, op.key))
-                if current is None or op.step >= current["step"]:
+                if current is None or (op.step, op.timestamp_ms) >= (
+                    current["step"],
+                    current["timestamp_ms"],
+                ):
                     latest[(op.run_id, op.key)] = point
             elif type(op) is CreateRun:
                 created.append(op.row)
@@ -277,10 +296,16 @@ class TrackingStore:
                 self._insert_params(conn, new_params, set(fresh))
             if new_tags:
                 tag_rows = [{"run_id": r, "key": k, "value": v} for (r, k), v in new_tags.items()]
-                _split(tag_rows, fresh, _INSERT_TAGS, statements.upsert_tags, conn)
+                _split(tag_rows, fresh, statements.insert_tags, statements.upsert_tags, conn)
             if points:
-                _INSERT_METRICS.executemany(conn, points)
-                _split(list(latest.values()), fresh, _INSERT_LATEST, statements.upsert_latest, conn)
+                statements.insert_metrics.executemany(conn, points)
+                _split(
+                    list(latest.values()),
+                    fresh,
+                    statements.insert_latest,
+                    statements.upsert_latest,
+                    conn,
+                )
             for link in links:
                 claim_content(
                     conn, self.ws.artifacts, link.digest, link.size, link.media_type, uow.now
@@ -318,10 +343,20 @@ class TrackingStore:
 
         self._runs_written += len(created)
         if self._runs_written >= self._analyze_at:
-            # Keep the planner's statistics in step as the store grows, so searches pick the
-            # most selective index (doubling: a handful of quick ANALYZEs over a store's life).
             self._analyze_at *= 2
+            self._refresh_statistics()
+
+    def _refresh_statistics(self) -> None:
+        """Keep the planner's statistics in step as the store grows (doubling: a handful of
+        ANALYZEs over a store's life), so searches pick the most selective index.
+
+        The batch is committed already: a failure here is logged, never raised, so the
+        writer does not send the batch again.
+        """
+        try:
             self.ws.metadata.analyze(["runs", "params", "tags", "latest_metrics"])
+        except Exception as e:  # noqa: BLE001 - statistics are an optimization
+            log.warning("conveyor: could not refresh the query planner's statistics: %s", e)
 
     @staticmethod
     def _insert_params(

@@ -11,16 +11,15 @@ before the call returns.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import queue
 import threading
-import weakref
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import BackendUnavailableError, ConveyorError
 
 __all__ = ["LoggingFailedError", "Writer"]
 
@@ -30,6 +29,8 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 200_000
 #: Operations written in one transaction at most.
 DEFAULT_BATCH_SIZE = 20_000
+#: How long a batch is retried while the store is unreachable before it counts as failed.
+DEFAULT_RETRY_FOR_S = 120.0
 
 
 class LoggingFailedError(ConveyorError, RuntimeError):
@@ -58,8 +59,10 @@ class Writer:
         sync: bool | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        retry_for: float = DEFAULT_RETRY_FOR_S,
     ) -> None:
         self._sink = sink
+        self._retry_for = retry_for
         self.sync = os.environ.get("CONVEYOR_SYNC_LOGGING") == "1" if sync is None else sync
         self._queue_size = queue_size
         self._batch_size = batch_size
@@ -112,6 +115,17 @@ class Writer:
         """Raise a failure the thread has already met, without waiting for anything."""
         self._raise_errors()
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: drop the parent's thread, queue, counters and failures."""
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._thread = None
+        self._pid = -1
+        self._queue = queue.Queue(maxsize=self._queue_size)
+        self._submitted = self._done = 0
+        self._errors, self._failed_ops = [], 0
+        self._closed = False
+
     def close(self) -> None:
         """Store what is queued and stop the thread; report failures in the log."""
         if self._closed:
@@ -142,7 +156,6 @@ class Writer:
             self._closed = False
             self._thread = threading.Thread(target=self._run, name="conveyor-writer", daemon=True)
             self._thread.start()
-            atexit.register(_close_at_exit, weakref.ref(self))
 
     def _run(self) -> None:
         q = self._queue
@@ -173,18 +186,38 @@ class Writer:
                 return
 
     def _write(self, batch: list[Any]) -> None:
-        try:
-            self._sink(batch)
-        except Exception as e:  # noqa: BLE001 - kept and raised to the caller at flush
-            if len(batch) == 1:
-                with self._lock:
-                    self._errors.append(e)
-                    self._failed_ops += 1
+        """Store ``batch``; retry while the store is unreachable; isolate bad operations.
+
+        The sink's writes are idempotent (a retried batch stores nothing twice), so a batch
+        whose commit was lost with the connection can be sent again.
+        """
+        delay = 0.05
+        deadline = time.monotonic() + self._retry_for
+        while True:
+            try:
+                self._sink(batch)
                 return
-            # Store what can be stored: split the batch until the bad operations are alone.
-            middle = len(batch) // 2
-            self._write(batch[:middle])
-            self._write(batch[middle:])
+            except BackendUnavailableError as e:
+                if time.monotonic() + delay > deadline:
+                    self._fail(batch, e)
+                    return
+                log.warning("conveyor: the store is unreachable (%s); retrying in %.2fs", e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception as e:  # noqa: BLE001 - kept and raised to the caller at flush
+                if len(batch) == 1:
+                    self._fail(batch, e)
+                    return
+                # Store what can be stored: split the batch until the bad operations are alone.
+                middle = len(batch) // 2
+                self._write(batch[:middle])
+                self._write(batch[middle:])
+                return
+
+    def _fail(self, batch: list[Any], error: BaseException) -> None:
+        with self._lock:
+            self._errors.append(error)
+            self._failed_ops += len(batch)
 
     def _raise_errors(self) -> None:
         with self._lock:
@@ -198,9 +231,3 @@ class Writer:
         raise LoggingFailedError(
             f"{failed} logged values could not be stored; the first error: {first}"
         ) from first
-
-
-def _close_at_exit(ref: weakref.ref[Writer]) -> None:
-    writer = ref()
-    if writer is not None:
-        writer.close()

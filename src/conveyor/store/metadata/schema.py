@@ -160,7 +160,8 @@ tags = sa.Table(
     sqlite_with_rowid=False,
 )
 
-# Every point of every metric. NaN is stored as NULL (SQLite cannot store NaN).
+# Every point of every metric. NaN is stored as NULL (SQLite cannot store NaN). A point is
+# unique, so a batch retried after a lost commit stores nothing twice.
 metrics = sa.Table(
     "metrics",
     metadata,
@@ -169,7 +170,7 @@ metrics = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
     sa.Column("value", sa.Float, nullable=True),
-    sa.Index(None, "run_id", "key", "step", "timestamp_ms", "value"),  # covers a history read
+    sa.Index(None, "run_id", "key", "step", "timestamp_ms", "value", unique=True),
 )
 
 # The value at the highest step of each metric of each run, kept for fast search and sort.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -120,6 +122,7 @@ class MetadataStore:
         self.auto_migrate = auto_migrate
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        _track(self)
 
     def __repr__(self) -> str:
         return f"MetadataStore({engines.describe_url(self.uri)!r})"
@@ -215,7 +218,7 @@ class MetadataStore:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """Yield a connection in a read transaction."""
-        with self._translated(), self.engine.connect() as conn:
+        with _GATE.open(), self._translated(), self.engine.connect() as conn:
             try:
                 yield conn
             finally:
@@ -230,7 +233,7 @@ class MetadataStore:
         A unique-key collision with a concurrent writer becomes a ConflictError, a lost
         connection a BackendUnavailableError.
         """
-        with self._translated():
+        with _GATE.open(), self._translated():
             writer = self.engine.connect().execution_options(**{engines.WRITE: True})
             with writer as conn, conn.begin():
                 uow = UnitOfWork(conn, actor or self.actor, project_id)
@@ -432,6 +435,85 @@ class MetadataStore:
                         sa.select(sa.func.count()).select_from(table)
                     ).scalar_one()
         return out
+
+
+class _ForkGate:
+    """Transactions pass through; a fork waits until none is in progress.
+
+    SQLite keeps each process's file-lock bookkeeping in memory: a fork taken while a
+    connection holds a lock hands the child a copy that says the lock is held, and the
+    child's own connections then wait on a lock nobody will release.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._forking = False
+
+    @contextmanager
+    def open(self) -> Iterator[None]:
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        self._cond.acquire()  # held across the fork: no transaction starts meanwhile
+        self._forking = True
+        # A thread forking from inside its own transaction would wait forever: give up
+        # waiting after a while rather than hang.
+        self._cond.wait_for(lambda: self._active == 0, timeout=_FORK_WAIT_S)
+
+    def after_fork_in_parent(self) -> None:
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+    def after_fork_in_child(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+_FORK_WAIT_S = 30.0
+_GATE = _ForkGate()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must neither use nor close the parent's pooled connections.
+
+    Using them would share a socket or a SQLite handle between processes; closing them (even
+    by garbage collection) would roll back the parent's transaction in progress and disturb
+    SQLite's shared WAL index. So the child keeps the inherited pools referenced, untouched,
+    and starts new ones.
+    """
+    _GATE.after_fork_in_child()
+    for store in list(_open_stores):
+        store._lock = threading.Lock()
+        if store._engine is not None:
+            _inherited_pools.append(store._engine.pool)
+            store._engine.dispose(close=False)
+
+
+_open_stores: weakref.WeakSet[MetadataStore] = weakref.WeakSet()
+_inherited_pools: list[Any] = []
+_fork_hook: list[bool] = []
+
+
+def _track(store: MetadataStore) -> None:
+    """Remember ``store`` for the fork hook, installed on first use (not at import)."""
+    _open_stores.add(store)
+    if not _fork_hook:
+        os.register_at_fork(
+            before=_GATE.before_fork,
+            after_in_parent=_GATE.after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
+        _fork_hook.append(True)
 
 
 def _upgrade(engine: Engine, target: str) -> list[str]:

@@ -87,6 +87,7 @@ def upgrade() -> None:
         "ix_metrics_run_id_key_step_timestamp_ms_value",
         "metrics",
         ["run_id", "key", "step", "timestamp_ms", "value"],
+        unique=True,
     )
     op.create_table(
         "latest_metrics",
