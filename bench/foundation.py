@@ -12,8 +12,8 @@ hits both sides alike. Each figure is printed as one JSON line; each pair ends w
 line whose value is how many times faster Conveyor is (above 1: Conveyor is faster).
 
 This file is also the child script: ``python foundation.py --child OP ARGS...`` runs one
-measurement and prints its result as JSON. Only the standard library is imported at the top,
-so the MLflow venv can run it too.
+measurement and prints its result as JSON. Only the standard library (and ``bench/_common.py``,
+which uses nothing else) is imported at the top, so the MLflow venv can run it too.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -36,10 +34,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "benchmarks.md"
-MLFLOW_SPEC = "mlflow==3.17.2"
-MLFLOW_VENV = REPO / ".bench" / "venvs" / "mlflow"
+from _common import (
+    DOCS,
+    MLFLOW_VENV,
+    REPO,
+    Figures,
+    Runner,
+    elapsed,
+    ensure_mlflow_venv,
+    fmt,
+    interleave,
+    log,
+    median,
+    rounded,
+    samples,
+    sqlite_uri,
+    update_docs,
+)
+
 SECTION = "foundation"
 CHILD_TIMEOUT_S = 900
 MB = 1_000_000
@@ -50,33 +62,21 @@ MIB = 1024 * 1024
 # -------------------------------------------------------------------------------------------
 
 
-def _elapsed(fn: Callable[[], Any]) -> float:
-    """Return the wall seconds ``fn()`` takes."""
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def _sqlite_uri(path: Path) -> str:
-    """Return the SQLAlchemy URI of the SQLite database file at ``path``."""
-    return f"sqlite:///{path.resolve()}"
-
-
 def child_conveyor_fresh(work: str) -> dict[str, Any]:
     """Create and migrate a new Conveyor store, then write a project; time it after imports."""
     from conveyor.store.metadata.store import MetadataStore
 
-    uri = _sqlite_uri(Path(work) / "c.db")
-    return {"s": _elapsed(lambda: MetadataStore(uri).open().ensure_project("p"))}
+    uri = sqlite_uri(Path(work) / "c.db")
+    return {"s": elapsed(lambda: MetadataStore(uri).open().ensure_project("p"))}
 
 
 def child_conveyor_reopen(work: str) -> dict[str, Any]:
     """Open an up-to-date Conveyor store and read one project; time it after imports."""
     from conveyor.store.metadata.store import MetadataStore
 
-    uri = _sqlite_uri(Path(work) / "c.db")
+    uri = sqlite_uri(Path(work) / "c.db")
     found: list[Any] = []
-    seconds = _elapsed(lambda: found.append(MetadataStore(uri).open().find_project("p")))
+    seconds = elapsed(lambda: found.append(MetadataStore(uri).open().find_project("p")))
     if found[0] is None:
         raise SystemExit("project 'p' not found in the re-opened Conveyor store")
     return {"s": seconds}
@@ -86,22 +86,22 @@ def child_mlflow_fresh(work: str) -> dict[str, Any]:
     """Create and migrate a new MLflow SQLite store with one experiment; time it after imports."""
     import mlflow
 
-    uri = _sqlite_uri(Path(work) / "m.db")
+    uri = sqlite_uri(Path(work) / "m.db")
 
     def first_write() -> None:
         mlflow.set_tracking_uri(uri)
         mlflow.MlflowClient().create_experiment("p")
 
-    return {"s": _elapsed(first_write)}
+    return {"s": elapsed(first_write)}
 
 
 def child_mlflow_reopen(work: str) -> dict[str, Any]:
     """Open an existing MLflow SQLite store and read one experiment; time it after imports."""
     import mlflow
 
-    uri = _sqlite_uri(Path(work) / "m.db")
+    uri = sqlite_uri(Path(work) / "m.db")
     found: list[Any] = []
-    seconds = _elapsed(lambda: found.append(mlflow.MlflowClient(uri).get_experiment_by_name("p")))
+    seconds = elapsed(lambda: found.append(mlflow.MlflowClient(uri).get_experiment_by_name("p")))
     if found[0] is None:
         raise SystemExit("experiment 'p' not found in the re-opened MLflow store")
     return {"s": seconds}
@@ -113,7 +113,7 @@ def child_conveyor_put(src: str, work: str) -> dict[str, Any]:
 
     store = ArtifactStore(str(Path(work) / "objects"))
     result: list[Any] = []
-    seconds = _elapsed(lambda: result.append(store.put(src)))
+    seconds = elapsed(lambda: result.append(store.put(src)))
     return {"s": seconds, "digest": result[0].digest, "created": result[0].created}
 
 
@@ -123,8 +123,8 @@ def child_conveyor_read(work: str, digest: str) -> dict[str, Any]:
 
     store = ArtifactStore(str(Path(work) / "objects"))
     size: list[int] = []
-    get_s = _elapsed(lambda: size.append(len(store.get(digest))))
-    verify_s = _elapsed(lambda: store.verify(digest))
+    get_s = elapsed(lambda: size.append(len(store.get(digest))))
+    verify_s = elapsed(lambda: store.verify(digest))
     return {"get_s": get_s, "verify_s": verify_s, "bytes": size[0]}
 
 
@@ -154,17 +154,17 @@ def child_mlflow_log_artifact(src: str, work: str) -> dict[str, Any]:
     """Log ``src`` with ``mlflow.log_artifact`` in a run with a local file artifact root."""
     import mlflow
 
-    mlflow.set_tracking_uri(_sqlite_uri(Path(work) / "m.db"))
+    mlflow.set_tracking_uri(sqlite_uri(Path(work) / "m.db"))
     root = (Path(work) / "artifacts").resolve().as_uri()
     experiment_id = mlflow.MlflowClient().create_experiment("p", artifact_location=root)
     with mlflow.start_run(experiment_id=experiment_id):
-        seconds = _elapsed(lambda: mlflow.log_artifact(src))
+        seconds = elapsed(lambda: mlflow.log_artifact(src))
     return {"s": seconds}
 
 
 def child_conveyor_lineage(work: str, n_tx: str, chain: str, reps: str) -> dict[str, Any]:
     """Time write transactions (one edge + one audit event each) and a long upstream walk."""
-    from conveyor.store.metadata.store import MAX_LINEAGE_DEPTH, MetadataStore
+    from conveyor.store.metadata.store import MetadataStore
     from conveyor.store.records import ObjectRef
 
     n, length, times = int(n_tx), int(chain), int(reps)
@@ -176,15 +176,15 @@ def child_conveyor_lineage(work: str, n_tx: str, chain: str, reps: str) -> dict[
 
     tx_rates = []
     for rep in range(times):
-        store = MetadataStore(_sqlite_uri(Path(work) / f"tx{rep}.db")).open()
+        store = MetadataStore(sqlite_uri(Path(work) / f"tx{rep}.db")).open()
         store.ensure_project("p")
         for i in range(20):  # warm-up: connection pool, statement cache
             one_tx(store, -1 - i)
-        seconds = _elapsed(lambda s=store: [one_tx(s, i) for i in range(n)])
+        seconds = elapsed(lambda s=store: [one_tx(s, i) for i in range(n)])
         tx_rates.append(n / seconds)
         store.close()
 
-    store = MetadataStore(_sqlite_uri(Path(work) / "chain.db")).open()
+    store = MetadataStore(sqlite_uri(Path(work) / "chain.db")).open()
     nodes = [ObjectRef("dataset_version", f"d{i}") for i in range(length)]
     with store.transaction() as uow:
         for src, dst in itertools.pairwise(nodes):
@@ -201,7 +201,6 @@ def child_conveyor_lineage(work: str, n_tx: str, chain: str, reps: str) -> dict[
         "tx_per_s": tx_rates,
         "walk_ms": walk_ms,
         "edges_returned": edges,
-        "depth_cap": MAX_LINEAGE_DEPTH,
     }
 
 
@@ -218,11 +217,6 @@ CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     "mlflow.log_artifact": child_mlflow_log_artifact,
 }
 
-# Timed in a bare interpreter, so nothing else this file imports is loaded first.
-IMPORT_SNIPPET = (
-    "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-)
-
 
 def run_child(op: str, argv: Sequence[str]) -> None:
     """Run the measurement ``op`` in this process and print its result as JSON."""
@@ -232,162 +226,6 @@ def run_child(op: str, argv: Sequence[str]) -> None:
 # -------------------------------------------------------------------------------------------
 # Parent side: environments, subprocesses, figures.
 # -------------------------------------------------------------------------------------------
-
-
-def log(msg: str) -> None:
-    """Print a progress message to stderr."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def ensure_mlflow_venv(venv: Path) -> Path:
-    """Create ``venv`` with MLflow installed when it is missing; return its python."""
-    python = venv / "bin" / "python"
-    stamp = venv / f".installed-{MLFLOW_SPEC}"
-    if python.exists() and stamp.exists():
-        return python
-    if not python.exists():
-        log(f"creating {venv} for the peer (MLflow)")
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
-    log(f"installing {MLFLOW_SPEC} into {venv} (takes a minute or two)")
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            MLFLOW_SPEC,
-        ],
-        check=True,
-    )
-    stamp.touch()
-    return python
-
-
-def child_env() -> dict[str, str]:
-    """Return the environment for child processes: no Conveyor/MLflow settings, no telemetry."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CONVEYOR_"))}
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    env["DO_NOT_TRACK"] = "true"
-    env["PYTHONWARNINGS"] = "ignore"
-    return env
-
-
-class Runner:
-    """Runs child measurements in fresh processes of the right interpreter."""
-
-    def __init__(self, conveyor_python: Path, mlflow_python: Path, scratch: Path) -> None:
-        self.python = {"conveyor": conveyor_python, "floor": conveyor_python}
-        self.python["mlflow"] = mlflow_python
-        self.scratch = scratch
-        self.env = child_env()
-        self._dirs = 0
-
-    def new_dir(self, label: str) -> Path:
-        """Return a new empty folder under the scratch folder."""
-        self._dirs += 1
-        path = self.scratch / f"{self._dirs:03d}-{label}"
-        path.mkdir()
-        return path
-
-    def _run(self, tool: str, argv: list[str], cwd: Path) -> str:
-        proc = subprocess.run(
-            [str(self.python[tool]), *argv],
-            cwd=cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=CHILD_TIMEOUT_S,
-            check=False,
-        )
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr)
-            raise RuntimeError(f"{tool} child {argv[:3]} failed with exit code {proc.returncode}")
-        return proc.stdout.strip().splitlines()[-1]
-
-    def child(self, op: str, *args: object, cwd: Path | None = None) -> dict[str, Any]:
-        """Run ``op`` (``tool.name``) in a fresh process; return its JSON result."""
-        tool = op.split(".", 1)[0]
-        argv = [str(Path(__file__).resolve()), "--child", op, *map(str, args)]
-        result: dict[str, Any] = json.loads(self._run(tool, argv, cwd or self.scratch))
-        return result
-
-    def import_time(self, tool: str, module: str, cwd: Path) -> float:
-        """Return the seconds ``import module`` takes in a fresh interpreter of ``tool``."""
-        return float(self._run(tool, ["-c", IMPORT_SNIPPET.format(module=module)], cwd))
-
-    def version(self, tool: str, module: str) -> str:
-        """Return ``module.__version__`` as seen by the interpreter of ``tool``."""
-        code = f"import sys, {module}; print({module}.__version__, sys.version.split()[0])"
-        return self._run(tool, ["-c", code], self.scratch)
-
-
-def median(values: Sequence[float]) -> float:
-    """Return the median of ``values``."""
-    return statistics.median(values)
-
-
-def rounded(value: float) -> float:
-    """Round for display: 4 significant digits below 1000, whole numbers above."""
-    if value >= 1000:
-        return round(value)
-    return float(f"{value:.4g}")
-
-
-class Figures:
-    """Collects figures and ratios, printing each as one JSON line."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.ratios: dict[str, dict[str, Any]] = {}
-
-    def emit(self, bench: str, tool: str, value: float, unit: str, **context: Any) -> None:
-        """Record and print one figure."""
-        rec = {"bench": bench, "tool": tool, "value": rounded(value), "unit": unit, **context}
-        self.rows.append(rec)
-        print(json.dumps(rec), flush=True)
-
-    def ratio(
-        self, bench: str, peer: str, *, higher_is_better: bool, key: str | None = None
-    ) -> float:
-        """Record and print how many times faster Conveyor is than ``peer`` on ``bench``."""
-        mine = next(r for r in self.rows if r["bench"] == bench and r["tool"] == "conveyor")
-        theirs = next(r for r in self.rows if r["bench"] == bench and r["tool"] == peer)
-        a, b = float(mine["value"]), float(theirs["value"])
-        value = a / b if higher_is_better else b / a
-        how = "conveyor / peer" if higher_is_better else "peer / conveyor"
-        rec: dict[str, Any] = {
-            "bench": bench,
-            "tool": "ratio",
-            "value": round(value, 3),
-            "unit": "x",
-            "peer": peer,
-            "definition": f"{how} {mine['unit']} (medians); above 1 means Conveyor is faster",
-        }
-        pairs = list(zip(mine.get("samples", []), theirs.get("samples", []), strict=False))
-        if pairs:  # the sides ran alternately, so rep i of each is a pair
-            per_rep = sorted(x / y if higher_is_better else y / x for x, y in pairs)
-            rec["per_rep_range"] = [round(per_rep[0], 3), round(per_rep[-1], 3)]
-        self.ratios[key or bench] = rec
-        print(json.dumps(rec), flush=True)
-        return value
-
-
-def samples(values: Sequence[float], digits: int = 4) -> list[float]:
-    """Return ``values`` rounded for a JSON context field."""
-    return [float(f"{v:.{digits}g}") for v in values]
-
-
-def interleave(reps: int, steps: dict[str, Callable[[int], float]]) -> dict[str, list[float]]:
-    """Run each step once per rep, alternating which goes first; return the samples by key."""
-    out: dict[str, list[float]] = {k: [] for k in steps}
-    keys = list(steps)
-    for rep in range(reps):
-        for key in keys if rep % 2 == 0 else keys[::-1]:
-            out[key].append(steps[key](rep))
-    return out
 
 
 def bench_import(run: Runner, fig: Figures, reps: int) -> None:
@@ -470,7 +308,6 @@ def bench_lineage(run: Runner, fig: Figures, reps: int, n_tx: int, chain: int) -
         peer=None,
         chain_nodes=chain,
         edges_returned=res["edges_returned"],
-        depth_cap=res["depth_cap"],
         reps=reps,
         samples=samples(res["walk_ms"]),
     )
@@ -594,33 +431,11 @@ def bench_artifacts(run: Runner, fig: Figures, reps: int, size_mib: int) -> None
 # docs/benchmarks.md
 # -------------------------------------------------------------------------------------------
 
-INTRO = """# Benchmarks
-
-Each area of Conveyor has a script under `bench/` that runs the same workload on Conveyor and
-on the tool it replaces (the peer) in one run, and writes its own section below. The peer is
-installed by the script into its own virtual environment under `.bench/venvs/` (ignored by
-git), so nothing is shared with Conveyor's environment. Each figure is a median of several
-repetitions; startup-sensitive workloads run each repetition in a fresh process, and the two
-sides alternate rep by rep.
-
-Absolute figures depend on the machine and on what else it is doing. **The ratios, measured
-side by side in the same run, are what count.** A ratio above 1 means Conveyor is faster.
-
-`make bench` runs every script (`bench/run_all.py`); each prints one JSON line per figure.
-"""
-
-
-def _fmt(row: dict[str, Any] | None) -> str:
-    if row is None:
-        return "—"
-    return f"{row['value']:,} {row['unit']}"
-
 
 def render_section(fig: Figures, meta: dict[str, Any]) -> str:
     """Return the Foundation section (between its markers) as markdown."""
 
-    def get(bench: str, tool: str) -> dict[str, Any] | None:
-        return next((r for r in fig.rows if r["bench"] == bench and r["tool"] == tool), None)
+    get = fig.get
 
     def ratio(key: str) -> str:
         r = fig.ratios.get(key)
@@ -657,33 +472,33 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
         "",
         "| workload | Conveyor | peer | peer figure | ratio (per-rep range) |",
         "| --- | --- | --- | --- | --- |",
-        f"| `import` in a fresh interpreter | {_fmt(get('import', 'conveyor'))} | MLflow "
-        f"| {_fmt(get('import', 'mlflow'))} | {ratio('import')} |",
+        f"| `import` in a fresh interpreter | {fmt(get('import', 'conveyor'))} | MLflow "
+        f"| {fmt(get('import', 'mlflow'))} | {ratio('import')} |",
         "| new SQLite store (create + migrate) and first write, fresh process, after imports "
-        f"| {_fmt(get('store.new_and_first_write', 'conveyor'))} | MLflow "
-        f"| {_fmt(get('store.new_and_first_write', 'mlflow'))} "
+        f"| {fmt(get('store.new_and_first_write', 'conveyor'))} | MLflow "
+        f"| {fmt(get('store.new_and_first_write', 'mlflow'))} "
         f"| {ratio('store.new_and_first_write')} |",
         "| re-open an up-to-date store and read one project/experiment, fresh process "
-        f"| {_fmt(get('store.reopen_and_read', 'conveyor'))} | MLflow "
-        f"| {_fmt(get('store.reopen_and_read', 'mlflow'))} "
+        f"| {fmt(get('store.reopen_and_read', 'conveyor'))} | MLflow "
+        f"| {fmt(get('store.reopen_and_read', 'mlflow'))} "
         f"| {ratio('store.reopen_and_read')} |",
         f"| {meta['n_tx']:,} transactions, each one lineage edge + one audit event "
-        f"| {_fmt(get('lineage.tx_edge_and_audit', 'conveyor'))} | — | no equivalent | — |",
+        f"| {fmt(get('lineage.tx_edge_and_audit', 'conveyor'))} | — | no equivalent | — |",
         f"| lineage upstream over a {meta['chain']:,}-node chain "
-        f"({walk.get('edges_returned', '?')} edges returned: depth cap "
-        f"{walk.get('depth_cap', '?')}) | {_fmt(walk or None)} | — | no equivalent | — |",
+        f"({walk.get('edges_returned', '?')} edges returned) "
+        f"| {fmt(walk or None)} | — | no equivalent | — |",
         f"| put a {size} MiB file (`ArtifactStore.put`) "
-        f"| {_fmt(get('artifact.put', 'conveyor'))} | MLflow `log_artifact` "
-        f"| {_fmt(get('artifact.put', 'mlflow'))} | {ratio('artifact.put')} |",
+        f"| {fmt(get('artifact.put', 'conveyor'))} | MLflow `log_artifact` "
+        f"| {fmt(get('artifact.put', 'mlflow'))} | {ratio('artifact.put')} |",
         f"| put a {size} MiB file (`ArtifactStore.put`) "
-        f"| {_fmt(get('artifact.put', 'conveyor'))} | floor: sha256 + `shutil.copyfile` "
-        f"| {_fmt(get('artifact.put', 'floor'))} | {ratio('artifact.put.floor')} |",
+        f"| {fmt(get('artifact.put', 'conveyor'))} | floor: sha256 + `shutil.copyfile` "
+        f"| {fmt(get('artifact.put', 'floor'))} | {ratio('artifact.put.floor')} |",
         f"| verified read, `get(digest)` (whole {size} MiB in memory) "
-        f"| {_fmt(get('artifact.read_get', 'conveyor'))} | floor: sha256 of the stored file "
-        f"| {_fmt(get('artifact.read_get', 'floor'))} | {ratio('artifact.read_get')} |",
+        f"| {fmt(get('artifact.read_get', 'conveyor'))} | floor: sha256 of the stored file "
+        f"| {fmt(get('artifact.read_get', 'floor'))} | {ratio('artifact.read_get')} |",
         "| verified read, `verify(digest)` (streamed) "
-        f"| {_fmt(get('artifact.read_verify', 'conveyor'))} | floor: sha256 of the stored file "
-        f"| {_fmt(get('artifact.read_verify', 'floor'))} | {ratio('artifact.read_verify')} |",
+        f"| {fmt(get('artifact.read_verify', 'conveyor'))} | floor: sha256 of the stored file "
+        f"| {fmt(get('artifact.read_verify', 'floor'))} | {ratio('artifact.read_verify')} |",
         "",
         textwrap.fill(notes, 100),
         "",
@@ -696,20 +511,6 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
         f"<!-- bench:{SECTION}:end -->",
     ]
     return "\n".join(lines)
-
-
-def update_docs(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (between its markers), creating what's missing."""
-    start, end = f"<!-- bench:{SECTION}:start -->", f"<!-- bench:{SECTION}:end -->"
-    text = path.read_text() if path.exists() else INTRO
-    if start in text and end in text:
-        head, _, rest = text.partition(start)
-        _, _, tail = rest.partition(end)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 # -------------------------------------------------------------------------------------------
@@ -743,7 +544,10 @@ def main(argv: Sequence[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="conveyor-bench-foundation-"))
     load_start = os.getloadavg()[0]
     try:
-        run = Runner(Path(sys.executable), mlflow_python, scratch)
+        pythons = {"conveyor": Path(sys.executable), "floor": Path(sys.executable)}
+        run = Runner(
+            Path(__file__), {**pythons, "mlflow": mlflow_python}, scratch, timeout_s=CHILD_TIMEOUT_S
+        )
         conveyor_version, python_version = run.version("conveyor", "conveyor").split()
         mlflow_version, mlflow_python_version = run.version("mlflow", "mlflow").split()
         info = {
@@ -780,7 +584,7 @@ def main(argv: Sequence[str]) -> int:
         "load_end": f"{load_end:.1f}",
         "command": " ".join([".venv/bin/python", "bench/foundation.py", *argv]),
     }
-    update_docs(DOCS, render_section(fig, meta))
+    update_docs(DOCS, SECTION, render_section(fig, meta))
     log(f"updated {DOCS.relative_to(REPO)}")
     return 0
 
