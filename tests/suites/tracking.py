@@ -313,6 +313,49 @@ class TrackingSuite:
         assert sorted(seen) == sorted(grid)
         assert len(seen) == 6
 
+    def test_pages_do_not_shift_when_runs_are_added_meanwhile(
+        self, ws: Workspace, grid: list[str]
+    ) -> None:
+        first = cv.search_runs(experiment="grid", limit=3, output="list")
+        with cv.start_run(experiment="grid", name="newcomer"):
+            cv.log_metric("auc", 0.5)
+        second = cv.search_runs(
+            experiment="grid", limit=3, page_token=first.next_page_token, output="list"
+        )
+        assert {r.id for r in first} | {r.id for r in second} == set(grid)
+        assert "newcomer" not in {r.name for r in second}
+
+    def test_pages_over_nulls_and_ties_cover_every_run_once(
+        self, ws: Workspace, grid: list[str]
+    ) -> None:
+        with cv.start_run(experiment="grid", name="no-auc"):
+            pass
+        seen: list[str] = []
+        token = None
+        while True:
+            page = cv.search_runs(
+                experiment="grid",
+                order_by=["params.n_estimators desc", "metrics.auc"],
+                limit=2,
+                page_token=token,
+                output="list",
+            )
+            seen += [r.name for r in page]
+            token = page.next_page_token
+            if token is None:
+                break
+        assert len(seen) == len(set(seen)) == 7
+        assert seen[-1] == "no-auc"  # runs without the key come last
+
+    def test_a_token_from_another_search_is_refused(self, ws: Workspace, grid: list[str]) -> None:
+        page = cv.search_runs(experiment="grid", limit=2, output="list")
+        with pytest.raises(InvalidArgumentError, match="belongs to a different search"):
+            cv.search_runs(
+                experiment="grid", filter="metrics.auc > 0", page_token=page.next_page_token
+            )
+        with pytest.raises(InvalidArgumentError, match="not one that search_runs returned"):
+            cv.search_runs(experiment="grid", page_token="garbage")
+
     def test_deleted_runs_leave_searches_until_restored(
         self, ws: Workspace, grid: list[str]
     ) -> None:

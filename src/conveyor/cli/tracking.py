@@ -110,7 +110,7 @@ def runs_list(
             order_by=order_by,
             limit=limit,
             view="deleted" if deleted else "active",
-        )
+        ).runs()
     if as_json:
         console.print_json(json.dumps([r.to_dict() for r in found]))
         return

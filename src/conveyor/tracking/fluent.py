@@ -158,7 +158,7 @@ def search_runs(
         raise InvalidArgumentError(f"output must be 'frame' or 'list'; got {output!r}.")
     t = tracker()
     t.flush()
-    found = search(
+    page = search(
         t.store,
         experiment=experiment,
         filter=filter,
@@ -167,7 +167,7 @@ def search_runs(
         page_token=page_token,
         view=view,
     )
-    return found if output == "list" else to_frame(found)
+    return page.runs() if output == "list" else to_frame(page)
 
 
 def delete_run(run_id: str) -> None:
