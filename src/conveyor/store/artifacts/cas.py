@@ -45,6 +45,15 @@ def digest_of(key: str) -> str | None:
     return digest if key[2:3] == "/" and is_sha256(digest) else None
 
 
+def check_digest(digest: str, actual: str, size: int) -> None:
+    """Raise IntegrityError naming ``digest`` if the bytes read hashed to something else."""
+    if actual != digest:
+        raise IntegrityError(
+            f"Artifact {digest} is corrupted: its bytes hash to {actual} ({size} bytes read).",
+            hint="Restore it from a remote or delete the records that point to it.",
+        )
+
+
 class VerifyingReader(io.RawIOBase):
     """A read-only stream that hashes what passes through and checks the digest.
 
@@ -87,13 +96,7 @@ class VerifyingReader(io.RawIOBase):
         if self._checked:
             return
         self._checked = True
-        actual = self._hash.hexdigest()
-        if actual != self._digest:
-            raise IntegrityError(
-                f"Artifact {self._digest} is corrupted: its bytes hash to {actual} "
-                f"({self._seen} bytes read).",
-                hint="Restore it from a remote or delete the records that point to it.",
-            )
+        check_digest(self._digest, self._hash.hexdigest(), self._seen)
 
     def close(self) -> None:
         if self.closed:
@@ -221,15 +224,18 @@ class ArtifactStore:
 
     def get(self, digest: str) -> bytes:
         """Return the content with ``digest``, verified."""
-        key = key_of(digest)
+        with self._open_raw(digest) as raw:
+            data = raw.read()
+        check_digest(digest, hashlib.sha256(data).hexdigest(), len(data))
+        return data
+
+    def _open_raw(self, digest: str) -> BinaryIO:
         try:
-            raw = self.backend.open(key)
+            return self.backend.open(key_of(digest))
         except NotFoundError:
             raise NotFoundError(
                 f"Artifact {digest} is not in the artifact store {self.uri}."
             ) from None
-        with VerifyingReader(raw, digest) as reader:
-            return reader.readall()
 
     def download(self, digest: str, dest: str | os.PathLike[str]) -> Path:
         """Copy the content to ``dest`` (written to a temporary file and renamed), verified."""
@@ -246,9 +252,13 @@ class ArtifactStore:
 
     def verify(self, digest: str) -> None:
         """Read the content through and raise IntegrityError if it does not match its digest."""
-        with self.open(digest) as f:
-            while f.read(CHUNK_SIZE):
-                pass
+        h = hashlib.sha256()
+        size = 0
+        with self._open_raw(digest) as raw:
+            while chunk := raw.read(CHUNK_SIZE):
+                h.update(chunk)
+                size += len(chunk)
+        check_digest(digest, h.hexdigest(), size)
 
     # -- maintenance -----------------------------------------------------------------------
 
