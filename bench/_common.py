@@ -11,6 +11,7 @@ import os
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -242,6 +243,22 @@ def fmt(row: dict[str, Any] | None) -> str:
     if row is None:
         return "—"
     return f"{row['value']:,} {row['unit']}"
+
+
+def section_footer(notes: str, command: str, name: str) -> list[str]:
+    """Return the closing lines of a docs section: notes, how to reproduce, the end marker."""
+    return [
+        "",
+        textwrap.fill(notes, 100),
+        "",
+        "Reproduce from the repository root (installs MLflow into `.bench/venvs/mlflow` on "
+        "first use):",
+        "",
+        "```",
+        command,
+        "```",
+        f"<!-- bench:{name}:end -->",
+    ]
 
 
 def update_docs(path: Path, name: str, section: str) -> None:

@@ -48,6 +48,7 @@ from _common import (
     median,
     rounded,
     samples,
+    section_footer,
     sqlite_uri,
     update_docs,
 )
@@ -499,16 +500,7 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
         "| verified read, `verify(digest)` (streamed) "
         f"| {fmt(get('artifact.read_verify', 'conveyor'))} | floor: sha256 of the stored file "
         f"| {fmt(get('artifact.read_verify', 'floor'))} | {ratio('artifact.read_verify')} |",
-        "",
-        textwrap.fill(notes, 100),
-        "",
-        "Reproduce from the repository root (installs MLflow into `.bench/venvs/mlflow` on "
-        "first use):",
-        "",
-        "```",
-        meta["command"],
-        "```",
-        f"<!-- bench:{SECTION}:end -->",
+        *section_footer(notes, meta["command"], SECTION),
     ]
     return "\n".join(lines)
 

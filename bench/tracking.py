@@ -46,6 +46,7 @@ from _common import (
     log,
     median,
     samples,
+    section_footer,
     sqlite_uri,
     update_docs,
 )
@@ -516,16 +517,7 @@ def render_section(fig: Figures, meta: dict[str, Any], sanity: dict[str, Any]) -
         f"| {ratio('history')} | ≥ {TARGETS['history']:.0f}x | {met('history')} |",
         f"| (creating the {big:,} runs for the search above) "
         f"| {fmt(get('create_runs_big', 'conveyor'))} | — | — | — | — |",
-        "",
-        textwrap.fill(notes, 100),
-        "",
-        "Reproduce from the repository root (installs MLflow into `.bench/venvs/mlflow` on "
-        "first use):",
-        "",
-        "```",
-        meta["command"],
-        "```",
-        f"<!-- bench:{SECTION}:end -->",
+        *section_footer(notes, meta["command"], SECTION),
     ]
     return "\n".join(lines)
 

@@ -182,3 +182,20 @@ def test_a_thread_logs_to_the_workspace_chosen_by_init(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert stored(tmp_path) == (1, ["FINISHED"])
     assert not (elsewhere / ".conveyor").exists()
+
+
+def test_a_pool_that_terminates_its_workers_keeps_their_runs(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        """
+        import multiprocessing as mp
+        def work(n):
+            with cv.start_run(experiment="pool", name=f"job-{n}"):
+                cv.log_metric("x", float(n))
+            return n
+        with mp.get_context("fork").Pool(2) as pool:   # leaving the block terminates workers
+            print(sorted(pool.map(work, range(4))))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert stored(tmp_path) == (4, ["FINISHED"] * 4)

@@ -426,6 +426,15 @@ class TrackingSuite:
             assert len(cv.get_metric_history(run.id, "x")) == 1000
 
 
+def _run_row(ws: Workspace, run_id: str) -> dict:
+    import sqlalchemy as sa
+
+    from conveyor.store.metadata.schema import runs
+
+    with ws.metadata.read() as conn:
+        return dict(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()._mapping)
+
+
 def _literal(text: str) -> str:
     import re
 
@@ -443,18 +452,33 @@ class TrackingRobustnessSuite(TrackingSuite):
         assert cv.get_run(run.id).params == {"a": "1", "c": "3"}
 
     def test_a_batch_written_twice_stores_nothing_twice(self, ws: Workspace) -> None:
+        from conveyor.core.clock import utcnow
         from conveyor.tracking.runs import tracker
-        from conveyor.tracking.store import LogMetric, LogParam
+        from conveyor.tracking.store import CreateRun, EndRun, LogMetric, LogParam, SetTag
 
-        with cv.start_run(experiment="e") as run:
+        with cv.start_run(experiment="e") as template:
             pass
         cv.flush()
         store = tracker().store
-        batch = [LogParam(run.id, "p", "1"), LogMetric(run.id, "m", 0.5, 0, 1000)]
+        row = {**_run_row(ws, template.id), "id": "01JZZZZZZZZZZZZZZZZZZZZZZZ"}
+        fresh, old = row["id"], template.id
+        batch = [
+            CreateRun(row),
+            LogParam(fresh, "p", "1"),
+            SetTag(fresh, "t", "x"),
+            LogMetric(fresh, "m", 0.5, 0, 1000),
+            EndRun(fresh, cv.RunStatus.FINISHED, utcnow()),
+            LogParam(old, "q", "2"),
+            LogMetric(old, "m", 0.5, 0, 1000),
+        ]
         store.write(batch)
         store.write(batch)  # as after a commit whose acknowledgement was lost
-        assert len(cv.get_metric_history(run.id, "m")) == 1
-        assert cv.get_run(run.id).params == {"p": "1"}
+        for run_id in (fresh, old):
+            assert len(cv.get_metric_history(run_id, "m")) == 1
+        assert cv.get_run(fresh).params == {"p": "1"}
+        assert cv.get_run(old).params == {"q": "2"}
+        events = [e.action for e in ws.metadata.audit_log(obj=cv.ObjectRef("run", fresh))]
+        assert sorted(events) == ["run.create", "run.end"]
 
     def test_a_failed_statistics_refresh_does_not_resend_the_batch(
         self, ws: Workspace, monkeypatch: pytest.MonkeyPatch

@@ -130,3 +130,25 @@ def test_a_store_that_stays_down_fails_the_batch_after_the_retry_window() -> Non
     with pytest.raises(BackendUnavailableError, match="connection refused"):
         writer.flush()
     writer.close()
+
+
+def test_once_the_store_stayed_down_later_batches_fail_fast() -> None:
+    from conveyor.core.errors import BackendUnavailableError
+
+    calls: list[int] = []
+
+    def down(batch: Sequence[int]) -> None:
+        calls.append(len(batch))
+        raise BackendUnavailableError("connection refused")
+
+    writer = Writer(down, sync=False, retry_for=0.3)
+    writer.submit(1)
+    with pytest.raises(BackendUnavailableError):
+        writer.flush()
+    first_window = len(calls)
+    assert first_window > 1  # retried within its window
+    writer.submit(2)
+    with pytest.raises(BackendUnavailableError):
+        writer.flush()
+    assert len(calls) == first_window + 1  # one attempt, no second window
+    writer.close()

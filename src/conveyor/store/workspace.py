@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -55,6 +56,7 @@ class Workspace:
         self._project: Project | None = None
         self._services: dict[str, Any] = {}
         self._lock = threading.RLock()
+        _track(self)
 
     @classmethod
     def from_settings(cls, root: str | os.PathLike[str] | None = None, **overrides: Any) -> Self:
@@ -190,6 +192,25 @@ class Workspace:
     def gc(self, *, dry_run: bool = False, grace: timedelta = DEFAULT_GRACE) -> GcReport:
         """Delete stored objects that no record references (see :func:`collect_garbage`)."""
         return collect_garbage(self.metadata, self.artifacts, dry_run=dry_run, grace=grace)
+
+
+_workspaces: weakref.WeakSet[Workspace] = weakref.WeakSet()
+_fork_hook: list[bool] = []
+
+
+def _track(ws: Workspace) -> None:
+    _workspaces.add(ws)
+    if not _fork_hook:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_hook.append(True)
+
+
+def _after_fork_in_child() -> None:
+    """Locks another thread held at the fork stay held in the child: replace them."""
+    global _default_lock
+    _default_lock = threading.Lock()
+    for ws in list(_workspaces):
+        ws._lock = threading.RLock()
 
 
 _default: list[Workspace] = []  # the process default, set by use_workspace(..., default=True)

@@ -69,6 +69,7 @@ class Tracker:
         self._env: tuple[environment.RunEnvironment, str, str | None] | None = None
         self._open: dict[str, ActiveRun] = {}
         self._open_lock = threading.Lock()
+        self.origin_pid = os.getpid()
         _register(self)
 
     def close(self) -> None:
@@ -100,8 +101,10 @@ class Tracker:
             self.writer.close()
 
     def _after_fork_in_child(self) -> None:
-        """Forget the parent's open runs (they are the parent's to end) and its writer thread."""
+        """Forget the parent's open runs (they are the parent's to end) and its writer thread;
+        replace locks another thread may have held at the fork."""
         self._open_lock = threading.Lock()
+        self._env_lock = threading.Lock()
         self._open = {k: r for k, r in self._open.items() if r.pid == os.getpid()}
         self.writer.reset_after_fork()
 
@@ -397,6 +400,10 @@ class ActiveRun:
         with self.tracker._open_lock:
             self.tracker._open.pop(self.id, None)
         self.tracker.writer.submit(EndRun(self.id, final, utcnow()))
+        if _in_child_process(self.tracker):
+            # A worker process may be terminated (a multiprocessing pool's exit does),
+            # skipping every exit hook: store the run before carrying on.
+            self.tracker.writer.flush()
 
     def __enter__(self) -> Self:
         return self
@@ -445,6 +452,17 @@ def _register(owner: Tracker) -> None:
 def _at_exit() -> None:
     for owner in list(_trackers):
         owner._finish_at_exit()
+
+
+def _in_child_process(owner: Tracker) -> bool:
+    """Whether this process was forked from the tracker's, or is a multiprocessing worker."""
+    if os.getpid() != owner.origin_pid:
+        return True
+    if "multiprocessing" in sys.modules:
+        import multiprocessing
+
+        return multiprocessing.parent_process() is not None
+    return False
 
 
 class _ForkMarker:

@@ -98,7 +98,7 @@ class LinkArtifact:
 Op = CreateRun | LogParam | SetTag | LogMetric | EndRun | LinkArtifact
 
 
-_INSERT_PARAMS = Prepared(params.insert())
+_INSERT_PARAMS = Prepared(params.insert())  # for runs created in the batch: nothing to meet
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,16 +284,21 @@ class TrackingStore:
         with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
             conn = uow.conn
             statements = _statements(conn.dialect.name)
-            if fresh:
-                conn.execute(statements.insert_runs, list(fresh.values()))
+            # A resent batch (its first commit's acknowledgement was lost) finds its runs
+            # stored already: those are neither inserted nor audited again.
+            stored = _existing(conn, runs.c.id, list(fresh)) if fresh else set()
+            inserted = {rid: row for rid, row in fresh.items() if rid not in stored}
+            if inserted:
+                conn.execute(statements.insert_runs, list(inserted.values()))
                 for row in created:
-                    uow.audit(
-                        "run.create",
-                        ObjectRef("run", row["id"]),
-                        after={"name": row["name"], "experiment_id": row["experiment_id"]},
-                    )
+                    if row["id"] in inserted:
+                        uow.audit(
+                            "run.create",
+                            ObjectRef("run", row["id"]),
+                            after={"name": row["name"], "experiment_id": row["experiment_id"]},
+                        )
             if new_params:
-                self._insert_params(conn, new_params, set(fresh))
+                self._insert_params(conn, new_params, set(inserted))
             if new_tags:
                 tag_rows = [{"run_id": r, "key": k, "value": v} for (r, k), v in new_tags.items()]
                 _split(tag_rows, fresh, statements.insert_tags, statements.upsert_tags, conn)
@@ -325,6 +330,17 @@ class TrackingStore:
                     ],
                     conflict_columns=["owner_kind", "owner_id", "name"],
                 )
+            running = (
+                _existing(
+                    conn,
+                    runs.c.id,
+                    [e.run_id for e in updates],
+                    runs.c.status == str(RunStatus.RUNNING),
+                )
+                if updates
+                else set()
+            )
+            updates = [e for e in updates if e.run_id in running]
             if updates:
                 conn.execute(
                     statements.end_runs,
@@ -334,6 +350,8 @@ class TrackingStore:
                     ],
                 )
             for end in ends:
+                if end.run_id not in inserted and end.run_id not in running:
+                    continue  # ended already: a resent batch
                 uow.audit(
                     "run.end",
                     ObjectRef("run", end.run_id),
@@ -448,6 +466,15 @@ class TrackingStore:
                 MetricPoint(step, math.nan if value is None else value, ts)
                 for step, value, ts in rows
             ]
+
+
+def _existing(conn: sa.Connection, column: Any, ids: list[str], *where: Any) -> set[str]:
+    """Return which of ``ids`` have a row (matching ``where``) in ``column``'s table."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found.update(conn.execute(sa.select(column).where(column.in_(chunk), *where)).scalars())
+    return found
 
 
 def _split(

@@ -73,7 +73,8 @@ class Writer:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._count_lock = threading.Lock()
+        self._submit_lock = threading.Lock()
+        self._down = False  # the last batch failed after its whole retry window
         self._submitted = 0  # operations queued, and
         self._done = 0  # operations the thread has finished with (stored or failed)
 
@@ -84,11 +85,12 @@ class Writer:
         if self.sync:
             self._sink([op])
             return
-        if self._thread is None or self._pid != os.getpid():
-            self._start()
-        with self._count_lock:
+        # close() takes the same lock, so an operation is never put behind the stop marker.
+        with self._submit_lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._start()
             self._submitted += 1
-        self._queue.put(op)
+            self._queue.put(op)
 
     def submit_many(self, ops: Sequence[Any]) -> None:
         """Queue several operations, in order."""
@@ -118,7 +120,7 @@ class Writer:
     def reset_after_fork(self) -> None:
         """In a forked child: drop the parent's thread, queue, counters and failures."""
         self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self._submit_lock = threading.Lock()
         self._thread = None
         self._pid = -1
         self._queue = queue.Queue(maxsize=self._queue_size)
@@ -128,14 +130,15 @@ class Writer:
 
     def close(self) -> None:
         """Store what is queued and stop the thread; report failures in the log."""
-        if self._closed:
-            return
-        self._closed = True
-        thread = self._thread
-        if thread is not None and self._pid == os.getpid() and thread.is_alive():
-            self._queue.put(_STOP)
-            thread.join()
-        self._thread = None
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None and self._pid == os.getpid() and thread.is_alive():
+                self._queue.put(_STOP)
+                thread.join()
+            self._thread = None
         if self._errors:
             log.error(
                 "conveyor: %d logged values could not be stored: %s",
@@ -192,13 +195,17 @@ class Writer:
         whose commit was lost with the connection can be sent again.
         """
         delay = 0.05
-        deadline = time.monotonic() + self._retry_for
+        # Once a whole retry window has passed without the store, later batches get one
+        # attempt each until a write succeeds again: a full queue fails in seconds, not hours.
+        deadline = time.monotonic() + (0.0 if self._down else self._retry_for)
         while True:
             try:
                 self._sink(batch)
+                self._down = False
                 return
             except BackendUnavailableError as e:
                 if time.monotonic() + delay > deadline:
+                    self._down = True
                     self._fail(batch, e)
                     return
                 log.warning("conveyor: the store is unreachable (%s); retrying in %.2fs", e, delay)

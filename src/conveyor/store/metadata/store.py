@@ -443,22 +443,32 @@ class _ForkGate:
     SQLite keeps each process's file-lock bookkeeping in memory: a fork taken while a
     connection holds a lock hands the child a copy that says the lock is held, and the
     child's own connections then wait on a lock nobody will release.
+
+    Re-entrant per thread: a read nested in a transaction never waits, and a thread forking
+    from inside its own transaction waits only for the others.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._active = 0
         self._forking = False
+        self._local = threading.local()
+
+    def _depth(self) -> int:
+        return getattr(self._local, "depth", 0)
 
     @contextmanager
     def open(self) -> Iterator[None]:
+        depth = self._depth()
         with self._cond:
-            while self._forking:
+            while self._forking and depth == 0:
                 self._cond.wait()
             self._active += 1
+        self._local.depth = depth + 1
         try:
             yield
         finally:
+            self._local.depth = depth
             with self._cond:
                 self._active -= 1
                 self._cond.notify_all()
@@ -466,9 +476,8 @@ class _ForkGate:
     def before_fork(self) -> None:
         self._cond.acquire()  # held across the fork: no transaction starts meanwhile
         self._forking = True
-        # A thread forking from inside its own transaction would wait forever: give up
-        # waiting after a while rather than hang.
-        self._cond.wait_for(lambda: self._active == 0, timeout=_FORK_WAIT_S)
+        own = self._depth()
+        self._cond.wait_for(lambda: self._active == own, timeout=_FORK_WAIT_S)
 
     def after_fork_in_parent(self) -> None:
         self._forking = False
@@ -476,7 +485,10 @@ class _ForkGate:
         self._cond.release()
 
     def after_fork_in_child(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        own = self._depth()  # only the forking thread exists in the child
+        self._cond = threading.Condition()
+        self._forking = False
+        self._active = own
 
 
 _FORK_WAIT_S = 30.0
