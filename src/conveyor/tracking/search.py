@@ -342,4 +342,4 @@ def _times(values: list[datetime | None]) -> Any:
         ],
         dtype="int64",
     )
-    return pd.to_datetime(micros, unit="us", utc=True)
+    return pd.DatetimeIndex(micros.view("datetime64[us]"), tz="UTC")
