@@ -60,6 +60,14 @@ class Settings:
             "key": True,
         },
     )
+    remote_uri: str = field(
+        default="",
+        metadata={
+            "help": "Default remote artifact store for `conveyor data push|pull`: a folder, "
+            "file:///path or s3://bucket/prefix. Default: none.",
+            "key": True,
+        },
+    )
     actor: str = field(
         default="",
         metadata={"help": "Who is recorded in audit events. Default: the OS user.", "key": True},
@@ -126,7 +134,7 @@ def _normalize_store_uri(uri: str, root: Path) -> str:
     return uri
 
 
-def _normalize_artifact_uri(uri: str, root: Path) -> str:
+def normalize_artifact_uri(uri: str, root: Path) -> str:
     if "://" in uri:
         return uri
     path = Path(uri).expanduser()
@@ -168,9 +176,12 @@ def load_settings(root: Path | str | None = None, **overrides: Any) -> Settings:
         store_uri=_normalize_store_uri(
             settings.store_uri or f"sqlite:///{state / 'conveyor.db'}", root_path
         ),
-        artifact_uri=_normalize_artifact_uri(
+        artifact_uri=normalize_artifact_uri(
             settings.artifact_uri or str(state / "objects"), root_path
         ),
+        remote_uri=normalize_artifact_uri(settings.remote_uri, root_path)
+        if settings.remote_uri
+        else "",
         actor=settings.actor or default_actor(),
     )
 

@@ -31,6 +31,7 @@ __all__ = [
     "find_artifact",
     "guess_media_type",
     "link_artifact",
+    "link_many",
     "list_artifacts",
     "referenced_digests",
 ]
@@ -126,6 +127,65 @@ def link_artifact(
         after={"name": name, "digest": put.digest, "size": put.size},
     )
     return find_artifact(uow.conn, owner, name)
+
+
+def link_many(
+    uow: UnitOfWork,
+    store: ArtifactStore | None,
+    owner: ObjectRef,
+    entries: list[tuple[str, str, int, str]],
+    *,
+    check: set[str] | None = None,
+) -> int:
+    """Link many ``(name, digest, size, media_type)`` entries to a new ``owner`` at once.
+
+    For owners created in the same transaction (a dataset version and its files): one upsert
+    claims every digest, one insert links them, one audit event records the count. ``check``
+    names the digests whose bytes must be confirmed present (those this writer did not just
+    store); a missing one raises :class:`ContentMissingError`. Returns how many were linked.
+    """
+    if not entries:
+        return 0
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    conn = uow.conn
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    claims: dict[str, dict[str, object]] = {}
+    for _, digest, size, media_type in entries:
+        claims.setdefault(
+            digest,
+            {"digest": digest, "size": size, "media_type": media_type, "created_at": uow.now},
+        )
+    stmt = insert(artifacts)
+    # Sorted, so two writers lock the rows in the same order (no deadlock on PostgreSQL).
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["digest"], set_={"size": stmt.excluded.size}),
+        [claims[d] for d in sorted(claims)],
+    )
+    if store is not None and check:
+        missing = [d for d in sorted(check) if not store.exists(d)]
+        if missing:
+            raise ContentMissingError(
+                f"{len(missing)} object(s) are not in the artifact store {store.uri} "
+                f"(first: {missing[0]}); they may have been garbage-collected meanwhile.",
+                hint="Store the content again and retry.",
+            )
+    conn.execute(
+        artifact_links.insert(),
+        [
+            {
+                "id": ids.new_id(),
+                "digest": digest,
+                "owner_kind": owner.kind,
+                "owner_id": owner.id,
+                "name": validate_artifact_path(name),
+                "created_at": uow.now,
+            }
+            for name, digest, _, _ in entries
+        ],
+    )
+    uow.audit("artifact.link_many", owner, after={"count": len(entries)})
+    return len(entries)
 
 
 def _select_links() -> sa.Select[tuple[str, str, str, str, int, str, object]]:

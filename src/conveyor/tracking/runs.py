@@ -20,6 +20,7 @@ from conveyor.core import ids
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
 from conveyor.core.names import validate_artifact_path
+from conveyor.store.activity import enter_activity, leave_activity
 from conveyor.store.catalog import guess_media_type
 from conveyor.store.records import ArtifactLink, ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
@@ -199,6 +200,7 @@ class Tracker:
         with self._open_lock:
             self._open[run_id] = run
         _active.set((*_active.get(), run))
+        enter_activity(run.ref)
         return run
 
 
@@ -397,6 +399,7 @@ class ActiveRun:
         self.ended = True
         self.status = final
         _active.set(tuple(r for r in _active.get() if r is not self))
+        leave_activity(self.ref)
         with self.tracker._open_lock:
             self.tracker._open.pop(self.id, None)
         self.tracker.writer.submit(EndRun(self.id, final, utcnow()))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
+import queue
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -113,6 +117,74 @@ class VerifyingReader(io.RawIOBase):
             super().close()
 
 
+_PIPELINE_AFTER = 4 * CHUNK_SIZE  # streams longer than this hash on a second thread
+
+
+def _copy_hashing(src: BinaryIO, out: BinaryIO) -> tuple[str, int]:
+    """Copy ``src`` to ``out`` and return the sha256 and size of what was copied.
+
+    Past the first few chunks, hashing moves to a helper thread so that it overlaps the
+    reads and writes (hashlib and file I/O both release the GIL): a large file then costs
+    about the slower of the two, not their sum.
+    """
+    h = hashlib.sha256()
+    size = 0
+    while size < _PIPELINE_AFTER:
+        chunk = src.read(CHUNK_SIZE)
+        if not chunk:
+            return h.hexdigest(), size
+        h.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+    hasher = threading.Thread(target=_hash_queue, args=(h, chunks), daemon=True)
+    hasher.start()
+    try:
+        while chunk := src.read(4 * CHUNK_SIZE):
+            chunks.put(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    finally:
+        chunks.put(None)
+        hasher.join()
+    return h.hexdigest(), size
+
+
+def _hash_queue(h: hashlib._Hash, chunks: queue.Queue[bytes | None]) -> None:
+    while (chunk := chunks.get()) is not None:
+        h.update(chunk)
+
+
+_RACY_NS = 1_000_000_000  # files modified this recently may change without a new mtime
+
+
+def _hash_path(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb", buffering=0) as f:
+        while chunk := f.read(4 * CHUNK_SIZE):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _kernel_copy(src: int, dst: int, size: int) -> None:
+    copied = 0
+    while copied < size:
+        n = os.copy_file_range(src, dst, size - copied)
+        if n == 0:
+            break
+        copied += n
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
+    )
+
+
 class ArtifactStore:
     """Stores bytes by their sha256 on any backend; the same content is stored once.
 
@@ -162,30 +234,80 @@ class ArtifactStore:
         self.backend.put_bytes(key, data)
         return PutResult(digest, len(data), created=True)
 
-    def put_file(self, path: str | os.PathLike[str]) -> PutResult:
-        """Store the file at ``path``; return its digest and size."""
+    def put_file(self, path: str | os.PathLike[str], *, durable: bool = True) -> PutResult:
+        """Store the file at ``path``; return its digest and size.
+
+        ``durable=False`` skips the fsync of each object, for bulk imports that would
+        otherwise wait on the disk once per file; a torn object is still caught by the
+        digest check on every read.
+        """
         path = Path(path)
         if not path.is_file():
             raise NotFoundError(f"Cannot store {path}: it is not a file.")
+        if not durable and getattr(self.backend, "is_local", False):
+            fast = self._put_local_copy(path)
+            if fast is not None:
+                return fast
         # One pass: copy through the hashing stream, so what lands under a key always matches
         # it even if the file changes meanwhile; content already stored costs the write only.
-        with path.open("rb") as f:
-            return self.put_stream(f)
+        with path.open("rb", buffering=0) as f:
+            return self.put_stream(f, durable=durable)
 
-    def put_stream(self, stream: BinaryIO) -> PutResult:
+    def _put_local_copy(self, path: Path) -> PutResult | None:
+        """Copy in the kernel while a helper thread hashes the same file (local stores only).
+
+        The copy and the hash read the file separately, so the file's stat is compared
+        before and after: if anything wrote to it meanwhile (or shortly before, within the
+        file system's timestamp granularity), this returns None and the caller takes the
+        one-pass path instead.
+        """
+        temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
+        try:
+            with path.open("rb") as src:
+                before = os.fstat(src.fileno())
+                if before.st_mtime_ns > time.time_ns() - _RACY_NS:
+                    return None
+                hashed: list[tuple[str, int]] = []
+                if before.st_size < _PIPELINE_AFTER * 4:
+                    # Small files: one thread each; the caller runs several files at once.
+                    hashed.append(_hash_path(path))
+                    with temp.open("wb") as out:
+                        _kernel_copy(src.fileno(), out.fileno(), before.st_size)
+                else:
+                    hasher = threading.Thread(
+                        target=lambda: hashed.append(_hash_path(path)), daemon=True
+                    )
+                    hasher.start()
+                    try:
+                        with temp.open("wb") as out:
+                            _kernel_copy(src.fileno(), out.fileno(), before.st_size)
+                    finally:
+                        hasher.join()
+                after = os.fstat(src.fileno())
+            if not hashed or _changed(before, after) or hashed[0][1] != before.st_size:
+                return None
+            digest, size = hashed[0]
+            key = key_of(digest)
+            if self._reuse(key):
+                return PutResult(digest, size, created=False)
+            self.backend.put_file(key, temp, move=True)
+            return PutResult(digest, size, created=True)
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                return None  # no kernel copy between these file systems: stream instead
+            raise
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def put_stream(self, stream: BinaryIO, *, durable: bool = True) -> PutResult:
         """Store everything left in ``stream``, hashing it on the way to a temporary file."""
         temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
-        h = hashlib.sha256()
-        size = 0
         try:
             with temp.open("wb") as out:
-                while chunk := stream.read(CHUNK_SIZE):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+                digest, size = _copy_hashing(stream, out)
                 out.flush()
-                os.fsync(out.fileno())
-            digest = h.hexdigest()
+                if durable:
+                    os.fsync(out.fileno())
             key = key_of(digest)
             if self._reuse(key):
                 return PutResult(digest, size, created=False)
@@ -206,6 +328,19 @@ class ArtifactStore:
     def exists(self, digest: str) -> bool:
         """Return whether the content with ``digest`` is stored."""
         return self.backend.exists(key_of(digest))
+
+    def exists_many(self, digests: list[str] | set[str]) -> set[str]:
+        """Return which of ``digests`` are stored (checked concurrently on remote stores)."""
+        wanted = sorted(set(digests))
+        keys = [key_of(d) for d in wanted]
+        if getattr(self.backend, "is_local", False) or len(keys) < 8:
+            found = [self.backend.exists(k) for k in keys]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(16, thread_name_prefix="conveyor-exists") as pool:
+                found = list(pool.map(self.backend.exists, keys))
+        return {d for d, ok in zip(wanted, found, strict=True) if ok}
 
     def size(self, digest: str) -> int:
         """Return the size in bytes of the content with ``digest``."""

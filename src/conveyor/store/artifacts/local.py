@@ -36,6 +36,8 @@ def _root_of(uri: str) -> Path:
 class LocalBackend:
     """A folder on a local (or mounted) filesystem."""
 
+    is_local = True  # existence checks are cheap: no need to run them concurrently
+
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.root = _root_of(uri).resolve()

@@ -13,6 +13,8 @@ __all__ = [
     "artifact_links",
     "artifacts",
     "audit_events",
+    "dataset_versions",
+    "datasets",
     "experiments",
     "latest_metrics",
     "lineage_edges",
@@ -184,4 +186,42 @@ latest_metrics = sa.Table(
     sa.Column("value", sa.Float, nullable=True),
     sa.Index(None, "key", "value", "run_id"),
     sqlite_with_rowid=False,
+)
+
+# -- data versioning (revision 0004) --------------------------------------------------------
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False, server_default="0"),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("dataset_id", ID, sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    # sha256 of the manifest: the identity of the content, the same for the same files.
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "files" or "table"
+    sa.Column("table_format", sa.String(16), nullable=True),
+    sa.Column("files", sa.Integer, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=True),
+    sa.Column("columns", JSONType, nullable=True),
+    sa.Column("profile", JSONType, nullable=True),
+    sa.Column("schema_digest", sa.String(64), nullable=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("dataset_id", "version"),
+    sa.Index(None, "dataset_id", "digest"),
 )
