@@ -12,7 +12,6 @@ tune one with Optuna (each trial a child run), and trace the best model back to 
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import sys
@@ -51,15 +50,20 @@ def main() -> None:
     cli("init", "--project", "cancer")
     ws = cv.init(FOLDER)
 
-    say("Store the dataset (content-addressed, verified on every read)")
-    frame = load_breast_cancer(as_frame=True).frame
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer)
-    dataset = cv.ObjectRef("dataset_version", "breast-cancer@1")
-    stored = ws.log_artifact(buffer.getvalue(), dataset, "data.parquet")
-    print(f"{len(frame)} rows, {stored.size:,} bytes, sha256 {stored.digest[:16]}...")
-    x, y = frame.drop(columns="target"), frame["target"]
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0)
+    say("Version the dataset: stored by content, profiled once, with an inferred schema")
+    version = cv.data.add(
+        "breast-cancer", load_breast_cancer(as_frame=True).frame, description="sklearn copy"
+    )
+    print(f"{version.ref}: {version.rows} rows, {version.size:,} bytes, {version.digest[:12]}")
+    cv.data.infer_schema(version.ref)
+    cli("data", "show", version.ref)
+
+    say("Validate new data against the schema before it reaches training")
+    suspicious = cv.data.load(version.ref).head(100).copy()
+    suspicious.loc[3, "mean radius"] = -1.0
+    print(cv.data.validate(suspicious, cv.data.schema(version.ref)).summary())
+    cli("data", "validate", version.ref)
+    dataset = cv.ObjectRef("dataset_version", version.id)
 
     say("Train two models; autolog records params, training metrics and the model")
     cv.autolog()
@@ -69,11 +73,12 @@ def main() -> None:
     }
     for name, model in candidates.items():
         with cv.start_run(experiment="cancer", name=name, tags={"stage": "baseline"}) as run:
+            frame = cv.data.load(version.ref)  # records that this run used the version
+            x, y = frame.drop(columns="target"), frame["target"]
+            x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0)
             model.fit(x_train, y_train)
             val_auc = roc_auc_score(y_val, model.predict_proba(x_val)[:, 1])
             cv.log_metric("val_auc", val_auc)
-            with ws.metadata.transaction(project_id=ws.project.id) as uow:
-                uow.link(dataset, run.ref, "used_by")
         print(f"{name}: val_auc {val_auc:.4f} (run {run.id})")
 
     say("Tune the forest with Optuna: 8 trials, 2 at a time, each a child run")

@@ -15,6 +15,7 @@ from conveyor.core.errors import (
     BackendUnavailableError,
     ConflictError,
     ConveyorError,
+    DataValidationError,
     IntegrityError,
     InvalidArgumentError,
     NotFoundError,
@@ -22,8 +23,11 @@ from conveyor.core.errors import (
 )
 
 if _TYPE_CHECKING:
+    from conveyor import data
     from conveyor._api import init, workspace
     from conveyor.core.config import Settings
+    from conveyor.data.records import DatasetVersion
+    from conveyor.data.validation import ValidationReport
     from conveyor.store.artifacts.cas import ArtifactStore
     from conveyor.store.metadata.store import MetadataStore
     from conveyor.store.records import (
@@ -69,6 +73,8 @@ __all__ = [
     "BackendUnavailableError",
     "ConflictError",
     "ConveyorError",
+    "DataValidationError",
+    "DatasetVersion",
     "Experiment",
     "IntegrityError",
     "InvalidArgumentError",
@@ -83,10 +89,12 @@ __all__ = [
     "RunStatus",
     "Settings",
     "TuneResult",
+    "ValidationReport",
     "Workspace",
     "__version__",
     "active_run",
     "autolog",
+    "data",
     "delete_run",
     "end_run",
     "flush",
@@ -152,10 +160,17 @@ _LAZY = {
     "tune": "conveyor.tracking.tune",
     "TuneResult": "conveyor.tracking.tune",
     "active_run": "conveyor.tracking.runs",
+    "DatasetVersion": "conveyor.data.records",
+    "ValidationReport": "conveyor.data.validation",
 }
+_SUBMODULES = {"data"}
 
 
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"conveyor.{name}")
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'conveyor' has no attribute {name!r}")

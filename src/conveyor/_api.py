@@ -15,6 +15,7 @@ def init(
     project: str | None = None,
     store_uri: str | None = None,
     artifact_uri: str | None = None,
+    remote_uri: str | None = None,
     actor: str | None = None,
 ) -> Workspace:
     """Choose the project and stores to use from here on; arguments override conveyor.toml.
@@ -33,6 +34,7 @@ def init(
         project=project,
         store_uri=store_uri,
         artifact_uri=artifact_uri,
+        remote_uri=remote_uri,
         actor=actor,
     )
     previous = _current.get()

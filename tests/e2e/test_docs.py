@@ -55,3 +55,10 @@ def test_the_tracking_guide_examples_run(tmp_path: Path) -> None:
         folder.mkdir()
         result = run_python(block, folder)
         assert result.returncode == 0, f"block {i} failed:\n{block}\n{result.stderr}"
+
+
+def test_the_data_guide_examples_run(tmp_path: Path) -> None:
+    for block in python_blocks(ROOT / "docs" / "data.md"):
+        result = run_python(block, tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "restored" / "labels.csv").read_text() == "image,label\na.png,cat\n"

@@ -13,6 +13,7 @@ TREE = {
     "InvalidArgumentError": (ValueError, "conveyor.invalid_argument"),
     "ConflictError": (RuntimeError, "conveyor.conflict"),
     "IntegrityError": (ValueError, "conveyor.integrity"),
+    "DataValidationError": (ValueError, "conveyor.data_validation"),
     "PermissionDeniedError": (PermissionError, "conveyor.permission_denied"),
     "BackendUnavailableError": (ConnectionError, "conveyor.backend_unavailable"),
 }

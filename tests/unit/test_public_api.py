@@ -25,7 +25,16 @@ def test_public_names_are_exactly_all() -> None:
         for n in dir(conveyor)
         if not n.startswith("_") and not isinstance(getattr(conveyor, n), types.ModuleType)
     }
-    assert public | {"__version__"} == set(conveyor.__all__)
+    # ...but the domain namespaces reached as attributes are (cv.data.add, ...)
+    assert public | {"__version__", "data"} == set(conveyor.__all__)
+
+
+def test_domain_namespaces_resolve_lazily() -> None:
+    result = _fresh(
+        "import json, sys; import conveyor as cv; before = 'conveyor.data' in sys.modules; "
+        "cv.data.add; print(json.dumps({'before': before, 'after': 'pandas' in sys.modules}))"
+    )
+    assert result == {"before": False, "after": False}
 
 
 def _fresh(code: str) -> dict:

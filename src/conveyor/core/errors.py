@@ -9,6 +9,7 @@ keeps working for code that does not know Conveyor)::
     ├── InvalidArgumentError           conveyor.invalid_argument     (ValueError)
     ├── ConflictError                  conveyor.conflict             (RuntimeError)
     ├── IntegrityError                 conveyor.integrity            (ValueError)
+    ├── DataValidationError            conveyor.data_validation      (ValueError)
     ├── PermissionDeniedError          conveyor.permission_denied    (PermissionError)
     └── BackendUnavailableError        conveyor.backend_unavailable  (ConnectionError)
 
@@ -24,6 +25,7 @@ __all__ = [
     "BackendUnavailableError",
     "ConflictError",
     "ConveyorError",
+    "DataValidationError",
     "IntegrityError",
     "InvalidArgumentError",
     "NotFoundError",
@@ -75,6 +77,16 @@ class IntegrityError(ConveyorError, ValueError):
     """Stored bytes do not match their recorded digest."""
 
     code = "conveyor.integrity"
+
+
+class DataValidationError(ConveyorError, ValueError):
+    """Data failed the checks of its schema; ``report`` holds what failed where."""
+
+    code = "conveyor.data_validation"
+
+    def __init__(self, message: str, *, hint: str | None = None, report: object = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report
 
 
 class PermissionDeniedError(ConveyorError, PermissionError):

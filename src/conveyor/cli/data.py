@@ -1,0 +1,473 @@
+"""``conveyor data``: version, inspect, compare, restore, validate and move datasets."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.context import workspace_for
+from conveyor.cli.output import console, err_console, human_bytes
+
+if TYPE_CHECKING:
+    from conveyor.data.records import DatasetVersion
+    from conveyor.data.service import DataService
+
+data_app = typer.Typer(
+    help="Version datasets (files, folders, tables), compare and restore versions, validate "
+    "data against schemas, and copy versions to and from remotes.\n\n"
+    "Versions are named NAME@N, NAME@latest (or just NAME) or NAME@<digest prefix>.",
+    no_args_is_help=True,
+)
+
+REF_HELP = "A version: NAME@N, NAME@latest (or NAME), or NAME@<digest prefix>."
+
+
+def _service(ctx: typer.Context) -> tuple[Any, DataService]:
+    from conveyor.data.service import data_service
+
+    ws = workspace_for(ctx)
+    return ws, data_service(ws)
+
+
+class RichProgress:
+    """A progress bar on stderr with bytes, bytes per second and files per second."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[files]}/{task.fields[total_files]} files"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        )
+        self._task: Any = None
+        self._files = 0
+        self._started = 0.0
+        self._lock = threading.Lock()
+
+    def start(self, description: str, files: int, size: int) -> None:
+        self._files = 0
+        self._started = time.monotonic()
+        self._progress.start()
+        self._task = self._progress.add_task(
+            description, total=size, files=0, total_files=files, rate=""
+        )
+
+    def advance(self, files: int, size: int) -> None:
+        with self._lock:
+            self._files += files
+            elapsed = max(time.monotonic() - self._started, 1e-6)
+            rate = f"{self._files / elapsed:,.0f} files/s"
+            self._progress.update(self._task, advance=size, files=self._files, rate=rate)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _version_dict(v: DatasetVersion) -> dict[str, Any]:
+    return {
+        "ref": v.ref,
+        "name": v.name,
+        "version": v.version,
+        "id": v.id,
+        "digest": v.digest,
+        "kind": v.kind,
+        "files": v.files,
+        "size": v.size,
+        "rows": v.rows,
+        "columns": v.columns,
+        "has_schema": v.has_schema,
+        "description": v.description,
+        "source": v.source,
+        "created_at": v.created_at.isoformat(),
+        "created_by": v.created_by,
+    }
+
+
+def _when(v: DatasetVersion) -> str:
+    return v.created_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@data_app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. 'customers' or 'churn/train'.")],
+    path: Annotated[Path, typer.Argument(help="A file or folder to version.")],
+    message: Annotated[
+        str, typer.Option("--message", "-m", help="What this version is (kept with it).")
+    ] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the version as JSON.")] = False,
+) -> None:
+    """Add a version of dataset NAME from PATH (a file or a folder).
+
+    Files are hashed in parallel and stored once by content; files unchanged since the last
+    add are not read again. Adding unchanged content prints the existing version.
+
+    Example: conveyor data add customers data/customers/ -m "weekly extract"
+    """
+    ws, svc = _service(ctx)
+    with ws:
+        started = time.perf_counter()
+        version = svc.add(name, path, description=message, progress=RichProgress())
+        elapsed = time.perf_counter() - started
+    if as_json:
+        console.print_json(json.dumps(_version_dict(version)))
+        return
+    rows = f", {version.rows:,} rows" if version.rows is not None else ""
+    console.print(
+        f"[bold]{escape(version.ref)}[/bold]  {version.files:,} files, "
+        f"{human_bytes(version.size)}{rows}  digest {version.digest[:12]}  "
+        f"[dim]({elapsed:.2f}s)[/dim]"
+    )
+
+
+@data_app.command("list")
+def list_(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="List this dataset's versions instead.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List datasets (or the versions of one dataset, newest first)."""
+    ws, svc = _service(ctx)
+    with ws:
+        if name is None:
+            latest = [svc.get(d.name) for d in svc.datasets() if d.latest_version]
+        else:
+            found = svc.versions(name)
+    if name is None:
+        if as_json:
+            console.print_json(json.dumps([_version_dict(v) for v in latest]))
+            return
+        if not latest:
+            console.print("No datasets yet: add one with `conveyor data add NAME PATH`.")
+            return
+        table = Table("dataset", "latest", "files", "size", "rows", "added (UTC)")
+        for v in latest:
+            table.add_row(
+                escape(v.name),
+                str(v.version),
+                f"{v.files:,}",
+                human_bytes(v.size),
+                f"{v.rows:,}" if v.rows is not None else "",
+                _when(v),
+            )
+        console.print(table)
+        return
+    if as_json:
+        console.print_json(json.dumps([_version_dict(v) for v in found]))
+        return
+    table = Table("version", "digest", "files", "size", "rows", "added (UTC)", "by", "message")
+    for v in found:
+        table.add_row(
+            escape(v.ref),
+            v.digest[:12],
+            f"{v.files:,}",
+            human_bytes(v.size),
+            f"{v.rows:,}" if v.rows is not None else "",
+            _when(v),
+            escape(v.created_by),
+            escape(v.description),
+        )
+    console.print(table)
+
+
+@data_app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a version: files, schema, profile summary and lineage."""
+    from conveyor.data.versioning import VERSION_KIND
+    from conveyor.store.records import ObjectRef
+
+    ws, svc = _service(ctx)
+    with ws:
+        v = svc.get(ref)
+        node = ObjectRef(VERSION_KIND, v.id)
+        upstream = ws.lineage(node, direction="upstream", depth=1).edges
+        downstream = ws.lineage(node, direction="downstream", depth=1).edges
+    if as_json:
+        out = _version_dict(v)
+        out["profile"] = v.profile
+        out["lineage"] = {
+            "upstream": [{"src": str(e.src), "relation": e.relation} for e in upstream],
+            "downstream": [{"dst": str(e.dst), "relation": e.relation} for e in downstream],
+        }
+        console.print_json(json.dumps(out, default=str))
+        return
+    console.print(f"[bold]{escape(v.ref)}[/bold]  ({v.kind})  digest {v.digest}")
+    console.print(
+        f"{v.files:,} files, {human_bytes(v.size)}"
+        + (f", {v.rows:,} rows" if v.rows is not None else "")
+        + f"; added {_when(v)} UTC by {escape(v.created_by)}"
+    )
+    if v.description:
+        console.print(f"message: {escape(v.description)}")
+    if v.source:
+        console.print(f"source: {escape(v.source)}")
+    console.print("schema: " + ("saved (see `conveyor data schema`)" if v.has_schema else "none"))
+    if v.columns:
+        cols = (v.profile or {}).get("columns", {})
+        table = Table("column", "type", "nulls", "min", "mean", "max", "distinct / top")
+        for col, kind in v.columns.items():
+            p = cols.get(col, {})
+            top = p.get("top")
+            extra = (
+                ", ".join(f"{escape(str(k))} ({n})" for k, n in top[:3])
+                if top
+                else (str(p["distinct"]) if "distinct" in p else "")
+            )
+            table.add_row(
+                escape(col),
+                escape(kind),
+                f"{p.get('null_rate', 0):.1%}",
+                _stat(p.get("min")),
+                _stat(p.get("mean")),
+                _stat(p.get("max")),
+                extra,
+            )
+        console.print(table)
+    for e in upstream:
+        console.print(f"from: {e.src} ({e.relation})")
+    for e in downstream:
+        console.print(f"to:   {e.dst} ({e.relation})")
+
+
+def _stat(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return escape(str(value))
+
+
+@data_app.command("diff")
+def diff(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(help="The older version, e.g. customers@2.")],
+    b: Annotated[str, typer.Argument(help="The newer version, e.g. customers@3.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare two versions: files added, removed and changed; columns; rows; statistics."""
+    ws, svc = _service(ctx)
+    with ws:
+        d = svc.diff(a, b)
+    if as_json:
+        console.print_json(json.dumps(d.to_dict()))
+        return
+    console.print(
+        f"{escape(d.a)} -> {escape(d.b)}: {len(d.added)} added, {len(d.removed)} removed, "
+        f"{len(d.changed)} changed, {d.unchanged} unchanged"
+    )
+    for f in d.added[:50]:
+        console.print(f"[green]+ {escape(f.path)}[/green]  {human_bytes(f.size)}")
+    for f in d.removed[:50]:
+        console.print(f"[red]- {escape(f.path)}[/red]")
+    for old, new in d.changed[:50]:
+        console.print(
+            f"[yellow]~ {escape(new.path)}[/yellow]  {human_bytes(old.size)} -> "
+            f"{human_bytes(new.size)}"
+        )
+    shown = len(d.added[:50]) + len(d.removed[:50]) + len(d.changed[:50])
+    total = len(d.added) + len(d.removed) + len(d.changed)
+    if total > shown:
+        console.print(f"[dim]... and {total - shown} more (use --json for all)[/dim]")
+    for col, kind in d.columns_added.items():
+        console.print(f"[green]+ column {escape(col)}[/green] ({escape(kind)})")
+    for col, kind in d.columns_removed.items():
+        console.print(f"[red]- column {escape(col)}[/red] ({escape(kind)})")
+    for col, (old_t, new_t) in d.columns_retyped.items():
+        console.print(
+            f"[yellow]~ column {escape(col)}[/yellow]: {escape(old_t)} -> {escape(new_t)}"
+        )
+    if d.rows != (None, None):
+        console.print(f"rows: {d.rows[0]} -> {d.rows[1]}")
+    if d.shifts:
+        table = Table("column", "statistic", "before", "after", "change")
+        for s in d.shifts:
+            table.add_row(
+                escape(s.column), s.statistic, _stat(s.before), _stat(s.after), _stat(s.change)
+            )
+        console.print(table)
+
+
+@data_app.command("checkout")
+def checkout(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    dest: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder to write the files into. Default: the folder the version was added "
+            "from, or ./NAME for versions added from a table or a single file."
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace the content of a non-empty DEST."),
+    ] = False,
+) -> None:
+    """Restore a version's files, byte-identical to what was added.
+
+    Refuses to write into a non-empty folder unless --force, which replaces its content
+    (files that are not in the version are removed).
+    """
+    ws, svc = _service(ctx)
+    with ws:
+        v = svc.get(ref)
+        target = dest or _default_dest(v)
+        path = svc.checkout(v.ref, target, force=force, progress=RichProgress())
+    console.print(f"{escape(v.ref)} -> {escape(str(path))}  ({v.files:,} files)")
+
+
+def _default_dest(v: DatasetVersion) -> Path:
+    source = Path(v.source) if v.source and v.source != "<table>" else None
+    if source is not None and v.files > 0 and source.is_dir():
+        return source
+    return Path(v.name.replace("/", "-"))
+
+
+@data_app.command("validate")
+def validate(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help=f"{REF_HELP} Or a table file (.csv, .parquet...).")],
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            "--schema",
+            help="A pandera YAML schema. Default: the schema saved with the version "
+            "(or its nearest earlier version).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check a version or a table file against a schema. Exits 1 when a check fails (for CI)."""
+    ws, svc = _service(ctx)
+    with ws:
+        report = svc.validate(target, schema)
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+    else:
+        style = "green" if report.passed else "red"
+        console.print(f"[{style}]{escape(report.summary())}[/{style}]")
+        if report.failures:
+            table = Table("column", "check", "failures", "examples")
+            for f in report.failures:
+                table.add_row(
+                    escape(f.column or "<table>"),
+                    escape(f.check),
+                    str(f.failures),
+                    escape(", ".join(str(x) for x in f.examples[:5])),
+                )
+            console.print(table)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@data_app.command("schema")
+def schema(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    infer: Annotated[
+        bool, typer.Option("--infer", help="Infer the schema from this version and save it.")
+    ] = False,
+    set_: Annotated[
+        Path | None, typer.Option("--set", help="Save this YAML file as the version's schema.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the YAML here, not stdout.")
+    ] = None,
+) -> None:
+    """Print (or infer, or set) the pandera schema saved with a version, as editable YAML.
+
+    Example: conveyor data schema customers@3 --infer -o schema.yaml, edit it, then
+    conveyor data schema customers@3 --set schema.yaml
+    """
+    from conveyor.core.errors import NotFoundError
+    from conveyor.data.validation import schema_to_yaml
+
+    ws, svc = _service(ctx)
+    with ws:
+        if set_ is not None:
+            try:
+                text = set_.read_text(encoding="utf-8")
+            except OSError as e:
+                raise NotFoundError(f"Cannot read the schema file {set_}: {e.strerror}.") from e
+            svc.set_schema(ref, text)
+            console.print(f"Saved {escape(str(set_))} as the schema of {escape(svc.get(ref).ref)}.")
+            return
+        found = svc.infer_schema(ref) if infer else svc.schema(ref)
+        if found is None:
+            raise NotFoundError(
+                f"No schema is saved with {ref}.",
+                hint=f"Infer one: `conveyor data schema {ref} --infer`.",
+            )
+        text = schema_to_yaml(found)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"Wrote {escape(str(output))}.")
+    else:
+        sys.stdout.write(text)
+
+
+def _transfer(ctx: typer.Context, refs: list[str] | None, remote: str | None, push: bool) -> None:
+    ws, svc = _service(ctx)
+    with ws:
+        op = svc.push if push else svc.pull
+        result = op(refs or None, remote, progress=RichProgress())
+    verb = "Pushed" if push else "Pulled"
+    where = "to" if push else "from"
+    console.print(
+        f"{verb} {result.copied:,} objects ({human_bytes(result.copied_bytes)}) {where} "
+        f"{escape(result.destination if push else result.source)}; "
+        f"{result.present:,} were already there."
+    )
+
+
+REFS_HELP = "Versions (NAME@N) or datasets (NAME: all versions). Default: everything."
+REMOTE_HELP = "Remote artifact store (s3://bucket/prefix or a folder). Default: remote_uri."
+
+
+@data_app.command("push")
+def push(
+    ctx: typer.Context,
+    refs: Annotated[list[str] | None, typer.Argument(help=REFS_HELP)] = None,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help=REMOTE_HELP)] = None,
+) -> None:
+    """Copy the files versions need to a remote (only what is missing; safe to re-run)."""
+    _transfer(ctx, refs, remote, push=True)
+
+
+@data_app.command("pull")
+def pull(
+    ctx: typer.Context,
+    refs: Annotated[list[str] | None, typer.Argument(help=REFS_HELP)] = None,
+    remote: Annotated[str | None, typer.Option("--remote", "-r", help=REMOTE_HELP)] = None,
+) -> None:
+    """Copy the files versions need from a remote into this project's artifact store."""
+    _transfer(ctx, refs, remote, push=False)

@@ -1,0 +1,514 @@
+"""The data service of a workspace: add, load, materialize, check out, diff and validate.
+
+One :class:`DataService` per workspace (``ws.service("data", DataService)``); the functions in
+:mod:`conveyor.data` call the one of the workspace in use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from conveyor.core import ids
+from conveyor.core.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from conveyor.data import tables, versioning
+from conveyor.data.ingest import HashCache, ingest, scan
+from conveyor.data.records import DatasetVersion, FileEntry, Manifest
+from conveyor.data.transfer import TransferResult, copy_objects
+from conveyor.store import catalog
+from conveyor.store.activity import current_activity
+from conveyor.store.artifacts.cas import ArtifactStore
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace, current_workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pandera.pandas as pa
+
+    from conveyor.data.records import DatasetDiff
+    from conveyor.data.validation import ValidationReport
+
+__all__ = ["DataService", "ProgressReporter", "data_service"]
+
+MANIFEST = "manifest.json"
+SCHEMA = "schema.yaml"
+FILES = "files/"
+
+
+class ProgressReporter(Protocol):
+    """Receives progress of long operations (the CLI draws a Rich progress bar)."""
+
+    def start(self, description: str, files: int, size: int) -> None: ...
+
+    def advance(self, files: int, size: int) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, description: str, files: int, size: int) -> None:
+        pass
+
+    def advance(self, files: int, size: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def data_service(ws: Workspace | None = None) -> DataService:
+    """Return the data service of ``ws`` (default: the workspace in use)."""
+    return (ws or current_workspace()).service("data", DataService)
+
+
+class DataService:
+    """Dataset versions of one workspace."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.cache = HashCache(ws.settings.state_dir / "cache" / "hashes.db")
+
+    @property
+    def store(self) -> ArtifactStore:
+        return self.ws.artifacts
+
+    def _project_id(self) -> str:
+        return self.ws.project.id
+
+    # -- adding ----------------------------------------------------------------------------
+
+    def add(
+        self,
+        name: str,
+        data: Any,
+        *,
+        description: str = "",
+        progress: ProgressReporter | None = None,
+    ) -> DatasetVersion:
+        """Add a version of dataset ``name`` from a file, a folder, or a DataFrame/Arrow table."""
+        versioning.validate_dataset_name(name)
+        progress = progress or _NoProgress()
+        if isinstance(data, str | os.PathLike):
+            return self._add_path(name, Path(data), description, progress)
+        table = tables.to_arrow(data)
+        return self._add_table(name, table, description)
+
+    def _add_path(
+        self, name: str, root: Path, description: str, progress: ProgressReporter
+    ) -> DatasetVersion:
+        files = scan(root)
+        if not files:
+            raise InvalidArgumentError(
+                f"Cannot add {root}: the folder holds no files (hidden files are skipped)."
+            )
+        progress.start(f"Adding {name}", len(files), sum(f.size for f in files))
+        try:
+            result = ingest(
+                files, self.store, self.cache, progress=lambda n, b: progress.advance(n, b)
+            )
+        finally:
+            progress.stop()
+        manifest = Manifest.of(result.entries)
+        values: dict[str, Any] = {"kind": "files", "source": str(root.resolve())[:2000]}
+        fmt = tables.table_format_of([f.name for f in files])
+        if fmt is not None:
+            table = tables.read_table(fmt, [f.path for f in files])
+            values.update(self._table_values(table, fmt))
+        return self._record(name, manifest, values, description, checked=_not_fresh(result))
+
+    def _add_table(self, name: str, table: Any, description: str) -> DatasetVersion:
+        put = self.store.put_bytes(tables.write_parquet(table))
+        manifest = Manifest.of([FileEntry("data.parquet", put.size, put.digest)])
+        values = {"source": "<table>", **self._table_values(table, "parquet")}
+        checked = set() if put.created else {put.digest}
+        return self._record(name, manifest, values, description, checked=checked)
+
+    @staticmethod
+    def _table_values(table: Any, fmt: str) -> dict[str, Any]:
+        return {
+            "kind": "table",
+            "table_format": fmt,
+            "rows": table.num_rows,
+            "columns": {
+                n: str(t) for n, t in zip(table.column_names, table.schema.types, strict=True)
+            },
+            "profile": tables.profile_table(table),
+        }
+
+    def _record(
+        self,
+        name: str,
+        manifest: Manifest,
+        values: dict[str, Any],
+        description: str,
+        *,
+        checked: set[str],
+    ) -> DatasetVersion:
+        encoded = manifest.encode()
+        put = self.store.put_bytes(encoded)
+        if not put.created:
+            checked = checked | {put.digest}
+        values = {**values, "digest": put.digest, "files": len(manifest.files)}
+        values["size"] = manifest.size
+        run = current_activity()
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            version, created = versioning.create_version(
+                uow, self._project_id(), name, values, description=description
+            )
+            ref = ObjectRef(versioning.VERSION_KIND, version.id)
+            if created:
+                links = [(MANIFEST, put.digest, put.size, "application/json")]
+                links += [
+                    (FILES + f.path, f.digest, f.size, catalog.guess_media_type(f.path))
+                    for f in manifest.files
+                ]
+                catalog.link_many(uow, self.store, ref, links, check=checked)
+            if run is not None:
+                uow.link(run, ref, "produced")
+        return version
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, ref: str) -> DatasetVersion:
+        """Return the version ``ref`` names (``name@3``, ``name@latest``, ``name@<digest>``)."""
+        with self.ws.metadata.read() as conn:
+            return versioning.find_version(conn, self._project_id(), ref)
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        """Return the versions of dataset ``name``, newest first."""
+        versioning.validate_dataset_name(name)
+        with self.ws.metadata.read() as conn:
+            found = versioning.list_versions(conn, self._project_id(), name)
+        if not found:
+            self.get(name)  # raises the "no dataset named" error with the known names
+        return found
+
+    def datasets(self) -> list[Any]:
+        """Return the datasets of the project, sorted by name."""
+        with self.ws.metadata.read() as conn:
+            return versioning.list_datasets(conn, self._project_id())
+
+    def manifest(self, version: DatasetVersion) -> Manifest:
+        """Return the files of ``version`` (read from the artifact store, verified)."""
+        try:
+            return Manifest.decode(self.store.get(version.digest))
+        except NotFoundError:
+            raise NotFoundError(
+                f"The file list of {version.ref} ({version.digest[:12]}) is not in the artifact "
+                f"store {self.store.uri}.",
+                hint="Fetch it with `conveyor data pull` from the remote that has it.",
+            ) from None
+
+    def _used(self, version: DatasetVersion) -> None:
+        run = current_activity()
+        if run is None:
+            return
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            uow.link(ObjectRef(versioning.VERSION_KIND, version.id), run, "used_by")
+
+    def load(self, ref: str) -> pd.DataFrame:
+        """Return a table version as a pandas DataFrame (recorded as used by the active run)."""
+        return self.load_arrow(ref).to_pandas()
+
+    def load_arrow(self, ref: str) -> Any:
+        """Return a table version as a pyarrow Table."""
+        version = self.get(ref)
+        manifest = self.manifest(version)
+        fmt = version.table_format or tables.table_format_of([f.path for f in manifest.files])
+        if fmt is None:
+            kinds = sorted({Path(f.path).suffix or "(none)" for f in manifest.files})[:5]
+            raise InvalidArgumentError(
+                f"{version.ref} is not a table: its files have the types {', '.join(kinds)}; "
+                f"load reads {tables.supported_formats()}.",
+                hint=f"Use data.path({version.ref!r}) to get the files instead.",
+            )
+        import pyarrow as pa
+
+        # Parquet readers seek, so each file is read whole and verified first.
+        buffers = [pa.BufferReader(self._read_file(version, f)) for f in manifest.files]
+        table = tables.read_table(fmt, buffers)
+        self._used(version)
+        return table
+
+    def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes:
+        try:
+            return self.store.get(entry.digest)
+        except IntegrityError as e:
+            raise IntegrityError(
+                f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
+                hint="Restore it with `conveyor data pull` from a remote that has it.",
+            ) from e
+        except NotFoundError:
+            raise NotFoundError(
+                f"The file {entry.path} of {version.ref} is not in the artifact store "
+                f"{self.store.uri}.",
+                hint="Fetch it with `conveyor data pull` from the remote that has it.",
+            ) from None
+
+    def path(self, ref: str, *, progress: ProgressReporter | None = None) -> Path:
+        """Return a local folder holding the version's files, materialized on first use.
+
+        The folder is shared by every version with the same content and must be treated as
+        read-only; use :meth:`checkout` for a copy to change.
+        """
+        version = self.get(ref)
+        final = self.ws.settings.state_dir / "cache" / "datasets" / version.digest
+        if not final.is_dir():
+            temp = final.with_name(f".{version.digest}.{ids.new_id()}.part")
+            try:
+                self._materialize(version, temp, progress or _NoProgress())
+                try:
+                    os.rename(temp, final)
+                except OSError:
+                    if not final.is_dir():  # another process won the race: use its copy
+                        raise
+            finally:
+                shutil.rmtree(temp, ignore_errors=True)
+        self._used(version)
+        return final
+
+    def checkout(
+        self,
+        ref: str,
+        dest: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        progress: ProgressReporter | None = None,
+    ) -> Path:
+        """Write the version's files into ``dest``, byte-identical to what was added.
+
+        A non-empty ``dest`` is refused unless ``force``; with ``force`` its content is
+        replaced by the version's (files that are not in the version are removed).
+        """
+        version = self.get(ref)
+        target = Path(dest).absolute()
+        if target.exists() and not target.is_dir():
+            raise ConflictError(f"Cannot check out into {target}: it is a file, not a folder.")
+        if target.is_dir() and any(target.iterdir()) and not force:
+            raise ConflictError(
+                f"Cannot check out {version.ref} into {target}: the folder is not empty.",
+                hint="Choose an empty folder, or pass --force to replace its content.",
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{ids.new_id()}.part")
+        try:
+            self._materialize(version, temp, progress or _NoProgress())
+            if target.exists():
+                old = target.with_name(f".{target.name}.{ids.new_id()}.old")
+                os.rename(target, old)
+                os.rename(temp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(temp, target)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        return target
+
+    def _materialize(
+        self, version: DatasetVersion, folder: Path, progress: ProgressReporter
+    ) -> None:
+        manifest = self.manifest(version)
+        folder.mkdir(parents=True)
+        progress.start(f"Writing {version.ref}", len(manifest.files), manifest.size)
+
+        def one(entry: FileEntry) -> None:
+            dest = folder.joinpath(*entry.path.split("/"))
+            try:
+                self.store.download(entry.digest, dest)
+            except IntegrityError as e:
+                raise IntegrityError(
+                    f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
+                    hint="Restore it with `conveyor data pull` from a remote that has it.",
+                ) from e
+            except NotFoundError:
+                raise NotFoundError(
+                    f"The file {entry.path} of {version.ref} is not in the artifact store "
+                    f"{self.store.uri}.",
+                    hint="Fetch it with `conveyor data pull` from the remote that has it.",
+                ) from None
+            progress.advance(1, entry.size)
+
+        try:
+            _parallel(one, list(manifest.files))
+        finally:
+            progress.stop()
+
+    # -- comparing and validating ----------------------------------------------------------
+
+    def diff(self, a: str, b: str) -> DatasetDiff:
+        """Compare two versions: files, columns, row counts and column statistics."""
+        from conveyor.data.compare import diff_versions
+
+        va, vb = self.get(a), self.get(b)
+        return diff_versions(va, vb, self.manifest(va), self.manifest(vb))
+
+    def schema(self, ref: str) -> pa.DataFrameSchema | None:
+        """Return the schema saved with ``ref``, or None."""
+        from conveyor.data.validation import schema_from_yaml
+
+        version = self.get(ref)
+        if not version.has_schema:
+            return None
+        with self.ws.open_artifact(ObjectRef(versioning.VERSION_KIND, version.id), SCHEMA) as f:
+            return schema_from_yaml(f.read().decode(), source=f"the schema of {version.ref}")
+
+    def infer_schema(self, ref: str, *, save: bool = True) -> pa.DataFrameSchema:
+        """Infer a pandera schema from table version ``ref`` and save it with the version."""
+        from conveyor.data.validation import infer_schema
+
+        version = self.get(ref)
+        schema = infer_schema(self.load(version.ref), name=version.ref)
+        if save:
+            self.set_schema(version.ref, schema)
+        return schema
+
+    def set_schema(self, ref: str, schema: pa.DataFrameSchema | str) -> None:
+        """Save ``schema`` (a pandera schema or its YAML) with version ``ref``."""
+        from conveyor.data.validation import schema_from_yaml, schema_to_yaml
+
+        version = self.get(ref)
+        text = schema if isinstance(schema, str) else schema_to_yaml(schema)
+        schema_from_yaml(text, source="the schema to save")  # refuse what cannot be read back
+        self.ws.log_artifact(
+            text.encode(),
+            ObjectRef(versioning.VERSION_KIND, version.id),
+            SCHEMA,
+            media_type="application/yaml",
+            replace=True,
+        )
+
+    def validate(
+        self, data: Any, schema: pa.DataFrameSchema | str | os.PathLike[str] | None = None
+    ) -> ValidationReport:
+        """Check ``data`` (a DataFrame, Arrow table, version ref or file) against ``schema``.
+
+        ``schema`` may be a pandera schema, a YAML file path, or None to use the schema saved
+        with the version (or with the dataset's latest version that has one).
+        """
+        from conveyor.data.validation import schema_from_yaml, validate_frame
+
+        label = None
+        version = None
+        if isinstance(data, str) and not Path(data).exists():
+            version = self.get(data)
+            label = version.ref
+            frame = self.load(version.ref)
+        elif isinstance(data, str | os.PathLike):
+            path = Path(data)
+            fmt = tables.format_of(path.name)
+            if fmt is None:
+                raise InvalidArgumentError(
+                    f"Cannot validate {path}: it is not a table file; supported file types: "
+                    f"{tables.supported_formats()}."
+                )
+            frame = tables.read_table(fmt, [str(path)]).to_pandas()
+            label = str(path)
+        else:
+            frame = tables.to_arrow(data).to_pandas()
+        if schema is None:
+            if version is None:
+                raise InvalidArgumentError(
+                    "validate needs a schema for data that is not a dataset version.",
+                    hint="Pass schema= (a pandera schema or a YAML file).",
+                )
+            schema = self._nearest_schema(version)
+        elif isinstance(schema, str | os.PathLike):
+            path = Path(schema)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as e:
+                raise NotFoundError(f"Cannot read the schema file {path}: {e.strerror}.") from e
+            schema = schema_from_yaml(text, source=f"the schema file {path}")
+        return validate_frame(frame, schema, data=label)
+
+    def _nearest_schema(self, version: DatasetVersion) -> pa.DataFrameSchema:
+        for candidate in self.versions(version.name):
+            if candidate.version <= version.version and candidate.has_schema:
+                schema = self.schema(candidate.ref)
+                if schema is not None:
+                    return schema
+        raise NotFoundError(
+            f"No schema is saved with {version.ref} or an earlier version of {version.name!r}.",
+            hint=f"Infer one from a good version: `conveyor data schema {version.name}@N --infer`.",
+        )
+
+    # -- remotes ---------------------------------------------------------------------------
+
+    def remote(self, uri: str | None = None) -> ArtifactStore:
+        """Return the remote artifact store ``uri`` (default: the ``remote_uri`` setting)."""
+        from conveyor.core.config import normalize_artifact_uri
+
+        chosen = uri or self.ws.settings.remote_uri
+        if not chosen:
+            raise InvalidArgumentError(
+                "No remote given and no default remote is set.",
+                hint="Pass --remote s3://bucket/prefix (or a folder), or set remote_uri in "
+                "conveyor.toml or CONVEYOR_REMOTE_URI.",
+            )
+        return ArtifactStore(normalize_artifact_uri(chosen, self.ws.settings.root))
+
+    def _selected(self, refs: list[str] | None) -> list[DatasetVersion]:
+        if not refs:
+            return [v for d in self.datasets() for v in self.versions(d.name)]
+        chosen: list[DatasetVersion] = []
+        for ref in refs:
+            chosen += self.versions(ref) if "@" not in ref else [self.get(ref)]
+        return chosen
+
+    def push(
+        self,
+        refs: list[str] | None = None,
+        remote: str | None = None,
+        *,
+        progress: ProgressReporter | None = None,
+    ) -> TransferResult:
+        """Copy the objects of ``refs`` (default: every version) that ``remote`` lacks."""
+        target = self.remote(remote)
+        needed: dict[str, int] = {}
+        for version in self._selected(refs):
+            needed.update(self.objects_of(version))
+        return copy_objects(needed, self.store, target, progress=progress)
+
+    def pull(
+        self,
+        refs: list[str] | None = None,
+        remote: str | None = None,
+        *,
+        progress: ProgressReporter | None = None,
+    ) -> TransferResult:
+        """Copy the objects of ``refs`` (default: every version) missing here from ``remote``."""
+        source = self.remote(remote)
+        needed: dict[str, int] = {}
+        for version in self._selected(refs):
+            needed.update(self.objects_of(version))
+        return copy_objects(needed, source, self.store, progress=progress)
+
+    def objects_of(self, version: DatasetVersion) -> dict[str, int]:
+        """Return ``{digest: size}`` of every object ``version`` needs (manifest, files, schema)."""
+        links = self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, version.id))
+        return {link.digest: link.size for link in links}
+
+
+def _not_fresh(result: Any) -> set[str]:
+    fresh = result.fresh or set()
+    return {e.digest for e in result.entries if e.digest not in fresh}
+
+
+def _parallel(fn: Callable[[Any], None], items: list[Any], workers: int | None = None) -> None:
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    count = workers or min(8, max(2, os.cpu_count() or 2))
+    with ThreadPoolExecutor(count, thread_name_prefix="conveyor-data") as pool:
+        for _ in pool.map(fn, items):
+            pass

@@ -1,0 +1,229 @@
+"""Tables: the file formats a version can be loaded from, and the profile computed at add time.
+
+The profile (per column: type, null rate, min/max/mean/quantiles and a histogram for numbers,
+top category frequencies for the rest) is computed once, when a table version is added, and
+stored with it; monitoring uses it as its reference instead of re-reading the data.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from conveyor.core.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "TABLE_FORMATS",
+    "format_of",
+    "profile_table",
+    "read_table",
+    "table_format_of",
+    "to_arrow",
+    "write_parquet",
+]
+
+#: Extension -> format name, for files ``load`` can read as a table.
+TABLE_FORMATS: dict[str, str] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".feather": "feather",
+    ".arrow": "feather",
+}
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+HISTOGRAM_BINS = 20
+TOP_CATEGORIES = 20
+
+
+def format_of(name: str) -> str | None:
+    """Return the table format of a file name, or None if it is not a table file."""
+    return TABLE_FORMATS.get(PurePosixPath(name).suffix.lower())
+
+
+def table_format_of(names: list[str]) -> str | None:
+    """Return the format shared by every file in ``names``, or None if they are not one table."""
+    formats = {format_of(n) for n in names}
+    if len(formats) == 1:
+        (only,) = formats
+        return only
+    return None
+
+
+def supported_formats() -> str:
+    """The supported table file types, for error messages."""
+    return ", ".join(sorted(TABLE_FORMATS))
+
+
+def to_arrow(data: Any) -> pa.Table:
+    """Return ``data`` (a pandas DataFrame or an Arrow table) as an Arrow table."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        index_is_default = isinstance(data.index, pd.RangeIndex) and data.index.name is None
+        return pa.Table.from_pandas(data, preserve_index=not index_is_default)
+    raise InvalidArgumentError(
+        f"Expected a pandas DataFrame or a pyarrow Table; got {type(data).__name__}."
+    )
+
+
+def write_parquet(table: pa.Table) -> bytes:
+    """Serialize ``table`` as Parquet (zstd), the storage format of table versions."""
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def read_table(fmt: str, sources: list[Any]) -> pa.Table:
+    """Read and concatenate files of format ``fmt`` (paths or binary file objects)."""
+    import pyarrow as pa
+
+    tables = [_read_one(fmt, src) for src in sources]
+    if not tables:
+        raise InvalidArgumentError("There are no files to read as a table.")
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowInvalid as e:
+        raise InvalidArgumentError(
+            f"The {fmt} files of this version do not share one schema, so they cannot be "
+            f"loaded as one table: {e}",
+            hint="Use data.path() and read the files one by one.",
+        ) from e
+
+
+def _read_one(fmt: str, src: Any) -> pa.Table:
+    import pyarrow as pa
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(src)
+        if fmt in ("csv", "tsv"):
+            import pyarrow.csv as pacsv
+
+            parse = pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
+            return pacsv.read_csv(src, parse_options=parse)
+        if fmt == "jsonl":
+            import pyarrow.json as pajson
+
+            return pajson.read_json(src)
+        if fmt == "feather":
+            import pyarrow.feather as feather
+
+            return feather.read_table(src)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InvalidArgumentError(f"Cannot read {_name(src)} as {fmt}: {e}") from e
+    raise InvalidArgumentError(
+        f"{fmt!r} is not a supported table format; supported file types: {supported_formats()}."
+    )
+
+
+def _name(src: Any) -> str:
+    return str(getattr(src, "name", src))
+
+
+# -- profile -----------------------------------------------------------------------------
+
+
+def profile_table(table: pa.Table) -> dict[str, Any]:
+    """Return the profile of ``table``: row count and statistics for each column.
+
+    >>> import pyarrow as pa
+    >>> p = profile_table(pa.table({"x": [1.0, 2.0, None, 4.0], "c": ["a", "b", "a", "a"]}))
+    >>> p["rows"], p["columns"]["x"]["null_rate"], p["columns"]["c"]["top"][0]
+    (4, 0.25, ['a', 3])
+    """
+    return {
+        "rows": table.num_rows,
+        "columns": {name: _profile_column(table.column(name)) for name in table.column_names},
+    }
+
+
+def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = len(col)
+    nulls = col.null_count
+    out: dict[str, Any] = {
+        "type": str(col.type),
+        "count": rows - nulls,
+        "null_rate": (nulls / rows) if rows else 0.0,
+    }
+    kind = col.type
+    if rows == nulls:
+        return out
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        out.update(_numeric_stats(values))
+    elif pa.types.is_boolean(kind):
+        out["mean"] = _num(pc.mean(col).as_py())
+        out["top"] = _top(col)
+    elif pa.types.is_temporal(kind):
+        bounds = pc.min_max(col).as_py()
+        out["min"] = str(bounds["min"])
+        out["max"] = str(bounds["max"])
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+        out["distinct"] = pc.count_distinct(col).as_py()
+        out["top"] = _top(col)
+    return out
+
+
+def _numeric_stats(values: Any) -> dict[str, Any]:
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {}
+    qs = np.quantile(finite, QUANTILES)
+    counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS)
+    distinct = np.unique(finite)
+    return {
+        "min": _num(finite.min()),
+        "max": _num(finite.max()),
+        "mean": _num(finite.mean()),
+        "std": _num(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+        "distinct": int(distinct.size),
+        "quantiles": {str(q): _num(v) for q, v in zip(QUANTILES, qs, strict=True)},
+        "histogram": {"edges": [_num(e) for e in edges], "counts": [int(c) for c in counts]},
+    }
+
+
+def _top(col: pa.ChunkedArray) -> list[list[Any]]:
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(col.drop_null() if hasattr(col, "drop_null") else col)
+    pairs = [(v["values"], v["counts"]) for v in counts.to_pylist()]
+    pairs.sort(key=lambda p: (-p[1], str(p[0])))
+    return [[_jsonable(v), int(c)] for v, c in pairs[:TOP_CATEGORIES]]
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
+def _num(value: Any) -> float | None:
+    v = float(value)
+    return v if math.isfinite(v) else None

@@ -1,0 +1,244 @@
+"""Schemas and validation, with pandera: infer a schema from a reference, check new data.
+
+An inferred schema checks each column's dtype and nullability, the value range of numbers,
+the allowed values of low-cardinality text and categorical columns, and uniqueness where
+the reference was unique; as table checks, the row count (half to twice the reference's)
+and, when the reference had none, duplicate rows. Schemas round-trip through YAML, so users
+can edit them, and stay plain pandera schemas, so users can add checks in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from conveyor.core.errors import DataValidationError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pandera.pandas as pa
+
+__all__ = [
+    "CheckFailure",
+    "ValidationReport",
+    "infer_schema",
+    "schema_from_yaml",
+    "schema_to_yaml",
+    "validate_frame",
+]
+
+MAX_CATEGORIES = 20
+MIN_ROWS_FOR_UNIQUE = 10
+EXAMPLES = 5
+FAILING_ROWS = 5
+
+
+def _pandera() -> Any:
+    import pandera.extensions as extensions
+    import pandera.pandas as pa
+
+    if not hasattr(pa.Check, "row_count"):
+        import pandas as pd
+
+        @extensions.register_check_method(
+            statistics=["min_rows", "max_rows"], supported_types=pd.DataFrame
+        )
+        def row_count(df: pd.DataFrame, *, min_rows: int, max_rows: int) -> bool:
+            """The table has between ``min_rows`` and ``max_rows`` rows."""
+            return bool(min_rows <= len(df) <= max_rows)
+
+    return pa
+
+
+def infer_schema(df: pd.DataFrame, *, name: str | None = None) -> pa.DataFrameSchema:
+    """Return a pandera schema that ``df`` passes, with the checks this module describes.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"age": [31, 45, 27, 52], "plan": ["a", "b", "a", "a"]})
+    >>> schema = infer_schema(df)
+    >>> sorted(schema.columns), schema.columns["plan"].checks[0].statistics["allowed_values"]
+    (['age', 'plan'], ['a', 'b'])
+    """
+    import pandas as pd
+    from pandas.api import types as ptypes
+
+    pa = _pandera()
+    rows = len(df)
+    columns = {}
+    for col in df.columns:
+        series = df[col]
+        nulls = int(series.isna().sum())
+        checks = []
+        unique = False
+        values = series.dropna()
+        if ptypes.is_bool_dtype(series.dtype):
+            pass
+        elif ptypes.is_numeric_dtype(series.dtype) and len(values):
+            checks.append(pa.Check.in_range(_py(values.min()), _py(values.max())))
+        elif isinstance(series.dtype, pd.CategoricalDtype) or ptypes.is_string_dtype(series.dtype):
+            distinct = values.unique()
+            if 0 < len(distinct) <= MAX_CATEGORIES and len(distinct) * 2 <= max(rows, 2):
+                checks.append(pa.Check.isin(sorted(str(v) for v in distinct)))
+        if (
+            rows >= MIN_ROWS_FOR_UNIQUE
+            and nulls == 0
+            and (ptypes.is_integer_dtype(series.dtype) or ptypes.is_string_dtype(series.dtype))
+            and values.is_unique
+        ):
+            unique = True
+        columns[str(col)] = pa.Column(
+            str(series.dtype), checks=checks, nullable=nulls > 0, unique=unique, name=str(col)
+        )
+    table_checks = [pa.Check.row_count(min_rows=rows // 2, max_rows=max(rows * 2, 1))]
+    no_duplicates = rows > 1 and not df.duplicated().any()
+    return pa.DataFrameSchema(
+        columns,
+        checks=table_checks,
+        unique=[str(c) for c in df.columns] if no_duplicates and len(df.columns) else None,
+        name=name,
+    )
+
+
+def _py(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def schema_to_yaml(schema: pa.DataFrameSchema) -> str:
+    """Return ``schema`` as YAML that :func:`schema_from_yaml` reads back."""
+    _pandera()
+    return str(schema.to_yaml())
+
+
+def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSchema:
+    """Parse a schema written by :func:`schema_to_yaml` (or by hand); ``source`` names it."""
+    pa = _pandera()
+    try:
+        return pa.DataFrameSchema.from_yaml(text)
+    except Exception as e:  # yaml and pandera raise many kinds; all mean "does not parse"
+        raise InvalidArgumentError(
+            f"Cannot read {source} as a pandera schema: {type(e).__name__}: {e}",
+            hint="Start from `conveyor data schema NAME@V` output and edit it.",
+        ) from e
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFailure:
+    """One check that failed: on which column (None for table checks), how often, examples."""
+
+    column: str | None
+    check: str
+    failures: int
+    examples: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ValidationReport:
+    """The outcome of checking a table against a schema; JSON-serializable by ``to_dict``."""
+
+    passed: bool
+    rows: int
+    columns: int
+    failures: list[CheckFailure] = field(default_factory=list)
+    failing_rows: list[dict[str, Any]] = field(default_factory=list)
+    schema: str | None = None
+    data: str | None = None
+
+    @property
+    def failed_checks(self) -> int:
+        """How many distinct checks failed."""
+        return len(self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON-compatible values."""
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "columns": self.columns,
+            "schema": self.schema,
+            "data": self.data,
+            "failures": [
+                {
+                    "column": f.column,
+                    "check": f.check,
+                    "failures": f.failures,
+                    "examples": [_jsonable(x) for x in f.examples],
+                }
+                for f in self.failures
+            ],
+            "failing_rows": [{k: _jsonable(v) for k, v in r.items()} for r in self.failing_rows],
+        }
+
+    def summary(self) -> str:
+        """One line: passed, or how many checks failed on which columns."""
+        what = self.data or "the data"
+        if self.passed:
+            return f"{what} passed every check ({self.rows} rows, {self.columns} columns)."
+        where = ", ".join(
+            f"{f.column or '<table>'}: {f.check} ({f.failures})" for f in self.failures[:5]
+        )
+        more = f" and {len(self.failures) - 5} more" if len(self.failures) > 5 else ""
+        return f"{what} failed {len(self.failures)} check(s): {where}{more}."
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`DataValidationError` (carrying this report) if any check failed."""
+        if not self.passed:
+            raise DataValidationError(
+                self.summary(),
+                hint="See report.failures for the failing checks and examples.",
+                report=self,
+            )
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        if isinstance(value, float) and value != value:  # NaN
+            return None
+        return value
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return str(value)
+
+
+def validate_frame(
+    df: pd.DataFrame, schema: pa.DataFrameSchema, *, data: str | None = None
+) -> ValidationReport:
+    """Check ``df`` against ``schema``, collecting every failure (never raising for them)."""
+    pa = _pandera()
+    report = ValidationReport(
+        passed=True, rows=len(df), columns=len(df.columns), schema=schema.name, data=data
+    )
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as e:
+        report.passed = False
+        _fill(report, df, e.failure_cases)
+    except pa.errors.SchemaError as e:  # raised instead of SchemaErrors in a few cases
+        report.passed = False
+        report.failures.append(CheckFailure(None, str(e.check or "schema"), 1, [str(e)][:1]))
+    return report
+
+
+def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> None:
+    import pandas as pd
+
+    bad_index: list[Any] = []
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        col = None if pd.isna(column) or column == report.schema else str(column)
+        name = str(check)
+        if name == "multiple_fields_uniqueness":
+            col, name = None, "no duplicate rows"
+        examples = [x for x in group["failure_case"].head(EXAMPLES).tolist()]
+        count = len(group) if name != "no duplicate rows" else int(group["index"].nunique())
+        existing = next((f for f in report.failures if (f.column, f.check) == (col, name)), None)
+        if existing is None:
+            report.failures.append(CheckFailure(col, name, count, examples))
+        bad_index.extend(i for i in group["index"].dropna().tolist())
+    seen: list[Any] = []
+    for i in bad_index:
+        if i not in seen and i in df.index:
+            seen.append(i)
+        if len(seen) >= FAILING_ROWS:
+            break
+    report.failing_rows = [
+        {"_row": _jsonable(i), **{str(k): v for k, v in df.loc[i].to_dict().items()}} for i in seen
+    ]

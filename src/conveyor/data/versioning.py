@@ -1,0 +1,255 @@
+"""The records of datasets and their versions in the metadata store, and version references.
+
+A reference names one version: ``customers@3``, ``customers@latest`` (or just ``customers``),
+or ``customers@<digest prefix>`` (at least 6 hex characters of the content digest).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.core import ids
+from conveyor.core.errors import InvalidArgumentError, NotFoundError
+from conveyor.data.records import Dataset, DatasetVersion
+from conveyor.store.metadata.schema import artifact_links, dataset_versions, datasets
+from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.metadata.store import UnitOfWork
+from conveyor.store.records import ObjectRef
+
+__all__ = [
+    "VERSION_KIND",
+    "create_version",
+    "find_version",
+    "list_datasets",
+    "list_versions",
+    "parse_ref",
+    "validate_dataset_name",
+]
+
+VERSION_KIND = "dataset_version"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_HEX = re.compile(r"^[0-9a-f]{6,64}$")
+
+
+def validate_dataset_name(name: str) -> str:
+    """Return ``name`` if it can name a dataset, else raise InvalidArgumentError.
+
+    >>> validate_dataset_name("customers/eu")
+    'customers/eu'
+    """
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name or "//" in name:
+        raise InvalidArgumentError(
+            f"{name!r} is not a valid dataset name: use 1 to 200 letters, digits, '.', '_', "
+            "'-' or '/', starting with a letter or digit.",
+            hint="For example 'customers' or 'churn/train'.",
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """Split ``name@selector`` into the name and the selector (``latest`` when omitted).
+
+    >>> parse_ref("customers@3"), parse_ref("customers")
+    (('customers', '3'), ('customers', 'latest'))
+    """
+    if not isinstance(ref, str):
+        raise InvalidArgumentError(
+            f"A dataset version is named like 'customers@3'; got {type(ref).__name__}."
+        )
+    name, sep, selector = ref.partition("@")
+    validate_dataset_name(name)
+    selector = selector.strip() if sep else "latest"
+    if not selector:
+        raise InvalidArgumentError(
+            f"{ref!r} names no version after '@': use a number, 'latest' or a digest prefix."
+        )
+    return name, selector
+
+
+def _version_columns() -> list[Any]:
+    has_schema = (
+        sa.select(artifact_links.c.id)
+        .where(
+            artifact_links.c.owner_kind == VERSION_KIND,
+            artifact_links.c.owner_id == dataset_versions.c.id,
+            artifact_links.c.name == "schema.yaml",
+        )
+        .exists()
+    )
+    return [dataset_versions, datasets.c.name.label("dataset_name"), has_schema.label("has_schema")]
+
+
+def _to_version(row: Any) -> DatasetVersion:
+    return DatasetVersion(
+        id=row.id,
+        name=row.dataset_name,
+        version=row.version,
+        digest=row.digest,
+        kind=row.kind,
+        files=row.files,
+        size=row.size,
+        rows=row.rows,
+        columns=row.columns,
+        profile=row.profile,
+        table_format=row.table_format,
+        has_schema=bool(row.has_schema),
+        description=row.description,
+        source=row.source,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+def _dataset_row(conn: sa.Connection, project_id: str, name: str) -> Any:
+    return conn.execute(
+        sa.select(datasets).where(datasets.c.project_id == project_id, datasets.c.name == name)
+    ).first()
+
+
+def find_version(conn: sa.Connection, project_id: str, ref: str) -> DatasetVersion:
+    """Return the version ``ref`` names; the error lists the latest versions when it is absent."""
+    name, selector = parse_ref(ref)
+    ds = _dataset_row(conn, project_id, name)
+    if ds is None:
+        known = [d.name for d in list_datasets(conn, project_id)][:10]
+        raise NotFoundError(
+            f"There is no dataset named {name!r}"
+            + (f"; datasets: {', '.join(known)}." if known else " (this project has none yet)."),
+            hint="Add one with `conveyor data add NAME PATH`.",
+        )
+    query = (
+        sa.select(*_version_columns())
+        .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+        .where(dataset_versions.c.dataset_id == ds.id)
+    )
+    if selector == "latest":
+        query = query.order_by(dataset_versions.c.version.desc()).limit(1)
+    elif selector.isdigit():
+        query = query.where(dataset_versions.c.version == int(selector))
+    elif _HEX.match(selector):
+        query = query.where(dataset_versions.c.digest.startswith(selector, autoescape=True))
+        query = query.order_by(dataset_versions.c.version.desc())
+    else:
+        raise InvalidArgumentError(
+            f"{ref!r}: after '@' put a version number, 'latest' or at least 6 hex characters "
+            f"of a digest; got {selector!r}."
+        )
+    rows = conn.execute(query).all()
+    if not rows:
+        latest = [f"{name}@{v.version}" for v in list_versions(conn, project_id, name)[:5]]
+        raise NotFoundError(
+            f"Dataset {name!r} has no version {selector!r}; latest versions: "
+            f"{', '.join(latest) or 'none'}.",
+        )
+    distinct = {r.digest for r in rows}
+    if len(distinct) > 1:
+        raise InvalidArgumentError(
+            f"The digest prefix {selector!r} matches {len(distinct)} versions of {name!r}; "
+            "give more characters."
+        )
+    return _to_version(rows[0])
+
+
+def list_versions(conn: sa.Connection, project_id: str, name: str) -> list[DatasetVersion]:
+    """Return the versions of dataset ``name``, newest first."""
+    rows = conn.execute(
+        sa.select(*_version_columns())
+        .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+        .where(datasets.c.project_id == project_id, datasets.c.name == name)
+        .order_by(dataset_versions.c.version.desc())
+    ).all()
+    return [_to_version(r) for r in rows]
+
+
+def list_datasets(conn: sa.Connection, project_id: str) -> list[Dataset]:
+    """Return the project's datasets, sorted by name."""
+    rows = conn.execute(
+        sa.select(datasets).where(datasets.c.project_id == project_id).order_by(datasets.c.name)
+    ).all()
+    return [Dataset(r.id, r.name, r.description, r.latest_version, r.created_at) for r in rows]
+
+
+def create_version(
+    uow: UnitOfWork,
+    project_id: str,
+    name: str,
+    values: dict[str, Any],
+    *,
+    description: str,
+) -> tuple[DatasetVersion, bool]:
+    """Insert the next version of ``name`` (creating the dataset on first use).
+
+    When the latest version already has this content (the same digest), nothing is inserted
+    and that version comes back with ``False``: adding unchanged data is a no-op.
+    """
+    conn = uow.conn
+    ds = _dataset_row(conn, project_id, name)
+    if ds is None:
+        # Two writers may create the same dataset at once: the loser's insert is skipped.
+        created = insert_ignore(
+            conn,
+            datasets,
+            [
+                {
+                    "id": ids.new_id(),
+                    "project_id": project_id,
+                    "name": name,
+                    "description": description,
+                    "created_at": uow.now,
+                    "latest_version": 0,
+                }
+            ],
+            conflict_columns=["project_id", "name"],
+        )
+        ds = _dataset_row(conn, project_id, name)
+        if created:
+            uow.audit("dataset.create", ObjectRef("dataset", ds.id), after={"name": name})
+    # Taking the next number updates the dataset row first: it locks that row on PostgreSQL,
+    # so two writers adding to one dataset number their versions one after the other.
+    conn.execute(
+        datasets.update()
+        .where(datasets.c.id == ds.id)
+        .values(latest_version=datasets.c.latest_version + 1)
+    )
+    number = conn.execute(
+        sa.select(datasets.c.latest_version).where(datasets.c.id == ds.id)
+    ).scalar_one()
+    if number > 1:
+        latest = find_version(conn, project_id, f"{name}@{number - 1}")
+        if latest.digest == values["digest"] and latest.kind == values["kind"]:
+            conn.execute(
+                datasets.update().where(datasets.c.id == ds.id).values(latest_version=number - 1)
+            )
+            return latest, False
+    version_id = ids.new_id()
+    conn.execute(
+        dataset_versions.insert().values(
+            id=version_id,
+            dataset_id=ds.id,
+            version=number,
+            created_at=uow.now,
+            created_by=uow.actor,
+            description=description,
+            **values,
+        )
+    )
+    if description and not ds.description:
+        conn.execute(
+            datasets.update().where(datasets.c.id == ds.id).values(description=description)
+        )
+    version = find_version(conn, project_id, f"{name}@{number}")
+    uow.audit(
+        "dataset_version.create",
+        ObjectRef(VERSION_KIND, version_id),
+        after={
+            "ref": version.ref,
+            "digest": version.digest,
+            "files": version.files,
+            "size": version.size,
+            "rows": version.rows,
+        },
+    )
+    return version, True

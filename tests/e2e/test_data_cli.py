@@ -1,0 +1,118 @@
+"""conveyor data ..., as a user runs it in a project folder (and in CI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def write_csv(path: Path, rows: int, *, plans: str = "ab", offset: float = 0.0) -> None:
+    lines = ["id,plan,spend"]
+    lines += [f"{i},{plans[i % len(plans)]},{i * 0.5 + offset}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    cli(tmp_path, "init", "--project", "shop")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("first")
+    (data / "img").mkdir()
+    (data / "img" / "a.bin").write_bytes(os.urandom(2048))
+    return tmp_path
+
+
+def test_add_list_show_diff_and_checkout(project: Path) -> None:
+    original = (project / "data" / "img" / "a.bin").read_bytes()
+    added = json.loads(cli(project, "data", "add", "raw", "data", "-m", "first", "--json").stdout)
+    assert (added["ref"], added["files"], added["description"]) == ("raw@1", 2, "first")
+    (project / "data" / "img" / "a.bin").write_bytes(b"changed")
+    assert "raw@2" in cli(project, "data", "add", "raw", "data").stdout
+    listed = json.loads(cli(project, "data", "list", "raw", "--json").stdout)
+    assert [v["ref"] for v in listed] == ["raw@2", "raw@1"]
+    diff = json.loads(cli(project, "data", "diff", "raw@1", "raw@2", "--json").stdout)
+    assert (diff["changed"], diff["unchanged"]) == (["img/a.bin"], 1)
+    shown = json.loads(cli(project, "data", "show", "raw@1", "--json").stdout)
+    assert shown["digest"] == added["digest"]
+    cli(project, "data", "checkout", "raw@1", "restored")
+    assert (project / "restored" / "img" / "a.bin").read_bytes() == original
+
+
+def test_checkout_into_the_source_folder_needs_force(project: Path) -> None:
+    cli(project, "data", "add", "raw", "data")
+    (project / "data" / "notes.txt").write_text("edited")
+    refused = cli(project, "data", "checkout", "raw@1", ok=False)
+    assert refused.returncode == 1
+    assert "not empty" in refused.stderr
+    assert "--force" in refused.stderr
+    cli(project, "data", "checkout", "raw@1", "--force")
+    assert (project / "data" / "notes.txt").read_text() == "first"
+
+
+def test_validate_exits_1_when_a_check_fails(project: Path) -> None:
+    write_csv(project / "good.csv", 40)
+    cli(project, "data", "add", "sales", "good.csv")
+    cli(project, "data", "schema", "sales@1", "--infer", "-o", "schema.yaml")
+    assert "passed" in cli(project, "data", "validate", "sales@1").stdout
+    write_csv(project / "bad.csv", 40, plans="abc", offset=-5)
+    failed = cli(project, "data", "validate", "bad.csv", "--schema", "schema.yaml", ok=False)
+    assert failed.returncode == 1
+    assert "plan" in failed.stdout
+    assert "spend" in failed.stdout
+    report = json.loads(
+        cli(
+            project, "data", "validate", "bad.csv", "--schema", "schema.yaml", "--json", ok=False
+        ).stdout
+    )
+    assert {f["column"] for f in report["failures"]} == {"plan", "spend"}
+
+
+def test_an_edited_schema_can_be_saved_back(project: Path) -> None:
+    write_csv(project / "good.csv", 40)
+    cli(project, "data", "add", "sales", "good.csv")
+    text = cli(project, "data", "schema", "sales@1", "--infer").stdout
+    (project / "edited.yaml").write_text(text.replace("    - b\n", ""))
+    cli(project, "data", "schema", "sales@1", "--set", "edited.yaml")
+    assert cli(project, "data", "validate", "sales@1", ok=False).returncode == 1
+
+
+def test_bad_input_gets_one_clear_line(project: Path) -> None:
+    missing = cli(project, "data", "add", "raw", "nowhere", ok=False)
+    assert missing.returncode == 1
+    assert "no such file or folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    cli(project, "data", "add", "raw", "data")
+    absent = cli(project, "data", "show", "raw@5", ok=False)
+    assert "latest versions: raw@1" in absent.stderr
+    (project / "broken.yaml").write_text("columns: [unclosed\n")
+    write_csv(project / "t.csv", 5)
+    broken = cli(project, "data", "validate", "t.csv", "--schema", "broken.yaml", ok=False)
+    assert "broken.yaml" in broken.stderr
+
+
+def test_push_and_pull_through_a_folder_remote(project: Path) -> None:
+    cli(project, "data", "add", "raw", "data")
+    out = cli(project, "data", "push", "--remote", "remote").stdout
+    assert "Pushed 3 objects" in out
+    assert "Pushed 0 objects" in cli(project, "data", "push", "--remote", "remote").stdout
+    assert "Pulled 0 objects" in cli(project, "data", "pull", "raw", "--remote", "remote").stdout

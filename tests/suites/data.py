@@ -1,0 +1,347 @@
+"""Data versioning as users rely on it, written once; run on every metadata/artifact backend.
+
+A subclass provides the ``store_uri`` and ``artifact_uri`` fixtures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import conveyor as cv
+from conveyor.core.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def customers(n: int = 60) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": range(n),
+            "plan": ["basic", "pro", "basic"] * (n // 3),
+            "spend": [float(i % 17) * 2.5 for i in range(n)],
+        }
+    )
+
+
+class DataSuite:
+    @pytest.fixture
+    def ws(self, store_uri: str, artifact_uri: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+        ws = cv.init(
+            tmp_path / "project",
+            project="data",
+            store_uri=store_uri,
+            artifact_uri=artifact_uri,
+            actor="ada",
+        )
+        yield ws
+        ws.close()
+
+    # -- files and folders -----------------------------------------------------------------
+
+    def test_add_modify_add_then_checkout_v1_gives_the_original_bytes(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "raw"
+        original = {"a.csv": b"id\n1\n", "nested/b.bin": os.urandom(3000), "empty.txt": b""}
+        write_tree(src, original)
+        v1 = cv.data.add("raw", src)
+        (src / "a.csv").write_bytes(b"id\n1\n2\n")
+        (src / "nested" / "c.bin").write_bytes(b"new")
+        v2 = cv.data.add("raw", src)
+        assert (v1.version, v2.version) == (1, 2)
+        assert v1.digest != v2.digest
+        out = cv.data.checkout("raw@1", tmp_path / "restored")
+        assert read_tree(out) == original
+
+    def test_a_version_records_files_size_and_digest(self, ws: Workspace, tmp_path: Path) -> None:
+        write_tree(tmp_path / "d", {"x.bin": b"abc", "y/z.bin": b"hello"})
+        v = cv.data.add("d", tmp_path / "d", description="first cut")
+        assert (v.name, v.version, v.files, v.size, v.kind) == ("d", 1, 2, 8, "files")
+        assert v.description == "first cut"
+        assert len(v.digest) == 64
+        assert v.rows is None
+
+    def test_adding_unchanged_content_returns_the_latest_version(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"x.bin": b"abc"})
+        first = cv.data.add("d", tmp_path / "d")
+        again = cv.data.add("d", tmp_path / "d")
+        assert again.id == first.id
+        assert [v.version for v in cv.data.versions("d")] == [1]
+
+    def test_unchanged_files_are_stored_once_across_versions(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {f"f{i}.bin": os.urandom(1000) for i in range(5)})
+        cv.data.add("d", tmp_path / "d")
+        before = sum(1 for _ in ws.artifacts.objects())
+        (tmp_path / "d" / "f0.bin").write_bytes(b"changed")
+        cv.data.add("d", tmp_path / "d")
+        # one new file object and one new manifest
+        assert sum(1 for _ in ws.artifacts.objects()) == before + 2
+
+    def test_a_single_file_can_be_versioned(self, ws: Workspace, tmp_path: Path) -> None:
+        (tmp_path / "model-input.bin").write_bytes(b"12345")
+        v = cv.data.add("blob", tmp_path / "model-input.bin")
+        assert v.files == 1
+        path = cv.data.path("blob@1")
+        assert (path / "model-input.bin").read_bytes() == b"12345"
+
+    def test_refs_by_number_latest_and_digest_prefix(self, ws: Workspace, tmp_path: Path) -> None:
+        write_tree(tmp_path / "d", {"x": b"1"})
+        v1 = cv.data.add("d", tmp_path / "d")
+        write_tree(tmp_path / "d", {"x": b"2"})
+        v2 = cv.data.add("d", tmp_path / "d")
+        assert cv.data.get("d@1").id == v1.id
+        assert cv.data.get("d@latest").id == v2.id
+        assert cv.data.get("d").id == v2.id
+        assert cv.data.get(f"d@{v1.digest[:10]}").id == v1.id
+
+    def test_a_missing_version_names_the_latest_ones(self, ws: Workspace, tmp_path: Path) -> None:
+        write_tree(tmp_path / "d", {"x": b"1"})
+        cv.data.add("d", tmp_path / "d")
+        with pytest.raises(NotFoundError, match=r"no version '7'; latest versions: d@1"):
+            cv.data.get("d@7")
+        with pytest.raises(NotFoundError, match="no dataset named 'nope'; datasets: d"):
+            cv.data.get("nope@1")
+
+    def test_bad_names_and_paths_are_refused_clearly(self, ws: Workspace, tmp_path: Path) -> None:
+        with pytest.raises(InvalidArgumentError, match="not a valid dataset name"):
+            cv.data.add("../escape", tmp_path)
+        with pytest.raises(NotFoundError, match="no such file or folder"):
+            cv.data.add("d", tmp_path / "missing")
+        (tmp_path / "empty").mkdir()
+        with pytest.raises(InvalidArgumentError, match="holds no files"):
+            cv.data.add("d", tmp_path / "empty")
+        assert cv.data.datasets() == []
+
+    def test_checkout_refuses_a_non_empty_folder_unless_forced(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"x.txt": b"version one"})
+        cv.data.add("d", tmp_path / "d")
+        dest = tmp_path / "work"
+        write_tree(dest, {"mine.txt": b"keep me"})
+        with pytest.raises(ConflictError, match="not empty"):
+            cv.data.checkout("d@1", dest)
+        assert read_tree(dest) == {"mine.txt": b"keep me"}
+        cv.data.checkout("d@1", dest, force=True)
+        assert read_tree(dest) == {"x.txt": b"version one"}
+
+    def test_checkout_detects_a_corrupted_object_and_names_the_file(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"good.txt": b"fine", "bad.txt": b"original bytes"})
+        cv.data.add("d", tmp_path / "d")
+        digest = hashlib.sha256(b"original bytes").hexdigest()
+        ws.artifacts.backend.put_bytes(f"{digest[:2]}/{digest[2:]}", b"tampered bytes")
+        with pytest.raises(IntegrityError, match=r"bad\.txt in d@1 is corrupted"):
+            cv.data.checkout("d@1", tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+
+    def test_gc_keeps_the_files_of_every_version(self, ws: Workspace, tmp_path: Path) -> None:
+        from datetime import timedelta
+
+        write_tree(tmp_path / "d", {"x": b"one", "y": b"two"})
+        cv.data.add("d", tmp_path / "d")
+        report = ws.gc(grace=timedelta(0))
+        assert report.deleted == []
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "o")) == {"x": b"one", "y": b"two"}
+
+    def test_diff_lists_added_removed_and_changed_files(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"keep": b"k", "change": b"1", "drop": b"d"})
+        cv.data.add("d", tmp_path / "d")
+        (tmp_path / "d" / "drop").unlink()
+        (tmp_path / "d" / "change").write_bytes(b"2")
+        (tmp_path / "d" / "new").write_bytes(b"n")
+        cv.data.add("d", tmp_path / "d")
+        d = cv.data.diff("d@1", "d@2")
+        assert [f.path for f in d.added] == ["new"]
+        assert [f.path for f in d.removed] == ["drop"]
+        assert [old.path for old, _ in d.changed] == ["change"]
+        assert d.unchanged == 1
+
+    # -- tables ----------------------------------------------------------------------------
+
+    def test_a_dataframe_round_trips_with_rows_schema_and_profile(self, ws: Workspace) -> None:
+        df = customers()
+        v = cv.data.add("customers", df, description="weekly extract")
+        assert (v.kind, v.rows) == ("table", 60)
+        assert set(v.schema or {}) == {"id", "plan", "spend"}
+        spend = (v.profile or {})["columns"]["spend"]
+        assert spend["min"] == 0.0
+        assert spend["max"] == 40.0
+        assert spend["null_rate"] == 0.0
+        assert sum(spend["histogram"]["counts"]) == 60
+        assert (v.profile or {})["columns"]["plan"]["top"][0] == ["basic", 40]
+        pd.testing.assert_frame_equal(cv.data.load("customers@1"), df, check_dtype=False)
+
+    def test_a_csv_file_is_a_table_version(self, ws: Workspace, tmp_path: Path) -> None:
+        customers().to_csv(tmp_path / "c.csv", index=False)
+        v = cv.data.add("c", tmp_path / "c.csv")
+        assert (v.kind, v.table_format, v.rows) == ("table", "csv", 60)
+        assert list(cv.data.load("c").columns) == ["id", "plan", "spend"]
+
+    def test_load_refuses_files_that_are_not_tables_and_lists_the_formats(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"image.png": b"\x89PNG"})
+        cv.data.add("d", tmp_path / "d")
+        with pytest.raises(InvalidArgumentError, match=r"not a table.*\.csv.*\.parquet"):
+            cv.data.load("d@1")
+
+    def test_diff_reports_schema_rows_and_statistic_shifts(self, ws: Workspace) -> None:
+        df = customers()
+        cv.data.add("c", df)
+        changed = df.assign(spend=df.spend * 2, region="eu").drop(columns=["plan"]).head(30)
+        cv.data.add("c", changed)
+        d = cv.data.diff("c@1", "c@2")
+        assert d.columns_added == {"region": d.columns_added["region"]}
+        assert set(d.columns_removed) == {"plan"}
+        assert d.rows == (60, 30)
+        assert any(s.column == "spend" and s.statistic == "max" for s in d.shifts)
+
+    # -- schemas and validation -------------------------------------------------------------
+
+    def test_an_inferred_schema_passes_its_reference_and_catches_bad_data(
+        self, ws: Workspace
+    ) -> None:
+        cv.data.add("c", customers())
+        schema = cv.data.infer_schema("c@1")
+        assert cv.data.validate("c@1").passed
+        bad = customers()
+        bad.loc[3, "plan"] = "enterprise"
+        bad.loc[5, "spend"] = -1.0
+        bad.loc[7, "id"] = 8  # duplicates id 8
+        report = cv.data.validate(bad, schema)
+        assert not report.passed
+        failed = {(f.column, f.failures) for f in report.failures}
+        assert ("plan", 1) in failed
+        assert ("spend", 1) in failed
+        assert any(f.column == "id" for f in report.failures)
+        assert {r["_row"] for r in report.failing_rows} >= {3, 5}
+        with pytest.raises(cv.DataValidationError, match="failed") as caught:
+            report.raise_for_failures()
+        assert caught.value.report is report
+
+    def test_table_checks_cover_row_count_and_duplicate_rows(self, ws: Workspace) -> None:
+        cv.data.add("c", customers())
+        schema = cv.data.infer_schema("c@1")
+        too_few = cv.data.validate(customers().head(5), schema)
+        table_checks = [f.check for f in too_few.failures if f.column is None]
+        assert any(check.startswith("row_count") for check in table_checks)
+        dup = pd.concat([customers(), customers().head(1)], ignore_index=True)
+        report = cv.data.validate(dup, schema)
+        assert any(f.check == "no duplicate rows" for f in report.failures)
+
+    def test_a_schema_is_saved_with_the_version_and_survives_yaml(self, ws: Workspace) -> None:
+        from conveyor.data.validation import schema_from_yaml, schema_to_yaml
+
+        cv.data.add("c", customers())
+        inferred = cv.data.infer_schema("c@1")
+        saved = cv.data.schema("c@1")
+        assert saved is not None
+        assert schema_to_yaml(saved) == schema_to_yaml(inferred)
+        edited = schema_to_yaml(saved).replace("- basic\n", "")
+        cv.data.set_schema("c@1", edited)
+        assert not cv.data.validate("c@1").passed  # 'basic' is no longer allowed
+        assert schema_from_yaml(edited).columns["plan"] is not None
+
+    def test_the_report_is_json_serializable(self, ws: Workspace) -> None:
+        import json
+
+        cv.data.add("c", customers())
+        schema = cv.data.infer_schema("c@1")
+        bad = customers()
+        bad.loc[0, "spend"] = float("nan")
+        report = cv.data.validate(bad, schema)
+        text = json.dumps(report.to_dict())
+        assert json.loads(text)["passed"] is False
+
+    def test_validate_a_version_without_a_schema_says_how_to_get_one(self, ws: Workspace) -> None:
+        cv.data.add("c", customers())
+        with pytest.raises(NotFoundError, match="No schema is saved"):
+            cv.data.validate("c@1")
+
+    def test_a_schema_file_that_does_not_parse_is_named(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        cv.data.add("c", customers())
+        bad = tmp_path / "schema.yaml"
+        bad.write_text("columns: [unclosed\n")
+        with pytest.raises(InvalidArgumentError, match=r"schema\.yaml"):
+            cv.data.validate("c@1", bad)
+
+    # -- lineage ---------------------------------------------------------------------------
+
+    def test_a_run_records_the_versions_it_used_and_produced(self, ws: Workspace) -> None:
+        cv.data.add("train", customers())
+        with cv.start_run(experiment="e") as run:
+            cv.data.load("train@1")
+            out = cv.data.add("scored", customers().head(9))
+        cv.flush()
+        up = ws.lineage(ObjectRef("run", run.id), direction="upstream")
+        down = ws.lineage(ObjectRef("run", run.id), direction="downstream")
+        assert [(e.src.kind, e.relation) for e in up.edges] == [("dataset_version", "used_by")]
+        assert [(e.dst.id, e.relation) for e in down.edges] == [(out.id, "produced")]
+
+    def test_outside_a_run_no_lineage_is_recorded(self, ws: Workspace) -> None:
+        v = cv.data.add("train", customers())
+        cv.data.load("train@1")
+        graph = ws.lineage(ObjectRef("dataset_version", v.id), direction="downstream")
+        assert graph.edges == []
+
+    # -- remotes ---------------------------------------------------------------------------
+
+    def test_push_copies_only_missing_objects_and_pull_restores_them(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a": b"alpha", "b": b"beta"})
+        cv.data.add("d", tmp_path / "d")
+        remote = str(tmp_path / "remote-store")
+        first = cv.data.push(["d@1"], remote)
+        assert first.copied == 3  # two files and the manifest
+        assert cv.data.push(["d@1"], remote).copied == 0
+        for digest, _ in list(ws.artifacts.objects()):
+            ws.artifacts.delete(digest)
+        with pytest.raises(NotFoundError, match="pull"):
+            cv.data.checkout("d@1", tmp_path / "before-pull")
+        pulled = cv.data.pull(["d"], remote)
+        assert pulled.copied == 3
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "after")) == {
+            "a": b"alpha",
+            "b": b"beta",
+        }
+
+    def test_push_without_a_remote_explains_how_to_set_one(self, ws: Workspace) -> None:
+        cv.data.add("c", customers())
+        with pytest.raises(InvalidArgumentError, match="remote_uri"):
+            cv.data.push()
