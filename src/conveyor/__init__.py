@@ -23,11 +23,13 @@ from conveyor.core.errors import (
 )
 
 if _TYPE_CHECKING:
-    from conveyor import data
+    from conveyor import data, models
     from conveyor._api import init, workspace
     from conveyor.core.config import Settings
     from conveyor.data.records import DatasetVersion
     from conveyor.data.validation import ValidationReport
+    from conveyor.models.loaded import LoadedModel
+    from conveyor.models.records import ModelVersion
     from conveyor.store.artifacts.cas import ArtifactStore
     from conveyor.store.metadata.store import MetadataStore
     from conveyor.store.records import (
@@ -80,8 +82,10 @@ __all__ = [
     "InvalidArgumentError",
     "LineageEdge",
     "LineageGraph",
+    "LoadedModel",
     "MetadataStore",
     "MetricPoint",
+    "ModelVersion",
     "NotFoundError",
     "ObjectRef",
     "PermissionDeniedError",
@@ -110,6 +114,7 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "models",
     "restore_run",
     "search_runs",
     "set_tag",
@@ -162,8 +167,10 @@ _LAZY = {
     "active_run": "conveyor.tracking.runs",
     "DatasetVersion": "conveyor.data.records",
     "ValidationReport": "conveyor.data.validation",
+    "LoadedModel": "conveyor.models.loaded",
+    "ModelVersion": "conveyor.models.records",
 }
-_SUBMODULES = {"data"}
+_SUBMODULES = {"data", "models"}
 
 
 def __getattr__(name: str) -> object:

@@ -59,7 +59,7 @@ def test_conveyor_root_names_the_root(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_an_unknown_key_in_the_file_names_it_and_the_known_keys(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text('stor_uri = "x"\n')
-    with pytest.raises(InvalidArgumentError, match=r"stor_uri.*known keys: actor, artifact_uri"):
+    with pytest.raises(InvalidArgumentError, match=r"stor_uri.*known keys: actor, approvers, "):
         load_settings(tmp_path)
 
 

@@ -26,7 +26,7 @@ def test_public_names_are_exactly_all() -> None:
         if not n.startswith("_") and not isinstance(getattr(conveyor, n), types.ModuleType)
     }
     # ...but the domain namespaces reached as attributes are (cv.data.add, ...)
-    assert public | {"__version__", "data"} == set(conveyor.__all__)
+    assert public | {"__version__", "data", "models"} == set(conveyor.__all__)
 
 
 def test_domain_namespaces_resolve_lazily() -> None:
@@ -35,6 +35,14 @@ def test_domain_namespaces_resolve_lazily() -> None:
         "cv.data.add; print(json.dumps({'before': before, 'after': 'pandas' in sys.modules}))"
     )
     assert result == {"before": False, "after": False}
+
+
+def test_the_models_namespace_resolves_without_pandas() -> None:
+    result = _fresh(
+        "import json, sys; import conveyor as cv; cv.models.log; cv.models.PythonModel; "
+        "print(json.dumps({'pandas': 'pandas' in sys.modules}))"
+    )
+    assert result == {"pandas": False}
 
 
 def _fresh(code: str) -> dict:

@@ -68,10 +68,36 @@ class Settings:
             "key": True,
         },
     )
+    approvers: str = field(
+        default="",
+        metadata={
+            "help": "Who may approve model promotion requests: comma-separated actor names. "
+            "Default: anyone but the requester.",
+            "key": True,
+        },
+    )
+    trust_pickled_models: str = field(
+        default="false",
+        metadata={
+            "help": "Load pickle-based model flavors (python) without trust=True: true or "
+            "false. Default: false.",
+            "key": True,
+        },
+    )
     actor: str = field(
         default="",
         metadata={"help": "Who is recorded in audit events. Default: the OS user.", "key": True},
     )
+
+    @property
+    def approver_list(self) -> list[str]:
+        """The actors allowed to approve promotion requests (empty: anyone but the requester)."""
+        return [a.strip() for a in self.approvers.split(",") if a.strip()]
+
+    @property
+    def trusts_pickled_models(self) -> bool:
+        """True when this project loads pickle-based models without ``trust=True``."""
+        return self.trust_pickled_models.strip().lower() in ("1", "true", "yes", "on")
 
     @property
     def state_dir(self) -> Path:

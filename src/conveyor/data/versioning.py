@@ -15,7 +15,7 @@ from conveyor.core import ids
 from conveyor.core.errors import InvalidArgumentError, NotFoundError
 from conveyor.data.records import Dataset, DatasetVersion
 from conveyor.store.metadata.schema import artifact_links, dataset_versions, datasets
-from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.metadata.sql import ensure_named, next_version
 from conveyor.store.metadata.store import UnitOfWork
 from conveyor.store.records import ObjectRef
 
@@ -186,37 +186,8 @@ def create_version(
     and that version comes back with ``False``: adding unchanged data is a no-op.
     """
     conn = uow.conn
-    ds = _dataset_row(conn, project_id, name)
-    if ds is None:
-        # Two writers may create the same dataset at once: the loser's insert is skipped.
-        created = insert_ignore(
-            conn,
-            datasets,
-            [
-                {
-                    "id": ids.new_id(),
-                    "project_id": project_id,
-                    "name": name,
-                    "description": description,
-                    "created_at": uow.now,
-                    "latest_version": 0,
-                }
-            ],
-            conflict_columns=["project_id", "name"],
-        )
-        ds = _dataset_row(conn, project_id, name)
-        if created:
-            uow.audit("dataset.create", ObjectRef("dataset", ds.id), after={"name": name})
-    # Taking the next number updates the dataset row first: it locks that row on PostgreSQL,
-    # so two writers adding to one dataset number their versions one after the other.
-    conn.execute(
-        datasets.update()
-        .where(datasets.c.id == ds.id)
-        .values(latest_version=datasets.c.latest_version + 1)
-    )
-    number = conn.execute(
-        sa.select(datasets.c.latest_version).where(datasets.c.id == ds.id)
-    ).scalar_one()
+    ds = ensure_named(uow, datasets, name, description, "dataset")
+    number = next_version(conn, datasets, ds.id)
     if number > 1:
         latest = find_version(conn, project_id, f"{name}@{number - 1}")
         if latest.digest == values["digest"] and latest.kind == values["kind"]:

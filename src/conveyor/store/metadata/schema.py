@@ -20,8 +20,13 @@ __all__ = [
     "lineage_edges",
     "metadata",
     "metrics",
+    "model_alias_history",
+    "model_aliases",
+    "model_versions",
+    "models",
     "params",
     "projects",
+    "promotion_requests",
     "runs",
     "tags",
 ]
@@ -224,4 +229,85 @@ dataset_versions = sa.Table(
     sa.Column("created_by", sa.String(200), nullable=False),
     sa.UniqueConstraint("dataset_id", "version"),
     sa.Index(None, "dataset_id", "digest"),
+)
+
+# -- model registry (revision 0005) ---------------------------------------------------------
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False, server_default="0"),
+    # Aliases that only an approved promotion request may move; NULL: none are protected.
+    sa.Column("protected_aliases", JSONType, nullable=True),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_id", ID, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    # sha256 of the model document (flavor, files and their digests, signature, ...).
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("flavor", sa.String(64), nullable=False),
+    sa.Column("signature", JSONType, nullable=True),
+    sa.Column("requirements", JSONType, nullable=False),
+    sa.Column("info", JSONType, nullable=False),
+    sa.Column("run_id", ID, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="ready"),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("model_id", "version"),
+    sa.Index(None, "run_id"),
+)
+
+# Which version each alias points at now.
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model_id", ID, sa.ForeignKey("models.id"), primary_key=True),
+    sa.Column("alias", sa.String(100), primary_key=True),
+    sa.Column("version_id", ID, sa.ForeignKey("model_versions.id"), nullable=False),
+    sa.Column("set_at", UTCDateTime, nullable=False),
+    sa.Column("set_by", sa.String(200), nullable=False),
+)
+
+# Every move of every alias: "which version was champion on date D" is a query over it.
+model_alias_history = sa.Table(
+    "model_alias_history",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_id", ID, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("alias", sa.String(100), nullable=False),
+    sa.Column("version_id", ID, nullable=True),  # NULL: the alias was removed
+    sa.Column("previous_version_id", ID, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("request_id", ID, nullable=True),
+    sa.Index(None, "model_id", "alias", "at"),
+)
+
+promotion_requests = sa.Table(
+    "promotion_requests",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_id", ID, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("version_id", ID, sa.ForeignKey("model_versions.id"), nullable=False),
+    sa.Column("alias", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, approved, rejected
+    sa.Column("checks", JSONType, nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("decided_by", sa.String(200), nullable=True),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.Column("decision_comment", sa.Text, nullable=False, server_default=""),
+    sa.Index(None, "model_id", "status"),
 )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-__all__ = ["Prepared", "insert_ignore"]
+if TYPE_CHECKING:
+    from conveyor.store.metadata.store import UnitOfWork
+
+__all__ = ["Prepared", "ensure_named", "insert_ignore", "next_version"]
 
 
 def insert_ignore(
@@ -68,3 +71,51 @@ class Prepared:
             conn.exec_driver_sql(sql, list(rows))
         else:
             conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
+
+
+def ensure_named(uow: UnitOfWork, table: sa.Table, name: str, description: str, kind: str) -> Any:
+    """Return the row of ``table`` called ``name`` in the unit's project, creating it once.
+
+    For the named, versioned things (datasets, models): ``table`` has ``id``, ``project_id``,
+    ``name``, ``description``, ``created_at`` and ``latest_version``. Two writers creating
+    the same name at once both get the one row; only the creator records ``<kind>.create``.
+    """
+    from conveyor.core import ids
+    from conveyor.store.records import ObjectRef
+
+    query = sa.select(table).where(table.c.project_id == uow.project_id, table.c.name == name)
+    row = uow.conn.execute(query).first()
+    if row is None:
+        created = insert_ignore(
+            uow.conn,
+            table,
+            [
+                {
+                    "id": ids.new_id(),
+                    "project_id": uow.project_id,
+                    "name": name,
+                    "description": description,
+                    "created_at": uow.now,
+                    "latest_version": 0,
+                }
+            ],
+            conflict_columns=["project_id", "name"],
+        )
+        row = uow.conn.execute(query).one()
+        if created:
+            uow.audit(f"{kind}.create", ObjectRef(kind, row.id), after={"name": name})
+    return row
+
+
+def next_version(conn: sa.Connection, table: sa.Table, row_id: str) -> int:
+    """Take the next version number of the row ``row_id`` of ``table`` (a dataset, a model).
+
+    The update comes first, so on PostgreSQL it locks the row: two writers adding versions
+    of one name at once number them one after the other.
+    """
+    conn.execute(
+        table.update().where(table.c.id == row_id).values(latest_version=table.c.latest_version + 1)
+    )
+    return int(
+        conn.execute(sa.select(table.c.latest_version).where(table.c.id == row_id)).scalar_one()
+    )

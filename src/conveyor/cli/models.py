@@ -1,0 +1,359 @@
+"""``conveyor models``: the registry's versions, aliases, promotions and their history."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.context import workspace_for
+from conveyor.cli.output import console
+
+if TYPE_CHECKING:
+    from conveyor.models.records import ModelVersion, PromotionRequest
+    from conveyor.models.service import ModelService
+
+models_app = typer.Typer(
+    help="Registered models: versions, aliases, comparisons, and promotions that need "
+    "approval.\n\nVersions are named NAME/N (a number), NAME@ALIAS (e.g. churn@champion), "
+    "or NAME / NAME@latest (the newest). Models are logged from Python: "
+    "cv.models.log(model, name=...).",
+    no_args_is_help=True,
+)
+
+REF_HELP = "A version: NAME/N, NAME@ALIAS, or NAME (the newest)."
+
+
+def _service(ctx: typer.Context) -> tuple[Any, ModelService]:
+    from conveyor.models.service import model_service
+
+    ws = workspace_for(ctx)
+    return ws, model_service(ws)
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def _when(at: Any) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at is not None else ""
+
+
+@models_app.command("list")
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List registered models with their latest version and aliases."""
+    ws, svc = _service(ctx)
+    with ws:
+        found = svc.list_models()
+    if as_json:
+        _print_json([m.to_dict() for m in found])
+        return
+    if not found:
+        console.print("No models yet. Log one from Python: cv.models.log(model, name='churn').")
+        return
+    table = Table("model", "latest", "aliases", "protected", "created (UTC)")
+    for m in found:
+        table.add_row(
+            escape(m.name),
+            str(m.latest_version),
+            escape(", ".join(f"{a} -> {v}" for a, v in m.aliases.items())),
+            escape(", ".join(m.protected_aliases)),
+            _when(m.created_at),
+        )
+    console.print(table)
+
+
+@models_app.command("versions")
+def versions(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the versions of a model, newest first."""
+    ws, svc = _service(ctx)
+    with ws:
+        found = svc.versions(name)
+    if as_json:
+        _print_json([v.to_dict() for v in found])
+        return
+    table = Table("version", "flavor", "aliases", "run", "digest", "created (UTC)", "by")
+    for v in found:
+        table.add_row(
+            escape(v.ref),
+            v.flavor,
+            escape(", ".join(v.aliases)),
+            v.run_id or "",
+            v.digest[:12],
+            _when(v.created_at),
+            escape(v.created_by),
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a version: flavor, digest, signature, requirements, source run and data."""
+    ws, svc = _service(ctx)
+    with ws:
+        v = svc.get(ref)
+        data = svc.data_versions(v)
+    if as_json:
+        _print_json(v.to_dict() | {"info": v.info, "data_versions": data})
+        return
+    _print_version(v, data)
+
+
+def _print_version(v: ModelVersion, data: list[str]) -> None:
+    console.print(f"[bold]{escape(v.ref)}[/bold]  ({v.flavor})  digest {v.digest}")
+    console.print(
+        f"logged {_when(v.created_at)} UTC by {escape(v.created_by)}"
+        + (f" from run {v.run_id}" if v.run_id else "")
+    )
+    if v.aliases:
+        console.print("aliases: " + escape(", ".join(v.aliases)))
+    if v.description:
+        console.print(f"description: {escape(v.description)}")
+    if data:
+        console.print("trained on: " + escape(", ".join(data)))
+    if v.signature is not None:
+        table = Table("input", "type", "nullable")
+        for c in v.signature.inputs:
+            shape = f" {list(c.shape)}" if c.shape else ""
+            table.add_row(escape(c.name or "(tensor)"), escape(c.dtype + shape), str(c.nullable))
+        console.print(table)
+        if v.signature.outputs:
+            console.print(
+                "outputs: " + escape(", ".join(c.describe() for c in v.signature.outputs))
+            )
+    else:
+        console.print("signature: none")
+    console.print(
+        "requirements: " + escape(", ".join(f"{k}=={val}" for k, val in v.requirements.items()))
+    )
+
+
+@models_app.command("alias")
+def alias(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. champion.")],
+    version: Annotated[
+        int | None, typer.Argument(help="The version to point the alias at.", min=1)
+    ] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
+) -> None:
+    """Point an alias at a version (atomically), or remove it with --delete.
+
+    Protected aliases move only through `conveyor models promote` and an approval.
+    """
+    if (version is None) == (not delete):
+        raise typer.BadParameter("Give a VERSION to set the alias, or --delete to remove it.")
+    ws, svc = _service(ctx)
+    with ws:
+        if delete:
+            move = svc.delete_alias(name, alias_name)
+        else:
+            assert version is not None
+            move = svc.set_alias(name, alias_name, version)
+    was = f" (was {move.previous})" if move.previous is not None else ""
+    if move.version is None:
+        console.print(f"Removed {escape(name)}@{escape(alias_name)}{was}.")
+    else:
+        console.print(f"{escape(name)}@{escape(alias_name)} -> {move.version}{was}.")
+
+
+@models_app.command("history")
+def history(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    alias_name: Annotated[
+        str | None, typer.Option("--alias", help="Only this alias (default: all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show every alias move: which version held which alias, when, set by whom."""
+    ws, svc = _service(ctx)
+    with ws:
+        moves = svc.alias_history(name, alias_name)
+    if as_json:
+        _print_json([m.to_dict() for m in moves])
+        return
+    if not moves:
+        console.print(f"No alias of {escape(name)} has been set yet.")
+        return
+    table = Table("at (UTC)", "alias", "version", "previous", "by", "request")
+    for m in moves:
+        table.add_row(
+            _when(m.at),
+            escape(m.alias),
+            str(m.version) if m.version is not None else "(removed)",
+            str(m.previous) if m.previous is not None else "",
+            escape(m.actor),
+            m.request_id or "",
+        )
+    console.print(table)
+
+
+@models_app.command("compare")
+def compare(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(help=REF_HELP)],
+    b: Annotated[str, typer.Argument(help=REF_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare two versions: params, metrics, training data, signature, requirements."""
+    ws, svc = _service(ctx)
+    with ws:
+        result = svc.compare(a, b)
+    if as_json:
+        _print_json(result)
+        return
+    left, right = result["a"], result["b"]
+    table = Table("", escape(left["ref"]), escape(right["ref"]))
+    table.add_row("flavor", left["flavor"], right["flavor"])
+    table.add_row("run", left["run_id"] or "", right["run_id"] or "")
+    table.add_row("data", escape(", ".join(left["data"])), escape(", ".join(right["data"])))
+    for key in ("params", "metrics", "requirements"):
+        for k, (x, y) in result[f"{key}_diff"].items():
+            table.add_row(
+                f"{key[:-1] if key != 'metrics' else 'metric'} {escape(k)}", _cell(x), _cell(y)
+            )
+    console.print(table)
+    changes = result["signature_changes"]
+    console.print("signature: " + ("same" if not changes else escape("; ".join(changes))))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return escape(str(value))
+
+
+@models_app.command("protect")
+def protect(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    aliases: Annotated[
+        list[str] | None,
+        typer.Argument(help="Aliases that need approval (default: champion production)."),
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Protect no alias.")] = False,
+) -> None:
+    """Require an approved promotion request to move these aliases."""
+    ws, svc = _service(ctx)
+    with ws:
+        model = svc.require_approval(name, [] if off else (aliases or ["champion", "production"]))
+    shown = ", ".join(model.protected_aliases) or "none"
+    console.print(f"{escape(name)}: protected aliases: {escape(shown)}.")
+
+
+def _print_request(r: PromotionRequest) -> None:
+    console.print(
+        f"[bold]{r.id}[/bold]  {escape(r.model)}/{r.version} -> @{escape(r.alias)}  "
+        f"[{'green' if r.status == 'approved' else 'red' if r.status == 'rejected' else 'yellow'}]"
+        f"{r.status}[/]"
+    )
+    console.print(f"requested {_when(r.requested_at)} UTC by {escape(r.requested_by)}")
+    if r.comment:
+        console.print(f"comment: {escape(r.comment)}")
+    for c in r.checks:
+        mark = {"passed": "[green]passed[/]", "failed": "[red]failed[/]"}.get(
+            c["status"], "[dim]skipped[/]"
+        )
+        console.print(f"  check {c['name']}: {mark}  {escape(c['detail'])}")
+    if r.decided_by:
+        console.print(
+            f"{r.status} {_when(r.decided_at)} UTC by {escape(r.decided_by)}"
+            + (f": {escape(r.decision_comment)}" if r.decision_comment else "")
+        )
+
+
+@models_app.command("promote")
+def promote(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    alias_name: Annotated[str, typer.Option("--alias", "-a", help="The alias to move.")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Request that an alias point at a version; automatic checks run and are attached."""
+    ws, svc = _service(ctx)
+    with ws:
+        request = svc.request_promotion(ref, alias_name, comment=comment)
+    if as_json:
+        _print_json(request.to_dict())
+        return
+    _print_request(request)
+    console.print(f"Approve with: conveyor models approve {request.id}")
+
+
+@models_app.command("approve")
+def approve(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(help="The request's id.")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+) -> None:
+    """Approve a pending promotion request: the alias moves in the same transaction."""
+    ws, svc = _service(ctx)
+    with ws:
+        request = svc.approve(request_id, comment=comment)
+    _print_request(request)
+
+
+@models_app.command("reject")
+def reject(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(help="The request's id.")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+) -> None:
+    """Reject a pending promotion request; the alias stays where it is."""
+    ws, svc = _service(ctx)
+    with ws:
+        request = svc.reject(request_id, comment=comment)
+    _print_request(request)
+
+
+@models_app.command("requests")
+def requests(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Only this model's requests.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, approved or rejected.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List promotion requests, newest first."""
+    ws, svc = _service(ctx)
+    with ws:
+        found = svc.requests(name, status=status)
+    if as_json:
+        _print_json([r.to_dict() for r in found])
+        return
+    if not found:
+        console.print("No promotion requests.")
+        return
+    table = Table("id", "version", "alias", "status", "checks", "requested by", "decided by")
+    for r in found:
+        failed = sum(c["status"] == "failed" for c in r.checks)
+        table.add_row(
+            r.id,
+            escape(f"{r.model}/{r.version}"),
+            escape(r.alias),
+            r.status,
+            f"{failed} failed" if failed else "ok",
+            escape(r.requested_by),
+            escape(r.decided_by or ""),
+        )
+    console.print(table)

@@ -1,0 +1,203 @@
+"""The model registry: log, load, aliases, approvals, comparison, events.
+
+>>> import conveyor as cv
+>>> sig = cv.models.infer_signature(X_train, model.predict(X_train))          # doctest: +SKIP
+>>> mv = cv.models.log(model, name="churn", input_example=X_train[:5])         # doctest: +SKIP
+>>> cv.models.set_alias("churn", "champion", version=mv.version)               # doctest: +SKIP
+>>> cv.models.load("churn@champion").predict(X_test)                          # doctest: +SKIP
+
+References: ``churn/3`` (a version), ``churn@champion`` (an alias), ``churn@latest`` or
+``churn`` (the newest). Each function works on the workspace in use (``cv.init``), or on
+``workspace=`` if given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from conveyor.models.flavors.python import PythonModel
+
+if TYPE_CHECKING:
+    from conveyor.models.events import RegistryEvent
+    from conveyor.models.loaded import LoadedModel
+    from conveyor.models.records import (
+        AliasMove,
+        ModelVersion,
+        PromotionRequest,
+        RegisteredModel,
+    )
+    from conveyor.models.service import ModelService
+    from conveyor.models.signature import ColumnSpec, Signature, SignatureError, infer_signature
+    from conveyor.store.workspace import Workspace
+
+__all__ = [
+    "ColumnSpec",
+    "PythonModel",
+    "Signature",
+    "SignatureError",
+    "alias_history",
+    "approve",
+    "compare",
+    "delete_alias",
+    "get",
+    "infer_signature",
+    "input_example",
+    "list",
+    "load",
+    "log",
+    "reject",
+    "request_promotion",
+    "requests",
+    "require_approval",
+    "set_alias",
+    "subscribe",
+    "versions",
+]
+
+_list = list
+_SIGNATURE_NAMES = {"ColumnSpec", "Signature", "SignatureError", "infer_signature"}
+
+
+def __getattr__(name: str) -> Any:
+    # Signatures need pandas and NumPy: imported on first use, so `cv.models` stays light.
+    if name in _SIGNATURE_NAMES:
+        from conveyor.models import signature
+
+        return getattr(signature, name)
+    raise AttributeError(f"module 'conveyor.models' has no attribute {name!r}")
+
+
+def _svc(workspace: Workspace | None) -> ModelService:
+    from conveyor.models.service import model_service
+
+    return model_service(workspace)
+
+
+def log(
+    model: Any,
+    name: str,
+    *,
+    signature: Signature | dict[str, Any] | None = None,
+    input_example: Any = None,
+    description: str = "",
+    flavor: str | None = None,
+    workspace: Workspace | None = None,
+) -> ModelVersion:
+    """Store ``model`` and register it as the next version of ``name``.
+
+    The flavor is picked from the model (scikit-learn, XGBoost, LightGBM, PythonModel) unless
+    ``flavor`` names one. Inside a run, the version records the run that produced it. Without
+    ``signature``, one is inferred from ``input_example`` and the model's output on it.
+    """
+    return _svc(workspace).log(
+        model,
+        name,
+        signature=signature,
+        input_example=input_example,
+        description=description,
+        flavor=flavor,
+    )
+
+
+def load(ref: str, *, trust: bool = False, workspace: Workspace | None = None) -> LoadedModel:
+    """Load a version (``churn@champion``, ``churn/3``, ``churn``), verified against its digest.
+
+    Pickle-based flavors (PythonModel) need ``trust=True``: loading them runs code.
+    """
+    return _svc(workspace).load(ref, trust=trust)
+
+
+def get(
+    ref: str, *, at: datetime | None = None, workspace: Workspace | None = None
+) -> ModelVersion:
+    """Return the version ``ref`` names; with ``at``, an alias as it stood at that time."""
+    return _svc(workspace).get(ref, at=at)
+
+
+def versions(name: str, *, workspace: Workspace | None = None) -> _list[ModelVersion]:
+    """Return the versions of model ``name``, newest first."""
+    return _svc(workspace).versions(name)
+
+
+def list(*, workspace: Workspace | None = None) -> _list[RegisteredModel]:
+    """Return the project's registered models, sorted by name."""
+    return _svc(workspace).list_models()
+
+
+def input_example(ref: str, *, workspace: Workspace | None = None) -> Any:
+    """Return the input example stored with a version (None when it has none)."""
+    return _svc(workspace).input_example(ref)
+
+
+def set_alias(
+    name: str, alias: str, version: int, *, workspace: Workspace | None = None
+) -> AliasMove:
+    """Point ``alias`` at ``version`` atomically; the previous holder is recorded."""
+    return _svc(workspace).set_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str, *, workspace: Workspace | None = None) -> AliasMove:
+    """Remove an alias from a model (recorded in its history)."""
+    return _svc(workspace).delete_alias(name, alias)
+
+
+def alias_history(
+    name: str, alias: str | None = None, *, workspace: Workspace | None = None
+) -> _list[AliasMove]:
+    """Every move of ``alias`` (or of all aliases) of ``name``, oldest first."""
+    return _svc(workspace).alias_history(name, alias)
+
+
+def require_approval(
+    name: str,
+    aliases: _list[str] | tuple[str, ...] = ("champion", "production"),
+    *,
+    workspace: Workspace | None = None,
+) -> RegisteredModel:
+    """Protect ``aliases`` of ``name``: they then move only through approved requests."""
+    return _svc(workspace).require_approval(name, aliases)
+
+
+def request_promotion(
+    ref: str, alias: str, *, comment: str = "", workspace: Workspace | None = None
+) -> PromotionRequest:
+    """Ask for ``alias`` to point at ``ref``; automatic checks are attached."""
+    return _svc(workspace).request_promotion(ref, alias, comment=comment)
+
+
+def approve(
+    request_id: str, *, comment: str = "", workspace: Workspace | None = None
+) -> PromotionRequest:
+    """Approve a pending promotion request: its alias moves in the same transaction."""
+    return _svc(workspace).approve(request_id, comment=comment)
+
+
+def reject(
+    request_id: str, *, comment: str = "", workspace: Workspace | None = None
+) -> PromotionRequest:
+    """Reject a pending promotion request."""
+    return _svc(workspace).reject(request_id, comment=comment)
+
+
+def requests(
+    name: str | None = None, *, status: str | None = None, workspace: Workspace | None = None
+) -> _list[PromotionRequest]:
+    """Return promotion requests, newest first (of ``name``; with ``status``)."""
+    return _svc(workspace).requests(name, status=status)
+
+
+def compare(a: str, b: str, *, workspace: Workspace | None = None) -> dict[str, Any]:
+    """Compare two versions: params, metrics, data versions, signature, requirements."""
+    return _svc(workspace).compare(a, b)
+
+
+def subscribe(
+    callback: Callable[[RegistryEvent], Any],
+    kinds: _list[str] | None = None,
+    *,
+    workspace: Workspace | None = None,
+) -> Callable[[], None]:
+    """Call ``callback`` with each registry event (of ``kinds``); returns an unsubscribe."""
+    return _svc(workspace).events.subscribe(callback, kinds)

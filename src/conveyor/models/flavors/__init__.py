@@ -1,0 +1,117 @@
+"""Model flavors: how one kind of model is saved, loaded and called.
+
+Each flavor is a small module with one class implementing :class:`Flavor`. They are found by
+name through :data:`FLAVORS`, so a new flavor is a new file plus one line here (or, from
+another package, an entry point in the ``conveyor.model_flavors`` group). Flavors import
+their library only when they are used, so ``import conveyor`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, entry_points, version
+from typing import Any, ClassVar
+
+from conveyor.core.errors import InvalidArgumentError
+
+__all__ = ["FLAVORS", "Flavor", "flavor_for", "get_flavor", "module_roots", "requirements_of"]
+
+#: Built-in flavors in the order they are tried: specific libraries before the general ones
+#: (an XGBoost classifier is also a scikit-learn estimator).
+FLAVORS: dict[str, str] = {
+    "xgboost": "conveyor.models.flavors.xgboost:XGBoostFlavor",
+    "lightgbm": "conveyor.models.flavors.lightgbm:LightGBMFlavor",
+    "sklearn": "conveyor.models.flavors.sklearn:SklearnFlavor",
+    "python": "conveyor.models.flavors.python:PythonFlavor",
+}
+
+
+class Flavor:
+    """Saves, loads and calls one kind of model. Files are bytes, so any artifact store works.
+
+    ``save`` returns the files and a JSON-able ``info`` dict that ``load`` gets back; ``load``
+    returns an object that ``predict`` and ``predict_proba`` call.
+    """
+
+    name: ClassVar[str]
+    #: Distributions whose installed versions are recorded as the version's requirements.
+    packages: ClassVar[tuple[str, ...]] = ()
+    #: True when loading runs arbitrary code from the file (pickle): it then needs trust.
+    executes_code: ClassVar[bool] = False
+
+    def handles(self, model: Any) -> bool:
+        raise NotImplementedError
+
+    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+        raise NotImplementedError
+
+    def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def predict(self, model: Any, data: Any) -> Any:
+        return model.predict(data)
+
+    def predict_proba(self, model: Any, data: Any) -> Any:
+        if not hasattr(model, "predict_proba"):
+            raise InvalidArgumentError(
+                f"This {self.name} model ({type(model).__name__}) has no predict_proba: "
+                "it is not a probabilistic classifier."
+            )
+        return model.predict_proba(data)
+
+
+def module_roots(model: Any) -> set[str]:
+    """Return the top-level packages of the classes ``model`` is an instance of."""
+    return {(cls.__module__ or "").split(".", 1)[0] for cls in type(model).__mro__}
+
+
+def _targets() -> dict[str, str]:
+    targets = dict(FLAVORS)
+    for ep in entry_points(group="conveyor.model_flavors"):
+        targets.setdefault(ep.name, ep.value)
+    return targets
+
+
+_instances: dict[str, Flavor] = {}
+
+
+def get_flavor(name: str) -> Flavor:
+    """Return the flavor called ``name``."""
+    if name in _instances:
+        return _instances[name]
+    targets = _targets()
+    target = targets.get(name)
+    if target is None:
+        raise InvalidArgumentError(
+            f"There is no model flavor called {name!r}; flavors: {', '.join(targets)}."
+        )
+    module_name, _, attr = target.partition(":")
+    flavor = getattr(importlib.import_module(module_name), attr)()
+    _instances[name] = flavor
+    return flavor
+
+
+def flavor_for(model: Any) -> Flavor:
+    """Return the first flavor that handles ``model``, or say which exist and what to do."""
+    for name in _targets():
+        flavor = get_flavor(name)
+        if flavor.handles(model):
+            return flavor
+    raise InvalidArgumentError(
+        f"No model flavor can store a {type(model).__module__}.{type(model).__qualname__}; "
+        f"flavors: {', '.join(_targets())}.",
+        hint="Wrap it in a subclass of cv.models.PythonModel that implements predict(df).",
+    )
+
+
+def requirements_of(flavor: Flavor) -> dict[str, str]:
+    """Return the installed versions of the packages ``flavor`` needs (and of Python)."""
+    import platform
+
+    found = {"python": platform.python_version()}
+    for package in flavor.packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found

@@ -1,0 +1,609 @@
+"""The model registry of a workspace: log, load, aliases, approvals, comparison, events.
+
+One :class:`ModelService` per workspace (``ws.service("models", ModelService)``); the functions
+in :mod:`conveyor.models` call the one of the workspace in use.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.core import ids
+from conveyor.core.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from conveyor.models import registry
+from conveyor.models.events import EventBus, RegistryEvent
+from conveyor.models.flavors import Flavor, flavor_for, get_flavor, requirements_of
+from conveyor.models.loaded import LoadedModel
+from conveyor.models.records import (
+    AliasMove,
+    ModelDocument,
+    ModelVersion,
+    PromotionRequest,
+    RegisteredModel,
+)
+from conveyor.models.signature import Signature, SignatureError, infer_signature, to_frame_or_array
+from conveyor.store import catalog
+from conveyor.store.activity import current_activity
+from conveyor.store.metadata.schema import (
+    dataset_versions,
+    datasets,
+    lineage_edges,
+    models,
+    promotion_requests,
+)
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace, current_workspace
+
+__all__ = ["DEFAULT_PROTECTED", "ModelService", "model_service"]
+
+DOCUMENT = "conveyor-model.json"
+EXAMPLE = "input_example.parquet"
+EXAMPLE_ARRAY = "input_example.npy"
+DEFAULT_PROTECTED = ("champion", "production")
+
+
+def model_service(ws: Workspace | None = None) -> ModelService:
+    """Return the model service of ``ws`` (default: the workspace in use)."""
+    return (ws or current_workspace()).service("models", ModelService)
+
+
+class ModelService:
+    """Registered models and their versions, in one workspace."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.events = EventBus()
+
+    def _project_id(self) -> str:
+        return self.ws.project.id
+
+    # -- logging ---------------------------------------------------------------------------
+
+    def log(
+        self,
+        model: Any,
+        name: str,
+        *,
+        signature: Signature | dict[str, Any] | None = None,
+        input_example: Any = None,
+        description: str = "",
+        flavor: str | None = None,
+    ) -> ModelVersion:
+        """Store ``model`` and register it as the next version of ``name``.
+
+        Inside a run, the version records the run (a lineage edge ``run -produced-> version``).
+        Without a signature, one is inferred from ``input_example`` and the model's
+        predictions on it; with both, the example must match the signature.
+        """
+        registry.validate_model_name(name)
+        chosen = get_flavor(flavor) if flavor else flavor_for(model)
+        if flavor and not chosen.handles(model):
+            raise InvalidArgumentError(
+                f"The {flavor} flavor cannot store a {type(model).__qualname__}.",
+                hint="Leave flavor= out to pick the flavor from the model.",
+            )
+        if isinstance(signature, dict):
+            signature = Signature.from_dict(signature)
+        example = to_frame_or_array(input_example) if input_example is not None else None
+        if example is not None:
+            if signature is None:
+                signature = _infer_from_example(chosen, model, example)
+            else:
+                try:
+                    signature.prepare(example)
+                except SignatureError as e:
+                    raise SignatureError(
+                        f"The input example does not match the signature: "
+                        f"{'; '.join(e.problems[:10])}.",
+                        e.problems,
+                        hint="Pass an example of the data the model is called with, or the "
+                        "signature inferred from it.",
+                    ) from e
+        files, info = chosen.save(model)
+        store = self.ws.artifacts
+        stored = {n: store.put_bytes(data) for n, data in files.items()}
+        links = [
+            (f"model/{n}", p.digest, p.size, "application/octet-stream") for n, p in stored.items()
+        ]
+        checked = {p.digest for p in stored.values() if not p.created}
+        example_ref = None
+        if example is not None:
+            example_name, example_bytes = _encode_example(example)
+            put = store.put_bytes(example_bytes)
+            example_ref = (put.digest, put.size)
+            links.append((example_name, put.digest, put.size, "application/octet-stream"))
+            if not put.created:
+                checked.add(put.digest)
+        document = ModelDocument(
+            flavor=chosen.name,
+            files={n: (p.digest, p.size) for n, p in stored.items()},
+            info=info,
+            requirements=requirements_of(chosen),
+            signature=signature.to_dict() if signature else None,
+            input_example=example_ref,
+        )
+        doc = store.put_bytes(document.encode())
+        links.append((DOCUMENT, doc.digest, doc.size, "application/json"))
+        if not doc.created:
+            checked.add(doc.digest)
+        run = current_activity()
+        values = {
+            "digest": doc.digest,
+            "flavor": chosen.name,
+            "signature": document.signature,
+            "requirements": document.requirements,
+            "info": info,
+            "run_id": run.id if run is not None and run.kind == "run" else None,
+        }
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            version = registry.create_version(
+                uow, self._project_id(), name, values, description=description
+            )
+            ref = ObjectRef(registry.VERSION_KIND, version.id)
+            catalog.link_many(uow, store, ref, links, check=checked)
+            if run is not None:
+                uow.link(run, ref, "produced")
+        self._emit("model_version.created", name, version=version.version, digest=version.digest)
+        return version
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, ref: str, *, at: datetime | None = None) -> ModelVersion:
+        """Return the version ``ref`` names (``churn/3``, ``churn@champion``, ``churn``).
+
+        With ``at``, an alias resolves to the version it pointed at then.
+        """
+        with self.ws.metadata.read() as conn:
+            return registry.find_version(conn, self._project_id(), ref, at=at)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Return the versions of model ``name``, newest first."""
+        with self.ws.metadata.read() as conn:
+            return registry.list_versions(conn, self._project_id(), name)
+
+    def list_models(self) -> list[RegisteredModel]:
+        """Return the project's models, sorted by name."""
+        with self.ws.metadata.read() as conn:
+            return registry.list_models(conn, self._project_id())
+
+    def model(self, name: str) -> RegisteredModel:
+        """Return the registered model ``name`` with its aliases."""
+        with self.ws.metadata.read() as conn:
+            return registry.to_model(conn, registry.find_model(conn, self._project_id(), name))
+
+    def document(self, version: ModelVersion) -> ModelDocument:
+        """Return the stored document of ``version``, checked against its digest."""
+        data = self.ws.artifacts.get(version.digest)  # verifies the sha256
+        return ModelDocument.decode(data)
+
+    def load(self, ref: str, *, trust: bool = False) -> LoadedModel:
+        """Load the version ``ref`` names, checking every byte against the recorded digests.
+
+        A flavor whose format runs code when loaded (pickle) needs ``trust=True`` or a
+        project that sets ``trust_pickled_models``.
+        """
+        version = self.get(ref)
+        document = self.document(version)
+        flavor = get_flavor(document.flavor)
+        if flavor.executes_code and not (trust or self.ws.settings.trusts_pickled_models):
+            raise PermissionDeniedError(
+                f"{version.ref} is a {flavor.name} model, stored with pickle: loading it runs "
+                "code from the file, so it needs your explicit trust.",
+                hint="If you trust whoever can write to this store, pass trust=True (CLI: "
+                '--trust) or set trust_pickled_models = "true" in conveyor.toml.',
+            )
+        store = self.ws.artifacts
+        files = {name: store.get(digest) for name, (digest, _) in document.files.items()}
+        obj = flavor.load(files, document.info)
+        run = current_activity()
+        if run is not None:
+            with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+                uow.link(ObjectRef(registry.VERSION_KIND, version.id), run, "used_by")
+        return LoadedModel(version, flavor, obj)
+
+    def input_example(self, ref: str) -> Any:
+        """Return the input example stored with a version (None when it has none)."""
+        version = self.get(ref)
+        document = self.document(version)
+        if document.input_example is None:
+            return None
+        data = self.ws.artifacts.get(document.input_example[0])
+        return _decode_example(data)
+
+    # -- aliases ---------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> AliasMove:
+        """Point ``alias`` of model ``name`` at ``version``, atomically; returns the move.
+
+        A protected alias (see :meth:`require_approval`) moves only through an approved
+        promotion request.
+        """
+        registry.validate_alias(alias)
+        target = self.get(f"{name}/{_version_number(version)}")
+        model = self.model(name)
+        if alias in model.protected_aliases:
+            raise PermissionDeniedError(
+                f"The alias {name}@{alias} is protected: it moves only through an approved "
+                "promotion request.",
+                hint=f"Request it: cv.models.request_promotion({target.ref!r}, alias={alias!r}) "
+                f"or `conveyor models promote {target.ref} --alias {alias}`.",
+            )
+        return self._move(model.id, name, alias, target.id, target.version)
+
+    def delete_alias(self, name: str, alias: str) -> AliasMove:
+        """Remove ``alias`` from model ``name`` (protected aliases cannot be removed)."""
+        registry.validate_alias(alias)
+        model = self.model(name)
+        if alias in model.protected_aliases:
+            raise PermissionDeniedError(
+                f"The alias {name}@{alias} is protected and cannot be removed.",
+                hint="Turn protection off first: cv.models.require_approval(name, aliases=[]).",
+            )
+        if alias not in model.aliases:
+            raise NotFoundError(f"Model {name!r} has no alias {alias!r}.")
+        return self._move(model.id, name, alias, None, None)
+
+    def _move(
+        self,
+        model_id: str,
+        name: str,
+        alias: str,
+        version_id: str | None,
+        number: int | None,
+        request_id: str | None = None,
+    ) -> AliasMove:
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            previous_id = registry.move_alias(
+                uow, model_id, alias, version_id, request_id=request_id
+            )
+            previous = registry.version_by_id(uow.conn, previous_id) if previous_id else None
+            move = AliasMove(
+                model=name,
+                alias=alias,
+                version=number,
+                previous=previous.version if previous else None,
+                at=uow.now,
+                actor=uow.actor,
+                request_id=request_id,
+            )
+        kind = "alias.moved" if version_id else "alias.deleted"
+        self._emit(kind, name, alias=alias, version=number, previous=move.previous)
+        return move
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        """Every move of ``alias`` (or of every alias) of ``name``, oldest first."""
+        with self.ws.metadata.read() as conn:
+            return registry.alias_history(conn, self._project_id(), name, alias)
+
+    def require_approval(
+        self, name: str, aliases: list[str] | tuple[str, ...] = DEFAULT_PROTECTED
+    ) -> RegisteredModel:
+        """Protect ``aliases`` of ``name``: they move only through approved requests.
+
+        An empty list turns protection off. Changing protection is itself audited.
+        """
+        wanted = sorted({registry.validate_alias(a) for a in aliases})
+        model = self.model(name)
+        self._check_approver(None)
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            uow.conn.execute(
+                models.update()
+                .where(models.c.id == model.id)
+                .values(protected_aliases=wanted or None)
+            )
+            uow.audit(
+                "model.protect",
+                ObjectRef(registry.MODEL_KIND, model.id),
+                before={"protected_aliases": list(model.protected_aliases)},
+                after={"protected_aliases": wanted},
+            )
+        return self.model(name)
+
+    # -- promotion requests ----------------------------------------------------------------
+
+    def request_promotion(self, ref: str, alias: str, *, comment: str = "") -> PromotionRequest:
+        """Ask for ``alias`` to point at the version ``ref`` names; checks run now.
+
+        Checks: the signature is compatible with the current holder's, the stored input
+        example matches the signature and the model predicts on it, and (when evaluations
+        exist) the candidate's evaluation against the holder's.
+        """
+        registry.validate_alias(alias)
+        candidate = self.get(ref)
+        model = self.model(candidate.name)
+        holder = None
+        if alias in model.aliases:
+            holder = self.get(f"{candidate.name}/{model.aliases[alias]}")
+        checks = self._checks(candidate, holder)
+        request_id = ids.new_id()
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            pending = uow.conn.execute(
+                sa.select(promotion_requests.c.id).where(
+                    promotion_requests.c.model_id == model.id,
+                    promotion_requests.c.version_id == candidate.id,
+                    promotion_requests.c.alias == alias,
+                    promotion_requests.c.status == "pending",
+                )
+            ).scalar_one_or_none()
+            if pending is not None:
+                raise ConflictError(
+                    f"{candidate.ref} already has a pending request for @{alias}: {pending}.",
+                    hint=f"Approve or reject it: conveyor models approve {pending}",
+                )
+            uow.conn.execute(
+                promotion_requests.insert().values(
+                    id=request_id,
+                    model_id=model.id,
+                    version_id=candidate.id,
+                    alias=alias,
+                    status="pending",
+                    checks=checks,
+                    requested_by=uow.actor,
+                    requested_at=uow.now,
+                    comment=comment,
+                )
+            )
+            uow.audit(
+                "promotion.request",
+                ObjectRef(registry.REQUEST_KIND, request_id),
+                after={"ref": candidate.ref, "alias": alias, "checks": checks},
+            )
+        request = self.request(request_id)
+        self._emit(
+            "promotion.requested",
+            candidate.name,
+            request_id=request_id,
+            version=candidate.version,
+            alias=alias,
+        )
+        return request
+
+    def _checks(self, candidate: ModelVersion, holder: ModelVersion | None) -> list[dict[str, Any]]:
+        checks: list[dict[str, Any]] = []
+        if holder is None:
+            checks.append(_check("signature", "skipped", "no current holder to compare with"))
+        elif candidate.signature is None or holder.signature is None:
+            checks.append(_check("signature", "skipped", "a version has no signature"))
+        else:
+            changes = [c for c in holder.signature.diff(candidate.signature) if "input" in c]
+            checks.append(
+                _check("signature", "failed", "; ".join(changes))
+                if changes
+                else _check("signature", "passed", f"inputs match {holder.ref}")
+            )
+        example = self.input_example(candidate.ref)
+        if example is None:
+            checks.append(_check("input_example", "skipped", "the version has no input example"))
+        else:
+            try:
+                loaded = self.load(candidate.ref, trust=True)
+                loaded.predict(example)
+            except Exception as e:  # noqa: BLE001 - any failure to predict is the finding
+                checks.append(_check("input_example", "failed", f"{type(e).__name__}: {e}"))
+            else:
+                checks.append(
+                    _check("input_example", "passed", f"predicted {len(example)} example rows")
+                )
+        checks.append(_check("evaluation", "skipped", "no evaluation of the candidate recorded"))
+        return checks
+
+    def request(self, request_id: str) -> PromotionRequest:
+        """Return the promotion request ``request_id``."""
+        with self.ws.metadata.read() as conn:
+            return registry.to_request(
+                conn, registry.find_request(conn, self._project_id(), request_id)
+            )
+
+    def requests(self, name: str | None = None, *, status: str | None = None) -> list[Any]:
+        """Return promotion requests (of model ``name``; with ``status``), newest first."""
+        query = (
+            sa.select(promotion_requests)
+            .join(models, models.c.id == promotion_requests.c.model_id)
+            .where(models.c.project_id == self._project_id())
+            .order_by(promotion_requests.c.requested_at.desc(), promotion_requests.c.id.desc())
+        )
+        if status is not None:
+            if status not in ("pending", "approved", "rejected"):
+                raise InvalidArgumentError(
+                    f"status must be pending, approved or rejected; got {status!r}."
+                )
+            query = query.where(promotion_requests.c.status == status)
+        with self.ws.metadata.read() as conn:
+            if name is not None:
+                model = registry.find_model(conn, self._project_id(), name)
+                query = query.where(promotion_requests.c.model_id == model.id)
+            return [registry.to_request(conn, r) for r in conn.execute(query).all()]
+
+    def _check_approver(self, request: PromotionRequest | None) -> None:
+        actor = self.ws.settings.actor
+        approvers = self.ws.settings.approver_list
+        if approvers and actor not in approvers:
+            raise PermissionDeniedError(
+                f"{actor!r} is not an approver of this project; approvers: {', '.join(approvers)}.",
+                hint="Ask an approver, or change `approvers` in conveyor.toml.",
+            )
+        if request is not None and request.requested_by == actor:
+            raise PermissionDeniedError(
+                f"{actor!r} requested {request.id} and so cannot decide it: a second person "
+                "approves.",
+            )
+
+    def approve(self, request_id: str, *, comment: str = "") -> PromotionRequest:
+        """Approve a pending request: the alias moves, atomically, in the same transaction."""
+        return self._decide(request_id, "approved", comment)
+
+    def reject(self, request_id: str, *, comment: str = "") -> PromotionRequest:
+        """Reject a pending request; the alias stays where it is."""
+        return self._decide(request_id, "rejected", comment)
+
+    def _decide(self, request_id: str, status: str, comment: str) -> PromotionRequest:
+        request = self.request(request_id)
+        self._check_approver(request)
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            row = registry.find_request(uow.conn, self._project_id(), request_id)
+            # Decided only if still pending: of two concurrent decisions, one wins.
+            done = uow.conn.execute(
+                promotion_requests.update()
+                .where(
+                    promotion_requests.c.id == request_id, promotion_requests.c.status == "pending"
+                )
+                .values(
+                    status=status,
+                    decided_by=uow.actor,
+                    decided_at=uow.now,
+                    decision_comment=comment,
+                )
+            ).rowcount
+            if not done:
+                current = registry.to_request(uow.conn, row)
+                raise ConflictError(
+                    f"Request {request_id} was already {current.status} by {current.decided_by} "
+                    f"at {current.decided_at}.",
+                )
+            if status == "approved":
+                registry.move_alias(
+                    uow, row.model_id, row.alias, row.version_id, request_id=request_id
+                )
+            uow.audit(
+                f"promotion.{status[:-1]}" if status.endswith("ed") else status,
+                ObjectRef(registry.REQUEST_KIND, request_id),
+                after={"status": status, "comment": comment},
+            )
+        decided = self.request(request_id)
+        self._emit(
+            f"promotion.{status}",
+            decided.model,
+            request_id=request_id,
+            version=decided.version,
+            alias=decided.alias,
+        )
+        if status == "approved":
+            self._emit("alias.moved", decided.model, alias=decided.alias, version=decided.version)
+        return decided
+
+    # -- comparison ------------------------------------------------------------------------
+
+    def compare(self, a: str, b: str) -> dict[str, Any]:
+        """Compare two versions: params, metrics, data versions, signature, requirements."""
+        first, second = self.get(a), self.get(b)
+        sides = [self._describe(first), self._describe(second)]
+        signature_changes = (
+            first.signature.diff(second.signature)
+            if first.signature and second.signature
+            else (["signature missing on one side"] if first.signature != second.signature else [])
+        )
+        out: dict[str, Any] = {"a": sides[0], "b": sides[1], "signature_changes": signature_changes}
+        for key in ("params", "metrics", "requirements"):
+            keys = sorted(set(sides[0][key]) | set(sides[1][key]))
+            out[f"{key}_diff"] = {
+                k: [sides[0][key].get(k), sides[1][key].get(k)]
+                for k in keys
+                if sides[0][key].get(k) != sides[1][key].get(k)
+            }
+        return out
+
+    def _describe(self, version: ModelVersion) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        metrics: dict[str, Any] = {}
+        if version.run_id:
+            from conveyor.tracking.runs import tracker
+
+            t = tracker(self.ws)
+            t.flush()
+            try:
+                run = t.store.get_run(version.run_id)
+            except NotFoundError:
+                pass
+            else:
+                params, metrics = dict(run.params), dict(run.metrics)
+        return {
+            "ref": version.ref,
+            "digest": version.digest,
+            "flavor": version.flavor,
+            "run_id": version.run_id,
+            "params": params,
+            "metrics": metrics,
+            "data": self.data_versions(version),
+            "requirements": dict(version.requirements),
+        }
+
+    def data_versions(self, version: ModelVersion) -> list[str]:
+        """The dataset versions the version's source run used, as ``name@N``."""
+        if not version.run_id:
+            return []
+        e = lineage_edges
+        query = (
+            sa.select(datasets.c.name, dataset_versions.c.version)
+            .select_from(e)
+            .join(dataset_versions, dataset_versions.c.id == e.c.src_id)
+            .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+            .where(
+                e.c.dst_kind == "run",
+                e.c.dst_id == version.run_id,
+                e.c.src_kind == "dataset_version",
+            )
+            .order_by(datasets.c.name, dataset_versions.c.version)
+        )
+        with self.ws.metadata.read() as conn:
+            return [f"{n}@{v}" for n, v in conn.execute(query)]
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _emit(self, kind: str, model: str, **payload: Any) -> None:
+        self.events.emit(RegistryEvent(kind=kind, model=model, payload=payload))
+
+
+def _check(name: str, status: str, detail: str) -> dict[str, Any]:
+    return {"name": name, "status": status, "detail": detail}
+
+
+def _version_number(version: Any) -> int:
+    if isinstance(version, bool) or not isinstance(version, int | str):
+        raise InvalidArgumentError(f"version must be a number like 3; got {version!r}.")
+    text = str(version)
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidArgumentError(f"version must be a number like 3; got {version!r}.")
+    return int(text)
+
+
+def _infer_from_example(flavor: Flavor, model: Any, example: Any) -> Signature:
+    signature = infer_signature(example)
+    try:
+        output = flavor.predict(model, example)
+    except Exception:  # noqa: BLE001 - an unfitted or picky model: sign the inputs only
+        return signature
+    return Signature(signature.inputs, infer_signature(example, output).outputs)
+
+
+def _encode_example(example: Any) -> tuple[str, bytes]:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(example, pd.DataFrame):
+        buffer = io.BytesIO()
+        example.to_parquet(buffer, index=False)
+        return EXAMPLE, buffer.getvalue()
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(example), allow_pickle=False)
+    return EXAMPLE_ARRAY, buffer.getvalue()
+
+
+def _decode_example(data: bytes) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if data[:6] == b"\x93NUMPY":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    if data[:4] == b"PAR1":
+        return pd.read_parquet(io.BytesIO(data))
+    raise IntegrityError("The stored input example is neither Parquet nor a NumPy array.")

@@ -1,0 +1,92 @@
+"""conveyor models ..., as a user runs it in a project folder after logging from Python."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+
+LOG_TWO_VERSIONS = """
+import conveyor as cv
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+cv.init(".")
+for c in (0.5, 1.0):
+    with cv.start_run(experiment="churn"):
+        cv.log_params({"C": c})
+        model = LogisticRegression(C=c, max_iter=5000).fit(X, y)
+        cv.log_metric("accuracy", model.score(X, y))
+        cv.models.log(model, "churn", input_example=X[:5])
+"""
+
+
+def cli(
+    cwd: Path, *args: str, ok: bool = True, actor: str = "ada"
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "CONVEYOR_ACTOR": actor},
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    cli(tmp_path, "init", "--project", "shop")
+    subprocess.run(
+        [sys.executable, "-c", LOG_TWO_VERSIONS],
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+        env={**os.environ, "CONVEYOR_ACTOR": "ada"},
+    )
+    return tmp_path
+
+
+def test_list_show_alias_history_and_compare(project: Path) -> None:
+    listed = json.loads(cli(project, "models", "list", "--json").stdout)
+    assert [(m["name"], m["latest_version"]) for m in listed] == [("churn", 2)]
+    versions = json.loads(cli(project, "models", "versions", "churn", "--json").stdout)
+    assert [v["ref"] for v in versions] == ["churn/2", "churn/1"]
+    shown = json.loads(cli(project, "models", "show", "churn/1", "--json").stdout)
+    assert (shown["flavor"], len(shown["signature"]["inputs"])) == ("sklearn", 30)
+    assert "churn -> 1" not in cli(project, "models", "list").stdout
+    assert "churn@champion -> 1" in cli(project, "models", "alias", "churn", "champion", "1").stdout
+    assert "(was 1)" in cli(project, "models", "alias", "churn", "champion", "2").stdout
+    history = json.loads(cli(project, "models", "history", "churn", "--json").stdout)
+    assert [(m["version"], m["previous"]) for m in history] == [(1, None), (2, 1)]
+    compared = json.loads(cli(project, "models", "compare", "churn/1", "churn/2", "--json").stdout)
+    assert compared["params_diff"] == {"C": ["0.5", "1.0"]}
+    assert compared["signature_changes"] == []
+
+
+def test_promotion_through_approval(project: Path) -> None:
+    cli(project, "models", "protect", "churn")
+    refused = cli(project, "models", "alias", "churn", "champion", "2", ok=False)
+    assert refused.returncode != 0
+    assert "protected" in refused.stderr
+    request = json.loads(
+        cli(project, "models", "promote", "churn/2", "--alias", "champion", "--json").stdout
+    )
+    assert request["status"] == "pending"
+    own = cli(project, "models", "approve", request["id"], ok=False)
+    assert "second person" in own.stderr
+    approved = cli(project, "models", "approve", request["id"], "-m", "ok", actor="bob").stdout
+    assert "approved" in approved
+    shown = json.loads(cli(project, "models", "show", "churn@champion", "--json").stdout)
+    assert shown["version"] == 2
+    pending = json.loads(cli(project, "models", "requests", "--status", "pending", "--json").stdout)
+    assert pending == []

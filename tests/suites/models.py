@@ -1,0 +1,277 @@
+"""The model registry as users rely on it, written once; run on every metadata/artifact backend.
+
+A subclass provides the ``store_uri`` and ``artifact_uri`` fixtures.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import conveyor as cv
+from conveyor.core.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace
+
+sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+
+from sklearn.datasets import load_breast_cancer  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+
+class Doubler(cv.models.PythonModel):
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        return data["x"].to_numpy() * 2
+
+
+class ModelsSuite:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def cancer(cls) -> tuple[pd.DataFrame, pd.Series]:
+        X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+        return X, y
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def forest(cls, cancer: tuple[pd.DataFrame, pd.Series]) -> RandomForestClassifier:
+        X, y = cancer
+        return RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+
+    @pytest.fixture
+    def ws(self, store_uri: str, artifact_uri: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+        ws = cv.init(
+            tmp_path / "project",
+            project="models",
+            store_uri=store_uri,
+            artifact_uri=artifact_uri,
+            actor="ada",
+        )
+        yield ws
+        ws.close()
+
+    @pytest.fixture
+    def bob(self, ws: Workspace, store_uri: str, artifact_uri: str):  # type: ignore[no-untyped-def]
+        """The same project, as a second person."""
+        other = cv.Workspace.from_settings(
+            ws.settings.root,
+            project="models",
+            store_uri=store_uri,
+            artifact_uri=artifact_uri,
+            actor="bob",
+        )
+        yield other
+        other.close()
+
+    # -- log and load ----------------------------------------------------------------------
+
+    def test_a_logged_forest_loads_and_predicts_the_same(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series], forest: RandomForestClassifier
+    ) -> None:
+        X, _ = cancer
+        with cv.start_run(experiment="churn") as run:
+            mv = cv.models.log(forest, "churn", input_example=X[:5])
+        assert (mv.name, mv.version, mv.flavor, mv.run_id) == ("churn", 1, "sklearn", run.id)
+        loaded = cv.models.load("churn/1")
+        np.testing.assert_array_equal(loaded.predict(X), forest.predict(X))
+        np.testing.assert_allclose(loaded.predict_proba(X), forest.predict_proba(X))
+        assert loaded.signature is not None
+        assert loaded.signature.columns == list(X.columns)
+        pd.testing.assert_frame_equal(
+            cv.models.input_example("churn/1"), X[:5].reset_index(drop=True)
+        )
+        assert {"scikit-learn", "skops"} <= set(mv.requirements)
+        upstream = ws.lineage(ObjectRef("model_version", mv.id), direction="upstream").edges
+        assert [(e.src, e.relation) for e in upstream] == [(ObjectRef("run", run.id), "produced")]
+
+    def test_versions_count_up_and_references_resolve(
+        self, ws: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        for _ in range(3):
+            cv.models.log(forest, "churn")
+        assert [v.version for v in cv.models.versions("churn")] == [3, 2, 1]
+        assert cv.models.get("churn").version == 3
+        assert cv.models.get("churn@latest").version == 3
+        assert cv.models.get("churn/2").version == 2
+        with pytest.raises(NotFoundError, match="versions are 1 to 3"):
+            cv.models.get("churn/9")
+        with pytest.raises(NotFoundError, match="did you mean churn"):
+            cv.models.get("chrun/1")
+        with pytest.raises(InvalidArgumentError, match="version number"):
+            cv.models.get("churn/x")
+
+    def test_the_data_a_run_used_is_reachable_from_the_model(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series]
+    ) -> None:
+        X, y = cancer
+        cv.data.add("cancer", X.assign(target=y))
+        with cv.start_run(experiment="churn"):
+            df = cv.data.load("cancer@1")
+            model = LogisticRegression(max_iter=5000).fit(df.drop(columns="target"), df["target"])
+            cv.log_params({"C": 1.0})
+            mv = cv.models.log(model, "lr")
+        assert cv.models.compare(mv.ref, mv.ref)["a"]["data"] == ["cancer@1"]
+
+    def test_a_tampered_model_file_is_refused(
+        self, ws: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        mv = cv.models.log(forest, "churn")
+        document = cv.models.get("churn/1")
+        from conveyor.models.service import model_service
+
+        doc = model_service(ws).document(document)
+        digest = doc.files["model.skops"][0]
+        key = f"{digest[:2]}/{digest[2:]}"
+        ws.artifacts.backend.put_bytes(key, b"not the model")  # bytes change under the digest
+        with pytest.raises(IntegrityError):
+            cv.models.load(mv.ref)
+
+    def test_a_python_model_needs_trust_to_load(self, ws: Workspace) -> None:
+        cv.models.log(Doubler(), "doubler", input_example=pd.DataFrame({"x": [1.0, 2.0]}))
+        with pytest.raises(PermissionDeniedError, match="trust=True"):
+            cv.models.load("doubler")
+        loaded = cv.models.load("doubler", trust=True)
+        assert loaded.predict(pd.DataFrame({"x": [3.0]})).tolist() == [6.0]
+
+    def test_an_object_no_flavor_handles_says_to_wrap_it(self, ws: Workspace) -> None:
+        with pytest.raises(InvalidArgumentError, match="PythonModel"):
+            cv.models.log(object(), "thing")
+
+    # -- signatures --------------------------------------------------------------------------
+
+    def test_the_signature_is_enforced_when_predicting(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series], forest: RandomForestClassifier
+    ) -> None:
+        X, _ = cancer
+        cv.models.log(forest, "churn", signature=cv.models.infer_signature(X, forest.predict(X)))
+        loaded = cv.models.load("churn")
+        shuffled = X[list(reversed(X.columns))].assign(extra=1)
+        np.testing.assert_array_equal(loaded.predict(shuffled), forest.predict(X))
+        bad = X.drop(columns=["mean radius"]).assign(**{"mean area": "big"})
+        with pytest.raises(cv.models.SignatureError) as caught:
+            loaded.predict(bad)
+        assert caught.value.problems == [
+            "column 'mean radius': missing",
+            "column 'mean area': expected float64, got string",
+        ]
+
+    def test_an_input_example_that_contradicts_the_signature_is_refused(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series], forest: RandomForestClassifier
+    ) -> None:
+        X, _ = cancer
+        signature = cv.models.infer_signature(X)
+        with pytest.raises(cv.models.SignatureError, match="input example"):
+            cv.models.log(forest, "churn", signature=signature, input_example=X.iloc[:3, :5])
+        with pytest.raises(NotFoundError):
+            cv.models.get("churn")  # nothing half-registered
+
+    # -- aliases ----------------------------------------------------------------------------
+
+    def test_alias_moves_are_recorded_and_queryable_by_time(
+        self, ws: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        for _ in range(2):
+            cv.models.log(forest, "churn")
+        first = cv.models.set_alias("churn", "champion", 1)
+        second = cv.models.set_alias("churn", "champion", 2)
+        assert (second.version, second.previous) == (2, 1)
+        assert cv.models.get("churn@champion").version == 2
+        assert cv.models.get("churn/2").aliases == ("champion",)
+        history = cv.models.alias_history("churn", "champion")
+        assert [(m.version, m.previous, m.actor) for m in history] == [
+            (1, None, "ada"),
+            (2, 1, "ada"),
+        ]
+        assert cv.models.get("churn@champion", at=first.at).version == 1
+        with pytest.raises(NotFoundError):
+            cv.models.get("churn@champion", at=first.at - timedelta(seconds=1))
+        cv.models.delete_alias("churn", "champion")
+        with pytest.raises(NotFoundError, match="has no alias 'champion'"):
+            cv.models.get("churn@champion")
+        with pytest.raises(InvalidArgumentError, match="not a valid alias"):
+            cv.models.set_alias("churn", "Champion!", 1)
+
+    # -- approvals -------------------------------------------------------------------------
+
+    def test_a_protected_alias_moves_only_through_an_approved_request(
+        self,
+        ws: Workspace,
+        bob: Workspace,
+        cancer: tuple[pd.DataFrame, pd.Series],
+        forest: RandomForestClassifier,
+    ) -> None:
+        X, _ = cancer
+        cv.models.log(forest, "churn", input_example=X[:5])
+        cv.models.log(forest, "churn", input_example=X[:5])
+        cv.models.set_alias("churn", "champion", 1)
+        cv.models.require_approval("churn")
+        with pytest.raises(PermissionDeniedError, match="protected"):
+            cv.models.set_alias("churn", "champion", 2)
+        request = cv.models.request_promotion("churn/2", "champion", comment="better AUC")
+        assert request.status == "pending"
+        assert {c["name"]: c["status"] for c in request.checks} == {
+            "signature": "passed",
+            "input_example": "passed",
+            "evaluation": "skipped",
+        }
+        with pytest.raises(PermissionDeniedError, match="second person"):
+            cv.models.approve(request.id)
+        decided = cv.models.approve(request.id, comment="ok", workspace=bob)
+        assert (decided.status, decided.decided_by) == ("approved", "bob")
+        assert cv.models.get("churn@champion").version == 2
+        last = cv.models.alias_history("churn", "champion")[-1]
+        assert (last.version, last.actor, last.request_id) == (2, "bob", request.id)
+        with pytest.raises(ConflictError, match="already approved by bob"):
+            cv.models.reject(request.id, workspace=bob)
+
+    def test_a_rejected_request_leaves_the_alias(
+        self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        cv.models.log(forest, "churn")
+        cv.models.require_approval("churn", ["production"])
+        request = cv.models.request_promotion("churn/1", "production")
+        cv.models.reject(request.id, comment="not yet", workspace=bob)
+        assert cv.models.requests("churn", status="rejected")[0].id == request.id
+        with pytest.raises(NotFoundError):
+            cv.models.get("churn@production")
+
+    def test_a_signature_change_fails_the_promotion_check(
+        self,
+        ws: Workspace,
+        cancer: tuple[pd.DataFrame, pd.Series],
+    ) -> None:
+        X, y = cancer
+        cv.models.log(LogisticRegression(max_iter=5000).fit(X, y), "lr", input_example=X[:3])
+        cv.models.set_alias("lr", "champion", 1)
+        narrow = X.iloc[:, :5]
+        cv.models.log(
+            LogisticRegression(max_iter=5000).fit(narrow, y), "lr", input_example=narrow[:3]
+        )
+        request = cv.models.request_promotion("lr/2", "champion")
+        check = next(c for c in request.checks if c["name"] == "signature")
+        assert (check["status"], "removed" in check["detail"]) == ("failed", True)
+        assert not request.checks_passed
+
+    # -- events ----------------------------------------------------------------------------
+
+    def test_subscribers_hear_registry_events(
+        self, ws: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        heard: list[tuple[str, dict]] = []
+        stop = cv.models.subscribe(lambda e: heard.append((e.kind, e.payload)))
+        cv.models.log(forest, "churn")
+        cv.models.set_alias("churn", "champion", 1)
+        stop()
+        cv.models.log(forest, "churn")
+        assert [k for k, _ in heard] == ["model_version.created", "alias.moved"]
+        assert (heard[1][1]["alias"], heard[1][1]["version"]) == ("champion", 1)

@@ -1,0 +1,63 @@
+"""Each flavor stores its models without pickle (but PythonModel) and loads them back equal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conveyor.core.errors import IntegrityError
+from conveyor.models.flavors import flavor_for, get_flavor
+
+sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+from sklearn.datasets import load_breast_cancer, load_diabetes  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+
+
+def cancer() -> tuple[pd.DataFrame, pd.Series]:
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    return X, y
+
+
+def round_trip(model: object) -> tuple[str, object]:
+    flavor = flavor_for(model)
+    files, info = flavor.save(model)
+    return flavor.name, (flavor, flavor.load(files, info))
+
+
+def test_sklearn_loads_only_the_types_recorded_at_save() -> None:
+    X, y = cancer()
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    flavor = get_flavor("sklearn")
+    files, info = flavor.save(model)
+    assert "sklearn.tree._tree.Tree" in info["trusted_types"]
+    assert info["classes"] == [0, 1]
+    np.testing.assert_array_equal(flavor.load(files, info).predict(X), model.predict(X))
+    narrowed = {**info, "trusted_types": []}
+    with pytest.raises(IntegrityError, match="not recorded"):
+        flavor.load(files, narrowed)
+
+
+def test_xgboost_round_trip_keeps_classes_and_probabilities() -> None:
+    xgboost = pytest.importorskip("xgboost")
+    X, y = cancer()
+    model = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(X, y)
+    name, (flavor, loaded) = round_trip(model)
+    assert name == "xgboost"
+    np.testing.assert_array_equal(flavor.predict(loaded, X), model.predict(X))
+    np.testing.assert_allclose(flavor.predict_proba(loaded, X), model.predict_proba(X), rtol=1e-6)
+
+
+def test_lightgbm_round_trip_serves_the_wrapper_from_its_booster() -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    X, y = cancer()
+    y = y.map({0: "stay", 1: "churn"})
+    model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
+    name, (flavor, loaded) = round_trip(model)
+    assert name == "lightgbm"
+    np.testing.assert_array_equal(flavor.predict(loaded, X), model.predict(X))
+    np.testing.assert_allclose(flavor.predict_proba(loaded, X), model.predict_proba(X))
+    Xr, yr = load_diabetes(return_X_y=True, as_frame=True)
+    regressor = lightgbm.LGBMRegressor(n_estimators=5, verbose=-1).fit(Xr, yr)
+    _, (flavor, loaded) = round_trip(regressor)
+    np.testing.assert_allclose(flavor.predict(loaded, Xr), regressor.predict(Xr))
