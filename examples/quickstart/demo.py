@@ -5,9 +5,10 @@ fresh project folder (default ``.demo/quickstart``): SQLite metadata and a local
 content-addressed artifact store, no server. The data is scikit-learn's bundled breast
 cancer table (569 rows, 30 features); nothing is downloaded.
 
-Until the registry, serving and monitoring issues land, this is the most complete job
-Conveyor runs: store a dataset, train and compare models in tracked runs (autolog),
-tune one with Optuna (each trial a child run), and trace the best model back to its data.
+Until serving and monitoring land, this is the most complete job Conveyor runs: store a
+dataset, train and compare models in tracked runs (autolog), tune one with Optuna (each
+trial a child run), register the best in the model registry, promote a challenger through
+an approval, and trace the champion back to its data.
 """
 
 from __future__ import annotations
@@ -107,6 +108,28 @@ def main() -> None:
             "selected",
         )
 
+    say("Register the tuned forest and make it champion; guard the alias with an approval")
+    with cv.start_run(experiment="cancer", name="register-forest"):
+        frame = cv.data.load(version.ref)  # the registered model's lineage reaches the data
+        forest = RandomForestClassifier(**result.best_params, random_state=0)
+        forest.fit(x_train, y_train)
+        cv.log_metric("val_auc", roc_auc_score(y_val, forest.predict_proba(x_val)[:, 1]))
+        champion = cv.models.log(forest, "cancer", input_example=x_val[:5])
+    cv.models.set_alias("cancer", "champion", champion.version)
+    cv.models.require_approval("cancer")
+    challenger = cv.models.log(candidates["logreg"], "cancer", input_example=x_val[:5])
+    request = cv.models.request_promotion(challenger.ref, "champion", comment="simpler model")
+    print(f"{request.id}: {challenger.ref} -> @champion is {request.status}; checks:")
+    for check in request.checks:
+        print(f"  {check['name']}: {check['status']} ({check['detail']})")
+    reviewer = cv.Workspace.from_settings(FOLDER, actor="reviewer")
+    cv.models.reject(request.id, comment="keep the tuned forest", workspace=reviewer)
+    reviewer.close()
+    loaded = cv.models.load("cancer@champion")  # verified against its digest, skops-loaded
+    print(f"cancer@champion is {loaded.version.ref}; predicts {loaded.predict(x_val[:5])}")
+    cli("models", "show", "cancer@champion")
+    cli("models", "history", "cancer")
+
     say("Find the best runs (filter language, ordering)")
     best = cv.search_runs(
         experiment="cancer",
@@ -140,8 +163,9 @@ def main() -> None:
     ws.close()
     print(
         "\nDone. Conveyor stored a dataset, tracked 2 trained models and an 8-trial search "
-        "with their params, metrics and models, and traced the best model back to its data, "
-        f"all in {FOLDER}/.conveyor. Explore it: cd {FOLDER} && conveyor runs list"
+        "with their params, metrics and models, registered the best as cancer@champion "
+        "(a challenger's promotion rejected in review), and traced the best model back to its "
+        f"data, all in {FOLDER}/.conveyor. Explore it: cd {FOLDER} && conveyor models list"
     )
 
 

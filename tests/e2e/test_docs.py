@@ -62,3 +62,14 @@ def test_the_data_guide_examples_run(tmp_path: Path) -> None:
         result = run_python(block, tmp_path)
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "restored" / "labels.csv").read_text() == "image,label\na.png,cat\n"
+
+
+def test_the_models_guide_examples_run(tmp_path: Path) -> None:
+    for i, block in enumerate(python_blocks(ROOT / "docs" / "models.md")):
+        folder = tmp_path / f"block{i}"
+        folder.mkdir()
+        result = run_python(block, folder)
+        assert result.returncode == 0, f"block {i} failed:\n{block}\n{result.stderr}"
+        if "request_promotion" in block:
+            assert "pending [('signature', 'passed'), ('input_example', 'passed')" in result.stdout
+            assert result.stdout.strip().endswith("2\nTrue")

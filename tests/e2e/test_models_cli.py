@@ -90,3 +90,19 @@ def test_promotion_through_approval(project: Path) -> None:
     assert shown["version"] == 2
     pending = json.loads(cli(project, "models", "requests", "--status", "pending", "--json").stdout)
     assert pending == []
+
+
+def test_predict_a_csv_and_refuse_a_bad_one(project: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    X, _ = load_breast_cancer(return_X_y=True, as_frame=True)
+    X[:4].to_csv(project / "rows.csv", index=False)
+    out = cli(project, "models", "predict", "churn/1", "rows.csv").stdout.splitlines()
+    assert out[0] == "prediction"
+    assert len(out) == 5
+    cli(project, "models", "predict", "churn", "rows.csv", "--proba", "-o", "p.csv")
+    assert (project / "p.csv").read_text().splitlines()[0] == "proba_0,proba_1"
+    X[:2].drop(columns=["mean radius"]).to_csv(project / "bad.csv", index=False)
+    refused = cli(project, "models", "predict", "churn/1", "bad.csv", ok=False)
+    assert refused.returncode != 0
+    assert "column 'mean radius': missing" in refused.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -100,6 +101,7 @@ def versions(
 def show(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    full: Annotated[bool, typer.Option("--all", help="List every input column.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a version: flavor, digest, signature, requirements, source run and data."""
@@ -110,10 +112,13 @@ def show(
     if as_json:
         _print_json(v.to_dict() | {"info": v.info, "data_versions": data})
         return
-    _print_version(v, data)
+    _print_version(v, data, full=full)
 
 
-def _print_version(v: ModelVersion, data: list[str]) -> None:
+SHOWN_INPUTS = 12
+
+
+def _print_version(v: ModelVersion, data: list[str], *, full: bool) -> None:
     console.print(f"[bold]{escape(v.ref)}[/bold]  ({v.flavor})  digest {v.digest}")
     console.print(
         f"logged {_when(v.created_at)} UTC by {escape(v.created_by)}"
@@ -127,10 +132,13 @@ def _print_version(v: ModelVersion, data: list[str]) -> None:
         console.print("trained on: " + escape(", ".join(data)))
     if v.signature is not None:
         table = Table("input", "type", "nullable")
-        for c in v.signature.inputs:
+        shown = v.signature.inputs if full else v.signature.inputs[:SHOWN_INPUTS]
+        for c in shown:
             shape = f" {list(c.shape)}" if c.shape else ""
             table.add_row(escape(c.name or "(tensor)"), escape(c.dtype + shape), str(c.nullable))
         console.print(table)
+        if len(shown) < len(v.signature.inputs):
+            console.print(f"... and {len(v.signature.inputs) - len(shown)} more inputs (--all)")
         if v.signature.outputs:
             console.print(
                 "outputs: " + escape(", ".join(c.describe() for c in v.signature.outputs))
@@ -357,3 +365,67 @@ def requests(
             escape(r.decided_by or ""),
         )
     console.print(table)
+
+
+@models_app.command("predict")
+def predict(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    input_path: Annotated[
+        str, typer.Argument(metavar="INPUT", help="A .csv, .parquet or .jsonl file of rows.")
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Write predictions here (.csv or .parquet)."),
+    ] = None,
+    proba: Annotated[
+        bool, typer.Option("--proba", help="Class probabilities instead of labels.")
+    ] = False,
+    trust: Annotated[
+        bool,
+        typer.Option("--trust", help="Allow loading a pickle-based (python flavor) model."),
+    ] = False,
+) -> None:
+    """Predict rows from a file with a version; input is checked against its signature."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from conveyor.core.errors import InvalidArgumentError
+
+    source = Path(input_path)
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": _read_jsonl}
+    reader = readers.get(source.suffix.lower())
+    if reader is None:
+        raise InvalidArgumentError(
+            f"Cannot read {source}: expected a .csv, .parquet or .jsonl file."
+        )
+    if not source.is_file():
+        raise InvalidArgumentError(f"{source} does not exist or is not a file.")
+    frame = reader(source)
+    ws, svc = _service(ctx)
+    with ws:
+        loaded = svc.load(ref, trust=trust)
+        values = loaded.predict_proba(frame) if proba else loaded.predict(frame)
+    result = pd.DataFrame(values)
+    if proba:
+        classes = loaded.version.info.get("classes")
+        if classes and len(classes) == result.shape[1]:
+            result.columns = [f"proba_{c}" for c in classes]
+    elif result.shape[1] == 1:
+        result.columns = ["prediction"]
+    result.columns = [str(c) for c in result.columns]
+    if output is None:
+        sys.stdout.write(result.to_csv(index=False))
+    elif output.endswith(".parquet"):
+        result.to_parquet(output, index=False)
+        console.print(f"Wrote {len(result):,} predictions to {escape(output)}.")
+    else:
+        result.to_csv(output, index=False)
+        console.print(f"Wrote {len(result):,} predictions to {escape(output)}.")
+
+
+def _read_jsonl(path: Any) -> Any:
+    import pandas as pd
+
+    return pd.read_json(path, lines=True)
