@@ -18,6 +18,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 X, y = load_breast_cancer(return_X_y=True, as_frame=True)
 cv.init(".")
+cv.data.add("cancer", X.assign(target=y))
 for c in (0.5, 1.0):
     with cv.start_run(experiment="churn"):
         cv.log_params({"C": c})
@@ -106,3 +107,17 @@ def test_predict_a_csv_and_refuse_a_bad_one(project: Path) -> None:
     refused = cli(project, "models", "predict", "churn/1", "bad.csv", ok=False)
     assert refused.returncode != 0
     assert "column 'mean radius': missing" in refused.stderr
+
+
+def test_evaluate_then_write_the_card(project: Path) -> None:
+    ev = json.loads(
+        cli(project, "models", "evaluate", "churn/2", "cancer@1", "-t", "target", "--json").stdout
+    )
+    assert (ev["dataset"], ev["task"], ev["rows"]) == ("cancer@1", "classification", 569)
+    assert ev["metrics"]["accuracy"] > 0.9
+    cli(project, "models", "card", "churn/2", "--html", "-o", "card.html")
+    page = (project / "card.html").read_text()
+    assert "<h2>Evaluation</h2>" in page
+    assert "cancer@1" in page
+    missing = cli(project, "models", "evaluate", "churn/2", "cancer@1", "-t", "nope", ok=False)
+    assert "no target column 'nope'" in missing.stderr

@@ -262,6 +262,110 @@ class ModelsSuite:
         assert (check["status"], "removed" in check["detail"]) == ("failed", True)
         assert not request.checks_passed
 
+    # -- evaluation and cards --------------------------------------------------------------
+
+    @staticmethod
+    def labelled(cancer: tuple[pd.DataFrame, pd.Series]) -> pd.DataFrame:
+        X, y = cancer
+        return X.assign(
+            target=y,
+            region=np.where(X["mean radius"] > 14, "north", "south"),
+            gender=np.resize(["f", "m", "m"], len(X)),
+        )
+
+    def test_evaluate_on_a_dataset_version_records_everything(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series], forest: RandomForestClassifier
+    ) -> None:
+        X, _ = cancer
+        frame = self.labelled(cancer)
+        cv.data.add("cancer", frame)
+        mv = cv.models.log(forest, "churn", input_example=X[:5])
+        ev = cv.models.evaluate(
+            "churn/1", "cancer@1", target="target", slices=["region"], sensitive=["gender"]
+        )
+        from sklearn.metrics import roc_auc_score
+
+        expected_auc = roc_auc_score(frame["target"], forest.predict_proba(X)[:, 1])
+        assert ev.metrics["roc_auc"] == pytest.approx(expected_auc)
+        assert {"accuracy", "precision", "recall", "f1", "log_loss", "calibration_error"} <= set(
+            ev.metrics
+        )
+        assert sum(s["rows"] for s in ev.slices["region"]) == len(frame)
+        chosen = pd.Series(forest.predict(X) == 1).groupby(frame["gender"]).mean()
+        assert ev.fairness["gender"]["demographic_parity_difference"] == pytest.approx(
+            chosen.max() - chosen.min()
+        )
+        assert ev.importance[0]["feature"] in X.columns
+        assert [e.id for e in cv.models.evaluations("churn/1")] == [ev.id]
+        downstream = ws.lineage(ObjectRef("model_evaluation", ev.id), direction="downstream")
+        assert [(e.dst, e.relation) for e in downstream.edges] == [
+            (ObjectRef("model_version", mv.id), "evaluates")
+        ]
+
+    def test_a_regression_is_scored_with_regression_metrics(self, ws: Workspace) -> None:
+        from sklearn.datasets import load_diabetes
+        from sklearn.linear_model import LinearRegression
+
+        X, y = load_diabetes(return_X_y=True, as_frame=True)
+        model = LinearRegression().fit(X, y)
+        cv.models.log(model, "price")
+        ev = cv.models.evaluate("price", X.assign(y=y), target="y", importance=False)
+        rmse = float(np.sqrt(np.mean((model.predict(X) - y) ** 2)))
+        assert ev.task == "regression"
+        assert ev.metrics["rmse"] == pytest.approx(rmse)
+        assert ev.dataset == "<frame>"
+        with pytest.raises(InvalidArgumentError, match="no target column 'label'"):
+            cv.models.evaluate("price", X.assign(y=y), target="label")
+
+    def test_a_worse_evaluation_fails_the_promotion_check(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series], forest: RandomForestClassifier
+    ) -> None:
+        from sklearn.dummy import DummyClassifier
+
+        X, y = cancer
+        cv.data.add("cancer", self.labelled(cancer))
+        cv.models.log(forest, "churn")
+        cv.models.log(DummyClassifier(strategy="prior").fit(X, y), "churn")
+        for ref in ("churn/1", "churn/2"):
+            cv.models.evaluate(ref, "cancer@1", target="target", importance=False)
+        cv.models.set_alias("churn", "champion", 1)
+        worse = cv.models.request_promotion("churn/2", "champion")
+        check = next(c for c in worse.checks if c["name"] == "evaluation")
+        assert check["status"] == "failed"
+        assert "roc_auc 0.5 vs" in check["detail"]
+
+    def test_the_model_card_tells_data_evaluation_and_approvals(
+        self,
+        ws: Workspace,
+        bob: Workspace,
+        cancer: tuple[pd.DataFrame, pd.Series],
+        forest: RandomForestClassifier,
+    ) -> None:
+        cv.data.add("cancer", self.labelled(cancer))
+        with cv.start_run(experiment="churn"):
+            frame = cv.data.load("cancer@1")
+            cv.log_params({"n_estimators": 10})
+            cv.models.log(forest, "churn", description="Flags <likely> churners")
+        cv.models.evaluate("churn/1", "cancer@1", target="target", sensitive=["gender"])
+        request = cv.models.request_promotion("churn/1", "champion")
+        cv.models.approve(request.id, workspace=bob)
+        markdown = cv.models.card("churn/1")
+        for expected in (
+            "# Model card: churn/1",
+            "Flags <likely> churners",
+            "cancer@1: table, 1 file(s)",
+            f"| {frame.columns[0]} | double |",
+            "| n_estimators | 10 |",
+            "## Fairness on cancer@1",
+            "## Feature importance on cancer@1",
+            f"| {request.id} | champion | approved | ada | bob |",
+            "@champion moved to churn/1 by bob",
+        ):
+            assert expected in markdown, expected
+        page = cv.models.card("churn/1", format="html")
+        assert "Flags &lt;likely&gt; churners" in page
+        assert page.startswith("<!doctype html>")
+
     # -- events ----------------------------------------------------------------------------
 
     def test_subscribers_hear_registry_events(

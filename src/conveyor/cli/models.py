@@ -429,3 +429,90 @@ def _read_jsonl(path: Any) -> Any:
     import pandas as pd
 
     return pd.read_json(path, lines=True)
+
+
+@models_app.command("evaluate")
+def evaluate(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    dataset: Annotated[str, typer.Argument(help="A table dataset version, e.g. customers@4.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="The label column.")],
+    slices: Annotated[
+        list[str] | None,
+        typer.Option("--slice", help="Also report metrics per value of this column."),
+    ] = None,
+    sensitive: Annotated[
+        list[str] | None,
+        typer.Option("--sensitive", help="Report group fairness across this column."),
+    ] = None,
+    no_importance: Annotated[
+        bool, typer.Option("--no-importance", help="Skip permutation feature importance.")
+    ] = False,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Allow loading a pickle-based (python) model.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a version on a dataset version: metrics, per slice, fairness, importance."""
+    ws, svc = _service(ctx)
+    with ws:
+        ev = svc.evaluate(
+            ref,
+            dataset,
+            target=target,
+            slices=slices,
+            sensitive=sensitive,
+            importance=not no_importance,
+            trust=trust,
+        )
+    if as_json:
+        _print_json(ev.to_dict())
+        return
+    console.print(
+        f"[bold]{escape(ev.model)}/{ev.version}[/bold] on {escape(ev.dataset)} "
+        f"({ev.task}, target {escape(ev.target)}, {ev.rows:,} rows)"
+    )
+    table = Table("metric", "value")
+    for key, value in ev.metrics.items():
+        table.add_row(key, _cell(value))
+    console.print(table)
+    for column, groups in ev.slices.items():
+        keys = [k for k in groups[0] if k not in ("value", "rows")][:5] if groups else []
+        sliced = Table(escape(column), "rows", *keys)
+        for g in groups:
+            sliced.add_row(_cell(g["value"]), str(g["rows"]), *(_cell(g[k]) for k in keys))
+        console.print(sliced)
+    for column, result in ev.fairness.items():
+        console.print(
+            f"fairness by {escape(column)}: demographic parity difference "
+            f"{_cell(result['demographic_parity_difference'])}, TPR gap "
+            f"{_cell(result['tpr_gap'])}, FPR gap {_cell(result['fpr_gap'])}"
+        )
+    if ev.importance:
+        top = ", ".join(f"{f['feature']} ({f['importance']:.3g})" for f in ev.importance[:5])
+        console.print(f"most important ({ev.importance[0]['metric']} drop): {escape(top)}")
+
+
+@models_app.command("card")
+def card(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    html: Annotated[bool, typer.Option("--html", help="An HTML page instead of Markdown.")] = False,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write the card to this file.")
+    ] = None,
+) -> None:
+    """Print (or write) a version's model card: data, params, evaluation, fairness, approvals."""
+    ws, svc = _service(ctx)
+    with ws:
+        text = svc.card(ref, format="html" if html else "markdown")
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    target = Path(output)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    console.print(f"Wrote the model card of {escape(ref)} to {escape(output)}.")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.models.flavors.python import PythonModel
 
 if TYPE_CHECKING:
+    from conveyor.models.evaluation import Evaluation
     from conveyor.models.events import RegistryEvent
     from conveyor.models.loaded import LoadedModel
     from conveyor.models.records import (
@@ -39,8 +40,11 @@ __all__ = [
     "SignatureError",
     "alias_history",
     "approve",
+    "card",
     "compare",
     "delete_alias",
+    "evaluate",
+    "evaluations",
     "get",
     "infer_signature",
     "input_example",
@@ -201,3 +205,42 @@ def subscribe(
 ) -> Callable[[], None]:
     """Call ``callback`` with each registry event (of ``kinds``); returns an unsubscribe."""
     return _svc(workspace).events.subscribe(callback, kinds)
+
+
+def evaluate(
+    ref: str,
+    data: Any,
+    *,
+    target: str,
+    slices: _list[str] | None = None,
+    sensitive: _list[str] | None = None,
+    task: str | None = None,
+    importance: bool = True,
+    trust: bool = False,
+    workspace: Workspace | None = None,
+) -> Evaluation:
+    """Evaluate a version on labelled data (``"customers@4"`` or a DataFrame); stored.
+
+    Task metrics (overall and per value of each ``slices`` column), group fairness for each
+    ``sensitive`` column, and permutation feature importance.
+    """
+    return _svc(workspace).evaluate(
+        ref,
+        data,
+        target=target,
+        slices=slices,
+        sensitive=sensitive,
+        task=task,
+        importance=importance,
+        trust=trust,
+    )
+
+
+def evaluations(ref: str, *, workspace: Workspace | None = None) -> _list[Evaluation]:
+    """Return the evaluations of a version, newest first."""
+    return _svc(workspace).evaluations(ref)
+
+
+def card(ref: str, *, format: str = "markdown", workspace: Workspace | None = None) -> str:
+    """Return a version's model card as Markdown (or ``format="html"``)."""
+    return _svc(workspace).card(ref, format=format)

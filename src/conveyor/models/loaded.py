@@ -6,7 +6,7 @@ from typing import Any
 
 from conveyor.models.flavors import Flavor
 from conveyor.models.records import ModelVersion
-from conveyor.models.signature import Signature, to_frame_or_array
+from conveyor.models.signature import Signature, SignatureError, to_frame_or_array
 
 __all__ = ["LoadedModel"]
 
@@ -36,9 +36,21 @@ class LoadedModel:
         return self.version.to_dict() | {"info": dict(self.version.info)}
 
     def _input(self, data: Any) -> Any:
-        if self.signature is None:
-            return to_frame_or_array(data)
-        return self.signature.prepare(data)
+        if self.signature is not None:
+            return self.signature.prepare(data)
+        data = to_frame_or_array(data)
+        names = self.version.info.get("feature_names")
+        if names and hasattr(data, "columns"):
+            # No signature, but the model knows its columns: pass those, in its order.
+            missing = [n for n in names if n not in data.columns]
+            if missing:
+                raise SignatureError(
+                    f"The input lacks column(s) the model was fitted on: "
+                    f"{', '.join(map(repr, missing[:10]))}.",
+                    [f"column {n!r}: missing" for n in missing],
+                )
+            return data[names]
+        return data
 
     def predict(self, data: Any) -> Any:
         """Return the model's predictions for ``data`` (a DataFrame, an array or records)."""

@@ -21,6 +21,7 @@ from conveyor.core.errors import (
     PermissionDeniedError,
 )
 from conveyor.models import registry
+from conveyor.models.evaluation import Evaluation
 from conveyor.models.events import EventBus, RegistryEvent
 from conveyor.models.flavors import Flavor, flavor_for, get_flavor, requirements_of
 from conveyor.models.loaded import LoadedModel
@@ -38,6 +39,7 @@ from conveyor.store.metadata.schema import (
     dataset_versions,
     datasets,
     lineage_edges,
+    model_evaluations,
     models,
     promotion_requests,
 )
@@ -394,8 +396,146 @@ class ModelService:
                 checks.append(
                     _check("input_example", "passed", f"predicted {len(example)} example rows")
                 )
-        checks.append(_check("evaluation", "skipped", "no evaluation of the candidate recorded"))
+        checks.append(self._evaluation_check(candidate, holder))
         return checks
+
+    def _evaluation_check(
+        self, candidate: ModelVersion, holder: ModelVersion | None
+    ) -> dict[str, Any]:
+        mine = self.evaluations(candidate.ref)
+        if not mine:
+            return _check(
+                "evaluation",
+                "skipped",
+                f"{candidate.ref} has no evaluation: run cv.models.evaluate first",
+            )
+        if holder is None:
+            name, value, _ = mine[0].primary
+            return _check(
+                "evaluation", "passed", f"{name} {_fmt(value)} on {mine[0].dataset}; no holder"
+            )
+        theirs = {e.dataset: e for e in self.evaluations(holder.ref)}
+        shared = [e for e in mine if e.dataset in theirs and e.dataset != "<frame>"]
+        if not shared:
+            return _check(
+                "evaluation",
+                "skipped",
+                f"no dataset version both {candidate.ref} and {holder.ref} were evaluated on",
+            )
+        ours, other = shared[0], theirs[shared[0].dataset]
+        name, value, higher = ours.primary
+        _, held, _ = other.primary
+        if value is None or held is None:
+            return _check("evaluation", "skipped", f"{name} is undefined on {ours.dataset}")
+        better = value >= held if higher else value <= held
+        detail = (
+            f"{name} {_fmt(value)} vs {_fmt(held)} for {holder.ref} on {ours.dataset} "
+            f"({'higher' if higher else 'lower'} is better)"
+        )
+        return _check("evaluation", "passed" if better else "failed", detail)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        ref: str,
+        data: Any,
+        *,
+        target: str,
+        slices: list[str] | None = None,
+        sensitive: list[str] | None = None,
+        task: str | None = None,
+        importance: bool = True,
+        trust: bool = False,
+    ) -> Evaluation:
+        """Evaluate a version on labelled data (a dataset version ref or a DataFrame), stored.
+
+        Metrics suit the task (classification: accuracy, precision, recall, F1, ROC AUC,
+        log loss, calibration; regression: MAE, RMSE, R2), also per value of each ``slices``
+        column; for each ``sensitive`` column, group fairness (selection rate, TPR and FPR
+        gaps, demographic parity difference); and permutation feature importance.
+        """
+        from conveyor.models.evaluation import compute_evaluation
+
+        dataset_version = None
+        if isinstance(data, str):
+            from conveyor.data.service import data_service
+
+            data_svc = data_service(self.ws)
+            dataset_version = data_svc.get(data)
+            frame = data_svc.load(dataset_version.ref)
+            label = dataset_version.ref
+        else:
+            frame = to_frame_or_array(data)
+            if not hasattr(frame, "columns"):
+                raise InvalidArgumentError(
+                    "evaluate needs a table with the target column: a DataFrame or a "
+                    "dataset version like 'customers@4'."
+                )
+            label = "<frame>"
+        loaded = self.load(ref, trust=trust)
+        values = compute_evaluation(
+            loaded,
+            frame,
+            target,
+            slices=slices,
+            sensitive=sensitive,
+            task=task,
+            importance=importance,
+        )
+        evaluation_id = ids.new_id()
+        version = loaded.version
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            uow.conn.execute(
+                model_evaluations.insert().values(
+                    id=evaluation_id,
+                    version_id=version.id,
+                    dataset_version_id=dataset_version.id if dataset_version else None,
+                    dataset=label,
+                    target=target,
+                    created_at=uow.now,
+                    created_by=uow.actor,
+                    **values,
+                )
+            )
+            node = ObjectRef("model_evaluation", evaluation_id)
+            uow.link(node, ObjectRef(registry.VERSION_KIND, version.id), "evaluates")
+            if dataset_version is not None:
+                uow.link(ObjectRef("dataset_version", dataset_version.id), node, "used_by")
+            uow.audit(
+                "model.evaluate",
+                node,
+                after={"ref": version.ref, "dataset": label, "metrics": values["metrics"]},
+            )
+        return self.evaluations(version.ref)[0]
+
+    def evaluations(self, ref: str) -> list[Evaluation]:
+        """Return the evaluations of a version, newest first."""
+        version = self.get(ref)
+        with self.ws.metadata.read() as conn:
+            rows = conn.execute(
+                sa.select(model_evaluations)
+                .where(model_evaluations.c.version_id == version.id)
+                .order_by(model_evaluations.c.created_at.desc(), model_evaluations.c.id.desc())
+            ).all()
+        return [
+            Evaluation(
+                id=r.id,
+                model=version.name,
+                version=version.version,
+                dataset=r.dataset,
+                target=r.target,
+                task=r.task,
+                rows=r.rows,
+                metrics=dict(r.metrics),
+                slices=dict(r.slices),
+                fairness=dict(r.fairness),
+                importance=list(r.importance),
+                created_at=r.created_at,
+                created_by=r.created_by,
+            )
+            for r in rows
+        ]
 
     def request(self, request_id: str) -> PromotionRequest:
         """Return the promotion request ``request_id``."""
@@ -491,6 +631,202 @@ class ModelService:
             self._emit("alias.moved", decided.model, alias=decided.alias, version=decided.version)
         return decided
 
+    # -- model card ------------------------------------------------------------------------
+
+    def card(self, ref: str, *, format: str = "markdown") -> str:
+        """Return the model card of a version as Markdown or as an HTML page."""
+        if format not in ("markdown", "html"):
+            raise InvalidArgumentError(f"format must be 'markdown' or 'html'; got {format!r}.")
+        card = self._card(self.get(ref))
+        return card.markdown() if format == "markdown" else card.html()
+
+    def _card(self, v: ModelVersion) -> Any:
+        from conveyor.models.cards import Card, Section, fmt
+
+        described = self._describe(v)
+        card = Card(title=f"Model card: {v.ref}")
+        overview = Section("Overview")
+        overview.blocks.append(v.description or "No description was given when it was logged.")
+        overview.blocks.append(
+            [
+                f"flavor: {v.flavor}",
+                f"digest: {v.digest}",
+                f"logged {v.created_at:%Y-%m-%d %H:%M} UTC by {v.created_by}",
+                f"aliases: {', '.join(v.aliases) or 'none'}",
+                f"source run: {v.run_id or 'none (logged outside a run)'}",
+                "requirements: " + ", ".join(f"{k}=={x}" for k, x in v.requirements.items()),
+            ]
+        )
+        card.sections.append(overview)
+        card.sections.append(self._data_section(described["data"], Section, fmt))
+        params = Section("Parameters")
+        params.blocks.append(
+            (["param", "value"], [[k, str(x)] for k, x in sorted(described["params"].items())])
+            if described["params"]
+            else "No params recorded."
+        )
+        metrics = Section("Training metrics")
+        metrics.blocks.append(
+            (["metric", "value"], [[k, fmt(x)] for k, x in sorted(described["metrics"].items())])
+            if described["metrics"]
+            else "No metrics recorded."
+        )
+        card.sections += [params, metrics]
+        card.sections += self._evaluation_sections(v, Section, fmt)
+        signature = Section("Signature")
+        if v.signature is None:
+            signature.blocks.append("No signature: inputs are not checked.")
+        else:
+            signature.blocks.append(
+                (
+                    ["input", "type", "nullable"],
+                    [[c.name or "(tensor)", c.dtype, str(c.nullable)] for c in v.signature.inputs],
+                )
+            )
+            if v.signature.outputs:
+                signature.blocks.append(
+                    "Outputs: " + ", ".join(c.describe() for c in v.signature.outputs)
+                )
+        card.sections.append(signature)
+        lineage = Section("Lineage")
+        edges = self.ws.lineage(ObjectRef(registry.VERSION_KIND, v.id), direction="upstream")
+        lineage.blocks.append(
+            [f"{e.src} {e.relation} {e.dst}" for e in edges.edges] or "No recorded lineage."
+        )
+        card.sections.append(lineage)
+        card.sections.append(self._approval_section(v, Section))
+        return card
+
+    def _data_section(self, refs: list[str], section: Any, fmt: Any) -> Any:
+        out = section("Training data")
+        if not refs:
+            out.blocks.append("No dataset version is recorded for the source run.")
+            return out
+        from conveyor.data.service import data_service
+
+        data = data_service(self.ws)
+        for ref in refs:
+            d = data.get(ref)
+            out.blocks.append(
+                f"{d.ref}: {d.kind}, {d.files} file(s), {d.size:,} bytes"
+                + (f", {d.rows:,} rows" if d.rows is not None else "")
+                + f", digest {d.digest[:12]}"
+            )
+            columns = (d.profile or {}).get("columns", {})
+            if columns:
+                rows = [
+                    [
+                        name,
+                        str(p.get("type", "")),
+                        fmt(p.get("null_rate")),
+                        fmt(p.get("mean")),
+                        fmt(p.get("min")),
+                        fmt(p.get("max")),
+                    ]
+                    for name, p in list(columns.items())[:15]
+                ]
+                out.blocks.append((["column", "type", "null rate", "mean", "min", "max"], rows))
+        return out
+
+    def _evaluation_sections(self, v: ModelVersion, section: Any, fmt: Any) -> list[Any]:
+        found = self.evaluations(v.ref)[:3]
+        out = section("Evaluation")
+        if not found:
+            out.blocks.append("Not evaluated yet: cv.models.evaluate(ref, dataset, target=...).")
+            return [out]
+        sections = [out]
+        for ev in found:
+            out.blocks.append(
+                f"On {ev.dataset} (target {ev.target}, {ev.rows:,} rows, {ev.task}), "
+                f"{ev.created_at:%Y-%m-%d %H:%M} UTC by {ev.created_by}:"
+            )
+            out.blocks.append((["metric", "value"], [[k, fmt(x)] for k, x in ev.metrics.items()]))
+            for column, groups in ev.slices.items():
+                keys = [k for k in groups[0] if k not in ("value", "rows")] if groups else []
+                out.blocks.append(f"By {column}:")
+                out.blocks.append(
+                    (
+                        [column, "rows", *keys],
+                        [
+                            [fmt(g["value"]), str(g["rows"]), *(fmt(g[k]) for k in keys)]
+                            for g in groups
+                        ],
+                    )
+                )
+            if ev.fairness:
+                fair = section(f"Fairness on {ev.dataset}")
+                for column, result in ev.fairness.items():
+                    fair.blocks.append(
+                        f"{column} (positive class {result['positive']}): demographic parity "
+                        f"difference {fmt(result['demographic_parity_difference'])}, TPR gap "
+                        f"{fmt(result['tpr_gap'])}, FPR gap {fmt(result['fpr_gap'])}."
+                    )
+                    fair.blocks.append(
+                        (
+                            ["group", "rows", "selection rate", "TPR", "FPR"],
+                            [
+                                [
+                                    fmt(g["group"]),
+                                    str(g["rows"]),
+                                    fmt(g["selection_rate"]),
+                                    fmt(g["tpr"]),
+                                    fmt(g["fpr"]),
+                                ]
+                                for g in result["groups"]
+                            ],
+                        )
+                    )
+                sections.append(fair)
+            if ev.importance:
+                imp = section(f"Feature importance on {ev.dataset}")
+                imp.blocks.append(
+                    f"Permutation importance: the drop in {ev.importance[0]['metric']} when a "
+                    "column is shuffled (mean over repeats); the top 10."
+                )
+                imp.blocks.append(
+                    (
+                        ["feature", "importance", "std"],
+                        [
+                            [f["feature"], fmt(f["importance"]), fmt(f["std"])]
+                            for f in ev.importance[:10]
+                        ],
+                    )
+                )
+                sections.append(imp)
+        return sections
+
+    def _approval_section(self, v: ModelVersion, section: Any) -> Any:
+        out = section("Approvals and alias history")
+        requests = [r for r in self.requests(v.name) if r.version == v.version]
+        if requests:
+            out.blocks.append(
+                (
+                    ["request", "alias", "status", "requested by", "decided by", "comment"],
+                    [
+                        [
+                            r.id,
+                            r.alias,
+                            r.status,
+                            r.requested_by,
+                            r.decided_by or "",
+                            r.decision_comment or r.comment,
+                        ]
+                        for r in requests
+                    ],
+                )
+            )
+        moves = [m for m in self.alias_history(v.name) if v.version in (m.version, m.previous)]
+        out.blocks.append(
+            [
+                f"{m.at:%Y-%m-%d %H:%M} UTC: @{m.alias} "
+                + (f"moved to {v.ref}" if m.version == v.version else f"moved away to {m.version}")
+                + f" by {m.actor}"
+                for m in moves
+            ]
+            or "No alias has pointed at this version."
+        )
+        return out
+
     # -- comparison ------------------------------------------------------------------------
 
     def compare(self, a: str, b: str) -> dict[str, Any]:
@@ -561,6 +897,10 @@ class ModelService:
 
     def _emit(self, kind: str, model: str, **payload: Any) -> None:
         self.events.emit(RegistryEvent(kind=kind, model=model, payload=payload))
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _check(name: str, status: str, detail: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class SklearnFlavor(Flavor):
             "has_predict_proba": hasattr(model, "predict_proba"),
             "classes": _jsonable(getattr(model, "classes_", None)),
             "n_features_in": getattr(model, "n_features_in_", None),
+            "feature_names": [str(n) for n in getattr(model, "feature_names_in_", [])] or None,
         }
         return {FILE: data}, info
 

@@ -37,7 +37,13 @@ class XGBoostFlavor(Flavor):
             path = Path(tmp) / FILE
             model.save_model(os.fspath(path))
             data = path.read_bytes()
-        info = {"class": type(model).__name__}
+        classes = getattr(model, "classes_", None)
+        info = {
+            "class": type(model).__name__,
+            "classes": [c.item() if hasattr(c, "item") else c for c in classes]
+            if classes is not None
+            else None,
+        }
         return {FILE: data}, info
 
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:

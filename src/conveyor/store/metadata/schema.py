@@ -22,6 +22,7 @@ __all__ = [
     "metrics",
     "model_alias_history",
     "model_aliases",
+    "model_evaluations",
     "model_versions",
     "models",
     "params",
@@ -310,4 +311,24 @@ promotion_requests = sa.Table(
     sa.Column("decided_at", UTCDateTime, nullable=True),
     sa.Column("decision_comment", sa.Text, nullable=False, server_default=""),
     sa.Index(None, "model_id", "status"),
+)
+
+# An evaluation of a model version on labelled data (a dataset version, or a DataFrame).
+model_evaluations = sa.Table(
+    "model_evaluations",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("version_id", ID, sa.ForeignKey("model_versions.id"), nullable=False),
+    sa.Column("dataset_version_id", ID, nullable=True),
+    sa.Column("dataset", sa.String(250), nullable=False),
+    sa.Column("target", sa.String(250), nullable=False),
+    sa.Column("task", sa.String(32), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("metrics", JSONType, nullable=False),
+    sa.Column("slices", JSONType, nullable=False),
+    sa.Column("fairness", JSONType, nullable=False),
+    sa.Column("importance", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Index(None, "version_id", "dataset_version_id"),
 )

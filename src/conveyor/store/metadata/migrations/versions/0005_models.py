@@ -1,4 +1,4 @@
-"""Model registry: models, versions, aliases and their history, promotion requests.
+"""Model registry: models, versions, aliases and their history, promotions, evaluations.
 
 Revision ID: 0005
 Revises: 0004
@@ -120,9 +120,37 @@ def upgrade() -> None:
     op.create_index(
         "ix_promotion_requests_model_id_status", "promotion_requests", ["model_id", "status"]
     )
+    op.create_table(
+        "model_evaluations",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("version_id", ID, nullable=False),
+        sa.Column("dataset_version_id", ID, nullable=True),
+        sa.Column("dataset", sa.String(250), nullable=False),
+        sa.Column("target", sa.String(250), nullable=False),
+        sa.Column("task", sa.String(32), nullable=False),
+        sa.Column("rows", sa.BigInteger, nullable=False),
+        sa.Column("metrics", JSONType, nullable=False),
+        sa.Column("slices", JSONType, nullable=False),
+        sa.Column("fairness", JSONType, nullable=False),
+        sa.Column("importance", JSONType, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_model_evaluations"),
+        sa.ForeignKeyConstraint(
+            ["version_id"],
+            ["model_versions.id"],
+            name="fk_model_evaluations_version_id_model_versions",
+        ),
+    )
+    op.create_index(
+        "ix_model_evaluations_version_id_dataset_version_id",
+        "model_evaluations",
+        ["version_id", "dataset_version_id"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("model_evaluations")
     op.drop_table("promotion_requests")
     op.drop_table("model_alias_history")
     op.drop_table("model_aliases")
