@@ -516,3 +516,35 @@ def card(
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
     console.print(f"Wrote the model card of {escape(ref)} to {escape(output)}.")
+
+
+@models_app.command("deliveries")
+def deliveries_(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many.", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the latest webhook deliveries of registry events (see `webhooks` in conveyor.toml)."""
+    from conveyor.models.webhooks import deliveries
+
+    ws = workspace_for(ctx)
+    with ws:
+        found = deliveries(ws, limit=limit)
+    if as_json:
+        _print_json(found)
+        return
+    if not found:
+        console.print("No webhook deliveries yet (set `webhooks` in conveyor.toml).")
+        return
+    table = Table("at (UTC)", "event", "url", "status", "attempts", "response", "error")
+    for d in found:
+        table.add_row(
+            d["at"][:19].replace("T", " "),
+            d["event"],
+            escape(d["url"]),
+            d["status"],
+            str(d["attempts"]),
+            str(d["response_code"] or ""),
+            escape(d["error"]),
+        )
+    console.print(table)

@@ -76,6 +76,14 @@ class Settings:
             "key": True,
         },
     )
+    webhooks: str = field(
+        default="",
+        metadata={
+            "help": "URLs that receive model registry events as JSON POSTs, comma-separated. "
+            "Default: none.",
+            "key": True,
+        },
+    )
     trust_pickled_models: str = field(
         default="false",
         metadata={

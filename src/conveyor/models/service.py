@@ -65,6 +65,17 @@ class ModelService:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.events = EventBus()
+        self.webhooks = None
+        if ws.settings.webhooks.strip():
+            from conveyor.models.webhooks import WebhookDispatcher, parse_webhook_urls
+
+            self.webhooks = WebhookDispatcher(ws, parse_webhook_urls(ws.settings.webhooks))
+            self.events.subscribe(self.webhooks)
+
+    def close(self) -> None:
+        """Finish webhook deliveries in flight (closed with the workspace)."""
+        if self.webhooks is not None:
+            self.webhooks.close()
 
     def _project_id(self) -> str:
         return self.ws.project.id

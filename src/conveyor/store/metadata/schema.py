@@ -30,6 +30,7 @@ __all__ = [
     "promotion_requests",
     "runs",
     "tags",
+    "webhook_deliveries",
 ]
 
 metadata = sa.MetaData(
@@ -331,4 +332,22 @@ model_evaluations = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
     sa.Index(None, "version_id", "dataset_version_id"),
+)
+
+# One row per registry event and webhook URL: how its delivery ended.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, nullable=False),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("response_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Index(None, "project_id", "finished_at"),
 )

@@ -1,4 +1,4 @@
-"""Model registry: models, versions, aliases and their history, promotions, evaluations.
+"""Model registry: versions, aliases and history, promotions, evaluations, webhook deliveries.
 
 Revision ID: 0005
 Revises: 0004
@@ -147,9 +147,30 @@ def upgrade() -> None:
         "model_evaluations",
         ["version_id", "dataset_version_id"],
     )
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", ID, nullable=False),
+        sa.Column("project_id", ID, nullable=False),
+        sa.Column("url", sa.String(500), nullable=False),
+        sa.Column("event", sa.String(64), nullable=False),
+        sa.Column("payload", JSONType, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("response_code", sa.Integer, nullable=True),
+        sa.Column("error", sa.Text, nullable=False, server_default=""),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("finished_at", UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_webhook_deliveries"),
+    )
+    op.create_index(
+        "ix_webhook_deliveries_project_id_finished_at",
+        "webhook_deliveries",
+        ["project_id", "finished_at"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("webhook_deliveries")
     op.drop_table("model_evaluations")
     op.drop_table("promotion_requests")
     op.drop_table("model_alias_history")
