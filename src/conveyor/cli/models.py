@@ -548,3 +548,24 @@ def deliveries_(
             escape(d["error"]),
         )
     console.print(table)
+
+
+@models_app.command("import-mlflow")
+def import_mlflow(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="An MLflow model folder (holding MLmodel).")],
+    name: Annotated[str, typer.Option("--name", help="Register it under this model name.")],
+    trust: Annotated[
+        bool,
+        typer.Option("--trust", help="Allow reading its pickle (runs code from the file)."),
+    ] = False,
+) -> None:
+    """Register an MLflow model (sklearn flavor): re-stored with skops, signature kept."""
+    ws, svc = _service(ctx)
+    with ws:
+        v = svc.import_mlflow(path, name, trust=trust)
+    console.print(
+        f"Imported {escape(path)} as {escape(v.ref)} ({v.flavor}, digest {v.digest[:12]})"
+        + (", with its signature" if v.signature else "")
+        + "."
+    )

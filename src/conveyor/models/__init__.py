@@ -46,6 +46,7 @@ __all__ = [
     "evaluate",
     "evaluations",
     "get",
+    "import_mlflow",
     "infer_signature",
     "input_example",
     "list",
@@ -244,3 +245,13 @@ def evaluations(ref: str, *, workspace: Workspace | None = None) -> _list[Evalua
 def card(ref: str, *, format: str = "markdown", workspace: Workspace | None = None) -> str:
     """Return a version's model card as Markdown (or ``format="html"``)."""
     return _svc(workspace).card(ref, format=format)
+
+
+def import_mlflow(
+    path: str, name: str, *, trust: bool = False, workspace: Workspace | None = None
+) -> ModelVersion:
+    """Register an MLflow model folder (sklearn flavor) as the next version of ``name``.
+
+    Reading its pickle runs code, so it needs ``trust=True``; it is stored again with skops.
+    """
+    return _svc(workspace).import_mlflow(path, name, trust=trust)

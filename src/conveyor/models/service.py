@@ -91,6 +91,7 @@ class ModelService:
         input_example: Any = None,
         description: str = "",
         flavor: str | None = None,
+        imported_from: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Store ``model`` and register it as the next version of ``name``.
 
@@ -123,6 +124,8 @@ class ModelService:
                         "signature inferred from it.",
                     ) from e
         files, info = chosen.save(model)
+        if imported_from:
+            info = {**info, "imported_from": imported_from}
         store = self.ws.artifacts
         stored = {n: store.put_bytes(data) for n, data in files.items()}
         links = [
@@ -168,6 +171,25 @@ class ModelService:
                 uow.link(run, ref, "produced")
         self._emit("model_version.created", name, version=version.version, digest=version.digest)
         return version
+
+    def import_mlflow(self, path: str, name: str, *, trust: bool = False) -> ModelVersion:
+        """Register the MLflow model at ``path`` (sklearn flavor) as the next version of name.
+
+        Its pickle is read (which needs ``trust=True``) and stored again with skops; the
+        signature and input example are converted; the MLflow source is kept in the info.
+        """
+        from conveyor.models.mlflow_import import read_mlflow_model
+
+        registry.validate_model_name(name)
+        found = read_mlflow_model(path, trust=trust)
+        return self.log(
+            found.model,
+            name,
+            signature=found.signature,
+            input_example=found.input_example,
+            description=found.description,
+            imported_from=found.source,
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
