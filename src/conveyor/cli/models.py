@@ -569,3 +569,34 @@ def import_mlflow(
         + (", with its signature" if v.signature else "")
         + "."
     )
+
+
+@models_app.command("export")
+def export(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    fmt: Annotated[str, typer.Option("--format", help="The format: onnx.")] = "onnx",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write the model here.")
+    ] = None,
+    register: Annotated[
+        str | None, typer.Option("--register", help="Also log it as a version of this model.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Convert a scikit-learn version to ONNX, checked to predict the same on its example."""
+    if output is None and register is None:
+        output = f"{ref.replace('/', '-').replace('@', '-')}.onnx"
+    ws, svc = _service(ctx)
+    with ws:
+        result = svc.export(ref, format=fmt, path=output, register=register)
+    if as_json:
+        _print_json(result)
+        return
+    checked = f"predictions checked on {result['rows_checked']} example rows"
+    if "max_proba_diff" in result:
+        checked += f", probabilities within {result['max_proba_diff']:.1e}"
+    if output:
+        console.print(f"Wrote {escape(output)}: {checked}.")
+    if result.get("registered"):
+        console.print(f"Registered as {escape(result['registered'])}.")

@@ -45,6 +45,7 @@ __all__ = [
     "delete_alias",
     "evaluate",
     "evaluations",
+    "export",
     "get",
     "import_mlflow",
     "infer_signature",
@@ -255,3 +256,18 @@ def import_mlflow(
     Reading its pickle runs code, so it needs ``trust=True``; it is stored again with skops.
     """
     return _svc(workspace).import_mlflow(path, name, trust=trust)
+
+
+def export(
+    ref: str,
+    *,
+    format: str = "onnx",
+    path: str | None = None,
+    register: str | None = None,
+    workspace: Workspace | None = None,
+) -> dict[str, Any]:
+    """Convert a scikit-learn version to ONNX, checked to predict the same on its example.
+
+    Writes it to ``path`` and/or logs it as a version of ``register`` (flavor onnx).
+    """
+    return _svc(workspace).export(ref, format=format, path=path, register=register)

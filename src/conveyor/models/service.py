@@ -191,6 +191,65 @@ class ModelService:
             imported_from=found.source,
         )
 
+    def export(
+        self,
+        ref: str,
+        *,
+        format: str = "onnx",
+        path: str | None = None,
+        register: str | None = None,
+        tolerance: float = 1e-4,
+    ) -> dict[str, Any]:
+        """Convert a scikit-learn version to ONNX, check it predicts the same, write it.
+
+        The check runs both on the version's input example: labels must be equal and
+        probabilities within ``tolerance``; a mismatch raises and writes nothing. With
+        ``register``, the ONNX model is also logged as a version of that model (flavor onnx).
+        """
+        if format != "onnx":
+            raise InvalidArgumentError(f"export writes format 'onnx' only; got {format!r}.")
+        version = self.get(ref)
+        if version.flavor != "sklearn":
+            raise InvalidArgumentError(
+                f"{version.ref} is a {version.flavor} model; export converts scikit-learn "
+                "models (skl2onnx)."
+            )
+        example = self.input_example(version.ref)
+        if example is None or version.signature is None:
+            raise InvalidArgumentError(
+                f"{version.ref} has no input example: the export is checked on it.",
+                hint="Log the model with input_example=X[:5].",
+            )
+        from conveyor.models.onnx_export import convert_and_check
+
+        loaded = self.load(version.ref)
+        onnx_model, report = convert_and_check(loaded, example, tolerance=tolerance)
+        result: dict[str, Any] = {"ref": version.ref, **report}
+        if path is not None:
+            from pathlib import Path
+
+            target = Path(path)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(onnx_model.SerializeToString())
+            tmp.replace(target)
+            result["path"] = str(target)
+        if register is not None:
+            exported = self.log(
+                onnx_model,
+                register,
+                signature=version.signature,
+                input_example=example,
+                description=f"ONNX export of {version.ref} (digest {version.digest[:12]}).",
+            )
+            with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+                uow.link(
+                    ObjectRef(registry.VERSION_KIND, version.id),
+                    ObjectRef(registry.VERSION_KIND, exported.id),
+                    "exported_as",
+                )
+            result["registered"] = exported.ref
+        return result
+
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, ref: str, *, at: datetime | None = None) -> ModelVersion:

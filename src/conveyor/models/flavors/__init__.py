@@ -22,6 +22,7 @@ FLAVORS: dict[str, str] = {
     "xgboost": "conveyor.models.flavors.xgboost:XGBoostFlavor",
     "lightgbm": "conveyor.models.flavors.lightgbm:LightGBMFlavor",
     "sklearn": "conveyor.models.flavors.sklearn:SklearnFlavor",
+    "onnx": "conveyor.models.flavors.onnx:OnnxFlavor",
     "python": "conveyor.models.flavors.python:PythonFlavor",
 }
 

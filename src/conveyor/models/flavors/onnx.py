@@ -1,0 +1,89 @@
+"""ONNX models, run with onnxruntime: a graph of operators, no code in the file.
+
+A model with one input gets the signed columns as one float32 (or the graph's type) matrix;
+a model with one input per column gets each column. ``predict`` is the first output;
+``predict_proba`` the second (skl2onnx classifiers converted without ZipMap give a matrix).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from conveyor.core.errors import IntegrityError, InvalidArgumentError
+from conveyor.models.flavors import Flavor, module_roots
+
+__all__ = ["OnnxFlavor"]
+
+FILE = "model.onnx"
+_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": np.str_,
+}
+
+
+class OnnxFlavor(Flavor):
+    name: ClassVar[str] = "onnx"
+    packages: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "numpy")
+
+    def handles(self, model: Any) -> bool:
+        return "onnx" in module_roots(model) and type(model).__name__ == "ModelProto"
+
+    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+        graph = model.graph
+        info = {
+            "inputs": [i.name for i in graph.input],
+            "outputs": [o.name for o in graph.output],
+            "opset": [o.version for o in model.opset_import],
+        }
+        return {FILE: model.SerializeToString()}, info
+
+    def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
+        import onnxruntime
+
+        try:
+            session = onnxruntime.InferenceSession(files[FILE], providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise IntegrityError(f"onnxruntime cannot read the stored model: {e}") from e
+        return _Session(session)
+
+    def predict(self, model: Any, data: Any) -> Any:
+        return model.run(data)[0]
+
+    def predict_proba(self, model: Any, data: Any) -> Any:
+        outputs = model.run(data)
+        if len(outputs) < 2:
+            raise InvalidArgumentError("This ONNX model has one output: no probabilities.")
+        return np.asarray(outputs[1])
+
+
+class _Session:
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.inputs = session.get_inputs()
+
+    def _feeds(self, data: Any) -> dict[str, Any]:
+        if len(self.inputs) == 1:
+            spec = self.inputs[0]
+            array: Any = np.asarray(data, dtype=_TYPES.get(spec.type, np.float32))
+            if array.ndim == 1:
+                array = array.reshape(-1, 1)
+            return {spec.name: array}
+        if not hasattr(data, "columns"):
+            raise InvalidArgumentError(
+                "This ONNX model takes one input per column: give a DataFrame with columns "
+                + ", ".join(i.name for i in self.inputs)
+                + "."
+            )
+        return {
+            i.name: np.asarray(data[i.name], dtype=_TYPES.get(i.type, np.float32)).reshape(-1, 1)
+            for i in self.inputs
+        }
+
+    def run(self, data: Any) -> list[Any]:
+        return list(self.session.run(None, self._feeds(data)))

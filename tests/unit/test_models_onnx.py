@@ -1,0 +1,64 @@
+"""ONNX: export a scikit-learn version (checked against the original), load and serve it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import conveyor as cv
+from conveyor.core.errors import InvalidArgumentError
+
+pytest.importorskip("skl2onnx", reason="the onnx extra is not installed")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+
+
+def test_export_checks_writes_and_registers_an_onnx_version(tmp_path: Path) -> None:
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    with cv.init(tmp_path / "p", project="onnx") as ws:
+        cv.models.log(model, "rf", input_example=X[:20])
+        result = cv.models.export("rf/1", path=str(tmp_path / "rf.onnx"), register="rf-onnx")
+        assert (result["labels_equal"], result["registered"]) == (True, "rf-onnx/1")
+        assert result["max_proba_diff"] < 1e-4
+        import onnx
+
+        assert onnx.load(str(tmp_path / "rf.onnx")).graph.input[0].name == "X"
+        onnx_version = cv.models.load("rf-onnx")
+        assert onnx_version.flavor.name == "onnx"
+        np.testing.assert_array_equal(onnx_version.predict(X), model.predict(X))
+        np.testing.assert_allclose(onnx_version.predict_proba(X), model.predict_proba(X), atol=1e-5)
+        source = cv.models.get("rf/1")
+        downstream = ws.lineage(cv.ObjectRef("model_version", source.id), direction="downstream")
+        assert [e.relation for e in downstream.edges] == ["exported_as"]
+
+
+def test_export_needs_an_input_example(tmp_path: Path) -> None:
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    with cv.init(tmp_path / "p", project="onnx"):
+        cv.models.log(RandomForestClassifier(n_estimators=2).fit(X, y), "rf")
+        with pytest.raises(InvalidArgumentError, match="no input example"):
+            cv.models.export("rf/1", path=str(tmp_path / "x.onnx"))
+        assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_cli_exports_to_a_file(tmp_path: Path) -> None:
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    (tmp_path / "conveyor.toml").write_text('project = "onnx"\n')
+    with cv.init(tmp_path):
+        cv.models.log(RandomForestClassifier(n_estimators=3).fit(X, y), "rf", input_example=X[:5])
+    out = subprocess.run(
+        [sys.executable, "-m", "conveyor", "models", "export", "rf/1", "--format", "onnx"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Wrote rf-1.onnx: predictions checked on 5 example rows" in out.stdout
+    assert (tmp_path / "rf-1.onnx").stat().st_size > 0
