@@ -123,7 +123,7 @@ class ModelService:
                         hint="Pass an example of the data the model is called with, or the "
                         "signature inferred from it.",
                     ) from e
-        files, info = chosen.save(model)
+        files, info = chosen.save(model, example)
         if imported_from:
             info = {**info, "imported_from": imported_from}
         store = self.ws.artifacts

@@ -23,6 +23,7 @@ FLAVORS: dict[str, str] = {
     "lightgbm": "conveyor.models.flavors.lightgbm:LightGBMFlavor",
     "sklearn": "conveyor.models.flavors.sklearn:SklearnFlavor",
     "onnx": "conveyor.models.flavors.onnx:OnnxFlavor",
+    "pytorch": "conveyor.models.flavors.pytorch:PyTorchFlavor",
     "python": "conveyor.models.flavors.python:PythonFlavor",
 }
 
@@ -30,8 +31,9 @@ FLAVORS: dict[str, str] = {
 class Flavor:
     """Saves, loads and calls one kind of model. Files are bytes, so any artifact store works.
 
-    ``save`` returns the files and a JSON-able ``info`` dict that ``load`` gets back; ``load``
-    returns an object that ``predict`` and ``predict_proba`` call.
+    ``save`` returns the files and a JSON-able ``info`` dict that ``load`` gets back (it gets
+    the input example, if any, for formats that trace the model); ``load`` returns an object
+    that ``predict`` and ``predict_proba`` call.
     """
 
     name: ClassVar[str]
@@ -43,7 +45,7 @@ class Flavor:
     def handles(self, model: Any) -> bool:
         raise NotImplementedError
 
-    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
         raise NotImplementedError
 
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:

@@ -27,7 +27,7 @@ class LightGBMFlavor(Flavor):
             hasattr(model, "booster_") or type(model).__name__ == "Booster"
         )
 
-    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
         booster = model if type(model).__name__ == "Booster" else model.booster_
         classes = getattr(model, "classes_", None)
         info = {

@@ -34,7 +34,7 @@ class OnnxFlavor(Flavor):
     def handles(self, model: Any) -> bool:
         return "onnx" in module_roots(model) and type(model).__name__ == "ModelProto"
 
-    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
         graph = model.graph
         info = {
             "inputs": [i.name for i in graph.input],

@@ -30,7 +30,7 @@ class PythonFlavor(Flavor):
     def handles(self, model: Any) -> bool:
         return isinstance(model, PythonModel)
 
-    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
         import cloudpickle
 
         info = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}

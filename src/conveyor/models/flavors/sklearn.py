@@ -19,7 +19,7 @@ class SklearnFlavor(Flavor):
     def handles(self, model: Any) -> bool:
         return "sklearn" in module_roots(model) and hasattr(model, "predict")
 
-    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
         import skops.io
         from skops.io.exceptions import UnsupportedTypeException
 

@@ -30,7 +30,7 @@ class XGBoostFlavor(Flavor):
     def handles(self, model: Any) -> bool:
         return "xgboost" in module_roots(model) and type(model).__name__ in _CLASSES
 
-    def save(self, model: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
         # The scikit-learn wrappers keep their own attributes (classes, objective) in the
         # file only when they write it themselves, which they do to a path.
         with tempfile.TemporaryDirectory(prefix="conveyor-xgb-") as tmp:
