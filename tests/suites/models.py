@@ -143,6 +143,12 @@ class ModelsSuite:
         loaded = cv.models.load("doubler", trust=True)
         assert loaded.predict(pd.DataFrame({"x": [3.0]})).tolist() == [6.0]
 
+    def test_a_promotion_check_does_not_unpickle_on_someones_behalf(self, ws: Workspace) -> None:
+        cv.models.log(Doubler(), "doubler", input_example=pd.DataFrame({"x": [1.0]}))
+        request = cv.models.request_promotion("doubler/1", "champion")
+        check = next(c for c in request.checks if c["name"] == "input_example")
+        assert (check["status"], "trust" in check["detail"]) == ("skipped", True)
+
     def test_an_object_no_flavor_handles_says_to_wrap_it(self, ws: Workspace) -> None:
         with pytest.raises(InvalidArgumentError, match="PythonModel"):
             cv.models.log(object(), "thing")

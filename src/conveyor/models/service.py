@@ -476,11 +476,23 @@ class ModelService:
                 else _check("signature", "passed", f"inputs match {holder.ref}")
             )
         example = self.input_example(candidate.ref)
+        trusted = not get_flavor(candidate.flavor).executes_code or (
+            self.ws.settings.trusts_pickled_models
+        )
         if example is None:
             checks.append(_check("input_example", "skipped", "the version has no input example"))
+        elif not trusted:
+            # Loading a pickle runs its code: a request must not do that on someone's behalf.
+            checks.append(
+                _check(
+                    "input_example",
+                    "skipped",
+                    f"{candidate.flavor} models load only with trust; the reviewer checks it",
+                )
+            )
         else:
             try:
-                loaded = self.load(candidate.ref, trust=True)
+                loaded = self.load(candidate.ref)
                 loaded.predict(example)
             except Exception as e:  # noqa: BLE001 - any failure to predict is the finding
                 checks.append(_check("input_example", "failed", f"{type(e).__name__}: {e}"))
