@@ -68,11 +68,15 @@ def module_roots(model: Any) -> set[str]:
     return {(cls.__module__ or "").split(".", 1)[0] for cls in type(model).__mro__}
 
 
+_plugins: dict[str, str] | None = None
+
+
 def _targets() -> dict[str, str]:
-    targets = dict(FLAVORS)
-    for ep in entry_points(group="conveyor.model_flavors"):
-        targets.setdefault(ep.name, ep.value)
-    return targets
+    global _plugins
+    if _plugins is None:  # entry points are read once: scanning them costs ms per call
+        _plugins = {ep.name: ep.value for ep in entry_points(group="conveyor.model_flavors")}
+    # Built-ins first, in their order; a plugin adds a flavor but cannot replace one.
+    return {**FLAVORS, **{n: t for n, t in _plugins.items() if n not in FLAVORS}}
 
 
 _instances: dict[str, Flavor] = {}
