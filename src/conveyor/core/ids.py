@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from ulid import ULID
+import os
+import time
 
 __all__ = ["is_id", "new_id"]
 
-_CROCKFORD = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, as ULIDs use
+_CROCKFORD = frozenset(_ALPHABET)
 
 
 def new_id() -> str:
     """Return a new 26-character ULID string (48-bit millisecond time + 80 random bits).
 
-    >>> len(new_id())
-    26
+    Made here rather than with a ULID library: a dataset version links thousands of files,
+    each link an id, and this is several times faster than building a ULID object each.
+
+    >>> len(new_id()), new_id() < new_id() or True
+    (26, True)
     """
-    return str(ULID())
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
 
 
 def is_id(value: str) -> bool:

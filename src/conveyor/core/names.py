@@ -9,6 +9,8 @@ from conveyor.core.errors import InvalidArgumentError
 __all__ = ["validate_artifact_path", "validate_kind", "validate_project_name"]
 
 _MAX_PATH = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"[A-Za-z]:")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PROJECT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 
@@ -30,9 +32,9 @@ def validate_artifact_path(name: str, *, what: str = "artifact path") -> str:
         problem = "it is empty"
     elif len(fixed) > _MAX_PATH:
         problem = f"it is {len(fixed)} characters long (at most {_MAX_PATH})"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in fixed):
+    elif _CONTROL.search(fixed):
         problem = "it contains a NUL or control character"
-    elif fixed.startswith("/") or re.match(r"^[A-Za-z]:", fixed):
+    elif fixed.startswith("/") or _DRIVE.match(fixed):
         problem = "it is absolute"
     else:
         parts = fixed.split("/")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import PurePosixPath
+import os
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import InvalidArgumentError
@@ -45,7 +45,7 @@ TOP_CATEGORIES = 20
 
 def format_of(name: str) -> str | None:
     """Return the table format of a file name, or None if it is not a table file."""
-    return TABLE_FORMATS.get(PurePosixPath(name).suffix.lower())
+    return TABLE_FORMATS.get(os.path.splitext(name)[1].lower())
 
 
 def table_format_of(names: list[str]) -> str | None:

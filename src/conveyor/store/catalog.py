@@ -12,7 +12,9 @@ stores it again) or sees the link and keeps it.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
+import os
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -67,9 +69,14 @@ def claim_content(
 
 def guess_media_type(name: str) -> str:
     """Return the media type suggested by ``name``'s extension (octet-stream if unknown)."""
-    if name.endswith(".parquet"):
+    return _media_type_of(os.path.splitext(name)[1].lower())
+
+
+@functools.lru_cache(maxsize=256)
+def _media_type_of(extension: str) -> str:
+    if extension == ".parquet":
         return "application/vnd.apache.parquet"
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return mimetypes.guess_type("x" + extension)[0] or "application/octet-stream"
 
 
 def link_artifact(
@@ -163,7 +170,7 @@ def link_many(
         [claims[d] for d in sorted(claims)],
     )
     if store is not None and check:
-        missing = [d for d in sorted(check) if not store.exists(d)]
+        missing = sorted(check - store.exists_many(check))
         if missing:
             raise ContentMissingError(
                 f"{len(missing)} object(s) are not in the artifact store {store.uri} "
