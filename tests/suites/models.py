@@ -240,6 +240,22 @@ class ModelsSuite:
         with pytest.raises(ConflictError, match="already approved by bob"):
             cv.models.reject(request.id, workspace=bob)
 
+    def test_a_request_whose_alias_moved_since_cannot_be_approved(
+        self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        for _ in range(3):
+            cv.models.log(forest, "churn")
+        cv.models.set_alias("churn", "champion", 1)
+        cv.models.require_approval("churn")
+        older = cv.models.request_promotion("churn/2", "champion")
+        newer = cv.models.request_promotion("churn/3", "champion")
+        cv.models.approve(newer.id, workspace=bob)
+        with pytest.raises(ConflictError, match="has moved since"):
+            cv.models.approve(older.id, workspace=bob)
+        assert cv.models.get("churn@champion").version == 3
+        assert cv.models.request(older.id, workspace=bob).status == "pending"
+        cv.models.reject(older.id, comment="superseded", workspace=bob)
+
     def test_a_rejected_request_leaves_the_alias(
         self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
     ) -> None:
@@ -339,6 +355,24 @@ class ModelsSuite:
         check = next(c for c in worse.checks if c["name"] == "evaluation")
         assert check["status"] == "failed"
         assert "roc_auc 0.5 vs" in check["detail"]
+
+    def test_the_evaluation_check_compares_one_metric_on_both_sides(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series]
+    ) -> None:
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import LinearSVC
+
+        X, y = cancer
+        cv.data.add("cancer", self.labelled(cancer))
+        cv.models.log(LogisticRegression(max_iter=5000).fit(X, y), "churn")
+        cv.models.log(make_pipeline(StandardScaler(), LinearSVC()).fit(X, y), "churn")
+        for ref in ("churn/1", "churn/2"):
+            cv.models.evaluate(ref, "cancer@1", target="target", importance=False)
+        cv.models.set_alias("churn", "champion", 1)
+        request = cv.models.request_promotion("churn/2", "champion")
+        check = next(c for c in request.checks if c["name"] == "evaluation")
+        assert check["detail"].startswith("accuracy ")  # the SVC has no probabilities
 
     def test_the_model_card_tells_data_evaluation_and_approvals(
         self,

@@ -98,6 +98,22 @@ def test_a_folder_that_is_not_an_mlflow_model_says_so(tmp_path: Path) -> None:
             cv.models.import_mlflow(str(tmp_path), "rf", trust=True)
 
 
+def test_an_input_example_outside_the_folder_is_refused(
+    tmp_path: Path, fitted: tuple[RandomForestClassifier, pd.DataFrame]
+) -> None:
+    model, X = fitted
+    folder = mlflow_folder(tmp_path / "rf", model, X, "skops")
+    (tmp_path / "secret.json").write_text('{"columns": ["token"], "data": [["hunter2"]]}')
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    meta["saved_input_example_info"]["artifact_path"] = "../secret.json"
+    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    with (
+        cv.init(tmp_path / "p", project="imp"),
+        pytest.raises(InvalidArgumentError, match="outside"),
+    ):
+        cv.models.import_mlflow(str(folder), "rf")
+
+
 def test_the_cli_imports_a_folder(
     tmp_path: Path, fitted: tuple[RandomForestClassifier, pd.DataFrame]
 ) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "load",
     "log",
     "reject",
+    "request",
     "request_promotion",
     "requests",
     "require_approval",
@@ -271,3 +272,8 @@ def export(
     Writes it to ``path`` and/or logs it as a version of ``register`` (flavor onnx).
     """
     return _svc(workspace).export(ref, format=format, path=path, register=register)
+
+
+def request(request_id: str, *, workspace: Workspace | None = None) -> PromotionRequest:
+    """Return the promotion request ``request_id`` with its checks and decision."""
+    return _svc(workspace).request(request_id)

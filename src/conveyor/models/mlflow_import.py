@@ -102,10 +102,10 @@ def _signature(raw: dict[str, Any] | None) -> Signature | None:
 def _input_example(root: Path, info: dict[str, Any] | None) -> Any:
     if not info:
         return None
-    name = info.get("artifact_path", "input_example.json")
-    path = root / name
-    if not path.is_file():
+    name = str(info.get("artifact_path", "input_example.json"))
+    if not (root / name).is_file():
         return None
+    path = _inside(root, name)  # refuses a name that leads outside the model folder
     import pandas as pd
 
     data = json.loads(path.read_text(encoding="utf-8"))

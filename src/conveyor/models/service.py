@@ -21,7 +21,7 @@ from conveyor.core.errors import (
     PermissionDeniedError,
 )
 from conveyor.models import registry
-from conveyor.models.evaluation import Evaluation
+from conveyor.models.evaluation import PRIMARY_METRIC, Evaluation
 from conveyor.models.events import EventBus, RegistryEvent
 from conveyor.models.flavors import Flavor, flavor_for, get_flavor, requirements_of
 from conveyor.models.loaded import LoadedModel
@@ -39,6 +39,7 @@ from conveyor.store.metadata.schema import (
     dataset_versions,
     datasets,
     lineage_edges,
+    model_aliases,
     model_evaluations,
     models,
     promotion_requests,
@@ -440,6 +441,7 @@ class ModelService:
                     model_id=model.id,
                     version_id=candidate.id,
                     alias=alias,
+                    holder_version_id=holder.id if holder else None,
                     status="pending",
                     checks=checks,
                     requested_by=uow.actor,
@@ -518,7 +520,9 @@ class ModelService:
             return _check(
                 "evaluation", "passed", f"{name} {_fmt(value)} on {mine[0].dataset}; no holder"
             )
-        theirs = {e.dataset: e for e in self.evaluations(holder.ref)}
+        theirs: dict[str, Evaluation] = {}
+        for e in self.evaluations(holder.ref):  # newest first: keep each dataset's newest
+            theirs.setdefault(e.dataset, e)
         shared = [e for e in mine if e.dataset in theirs and e.dataset != "<frame>"]
         if not shared:
             return _check(
@@ -527,10 +531,16 @@ class ModelService:
                 f"no dataset version both {candidate.ref} and {holder.ref} were evaluated on",
             )
         ours, other = shared[0], theirs[shared[0].dataset]
-        name, value, higher = ours.primary
-        _, held, _ = other.primary
-        if value is None or held is None:
-            return _check("evaluation", "skipped", f"{name} is undefined on {ours.dataset}")
+        name, higher = PRIMARY_METRIC[ours.task]
+        if ours.metrics.get(name) is None or other.metrics.get(name) is None:
+            name = "accuracy"  # e.g. a classifier without probabilities has no ROC AUC
+        value, held = ours.metrics.get(name), other.metrics.get(name)
+        if value is None or held is None or ours.task != other.task:
+            return _check(
+                "evaluation",
+                "skipped",
+                f"no metric both versions have on {ours.dataset} to compare",
+            )
         better = value >= held if higher else value <= held
         detail = (
             f"{name} {_fmt(value)} vs {_fmt(held)} for {holder.ref} on {ours.dataset} "
@@ -715,6 +725,26 @@ class ModelService:
                     f"at {current.decided_at}.",
                 )
             if status == "approved":
+                holder = uow.conn.execute(
+                    sa.select(model_aliases.c.version_id).where(
+                        model_aliases.c.model_id == row.model_id,
+                        model_aliases.c.alias == row.alias,
+                    )
+                ).scalar_one_or_none()
+                if holder != row.holder_version_id:
+                    # The checks compared with another holder: approving would act on stale
+                    # evidence (and could move the alias back). The update above rolls back.
+                    def number(version_id: str | None) -> str:
+                        if version_id is None:
+                            return "no version"
+                        return registry.version_by_id(uow.conn, version_id).ref
+
+                    raise ConflictError(
+                        f"@{row.alias} has moved since {request_id} was made: it pointed at "
+                        f"{number(row.holder_version_id)}, now at {number(holder)}, so the "
+                        "request's checks are out of date.",
+                        hint="Reject it, and request the promotion again to re-run the checks.",
+                    )
                 registry.move_alias(
                     uow, row.model_id, row.alias, row.version_id, request_id=request_id
                 )

@@ -303,6 +303,9 @@ promotion_requests = sa.Table(
     sa.Column("model_id", ID, sa.ForeignKey("models.id"), nullable=False),
     sa.Column("version_id", ID, sa.ForeignKey("model_versions.id"), nullable=False),
     sa.Column("alias", sa.String(100), nullable=False),
+    # The version the alias pointed at when the request was made (its checks compared with
+    # it): approving fails if the alias has moved since.
+    sa.Column("holder_version_id", ID, nullable=True),
     sa.Column("status", sa.String(16), nullable=False),  # pending, approved, rejected
     sa.Column("checks", JSONType, nullable=False),
     sa.Column("requested_by", sa.String(200), nullable=False),

@@ -99,6 +99,7 @@ def upgrade() -> None:
         sa.Column("model_id", ID, nullable=False),
         sa.Column("version_id", ID, nullable=False),
         sa.Column("alias", sa.String(100), nullable=False),
+        sa.Column("holder_version_id", ID, nullable=True),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("checks", JSONType, nullable=False),
         sa.Column("requested_by", sa.String(200), nullable=False),
