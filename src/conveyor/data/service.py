@@ -25,7 +25,7 @@ from conveyor.data.ingest import HashCache, ingest, scan
 from conveyor.data.records import DatasetVersion, FileEntry, Manifest
 from conveyor.data.transfer import TransferResult, copy_objects
 from conveyor.store import catalog
-from conveyor.store.activity import current_activity
+from conveyor.store.activity import current_activity, note_read
 from conveyor.store.artifacts.cas import ArtifactStore
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
@@ -208,7 +208,8 @@ class DataService:
                 hint="Fetch it with `conveyor data pull` from the remote that has it.",
             ) from None
 
-    def _used(self, version: DatasetVersion) -> None:
+    def _used(self, version: DatasetVersion, ref: str) -> None:
+        note_read("dataset", ref, version.id)
         run = current_activity()
         if run is None:
             return
@@ -236,7 +237,7 @@ class DataService:
         # Parquet readers seek, so each file is read whole and verified first.
         buffers = [pa.BufferReader(self._read_file(version, f)) for f in manifest.files]
         table = tables.read_table(fmt, buffers)
-        self._used(version)
+        self._used(version, ref)
         return table
 
     def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes:
@@ -273,7 +274,7 @@ class DataService:
                         raise
             finally:
                 shutil.rmtree(temp, ignore_errors=True)
-        self._used(version)
+        self._used(version, ref)
         return final
 
     def checkout(

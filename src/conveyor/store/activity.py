@@ -21,9 +21,17 @@ from contextvars import ContextVar
 
 from conveyor.store.records import ObjectRef
 
-__all__ = ["activity", "current_activity", "enter_activity", "leave_activity"]
+__all__ = [
+    "activity",
+    "current_activity",
+    "enter_activity",
+    "leave_activity",
+    "note_read",
+    "recording_reads",
+]
 
 _stack: ContextVar[tuple[ObjectRef, ...]] = ContextVar("conveyor_activity", default=())
+_reads: ContextVar[list[dict[str, str]] | None] = ContextVar("conveyor_reads", default=None)
 
 
 def current_activity() -> ObjectRef | None:
@@ -52,3 +60,27 @@ def activity(ref: ObjectRef) -> Iterator[ObjectRef]:
         yield ref
     finally:
         leave_activity(ref)
+
+
+def note_read(kind: str, ref: str, resolved_id: str) -> None:
+    """Tell whoever records reads here that ``ref`` was read and resolved to ``resolved_id``.
+
+    A pipeline step records the dataset refs it loads (``customers@latest``), so its cached
+    result is reused only while each ref still resolves to the same version.
+    """
+    reads = _reads.get()
+    if reads is not None:
+        entry = {"kind": kind, "ref": ref, "id": resolved_id}
+        if entry not in reads:
+            reads.append(entry)
+
+
+@contextmanager
+def recording_reads() -> Iterator[list[dict[str, str]]]:
+    """Collect the reads noted while the block runs (in this context) into the yielded list."""
+    reads: list[dict[str, str]] = []
+    token = _reads.set(reads)
+    try:
+        yield reads
+    finally:
+        _reads.reset(token)

@@ -160,9 +160,28 @@ class Tracker:
         }
         if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
             raise InvalidArgumentError(f"A run name must be 1 to 200 characters; got {name!r}.")
-        env, packages_digest, diff_digest = self._environment()
         run_id = ids.new_id()
         run_name = name or f"run-{run_id[-6:].lower()}"
+        ops = self.create_ops(exp.name, run_id, run_name, parent_id, checked_tags)
+        self.writer.submit_many(ops)
+        return self._activate(ActiveRun(self, run_id, run_name, exp.name, parent_id))
+
+    def create_ops(
+        self,
+        experiment: str,
+        run_id: str,
+        name: str,
+        parent_id: str | None,
+        tags: dict[str, str] | None = None,
+    ) -> list[Any]:
+        """Return the writes that create run ``run_id`` (with the environment it runs in).
+
+        For services that create runs in their own transaction (pipelines create a step's
+        run together with the step's record): pass them to ``store.write_in``.
+        """
+        exp = self.store.experiment(experiment)
+        env, packages_digest, diff_digest = self._environment()
+        run_name = name
         git = env.git
         row = {
             "id": run_id,
@@ -184,7 +203,7 @@ class Tracker:
             "deleted_at": None,
         }
         ops: list[Any] = [CreateRun(row)]
-        ops += [SetTag(run_id, k, v) for k, v in checked_tags.items()]
+        ops += [SetTag(run_id, k, v) for k, v in (tags or {}).items()]
         if diff_digest is not None and git is not None:
             ops.append(
                 LinkArtifact(
@@ -195,10 +214,21 @@ class Tracker:
                     "text/x-diff",
                 )
             )
-        self.writer.submit_many(ops)
-        run = ActiveRun(self, run_id, run_name, exp.name, parent_id)
+        return ops
+
+    def attach(
+        self, run_id: str, name: str, experiment: str, parent_id: str | None = None
+    ) -> ActiveRun:
+        """Make the existing run ``run_id`` the active one in this context, without creating it.
+
+        A pipeline step's code runs in a worker while the coordinator owns the run: the worker
+        attaches, logs and detaches (:meth:`ActiveRun.detach`); the coordinator ends the run.
+        """
+        return self._activate(ActiveRun(self, run_id, name, experiment, parent_id))
+
+    def _activate(self, run: ActiveRun) -> ActiveRun:
         with self._open_lock:
-            self._open[run_id] = run
+            self._open[run.id] = run
         _active.set((*_active.get(), run))
         enter_activity(run.ref)
         return run
@@ -407,6 +437,15 @@ class ActiveRun:
             # A worker process may be terminated (a multiprocessing pool's exit does),
             # skipping every exit hook: store the run before carrying on.
             self.tracker.writer.flush()
+
+    def detach(self) -> None:
+        """Stop being the active run here without ending it, and store what it logged."""
+        _active.set(tuple(r for r in _active.get() if r is not self))
+        leave_activity(self.ref)
+        with self.tracker._open_lock:
+            self.tracker._open.pop(self.id, None)
+        self.ended = True
+        self.tracker.writer.flush()
 
     def __enter__(self) -> Self:
         return self

@@ -27,6 +27,7 @@ from conveyor.store.metadata.schema import (
     tags,
 )
 from conveyor.store.metadata.sql import Prepared, insert_ignore
+from conveyor.store.metadata.store import UnitOfWork
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 from conveyor.tracking.records import Experiment, MetricPoint, Run, RunStatus
@@ -236,6 +237,15 @@ class TrackingStore:
 
     def write(self, ops: Sequence[Op]) -> None:
         """Apply ``ops`` in one transaction, with an audit event per run created or ended."""
+        with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
+            created = self.write_in(uow, ops)
+        self._runs_written += created
+        if self._runs_written >= self._analyze_at:
+            self._analyze_at *= 2
+            self._refresh_statistics()
+
+    def write_in(self, uow: UnitOfWork, ops: Sequence[Op]) -> int:
+        """Apply ``ops`` inside ``uow`` (another service's transaction); return runs created."""
         created: list[dict[str, Any]] = []
         new_params: dict[tuple[str, str], str] = {}
         new_tags: dict[tuple[str, str], str] = {}
@@ -281,88 +291,81 @@ class TrackingStore:
                 "end_time": end.end_time,
             }
         updates = [e for e in ends if e.run_id not in fresh]
-        with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
-            conn = uow.conn
-            statements = _statements(conn.dialect.name)
-            # A resent batch (its first commit's acknowledgement was lost) finds its runs
-            # stored already: those are neither inserted nor audited again.
-            stored = _existing(conn, runs.c.id, list(fresh)) if fresh else set()
-            inserted = {rid: row for rid, row in fresh.items() if rid not in stored}
-            if inserted:
-                conn.execute(statements.insert_runs, list(inserted.values()))
-                for row in created:
-                    if row["id"] in inserted:
-                        uow.audit(
-                            "run.create",
-                            ObjectRef("run", row["id"]),
-                            after={"name": row["name"], "experiment_id": row["experiment_id"]},
-                        )
-            if new_params:
-                self._insert_params(conn, new_params, set(inserted))
-            if new_tags:
-                tag_rows = [{"run_id": r, "key": k, "value": v} for (r, k), v in new_tags.items()]
-                _split(tag_rows, fresh, statements.insert_tags, statements.upsert_tags, conn)
-            if points:
-                statements.insert_metrics.executemany(conn, points)
-                _split(
-                    list(latest.values()),
-                    fresh,
-                    statements.insert_latest,
-                    statements.upsert_latest,
-                    conn,
-                )
-            for link in links:
-                claim_content(
-                    conn, self.ws.artifacts, link.digest, link.size, link.media_type, uow.now
-                )
-                insert_ignore(
-                    conn,
-                    artifact_links,
-                    [
-                        {
-                            "id": ids.new_id(),
-                            "digest": link.digest,
-                            "owner_kind": link.owner.kind,
-                            "owner_id": link.owner.id,
-                            "name": link.name,
-                            "created_at": uow.now,
-                        }
-                    ],
-                    conflict_columns=["owner_kind", "owner_id", "name"],
-                )
-            running = (
-                _existing(
-                    conn,
-                    runs.c.id,
-                    [e.run_id for e in updates],
-                    runs.c.status == str(RunStatus.RUNNING),
-                )
-                if updates
-                else set()
+        conn = uow.conn
+        statements = _statements(conn.dialect.name)
+        # A resent batch (its first commit's acknowledgement was lost) finds its runs
+        # stored already: those are neither inserted nor audited again.
+        stored = _existing(conn, runs.c.id, list(fresh)) if fresh else set()
+        inserted = {rid: row for rid, row in fresh.items() if rid not in stored}
+        if inserted:
+            conn.execute(statements.insert_runs, list(inserted.values()))
+            for row in created:
+                if row["id"] in inserted:
+                    uow.audit(
+                        "run.create",
+                        ObjectRef("run", row["id"]),
+                        after={"name": row["name"], "experiment_id": row["experiment_id"]},
+                    )
+        if new_params:
+            self._insert_params(conn, new_params, set(inserted))
+        if new_tags:
+            tag_rows = [{"run_id": r, "key": k, "value": v} for (r, k), v in new_tags.items()]
+            _split(tag_rows, fresh, statements.insert_tags, statements.upsert_tags, conn)
+        if points:
+            statements.insert_metrics.executemany(conn, points)
+            _split(
+                list(latest.values()),
+                fresh,
+                statements.insert_latest,
+                statements.upsert_latest,
+                conn,
             )
-            updates = [e for e in updates if e.run_id in running]
-            if updates:
-                conn.execute(
-                    statements.end_runs,
-                    [
-                        {"b_id": e.run_id, "b_status": str(e.status), "b_end": e.end_time}
-                        for e in updates
-                    ],
-                )
-            for end in ends:
-                if end.run_id not in inserted and end.run_id not in running:
-                    continue  # ended already: a resent batch
-                uow.audit(
-                    "run.end",
-                    ObjectRef("run", end.run_id),
-                    before={"status": "RUNNING"},
-                    after={"status": str(end.status)},
-                )
-
-        self._runs_written += len(created)
-        if self._runs_written >= self._analyze_at:
-            self._analyze_at *= 2
-            self._refresh_statistics()
+        for link in links:
+            claim_content(conn, self.ws.artifacts, link.digest, link.size, link.media_type, uow.now)
+            insert_ignore(
+                conn,
+                artifact_links,
+                [
+                    {
+                        "id": ids.new_id(),
+                        "digest": link.digest,
+                        "owner_kind": link.owner.kind,
+                        "owner_id": link.owner.id,
+                        "name": link.name,
+                        "created_at": uow.now,
+                    }
+                ],
+                conflict_columns=["owner_kind", "owner_id", "name"],
+            )
+        running = (
+            _existing(
+                conn,
+                runs.c.id,
+                [e.run_id for e in updates],
+                runs.c.status == str(RunStatus.RUNNING),
+            )
+            if updates
+            else set()
+        )
+        updates = [e for e in updates if e.run_id in running]
+        if updates:
+            conn.execute(
+                statements.end_runs,
+                [
+                    {"b_id": e.run_id, "b_status": str(e.status), "b_end": e.end_time}
+                    for e in updates
+                ],
+            )
+        for end in ends:
+            if end.run_id not in inserted and end.run_id not in running:
+                continue  # ended already: a resent batch
+            uow.audit(
+                "run.end",
+                ObjectRef("run", end.run_id),
+                before={"status": "RUNNING"},
+                after={"status": str(end.status)},
+            )
+        return len(created)
 
     def _refresh_statistics(self) -> None:
         """Keep the planner's statistics in step as the store grows (doubling: a handful of

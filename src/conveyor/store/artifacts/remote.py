@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ class FsspecBackend:
         self.storage_options = storage_options
         self._fs: Any = None
         self._root = ""
+        _track(self)
 
     def __repr__(self) -> str:
         return f"FsspecBackend({self.uri!r})"
@@ -149,3 +151,21 @@ def _modified(info: dict[str, Any]) -> datetime | None:
         if isinstance(value, int | float):
             return datetime.fromtimestamp(value, UTC)
     return None
+
+
+# fsspec's async filesystems (s3fs) refuse to work in a forked child ("not fork-safe"): a
+# forked process (a pipeline's worker, a multiprocessing pool) makes its own on first use.
+_backends: weakref.WeakSet[FsspecBackend] = weakref.WeakSet()
+_fork_hook: list[bool] = []
+
+
+def _track(backend: FsspecBackend) -> None:
+    _backends.add(backend)
+    if not _fork_hook:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _fork_hook.append(True)
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_backends):
+        backend._fs = None
