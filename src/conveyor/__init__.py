@@ -23,13 +23,14 @@ from conveyor.core.errors import (
 )
 
 if _TYPE_CHECKING:
-    from conveyor import data, models
+    from conveyor import data, models, pipelines
     from conveyor._api import init, workspace
     from conveyor.core.config import Settings
     from conveyor.data.records import DatasetVersion
     from conveyor.data.validation import ValidationReport
     from conveyor.models.loaded import LoadedModel
     from conveyor.models.records import ModelVersion
+    from conveyor.pipelines import PipelineFailed, PipelineRun, pipeline, schedule, step
     from conveyor.store.artifacts.cas import ArtifactStore
     from conveyor.store.metadata.store import MetadataStore
     from conveyor.store.records import (
@@ -89,6 +90,8 @@ __all__ = [
     "NotFoundError",
     "ObjectRef",
     "PermissionDeniedError",
+    "PipelineFailed",
+    "PipelineRun",
     "Run",
     "RunStatus",
     "Settings",
@@ -115,11 +118,15 @@ __all__ = [
     "log_table",
     "log_text",
     "models",
+    "pipeline",
+    "pipelines",
     "restore_run",
+    "schedule",
     "search_runs",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
     "tune",
     "workspace",
 ]
@@ -169,8 +176,13 @@ _LAZY = {
     "ValidationReport": "conveyor.data.validation",
     "LoadedModel": "conveyor.models.loaded",
     "ModelVersion": "conveyor.models.records",
+    "PipelineFailed": "conveyor.pipelines",
+    "PipelineRun": "conveyor.pipelines",
+    "pipeline": "conveyor.pipelines",
+    "schedule": "conveyor.pipelines",
+    "step": "conveyor.pipelines",
 }
-_SUBMODULES = {"data", "models"}
+_SUBMODULES = {"data", "models", "pipelines"}
 
 
 def __getattr__(name: str) -> object:

@@ -73,3 +73,15 @@ def test_the_models_guide_examples_run(tmp_path: Path) -> None:
         if "request_promotion" in block:
             assert "pending [('signature', 'passed'), ('input_example', 'passed')" in result.stdout
             assert result.stdout.strip().endswith("2\nTrue")
+
+
+def test_the_pipelines_guide_examples_run(tmp_path: Path) -> None:
+    outputs = []
+    for i, block in enumerate(python_blocks(ROOT / "docs" / "pipelines.md")):
+        folder = tmp_path / f"block{i}"
+        folder.mkdir()
+        result = run_python(block, folder)
+        assert result.returncode == 0, f"block {i} failed:\n{block}\n{result.stderr}"
+        outputs.append(result.stdout)
+    assert "'evaluate': 'CACHED'" in outputs[0]
+    assert "{'prepare': 'CACHED', 'publish': 'SUCCEEDED'}" in outputs[1]

@@ -26,7 +26,7 @@ def test_public_names_are_exactly_all() -> None:
         if not n.startswith("_") and not isinstance(getattr(conveyor, n), types.ModuleType)
     }
     # ...but the domain namespaces reached as attributes are (cv.data.add, ...)
-    assert public | {"__version__", "data", "models"} == set(conveyor.__all__)
+    assert public | {"__version__", "data", "models", "pipelines"} == set(conveyor.__all__)
 
 
 def test_domain_namespaces_resolve_lazily() -> None:
@@ -69,3 +69,14 @@ def test_choosing_the_local_backend_does_not_import_s3fs() -> None:
         "print(json.dumps({'loaded': 's3fs' in sys.modules}))"
     )
     assert result["loaded"] is False
+
+
+def test_defining_steps_and_pipelines_imports_no_heavy_module() -> None:
+    result = _fresh(
+        "import json, sys; import conveyor as cv\n"
+        "@cv.step\ndef one() -> int:\n    return 1\n"
+        "@cv.pipeline\ndef p():\n    one()\n"
+        "print(json.dumps({'heavy': sorted(m for m in "
+        f"{HEAVY!r} if m in sys.modules)}}))"
+    )
+    assert result == {"heavy": []}

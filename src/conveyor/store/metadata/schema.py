@@ -17,6 +17,7 @@ __all__ = [
     "datasets",
     "experiments",
     "latest_metrics",
+    "leases",
     "lineage_edges",
     "metadata",
     "metrics",
@@ -26,9 +27,13 @@ __all__ = [
     "model_versions",
     "models",
     "params",
+    "pipeline_runs",
+    "pipelines",
     "projects",
     "promotion_requests",
     "runs",
+    "schedules",
+    "step_runs",
     "tags",
     "webhook_deliveries",
 ]
@@ -353,4 +358,92 @@ webhook_deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=False),
     sa.Index(None, "project_id", "finished_at"),
+)
+
+# -- pipelines ---------------------------------------------------------------------------
+
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("entrypoint", sa.String(500), nullable=False),  # module:attr or file.py:attr
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+# A pipeline run; its id is also the id of its tracked run (the parent of its steps' runs).
+pipeline_runs = sa.Table(
+    "pipeline_runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("pipeline_id", ID, sa.ForeignKey("pipelines.id"), nullable=False),
+    sa.Column("project_id", ID, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("entrypoint", sa.String(500), nullable=False),
+    sa.Column("executor", sa.String(200), nullable=False),
+    sa.Column("resumed_from", ID, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Index(None, "project_id", "started_at"),
+    sa.Index(None, "pipeline_id", "started_at"),
+)
+
+# A step's run within a pipeline run; its id is also the id of the step's tracked run.
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("pipeline_run_id", ID, sa.ForeignKey("pipeline_runs.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),  # the call's name: train, train_2, ...
+    sa.Column("step", sa.String(200), nullable=False),  # the step function's name
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cache_key", sa.String(64), nullable=True),
+    sa.Column("cached_from", ID, nullable=True),  # the step run whose outputs were reused
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("upstream", JSONType, nullable=False),  # names of the calls it waited for
+    sa.Column("outputs", JSONType, nullable=True),
+    sa.Column("reads", JSONType, nullable=True),  # dataset refs read and what they resolved to
+    sa.Column("error", sa.Text, nullable=False, server_default=""),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("pipeline_run_id", "name"),
+    sa.Index(None, "cache_key"),
+)
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("pipeline", sa.String(200), nullable=False),
+    sa.Column("entrypoint", sa.String(500), nullable=False),
+    sa.Column("cron", sa.String(100), nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("executor", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("catch_up", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("next_run_at", UTCDateTime, nullable=False),
+    sa.Column("last_run_at", UTCDateTime, nullable=True),
+    sa.Column("last_run_id", ID, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+# Leases: at most one holder at a time (the scheduler of a project holds one while it runs).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(250), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )

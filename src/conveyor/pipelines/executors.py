@@ -1,0 +1,349 @@
+"""Where steps run: this process (``inline``), a pool of worker processes (``local``), Ray.
+
+An executor takes pickled tasks (``submit``), reports finished ones (``wait``) and can stop
+one that overran its timeout (``cancel``). The engine owns everything else: what to run,
+retries, caching, the records.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.core.errors import BackendUnavailableError, InvalidArgumentError
+from conveyor.pipelines.worker import StepResult, StepTask
+
+__all__ = ["Executor", "make_executor"]
+
+
+@dataclass(slots=True)
+class Handle:
+    id: int
+    task: StepTask
+    resources: dict[str, float]
+
+
+class Executor:
+    name: str = "?"
+
+    def submit(self, handle: Handle) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
+        """Return the tasks that finished, waiting up to ``timeout`` s for the first one."""
+        raise NotImplementedError
+
+    def cancel(self, handle: Handle) -> None:
+        """Stop a running task (its result never arrives)."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        pass
+
+
+class InlineExecutor(Executor):
+    """Runs each step in this process, one at a time, when the engine waits."""
+
+    name = "inline"
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.pending: list[Handle] = []
+
+    def submit(self, handle: Handle) -> None:
+        self.pending.append(handle)
+
+    def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
+        from conveyor.pipelines import worker
+
+        if not self.pending:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        handle = self.pending.pop(0)
+        worker._inline_workspace.append(self.ws)
+        try:
+            return [(handle, _with_alarm(handle.task))]
+        finally:
+            worker._inline_workspace.pop()
+
+    def cancel(self, handle: Handle) -> None:
+        self.pending = [h for h in self.pending if h is not handle]
+
+
+def _with_alarm(task: StepTask) -> StepResult:
+    """Run ``task`` here, stopping it with SIGALRM after its timeout (main thread only)."""
+    from conveyor.pipelines.worker import StepTimedOut, execute
+
+    timeout = task.step.options.timeout
+    import threading
+
+    if not timeout or threading.current_thread() is not threading.main_thread():
+        return execute(task)
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise StepTimedOut
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        result = execute(task)
+    except StepTimedOut:
+        from conveyor.pipelines.engine import human_seconds
+
+        result = StepResult(ok=False, error=f"timed out after {human_seconds(timeout)}")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return result
+
+
+class LocalExecutor(Executor):
+    """A pool of forked worker processes, started as work arrives and reused across steps.
+
+    A worker that overruns its timeout is killed and replaced. Workers ignore Ctrl-C: the
+    coordinator stops them.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.size = max(1, workers or _cpu_count())
+        self.idle: list[_Worker] = []
+        self.busy: dict[int, tuple[_Worker, Handle]] = {}
+        self.queue: list[Handle] = []
+        self.all: list[_Worker] = []
+
+    def submit(self, handle: Handle) -> None:
+        self.queue.append(handle)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        import cloudpickle
+
+        while self.queue:
+            if self.idle:
+                w = self.idle.pop()
+            elif len(self.all) < self.size:
+                w = _Worker.start()
+                self.all.append(w)
+            else:
+                return
+            handle = self.queue.pop(0)
+            try:
+                w.conn.send_bytes(cloudpickle.dumps(handle.task))
+            except Exception as e:
+                self._retire(w)
+                raise InvalidArgumentError(
+                    f"Step {handle.task.node!r} cannot be sent to a worker process: {e}."
+                ) from e
+            self.busy[handle.id] = (w, handle)
+
+    def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
+        from multiprocessing.connection import wait
+
+        import cloudpickle
+
+        if not self.busy:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        by_conn = {w.conn: (w, h) for w, h in self.busy.values()}
+        done: list[tuple[Handle, StepResult]] = []
+        for conn in wait(list(by_conn), timeout):
+            w, handle = by_conn[conn]  # type: ignore[index]
+            del self.busy[handle.id]
+            try:
+                result = cloudpickle.loads(conn.recv_bytes())  # type: ignore[union-attr]
+                self.idle.append(w)
+            except (EOFError, OSError):
+                code = w.process.exitcode
+                self._retire(w)
+                result = StepResult(
+                    ok=False,
+                    error=f"its worker process died (exit code {code}); it may have run out "
+                    "of memory or crashed in native code",
+                )
+            done.append((handle, result))
+        self._dispatch()
+        return done
+
+    def cancel(self, handle: Handle) -> None:
+        entry = self.busy.pop(handle.id, None)
+        if entry is not None:
+            self._retire(entry[0], kill=True)
+        self.queue = [h for h in self.queue if h is not handle]
+        self._dispatch()
+
+    def _retire(self, w: _Worker, *, kill: bool = False) -> None:
+        if w in self.all:
+            self.all.remove(w)
+        if w in self.idle:
+            self.idle.remove(w)
+        w.stop(kill=kill)
+
+    def shutdown(self) -> None:
+        for w in list(self.all):
+            self._retire(w, kill=bool(self.busy))
+        self.busy.clear()
+        self.queue.clear()
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+class _Worker:
+    def __init__(self, process: Any, conn: Any) -> None:
+        self.process = process
+        self.conn = conn
+
+    @classmethod
+    def start(cls) -> _Worker:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_worker_loop, args=(child,), daemon=True)
+        process.start()
+        child.close()
+        return cls(process, parent)
+
+    def stop(self, *, kill: bool = False) -> None:
+        try:
+            if not kill:
+                self.conn.send_bytes(b"")
+        except OSError:
+            kill = True
+        self.conn.close()
+        if kill:
+            self.process.kill()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+
+
+def _worker_loop(conn: Any) -> None:
+    from conveyor.pipelines.worker import run_in_worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C
+    while True:
+        try:
+            payload = conn.recv_bytes()
+        except (EOFError, OSError):
+            break
+        if not payload:
+            break
+        conn.send_bytes(run_in_worker(payload))
+    # Store what the tracker still holds (multiprocessing exits with os._exit).
+    from conveyor.tracking import runs
+
+    runs._at_exit()
+
+
+class RayExecutor(Executor):
+    """Each step a Ray task with the step's ``resources``."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError as e:
+            raise InvalidArgumentError(
+                "The ray executor needs Ray, which is not installed.",
+                hint="pip install 'conveyor-mlops[ray]'",
+            ) from e
+        self.ray = ray
+        self.refs: dict[Any, Handle] = {}
+        self.address = address
+        if not ray.is_initialized():
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False)
+                else:
+                    ray.init(
+                        _node_ip_address="127.0.0.1",
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
+            except Exception as e:
+                where = address or "a local Ray"
+                raise BackendUnavailableError(
+                    f"Cannot reach the Ray cluster at {where}: {str(e).splitlines()[0]}",
+                    hint="Check CONVEYOR_RAY_ADDRESS or the ray:// address, "
+                    "and that the cluster runs the same Python and Ray versions.",
+                ) from e
+        self._remote = ray.remote(max_retries=0)(_ray_entry)
+
+    def submit(self, handle: Handle) -> None:
+        import cloudpickle
+
+        options: dict[str, Any] = {"num_cpus": handle.resources.get("cpus", 1)}
+        if "gpus" in handle.resources:
+            options["num_gpus"] = handle.resources["gpus"]
+        if "memory" in handle.resources:
+            options["memory"] = handle.resources["memory"]
+        ref = self._remote.options(**options).remote(cloudpickle.dumps(handle.task))
+        self.refs[ref] = handle
+
+    def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
+        import cloudpickle
+
+        if not self.refs:
+            if timeout:
+                time.sleep(min(timeout, 0.05))
+            return []
+        ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+        done = []
+        for ref in ready:
+            handle = self.refs.pop(ref)
+            try:
+                result = cloudpickle.loads(self.ray.get(ref))
+            except Exception as e:  # noqa: BLE001 - a lost worker, a cancelled task
+                result = StepResult(ok=False, error=f"its Ray task failed: {e}")
+            done.append((handle, result))
+        return done
+
+    def cancel(self, handle: Handle) -> None:
+        for ref, h in list(self.refs.items()):
+            if h is handle:
+                self.ray.cancel(ref, force=True)
+                del self.refs[ref]
+
+    def shutdown(self) -> None:
+        for ref in list(self.refs):
+            self.ray.cancel(ref, force=True)
+        self.refs.clear()
+
+
+def _ray_entry(payload: bytes) -> bytes:
+    from conveyor.pipelines.worker import run_in_worker
+
+    return run_in_worker(payload)
+
+
+def make_executor(spec: str, ws: Any) -> Executor:
+    """Return the executor ``spec`` names: inline, local, local:N, ray, ray://host:port."""
+    if spec == "inline":
+        return InlineExecutor(ws)
+    if spec == "local" or spec.startswith("local:"):
+        _, _, n = spec.partition(":")
+        if n and not n.isdigit():
+            raise InvalidArgumentError(f"local:N takes a number of workers; got {spec!r}.")
+        return LocalExecutor(int(n) if n else None)
+    if spec == "ray" or spec.startswith("ray://"):
+        address = spec if spec.startswith("ray://") else os.environ.get("CONVEYOR_RAY_ADDRESS")
+        return RayExecutor(address or None)
+    raise InvalidArgumentError(
+        f"Unknown executor {spec!r}.",
+        hint="Use 'inline' (this process), 'local' (worker processes) or 'ray' / 'ray://host:port'.",
+    )

@@ -1,0 +1,91 @@
+"""`conveyor pipeline`, `schedule` and `scheduler` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def conveyor(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+
+
+def test_run_fail_show_resume_list_as_a_user_would(tmp_path: Path) -> None:
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
+    assert conveyor(tmp_path, "init", "-p", "cli").returncode == 0
+
+    ok = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "n=5", "-p", "factor=3")
+    assert ok.returncode == 0, ok.stderr
+    assert "SUCCEEDED pipeline run" in ok.stdout
+    assert "✓ total" in ok.stderr  # live progress, step by step
+
+    (tmp_path / "fail-total").touch()
+    failed = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "n=6")
+    assert failed.returncode == 1
+    assert "failed at step 'total': ValueError: total was told to fail" in failed.stderr
+    assert 'flows.py", line' in failed.stderr
+
+    listed = conveyor(tmp_path, "pipeline", "list", "--json")
+    runs = json.loads(listed.stdout)
+    assert [r["status"] for r in runs] == ["FAILED", "SUCCEEDED"]
+    failed_id = runs[0]["id"]
+
+    shown = conveyor(tmp_path, "pipeline", "show", failed_id[-8:])
+    assert shown.returncode == 0, shown.stderr
+    assert "✗ total" in shown.stdout
+    assert "FAILED" in shown.stdout
+
+    (tmp_path / "fail-total").unlink()
+    resumed = conveyor(tmp_path, "pipeline", "resume", failed_id[-8:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 cached, 1 succeeded" in resumed.stdout
+
+    lines = conveyor(tmp_path, "pipeline", "list").stdout.strip().splitlines()
+    assert lines[0].split()[:3] == [lines[0].split()[0], "numbers", "SUCCEEDED"]
+    assert len(lines) == 3
+
+
+def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no config')\n")
+    assert conveyor(tmp_path, "init").returncode == 0
+    bad = conveyor(tmp_path, "pipeline", "run", "broken.py:train")
+    assert bad.returncode == 1
+    assert "Importing" in bad.stderr
+    assert "RuntimeError: no config" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
+    unknown = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "size=3")
+    assert "no parameter 'size'; its parameters: n=4, factor=2" in unknown.stderr
+
+
+def test_schedules_from_the_command_line(tmp_path: Path) -> None:
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
+    assert conveyor(tmp_path, "init").returncode == 0
+    made = conveyor(
+        tmp_path, "schedule", "create", "flows.py:chain", "--cron", "0 3 * * *", "-p", "length=2"
+    )
+    assert made.returncode == 0, made.stderr
+    listed = json.loads(conveyor(tmp_path, "schedule", "list", "--json").stdout)
+    assert [(s["name"], s["cron"], s["params"]) for s in listed] == [
+        ("chain", "0 3 * * *", {"length": 2})
+    ]
+    idle = conveyor(tmp_path, "scheduler", "run", "--once")
+    assert idle.returncode == 0, idle.stderr
+    assert "Nothing is due." in idle.stdout
+    bad = conveyor(tmp_path, "schedule", "create", "flows.py:chain", "--cron", "daily")
+    assert "is not a cron expression" in bad.stderr
+    assert conveyor(tmp_path, "schedule", "delete", "chain").returncode == 0

@@ -1,0 +1,84 @@
+"""Schedules: stored, validated, and started exactly once even with two schedulers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import conveyor as cv
+from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError
+from conveyor.pipelines.schedules import Scheduler, get_schedule
+from conveyor.store.workspace import Workspace
+from tests.fixtures import flows
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> cv.Workspace:
+    return cv.init(tmp_path, project="sched")
+
+
+def test_a_schedule_is_stored_with_its_next_due_time(ws: cv.Workspace):
+    found = cv.schedule(flows.chain, cron="0 3 * * *", params={"length": 2}, name="nightly")
+    assert (found.name, found.pipeline, found.params) == ("nightly", "chain", {"length": 2})
+    assert (found.next_run_at.hour, found.next_run_at.minute) == (3, 0)
+    assert [s.name for s in cv.pipelines.list_schedules()] == ["nightly"]
+    with pytest.raises(AlreadyExistsError):
+        cv.schedule(flows.chain, cron="0 4 * * *", name="nightly")
+    cv.pipelines.delete_schedule("nightly")
+    assert cv.pipelines.list_schedules() == []
+
+
+def test_a_bad_cron_or_parameter_is_refused(ws: cv.Workspace):
+    with pytest.raises(InvalidArgumentError, match="not a cron expression"):
+        cv.schedule(flows.chain, cron="every day")
+    with pytest.raises(InvalidArgumentError, match="no parameter 'size'"):
+        cv.schedule(flows.chain, cron="* * * * *", params={"size": 3})
+
+
+def test_two_schedulers_start_a_due_run_exactly_once(ws: cv.Workspace, tmp_path: Path):
+    made = cv.schedule(
+        "tests.fixtures.flows:chain", cron="*/5 * * * *", params={"length": 2}, executor="inline"
+    )
+    due = made.next_run_at + timedelta(seconds=1)
+    started: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def scheduler(holder: str) -> None:
+        own = Workspace.from_settings(tmp_path, project="sched")  # its own connections
+        barrier.wait()
+        started.extend(Scheduler(own, holder=holder).tick(now=due))
+        own.close()
+
+    threads = [threading.Thread(target=scheduler, args=(h,)) for h in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(started) == 1
+    assert len(cv.pipelines.list_runs("chain")) == 1
+    after = get_schedule(made.name)
+    assert after.next_run_at > due
+    assert after.last_run_id == cv.pipelines.list_runs("chain")[0].id
+
+
+def test_the_lease_keeps_a_second_scheduler_idle_until_it_expires(ws: cv.Workspace):
+    first = Scheduler(ws, holder="first", lease_ttl=timedelta(seconds=60))
+    second = Scheduler(ws, holder="second", lease_ttl=timedelta(seconds=60))
+    assert first.acquire_lease()
+    assert not second.acquire_lease()
+    first.release_lease()
+    assert second.acquire_lease()
+
+
+def test_after_downtime_at_most_catch_up_missed_runs_start(ws: cv.Workspace):
+    made = cv.schedule(
+        flows.chain, cron="* * * * *", params={"length": 1}, executor="inline", catch_up=1
+    )
+    hours_later = made.next_run_at + timedelta(hours=2)
+    scheduler = Scheduler(ws)
+    runs = scheduler.tick(now=hours_later)
+    assert len(runs) == 2  # the due run and one catch-up, not 120
+    assert scheduler.tick(now=hours_later) == []  # nothing due until the next minute

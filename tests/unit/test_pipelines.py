@@ -1,0 +1,317 @@
+"""Pipelines on the embedded default: DAGs, executors, caching, failures, resume, materializers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import conveyor as cv
+from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from conveyor.pipelines import PipelineFailed, PipelineStatus, StepStatus
+from conveyor.pipelines.loader import PipelineImportError, load_pipeline
+from conveyor.store.records import ObjectRef
+from tests.fixtures import flows
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> cv.Workspace:
+    return cv.init(tmp_path, project="pipes")
+
+
+def statuses(run: cv.PipelineRun) -> dict[str, str]:
+    return {s.name: str(s.status) for s in run.steps}
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_pipeline_gives_the_same_outputs_on_each_executor(ws: cv.Workspace, executor: str):
+    run = flows.numbers.run(executor=executor, n=4, factor=3)
+    assert run.status is PipelineStatus.SUCCEEDED
+    assert statuses(run) == {"make": "SUCCEEDED", "scale": "SUCCEEDED", "total": "SUCCEEDED"}
+    assert run.outputs["make"] == [0, 1, 2, 3]
+    assert run.outputs["total"] == 18
+
+
+def test_independent_steps_fan_out_and_join(ws: cv.Workspace):
+    run = flows.fanout.run(executor="local:2", width=6)
+    assert run.outputs["add_up"] == 30
+    assert sorted(s.name for s in run.steps if s.step == "double") == [
+        "double",
+        *(f"double_{i}" for i in range(2, 7)),
+    ]
+
+
+def test_each_step_is_a_tracked_child_run_with_its_params_and_metrics(ws: cv.Workspace):
+    run = flows.numbers.run(executor="local", n=3)
+    scale = run.step("scale")
+    tracked = cv.get_run(scale.id)
+    assert tracked.parent_id == run.id
+    assert tracked.params == {"factor": "2"}
+    assert tracked.metrics == {"length": 3.0}
+    assert str(tracked.status) == "FINISHED"
+    parent = cv.get_run(run.id)
+    assert parent.params == {"n": "3", "factor": "2"}
+
+
+def test_lineage_runs_from_inputs_through_step_runs_to_outputs(ws: cv.Workspace):
+    run = flows.numbers.run(executor="inline", n=3)
+    graph = ws.lineage(ObjectRef("run", run.step("total").id), direction="upstream")
+    kinds = {(n.kind, n.id) for n in graph.nodes()}
+    assert ("run", run.step("make").id) in kinds
+    assert ("step_output", f"{run.step('scale').id}/output") in kinds
+
+
+def test_a_second_run_takes_every_step_from_the_cache(ws: cv.Workspace):
+    first = flows.chain.run(executor="local", length=5)
+    second = flows.chain.run(executor="local", length=5)
+    assert set(statuses(second).values()) == {"CACHED"}
+    assert [s.cached_from for s in second.steps] == [s.id for s in first.steps]
+    assert second.outputs["inc_5"] == 5
+
+
+def test_cache_false_runs_every_step(ws: cv.Workspace):
+    flows.chain.run(executor="inline", length=3)
+    again = flows.chain.run(executor="inline", length=3, cache=False)
+    assert set(statuses(again).values()) == {"SUCCEEDED"}
+
+
+def test_a_changed_argument_reruns_its_step_and_what_depends_on_it(ws: cv.Workspace):
+    flows.numbers.run(executor="inline", n=4, factor=2)
+    run = flows.numbers.run(executor="inline", n=4, factor=5)
+    assert statuses(run) == {"make": "CACHED", "scale": "SUCCEEDED", "total": "SUCCEEDED"}
+    assert run.outputs["total"] == 30
+
+
+def test_bumping_a_step_version_forces_a_new_run(ws: cv.Workspace):
+    def build(version: str) -> cv.pipelines.Pipeline:
+        @cv.step(name="answer", version=version)
+        def answer() -> int:
+            return 42
+
+        @cv.pipeline(name="versions")
+        def versions():
+            answer()
+
+        return versions
+
+    build("1").run(executor="inline")
+    assert statuses(build("1").run(executor="inline")) == {"answer": "CACHED"}
+    assert statuses(build("2").run(executor="inline")) == {"answer": "SUCCEEDED"}
+
+
+def test_a_new_dataset_version_invalidates_the_step_that_loaded_latest(ws: cv.Workspace):
+    cv.data.add("customers", pd.DataFrame({"x": [1, 2]}))
+
+    @cv.step(name="count_rows")
+    def count_rows() -> int:
+        return len(cv.data.load("customers@latest"))
+
+    @cv.pipeline(name="reads")
+    def reads():
+        count_rows()
+
+    assert reads.run(executor="inline").outputs["count_rows"] == 2
+    assert statuses(reads.run(executor="inline")) == {"count_rows": "CACHED"}
+    cv.data.add("customers", pd.DataFrame({"x": [1, 2, 3]}))
+    run = reads.run(executor="inline")
+    assert statuses(run) == {"count_rows": "SUCCEEDED"}
+    assert run.outputs["count_rows"] == 3
+    used = ws.lineage(ObjectRef("run", run.step("count_rows").id), direction="upstream")
+    assert any(n.kind == "dataset_version" for n in used.nodes())
+
+
+def test_a_failed_step_fails_the_run_with_its_traceback_and_resume_reuses_the_rest(
+    ws: cv.Workspace,
+):
+    Path("fail-total").touch()
+    with pytest.raises(PipelineFailed) as caught:
+        flows.numbers.run(executor="local", n=4)
+    failed = caught.value.run
+    assert failed.status is PipelineStatus.FAILED
+    assert statuses(failed) == {"make": "SUCCEEDED", "scale": "SUCCEEDED", "total": "FAILED"}
+    assert "failed at step 'total'" in str(caught.value)
+    assert "ValueError: total was told to fail" in failed.error
+    assert 'flows.py", line' in failed.step("total").error  # the user's own frame
+    assert failed.outputs["scale"] == [0, 2, 4, 6]  # finished outputs stay
+
+    Path("fail-total").unlink()
+    resumed = cv.pipelines.resume(failed.id[-8:])
+    assert resumed.resumed_from == failed.id
+    assert statuses(resumed) == {"make": "CACHED", "scale": "CACHED", "total": "SUCCEEDED"}
+    assert resumed.step("scale").cached_from == failed.step("scale").id
+    with pytest.raises(ConflictError, match="only FAILED or KILLED"):
+        cv.pipelines.resume(resumed.id)
+
+
+def test_a_step_is_retried_until_it_succeeds(ws: cv.Workspace):
+    run = flows.flaky_pipeline.run(executor="local", fails=2)
+    assert run.step("flaky").attempts == 3
+    assert run.outputs["flaky"] == 3
+
+
+def test_retries_give_up_after_the_last_attempt(ws: cv.Workspace):
+    with pytest.raises(PipelineFailed, match="after 3 attempts: RuntimeError: attempt 3 fails"):
+        flows.flaky_pipeline.run(executor="inline", fails=5)
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_timeout_stops_the_step(ws: cv.Workspace, executor: str):
+    started = time.monotonic()
+    with pytest.raises(PipelineFailed, match=r"timed out after 0\.5s"):
+        flows.sleeper.run(executor=executor, seconds=30.0)
+    assert time.monotonic() - started < 15
+
+
+def test_cancel_stops_a_running_pipeline_and_marks_it_killed(ws: cv.Workspace):
+    def cancel_when_running() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            running = cv.pipelines.list_runs(status="RUNNING", workspace=ws)
+            if running:
+                cv.pipelines.cancel(running[0].id, workspace=ws)
+                return
+            time.sleep(0.05)
+
+    @cv.step(name="wait_long")
+    def wait_long() -> int:
+        time.sleep(30)
+        return 1
+
+    @cv.pipeline(name="long")
+    def long():
+        wait_long()
+
+    canceller = threading.Thread(target=cancel_when_running)
+    canceller.start()
+    started = time.monotonic()
+    with pytest.raises(PipelineFailed) as caught:
+        long.run(executor="local")
+    canceller.join()
+    assert caught.value.run.status is PipelineStatus.KILLED
+    assert caught.value.run.step("wait_long").status is StepStatus.KILLED
+    assert time.monotonic() - started < 15
+
+
+# -- outputs of many types -------------------------------------------------------------------
+
+
+def test_frames_arrays_and_models_round_trip_through_the_artifact_store(ws: cv.Workspace):
+    from sklearn.linear_model import LogisticRegression
+
+    @cv.step(name="frame")
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]})
+
+    @cv.step(name="split")
+    def split(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        return df[["a"]], df["y"].to_numpy()
+
+    @cv.step(name="fit")
+    def fit(x: pd.DataFrame, y: np.ndarray) -> LogisticRegression:
+        return LogisticRegression().fit(x, y)
+
+    @cv.pipeline(name="types")
+    def types():
+        x, y = split(frame())
+        fit(x, y)
+
+    run = types.run(executor="local")
+    kinds = {s.name: s.outputs[0]["materializer"] for s in run.steps}
+    assert kinds == {"frame": "pandas", "split": "pandas", "fit": "model"}
+    x, y = run.outputs["split"]
+    assert list(x.columns) == ["a"]
+    assert y.tolist() == [0, 1, 0, 1]
+    assert run.outputs["fit"].predict(pd.DataFrame({"a": [1.0]})).shape == (1,)
+
+
+def test_a_registered_materializer_stores_its_type(ws: cv.Workspace):
+    class Words(list):  # type: ignore[type-arg]
+        pass
+
+    class WordsMaterializer(cv.pipelines.Materializer):
+        name = "words"
+
+        def handles(self, value: object) -> bool:
+            return isinstance(value, Words)
+
+        def save(self, value: Words) -> tuple[dict[str, bytes], dict[str, object]]:
+            return {"words.txt": " ".join(value).encode()}, {}
+
+        def load(self, files: dict[str, bytes], info: dict[str, object]) -> Words:
+            return Words(files["words.txt"].decode().split())
+
+    cv.pipelines.register_materializer(WordsMaterializer())
+
+    @cv.step(name="words")
+    def words() -> Words:
+        return Words(["to", "be"])
+
+    @cv.pipeline(name="custom")
+    def custom():
+        words()
+
+    run = custom.run(executor="inline")
+    assert run.step("words").outputs[0]["materializer"] == "words"
+    assert run.outputs["words"] == ["to", "be"]
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+def test_a_value_the_annotation_rejects_fails_naming_the_step_and_type(ws: cv.Workspace):
+    @cv.step(name="liar")
+    def liar() -> int:
+        return "seven"  # type: ignore[return-value]
+
+    @cv.pipeline(name="lies")
+    def lies():
+        liar()
+
+    with pytest.raises(PipelineFailed, match=r"Step 'liar' returned a str .* says int"):
+        lies.run(executor="inline")
+
+
+def test_a_step_called_outside_a_pipeline_with_a_future_is_refused():
+    captured = []
+
+    @cv.pipeline(name="leak")
+    def leak():
+        captured.append(flows.inc(1))
+
+    leak.build({})  # a valid graph; the future escapes
+    with pytest.raises(InvalidArgumentError, match="outside a pipeline"):
+        flows.inc(captured[0])
+    assert flows.inc(1) == 2  # outside a pipeline a step is a plain call
+
+
+def test_an_unknown_parameter_lists_the_pipelines_parameters(ws: cv.Workspace):
+    with pytest.raises(InvalidArgumentError, match=r"no parameter 'm'.*n=4, factor=2"):
+        flows.numbers.run(m=3)
+
+
+def test_unpacking_a_single_output_says_how_to_annotate(ws: cv.Workspace):
+    @cv.pipeline(name="unpack")
+    def unpack():
+        _a, _b = flows.inc(1)
+
+    with pytest.raises(InvalidArgumentError, match=r"tuple\[A, B\]"):
+        unpack.run(executor="inline")
+
+
+def test_a_pipeline_module_that_does_not_import_says_why(tmp_path: Path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("import conveyor as cv\nraise RuntimeError('no database configured')\n")
+    with pytest.raises(PipelineImportError, match="RuntimeError: no database configured"):
+        load_pipeline(f"{bad}:train")
+    with pytest.raises(NotFoundError, match=r"no pipeline called 'nope'.*chain"):
+        load_pipeline("tests.fixtures.flows:nope")
+
+
+def test_an_unknown_executor_is_refused_before_anything_is_recorded(ws: cv.Workspace):
+    with pytest.raises(InvalidArgumentError, match="Unknown executor 'dask'"):
+        flows.chain.run(executor="dask")
+    assert cv.pipelines.list_runs() == []
