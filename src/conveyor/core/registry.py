@@ -47,8 +47,10 @@ class BackendRegistry:
     def resolve(self, uri: str) -> Any:
         """Return the backend class registered for the scheme of ``uri``."""
         scheme = scheme_of(uri)
-        self._load_entry_points()
         target = self._targets.get(scheme)
+        if target is None:  # plugins only add schemes, so built-ins need no entry-point scan
+            self._load_entry_points()
+            target = self._targets.get(scheme)
         if target is None:
             known = ", ".join(f"{s}://" for s in sorted(self._targets))
             raise InvalidArgumentError(

@@ -24,6 +24,7 @@ from conveyor.core.errors import ConflictError, NotFoundError
 from conveyor.core.names import validate_artifact_path
 from conveyor.store.artifacts.cas import ArtifactStore, PutResult
 from conveyor.store.metadata.schema import artifact_links, artifacts
+from conveyor.store.metadata.sql import dialect_insert
 from conveyor.store.metadata.store import UnitOfWork
 from conveyor.store.records import ArtifactLink, ObjectRef
 
@@ -52,9 +53,7 @@ def claim_content(
     now: datetime,
 ) -> None:
     """Upsert the ``artifacts`` row of ``digest`` (locking it) and check the bytes are stored."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(conn.dialect.name)
     stmt = insert(artifacts).values(digest=digest, size=size, media_type=media_type, created_at=now)
     conn.execute(
         stmt.on_conflict_do_update(index_elements=["digest"], set_={"size": stmt.excluded.size})
@@ -153,10 +152,8 @@ def link_many(
     """
     if not entries:
         return 0
-    from sqlalchemy.dialects import postgresql, sqlite
-
     conn = uow.conn
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(conn.dialect.name)
     claims: dict[str, dict[str, object]] = {}
     for _, digest, size, media_type in entries:
         claims.setdefault(

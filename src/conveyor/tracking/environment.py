@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import os
 import platform
 import shutil
 import socket
@@ -70,13 +71,47 @@ def git_state(cwd: Path) -> GitState | None:
 
 
 def installed_packages() -> bytes:
-    """Return ``name==version`` lines of every installed distribution, sorted."""
-    found = {
-        f"{(d.metadata['Name'] or '').lower()}=={d.version}"
-        for d in importlib.metadata.distributions()
-        if d.metadata["Name"]
-    }
+    """Return ``name==version`` lines of every installed distribution, sorted.
+
+    Names are normalized (lower case, ``-`` for ``_``). Read from the ``*.dist-info``
+    folder names on ``sys.path`` (``name-version.dist-info`` by the wheel spec), which takes
+    milliseconds; parsing every METADATA file took a fifth of a second with 400 packages.
+    """
+    found: set[str] = set()
+    for entry in sys.path:
+        try:
+            listing = os.scandir(entry or ".")
+        except OSError:
+            continue
+        with listing:
+            for item in listing:
+                line = _from_folder_name(item.name)
+                if line is None and item.name.endswith((".dist-info", ".egg-info")):
+                    line = _from_metadata(item.path)
+                if line is not None:
+                    found.add(line)
     return ("\n".join(sorted(found)) + "\n").encode()
+
+
+def _from_folder_name(name: str) -> str | None:
+    if name.endswith(".dist-info"):
+        stem = name[: -len(".dist-info")]
+    elif name.endswith(".egg-info"):
+        stem = name[: -len(".egg-info")].split("-py", 1)[0]
+    else:
+        return None
+    dist, sep, version = stem.partition("-")
+    if not sep or not dist or not version or "-" in version:
+        return None
+    return f"{dist.lower().replace('_', '-').replace('.', '-')}=={version}"
+
+
+def _from_metadata(path: str) -> str | None:
+    dist = importlib.metadata.PathDistribution(Path(path))
+    name = dist.metadata["Name"]
+    if not name:
+        return None
+    return f"{name.lower().replace('_', '-').replace('.', '-')}=={dist.version}"
 
 
 def _command() -> str:

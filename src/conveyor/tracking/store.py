@@ -26,7 +26,7 @@ from conveyor.store.metadata.schema import (
     runs,
     tags,
 )
-from conveyor.store.metadata.sql import Prepared, insert_ignore
+from conveyor.store.metadata.sql import Prepared, dialect_insert, insert_ignore
 from conveyor.store.metadata.store import UnitOfWork
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
@@ -120,9 +120,7 @@ class _Statements:
 
 @functools.cache
 def _statements(dialect: str) -> _Statements:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     tags_stmt = insert(tags)
     latest_stmt = insert(latest_metrics)
     newer = sa.or_(
