@@ -8,7 +8,7 @@ cancer table (569 rows, 30 features); nothing is downloaded.
 Until serving and monitoring land, this is the most complete job Conveyor runs: store a
 dataset, train and compare models in tracked runs (autolog), tune one with Optuna (each
 trial a child run), register the best in the model registry, promote a challenger through
-an approval, and trace the champion back to its data.
+an approval, retrain as a cached pipeline, and trace the champion back to its data.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -30,6 +31,40 @@ from sklearn.preprocessing import StandardScaler
 import conveyor as cv
 
 FOLDER = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".demo") / "quickstart"
+
+
+# -- the training job as a pipeline: each step a tracked run, its outputs cached ------------
+
+
+@cv.step
+def load_table(ref: str) -> pd.DataFrame:
+    return cv.data.load(ref)  # recorded: a new version of the dataset invalidates this step
+
+
+@cv.step
+def split_table(df: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train, test = train_test_split(df, test_size=0.25, random_state=seed, stratify=df["target"])
+    return train, test
+
+
+@cv.step
+def fit_forest(train: pd.DataFrame, n_estimators: int = 50) -> RandomForestClassifier:
+    model = RandomForestClassifier(n_estimators=n_estimators, random_state=0)
+    return model.fit(train.drop(columns="target"), train["target"])
+
+
+@cv.step
+def score(model: RandomForestClassifier, test: pd.DataFrame) -> float:
+    proba = model.predict_proba(test.drop(columns="target"))[:, 1]
+    auc = float(roc_auc_score(test["target"], proba))
+    cv.log_metric("val_auc", auc)
+    return auc
+
+
+@cv.pipeline(name="cancer-train")
+def retrain(ref: str = "breast-cancer@latest", n_estimators: int = 50):
+    train, test = split_table(load_table(ref))
+    score(fit_forest(train, n_estimators=n_estimators), test)
 
 
 def say(text: str) -> None:
@@ -130,6 +165,13 @@ def main() -> None:
     cli("models", "show", "cancer@champion")
     cli("models", "history", "cancer")
 
+    say("Retrain as a pipeline; run it again and every step comes from the cache")
+    first = retrain.run(n_estimators=60)  # steps run in worker processes
+    print({s.name: str(s.status) for s in first.steps}, f"val_auc {first.outputs['score']:.4f}")
+    again = retrain.run(n_estimators=60)
+    print({s.name: str(s.status) for s in again.steps}, f"in {again.duration:.2f} s")
+    cli("pipeline", "show", again.id)
+
     say("Find the best runs (filter language, ordering)")
     best = cv.search_runs(
         experiment="cancer",
@@ -164,7 +206,8 @@ def main() -> None:
     print(
         "\nDone. Conveyor stored a dataset, tracked 2 trained models and an 8-trial search "
         "with their params, metrics and models, registered the best as cancer@champion "
-        "(a challenger's promotion rejected in review), and traced the best model back to its "
+        "(a challenger's promotion rejected in review), ran a 4-step training pipeline twice (the "
+        "second time from its cache), and traced the best model back to its "
         f"data, all in {FOLDER}/.conveyor. Explore it: cd {FOLDER} && conveyor models list"
     )
 

@@ -89,3 +89,46 @@ def test_schedules_from_the_command_line(tmp_path: Path) -> None:
     bad = conveyor(tmp_path, "schedule", "create", "flows.py:chain", "--cron", "daily")
     assert "is not a cron expression" in bad.stderr
     assert conveyor(tmp_path, "schedule", "delete", "chain").returncode == 0
+
+
+def test_ctrl_c_stops_the_workers_and_marks_the_run_killed(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import conveyor as cv
+
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
+    assert conveyor(tmp_path, "init", "-p", "ctrlc").returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "pipeline", "run", "flows.py:napping"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ws = cv.Workspace.from_settings(tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = cv.pipelines.list_runs(workspace=ws)
+            if runs and runs[0].status == "RUNNING":
+                steps = cv.pipelines.get_run(runs[0].id, workspace=ws).steps
+                if steps and steps[0].status == "RUNNING":
+                    break
+            time.sleep(0.1)
+        else:
+            proc.kill()
+            raise AssertionError("the pipeline never started its step")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert time.monotonic() - started < 15
+        run = cv.pipelines.get_run(runs[0].id, workspace=ws)
+        assert (str(run.status), str(run.steps[0].status)) == ("KILLED", "KILLED")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ws.close()
