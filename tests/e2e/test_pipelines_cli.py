@@ -85,7 +85,7 @@ def test_schedules_from_the_command_line(tmp_path: Path) -> None:
     ]
     idle = conveyor(tmp_path, "scheduler", "run", "--once")
     assert idle.returncode == 0, idle.stderr
-    assert "Nothing is due." in idle.stdout
+    assert "Nothing was started" in idle.stdout
     bad = conveyor(tmp_path, "schedule", "create", "flows.py:chain", "--cron", "daily")
     assert "is not a cron expression" in bad.stderr
     assert conveyor(tmp_path, "schedule", "delete", "chain").returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -82,3 +83,45 @@ def test_after_downtime_at_most_catch_up_missed_runs_start(ws: cv.Workspace):
     runs = scheduler.tick(now=hours_later)
     assert len(runs) == 2  # the due run and one catch-up, not 120
     assert scheduler.tick(now=hours_later) == []  # nothing due until the next minute
+
+
+def test_a_due_time_is_claimed_once_even_without_the_lease(ws: cv.Workspace):
+    made = cv.schedule(flows.chain, cron="*/5 * * * *", executor="inline")
+    due = made.next_run_at + timedelta(seconds=1)
+    first, second = Scheduler(ws, holder="a"), Scheduler(ws, holder="b")
+    assert first._claim(made, due) == 1
+    assert second._claim(made, due) == 0  # the compare-and-set: the same due time, once
+
+
+def test_a_schedule_whose_pipeline_does_not_import_stays_due(ws: cv.Workspace, tmp_path: Path):
+    module = tmp_path / "later.py"
+    module.write_text(
+        "import conveyor as cv\n\n@cv.step\ndef one() -> int:\n    return 1\n\n"
+        "@cv.pipeline(name='later')\ndef later():\n    one()\n"
+    )
+    made = cv.schedule(f"{module}:later", cron="*/5 * * * *", executor="inline")
+    module.write_text("raise ImportError('half-edited')\n")
+    for name in [m for m in sys.modules if m.startswith("_conveyor_pipeline_")]:
+        del sys.modules[name]
+    scheduler = Scheduler(ws)
+    due = made.next_run_at + timedelta(seconds=1)
+    assert scheduler.tick(now=due) == []
+    assert "half-edited" in scheduler.errors[made.name]
+    assert get_schedule(made.name).next_run_at == made.next_run_at  # still due
+    module.write_text(
+        "import conveyor as cv\n\n@cv.step\ndef one() -> int:\n    return 1\n\n"
+        "@cv.pipeline(name='later')\ndef later():\n    one()\n"
+    )
+    for name in [m for m in sys.modules if m.startswith("_conveyor_pipeline_")]:
+        del sys.modules[name]
+    assert len(scheduler.tick(now=due)) == 1
+
+
+def test_a_pipeline_from_python_c_cannot_be_scheduled(ws: cv.Workspace):
+    @cv.pipeline(name="adhoc")
+    def adhoc():
+        flows.inc(1)
+
+    adhoc.entrypoint = "__main__:adhoc"  # as in a notebook or python -c
+    with pytest.raises(InvalidArgumentError, match="notebook or `python -c`"):
+        cv.schedule(adhoc, cron="0 3 * * *")

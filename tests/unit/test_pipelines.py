@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +316,162 @@ def test_an_unknown_executor_is_refused_before_anything_is_recorded(ws: cv.Works
     with pytest.raises(InvalidArgumentError, match="Unknown executor 'dask'"):
         flows.chain.run(executor="dask")
     assert cv.pipelines.list_runs() == []
+
+
+# -- what a careful review found ------------------------------------------------------------
+
+
+def _finishes_within(seconds: float, fn: Callable[[], object]) -> object:
+    """Run ``fn`` in a thread; fail (instead of hanging the suite) if it takes too long."""
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = e
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
+def test_a_pending_retry_is_dropped_when_another_step_fails(ws: cv.Workspace):
+    @cv.step(name="broken")
+    def broken() -> int:
+        raise ValueError("broken for good")
+
+    @cv.step(name="wobbly", retries=3, retry_delay=0.5)
+    def wobbly() -> int:
+        raise RuntimeError("wobbly for now")
+
+    @cv.pipeline(name="both")
+    def both():
+        broken()
+        wobbly()
+
+    with pytest.raises(PipelineFailed) as caught:
+        _finishes_within(30, lambda: both.run(executor="inline"))
+    assert {s.name: str(s.status) for s in caught.value.run.steps} == {
+        "broken": "FAILED",
+        "wobbly": "FAILED",
+    }
+
+
+def test_an_error_of_the_coordinator_ends_the_run_failed_not_running(ws: cv.Workspace):
+    @cv.step(name="takes_lock")
+    def takes_lock(lock: object) -> int:
+        return 1
+
+    @cv.pipeline(name="locked")
+    def locked():
+        takes_lock(threading.Lock())  # cannot be digested for the cache key
+
+    with pytest.raises(InvalidArgumentError, match="cannot be digested"):
+        locked.run(executor="inline")
+    (run,) = cv.pipelines.list_runs()
+    assert run.status is PipelineStatus.FAILED
+    assert "coordinator failed with InvalidArgumentError" in run.error
+
+
+def test_projects_share_no_cache(tmp_path: Path):
+    cv.init(tmp_path, project="first")
+    flows.chain.run(executor="inline", length=2)
+    cv.init(tmp_path, project="second")
+    run = flows.chain.run(executor="inline", length=2)
+    assert set(statuses(run).values()) == {"SUCCEEDED"}
+
+
+def test_a_run_without_the_cache_still_feeds_it(ws: cv.Workspace):
+    fresh = flows.chain.run(executor="inline", length=2, cache=False)
+    later = flows.chain.run(executor="inline", length=2)
+    assert [s.cached_from for s in later.steps] == [s.id for s in fresh.steps]
+
+
+def test_resume_runs_again_a_step_whose_arguments_changed(ws: cv.Workspace):
+    def build(factor: int) -> cv.pipelines.Pipeline:
+        @cv.pipeline(name="numbers")
+        def numbers(n: int = 4):
+            flows.total(flows.scale(flows.make(n), factor=factor))
+
+        return numbers
+
+    Path("fail-total").touch()
+    with pytest.raises(PipelineFailed) as caught:
+        build(2).run(executor="inline")
+    Path("fail-total").unlink()
+    resumed = cv.pipelines.resume(caught.value.run.id, pipeline=build(10))
+    assert statuses(resumed) == {"make": "CACHED", "scale": "SUCCEEDED", "total": "SUCCEEDED"}
+    assert resumed.outputs["total"] == 60
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_star_args_and_keyword_arguments_reach_the_step(ws: cv.Workspace, executor: str):
+    @cv.step(name="gather")
+    def gather(first: int, *rest: int, **named: int) -> dict[str, object]:
+        return {"first": first, "rest": list(rest), "named": named}
+
+    @cv.pipeline(name="gathering")
+    def gathering():
+        gather(1, 2, 3, x=4)
+
+    run = gathering.run(executor=executor)
+    assert run.outputs["gather"] == {"first": 1, "rest": [2, 3], "named": {"x": 4}}
+
+
+def test_a_timeout_counts_from_when_a_worker_takes_the_step(ws: cv.Workspace):
+    @cv.step(name="pause", timeout=2.0)
+    def pause(i: int) -> int:
+        time.sleep(0.8)
+        return i
+
+    @cv.pipeline(name="queue")
+    def queue():
+        for i in range(3):
+            pause(i)
+
+    run = queue.run(executor="local:1")  # 2.4 s of work queued on one worker
+    assert set(statuses(run).values()) == {"SUCCEEDED"}
+
+
+def test_a_parameter_named_like_a_run_option_is_refused():
+    def executor_param(executor: str = "x") -> None:
+        pass
+
+    with pytest.raises(InvalidArgumentError, match="'executor', which run\\(\\) takes"):
+        cv.pipeline(executor_param)
+
+
+def test_a_run_whose_coordinator_died_can_be_cancelled_and_resumed(ws: cv.Workspace):
+    import socket
+    import subprocess
+    import sys
+
+    from conveyor.store.metadata.schema import pipeline_runs
+
+    Path("fail-total").touch()
+    with pytest.raises(PipelineFailed) as caught:
+        flows.numbers.run(executor="inline")
+    Path("fail-total").unlink()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run_id = caught.value.run.id
+    with ws.metadata.transaction() as uow:  # as a coordinator killed with -9 leaves it
+        uow.conn.execute(
+            pipeline_runs.update()
+            .where(pipeline_runs.c.id == run_id)
+            .values(status="RUNNING", coordinator=f"{socket.gethostname()}:{dead.stdout.strip()}")
+        )
+    cancelled = cv.pipelines.cancel(run_id)
+    assert cancelled.status is PipelineStatus.KILLED
+    assert "is gone" in cancelled.error
+    resumed = cv.pipelines.resume(run_id)
+    assert statuses(resumed)["total"] == "SUCCEEDED"

@@ -417,8 +417,14 @@ def scheduler_run(
         scheduler.release_lease()
         for r in runs:
             _summary(r)
+        for name, error in scheduler.errors.items():
+            err_console.print(f"[red]schedule {escape(name)} could not start:[/] {escape(error)}")
+        if scheduler.errors:
+            raise typer.Exit(1)
         if not runs:
-            console.print("Nothing is due.")
+            console.print(
+                "Nothing was started: no schedule is due (or another scheduler holds the lease)."
+            )
         return
     err_console.print(f"Scheduler {scheduler.holder} checking every {poll:g} s (Ctrl-C stops).")
     scheduler.run_forever(poll=poll)

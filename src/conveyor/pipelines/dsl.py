@@ -29,6 +29,8 @@ __all__ = ["Graph", "Node", "Pipeline", "Step", "StepOptions", "StepOutput", "pi
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 _building: ContextVar[Graph | None] = ContextVar("conveyor_pipeline_graph", default=None)
+#: Keyword arguments of Pipeline.run that are not pipeline parameters.
+RUN_OPTIONS = frozenset({"executor", "cache", "workspace", "progress"})
 #: Modules imported from a file path (``conveyor pipeline run flows.py:train``) get this prefix.
 FILE_MODULE_PREFIX = "_conveyor_pipeline_"
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
@@ -441,6 +443,13 @@ def pipeline(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
     def wrap(f: Callable[..., Any]) -> Pipeline:
         if not isinstance(f, types.FunctionType):
             raise InvalidArgumentError(f"@pipeline decorates a function; got {f!r}.")
+        clash = sorted(set(inspect.signature(f).parameters) & RUN_OPTIONS)
+        if clash:
+            raise InvalidArgumentError(
+                f"Pipeline {f.__name__!r} has a parameter named {', '.join(map(repr, clash))}, "
+                f"which run() takes for itself ({', '.join(sorted(RUN_OPTIONS))}).",
+                hint="Rename the parameter.",
+            )
         return Pipeline(f, _step_name(name or f.__name__, "pipeline"))
 
     return wrap(fn) if fn is not None else wrap

@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ from typing import Any
 
 from conveyor.core import ids
 from conveyor.core.clock import utcnow
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.pipelines.dsl import Graph, Node, Pipeline, StepOutput, map_futures
 from conveyor.pipelines.executors import Executor, Handle, make_executor
 from conveyor.pipelines.records import DONE, PipelineRun, PipelineStatus, StepStatus
@@ -37,8 +41,9 @@ __all__ = ["PipelineFailed", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
-#: How often a running pipeline checks whether someone asked to cancel it.
-CANCEL_POLL_S = 1.0
+#: How often a running pipeline's coordinator records that it is alive and checks whether
+#: someone asked to cancel it.
+HEARTBEAT_S = 1.0
 Progress = Callable[[str, str, str], None]  # (call name, status, detail)
 
 
@@ -69,26 +74,65 @@ class _State:
     traceback: str = ""
     started_at: datetime | None = None
     handle: Handle | None = None
-    deadline: float | None = None
     retry_at: float | None = None
 
 
 def output_digest(output: dict[str, Any]) -> str:
     """One digest for a stored output: its materializer and its files' digests."""
-    parts = [output["materializer"]] + [
-        f"{n}={f['digest']}" for n, f in sorted(output["files"].items())
-    ]
+    parts = [output["materializer"], json.dumps(output.get("info", {}), sort_keys=True)]
+    parts += [f"{n}={f['digest']}" for n, f in sorted(output["files"].items())]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _tagged(value: Any) -> Any:
+    """``value`` with what JSON would blur made explicit: tuples are not lists, and a dict
+    with a non-string key is not JSON (TypeError: digested by pickle instead)."""
+    if type(value) is tuple:
+        return {"$tuple": [_tagged(v) for v in value]}
+    if type(value) is list:
+        return [_tagged(v) for v in value]
+    if type(value) is dict:
+        if not all(type(k) is str for k in value):
+            raise TypeError("a dict key that is not a string")
+        return {k: _tagged(v) for k, v in value.items()}
+    return value
 
 
 def _value_digest(value: Any) -> str:
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
+        text = json.dumps(_tagged(value), sort_keys=True, separators=(",", ":"), allow_nan=True)
         return hashlib.sha256(b"json:" + text.encode()).hexdigest()
     except (TypeError, ValueError):
         import cloudpickle
 
-        return hashlib.sha256(b"pickle:" + cloudpickle.dumps(value)).hexdigest()
+        try:
+            return hashlib.sha256(b"pickle:" + cloudpickle.dumps(value)).hexdigest()
+        except Exception as e:
+            raise InvalidArgumentError(
+                f"An argument of type {type(value).__name__} cannot be digested for the cache "
+                f"key ({e}).",
+                hint="Pass plain values, or produce the object inside a step; or use "
+                "@cv.step(cache=False).",
+            ) from e
+
+
+def _closure_digest(fn: Any) -> Any:
+    """Values the step's function captured from an enclosing function (they change results)."""
+    cells = getattr(fn, "__closure__", None) or ()
+    names = fn.__code__.co_freevars
+    found = {}
+    for name, cell in zip(names, cells, strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if callable(value) or isinstance(value, type):
+            continue  # functions and classes are code, not data
+        try:
+            found[name] = _value_digest(value)
+        except InvalidArgumentError:
+            found[name] = repr(type(value))
+    return found
 
 
 def _package_versions(packages: tuple[str, ...]) -> dict[str, str]:
@@ -206,6 +250,8 @@ class _Engine:
                     "executor": self.executor,
                     "resumed_from": self.resume_from.id if self.resume_from else None,
                     "cancel_requested": False,
+                    "coordinator": f"{socket.gethostname()}:{os.getpid()}"[:200],
+                    "heartbeat_at": uow.now,
                     "error": "",
                     "started_at": uow.now,
                     "ended_at": None,
@@ -296,6 +342,7 @@ class _Engine:
             "step": step.name,
             "version": step.options.version,
             "source": step.source_digest,
+            "closure": _closure_digest(step.fn),
             "arguments": _value_digest({k: digest_of(v) for k, v in arguments.items()}),
             "packages": _package_versions(step.options.packages),
         }
@@ -304,9 +351,9 @@ class _Engine:
     def _reusable(self, state: _State) -> Any:
         """A recorded step run whose outputs this call can take, or None."""
         earlier = self.reused.get(state.node.name)
-        if earlier is not None and earlier.step == state.node.step.name:
-            return earlier
-        if state.cache_key is None:
+        if earlier is not None and earlier.cache_key == state.cache_key:
+            return earlier  # resuming: the same call (code, arguments, inputs) finished before
+        if not (self.cache and state.node.step.options.cache):
             return None
         found = self.store.find_cached(state.cache_key)
         if found is None or not self._still_valid(found):
@@ -341,8 +388,9 @@ class _Engine:
                 if any(self.states[u].status not in DONE for u in state.node.upstream):
                     continue
                 arguments = self._arguments(state)
-                if self.cache and state.node.step.options.cache:
-                    state.cache_key = self._cache_key(state, arguments)
+                # Computed (and recorded) even when the cache is off: a later run may reuse
+                # this fresher result, and resume matches finished steps by it.
+                state.cache_key = self._cache_key(state, arguments)
                 found = self._reusable(state)
                 if found is not None:
                     self._take_cached(state, found)
@@ -408,8 +456,7 @@ class _Engine:
         for state in submitting:
             assert state.handle is not None
             state.handle.task.attempt = state.attempts
-            timeout = state.node.step.options.timeout
-            state.deadline = time.monotonic() + timeout if timeout else None
+            state.handle.started_at = None
             self.ex.submit(state.handle)
 
     # -- results -------------------------------------------------------------------------
@@ -418,7 +465,6 @@ class _Engine:
         state = next((s for s in self.states.values() if s.handle is handle), None)
         if state is None or state.status is not StepStatus.RUNNING:
             return
-        state.deadline = None
         if result.ok:
             state.status = StepStatus.SUCCEEDED
             state.outputs = result.outputs
@@ -440,9 +486,9 @@ class _Engine:
             return
         self._attempt_failed(state, result.error, result.traceback)
 
-    def _attempt_failed(self, state: _State, error: str, tb: str) -> None:
+    def _attempt_failed(self, state: _State, error: str, tb: str, *, final: bool = False) -> None:
         options = state.node.step.options
-        if state.attempts <= options.retries and not self.killed:
+        if state.attempts <= options.retries and not (self.killed or final):
             delay = options.retry_delay * 2 ** (state.attempts - 1)
             log.warning(
                 "conveyor: step %s failed (attempt %d of %d): %s; retrying in %.1f s",
@@ -486,14 +532,25 @@ class _Engine:
             self.failed = state
         self._tell(state, error)
 
+    @staticmethod
+    def _deadline(state: _State) -> float | None:
+        """When a running attempt times out: its timeout after it really started (a step
+        queued for a free worker is not yet on the clock), or None."""
+        timeout = state.node.step.options.timeout
+        handle = state.handle
+        if not timeout or handle is None or handle.started_at is None or state.retry_at:
+            return None
+        return handle.started_at + timeout
+
     def _check_timers(self) -> None:
         now = time.monotonic()
         for state in self.states.values():
             if state.status is not StepStatus.RUNNING:
                 continue
-            if state.deadline is not None and now >= state.deadline and state.handle:
+            deadline = self._deadline(state)
+            if deadline is not None and now >= deadline and state.handle is not None:
                 self.ex.cancel(state.handle)
-                state.deadline = None
+                state.handle.started_at = None
                 timeout = state.node.step.options.timeout or 0
                 self._attempt_failed(state, f"timed out after {human_seconds(timeout)}", "")
             if state.retry_at is not None and now >= state.retry_at:
@@ -506,10 +563,10 @@ class _Engine:
                 self.to_submit.append(state)
 
     def _next_wake(self) -> float:
-        wake = CANCEL_POLL_S
+        wake = HEARTBEAT_S
         now = time.monotonic()
         for state in self.states.values():
-            for t in (state.deadline, state.retry_at):
+            for t in (self._deadline(state), state.retry_at):
                 if t is not None:
                     wake = min(wake, max(0.0, t - now))
         return wake
@@ -521,44 +578,60 @@ class _Engine:
 
     def run(self) -> PipelineRun:
         self._start_records()
-        last_poll = time.monotonic()
-        interrupted = False
+        beat = _Heartbeat(self.store, self.run_id)
+        beat.start()
+        previous = _on_sigterm()
+        stopped: BaseException | None = None  # Ctrl-C or SIGTERM
+        crash: BaseException | None = None  # an error of the coordinator itself
         try:
-            while True:
-                self._schedule_ready()
-                self._commit()
-                self._submit()
-                if not self._in_flight():
-                    break
-                if self.failed is not None or self.killed:
-                    # Let the running steps finish; start nothing new; retries are dropped.
-                    for s in self.states.values():
-                        if s.status is StepStatus.RUNNING and s.retry_at is not None:
-                            s.retry_at = None
-                            self._attempt_failed(s, s.error, "")
-                    if not any(
-                        s.status is StepStatus.RUNNING and s.handle is not None
-                        for s in self.states.values()
-                    ):
-                        break
-                for handle, result in self.ex.wait(self._next_wake()):
-                    self._finished(handle, result)
-                self._check_timers()
-                if time.monotonic() - last_poll >= CANCEL_POLL_S:
-                    last_poll = time.monotonic()
-                    if self.store.cancel_requested(self.run_id):
-                        self._kill_all()
-        except KeyboardInterrupt:
-            interrupted = True
+            self._loop(beat)
+        except KeyboardInterrupt as e:
+            stopped = e
+            self._kill_all()
+        except BaseException as e:  # noqa: BLE001 - recorded, then raised again below
+            crash = e
             self._kill_all()
         finally:
-            self.ex.shutdown()
-        run = self._finish()
-        if interrupted:
+            beat.stop()
+            _restore_sigterm(previous)
+            try:
+                self.ex.shutdown()
+            except Exception as e:  # noqa: BLE001 - the records matter more than the pool
+                log.warning("conveyor: stopping the %s executor failed: %s", self.ex.name, e)
+        run = self._finish(crash)
+        if isinstance(stopped, _Terminated):
+            raise SystemExit(143)
+        if stopped is not None:
             raise KeyboardInterrupt
+        if crash is not None:
+            raise crash
         if run.status is not PipelineStatus.SUCCEEDED:
             raise PipelineFailed(run.error, run)
         return run
+
+    def _loop(self, beat: _Heartbeat) -> None:
+        while True:
+            self._schedule_ready()
+            self._commit()
+            self._submit()
+            if not self._in_flight():
+                return
+            if self.failed is not None or self.killed:
+                # Let the running steps finish; start nothing new; retries are dropped.
+                for s in self.states.values():
+                    if s.status is StepStatus.RUNNING and s.retry_at is not None:
+                        s.retry_at = None
+                        self._attempt_failed(s, s.error, "", final=True)
+                if not any(
+                    s.status is StepStatus.RUNNING and s.handle is not None
+                    for s in self.states.values()
+                ):
+                    return
+            for handle, result in self.ex.wait(self._next_wake()):
+                self._finished(handle, result)
+            self._check_timers()
+            if beat.cancel_requested and not self.killed:
+                self._kill_all()
 
     def _kill_all(self) -> None:
         self.killed = True
@@ -574,12 +647,20 @@ class _Engine:
                 )
                 self._tell(state)
 
-    def _finish(self) -> PipelineRun:
+    def _finish(self, crash: BaseException | None = None) -> PipelineRun:
         for state in self.states.values():
             if state.status is StepStatus.PENDING:
                 state.status = StepStatus.SKIPPED
                 self.changes.append({"id": state.id, "status": str(StepStatus.SKIPPED)})
-        if self.killed:
+        if crash is not None:
+            status, error = (
+                PipelineStatus.FAILED,
+                (
+                    f"Pipeline {self.pipeline.name!r} stopped: its coordinator failed with "
+                    f"{type(crash).__name__}: {crash}"
+                ),
+            )
+        elif self.killed:
             status, error = PipelineStatus.KILLED, f"Pipeline {self.pipeline.name!r} was stopped."
         elif self.failed is not None:
             status, error = PipelineStatus.FAILED, self._failure_text(self.failed)
@@ -611,6 +692,49 @@ class _Engine:
         if state.traceback:
             text += f"\n\n{state.traceback.rstrip()}"
         return text
+
+
+class _Heartbeat(threading.Thread):
+    """Records every second that the coordinator is alive and notices a cancel request (so
+    `conveyor pipeline cancel` works, and a run whose coordinator died can be told apart)."""
+
+    def __init__(self, store: PipelineStore, run_id: str) -> None:
+        super().__init__(name="conveyor-pipeline-heartbeat", daemon=True)
+        self.store = store
+        self.run_id = run_id
+        self.cancel_requested = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(HEARTBEAT_S):
+            try:
+                if self.store.heartbeat(self.run_id):
+                    self.cancel_requested = True
+            except Exception as e:  # noqa: BLE001 - a missed beat is retried next second
+                log.debug("conveyor: pipeline heartbeat failed: %s", e)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the run ends KILLED), then the process exits 143."""
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated
+
+
+def _on_sigterm() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _output_ref(state: _State, output: dict[str, Any]) -> ObjectRef:

@@ -24,6 +24,9 @@ class Handle:
     id: int
     task: StepTask
     resources: dict[str, float]
+    #: When a worker took the task (monotonic clock): its timeout counts from here. The inline
+    #: executor leaves it unset and times steps out itself.
+    started_at: float | None = None
 
 
 class Executor:
@@ -140,6 +143,7 @@ class LocalExecutor(Executor):
                 raise InvalidArgumentError(
                     f"Step {handle.task.node!r} cannot be sent to a worker process: {e}."
                 ) from e
+            handle.started_at = time.monotonic()
             self.busy[handle.id] = (w, handle)
 
     def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
@@ -292,7 +296,9 @@ class RayExecutor(Executor):
             options["num_gpus"] = handle.resources["gpus"]
         if "memory" in handle.resources:
             options["memory"] = handle.resources["memory"]
+        _pickle_user_modules_by_value(handle.task.step.fn)
         ref = self._remote.options(**options).remote(cloudpickle.dumps(handle.task))
+        handle.started_at = time.monotonic()  # Ray may queue it: the timeout covers the wait
         self.refs[ref] = handle
 
     def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
@@ -323,6 +329,29 @@ class RayExecutor(Executor):
         for ref in list(self.refs):
             self.ray.cancel(ref, force=True)
         self.refs.clear()
+
+
+def _pickle_user_modules_by_value(fn: Any) -> None:
+    """Send the module that defines ``fn`` by value when it is the user's own code (not an
+    installed package), so its helpers and classes reach Ray workers that lack the source."""
+    import sys
+    import sysconfig
+
+    import cloudpickle
+
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    path = getattr(module, "__file__", None)
+    if module is None or path is None or module.__name__ == "__main__":
+        return
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    if any(os.path.abspath(path).startswith(os.path.abspath(p) + os.sep) for p in installed):
+        return
+    if module.__name__.split(".")[0] == "conveyor":
+        return
+    try:
+        cloudpickle.register_pickle_by_value(module)
+    except ValueError:
+        return  # already registered
 
 
 def _ray_entry(payload: bytes) -> bytes:

@@ -55,6 +55,10 @@ def _import(name: str) -> Any:
             path = Path(name).resolve()
             if not path.is_file():
                 raise NotFoundError(f"There is no pipeline file {name}.")
+            main = sys.modules.get("__main__")
+            main_file = getattr(main, "__file__", None)
+            if main_file and Path(main_file).resolve() == path:
+                return main  # the running script: importing it again would re-run its body
             module_name = FILE_MODULE_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:16]
             if module_name in sys.modules:
                 return sys.modules[module_name]

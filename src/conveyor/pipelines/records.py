@@ -107,6 +107,8 @@ class PipelineRun:
     executor: str
     resumed_from: str | None
     cancel_requested: bool
+    coordinator: str  # host:pid of the process that runs it
+    heartbeat_at: datetime | None  # the coordinator's last sign of life
     error: str
     started_at: datetime
     ended_at: datetime | None

@@ -133,6 +133,13 @@ def schedule(
         raise InvalidArgumentError(f"schedule takes a pipeline; got {pipeline!r}.")
     bound = target.bind(params or {})
     _check_cron(cron)
+    if target.entrypoint.startswith("__main__:"):
+        raise InvalidArgumentError(
+            f"Pipeline {target.name!r} is defined in a notebook or `python -c`, where a "
+            "scheduler cannot import it from.",
+            hint="Move it into a module or a .py file, and schedule that "
+            "(cv.schedule('pipelines.churn:train', ...)).",
+        )
     if not isinstance(catch_up, int) or catch_up < 0:
         raise InvalidArgumentError(f"catch_up must be a whole number >= 0; got {catch_up!r}.")
     if executor != "inline" and not executor.startswith(("local", "ray")):
@@ -231,6 +238,8 @@ class Scheduler:
         self.lease_ttl = lease_ttl
         self.on_start = on_start
         self.lease_name = f"scheduler:{self.ws.project.id}"
+        #: Why due runs could not start in the last tick (schedule name -> error).
+        self.errors: dict[str, str] = {}
 
     def acquire_lease(self, now: datetime | None = None) -> bool:
         """Take or renew the lease; True while this scheduler holds it."""
@@ -286,28 +295,40 @@ class Scheduler:
         return 1 + min(max(missed - 1, 0), found.catch_up) if found.catch_up else 1
 
     def tick(self, now: datetime | None = None) -> list[Any]:
-        """Start every due run (if this scheduler holds the lease); return the runs started."""
+        """Start every due run (if this scheduler holds the lease); return the runs started.
+
+        A schedule whose pipeline cannot be imported is left due (its error is in
+        :attr:`errors` and the log), so it starts once the module is fixed.
+        """
         from conveyor.pipelines.engine import PipelineFailed
         from conveyor.pipelines.loader import load_pipeline
 
         now = now or utcnow()
+        self.errors = {}
         if not self.acquire_lease(now):
             return []
         started = []
         for found in list_schedules(workspace=self.ws):
             if not found.enabled or found.next_run_at > now:
                 continue
-            count = self._claim(found, now)
-            for _ in range(count):
+            try:
+                pipeline = load_pipeline(found.entrypoint)
+            except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others
+                self.errors[found.name] = str(e)
+                log.error("conveyor: schedule %s cannot start: %s", found.name, e)
+                continue
+            if not self.acquire_lease(utcnow()):  # renewed before each start; lost: stop
+                break
+            for _ in range(self._claim(found, now)):
+                if self.on_start is not None:
+                    self.on_start(found)
                 try:
-                    pipeline = load_pipeline(found.entrypoint)
-                    if self.on_start is not None:
-                        self.on_start(found)
                     run = pipeline.run(executor=found.executor, workspace=self.ws, **found.params)
                 except PipelineFailed as e:
                     run = e.run
-                except Exception as e:  # noqa: BLE001 - one bad schedule must not stop others
-                    log.error("conveyor: schedule %s could not start: %s", found.name, e)
+                except Exception as e:  # noqa: BLE001 - recorded; the other schedules go on
+                    self.errors[found.name] = str(e)
+                    log.error("conveyor: schedule %s failed to run: %s", found.name, e)
                     continue
                 started.append(run)
                 with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:

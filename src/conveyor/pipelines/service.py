@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from datetime import timedelta
 from typing import Any
 
+from conveyor.core.clock import utcnow
 from conveyor.core.errors import ConflictError
 from conveyor.pipelines.records import PipelineRun, PipelineStatus
 from conveyor.pipelines.store import PipelineStore
 from conveyor.store.workspace import Workspace, current_workspace
 
 __all__ = ["cancel", "get_run", "list_runs", "resume"]
+
+#: A running pipeline's coordinator records a heartbeat every second; one silent for this long
+#: (or, on this machine, whose process is gone) has died without ending its run.
+STALE_AFTER = timedelta(seconds=30)
+
+
+def abandoned(run: PipelineRun) -> str | None:
+    """Why ``run`` is RUNNING with no coordinator left (None when it may still be running)."""
+    if run.status is not PipelineStatus.RUNNING:
+        return None
+    host, _, pid = run.coordinator.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return f"its coordinator (process {pid} on {host}) is gone"
+        except PermissionError:
+            pass  # alive, another user's
+    if run.heartbeat_at is not None and utcnow() - run.heartbeat_at > STALE_AFTER:
+        return (
+            f"its coordinator ({run.coordinator}) has been silent since {run.heartbeat_at:%H:%M:%S}"
+        )
+    return None
 
 
 def _store(ws: Workspace | None) -> PipelineStore:
@@ -36,25 +63,40 @@ def resume(
     run_id: str,
     *,
     executor: str | None = None,
+    pipeline: Any = None,
     workspace: Workspace | None = None,
     progress: Any = None,
 ) -> PipelineRun:
     """Run a failed or stopped pipeline run again, reusing the outputs of its finished steps.
 
     The pipeline is imported again from where the run recorded it (so a fixed step runs its
-    new code) and gets the same parameters. Returns the new run.
+    new code; in a session that already imported it, pass the fixed ``pipeline``) and gets
+    the same parameters. A finished step is reused when the new call is
+    the same call (the same code, arguments and inputs: its cache key), even if it was not
+    cacheable; a changed step runs again, and so does what depends on it. A run whose
+    coordinator died (see :func:`cancel`) is marked KILLED first. Returns the new run.
     """
     from conveyor.pipelines.engine import run_pipeline
     from conveyor.pipelines.loader import load_pipeline
 
     ws = workspace or current_workspace()
     old = get_run(run_id, workspace=ws)
+    gone = abandoned(old)
+    if gone is not None:
+        PipelineStore(ws).mark_abandoned(old, f"Pipeline {old.pipeline!r} was abandoned: {gone}.")
+        old = get_run(old.id, workspace=ws)
     if old.status in (PipelineStatus.SUCCEEDED, PipelineStatus.RUNNING):
         raise ConflictError(
             f"Pipeline run {old.id} is {old.status}; only FAILED or KILLED runs are resumed.",
             hint="Start a new run with: conveyor pipeline run",
         )
-    pipeline = load_pipeline(old.entrypoint)
+    if pipeline is None:
+        pipeline = load_pipeline(old.entrypoint)
+    elif getattr(pipeline, "name", None) != old.pipeline:
+        raise ConflictError(
+            f"Run {old.id} is of pipeline {old.pipeline!r}; cannot resume it with "
+            f"{getattr(pipeline, 'name', pipeline)!r}."
+        )
     return run_pipeline(
         pipeline,
         old.params,
@@ -67,9 +109,14 @@ def resume(
 
 def cancel(run_id: str, *, workspace: Workspace | None = None) -> PipelineRun:
     """Ask a running pipeline run to stop: its coordinator kills the running steps and marks
-    the run KILLED within about a second."""
+    the run KILLED within about a second. A run whose coordinator died (its process is gone,
+    or it has been silent for 30 s) is marked KILLED at once."""
     store = _store(workspace)
     run = store.get_run(run_id)
     if run.status is not PipelineStatus.RUNNING:
         raise ConflictError(f"Pipeline run {run.id} is {run.status}; there is nothing to cancel.")
+    gone = abandoned(run)
+    if gone is not None:
+        store.mark_abandoned(run, f"Pipeline {run.pipeline!r} was abandoned: {gone}.")
+        return store.get_run(run.id)
     return store.request_cancel(run.id)

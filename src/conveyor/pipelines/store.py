@@ -98,6 +98,55 @@ class PipelineStore:
             uow.audit("pipeline_run.cancel", _ref(run.id))
         return self.get_run(run.id)
 
+    def heartbeat(self, run_id: str) -> bool:
+        """Record that the coordinator is alive; return whether someone asked it to stop."""
+        with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+            uow.conn.execute(
+                pipeline_runs.update()
+                .where(pipeline_runs.c.id == run_id)
+                .values(heartbeat_at=uow.now)
+            )
+            return bool(
+                uow.conn.execute(
+                    sa.select(pipeline_runs.c.cancel_requested).where(pipeline_runs.c.id == run_id)
+                ).scalar()
+            )
+
+    def mark_abandoned(self, run: PipelineRun, reason: str) -> None:
+        """End a run whose coordinator is gone: it and its unfinished steps become KILLED."""
+        from conveyor.tracking.records import RunStatus
+        from conveyor.tracking.runs import tracker
+        from conveyor.tracking.store import EndRun
+
+        unfinished = [s for s in run.steps if s.status in (StepStatus.PENDING, StepStatus.RUNNING)]
+        with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+            claimed = uow.conn.execute(
+                pipeline_runs.update()
+                .where(
+                    pipeline_runs.c.id == run.id,
+                    pipeline_runs.c.status == str(PipelineStatus.RUNNING),
+                )
+                .values(status=str(PipelineStatus.KILLED), error=reason, ended_at=uow.now)
+            )
+            if claimed.rowcount != 1:
+                return
+            started = [s for s in unfinished if s.status is StepStatus.RUNNING]
+            self.update_steps(
+                uow,
+                [
+                    {"id": s.id, "status": str(StepStatus.KILLED), "ended_at": uow.now}
+                    for s in started
+                ]
+                + [
+                    {"id": s.id, "status": str(StepStatus.SKIPPED)}
+                    for s in unfinished
+                    if s.status is StepStatus.PENDING
+                ],
+            )
+            ends = [EndRun(s.id, RunStatus.KILLED, uow.now) for s in started]
+            tracker(self.ws).store.write_in(uow, [*ends, EndRun(run.id, RunStatus.KILLED, uow.now)])
+            uow.audit("pipeline_run.abandon", _ref(run.id), after={"reason": reason})
+
     def cancel_requested(self, run_id: str) -> bool:
         with self.ws.metadata.read() as conn:
             return bool(
@@ -112,7 +161,9 @@ class PipelineStore:
         """The latest step run with ``cache_key`` whose outputs can be reused."""
         query = (
             sa.select(step_runs)
+            .join(pipeline_runs, pipeline_runs.c.id == step_runs.c.pipeline_run_id)
             .where(
+                pipeline_runs.c.project_id == self.project_id,  # projects share no cache
                 step_runs.c.cache_key == cache_key,
                 step_runs.c.status.in_(_REUSABLE),
                 step_runs.c.outputs.is_not(None),
@@ -206,6 +257,8 @@ class PipelineStore:
             executor=row.executor,
             resumed_from=row.resumed_from,
             cancel_requested=bool(row.cancel_requested),
+            coordinator=row.coordinator,
+            heartbeat_at=row.heartbeat_at,
             error=row.error or "",
             started_at=row.started_at,
             ended_at=row.ended_at,

@@ -9,6 +9,7 @@ materializer and answers with a :class:`StepResult`.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import sys
 import time
@@ -130,7 +131,10 @@ def execute(task: StepTask) -> StepResult:
             )
         with recording_reads() as reads:
             try:
-                value = task.step.fn(**arguments)
+                # Rebuilt from the bound arguments, so *args and **kwargs reach the function
+                # as the pipeline passed them.
+                call = inspect.BoundArguments(task.step.signature, arguments)  # type: ignore[arg-type]
+                value = task.step.fn(*call.args, **call.kwargs)
             except BaseException as e:
                 if isinstance(e, StepTimedOut) or (
                     isinstance(e, KeyboardInterrupt | SystemExit) and not _is_worker()
@@ -269,8 +273,8 @@ def run_in_worker(payload: bytes) -> bytes:
     """The entry point worker processes call: a pickled task in, a pickled result out."""
     import cloudpickle
 
-    task = cloudpickle.loads(payload)
     try:
+        task = cloudpickle.loads(payload)
         result = execute(task)
     except BaseException as e:  # noqa: BLE001 - anything that escapes is still reported
         result = StepResult(

@@ -387,6 +387,8 @@ pipeline_runs = sa.Table(
     sa.Column("executor", sa.String(200), nullable=False),
     sa.Column("resumed_from", ID, nullable=True),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("coordinator", sa.String(200), nullable=False, server_default=""),  # host:pid
+    sa.Column("heartbeat_at", UTCDateTime, nullable=True),
     sa.Column("error", sa.Text, nullable=False, server_default=""),
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("ended_at", UTCDateTime, nullable=True),
