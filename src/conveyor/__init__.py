@@ -23,7 +23,7 @@ from conveyor.core.errors import (
 )
 
 if _TYPE_CHECKING:
-    from conveyor import data, models, pipelines
+    from conveyor import data, features, models, pipelines
     from conveyor._api import init, workspace
     from conveyor.core.config import Settings
     from conveyor.data.records import DatasetVersion
@@ -104,6 +104,7 @@ __all__ = [
     "data",
     "delete_run",
     "end_run",
+    "features",
     "flush",
     "get_metric_history",
     "get_run",
@@ -182,7 +183,7 @@ _LAZY = {
     "schedule": "conveyor.pipelines",
     "step": "conveyor.pipelines",
 }
-_SUBMODULES = {"data", "models", "pipelines"}
+_SUBMODULES = {"data", "features", "models", "pipelines"}
 
 
 def __getattr__(name: str) -> object:

@@ -88,3 +88,10 @@ def test_the_pipelines_guide_examples_run(tmp_path: Path) -> None:
         outputs.append(result.stdout)
     assert "'evaluate': 'CACHED'" in outputs[0]
     assert "{'prepare': 'CACHED', 'publish': 'SUCCEEDED'}" in outputs[1]
+
+
+def test_the_features_guide_example_runs(tmp_path: Path) -> None:
+    (block,) = python_blocks(ROOT / "docs" / "features.md")
+    result = run_python(block, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "'txn_count_7d': [5, 1], 'amount_ratio': [0.96, 3.96]" in result.stdout

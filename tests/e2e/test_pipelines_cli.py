@@ -9,19 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.e2e.cli_process import conveyor
+
 ROOT = Path(__file__).parents[2]
-
-
-def conveyor(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
 
 
 def test_run_fail_show_resume_list_as_a_user_would(tmp_path: Path) -> None:

@@ -34,12 +34,14 @@ app.add_typer(db_app, name="db")
 
 def _add_domain_commands() -> None:
     from conveyor.cli.data import data_app
+    from conveyor.cli.features import features_app
     from conveyor.cli.models import models_app
     from conveyor.cli.pipelines import pipeline_app, schedule_app, scheduler_app
     from conveyor.cli.tracking import experiments_app, runs_app
 
     app.add_typer(data_app, name="data")
     app.add_typer(experiments_app, name="experiments")
+    app.add_typer(features_app, name="features")
     app.add_typer(models_app, name="models")
     app.add_typer(runs_app, name="runs")
     app.add_typer(pipeline_app, name="pipeline")

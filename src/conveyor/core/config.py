@@ -68,6 +68,14 @@ class Settings:
             "key": True,
         },
     )
+    online_uri: str = field(
+        default="",
+        metadata={
+            "help": "Online feature store: sqlite:///path/online.db or redis://host:6379/0. "
+            "Default: .conveyor/online.db.",
+            "key": True,
+        },
+    )
     approvers: str = field(
         default="",
         metadata={
@@ -216,8 +224,18 @@ def load_settings(root: Path | str | None = None, **overrides: Any) -> Settings:
         remote_uri=normalize_artifact_uri(settings.remote_uri, root_path)
         if settings.remote_uri
         else "",
+        online_uri=_normalize_online_uri(settings.online_uri, state),
         actor=settings.actor or default_actor(),
     )
+
+
+def _normalize_online_uri(uri: str, state: Path) -> str:
+    if not uri:
+        return f"sqlite:///{state / 'online.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        relative = uri[len("sqlite:///") :]
+        return f"sqlite:///{(state.parent / relative).resolve()}"
+    return uri
 
 
 def render_config_template(project: str) -> str:

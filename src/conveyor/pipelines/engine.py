@@ -353,7 +353,7 @@ class _Engine:
         earlier = self.reused.get(state.node.name)
         if earlier is not None and earlier.cache_key == state.cache_key:
             return earlier  # resuming: the same call (code, arguments, inputs) finished before
-        if not (self.cache and state.node.step.options.cache):
+        if not (self.cache and state.node.step.options.cache) or state.cache_key is None:
             return None
         found = self.store.find_cached(state.cache_key)
         if found is None or not self._still_valid(found):

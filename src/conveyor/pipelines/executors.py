@@ -158,7 +158,7 @@ class LocalExecutor(Executor):
         by_conn = {w.conn: (w, h) for w, h in self.busy.values()}
         done: list[tuple[Handle, StepResult]] = []
         for conn in wait(list(by_conn), timeout):
-            w, handle = by_conn[conn]  # type: ignore[index]
+            w, handle = by_conn[conn]
             del self.busy[handle.id]
             try:
                 result = cloudpickle.loads(conn.recv_bytes())  # type: ignore[union-attr]

@@ -30,7 +30,7 @@ def load_pipeline(reference: str) -> Pipeline:
             f"A pipeline reference is MODULE:PIPELINE or FILE.py:PIPELINE; got {reference!r}.",
             hint="For example: conveyor pipeline run pipelines.churn:train",
         )
-    module = _import(module_name)
+    module = import_module_or_file(module_name)
     target: Any = module
     for part in attr.split("."):
         target = getattr(target, part, None)
@@ -48,7 +48,8 @@ def load_pipeline(reference: str) -> Pipeline:
     return target
 
 
-def _import(name: str) -> Any:
+def import_module_or_file(name: str) -> Any:
+    """Import a module by name, or a .py file by path (the running script is reused)."""
     is_file = name.endswith(".py") or os.sep in name or "/" in name
     try:
         if is_file:

@@ -94,7 +94,7 @@ class PandasMaterializer(Materializer):
     def handles(self, value: Any) -> bool:
         frame = _loaded("pandas", "DataFrame")
         series = _loaded("pandas", "Series")
-        return frame is not None and isinstance(value, frame | series)  # type: ignore[operator]
+        return frame is not None and series is not None and isinstance(value, (frame, series))
 
     def save(self, value: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
         import pandas as pd
@@ -142,7 +142,7 @@ class NumpyMaterializer(Materializer):
 
     def handles(self, value: Any) -> bool:
         array = _loaded("numpy", "ndarray")
-        return array is not None and isinstance(value, array) and not value.dtype.hasobject
+        return array is not None and isinstance(value, array) and not value.dtype.hasobject  # type: ignore[attr-defined]
 
     def save(self, value: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
         import numpy as np

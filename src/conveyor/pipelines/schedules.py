@@ -179,7 +179,7 @@ def schedule(
         uow.conn.execute(schedules.insert(), [row])
         uow.audit(
             "schedule.create",
-            ObjectRef("schedule", row["id"]),
+            ObjectRef("schedule", str(row["id"])),
             after={"name": schedule_name, "cron": cron, "pipeline": target.name},
         )
     return get_schedule(schedule_name, workspace=ws)

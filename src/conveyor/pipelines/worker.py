@@ -133,7 +133,7 @@ def execute(task: StepTask) -> StepResult:
             try:
                 # Rebuilt from the bound arguments, so *args and **kwargs reach the function
                 # as the pipeline passed them.
-                call = inspect.BoundArguments(task.step.signature, arguments)  # type: ignore[arg-type]
+                call = inspect.BoundArguments(task.step.signature, arguments)  # type: ignore[arg-type,unused-ignore]
                 value = task.step.fn(*call.args, **call.kwargs)
             except BaseException as e:
                 if isinstance(e, StepTimedOut) or (

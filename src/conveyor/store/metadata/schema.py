@@ -15,10 +15,14 @@ __all__ = [
     "audit_events",
     "dataset_versions",
     "datasets",
+    "entities",
     "experiments",
+    "feature_view_versions",
+    "feature_views",
     "latest_metrics",
     "leases",
     "lineage_edges",
+    "materializations",
     "metadata",
     "metrics",
     "model_alias_history",
@@ -448,4 +452,58 @@ leases = sa.Table(
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# -- features ------------------------------------------------------------------------------
+
+entities = sa.Table(
+    "entities",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("keys", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+# Feature views and on-demand views (kind); each changed definition is a new version.
+feature_views = sa.Table(
+    "feature_views",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # view, on_demand
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+feature_view_versions = sa.Table(
+    "feature_view_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("view_id", ID, sa.ForeignKey("feature_views.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("definition", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("view_id", "version"),
+)
+
+materializations = sa.Table(
+    "materializations",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("view_id", ID, sa.ForeignKey("feature_views.id"), nullable=False),
+    sa.Column("version_id", ID, nullable=False),
+    sa.Column("online_uri", sa.String(500), nullable=False),
+    sa.Column("start_at", UTCDateTime, nullable=True),
+    sa.Column("end_at", UTCDateTime, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "view_id", "end_at"),
 )

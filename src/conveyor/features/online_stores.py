@@ -1,0 +1,289 @@
+"""Online stores: the latest feature values per entity, read in microseconds.
+
+One interface, two backends chosen by URI: SQLite (``sqlite:///path/online.db``, the
+embedded default in ``.conveyor/online.db``) and Redis (``redis://host:port/db``). Each
+entity's values of one view are one record (JSON: the event time and the values in the
+view's feature order), so reading many features of an entity is one lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from conveyor.core.errors import BackendUnavailableError, InvalidArgumentError
+
+__all__ = ["OnlineStore", "RedisOnlineStore", "SqliteOnlineStore", "open_online_store"]
+
+Record = tuple[int, list[Any]]  # event time (epoch microseconds), values in feature order
+
+
+def encode(ts_us: int, values: Sequence[Any]) -> str:
+    return json.dumps([ts_us, list(values)], separators=(",", ":"), default=str)
+
+
+def decode(payload: str | bytes | None) -> Record | None:
+    if payload is None:
+        return None
+    ts, values = json.loads(payload)
+    return int(ts), values
+
+
+class OnlineStore:
+    """Latest values per (view, entity key)."""
+
+    uri: str
+
+    def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
+        """Store ``(key, ts_us, values)`` where ``ts_us`` is newer than what is stored;
+        return how many records were written."""
+        raise NotImplementedError
+
+    def read(self, view: str, keys: Sequence[str]) -> list[Record | None]:
+        raise NotImplementedError
+
+    def delete_older(self, view: str, ts_us: int) -> int:
+        """Remove the records whose event time is before ``ts_us`` (expired)."""
+        raise NotImplementedError
+
+    def newest(self, view: str) -> int | None:
+        """The newest event time stored for ``view`` (epoch microseconds), or None."""
+        raise NotImplementedError
+
+    def drop(self, view: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteOnlineStore(OnlineStore):
+    """One table per view: ``key`` primary key, ``ts``, ``payload``; raw sqlite3 for speed."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.uri = f"sqlite:///{self.path}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._tables: set[str] = set()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            except sqlite3.Error as e:
+                raise BackendUnavailableError(
+                    f"Cannot open the online store {self.path}: {e}."
+                ) from e
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def _table(view: str) -> str:
+        return f'"fv_{view}"'  # view names are checked: [a-z][a-z0-9_]*
+
+    def _ensure(self, view: str) -> str:
+        table = self._table(view)
+        if view not in self._tables:
+            self._conn().execute(
+                f"CREATE TABLE IF NOT EXISTS {table} "
+                "(key TEXT PRIMARY KEY, ts INTEGER NOT NULL, payload TEXT NOT NULL) WITHOUT ROWID"
+            )
+            self._tables.add(view)
+        return table
+
+    def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
+        table = self._ensure(view)
+        conn = self._conn()
+        rows = [(key, ts, encode(ts, values)) for key, ts, values in records]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT INTO {table} (key, ts, payload) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, payload = excluded.payload "
+                "WHERE excluded.ts >= ts",
+                rows,
+            )
+            written = conn.total_changes - before
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return written
+
+    def read(self, view: str, keys: Sequence[str]) -> list[Record | None]:
+        conn = self._conn()
+        table = self._table(view)
+        try:
+            if len(keys) == 1:
+                row = conn.execute(
+                    f"SELECT payload FROM {table} WHERE key = ?", (keys[0],)
+                ).fetchone()
+                return [decode(row[0]) if row else None]
+            found: dict[str, str] = {}
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    conn.execute(
+                        f"SELECT key, payload FROM {table} WHERE key IN ({marks})", chunk
+                    ).fetchall()
+                )
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return [None] * len(keys)  # nothing materialized yet
+            raise
+        return [decode(found.get(k)) for k in keys]
+
+    def delete_older(self, view: str, ts_us: int) -> int:
+        table = self._ensure(view)
+        return self._conn().execute(f"DELETE FROM {table} WHERE ts < ?", (ts_us,)).rowcount
+
+    def newest(self, view: str) -> int | None:
+        table = self._ensure(view)
+        value = self._conn().execute(f"SELECT max(ts) FROM {table}").fetchone()[0]
+        return None if value is None else int(value)
+
+    def drop(self, view: str) -> None:
+        self._conn().execute(f"DROP TABLE IF EXISTS {self._table(view)}")
+        self._tables.discard(view)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class RedisOnlineStore(OnlineStore):
+    """One Redis string per (project, view, key); MGET reads many in one round trip."""
+
+    def __init__(self, uri: str, namespace: str) -> None:
+        try:
+            import redis
+        except ImportError as e:
+            raise InvalidArgumentError(
+                "The Redis online store needs redis-py.", hint="pip install 'conveyor-mlops[redis]'"
+            ) from e
+        self.uri = uri
+        self.namespace = namespace
+        self._client = redis.Redis.from_url(uri, socket_connect_timeout=5, socket_timeout=30)
+        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._write_script = self._client.register_script(_NEWER_ONLY)
+
+    def _key(self, view: str, key: str) -> str:
+        return f"cv:{self.namespace}:{view}:{key}"
+
+    def _index(self, view: str) -> str:
+        return f"cv:{self.namespace}:{view}::ts"  # a sorted set: key -> event time
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._errors as e:
+            raise BackendUnavailableError(
+                f"Cannot reach the Redis online store {_redacted(self.uri)}: {e}.",
+                hint="Check that Redis runs and the online_uri setting.",
+            ) from e
+
+    def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
+        written = 0
+        batch: list[tuple[str, int, Sequence[Any]]] = []
+
+        def flush() -> int:
+            pipe = self._client.pipeline(transaction=False)
+            for key, ts, values in batch:
+                self._write_script(
+                    keys=[self._key(view, key), self._index(view)],
+                    args=[ts, encode(ts, values), key],
+                    client=pipe,
+                )
+            return sum(int(r) for r in self._call(pipe.execute))
+
+        for record in records:
+            batch.append(record)
+            if len(batch) >= 2000:
+                written += flush()
+                batch = []
+        if batch:
+            written += flush()
+        return written
+
+    def read(self, view: str, keys: Sequence[str]) -> list[Record | None]:
+        if not keys:
+            return []
+        if len(keys) == 1:
+            return [decode(self._call(self._client.get, self._key(view, keys[0])))]
+        values = self._call(self._client.mget, [self._key(view, k) for k in keys])
+        return [decode(v) for v in values]
+
+    def delete_older(self, view: str, ts_us: int) -> int:
+        index = self._index(view)
+        old = self._call(self._client.zrangebyscore, index, "-inf", f"({ts_us}")
+        if not old:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for key in old:
+            pipe.delete(self._key(view, key.decode() if isinstance(key, bytes) else key))
+        pipe.zremrangebyscore(index, "-inf", f"({ts_us}")
+        self._call(pipe.execute)
+        return len(old)
+
+    def newest(self, view: str) -> int | None:
+        found = self._call(self._client.zrevrange, self._index(view), 0, 0, True)
+        return int(found[0][1]) if found else None
+
+    def drop(self, view: str) -> None:
+        index = self._index(view)
+        keys = self._call(self._client.zrange, index, 0, -1)
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(self._key(view, key.decode() if isinstance(key, bytes) else key))
+        pipe.delete(index)
+        self._call(pipe.execute)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# Writes only when the record is at least as new as the stored one; keeps the time index.
+_NEWER_ONLY = """
+local old = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if old and tonumber(old) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+
+
+def _redacted(uri: str) -> str:
+    from conveyor.core.uris import redact_uri
+
+    return redact_uri(uri)
+
+
+def open_online_store(uri: str, namespace: str) -> OnlineStore:
+    """The online store ``uri`` names (``sqlite:///path`` or ``redis://...``)."""
+    scheme = urlparse(uri).scheme
+    if scheme == "sqlite":
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+        if not path:
+            raise InvalidArgumentError(
+                f"A SQLite online store needs a file: sqlite:///path; got {uri!r}."
+            )
+        return SqliteOnlineStore(path)
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisOnlineStore(uri, namespace)
+    raise InvalidArgumentError(
+        f"The online store URI {_redacted(uri)!r} has the scheme {scheme!r}; "
+        "use sqlite:///path/online.db or redis://host:6379/0."
+    )

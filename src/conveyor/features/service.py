@@ -1,0 +1,760 @@
+"""The feature store of one workspace: apply definitions, build training sets, materialize,
+serve online."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from conveyor.core import ids
+from conveyor.core.clock import utcnow
+from conveyor.core.errors import ConveyorError, InvalidArgumentError, NotFoundError
+from conveyor.features import offline
+from conveyor.features.definitions import (
+    DatasetSource,
+    Entity,
+    FeatureView,
+    Field,
+    OnDemandView,
+    ParquetSource,
+    SqlSource,
+    digest,
+)
+from conveyor.features.online_stores import OnlineStore, open_online_store
+from conveyor.store.activity import current_activity
+from conveyor.store.metadata.schema import (
+    entities,
+    feature_view_versions,
+    feature_views,
+    materializations,
+)
+from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace, current_workspace
+
+__all__ = ["FeatureComputeError", "FeatureService", "Materialization", "feature_service"]
+
+VERSION_KIND = "feature_view_version"
+
+
+class FeatureComputeError(ConveyorError, RuntimeError):
+    """An on-demand feature function raised."""
+
+    code = "conveyor.feature_compute_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    name: str
+    kind: str
+    version: int
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Materialization:
+    view: str
+    start: datetime | None
+    end: datetime
+    rows: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    view: str
+    feature: str
+    on_demand: bool
+
+
+def feature_service(ws: Workspace | None = None) -> FeatureService:
+    return (ws or current_workspace()).service("features", FeatureService)
+
+
+def _us(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000)
+
+
+def _key_of(values: Sequence[Any]) -> str:
+    """An entity key as stored online: the value as text, or a JSON list for several."""
+    if len(values) == 1:
+        return _text(values[0])
+    return json.dumps([_text(v) for v in values], separators=(",", ":"))
+
+
+def _text(value: Any) -> str:
+    if hasattr(value, "item"):  # NumPy scalars
+        value = value.item()
+    return str(value)
+
+
+class FeatureService:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._objects: dict[str, FeatureView | OnDemandView] = {}
+        self._online: OnlineStore | None = None
+        self._refs: dict[tuple[str, ...], list[_Ref]] = {}
+
+    def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+            self._online = None
+
+    @property
+    def project_id(self) -> str:
+        return str(self.ws.project.id)
+
+    @property
+    def online_store(self) -> OnlineStore:
+        if self._online is None:
+            self._online = open_online_store(self.ws.settings.online_uri, self.project_id)
+        return self._online
+
+    # -- definitions ---------------------------------------------------------------------
+
+    def apply(self, objects: Iterable[Entity | FeatureView | OnDemandView]) -> list[Applied]:
+        """Store the definitions; a changed one becomes a new version. Returns what happened."""
+        items = list(objects)
+        for obj in items:
+            if not isinstance(obj, Entity | FeatureView | OnDemandView):
+                raise InvalidArgumentError(
+                    f"apply takes Entity, FeatureView and on_demand objects; got {obj!r}."
+                )
+        for obj in items:
+            if isinstance(obj, OnDemandView):
+                for ref in self._parse_refs(obj.inputs, extra=items):
+                    if ref.on_demand:
+                        raise InvalidArgumentError(
+                            f"On-demand view {obj.name!r} takes {ref.feature!r}, itself "
+                            "on-demand; inputs must be features of feature views."
+                        )
+        done: list[Applied] = []
+        with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+            for obj in items:
+                if isinstance(obj, Entity):
+                    insert_ignore(
+                        uow.conn,
+                        entities,
+                        [
+                            {
+                                "id": ids.new_id(),
+                                "project_id": self.project_id,
+                                "name": obj.name,
+                                "keys": list(obj.keys),
+                                "created_at": uow.now,
+                            }
+                        ],
+                        conflict_columns=["project_id", "name"],
+                    )
+                    done.append(Applied(obj.name, "entity", 1, False))
+                    continue
+                done.append(self._apply_view(uow, obj))
+        for obj in items:
+            if not isinstance(obj, Entity):
+                self._objects[obj.name] = obj
+        self._refs.clear()
+        return done
+
+    def _apply_view(self, uow: Any, obj: FeatureView | OnDemandView) -> Applied:
+        kind = "view" if isinstance(obj, FeatureView) else "on_demand"
+        spec = obj.spec()
+        if isinstance(obj, OnDemandView):
+            spec["entrypoint"] = f"{obj.fn.__module__}:{obj.fn.__qualname__}"
+        new_digest = digest(spec)
+        conn = uow.conn
+        row = conn.execute(
+            sa.select(feature_views).where(
+                feature_views.c.project_id == self.project_id, feature_views.c.name == obj.name
+            )
+        ).first()
+        if row is None:
+            view_id = ids.new_id()
+            conn.execute(
+                feature_views.insert(),
+                [
+                    {
+                        "id": view_id,
+                        "project_id": self.project_id,
+                        "name": obj.name,
+                        "kind": kind,
+                        "latest_version": 0,
+                        "created_at": uow.now,
+                    }
+                ],
+            )
+            latest = 0
+        else:
+            if row.kind != kind:
+                raise InvalidArgumentError(
+                    f"{obj.name!r} is already a {row.kind.replace('_', '-')} view; names are "
+                    "shared by feature views and on-demand views."
+                )
+            view_id, latest = row.id, row.latest_version
+            current = conn.execute(
+                sa.select(feature_view_versions.c.digest).where(
+                    feature_view_versions.c.view_id == view_id,
+                    feature_view_versions.c.version == latest,
+                )
+            ).scalar()
+            if current == new_digest:
+                return Applied(obj.name, kind, latest, False)
+        version = latest + 1
+        version_id = ids.new_id()
+        conn.execute(
+            feature_view_versions.insert(),
+            [
+                {
+                    "id": version_id,
+                    "view_id": view_id,
+                    "version": version,
+                    "digest": new_digest,
+                    "definition": spec,
+                    "created_at": uow.now,
+                    "created_by": self.ws.settings.actor,
+                }
+            ],
+        )
+        conn.execute(
+            feature_views.update()
+            .where(feature_views.c.id == view_id)
+            .values(latest_version=version)
+        )
+        uow.audit(
+            "feature_view.apply",
+            ObjectRef(VERSION_KIND, version_id),
+            after={"name": obj.name, "version": version},
+        )
+        return Applied(obj.name, kind, version, True)
+
+    def list_views(self) -> list[dict[str, Any]]:
+        """The project's feature views and on-demand views with their latest definition."""
+        query = (
+            sa.select(
+                feature_views.c.name,
+                feature_views.c.kind,
+                feature_views.c.latest_version,
+                feature_view_versions.c.definition,
+                feature_view_versions.c.created_at,
+            )
+            .join(
+                feature_view_versions,
+                (feature_view_versions.c.view_id == feature_views.c.id)
+                & (feature_view_versions.c.version == feature_views.c.latest_version),
+            )
+            .where(feature_views.c.project_id == self.project_id)
+            .order_by(feature_views.c.name)
+        )
+        with self.ws.metadata.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def show(self, name: str) -> dict[str, Any]:
+        """A view's versions, materializations and freshness."""
+        found = [v for v in self.list_views() if v["name"] == name]
+        if not found:
+            raise self._unknown_view(name)
+        view = found[0]
+        with self.ws.metadata.read() as conn:
+            view_id = conn.execute(
+                sa.select(feature_views.c.id).where(
+                    feature_views.c.project_id == self.project_id, feature_views.c.name == name
+                )
+            ).scalar()
+            versions = conn.execute(
+                sa.select(
+                    feature_view_versions.c.version,
+                    feature_view_versions.c.digest,
+                    feature_view_versions.c.created_at,
+                    feature_view_versions.c.created_by,
+                )
+                .where(feature_view_versions.c.view_id == view_id)
+                .order_by(feature_view_versions.c.version.desc())
+            ).all()
+            runs = conn.execute(
+                sa.select(materializations)
+                .where(materializations.c.view_id == view_id)
+                .order_by(materializations.c.end_at.desc())
+                .limit(10)
+            ).all()
+        view["versions"] = [dict(v._mapping) for v in versions]
+        view["materializations"] = [
+            {
+                "start": r.start_at,
+                "end": r.end_at,
+                "rows": r.rows,
+                "seconds": r.seconds,
+                "online_uri": r.online_uri,
+            }
+            for r in runs
+        ]
+        view["freshness_s"] = (
+            None
+            if view["kind"] != "view"
+            else (lambda age: None if age is None else age.total_seconds())(self.freshness(name))
+        )
+        return view
+
+    def _definition(self, name: str) -> FeatureView | OnDemandView:
+        """The in-process definition, else one rebuilt from the stored spec."""
+        if name in self._objects:
+            return self._objects[name]
+        found = [v for v in self.list_views() if v["name"] == name]
+        if not found:
+            raise self._unknown_view(name)
+        spec = found[0]["definition"]
+        if spec["kind"] == "on_demand":
+            module_name, _, attr = spec["entrypoint"].partition(":")
+            import importlib
+
+            try:
+                obj = getattr(importlib.import_module(module_name), attr)
+            except Exception as e:
+                raise InvalidArgumentError(
+                    f"On-demand view {name!r} is defined in {spec['entrypoint']}, which cannot be "
+                    f"imported here ({e}).",
+                    hint="Import the module that defines it (or apply it) in this process.",
+                ) from e
+            if not isinstance(obj, OnDemandView):
+                raise InvalidArgumentError(f"{spec['entrypoint']} is not an on-demand view.")
+        else:
+            obj = _view_from_spec(spec)
+        self._objects[name] = obj
+        return obj
+
+    def _unknown_view(self, name: str) -> NotFoundError:
+        known = sorted({*self._objects, *(v["name"] for v in self.list_views())})
+        return NotFoundError(
+            f"No feature view called {name!r}; views: {', '.join(known) or '(none)'}.",
+            hint="Define it and cv.features.apply([...]) it.",
+        )
+
+    def _version_ids(self, names: Iterable[str]) -> dict[str, str]:
+        query = (
+            sa.select(feature_views.c.name, feature_view_versions.c.id)
+            .join(
+                feature_view_versions,
+                (feature_view_versions.c.view_id == feature_views.c.id)
+                & (feature_view_versions.c.version == feature_views.c.latest_version),
+            )
+            .where(
+                feature_views.c.project_id == self.project_id,
+                feature_views.c.name.in_(list(names)),
+            )
+        )
+        with self.ws.metadata.read() as conn:
+            return {r.name: r.id for r in conn.execute(query)}
+
+    # -- references ----------------------------------------------------------------------
+
+    def _parse_refs(self, refs: Sequence[str], extra: Sequence[Any] = ()) -> list[_Ref]:
+        objects = {**self._objects, **{o.name: o for o in extra if not isinstance(o, Entity)}}
+        stored = None
+        out: list[_Ref] = []
+        for ref in refs:
+            if not isinstance(ref, str) or not ref:
+                raise InvalidArgumentError(f"A feature reference is 'view:feature'; got {ref!r}.")
+            view_name, sep, feature = ref.partition(":")
+            if sep:
+                obj = objects.get(view_name)
+                if obj is None:
+                    obj = self._definition(view_name)
+                if feature not in obj.feature_names:
+                    raise NotFoundError(
+                        f"Feature view {view_name!r} has no feature {feature!r}; its features: "
+                        f"{', '.join(obj.feature_names)}."
+                    )
+                out.append(_Ref(view_name, feature, isinstance(obj, OnDemandView)))
+                continue
+            if stored is None:
+                stored = {v["name"] for v in self.list_views()}
+                for name in stored - set(objects):
+                    objects[name] = self._definition(name)
+            owners = [o for o in objects.values() if ref in o.feature_names]
+            if not owners:
+                raise NotFoundError(
+                    f"No feature view has a feature called {ref!r}.",
+                    hint="Name it as 'view:feature'; `conveyor features list` shows them.",
+                )
+            if len(owners) > 1:
+                raise InvalidArgumentError(
+                    f"The feature {ref!r} is in several views "
+                    f"({', '.join(o.name for o in owners)}); name it as 'view:feature'."
+                )
+            out.append(_Ref(owners[0].name, ref, isinstance(owners[0], OnDemandView)))
+        return out
+
+    def _resolve(self, features: Sequence[str]) -> list[_Ref]:
+        key = tuple(features)
+        found = self._refs.get(key)
+        if found is None:
+            found = self._parse_refs(features)
+            self._refs[key] = found
+        return found
+
+    # -- offline -------------------------------------------------------------------------
+
+    def historical(
+        self,
+        entity_df: Any,
+        features: Sequence[str],
+        *,
+        timestamp: str = "event_timestamp",
+        full_names: bool = False,
+    ) -> Any:
+        """Point-in-time correct features for each row of ``entity_df`` (a pandas DataFrame
+        with the entity keys and ``timestamp``): same rows, same order and index, one column
+        per requested feature (``view__feature`` when two views share a name or
+        ``full_names``), null where no value is in range."""
+        import pandas as pd
+        import pyarrow as pa
+
+        if not isinstance(entity_df, pd.DataFrame):
+            raise InvalidArgumentError(
+                "historical takes a pandas DataFrame of entity rows; "
+                f"got {type(entity_df).__name__}."
+            )
+        if timestamp not in entity_df.columns:
+            times = [
+                c for c in entity_df.columns if pd.api.types.is_datetime64_any_dtype(entity_df[c])
+            ]
+            raise InvalidArgumentError(
+                f"The entity rows have no timestamp column {timestamp!r}; their timestamp "
+                f"columns: {', '.join(map(str, times)) or '(none)'}.",
+                hint="Pass timestamp='<column>' or add the column.",
+            )
+        if not pd.api.types.is_datetime64_any_dtype(entity_df[timestamp]):
+            raise InvalidArgumentError(
+                f"The entity column {timestamp!r} must hold timestamps; it holds "
+                f"{entity_df[timestamp].dtype}.",
+                hint="Convert it with pd.to_datetime(...).",
+            )
+        refs = self._resolve(features)
+        direct = [r for r in refs if not r.on_demand]
+        demanded = [r for r in refs if r.on_demand]
+        needed: dict[str, list[str]] = {}
+        for r in direct:
+            needed.setdefault(r.view, []).append(r.feature)
+        for r in demanded:
+            view = self._definition(r.view)
+            assert isinstance(view, OnDemandView)
+            for inp in self._parse_refs(view.inputs):
+                feats = needed.setdefault(inp.view, [])
+                if inp.feature not in feats:
+                    feats.append(inp.feature)
+        views = {name: self._definition(name) for name in needed}
+        for view in views.values():
+            assert isinstance(view, FeatureView)
+            missing = [k for k in view.keys if k not in entity_df.columns]
+            if missing:
+                raise InvalidArgumentError(
+                    f"The entity rows lack the key column {', '.join(map(repr, missing))} of "
+                    f"feature view {view.name!r}."
+                )
+        counts: dict[str, int] = {}
+        for r in refs:
+            counts[r.feature] = counts.get(r.feature, 0) + 1
+        result = entity_df.copy()
+        ts = entity_df[timestamp]
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        con = offline.connect()
+        data = (
+            self._data_service()
+            if any(
+                isinstance(v.source, DatasetSource)
+                for v in views.values()
+                if isinstance(v, FeatureView)
+            )
+            else None
+        )
+        values: dict[tuple[str, str], Any] = {}
+        try:
+            for view in views.values():
+                assert isinstance(view, FeatureView)
+                frame = {k: entity_df[k].to_numpy() for k in view.keys}
+                frame["__ts"] = ts.to_numpy()
+                frame["__row"] = range(len(entity_df))
+                con.register("entity_rows", pa.table(frame))
+                table = offline.join_view(con, view, "entity_rows", "__ts", needed[view.name], data)
+                con.unregister("entity_rows")
+                for feature in needed[view.name]:
+                    values[(view.name, feature)] = table.column(feature).to_pandas().to_numpy()
+        finally:
+            con.close()
+        for r in direct:
+            result[_column(r, counts, full_names)] = values[(r.view, r.feature)]
+        for view_name in dict.fromkeys(r.view for r in demanded):
+            view = self._definition(view_name)
+            assert isinstance(view, OnDemandView)
+            inputs = pd.DataFrame(
+                {
+                    inp.feature: values[(inp.view, inp.feature)]
+                    for inp in self._parse_refs(view.inputs)
+                },
+                index=entity_df.index,
+            )
+            out = self._compute(view, inputs, entity_df)
+            for r in demanded:
+                if r.view == view_name:
+                    name = _column(r, counts, full_names)
+                    result[name] = out[r.feature].to_numpy()
+        self._record_use(views.keys() | {r.view for r in demanded})
+        return result
+
+    def _compute(self, view: OnDemandView, inputs: Any, request: Any) -> Any:
+        try:
+            out = view.fn(inputs, request)
+        except Exception as e:
+            raise FeatureComputeError(
+                f"The on-demand feature function {view.name!r} raised {type(e).__name__}: {e}"
+            ) from e
+        missing = [
+            f for f in view.feature_names if not hasattr(out, "columns") or f not in out.columns
+        ]
+        if missing:
+            raise FeatureComputeError(
+                f"The on-demand feature function {view.name!r} returned no column "
+                f"{', '.join(map(repr, missing))}; it must return a DataFrame with its outputs."
+            )
+        return out
+
+    def _record_use(self, names: Iterable[str]) -> None:
+        activity = current_activity()
+        if activity is None:
+            return
+        version_ids = self._version_ids(names)
+        with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+            for version_id in version_ids.values():
+                uow.link(ObjectRef(VERSION_KIND, version_id), activity, "used_by")
+
+    def _data_service(self) -> Any:
+        from conveyor.data.service import data_service
+
+        return data_service(self.ws)
+
+    # -- materialization and online ------------------------------------------------------
+
+    def materialize(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | str = "now",
+    ) -> list[Materialization]:
+        """Write each view's latest values at ``end`` to the online store, incrementally from
+        the last materialization (or from ``start``); idempotent."""
+        end_at = utcnow() if end == "now" else end
+        if not isinstance(end_at, datetime):
+            raise InvalidArgumentError(f"end is a datetime or 'now'; got {end!r}.")
+        if end_at.tzinfo is None:
+            end_at = end_at.replace(tzinfo=UTC)
+        names = (
+            list(views)
+            if views is not None
+            else [v["name"] for v in self.list_views() if v["kind"] == "view"]
+        )
+        version_ids = self._version_ids(names)
+        done = []
+        for name in names:
+            view = self._definition(name)
+            if not isinstance(view, FeatureView):
+                raise InvalidArgumentError(
+                    f"{name!r} is on-demand: there is nothing to materialize."
+                )
+            if name not in version_ids:
+                raise NotFoundError(f"Feature view {name!r} is not applied yet; apply it first.")
+            done.append(self._materialize_one(view, version_ids[name], start, end_at))
+        return done
+
+    def _last_end(self, name: str) -> datetime | None:
+        query = (
+            sa.select(sa.func.max(materializations.c.end_at))
+            .join(feature_views, feature_views.c.id == materializations.c.view_id)
+            .where(
+                feature_views.c.project_id == self.project_id,
+                feature_views.c.name == name,
+                materializations.c.online_uri == self.online_store.uri,
+            )
+        )
+        with self.ws.metadata.read() as conn:
+            return conn.execute(query).scalar()
+
+    def _materialize_one(
+        self, view: FeatureView, version_id: str, start: datetime | None, end: datetime
+    ) -> Materialization:
+        started = time.perf_counter()
+        store = self.online_store
+        since = start if start is not None else self._last_end(view.name)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        if since is not None and since > end:
+            store.drop(view.name)  # going back in time: rebuild
+            since = None
+        con = offline.connect()
+        try:
+            data = self._data_service() if isinstance(view.source, DatasetSource) else None
+            table = offline.latest_rows(con, view, since, end, data)
+        finally:
+            con.close()
+        columns = table.to_pydict()
+        keys = [columns[k] for k in view.keys]
+        stamps = columns["__ts"]
+        feats = [columns[f] for f in view.feature_names]
+        records = (
+            (_key_of([k[i] for k in keys]), _us(stamps[i]), [f[i] for f in feats])
+            for i in range(table.num_rows)
+        )
+        rows = store.write(view.name, records)
+        if view.ttl_delta is not None:
+            store.delete_older(view.name, _us(end - view.ttl_delta))
+        seconds = time.perf_counter() - started
+        with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+            view_id = uow.conn.execute(
+                sa.select(feature_views.c.id).where(
+                    feature_views.c.project_id == self.project_id,
+                    feature_views.c.name == view.name,
+                )
+            ).scalar()
+            uow.conn.execute(
+                materializations.insert(),
+                [
+                    {
+                        "id": ids.new_id(),
+                        "view_id": view_id,
+                        "version_id": version_id,
+                        "online_uri": store.uri,
+                        "start_at": since,
+                        "end_at": end,
+                        "rows": rows,
+                        "seconds": seconds,
+                        "created_at": uow.now,
+                    }
+                ],
+            )
+        return Materialization(view.name, since, end, rows, seconds)
+
+    def online(
+        self,
+        entity_rows: dict[str, Sequence[Any]] | Any,
+        features: Sequence[str],
+        *,
+        with_timestamps: bool = False,
+        full_names: bool = False,
+    ) -> Any:
+        """The materialized values for ``entity_rows`` (a dict of key columns, or a DataFrame):
+        the same shape back with one column per feature (nulls for unknown entities)."""
+        frame_in = hasattr(entity_rows, "columns") and hasattr(entity_rows, "to_dict")
+        rows: Any = entity_rows
+        columns = {c: list(rows[c]) for c in rows.columns} if frame_in else dict(entity_rows)
+        refs = self._resolve(features)
+        n = len(next(iter(columns.values()))) if columns else 0
+        counts: dict[str, int] = {}
+        for r in refs:
+            counts[r.feature] = counts.get(r.feature, 0) + 1
+        out: dict[str, Any] = {k: list(v) for k, v in columns.items()}
+        fetched: dict[tuple[str, str], list[Any]] = {}
+        stamps: dict[str, list[Any]] = {}
+        demanded_inputs: list[_Ref] = []
+        for r in refs:
+            if r.on_demand:
+                view = self._definition(r.view)
+                assert isinstance(view, OnDemandView)
+                demanded_inputs += self._parse_refs(view.inputs)
+        by_view: dict[str, list[str]] = {}
+        for r in [*(r for r in refs if not r.on_demand), *demanded_inputs]:
+            feats = by_view.setdefault(r.view, [])
+            if r.feature not in feats:
+                feats.append(r.feature)
+        for view_name, feats in by_view.items():
+            view = self._definition(view_name)
+            assert isinstance(view, FeatureView)
+            missing = [k for k in view.keys if k not in columns]
+            if missing:
+                raise InvalidArgumentError(
+                    f"The entity rows lack the key {', '.join(map(repr, missing))} of feature "
+                    f"view {view.name!r}."
+                )
+            key_cols = [columns[k] for k in view.keys]
+            keys = [_key_of([c[i] for c in key_cols]) for i in range(n)]
+            records = self.online_store.read(view_name, keys)
+            positions = [view.feature_names.index(f) for f in feats]
+            for f, pos in zip(feats, positions, strict=True):
+                fetched[(view_name, f)] = [rec[1][pos] if rec else None for rec in records]
+            if with_timestamps:
+                stamps[view_name] = [
+                    datetime.fromtimestamp(rec[0] / 1_000_000, UTC) if rec else None
+                    for rec in records
+                ]
+        for r in refs:
+            if not r.on_demand:
+                out[_column(r, counts, full_names)] = fetched[(r.view, r.feature)]
+        if any(r.on_demand for r in refs):
+            import pandas as pd
+
+            request = pd.DataFrame(columns)
+            for view_name in dict.fromkeys(r.view for r in refs if r.on_demand):
+                view = self._definition(view_name)
+                assert isinstance(view, OnDemandView)
+                inputs = pd.DataFrame(
+                    {i.feature: fetched[(i.view, i.feature)] for i in self._parse_refs(view.inputs)}
+                )
+                result = self._compute(view, inputs, request)
+                for r in refs:
+                    if r.view == view_name:
+                        name = _column(r, counts, full_names)
+                        out[name] = result[r.feature].tolist()
+        for view_name, values in stamps.items():
+            out[f"{view_name}__event_ts"] = values
+        if frame_in:
+            import pandas as pd
+
+            return pd.DataFrame(out, index=rows.index)
+        return out
+
+    def freshness(self, name: str) -> timedelta | None:
+        """How old the newest materialized value of view ``name`` is (None: nothing yet)."""
+        view = self._definition(name)
+        if not isinstance(view, FeatureView):
+            raise InvalidArgumentError(f"{name!r} is on-demand: it has no stored values.")
+        newest = self.online_store.newest(name)
+        if newest is None:
+            return None
+        return utcnow() - datetime.fromtimestamp(newest / 1_000_000, UTC)
+
+
+def _column(ref: _Ref, counts: dict[str, int], full_names: bool) -> str:
+    """A result column's name: the feature's, or ``view__feature`` when asked or ambiguous."""
+    return f"{ref.view}__{ref.feature}" if full_names or counts[ref.feature] > 1 else ref.feature
+
+
+def _view_from_spec(spec: dict[str, Any]) -> FeatureView:
+    src = spec["source"]
+    ts = {"timestamp": src["timestamp"], "created_timestamp": src.get("created_timestamp")}
+    if src["kind"] == "parquet":
+        source: Any = ParquetSource(src["path"], **ts)
+    elif src["kind"] == "dataset":
+        source = DatasetSource(src["ref"], **ts)
+    elif src["kind"] == "sql":
+        source = SqlSource(src["query"], **ts)
+    else:
+        raise InvalidArgumentError(
+            f"Feature view {spec['name']!r} reads a DataFrame in memory, which only the process "
+            "that applied it has.",
+            hint="Use a ParquetSource, DatasetSource or SqlSource to use it from other processes.",
+        )
+    ents = [Entity(e["name"], tuple(e["keys"])) for e in spec["entities"]]
+    ttl = timedelta(seconds=spec["ttl_s"]) if spec.get("ttl_s") else None
+    return FeatureView(
+        name=spec["name"],
+        entities=ents,
+        source=source,
+        features=[Field(n, t) for n, t in spec["features"]],
+        ttl=ttl,
+    )

@@ -1,0 +1,65 @@
+"""`conveyor features` as a user runs it: apply a definitions file, train, materialize, read."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from tests.e2e.cli_process import conveyor
+
+DEFINITIONS = """
+from conveyor.features import Entity, FeatureView, Field, ParquetSource
+
+customer = Entity("customer", key="customer_id")
+activity = FeatureView(
+    name="activity",
+    entities=[customer],
+    source=ParquetSource("rows.parquet"),
+    features=[Field("spend", "float64")],
+    ttl="7d",
+)
+"""
+
+
+def test_apply_historical_materialize_online(tmp_path: Path) -> None:
+    day = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
+    pd.DataFrame({"customer_id": [1, 1, 2], "event_ts": day, "spend": [1.0, 2.0, 3.0]}).to_parquet(
+        tmp_path / "rows.parquet"
+    )
+    pd.DataFrame({"customer_id": [1, 2], "event_timestamp": [day[0], day[2]]}).to_parquet(
+        tmp_path / "entities.parquet"
+    )
+    (tmp_path / "defs.py").write_text(DEFINITIONS)
+    assert conveyor(tmp_path, "init").returncode == 0
+
+    applied = conveyor(tmp_path, "features", "apply", "defs.py")
+    assert applied.returncode == 0, applied.stderr
+    assert "activity v1 (new version)" in applied.stdout
+    assert "unchanged" in conveyor(tmp_path, "features", "apply", "defs.py").stdout
+
+    listed = json.loads(conveyor(tmp_path, "features", "list", "--json").stdout)
+    assert [v["name"] for v in listed] == ["activity"]
+
+    hist = conveyor(
+        tmp_path, "features", "historical", "entities.parquet", "-f", "spend", "-o", "train.parquet"
+    )
+    assert hist.returncode == 0, hist.stderr
+    assert pd.read_parquet(tmp_path / "train.parquet")["spend"].tolist() == [1.0, 3.0]
+
+    mat = conveyor(tmp_path, "features", "materialize", "--end", "2026-01-04T00:00:00")
+    assert mat.returncode == 0, mat.stderr
+    assert "activity: 2 rows written" in mat.stdout
+    found = json.loads(
+        conveyor(tmp_path, "features", "online", "-e", "customer_id=1", "-f", "spend").stdout
+    )
+    assert found["spend"] == 2.0
+
+    shown = conveyor(tmp_path, "features", "show", "activity")
+    assert "materialized to 2026-01-04 00:00:00: 2 rows" in shown.stdout
+
+    bad = conveyor(tmp_path, "features", "online", "-e", "customer_id=1", "-f", "activity:nope")
+    assert bad.returncode == 1
+    assert "no feature 'nope'; its features: spend" in bad.stderr

@@ -1,0 +1,225 @@
+"""The feature store on the embedded default: point-in-time joins, materialization, online."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import conveyor as cv
+from conveyor.core.errors import InvalidArgumentError, NotFoundError
+from conveyor.features import (
+    DataFrameSource,
+    DatasetSource,
+    Entity,
+    FeatureView,
+    Field,
+    ParquetSource,
+    on_demand,
+)
+from conveyor.features.service import FeatureComputeError
+from conveyor.store.records import ObjectRef
+
+
+def at(day: int, hour: int = 10, minute: int = 0) -> datetime:
+    return datetime(2026, 1, day, hour, minute, tzinfo=UTC)
+
+
+customer = Entity("customer", key="customer_id")
+
+ROWS = pd.DataFrame(
+    {
+        "customer_id": [1, 1, 1, 2],
+        "event_ts": [at(1), at(2), at(5), at(1)],
+        "spend": [1.0, 2.0, 5.0, 100.0],
+        "visits": [10, 20, 50, 1000],
+    }
+)
+
+
+def activity_view(source: object = None, ttl: str = "2d") -> FeatureView:
+    return FeatureView(
+        name="activity",
+        entities=[customer],
+        source=source or DataFrameSource(ROWS),
+        features=[Field("spend", "float64"), Field("visits", "int64")],
+        ttl=ttl,
+    )
+
+
+@on_demand(inputs=["activity:spend"], outputs=[Field("half_spend", "float64")])
+def half_spend(df: pd.DataFrame, request: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"half_spend": df["spend"] / 2})
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> cv.Workspace:
+    workspace = cv.init(tmp_path, project="feats")
+    cv.features.apply([customer, activity_view(), half_spend])
+    return workspace
+
+
+def entity_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": [1, 1, 1, 3, 1, 2],
+            "event_timestamp": [
+                at(2),  # exactly at a feature row's time: that row counts
+                at(2, 9, 59),  # a minute before: the earlier row
+                at(4, 10, 1),  # the latest row is 2 days 1 minute old: beyond the 2-day TTL
+                at(2),  # an unknown entity
+                at(6),  # the newest row
+                at(3, 10),  # exactly the TTL old: still in (both ends count)
+            ],
+        },
+        index=[10, 11, 12, 13, 14, 15],
+    )
+
+
+def test_historical_is_point_in_time_correct_keeping_order_and_index(ws: cv.Workspace):
+    out = cv.features.historical(entity_rows(), ["activity:spend", "visits"])
+    assert list(out.index) == [10, 11, 12, 13, 14, 15]
+    assert list(out.columns) == ["customer_id", "event_timestamp", "spend", "visits"]
+    spend = [None if pd.isna(v) else v for v in out["spend"]]
+    assert spend == [2.0, 1.0, None, None, 5.0, 100.0]
+    assert [None if pd.isna(v) else int(v) for v in out["visits"]] == [20, 10, None, None, 50, 1000]
+
+
+def test_a_late_correction_does_not_leak_into_earlier_rows(tmp_path: Path):
+    cv.init(tmp_path, project="late")
+    rows = pd.DataFrame(
+        {
+            "customer_id": [1, 1],
+            "event_ts": [at(1), at(1)],
+            "created_ts": [at(1), at(3)],  # the same event, corrected two days later
+            "spend": [1.0, 10.0],
+        }
+    )
+    view = FeatureView(
+        name="corrected",
+        entities=[customer],
+        source=DataFrameSource(rows, created_timestamp="created_ts"),
+        features=[Field("spend")],
+    )
+    cv.features.apply([customer, view])
+    entity = pd.DataFrame({"customer_id": [1, 1], "event_timestamp": [at(2), at(3, 12)]})
+    out = cv.features.historical(entity, ["corrected:spend"])
+    assert out["spend"].tolist() == [1.0, 10.0]
+
+
+def test_on_demand_features_run_the_same_function_offline_and_online(ws: cv.Workspace):
+    out = cv.features.historical(entity_rows(), ["half_spend"])
+    assert [None if pd.isna(v) else v for v in out["half_spend"]] == [
+        1.0,
+        0.5,
+        None,
+        None,
+        2.5,
+        50.0,
+    ]
+    cv.features.materialize(end=at(6))
+    online = cv.features.online({"customer_id": [1]}, ["half_spend"])
+    assert online["half_spend"] == [2.5]
+
+
+def test_materialize_then_online_equals_historical_at_that_time(ws: cv.Workspace):
+    end = at(3, 10)
+    done = cv.features.materialize(end=end)
+    assert [(m.view, m.rows) for m in done] == [("activity", 2)]
+    ids = [1, 2, 3]
+    online = cv.features.online({"customer_id": ids}, ["activity:spend", "activity:visits"])
+    offline = cv.features.historical(
+        pd.DataFrame({"customer_id": ids, "event_timestamp": [end] * 3}), ["spend", "visits"]
+    )
+    assert online["spend"] == [None if pd.isna(v) else v for v in offline["spend"]]
+    assert online["visits"] == [None if pd.isna(v) else int(v) for v in offline["visits"]]
+
+
+def test_materialization_is_incremental_idempotent_and_expires_by_ttl(ws: cv.Workspace):
+    cv.features.materialize(end=at(1, 12))
+    assert cv.features.online({"customer_id": [1, 2]}, ["spend"])["spend"] == [1.0, 100.0]
+    second = cv.features.materialize(end=at(4, 11))  # from the last end: only newer rows
+    assert second[0].start == at(1, 12)
+    assert cv.features.online({"customer_id": [1, 2]}, ["spend"])["spend"] == [None, None]
+    cv.features.materialize(end=at(6))
+    again = cv.features.materialize(end=at(6))
+    assert again[0].rows == 0
+    found = cv.features.online({"customer_id": [1, 2]}, ["spend"], with_timestamps=True)
+    assert found["spend"] == [5.0, None]
+    assert found["activity__event_ts"] == [at(5), None]
+    assert cv.features.freshness("activity") > timedelta(days=300)
+
+
+def test_apply_versions_only_changed_definitions(ws: cv.Workspace):
+    same = cv.features.apply([activity_view()])
+    assert [(a.name, a.version, a.changed) for a in same] == [("activity", 1, False)]
+    changed = cv.features.apply([activity_view(ttl="3d")])
+    assert [(a.name, a.version, a.changed) for a in changed] == [("activity", 2, True)]
+
+
+def test_training_data_is_lineage_of_the_run_that_asked_for_it(ws: cv.Workspace):
+    with cv.start_run(experiment="train") as run:
+        cv.features.historical(entity_rows(), ["spend"])
+    graph = ws.lineage(ObjectRef("run", run.id), direction="upstream")
+    assert any(n.kind == "feature_view_version" for n in graph.nodes())
+
+
+def test_parquet_and_dataset_sources(ws: cv.Workspace, tmp_path: Path):
+    ROWS.to_parquet(tmp_path / "activity.parquet")
+    cv.data.add("activity_rows", ROWS)
+    for source in (
+        ParquetSource(str(tmp_path / "*.parquet")),
+        DatasetSource("activity_rows@latest"),
+    ):
+        cv.features.apply([activity_view(source)])
+        out = cv.features.historical(entity_rows(), ["spend"])
+        assert [None if pd.isna(v) else v for v in out["spend"]] == [
+            2.0,
+            1.0,
+            None,
+            None,
+            5.0,
+            100.0,
+        ]
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+def test_an_unknown_feature_lists_the_views_features(ws: cv.Workspace):
+    with pytest.raises(NotFoundError, match="no feature 'spent'; its features: spend, visits"):
+        cv.features.historical(entity_rows(), ["activity:spent"])
+
+
+def test_entity_rows_missing_the_key_or_a_real_timestamp_are_refused(ws: cv.Workspace):
+    rows = entity_rows()
+    with pytest.raises(InvalidArgumentError, match="lack the key column 'customer_id'"):
+        cv.features.historical(rows.rename(columns={"customer_id": "id"}), ["spend"])
+    with pytest.raises(InvalidArgumentError, match="no timestamp column 'event_timestamp'"):
+        cv.features.historical(rows.rename(columns={"event_timestamp": "t"}), ["spend"])
+    with pytest.raises(InvalidArgumentError, match="must hold timestamps"):
+        cv.features.historical(rows.assign(event_timestamp="2026-01-02"), ["spend"])
+
+
+def test_a_source_without_a_declared_field_names_it(ws: cv.Workspace):
+    view = FeatureView(
+        name="broken",
+        entities=[customer],
+        source=DataFrameSource(ROWS.drop(columns="visits")),
+        features=[Field("visits", "int64")],
+    )
+    cv.features.apply([view])
+    with pytest.raises(InvalidArgumentError, match="has no column 'visits'"):
+        cv.features.historical(entity_rows(), ["broken:visits"])
+
+
+def test_an_on_demand_function_that_raises_is_named(ws: cv.Workspace):
+    @on_demand(inputs=["activity:spend"], outputs=[Field("boom")])
+    def boom(df: pd.DataFrame, request: pd.DataFrame) -> pd.DataFrame:
+        raise ZeroDivisionError("no")
+
+    cv.features.apply([boom])
+    with pytest.raises(FeatureComputeError, match="'boom' raised ZeroDivisionError"):
+        cv.features.historical(entity_rows(), ["boom"])
