@@ -223,3 +223,15 @@ def test_an_on_demand_function_that_raises_is_named(ws: cv.Workspace):
     cv.features.apply([boom])
     with pytest.raises(FeatureComputeError, match="'boom' raised ZeroDivisionError"):
         cv.features.historical(entity_rows(), ["boom"])
+
+
+def test_another_process_reads_online_values_of_a_dataframe_view(ws: cv.Workspace, tmp_path: Path):
+    cv.features.materialize(end=at(6))
+    other = cv.Workspace.from_settings(tmp_path, project="feats")  # knows only what is stored
+    try:
+        found = cv.features.online({"customer_id": [1]}, ["activity:spend"], workspace=other)
+        assert found["spend"] == [5.0]
+        with pytest.raises(InvalidArgumentError, match="reads a DataFrame in memory"):
+            cv.features.historical(entity_rows(), ["activity:spend"], workspace=other)
+    finally:
+        other.close()

@@ -152,6 +152,19 @@ class DataFrameSource(Source):
         return {"kind": "frame", "digest": sha256_bytes(sink.getvalue().to_pybytes()), **_ts(self)}
 
 
+@dataclass(frozen=True)
+class DetachedSource(Source):
+    """A DataFrame source seen from another process: its definition is known (so online
+    reads work) but its rows are only in the process that applied it."""
+
+    stored: dict[str, Any]
+    timestamp: str = "event_ts"
+    created_timestamp: str | None = None
+
+    def spec(self) -> dict[str, Any]:
+        return dict(self.stored)
+
+
 def _ts(source: Source) -> dict[str, Any]:
     return {"timestamp": source.timestamp, "created_timestamp": source.created_timestamp}
 

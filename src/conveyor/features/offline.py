@@ -60,8 +60,13 @@ def source_relation(con: Any, view: FeatureView, alias: str, data_service: Any =
             if hasattr(frame, "schema") and hasattr(frame, "num_rows")
             else (con.from_df(frame))
         )
-    else:  # pragma: no cover - FeatureView checks the type
-        raise InvalidArgumentError(f"Unknown source {source!r}.")
+    else:
+        raise InvalidArgumentError(
+            f"Feature view {view.name!r} reads a DataFrame in memory, which only the process "
+            "that applied it has; its online values can be read anywhere, its rows cannot.",
+            hint="Use a ParquetSource, DatasetSource or SqlSource to read it from other "
+            "processes, or apply it in this one.",
+        )
     columns = set(rel.columns)
     needed = [*view.keys, source.timestamp, *view.feature_names]
     if source.created_timestamp:

@@ -18,6 +18,7 @@ from conveyor.core.errors import ConveyorError, InvalidArgumentError, NotFoundEr
 from conveyor.features import offline
 from conveyor.features.definitions import (
     DatasetSource,
+    DetachedSource,
     Entity,
     FeatureView,
     Field,
@@ -67,6 +68,13 @@ class Materialization:
 
 
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    reads: list[tuple[str, tuple[str, ...], list[tuple[str, int]]]]  # view, keys, (feature, pos)
+    direct: list[tuple[str, tuple[str, str]]]  # column, (view, feature)
+    demanded: list[tuple[Any, list[tuple[str, tuple[str, str]]], list[tuple[str, str]]]]
+
+
+@dataclass(frozen=True, slots=True)
 class _Ref:
     view: str
     feature: str
@@ -102,6 +110,7 @@ class FeatureService:
         self._objects: dict[str, FeatureView | OnDemandView] = {}
         self._online: OnlineStore | None = None
         self._refs: dict[tuple[str, ...], list[_Ref]] = {}
+        self._plans: dict[tuple[tuple[str, ...], bool], _Plan] = {}
 
     def close(self) -> None:
         if self._online is not None:
@@ -161,6 +170,7 @@ class FeatureService:
             if not isinstance(obj, Entity):
                 self._objects[obj.name] = obj
         self._refs.clear()
+        self._plans.clear()
         return done
 
     def _apply_view(self, uow: Any, obj: FeatureView | OnDemandView) -> Applied:
@@ -650,73 +660,90 @@ class FeatureService:
     ) -> Any:
         """The materialized values for ``entity_rows`` (a dict of key columns, or a DataFrame):
         the same shape back with one column per feature (nulls for unknown entities)."""
-        frame_in = hasattr(entity_rows, "columns") and hasattr(entity_rows, "to_dict")
         rows: Any = entity_rows
-        columns = {c: list(rows[c]) for c in rows.columns} if frame_in else dict(entity_rows)
-        refs = self._resolve(features)
+        frame_in = hasattr(rows, "columns") and hasattr(rows, "to_dict")
+        columns = {c: list(rows[c]) for c in rows.columns} if frame_in else dict(rows)
+        plan = self._online_plan(tuple(features), full_names)
         n = len(next(iter(columns.values()))) if columns else 0
-        counts: dict[str, int] = {}
-        for r in refs:
-            counts[r.feature] = counts.get(r.feature, 0) + 1
         out: dict[str, Any] = {k: list(v) for k, v in columns.items()}
         fetched: dict[tuple[str, str], list[Any]] = {}
-        stamps: dict[str, list[Any]] = {}
-        demanded_inputs: list[_Ref] = []
-        for r in refs:
-            if r.on_demand:
-                view = self._definition(r.view)
-                assert isinstance(view, OnDemandView)
-                demanded_inputs += self._parse_refs(view.inputs)
-        by_view: dict[str, list[str]] = {}
-        for r in [*(r for r in refs if not r.on_demand), *demanded_inputs]:
-            feats = by_view.setdefault(r.view, [])
-            if r.feature not in feats:
-                feats.append(r.feature)
-        for view_name, feats in by_view.items():
-            view = self._definition(view_name)
-            assert isinstance(view, FeatureView)
-            missing = [k for k in view.keys if k not in columns]
+        for view_name, keys, wanted in plan.reads:
+            missing = [k for k in keys if k not in columns]
             if missing:
                 raise InvalidArgumentError(
                     f"The entity rows lack the key {', '.join(map(repr, missing))} of feature "
-                    f"view {view.name!r}."
+                    f"view {view_name!r}."
                 )
-            key_cols = [columns[k] for k in view.keys]
-            keys = [_key_of([c[i] for c in key_cols]) for i in range(n)]
-            records = self.online_store.read(view_name, keys)
-            positions = [view.feature_names.index(f) for f in feats]
-            for f, pos in zip(feats, positions, strict=True):
-                fetched[(view_name, f)] = [rec[1][pos] if rec else None for rec in records]
+            if len(keys) == 1:
+                key_values = [_text(v) for v in columns[keys[0]]]
+            else:
+                key_cols = [columns[k] for k in keys]
+                key_values = [_key_of([c[i] for c in key_cols]) for i in range(n)]
+            records = self.online_store.read(view_name, key_values)
+            for feature, pos in wanted:
+                fetched[(view_name, feature)] = [rec[1][pos] if rec else None for rec in records]
             if with_timestamps:
-                stamps[view_name] = [
+                out[f"{view_name}__event_ts"] = [
                     datetime.fromtimestamp(rec[0] / 1_000_000, UTC) if rec else None
                     for rec in records
                 ]
-        for r in refs:
-            if not r.on_demand:
-                out[_column(r, counts, full_names)] = fetched[(r.view, r.feature)]
-        if any(r.on_demand for r in refs):
+        for column, source in plan.direct:
+            out[column] = fetched[source]
+        if plan.demanded:
             import pandas as pd
 
             request = pd.DataFrame(columns)
-            for view_name in dict.fromkeys(r.view for r in refs if r.on_demand):
-                view = self._definition(view_name)
-                assert isinstance(view, OnDemandView)
-                inputs = pd.DataFrame(
-                    {i.feature: fetched[(i.view, i.feature)] for i in self._parse_refs(view.inputs)}
-                )
-                result = self._compute(view, inputs, request)
-                for r in refs:
-                    if r.view == view_name:
-                        name = _column(r, counts, full_names)
-                        out[name] = result[r.feature].tolist()
-        for view_name, values in stamps.items():
-            out[f"{view_name}__event_ts"] = values
+            for view, inputs, outputs in plan.demanded:
+                frame = pd.DataFrame({name: fetched[source] for name, source in inputs})
+                result = self._compute(view, frame, request)
+                for column, feature in outputs:
+                    out[column] = result[feature].tolist()
         if frame_in:
             import pandas as pd
 
             return pd.DataFrame(out, index=rows.index)
         return out
+
+    def _online_plan(self, features: tuple[str, ...], full_names: bool) -> _Plan:
+        """What to read for ``features`` (cached: serving asks for the same list each time)."""
+        found = self._plans.get((features, full_names))
+        if found is not None:
+            return found
+        refs = self._resolve(features)
+        counts: dict[str, int] = {}
+        for r in refs:
+            counts[r.feature] = counts.get(r.feature, 0) + 1
+        needed: dict[str, list[str]] = {}
+        demanded = []
+        for r in refs:
+            if not r.on_demand:
+                needed.setdefault(r.view, [])
+                if r.feature not in needed[r.view]:
+                    needed[r.view].append(r.feature)
+        for view_name in dict.fromkeys(r.view for r in refs if r.on_demand):
+            view = self._definition(view_name)
+            assert isinstance(view, OnDemandView)
+            inputs = self._parse_refs(view.inputs)
+            for i in inputs:
+                needed.setdefault(i.view, [])
+                if i.feature not in needed[i.view]:
+                    needed[i.view].append(i.feature)
+            outputs = [
+                (_column(r, counts, full_names), r.feature) for r in refs if r.view == view_name
+            ]
+            demanded.append((view, [(i.feature, (i.view, i.feature)) for i in inputs], outputs))
+        reads = []
+        for view_name, feats in needed.items():
+            view = self._definition(view_name)
+            assert isinstance(view, FeatureView)
+            names = view.feature_names
+            reads.append((view_name, view.keys, [(f, names.index(f)) for f in feats]))
+        direct = [
+            (_column(r, counts, full_names), (r.view, r.feature)) for r in refs if not r.on_demand
+        ]
+        plan = _Plan(reads, direct, demanded)
+        self._plans[(features, full_names)] = plan
+        return plan
 
     def freshness(self, name: str) -> timedelta | None:
         """How old the newest materialized value of view ``name`` is (None: nothing yet)."""
@@ -744,11 +771,7 @@ def _view_from_spec(spec: dict[str, Any]) -> FeatureView:
     elif src["kind"] == "sql":
         source = SqlSource(src["query"], **ts)
     else:
-        raise InvalidArgumentError(
-            f"Feature view {spec['name']!r} reads a DataFrame in memory, which only the process "
-            "that applied it has.",
-            hint="Use a ParquetSource, DatasetSource or SqlSource to use it from other processes.",
-        )
+        source = DetachedSource(src, **ts)  # online reads work; reading its rows says why not
     ents = [Entity(e["name"], tuple(e["keys"])) for e in spec["entities"]]
     ttl = timedelta(seconds=spec["ttl_s"]) if spec.get("ttl_s") else None
     return FeatureView(
