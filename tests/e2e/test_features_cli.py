@@ -63,3 +63,45 @@ def test_apply_historical_materialize_online(tmp_path: Path) -> None:
     bad = conveyor(tmp_path, "features", "online", "-e", "customer_id=1", "-f", "activity:nope")
     assert bad.returncode == 1
     assert "no feature 'nope'; its features: spend" in bad.stderr
+
+
+ON_DEMAND = """
+
+import pandas as pd
+from conveyor.features import on_demand
+
+
+@on_demand(inputs=["activity:spend"], outputs=[Field("double_spend", "float64")])
+def double_spend(df, request):
+    return pd.DataFrame({"double_spend": df["spend"] * 2})
+"""
+
+
+def test_an_on_demand_view_applied_from_a_file_serves_other_processes(tmp_path: Path) -> None:
+    day = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2)]
+    pd.DataFrame({"customer_id": [1, 2], "event_ts": day, "spend": [1.0, 3.0]}).to_parquet(
+        tmp_path / "rows.parquet"
+    )
+    (tmp_path / "defs.py").write_text(DEFINITIONS + ON_DEMAND)
+    assert conveyor(tmp_path, "init").returncode == 0
+    assert conveyor(tmp_path, "features", "apply", "defs.py").returncode == 0
+    assert (
+        conveyor(tmp_path, "features", "materialize", "--end", "2026-01-03T00:00").returncode == 0
+    )
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    found = conveyor(
+        other,
+        "--root",
+        str(tmp_path),
+        "features",
+        "online",
+        "-e",
+        "customer_id=2",
+        "-f",
+        "double_spend",
+        "-f",
+        "spend",
+    )
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["double_spend"] == 6.0

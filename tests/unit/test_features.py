@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -235,3 +235,71 @@ def test_another_process_reads_online_values_of_a_dataframe_view(ws: cv.Workspac
             cv.features.historical(entity_rows(), ["activity:spend"], workspace=other)
     finally:
         other.close()
+
+
+# -- what a careful review found ------------------------------------------------------------
+
+
+def test_late_rows_with_a_created_time_reach_the_online_store(tmp_path: Path):
+    cv.init(tmp_path, project="late-online")
+    rows = pd.DataFrame(
+        {"customer_id": [1], "event_ts": [at(1)], "created_ts": [at(1)], "spend": [1.0]}
+    )
+    source = DataFrameSource(rows, created_timestamp="created_ts")
+    view = FeatureView(name="late", entities=[customer], source=source, features=[Field("spend")])
+    cv.features.apply([customer, view])
+    cv.features.materialize(end=at(2))
+    rows.loc[1] = [1, at(1), at(3), 10.0]  # a correction of day 1, recorded on day 3
+    cv.features.materialize(end=at(2, 12))  # not yet recorded by then
+    assert cv.features.online({"customer_id": [1]}, ["late:spend"])["spend"] == [1.0]
+    cv.features.materialize(end=at(4))
+    assert cv.features.online({"customer_id": [1]}, ["spend"])["spend"] == [10.0]
+
+
+def test_a_new_definition_rebuilds_the_online_records(ws: cv.Workspace):
+    cv.features.materialize(end=at(6))
+    reordered = FeatureView(
+        name="activity",
+        entities=[customer],
+        source=DataFrameSource(ROWS),
+        features=[Field("visits", "int64"), Field("spend", "float64")],
+        ttl="2d",
+    )
+    cv.features.apply([reordered])
+    cv.features.materialize(end=at(6))
+    found = cv.features.online({"customer_id": [1]}, ["spend", "visits"])
+    assert (found["spend"], found["visits"]) == ([5.0], [50])
+
+
+def test_an_end_with_an_offset_is_the_same_instant(ws: cv.Workspace):
+    plus_two = timezone(timedelta(hours=2))
+    cv.features.materialize(end=datetime(2026, 1, 5, 11, 30, tzinfo=plus_two))  # 09:30 UTC
+    # Day 5's row (10:00 UTC) is still in the future; day 2's has expired (TTL 2 days).
+    assert cv.features.online({"customer_id": [1]}, ["spend"])["spend"] == [None]
+
+
+def test_float_keys_match_integer_keys_online(tmp_path: Path):
+    cv.init(tmp_path, project="floats")
+    rows = pd.DataFrame({"customer_id": [17.0], "event_ts": [at(1)], "spend": [3.0]})
+    view = FeatureView(
+        name="floaty", entities=[customer], source=DataFrameSource(rows), features=[Field("spend")]
+    )
+    cv.features.apply([customer, view])
+    cv.features.materialize(end=at(2))
+    assert cv.features.online({"customer_id": [17]}, ["spend"])["spend"] == [3.0]
+
+
+def test_a_start_after_the_end_is_refused(ws: cv.Workspace):
+    with pytest.raises(InvalidArgumentError, match="is after end"):
+        cv.features.materialize(start=at(6), end=at(5))
+
+
+def test_projects_sharing_an_online_file_keep_their_values_apart(ws: cv.Workspace, tmp_path: Path):
+    cv.features.materialize(end=at(6))
+    other = cv.init(tmp_path, project="other")
+    rows = ROWS.assign(spend=ROWS["spend"] * 100)
+    cv.features.apply([customer, activity_view(DataFrameSource(rows))], workspace=other)
+    cv.features.materialize(end=at(6), workspace=other)
+    assert cv.features.online({"customer_id": [1]}, ["spend"], workspace=other)["spend"] == [500.0]
+    cv.init(tmp_path, project="feats")
+    assert cv.features.online({"customer_id": [1]}, ["spend"])["spend"] == [5.0]

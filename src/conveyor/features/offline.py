@@ -13,7 +13,8 @@ parameters.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
@@ -41,12 +42,24 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def source_relation(con: Any, view: FeatureView, alias: str, data_service: Any = None) -> str:
+def _naive_utc(moment: datetime) -> datetime:
+    """``moment`` as a naive UTC time (DuckDB's TIMESTAMP), converting any offset first."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None)
+
+
+def source_relation(
+    con: Any, view: FeatureView, alias: str, data_service: Any = None, root: Path | None = None
+) -> str:
     """Register ``view``'s source on ``con`` as ``alias``, checking its columns; return the
     name of the reading relation."""
     source: Source = view.source
     if isinstance(source, ParquetSource):
-        rel = con.read_parquet(source.path)
+        path = source.path
+        if root is not None and "://" not in path and not Path(path).is_absolute():
+            path = str(root / path)  # relative to the project root, wherever the process runs
+        rel = con.read_parquet(path)
     elif isinstance(source, DatasetSource):
         if data_service is None:
             raise InvalidArgumentError("A DatasetSource needs the workspace's data service.")
@@ -89,10 +102,11 @@ def join_view(
     time_column: str,
     features: list[str],
     data_service: Any = None,
+    root: Path | None = None,
 ) -> Any:
     """The ``features`` of ``view`` for every row of ``entity_alias`` (which has ``__row``),
     as an Arrow table ordered by ``__row``."""
-    src = source_relation(con, view, f"src_{view.name}", data_service)
+    src = source_relation(con, view, f"src_{view.name}", data_service, root)
     ts = _quote(view.source.timestamp)
     e_time = f"CAST(e.{_quote(time_column)} AS TIMESTAMP)"
     f_time = f"CAST(f.{ts} AS TIMESTAMP)"
@@ -129,21 +143,27 @@ def latest_rows(
     start: datetime | None,
     end: datetime,
     data_service: Any = None,
+    root: Path | None = None,
 ) -> Any:
-    """Per entity, its latest row with ``start < event_ts <= end`` and
-    ``event_ts >= end - ttl``, as an Arrow table: the keys, ``__ts`` and the features."""
-    src = source_relation(con, view, f"src_{view.name}", data_service)
+    """Per entity, its latest row with ``event_ts <= end`` and ``event_ts >= end - ttl``
+    among the rows new since ``start``, as an Arrow table: the keys, ``__ts`` and the
+    features. "New" is by ``created_timestamp`` when the source has one (so late rows and
+    corrections are picked up), else by event time."""
+    src = source_relation(con, view, f"src_{view.name}", data_service, root)
     ts = f"CAST({_quote(view.source.timestamp)} AS TIMESTAMP)"
+    created = view.source.created_timestamp
+    c_ts = f"CAST({_quote(created)} AS TIMESTAMP)" if created else None
     conditions = [f"{ts} <= $end"]
-    params: dict[str, Any] = {"end": end.replace(tzinfo=None)}
+    params: dict[str, Any] = {"end": _naive_utc(end)}
+    if c_ts is not None:
+        conditions.append(f"{c_ts} <= $end")  # nothing recorded after END
     if start is not None:
-        conditions.append(f"{ts} > $start")
-        params["start"] = start.replace(tzinfo=None)
+        conditions.append(f"{c_ts or ts} > $start")
+        params["start"] = _naive_utc(start)
     if view.ttl_delta is not None:
         conditions.append(f"{ts} >= $expiry")
-        params["expiry"] = (end - view.ttl_delta).replace(tzinfo=None)
-    created = view.source.created_timestamp
-    order = f"{ts} DESC" + (f", CAST({_quote(created)} AS TIMESTAMP) DESC" if created else "")
+        params["expiry"] = _naive_utc(end - view.ttl_delta)
+    order = f"{ts} DESC" + (f", {c_ts} DESC" if c_ts else "")
     keys = ", ".join(_quote(k) for k in view.keys)
     feats = ", ".join(_quote(f) for f in view.feature_names)
     query = (

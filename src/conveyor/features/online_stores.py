@@ -65,8 +65,9 @@ class OnlineStore:
 class SqliteOnlineStore(OnlineStore):
     """One table per view: ``key`` primary key, ``ts``, ``payload``; raw sqlite3 for speed."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, namespace: str = "") -> None:
         self.path = Path(path)
+        self.namespace = "".join(c for c in namespace.lower() if c.isalnum())
         self.uri = f"sqlite:///{self.path}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -86,9 +87,10 @@ class SqliteOnlineStore(OnlineStore):
             self._local.conn = conn
         return conn
 
-    @staticmethod
-    def _table(view: str) -> str:
-        return f'"fv_{view}"'  # view names are checked: [a-z][a-z0-9_]*
+    def _table(self, view: str) -> str:
+        # Projects sharing one file keep apart; names are checked ([a-z][a-z0-9_]*, a ULID).
+        prefix = f"fv_{self.namespace}_" if self.namespace else "fv_"
+        return f'"{prefix}{view}"'
 
     def _ensure(self, view: str) -> str:
         table = self._table(view)
@@ -184,7 +186,7 @@ class RedisOnlineStore(OnlineStore):
         return f"cv:{self.namespace}:{view}:{key}"
 
     def _index(self, view: str) -> str:
-        return f"cv:{self.namespace}:{view}::ts"  # a sorted set: key -> event time
+        return f"cvidx:{self.namespace}:{view}"  # a sorted set: key -> event time
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
@@ -280,7 +282,7 @@ def open_online_store(uri: str, namespace: str) -> OnlineStore:
             raise InvalidArgumentError(
                 f"A SQLite online store needs a file: sqlite:///path; got {uri!r}."
             )
-        return SqliteOnlineStore(path)
+        return SqliteOnlineStore(path, namespace)
     if scheme in ("redis", "rediss", "unix"):
         return RedisOnlineStore(uri, namespace)
     raise InvalidArgumentError(

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from conveyor.core import ids
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import ConveyorError, InvalidArgumentError, NotFoundError
+from conveyor.core.modules import entrypoint_of, import_module_or_file
+from conveyor.core.uris import redact_uri
 from conveyor.features import offline
 from conveyor.features.definitions import (
     DatasetSource,
@@ -99,8 +101,12 @@ def _key_of(values: Sequence[Any]) -> str:
 
 
 def _text(value: Any) -> str:
+    """One text form per key value, offline and online alike: NumPy scalars as Python ones,
+    and a whole float as an integer (a key column becomes float64 once it held a NaN)."""
     if hasattr(value, "item"):  # NumPy scalars
         value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return str(value)
 
 
@@ -177,7 +183,7 @@ class FeatureService:
         kind = "view" if isinstance(obj, FeatureView) else "on_demand"
         spec = obj.spec()
         if isinstance(obj, OnDemandView):
-            spec["entrypoint"] = f"{obj.fn.__module__}:{obj.fn.__qualname__}"
+            spec["entrypoint"] = entrypoint_of(obj.fn)
         new_digest = digest(spec)
         conn = uow.conn
         row = conn.execute(
@@ -320,11 +326,9 @@ class FeatureService:
             raise self._unknown_view(name)
         spec = found[0]["definition"]
         if spec["kind"] == "on_demand":
-            module_name, _, attr = spec["entrypoint"].partition(":")
-            import importlib
-
+            module_name, _, attr = spec["entrypoint"].rpartition(":")
             try:
-                obj = getattr(importlib.import_module(module_name), attr)
+                obj = getattr(import_module_or_file(module_name), attr)
             except Exception as e:
                 raise InvalidArgumentError(
                     f"On-demand view {name!r} is defined in {spec['entrypoint']}, which cannot be "
@@ -382,11 +386,14 @@ class FeatureService:
                     )
                 out.append(_Ref(view_name, feature, isinstance(obj, OnDemandView)))
                 continue
-            if stored is None:
-                stored = {v["name"] for v in self.list_views()}
-                for name in stored - set(objects):
-                    objects[name] = self._definition(name)
-            owners = [o for o in objects.values() if ref in o.feature_names]
+            if stored is None:  # names only: nothing is imported to search them
+                stored = {name: list(o.feature_names) for name, o in objects.items()}
+                for v in self.list_views():
+                    spec = v["definition"]
+                    listed = spec.get("features") or spec.get("outputs") or []
+                    stored.setdefault(v["name"], [n for n, _ in listed])
+            owner_names = [name for name, feats in stored.items() if ref in feats]
+            owners = [objects.get(name) or self._definition(name) for name in owner_names]
             if not owners:
                 raise NotFoundError(
                     f"No feature view has a feature called {ref!r}.",
@@ -492,7 +499,9 @@ class FeatureService:
                 frame["__ts"] = ts.to_numpy()
                 frame["__row"] = range(len(entity_df))
                 con.register("entity_rows", pa.table(frame))
-                table = offline.join_view(con, view, "entity_rows", "__ts", needed[view.name], data)
+                table = offline.join_view(
+                    con, view, "entity_rows", "__ts", needed[view.name], data, self.ws.settings.root
+                )
                 con.unregister("entity_rows")
                 for feature in needed[view.name]:
                     values[(view.name, feature)] = table.column(feature).to_pandas().to_numpy()
@@ -563,8 +572,13 @@ class FeatureService:
         end_at = utcnow() if end == "now" else end
         if not isinstance(end_at, datetime):
             raise InvalidArgumentError(f"end is a datetime or 'now'; got {end!r}.")
-        if end_at.tzinfo is None:
-            end_at = end_at.replace(tzinfo=UTC)
+        end_at = _utc(end_at)
+        if start is not None:
+            start = _utc(start)
+            if start > end_at:
+                raise InvalidArgumentError(
+                    f"start ({start:%Y-%m-%d %H:%M:%S}) is after end ({end_at:%Y-%m-%d %H:%M:%S})."
+                )
         names = (
             list(views)
             if views is not None
@@ -583,34 +597,43 @@ class FeatureService:
             done.append(self._materialize_one(view, version_ids[name], start, end_at))
         return done
 
-    def _last_end(self, name: str) -> datetime | None:
+    def _last_run(self, name: str) -> tuple[datetime, str] | None:
+        """When the latest materialization of ``name`` into this online store ended, and the
+        definition version it wrote."""
         query = (
-            sa.select(sa.func.max(materializations.c.end_at))
+            sa.select(materializations.c.end_at, materializations.c.version_id)
             .join(feature_views, feature_views.c.id == materializations.c.view_id)
             .where(
                 feature_views.c.project_id == self.project_id,
                 feature_views.c.name == name,
-                materializations.c.online_uri == self.online_store.uri,
+                materializations.c.online_uri == redact_uri(self.online_store.uri),
             )
+            .order_by(materializations.c.created_at.desc(), materializations.c.id.desc())
+            .limit(1)
         )
         with self.ws.metadata.read() as conn:
-            return conn.execute(query).scalar()
+            row = conn.execute(query).first()
+        return None if row is None else (_utc(row.end_at), row.version_id)
 
     def _materialize_one(
         self, view: FeatureView, version_id: str, start: datetime | None, end: datetime
     ) -> Materialization:
         started = time.perf_counter()
         store = self.online_store
-        since = start if start is not None else self._last_end(view.name)
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
-        if since is not None and since > end:
-            store.drop(view.name)  # going back in time: rebuild
+        last = self._last_run(view.name)
+        since = start
+        if last is not None and last[1] != version_id:
+            store.drop(view.name)  # a new definition: its records are laid out anew
             since = None
+        elif since is None and last is not None:
+            since = last[0]
+            if since > end:
+                store.drop(view.name)  # going back in time: rebuild at END
+                since = None
         con = offline.connect()
         try:
             data = self._data_service() if isinstance(view.source, DatasetSource) else None
-            table = offline.latest_rows(con, view, since, end, data)
+            table = offline.latest_rows(con, view, since, end, data, self.ws.settings.root)
         finally:
             con.close()
         columns = table.to_pydict()
@@ -639,7 +662,7 @@ class FeatureService:
                         "id": ids.new_id(),
                         "view_id": view_id,
                         "version_id": version_id,
-                        "online_uri": store.uri,
+                        "online_uri": redact_uri(store.uri),  # no password in records
                         "start_at": since,
                         "end_at": end,
                         "rows": rows,
@@ -754,6 +777,10 @@ class FeatureService:
         if newest is None:
             return None
         return utcnow() - datetime.fromtimestamp(newest / 1_000_000, UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _column(ref: _Ref, counts: dict[str, int], full_names: bool) -> str:

@@ -11,8 +11,6 @@ import functools
 import hashlib
 import inspect
 import json
-import os
-import sys
 import textwrap
 import types
 import typing
@@ -23,6 +21,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from conveyor.core.durations import parse_duration
 from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.modules import entrypoint_of
 
 __all__ = ["Graph", "Node", "Pipeline", "Step", "StepOptions", "StepOutput", "pipeline", "step"]
 
@@ -31,8 +30,6 @@ R = TypeVar("R")
 _building: ContextVar[Graph | None] = ContextVar("conveyor_pipeline_graph", default=None)
 #: Keyword arguments of Pipeline.run that are not pipeline parameters.
 RUN_OPTIONS = frozenset({"executor", "cache", "workspace", "progress"})
-#: Modules imported from a file path (``conveyor pipeline run flows.py:train``) get this prefix.
-FILE_MODULE_PREFIX = "_conveyor_pipeline_"
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -428,13 +425,7 @@ class Pipeline:
 
 
 def _entrypoint(fn: Callable[..., Any]) -> str:
-    module = fn.__module__
-    if module == "__main__" or module.startswith(FILE_MODULE_PREFIX):
-        # A script, or a file loaded by path: name it by its path so it can be found again.
-        path = getattr(sys.modules.get(module), "__file__", None)
-        if path:
-            return f"{os.path.abspath(path)}:{fn.__qualname__}"
-    return f"{module}:{fn.__qualname__}"
+    return entrypoint_of(fn)
 
 
 def pipeline(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
