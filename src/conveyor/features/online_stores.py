@@ -34,6 +34,15 @@ def decode(payload: str | bytes | None) -> Record | None:
     return int(ts), values
 
 
+def decode_many(payloads: Sequence[str | bytes | None]) -> list[Record | None]:
+    """Decode many records with one JSON parse (a parse per record costs microseconds each)."""
+    present = [p.decode() if isinstance(p, bytes) else p for p in payloads if p is not None]
+    if not present:
+        return [None] * len(payloads)
+    parsed = iter(json.loads("[" + ",".join(present) + "]"))
+    return [None if p is None else tuple(next(parsed)) for p in payloads]  # type: ignore[misc,unused-ignore]
+
+
 class OnlineStore:
     """Latest values per (view, entity key)."""
 
@@ -42,6 +51,13 @@ class OnlineStore:
     def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
         """Store ``(key, ts_us, values)`` where ``ts_us`` is newer than what is stored;
         return how many records were written."""
+        raise NotImplementedError
+
+    def write_encoded(
+        self, view: str, keys: Sequence[str], stamps: Sequence[int], payloads: Sequence[str]
+    ) -> int:
+        """Like :meth:`write`, with each record's values already encoded (as ``encode``
+        does); materialization encodes them in bulk."""
         raise NotImplementedError
 
     def read(self, view: str, keys: Sequence[str]) -> list[Record | None]:
@@ -103,9 +119,16 @@ class SqliteOnlineStore(OnlineStore):
         return table
 
     def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
+        rows = [(key, ts, encode(ts, values)) for key, ts, values in records]
+        return self.write_encoded(
+            view, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+        )
+
+    def write_encoded(
+        self, view: str, keys: Sequence[str], stamps: Sequence[int], payloads: Sequence[str]
+    ) -> int:
         table = self._ensure(view)
         conn = self._conn()
-        rows = [(key, ts, encode(ts, values)) for key, ts, values in records]
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = conn.total_changes
@@ -113,7 +136,7 @@ class SqliteOnlineStore(OnlineStore):
                 f"INSERT INTO {table} (key, ts, payload) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, payload = excluded.payload "
                 "WHERE excluded.ts >= ts",
-                rows,
+                zip(keys, stamps, payloads, strict=True),
             )
             written = conn.total_changes - before
             conn.execute("COMMIT")
@@ -144,7 +167,7 @@ class SqliteOnlineStore(OnlineStore):
             if "no such table" in str(e):
                 return [None] * len(keys)  # nothing materialized yet
             raise
-        return [decode(found.get(k)) for k in keys]
+        return decode_many([found.get(k) for k in keys])
 
     def delete_older(self, view: str, ts_us: int) -> int:
         table = self._ensure(view)
@@ -198,26 +221,28 @@ class RedisOnlineStore(OnlineStore):
             ) from e
 
     def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
+        rows = [(key, ts, encode(ts, values)) for key, ts, values in records]
+        return self.write_encoded(
+            view, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+        )
+
+    def write_encoded(
+        self, view: str, keys: Sequence[str], stamps: Sequence[int], payloads: Sequence[str]
+    ) -> int:
         written = 0
-        batch: list[tuple[str, int, Sequence[Any]]] = []
-
-        def flush() -> int:
+        index = self._index(view)
+        for start in range(0, len(keys), 2000):
             pipe = self._client.pipeline(transaction=False)
-            for key, ts, values in batch:
+            for key, ts, payload in zip(
+                keys[start : start + 2000],
+                stamps[start : start + 2000],
+                payloads[start : start + 2000],
+                strict=True,
+            ):
                 self._write_script(
-                    keys=[self._key(view, key), self._index(view)],
-                    args=[ts, encode(ts, values), key],
-                    client=pipe,
+                    keys=[self._key(view, key), index], args=[ts, payload, key], client=pipe
                 )
-            return sum(int(r) for r in self._call(pipe.execute))
-
-        for record in records:
-            batch.append(record)
-            if len(batch) >= 2000:
-                written += flush()
-                batch = []
-        if batch:
-            written += flush()
+            written += sum(int(r) for r in self._call(pipe.execute))
         return written
 
     def read(self, view: str, keys: Sequence[str]) -> list[Record | None]:
@@ -226,7 +251,7 @@ class RedisOnlineStore(OnlineStore):
         if len(keys) == 1:
             return [decode(self._call(self._client.get, self._key(view, keys[0])))]
         values = self._call(self._client.mget, [self._key(view, k) for k in keys])
-        return [decode(v) for v in values]
+        return decode_many(values)
 
     def delete_older(self, view: str, ts_us: int) -> int:
         index = self._index(view)

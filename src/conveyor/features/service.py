@@ -496,13 +496,11 @@ class FeatureService:
             for view in views.values():
                 assert isinstance(view, FeatureView)
                 frame = {k: entity_df[k].to_numpy() for k in view.keys}
-                frame["__ts"] = ts.to_numpy()
+                frame["__ts"] = ts.to_numpy().astype("datetime64[us]")
                 frame["__row"] = range(len(entity_df))
-                con.register("entity_rows", pa.table(frame))
                 table = offline.join_view(
-                    con, view, "entity_rows", "__ts", needed[view.name], data, self.ws.settings.root
+                    con, view, pa.table(frame), needed[view.name], data, self.ws.settings.root
                 )
-                con.unregister("entity_rows")
                 for feature in needed[view.name]:
                     values[(view.name, feature)] = table.column(feature).to_pandas().to_numpy()
         finally:
@@ -636,15 +634,10 @@ class FeatureService:
             table = offline.latest_rows(con, view, since, end, data, self.ws.settings.root)
         finally:
             con.close()
-        columns = table.to_pydict()
-        keys = [columns[k] for k in view.keys]
-        stamps = columns["__ts"]
-        feats = [columns[f] for f in view.feature_names]
-        records = (
-            (_key_of([k[i] for k in keys]), _us(stamps[i]), [f[i] for f in feats])
-            for i in range(table.num_rows)
-        )
-        rows = store.write(view.name, records)
+        keys = table.column("__key").to_pylist()
+        stamps = table.column("__ts").to_pylist()
+        payloads = table.column("__payload").to_pylist()
+        rows = store.write_encoded(view.name, keys, stamps, payloads)
         if view.ttl_delta is not None:
             store.delete_older(view.name, _us(end - view.ttl_delta))
         seconds = time.perf_counter() - started
