@@ -47,3 +47,14 @@ class OnlineStoreContract:
         store.drop("v")
         assert store.read("v", ["1"]) == [None]
         assert store.newest("v") is None
+
+    def test_packed_numeric_records_read_back_with_nulls(self, store: OnlineStore) -> None:
+        import numpy as np
+
+        from conveyor.features.online_stores import pack_many
+
+        values = np.array([[1.5, np.nan], [2.0, 7.0]])
+        payloads = pack_many(np.array([10, 20]), values)
+        assert store.write_encoded("v", ["a", "b"], [10, 20], payloads) == 2
+        assert store.read("v", ["b", "a", "z"]) == [(20, [2.0, 7.0]), (10, [1.5, None]), None]
+        assert store.read("v", ["a"]) == [(10, [1.5, None])]

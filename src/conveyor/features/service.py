@@ -29,7 +29,7 @@ from conveyor.features.definitions import (
     SqlSource,
     digest,
 )
-from conveyor.features.online_stores import OnlineStore, open_online_store
+from conveyor.features.online_stores import OnlineStore, open_online_store, pack_many
 from conveyor.store.activity import current_activity
 from conveyor.store.metadata.schema import (
     entities,
@@ -44,6 +44,8 @@ from conveyor.store.workspace import Workspace, current_workspace
 __all__ = ["FeatureComputeError", "FeatureService", "Materialization", "feature_service"]
 
 VERSION_KIND = "feature_view_version"
+#: Views whose features all have these types are stored packed (float64s), read back typed.
+_NUMERIC = {"int64": int, "int32": int, "float64": None, "float32": None, "bool": bool}
 
 
 class FeatureComputeError(ConveyorError, RuntimeError):
@@ -71,7 +73,9 @@ class Materialization:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    reads: list[tuple[str, tuple[str, ...], list[tuple[str, int]]]]  # view, keys, (feature, pos)
+    reads: list[
+        tuple[str, tuple[str, ...], list[tuple[str, int, Any]]]
+    ]  # view, keys, (f, pos, type)
     direct: list[tuple[str, tuple[str, str]]]  # column, (view, feature)
     demanded: list[tuple[Any, list[tuple[str, tuple[str, str]]], list[tuple[str, str]]]]
 
@@ -631,12 +635,30 @@ class FeatureService:
         con = offline.connect()
         try:
             data = self._data_service() if isinstance(view.source, DatasetSource) else None
-            table = offline.latest_rows(con, view, since, end, data, self.ws.settings.root)
+            numeric = all(f.dtype in _NUMERIC for f in view.features)
+            table = offline.latest_rows(
+                con, view, since, end, data, self.ws.settings.root, numeric=numeric
+            )
         finally:
             con.close()
         keys = table.column("__key").to_pylist()
         stamps = table.column("__ts").to_pylist()
-        payloads = table.column("__payload").to_pylist()
+        if numeric:
+            import numpy as np
+
+            matrix = (
+                np.column_stack(
+                    [
+                        table.column(f).to_numpy(zero_copy_only=False).astype("float64")
+                        for f in view.feature_names
+                    ]
+                )
+                if table.num_rows
+                else np.empty((0, len(view.features)))
+            )
+            payloads: list[Any] = pack_many(table.column("__ts").to_numpy(), matrix)
+        else:
+            payloads = table.column("__payload").to_pylist()
         rows = store.write_encoded(view.name, keys, stamps, payloads)
         if view.ttl_delta is not None:
             store.delete_older(view.name, _us(end - view.ttl_delta))
@@ -696,8 +718,11 @@ class FeatureService:
                 key_cols = [columns[k] for k in keys]
                 key_values = [_key_of([c[i] for c in key_cols]) for i in range(n)]
             records = self.online_store.read(view_name, key_values)
-            for feature, pos in wanted:
-                fetched[(view_name, feature)] = [rec[1][pos] if rec else None for rec in records]
+            for feature, pos, kind in wanted:
+                got = [rec[1][pos] if rec else None for rec in records]
+                if kind is not None:  # packed as float64: back to int or bool
+                    got = [v if v is None or type(v) is kind else kind(v) for v in got]
+                fetched[(view_name, feature)] = got
             if with_timestamps:
                 out[f"{view_name}__event_ts"] = [
                     datetime.fromtimestamp(rec[0] / 1_000_000, UTC) if rec else None
@@ -753,7 +778,8 @@ class FeatureService:
             view = self._definition(view_name)
             assert isinstance(view, FeatureView)
             names = view.feature_names
-            reads.append((view_name, view.keys, [(f, names.index(f)) for f in feats]))
+            kinds = {f.name: _NUMERIC.get(f.dtype) for f in view.features}
+            reads.append((view_name, view.keys, [(f, names.index(f), kinds.get(f)) for f in feats]))
         direct = [
             (_column(r, counts, full_names), (r.view, r.feature)) for r in refs if not r.on_demand
         ]
