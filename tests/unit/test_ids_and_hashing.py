@@ -47,3 +47,11 @@ def test_the_fast_digest_detects_a_one_byte_change(tmp_path: Path) -> None:
     b.write_bytes(b"0" * 9_999 + b"1")
     assert hashing.fast_digest_file(a) != hashing.fast_digest_file(b)
     assert len(hashing.fast_digest_file(a)) == 32
+
+
+def test_ids_made_one_after_another_sort_in_that_order() -> None:
+    from conveyor.core.ids import new_id
+
+    made = [new_id() for _ in range(5000)]  # many share a millisecond
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
