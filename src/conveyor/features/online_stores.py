@@ -96,7 +96,10 @@ class OnlineStore:
     def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
         """Store ``(key, ts_us, values)`` where ``ts_us`` is newer than what is stored;
         return how many records were written."""
-        raise NotImplementedError
+        rows = [(key, ts, encode(ts, values)) for key, ts, values in records]
+        return self.write_encoded(
+            view, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+        )
 
     def write_encoded(
         self,
@@ -166,12 +169,6 @@ class SqliteOnlineStore(OnlineStore):
             )
             self._tables.add(view)
         return table
-
-    def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
-        rows = [(key, ts, encode(ts, values)) for key, ts, values in records]
-        return self.write_encoded(
-            view, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-        )
 
     def write_encoded(
         self,
@@ -272,12 +269,6 @@ class RedisOnlineStore(OnlineStore):
                 f"Cannot reach the Redis online store {_redacted(self.uri)}: {e}.",
                 hint="Check that Redis runs and the online_uri setting.",
             ) from e
-
-    def write(self, view: str, records: Iterable[tuple[str, int, Sequence[Any]]]) -> int:
-        rows = [(key, ts, encode(ts, values)) for key, ts, values in records]
-        return self.write_encoded(
-            view, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-        )
 
     def write_encoded(
         self,
