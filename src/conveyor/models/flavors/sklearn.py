@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import sys
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any, ClassVar
 
 from conveyor.core.errors import IntegrityError, InvalidArgumentError
 from conveyor.models.flavors import Flavor, module_roots
 
-__all__ = ["SklearnFlavor"]
+__all__ = ["SklearnFlavor", "skops_io"]
 
 FILE = "model.skops"
+
+
+def skops_io() -> ModuleType:
+    """Import ``skops.io`` without importing every package scikit-learn bundles.
+
+    Importing skops lists scikit-learn's estimators with ``all_estimators()``, which walks
+    every sub-package, including the ones it then ignores; one of them imports PyTorch when
+    it is installed (over a second, the bulk of a model server's start-up). The walk is
+    done here without entering the packages ``all_estimators`` ignores, so the estimator list
+    skops builds is the same, and nothing else changes.
+    """
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    from sklearn.utils import discovery
+
+    ignored = getattr(discovery, "_MODULE_TO_IGNORE", None)
+    original = getattr(discovery, "pkgutil", None)
+    if not isinstance(ignored, set | frozenset) or original is not pkgutil:
+        import skops.io  # a scikit-learn release that changed: the plain import
+
+        return skops.io
+
+    def walk(path: Any = None, prefix: str = "", onerror: Any = None) -> Iterator[Any]:
+        for info in pkgutil.iter_modules(path, prefix):
+            if any(part in ignored for part in info.name.split(".")):
+                continue
+            yield info
+            if info.ispkg:
+                module = importlib.import_module(info.name)
+                yield from walk(getattr(module, "__path__", None) or [], info.name + ".")
+
+    class _Pkgutil:
+        walk_packages = staticmethod(walk)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(pkgutil, name)
+
+    discovery.pkgutil = _Pkgutil()
+    try:
+        import skops.io
+    finally:
+        discovery.pkgutil = pkgutil
+    return skops.io
 
 
 class SklearnFlavor(Flavor):
@@ -20,6 +68,7 @@ class SklearnFlavor(Flavor):
         return "sklearn" in module_roots(model) and hasattr(model, "predict")
 
     def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
+        skops_io()
         import skops.io
         from skops.io.exceptions import UnsupportedTypeException
 
@@ -45,6 +94,7 @@ class SklearnFlavor(Flavor):
         return {FILE: data}, info
 
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
+        skops_io()
         import skops.io
         from skops.io.exceptions import UntrustedTypesFoundException
 
