@@ -23,7 +23,7 @@ from conveyor.core.errors import (
 )
 
 if _TYPE_CHECKING:
-    from conveyor import data, features, models, pipelines
+    from conveyor import data, features, models, pipelines, serving
     from conveyor._api import init, workspace
     from conveyor.core.config import Settings
     from conveyor.data.records import DatasetVersion
@@ -31,6 +31,7 @@ if _TYPE_CHECKING:
     from conveyor.models.loaded import LoadedModel
     from conveyor.models.records import ModelVersion
     from conveyor.pipelines import PipelineFailed, PipelineRun, pipeline, schedule, step
+    from conveyor.serving import predict
     from conveyor.store.artifacts.cas import ArtifactStore
     from conveyor.store.metadata.store import MetadataStore
     from conveyor.store.records import (
@@ -121,9 +122,11 @@ __all__ = [
     "models",
     "pipeline",
     "pipelines",
+    "predict",
     "restore_run",
     "schedule",
     "search_runs",
+    "serving",
     "set_tag",
     "set_tags",
     "start_run",
@@ -182,8 +185,9 @@ _LAZY = {
     "pipeline": "conveyor.pipelines",
     "schedule": "conveyor.pipelines",
     "step": "conveyor.pipelines",
+    "predict": "conveyor.serving",
 }
-_SUBMODULES = {"data", "features", "models", "pipelines"}
+_SUBMODULES = {"data", "features", "models", "pipelines", "serving"}
 
 
 def __getattr__(name: str) -> object:

@@ -37,6 +37,7 @@ def _add_domain_commands() -> None:
     from conveyor.cli.features import features_app
     from conveyor.cli.models import models_app
     from conveyor.cli.pipelines import pipeline_app, schedule_app, scheduler_app
+    from conveyor.cli.serving import build, deploy_app, predict, serve
     from conveyor.cli.tracking import experiments_app, runs_app
 
     app.add_typer(data_app, name="data")
@@ -47,6 +48,10 @@ def _add_domain_commands() -> None:
     app.add_typer(pipeline_app, name="pipeline")
     app.add_typer(schedule_app, name="schedule")
     app.add_typer(scheduler_app, name="scheduler")
+    app.add_typer(deploy_app, name="deploy")
+    app.command("serve")(serve)
+    app.command("predict")(predict)
+    app.command("build")(build)
 
 
 def _version(value: bool) -> None:

@@ -76,6 +76,14 @@ class Settings:
             "key": True,
         },
     )
+    log_uri: str = field(
+        default="",
+        metadata={
+            "help": "Where model servers write prediction and feedback logs (Parquet): a folder, "
+            "file:///path or s3://bucket/prefix. Default: .conveyor/logs.",
+            "key": True,
+        },
+    )
     approvers: str = field(
         default="",
         metadata={
@@ -225,6 +233,7 @@ def load_settings(root: Path | str | None = None, **overrides: Any) -> Settings:
         if settings.remote_uri
         else "",
         online_uri=_normalize_online_uri(settings.online_uri, state),
+        log_uri=normalize_artifact_uri(settings.log_uri or str(state / "logs"), root_path),
         actor=settings.actor or default_actor(),
     )
 

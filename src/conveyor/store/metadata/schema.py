@@ -15,6 +15,8 @@ __all__ = [
     "audit_events",
     "dataset_versions",
     "datasets",
+    "deployment_revisions",
+    "deployments",
     "entities",
     "experiments",
     "feature_view_versions",
@@ -506,4 +508,31 @@ materializations = sa.Table(
     sa.Column("seconds", sa.Float, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index(None, "view_id", "end_at"),
+)
+
+# Deployments: a name for what a fleet of servers runs; each change is a new revision whose
+# policy lists the routes (model reference, weight, role), the A/B key and canary limits.
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("latest_revision", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+deployment_revisions = sa.Table(
+    "deployment_revisions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("deployment_id", ID, sa.ForeignKey("deployments.id"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("policy", JSONType, nullable=False),
+    sa.Column("change", sa.String(32), nullable=False),  # create, canary, ab, shadow, ...
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("deployment_id", "revision"),
 )

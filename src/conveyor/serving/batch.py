@@ -1,0 +1,221 @@
+"""Batch inference: stream a table through a model version in chunks, write Parquet, log it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from conveyor.core import ids
+from conveyor.core.errors import InvalidArgumentError
+from conveyor.models.registry import VERSION_KIND
+from conveyor.models.service import model_service
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace
+
+__all__ = ["BatchPrediction", "predict_batch"]
+
+JOB_KIND = "batch_prediction"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPrediction:
+    """What a batch job did: rows, time, where the output went, its lineage id."""
+
+    id: str
+    model: str
+    rows: int
+    seconds: float
+    output: str | None
+    input: str
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second),
+            "output": self.output,
+            "input": self.input,
+        }
+
+
+def _chunks(
+    ws: Workspace, data: Any, chunk_rows: int
+) -> tuple[Iterator[pd.DataFrame], int | None, str, ObjectRef | None]:
+    """Return (chunks, total rows if known, a description of the input, its lineage ref)."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+        return (
+            (frame.iloc[i : i + chunk_rows] for i in range(0, len(frame), chunk_rows)),
+            len(frame),
+            f"a DataFrame of {len(frame):,} rows",
+            None,
+        )
+    if isinstance(data, pa.Table):
+        return _chunks(ws, data.to_pandas(), chunk_rows)
+    if not isinstance(data, str | os.PathLike):
+        raise InvalidArgumentError(
+            f"Cannot predict on a {type(data).__name__}: give a DataFrame, an Arrow table, a "
+            "Parquet file or folder, or a dataset reference NAME@VERSION."
+        )
+    text = str(data)
+    path = Path(text)
+    lineage: ObjectRef | None = None
+    if not path.exists() and "@" in text:
+        from conveyor.data.service import data_service
+
+        svc = data_service(ws)
+        version = svc.get(text)
+        path = Path(svc.path(text))
+        lineage = ObjectRef("dataset_version", version.id)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InvalidArgumentError(
+            f"No file, folder or dataset named {text!r}.",
+            hint="Give a Parquet file, a folder of Parquet files, or NAME@VERSION of a dataset.",
+        )
+    if not files:
+        raise InvalidArgumentError(f"{text!r} holds no Parquet files.")
+    parquet = [pq.ParquetFile(f) for f in files]
+    total = sum(p.metadata.num_rows for p in parquet)
+
+    def stream() -> Iterator[pd.DataFrame]:
+        for pf in parquet:
+            for batch in pf.iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+
+    return stream(), total, text, lineage
+
+
+def predict_batch(
+    ws: Workspace,
+    ref: str,
+    data: Any,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    chunk_rows: int = 100_000,
+    proba: bool = False,
+    log_predictions: bool = True,
+    trust: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[BatchPrediction, pd.DataFrame | None]:
+    """Predict every row of ``data`` with ``ref``; write ``output`` or return the predictions.
+
+    Each chunk is checked against the model's signature; predictions get ids and go to the
+    prediction log (deployment ``<model>-batch``) like online ones, for monitoring.
+    """
+    if chunk_rows < 1:
+        raise InvalidArgumentError(f"chunk_rows must be at least 1; got {chunk_rows}.")
+    from conveyor.serving.predlog import ParquetLog, PredictionEntry
+
+    models = model_service(ws)
+    loaded = models.load(ref, trust=trust)
+    version = loaded.version
+    chunks, total, described, input_ref = _chunks(ws, data, chunk_rows)
+    sink = ParquetLog(ws.settings.log_uri, "predictions") if log_predictions else None
+    writer: pq.ParquetWriter | None = None
+    target = Path(output) if output is not None else None
+    temp = target.with_name(f".{target.name}.tmp") if target is not None else None
+    collected: list[pd.DataFrame] = []
+    done = 0
+    job_id = ids.new_id()
+    started = time.perf_counter()
+    try:
+        for chunk in chunks:
+            t0 = time.perf_counter()
+            predictions = np.asarray(loaded.predict(chunk))
+            out = pd.DataFrame(
+                {
+                    "prediction_id": [f"{job_id}-{done + i}" for i in range(len(chunk))],
+                    "prediction": predictions,
+                }
+            )
+            outputs = {"predictions": predictions}
+            if proba:
+                probabilities = np.asarray(loaded.predict_proba(chunk))
+                for j in range(probabilities.shape[1]):
+                    out[f"proba_{j}"] = probabilities[:, j]
+                outputs["proba"] = probabilities
+            if sink is not None:
+                columns = loaded.signature.columns if loaded.signature else list(chunk.columns)
+                sink.add(
+                    PredictionEntry(
+                        at=time.time(),
+                        deployment=f"{version.name}-batch",
+                        revision=None,
+                        model=version.name,
+                        version=version.version,
+                        role="batch",
+                        ids=out["prediction_id"].tolist(),
+                        inputs=chunk[columns].reset_index(drop=True),
+                        columns=columns,
+                        outputs=outputs,
+                        latency_ms=(time.perf_counter() - t0) * 1000,
+                    )
+                )
+            if temp is not None:
+                table = pa.Table.from_pandas(
+                    pd.concat([chunk.reset_index(drop=True), out], axis=1), preserve_index=False
+                )
+                if writer is None:
+                    temp.parent.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(temp, table.schema, compression="zstd")
+                writer.write_table(table)
+            else:
+                collected.append(out)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+        if writer is not None:
+            writer.close()
+            writer = None
+            assert temp is not None
+            assert target is not None
+            temp.replace(target)
+    finally:
+        if writer is not None:
+            writer.close()
+        if temp is not None and temp.exists():
+            temp.unlink()
+        if sink is not None:
+            sink.close()
+    seconds = time.perf_counter() - started
+    job_ref = ObjectRef(JOB_KIND, job_id)
+    with ws.metadata.transaction(project_id=str(ws.project.id)) as uow:
+        uow.audit(
+            "batch_prediction.run",
+            job_ref,
+            after={
+                "model": version.ref,
+                "input": described,
+                "output": str(target) if target else None,
+                "rows": done,
+            },
+        )
+        uow.link(ObjectRef(VERSION_KIND, version.id), job_ref, "used_by")
+        if input_ref is not None:
+            uow.link(input_ref, job_ref, "used_by")
+    result = BatchPrediction(
+        job_id, version.ref, done, seconds, str(target) if target else None, described
+    )
+    frame = pd.concat(collected, ignore_index=True) if collected else None
+    if target is None and frame is None:
+        frame = pd.DataFrame({"prediction_id": [], "prediction": []})
+    return result, frame

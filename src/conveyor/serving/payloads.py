@@ -1,0 +1,336 @@
+"""Request bodies to model input: parse, check against the signature, and say exactly what is wrong.
+
+Three shapes are accepted, all turned into one column-ordered block:
+
+- records: ``{"instances": [{"age": 31, "plan": "a"}, ...]}``
+- split: ``{"columns": ["age", "plan"], "data": [[31, "a"], ...]}`` (also ``instances`` as rows)
+- Open Inference Protocol v2: ``{"inputs": [{"name": "age", "shape": [2], "datatype": "INT64",
+  "data": [31, 45]}, ...]}`` (one tensor per column, as MLServer's pandas codec does)
+
+A block is a 2-D float64 array when every input is numeric (the fast path: no pandas until the
+batch is assembled), else a DataFrame. Every fault names the column and the first bad row.
+
+>>> from conveyor.models.signature import ColumnSpec, Signature
+>>> sig = Signature((ColumnSpec("age", "int64"), ColumnSpec("income", "float64")))
+>>> parser = InputParser(sig)
+>>> parser.parse({"instances": [{"age": 31, "income": 2.5}]}).rows
+1
+>>> try:
+...     parser.parse({"instances": [{"age": "old", "income": 2.5}]})
+... except PayloadError as e:
+...     print(e)
+column 'age', row 0: expected a number (int64), got the string 'old'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from conveyor.models.signature import ColumnSpec, Signature
+
+__all__ = ["V2_DATATYPES", "Block", "InputParser", "PayloadError", "concat_blocks"]
+
+# Open Inference Protocol datatypes for each signature dtype kind.
+V2_DATATYPES = {
+    "bool": "BOOL",
+    "int": "INT64",
+    "float": "FP64",
+    "string": "BYTES",
+    "category": "BYTES",
+    "datetime64": "BYTES",
+}
+
+
+class PayloadError(ValueError):
+    """A request body that cannot be used as model input; the message names the field."""
+
+    def __init__(self, message: str, *, status: int = 422, problems: list[str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.problems = problems or [message]
+
+
+@dataclass(slots=True)
+class Block:
+    """Validated input for one request: ``data`` is a float64 array or a DataFrame."""
+
+    data: Any
+    rows: int
+    dropped: tuple[str, ...] = ()
+
+
+def _kind(dtype: str) -> str:
+    if dtype in ("string", "category") or dtype.startswith("datetime"):
+        return dtype.split("[")[0]
+    if dtype == "bool":
+        return "bool"
+    if dtype.startswith(("int", "uint")):
+        return "int"
+    if dtype.startswith("float"):
+        return "float"
+    return "other"
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, list | dict):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    return f"{type(value).__name__} {value!r}"
+
+
+class InputParser:
+    """Parses request bodies for one signature. Made once per model, used per request."""
+
+    def __init__(self, signature: Signature | None, *, extra: str = "reject") -> None:
+        if extra not in ("reject", "drop"):
+            raise ValueError(f"extra must be 'reject' or 'drop', not {extra!r}")
+        self.signature = signature
+        self.extra = extra
+        specs = signature.inputs if signature is not None and not signature.is_tensor else ()
+        self.specs: tuple[ColumnSpec, ...] = tuple(specs)
+        self.columns = [s.name for s in self.specs if s.name is not None]
+        self._index = {name: i for i, name in enumerate(self.columns)}
+        self.kinds = [_kind(s.dtype) for s in self.specs]
+        self.numeric = bool(self.specs) and all(k in ("int", "float", "bool") for k in self.kinds)
+
+    # -- entry points -----------------------------------------------------------------------
+
+    def parse(self, body: Any) -> Block:
+        """Return the validated block for a v1 body (``instances`` or ``columns`` + ``data``)."""
+        if not isinstance(body, dict):
+            raise PayloadError(
+                'The body must be a JSON object: {"instances": [{...}, ...]} or '
+                '{"columns": [...], "data": [[...], ...]}.',
+                status=400 if body is None else 422,
+            )
+        if "instances" in body:
+            rows = body["instances"]
+            if not isinstance(rows, list) or not rows:
+                raise PayloadError('"instances" must be a non-empty list of records.')
+            if isinstance(rows[0], dict):
+                return self._records(rows)
+            return self._split(self.columns, rows, "instances")
+        if "data" in body:
+            columns = body.get("columns", self.columns)
+            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+                raise PayloadError('"columns" must be a list of column names.')
+            rows = body["data"]
+            if not isinstance(rows, list) or not rows:
+                raise PayloadError('"data" must be a non-empty list of rows.')
+            return self._split(columns, rows, "data")
+        keys = ", ".join(repr(k) for k in list(body)[:5]) or "none"
+        raise PayloadError(
+            f'The body needs "instances" (a list of records) or "data" (rows, with "columns"); '
+            f"it has keys {keys}."
+        )
+
+    def parse_v2(self, body: Any) -> Block:
+        """Return the validated block for an Open Inference Protocol v2 ``infer`` body."""
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            raise PayloadError(
+                'A v2 infer body is {"inputs": [{"name", "shape", "datatype", "data"}, ...]}.',
+                status=400 if not isinstance(body, dict) else 422,
+            )
+        columns: dict[str, list[Any]] = {}
+        for i, tensor in enumerate(body["inputs"]):
+            if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+                raise PayloadError(f"inputs[{i}] must be an object with a name.")
+            data = tensor.get("data")
+            if not isinstance(data, list):
+                raise PayloadError(f"input {tensor['name']!r}: data must be a list.")
+            if data and isinstance(data[0], list):  # shape [n, 1]
+                data = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in data]
+            shape = tensor.get("shape")
+            if (
+                isinstance(shape, list)
+                and shape
+                and isinstance(shape[0], int)
+                and shape[0] != len(data)
+            ):
+                raise PayloadError(
+                    f"input {tensor['name']!r}: shape {shape} says {shape[0]} rows, "
+                    f"data has {len(data)}."
+                )
+            columns[tensor["name"]] = data
+        return self._columns(columns)
+
+    # -- shapes -----------------------------------------------------------------------------
+
+    def _check_names(self, names: list[str]) -> list[str]:
+        """Return the names to drop; raise for missing names (and extras under 'reject')."""
+        if not self.columns:
+            return []
+        missing = [c for c in self.columns if c not in names]
+        extras = [c for c in names if c not in self._index]
+        problems = [f"column {c!r}: missing" for c in missing]
+        if extras and self.extra == "reject":
+            problems += [f"column {c!r}: not an input of this model" for c in extras]
+        if problems:
+            raise PayloadError(
+                "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""),
+                problems=problems,
+            )
+        return extras
+
+    def _records(self, rows: list[Any]) -> Block:
+        if not self.columns:
+            return self._untyped(pd.DataFrame(rows))
+        first = rows[0]
+        dropped = self._check_names(list(first))
+        n = len(first) - len(dropped)
+        for r, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise PayloadError(f"instances[{r}] must be a record (a JSON object).")
+            if len(row) != n + len(dropped) or (r and row.keys() != first.keys()):
+                missing = [c for c in self.columns if c not in row]
+                if missing:
+                    raise PayloadError(
+                        f"column {missing[0]!r}, row {r}: missing",
+                        problems=[f"column {c!r}, row {r}: missing" for c in missing],
+                    )
+                self._check_names(list(row))
+        columns = {c: [row[c] for row in rows] for c in self.columns}
+        return self._columns(columns, dropped=tuple(dropped))
+
+    def _split(self, names: list[str], rows: list[Any], field: str) -> Block:
+        if not self.columns:
+            return self._untyped(pd.DataFrame(rows, columns=names or None))
+        dropped = self._check_names(names)
+        width = len(names)
+        if self.numeric and not dropped and names == self.columns:
+            # The fast path: one NumPy conversion. Only numbers (and booleans, a safe
+            # widening) give a numeric dtype; a string or null anywhere gives another kind,
+            # and the slow path below finds and names it.
+            try:
+                array = np.asarray(rows)
+            except ValueError:
+                array = None  # ragged
+            if (
+                array is not None
+                and array.dtype.kind in "fiub"
+                and array.ndim == 2
+                and array.shape[1] == width
+                and self._integers_ok(array)
+            ):
+                return Block(array.astype(np.float64, copy=False), len(rows))
+        for r, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != width:
+                got = f"{len(row)} values" if isinstance(row, list) else _describe(row)
+                raise PayloadError(
+                    f"{field}[{r}]: expected a row of {width} values ({', '.join(names[:8])}"
+                    f"{', ...' if width > 8 else ''}), got {got}."
+                )
+        columns = {name: [row[j] for row in rows] for j, name in enumerate(names)}
+        return self._columns(columns, dropped=tuple(dropped))
+
+    def _integers_ok(self, array: np.ndarray) -> bool:
+        if array.dtype.kind != "f":
+            return True
+        for j, kind in enumerate(self.kinds):
+            if kind == "int" and not np.array_equal(array[:, j], np.floor(array[:, j])):
+                return False
+        return True
+
+    def _columns(self, columns: dict[str, list[Any]], dropped: tuple[str, ...] = ()) -> Block:
+        if not self.columns:
+            return self._untyped(pd.DataFrame(columns))
+        if not dropped:
+            dropped = tuple(self._check_names(list(columns)))
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise PayloadError(
+                "Columns have different lengths: "
+                + ", ".join(f"{k}={len(v)}" for k, v in list(columns.items())[:8])
+            )
+        rows = lengths.pop() if lengths else 0
+        if rows == 0:
+            raise PayloadError("The request holds no rows.")
+        problems: list[str] = []
+        converted: list[Any] = []
+        for spec, kind in zip(self.specs, self.kinds, strict=True):
+            assert spec.name is not None
+            values, problem = _convert(spec, kind, columns[spec.name])
+            if problem:
+                problems.append(f"column {spec.name!r}, {problem}")
+            converted.append(values)
+        if problems:
+            raise PayloadError(
+                "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""),
+                problems=problems,
+            )
+        if self.numeric:
+            return Block(np.column_stack(converted).astype(np.float64, copy=False), rows, dropped)
+        frame = pd.DataFrame(dict(zip(self.columns, converted, strict=True)))
+        return Block(frame, rows, dropped)
+
+    def _untyped(self, frame: pd.DataFrame) -> Block:
+        if frame.empty:
+            raise PayloadError("The request holds no rows.")
+        return Block(frame, len(frame))
+
+
+_NUMBER = (int, float)
+
+
+def _convert(spec: ColumnSpec, kind: str, values: list[Any]) -> tuple[Any, str | None]:
+    """Return the column as an array of the signed type, or the first fault found."""
+    if kind in ("int", "float", "bool"):
+        array = np.asarray(values)
+        if array.dtype.kind in "iuf" and kind != "bool":
+            if kind == "int" and array.dtype.kind == "f":
+                bad = np.flatnonzero(np.isnan(array) | (array != np.floor(array)))
+                if len(bad) and not (spec.nullable and np.isnan(array[bad]).all()):
+                    r = int(bad[0])
+                    return None, f"row {r}: expected an integer ({spec.dtype}), got {values[r]!r}"
+            return array.astype(np.float64, copy=False), None
+        if array.dtype.kind == "b":  # booleans: for bool columns, and a safe widening
+            return array.astype(np.float64), None
+        for r, v in enumerate(values):
+            if v is None:
+                if not spec.nullable:
+                    return None, f"row {r}: null, but the model takes no missing values here"
+                continue
+            ok = isinstance(v, bool) if kind == "bool" else isinstance(v, _NUMBER)
+            if not ok:
+                want = "true or false" if kind == "bool" else f"a number ({spec.dtype})"
+                return None, f"row {r}: expected {want}, got {_describe(v)}"
+            if kind == "int" and isinstance(v, float) and not v.is_integer():
+                return None, f"row {r}: expected an integer ({spec.dtype}), got {v!r}"
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64), None
+    # strings, categories, datetimes
+    for r, v in enumerate(values):
+        if v is None:
+            if not spec.nullable:
+                return None, f"row {r}: null, but the model takes no missing values here"
+        elif not isinstance(v, str):
+            if kind == "datetime64" and isinstance(v, int | float) and not isinstance(v, bool):
+                continue
+            return None, f"row {r}: expected a string ({spec.dtype}), got {_describe(v)}"
+    if kind == "datetime64":
+        try:
+            return pd.to_datetime(pd.Series(values)), None
+        except (ValueError, TypeError) as e:
+            return None, f"not a date-time: {e}"
+    if kind == "category":
+        return pd.Series(values, dtype="category"), None
+    return pd.Series(values, dtype=object), None
+
+
+def concat_blocks(blocks: list[Block]) -> Any:
+    """Join the blocks of one batch into one model input (array or DataFrame)."""
+    if len(blocks) == 1:
+        return blocks[0].data
+    first = blocks[0].data
+    if isinstance(first, np.ndarray):
+        return np.concatenate([b.data for b in blocks])
+    return pd.concat([b.data for b in blocks], ignore_index=True)

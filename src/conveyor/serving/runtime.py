@@ -1,0 +1,172 @@
+"""One served model version: its parser, its predict function (native or ONNX), its batcher."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from conveyor.models.loaded import LoadedModel
+from conveyor.serving.batching import Batcher
+from conveyor.serving.payloads import InputParser
+
+__all__ = ["OPTIMIZERS", "ModelRuntime"]
+
+log = logging.getLogger("conveyor.serving")
+
+OPTIMIZERS = ("none", "onnx")
+
+
+class ModelRuntime:
+    """A loaded model version ready to serve: ``predict(input, want) -> {output: array}``.
+
+    ``optimize="onnx"`` converts a scikit-learn model with skl2onnx, checks it predicts like
+    the original on the stored input example, and runs it with onnxruntime; when conversion
+    or the check fails it keeps the native model and says why in ``optimize_note``.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        example: Any = None,
+        optimize: str = "none",
+        extra: str = "reject",
+        max_batch: int = 64,
+        max_wait_ms: float = 2.0,
+        on_batch: Any = None,
+    ) -> None:
+        if optimize not in OPTIMIZERS:
+            raise ValueError(f"optimize must be one of {', '.join(OPTIMIZERS)}, not {optimize!r}")
+        self.loaded = loaded
+        self.version = loaded.version
+        self.ref = loaded.version.ref
+        self.name = loaded.version.name
+        self.parser = InputParser(loaded.signature, extra=extra)
+        self.classes = loaded.version.info.get("classes")
+        self.has_proba = bool(
+            loaded.version.info.get("has_predict_proba", hasattr(loaded.model, "predict_proba"))
+        )
+        self._example = example
+        self._onnx: Any = None
+        self._onnx_input = ""
+        self.runtime = "native"
+        self.optimize_note = ""
+        if optimize == "onnx":
+            self._try_onnx(example)
+        self.batcher = Batcher(
+            self.predict,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            name=self.ref.replace("/", "-"),
+            on_batch=on_batch,
+        )
+
+    def __repr__(self) -> str:
+        return f"ModelRuntime({self.ref!r}, runtime={self.runtime!r})"
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def _frame(self, data: Any) -> Any:
+        if isinstance(data, np.ndarray) and self.parser.columns:
+            return pd.DataFrame(data, columns=self.parser.columns, copy=False)
+        return data
+
+    def predict(self, data: Any, want: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """Run the model on validated ``data``; ``want`` may ask for ``proba`` too."""
+        if self._onnx is not None:
+            x = np.asarray(data, dtype=np.float32)
+            outputs = self._onnx.run(None, {self._onnx_input: x})
+            result = {"predictions": np.asarray(outputs[0]).ravel()}
+            if "proba" in want and len(outputs) > 1:
+                result["proba"] = np.asarray(outputs[1])
+            return result
+        flavor, model = self.loaded.flavor, self.loaded.model
+        frame = self._frame(data)
+        result = {"predictions": np.asarray(flavor.predict(model, frame))}
+        if "proba" in want:
+            if not self.has_proba:
+                raise ValueError(f"{self.ref} gives no probabilities (it has no predict_proba)")
+            result["proba"] = np.asarray(flavor.predict_proba(model, frame))
+        return result
+
+    def warm_up(self) -> float:
+        """Run one prediction so the first request pays no first-call costs; return seconds."""
+        sample = self.sample_input()
+        if sample is None:
+            return 0.0
+        started = time.perf_counter()
+        block = self.parser.parse({"instances": sample})
+        self.predict(block.data, frozenset({"proba"}) if self.has_proba else frozenset())
+        return time.perf_counter() - started
+
+    def sample_input(self) -> list[dict[str, Any]] | None:
+        """A record or two to call the model with: the stored example, else zeros."""
+        if self._example is not None:
+            example = self._example
+            if isinstance(example, pd.DataFrame) and self.parser.columns:
+                records = example[self.parser.columns].head(2).to_dict(orient="records")
+                return [{k: _plain(v) for k, v in r.items()} for r in records]
+        if not self.parser.specs:
+            return None
+        row: dict[str, Any] = {}
+        for spec, kind in zip(self.parser.specs, self.parser.kinds, strict=True):
+            assert spec.name is not None
+            row[spec.name] = {"int": 0, "float": 0.0, "bool": False}.get(kind, "")
+            if kind == "datetime64":
+                row[spec.name] = "2026-01-01T00:00:00"
+        return [row]
+
+    # -- ONNX -------------------------------------------------------------------------------
+
+    def _try_onnx(self, example: Any) -> None:
+        if self.loaded.flavor.name != "sklearn":
+            self.optimize_note = (
+                f"ONNX: only scikit-learn models convert; this is {self.loaded.flavor.name}"
+            )
+            log.warning("%s: serving natively (%s)", self.ref, self.optimize_note)
+            return
+        if example is None and self.parser.specs:
+            sample = self.sample_input()
+            example = pd.DataFrame(sample) if sample else None
+        if example is None:
+            self.optimize_note = "ONNX: the model has no signature or input example to check it on"
+            log.warning("%s: serving natively (%s)", self.ref, self.optimize_note)
+            return
+        try:
+            import onnxruntime
+
+            from conveyor.models.onnx_export import convert_and_check
+
+            onnx_model, report = convert_and_check(self.loaded, example)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            session = onnxruntime.InferenceSession(
+                onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # noqa: BLE001 - any failure means: serve natively, say why
+            self.optimize_note = f"ONNX conversion failed: {e}"
+            log.warning("%s: serving natively (%s)", self.ref, self.optimize_note)
+            return
+        self._onnx = session
+        self._onnx_input = session.get_inputs()[0].name
+        self.runtime = "onnx"
+        self.optimize_note = f"ONNX: predictions match on {report['rows_checked']} example row(s)"
+        log.info("%s: serving with onnxruntime (%s)", self.ref, self.optimize_note)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value
