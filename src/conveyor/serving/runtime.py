@@ -55,6 +55,7 @@ class ModelRuntime:
         self._onnx_input = ""
         self.runtime = "native"
         self.optimize_note = ""
+        self.warm_error = ""
         if optimize == "onnx":
             self._try_onnx(example)
         self.batcher = Batcher(

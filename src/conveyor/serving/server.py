@@ -152,7 +152,16 @@ class ServingState:
             runtime = self._runtimes.get(route.version_id)
             if runtime is None:
                 runtime = self.source.load(route.ref, self.options, self._observe_batch(route.ref))
-                runtime.warm_up()
+                try:
+                    runtime.warm_up()
+                except Exception as e:  # noqa: BLE001 - a failing example must not stop serving
+                    runtime.warm_error = f"{type(e).__name__}: {e}"
+                    log.warning(
+                        "%s failed its warm-up call on the input example (%s); serving it "
+                        "anyway, its failing requests will answer 500",
+                        route.ref,
+                        runtime.warm_error,
+                    )
                 self._runtimes[route.version_id] = runtime
             (shadows if route.role == "shadow" else routes).append(_Route(route, runtime))
         names = {spec.deployment} | {r.spec.ref.split("/")[0] for r in routes}
@@ -598,6 +607,9 @@ def create_app(source: TrafficSource, options: ServeOptions | None = None) -> Fa
                 "revision": spec.revision,
                 "routes": [r.to_dict() for r in spec.routes],
                 "runtimes": {r.ref: r.runtime for r in state._runtimes.values()},
+                "warm_up_errors": {
+                    r.ref: r.warm_error for r in state._runtimes.values() if r.warm_error
+                },
                 "reload_error": state.reload_error or None,
             },
         )

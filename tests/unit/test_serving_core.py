@@ -1,0 +1,264 @@
+"""Serving's building blocks: request parsing, adaptive batching, traffic splits, the log."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conveyor.models.signature import ColumnSpec, Signature
+from conveyor.serving.batching import Batcher
+from conveyor.serving.payloads import Block, InputParser, PayloadError
+from conveyor.serving.predlog import ParquetLog, PredictionEntry, read_log
+from conveyor.serving.traffic import bucket, pick
+
+SIG = Signature(
+    (
+        ColumnSpec("age", "int64"),
+        ColumnSpec("income", "float64"),
+        ColumnSpec("score", "float64", nullable=True),
+    )
+)
+MIXED = Signature((ColumnSpec("age", "int64"), ColumnSpec("plan", "string")))
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def test_records_and_split_bodies_give_the_same_ordered_array() -> None:
+    parser = InputParser(SIG)
+    records = parser.parse(
+        {
+            "instances": [
+                {"score": 0.5, "income": 2.5, "age": 31},
+                {"age": 40, "income": 1.0, "score": None},
+            ]
+        }
+    )
+    split = parser.parse(
+        {"columns": ["age", "income", "score"], "data": [[31, 2.5, 0.5], [40, 1.0, None]]}
+    )
+    assert records.rows == split.rows == 2
+    np.testing.assert_array_equal(records.data, split.data)
+    assert records.data[0].tolist() == [31.0, 2.5, 0.5]
+    assert np.isnan(records.data[1, 2])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"instances": [{"age": 1, "income": 2.0}]}, "column 'score': missing"),
+        (
+            {"instances": [{"age": 1, "income": 2.0, "score": 1.0, "zip": "x"}]},
+            "column 'zip': not an input of this model",
+        ),
+        (
+            {
+                "instances": [
+                    {"age": 1, "income": 2.0, "score": 1.0},
+                    {"age": "x", "income": 1.0, "score": 1.0},
+                ]
+            },
+            "column 'age', row 1: expected a number (int64), got the string 'x'",
+        ),
+        (
+            {"columns": ["age", "income", "score"], "data": [[1, None, 1.0]]},
+            "column 'income', row 0: null, but the model takes no missing values here",
+        ),
+        (
+            {"columns": ["age", "income", "score"], "data": [[1.5, 2.0, 1.0]]},
+            "column 'age', row 0: expected an integer (int64), got 1.5",
+        ),
+        (
+            {"columns": ["age", "income", "score"], "data": [[1, 2.0]]},
+            "data[0]: expected a row of 3 values",
+        ),
+        ({"rows": []}, 'The body needs "instances"'),
+        ({"instances": []}, '"instances" must be a non-empty list'),
+    ],
+)
+def test_each_bad_input_is_named_with_its_column_and_row(body: dict, message: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        InputParser(SIG).parse(body)
+    assert message in str(caught.value)
+    assert caught.value.status == 422
+
+
+def test_extra_columns_are_dropped_when_asked() -> None:
+    block = InputParser(SIG, extra="drop").parse(
+        {"instances": [{"age": 1, "income": 2.0, "score": 1.0, "zip": "x"}]}
+    )
+    assert block.dropped == ("zip",)
+    assert block.data.tolist() == [[1.0, 2.0, 1.0]]
+
+
+def test_mixed_signatures_give_a_typed_dataframe() -> None:
+    block = InputParser(MIXED).parse({"instances": [{"age": 3, "plan": "gold"}]})
+    assert isinstance(block.data, pd.DataFrame)
+    assert block.data.to_dict("records") == [{"age": 3.0, "plan": "gold"}]
+    with pytest.raises(PayloadError, match="column 'plan', row 0: expected a string"):
+        InputParser(MIXED).parse({"instances": [{"age": 3, "plan": 7}]})
+
+
+def test_v2_inputs_are_one_tensor_per_column() -> None:
+    parser = InputParser(SIG)
+    block = parser.parse_v2(
+        {
+            "inputs": [
+                {"name": "age", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+                {"name": "income", "shape": [2, 1], "datatype": "FP64", "data": [[1.0], [2.0]]},
+                {"name": "score", "shape": [2], "datatype": "FP64", "data": [0.1, 0.2]},
+            ]
+        }
+    )
+    assert block.data.tolist() == [[1.0, 1.0, 0.1], [2.0, 2.0, 0.2]]
+    with pytest.raises(PayloadError, match="shape \\[3\\] says 3 rows, data has 2"):
+        parser.parse_v2({"inputs": [{"name": "age", "shape": [3], "data": [1, 2]}]})
+
+
+# -- batching --------------------------------------------------------------------------------
+
+
+def _rows(*values: float) -> Block:
+    return Block(np.array([[v] for v in values]), len(values))
+
+
+def test_a_lone_request_is_not_held_back() -> None:
+    calls: list[int] = []
+
+    def predict(data: np.ndarray, want: frozenset[str]) -> dict:
+        calls.append(len(data))
+        return {"predictions": data[:, 0] * 2}
+
+    async def main() -> float:
+        batcher = Batcher(predict, max_batch=64, max_wait_ms=500)
+        started = time.perf_counter()
+        result = await batcher.submit(_rows(3.0))
+        elapsed = time.perf_counter() - started
+        assert result.outputs["predictions"].tolist() == [6.0]
+        batcher.close()
+        return elapsed
+
+    assert asyncio.run(main()) < 0.25  # far below the 500 ms max wait
+    assert calls == [1]
+
+
+def test_concurrent_requests_share_model_calls_and_get_their_own_rows() -> None:
+    calls: list[int] = []
+
+    def predict(data: np.ndarray, want: frozenset[str]) -> dict:
+        calls.append(len(data))
+        time.sleep(0.02)  # a slow model: requests pile up while it runs
+        return {"predictions": data[:, 0] * 10}
+
+    async def main() -> list[list[float]]:
+        batcher = Batcher(predict, max_batch=16, max_wait_ms=1)
+        results = await asyncio.gather(
+            *(batcher.submit(_rows(float(i), float(i) + 0.5)) for i in range(30))
+        )
+        batcher.close()
+        return [r.outputs["predictions"].tolist() for r in results]
+
+    answers = asyncio.run(main())
+    assert answers == [[i * 10.0, i * 10.0 + 5.0] for i in range(30)]
+    assert len(calls) < 30  # coalesced
+    assert max(calls) <= 16  # never past max_batch
+    assert sum(calls) == 60
+
+
+def test_a_failing_request_fails_alone() -> None:
+    def predict(data: np.ndarray, want: frozenset[str]) -> dict:
+        time.sleep(0.005)
+        if (data < 0).any():
+            raise ValueError("negative input")
+        return {"predictions": data[:, 0]}
+
+    async def main() -> list[object]:
+        batcher = Batcher(predict, max_batch=64)
+        values = [1.0, 2.0, -1.0, 3.0, 4.0, -2.0, 5.0]
+        out = await asyncio.gather(
+            *(batcher.submit(_rows(v)) for v in values), return_exceptions=True
+        )
+        batcher.close()
+        return out
+
+    outcomes = asyncio.run(main())
+    failed = [i for i, o in enumerate(outcomes) if isinstance(o, ValueError)]
+    assert failed == [2, 5]
+    assert [
+        o.outputs["predictions"].tolist() for o in outcomes if not isinstance(o, Exception)
+    ] == [
+        [1.0],
+        [2.0],
+        [3.0],
+        [4.0],
+        [5.0],
+    ]
+
+
+# -- traffic ---------------------------------------------------------------------------------
+
+
+def test_weights_split_traffic_in_proportion() -> None:
+    picks = [pick([90.0, 10.0]) for _ in range(20_000)]
+    share = picks.count(1) / len(picks)
+    assert 0.08 < share < 0.12
+
+
+def test_a_key_always_gets_the_same_side_and_keys_split_by_weight() -> None:
+    sides = {f"customer-{i}": pick([50.0, 50.0], f"customer-{i}") for i in range(4000)}
+    assert all(pick([50.0, 50.0], k) == side for k, side in list(sides.items())[:200])
+    assert 0.45 < sum(sides.values()) / len(sides) < 0.55
+    assert 0 <= bucket("x") < 100
+
+
+# -- the prediction log ----------------------------------------------------------------------
+
+
+def _entry(n: int, deployment: str = "prod") -> PredictionEntry:
+    return PredictionEntry(
+        at=time.time(),
+        deployment=deployment,
+        revision=1,
+        model="m",
+        version=2,
+        role="primary",
+        ids=[f"p{i}" for i in range(n)],
+        inputs=np.arange(n * 2, dtype=float).reshape(n, 2),
+        columns=["a", "b"],
+        outputs={"predictions": np.arange(n)},
+        latency_ms=1.5,
+    )
+
+
+def test_the_log_writes_every_row_it_accepts(tmp_path: Path) -> None:
+    sink = ParquetLog(str(tmp_path / "logs"), "predictions", flush_rows=50, flush_seconds=60)
+    for _ in range(30):
+        assert sink.add(_entry(7))
+    sink.close()
+    frame = read_log(str(tmp_path / "logs"))
+    assert len(frame) == 210 == sink.logged_rows
+    assert set(frame.columns) >= {"prediction_id", "ts", "model_version", "inputs.a", "inputs.b"}
+    assert not list((tmp_path / "logs").rglob(".*.tmp"))  # no half-written files
+
+
+def test_a_failing_sink_keeps_rows_up_to_the_bound_and_counts_the_rest(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the log folder should be")
+    sink = ParquetLog(str(blocker), "predictions", max_buffer_rows=10, flush_seconds=60)
+    assert sink.add(_entry(6))
+    assert sink.flush() == 0  # the write failed...
+    assert sink.failed_writes == 1
+    assert sink.buffered_rows == 6  # ...and the rows are still held
+    assert sink.add(_entry(4))
+    assert not sink.add(_entry(3))  # past the bound: refused and counted
+    assert sink.dropped_rows == 3
+    closed = threading.Thread(target=sink.close)
+    closed.start()
+    closed.join(10)
+    assert sink.dropped_rows == 13  # what could never be written is reported, not hidden

@@ -1,0 +1,326 @@
+"""The model server's behaviour at its edges: bad input, failing models, traffic policies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+
+import conveyor as cv
+from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from conveyor.store.workspace import Workspace
+from tests.suites.serving import LiveServer, Traffic, rows, training_data
+
+
+class Refuser(cv.models.PythonModel):
+    """Predicts a + b, and fails on any row whose a is above 100."""
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        if (data["a"] > 100).any():
+            raise RuntimeError("secret internal detail: a > 100")
+        return (data["a"] + data["b"]).to_numpy()
+
+
+class AlwaysFails(cv.models.PythonModel):
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        raise RuntimeError("broken model")
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    ws = cv.Workspace.from_settings(tmp_path / "p", project="edge", actor="ada")
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def churn(ws: Workspace) -> Any:
+    X, y = training_data()
+    version = cv.models.log(
+        LogisticRegression().fit(X, y), "churn", input_example=X[:5], workspace=ws
+    )
+    cv.models.set_alias("churn", "champion", version=version.version, workspace=ws)
+    return version
+
+
+def _client(ws: Workspace, ref: str = "churn@champion", **options: Any) -> Any:
+    from conveyor.testing import ModelServerClient
+
+    return ModelServerClient(ref, workspace=ws, **options)
+
+
+def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:
+    with _client(ws, max_body_bytes=2_000) as client:
+        http = client.http
+        bad = http.post("/v1/models/churn/predict", content=b'{"instances": [')
+        assert bad.status_code == 400
+        assert "not valid JSON" in bad.json()["error"]
+        big = http.post("/v1/models/churn/predict", json={"instances": rows(100)})
+        assert big.status_code == 413
+        assert "2,000" in big.json()["error"]
+        missing = http.post("/v1/models/nope/predict", json={"instances": rows(1)})
+        assert missing.status_code == 404
+        assert "serves: churn" in missing.json()["error"]
+        wrong = http.post("/v1/models/churn/predict", json={"instances": [{"a": "x", "b": 1.0}]})
+        assert wrong.status_code == 422
+        assert wrong.json()["problems"] == [
+            "column 'a', row 0: expected a number (float64), got the string 'x'"
+        ]
+        for body in ([], "text", 3, {"instances": [1, 2]}, {"data": [[1.0]]}, None):
+            answer = http.post("/v1/models/churn/predict", json=body)
+            assert 400 <= answer.status_code < 500, (body, answer.status_code, answer.text)
+
+
+def test_a_failing_model_answers_500_with_an_error_id_and_no_traceback(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    cv.models.log(Refuser(), "adder", input_example=X, workspace=ws)
+    with _client(ws, "adder", trust=True) as client:
+        ok = client.predict([{"a": 1.0, "b": 2.0}])
+        assert ok["predictions"] == [3.0]
+        status, body = client.predict([{"a": 500.0, "b": 2.0}], check=False)
+    assert status == 500
+    assert body["error_id"] in body["error"]
+    assert "secret" not in str(body)
+    assert "secret internal detail" in caplog.text  # the traceback goes to the log only
+    assert body["error_id"] in caplog.text
+
+
+def test_feedback_is_logged_against_prediction_ids(ws: Workspace, churn: Any) -> None:
+    with _client(ws) as client:
+        answer = client.predict(rows(3))
+        for pid, label in zip(answer["prediction_ids"], [1, 0, 1], strict=True):
+            assert client.feedback(pid, label) == {"accepted": 1}
+        status, _ = client.feedback("", 1, check=False)
+        assert status == 422
+        assert client.http.post("/v1/feedback", json=[{"label": 1}]).status_code == 422
+    feedback = cv.serving.read_feedback("churn", workspace=ws)
+    assert feedback["prediction_id"].tolist() == answer["prediction_ids"]
+    assert feedback["label"].tolist() == [1, 0, 1]
+
+
+def test_open_inference_protocol_v2(ws: Workspace, churn: Any) -> None:
+    with _client(ws) as client:
+        http = client.http
+        assert http.get("/v2/health/live").json() == {"live": True}
+        assert http.get("/v2/health/ready").json() == {"ready": True}
+        assert http.get("/v2/models/churn/ready").json() == {"name": "churn", "ready": True}
+        meta = http.get("/v2/models/churn").json()
+        assert meta["inputs"] == [
+            {"name": "a", "datatype": "FP64", "shape": [-1]},
+            {"name": "b", "datatype": "FP64", "shape": [-1]},
+        ]
+        answer = client.infer(
+            [
+                {"name": "a", "shape": [2], "datatype": "FP64", "data": [1.0, -1.0]},
+                {"name": "b", "shape": [2], "datatype": "FP64", "data": [1.0, -1.0]},
+            ]
+        )
+    assert answer["model_name"] == "churn"
+    assert answer["model_version"] == "1"
+    (output,) = answer["outputs"]
+    assert output["name"] == "predictions"
+    assert output["shape"] == [2]
+    assert output["datatype"] == "INT64"
+    assert output["data"] == [1, 0]
+
+
+def test_metrics_count_requests_by_version_and_status(ws: Workspace, churn: Any) -> None:
+    with _client(ws) as client:
+        client.predict(rows(2))
+        client.predict([{"a": "bad", "b": 1}], check=False)
+        text = client.metrics()
+    assert 'conveyor_requests_total{model_version="churn/1",status="200"} 1.0' in text
+    assert 'conveyor_requests_total{model_version="churn/1",status="422"} 1.0' in text
+    assert "conveyor_batch_rows_bucket" in text
+    assert "conveyor_predictions_log_dropped_rows 0.0" in text
+
+
+def test_extra_columns_can_be_dropped_instead_of_rejected(ws: Workspace, churn: Any) -> None:
+    body = [{"a": 1.0, "b": 2.0, "customer_id": "c1"}]
+    with _client(ws) as client:
+        status, answer = client.predict(body, check=False)
+        assert status == 422
+        assert "customer_id" in answer["error"]
+    with _client(ws, extra_columns="drop") as client:
+        assert client.predict(body)["dropped_columns"] == ["customer_id"]
+
+
+def test_a_shadow_never_answers_and_its_failures_do_not_touch_the_answer(
+    ws: Workspace, churn: Any
+) -> None:
+    X = pd.DataFrame({"a": [1.0], "b": [2.0]})
+    cv.models.log(AlwaysFails(), "broken", input_example=X, workspace=ws)
+    deployments = cv.serving.deployments(ws)
+    deployments.create("prod", "churn@champion")
+    deployments.shadow("prod", "broken/1")
+    with _client(ws, None, deployment="prod", trust=True) as client:
+        answers = [client.predict(rows(1, seed=i), name="prod") for i in range(5)]
+        text = client.metrics()
+    assert {a["model_version"] for a in answers} == {"churn/1"}
+    assert 'conveyor_requests_total{model_version="broken/1",status="500"} 5.0' in text
+
+
+def test_a_working_shadow_is_logged_under_the_same_prediction_ids(
+    ws: Workspace, churn: Any
+) -> None:
+    X, y = training_data()
+    cv.models.log(LogisticRegression(C=0.1).fit(X, y), "churn", input_example=X[:5], workspace=ws)
+    deployments = cv.serving.deployments(ws)
+    deployments.create("prod", "churn@champion")
+    deployments.shadow("prod", "churn/2")
+    with _client(ws, None, deployment="prod") as client:
+        answer = client.predict(rows(3), name="prod")
+        deadline = time.monotonic() + 10
+        while "churn/2" not in client.metrics() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    logged = cv.serving.read_predictions("prod", workspace=ws)
+    by_role = logged.groupby("role")["prediction_id"].apply(sorted).to_dict()
+    assert by_role == {
+        "primary": sorted(answer["prediction_ids"]),
+        "shadow": sorted(answer["prediction_ids"]),
+    }
+    assert answer["model_version"] == "churn/1"
+
+
+def test_an_ab_test_keeps_each_key_on_one_side(ws: Workspace, churn: Any) -> None:
+    X, y = training_data()
+    cv.models.log(LogisticRegression(C=0.1).fit(X, y), "churn", input_example=X[:5], workspace=ws)
+    deployments = cv.serving.deployments(ws)
+    deployments.create("prod", "churn@champion")
+    deployments.ab("prod", "churn/2", 50, key="customer_id")
+    with _client(ws, None, deployment="prod", extra_columns="drop") as client:
+        sides: dict[str, set[str]] = {}
+        for customer in range(40):
+            for _ in range(3):
+                body = [{"a": 0.1, "b": 0.2, "customer_id": f"c{customer}"}]
+                version = client.predict(body, name="prod")["model_version"]
+                sides.setdefault(f"c{customer}", set()).add(version)
+    assert all(len(seen) == 1 for seen in sides.values())
+    assert {v for seen in sides.values() for v in seen} == {"churn/1", "churn/2"}
+
+
+def test_a_canary_that_breaks_its_error_limit_is_rolled_back_by_the_server(
+    ws: Workspace, churn: Any
+) -> None:
+    X = pd.DataFrame({"a": [1.0], "b": [2.0]})
+    cv.models.log(AlwaysFails(), "churn", input_example=X, workspace=ws)  # churn/2 fails
+    deployments = cv.serving.deployments(ws)
+    deployments.create("prod", "churn@champion")
+    deployments.canary("prod", "churn/2", 30, limits={"max_error_rate": 0.2})
+    app = cv.serving.app(deployment="prod", workspace=ws, trust=True, reload_interval=0.1)
+    with LiveServer(app) as server, Traffic(server.url, "prod", threads=2) as load:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the server itself runs revision 3
+            if httpx.get(f"{server.url}/readyz").json()["revision"] == 3:
+                break
+            time.sleep(0.05)
+        current = deployments.get("prod")
+        assert current.change == "auto-rollback"
+        assert "error rate" in current.reason
+        mark = len(load.answers)
+        time.sleep(0.5)
+        after = load.answers[mark:]
+    assert after
+    assert {status for status, _, _ in after} == {200}
+    assert current.routes == ({"model": "churn@champion", "weight": 100.0, "role": "primary"},)
+    assert current.created_by == "conveyor-server"
+
+
+def test_deployment_mistakes_get_clear_errors(ws: Workspace, churn: Any) -> None:
+    deployments = cv.serving.deployments(ws)
+    with pytest.raises(NotFoundError, match="nope"):
+        deployments.create("prod", "nope@champion")
+    deployments.create("prod", "churn@champion")
+    with pytest.raises(ConflictError, match="already exists"):
+        deployments.create("prod", "churn/1")
+    with pytest.raises(InvalidArgumentError, match="nothing to roll back"):
+        deployments.rollback("prod")
+    with pytest.raises(InvalidArgumentError, match="between 0 and 100"):
+        deployments.canary("prod", "churn/1", 150)
+    with pytest.raises(ConflictError, match="no canary"):
+        deployments.promote("prod")
+    with pytest.raises(NotFoundError, match=r"deployments: prod"):
+        deployments.get("staging")
+    with pytest.raises(InvalidArgumentError, match="Unknown canary limit"):
+        deployments.canary("prod", "churn/1", 5, limits={"max_latency": 3})
+    with pytest.raises(InvalidArgumentError, match="not valid"):
+        deployments.create("Prod Server", "churn/1")
+    assert [r.revision for r in deployments.history("prod")] == [1]  # nothing half-written
+
+
+def test_onnx_optimization_serves_the_same_answers(ws: Workspace, churn: Any) -> None:
+    pytest.importorskip("onnxruntime")
+    body = rows(50, seed=3)
+    with _client(ws) as native, _client(ws, optimize="onnx") as fast:
+        assert fast.http.get("/readyz").json()["runtimes"] == {"churn/1": "onnx"}
+        assert fast.predict(body)["predictions"] == native.predict(body)["predictions"]
+
+
+def test_onnx_falls_back_with_a_reason_when_it_cannot_convert(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    X = pd.DataFrame({"a": [1.0], "b": [2.0]})
+    cv.models.log(Refuser(), "adder", input_example=X, workspace=ws)
+    with _client(ws, "adder", trust=True, optimize="onnx") as client:
+        assert client.http.get("/readyz").json()["runtimes"] == {"adder/1": "native"}
+        assert client.predict([{"a": 1.0, "b": 1.0}])["predictions"] == [2.0]
+    assert "only scikit-learn models convert" in caplog.text
+
+
+def test_build_writes_a_dockerfile_and_manifests_that_parse(
+    ws: Workspace, churn: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "build"
+    result = cv.serving.build("churn@champion", out, workspace=ws)
+    dockerfile = (out / "Dockerfile").read_text()
+    assert dockerfile.startswith("# Serves churn@serving")
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "\nUSER conveyor\n" in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert '"conveyor", "serve", "churn@serving"' in dockerfile
+    requirements = (out / "requirements.txt").read_text().splitlines()
+    assert requirements[0].startswith("conveyor-mlops[serve]==")
+    assert any(line.startswith("scikit-learn==") for line in requirements)
+    docs = {p.name: yaml.safe_load(p.read_text()) for p in (out / "k8s").glob("*.yaml")}
+    deployment = docs["deployment.yaml"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert deployment["kind"] == "Deployment"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"}
+    assert docs["service.yaml"]["spec"]["ports"][0]["targetPort"] == 8080
+    assert docs["hpa.yaml"]["spec"]["scaleTargetRef"]["name"] == "churn"
+    # the baked-in project serves the same model on its own
+    with cv.Workspace.from_settings(out / "workspace", project="edge") as baked:
+        copy = cv.models.load("churn@serving", workspace=baked)
+        X, _ = training_data(10)
+        original = cv.models.load("churn/1", workspace=ws)
+        assert copy.predict(X).tolist() == original.predict(X).tolist()
+    assert result.model == "churn/1"
+    with pytest.raises(InvalidArgumentError, match="not empty"):
+        cv.serving.build("churn@champion", out, workspace=ws)
+
+
+def test_batch_predict_on_a_dataframe_keeps_row_order_and_rejects_bad_input(
+    ws: Workspace, churn: Any, tmp_path: Path
+) -> None:
+    X, _ = training_data(300, seed=4)
+    frame = cv.predict("churn@champion", X, chunk_rows=64, proba=True, workspace=ws)
+    model = cv.models.load("churn@champion", workspace=ws).model
+    assert frame["prediction"].tolist() == model.predict(X).tolist()
+    np.testing.assert_allclose(frame[["proba_0", "proba_1"]], model.predict_proba(X))
+    out = tmp_path / "bad.parquet"
+    with pytest.raises(cv.models.SignatureError, match="column 'b'"):
+        cv.predict("churn@champion", X[["a"]], output=out, workspace=ws)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".bad.parquet*"))
