@@ -1,0 +1,163 @@
+"""conveyor serve | deploy | predict | build, as a user runs them in a project folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+pytest.importorskip("fastapi", reason="serving needs conveyor-mlops[serve]")
+
+import httpx
+import pandas as pd
+
+LOG_TWO_VERSIONS = """
+import conveyor as cv
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+cv.init(".")
+for c in (1.0, 0.01):
+    model = LogisticRegression(C=c, max_iter=5000).fit(X, y)
+    cv.models.log(model, "churn", input_example=X[:5])
+cv.models.set_alias("churn", "champion", version=1)
+X.head(250).to_parquet("customers.parquet")
+"""
+
+
+def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "CONVEYOR_ACTOR": "ada"},
+    )
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    cli(tmp_path, "init", "--project", "shop")
+    subprocess.run(
+        [sys.executable, "-c", LOG_TWO_VERSIONS],
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+        env={**os.environ, "CONVEYOR_ACTOR": "ada"},
+    )
+    return tmp_path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_deploy_commands_make_revisions(project: Path) -> None:
+    created = cli(project, "deploy", "create", "prod", "--model", "churn@champion")
+    assert "prod revision 1 (create): churn@champion primary 100%" in created.stdout
+    cli(project, "deploy", "canary", "prod", "--model", "churn/2", "--weight", "20")
+    status = json.loads(cli(project, "deploy", "status", "prod", "--json").stdout)
+    assert [(r["ref"], r["weight"], r["role"]) for r in status["routes"]] == [
+        ("churn/1", 80.0, "primary"),
+        ("churn/2", 20.0, "canary"),
+    ]
+    rolled = cli(project, "deploy", "rollback", "prod")
+    assert "revision 3 (rollback)" in rolled.stdout
+    table = cli(project, "deploy", "status", "prod").stdout
+    assert "canary" in table
+    assert "rollback" in table
+    assert "prod" in cli(project, "deploy", "list").stdout
+    bad = cli(project, "deploy", "canary", "prod", "--model", "churn/9", ok=False)
+    assert bad.returncode == 1
+    assert "has no version 9" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_serve_a_deployment_then_stop_it_and_find_the_predictions_logged(project: Path) -> None:
+    cli(project, "deploy", "create", "prod", "--model", "churn@champion")
+    port = _port()
+    env = {**os.environ, "CONVEYOR_ACTOR": "ada"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "serve", "--deployment", "prod", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "the server did not become ready in 60 s"
+            time.sleep(0.05)
+        frame = pd.read_parquet(project / "customers.parquet").head(3)
+        body = {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}
+        answers = [httpx.post(f"{url}/v1/models/prod/predict", json=body) for _ in range(5)]
+        assert {a.status_code for a in answers} == {200}
+        assert {a.json()["model_version"] for a in answers} == {"churn/1"}
+        assert httpx.get(f"{url}/docs").status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=60)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why
+    assert server.returncode in (0, -signal.SIGTERM), stderr
+    assert "Traceback" not in stderr
+    logs = list(
+        (project / ".conveyor" / "logs" / "predictions" / "deployment=prod").rglob("*.parquet")
+    )
+    assert sum(len(pd.read_parquet(f)) for f in logs) == 15  # flushed at shutdown
+
+
+def test_serve_refuses_a_model_that_does_not_exist(project: Path) -> None:
+    result = cli(project, "serve", "nope@champion", ok=False)
+    assert result.returncode == 1
+    assert "nope" in result.stderr
+    assert "Traceback" not in result.stderr
+    neither = cli(project, "serve", ok=False)
+    assert neither.returncode != 0
+    assert "--deployment" in neither.stderr
+
+
+def test_predict_writes_parquet_and_build_writes_a_package(project: Path) -> None:
+    result = cli(
+        project,
+        "predict",
+        "churn@champion",
+        "--input",
+        "customers.parquet",
+        "--output",
+        "out/preds.parquet",
+        "--chunk-rows",
+        "100",
+        "--json",
+    )
+    summary = json.loads(result.stdout)
+    assert summary["rows"] == 250
+    written = pd.read_parquet(project / "out" / "preds.parquet")
+    assert len(written) == 250
+    assert {"prediction_id", "prediction", "mean radius"} <= set(written.columns)
+    built = cli(project, "build", "churn@champion", "--out", "image")
+    assert "docker build -t churn:1 image" in built.stdout
+    assert (project / "image" / "Dockerfile").is_file()
+    assert (project / "image" / "k8s" / "deployment.yaml").is_file()
