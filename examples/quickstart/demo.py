@@ -165,6 +165,24 @@ def main() -> None:
     cli("models", "show", "cancer@champion")
     cli("models", "history", "cancer")
 
+    say("Serve the champion behind a deployment; put the challenger on a 20% canary")
+    cv.serving.deployments().create("web", "cancer@champion")
+    cv.serving.deployments().canary("web", challenger.ref, 20, limits={"max_error_rate": 0.05})
+    from conveyor.testing import ModelServerClient
+
+    rows = x_val.head(40).to_dict(orient="records")
+    with ModelServerClient(deployment="web") as server:  # the HTTP app, in process
+        served = [server.predict([row], name="web") for row in rows]
+        bad = server.predict([{**rows[0], "mean radius": "big"}], name="web", check=False)
+    split = {
+        v: sum(a["model_version"] == v for a in served) for v in (champion.ref, challenger.ref)
+    }
+    print(f"40 requests answered by {split}; a bad row got HTTP {bad[0]}: {bad[1]['error']}")
+    print(f"{len(cv.serving.read_predictions('web'))} predictions logged for monitoring")
+    batch = cv.predict("cancer@champion", x_val)
+    print(f"batch-predicted {len(batch)} validation rows")
+    cli("deploy", "status", "web")
+
     say("Retrain as a pipeline; run it again and every step comes from the cache")
     first = retrain.run(n_estimators=60)  # steps run in worker processes
     print({s.name: str(s.status) for s in first.steps}, f"val_auc {first.outputs['score']:.4f}")
@@ -206,7 +224,8 @@ def main() -> None:
     print(
         "\nDone. Conveyor stored a dataset, tracked 2 trained models and an 8-trial search "
         "with their params, metrics and models, registered the best as cancer@champion "
-        "(a challenger's promotion rejected in review), ran a 4-step training pipeline twice (the "
+        "(a challenger's promotion rejected in review), served it behind a canary with every "
+        "prediction logged, ran a 4-step training pipeline twice (the "
         "second time from its cache), and traced the best model back to its "
         f"data, all in {FOLDER}/.conveyor. Explore it: cd {FOLDER} && conveyor models list"
     )

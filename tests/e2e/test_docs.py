@@ -95,3 +95,19 @@ def test_the_features_guide_example_runs(tmp_path: Path) -> None:
     result = run_python(block, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "'txn_count_7d': [5, 1], 'amount_ratio': [0.96, 3.96]" in result.stdout
+
+
+def test_the_serving_guide_examples_run(tmp_path: Path) -> None:
+    blocks = python_blocks(ROOT / "docs" / "serving.md")
+    assert blocks
+    for i, block in enumerate(blocks):
+        folder = tmp_path / f"block{i}"
+        folder.mkdir()
+        result = run_python(block, folder)
+        assert result.returncode == 0, f"block {i} failed:\n{block}\n{result.stderr}"
+    assert result.stdout.splitlines() == [
+        "[0] churn/1",
+        "422 column 'age', row 0: expected a number (int64), got the string 'thirty'",
+        "[0, 1, 0, 1]",
+        "1 ['inputs.age', 'inputs.monthly_spend']",
+    ]

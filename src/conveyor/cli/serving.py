@@ -411,7 +411,7 @@ def status(
         return
     console.print(f"[bold]{escape(name)}[/bold] revision {spec.revision}")
     split = Table(
-        "model version", "named as", "role", "traffic", "last hour: requests", "p50 ms", "p99 ms"
+        "model version", "named as", "role", "traffic", "predictions, last hour", "p50 ms", "p99 ms"
     )
     for route in spec.routes:
         live = figures.get(route.ref, {})

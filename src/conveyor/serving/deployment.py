@@ -60,7 +60,12 @@ class Revision:
         }
 
     def describe(self) -> str:
-        return ", ".join(f"{r['model']} {r['role']} {r['weight']:g}%" for r in self.routes)
+        return ", ".join(
+            f"{r['model']} shadow"
+            if r["role"] == "shadow"
+            else f"{r['model']} {r['role']} {r['weight']:g}%"
+            for r in self.routes
+        )
 
 
 def deployment_service(ws: Workspace | None = None) -> DeploymentService:
