@@ -324,3 +324,52 @@ def test_batch_predict_on_a_dataframe_keeps_row_order_and_rejects_bad_input(
         cv.predict("churn@champion", X[["a"]], output=out, workspace=ws)
     assert not out.exists()
     assert not list(tmp_path.glob(".bad.parquet*"))
+
+
+def test_a_model_with_feature_references_takes_entity_keys(ws: Workspace) -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.features import DataFrameSource, Entity, FeatureView, Field
+
+    day = datetime(2026, 1, 2, tzinfo=UTC)
+    customer = Entity("customer", key="customer_id")
+    activity = FeatureView(
+        name="activity",
+        entities=[customer],
+        source=DataFrameSource(
+            pd.DataFrame(
+                {
+                    "customer_id": [17, 42],
+                    "ts": [day, day],
+                    "txn_count": [5.0, 1.0],
+                    "avg_amount": [24.0, 99.0],
+                }
+            ),
+            timestamp="ts",
+        ),
+        features=[Field("txn_count", "float64"), Field("avg_amount", "float64")],
+        ttl="30d",
+    )
+    cv.features.apply([customer, activity], workspace=ws)
+    cv.features.materialize(["activity"], end=datetime(2026, 1, 3, tzinfo=UTC), workspace=ws)
+    X = pd.DataFrame({"txn_count": [5.0, 1.0, 3.0, 0.0], "avg_amount": [24.0, 99.0, 50.0, 10.0]})
+    model = LogisticRegression().fit(X, [1, 0, 1, 0])
+    cv.models.log(
+        model,
+        "spend",
+        input_example=X[:2],
+        features=["activity:txn_count", "activity:avg_amount"],
+        workspace=ws,
+    )
+    with _client(ws, "spend") as client:
+        answer = client.predict([{"customer_id": 17}, {"customer_id": 42}])
+        direct = client.predict(X[:2])  # features given: no lookup
+        status, unknown = client.predict([{"customer_id": 7}], check=False)
+    assert answer["features"] == [
+        {"txn_count": 5.0, "avg_amount": 24.0},
+        {"txn_count": 1.0, "avg_amount": 99.0},
+    ]
+    assert answer["predictions"] == model.predict(X[:2]).tolist() == direct["predictions"]
+    assert "features" not in direct
+    assert status == 422
+    assert "no features for customer_id=7" in unknown["error"]

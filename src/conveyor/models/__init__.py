@@ -13,7 +13,7 @@ References: ``churn/3`` (a version), ``churn@champion`` (an alias), ``churn@late
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +90,7 @@ def log(
     input_example: Any = None,
     description: str = "",
     flavor: str | None = None,
+    features: Sequence[str] | None = None,
     workspace: Workspace | None = None,
 ) -> ModelVersion:
     """Store ``model`` and register it as the next version of ``name``.
@@ -97,6 +98,8 @@ def log(
     The flavor is picked from the model (scikit-learn, XGBoost, LightGBM, PythonModel) unless
     ``flavor`` names one. Inside a run, the version records the run that produced it. Without
     ``signature``, one is inferred from ``input_example`` and the model's output on it.
+    ``features`` names the feature-store features the model takes (``view:feature``): a model
+    server then accepts entity keys instead and reads those features online.
     """
     return _svc(workspace).log(
         model,
@@ -105,6 +108,7 @@ def log(
         input_example=input_example,
         description=description,
         flavor=flavor,
+        features=features,
     )
 
 

@@ -7,6 +7,7 @@ in :mod:`conveyor.models` call the one of the workspace in use.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -93,14 +94,24 @@ class ModelService:
         description: str = "",
         flavor: str | None = None,
         imported_from: dict[str, Any] | None = None,
+        features: Sequence[str] | None = None,
     ) -> ModelVersion:
         """Store ``model`` and register it as the next version of ``name``.
 
         Inside a run, the version records the run (a lineage edge ``run -produced-> version``).
         Without a signature, one is inferred from ``input_example`` and the model's
-        predictions on it; with both, the example must match the signature.
+        predictions on it; with both, the example must match the signature. ``features``
+        names the feature-store features (``view:feature``) the model takes, so a model server
+        can read them from the online store for requests that give entity keys instead.
         """
         registry.validate_model_name(name)
+        if features is not None and (
+            isinstance(features, str) or not all(isinstance(f, str) and f for f in features)
+        ):
+            raise InvalidArgumentError(
+                "features= is a list of feature references such as "
+                "['customer_activity:txn_count_7d']."
+            )
         chosen = get_flavor(flavor) if flavor else flavor_for(model)
         if flavor and not chosen.handles(model):
             raise InvalidArgumentError(
@@ -127,6 +138,8 @@ class ModelService:
         files, info = chosen.save(model, example)
         if imported_from:
             info = {**info, "imported_from": imported_from}
+        if features:
+            info = {**info, "features": list(features)}
         store = self.ws.artifacts
         stored = {n: store.put_bytes(data) for n, data in files.items()}
         links = [

@@ -47,6 +47,8 @@ class ModelRuntime:
         self.name = loaded.version.name
         self.parser = InputParser(loaded.signature, extra=extra)
         self.classes = loaded.version.info.get("classes")
+        # Feature-store features the model takes: requests may give entity keys instead.
+        self.features: list[str] = list(loaded.version.info.get("features") or [])
         self.has_proba = bool(
             loaded.version.info.get("has_predict_proba", hasattr(loaded.model, "predict_proba"))
         )

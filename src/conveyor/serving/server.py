@@ -23,6 +23,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from conveyor.core.errors import ConveyorError
 from conveyor.core.ids import new_id
 from conveyor.serving.payloads import V2_DATATYPES, Block, PayloadError, _kind
 from conveyor.serving.predlog import FeedbackEntry, ParquetLog, PredictionEntry
@@ -251,7 +252,10 @@ class ServingState:
         runtime = route.runtime
         want = _wanted(body)
         started = time.perf_counter()
+        used: list[dict[str, Any]] | None = None
         try:
+            if runtime.features and not v2:
+                body, used = self._with_features(runtime, body)
             block = runtime.parser.parse_v2(body) if v2 else runtime.parser.parse(body)
             if "proba" in want and not runtime.has_proba:
                 raise PayloadError(f'"return": ["proba"]: {runtime.ref} gives no probabilities.')
@@ -293,7 +297,50 @@ class ServingState:
                 response["classes"] = runtime.classes
         if block.dropped:
             response["dropped_columns"] = list(block.dropped)
+        if used is not None:
+            response["features"] = used
         return 200, response
+
+    def _with_features(
+        self, runtime: ModelRuntime, body: Any
+    ) -> tuple[Any, list[dict[str, Any]] | None]:
+        """Fill in the model's features from the online store for rows that give entity keys."""
+        instances = body.get("instances") if isinstance(body, dict) else None
+        if not (isinstance(instances, list) and instances and isinstance(instances[0], dict)):
+            return body, None
+        first = instances[0]
+        wanted = [f.split(":")[-1] for f in runtime.features]
+        missing = [f for f, name in zip(runtime.features, wanted, strict=True) if name not in first]
+        if not missing:
+            return body, None
+        inputs = set(runtime.parser.columns)
+        keys = [k for k in first if k not in inputs]
+        if not keys:
+            raise PayloadError(
+                "Give the model's features, or the entity key(s) to read them from the online "
+                f"store; the request has neither for {', '.join(map(repr, missing[:5]))}."
+            )
+        if any(not isinstance(row, dict) or row.keys() != first.keys() for row in instances):
+            raise PayloadError("Every instance must have the same fields as the first.")
+        entity = {k: [row[k] for row in instances] for k in keys}
+        try:
+            values = self.source.online_features(entity, missing)
+        except ConveyorError as e:
+            raise PayloadError(f"Reading online features failed: {e}") from e
+        names = [f.split(":")[-1] for f in missing]
+        used = [{n: values[n][i] for n in names} for i in range(len(instances))]
+        rows = [
+            {**{k: v for k, v in row.items() if k not in keys}, **found}
+            for row, found in zip(instances, used, strict=True)
+        ]
+        unknown = [i for i, found in enumerate(used) if all(v is None for v in found.values())]
+        if unknown:
+            shown = ", ".join(f"{k}={instances[unknown[0]][k]!r}" for k in keys)
+            raise PayloadError(
+                f"row {unknown[0]}: the online store has no features for {shown} "
+                "(not materialized, or unknown)."
+            )
+        return {**body, "instances": rows}, used
 
     def _log(
         self,

@@ -30,6 +30,8 @@ class TrafficSource(Protocol):
 
     def rollback_canary(self, route: RouteSpec, reason: str) -> None: ...
 
+    def online_features(self, entity: dict[str, list[Any]], features: list[str]) -> Any: ...
+
 
 def load_runtime(
     ws: Workspace, ref: str, options: ServeOptions, on_batch: Any = None
@@ -64,6 +66,12 @@ class _WorkspaceSource:
 
     def load(self, ref: str, options: ServeOptions, on_batch: Any) -> ModelRuntime:
         return load_runtime(self.ws, ref, options, on_batch)
+
+    def online_features(self, entity: dict[str, list[Any]], features: list[str]) -> Any:
+        """Read ``features`` for the entity key columns ``entity`` from the online store."""
+        from conveyor.features.service import feature_service
+
+        return feature_service(self.ws).online(entity, features)
 
 
 class ModelSource(_WorkspaceSource):
