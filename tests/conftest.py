@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +139,30 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"conveyor-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+# -- Ray (a local cluster of its own, in a temp dir of its own; never `ray stop`) -----------
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    try:
+        import ray
+    except ImportError:
+        unavailable("Ray is not installed (pip install 'conveyor-mlops[ray]')")
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            _temp_dir=temp,
+            num_cpus=2,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)

@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import conveyor as cv
-from tests.conftest import unavailable
 from tests.fixtures import flows
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    try:
-        import ray
-    except ImportError:
-        unavailable("Ray is not installed (pip install 'conveyor-mlops[ray]')")
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        ray.init(
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            _temp_dir=temp,
-            num_cpus=2,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-        try:
-            yield ray
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_one_pipeline_gives_the_same_outputs_inline_local_and_on_ray(

@@ -134,6 +134,9 @@ def predict(
         int, typer.Option(help="Rows per chunk (memory stays bounded).")
     ] = 100_000,
     proba: Annotated[bool, typer.Option("--proba", help="Add class probabilities.")] = False,
+    executor: Annotated[
+        str, typer.Option(help="local (this process), or ray / ray://HOST:PORT (Ray tasks).")
+    ] = "local",
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not log the predictions.")] = False,
     trust: Annotated[bool, typer.Option("--trust", help="Load pickle-based models.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -175,6 +178,7 @@ def predict(
             proba=proba,
             log_predictions=not no_log,
             trust=trust,
+            executor=executor,
             workspace=ws,
             progress=report,
         )

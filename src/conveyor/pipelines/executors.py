@@ -16,7 +16,7 @@ from typing import Any
 from conveyor.core.errors import BackendUnavailableError, InvalidArgumentError
 from conveyor.pipelines.worker import StepResult, StepTask
 
-__all__ = ["Executor", "make_executor"]
+__all__ = ["Executor", "connect_ray", "make_executor"]
 
 
 @dataclass(slots=True)
@@ -252,41 +252,49 @@ def _worker_loop(conn: Any) -> None:
     runs._at_exit()
 
 
+def connect_ray(address: str | None) -> Any:
+    """Return the ``ray`` module, connected to ``address`` (or a local Ray started here).
+
+    A process already connected (``ray.init`` called by the user) keeps its connection.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise InvalidArgumentError(
+            "The ray executor needs Ray, which is not installed.",
+            hint="pip install 'conveyor-mlops[ray]'",
+        ) from e
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(
+                    _node_ip_address="127.0.0.1",
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+        except Exception as e:
+            where = address or "a local Ray"
+            raise BackendUnavailableError(
+                f"Cannot reach the Ray cluster at {where}: {str(e).splitlines()[0]}",
+                hint="Check CONVEYOR_RAY_ADDRESS or the ray:// address, "
+                "and that the cluster runs the same Python and Ray versions.",
+            ) from e
+    return ray
+
+
 class RayExecutor(Executor):
     """Each step a Ray task with the step's ``resources``."""
 
     name = "ray"
 
     def __init__(self, address: str | None) -> None:
-        try:
-            import ray
-        except ImportError as e:
-            raise InvalidArgumentError(
-                "The ray executor needs Ray, which is not installed.",
-                hint="pip install 'conveyor-mlops[ray]'",
-            ) from e
-        self.ray = ray
+        self.ray = connect_ray(address)
         self.refs: dict[Any, Handle] = {}
         self.address = address
-        if not ray.is_initialized():
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False)
-                else:
-                    ray.init(
-                        _node_ip_address="127.0.0.1",
-                        include_dashboard=False,
-                        log_to_driver=False,
-                        configure_logging=False,
-                    )
-            except Exception as e:
-                where = address or "a local Ray"
-                raise BackendUnavailableError(
-                    f"Cannot reach the Ray cluster at {where}: {str(e).splitlines()[0]}",
-                    hint="Check CONVEYOR_RAY_ADDRESS or the ray:// address, "
-                    "and that the cluster runs the same Python and Ray versions.",
-                ) from e
-        self._remote = ray.remote(max_retries=0)(_ray_entry)
+        self._remote = self.ray.remote(max_retries=0)(_ray_entry)
 
     def submit(self, handle: Handle) -> None:
         import cloudpickle

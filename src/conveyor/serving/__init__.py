@@ -148,6 +148,7 @@ def predict(
     proba: bool = False,
     log_predictions: bool = True,
     trust: bool = False,
+    executor: str = "local",
     workspace: Workspace | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> pd.DataFrame | BatchPrediction:
@@ -157,6 +158,7 @@ def predict(
     ``proba_<i>`` with ``proba=True``) in the input's row order; with ``output``, streams
     chunks of ``chunk_rows`` to that Parquet file (input columns plus the predictions) and
     returns a :class:`BatchPrediction` summary. Both log the predictions for monitoring.
+    ``executor="ray"`` (or ``"ray://host:port"``) predicts the chunks as Ray tasks.
     """
     from conveyor.serving.batch import predict_batch
 
@@ -169,6 +171,7 @@ def predict(
         proba=proba,
         log_predictions=log_predictions,
         trust=trust,
+        executor=executor,
         progress=progress,
     )
     if output is not None or frame is None:

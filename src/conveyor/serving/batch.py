@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,48 @@ def _chunks(
     return stream(), total, text, lineage
 
 
+def _predict_chunk(loaded: Any, chunk: pd.DataFrame, proba: bool) -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    outputs = {"predictions": np.asarray(loaded.predict(chunk))}
+    if proba:
+        outputs["proba"] = np.asarray(loaded.predict_proba(chunk))
+    return outputs, time.perf_counter() - started
+
+
+def _predicted(
+    loaded: Any, chunks: Iterator[pd.DataFrame], proba: bool, executor: str
+) -> Iterator[tuple[pd.DataFrame, dict[str, Any], float]]:
+    """Yield (chunk, outputs, seconds) in input order, locally or as Ray tasks."""
+    if executor == "local":
+        for chunk in chunks:
+            outputs, seconds = _predict_chunk(loaded, chunk, proba)
+            yield chunk, outputs, seconds
+        return
+    if executor != "ray" and not executor.startswith("ray://"):
+        raise InvalidArgumentError(
+            f"Unknown executor {executor!r}.",
+            hint="Use 'local' (this process) or 'ray' / 'ray://host:port'.",
+        )
+    from conveyor.pipelines.executors import connect_ray
+
+    address = executor if executor.startswith("ray://") else os.environ.get("CONVEYOR_RAY_ADDRESS")
+    ray = connect_ray(address)
+    remote = ray.remote(max_retries=1)(_predict_chunk)
+    model_ref = ray.put(loaded)  # shipped to the cluster once, not per chunk
+    window = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    pending: deque[tuple[pd.DataFrame, Any]] = deque()
+    for chunk in chunks:
+        pending.append((chunk, remote.remote(model_ref, chunk, proba)))
+        if len(pending) >= window:
+            first, ref = pending.popleft()
+            outputs, seconds = ray.get(ref)
+            yield first, outputs, seconds
+    while pending:
+        first, ref = pending.popleft()
+        outputs, seconds = ray.get(ref)
+        yield first, outputs, seconds
+
+
 def predict_batch(
     ws: Workspace,
     ref: str,
@@ -114,12 +157,15 @@ def predict_batch(
     proba: bool = False,
     log_predictions: bool = True,
     trust: bool = False,
+    executor: str = "local",
     progress: Callable[[int, int | None], None] | None = None,
 ) -> tuple[BatchPrediction, pd.DataFrame | None]:
     """Predict every row of ``data`` with ``ref``; write ``output`` or return the predictions.
 
     Each chunk is checked against the model's signature; predictions get ids and go to the
     prediction log (deployment ``<model>-batch``) like online ones, for monitoring.
+    ``executor="ray"`` (or ``ray://host:port``) predicts the chunks as Ray tasks, a few at a
+    time, while this process reads the next chunks and writes the results in order.
     """
     if chunk_rows < 1:
         raise InvalidArgumentError(f"chunk_rows must be at least 1; got {chunk_rows}.")
@@ -138,21 +184,18 @@ def predict_batch(
     job_id = ids.new_id()
     started = time.perf_counter()
     try:
-        for chunk in chunks:
-            t0 = time.perf_counter()
-            predictions = np.asarray(loaded.predict(chunk))
+        for chunk, outputs, seconds in _predicted(loaded, chunks, proba, executor):
+            predictions = outputs["predictions"]
             out = pd.DataFrame(
                 {
                     "prediction_id": [f"{job_id}-{done + i}" for i in range(len(chunk))],
                     "prediction": predictions,
                 }
             )
-            outputs = {"predictions": predictions}
-            if proba:
-                probabilities = np.asarray(loaded.predict_proba(chunk))
+            if "proba" in outputs:
+                probabilities = outputs["proba"]
                 for j in range(probabilities.shape[1]):
                     out[f"proba_{j}"] = probabilities[:, j]
-                outputs["proba"] = probabilities
             if sink is not None:
                 columns = loaded.signature.columns if loaded.signature else list(chunk.columns)
                 sink.add(
@@ -167,7 +210,7 @@ def predict_batch(
                         inputs=chunk[columns].reset_index(drop=True),
                         columns=columns,
                         outputs=outputs,
-                        latency_ms=(time.perf_counter() - t0) * 1000,
+                        latency_ms=seconds * 1000,
                     )
                 )
             if temp is not None:
