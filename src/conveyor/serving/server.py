@@ -559,25 +559,49 @@ async def _read_json(request: Request, limit: int) -> tuple[Any, Response | None
         return None, _json(400, {"error": f"The body is not valid JSON: {e}."})
 
 
-def _request_schema() -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                _JSON: {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "instances": {"type": "array", "items": {"type": "object"}},
-                            "columns": {"type": "array", "items": {"type": "string"}},
-                            "data": {"type": "array", "items": {"type": "array"}},
-                            "return": {"type": "array", "items": {"enum": ["proba"]}},
-                        },
-                    }
-                }
-            },
-        }
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {_JSON: {"schema": schema}}}}
+
+
+_PREDICT_BODY = _body(
+    {
+        "type": "object",
+        "properties": {
+            "instances": {"type": "array", "items": {"type": "object"}},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array"}},
+            "return": {"type": "array", "items": {"enum": ["proba"]}},
+        },
     }
+)
+_INFER_BODY = _body(
+    {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "shape", "datatype", "data"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "datatype": {"type": "string"},
+                        "data": {"type": "array"},
+                    },
+                },
+            },
+            "parameters": {"type": "object"},
+        },
+    }
+)
+_FEEDBACK_ITEM = {
+    "type": "object",
+    "required": ["prediction_id", "label"],
+    "properties": {"prediction_id": {"type": "string"}, "label": {}},
+}
+_FEEDBACK_BODY = _body({"oneOf": [_FEEDBACK_ITEM, {"type": "array", "items": _FEEDBACK_ITEM}]})
 
 
 def create_app(source: TrafficSource, options: ServeOptions | None = None) -> FastAPI:
@@ -622,12 +646,12 @@ def create_app(source: TrafficSource, options: ServeOptions | None = None) -> Fa
                 batcher.arrived()
             state.in_flight -= 1
 
-    @app.post("/v1/models/{name}/predict", openapi_extra=_request_schema(), tags=["predict"])
+    @app.post("/v1/models/{name}/predict", openapi_extra=_PREDICT_BODY, tags=["predict"])
     async def predict(name: str, request: Request) -> Response:
         """Predict for a batch of rows: records (``instances``) or ``columns`` + ``data``."""
         return await _predict(name, request, v2=False)
 
-    @app.post("/v1/feedback", tags=["feedback"])
+    @app.post("/v1/feedback", openapi_extra=_FEEDBACK_BODY, tags=["feedback"])
     async def feedback(request: Request) -> Response:
         """Record ground truth for earlier predictions: ``{"prediction_id", "label"}`` or a list."""
         body, error = await _read_json(request, limit)
@@ -686,7 +710,7 @@ def create_app(source: TrafficSource, options: ServeOptions | None = None) -> Fa
             return _json(404, {"error": f"No model {name!r} here."})
         return _json(200 if state.ready else 503, {"name": name, "ready": state.ready})
 
-    @app.post("/v2/models/{name}/infer", tags=["v2"])
+    @app.post("/v2/models/{name}/infer", openapi_extra=_INFER_BODY, tags=["v2"])
     async def v2_infer(name: str, request: Request) -> Response:
         """Open Inference Protocol v2: one input tensor per column."""
         return await _predict(name, request, v2=True)
