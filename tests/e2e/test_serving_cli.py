@@ -87,12 +87,26 @@ def test_deploy_commands_make_revisions(project: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
-def test_serve_a_deployment_then_stop_it_and_find_the_predictions_logged(project: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_a_deployment_then_stop_it_and_find_the_predictions_logged(
+    project: Path, workers: int
+) -> None:
     cli(project, "deploy", "create", "prod", "--model", "churn@champion")
     port = _port()
     env = {**os.environ, "CONVEYOR_ACTOR": "ada"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "serve", "--deployment", "prod", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "serve",
+            "--deployment",
+            "prod",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
