@@ -79,6 +79,19 @@ def test_records_and_split_bodies_give_the_same_ordered_array() -> None:
             "data[0]: expected a row of 3 values",
         ),
         ({"rows": []}, 'The body needs "instances"'),
+        (
+            {"instances": [{"age": [1, 2], "income": 2.0, "score": 1.0}]},
+            "column 'age', row 0: expected a number (int64), got a JSON array",
+        ),
+        (
+            {
+                "instances": [
+                    {"age": 1, "income": 2.0, "score": 1.0},
+                    {"age": [3], "income": [1, [2]], "score": 1.0},
+                ]
+            },
+            "column 'income', row 1: expected a number (float64), got a JSON array",
+        ),
         ({"instances": []}, '"instances" must be a non-empty list'),
     ],
 )
@@ -87,6 +100,13 @@ def test_each_bad_input_is_named_with_its_column_and_row(body: dict, message: st
         InputParser(SIG).parse(body)
     assert message in str(caught.value)
     assert caught.value.status == 422
+
+
+def test_a_boolean_column_takes_true_false_0_and_1_only() -> None:
+    parser = InputParser(Signature((ColumnSpec("vip", "bool"), ColumnSpec("x", "float64"))))
+    assert parser.parse({"columns": ["vip", "x"], "data": [[True, 1.5], [0, 2.0]]}).rows == 2
+    with pytest.raises(PayloadError, match="column 'vip', row 0: expected true or false"):
+        parser.parse({"columns": ["vip", "x"], "data": [[0.7, 1.5]]})
 
 
 def test_extra_columns_are_dropped_when_asked() -> None:
@@ -262,3 +282,84 @@ def test_a_failing_sink_keeps_rows_up_to_the_bound_and_counts_the_rest(tmp_path:
     closed.start()
     closed.join(10)
     assert sink.dropped_rows == 13  # what could never be written is reported, not hidden
+
+
+def test_two_dimensional_outputs_and_mixed_probability_widths_are_logged(tmp_path: Path) -> None:
+    sink = ParquetLog(str(tmp_path), "predictions", flush_seconds=60)
+    regressor = _entry(3)
+    regressor.outputs = {"predictions": np.ones((3, 1))}  # a torch regressor's (n, 1)
+    two = _entry(2)
+    two.outputs = {"predictions": np.array([0, 1]), "proba": np.array([[0.9, 0.1], [0.2, 0.8]])}
+    three = _entry(1)
+    three.outputs = {"predictions": np.array([2]), "proba": np.array([[0.1, 0.1, 0.8]])}
+    for entry in (regressor, two, three):
+        sink.add(entry)
+    sink.close()
+    assert sink.dropped_rows == 0
+    frame = read_log(str(tmp_path))
+    assert len(frame) == 6
+    assert [list(p) for p in frame["proba"].dropna()] == [[0.9, 0.1], [0.2, 0.8], [0.1, 0.1, 0.8]]
+
+
+def test_an_entry_that_cannot_be_stored_is_dropped_without_blocking_the_rest(
+    tmp_path: Path,
+) -> None:
+    sink = ParquetLog(str(tmp_path), "predictions", flush_seconds=60)
+    broken = _entry(4)
+    broken.outputs = {"predictions": np.array([object(), object(), object(), object()])}
+    broken.ids = ["x"] * 3  # and its ids do not match its rows
+    sink.add(_entry(5))
+    sink.add(broken)
+    sink.add(_entry(6))
+    assert sink.flush() == 11
+    sink.close()
+    assert sink.dropped_rows == 3
+    assert len(read_log(str(tmp_path))) == 11
+
+
+def test_groups_already_written_are_not_written_again_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = ParquetLog(str(tmp_path), "predictions", flush_seconds=60)
+    original = sink._put
+    calls: list[str] = []
+
+    def flaky(folder: str, name: str, table: object) -> None:
+        calls.append(folder)
+        if "deployment=b" in folder and len(calls) <= 2:
+            raise OSError("the sink blinked")
+        original(folder, name, table)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sink, "_put", flaky)
+    sink.add(_entry(2, deployment="a"))
+    sink.add(_entry(3, deployment="b"))
+    assert sink.flush() == 2  # a written; b kept
+    assert sink.buffered_rows == 3
+    assert sink.flush() == 3
+    sink.close()
+    frame = read_log(str(tmp_path))
+    assert sorted(frame.groupby("deployment").size().to_dict().items()) == [("a", 2), ("b", 3)]
+
+
+def test_a_model_that_returns_the_wrong_number_of_rows_fails_its_requests_not_hangs() -> None:
+    def predict(data: np.ndarray, want: frozenset[str]) -> dict:
+        return {"predictions": np.array([1.0])}  # one answer, whatever the rows
+
+    async def main() -> list[object]:
+        batcher = Batcher(predict)
+        out = await asyncio.wait_for(
+            asyncio.gather(batcher.submit(_rows(1.0, 2.0)), return_exceptions=True), 5
+        )
+        scalar = Batcher(lambda data, want: {"predictions": 3.0})
+        out += await asyncio.wait_for(
+            asyncio.gather(scalar.submit(_rows(1.0)), return_exceptions=True), 5
+        )
+        batcher.close()
+        scalar.close()
+        return out
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, ValueError)
+    assert "returned 1 predictions for 2 input row(s)" in str(first)
+    assert isinstance(second, ValueError)
+    assert "single value" in str(second)

@@ -285,7 +285,8 @@ def test_build_writes_a_dockerfile_and_manifests_that_parse(
     dockerfile = (out / "Dockerfile").read_text()
     assert dockerfile.startswith("# Serves churn@serving")
     assert "FROM python:3.11-slim" in dockerfile
-    assert "\nUSER conveyor\n" in dockerfile
+    assert "\nUSER 10001\n" in dockerfile
+    assert "COPY --chown=10001:10001 workspace/" in dockerfile
     assert "HEALTHCHECK" in dockerfile
     assert '"conveyor", "serve", "churn@serving"' in dockerfile
     requirements = (out / "requirements.txt").read_text().splitlines()
@@ -298,6 +299,7 @@ def test_build_writes_a_dockerfile_and_manifests_that_parse(
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"}
+    assert container["securityContext"]["runAsUser"] == 10001
     assert docs["service.yaml"]["spec"]["ports"][0]["targetPort"] == 8080
     assert docs["hpa.yaml"]["spec"]["scaleTargetRef"]["name"] == "churn"
     # the baked-in project serves the same model on its own
@@ -309,6 +311,12 @@ def test_build_writes_a_dockerfile_and_manifests_that_parse(
     assert result.model == "churn/1"
     with pytest.raises(InvalidArgumentError, match="not empty"):
         cv.serving.build("churn@champion", out, workspace=ws)
+    assert cv.serving.build("churn/1", out, workspace=ws, force=True).model == "churn/1"
+    mine = tmp_path / "mine"
+    (mine / "notes").mkdir(parents=True)
+    with pytest.raises(InvalidArgumentError, match="not a folder conveyor build wrote"):
+        cv.serving.build("churn@champion", mine, workspace=ws, force=True)
+    assert (mine / "notes").is_dir()  # --force never deletes a folder it did not write
 
 
 def test_batch_predict_on_a_dataframe_keeps_row_order_and_rejects_bad_input(
@@ -373,3 +381,34 @@ def test_a_model_with_feature_references_takes_entity_keys(ws: Workspace) -> Non
     assert "features" not in direct
     assert status == 422
     assert "no features for customer_id=7" in unknown["error"]
+
+
+def test_a_change_based_on_a_stale_revision_is_refused(ws: Workspace, churn: Any) -> None:
+    X, y = training_data()
+    cv.models.log(LogisticRegression(C=0.1).fit(X, y), "churn", input_example=X[:5], workspace=ws)
+    deployments = cv.serving.deployments(ws)
+    deployments.create("prod", "churn@champion")
+    deployments.canary("prod", "churn/2", 10)
+    stale = deployments.get("prod")
+    deployments.promote("prod")  # someone else changes it meanwhile
+    with pytest.raises(ConflictError, match="revision 3 now, not 2"):
+        deployments._revise("prod", list(stale.routes), None, {}, "canary", "", base=2)
+    # the guard reads again: its canary is gone, so it changes nothing
+    assert deployments.rollback_canary("prod", "churn/2", "error rate") is None
+    assert deployments.get("prod").revision == 3
+
+
+def test_batch_output_keeps_one_schema_when_a_later_file_has_nulls(
+    ws: Workspace, churn: Any, tmp_path: Path
+) -> None:
+    X, _ = training_data(40, seed=6)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    X.head(20).assign(customer_id=range(20)).to_parquet(folder / "a.parquet")
+    later = X.tail(20).assign(customer_id=[None] * 5 + list(range(20, 35)))
+    later.to_parquet(folder / "b.parquet")
+    result = cv.predict("churn@champion", folder, output=tmp_path / "out.parquet", workspace=ws)
+    written = pd.read_parquet(tmp_path / "out.parquet")
+    assert result.rows == len(written) == 40
+    assert written["customer_id"].isna().sum() == 5
+    assert written["customer_id"].dropna().tolist() == list(range(20)) + list(range(20, 35))

@@ -105,6 +105,20 @@ def _chunks(
     return stream(), total, text, lineage
 
 
+def _conform(table: pa.Table, schema: pa.Schema, row: int) -> pa.Table:
+    """``table`` cast to the output's schema; a chunk that cannot be is a clear error."""
+    if table.schema.equals(schema):
+        return table
+    try:
+        return table.select(schema.names).cast(schema)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        raise InvalidArgumentError(
+            f"The input's columns change type after row {row:,} ({e}); the output is one "
+            "table, so nothing was written.",
+            hint="Give every file the same schema, or cast the column before predicting.",
+        ) from e
+
+
 def _predict_chunk(loaded: Any, chunk: pd.DataFrame, proba: bool) -> tuple[dict[str, Any], float]:
     started = time.perf_counter()
     outputs = {"predictions": np.asarray(loaded.predict(chunk))}
@@ -133,7 +147,8 @@ def _predicted(
     ray = connect_ray(address)
     remote = ray.remote(max_retries=1)(_predict_chunk)
     model_ref = ray.put(loaded)  # shipped to the cluster once, not per chunk
-    window = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    # As many chunks in flight as the cluster has CPUs, at most 8: memory stays bounded.
+    window = min(8, max(2, int(ray.cluster_resources().get("CPU", 2))))
     pending: deque[tuple[pd.DataFrame, Any]] = deque()
     for chunk in chunks:
         pending.append((chunk, remote.remote(model_ref, chunk, proba)))
@@ -185,11 +200,16 @@ def predict_batch(
     started = time.perf_counter()
     try:
         for chunk, outputs, seconds in _predicted(loaded, chunks, proba, executor):
-            predictions = outputs["predictions"]
+            predictions = np.asarray(outputs["predictions"])
+            if len(predictions) != len(chunk):
+                raise InvalidArgumentError(
+                    f"{version.ref} returned {len(predictions)} predictions for "
+                    f"{len(chunk)} rows; nothing was written."
+                )
             out = pd.DataFrame(
                 {
                     "prediction_id": [f"{job_id}-{done + i}" for i in range(len(chunk))],
-                    "prediction": predictions,
+                    "prediction": list(predictions) if predictions.ndim > 1 else predictions,
                 }
             )
             if "proba" in outputs:
@@ -198,8 +218,9 @@ def predict_batch(
                     out[f"proba_{j}"] = probabilities[:, j]
             if sink is not None:
                 columns = loaded.signature.columns if loaded.signature else list(chunk.columns)
-                sink.add(
-                    PredictionEntry(
+                sink.add(  # a batch job waits for the log rather than drop its rows
+                    wait=600.0,
+                    entry=PredictionEntry(
                         at=time.time(),
                         deployment=f"{version.name}-batch",
                         revision=None,
@@ -211,7 +232,7 @@ def predict_batch(
                         columns=columns,
                         outputs=outputs,
                         latency_ms=seconds * 1000,
-                    )
+                    ),
                 )
             if temp is not None:
                 table = pa.Table.from_pandas(
@@ -220,7 +241,7 @@ def predict_batch(
                 if writer is None:
                     temp.parent.mkdir(parents=True, exist_ok=True)
                     writer = pq.ParquetWriter(temp, table.schema, compression="zstd")
-                writer.write_table(table)
+                writer.write_table(_conform(table, writer.schema, done))
             else:
                 collected.append(out)
             done += len(chunk)

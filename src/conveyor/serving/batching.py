@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from conveyor.serving.payloads import Block, concat_blocks
 
 __all__ = ["BatchResult", "Batcher"]
@@ -92,6 +94,7 @@ class Batcher:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
+        batch: list[_Pending] = []
         try:
             while self._queue:
                 batch = self._take()
@@ -102,11 +105,20 @@ class Batcher:
                     while self._arriving > 0 and rows < self.max_batch:
                         if loop.time() >= deadline:
                             break
-                        await asyncio.sleep(0)
+                        await asyncio.sleep(0.0002)
                         more = self._take(self.max_batch - rows, allow_empty=True)
                         batch += more
                         rows += sum(p.block.rows for p in more)
                 await self._run(loop, batch, rows)
+                batch = []
+        except BaseException as error:
+            # Whatever went wrong here, no request may wait forever: fail what was taken
+            # and what is queued (they get a 500 with an error id, the log the traceback).
+            for pending in [*batch, *self._queue]:
+                _fail(pending, error if isinstance(error, Exception) else RuntimeError("stopped"))
+            self._queue.clear()
+            if not isinstance(error, Exception):
+                raise
         finally:
             self._running = False
             if self._idle is not None and not self._queue:
@@ -128,10 +140,13 @@ class Batcher:
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending], rows: int) -> None:
         want = frozenset().union(*(p.want for p in batch))
-        data = concat_blocks([p.block for p in batch])
         started = time.perf_counter()
         try:
+            data = concat_blocks([p.block for p in batch])
             outputs = await loop.run_in_executor(self._executor, self._predict, data, want)
+            outputs = {k: np.asarray(v) for k, v in outputs.items()}
+            if any(v.ndim == 0 for v in outputs.values()):
+                raise ValueError("The model returned a single value, not one per row.")
         except Exception as error:  # noqa: BLE001 - the model's error goes to its requests
             if len(batch) == 1:
                 _fail(batch[0], error)
@@ -143,6 +158,14 @@ class Batcher:
         elapsed = time.perf_counter() - started
         if self._on_batch is not None:
             self._on_batch(rows, elapsed)
+        for name, values in outputs.items():
+            if len(values) != rows:
+                mismatch = ValueError(
+                    f"The model returned {len(values)} {name} for {rows} input row(s)."
+                )
+                for pending in batch:
+                    _fail(pending, mismatch)
+                return
         start = 0
         for pending in batch:
             end = start + pending.block.rows
@@ -157,8 +180,8 @@ class Batcher:
             self._idle = asyncio.Event()
             await self._idle.wait()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+    def close(self, *, wait: bool = True) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def _fail(pending: _Pending, error: BaseException) -> None:

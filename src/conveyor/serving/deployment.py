@@ -193,7 +193,8 @@ class DeploymentService:
         share = _weight(weight)
         routes = _with_candidate(current, model, share, "canary")
         merged = current.limits | _limits(limits)
-        return self._revise(name, routes, None, merged, "canary", f"{model} at {share:g}%")
+        reason = f"{model} at {share:g}%"
+        return self._revise(name, routes, None, merged, "canary", reason, base=current.revision)
 
     def ab(self, name: str, model: str, weight: float, *, key: str) -> Revision:
         """Split traffic ``100-weight`` / ``weight``, sticky by the request field ``key``."""
@@ -204,9 +205,8 @@ class DeploymentService:
         current = self.get(name)
         share = _weight(weight)
         routes = _with_candidate(current, model, share, "ab")
-        return self._revise(
-            name, routes, key, current.limits, "ab", f"{model} at {share:g}% by {key}"
-        )
+        reason = f"{model} at {share:g}% by {key}"
+        return self._revise(name, routes, key, current.limits, "ab", reason, base=current.revision)
 
     def shadow(self, name: str, model: str) -> Revision:
         """Mirror every request to ``model``: its answers are logged, never returned."""
@@ -214,7 +214,9 @@ class DeploymentService:
         model_service(self.ws).get(model)  # it must exist
         routes = [dict(r) for r in current.routes if r["role"] != "shadow"]
         routes.append({"model": model, "weight": 0.0, "role": "shadow"})
-        return self._revise(name, routes, current.key, current.limits, "shadow", model)
+        return self._revise(
+            name, routes, current.key, current.limits, "shadow", model, base=current.revision
+        )
 
     def promote(self, name: str) -> Revision:
         """Make the canary (or A/B challenger, or else the shadow) the primary at 100%."""
@@ -230,7 +232,9 @@ class DeploymentService:
                 hint=f"Start one: conveyor deploy canary {name} --model MODEL/VERSION --weight 10",
             )
         routes = [{"model": candidate["model"], "weight": 100.0, "role": "primary"}]
-        return self._revise(name, routes, None, current.limits, "promote", candidate["model"])
+        return self._revise(
+            name, routes, None, current.limits, "promote", candidate["model"], base=current.revision
+        )
 
     def rollback(self, name: str, *, to: int | None = None, reason: str = "") -> Revision:
         """Serve what revision ``to`` served (default: the one before the current one)."""
@@ -253,28 +257,38 @@ class DeploymentService:
             old.limits,
             "rollback",
             reason or f"to revision {target}",
+            base=current.revision,
         )
 
     def rollback_canary(self, name: str, model: str, reason: str) -> Revision | None:
-        """Drop the canary ``model`` (the server's guard calls this); None if already gone."""
-        current = self.get(name)
-        if not any(
-            r["role"] == "canary" and _same(r["model"], model, self.ws) for r in current.routes
-        ):
-            return None
-        routes = [dict(r) for r in current.routes if r["role"] not in ("canary",)]
-        answering = [r for r in routes if r["role"] != "shadow"]
-        for r in answering:
-            r["weight"] = round(100.0 / len(answering), 6)
-        return self._revise(
-            name,
-            routes,
-            current.key,
-            current.limits,
-            "auto-rollback",
-            f"{model}: {reason}",
-            actor="conveyor-server",
-        )
+        """Drop the canary ``model`` (the server's guard calls this); None if already gone.
+
+        Made against the revision read: if someone changed the deployment meanwhile, it reads
+        again, so a change made by hand is never undone by the guard's stale view.
+        """
+        for _ in range(5):
+            current = self.get(name)
+            canaries = [r for r in current.routes if r["role"] == "canary"]
+            if not any(_same(r["model"], model, self.ws) for r in canaries):
+                return None
+            routes = [dict(r) for r in current.routes if r["role"] != "canary"]
+            answering = [r for r in routes if r["role"] != "shadow"]
+            for r in answering:
+                r["weight"] = round(100.0 / len(answering), 6)
+            try:
+                return self._revise(
+                    name,
+                    routes,
+                    current.key,
+                    current.limits,
+                    "auto-rollback",
+                    f"{model}: {reason}",
+                    actor="conveyor-server",
+                    base=current.revision,
+                )
+            except ConflictError:
+                continue
+        raise ConflictError(f"Deployment {name!r} keeps changing; the canary was not rolled back.")
 
     def _revise(
         self,
@@ -287,7 +301,9 @@ class DeploymentService:
         *,
         new: bool = False,
         actor: str | None = None,
+        base: int | None = None,
     ) -> Revision:
+        """Write the next revision; with ``base``, only if ``base`` is still the current one."""
         models = model_service(self.ws)
         versions = [models.get(r["model"]) for r in routes]  # each must resolve now
         policy = {"routes": routes, "key": key, "limits": limits}
@@ -321,6 +337,12 @@ class DeploymentService:
                     ],
                 )
             else:
+                if base is not None and row.latest_revision != base:
+                    raise ConflictError(
+                        f"Deployment {name!r} changed while this change was made (it is at "
+                        f"revision {row.latest_revision} now, not {base}); nothing was written.",
+                        hint=f"Look at it again: conveyor deploy status {name}",
+                    )
                 dep_id, number = row.id, row.latest_revision + 1
                 # Compare-and-set: two concurrent changes cannot both make revision N.
                 updated = conn.execute(

@@ -76,6 +76,11 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.shadow_skipped = Counter(
+            "conveyor_shadow_skipped",
+            "Requests not mirrored to a shadow because too many copies were pending",
+            registry=self.registry,
+        )
         self.rollbacks = Counter(
             "conveyor_canary_rollbacks",
             "Canaries the server rolled back for breaking their limits",

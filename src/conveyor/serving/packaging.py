@@ -31,6 +31,8 @@ from conveyor.store.workspace import Workspace
 __all__ = ["BuildResult", "build"]
 
 PORT = 8080
+UID = 10001  # numeric, so Kubernetes can check runAsNonRoot
+MARKER = ".conveyor-build"
 HEALTH_URL = f"http://127.0.0.1:{PORT}/readyz"
 SERVING_ALIAS = "serving"
 
@@ -82,10 +84,18 @@ def build(
     models = model_service(ws)
     version = models.get(ref)
     target = Path(out)
-    if target.exists() and any(target.iterdir()) and not force:
-        raise InvalidArgumentError(
-            f"{target} exists and is not empty.", hint="Choose another --out, or pass --force."
-        )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        if not force:
+            raise InvalidArgumentError(
+                f"{target} exists and is not empty.",
+                hint="Choose another --out, or pass --force to replace an earlier build.",
+            )
+        if not (target / MARKER).is_file():
+            raise InvalidArgumentError(
+                f"{target} is not a folder conveyor build wrote (it has no {MARKER}); "
+                "--force replaces only those.",
+                hint="Choose another --out.",
+            )
     name = _k8s_name(version.name)
     image = image or f"{name}:{version.version}"
     staging = target.with_name(f".{target.name}.building")
@@ -99,13 +109,23 @@ def build(
         path.write_text(text)
         files.append(rel)
 
+    write(MARKER, f"{version.ref} {version.digest}\n")
     serve_ref = f"{version.name}@{SERVING_ALIAS}" if bake else version.ref
+    from conveyor.models.flavors import get_flavor
+
+    pickled = get_flavor(version.flavor).executes_code
+    if pickled and not trust:
+        raise InvalidArgumentError(
+            f"{version.ref} is a {version.flavor} model (pickle): the image would run code "
+            "from it at start.",
+            hint="Pass --trust if you trust it; the image then serves it with --trust.",
+        )
     if bake:
         _bake(ws, version.ref, staging / "workspace", trust=trust)
         files.append("workspace/")
     requirements = _requirements(version.requirements)
     write("requirements.txt", "\n".join(requirements) + "\n")
-    write("Dockerfile", _dockerfile(python, serve_ref, bake, optimize, version.digest))
+    write("Dockerfile", _dockerfile(python, serve_ref, bake, optimize, version.digest, pickled))
     write(".dockerignore", "**/__pycache__\n*.pyc\n.git\n")
     labels = {"app.kubernetes.io/name": name, "conveyor.dev/model": version.ref.replace("/", "-")}
     write(
@@ -132,6 +152,7 @@ def _bake(ws: Workspace, ref: str, root: Path, *, trust: bool) -> None:
             loaded.version.name,
             signature=loaded.signature,
             input_example=example,
+            features=loaded.version.info.get("features"),
             description=f"{ref} (digest {loaded.version.digest[:12]}), baked by conveyor build",
         )
         target.set_alias(copy.name, SERVING_ALIAS, copy.version)
@@ -146,8 +167,8 @@ def _requirements(pins: dict[str, str]) -> list[str]:
     return lines
 
 
-def _dockerfile(python: str, ref: str, bake: bool, optimize: str, digest: str) -> str:
-    copy = "COPY --chown=conveyor:conveyor workspace/ /srv/model/\n" if bake else ""
+def _dockerfile(python: str, ref: str, bake: bool, optimize: str, digest: str, trust: bool) -> str:
+    copy = f"COPY --chown={UID}:{UID} workspace/ /srv/model/\n" if bake else ""
     env = (
         "ENV CONVEYOR_ROOT=/srv/model\n"
         if bake
@@ -156,18 +177,21 @@ def _dockerfile(python: str, ref: str, bake: bool, optimize: str, digest: str) -
         "ENV CONVEYOR_ROOT=/srv/model\n"
     )
     extra = f" --optimize {optimize}" if optimize != "none" else ""
+    if trust:
+        extra += " --trust"
     return f"""# Serves {ref} (model digest {digest}). Written by conveyor build.
 FROM python:{python}-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-RUN groupadd --system conveyor && useradd --system --gid conveyor --home /srv conveyor \\
-    && mkdir -p /srv/model && chown -R conveyor:conveyor /srv
+RUN groupadd --system --gid {UID} conveyor \\
+    && useradd --system --uid {UID} --gid conveyor --home /srv conveyor \\
+    && mkdir -p /srv/model && chown -R {UID}:{UID} /srv
 
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir -r /tmp/requirements.txt
 
 {copy}{env}WORKDIR /srv/model
-USER conveyor
+USER {UID}
 EXPOSE {PORT}
 
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \\
@@ -208,7 +232,11 @@ def _deployment(
             "requests": {"cpu": cpu, "memory": memory},
             "limits": {"memory": memory},
         },
-        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "allowPrivilegeEscalation": False,
+        },
     }
     if not bake:
         container["envFrom"] = [{"secretRef": {"name": f"{name}-conveyor-stores"}}]

@@ -184,7 +184,7 @@ class InputParser:
 
     def _records(self, rows: list[Any]) -> Block:
         if not self.columns:
-            return self._untyped(pd.DataFrame(rows))
+            return self._untyped(_frame(rows))
         first = rows[0]
         dropped = self._check_names(list(first))
         n = len(first) - len(dropped)
@@ -204,7 +204,7 @@ class InputParser:
 
     def _split(self, names: list[str], rows: list[Any], field: str) -> Block:
         if not self.columns:
-            return self._untyped(pd.DataFrame(rows, columns=names or None))
+            return self._untyped(_frame(rows, names or None))
         dropped = self._check_names(names)
         width = len(names)
         if self.numeric and not dropped and names == self.columns:
@@ -234,16 +234,21 @@ class InputParser:
         return self._columns(columns, dropped=tuple(dropped))
 
     def _integers_ok(self, array: np.ndarray) -> bool:
-        if array.dtype.kind != "f":
+        """Integer columns hold whole numbers, boolean ones only 0 and 1 (else: slow path)."""
+        if array.dtype.kind == "b":
             return True
         for j, kind in enumerate(self.kinds):
-            if kind == "int" and not np.array_equal(array[:, j], np.floor(array[:, j])):
+            column = array[:, j]
+            if kind == "int" and array.dtype.kind == "f":
+                if not np.array_equal(column, np.floor(column)):
+                    return False
+            elif kind == "bool" and not np.isin(column, (0, 1)).all():
                 return False
         return True
 
     def _columns(self, columns: dict[str, list[Any]], dropped: tuple[str, ...] = ()) -> Block:
         if not self.columns:
-            return self._untyped(pd.DataFrame(columns))
+            return self._untyped(_frame(columns))
         if not dropped:
             dropped = tuple(self._check_names(list(columns)))
         lengths = {len(v) for v in columns.values()}
@@ -282,10 +287,23 @@ class InputParser:
 _NUMBER = (int, float)
 
 
+def _frame(data: Any, columns: list[str] | None = None) -> pd.DataFrame:
+    """A DataFrame for a model without a signature; input pandas cannot tabulate is a 422."""
+    try:
+        return pd.DataFrame(data, columns=columns)
+    except (ValueError, TypeError) as e:
+        raise PayloadError(f"The rows do not form a table: {e}.") from e
+
+
 def _convert(spec: ColumnSpec, kind: str, values: list[Any]) -> tuple[Any, str | None]:
     """Return the column as an array of the signed type, or the first fault found."""
     if kind in ("int", "float", "bool"):
-        array = np.asarray(values)
+        try:
+            array = np.asarray(values)
+        except ValueError:  # ragged nested lists: the loop below names the row
+            array = np.asarray([None])
+        if array.ndim != 1:  # nested lists: the loop below names the row
+            array = np.asarray([None])
         if array.dtype.kind in "iuf" and kind != "bool":
             if kind == "int" and array.dtype.kind == "f":
                 bad = np.flatnonzero(np.isnan(array) | (array != np.floor(array)))

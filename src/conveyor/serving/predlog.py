@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,6 +109,10 @@ class ParquetLog:
         self.failed_writes = 0
         self.files_written = 0
         self.last_error = ""
+        self._failures = 0
+        self._retry_at = 0.0
+        # Names files apart across processes and containers (where every pid may be 1).
+        self._tag = f"{os.getpid()}-{os.urandom(4).hex()}"
         self._thread = threading.Thread(target=self._loop, name=f"conveyor-{kind}-log", daemon=True)
         self._thread.start()
 
@@ -115,17 +120,26 @@ class ParquetLog:
     def buffered_rows(self) -> int:
         return self._buffered_rows
 
-    def add(self, entry: Any) -> bool:
-        """Buffer ``entry``; False (and counted as dropped) when the buffer is full."""
+    def add(self, entry: Any, *, wait: float = 0.0) -> bool:
+        """Buffer ``entry``; False (and counted as dropped) when the buffer stays full.
+
+        ``wait`` seconds (batch jobs) lets the writer make room first instead of dropping.
+        """
         rows = entry.rows
-        with self._lock:
-            if self._buffered_rows + rows > self.max_buffer_rows:
-                self.dropped_rows += rows
-                return False
-            self._buffer.append(entry)
-            self._buffered_rows += rows
-            full = self._buffered_rows >= self.flush_rows
-        if full:
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                if self._buffered_rows + rows <= self.max_buffer_rows or not self._buffer:
+                    self._buffer.append(entry)
+                    self._buffered_rows += rows
+                    full = self._buffered_rows >= self.flush_rows
+                    break
+                if time.monotonic() >= deadline:
+                    self.dropped_rows += rows
+                    return False
+            self._wake.set()
+            time.sleep(0.01)
+        if full and time.monotonic() >= self._retry_at:
             self._wake.set()
         return True
 
@@ -133,55 +147,95 @@ class ParquetLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
-            self.flush()
+            if time.monotonic() >= self._retry_at:
+                self.flush()
 
     def flush(self) -> int:
-        """Write what is buffered now; return the rows written (0 when the sink failed)."""
+        """Write what is buffered now; return the rows written.
+
+        Entries are turned into tables first: an entry that cannot be (outputs of a shape
+        Parquet cannot hold, say) is counted as dropped, with the reason, and never blocks the
+        rest. Only writing is retried: a group not written stays buffered, and the writer waits
+        longer after each failure (up to a minute) before the next try.
+        """
         with self._lock:
             entries, self._buffer = self._buffer, []
-            rows = self._buffered_rows
             self._buffered_rows = 0
         if not entries:
             return 0
-        try:
-            self._write(entries)
-        except Exception as e:  # noqa: BLE001 - the sink may fail in any way; keep serving
-            self.failed_writes += 1
-            self.last_error = f"{type(e).__name__}: {e}"
+        written = 0
+        unwritten: list[Any] = []
+        for (deployment, date, hour), group in self._groups(entries).items():
+            folder = f"{self._root}/{self.kind}/deployment={deployment}/date={date}/hour={hour}"
+            tables = self._tables(group)
+            try:
+                for table in tables:
+                    name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{self._tag}-{next(_seq)}"
+                    self._put(folder, f"{name}.parquet", table)
+                    self.files_written += 1
+                    written += table.num_rows
+                    tables = tables[1:]  # written: not again if a later one fails
+            except Exception as e:  # noqa: BLE001 - the sink may fail in any way; keep serving
+                self.failed_writes += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                unwritten += _entries_of(group, tables)
+                continue
+        self.logged_rows += written
+        if unwritten:
+            self._failures += 1
+            delay = min(60.0, 0.5 * 2 ** (self._failures - 1))
+            self._retry_at = time.monotonic() + delay
             log.warning(
-                "Cannot write the %s log to %s (%s); keeping it buffered",
+                "Cannot write the %s log to %s (%s); %d row(s) kept buffered, retrying in %.1f s",
                 self.kind,
                 self.uri,
                 self.last_error,
+                sum(e.rows for e in unwritten),
+                delay,
             )
-            with self._lock:
-                # Put the entries back in front, as far as the bound allows.
-                room = self.max_buffer_rows - self._buffered_rows
-                kept: list[Any] = []
-                for entry in entries:
-                    if entry.rows <= room:
-                        kept.append(entry)
-                        room -= entry.rows
-                    else:
-                        self.dropped_rows += entry.rows
-                self._buffer = kept + self._buffer
-                self._buffered_rows += sum(e.rows for e in kept)
-            return 0
-        self.logged_rows += rows
-        return rows
+            self._requeue(unwritten)
+        else:
+            self._failures = 0
+            self._retry_at = 0.0
+        return written
 
-    def _write(self, entries: list[Any]) -> None:
+    def _groups(self, entries: list[Any]) -> dict[tuple[str, str, str], list[Any]]:
         groups: dict[tuple[str, str, str], list[Any]] = {}
         for entry in entries:
             at = datetime.fromtimestamp(entry.at, UTC)
             key = (entry.deployment, at.strftime("%Y-%m-%d"), at.strftime("%H"))
             groups.setdefault(key, []).append(entry)
-        for (deployment, date, hour), group in groups.items():
-            table = self._build(group)
-            folder = f"{self._root}/{self.kind}/deployment={deployment}/date={date}/hour={hour}"
-            name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{next(_seq)}.parquet"
-            self._put(folder, name, table)
-            self.files_written += 1
+        return groups
+
+    def _tables(self, group: list[Any]) -> list[pa.Table]:
+        """The group as tables: one, or one per schema when entries disagree (different
+        model versions in one hour, say); an entry that cannot be stored at all is dropped."""
+        try:
+            return [self._build(group)]
+        except Exception:  # the entries at fault are found below, one by one
+            if len(group) == 1:
+                self.dropped_rows += group[0].rows
+                log.exception("A %s log entry cannot be stored; dropped", self.kind)
+                return []
+        by_schema: dict[pa.Schema, list[pa.Table]] = {}
+        for entry in group:
+            for table in self._tables([entry]):
+                by_schema.setdefault(table.schema, []).append(table)
+        return [pa.concat_tables(tables) for tables in by_schema.values()]
+
+    def _requeue(self, entries: list[Any]) -> None:
+        """Put ``entries`` back in front of the buffer, as far as the bound allows."""
+        with self._lock:
+            room = self.max_buffer_rows - self._buffered_rows
+            kept: list[Any] = []
+            for entry in entries:
+                if entry.rows <= room:
+                    kept.append(entry)
+                    room -= entry.rows
+                else:
+                    self.dropped_rows += entry.rows
+            self._buffer = kept + self._buffer
+            self._buffered_rows += sum(e.rows for e in kept)
 
     def _put(self, folder: str, name: str, table: pa.Table) -> None:
         if self._local:
@@ -212,6 +266,14 @@ class ParquetLog:
             self.dropped_rows += self._buffered_rows
 
 
+def _entries_of(group: list[Any], unwritten: list[pa.Table]) -> list[Any]:
+    """The entries of ``group`` whose rows are in the tables not written yet."""
+    if not unwritten:
+        return []
+    ids = {i for table in unwritten for i in table.column("prediction_id").to_pylist()}
+    return [e for e in group if e.ids and e.ids[0] in ids]
+
+
 # -- table builders -------------------------------------------------------------------------
 
 
@@ -235,9 +297,8 @@ def build_predictions(entries: list[PredictionEntry]) -> pa.Table:
         "latency_ms": pa.array(repeat([e.latency_ms for e in entries], counts), pa.float64()),
     }
     columns["prediction"] = _concat_outputs([e.outputs["predictions"] for e in entries])
-    if all("proba" in e.outputs for e in entries):
-        proba = np.concatenate([np.asarray(e.outputs["proba"], dtype=np.float64) for e in entries])
-        columns["proba"] = pa.FixedSizeListArray.from_arrays(proba.ravel(), proba.shape[1])
+    if any("proba" in e.outputs for e in entries):
+        columns["proba"] = _lists([e.outputs.get("proba") for e in entries], counts, pa.float64())
     table = _inputs_table(entries)
     if table is not None:
         columns["inputs"] = pa.StructArray.from_arrays(
@@ -247,10 +308,32 @@ def build_predictions(entries: list[PredictionEntry]) -> pa.Table:
 
 
 def _concat_outputs(parts: list[Any]) -> pa.Array:
-    values = np.concatenate([np.asarray(p) for p in parts])
+    arrays = [np.asarray(p) for p in parts]
+    if any(a.ndim != 1 for a in arrays):  # one list per row: (n, k) outputs, or (n, 1)
+        return _lists(arrays, [len(a) for a in arrays], None)
+    values = np.concatenate(arrays)
     if values.dtype.kind in "OU":
         return pa.array([None if v is None else str(v) for v in values], pa.string())
     return pa.array(values)
+
+
+def _lists(parts: list[Any], counts: list[int], kind: pa.DataType | None) -> pa.Array:
+    """One list per row from per-entry 2-D arrays (widths may differ; None: null rows)."""
+    chunks: list[pa.Array] = []
+    for part, n in zip(parts, counts, strict=True):
+        if part is None:
+            chunks.append(pa.nulls(n, pa.list_(kind or pa.float64())))
+            continue
+        array = np.asarray(part)
+        flat = array.reshape(len(array), -1)
+        offsets = pa.array(np.arange(0, flat.size + 1, max(flat.shape[1], 1), dtype=np.int32))
+        values = pa.array(flat.ravel())
+        if kind is not None:
+            values = values.cast(kind)
+        chunks.append(pa.ListArray.from_arrays(offsets, values))
+    if len(chunks) == 1:
+        return chunks[0]
+    return pa.concat_arrays(chunks)
 
 
 def _inputs_table(entries: list[PredictionEntry]) -> pa.Table | None:
@@ -321,5 +404,8 @@ def read_log(uri: str, kind: str = "predictions", *, deployment: str | None = No
     for path in files:
         with fs.open(path, "rb") as f:
             tables.append(pq.read_table(f))
-    table = pa.concat_tables(tables, promote_options="permissive")
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # files of model versions that disagree
+        return pd.concat([t.flatten().to_pandas() for t in tables], ignore_index=True)
     return table.flatten().to_pandas()

@@ -36,6 +36,7 @@ __all__ = ["ServeOptions", "ServingState", "create_app"]
 log = logging.getLogger("conveyor.serving")
 
 _JSON = "application/json"
+_MAX_SHADOW_TASKS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class ServeOptions:
     flush_rows: int = 10_000
     flush_seconds: float = 5.0
     max_buffer_rows: int = 1_000_000
+    request_timeout: float = 30.0  # seconds a request may wait for its model (504 after)
     trust: bool = False
     # Tune the process for serving (set by `conveyor serve`, which owns its process): freeze
     # the objects alive after loading so the garbage collector stops rescanning them (a full
@@ -100,6 +102,7 @@ class ServingState:
         self.predictions: ParquetLog | None = None
         self.feedback: ParquetLog | None = None
         self._runtimes: dict[str, ModelRuntime] = {}
+        self._reload_lock: asyncio.Lock | None = None
         self._reloader: asyncio.Task[None] | None = None
         self._windows: dict[str, _Window] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -121,36 +124,53 @@ class ServingState:
             self.feedback = ParquetLog(
                 uri, "feedback", flush_rows=opts.flush_rows, flush_seconds=opts.flush_seconds
             )
+        self._reload_lock = asyncio.Lock()
         spec = await asyncio.to_thread(self.source.resolve)
-        self.plan = await asyncio.to_thread(self._build, spec)
+        self.plan, self._runtimes = await asyncio.to_thread(self._build, spec, {})
         if opts.tune_process:
             _tune_process()
         self.ready = True
         if opts.reload_interval > 0:
             self._reloader = asyncio.create_task(self._reload_loop())
 
-    async def stop(self) -> None:
-        if self._reloader is not None:
-            self._reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloader
-        for task in list(self._background):
-            with contextlib.suppress(Exception):
-                await task
-        for runtime in self._runtimes.values():
-            await runtime.batcher.wait_idle()
-            runtime.close()
-        for sink in (self.predictions, self.feedback):
-            if sink is not None:
-                await asyncio.to_thread(sink.close)
-        self.ready = False
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Finish in-flight work (up to ``grace`` seconds), then flush and close the logs.
 
-    def _build(self, spec: TrafficSpec) -> _Plan:
-        """Load the versions ``spec`` names (reusing those already loaded) and warm them."""
+        The logs are closed whatever happens before: a slow shadow or a stuck model must not
+        cost the buffered predictions when the platform kills the process after its grace.
+        """
+        self.ready = False
+        try:
+            if self._reloader is not None:
+                self._reloader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reloader
+            waits = [*self._background, *(r.batcher.wait_idle() for r in self._runtimes.values())]
+            if waits:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.gather(*waits, return_exceptions=True), timeout=grace
+                    )
+        finally:
+            for sink in (self.predictions, self.feedback):
+                if sink is not None:
+                    await asyncio.to_thread(sink.close)
+            for runtime in self._runtimes.values():
+                runtime.batcher.close(wait=False)
+
+    def _build(
+        self, spec: TrafficSpec, loaded: dict[str, ModelRuntime]
+    ) -> tuple[_Plan, dict[str, ModelRuntime]]:
+        """Load the versions ``spec`` names (reusing those in ``loaded``) and warm them.
+
+        Runs in a worker thread: it builds new objects only and returns them, and the event
+        loop installs them, so nothing the loop reads changes under it.
+        """
         routes: list[_Route] = []
         shadows: list[_Route] = []
+        runtimes: dict[str, ModelRuntime] = {}
         for route in spec.routes:
-            runtime = self._runtimes.get(route.version_id)
+            runtime = loaded.get(route.version_id) or runtimes.get(route.version_id)
             if runtime is None:
                 runtime = self.source.load(route.ref, self.options, self._observe_batch(route.ref))
                 try:
@@ -163,10 +183,11 @@ class ServingState:
                         route.ref,
                         runtime.warm_error,
                     )
-                self._runtimes[route.version_id] = runtime
+            runtimes[route.version_id] = runtime
             (shadows if route.role == "shadow" else routes).append(_Route(route, runtime))
         names = {spec.deployment} | {r.spec.ref.split("/")[0] for r in routes}
-        return _Plan(spec, routes, shadows, [r.spec.weight for r in routes], names)
+        plan = _Plan(spec, routes, shadows, [r.spec.weight for r in routes], names)
+        return plan, runtimes
 
     def _observe_batch(self, ref: str) -> Any:
         rows_histogram = self.metrics.batch_rows.labels(ref)
@@ -190,14 +211,26 @@ class ServingState:
                 log.warning("Reload failed; still serving the current plan: %s", self.reload_error)
 
     async def reload(self) -> bool:
-        """Switch to the source's current plan if it changed; True when it did."""
+        """Switch to the source's current plan if it changed; True when it did.
+
+        One reload at a time (the poller and the canary guard both reload), and never back to
+        an older revision than the one served.
+        """
+        assert self._reload_lock is not None, "start() first"
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         spec = await asyncio.to_thread(self.source.resolve)
         assert self.plan is not None
-        if spec.identity == self.plan.spec.identity:
+        current = self.plan.spec
+        if spec.identity == current.identity:
             return False
-        plan = await asyncio.to_thread(self._build, spec)
-        if self.options.tune_process:
-            _tune_process()
+        newer, served = spec.revision, current.revision
+        if newer is not None and served is not None and newer < served:
+            return False
+        plan, runtimes = await asyncio.to_thread(self._build, spec, dict(self._runtimes))
+        old_runtimes, self._runtimes = self._runtimes, runtimes
         old, self.plan = self.plan, plan  # one assignment: requests see one plan or the other
         self.reload_error = ""
         log.info(
@@ -206,9 +239,8 @@ class ServingState:
             spec.revision,
             ", ".join(f"{r.ref} {r.role} {r.weight:g}%" for r in spec.routes),
         )
-        live = {r.version_id for r in spec.routes}
-        for version_id in [v for v in self._runtimes if v not in live]:
-            runtime = self._runtimes.pop(version_id)
+        for version_id in [v for v in old_runtimes if v not in runtimes]:
+            runtime = old_runtimes[version_id]
             task = asyncio.create_task(self._retire(runtime))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -255,7 +287,7 @@ class ServingState:
         used: list[dict[str, Any]] | None = None
         try:
             if runtime.features and not v2:
-                body, used = self._with_features(runtime, body)
+                body, used = await self._with_features(runtime, body)
             block = runtime.parser.parse_v2(body) if v2 else runtime.parser.parse(body)
             if "proba" in want and not runtime.has_proba:
                 raise PayloadError(f'"return": ["proba"]: {runtime.ref} gives no probabilities.')
@@ -263,7 +295,16 @@ class ServingState:
             self.metrics.requests.labels(runtime.ref, str(e.status)).inc()
             return e.status, {"error": str(e), "problems": e.problems}
         try:
-            result = await runtime.batcher.submit(block, want)
+            result = await asyncio.wait_for(
+                runtime.batcher.submit(block, want), self.options.request_timeout
+            )
+        except TimeoutError:
+            self.metrics.requests.labels(runtime.ref, "504").inc()
+            self._guard(route, ok=False, latency=time.perf_counter() - started)
+            return 504, {
+                "error": f"The model {runtime.ref} did not answer within "
+                f"{self.options.request_timeout:g} s; retry, or ask for fewer rows."
+            }
         except Exception:
             error_id = new_id()
             log.exception("Model %s failed on a request (error id %s)", runtime.ref, error_id)
@@ -281,6 +322,10 @@ class ServingState:
         ids = _prediction_ids(block.rows)
         self._log(plan, route, block, result.outputs, ids, latency)
         for shadow in plan.shadows:
+            if len(self._background) >= _MAX_SHADOW_TASKS:
+                # A shadow slower than the traffic must not grow memory without bound.
+                self.metrics.shadow_skipped.inc()
+                continue
             task = asyncio.create_task(self._shadow(plan, shadow, body, v2, ids))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -301,7 +346,7 @@ class ServingState:
             response["features"] = used
         return 200, response
 
-    def _with_features(
+    async def _with_features(
         self, runtime: ModelRuntime, body: Any
     ) -> tuple[Any, list[dict[str, Any]] | None]:
         """Fill in the model's features from the online store for rows that give entity keys."""
@@ -324,7 +369,7 @@ class ServingState:
             raise PayloadError("Every instance must have the same fields as the first.")
         entity = {k: [row[k] for row in instances] for k in keys}
         try:
-            values = self.source.online_features(entity, missing)
+            values = await asyncio.to_thread(self.source.online_features, entity, missing)
         except ConveyorError as e:
             raise PayloadError(f"Reading online features failed: {e}") from e
         names = [f.split(":")[-1] for f in missing]
