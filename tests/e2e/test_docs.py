@@ -111,3 +111,10 @@ def test_the_serving_guide_examples_run(tmp_path: Path) -> None:
         "[0, 1, 0, 1]",
         "1 ['inputs.age', 'inputs.monthly_spend']",
     ]
+
+
+def test_the_monitoring_guide_examples_run(tmp_path: Path) -> None:
+    blocks = python_blocks(ROOT / "docs" / "monitoring.md")
+    result = run_python("\n".join(blocks), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "['age'] False"

@@ -26,9 +26,15 @@ def test_public_names_are_exactly_all() -> None:
         if not n.startswith("_") and not isinstance(getattr(conveyor, n), types.ModuleType)
     }
     # ...but the domain namespaces reached as attributes are (cv.data.add, ...)
-    assert public | {"__version__", "data", "features", "models", "pipelines", "serving"} == set(
-        conveyor.__all__
-    )
+    assert public | {
+        "__version__",
+        "data",
+        "features",
+        "models",
+        "monitoring",
+        "pipelines",
+        "serving",
+    } == set(conveyor.__all__)
 
 
 def test_domain_namespaces_resolve_lazily() -> None:

@@ -1,0 +1,360 @@
+"""Data drift: does a current sample come from the same distribution as the reference?
+
+Per column, one verdict from a test chosen by type and sample size (``"auto"``):
+
+========== ======================== ======================================================
+kind       small samples (<= 5,000)  large samples
+========== ======================== ======================================================
+numeric    Kolmogorov-Smirnov        Wasserstein distance / reference std >= 0.1
+categorical chi-square (2 x k table) Jensen-Shannon distance >= 0.1
+========== ======================== ======================================================
+
+On large samples a p-value flags shifts too small to matter (a million rows make any
+difference "significant"), so the verdict there rests on an effect size. The p-value tests
+are corrected for the number of columns with Benjamini-Hochberg (false-discovery rate).
+Every column also reports its PSI (10 reference-quantile bins, or per category), missing
+rates and row counts. Tests and thresholds can be set per column.
+
+Numeric statistics come from one sort of each sample: the KS distance, the Wasserstein
+distance and the PSI are all read off the two sorted arrays, column by column (so memory stays
+at a few arrays of one column), on two threads (NumPy sorts release the GIL).
+
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> ref = pd.DataFrame({"x": rng.normal(size=20_000), "y": rng.normal(size=20_000)})
+>>> cur = pd.DataFrame({"x": rng.normal(0.5, 1, 20_000), "y": rng.normal(size=20_000)})
+>>> drift(ref, cur).drifted_columns
+['x']
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from conveyor.core.errors import InvalidArgumentError
+
+__all__ = ["TESTS", "ColumnDrift", "DriftReport", "drift"]
+
+TESTS = ("auto", "ks", "wasserstein", "psi", "chi2", "jensenshannon")
+NUMERIC_TESTS = ("ks", "wasserstein", "psi")
+CATEGORICAL_TESTS = ("chi2", "jensenshannon", "psi")
+DEFAULT_THRESHOLDS = {
+    "ks": 0.05,  # on the BH-adjusted p-value
+    "chi2": 0.05,
+    "wasserstein": 0.1,  # normalized by the reference standard deviation
+    "jensenshannon": 0.1,
+    "psi": 0.2,
+}
+SMALL_SAMPLE = 5_000
+_BINS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnDrift:
+    """One column's verdict and the numbers behind it."""
+
+    column: str
+    kind: str  # numeric | categorical
+    test: str
+    statistic: float | None  # the test's distance, or the KS / chi-square statistic
+    p_value: float | None  # adjusted (Benjamini-Hochberg) for the p-value tests
+    threshold: float
+    drifted: bool | None  # None: could not be judged (see ``note``)
+    psi: float | None = None
+    reference_rows: int = 0
+    current_rows: int = 0
+    reference_missing: float = 0.0
+    current_missing: float = 0.0
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReport:
+    """Per-column drift and the dataset's verdict (drifted when ``share_drifted`` reaches
+    ``dataset_threshold``)."""
+
+    columns: list[ColumnDrift]
+    reference_rows: int
+    current_rows: int
+    dataset_threshold: float = 0.5
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.drifted]
+
+    @property
+    def judged(self) -> int:
+        return sum(1 for c in self.columns if c.drifted is not None)
+
+    @property
+    def share_drifted(self) -> float:
+        return len(self.drifted_columns) / self.judged if self.judged else 0.0
+
+    @property
+    def dataset_drifted(self) -> bool | None:
+        """True or False; None when no column could be judged (an empty window, say)."""
+        if not self.judged:
+            return None
+        return self.share_drifted >= self.dataset_threshold
+
+    def table(self) -> pd.DataFrame:
+        """One row per column: kind, test, statistic, p-value, threshold, drifted, PSI, ..."""
+        return pd.DataFrame([asdict(c) for c in self.columns])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset_drifted": self.dataset_drifted,
+            "share_drifted": self.share_drifted,
+            "drifted_columns": self.drifted_columns,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "dataset_threshold": self.dataset_threshold,
+            "settings": self.settings,
+            "columns": [_jsonable(asdict(c)) for c in self.columns],
+        }
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()
+    }
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return bool(
+        pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series)
+    )
+
+
+def drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    columns: list[str] | None = None,
+    tests: str | dict[str, str] = "auto",
+    thresholds: dict[str, float] | None = None,
+    dataset_threshold: float = 0.5,
+    categorical: list[str] | None = None,
+) -> DriftReport:
+    """Compare ``current`` with ``reference``, column by column; see the module docs.
+
+    ``tests`` is one test for every column or ``{column: test}`` (others ``auto``);
+    ``thresholds`` maps a test name or a column name to its threshold; ``categorical`` names
+    numeric columns to treat as categories (codes, say).
+    """
+    for name, frame in (("reference", reference), ("current", current)):
+        if not isinstance(frame, pd.DataFrame):
+            raise InvalidArgumentError(
+                f"drift() takes pandas DataFrames; the {name} is a {type(frame).__name__}."
+            )
+    wanted = list(columns) if columns is not None else list(reference.columns)
+    missing = [c for c in wanted if c not in reference.columns or c not in current.columns]
+    if missing:
+        raise InvalidArgumentError(
+            f"Column(s) {', '.join(map(repr, missing[:10]))} are not in both tables.",
+            hint="Compare the columns both have, or pass columns=[...].",
+        )
+    per_column = tests if isinstance(tests, dict) else {}
+    default_test = tests if isinstance(tests, str) else "auto"
+    unknown = {t for t in [default_test, *per_column.values()] if t not in TESTS}
+    if unknown:
+        raise InvalidArgumentError(
+            f"Unknown drift test(s) {', '.join(sorted(unknown))}; known: {', '.join(TESTS)}."
+        )
+    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    as_categories = set(categorical or ())
+    numeric = [c for c in wanted if c not in as_categories and _is_numeric(reference[c])]
+    numeric_set = set(numeric)
+
+    results: dict[str, ColumnDrift] = {}
+    with ThreadPoolExecutor(2) as pool:
+        for result in pool.map(
+            lambda c: _numeric_column(
+                c, reference[c], current[c], per_column.get(c, default_test), limits
+            ),
+            numeric,
+        ):
+            results[result.column] = result
+    for c in wanted:
+        if c not in numeric_set:
+            results[c] = _categorical_column(
+                c, reference[c], current[c], per_column.get(c, default_test), limits
+            )
+    ordered = _adjust([results[c] for c in wanted], limits)
+    settings = {"tests": tests, "thresholds": limits, "small_sample": SMALL_SAMPLE}
+    return DriftReport(ordered, len(reference), len(current), dataset_threshold, settings)
+
+
+def _threshold(limits: dict[str, float], column: str, test: str) -> float:
+    return float(limits.get(column, limits[test]))
+
+
+def _missing_rate(series: pd.Series) -> float:
+    return float(series.isna().mean()) if len(series) else 0.0
+
+
+def _numeric_column(
+    name: str, ref: pd.Series, cur: pd.Series, test: str, limits: dict[str, float]
+) -> ColumnDrift:
+    r = ref.to_numpy(dtype=np.float64, na_value=np.nan)
+    c = cur.to_numpy(dtype=np.float64, na_value=np.nan)
+    r = np.sort(r[~np.isnan(r)])
+    c = np.sort(c[~np.isnan(c)])
+    n, m = len(r), len(c)
+    if test == "auto":
+        test = "ks" if min(n, m) <= SMALL_SAMPLE else "wasserstein"
+    if test not in NUMERIC_TESTS:
+        test = "wasserstein"
+    base: dict[str, Any] = {
+        "column": name,
+        "kind": "numeric",
+        "test": test,
+        "threshold": _threshold(limits, name, test),
+        "reference_rows": n,
+        "current_rows": m,
+        "reference_missing": _missing_rate(ref),
+        "current_missing": _missing_rate(cur),
+    }
+    if n == 0 or m == 0:
+        side = "reference" if n == 0 else "current sample"
+        return ColumnDrift(
+            statistic=None, p_value=None, drifted=None, note=f"the {side} has no values", **base
+        )
+    ks, wasserstein = _distances(r, c)
+    spread = float(np.std(r))
+    normalized = wasserstein / spread if spread > 0 else (0.0 if wasserstein == 0 else math.inf)
+    psi = _psi_numeric(r, c)
+    if test == "ks":
+        effective = round(n * m / (n + m))
+        from scipy.stats import kstwo
+
+        p = float(np.clip(kstwo.sf(ks, effective), 0.0, 1.0))
+        return ColumnDrift(statistic=ks, p_value=p, drifted=None, psi=psi, **base)
+    value = normalized if test == "wasserstein" else psi
+    return ColumnDrift(
+        statistic=value,
+        p_value=None,
+        drifted=bool(value >= base["threshold"]),
+        psi=psi,
+        note="constant reference" if spread == 0 else "",
+        **base,
+    )
+
+
+def _distances(r: np.ndarray, c: np.ndarray) -> tuple[float, float]:
+    """The KS distance and the Wasserstein-1 distance of two sorted samples."""
+    n, m = len(r), len(c)
+    merged = np.concatenate([r, c])
+    order = np.argsort(merged, kind="stable")  # two sorted runs: merged in linear time
+    values = merged[order]
+    from_ref = order < n
+    cdf_r = np.cumsum(from_ref) / n
+    cdf_c = np.cumsum(~from_ref) / m
+    # Only the last of equal values is a step of both CDFs.
+    last = np.empty(len(values), dtype=bool)
+    last[:-1] = values[1:] != values[:-1]
+    last[-1] = True
+    gap = np.abs(cdf_r - cdf_c)
+    ks = float(gap[last].max())
+    wasserstein = float(np.sum(gap[:-1] * np.diff(values)))
+    return ks, wasserstein
+
+
+def _fill(p: np.ndarray) -> np.ndarray:
+    return np.where(p == 0, 1e-4, p)
+
+
+def _psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    p = _fill(ref_counts / max(ref_counts.sum(), 1))
+    q = _fill(cur_counts / max(cur_counts.sum(), 1))
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _psi_numeric(r: np.ndarray, c: np.ndarray) -> float:
+    edges = np.unique(r[(np.arange(1, _BINS) * len(r)) // _BINS])
+    ref_counts = np.diff(np.searchsorted(r, edges, side="left"), prepend=0, append=len(r))
+    cur_counts = np.diff(np.searchsorted(c, edges, side="left"), prepend=0, append=len(c))
+    return _psi(ref_counts.astype(float), cur_counts.astype(float))
+
+
+def _categorical_column(
+    name: str, ref: pd.Series, cur: pd.Series, test: str, limits: dict[str, float]
+) -> ColumnDrift:
+    codes, categories = pd.factorize(pd.concat([ref, cur], ignore_index=True), use_na_sentinel=True)
+    k = len(categories)
+    ref_codes, cur_codes = codes[: len(ref)], codes[len(ref) :]
+    ref_counts = np.bincount(ref_codes[ref_codes >= 0], minlength=k).astype(float)
+    cur_counts = np.bincount(cur_codes[cur_codes >= 0], minlength=k).astype(float)
+    n, m = int(ref_counts.sum()), int(cur_counts.sum())
+    if test == "auto":
+        test = "chi2" if min(n, m) <= SMALL_SAMPLE else "jensenshannon"
+    if test not in CATEGORICAL_TESTS:
+        test = "jensenshannon"
+    unseen = [str(categories[i]) for i in np.flatnonzero((ref_counts == 0) & (cur_counts > 0))]
+    base: dict[str, Any] = {
+        "column": name,
+        "kind": "categorical",
+        "test": test,
+        "threshold": _threshold(limits, name, test),
+        "reference_rows": n,
+        "current_rows": m,
+        "reference_missing": _missing_rate(ref),
+        "current_missing": _missing_rate(cur),
+    }
+    note = f"categories not in the reference: {', '.join(unseen[:5])}" if unseen else ""
+    if n == 0 or m == 0:
+        side = "reference" if n == 0 else "current sample"
+        return ColumnDrift(
+            statistic=None, p_value=None, drifted=None, note=f"the {side} has no values", **base
+        )
+    psi = _psi(ref_counts, cur_counts)
+    if test == "chi2":
+        if k < 2:
+            return ColumnDrift(
+                statistic=0.0, p_value=1.0, drifted=False, psi=psi, note="one category", **base
+            )
+        from scipy.stats import chi2_contingency
+
+        statistic, p, _, _ = chi2_contingency(np.vstack([ref_counts, cur_counts]))
+        return ColumnDrift(
+            statistic=float(statistic), p_value=float(p), drifted=None, psi=psi, note=note, **base
+        )
+    if test == "jensenshannon":
+        from scipy.spatial.distance import jensenshannon
+
+        value = float(jensenshannon(ref_counts / n, cur_counts / m))
+    else:
+        value = psi
+    return ColumnDrift(
+        statistic=value,
+        p_value=None,
+        drifted=bool(value >= base["threshold"]),
+        psi=psi,
+        note=note,
+        **base,
+    )
+
+
+def _adjust(results: list[ColumnDrift], limits: dict[str, float]) -> list[ColumnDrift]:
+    """Benjamini-Hochberg over the columns judged by a p-value; their verdicts set here."""
+    tested = [i for i, r in enumerate(results) if r.p_value is not None and r.drifted is None]
+    if not tested:
+        return results
+    p = np.array([results[i].p_value for i in tested], dtype=float)
+    order = np.argsort(p)
+    ranked = p[order] * len(p) / (np.arange(len(p)) + 1)
+    adjusted_sorted = np.minimum.accumulate(ranked[::-1])[::-1].clip(0, 1)
+    adjusted = np.empty_like(p)
+    adjusted[order] = adjusted_sorted
+    out = list(results)
+    for i, q in zip(tested, adjusted, strict=True):
+        r = results[i]
+        out[i] = replace(r, p_value=float(q), drifted=bool(q < r.threshold))
+    return out

@@ -1,0 +1,102 @@
+"""Drift detection on generated data with known shifts, and the edge cases users hit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import conveyor as cv
+
+
+def tables(rows: int, seed: int, *, shifted: bool) -> pd.DataFrame:
+    """20 numeric and 5 categorical columns; with ``shifted``, num_00, num_07 and cat_2 move."""
+    rng = np.random.default_rng(seed)
+    data: dict[str, object] = {}
+    for j in range(20):
+        scale = 1.0 + j / 10
+        column = rng.normal(10.0 * j, scale, rows)
+        if shifted and j == 0:
+            column = column + 0.5 * scale  # half a standard deviation
+        if shifted and j == 7:
+            column = rng.normal(10.0 * j, 1.6 * scale, rows)  # wider, same mean
+        data[f"num_{j:02d}"] = column
+    for j, k in enumerate((3, 5, 10, 20, 50)):
+        p = np.linspace(1, 2, k)
+        if shifted and j == 2:
+            p = p[::-1] ** 2  # the common categories become rare
+        data[f"cat_{j}"] = rng.choice([f"c{i}" for i in range(k)], size=rows, p=p / p.sum())
+    return pd.DataFrame(data)
+
+
+@pytest.mark.parametrize("rows", [10_000, 1_000_000])
+def test_exactly_the_shifted_columns_are_found(rows: int) -> None:
+    report = cv.monitoring.drift(tables(rows, 1, shifted=False), tables(rows, 2, shifted=True))
+    assert report.drifted_columns == ["num_00", "num_07", "cat_2"]
+    assert report.dataset_drifted is False  # 3 of 25 columns
+    assert report.share_drifted == pytest.approx(3 / 25)
+
+
+@pytest.mark.parametrize("rows", [10_000, 1_000_000])
+def test_two_samples_of_one_distribution_raise_no_alarm(rows: int) -> None:
+    report = cv.monitoring.drift(tables(rows, 3, shifted=False), tables(rows, 4, shifted=False))
+    assert report.drifted_columns == []
+
+
+def test_small_samples_use_tests_corrected_for_many_columns() -> None:
+    flagged = 0
+    for seed in range(20):
+        ref, cur = tables(500, seed, shifted=False), tables(500, 100 + seed, shifted=False)
+        report = cv.monitoring.drift(ref, cur)
+        assert {c.test for c in report.columns} == {"ks", "chi2"}
+        flagged += len(report.drifted_columns)
+    # 500 column comparisons without drift: the false-discovery control keeps alarms rare
+    assert flagged <= 5
+    shifted = cv.monitoring.drift(tables(500, 1, shifted=False), tables(500, 2, shifted=True))
+    assert {"num_00", "cat_2"} <= set(shifted.drifted_columns)
+
+
+def test_edge_cases_give_a_result_not_an_exception() -> None:
+    ref = pd.DataFrame(
+        {
+            "plan": ["a", "b"] * 500,
+            "empty": [None] * 1000,
+            "flat": [1.0] * 1000,
+            "x": np.arange(1000.0),
+        }
+    )
+    cur = pd.DataFrame(
+        {"plan": ["a", "z"] * 500, "empty": [None] * 1000, "flat": [1.0] * 1000, "x": 1.0}
+    )
+    report = cv.monitoring.drift(ref, cur)
+    by = {c.column: c for c in report.columns}
+    assert by["plan"].drifted is True
+    assert "not in the reference: z" in by["plan"].note
+    assert by["empty"].drifted is None
+    assert "no values" in by["empty"].note
+    assert by["flat"].drifted is False
+    assert by["x"].drifted is True
+    nothing = cv.monitoring.drift(ref, ref.head(0))
+    assert nothing.dataset_drifted is None
+    assert {c.drifted for c in nothing.columns} == {None}
+    assert nothing.to_dict()["columns"][0]["note"]
+
+
+def test_tests_and_thresholds_can_be_chosen_per_column() -> None:
+    ref, cur = tables(20_000, 5, shifted=False), tables(20_000, 6, shifted=True)
+    report = cv.monitoring.drift(
+        ref,
+        cur,
+        columns=["num_00", "num_01"],
+        tests={"num_00": "psi"},
+        thresholds={"num_00": 5.0},
+    )
+    by = {c.column: c for c in report.columns}
+    assert (by["num_00"].test, by["num_00"].threshold, by["num_00"].drifted) == ("psi", 5.0, False)
+    assert by["num_01"].test == "wasserstein"
+    table = report.table()
+    assert list(table["column"]) == ["num_00", "num_01"]
+    with pytest.raises(cv.InvalidArgumentError, match="Unknown drift test"):
+        cv.monitoring.drift(ref, cur, tests="anova")
+    with pytest.raises(cv.InvalidArgumentError, match="'nope'"):
+        cv.monitoring.drift(ref, cur, columns=["nope"])
