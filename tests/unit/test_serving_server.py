@@ -163,11 +163,15 @@ def test_a_shadow_never_answers_and_its_failures_do_not_touch_the_answer(
     deployments = cv.serving.deployments(ws)
     deployments.create("prod", "churn@champion")
     deployments.shadow("prod", "broken/1")
+    failed = 'conveyor_requests_total{model_version="broken/1",status="500"} 5.0'
     with _client(ws, None, deployment="prod", trust=True) as client:
         answers = [client.predict(rows(1, seed=i), name="prod") for i in range(5)]
+        deadline = time.monotonic() + 10  # shadow copies run after the answers went out
+        while failed not in client.metrics() and time.monotonic() < deadline:
+            time.sleep(0.02)
         text = client.metrics()
     assert {a["model_version"] for a in answers} == {"churn/1"}
-    assert 'conveyor_requests_total{model_version="broken/1",status="500"} 5.0' in text
+    assert failed in text
 
 
 def test_a_working_shadow_is_logged_under_the_same_prediction_ids(

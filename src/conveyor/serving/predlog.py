@@ -27,6 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from conveyor.store.logs import partition_folder, read_log
+
 __all__ = ["FeedbackEntry", "ParquetLog", "PredictionEntry", "read_log"]
 
 log = logging.getLogger("conveyor.serving.log")
@@ -165,8 +167,8 @@ class ParquetLog:
             return 0
         written = 0
         unwritten: list[Any] = []
-        for (deployment, date, hour), group in self._groups(entries).items():
-            folder = f"{self._root}/{self.kind}/deployment={deployment}/date={date}/hour={hour}"
+        for (deployment, at), group in self._groups(entries).items():
+            folder = partition_folder(self._root, self.kind, deployment, at)
             tables = self._tables(group)
             try:
                 for table in tables:
@@ -199,12 +201,11 @@ class ParquetLog:
             self._retry_at = 0.0
         return written
 
-    def _groups(self, entries: list[Any]) -> dict[tuple[str, str, str], list[Any]]:
-        groups: dict[tuple[str, str, str], list[Any]] = {}
+    def _groups(self, entries: list[Any]) -> dict[tuple[str, datetime], list[Any]]:
+        groups: dict[tuple[str, datetime], list[Any]] = {}
         for entry in entries:
-            at = datetime.fromtimestamp(entry.at, UTC)
-            key = (entry.deployment, at.strftime("%Y-%m-%d"), at.strftime("%H"))
-            groups.setdefault(key, []).append(entry)
+            hour = datetime.fromtimestamp(entry.at, UTC).replace(minute=0, second=0, microsecond=0)
+            groups.setdefault((entry.deployment, hour), []).append(entry)
         return groups
 
     def _tables(self, group: list[Any]) -> list[pa.Table]:
@@ -384,28 +385,3 @@ def build_feedback(entries: list[FeedbackEntry]) -> pa.Table:
             "deployment": pa.array(np.repeat([e.deployment for e in entries], counts), pa.string()),
         }
     )
-
-
-def read_log(uri: str, kind: str = "predictions", *, deployment: str | None = None) -> pd.DataFrame:
-    """Return every row of a log (``predictions`` or ``feedback``) as a DataFrame.
-
-    ``inputs`` come flattened as ``inputs.<column>`` columns.
-    """
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
-    base = f"{root}/{kind}" + (f"/deployment={deployment}" if deployment else "")
-    files = sorted(
-        p for p in fs.glob(f"{base}/**/*.parquet") if not p.rsplit("/", 1)[-1].startswith(".")
-    )
-    if not files:
-        return pd.DataFrame()
-    tables = []
-    for path in files:
-        with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f))
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # files of model versions that disagree
-        return pd.concat([t.flatten().to_pandas() for t in tables], ignore_index=True)
-    return table.flatten().to_pandas()

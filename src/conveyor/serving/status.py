@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from conveyor.store.logs import log_files
+
 __all__ = ["live_figures"]
 
 
@@ -13,21 +15,12 @@ def live_figures(
 ) -> dict[str, dict[str, Any]]:
     """Per model version: predictions logged in ``window``, p50 and p99 latency (ms)."""
     import duckdb
-    import fsspec
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, root = fsspec.core.url_to_fs(log_uri.rstrip("/"))
     now = datetime.now(UTC)
     since = now - window
-    files: list[str] = []
-    hour = since.replace(minute=0, second=0, microsecond=0)
-    while hour <= now:
-        folder = f"{root}/predictions/deployment={deployment}/date={hour:%Y-%m-%d}/hour={hour:%H}"
-        if fs.exists(folder):
-            files += [p for p in fs.ls(folder, detail=False) if p.endswith(".parquet")]
-        hour += timedelta(hours=1)
-    files = [f for f in files if not f.rsplit("/", 1)[-1].startswith(".")]
+    fs, files = log_files(log_uri, "predictions", deployment=deployment, start=since, end=now)
     if not files:
         return {}
     tables = []

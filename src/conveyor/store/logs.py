@@ -1,0 +1,100 @@
+"""Where prediction and feedback logs live, and how to read a time window of them.
+
+Model servers write (``conveyor.serving``), monitoring reads (``conveyor.monitoring``); the
+layout is theirs in common, so it lives here, below both:
+
+    {log_uri}/{kind}/deployment={name}/date=YYYY-MM-DD/hour=HH/part-*.parquet
+
+``kind`` is ``predictions`` or ``feedback``. Files whose names start with ``.`` are being
+written and are never read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["KINDS", "log_files", "partition_folder", "read_log"]
+
+KINDS = ("predictions", "feedback")
+
+
+def partition_folder(root: str, kind: str, deployment: str, at: datetime) -> str:
+    """The folder that holds ``kind`` rows of ``deployment`` written in ``at``'s hour (UTC)."""
+    at = at.astimezone(UTC)
+    return f"{root}/{kind}/deployment={deployment}/date={at:%Y-%m-%d}/hour={at:%H}"
+
+
+def log_files(
+    uri: str,
+    kind: str = "predictions",
+    *,
+    deployment: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> tuple[Any, list[str]]:
+    """The filesystem and the log files of ``deployment`` (all when None) in [start, end).
+
+    With a window, only the hour partitions that overlap it are listed (a file may still
+    hold rows just outside the window: filter rows by ``ts``).
+    """
+    import fsspec
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
+    if start is None or end is None or deployment is None:
+        base = f"{root}/{kind}" + (f"/deployment={deployment}" if deployment else "")
+        found = fs.glob(f"{base}/**/*.parquet") if fs.exists(base) else []
+    else:
+        found = []
+        hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        while hour < end:
+            folder = partition_folder(root, kind, deployment, hour)
+            if fs.exists(folder):
+                found += [p for p in fs.ls(folder, detail=False) if p.endswith(".parquet")]
+            hour += timedelta(hours=1)
+    return fs, sorted(p for p in found if not p.rsplit("/", 1)[-1].startswith("."))
+
+
+def read_log(
+    uri: str,
+    kind: str = "predictions",
+    *,
+    deployment: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    columns: list[str] | None = None,
+) -> Any:
+    """Rows of a log as a DataFrame, inputs flattened as ``inputs.<column>``.
+
+    ``start`` / ``end`` keep rows with ``start <= ts < end``; ``columns`` reads only those
+    top-level columns (``inputs`` reads every input).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    fs, files = log_files(uri, kind, deployment=deployment, start=start, end=end)
+    if columns is not None and (start is not None or end is not None) and "ts" not in columns:
+        columns = [*columns, "ts"]
+    if not files:
+        return pd.DataFrame()
+    tables = []
+    for path in files:
+        with fs.open(path, "rb") as f:
+            names = pq.ParquetFile(f).schema_arrow.names
+            wanted = None if columns is None else [c for c in columns if c in names]
+            f.seek(0)
+            table = pq.read_table(f, columns=wanted)
+        if start is not None and "ts" in table.column_names:
+            table = table.filter(pc.greater_equal(table["ts"], pa.scalar(start, table["ts"].type)))
+        if end is not None and "ts" in table.column_names:
+            table = table.filter(pc.less(table["ts"], pa.scalar(end, table["ts"].type)))
+        tables.append(table)
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # files of model versions that disagree
+        return pd.concat([t.flatten().to_pandas() for t in tables], ignore_index=True)
+    return table.flatten().to_pandas()
