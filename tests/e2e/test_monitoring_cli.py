@@ -42,3 +42,46 @@ def test_drift_between_files_exits_1_only_when_the_dataset_drifted(tmp_path: Pat
     assert missing.returncode == 1
     assert "nope.csv" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+SERVE_AND_LOG = """
+import numpy as np, pandas as pd
+import conveyor as cv
+from sklearn.linear_model import LogisticRegression
+from conveyor.testing import ModelServerClient
+rng = np.random.default_rng(1)  # (at 100 rows, KS flags b by chance 1 time in 20: not seed 0)
+train = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(0, 1, 2000)})
+cv.init(".")
+cv.data.add("train", train)
+cv.models.log(LogisticRegression().fit(train, train["a"] > 0), "churn", input_example=train[:5])
+cv.serving.deployments().create("prod", "churn")
+now = pd.DataFrame({"a": rng.normal(2, 1, 100), "b": rng.normal(0, 1, 100)})
+with ModelServerClient(deployment="prod") as client:
+    answers = [client.predict(now.iloc[i : i + 1], name="prod") for i in range(100)]
+ids = [a["prediction_ids"][0] for a in answers]
+labels = pd.DataFrame({"prediction_id": ids, "label": (now["a"] > 0).astype(int)})
+labels.to_csv("labels.csv", index=False)
+"""
+
+
+def test_monitor_create_run_show_and_labels_add(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_AND_LOG], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    added = cli(tmp_path, "labels", "add", "labels.csv", "--deployment", "prod")
+    assert "Recorded 100 labels for prod." in added.stdout, added.stderr
+    made = cli(tmp_path, "monitor", "create", "watch", "-d", "prod", "-r", "train@1")
+    assert made.returncode == 0, made.stderr
+    ran = cli(tmp_path, "monitor", "run", "watch", "--out", "report.html")
+    assert ran.returncode == 0, ran.stderr
+    assert "100 predictions" in ran.stdout
+    assert "columns: a)" in ran.stdout
+    assert "performance on 100 labelled rows: accuracy 1.000" in ran.stdout  # True == 1
+    assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
+    shown = json.loads(cli(tmp_path, "monitor", "show", "watch", "--json").stdout)
+    assert shown[0]["drift"]["drifted_columns"] == ["a"]
+    assert "watch" in cli(tmp_path, "monitor", "list").stdout
+    unknown = cli(tmp_path, "monitor", "run", "nope")
+    assert unknown.returncode == 1
+    assert "No monitor named 'nope' (monitors: watch)" in unknown.stderr

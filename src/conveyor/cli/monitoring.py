@@ -111,3 +111,176 @@ def _num(value: float | None) -> str:
     if value is None:
         return ""
     return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _service(ctx: typer.Context) -> tuple[Any, Any]:
+    from conveyor.monitoring.service import monitoring_service
+
+    ws = workspace_for(ctx)
+    return ws, monitoring_service(ws)
+
+
+@monitor_app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The monitor's name, e.g. prod-watch.")],
+    deployment: Annotated[str, typer.Option("--deployment", "-d", help="The deployment.")],
+    reference: Annotated[
+        str,
+        typer.Option("--reference", "-r", help="Dataset NAME@VERSION: usually the training data."),
+    ],
+    window: Annotated[str, typer.Option(help="How much of the log each run checks.")] = "1h",
+    schedule: Annotated[str | None, typer.Option(help="Cron expression (stored).")] = None,
+    min_labels: Annotated[
+        int, typer.Option(help="Fewest labelled rows for performance metrics.")
+    ] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a monitor: a deployment's prediction log checked against a reference."""
+    ws, svc = _service(ctx)
+    with ws:
+        monitor = svc.create(
+            name,
+            deployment=deployment,
+            reference=reference,
+            window=window,
+            schedule=schedule,
+            min_labels=min_labels,
+        )
+    if as_json:
+        console.print_json(json.dumps(monitor, default=str))
+        return
+    console.print(
+        f"Monitor {escape(name)}: deployment {escape(deployment)} against "
+        f"{escape(monitor['reference'])}, windows of {monitor['window']} s. "
+        f"Run it: conveyor monitor run {escape(name)}"
+    )
+
+
+@monitor_app.command("list")
+def list_(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """List monitors."""
+    ws, svc = _service(ctx)
+    with ws:
+        found = svc.list()
+    if as_json:
+        console.print_json(json.dumps(found, default=str))
+        return
+    if not found:
+        console.print("No monitors yet: conveyor monitor create NAME -d DEPLOYMENT -r DATASET@V")
+        return
+    table = Table("monitor", "deployment", "reference", "window (s)", "schedule")
+    for m in found:
+        table.add_row(
+            escape(m["name"]),
+            escape(m["deployment"]),
+            escape(m["reference"]),
+            str(m["window"]),
+            escape(m["schedule"] or ""),
+        )
+    console.print(table)
+
+
+def _print_result(result: Any) -> None:
+    verdict = {True: "[red]drifted[/red]", False: "[green]no drift[/green]", None: "n/a"}
+    drift_info = result.drift
+    console.print(
+        f"[bold]{escape(result.monitor)}[/bold] {result.start:%Y-%m-%d %H:%M} to "
+        f"{result.end:%Y-%m-%d %H:%M} UTC: {result.rows:,} predictions; data "
+        f"{verdict[result.dataset_drifted]} ({len(drift_info.get('drifted_columns', []))} "
+        f"columns: {escape(', '.join(drift_info.get('drifted_columns', [])) or 'none')})"
+    )
+    perf = result.performance
+    if perf.get("status") == "ok":
+        shown = {k: v for k, v in perf.items() if isinstance(v, float)}
+        console.print(
+            f"performance on {perf['labelled_rows']:,} labelled rows: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
+        )
+    else:
+        console.print(f"performance: {escape(str(perf.get('status')))}")
+    for ref, v in result.service.get("versions", {}).items():
+        console.print(
+            f"service {escape(ref)}: {v['rows']:,} rows, p50 {_num(v['p50_ms'])} ms, "
+            f"p99 {_num(v['p99_ms'])} ms"
+        )
+    for note in result.notes:
+        console.print(f"note: {escape(note)}")
+
+
+def _when(text: str | None) -> Any:
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    from conveyor.core.errors import InvalidArgumentError
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise InvalidArgumentError(
+            f"{text!r} is not a date-time; use ISO 8601, e.g. 2026-11-29T14:00."
+        ) from e
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@monitor_app.command("run")
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The monitor.")],
+    start: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Window end (default: now).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write an HTML report.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check one window of the log (default: the last one) and store the result."""
+    ws, svc = _service(ctx)
+    with ws:
+        result = svc.run(name, start=_when(start), end=_when(end))
+    if out is not None:
+        result.to_html(str(out))
+    if as_json:
+        console.print_json(result.to_json())
+        return
+    _print_result(result)
+    if out is not None:
+        console.print(f"report: {escape(str(out))}")
+
+
+@monitor_app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The monitor.")],
+    limit: Annotated[int, typer.Option(help="How many results.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A monitor's latest results, newest first."""
+    ws, svc = _service(ctx)
+    with ws:
+        found = svc.results(name, limit=limit)
+    if as_json:
+        console.print_json(json.dumps([r.to_dict() for r in found], default=str))
+        return
+    if not found:
+        console.print(f"No results yet: conveyor monitor run {escape(name)}")
+    for result in found:
+        _print_result(result)
+
+
+labels_app = typer.Typer(help="Ground truth for earlier predictions.", no_args_is_help=True)
+
+
+@labels_app.command("add")
+def labels_add(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A .csv or .parquet file: prediction_id, label.")],
+    deployment: Annotated[str, typer.Option("--deployment", "-d", help="The deployment.")],
+) -> None:
+    """Record labels that arrived later, joined to predictions by prediction_id."""
+    ws, svc = _service(ctx)
+    frame = _load(ctx, str(file))
+    with ws:
+        count = svc.log_labels(frame, deployment=deployment)
+    console.print(f"Recorded {count:,} labels for {escape(deployment)}.")

@@ -1,9 +1,11 @@
-"""Monitoring: data drift between a reference and a current sample (more to come).
+"""Monitoring: data drift, data quality, performance with late labels, service health.
 
 >>> import conveyor as cv
 >>> report = cv.monitoring.drift(reference_df, current_df)      # doctest: +SKIP
 >>> report.drifted_columns, report.dataset_drifted               # doctest: +SKIP
->>> report.table()                                               # doctest: +SKIP
+>>> cv.monitoring.create("prod-watch", deployment="prod", reference="customers@3")  # doctest: +SKIP
+>>> result = cv.monitoring.run("prod-watch")                     # doctest: +SKIP
+>>> result.drift, result.quality, result.performance, result.service  # doctest: +SKIP
 
 See docs/monitoring.md.
 """
@@ -13,9 +15,79 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from conveyor.monitoring.stats import ColumnDrift, DriftReport
+    from datetime import datetime
 
-__all__ = ["ColumnDrift", "DriftReport", "drift"]
+    from conveyor.monitoring.service import MonitorResult, MonitorService
+    from conveyor.monitoring.stats import ColumnDrift, DriftReport
+    from conveyor.store.workspace import Workspace
+
+__all__ = [
+    "ColumnDrift",
+    "DriftReport",
+    "MonitorResult",
+    "create",
+    "drift",
+    "get",
+    "list",
+    "log_labels",
+    "results",
+    "run",
+]
+
+_list = list
+
+
+def _svc(workspace: Workspace | None) -> MonitorService:
+    from conveyor.monitoring.service import monitoring_service
+
+    return monitoring_service(workspace)
+
+
+def create(
+    name: str,
+    *,
+    deployment: str,
+    reference: str,
+    workspace: Workspace | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Create a monitor of ``deployment`` against the dataset version ``reference``.
+
+    Options: ``window`` ("1h"), ``schedule`` (cron), ``tests``, ``thresholds``,
+    ``min_labels`` (30), ``columns``.
+    """
+    return _svc(workspace).create(name, deployment=deployment, reference=reference, **options)
+
+
+def get(name: str, *, workspace: Workspace | None = None) -> dict[str, Any]:
+    """The monitor ``name``."""
+    return _svc(workspace).get(name)
+
+
+def list(*, workspace: Workspace | None = None) -> _list[dict[str, Any]]:
+    """The project's monitors."""
+    return _svc(workspace).list()
+
+
+def run(
+    name: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    workspace: Workspace | None = None,
+) -> MonitorResult:
+    """Check one window (default: the last one up to now) and store the result."""
+    return _svc(workspace).run(name, start=start, end=end)
+
+
+def results(name: str, *, limit: int = 20, workspace: Workspace | None = None) -> _list[Any]:
+    """A monitor's latest results, newest first."""
+    return _svc(workspace).results(name, limit=limit)
+
+
+def log_labels(labels: Any, *, deployment: str, workspace: Workspace | None = None) -> int:
+    """Record ground truth in bulk (``prediction_id``, ``label``); returns the rows written."""
+    return _svc(workspace).log_labels(labels, deployment=deployment)
 
 
 def drift(reference: Any, current: Any, **options: Any) -> DriftReport:
@@ -30,4 +102,8 @@ def __getattr__(name: str) -> Any:
         from conveyor.monitoring import stats as module
 
         return getattr(module, name)
+    if name == "MonitorResult":
+        from conveyor.monitoring import service
+
+        return service.MonitorResult
     raise AttributeError(f"module 'conveyor.monitoring' has no attribute {name!r}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["KINDS", "log_files", "partition_folder", "read_log"]
+__all__ = ["KINDS", "log_files", "partition_folder", "read_log", "write_rows"]
 
 KINDS = ("predictions", "feedback")
 
@@ -98,3 +98,29 @@ def read_log(
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # files of model versions that disagree
         return pd.concat([t.flatten().to_pandas() for t in tables], ignore_index=True)
     return table.flatten().to_pandas()
+
+
+def write_rows(uri: str, kind: str, deployment: str, table: Any, *, at: datetime) -> str:
+    """Write ``table`` (Arrow) as one whole file in ``at``'s partition; return its path.
+
+    Temp-then-rename on local disks, one PUT on object stores: readers never see half a file.
+    """
+    import os
+
+    import fsspec
+    import pyarrow.parquet as pq
+
+    fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
+    folder = partition_folder(root, kind, deployment, at)
+    name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{os.urandom(4).hex()}.parquet"
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if "file" in protocol or "local" in protocol:
+        os.makedirs(folder, exist_ok=True)
+        temp = f"{folder}/.{name}.tmp"
+        pq.write_table(table, temp, compression="lz4")
+        os.replace(temp, f"{folder}/{name}")
+    else:
+        fs.makedirs(folder, exist_ok=True)
+        with fs.open(f"{folder}/{name}", "wb") as out:
+            pq.write_table(table, out, compression="lz4")
+    return f"{folder}/{name}"

@@ -12,7 +12,17 @@ __all__ = ["HEAD", "REVISIONS", "current_revision", "upgrade"]
 
 #: Every revision this version of Conveyor knows, oldest first. A test keeps it equal to the
 #: scripts in ``migrations/versions`` so opening an up-to-date store never imports Alembic.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
+REVISIONS: tuple[str, ...] = (
+    "0001",
+    "0002",
+    "0003",
+    "0004",
+    "0005",
+    "0006",
+    "0007",
+    "0008",
+    "0009",
+)
 HEAD = REVISIONS[-1]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Arbitrary constant key for pg_advisory_xact_lock: "conveyor" in ASCII, truncated to int64.

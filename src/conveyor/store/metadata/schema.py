@@ -32,6 +32,8 @@ __all__ = [
     "model_evaluations",
     "model_versions",
     "models",
+    "monitor_results",
+    "monitors",
     "params",
     "pipeline_runs",
     "pipelines",
@@ -535,4 +537,38 @@ deployment_revisions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
     sa.UniqueConstraint("deployment_id", "revision"),
+)
+
+# Monitors watch a deployment's prediction log against a reference dataset version; each run
+# stores its drift, quality, performance and service results.
+monitors = sa.Table(
+    "monitors",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("deployment", sa.String(100), nullable=False),
+    sa.Column("reference", sa.String(300), nullable=False),
+    sa.Column("window_seconds", sa.Integer, nullable=False),
+    sa.Column("schedule", sa.String(100), nullable=True),
+    sa.Column("config", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+monitor_results = sa.Table(
+    "monitor_results",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("monitor_id", ID, sa.ForeignKey("monitors.id"), nullable=False),
+    sa.Column("start_at", UTCDateTime, nullable=False),
+    sa.Column("end_at", UTCDateTime, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("labelled_rows", sa.BigInteger, nullable=False),
+    sa.Column("dataset_drifted", sa.Boolean, nullable=True),
+    sa.Column("share_drifted", sa.Float, nullable=True),
+    sa.Column("result", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "monitor_id", "end_at"),
 )

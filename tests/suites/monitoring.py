@@ -1,0 +1,110 @@
+"""Monitors as users rely on them, on every metadata / artifact / log backend.
+
+A subclass provides ``store_uri``, ``artifact_uri`` and ``log_uri``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import conveyor as cv
+from conveyor.store.workspace import Workspace
+
+pytest.importorskip("fastapi", reason="monitoring reads what the server logs")
+pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+
+from sklearn.linear_model import LogisticRegression
+
+from conveyor.testing import ModelServerClient
+
+
+def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(shift, 1, n), "b": rng.normal(0, 1, n)})
+
+
+class MonitoringSuite:
+    @pytest.fixture
+    def ws(
+        self, store_uri: str, artifact_uri: str, log_uri: str, tmp_path: Path
+    ) -> Iterator[Workspace]:
+        ws = cv.Workspace.from_settings(
+            tmp_path / "project",
+            project="watch",
+            store_uri=store_uri,
+            artifact_uri=artifact_uri,
+            log_uri=log_uri,
+        )
+        yield ws
+        ws.close()
+
+    @pytest.fixture
+    def served(self, ws: Workspace) -> dict[str, Any]:
+        """A model trained on reference data, then 300 requests whose column a moved."""
+        train = frame(3000, 0)
+        y = (train["a"] + train["b"] > 0).astype(int)
+        cv.data.add("train", train, workspace=ws)
+        model = LogisticRegression().fit(train, y)
+        cv.models.log(model, "churn", input_example=train[:5], workspace=ws)
+        cv.serving.deployments(ws).create("prod", "churn")
+        now = frame(300, 1, shift=1.0)
+        with ModelServerClient(deployment="prod", workspace=ws) as client:
+            answers = [client.predict(now.iloc[i : i + 1], name="prod") for i in range(300)]
+        ids = [a["prediction_ids"][0] for a in answers]
+        truth = (now["a"] + now["b"] > 0).astype(int).tolist()
+        return {"ids": ids, "truth": truth, "predictions": [a["predictions"][0] for a in answers]}
+
+    def test_a_monitor_finds_drift_and_measures_performance_from_late_labels(
+        self, ws: Workspace, served: dict[str, Any], tmp_path: Path
+    ) -> None:
+        labelled = pd.DataFrame(
+            {"prediction_id": served["ids"][:120], "label": served["truth"][:120]}
+        )
+        assert cv.monitoring.log_labels(labelled, deployment="prod", workspace=ws) == 120
+        cv.monitoring.create("prod-watch", deployment="prod", reference="train@1", workspace=ws)
+        result = cv.monitoring.run("prod-watch", workspace=ws)
+        assert result.rows == 300
+        assert result.drift["drifted_columns"] == ["a"]
+        assert result.dataset_drifted is True  # 1 of 2 columns
+        expected = np.mean(np.array(served["predictions"][:120]) == np.array(served["truth"][:120]))
+        assert result.performance["labelled_rows"] == 120
+        assert result.performance["accuracy"] == pytest.approx(expected)
+        assert result.service["versions"]["churn/1"]["rows"] == 300
+        assert result.quality["columns"]["a"]["out_of_range"] >= 0.0
+        stored = cv.monitoring.results("prod-watch", workspace=ws)
+        assert [r.id for r in stored] == [result.id]
+        assert stored[0].drift["drifted_columns"] == ["a"]
+        page = result.to_html(str(tmp_path / "report.html"))
+        assert "DATA DRIFTED" in page
+        assert "<script" not in page
+        assert (tmp_path / "report.html").read_text() == page
+
+    def test_empty_windows_and_unknown_labels_give_results_not_errors(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        cv.monitoring.log_labels(
+            pd.DataFrame({"prediction_id": ["nope-1", "nope-2"], "label": [1, 0]}),
+            deployment="prod",
+            workspace=ws,
+        )
+        cv.monitoring.create(
+            "prod-watch", deployment="prod", reference="train@1", window="30m", workspace=ws
+        )
+        last_week = datetime.now(UTC) - timedelta(days=7)
+        empty = cv.monitoring.run(
+            "prod-watch", start=last_week, end=last_week + timedelta(hours=1), workspace=ws
+        )
+        assert empty.rows == 0
+        assert empty.dataset_drifted is None
+        assert "no predictions in the window" in empty.notes
+        assert empty.performance["labelled_rows"] == 0
+        current = cv.monitoring.run("prod-watch", workspace=ws)
+        assert current.performance["labelled_rows"] == 0
+        assert current.performance["status"].startswith("too few labels")
