@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,3 +102,15 @@ def test_tests_and_thresholds_can_be_chosen_per_column() -> None:
         cv.monitoring.drift(ref, cur, tests="anova")
     with pytest.raises(cv.InvalidArgumentError, match="'nope'"):
         cv.monitoring.drift(ref, cur, columns=["nope"])
+
+
+def test_dictionary_encoded_tables_give_the_same_report(tmp_path: Path) -> None:
+    ref, cur = tables(20_000, 7, shifted=False), tables(20_000, 8, shifted=True)
+    ref.to_parquet(tmp_path / "ref.parquet")
+    cur.to_parquet(tmp_path / "cur.parquet")
+    lean_ref = cv.monitoring.read_table(tmp_path / "ref.parquet")
+    lean_cur = cv.monitoring.read_table(tmp_path / "cur.parquet")
+    assert str(lean_ref["cat_0"].dtype) == "category"
+    plain = cv.monitoring.drift(ref, cur).table()
+    lean = cv.monitoring.drift(lean_ref, lean_cur).table()
+    pd.testing.assert_frame_equal(plain, lean)

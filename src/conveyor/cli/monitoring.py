@@ -23,18 +23,13 @@ SOURCE_HELP = "A .csv or .parquet file, a folder of Parquet files, or a dataset 
 
 
 def _load(ctx: typer.Context, source: str) -> Any:
-    import pandas as pd
-
     from conveyor.core.errors import InvalidArgumentError
+    from conveyor.monitoring import read_table
 
     path = Path(source)
-    if path.is_dir():
-        return pd.read_parquet(path)
+    if path.is_dir() or (path.is_file() and path.suffix in (".csv", ".parquet")):
+        return read_table(path)
     if path.is_file():
-        if path.suffix == ".csv":
-            return pd.read_csv(path)
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
         raise InvalidArgumentError(
             f"Cannot read {source}: expected a .csv or .parquet file, or a folder of Parquet."
         )

@@ -30,6 +30,7 @@ __all__ = [
     "get",
     "list",
     "log_labels",
+    "read_table",
     "results",
     "run",
 ]
@@ -107,3 +108,30 @@ def __getattr__(name: str) -> Any:
 
         return service.MonitorResult
     raise AttributeError(f"module 'conveyor.monitoring' has no attribute {name!r}")
+
+
+def read_table(path: Any) -> Any:
+    """Read a Parquet file or folder (or a .csv) for drift checks, lean on memory.
+
+    Text columns come as pandas categoricals (dictionary-encoded: one small code per row
+    instead of one Python string), and Arrow's buffers are released while converting, so a
+    table takes about the memory of its numbers. ``conveyor monitor drift`` reads this way.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    source = Path(path)
+    if source.suffix == ".csv":
+        frame = pd.read_csv(source)
+        for name in frame.columns:
+            if frame[name].dtype == object:
+                frame[name] = frame[name].astype("category")
+        return frame
+    schema = pq.read_schema(
+        next(iter(sorted(source.rglob("*.parquet")))) if source.is_dir() else source
+    )
+    text = [f.name for f in schema if str(f.type) in ("string", "large_string")]
+    table = pq.read_table(source, read_dictionary=text)
+    return table.to_pandas(split_blocks=True, self_destruct=True)

@@ -249,21 +249,28 @@ def _numeric_column(
 
 
 def _distances(r: np.ndarray, c: np.ndarray) -> tuple[float, float]:
-    """The KS distance and the Wasserstein-1 distance of two sorted samples."""
+    """The KS distance and the Wasserstein-1 distance of two sorted samples.
+
+    The samples are merged (two sorted runs: a stable sort merges them in linear time) and
+    walked once: each reference value steps the scaled CDF difference up by m, each current
+    value down by n, so |F_ref - F_cur| = |steps| / (n m) with one integer array, not two
+    float CDFs.
+    """
     n, m = len(r), len(c)
     merged = np.concatenate([r, c])
-    order = np.argsort(merged, kind="stable")  # two sorted runs: merged in linear time
+    order = np.argsort(merged, kind="stable")
     values = merged[order]
-    from_ref = order < n
-    cdf_r = np.cumsum(from_ref) / n
-    cdf_c = np.cumsum(~from_ref) / m
+    del merged
+    steps = np.where(order < n, m, -n)
+    del order
+    np.cumsum(steps, out=steps)
+    scale = float(n) * float(m)
     # Only the last of equal values is a step of both CDFs.
     last = np.empty(len(values), dtype=bool)
     last[:-1] = values[1:] != values[:-1]
     last[-1] = True
-    gap = np.abs(cdf_r - cdf_c)
-    ks = float(gap[last].max())
-    wasserstein = float(np.sum(gap[:-1] * np.diff(values)))
+    ks = float(np.abs(steps[last]).max()) / scale
+    wasserstein = float(np.abs(steps[:-1]) @ np.diff(values)) / scale
     return ks, wasserstein
 
 
@@ -287,11 +294,15 @@ def _psi_numeric(r: np.ndarray, c: np.ndarray) -> float:
 def _categorical_column(
     name: str, ref: pd.Series, cur: pd.Series, test: str, limits: dict[str, float]
 ) -> ColumnDrift:
-    codes, categories = pd.factorize(pd.concat([ref, cur], ignore_index=True), use_na_sentinel=True)
+    # Counts per side, aligned on the union of categories: no concatenated copy of the data,
+    # and dictionary-encoded (categorical) columns are counted from their codes.
+    ref_vc = ref.value_counts(dropna=True, sort=False)
+    cur_vc = cur.value_counts(dropna=True, sort=False)
+    ref_vc, cur_vc = ref_vc[ref_vc > 0], cur_vc[cur_vc > 0]
+    categories = ref_vc.index.union(cur_vc.index, sort=False)
+    ref_counts = ref_vc.reindex(categories, fill_value=0).to_numpy(dtype=float)
+    cur_counts = cur_vc.reindex(categories, fill_value=0).to_numpy(dtype=float)
     k = len(categories)
-    ref_codes, cur_codes = codes[: len(ref)], codes[len(ref) :]
-    ref_counts = np.bincount(ref_codes[ref_codes >= 0], minlength=k).astype(float)
-    cur_counts = np.bincount(cur_codes[cur_codes >= 0], minlength=k).astype(float)
     n, m = int(ref_counts.sum()), int(cur_counts.sum())
     if test == "auto":
         test = "chi2" if min(n, m) <= SMALL_SAMPLE else "jensenshannon"
