@@ -114,3 +114,17 @@ def test_dictionary_encoded_tables_give_the_same_report(tmp_path: Path) -> None:
     plain = cv.monitoring.drift(ref, cur).table()
     lean = cv.monitoring.drift(lean_ref, lean_cur).table()
     pd.testing.assert_frame_equal(plain, lean)
+
+
+def test_the_distances_equal_scipy_with_ties_and_unequal_sizes() -> None:
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    from conveyor.monitoring.stats import _distances
+
+    rng = np.random.default_rng(0)
+    for n, m in [(1000, 300), (5000, 5000), (777, 1234)]:
+        r = np.sort(np.round(rng.normal(size=n), 1))  # rounded: many ties, across samples too
+        c = np.sort(np.round(rng.normal(0.2, 1.1, size=m), 1))
+        ks, w = _distances(r, c)
+        assert ks == pytest.approx(ks_2samp(r, c).statistic, abs=1e-12)
+        assert w == pytest.approx(wasserstein_distance(r, c), rel=1e-9)

@@ -133,5 +133,10 @@ def read_table(path: Any) -> Any:
         next(iter(sorted(source.rglob("*.parquet")))) if source.is_dir() else source
     )
     text = [f.name for f in schema if str(f.type) in ("string", "large_string")]
-    table = pq.read_table(source, read_dictionary=text)
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    import pyarrow as pa
+
+    table = pq.read_table(source, read_dictionary=text, pre_buffer=False)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    pa.default_memory_pool().release_unused()  # hand the decoding buffers back to the OS
+    return frame
