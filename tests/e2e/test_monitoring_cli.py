@@ -23,7 +23,7 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_drift_between_files_exits_1_only_when_the_dataset_drifted(tmp_path: Path) -> None:
+def test_drift_between_files_exits_2_only_when_the_dataset_drifted(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     pd.DataFrame({"a": rng.normal(size=8000), "b": rng.normal(size=8000)}).to_parquet(
         tmp_path / "ref.parquet"
@@ -32,7 +32,7 @@ def test_drift_between_files_exits_1_only_when_the_dataset_drifted(tmp_path: Pat
         tmp_path / "cur.csv", index=False
     )
     result = cli(tmp_path, "monitor", "drift", "ref.parquet", "cur.csv")
-    assert result.returncode == 1, result.stderr  # 1 of 2 columns: half, so the dataset drifted
+    assert result.returncode == 2, result.stderr  # 1 of 2 columns: half, so the dataset drifted
     assert "1 of 2 columns drifted (50%)" in result.stdout
     assert "wasserstein" in result.stdout
     one = cli(tmp_path, "monitor", "drift", "ref.parquet", "cur.csv", "--columns", "b", "--json")

@@ -5,6 +5,7 @@ A subclass provides ``store_uri``, ``artifact_uri`` and ``log_uri``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,9 +55,15 @@ class MonitoringSuite:
         model = LogisticRegression().fit(train, y)
         cv.models.log(model, "churn", input_example=train[:5], workspace=ws)
         cv.serving.deployments(ws).create("prod", "churn")
+        # A shadow copy of every request is logged under the same ids: never counted twice.
+        cv.serving.deployments(ws).shadow("prod", "churn")
         now = frame(300, 1, shift=1.0)
         with ModelServerClient(deployment="prod", workspace=ws) as client:
             answers = [client.predict(now.iloc[i : i + 1], name="prod") for i in range(300)]
+            deadline = time.monotonic() + 10  # let the shadow copies land in the log too
+            while 'model_version="churn/1",status="200"} 600.0' not in client.metrics():
+                assert time.monotonic() < deadline, "the shadow copies did not all run"
+                time.sleep(0.02)
         ids = [a["prediction_ids"][0] for a in answers]
         truth = (now["a"] + now["b"] > 0).astype(int).tolist()
         return {"ids": ids, "truth": truth, "predictions": [a["predictions"][0] for a in answers]}
@@ -108,3 +115,31 @@ class MonitoringSuite:
         current = cv.monitoring.run("prod-watch", workspace=ws)
         assert current.performance["labelled_rows"] == 0
         assert current.performance["status"].startswith("too few labels")
+
+    def test_mistakes_in_a_monitor_are_refused_when_it_is_created(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        with pytest.raises(cv.InvalidArgumentError, match="Unknown drift test"):
+            cv.monitoring.create(
+                "m", deployment="prod", reference="train@1", tests="anova", workspace=ws
+            )
+        with pytest.raises(cv.InvalidArgumentError, match="must be a number"):
+            cv.monitoring.create(
+                "m", deployment="prod", reference="train@1", thresholds={"a": "x"}, workspace=ws
+            )
+        with pytest.raises(cv.InvalidArgumentError, match="deployment name"):
+            cv.monitoring.create("m", deployment="../x", reference="train@1", workspace=ws)
+        assert cv.monitoring.list(workspace=ws) == []
+
+    def test_text_labels_with_gaps_are_recorded(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        labels = pd.DataFrame(
+            {"prediction_id": served["ids"][:3], "label": ["yes", None, 2]}  # mixed, with a gap
+        )
+        assert cv.monitoring.log_labels(labels, deployment="prod", workspace=ws) == 3
+        assert cv.serving.read_feedback("prod", workspace=ws)["label"].tolist() == [
+            "yes",
+            None,
+            "2",
+        ]

@@ -128,3 +128,43 @@ def test_the_distances_equal_scipy_with_ties_and_unequal_sizes() -> None:
         ks, w = _distances(r, c)
         assert ks == pytest.approx(ks_2samp(r, c).statistic, abs=1e-12)
         assert w == pytest.approx(wasserstein_distance(r, c), rel=1e-9)
+
+
+def test_text_in_a_numeric_column_tiny_samples_and_mismatched_tests_are_handled() -> None:
+    ref = pd.DataFrame({"x": np.arange(2000.0), "plan": ["a", "b"] * 1000, "one": [1.0] * 2000})
+    cur = pd.DataFrame(
+        {"x": ["12", "oops", 7.5] * 10, "plan": ["a", "a", "b"] * 10, "one": [1.0] * 30}
+    )
+    report = cv.monitoring.drift(ref, cur, tests="ks")  # ks asked of every column
+    by = {c.column: c for c in report.columns}
+    assert "not numbers" in by["x"].note
+    assert by["x"].current_rows == 20  # the 10 "oops" left out
+    assert by["plan"].test == "chi2"  # the categorical counterpart of ks
+    tiny = cv.monitoring.drift(ref.head(1), cur.head(1).assign(x=1.0))
+    assert all(c.p_value is None or np.isfinite(c.p_value) for c in tiny.columns)
+
+
+def test_performance_reads_the_task_from_the_values_and_keeps_class_order() -> None:
+    from conveyor.monitoring.checks import performance
+
+    window = pd.DataFrame(
+        {
+            "prediction_id": [str(i) for i in range(40)],
+            "prediction": [[v + 0.5] for v in range(40)],  # an (n, 1) regressor's output
+        }
+    )
+    labels = pd.DataFrame({"prediction_id": [str(i) for i in range(40)], "label": list(range(40))})
+    regression = performance(window, labels)
+    assert regression["task"] == "regression"
+    assert regression["mae"] == pytest.approx(0.5)
+    classes = pd.DataFrame(
+        {
+            "prediction_id": [str(i) for i in range(40)],
+            "prediction": [10, 9] * 20,
+            "proba": [[0.2, 0.8], [0.9, 0.1]] * 20,  # columns in the model's order: 9, 10
+        }
+    )
+    truth = pd.DataFrame({"prediction_id": [str(i) for i in range(40)], "label": [10, 9] * 20})
+    scored = performance(classes, truth)
+    assert scored["accuracy"] == 1.0
+    assert scored["roc_auc"] == 1.0  # 10 is the positive class, not "10" < "9" as text

@@ -61,8 +61,9 @@ def drift(
     """Which columns drifted, by which test, and how far.
 
     Numeric columns: Kolmogorov-Smirnov on small samples, normalized Wasserstein distance on
-    large ones; categorical: chi-square, or Jensen-Shannon distance on large samples. Exits 1
-    when the dataset drifted (at least half of the columns), so scripts can act on it.
+    large ones; categorical: chi-square, or Jensen-Shannon distance on large samples. Exits 2
+    when the dataset drifted (at least half of the columns), so scripts can act on it (1 is an
+    error, as for every command).
 
     Example: conveyor monitor drift customers@3 this_week.parquet
     """
@@ -70,7 +71,11 @@ def drift(
 
     ref = _load(ctx, reference)
     cur = _load(ctx, current)
-    chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    chosen = (
+        [c.strip() for c in columns.split(",") if c.strip()]
+        if columns
+        else [c for c in ref.columns if c in set(cur.columns)]
+    )
     report = run_drift(ref, cur, columns=chosen, tests=test)
     if as_json:
         console.print_json(json.dumps(report.to_dict(), default=str))
@@ -99,7 +104,7 @@ def drift(
                 )
             console.print(table)
     if report.dataset_drifted:
-        raise typer.Exit(1)
+        raise typer.Exit(2)
 
 
 def _num(value: float | None) -> str:

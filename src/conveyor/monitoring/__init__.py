@@ -129,11 +129,18 @@ def read_table(path: Any) -> Any:
             if frame[name].dtype == object:
                 frame[name] = frame[name].astype("category")
         return frame
-    schema = pq.read_schema(
-        next(iter(sorted(source.rglob("*.parquet")))) if source.is_dir() else source
-    )
-    text = [f.name for f in schema if str(f.type) in ("string", "large_string")]
     import pyarrow as pa
+
+    first = source
+    if source.is_dir():
+        files = sorted(source.rglob("*.parquet"))
+        if not files:
+            from conveyor.core.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"{source} holds no Parquet files.")
+        first = files[0]
+    schema = pq.read_schema(first)
+    text = [f.name for f in schema if str(f.type) in ("string", "large_string")]
 
     table = pq.read_table(source, read_dictionary=text, pre_buffer=False)
     frame = table.to_pandas(split_blocks=True, self_destruct=True)

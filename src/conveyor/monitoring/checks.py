@@ -77,14 +77,15 @@ def service(window: pd.DataFrame, seconds: float) -> dict[str, Any]:
 
 
 def performance(
-    window: pd.DataFrame, labels: pd.DataFrame, *, min_labels: int = 30
+    window: pd.DataFrame, labels: pd.DataFrame, *, min_labels: int = 30, task: str = "auto"
 ) -> dict[str, Any]:
     """Model quality on the window's predictions that have a label (joined by prediction id).
 
     Classification (labels that are integers, booleans or text): accuracy, macro precision,
     recall and F1, and ROC AUC and log loss when probabilities were logged for two classes.
-    Regression (float labels): MAE, RMSE, R². Fewer than ``min_labels`` labelled rows: the
-    metrics are left out and the result says so.
+    Regression: MAE, RMSE, R². ``task`` "auto" takes regression when labels or predictions
+    hold fractional numbers (say so with ``task`` when every value of a window may be whole).
+    Fewer than ``min_labels`` labelled rows: the metrics are left out and the result says so.
     """
     if window.empty or labels.empty:
         return {"labelled_rows": 0, "status": "no labels"}
@@ -98,8 +99,8 @@ def performance(
         return result
     result["status"] = "ok"
     y = joined["label"]
-    pred = joined["prediction"]
-    regression = pd.api.types.is_float_dtype(y.dtype) and not _whole(y)
+    pred = joined["prediction"].map(_unwrap)
+    regression = task == "regression" or (task == "auto" and (_fractional(y) or _fractional(pred)))
     if regression:
         truth, guess = y.to_numpy(float), pred.to_numpy(float)
         errors = guess - truth
@@ -112,7 +113,7 @@ def performance(
         )
         return result
     truth_text, guess_text = _class_text(y), _class_text(pred)
-    classes = sorted(set(truth_text) | set(guess_text))
+    classes = _model_order(set(truth_text) | set(guess_text))
     precision, recall, f1 = [], [], []
     for c in classes:
         tp = float(np.sum((guess_text == c) & (truth_text == c)))
@@ -155,13 +156,33 @@ def _class_text(values: pd.Series) -> np.ndarray:
     return text.to_numpy(dtype=str)
 
 
-def _whole(values: pd.Series) -> bool:
-    array = values.to_numpy(float)
-    return bool(np.all(np.isnan(array) | (array == np.floor(array))))
+def _unwrap(value: Any) -> Any:
+    """A one-element list (an (n, 1) model output) as its element."""
+    if isinstance(value, list | tuple | np.ndarray) and len(value) == 1:
+        return value[0]
+    return value
+
+
+def _fractional(values: pd.Series) -> bool:
+    """True when the values are numbers and some are not whole."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.isna().all() or pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    array = numbers.dropna().to_numpy(float)
+    return bool(np.any(array != np.floor(array)))
+
+
+def _model_order(classes: set[str]) -> list[str]:
+    """Classes in the order a scikit-learn model keeps them (numbers by value, else text),
+    which is the order of its probability columns."""
+    try:
+        return sorted(classes, key=float)
+    except ValueError:
+        return sorted(classes)
 
 
 def _positive_scores(proba: pd.Series) -> np.ndarray | None:
-    rows = [p for p in proba if p is not None and len(p) == 2]
+    rows = [p for p in proba if isinstance(p, list | tuple | np.ndarray) and len(p) == 2]
     if len(rows) != len(proba):
         return None
     return np.asarray([float(p[1]) for p in rows])

@@ -113,6 +113,7 @@ class MonitorService:
         thresholds: dict[str, float] | None = None,
         min_labels: int = 30,
         columns: _list[str] | None = None,
+        task: str = "auto",
     ) -> dict[str, Any]:
         """Create monitor ``name`` of ``deployment`` against the dataset version ``reference``."""
         if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -130,6 +131,15 @@ class MonitorService:
                 raise InvalidArgumentError(
                     f"{schedule!r} is not a cron expression.", hint="e.g. '*/15 * * * *'"
                 )
+        if not _NAME.fullmatch(deployment or ""):
+            raise InvalidArgumentError(f"The deployment name {deployment!r} is not valid.")
+        if task not in ("auto", "classification", "regression"):
+            raise InvalidArgumentError(
+                f"task must be auto, classification or regression; got {task!r}."
+            )
+        from conveyor.monitoring.stats import check_tests
+
+        check_tests(tests, thresholds)
         from conveyor.data.service import data_service
 
         version = data_service(self.ws).get(reference)  # it must exist: fail now, not at run
@@ -138,6 +148,7 @@ class MonitorService:
             "thresholds": thresholds or {},
             "min_labels": int(min_labels),
             "columns": columns,
+            "task": task,
             "reference_version_id": version.id,
         }
         monitor_id = ids.new_id()
@@ -234,30 +245,40 @@ class MonitorService:
             notes.append("no predictions in the window")
             window = pd.DataFrame(columns=["prediction_id", "prediction", "model", "model_version"])
         reference = data_service(self.ws).load(monitor["reference"])
+        served = window
+        if "role" in window.columns:  # shadow copies share ids with the answers: not served
+            served = window[window["role"] != "shadow"]
         inputs = {c[len("inputs.") :]: c for c in window.columns if c.startswith("inputs.")}
         wanted = config.get("columns") or list(reference.columns)
         shared = [c for c in wanted if c in inputs and c in reference.columns]
         if not window.empty and not shared:
             notes.append("the logged inputs share no column with the reference")
-        current = window[[inputs[c] for c in shared]].set_axis(shared, axis=1)
+        current = served[[inputs[c] for c in shared]].set_axis(shared, axis=1)
         report = drift(
             reference[shared],
             current,
             tests=config.get("tests", "auto"),
             thresholds=config.get("thresholds") or None,
         )
-        labels = read_log(uri, "feedback", deployment=monitor["deployment"], start=start)
+        labels = read_log(
+            uri, "feedback", deployment=monitor["deployment"], start=start, end=datetime.now(UTC)
+        )
+        quality = checks.quality(reference[shared], current, shared)
+        quality["missing_columns"] = sorted(c for c in wanted if c not in inputs)
         seconds = (end - start).total_seconds()
         result = MonitorResult(
             monitor=name,
             deployment=monitor["deployment"],
             start=start,
             end=end,
-            rows=len(window),
+            rows=len(served),
             drift=report.to_dict(),
-            quality=checks.quality(reference[shared], current, shared),
+            quality=quality,
             performance=checks.performance(
-                window, labels, min_labels=int(config.get("min_labels", 30))
+                served,
+                labels,
+                min_labels=int(config.get("min_labels", 30)),
+                task=str(config.get("task", "auto")),
             ),
             service=checks.service(window, seconds),
             notes=notes,
@@ -313,13 +334,23 @@ class MonitorService:
         table = pa.table(
             {
                 "prediction_id": pa.array(frame["prediction_id"].astype(str)),
-                "label": pa.array(frame["label"].tolist()),
+                "label": _label_array(frame["label"]),
                 "ts": pa.array([now] * len(frame), pa.timestamp("us", tz="UTC")),
                 "deployment": pa.array([deployment] * len(frame), pa.string()),
             }
         )
         write_rows(self.ws.settings.log_uri, "feedback", deployment, table, at=now)
         return len(frame)
+
+
+def _label_array(labels: Any) -> Any:
+    """Labels as one Arrow column: numbers stay numbers; anything mixed becomes text."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(labels, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v != v or v is None else str(v) for v in labels], pa.string())
 
 
 def _utc(moment: datetime) -> datetime:

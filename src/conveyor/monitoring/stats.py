@@ -44,6 +44,9 @@ __all__ = ["TESTS", "ColumnDrift", "DriftReport", "drift"]
 TESTS = ("auto", "ks", "wasserstein", "psi", "chi2", "jensenshannon")
 NUMERIC_TESTS = ("ks", "wasserstein", "psi")
 CATEGORICAL_TESTS = ("chi2", "jensenshannon", "psi")
+# A test asked for every column maps to its counterpart for the other kind of column.
+_MATCHING_NUMERIC = {"chi2": "ks", "jensenshannon": "wasserstein"}
+_MATCHING_CATEGORICAL = {"ks": "chi2", "wasserstein": "jensenshannon"}
 DEFAULT_THRESHOLDS = {
     "ks": 0.05,  # on the BH-adjusted p-value
     "chi2": 0.05,
@@ -162,13 +165,9 @@ def drift(
             f"Column(s) {', '.join(map(repr, missing[:10]))} are not in both tables.",
             hint="Compare the columns both have, or pass columns=[...].",
         )
+    check_tests(tests, thresholds)
     per_column = tests if isinstance(tests, dict) else {}
     default_test = tests if isinstance(tests, str) else "auto"
-    unknown = {t for t in [default_test, *per_column.values()] if t not in TESTS}
-    if unknown:
-        raise InvalidArgumentError(
-            f"Unknown drift test(s) {', '.join(sorted(unknown))}; known: {', '.join(TESTS)}."
-        )
     limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     as_categories = set(categorical or ())
     numeric = [c for c in wanted if c not in as_categories and _is_numeric(reference[c])]
@@ -193,6 +192,22 @@ def drift(
     return DriftReport(ordered, len(reference), len(current), dataset_threshold, settings)
 
 
+def check_tests(tests: str | dict[str, str], thresholds: dict[str, float] | None) -> None:
+    """Raise a clear error for an unknown test or a threshold that is not a number."""
+    per_column = tests if isinstance(tests, dict) else {}
+    default_test = tests if isinstance(tests, str) else "auto"
+    unknown = {t for t in [default_test, *per_column.values()] if t not in TESTS}
+    if unknown:
+        raise InvalidArgumentError(
+            f"Unknown drift test(s) {', '.join(sorted(unknown))}; known: {', '.join(TESTS)}."
+        )
+    for key, value in (thresholds or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidArgumentError(
+                f"The threshold for {key!r} must be a number; got {value!r}."
+            )
+
+
 def _threshold(limits: dict[str, float], column: str, test: str) -> float:
     return float(limits.get(column, limits[test]))
 
@@ -204,16 +219,16 @@ def _missing_rate(series: pd.Series) -> float:
 def _numeric_column(
     name: str, ref: pd.Series, cur: pd.Series, test: str, limits: dict[str, float]
 ) -> ColumnDrift:
-    r, c = _floats(ref), _floats(cur)
-    r = r[~np.isnan(r)]  # a copy, sorted in place below
-    c = c[~np.isnan(c)]
+    r, _ = _floats(ref)
+    c, coerced = _floats(cur)
+    r = r[np.isfinite(r)]  # a copy, sorted in place below
+    c = c[np.isfinite(c)]
     r.sort()
     c.sort()
     n, m = len(r), len(c)
     if test == "auto":
         test = "ks" if min(n, m) <= SMALL_SAMPLE else "wasserstein"
-    if test not in NUMERIC_TESTS:
-        test = "wasserstein"
+    test = _MATCHING_NUMERIC.get(test, test)
     base: dict[str, Any] = {
         "column": name,
         "kind": "numeric",
@@ -233,28 +248,37 @@ def _numeric_column(
     spread = float(np.std(r))
     normalized = wasserstein / spread if spread > 0 else (0.0 if wasserstein == 0 else math.inf)
     psi = _psi_numeric(r, c)
+    note = "some current values are not numbers (left out)" if coerced else ""
     if test == "ks":
-        effective = round(n * m / (n + m))
+        effective = max(1, round(n * m / (n + m)))
         from scipy.stats import kstwo
 
         p = float(np.clip(kstwo.sf(ks, effective), 0.0, 1.0))
-        return ColumnDrift(statistic=ks, p_value=p, drifted=None, psi=psi, **base)
+        return ColumnDrift(statistic=ks, p_value=p, drifted=None, psi=psi, note=note, **base)
     value = normalized if test == "wasserstein" else psi
     return ColumnDrift(
         statistic=value,
         p_value=None,
         drifted=bool(value >= base["threshold"]),
         psi=psi,
-        note="constant reference" if spread == 0 else "",
+        note="; ".join(x for x in ("constant reference" if spread == 0 else "", note) if x),
         **base,
     )
 
 
-def _floats(series: pd.Series) -> np.ndarray:
-    """The column as float64, without a copy when it already is one."""
+def _floats(series: pd.Series) -> tuple[np.ndarray, bool]:
+    """The column as float64 (no copy when it already is), and whether text had to be left out.
+
+    A current column whose values are not all numbers (text sent for a number, say) is read
+    with those values as missing, and the result says so, rather than failing the check.
+    """
     if series.dtype == np.float64:
-        return series.to_numpy()
-    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return series.to_numpy(), False
+    try:
+        return series.to_numpy(dtype=np.float64, na_value=np.nan), False
+    except (TypeError, ValueError):
+        numbers = pd.to_numeric(series.astype(object), errors="coerce")
+        return numbers.to_numpy(dtype=np.float64, na_value=np.nan), True
 
 
 def _distances(r: np.ndarray, c: np.ndarray) -> tuple[float, float]:
@@ -316,8 +340,7 @@ def _categorical_column(
     n, m = int(ref_counts.sum()), int(cur_counts.sum())
     if test == "auto":
         test = "chi2" if min(n, m) <= SMALL_SAMPLE else "jensenshannon"
-    if test not in CATEGORICAL_TESTS:
-        test = "jensenshannon"
+    test = _MATCHING_CATEGORICAL.get(test, test)
     unseen = [str(categories[i]) for i in np.flatnonzero((ref_counts == 0) & (cur_counts > 0))]
     base: dict[str, Any] = {
         "column": name,
@@ -365,6 +388,11 @@ def _categorical_column(
 
 def _adjust(results: list[ColumnDrift], limits: dict[str, float]) -> list[ColumnDrift]:
     """Benjamini-Hochberg over the columns judged by a p-value; their verdicts set here."""
+    out = list(results)
+    for i, r in enumerate(results):
+        if r.p_value is not None and not math.isfinite(r.p_value):
+            out[i] = replace(r, p_value=None, note="too few values for a p-value")
+    results = out
     tested = [i for i, r in enumerate(results) if r.p_value is not None and r.drifted is None]
     if not tested:
         return results

@@ -19,9 +19,14 @@ __all__ = ["KINDS", "log_files", "partition_folder", "read_log", "write_rows"]
 KINDS = ("predictions", "feedback")
 
 
+def _utc(moment: datetime) -> datetime:
+    """Naive date-times are taken as UTC (the log's time zone), not the host's local time."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def partition_folder(root: str, kind: str, deployment: str, at: datetime) -> str:
     """The folder that holds ``kind`` rows of ``deployment`` written in ``at``'s hour (UTC)."""
-    at = at.astimezone(UTC)
+    at = _utc(at)
     return f"{root}/{kind}/deployment={deployment}/date={at:%Y-%m-%d}/hour={at:%H}"
 
 
@@ -43,12 +48,14 @@ def log_files(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
+    start = _utc(start) if start is not None else None
+    end = _utc(end) if end is not None else None
     if start is None or end is None or deployment is None:
         base = f"{root}/{kind}" + (f"/deployment={deployment}" if deployment else "")
         found = fs.glob(f"{base}/**/*.parquet") if fs.exists(base) else []
     else:
         found = []
-        hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        hour = start.replace(minute=0, second=0, microsecond=0)
         while hour < end:
             folder = partition_folder(root, kind, deployment, hour)
             if fs.exists(folder):
@@ -76,6 +83,8 @@ def read_log(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    start = _utc(start) if start is not None else None
+    end = _utc(end) if end is not None else None
     fs, files = log_files(uri, kind, deployment=deployment, start=start, end=end)
     if columns is not None and (start is not None or end is not None) and "ts" not in columns:
         columns = [*columns, "ts"]
