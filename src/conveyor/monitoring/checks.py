@@ -59,11 +59,13 @@ def quality(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) 
 
 
 def service(window: pd.DataFrame, seconds: float) -> dict[str, Any]:
-    """Latency percentiles, rows and throughput per model version, from the log."""
+    """Latency percentiles, rows and throughput per model version (shadows apart)."""
     if window.empty or "latency_ms" not in window.columns:
         return {"rows": 0, "versions": {}}
     versions: dict[str, Any] = {}
     keys = window["model"].astype(str) + "/" + window["model_version"].astype(str)
+    if "role" in window.columns:  # shadow copies are model calls too, reported apart
+        keys = keys.where(window["role"] != "shadow", keys + " (shadow)")
     for ref, rows in window.groupby(keys):
         latency = rows["latency_ms"].to_numpy(dtype=float)
         versions[str(ref)] = {
