@@ -79,6 +79,14 @@ def test_monitor_create_run_show_and_labels_add(tmp_path: Path) -> None:
     assert "columns: a)" in ran.stdout
     assert "performance on 100 labelled rows: accuracy 1.000" in ran.stdout  # True == 1
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
+    rule = cli(tmp_path, "monitor", "alert", "watch", "drift.share_drifted >= 0.5")
+    assert rule.returncode == 0, rule.stderr
+    assert "Rule on watch: drift.share_drifted >= 0.5 -> log" in rule.stdout
+    assert cli(tmp_path, "monitor", "run", "watch").returncode == 0
+    (opened,) = json.loads(cli(tmp_path, "alerts", "list", "--status", "open", "--json").stdout)
+    assert cli(tmp_path, "alerts", "ack", opened["id"]).returncode == 0
+    assert cli(tmp_path, "alerts", "resolve", opened["id"]).returncode == 0
+    assert "resolved" in cli(tmp_path, "alerts", "list").stdout
     shown = json.loads(cli(tmp_path, "monitor", "show", "watch", "--json").stdout)
     assert shown[0]["drift"]["drifted_columns"] == ["a"]
     assert "watch" in cli(tmp_path, "monitor", "list").stdout

@@ -143,3 +143,52 @@ class MonitoringSuite:
         assert stored[0] == "yes"
         assert pd.isna(stored[1])
         assert stored[2] == "2"
+
+    def test_alert_rules_open_once_notify_and_resolve(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        import http.server
+        import json
+        import threading
+
+        received: list[dict[str, Any]] = []
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            cv.monitoring.create("watch", deployment="prod", reference="train@1", workspace=ws)
+            hook = f"webhook:http://127.0.0.1:{server.server_address[1]}/alerts"
+            cv.monitoring.alert_rule(
+                "watch", "drift.share_drifted >= 0.5", notify=["log", hook], workspace=ws
+            )
+            first = cv.monitoring.run("watch", workspace=ws)
+            again = cv.monitoring.run("watch", workspace=ws)
+            assert [a["status"] for a in first.alerts] == ["open"]
+            assert again.alerts == []  # still drifting: the same alert, no second one
+            assert len(received) == 1
+            assert "drift.share_drifted >= 0.5" in received[0]["alert"]["message"]
+            (opened,) = cv.monitoring.alerts(status="open", workspace=ws)
+            assert [d["status"] for d in opened["deliveries"]] == ["sent", "sent"]
+            past = datetime.now(UTC) - timedelta(days=3)  # a window with no predictions
+            quiet = cv.monitoring.run(
+                "watch", start=past, end=past + timedelta(hours=1), workspace=ws
+            )
+            assert [a["status"] for a in quiet.alerts] == ["resolved"]
+            assert cv.monitoring.alerts(status="open", workspace=ws) == []
+        finally:
+            server.shutdown()
+            thread.join(10)
+        with pytest.raises(cv.InvalidArgumentError, match="FIELD OP NUMBER"):
+            cv.monitoring.alert_rule("watch", "drift.share_drifted is big", workspace=ws)
+        with pytest.raises(cv.InvalidArgumentError, match="Cannot notify"):
+            cv.monitoring.alert_rule("watch", "rows < 10", notify=["email:me"], workspace=ws)

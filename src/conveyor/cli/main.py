@@ -36,7 +36,7 @@ def _add_domain_commands() -> None:
     from conveyor.cli.data import data_app
     from conveyor.cli.features import features_app
     from conveyor.cli.models import models_app
-    from conveyor.cli.monitoring import labels_app, monitor_app
+    from conveyor.cli.monitoring import alerts_app, labels_app, monitor_app
     from conveyor.cli.pipelines import pipeline_app, schedule_app, scheduler_app
     from conveyor.cli.serving import build, deploy_app, predict, serve
     from conveyor.cli.tracking import experiments_app, runs_app
@@ -52,6 +52,7 @@ def _add_domain_commands() -> None:
     app.add_typer(deploy_app, name="deploy")
     app.add_typer(monitor_app, name="monitor")
     app.add_typer(labels_app, name="labels")
+    app.add_typer(alerts_app, name="alerts")
     app.command("serve")(serve)
     app.command("predict")(predict)
     app.command("build")(build)

@@ -284,3 +284,85 @@ def labels_add(
     with ws:
         count = svc.log_labels(frame, deployment=deployment)
     console.print(f"Recorded {count:,} labels for {escape(deployment)}.")
+
+
+@monitor_app.command("alert")
+def alert(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The monitor.")],
+    expression: Annotated[
+        str, typer.Argument(help="FIELD OP NUMBER, e.g. 'drift.share_drifted > 0.3'.")
+    ],
+    cooldown: Annotated[str, typer.Option(help="Least time between notifications.")] = "6h",
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(help="log, webhook:https://..., slack:https://... (repeat for several)."),
+    ] = None,
+) -> None:
+    """Alert when a field of this monitor's results passes a threshold after a run."""
+    ws, svc = _service(ctx)
+    with ws:
+        rule = svc.alert_rule(name, expression, cooldown=cooldown, notify=notify or ["log"])
+    console.print(
+        f"Rule on {escape(name)}: {escape(rule['expression'])} -> "
+        f"{escape(', '.join(rule['notify']))} (cooldown {rule['cooldown_seconds']} s)"
+    )
+
+
+alerts_app = typer.Typer(
+    help="Alerts opened by monitor rules: list, acknowledge, resolve.", no_args_is_help=True
+)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option(help="open, acknowledged or resolved (default: all).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List alerts, newest first."""
+    ws, svc = _service(ctx)
+    with ws:
+        found = svc.alerts(status=status)
+    if as_json:
+        console.print_json(json.dumps(found, default=str))
+        return
+    if not found:
+        console.print("No alerts.")
+        return
+    table = Table("id", "status", "monitor", "rule", "value", "opened (UTC)", "message")
+    for a in found:
+        table.add_row(
+            a["id"],
+            a["status"],
+            escape(a["monitor"]),
+            escape(a["expression"]),
+            _num(a["value"]),
+            a["opened_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            escape(a["message"]),
+        )
+    console.print(table)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    ctx: typer.Context, alert_id: Annotated[str, typer.Argument(help="The alert's id.")]
+) -> None:
+    """Acknowledge an alert: it stays open while its rule holds, with no new notification."""
+    ws, svc = _service(ctx)
+    with ws:
+        svc.close_alert(alert_id, "acknowledged")
+    console.print(f"Alert {escape(alert_id)} acknowledged.")
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    ctx: typer.Context, alert_id: Annotated[str, typer.Argument(help="The alert's id.")]
+) -> None:
+    """Resolve an alert by hand (a later run opens a new one if the rule still holds)."""
+    ws, svc = _service(ctx)
+    with ws:
+        svc.close_alert(alert_id, "resolved")
+    console.print(f"Alert {escape(alert_id)} resolved.")

@@ -25,6 +25,9 @@ __all__ = [
     "ColumnDrift",
     "DriftReport",
     "MonitorResult",
+    "alert_rule",
+    "alerts",
+    "close_alert",
     "create",
     "drift",
     "get",
@@ -84,6 +87,33 @@ def run(
 def results(name: str, *, limit: int = 20, workspace: Workspace | None = None) -> _list[Any]:
     """A monitor's latest results, newest first."""
     return _svc(workspace).results(name, limit=limit)
+
+
+def alert_rule(
+    monitor: str,
+    expression: str,
+    *,
+    cooldown: str = "6h",
+    notify: _list[str] | None = None,
+    workspace: Workspace | None = None,
+) -> dict[str, Any]:
+    """Alert when ``expression`` (e.g. ``"drift.share_drifted > 0.3"``) holds after a run.
+
+    ``notify``: ``"log"`` (default), ``"webhook:https://..."``, ``"slack:https://..."``.
+    """
+    return _svc(workspace).alert_rule(monitor, expression, cooldown=cooldown, notify=notify)
+
+
+def alerts(*, status: str | None = None, workspace: Workspace | None = None) -> _list[Any]:
+    """Alerts, newest first; ``status`` open, acknowledged or resolved."""
+    return _svc(workspace).alerts(status=status)
+
+
+def close_alert(
+    alert_id: str, status: str = "resolved", *, workspace: Workspace | None = None
+) -> dict[str, Any]:
+    """Acknowledge (``status="acknowledged"``) or resolve an alert by hand."""
+    return _svc(workspace).close_alert(alert_id, status)
 
 
 def log_labels(labels: Any, *, deployment: str, workspace: Workspace | None = None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,7 @@ class MonitorResult:
     service: dict[str, Any]
     id: str = ""
     notes: list[str] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # opened or resolved by this run
 
     @property
     def dataset_drifted(self) -> bool | None:
@@ -73,6 +74,7 @@ class MonitorResult:
             "performance": self.performance,
             "service": self.service,
             "notes": self.notes,
+            "alerts": self.alerts,
         }
 
     def to_json(self) -> str:
@@ -283,7 +285,36 @@ class MonitorService:
             service=checks.service(window, seconds),
             notes=notes,
         )
-        return self._store(monitor, result)
+        stored = self._store(monitor, result)
+        from conveyor.monitoring.alerting import evaluate_rules
+
+        changed = evaluate_rules(self.ws, monitor, stored.to_dict(), stored.id)
+        return replace(stored, alerts=changed) if changed else stored
+
+    def alert_rule(
+        self,
+        name: str,
+        expression: str,
+        *,
+        cooldown: str | timedelta = "6h",
+        notify: _list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Add a rule to monitor ``name``: e.g. ``drift.share_drifted > 0.3``."""
+        from conveyor.monitoring.alerting import add_rule
+
+        return add_rule(self.ws, self.get(name)["id"], expression, cooldown=cooldown, notify=notify)
+
+    def alerts(self, *, status: str | None = None) -> _list[dict[str, Any]]:
+        """Alerts of the project's monitors, newest first (``status``: open, acknowledged,
+        resolved)."""
+        from conveyor.monitoring.alerting import list_alerts
+
+        return list_alerts(self.ws, status=status)
+
+    def close_alert(self, alert_id: str, status: str) -> dict[str, Any]:
+        from conveyor.monitoring.alerting import close_alert
+
+        return close_alert(self.ws, alert_id, status)
 
     def _store(self, monitor: dict[str, Any], result: MonitorResult) -> MonitorResult:
         result_id = ids.new_id()
@@ -388,6 +419,7 @@ def _result(data: dict[str, Any], result_id: str) -> MonitorResult:
         service=data["service"],
         id=result_id,
         notes=list(data.get("notes", [])),
+        alerts=list(data.get("alerts", [])),
     )
 
 

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from conveyor.store.metadata.types import JSONType, UTCDateTime
 
 __all__ = [
+    "alert_rules",
+    "alerts",
     "artifact_links",
     "artifacts",
     "audit_events",
@@ -571,4 +573,34 @@ monitor_results = sa.Table(
     sa.Column("result", JSONType, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index(None, "monitor_id", "end_at"),
+)
+
+# Alert rules watch one field of a monitor's results; an alert is open while its rule holds.
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("monitor_id", ID, sa.ForeignKey("monitors.id"), nullable=False),
+    sa.Column("expression", sa.String(300), nullable=False),
+    sa.Column("cooldown_seconds", sa.Integer, nullable=False),
+    sa.Column("notify", JSONType, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("monitor_id", "expression"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("rule_id", ID, sa.ForeignKey("alert_rules.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open, acknowledged, resolved
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("result_id", ID, nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("deliveries", JSONType, nullable=False),
+    sa.Index(None, "rule_id", "status"),
 )
