@@ -192,3 +192,25 @@ class MonitoringSuite:
             cv.monitoring.alert_rule("watch", "drift.share_drifted is big", workspace=ws)
         with pytest.raises(cv.InvalidArgumentError, match="Cannot notify"):
             cv.monitoring.alert_rule("watch", "rows < 10", notify=["email:me"], workspace=ws)
+
+    def test_a_scheduled_monitor_runs_once_per_due_time_in_the_scheduler(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        from conveyor.pipelines.schedules import Scheduler
+
+        monitor = cv.monitoring.create(
+            "watch", deployment="prod", reference="train@1", schedule="*/5 * * * *", workspace=ws
+        )
+        due = monitor["next_run_at"]
+        assert due > datetime.now(UTC)
+        first, second = Scheduler(ws), Scheduler(ws, holder="other")
+        assert first.tick(now=due - timedelta(seconds=1)) == []  # not yet
+        (result,) = first.tick(now=due + timedelta(seconds=1))
+        first.release_lease()
+        assert second.tick(now=due + timedelta(seconds=1)) == []  # claimed: not run twice
+        assert result.monitor == "watch"
+        assert cv.monitoring.get("watch", workspace=ws)["next_run_at"] > due
+        with pytest.raises(cv.InvalidArgumentError, match="not a cron expression"):
+            cv.monitoring.create(
+                "bad", deployment="prod", reference="train@1", schedule="often", workspace=ws
+            )

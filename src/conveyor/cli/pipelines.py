@@ -398,7 +398,7 @@ def scheduler_run(
     once: Annotated[bool, typer.Option("--once", help="Start what is due now, then exit.")] = False,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between checks.")] = 10.0,
 ) -> None:
-    """Start due pipeline runs until stopped (Ctrl-C).
+    """Start due pipeline runs and scheduled monitors until stopped (Ctrl-C).
 
     Run two for availability: only the one holding the project's lease starts runs, and a
     due run is never started twice.
@@ -416,7 +416,13 @@ def scheduler_run(
         runs = scheduler.tick()
         scheduler.release_lease()
         for r in runs:
-            _summary(r)
+            if hasattr(r, "steps"):
+                _summary(r)
+            else:  # a monitor's result
+                console.print(
+                    f"monitor {escape(r.monitor)}: {r.rows:,} predictions, data drifted: "
+                    f"{r.dataset_drifted}"
+                )
         for name, error in scheduler.errors.items():
             err_console.print(f"[red]schedule {escape(name)} could not start:[/] {escape(error)}")
         if scheduler.errors:

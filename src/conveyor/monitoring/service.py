@@ -170,6 +170,7 @@ class MonitorService:
                 "reference": version.ref,
                 "window_seconds": int(span.total_seconds()),
                 "schedule": schedule,
+                "next_run_at": _next_fire(schedule, uow.now) if schedule else None,
                 "config": config,
                 "created_at": uow.now,
                 "created_by": self.ws.settings.actor,
@@ -291,6 +292,28 @@ class MonitorService:
         changed = evaluate_rules(self.ws, monitor, stored.to_dict(), stored.id)
         return replace(stored, alerts=changed) if changed else stored
 
+    def run_due(self, now: datetime | None = None) -> _list[MonitorResult]:
+        """Run every scheduled monitor whose time has come (the scheduler calls this).
+
+        Each due monitor is claimed first (its next time moved past now, only if no one else
+        moved it), so two schedulers never run one window twice.
+        """
+        now = _utc(now) if now is not None else datetime.now(UTC)
+        done: _list[MonitorResult] = []
+        for found in self.list():
+            due = found["next_run_at"]
+            if not found["schedule"] or due is None or _utc(due) > now:
+                continue
+            with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+                claimed = uow.conn.execute(
+                    monitors.update()
+                    .where(monitors.c.id == found["id"], monitors.c.next_run_at == due)
+                    .values(next_run_at=_next_fire(found["schedule"], now))
+                )
+            if claimed.rowcount == 1:
+                done.append(self.run(found["name"], end=now))
+        return done
+
     def alert_rule(
         self,
         name: str,
@@ -384,6 +407,13 @@ def _label_array(labels: Any) -> Any:
         return pa.array([None if v != v or v is None else str(v) for v in labels], pa.string())
 
 
+def _next_fire(cron: str, after: datetime) -> datetime:
+    from croniter import croniter
+
+    fire: datetime = croniter(cron, after).get_next(datetime)
+    return _utc(fire)
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -396,6 +426,7 @@ def _monitor(row: Any) -> dict[str, Any]:
         "reference": row.reference,
         "window": row.window_seconds,
         "schedule": row.schedule,
+        "next_run_at": row.next_run_at,
         "config": row.config,
         "created_at": row.created_at,
         "created_by": row.created_by,

@@ -337,7 +337,19 @@ class Scheduler:
                         .where(schedules.c.id == found.id)
                         .values(last_run_id=run.id)
                     )
+        started += self._monitors(now)
         return started
+
+    def _monitors(self, now: datetime) -> list[Any]:
+        """Run the scheduled monitors that are due (monitoring shares this scheduler)."""
+        from conveyor.monitoring.service import monitoring_service
+
+        try:
+            return monitoring_service(self.ws).run_due(now)
+        except Exception as e:  # noqa: BLE001 - recorded; pipelines keep their schedule
+            self.errors["monitors"] = str(e)
+            log.error("conveyor: scheduled monitors failed: %s", e)
+            return []
 
     def run_forever(self, *, poll: float = 10.0, stop: Any = None) -> None:
         """Tick every ``poll`` seconds until ``stop()`` is true (or Ctrl-C)."""

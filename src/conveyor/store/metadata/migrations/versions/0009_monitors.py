@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("reference", sa.String(300), nullable=False),
         sa.Column("window_seconds", sa.Integer, nullable=False),
         sa.Column("schedule", sa.String(100), nullable=True),
+        sa.Column("next_run_at", UTCDateTime, nullable=True),
         sa.Column("config", JSONType, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("created_by", sa.String(200), nullable=False),
