@@ -183,6 +183,23 @@ def main() -> None:
     print(f"batch-predicted {len(batch)} validation rows")
     cli("deploy", "status", "web")
 
+    say("Monitor the deployment: drift against the training data, late labels, an alert rule")
+    cv.monitoring.create("web-watch", deployment="web", reference=version.ref)
+    cv.monitoring.alert_rule("web-watch", "performance.accuracy < 0.9")
+    labels = [
+        {"prediction_id": a["prediction_ids"][0], "label": int(y_val.iloc[i])}
+        for i, a in enumerate(served)
+    ]
+    cv.monitoring.log_labels(labels, deployment="web")
+    watched = cv.monitoring.run("web-watch")
+    accuracy = watched.performance.get("accuracy")
+    print(
+        f"{watched.rows} predictions checked: {len(watched.drift['drifted_columns'])} of "
+        f"{len(watched.drift['columns'])} columns drifted from the training data; accuracy on "
+        f"{watched.performance['labelled_rows']} late labels {accuracy:.3f}; "
+        f"{len(watched.alerts)} alert(s)"
+    )
+
     say("Retrain as a pipeline; run it again and every step comes from the cache")
     first = retrain.run(n_estimators=60)  # steps run in worker processes
     print({s.name: str(s.status) for s in first.steps}, f"val_auc {first.outputs['score']:.4f}")
@@ -225,7 +242,7 @@ def main() -> None:
         "\nDone. Conveyor stored a dataset, tracked 2 trained models and an 8-trial search "
         "with their params, metrics and models, registered the best as cancer@champion "
         "(a challenger's promotion rejected in review), served it behind a canary with every "
-        "prediction logged, ran a 4-step training pipeline twice (the "
+        "prediction logged and monitored, ran a 4-step training pipeline twice (the "
         "second time from its cache), and traced the best model back to its "
         f"data, all in {FOLDER}/.conveyor. Explore it: cd {FOLDER} && conveyor models list"
     )
