@@ -214,3 +214,23 @@ class MonitoringSuite:
             cv.monitoring.create(
                 "bad", deployment="prod", reference="train@1", schedule="often", workspace=ws
             )
+
+    def test_the_reference_defaults_to_the_data_that_trained_the_served_model(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        from conveyor.store.workspace import use_workspace
+
+        use_workspace(ws)
+        with pytest.raises(cv.InvalidArgumentError, match="logged no predictions"):
+            cv.monitoring.create("early", deployment="web", workspace=ws)
+        with cv.start_run(experiment="train"):
+            train = cv.data.load("train@1", workspace=ws)  # the run used train@1 (lineage)
+            y = (train["a"] > 0).astype(int)
+            cv.models.log(LogisticRegression().fit(train, y), "spend", input_example=train[:5])
+        cv.serving.deployments(ws).create("web", "spend")
+        with ModelServerClient(deployment="web", workspace=ws) as client:
+            client.predict(frame(3, 9), name="web")
+        monitor = cv.monitoring.create("web-watch", deployment="web", workspace=ws)
+        assert monitor["reference"] == "train@1"
+        with pytest.raises(cv.InvalidArgumentError, match="no dataset version"):
+            cv.monitoring.create("prod-watch", deployment="prod", workspace=ws)  # churn: no run

@@ -126,9 +126,13 @@ def create(
     name: Annotated[str, typer.Argument(help="The monitor's name, e.g. prod-watch.")],
     deployment: Annotated[str, typer.Option("--deployment", "-d", help="The deployment.")],
     reference: Annotated[
-        str,
-        typer.Option("--reference", "-r", help="Dataset NAME@VERSION: usually the training data."),
-    ],
+        str | None,
+        typer.Option(
+            "--reference",
+            "-r",
+            help="Dataset NAME@VERSION (default: the data that trained the served model).",
+        ),
+    ] = None,
     window: Annotated[str, typer.Option(help="How much of the log each run checks.")] = "1h",
     schedule: Annotated[str | None, typer.Option(help="Cron expression (stored).")] = None,
     min_labels: Annotated[

@@ -51,11 +51,12 @@ def create(
     name: str,
     *,
     deployment: str,
-    reference: str,
+    reference: str | None = None,
     workspace: Workspace | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Create a monitor of ``deployment`` against the dataset version ``reference``.
+    """Create a monitor of ``deployment`` against the dataset version ``reference``
+    (default: the data that trained the model the deployment serves).
 
     Options: ``window`` ("1h"), ``schedule`` (cron), ``tests``, ``thresholds``,
     ``min_labels`` (30), ``columns``.

@@ -108,7 +108,7 @@ class MonitorService:
         name: str,
         *,
         deployment: str,
-        reference: str,
+        reference: str | None = None,
         window: str | timedelta = "1h",
         schedule: str | None = None,
         tests: str | dict[str, str] = "auto",
@@ -117,7 +117,11 @@ class MonitorService:
         columns: _list[str] | None = None,
         task: str = "auto",
     ) -> dict[str, Any]:
-        """Create monitor ``name`` of ``deployment`` against the dataset version ``reference``."""
+        """Create monitor ``name`` of ``deployment`` against the dataset version ``reference``.
+
+        Without ``reference``, the training data of the model version the deployment serves
+        (the dataset version its training run used, from the lineage graph).
+        """
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidArgumentError(
                 f"The monitor name {name!r} is not valid: use 1 to 100 lowercase letters, "
@@ -144,6 +148,8 @@ class MonitorService:
         check_tests(tests, thresholds)
         from conveyor.data.service import data_service
 
+        if reference is None:
+            reference = self._training_data(deployment)
         version = data_service(self.ws).get(reference)  # it must exist: fail now, not at run
         config = {
             "tests": tests,
@@ -181,6 +187,65 @@ class MonitorService:
             uow.audit("monitor.create", ref, after={k: row[k] for k in shown})
             uow.link(ObjectRef("dataset_version", version.id), ref, "reference_of")
         return self.get(name)
+
+    def _training_data(self, deployment: str) -> str:
+        """The dataset version that trained the model the deployment answers with (newest
+        logged prediction), as ``name@N``."""
+        from conveyor.store.logs import read_log
+        from conveyor.store.metadata.schema import (
+            dataset_versions,
+            datasets,
+            lineage_edges,
+            model_versions,
+        )
+        from conveyor.store.metadata.schema import models as model_table
+
+        now = datetime.now(UTC)
+        logged = read_log(
+            self.ws.settings.log_uri,
+            "predictions",
+            deployment=deployment,
+            start=now - timedelta(days=7),
+            end=now,
+            columns=["model", "model_version", "role"],
+        )
+        if "role" in logged.columns:
+            logged = logged[logged["role"] != "shadow"]
+        hint = "Name it: --reference DATASET@VERSION (the data the model was trained on)."
+        if logged.empty:
+            raise InvalidArgumentError(
+                f"Deployment {deployment!r} has logged no predictions in the last 7 days, so "
+                "its model (and the data that trained it) cannot be told.",
+                hint=hint,
+            )
+        newest = logged.sort_values("ts").iloc[-1]
+        model, number = str(newest["model"]), int(newest["model_version"])
+        e = lineage_edges
+        query = (
+            sa.select(datasets.c.name, dataset_versions.c.version)
+            .select_from(model_versions)
+            .join(model_table, model_table.c.id == model_versions.c.model_id)
+            .join(e, (e.c.dst_kind == "run") & (e.c.dst_id == model_versions.c.run_id))
+            .join(dataset_versions, dataset_versions.c.id == e.c.src_id)
+            .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+            .where(
+                model_table.c.project_id == self.project_id,
+                model_table.c.name == model,
+                model_versions.c.version == number,
+                e.c.src_kind == "dataset_version",
+            )
+            .order_by(datasets.c.name, dataset_versions.c.version)
+        )
+        with self.ws.metadata.read() as conn:
+            found = [f"{n}@{v}" for n, v in conn.execute(query)]
+        if len(found) != 1:
+            what = "no dataset version" if not found else f"several ({', '.join(found)})"
+            raise InvalidArgumentError(
+                f"{model}/{number}, which {deployment!r} serves, was trained on {what} that "
+                "the lineage graph records.",
+                hint=hint,
+            )
+        return found[0]
 
     def get(self, name: str) -> dict[str, Any]:
         with self.ws.metadata.read() as conn:
