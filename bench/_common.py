@@ -273,3 +273,104 @@ def update_docs(path: Path, name: str, section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+# -------------------------------------------------------------------------------------------
+# Peers: their data, their venvs, child processes
+# -------------------------------------------------------------------------------------------
+
+CHILD_TIMEOUT_S = 1800
+
+
+def child_versions(*dists: str) -> dict[str, Any]:
+    """Return the installed versions of ``dists`` and the Python version."""
+    import importlib.metadata as md
+
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    for name in dists:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def import_peers_data(peers_dir: Path) -> Any:
+    """Import the peers' ``limits_data`` (standard library only at import) in this process."""
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, str(peers_dir))
+    import limits_data as lim
+
+    return lim
+
+
+def ensure_peer_venv(venv: Path, specs: Sequence[str], peer: str) -> Path:
+    """Create ``venv`` with ``specs`` installed (quietly) unless it has them; return its python.
+
+    The stamp is the peers' own (``.anchors_installed`` holding the specs), so their scripts
+    accept this venv as theirs and the other way round.
+    """
+    python = venv / "bin" / "python"
+    stamp = venv / ".anchors_installed"
+    want = " ".join(specs)
+    if python.exists() and stamp.exists() and stamp.read_text() == want:
+        return python
+    if not python.exists():
+        log(f"creating {venv} for the peer ({peer})")
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    log(f"installing {want} into {venv} (a few minutes)")
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    proc = subprocess.run([*pip, *specs], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:  # pip's output only when it failed
+        sys.stderr.write(proc.stderr[-4000:])
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    stamp.write_text(want)
+    return python
+
+
+class ChildFailed(RuntimeError):
+    """A child process failed, timed out or did not print its result."""
+
+
+def spawn(argv: Sequence[object], env: dict[str, str], cwd: Path) -> str:
+    """Run ``argv`` in its own process group to its exit; return its stdout.
+
+    On a time-out or an interrupt the whole group is killed (a peer may have started more).
+    """
+    import signal
+
+    proc = subprocess.Popen(
+        [str(a) for a in argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise ChildFailed(f"{' '.join(map(str, argv[1:6]))} timed out") from exc
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        raise ChildFailed(
+            f"{' '.join(map(str, argv[1:6]))} exited {proc.returncode}\n"
+            f"--- stdout (end)\n{stdout[-2000:]}\n--- stderr (end)\n{stderr[-5000:]}"
+        )
+    return stdout
+
+
+def last_json(stdout: str, prefix: str = "") -> dict[str, Any]:
+    """Return the last line of ``stdout`` starting with ``prefix``, parsed as JSON."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith(prefix):
+            result: dict[str, Any] = json.loads(line[len(prefix) :])
+            return result
+    raise ChildFailed(f"no {prefix or 'JSON'} line in the output:\n{stdout[-1500:]}")

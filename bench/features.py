@@ -66,7 +66,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -82,11 +81,16 @@ from _common import (
     REPO,
     Figures,
     child_env,
+    child_versions,
+    ensure_peer_venv,
+    import_peers_data,
     interleave,
+    last_json,
     log,
     median,
     rounded,
     samples,
+    spawn,
     update_docs,
 )
 
@@ -95,7 +99,6 @@ PEERS_DIR = REPO.parent / "shared" / "bench" / "peers"
 FEAST_VENV = REPO / ".bench" / "venvs" / "feast"
 WORK_ROOT = REPO / ".bench" / "features"
 PEER_FILES = ("limits_data.py", "feast_bench.py", "limits_pit_bench.py", "limits_online_bench.py")
-CHILD_TIMEOUT_S = 1800
 REDIS_URL = "redis://127.0.0.1:6379/15"
 VIEW = "fv"
 N_FEATURES = 10
@@ -184,20 +187,6 @@ def child_feast_repo(offline: str, tag: str) -> dict[str, Any]:
 
     repo, apply_s = feast_bench.make_repo(offline, tag)
     return {"repo": repo, "apply_s": apply_s}
-
-
-def child_versions(*dists: str) -> dict[str, Any]:
-    """Return the installed versions of ``dists`` and of Python and SQLite."""
-    import importlib.metadata as md
-    import sqlite3
-
-    out: dict[str, Any] = {"python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version}
-    for name in dists:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _conveyor_project(root: str, project: str, *, apply: bool) -> Any:
@@ -473,80 +462,6 @@ def run_child(op: str, argv: Sequence[str]) -> None:
 # -------------------------------------------------------------------------------------------
 # Parent side: the Feast venv, processes, the phases.
 # -------------------------------------------------------------------------------------------
-
-
-def import_peers_data(peers_dir: Path) -> Any:
-    """Import the peers' ``limits_data`` (standard library only at import) in this process."""
-    sys.dont_write_bytecode = True
-    sys.path.insert(0, str(peers_dir))
-    import limits_data as lim
-
-    return lim
-
-
-def ensure_feast_venv(venv: Path, specs: Sequence[str]) -> Path:
-    """Create ``venv`` with Feast installed (``specs``) when it is missing; return its python.
-
-    The stamp is the peers' own (``.anchors_installed`` holding the specs), so their scripts
-    accept this venv as theirs (``FEAST_VENV``) and the other way round.
-    """
-    python = venv / "bin" / "python"
-    stamp = venv / ".anchors_installed"
-    want = " ".join(specs)
-    if python.exists() and stamp.exists() and stamp.read_text() == want:
-        return python
-    if not python.exists():
-        log(f"creating {venv} for the peer (Feast)")
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
-    log(f"installing {want} into {venv} (takes a few minutes)")
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *specs],
-        check=True,
-    )
-    stamp.write_text(want)
-    return python
-
-
-class ChildFailed(RuntimeError):
-    """A child process failed or did not print its result."""
-
-
-def spawn(argv: Sequence[object], env: dict[str, str], cwd: Path) -> str:
-    """Run ``argv`` in its own process group to its exit; return its stdout.
-
-    On a time-out the whole group is killed (a peer script may have started a server).
-    """
-    proc = subprocess.Popen(
-        [str(a) for a in argv],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise ChildFailed(f"{' '.join(map(str, argv[1:5]))} timed out") from exc
-    if proc.returncode != 0:
-        raise ChildFailed(
-            f"{' '.join(map(str, argv[1:6]))} exited {proc.returncode}\n"
-            f"--- stdout (end)\n{stdout[-2000:]}\n--- stderr (end)\n{stderr[-5000:]}"
-        )
-    return stdout
-
-
-def last_json(stdout: str, prefix: str = "") -> dict[str, Any]:
-    """Return the last line of ``stdout`` starting with ``prefix``, parsed as JSON."""
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith(prefix):
-            result: dict[str, Any] = json.loads(line[len(prefix) :])
-            return result
-    raise ChildFailed(f"no {prefix or 'JSON'} line in the output:\n{stdout[-1500:]}")
 
 
 def free_port() -> int:
@@ -1218,7 +1133,11 @@ def main(argv: Sequence[str]) -> int:
     package = REPO / "src" / "conveyor"
     if package.is_dir():  # an editable install: compile once, as a wheel install would
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
-    feast = None if args.no_feast else ensure_feast_venv(args.feast_venv, lim.PIP_SPECS["feast"])
+    feast = (
+        None
+        if args.no_feast
+        else ensure_peer_venv(args.feast_venv, lim.PIP_SPECS["feast"], "Feast")
+    )
     if not args.no_redis and not shutil.which("redis-server"):
         log("redis-server is not on the PATH: no Redis figures")
         args.no_redis = True

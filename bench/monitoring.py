@@ -63,7 +63,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -72,7 +71,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import DOCS, REPO, Figures, child_env, log, median, rounded, samples, update_docs
+from _common import (
+    DOCS,
+    REPO,
+    ChildFailed,
+    Figures,
+    child_env,
+    child_versions,
+    ensure_peer_venv,
+    import_peers_data,
+    last_json,
+    log,
+    median,
+    rounded,
+    samples,
+    spawn,
+    update_docs,
+)
 
 SECTION = "monitoring"
 TITLE = "## Monitoring (bench/monitoring.py)"
@@ -83,7 +98,6 @@ DATA_DIR = WORK_ROOT / "data"
 PEER_FILES = ("limits_data.py", "evidently_bench.py", "limits_drift_bench.py")
 EVIDENTLY_PIN = "evidently==0.7.23"
 DRIFTED = ("num_00", "num_07", "cat_2")  # the issue's; the docs describe each one's drift
-CHILD_TIMEOUT_S = 1800
 FULL_SIZES = (100_000, 1_000_000)
 QUICK_SIZES = (100_000,)
 BIG_ROWS = 100_000  # above this, Evidently runs --evidently-big-reps reps
@@ -201,19 +215,6 @@ def child_conveyor(rows: str) -> dict[str, Any]:
     }
 
 
-def child_versions(*dists: str) -> dict[str, Any]:
-    """Return the installed versions of ``dists`` and the Python version."""
-    import importlib.metadata as md
-
-    out: dict[str, Any] = {"python": sys.version.split()[0]}
-    for name in dists:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     "data": child_data,
     "conveyor": child_conveyor,
@@ -232,85 +233,6 @@ def run_child(op: str, argv: Sequence[str]) -> None:
 # -------------------------------------------------------------------------------------------
 # Parent side: the Evidently venv, processes, the reps.
 # -------------------------------------------------------------------------------------------
-
-
-class ChildFailed(RuntimeError):
-    """A child process failed, timed out or did not print its result."""
-
-
-def import_peers_data(peers_dir: Path) -> Any:
-    """Import the peers' ``limits_data`` (standard library only at import) in this process."""
-    sys.dont_write_bytecode = True
-    sys.path.insert(0, str(peers_dir))
-    import limits_data as lim
-
-    return lim
-
-
-def ensure_evidently_venv(venv: Path, specs: Sequence[str]) -> Path:
-    """Create ``venv`` with ``specs`` installed (quietly) unless it has them; return its python.
-
-    The stamp is the peers' own (``.anchors_installed`` holding the specs), so their scripts
-    accept this venv as theirs (``EVIDENTLY_VENV``) and the other way round.
-    """
-    python = venv / "bin" / "python"
-    stamp = venv / ".anchors_installed"
-    want = " ".join(specs)
-    if python.exists() and stamp.exists() and stamp.read_text() == want:
-        return python
-    if not python.exists():
-        log(f"creating {venv} for the peer (Evidently)")
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
-    log(f"installing {want} into {venv} (a minute or two)")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    proc = subprocess.run([*pip, *specs], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:  # pip's output only when it failed
-        sys.stderr.write(proc.stderr[-4000:])
-        raise subprocess.CalledProcessError(proc.returncode, proc.args)
-    stamp.write_text(want)
-    return python
-
-
-def spawn(argv: Sequence[object], env: dict[str, str], cwd: Path) -> str:
-    """Run ``argv`` in its own process group to its exit; return its stdout.
-
-    On a time-out or an interrupt the whole group is killed.
-    """
-    proc = subprocess.Popen(
-        [str(a) for a in argv],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise ChildFailed(f"{' '.join(map(str, argv[1:6]))} timed out") from exc
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    if proc.returncode != 0:
-        raise ChildFailed(
-            f"{' '.join(map(str, argv[1:6]))} exited {proc.returncode}\n"
-            f"--- stdout (end)\n{stdout[-2000:]}\n--- stderr (end)\n{stderr[-5000:]}"
-        )
-    return stdout
-
-
-def last_json(stdout: str, prefix: str = "") -> dict[str, Any]:
-    """Return the last line of ``stdout`` starting with ``prefix``, parsed as JSON."""
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith(prefix):
-            result: dict[str, Any] = json.loads(line[len(prefix) :])
-            return result
-    raise ChildFailed(f"no {prefix or 'JSON'} line in the output:\n{stdout[-1500:]}")
 
 
 def load() -> float:
@@ -924,7 +846,7 @@ def main(argv: Sequence[str]) -> int:
     evidently = None
     if not args.no_evidently:
         try:
-            evidently = ensure_evidently_venv(args.evidently_venv, specs)
+            evidently = ensure_peer_venv(args.evidently_venv, specs, "Evidently")
         except (subprocess.CalledProcessError, OSError) as exc:
             log(f"Evidently could not be installed, left out: {exc}")
 

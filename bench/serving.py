@@ -83,7 +83,9 @@ from _common import (
     REPO,
     Figures,
     child_env,
+    child_versions,
     ensure_mlflow_venv,
+    ensure_peer_venv,
     log,
     median,
     update_docs,
@@ -210,19 +212,6 @@ def child_mlflow_model(out: str) -> dict[str, Any]:
     return {"path": out}
 
 
-def child_versions(*dists: str) -> dict[str, Any]:
-    """Return the installed versions of ``dists`` and the Python version."""
-    import importlib.metadata as md
-
-    out: dict[str, Any] = {"python": sys.version.split()[0]}
-    for name in dists:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     "conveyor-model": child_conveyor_model,
     "mlflow-model": child_mlflow_model,
@@ -245,26 +234,6 @@ def run_child(op: str, argv: Sequence[str]) -> None:
 
 class SideFailed(RuntimeError):
     """A server failed to install, start, answer or stop as it should."""
-
-
-def ensure_venv(venv: Path, specs: Sequence[str]) -> Path:
-    """Create ``venv`` with ``specs`` installed (quietly) unless it has them; return its python."""
-    python = venv / "bin" / "python"
-    stamp = venv / f".installed-{','.join(specs)}"
-    if python.exists() and stamp.exists():
-        return python
-    if not python.exists():
-        log(f"creating {venv}")
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
-    log(f"installing {' '.join(specs)} into {venv} (a minute or two)")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    proc = subprocess.run([*pip, *specs], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:  # pip's output only when it failed
-        sys.stderr.write(proc.stderr[-4000:])
-        raise subprocess.CalledProcessError(proc.returncode, proc.args)
-    stamp.touch()
-    return python
 
 
 def child(python: Path, op: str, *args: object, env: dict[str, str]) -> dict[str, Any]:
@@ -1270,7 +1239,7 @@ def main(argv: Sequence[str]) -> int:
             if tool == "mlflow":
                 pythons[tool] = ensure_mlflow_venv(args.venvs / "mlflow")
             else:
-                pythons[tool] = ensure_venv(args.venvs / tool, PEER_SPECS[tool])
+                pythons[tool] = ensure_peer_venv(args.venvs / tool, PEER_SPECS[tool], tool)
         except (subprocess.CalledProcessError, OSError) as exc:
             log(f"{tool} could not be installed, left out: {exc}")
             for s in [s for s in args.servers if s.split("-")[0] == tool]:

@@ -76,7 +76,7 @@ def test_monitor_create_run_show_and_labels_add(tmp_path: Path) -> None:
     ran = cli(tmp_path, "monitor", "run", "watch", "--out", "report.html")
     assert ran.returncode == 0, ran.stderr
     assert "100 predictions" in ran.stdout
-    assert "columns: a)" in ran.stdout
+    assert "1 of 2 columns drifted: a" in ran.stdout
     assert "performance on 100 labelled rows: accuracy 1.000" in ran.stdout  # True == 1
     assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
     rule = cli(tmp_path, "monitor", "alert", "watch", "drift.share_drifted >= 0.5")

@@ -1,41 +1,18 @@
-"""Serving on the real backends: PostgreSQL metadata, and S3 for artifacts and prediction logs."""
+"""Serving on the real backends: PostgreSQL metadata, and S3 for artifacts and logs."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.suites.backends import OnPostgres, OnS3
 from tests.suites.serving import ServingSuite
 
 
 @pytest.mark.postgres
-class TestServingOnPostgres(ServingSuite):
-    @pytest.fixture
-    def store_uri(self, postgres_uri: str) -> str:
-        return postgres_uri
-
-    @pytest.fixture
-    def artifact_uri(self, tmp_path: Path) -> str:
-        return str(tmp_path / "objects")
-
-    @pytest.fixture
-    def log_uri(self, tmp_path: Path) -> str:
-        return str(tmp_path / "logs")
+class TestServingOnPostgres(OnPostgres, ServingSuite):
+    pass
 
 
 @pytest.mark.s3
-class TestServingOnS3(ServingSuite):
-    """Models and datasets in S3; prediction logs written to S3 as whole Parquet objects."""
-
-    @pytest.fixture
-    def store_uri(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'meta.db'}"
-
-    @pytest.fixture
-    def artifact_uri(self, s3_bucket: str) -> str:
-        return f"s3://{s3_bucket}/objects"
-
-    @pytest.fixture
-    def log_uri(self, s3_bucket: str) -> str:
-        return f"s3://{s3_bucket}/logs"
+class TestServingOnS3(OnS3, ServingSuite):
+    pass

@@ -193,8 +193,13 @@ def _print_result(result: Any) -> None:
     console.print(
         f"[bold]{escape(result.monitor)}[/bold] {result.start:%Y-%m-%d %H:%M} to "
         f"{result.end:%Y-%m-%d %H:%M} UTC: {result.rows:,} predictions; data "
-        f"{verdict[result.dataset_drifted]} ({len(drift_info.get('drifted_columns', []))} "
-        f"columns: {escape(', '.join(drift_info.get('drifted_columns', [])) or 'none')})"
+        f"{verdict[result.dataset_drifted]}; {len(drift_info.get('drifted_columns', []))} of "
+        f"{len(drift_info.get('columns', []))} columns drifted"
+        + (
+            f": {escape(', '.join(drift_info['drifted_columns']))}"
+            if drift_info.get("drifted_columns")
+            else ""
+        )
     )
     perf = result.performance
     if perf.get("status") == "ok":

@@ -197,6 +197,7 @@ EXPOSE {PORT}
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \\
     CMD python -c "from urllib.request import urlopen; urlopen('{HEALTH_URL}', timeout=2)"
 
+# All interfaces of the container's own network: the Service and the probes reach it there.
 CMD ["conveyor", "serve", "{ref}", "--host", "0.0.0.0", "--port", "{PORT}"{_split(extra)}]
 """
 
