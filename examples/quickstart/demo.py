@@ -199,6 +199,7 @@ def main() -> None:
         f"{watched.performance['labelled_rows']} late labels {accuracy:.3f}; "
         f"{len(watched.alerts)} alert(s)"
     )
+    cli("monitor", "report", "web-watch", "--out", "monitoring-report.html")
 
     say("Retrain as a pipeline; run it again and every step comes from the cache")
     first = retrain.run(n_estimators=60)  # steps run in worker processes

@@ -5,6 +5,7 @@ A subclass provides ``store_uri``, ``artifact_uri`` and ``log_uri``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -86,13 +87,61 @@ class MonitoringSuite:
         assert result.service["versions"]["churn/1"]["rows"] == 300
         assert result.service["versions"]["churn/1 (shadow)"]["rows"] == 300
         assert result.quality["columns"]["a"]["out_of_range"] >= 0.0
+        # a moved: the model says 1 far more often than on its training data
+        predicted = result.drift["predictions"]["churn/1"]
+        assert predicted["kind"] == "categorical"
+        assert predicted["drifted"] is True
+        assert result.drift["prediction_drifted"] is True
         stored = cv.monitoring.results("prod-watch", workspace=ws)
         assert [r.id for r in stored] == [result.id]
         assert stored[0].drift["drifted_columns"] == ["a"]
         page = result.to_html(str(tmp_path / "report.html"))
         assert "DATA DRIFTED" in page
         assert "<script" not in page
+        assert "http" not in page
+        cards = re.findall(r'<div class="card( bad)?"><h3>([^<]*)</h3>', page)
+        assert cards == [(" bad", "prediction of churn/1"), (" bad", "a"), ("", "b")]
+        assert page.count("<svg") >= 3  # their distributions
         assert (tmp_path / "report.html").read_text() == page
+        later = cv.monitoring.run("prod-watch", workspace=ws)
+        page = cv.monitoring.report("prod-watch", str(tmp_path / "r2.html"), workspace=ws)
+        assert later.id != result.id
+        assert "<polyline" in page  # drift over time, from both results
+
+    def test_predictions_like_the_reference_are_steady(self, ws: Workspace) -> None:
+        train = frame(3000, 0)
+        cv.data.add("train", train, workspace=ws)
+        model = LogisticRegression().fit(train, (train["a"] + train["b"] > 0).astype(int))
+        cv.models.log(model, "churn", input_example=train[:5], workspace=ws)
+        calm = frame(400, 5)  # the training distribution
+        with ModelServerClient("churn", workspace=ws) as client:
+            client.predict(calm)
+        cv.monitoring.create("calm", deployment="churn", reference="train@1", workspace=ws)
+        result = cv.monitoring.run("calm", workspace=ws)
+        assert result.drift["predictions"]["churn/1"]["drifted"] is False
+        assert result.drift["prediction_drifted"] is False
+        assert result.dataset_drifted is False
+
+    def test_a_window_with_far_fewer_rows_than_usual_is_a_volume_anomaly(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        cv.monitoring.create("watch", deployment="prod", reference="train@1", workspace=ws)
+        now = datetime.now(UTC)
+        first = cv.monitoring.run("watch", end=now, workspace=ws)
+        assert first.quality["volume"]["anomaly"] is None  # no history yet
+        for k in (1, 2):
+            cv.monitoring.run("watch", end=now + timedelta(seconds=k), workspace=ws)
+        usual = cv.monitoring.run("watch", end=now + timedelta(seconds=3), workspace=ws)
+        assert usual.quality["volume"]["ratio"] == pytest.approx(1.0)
+        assert usual.quality["volume"]["anomaly"] is False
+        cv.monitoring.alert_rule("watch", "quality.volume.anomaly == 1", workspace=ws)
+        outage = cv.monitoring.run(  # the hour after the traffic: nothing came
+            "watch", start=now + timedelta(seconds=5), end=now + timedelta(hours=1), workspace=ws
+        )
+        assert outage.rows == 0
+        assert outage.quality["volume"]["ratio"] == 0.0
+        assert outage.quality["volume"]["anomaly"] is True
+        assert [a["status"] for a in outage.alerts] == ["open"]
 
     def test_empty_windows_and_unknown_labels_give_results_not_errors(
         self, ws: Workspace, served: dict[str, Any]
@@ -185,6 +234,10 @@ class MonitoringSuite:
             )
             assert [a["status"] for a in quiet.alerts] == ["resolved"]
             assert cv.monitoring.alerts(status="open", workspace=ws) == []
+            assert [r.get("event") for r in received] == ["opened", "resolved"]
+            (closed,) = cv.monitoring.alerts(status="resolved", workspace=ws)
+            events = [(d["event"], d["status"]) for d in closed["deliveries"]]
+            assert events == [("opened", "sent")] * 2 + [("resolved", "sent")] * 2
         finally:
             server.shutdown()
             thread.join(10)

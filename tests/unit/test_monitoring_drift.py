@@ -168,3 +168,32 @@ def test_performance_reads_the_task_from_the_values_and_keeps_class_order() -> N
     scored = performance(classes, truth)
     assert scored["accuracy"] == 1.0
     assert scored["roc_auc"] == 1.0  # 10 is the positive class, not "10" < "9" as text
+
+
+def test_histograms_bin_both_samples_alike_for_the_report() -> None:
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 4000), "c": rng.choice(list("abcdefghijklm"), 4000)})
+    cur = pd.DataFrame({"x": rng.normal(2, 1, 1000), "c": ["z"] * 1000})
+    x, c = cv.monitoring.drift(ref, cur).columns
+    assert x.histogram is not None
+    assert c.histogram is not None
+    assert len(x.histogram["edges"]) == 21
+    assert sum(x.histogram["reference"]) == pytest.approx(1.0)
+    assert sum(x.histogram["current"]) == pytest.approx(1.0)
+    # the current sample sits to the right: most of its mass in the upper half of the bins
+    assert sum(x.histogram["current"][10:]) > 0.8 > sum(x.histogram["reference"][10:])
+    assert c.histogram["categories"][0] == "z"  # the most frequent of both, first
+    assert c.histogram["categories"][-1] == "(other)"  # past the 10 shown
+    assert sum(c.histogram["reference"]) == pytest.approx(1.0)
+    assert "histogram" not in cv.monitoring.drift(ref, cur).table().columns
+
+
+def test_volume_is_judged_against_the_usual_rate_of_earlier_windows() -> None:
+    from conveyor.monitoring.checks import volume
+
+    hours = [(1200, 3600.0), (1000, 3600.0), (1100, 3600.0)]
+    assert volume(500, 1800.0, hours)["ratio"] == pytest.approx(500 / 550)  # half a window
+    assert volume(500, 1800.0, hours)["anomaly"] is False
+    assert volume(5000, 3600.0, hours)["anomaly"] is True  # a flood
+    assert volume(0, 3600.0, hours)["anomaly"] is True  # an outage
+    assert volume(10, 3600.0, hours[:2])["anomaly"] is None  # too little history

@@ -385,6 +385,20 @@ def test_a_model_with_feature_references_takes_entity_keys(ws: Workspace) -> Non
     assert "features" not in direct
     assert status == 422
     assert "no features for customer_id=7" in unknown["error"]
+    # Each prediction that read features logs how old they were; a monitor reports it.
+    logged = cv.serving.read_predictions(workspace=ws)
+    read = logged["feature_age_s"].dropna()
+    assert len(read) == 2  # the two rows that read the online store
+    age = (datetime.now(UTC) - day).total_seconds()
+    assert read.between(age - 120, age + 1).all()
+    cv.data.add("spend-train", X, workspace=ws)
+    cv.monitoring.create(
+        "fresh", deployment="spend", reference="spend-train@1", max_feature_age="30d", workspace=ws
+    )
+    fresh = cv.monitoring.run("fresh", workspace=ws).service["feature_freshness"]
+    assert fresh["rows"] == 2
+    assert fresh["stale_share"] == 1.0  # materialized for a day long past
+    assert fresh["max_s"] == pytest.approx(age, abs=120)
 
 
 def test_a_change_based_on_a_stale_revision_is_refused(ws: Workspace, churn: Any) -> None:

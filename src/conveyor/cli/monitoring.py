@@ -138,6 +138,10 @@ def create(
     min_labels: Annotated[
         int, typer.Option(help="Fewest labelled rows for performance metrics.")
     ] = 30,
+    max_feature_age: Annotated[
+        str | None,
+        typer.Option(help="Online features older than this (e.g. 2h) count as stale."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a monitor: a deployment's prediction log checked against a reference."""
@@ -150,6 +154,7 @@ def create(
             window=window,
             schedule=schedule,
             min_labels=min_labels,
+            max_feature_age=max_feature_age,
         )
     if as_json:
         console.print_json(json.dumps(monitor, default=str))
@@ -201,6 +206,23 @@ def _print_result(result: Any) -> None:
             else ""
         )
     )
+    for ref, column in drift_info.get("predictions", {}).items():
+        state = {True: "[red]drifted[/red]", False: "steady", None: "not judged"}
+        console.print(
+            f"predictions of {escape(ref)}: {state[column.get('drifted')]}"
+            + (
+                f" ({escape(str(column.get('test')))} {_num(column.get('statistic'))})"
+                if column.get("statistic") is not None
+                else ""
+            )
+            + (f"; {escape(column['note'])}" if column.get("note") else "")
+        )
+    volume = result.quality.get("volume") or {}
+    if volume.get("anomaly"):
+        console.print(
+            f"[red]volume anomaly[/red]: {volume['rows']:,} rows against about "
+            f"{_num(volume.get('usual'))} usually"
+        )
     perf = result.performance
     if perf.get("status") == "ok":
         shown = {k: v for k, v in perf.items() if isinstance(v, float)}
@@ -214,6 +236,13 @@ def _print_result(result: Any) -> None:
         console.print(
             f"service {escape(ref)}: {v['rows']:,} rows, p50 {_num(v['p50_ms'])} ms, "
             f"p99 {_num(v['p99_ms'])} ms"
+        )
+    fresh = result.service.get("feature_freshness")
+    if fresh:
+        stale = fresh.get("stale_share")
+        console.print(
+            f"feature age: p50 {_num(fresh['p50_s'])} s, p95 {_num(fresh['p95_s'])} s"
+            + (f", {stale:.1%} stale" if stale is not None else "")
         )
     for note in result.notes:
         console.print(f"note: {escape(note)}")
@@ -248,8 +277,8 @@ def run(
     ws, svc = _service(ctx)
     with ws:
         result = svc.run(name, start=_when(start), end=_when(end))
-    if out is not None:
-        result.to_html(str(out))
+        if out is not None:
+            result.to_html(str(out), history=svc.results(name, limit=50))
     if as_json:
         console.print_json(result.to_json())
         return
@@ -276,6 +305,22 @@ def show(
         console.print(f"No results yet: conveyor monitor run {escape(name)}")
     for result in found:
         _print_result(result)
+
+
+@monitor_app.command("report")
+def report(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The monitor.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    history: Annotated[int, typer.Option(help="Results shown in the drift-over-time charts.")] = 50,
+) -> None:
+    """Write the HTML report of the monitor's latest result (one file, opens offline)."""
+    ws, svc = _service(ctx)
+    with ws:
+        svc.report(name, str(out), history=history)
+    console.print(f"report: {escape(str(out))}")
 
 
 labels_app = typer.Typer(help="Ground truth for earlier predictions.", no_args_is_help=True)

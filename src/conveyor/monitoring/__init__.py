@@ -1,4 +1,5 @@
-"""Monitoring: data drift, data quality, performance with late labels, service health.
+"""Monitoring: data and prediction drift, data quality, performance with late labels, service
+health, alerts and reports.
 
 >>> import conveyor as cv
 >>> report = cv.monitoring.drift(reference_df, current_df)      # doctest: +SKIP
@@ -34,6 +35,7 @@ __all__ = [
     "list",
     "log_labels",
     "read_table",
+    "report",
     "results",
     "run",
 ]
@@ -59,7 +61,7 @@ def create(
     (default: the data that trained the model the deployment serves).
 
     Options: ``window`` ("1h"), ``schedule`` (cron), ``tests``, ``thresholds``,
-    ``min_labels`` (30), ``columns``.
+    ``min_labels`` (30), ``columns``, ``task``, ``max_feature_age`` (e.g. "2h").
     """
     return _svc(workspace).create(name, deployment=deployment, reference=reference, **options)
 
@@ -88,6 +90,18 @@ def run(
 def results(name: str, *, limit: int = 20, workspace: Workspace | None = None) -> _list[Any]:
     """A monitor's latest results, newest first."""
     return _svc(workspace).results(name, limit=limit)
+
+
+def report(
+    name: str,
+    path: str | None = None,
+    *,
+    history: int = 50,
+    workspace: Workspace | None = None,
+) -> str:
+    """The HTML report of the monitor's latest result (drift over its last ``history``
+    results); written to ``path`` when given, and returned."""
+    return _svc(workspace).report(name, path, history=history)
 
 
 def alert_rule(

@@ -5,8 +5,9 @@ A rule is ``FIELD OP NUMBER`` over a result's JSON form, e.g. ``drift.share_drif
 no code is evaluated). After each run of its monitor a rule that holds opens an alert, or,
 if one is open already, marks it seen again (no second alert, no second notification); a
 rule that no longer holds resolves its open alert. Notifications go out when an alert opens,
-at most once per ``cooldown``: ``log``, ``webhook:URL`` (a JSON POST, retried with back-off,
-each delivery recorded on the alert) and ``slack:URL`` (Slack's ``{"text": ...}`` payload).
+at most once per ``cooldown``, and when an alert that was notified resolves: ``log``,
+``webhook:URL`` (a JSON POST, retried with back-off, each delivery recorded on the alert) and
+``slack:URL`` (Slack's ``{"text": ...}`` payload).
 """
 
 from __future__ import annotations
@@ -213,28 +214,54 @@ def evaluate_rules(
                 uow.audit(
                     "alert.resolve", ObjectRef(ALERT_KIND, open_alert.id), after={"by": "rule"}
                 )
-                changed.append(
-                    {"id": open_alert.id, "status": "resolved", "message": open_alert.message}
-                )
+                resolved = {
+                    "id": open_alert.id,
+                    "status": "resolved",
+                    "message": open_alert.message,
+                    "value": value,
+                }
+                changed.append(resolved)
+                if any(d.get("status") == "sent" for d in open_alert.deliveries or []):
+                    # whoever was told it opened is told it is over
+                    to_notify.append((resolved, list(rule.notify)))
     for alert, targets in to_notify:  # outside the transaction: the network may be slow
         deliveries = [_deliver(target, alert, monitor) for target in targets]
         with ws.metadata.transaction(project_id=project_id) as uow:
+            before = uow.conn.execute(
+                sa.select(alerts.c.deliveries).where(alerts.c.id == alert["id"])
+            ).scalar()
             uow.conn.execute(
-                alerts.update().where(alerts.c.id == alert["id"]).values(deliveries=deliveries)
+                alerts.update()
+                .where(alerts.c.id == alert["id"])
+                .values(deliveries=[*(before or []), *deliveries])
             )
     return changed
 
 
 def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dict[str, Any]:
     at = datetime.now().astimezone().isoformat()
+    event = "resolved" if alert["status"] == "resolved" else "opened"
     if target == "log":
-        log.warning("ALERT %s", alert["message"])
-        return {"target": "log", "status": "sent", "at": at}
+        if event == "resolved":
+            log.warning("RESOLVED %s", alert["message"])
+        else:
+            log.warning("ALERT %s", alert["message"])
+        return {"target": "log", "event": event, "status": "sent", "at": at}
     kind, url = target.split(":", 1)
+    slack = (
+        f":white_check_mark: resolved: {alert['message']}"
+        if event == "resolved"
+        else f":rotating_light: {alert['message']}"
+    )
     body = (
-        {"text": f":rotating_light: {alert['message']}"}
+        {"text": slack}
         if kind == "slack"
-        else {"alert": alert, "monitor": monitor["name"], "deployment": monitor["deployment"]}
+        else {
+            "event": event,
+            "alert": alert,
+            "monitor": monitor["name"],
+            "deployment": monitor["deployment"],
+        }
     )
     data = json.dumps(body, default=str).encode()
     error = ""
@@ -244,12 +271,18 @@ def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dic
         )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-                return {"target": kind, "status": "sent", "code": response.status, "at": at}
+                return {
+                    "target": kind,
+                    "event": event,
+                    "status": "sent",
+                    "code": response.status,
+                    "at": at,
+                }
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             error = str(e)
             time.sleep(0.5 * 2**attempt)
     log.error("Could not deliver alert %s to %s: %s", alert["id"], kind, error)
-    return {"target": kind, "status": "failed", "error": error[:300], "at": at}
+    return {"target": kind, "event": event, "status": "failed", "error": error[:300], "at": at}
 
 
 def list_alerts(ws: Workspace, *, status: str | None = None) -> list[dict[str, Any]]:

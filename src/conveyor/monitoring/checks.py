@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["performance", "quality", "service"]
+__all__ = ["freshness", "performance", "quality", "service", "volume"]
+
+VOLUME_FACTOR = 3.0  # a window is anomalous below 1/3 or above 3x the usual rows
+VOLUME_HISTORY = 3  # windows needed before the usual volume is trusted
 
 
 def _number(value: Any) -> float | None:
@@ -56,6 +59,56 @@ def quality(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) 
             default=0.0,
         ),
     }
+
+
+def volume(
+    rows: int,
+    seconds: float,
+    history: list[tuple[int, float]],
+    *,
+    factor: float = VOLUME_FACTOR,
+) -> dict[str, Any]:
+    """Rows in this window against the usual: the median rate of earlier windows (``history``
+    holds their rows and lengths in seconds) scaled to this window's length.
+
+    Anomalous when the ratio falls below ``1 / factor`` or above ``factor``, so an outage
+    (no rows) or a flood is flagged while ordinary hour-to-hour swings are not. Fewer than
+    three earlier windows: not judged.
+    """
+    result: dict[str, Any] = {"rows": rows, "history": len(history), "factor": factor}
+    rates = [n / s for n, s in history if s > 0]
+    if len(rates) < VOLUME_HISTORY:
+        result.update(usual=None, ratio=None, anomaly=None)
+        result["note"] = f"{len(rates)} earlier window(s); {VOLUME_HISTORY} needed"
+        return result
+    usual = float(np.median(rates)) * seconds
+    result["usual"] = _number(usual)
+    if usual <= 0:
+        result.update(ratio=None, anomaly=rows > 0, note="the usual volume is zero")
+        return result
+    ratio = rows / usual
+    result.update(ratio=_number(ratio), anomaly=bool(ratio < 1 / factor or ratio > factor))
+    return result
+
+
+def freshness(window: pd.DataFrame, max_age: float | None = None) -> dict[str, Any] | None:
+    """How old the online features were when predictions read them (None when the window's
+    predictions read none): percentiles of the age, and the share older than ``max_age``."""
+    if "feature_age_s" not in window.columns:
+        return None
+    ages = pd.to_numeric(window["feature_age_s"], errors="coerce").dropna().to_numpy(float)
+    if not len(ages):
+        return None
+    result: dict[str, Any] = {
+        "rows": len(ages),
+        "p50_s": _number(np.percentile(ages, 50)),
+        "p95_s": _number(np.percentile(ages, 95)),
+        "max_s": _number(ages.max()),
+        "max_age_s": max_age,
+    }
+    if max_age is not None:
+        result["stale_share"] = _number(np.mean(ages > max_age))
+    return result
 
 
 def service(window: pd.DataFrame, seconds: float) -> dict[str, Any]:

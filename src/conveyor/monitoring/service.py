@@ -9,8 +9,8 @@ latency per model version (service), and stores the result with the monitor.
 
 from __future__ import annotations
 
-import html
 import json
+import numbers
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,12 @@ import sqlalchemy as sa
 
 from conveyor.core import ids
 from conveyor.core.durations import parse_duration
-from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from conveyor.core.errors import (
+    AlreadyExistsError,
+    ConveyorError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from conveyor.store.metadata.schema import monitor_results, monitors
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
@@ -31,6 +36,9 @@ MONITOR_KIND = "monitor"
 RESULT_KIND = "monitor_result"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 _list = list
+_VOLUME_WINDOWS = 24  # earlier results the usual volume is taken from
+_REFERENCE_SAMPLE = 50_000  # reference rows scored for prediction drift
+_MAX_CLASSES = 20  # whole-number predictions with at most this many values are classes
 
 
 def monitoring_service(ws: Workspace | None = None) -> MonitorService:
@@ -80,9 +88,15 @@ class MonitorResult:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
-    def to_html(self, path: str | None = None) -> str:
-        """A self-contained HTML report (no scripts, no network): verdict first."""
-        page = _render_html(self)
+    def to_html(
+        self, path: str | None = None, *, history: _list[MonitorResult] | None = None
+    ) -> str:
+        """A self-contained HTML report (inline SVG charts; no scripts, no network): the
+        verdict first, then each column's reference and current distributions, and drift
+        over time from ``history`` (earlier results of the monitor, any order)."""
+        from conveyor.monitoring.html_report import render
+
+        page = render(self, history or [])
         if path is not None:
             from pathlib import Path
 
@@ -96,6 +110,7 @@ class MonitorResult:
 class MonitorService:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
+        self._predicted: dict[tuple[str, str], Any] = {}
 
     @property
     def project_id(self) -> str:
@@ -116,11 +131,13 @@ class MonitorService:
         min_labels: int = 30,
         columns: _list[str] | None = None,
         task: str = "auto",
+        max_feature_age: str | timedelta | None = None,
     ) -> dict[str, Any]:
         """Create monitor ``name`` of ``deployment`` against the dataset version ``reference``.
 
         Without ``reference``, the training data of the model version the deployment serves
         (the dataset version its training run used, from the lineage graph).
+        ``max_feature_age``: online features older than this count as stale.
         """
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidArgumentError(
@@ -146,6 +163,14 @@ class MonitorService:
         from conveyor.monitoring.stats import check_tests
 
         check_tests(tests, thresholds)
+        stale_after = None
+        if max_feature_age is not None:
+            age = (
+                max_feature_age
+                if isinstance(max_feature_age, timedelta)
+                else parse_duration(max_feature_age)
+            )
+            stale_after = age.total_seconds()
         from conveyor.data.service import data_service
 
         if reference is None:
@@ -158,6 +183,7 @@ class MonitorService:
             "columns": columns,
             "task": task,
             "reference_version_id": version.id,
+            "max_feature_age": stale_after,
         }
         monitor_id = ids.new_id()
         with self.ws.metadata.transaction(project_id=self.project_id) as uow:
@@ -334,13 +360,28 @@ class MonitorService:
         quality = checks.quality(reference[shared], current, shared)
         quality["missing_columns"] = sorted(c for c in wanted if c not in inputs)
         seconds = (end - start).total_seconds()
+        earlier = [
+            (r.rows, (r.end - r.start).total_seconds())
+            for r in self.results(name, limit=_VOLUME_WINDOWS)
+            if r.end <= end and (r.start, r.end) != (start, end)  # not a rerun of this one
+        ]
+        quality["volume"] = checks.volume(len(served), seconds, earlier)
+        drifted = report.to_dict()
+        drifted["predictions"] = self._prediction_drift(monitor, served, reference)
+        verdicts = [p.get("drifted") for p in drifted["predictions"].values()]
+        judged = [v for v in verdicts if v is not None]
+        drifted["prediction_drifted"] = any(judged) if judged else None
+        service = checks.service(window, seconds)
+        fresh = checks.freshness(served, config.get("max_feature_age"))
+        if fresh is not None:
+            service["feature_freshness"] = fresh
         result = MonitorResult(
             monitor=name,
             deployment=monitor["deployment"],
             start=start,
             end=end,
             rows=len(served),
-            drift=report.to_dict(),
+            drift=drifted,
             quality=quality,
             performance=checks.performance(
                 served,
@@ -348,7 +389,7 @@ class MonitorService:
                 min_labels=int(config.get("min_labels", 30)),
                 task=str(config.get("task", "auto")),
             ),
-            service=checks.service(window, seconds),
+            service=service,
             notes=notes,
         )
         stored = self._store(monitor, result)
@@ -356,6 +397,85 @@ class MonitorService:
 
         changed = evaluate_rules(self.ws, monitor, stored.to_dict(), stored.id)
         return replace(stored, alerts=changed) if changed else stored
+
+    def _prediction_drift(
+        self, monitor: dict[str, Any], served: Any, reference: Any
+    ) -> dict[str, dict[str, Any]]:
+        """Per model version in the window: its predictions against what it predicts on the
+        reference data (so a shift in outputs shows even before any label arrives)."""
+        import pandas as pd
+
+        from conveyor.monitoring.checks import _fractional, _unwrap
+        from conveyor.monitoring.stats import drift
+
+        if served.empty or "prediction" not in served.columns:
+            return {}
+        config = monitor["config"]
+        tests = config.get("tests", "auto")
+        test = tests if isinstance(tests, str) else tests.get("prediction", "auto")
+        out: dict[str, dict[str, Any]] = {}
+        for (model, number), rows in served.groupby(["model", "model_version"], sort=True):
+            ref = f"{model}/{int(number)}"
+            current = rows["prediction"].map(_unwrap)
+            if current.map(lambda v: isinstance(v, list | tuple)).any():
+                out[ref] = {"column": "prediction", "drifted": None, "note": "several outputs"}
+                continue
+            try:
+                expected = self._reference_predictions(ref, monitor["reference"], reference)
+            except ConveyorError as e:
+                note = f"cannot score the reference with {ref}: {e}"
+                out[ref] = {"column": "prediction", "drifted": None, "note": note}
+                continue
+            classes = str(config.get("task", "auto")) == "classification" or (
+                not _fractional(expected) and expected.nunique() <= _MAX_CLASSES
+            )
+            if classes:  # labels 1 and 1.0 and True are one class on both sides
+                expected, current = expected.map(_class_key), current.map(_class_key)
+            report = drift(
+                pd.DataFrame({"prediction": expected}),
+                pd.DataFrame({"prediction": current.reset_index(drop=True)}),
+                tests=test,
+                thresholds=config.get("thresholds") or None,
+                categorical=["prediction"] if classes else None,
+            )
+            out[ref] = report.to_dict()["columns"][0]
+        return out
+
+    def _reference_predictions(self, ref: str, reference_name: str, reference: Any) -> Any:
+        """What model version ``ref`` predicts on (a sample of) the reference data; kept for
+        the life of the service, so a scheduler scores each pair once."""
+        import pandas as pd
+
+        from conveyor.models.service import model_service
+
+        key = (ref, reference_name)
+        cached = self._predicted.get(key)
+        if cached is not None:
+            return cached
+        sample = reference
+        if len(sample) > _REFERENCE_SAMPLE:
+            sample = sample.sample(n=_REFERENCE_SAMPLE, random_state=0)
+        loaded = model_service(self.ws).load(ref)
+        try:
+            predicted = loaded.predict(sample)
+        except ConveyorError:
+            raise
+        except Exception as e:  # the model's own failure, reported as a note
+            raise InvalidArgumentError(f"{type(e).__name__}: {e}") from e
+        series = pd.Series(list(predicted) if getattr(predicted, "ndim", 1) > 1 else predicted)
+        series = series.map(_unwrap_value).reset_index(drop=True)
+        self._predicted[key] = series
+        return series
+
+    def report(self, name: str, path: str | None = None, *, history: int = 50) -> str:
+        """The HTML report of the monitor's latest result, with drift over its last
+        ``history`` results; written to ``path`` when given."""
+        results = self.results(name, limit=history)
+        if not results:
+            raise NotFoundError(
+                f"Monitor {name!r} has no results yet.", hint=f"conveyor monitor run {name}"
+            )
+        return results[0].to_html(path, history=results)
 
     def run_due(self, now: datetime | None = None) -> _list[MonitorResult]:
         """Run every scheduled monitor whose time has come (the scheduler calls this).
@@ -472,6 +592,22 @@ def _label_array(labels: Any) -> Any:
         return pa.array([None if v != v or v is None else str(v) for v in labels], pa.string())
 
 
+def _unwrap_value(value: Any) -> Any:
+    """A NumPy scalar or a one-element row as a plain Python value."""
+    if isinstance(value, list | tuple) or getattr(value, "ndim", 0) == 1:
+        return value[0] if len(value) == 1 else list(value)
+    return value.item() if hasattr(value, "item") else value
+
+
+def _class_key(value: Any) -> Any:
+    """One key per class label: 1, 1.0 and True alike (text stays text)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return str(int(float(value)))
+    return str(value)
+
+
 def _next_fire(cron: str, after: datetime) -> datetime:
     from croniter import croniter
 
@@ -517,77 +653,3 @@ def _result(data: dict[str, Any], result_id: str) -> MonitorResult:
         notes=list(data.get("notes", [])),
         alerts=list(data.get("alerts", [])),
     )
-
-
-# -- the HTML report ---------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
-
-
-def _render_html(result: MonitorResult) -> str:
-    drifted = result.dataset_drifted
-    verdict = {True: "DATA DRIFTED", False: "no data drift", None: "not judged"}[drifted]
-    colour = {True: "#b00020", False: "#1b5e20", None: "#555"}[drifted]
-    columns = result.drift.get("columns", [])
-    drift_rows = "".join(
-        "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-        "<td>{}</td></tr>".format(
-            ' class="bad"' if c.get("drifted") else "",
-            _cell(c["column"]),
-            _cell(c["kind"]),
-            _cell(c["test"]),
-            _cell(c.get("statistic")),
-            _cell(c.get("p_value")),
-            _cell(c.get("threshold")),
-            {True: "yes", False: "no", None: "n/a"}[c.get("drifted")],
-            _cell(c.get("note")),
-        )
-        for c in columns
-    )
-    perf = result.performance
-    perf_rows = "".join(f"<tr><td>{_cell(k)}</td><td>{_cell(v)}</td></tr>" for k, v in perf.items())
-    service_rows = "".join(
-        f"<tr><td>{_cell(ref)}</td><td>{_cell(v['rows'])}</td><td>{_cell(v['p50_ms'])}</td>"
-        f"<td>{_cell(v['p95_ms'])}</td><td>{_cell(v['p99_ms'])}</td></tr>"
-        for ref, v in result.service.get("versions", {}).items()
-    )
-    quality_rows = "".join(
-        f"<tr><td>{_cell(name)}</td><td>{_cell(q.get('reference_missing'))}</td>"
-        f"<td>{_cell(q.get('current_missing'))}</td><td>{_cell(q.get('out_of_range'))}</td>"
-        f"<td>{_cell(', '.join(q.get('unseen_values', [])))}</td></tr>"
-        for name, q in result.quality.get("columns", {}).items()
-    )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{html.escape(result.monitor)}: {html.escape(verdict)}</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
-h1 {{ color: {colour}; }} table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
-tr.bad td {{ background: #fde7e9; }}
-</style></head><body>
-<h1>{html.escape(verdict)}</h1>
-<p>Monitor <b>{html.escape(result.monitor)}</b> of deployment
-<b>{html.escape(result.deployment)}</b>, window {result.start:%Y-%m-%d %H:%M} to
-{result.end:%Y-%m-%d %H:%M} UTC: {result.rows:,} predictions;
-{len(result.drift.get("drifted_columns", []))} of {len(columns)} columns drifted.</p>
-<ul>{notes}</ul>
-<h2>Drift</h2>
-<table><tr><th>column</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>
-<th>threshold</th><th>drifted</th><th>note</th></tr>{drift_rows}</table>
-<h2>Performance</h2><table>{perf_rows}</table>
-<h2>Data quality</h2>
-<table><tr><th>column</th><th>missing (reference)</th><th>missing (window)</th>
-<th>out of range</th><th>unseen values</th></tr>{quality_rows}</table>
-<h2>Service</h2>
-<table><tr><th>model version</th><th>rows</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>
-{service_rows}</table>
-</body></html>
-"""

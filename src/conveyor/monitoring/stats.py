@@ -56,6 +56,8 @@ DEFAULT_THRESHOLDS = {
 }
 SMALL_SAMPLE = 5_000
 _BINS = 10
+_CHART_BINS = 20
+_CHART_CATEGORIES = 10
 _THREADS = 2
 
 
@@ -76,6 +78,9 @@ class ColumnDrift:
     reference_missing: float = 0.0
     current_missing: float = 0.0
     note: str = ""
+    # Both samples binned alike, for charts: {"edges": [...]} (numeric) or
+    # {"categories": [...]} (categorical), with "reference" and "current" shares per bin.
+    histogram: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +115,8 @@ class DriftReport:
 
     def table(self) -> pd.DataFrame:
         """One row per column: kind, test, statistic, p-value, threshold, drifted, PSI, ..."""
-        return pd.DataFrame([asdict(c) for c in self.columns])
+        rows = [asdict(c) for c in self.columns]
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "histogram"} for r in rows])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,6 +254,7 @@ def _numeric_column(
     spread = float(np.std(r))
     normalized = wasserstein / spread if spread > 0 else (0.0 if wasserstein == 0 else math.inf)
     psi = _psi_numeric(r, c)
+    base["histogram"] = _numeric_histogram(r, c)
     note = "some current values are not numbers (left out)" if coerced else ""
     if test == "ks":
         effective = max(1, round(n * m / (n + m)))
@@ -325,6 +332,48 @@ def _psi_numeric(r: np.ndarray, c: np.ndarray) -> float:
     return _psi(ref_counts.astype(float), cur_counts.astype(float))
 
 
+def _numeric_histogram(r: np.ndarray, c: np.ndarray) -> dict[str, Any]:
+    """Shares of both sorted samples in equal-width bins over the central 99% of their
+    values (the tails fall in the end bins): a few searches, no pass over the data."""
+    n, m = len(r), len(c)
+    low = float(min(r[n // 200], c[m // 200]))
+    high = float(max(r[n - 1 - n // 200], c[m - 1 - m // 200]))
+    if not high > low:
+        return {"edges": [low, low], "reference": [1.0], "current": [1.0]}
+    edges = np.linspace(low, high, _CHART_BINS + 1)
+    inner = edges[1:-1]
+    shares = [
+        (np.diff(np.searchsorted(x, inner, side="left"), prepend=0, append=len(x)) / len(x))
+        for x in (r, c)
+    ]
+    return {
+        "edges": [round(float(e), 6) for e in edges],
+        "reference": [round(float(v), 5) for v in shares[0]],
+        "current": [round(float(v), 5) for v in shares[1]],
+    }
+
+
+def _category_histogram(
+    categories: pd.Index, ref_counts: np.ndarray, cur_counts: np.ndarray
+) -> dict[str, Any]:
+    """Shares of the most frequent categories of both samples, the rest as "(other)"."""
+    p = ref_counts / max(ref_counts.sum(), 1)
+    q = cur_counts / max(cur_counts.sum(), 1)
+    order = np.argsort(-(p + q), kind="stable")
+    top, rest = order[:_CHART_CATEGORIES], order[_CHART_CATEGORIES:]
+    names = [str(categories[i]) for i in top]
+    ref_shares, cur_shares = list(p[top]), list(q[top])
+    if len(rest):
+        names.append("(other)")
+        ref_shares.append(p[rest].sum())
+        cur_shares.append(q[rest].sum())
+    return {
+        "categories": names,
+        "reference": [round(float(v), 5) for v in ref_shares],
+        "current": [round(float(v), 5) for v in cur_shares],
+    }
+
+
 def _categorical_column(
     name: str, ref: pd.Series, cur: pd.Series, test: str, limits: dict[str, float]
 ) -> ColumnDrift:
@@ -359,6 +408,7 @@ def _categorical_column(
             statistic=None, p_value=None, drifted=None, note=f"the {side} has no values", **base
         )
     psi = _psi(ref_counts, cur_counts)
+    base["histogram"] = _category_histogram(categories, ref_counts, cur_counts)
     if test == "chi2":
         if k < 2:
             return ColumnDrift(

@@ -56,6 +56,7 @@ class PredictionEntry:
     columns: list[str]
     outputs: dict[str, Any]
     latency_ms: float
+    feature_age_s: list[float | None] | None = None  # per row, for online features read
 
     @property
     def rows(self) -> int:
@@ -300,6 +301,15 @@ def build_predictions(entries: list[PredictionEntry]) -> pa.Table:
     columns["prediction"] = _concat_outputs([e.outputs["predictions"] for e in entries])
     if any("proba" in e.outputs for e in entries):
         columns["proba"] = _lists([e.outputs.get("proba") for e in entries], counts, pa.float64())
+    if any(e.feature_age_s is not None for e in entries):
+        columns["feature_age_s"] = pa.array(
+            [
+                age
+                for e, n in zip(entries, counts, strict=True)
+                for age in (e.feature_age_s if e.feature_age_s is not None else [None] * n)
+            ],
+            pa.float64(),
+        )
     table = _inputs_table(entries)
     if table is not None:
         columns["inputs"] = pa.StructArray.from_arrays(

@@ -285,9 +285,10 @@ class ServingState:
         want = _wanted(body)
         started = time.perf_counter()
         used: list[dict[str, Any]] | None = None
+        ages: list[float | None] | None = None
         try:
             if runtime.features and not v2:
-                body, used = await self._with_features(runtime, body)
+                body, used, ages = await self._with_features(runtime, body)
             block = runtime.parser.parse_v2(body) if v2 else runtime.parser.parse(body)
             if "proba" in want and not runtime.has_proba:
                 raise PayloadError(f'"return": ["proba"]: {runtime.ref} gives no probabilities.')
@@ -320,7 +321,7 @@ class ServingState:
         self.metrics.latency.labels(runtime.ref).observe(latency)
         self._guard(route, ok=True, latency=latency)
         ids = _prediction_ids(block.rows)
-        self._log(plan, route, block, result.outputs, ids, latency)
+        self._log(plan, route, block, result.outputs, ids, latency, ages)
         for shadow in plan.shadows:
             if len(self._background) >= _MAX_SHADOW_TASKS:
                 # A shadow slower than the traffic must not grow memory without bound.
@@ -348,16 +349,20 @@ class ServingState:
 
     async def _with_features(
         self, runtime: ModelRuntime, body: Any
-    ) -> tuple[Any, list[dict[str, Any]] | None]:
-        """Fill in the model's features from the online store for rows that give entity keys."""
+    ) -> tuple[Any, list[dict[str, Any]] | None, list[float | None] | None]:
+        """Fill in the model's features from the online store for rows that give entity keys.
+
+        Also returns each row's feature age: seconds from the oldest event time among the
+        feature views read to now (what monitoring reports as feature freshness).
+        """
         instances = body.get("instances") if isinstance(body, dict) else None
         if not (isinstance(instances, list) and instances and isinstance(instances[0], dict)):
-            return body, None
+            return body, None, None
         first = instances[0]
         wanted = [f.split(":")[-1] for f in runtime.features]
         missing = [f for f, name in zip(runtime.features, wanted, strict=True) if name not in first]
         if not missing:
-            return body, None
+            return body, None, None
         inputs = set(runtime.parser.columns)
         keys = [k for k in first if k not in inputs]
         if not keys:
@@ -369,10 +374,13 @@ class ServingState:
             raise PayloadError("Every instance must have the same fields as the first.")
         entity = {k: [row[k] for row in instances] for k in keys}
         try:
-            values = await asyncio.to_thread(self.source.online_features, entity, missing)
+            values = await asyncio.to_thread(
+                self.source.online_features, entity, missing, with_timestamps=True
+            )
         except ConveyorError as e:
             raise PayloadError(f"Reading online features failed: {e}") from e
         names = [f.split(":")[-1] for f in missing]
+        ages = _feature_ages(values, len(instances))
         used = [{n: values[n][i] for n in names} for i in range(len(instances))]
         rows = [
             {**{k: v for k, v in row.items() if k not in keys}, **found}
@@ -385,7 +393,7 @@ class ServingState:
                 f"row {unknown[0]}: the online store has no features for {shown} "
                 "(not materialized, or unknown)."
             )
-        return {**body, "instances": rows}, used
+        return {**body, "instances": rows}, used, ages
 
     def _log(
         self,
@@ -395,6 +403,7 @@ class ServingState:
         outputs: dict[str, Any],
         ids: list[str],
         latency: float,
+        feature_ages: list[float | None] | None = None,
     ) -> None:
         if self.predictions is None:
             return
@@ -412,6 +421,7 @@ class ServingState:
                 columns=route.runtime.parser.columns,
                 outputs=outputs,
                 latency_ms=latency * 1000,
+                feature_age_s=feature_ages,
             )
         )
 
@@ -524,6 +534,17 @@ def _wanted(body: Any) -> frozenset[str]:
         if isinstance(params, dict) and params.get("return_proba"):
             return frozenset({"proba"})
     return frozenset()
+
+
+def _feature_ages(values: dict[str, Any], rows: int) -> list[float | None]:
+    """Per row, seconds since the oldest event time among the feature views read."""
+    now = time.time()
+    stamps = [v for k, v in values.items() if k.endswith("__event_ts")]
+    ages: list[float | None] = []
+    for i in range(rows):
+        seen = [s[i].timestamp() for s in stamps if s[i] is not None]
+        ages.append(round(now - min(seen), 3) if seen else None)
+    return ages
 
 
 def _key_value(body: Any, key: str) -> Any:

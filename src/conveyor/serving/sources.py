@@ -30,7 +30,9 @@ class TrafficSource(Protocol):
 
     def rollback_canary(self, route: RouteSpec, reason: str) -> None: ...
 
-    def online_features(self, entity: dict[str, list[Any]], features: list[str]) -> Any: ...
+    def online_features(
+        self, entity: dict[str, list[Any]], features: list[str], *, with_timestamps: bool = False
+    ) -> Any: ...
 
 
 def load_runtime(
@@ -67,11 +69,14 @@ class _WorkspaceSource:
     def load(self, ref: str, options: ServeOptions, on_batch: Any) -> ModelRuntime:
         return load_runtime(self.ws, ref, options, on_batch)
 
-    def online_features(self, entity: dict[str, list[Any]], features: list[str]) -> Any:
-        """Read ``features`` for the entity key columns ``entity`` from the online store."""
+    def online_features(
+        self, entity: dict[str, list[Any]], features: list[str], *, with_timestamps: bool = False
+    ) -> Any:
+        """Read ``features`` for the entity key columns ``entity`` from the online store
+        (with ``VIEW__event_ts`` columns when ``with_timestamps``)."""
         from conveyor.features.service import feature_service
 
-        return feature_service(self.ws).online(entity, features)
+        return feature_service(self.ws).online(entity, features, with_timestamps=with_timestamps)
 
 
 class ModelSource(_WorkspaceSource):
