@@ -23,7 +23,7 @@ from conveyor.core.errors import (
 )
 
 if _TYPE_CHECKING:
-    from conveyor import data, features, models, monitoring, pipelines, serving
+    from conveyor import data, features, loop, models, monitoring, pipelines, serving
     from conveyor._api import init, workspace
     from conveyor.core.config import Settings
     from conveyor.data.records import DatasetVersion
@@ -119,6 +119,7 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "loop",
     "models",
     "monitoring",
     "pipeline",
@@ -188,7 +189,7 @@ _LAZY = {
     "step": "conveyor.pipelines",
     "predict": "conveyor.serving",
 }
-_SUBMODULES = {"data", "features", "models", "monitoring", "pipelines", "serving"}
+_SUBMODULES = {"data", "features", "loop", "models", "monitoring", "pipelines", "serving"}
 
 
 def __getattr__(name: str) -> object:

@@ -16,6 +16,7 @@ def init(
     store_uri: str | None = None,
     artifact_uri: str | None = None,
     remote_uri: str | None = None,
+    log_uri: str | None = None,
     actor: str | None = None,
 ) -> Workspace:
     """Choose the project and stores to use from here on; arguments override conveyor.toml.
@@ -35,6 +36,7 @@ def init(
         store_uri=store_uri,
         artifact_uri=artifact_uri,
         remote_uri=remote_uri,
+        log_uri=log_uri,
         actor=actor,
     )
     previous = _current.get()

@@ -35,6 +35,7 @@ app.add_typer(db_app, name="db")
 def _add_domain_commands() -> None:
     from conveyor.cli.data import data_app
     from conveyor.cli.features import features_app
+    from conveyor.cli.loop import loop_app
     from conveyor.cli.models import models_app
     from conveyor.cli.monitoring import alerts_app, labels_app, monitor_app
     from conveyor.cli.pipelines import pipeline_app, schedule_app, scheduler_app
@@ -53,6 +54,7 @@ def _add_domain_commands() -> None:
     app.add_typer(monitor_app, name="monitor")
     app.add_typer(labels_app, name="labels")
     app.add_typer(alerts_app, name="alerts")
+    app.add_typer(loop_app, name="loop")
     app.command("serve")(serve)
     app.command("predict")(predict)
     app.command("build")(build)

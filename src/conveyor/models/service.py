@@ -330,23 +330,35 @@ class ModelService:
 
     # -- aliases ---------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int) -> AliasMove:
+    def set_alias(
+        self, name: str, alias: str, version: int, *, request_id: str | None = None
+    ) -> AliasMove:
         """Point ``alias`` of model ``name`` at ``version``, atomically; returns the move.
 
         A protected alias (see :meth:`require_approval`) moves only through an approved
-        promotion request.
+        promotion request: its approval, or ``request_id`` naming an approved request for
+        this very version (the continuous-training loop approves a candidate first and moves
+        the alias once its rollout succeeds).
         """
         registry.validate_alias(alias)
         target = self.get(f"{name}/{_version_number(version)}")
         model = self.model(name)
-        if alias in model.protected_aliases:
+        if request_id is not None:
+            request = self.request(request_id)
+            asked = f"{request.model}/{request.version}"
+            if request.status != "approved" or asked != target.ref:
+                raise PermissionDeniedError(
+                    f"Request {request_id} is {request.status} for {asked}: it does not "
+                    f"approve {target.ref}."
+                )
+        elif alias in model.protected_aliases:
             raise PermissionDeniedError(
                 f"The alias {name}@{alias} is protected: it moves only through an approved "
                 "promotion request.",
                 hint=f"Request it: cv.models.request_promotion({target.ref!r}, alias={alias!r}) "
                 f"or `conveyor models promote {target.ref} --alias {alias}`.",
             )
-        return self._move(model.id, name, alias, target.id, target.version)
+        return self._move(model.id, name, alias, target.id, target.version, request_id)
 
     def delete_alias(self, name: str, alias: str) -> AliasMove:
         """Remove ``alias`` from model ``name`` (protected aliases cannot be removed)."""

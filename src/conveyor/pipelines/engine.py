@@ -154,8 +154,13 @@ def run_pipeline(
     ws: Workspace | None = None,
     progress: Progress | None = None,
     resume_from: PipelineRun | None = None,
+    run_id: str | None = None,
 ) -> PipelineRun:
-    """Run ``pipeline`` (see :meth:`Pipeline.run`)."""
+    """Run ``pipeline`` (see :meth:`Pipeline.run`).
+
+    ``run_id``: the id to record the run under, chosen beforehand by a caller that must be
+    able to tell later whether the run started (the continuous-training controller).
+    """
     ws = ws or current_workspace()
     bound = pipeline.bind(params)
     for key in bound:
@@ -163,6 +168,8 @@ def run_pipeline(
     graph = pipeline.build(bound)
     ex = make_executor(executor, ws)  # an unreachable backend fails before anything is recorded
     engine = _Engine(ws, pipeline, graph, bound, ex, executor, cache, progress, resume_from)
+    if run_id is not None:
+        engine.run_id = run_id
     return engine.run()
 
 

@@ -10,8 +10,6 @@ ever started twice.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,8 +21,8 @@ from conveyor.core import ids
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from conveyor.pipelines.dsl import Pipeline
-from conveyor.store.metadata.schema import leases, schedules
-from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.leases import acquire, new_holder, release
+from conveyor.store.metadata.schema import schedules
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
@@ -234,7 +232,7 @@ class Scheduler:
         on_start: Any = None,
     ) -> None:
         self.ws = workspace or current_workspace()
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{ids.new_id()[-6:]}"
+        self.holder = holder or new_holder()
         self.lease_ttl = lease_ttl
         self.on_start = on_start
         self.lease_name = f"scheduler:{self.ws.project.id}"
@@ -243,38 +241,10 @@ class Scheduler:
 
     def acquire_lease(self, now: datetime | None = None) -> bool:
         """Take or renew the lease; True while this scheduler holds it."""
-        now = now or utcnow()
-        with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
-            insert_ignore(
-                uow.conn,
-                leases,
-                [
-                    {
-                        "name": self.lease_name,
-                        "holder": self.holder,
-                        "acquired_at": now,
-                        "expires_at": now + self.lease_ttl,
-                    }
-                ],
-                conflict_columns=["name"],
-            )
-            taken = uow.conn.execute(
-                leases.update()
-                .where(
-                    leases.c.name == self.lease_name,
-                    sa.or_(leases.c.holder == self.holder, leases.c.expires_at < now),
-                )
-                .values(holder=self.holder, acquired_at=now, expires_at=now + self.lease_ttl)
-            )
-            return bool(taken.rowcount == 1)
+        return acquire(self.ws, self.lease_name, self.holder, self.lease_ttl, now)
 
     def release_lease(self) -> None:
-        with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
-            uow.conn.execute(
-                leases.delete().where(
-                    leases.c.name == self.lease_name, leases.c.holder == self.holder
-                )
-            )
+        release(self.ws, self.lease_name, self.holder)
 
     def _claim(self, found: Schedule, now: datetime) -> int:
         """Move ``found``'s next due time past ``now`` if no one else did; return how many

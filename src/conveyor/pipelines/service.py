@@ -66,6 +66,7 @@ def resume(
     pipeline: Any = None,
     workspace: Workspace | None = None,
     progress: Any = None,
+    new_run_id: str | None = None,
 ) -> PipelineRun:
     """Run a failed or stopped pipeline run again, reusing the outputs of its finished steps.
 
@@ -104,6 +105,7 @@ def resume(
         ws=ws,
         progress=progress,
         resume_from=old,
+        run_id=new_run_id,
     )
 
 

@@ -45,6 +45,7 @@ class Revision:
     reason: str
     created_at: datetime
     created_by: str
+    id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +235,25 @@ class DeploymentService:
         routes = [{"model": candidate["model"], "weight": 100.0, "role": "primary"}]
         return self._revise(
             name, routes, None, current.limits, "promote", candidate["model"], base=current.revision
+        )
+
+    def serve(
+        self, name: str, model: str, *, reason: str = "", actor: str | None = None
+    ) -> Revision:
+        """Send all traffic to ``model`` (shadows stay): how the continuous-training loop
+        finishes a rollout, naming the alias it just moved so the deployment follows it."""
+        current = self.get(name)
+        routes = [{"model": model, "weight": 100.0, "role": "primary"}]
+        routes += [dict(r) for r in current.routes if r["role"] == "shadow"]
+        return self._revise(
+            name,
+            routes,
+            None,
+            current.limits,
+            "promote",
+            reason or model,
+            actor=actor,
+            base=current.revision,
         )
 
     def rollback(self, name: str, *, to: int | None = None, reason: str = "") -> Revision:
@@ -447,4 +467,5 @@ def _revision(name: str, row: Any) -> Revision:
         reason=row.reason,
         created_at=row.created_at,
         created_by=row.created_by,
+        id=row.id,
     )

@@ -605,3 +605,62 @@ alerts = sa.Table(
     sa.Column("deliveries", JSONType, nullable=False),
     sa.Index(None, "rule_id", "status"),
 )
+
+# -- the closed loop -----------------------------------------------------------------------
+
+# A continuous-training policy: its spec (triggers, gate, approval, rollout) and the cursors
+# its triggers read from (next scheduled fire, newest monitor result and dataset version seen).
+loop_policies = sa.Table(
+    "loop_policies",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("deployment", sa.String(100), nullable=False),
+    sa.Column("spec", JSONType, nullable=False),
+    sa.Column("cursors", JSONType, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+)
+
+# One execution of a policy, from its trigger to promoted / rejected / rolled_back / failed.
+# (policy_id, trigger_key) is unique: one trigger never starts two executions.
+loop_executions = sa.Table(
+    "loop_executions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("policy_id", ID, sa.ForeignKey("loop_policies.id"), nullable=False),
+    sa.Column("trigger_key", sa.String(200), nullable=False),
+    sa.Column("trigger", JSONType, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("pipeline_run_id", ID, nullable=True),
+    sa.Column("candidate", sa.String(200), nullable=True),
+    sa.Column("champion", sa.String(200), nullable=True),
+    sa.Column("request_id", ID, nullable=True),
+    sa.Column("revision", sa.Integer, nullable=True),  # the deployment revision last written
+    sa.Column("gate", JSONType, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("state_at", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("policy_id", "trigger_key"),
+    sa.Index(None, "policy_id", "state"),
+)
+
+# What happened, with reasons: triggers (also those ignored), state changes, decisions.
+loop_events = sa.Table(
+    "loop_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("policy_id", ID, sa.ForeignKey("loop_policies.id"), nullable=False),
+    sa.Column("execution_id", ID, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Index(None, "policy_id", "at"),
+)
