@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test test-unit lint format bench setup clean
+.PHONY: demo demo-quickstart test test-unit lint format bench setup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)  ## create .venv and install Conveyor with the test tools
 
-demo: $(STAMP)  ## run the main end-to-end job on the embedded default
+demo: $(STAMP)  ## run the closed loop end to end on the embedded default (examples/churn)
+	$(BIN)/python examples/churn/demo.py
+
+demo-quickstart: $(STAMP)  ## tracking, tuning, registry and pipelines on a bundled dataset
 	$(BIN)/python examples/quickstart/demo.py
 
 test: $(STAMP)  ## run every test (services that cannot be reached skip unless CONVEYOR_REQUIRE_SERVICES=1)

@@ -49,6 +49,22 @@ def test_the_demo_runs_and_says_what_it_did(tmp_path: Path) -> None:
     assert "Done. Conveyor stored a dataset, tracked 2 trained models" in result.stdout
 
 
+def test_the_closed_loop_demo_retrains_and_promotes_after_the_shift(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "churn" / "demo.py"), str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "monitor: 0 columns drifted" in out  # quiet before the shift
+    assert "canary churn/2 at 25% of prod" in out
+    assert "decision: promoted: churn/2 serves all of prod" in out
+    assert "champion now: churn/2" in out
+    assert (tmp_path / "d" / "monitoring-report.html").exists()
+
+
 def test_the_tracking_guide_examples_run(tmp_path: Path) -> None:
     for i, block in enumerate(python_blocks(ROOT / "docs" / "tracking.md")):
         folder = tmp_path / f"block{i}"

@@ -194,11 +194,12 @@ class LoopSuite:
         with ModelServerClient(deployment="prod", workspace=ws, reload_interval=0.05) as client:
             done = self.drive(ws, client, ("promoted", "rolled_back", "failed"))
         assert done.state == "rolled_back"
-        assert "p99 latency" in done.reason
+        assert "p99 latency" in done.reason  # the server's guard or the hold's end, first wins
         routes = cv.serving.deployments(ws).get("prod").routes
         assert [r["model"] for r in routes] == ["churn@champion"]
 
     def test_approval_required_waits_for_a_second_person(self, ws: Workspace, bob: Any) -> None:
+        cv.models.require_approval("churn")  # champion protected: only the approval moves it
         cv.loop.apply(policy(approval="required", rollout=None), workspace=ws)
         cv.loop.trigger("churn-ct", workspace=ws)
         controller = LoopController(ws)
@@ -207,11 +208,21 @@ class LoopSuite:
         (waiting,) = cv.loop.executions("churn-ct", workspace=ws)
         assert waiting.state == "awaiting_approval"
         assert waiting.request_id is not None
-        cv.models.approve(waiting.request_id, comment="looks right", workspace=bob)
+        request = cv.models.approve(waiting.request_id, comment="looks right", workspace=bob)
+        assert request.deferred is True
+        assert cv.models.get("churn@champion").version == 1  # moves after the rollout only
+        with pytest.raises(cv.PermissionDeniedError, match="protected"):
+            cv.models.set_alias("churn", "champion", 2)
         controller.tick()
         (done,) = cv.loop.executions("churn-ct", workspace=ws)
         assert done.state == "promoted", done.reason
         assert cv.models.get("churn@champion").version == 2
+        last = cv.models.alias_history("churn", "champion")[-1]
+        assert last.request_id == waiting.request_id
+        from conveyor.models.service import model_service
+
+        with pytest.raises(cv.PermissionDeniedError, match="used already"):
+            model_service(ws).set_alias("churn", "champion", 2, request_id=waiting.request_id)
 
     def test_a_rejected_request_ends_the_execution(self, ws: Workspace, bob: Any) -> None:
         cv.loop.apply(policy(approval="required"), workspace=ws)
@@ -303,14 +314,97 @@ class LoopSuite:
         changes = [r.change for r in reversed(cv.serving.deployments(ws).history("prod"))]
         assert changes == ["create", "canary", "promote"]  # deployed once per step
 
+    def test_a_controller_killed_after_asking_for_approval_asks_once(
+        self, ws: Workspace, bob: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from conveyor.loop import service
+
+        cv.loop.apply(policy(approval="required", rollout=None), workspace=ws)
+        cv.loop.trigger("churn-ct", workspace=ws)
+        real = service.LoopService.move
+
+        class Killed(BaseException):
+            pass
+
+        def dies(self: Any, execution: Any, to: str, *args: Any, **kwargs: Any) -> Any:
+            if to == "awaiting_approval" and kwargs.get("request_id"):
+                raise Killed  # the request exists; the execution does not know it yet
+            return real(self, execution, to, *args, **kwargs)
+
+        monkeypatch.setattr(service.LoopService, "move", dies)
+        with pytest.raises(Killed):
+            LoopController(ws, holder="first").tick()
+        monkeypatch.setattr(service.LoopService, "move", real)
+        LoopController(ws, holder="first").tick()
+        (request,) = cv.models.requests("churn")
+        (waiting,) = cv.loop.executions("churn-ct", workspace=ws)
+        assert waiting.request_id == request.id
+        cv.models.approve(request.id, workspace=bob)
+        LoopController(ws, holder="first").tick()
+        assert self.states(ws) == ["promoted"]
+
     def test_only_the_controller_holding_the_lease_acts(self, ws: Workspace) -> None:
+        from conveyor.store.metadata.schema import leases
+
         cv.loop.apply(policy(rollout=None), workspace=ws)
         first, second = LoopController(ws, holder="a"), LoopController(ws, holder="b")
         cv.loop.trigger("churn-ct", workspace=ws)
         assert first.tick()  # takes the lease and does the work
         cv.loop.trigger("churn-ct", workspace=ws)
         assert second.tick() == []
+        assert second.holds_lease is False
         assert self.states(ws)[0] == "triggered"
+        with ws.metadata.transaction(project_id=ws.project.id) as uow:  # a's lease runs out
+            uow.conn.execute(leases.update().values(expires_at=datetime(2000, 1, 1, tzinfo=UTC)))
+        assert second.tick()  # b takes over
+        assert first.tick() == []  # and a stands down
+        assert self.states(ws)[0] == "promoted"
+
+    def test_two_triggers_on_one_monitor_new_data_and_a_schedule_each_fire(
+        self, ws: Workspace
+    ) -> None:
+        from datetime import timedelta
+
+        from conveyor.loop import OnMetric, OnNewData, Schedule
+
+        cv.monitoring.create("prod-watch", deployment="prod", reference="train@1")
+        triggers = [
+            OnDrift("prod-watch"),
+            OnMetric("prod-watch", "rows", ">", 100),
+            OnNewData("train"),
+            Schedule("0 3 * * *"),
+        ]
+        cv.loop.apply(policy(triggers=triggers, cooldown="0s"), workspace=ws)
+        cv.loop.pause("churn-ct", workspace=ws)  # only to read what fires, one at a time
+        from conveyor.loop.triggers import fired
+
+        stored = cv.loop.get("churn-ct", workspace=ws)
+        spec = Policy.from_dict(stored["spec"])
+        now = datetime.now(UTC)
+        assert fired(ws, spec, stored["cursors"], now)[0] == []  # nothing yet
+        with ModelServerClient(deployment="prod", workspace=ws) as client:
+            client.predict(frame(300, 3, shift=2.0)[["a", "b"]], name="prod")
+        result = cv.monitoring.run("prod-watch")
+        cv.data.add("train", frame(500, 9, new=True))
+        hits, moved = fired(ws, spec, stored["cursors"], now + timedelta(days=1))
+        kinds = [h.detail["kind"] for h in hits]
+        assert sorted(kinds) == ["drift", "metric", "new_data", "schedule"]
+        assert {h.key for h in hits if h.detail["kind"] in ("drift", "metric")} == {
+            f"drift:{result.id}",
+            f"metric:rows:{result.id}",
+        }
+        again, _ = fired(ws, spec, moved, now + timedelta(days=1))
+        assert again == []  # each fires once
+
+    def test_a_canary_that_cannot_be_judged_is_not_promoted(self, ws: Workspace) -> None:
+        judged = Canary(steps=(50, 100), hold="0.2s", min_metric=("roc_auc", ">=", 0.5))
+        cv.loop.apply(policy(rollout=judged), workspace=ws)
+        cv.loop.trigger("churn-ct", workspace=ws)
+        with ModelServerClient(deployment="prod", workspace=ws, reload_interval=0.05) as client:
+            done = self.drive(ws, client, ("promoted", "rolled_back", "failed"))  # no labels
+        assert done.state == "rolled_back"
+        assert "roc_auc could not be judged" in done.reason
+        assert cv.models.get("churn@champion").version == 1
 
     def test_pause_and_resume_and_mistakes_in_a_policy(self, ws: Workspace) -> None:
         with pytest.raises(cv.InvalidArgumentError, match="MODULE:PIPELINE"):
@@ -329,6 +423,10 @@ class LoopSuite:
         assert cv.loop.pause("churn-ct", workspace=ws)["paused"] is True
         assert cv.loop.resume("churn-ct", workspace=ws)["paused"] is False
         status = cv.loop.status("churn-ct", workspace=ws)
-        assert status["active"] is None
-        assert status["last"] is None
-        assert datetime.now(UTC)  # status reads without an execution
+        assert (status["active"], status["last"], status["paused"]) == (None, None, False)
+        cv.models.require_approval("churn")  # champion protected: no promotion on its own
+        with pytest.raises(cv.InvalidArgumentError, match="approval='required'"):
+            cv.loop.apply(policy(), workspace=ws)
+        assert cv.loop.apply(policy(approval="required"), workspace=ws)["spec"]["approval"] == (
+            "required"
+        )

@@ -38,6 +38,23 @@ def test_sklearn_loads_only_the_types_recorded_at_save() -> None:
         flavor.load(files, narrowed)
 
 
+def test_a_pipeline_with_gradient_boosted_trees_loads_back() -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=200), "plan": rng.choice(["x", "y"], 200)})
+    y = (X["a"] > 0).astype(int)
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["plan"]), remainder="passthrough"),
+        HistGradientBoostingClassifier(max_iter=5),
+    ).fit(X, y)
+    _, (_, loaded) = round_trip(model)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))  # type: ignore[attr-defined]
+
+
 def test_xgboost_round_trip_keeps_classes_and_probabilities() -> None:
     xgboost = pytest.importorskip("xgboost")
     X, y = cancer()

@@ -100,9 +100,18 @@ def tick(
     ws = workspace_for(ctx)
     with ws:
         say = (lambda m: None) if as_json else (lambda m: console.print(escape(m)))
-        moved = LoopController(ws, say=say).tick()
+        controller = LoopController(ws, say=say)
+        try:
+            moved = controller.tick()
+        finally:
+            controller.release()  # one pass: the next one (cron) need not wait for the lease
     if as_json:
         console.print_json(json.dumps([e.to_dict() for e in moved], default=str))
+    elif not controller.holds_lease:
+        console.print(
+            "Another controller holds the loop's lease (a `conveyor loop run` somewhere?); "
+            "this pass did nothing."
+        )
     elif not moved:
         console.print("Nothing to do.")
 

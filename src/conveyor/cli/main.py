@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -226,7 +226,13 @@ def gc(
 @app.command()
 def lineage(
     ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="The object, as KIND:ID (e.g. run:01JB...).")],
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="The object, as KIND:ID (e.g. run:01JB...), or model_version:NAME/N (or "
+            "NAME@ALIAS), or dataset_version:NAME@N."
+        ),
+    ],
     upstream: Annotated[
         bool, typer.Option("--upstream", help="What it came from (the default).")
     ] = False,
@@ -238,14 +244,16 @@ def lineage(
 ) -> None:
     """Draw what an object came from or what came from it, as a tree.
 
-    Example: [cyan]conveyor lineage model_version:churn@3 --upstream[/cyan]
+    Example: [cyan]conveyor lineage model_version:churn@champion --upstream[/cyan]
     """
     from conveyor.store.records import ObjectRef
 
     root = ObjectRef.parse(ref)
     directions = [d for d, on in (("upstream", upstream), ("downstream", downstream)) if on]
     with workspace_for(ctx) as ws:
+        root = _by_name(ws, root)
         graphs = [ws.lineage(root, direction=d, depth=depth) for d in (directions or ["upstream"])]
+        labels = _labels(ws, {root} | {n for g in graphs for e in g.edges for n in (e.src, e.dst)})
     if as_json:
         out = {
             g.direction: [
@@ -257,21 +265,78 @@ def lineage(
         console.print_json(json.dumps(out))
         return
     for graph in graphs:
-        tree = Tree(f"[bold]{escape(str(root))}[/bold] [dim]({graph.direction})[/dim]")
-        _grow(tree, graph, root, {root})
+        shown = escape(labels.get(root, str(root)))
+        tree = Tree(f"[bold]{shown}[/bold] [dim]({graph.direction})[/dim]")
+        _grow(tree, graph, root, {root}, labels)
         if not graph.edges:
             tree.add(f"[dim]nothing {graph.direction}[/dim]")
         console.print(tree)
 
 
-def _grow(node: Tree, graph, ref, on_path: set) -> None:  # type: ignore[no-untyped-def]
+def _by_name(ws: Any, ref: Any) -> Any:
+    """``model_version:churn/3`` (or ``churn@champion``) and ``dataset_version:customers@2``
+    as the ids the lineage graph holds."""
+    from conveyor.store.records import ObjectRef
+
+    if ref.kind == "model_version" and ("/" in ref.id or "@" in ref.id):
+        from conveyor.models.service import model_service
+
+        return ObjectRef(ref.kind, model_service(ws).get(ref.id).id)
+    if ref.kind == "dataset_version" and "@" in ref.id:
+        from conveyor.data.service import data_service
+
+        return ObjectRef(ref.kind, data_service(ws).get(ref.id).id)
+    return ref
+
+
+def _labels(ws: Any, refs: set[Any]) -> dict[Any, str]:
+    """Readable names for the nodes that have one (model and dataset versions, loop
+    executions), the id's tail beside them."""
+    import sqlalchemy as sa
+
+    from conveyor.store.metadata import schema as t
+    from conveyor.store.records import ObjectRef
+
+    def ids(kind: str) -> list[str]:
+        return [r.id for r in refs if r.kind == kind]
+
+    labels: dict[Any, str] = {}
+    queries = {
+        "model_version": sa.select(
+            t.model_versions.c.id,
+            t.models.c.name + "/" + sa.cast(t.model_versions.c.version, sa.String),
+        )
+        .join(t.models, t.models.c.id == t.model_versions.c.model_id)
+        .where(t.model_versions.c.id.in_(ids("model_version"))),
+        "dataset_version": sa.select(
+            t.dataset_versions.c.id,
+            t.datasets.c.name + "@" + sa.cast(t.dataset_versions.c.version, sa.String),
+        )
+        .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
+        .where(t.dataset_versions.c.id.in_(ids("dataset_version"))),
+        "loop_execution": sa.select(
+            t.loop_executions.c.id,
+            t.loop_policies.c.name + " (" + t.loop_executions.c.state + ")",
+        )
+        .join(t.loop_policies, t.loop_policies.c.id == t.loop_executions.c.policy_id)
+        .where(t.loop_executions.c.id.in_(ids("loop_execution"))),
+    }
+    with ws.metadata.read() as conn:
+        for kind, query in queries.items():
+            if ids(kind):
+                for found_id, name in conn.execute(query):
+                    labels[ObjectRef(kind, found_id)] = f"{kind}:{name} ({found_id[-6:].lower()})"
+    return labels
+
+
+def _grow(node: Tree, graph, ref, on_path: set, labels: dict) -> None:  # type: ignore[no-untyped-def]
     for edge in graph.children(ref):
         nxt = edge.src if graph.direction == "upstream" else edge.dst
-        label = f"{escape(str(nxt))} [dim]{escape(edge.relation)}[/dim]"
+        label = f"{escape(labels.get(nxt, str(nxt)))} [dim]{escape(edge.relation)}[/dim]"
         if nxt in on_path:
             node.add(label + " [yellow](cycle)[/yellow]")
             continue
-        _grow(node.add(label), graph, nxt, on_path | {nxt})
+        _grow(node.add(label), graph, nxt, on_path | {nxt}, labels)
 
 
 @app.command()

@@ -75,6 +75,9 @@ def serve(
     no_log: Annotated[
         bool, typer.Option("--no-log", help="Do not log predictions (monitoring needs them).")
     ] = False,
+    log_flush_seconds: Annotated[
+        float, typer.Option(help="Longest time a logged prediction waits before it is written.")
+    ] = 5.0,
     trust: Annotated[
         bool, typer.Option("--trust", help="Load pickle-based models (they run code on load).")
     ] = False,
@@ -113,6 +116,7 @@ def serve(
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         reload_interval=reload_interval,
         log_predictions=not no_log,
+        flush_seconds=log_flush_seconds,
         trust=trust,
     )
 

@@ -111,7 +111,11 @@ def tick(*, workspace: Workspace | None = None, say: Any = None) -> _list[Execut
     """One pass of the controller: fire triggers, advance every execution in flight."""
     from conveyor.loop.controller import LoopController
 
-    return LoopController(workspace, say=say).tick()
+    controller = LoopController(workspace, say=say)
+    try:
+        return controller.tick()
+    finally:
+        controller.release()
 
 
 def run(*, poll: float = 5.0, workspace: Workspace | None = None, say: Any = None) -> None:

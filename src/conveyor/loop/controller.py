@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from conveyor.core import ids
-from conveyor.core.errors import ConflictError, ConveyorError, NotFoundError
+from conveyor.core.errors import ConveyorError, NotFoundError
 from conveyor.loop.policy import Policy
-from conveyor.loop.service import ACTIVE, Execution, LoopService, loop_service
+from conveyor.loop.service import ACTIVE, Execution, LoopService, StaleExecution, loop_service
 from conveyor.store import leases
 from conveyor.store.metadata.schema import loop_executions, loop_policies
 from conveyor.store.records import ObjectRef
@@ -34,7 +36,7 @@ __all__ = ["LoopController"]
 log = logging.getLogger("conveyor.loop")
 
 LEASE_TTL = timedelta(seconds=60)  # renewed before every step
-APPROVAL_ALIAS = "approved"
+APPROVAL_ALIAS = "champion"  # asked for with a deferred request: it moves after the canary
 
 
 def _utc(moment: datetime) -> datetime:
@@ -58,24 +60,41 @@ class LoopController:
         self.lease_name = f"loop:{self.ws.project.id}"
         self.say = say or (lambda message: log.info("%s", message))
         self.service: LoopService = loop_service(self.ws)
+        self.holds_lease = False
 
     # -- the pass ------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> list[Execution]:
-        """One pass over every policy; returns the executions it moved."""
-        if not leases.acquire(self.ws, self.lease_name, self.holder, self.lease_ttl):
-            return []
+        """One pass over every policy; returns the executions it moved (none, and
+        :attr:`holds_lease` False, while another controller holds the lease)."""
         moved: dict[str, Execution] = {}
+        self.holds_lease = False
         for found in self.service.list():
-            policy = Policy.from_dict(found["spec"])
-            if not found["paused"]:
-                started = self._triggers(found, policy, _utc(now or datetime.now(UTC)))
-                if started is not None:
-                    moved[started.id] = started
-            for execution in self.service.executions(policy.name, active=True):
-                for step in self._advance(execution, policy):
-                    moved[step.id] = step
+            if not self._lease():
+                break  # another controller acts (or took over mid-pass): stop here
+            self.holds_lease = True
+            try:
+                if not found["paused"]:
+                    policy = Policy.from_dict(found["spec"])
+                    started = self._triggers(found, policy, _utc(now or datetime.now(UTC)))
+                    if started is not None:
+                        moved[started.id] = started
+                for execution in self.service.executions(found["name"], active=True):
+                    for step in self._advance(execution):
+                        moved[step.id] = step
+            except Exception as e:
+                log.exception("conveyor loop: policy %s: %s", found["name"], e)
+                self.service.event(found["id"], None, "error", f"{type(e).__name__}: {e}")
+        else:
+            self.holds_lease = self._lease()
         return list(moved.values())
+
+    def _lease(self) -> bool:
+        return leases.acquire(self.ws, self.lease_name, self.holder, self.lease_ttl)
+
+    def release(self) -> None:
+        """Give the lease up (a one-shot ``tick`` does, so the next one need not wait)."""
+        leases.release(self.ws, self.lease_name, self.holder)
 
     def run_forever(self, *, poll: float = 5.0, stop: Any = None) -> None:
         """Tick every ``poll`` seconds until ``stop()`` is true (or Ctrl-C)."""
@@ -83,11 +102,11 @@ class LoopController:
             while stop is None or not stop():
                 try:
                     self.tick()
-                except ConveyorError as e:  # a bad policy must not stop the controller
+                except Exception as e:  # noqa: BLE001 - the store may be down for a moment
                     log.error("conveyor loop: %s", e)
                 time.sleep(poll)
         finally:
-            leases.release(self.ws, self.lease_name, self.holder)
+            self.release()
 
     def _triggers(self, found: dict[str, Any], policy: Policy, now: datetime) -> Execution | None:
         """Start an execution for the first trigger that fired, or record why none starts."""
@@ -142,15 +161,19 @@ class LoopController:
                         hit.detail,
                     )
                     continue
-                started = self.service.start_execution(uow, found["id"], hit.key, hit.detail)
+                started = self.service.start_execution(
+                    uow, found["id"], hit.key, hit.detail, found["spec"]
+                )
         if started is None:
             return None
         execution = self.service.execution(started)
         self.say(f"{policy.name}: {execution.trigger.get('reason', 'triggered')}")
         return execution
 
-    def _advance(self, execution: Execution, policy: Policy) -> list[Execution]:
-        """Move ``execution`` through every state it can reach now."""
+    def _advance(self, execution: Execution) -> list[Execution]:
+        """Move ``execution`` through every state it can reach now, under the spec it
+        started with."""
+        policy = Policy.from_dict(execution.spec)
         handlers = {
             "triggered": self._triggered,
             "training": self._training,
@@ -160,20 +183,36 @@ class LoopController:
         }
         moved: list[Execution] = []
         while execution.active:
-            if not leases.acquire(self.ws, self.lease_name, self.holder, self.lease_ttl):
+            if not self._lease():
                 break  # another controller took over: stop acting
             try:
                 after = handlers[execution.state](execution, policy)
-            except ConflictError as e:
+            except StaleExecution as e:
                 log.info("conveyor loop: %s", e)  # another controller moved it first
                 break
             except ConveyorError as e:
-                after = self._move(execution, "failed", f"{execution.state} failed: {e}")
+                after = self._fail(execution, policy, f"{execution.state} failed: {e}")
             if after is None:
                 break
             moved.append(after)
             execution = after
         return moved
+
+    def _fail(self, execution: Execution, policy: Policy, message: str) -> Execution:
+        """End ``execution`` failed; a canary it put out is taken back out first."""
+        if execution.state == "rolling_out" and execution.candidate:
+            from conveyor.serving.deployment import deployment_service
+
+            try:
+                deployment_service(self.ws).rollback_canary(
+                    policy.deployment, execution.candidate, message, actor=self._actor(policy)
+                )
+            except ConveyorError as e:
+                message += f" (and taking the canary out failed: {e})"
+        return self._move(execution, "failed", message)
+
+    def _actor(self, policy: Policy) -> str:
+        return f"{self.ws.settings.actor} (loop {policy.name})"
 
     def _move(self, execution: Execution, state: str, message: str, **values: Any) -> Execution:
         after = self.service.move(execution, state, message, **values)
@@ -187,7 +226,7 @@ class LoopController:
         return self._move(
             execution,
             "training",
-            f"training: pipeline {policy.pipeline} (run {run_id})",
+            f"pipeline {policy.pipeline} started (run {run_id})",
             pipeline_run_id=run_id,
             links=[(ObjectRef("pipeline_run", run_id), "started")],
         )
@@ -206,14 +245,15 @@ class LoopController:
             run = None
         if run is None:  # not started yet (or the controller died before it was recorded)
             try:
-                run = run_pipeline(
-                    load_pipeline(policy.pipeline),
-                    dict(policy.params),
-                    executor=policy.executor,
-                    cache=policy.cache,
-                    ws=self.ws,
-                    run_id=run_id,
-                )
+                with self._leased():
+                    run = run_pipeline(
+                        load_pipeline(policy.pipeline),
+                        dict(policy.params),
+                        executor=policy.executor,
+                        cache=policy.cache,
+                        ws=self.ws,
+                        run_id=run_id,
+                    )
             except PipelineFailed as e:
                 run = e.run
         elif run.status is PipelineStatus.RUNNING:
@@ -221,14 +261,14 @@ class LoopController:
             if gone is None:
                 return None  # still training, under another process: look again next pass
             new_id = ids.new_id()
-            execution = self.service.move(
+            execution = self._move(
                 execution,
                 "training",
                 f"resuming pipeline run {run.id} ({gone}) as {new_id}",
                 pipeline_run_id=new_id,
                 links=[(ObjectRef("pipeline_run", new_id), "started")],
             )
-            with contextlib.suppress(PipelineFailed):
+            with contextlib.suppress(PipelineFailed), self._leased():
                 resume(run.id, workspace=self.ws, new_run_id=new_id)
             return execution
         if run.status is not PipelineStatus.SUCCEEDED:
@@ -261,6 +301,26 @@ class LoopController:
             champion=champion,
             links=[(ObjectRef("model_version", version.id), "candidate")],
         )
+
+    @contextlib.contextmanager
+    def _leased(self) -> Iterator[None]:
+        """Keep renewing the lease while a long step (training) runs in this thread."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.lease_ttl.total_seconds() / 3):
+                try:
+                    self._lease()
+                except Exception as e:  # noqa: BLE001 - retried at the next beat
+                    log.debug("conveyor loop: lease renewal failed: %s", e)
+
+        beat = threading.Thread(target=renew, name="conveyor-loop-lease", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beat.join(5)
 
     def _gating(self, execution: Execution, policy: Policy) -> Execution:
         from conveyor.loop.gate import run_gate
@@ -296,7 +356,8 @@ class LoopController:
                 for r in models.requests(version.name)
                 if r.version == version.version
                 and r.alias == APPROVAL_ALIAS
-                and r.requested_at >= execution.created_at
+                and r.deferred
+                and _utc(r.requested_at) >= execution.created_at
             ]
             if found:  # made by a controller that died before recording it
                 request_id = found[0].id
@@ -305,10 +366,12 @@ class LoopController:
                     version.ref,
                     APPROVAL_ALIAS,
                     comment=f"loop policy {policy.name}, execution {execution.id}: "
-                    f"{(execution.gate or {}).get('reasons') or 'gate passed'}",
+                    f"{_gate_message(execution.gate or {'passed': True})}; the alias moves "
+                    "after the canary",
+                    deferred=True,
                 )
                 request_id = request.id
-            return self.service.move(
+            return self._move(
                 execution,
                 "awaiting_approval",
                 f"awaiting approval: conveyor models approve {request_id}",
@@ -354,6 +417,18 @@ class LoopController:
             ),
             None,
         )
+        primary = next((r for r in current.routes if r["role"] == "primary"), None)
+        if route is None and primary is not None and primary["model"] == execution.candidate:
+            return self._promote(execution, policy)  # a person promoted it by hand
+        removed = self._guard_rollback(execution, policy)
+        if route is None and removed is not None:
+            return self._move(
+                execution,
+                "rolled_back",
+                f"the canary was taken out of {policy.deployment} (revision {removed.revision} "
+                f"by {removed.created_by}: {removed.reason or removed.change})",
+                revision=removed.revision,
+            )
         if execution.revision is None:  # this step's split is not written yet
             if route is not None and float(route["weight"]) == weight:
                 revision = current  # written by a controller that died before recording it
@@ -361,7 +436,7 @@ class LoopController:
                 revision = deployments.canary(
                     policy.deployment, execution.candidate, weight, limits=canary.limits
                 )
-            return self.service.move(
+            return self._move(
                 execution,
                 "rolling_out",
                 f"canary {execution.candidate} at {weight:g}% of {policy.deployment} "
@@ -386,7 +461,7 @@ class LoopController:
             return None
         if verdict == "breach":
             removed = deployments.rollback_canary(
-                policy.deployment, execution.candidate, f"loop {policy.name}: {detail}"
+                policy.deployment, execution.candidate, detail, actor=self._actor(policy)
             )
             return self._move(
                 execution,
@@ -395,13 +470,26 @@ class LoopController:
                 revision=removed.revision if removed else execution.revision,
             )
         nxt = execution.step + 1
-        return self.service.move(
+        return self._move(
             execution,
             "rolling_out",
             f"{weight:g}% held for {canary.hold}: {detail}",
             step=nxt,
             revision=None,
         )
+
+    def _guard_rollback(self, execution: Execution, policy: Policy) -> Any:
+        """The revision that took this execution's canary out since it started, if any."""
+        from conveyor.serving.deployment import deployment_service
+
+        for revision in deployment_service(self.ws).history(policy.deployment):
+            if _utc(revision.created_at) < execution.created_at:
+                break
+            if revision.change == "auto-rollback" and revision.reason.startswith(
+                f"{execution.candidate}:"
+            ):
+                return revision
+        return None
 
     def _live_check(self, execution: Execution, policy: Policy, now: datetime) -> tuple[str, str]:
         """("ok" | "breach" | "wait", why) from the candidate's logged predictions."""
@@ -452,7 +540,8 @@ class LoopController:
                 waited = (now - execution.state_at).total_seconds()
                 if waited < 3 * canary.hold_seconds:
                     return "wait", f"{metric}: {found.get('status')}"
-                parts.append(f"{metric} not judged ({found.get('status')})")
+                # fail closed: a canary that cannot be judged is not promoted
+                return "breach", f"{metric} could not be judged: {found.get('status')}"
             else:
                 from conveyor.loop.triggers import _OPS
 
@@ -475,10 +564,7 @@ class LoopController:
         model = models.model(version.name)
         if model.aliases.get("champion") != version.version:
             models.set_alias(
-                version.name,
-                "champion",
-                version.version,
-                request_id=execution.request_id if policy.approval == "required" else None,
+                version.name, "champion", version.version, request_id=execution.request_id
             )
         named = primary["model"] if primary is not None else ""
         canaries = [r for r in current.routes if r["role"] in ("canary", "ab")]
@@ -496,8 +582,8 @@ class LoopController:
         return self._move(
             execution,
             "promoted",
-            f"{version.ref} promoted: {policy.deployment} serves it at 100% (revision "
-            f"{revision.revision}) and {version.name}@champion points at it",
+            f"{version.ref} serves all of {policy.deployment} (revision {revision.revision}); "
+            f"{version.name}@champion points at it",
             revision=revision.revision,
             links=[(ObjectRef("deployment_revision", revision.id), "deployed")],
         )
@@ -525,9 +611,15 @@ class LoopController:
 
     def _candidate(self, run: Any, name: str) -> str | None:
         """The newest version of ``name`` registered by a step of pipeline run ``run``."""
+        from conveyor.pipelines.service import get_run
         from conveyor.store.metadata.schema import model_versions, models
 
-        run_ids = [s.id for s in run.steps] + [run.id]
+        run_ids: list[str] = []
+        seen: Any = run
+        while seen is not None:  # a resumed run reuses steps its earlier runs finished
+            run_ids += [seen.id, *(s.id for s in seen.steps)]
+            run_ids += [s.cached_from for s in seen.steps if s.cached_from]
+            seen = get_run(seen.resumed_from, workspace=self.ws) if seen.resumed_from else None
         with self.ws.metadata.read() as conn:
             number = conn.execute(
                 sa.select(sa.func.max(model_versions.c.version))

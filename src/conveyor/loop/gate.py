@@ -87,6 +87,10 @@ def run_gate(ws: Workspace, gate: Gate, candidate: str, champion: str | None) ->
         result["evaluations"].append(theirs.id)
         held = theirs.metrics.get(metric)
         result["champion"] = {"ref": champion, "value": held}
+        if held is None:
+            result["checks"].append(
+                _check("comparison", "skipped", f"{champion} has no {metric} on {version.ref}")
+            )
         if value is not None and held is not None:
             delta = (value - held) if higher else (held - value)
             result["delta"] = delta

@@ -32,6 +32,11 @@ _OPS = (">=", "<=", "==", "!=", ">", "<")
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse", "mse", "brier", "calibration_error"})
 
 
+def _text(value: str | timedelta) -> str:
+    """A duration as text for the store (``timedelta(minutes=10)`` -> ``"600s"``)."""
+    return f"{value.total_seconds():g}s" if isinstance(value, timedelta) else value
+
+
 def _seconds(value: str | timedelta, what: str) -> float:
     span = value if isinstance(value, timedelta) else parse_duration(value)
     if span.total_seconds() < 0:
@@ -188,7 +193,7 @@ class Canary:
     ``min_rows`` predictions of the candidate were logged."""
 
     steps: tuple[float, ...] = (10.0, 50.0, 100.0)
-    hold: str = "10m"
+    hold: str | timedelta = "10m"
     max_error_rate: float | None = None
     max_p99_ms: float | None = None
     min_metric: tuple[str, str, float] | None = None
@@ -203,6 +208,7 @@ class Canary:
                 f"Canary steps must rise within (0, 100]; got {list(self.steps)}."
             )
         _seconds(self.hold, "Canary hold")
+        object.__setattr__(self, "hold", _text(self.hold))
         if self.min_metric is not None:
             metric: tuple[Any, ...] = tuple(self.min_metric)
             if len(metric) != 3 or metric[1] not in _OPS:
@@ -242,7 +248,7 @@ class Policy:
     gate: Gate | None = None
     approval: str = "auto"
     rollout: Canary | None = field(default_factory=Canary)
-    cooldown: str = "6h"
+    cooldown: str | timedelta = "6h"
     model: str | None = None
     executor: str = "local"
     cache: bool = False
@@ -269,6 +275,7 @@ class Policy:
                     "or OnNewData."
                 )
         _seconds(self.cooldown, "Policy cooldown")
+        object.__setattr__(self, "cooldown", _text(self.cooldown))
 
     @property
     def cooldown_seconds(self) -> float:

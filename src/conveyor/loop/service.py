@@ -21,13 +21,17 @@ from conveyor.store.metadata.schema import loop_events, loop_executions, loop_po
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
-__all__ = ["ACTIVE", "FINAL", "Execution", "LoopService", "loop_service"]
+__all__ = ["ACTIVE", "FINAL", "Execution", "LoopService", "StaleExecution", "loop_service"]
 
 POLICY_KIND = "loop_policy"
 EXECUTION_KIND = "loop_execution"
 ACTIVE = ("triggered", "training", "gating", "awaiting_approval", "rolling_out")
 FINAL = ("promoted", "rejected", "rolled_back", "failed")
 _list = list
+
+
+class StaleExecution(ConflictError):
+    """An execution moved on since it was read (another controller acted first)."""
 
 
 def loop_service(ws: Workspace | None = None) -> LoopService:
@@ -45,6 +49,8 @@ class Execution:
     trigger: dict[str, Any]
     state: str
     step: int
+    version: int
+    spec: dict[str, Any]
     pipeline_run_id: str | None
     candidate: str | None
     champion: str | None
@@ -67,6 +73,7 @@ class Execution:
             "trigger": self.trigger,
             "state": self.state,
             "step": self.step,
+            "version": self.version,
             "pipeline_run_id": self.pipeline_run_id,
             "candidate": self.candidate,
             "champion": self.champion,
@@ -95,8 +102,8 @@ class LoopService:
     # -- policies --------------------------------------------------------------------------
 
     def apply(self, policy: Policy) -> dict[str, Any]:
-        """Create policy ``policy.name`` or replace its spec (executions in flight keep going
-        under the spec they started with, read afresh at each step)."""
+        """Create policy ``policy.name`` or replace its spec (an execution in flight keeps the
+        spec it started with)."""
         from conveyor.loop.triggers import initial_cursors
 
         if not isinstance(policy, Policy):
@@ -153,8 +160,21 @@ class LoopService:
         from conveyor.pipelines.loader import load_pipeline
         from conveyor.serving.deployment import deployment_service
 
-        deployment_service(self.ws).get(policy.deployment)
+        deployments = deployment_service(self.ws)
+        deployments.get(policy.deployment)
         load_pipeline(policy.pipeline)
+        if policy.approval == "auto":
+            from conveyor.models.service import model_service
+
+            routes = deployments.spec(policy.deployment).routes
+            primary = next((r for r in routes if r.role == "primary"), None)
+            name = policy.model or (primary.ref.rsplit("/", 1)[0] if primary else "")
+            if name and "champion" in model_service(self.ws).model(name).protected_aliases:
+                raise InvalidArgumentError(
+                    f"{name}@champion is protected, so policy {policy.name!r} cannot promote "
+                    "on its own (approval='auto').",
+                    hint="Use approval='required': a person approves each candidate.",
+                )
         monitors = monitoring_service(self.ws)
         for trigger in policy.triggers:
             if hasattr(trigger, "monitor"):
@@ -216,6 +236,13 @@ class LoopService:
         """Start an execution now (a manual trigger; the cooldown does not apply)."""
         with self.ws.metadata.transaction(project_id=self.project_id) as uow:
             row = self._row(uow.conn, name)
+            # Touch the policy first: on PostgreSQL this locks its row, so a controller
+            # starting an execution for a fired trigger waits, then fails its compare-and-set.
+            uow.conn.execute(
+                loop_policies.update()
+                .where(loop_policies.c.id == row.id)
+                .values(updated_at=uow.now)
+            )
             running = self._active(uow.conn, row.id)
             if running is not None:
                 raise ConflictError(
@@ -225,12 +252,16 @@ class LoopService:
                 )
             key = f"manual:{ids.new_id()}"
             detail = {"kind": "manual", "reason": reason or "by hand", "by": uow.actor}
-            execution_id = self.start_execution(uow, row.id, key, detail)
+            execution_id = self.start_execution(uow, row.id, key, detail, row.spec)
         return self.execution(execution_id)
 
     # -- executions and events (the controller writes these) --------------------------------
 
-    def start_execution(self, uow: Any, policy_id: str, key: str, trigger: dict[str, Any]) -> str:
+    def start_execution(
+        self, uow: Any, policy_id: str, key: str, trigger: dict[str, Any], spec: dict[str, Any]
+    ) -> str:
+        """Insert an execution of the policy as ``spec`` says now (a later apply does not
+        change an execution in flight)."""
         execution_id = ids.new_id()
         uow.conn.execute(
             loop_executions.insert(),
@@ -242,6 +273,8 @@ class LoopService:
                     "trigger": trigger,
                     "state": "triggered",
                     "step": 0,
+                    "version": 0,
+                    "spec": spec,
                     "reason": "",
                     "state_at": uow.now,
                     "created_at": uow.now,
@@ -298,16 +331,17 @@ class LoopService:
         state: str,
         message: str,
         *,
-        expect: str | None = None,
         links: _list[tuple[ObjectRef, str]] = (),  # type: ignore[assignment]
         **values: Any,
     ) -> Execution:
-        """Record ``execution``'s next state (and fields) with its reason, only if it is still
-        in the state it was read in (a second controller's stale view changes nothing)."""
+        """Record ``execution``'s next state (and fields) with its reason, only if nothing
+        moved it since it was read (its version): a second controller's stale view changes
+        nothing and raises :class:`StaleExecution`."""
         with self.ws.metadata.transaction(project_id=self.project_id) as uow:
             row = {
                 "state": state,
                 "state_at": uow.now,
+                "version": execution.version + 1,
                 **values,
             }
             if state in FINAL:
@@ -317,13 +351,12 @@ class LoopService:
                 loop_executions.update()
                 .where(
                     loop_executions.c.id == execution.id,
-                    loop_executions.c.state == (expect or execution.state),
-                    loop_executions.c.step == execution.step,
+                    loop_executions.c.version == execution.version,
                 )
                 .values(**row)
             ).rowcount
             if done != 1:
-                raise ConflictError(f"Execution {execution.id} changed under this controller.")
+                raise StaleExecution(f"Execution {execution.id} moved on under this controller.")
             ref = ObjectRef(EXECUTION_KIND, execution.id)
             for other, relation in links:
                 uow.link(ref, other, relation)
@@ -443,6 +476,8 @@ def _execution(row: Any) -> Execution:
         trigger=row.trigger,
         state=row.state,
         step=int(row.step),
+        version=int(row.version),
+        spec=row.spec,
         pipeline_run_id=row.pipeline_run_id,
         candidate=row.candidate,
         champion=row.champion,

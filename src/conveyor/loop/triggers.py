@@ -97,7 +97,7 @@ def fired(
     moved = dict(cursors)
     for trigger in policy.triggers:
         key = _cursor_key(trigger)
-        cursor = moved.get(key)
+        cursor = cursors.get(key)  # as read: triggers sharing a cursor each see every row
         if isinstance(trigger, Schedule):
             due = _parse(cursor) if cursor else next_fire(trigger.cron, now)
             if due <= now:

@@ -172,16 +172,23 @@ def require_approval(
 
 
 def request_promotion(
-    ref: str, alias: str, *, comment: str = "", workspace: Workspace | None = None
+    ref: str,
+    alias: str,
+    *,
+    comment: str = "",
+    deferred: bool = False,
+    workspace: Workspace | None = None,
 ) -> PromotionRequest:
-    """Ask for ``alias`` to point at ``ref``; automatic checks are attached."""
-    return _svc(workspace).request_promotion(ref, alias, comment=comment)
+    """Ask for ``alias`` to point at ``ref``; automatic checks are attached. ``deferred``:
+    approval does not move the alias; the requester does, later, with the request's id."""
+    return _svc(workspace).request_promotion(ref, alias, comment=comment, deferred=deferred)
 
 
 def approve(
     request_id: str, *, comment: str = "", workspace: Workspace | None = None
 ) -> PromotionRequest:
-    """Approve a pending promotion request: its alias moves in the same transaction."""
+    """Approve a pending promotion request: its alias moves in the same transaction (a
+    deferred request's alias moves later, when its requester moves it)."""
     return _svc(workspace).approve(request_id, comment=comment)
 
 

@@ -176,6 +176,7 @@ class PromotionRequest:
     decided_by: str | None = None
     decided_at: datetime | None = None
     decision_comment: str = ""
+    deferred: bool = False  # approving does not move the alias; the requester moves it later
 
     @property
     def checks_passed(self) -> bool:
@@ -196,4 +197,5 @@ class PromotionRequest:
             "decided_by": self.decided_by,
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "decision_comment": self.decision_comment,
+            "deferred": self.deferred,
         }

@@ -404,6 +404,7 @@ def to_request(conn: sa.Connection, row: Any) -> PromotionRequest:
         decided_by=row.decided_by,
         decided_at=row.decided_at,
         decision_comment=row.decision_comment,
+        deferred=bool(row.deferred),
     )
 
 

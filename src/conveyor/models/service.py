@@ -40,6 +40,7 @@ from conveyor.store.metadata.schema import (
     dataset_versions,
     datasets,
     lineage_edges,
+    model_alias_history,
     model_aliases,
     model_evaluations,
     models,
@@ -344,13 +345,7 @@ class ModelService:
         target = self.get(f"{name}/{_version_number(version)}")
         model = self.model(name)
         if request_id is not None:
-            request = self.request(request_id)
-            asked = f"{request.model}/{request.version}"
-            if request.status != "approved" or asked != target.ref:
-                raise PermissionDeniedError(
-                    f"Request {request_id} is {request.status} for {asked}: it does not "
-                    f"approve {target.ref}."
-                )
+            self._check_deferred(request_id, alias, target)
         elif alias in model.protected_aliases:
             raise PermissionDeniedError(
                 f"The alias {name}@{alias} is protected: it moves only through an approved "
@@ -359,6 +354,33 @@ class ModelService:
                 f"or `conveyor models promote {target.ref} --alias {alias}`.",
             )
         return self._move(model.id, name, alias, target.id, target.version, request_id)
+
+    def _check_deferred(self, request_id: str, alias: str, target: ModelVersion) -> None:
+        """``request_id`` must be an approved, deferred request for exactly this move, not
+        used before."""
+        request = self.request(request_id)
+        asked = f"{request.model}/{request.version}"
+        problem = ""
+        if not request.deferred:
+            problem = "it is not a deferred request (approving it moved its alias already)"
+        elif request.status != "approved":
+            problem = f"it is {request.status}"
+        elif (request.alias, asked) != (alias, target.ref):
+            problem = f"it asks for {request.model}@{request.alias} -> {asked}"
+        else:
+            with self.ws.metadata.read() as conn:
+                used = conn.execute(
+                    sa.select(model_alias_history.c.id).where(
+                        model_alias_history.c.request_id == request_id
+                    )
+                ).first()
+            if used is not None:
+                problem = "it has been used already"
+        if problem:
+            raise PermissionDeniedError(
+                f"Request {request_id} cannot move {target.name}@{alias} to {target.ref}: "
+                f"{problem}."
+            )
 
     def delete_alias(self, name: str, alias: str) -> AliasMove:
         """Remove ``alias`` from model ``name`` (protected aliases cannot be removed)."""
@@ -431,8 +453,13 @@ class ModelService:
 
     # -- promotion requests ----------------------------------------------------------------
 
-    def request_promotion(self, ref: str, alias: str, *, comment: str = "") -> PromotionRequest:
+    def request_promotion(
+        self, ref: str, alias: str, *, comment: str = "", deferred: bool = False
+    ) -> PromotionRequest:
         """Ask for ``alias`` to point at the version ``ref`` names; checks run now.
+
+        ``deferred``: approving records the decision without moving the alias; the requester
+        moves it later with ``set_alias(..., request_id=)`` (once).
 
         Checks: the signature is compatible with the current holder's, the stored input
         example matches the signature and the model predicts on it, and (when evaluations
@@ -472,6 +499,7 @@ class ModelService:
                     requested_by=uow.actor,
                     requested_at=uow.now,
                     comment=comment,
+                    deferred=deferred,
                 )
             )
             uow.audit(
@@ -749,7 +777,7 @@ class ModelService:
                     f"Request {request_id} was already {current.status} by {current.decided_by} "
                     f"at {current.decided_at}.",
                 )
-            if status == "approved":
+            if status == "approved" and not row.deferred:
                 holder = uow.conn.execute(
                     sa.select(model_aliases.c.version_id).where(
                         model_aliases.c.model_id == row.model_id,
@@ -786,7 +814,7 @@ class ModelService:
             version=decided.version,
             alias=decided.alias,
         )
-        if status == "approved":
+        if status == "approved" and not decided.deferred:
             self._emit("alias.moved", decided.model, alias=decided.alias, version=decided.version)
         return decided
 

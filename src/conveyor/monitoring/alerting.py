@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -172,7 +172,7 @@ def evaluate_rules(
             if holds:
                 message = (
                     f"{monitor['name']} ({monitor['deployment']}): {rule.expression} "
-                    f"(now {value:.4g}) in {result.get('start')} .. {result.get('end')}"
+                    f"(now {value:.4g}) in {_window(result)}"
                 )
                 alert_id = ids.new_id()
                 conn.execute(
@@ -236,6 +236,17 @@ def evaluate_rules(
                 .values(deliveries=[*(before or []), *deliveries])
             )
     return changed
+
+
+def _window(result: dict[str, Any]) -> str:
+    """The result's window, readably: ``2026-11-29 14:00 to 15:00 UTC``."""
+    try:
+        start = datetime.fromisoformat(str(result["start"])).astimezone(UTC)
+        end = datetime.fromisoformat(str(result["end"])).astimezone(UTC)
+    except (KeyError, ValueError):
+        return f"{result.get('start')} .. {result.get('end')}"
+    last = f"{end:%H:%M:%S}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M:%S}"
+    return f"the window {start:%Y-%m-%d %H:%M:%S} to {last} UTC"
 
 
 def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dict[str, Any]:

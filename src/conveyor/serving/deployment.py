@@ -280,7 +280,9 @@ class DeploymentService:
             base=current.revision,
         )
 
-    def rollback_canary(self, name: str, model: str, reason: str) -> Revision | None:
+    def rollback_canary(
+        self, name: str, model: str, reason: str, *, actor: str = "conveyor-server"
+    ) -> Revision | None:
         """Drop the canary ``model`` (the server's guard calls this); None if already gone.
 
         Made against the revision read: if someone changed the deployment meanwhile, it reads
@@ -303,7 +305,7 @@ class DeploymentService:
                     current.limits,
                     "auto-rollback",
                     f"{model}: {reason}",
-                    actor="conveyor-server",
+                    actor=actor,
                     base=current.revision,
                 )
             except ConflictError:

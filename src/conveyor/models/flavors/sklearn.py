@@ -82,7 +82,10 @@ class SklearnFlavor(Flavor):
             ) from e
         # Every type the file holds is recorded now, so loading trusts exactly these and
         # refuses a file that was changed to hold anything else.
-        trusted = types if types is not None else sorted(skops.io.get_untrusted_types(data=data))
+        # (The types skops reports for the file are added: a nested object skops stores in
+        # its own way, such as a pipeline's gradient-boosting trees, can escape the walk.)
+        reported = set(skops.io.get_untrusted_types(data=data))
+        trusted = sorted(reported | set(types or ()))
         info = {
             "class": f"{type(model).__module__}.{type(model).__qualname__}",
             "trusted_types": trusted,

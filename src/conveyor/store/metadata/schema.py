@@ -329,6 +329,9 @@ promotion_requests = sa.Table(
     sa.Column("decided_by", sa.String(200), nullable=True),
     sa.Column("decided_at", UTCDateTime, nullable=True),
     sa.Column("decision_comment", sa.Text, nullable=False, server_default=""),
+    # Deferred: approving does not move the alias; whoever asked moves it later with this
+    # request (the continuous-training loop approves a candidate before its canary).
+    sa.Column("deferred", sa.Boolean, nullable=True),
     sa.Index(None, "model_id", "status"),
 )
 
@@ -637,6 +640,8 @@ loop_executions = sa.Table(
     sa.Column("trigger", JSONType, nullable=False),
     sa.Column("state", sa.String(32), nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),  # bumped by every move (compare-and-set)
+    sa.Column("spec", JSONType, nullable=False),  # the policy as it was when it started
     sa.Column("pipeline_run_id", ID, nullable=True),
     sa.Column("candidate", sa.String(200), nullable=True),
     sa.Column("champion", sa.String(200), nullable=True),

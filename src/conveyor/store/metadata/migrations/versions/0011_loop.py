@@ -1,4 +1,5 @@
-"""The closed loop: continuous-training policies, their executions and events.
+"""The closed loop: continuous-training policies, their executions and events; deferred
+promotion requests (approved now, the alias moved later by whoever asked).
 
 Revision ID: 0011
 Revises: 0010
@@ -21,6 +22,7 @@ ID = sa.String(26)
 
 
 def upgrade() -> None:
+    op.add_column("promotion_requests", sa.Column("deferred", sa.Boolean, nullable=True))
     op.create_table(
         "loop_policies",
         sa.Column("id", ID, nullable=False),
@@ -47,6 +49,8 @@ def upgrade() -> None:
         sa.Column("trigger", JSONType, nullable=False),
         sa.Column("state", sa.String(32), nullable=False),
         sa.Column("step", sa.Integer, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("spec", JSONType, nullable=False),
         sa.Column("pipeline_run_id", ID, nullable=True),
         sa.Column("candidate", sa.String(200), nullable=True),
         sa.Column("champion", sa.String(200), nullable=True),
@@ -89,3 +93,5 @@ def downgrade() -> None:
     op.drop_index("ix_loop_executions_policy_id_state", table_name="loop_executions")
     op.drop_table("loop_executions")
     op.drop_table("loop_policies")
+    with op.batch_alter_table("promotion_requests") as batch:
+        batch.drop_column("deferred")
