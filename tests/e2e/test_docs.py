@@ -134,3 +134,11 @@ def test_the_monitoring_guide_examples_run(tmp_path: Path) -> None:
     result = run_python("\n".join(blocks), tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "['age'] False"
+
+
+def test_the_loop_guide_policy_is_valid_and_stores_as_written(tmp_path: Path) -> None:
+    (block,) = python_blocks(ROOT / "docs" / "loop.md")
+    check = "\nassert Policy.from_dict(policy.to_dict()) == policy\nprint(policy.rollout.steps)\n"
+    result = run_python(block + check, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(10.0, 50.0, 100.0)"

@@ -31,6 +31,7 @@ def test_public_names_are_exactly_all() -> None:
         "data",
         "features",
         "models",
+        "loop",
         "monitoring",
         "pipelines",
         "serving",

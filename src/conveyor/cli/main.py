@@ -33,6 +33,7 @@ app.add_typer(db_app, name="db")
 
 
 def _add_domain_commands() -> None:
+    from conveyor.cli.ci import ci_app
     from conveyor.cli.data import data_app
     from conveyor.cli.features import features_app
     from conveyor.cli.loop import loop_app
@@ -55,6 +56,7 @@ def _add_domain_commands() -> None:
     app.add_typer(labels_app, name="labels")
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(loop_app, name="loop")
+    app.add_typer(ci_app, name="ci")
     app.command("serve")(serve)
     app.command("predict")(predict)
     app.command("build")(build)
@@ -96,14 +98,31 @@ def init(
     project: Annotated[
         str | None, typer.Option("--project", "-p", help="Project name (default: folder name).")
     ] = None,
+    ci: Annotated[
+        str | None,
+        typer.Option(
+            "--ci", help="Also write a CI workflow running `conveyor ci check`: github or gitlab."
+        ),
+    ] = None,
+    ci_pipeline: Annotated[
+        str, typer.Option(help="The training pipeline the CI check runs.")
+    ] = "pipelines/train.py:train",
+    ci_policy: Annotated[
+        str, typer.Option(help="The loop policy whose gate the CI check applies.")
+    ] = "policies.py:policy",
 ) -> None:
     """Create [bold].conveyor/[/bold] and a commented [bold]conveyor.toml[/bold]; safe to repeat.
 
-    Example: [cyan]conveyor init --project churn[/cyan]
+    Example: [cyan]conveyor init --project churn --ci github[/cyan]
     """
     from conveyor.store.workspace import init_project
 
     target = path if path != Path(".") or ctx.find_root().obj is None else ctx.find_root().obj
+    if ci is not None:
+        from conveyor.cli.ci import write_workflow
+
+        written = write_workflow(Path(target), ci, ci_pipeline, ci_policy)
+        console.print(f"created {escape(str(written))}")
     ws, created = init_project(target, project=project)
     with ws:
         for item in created:
@@ -276,16 +295,20 @@ def lineage(
 def _by_name(ws: Any, ref: Any) -> Any:
     """``model_version:churn/3`` (or ``churn@champion``) and ``dataset_version:customers@2``
     as the ids the lineage graph holds."""
+    from conveyor.core.errors import InvalidArgumentError, NotFoundError
     from conveyor.store.records import ObjectRef
 
-    if ref.kind == "model_version" and ("/" in ref.id or "@" in ref.id):
-        from conveyor.models.service import model_service
+    try:
+        if ref.kind == "model_version" and ("/" in ref.id or "@" in ref.id):
+            from conveyor.models.service import model_service
 
-        return ObjectRef(ref.kind, model_service(ws).get(ref.id).id)
-    if ref.kind == "dataset_version" and "@" in ref.id:
-        from conveyor.data.service import data_service
+            return ObjectRef(ref.kind, model_service(ws).get(ref.id).id)
+        if ref.kind == "dataset_version" and "@" in ref.id:
+            from conveyor.data.service import data_service
 
-        return ObjectRef(ref.kind, data_service(ws).get(ref.id).id)
+            return ObjectRef(ref.kind, data_service(ws).get(ref.id).id)
+    except (NotFoundError, InvalidArgumentError):
+        pass  # not a name the registry knows: the graph may hold it as written
     return ref
 
 

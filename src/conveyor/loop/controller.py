@@ -276,7 +276,7 @@ class LoopController:
                 execution, "failed", f"pipeline run {run.id} {run.status}: {run.error[:500]}"
             )
         name = self._model_name(policy)
-        candidate = self._candidate(run, name)
+        candidate = registered_by(self.ws, run, name)
         if candidate is None:
             return self._move(
                 execution,
@@ -609,28 +609,30 @@ class LoopController:
             raise NotFoundError(f"Deployment {policy.deployment!r} has no primary model.")
         return serving.rsplit("/", 1)[0]
 
-    def _candidate(self, run: Any, name: str) -> str | None:
-        """The newest version of ``name`` registered by a step of pipeline run ``run``."""
-        from conveyor.pipelines.service import get_run
-        from conveyor.store.metadata.schema import model_versions, models
 
-        run_ids: list[str] = []
-        seen: Any = run
-        while seen is not None:  # a resumed run reuses steps its earlier runs finished
-            run_ids += [seen.id, *(s.id for s in seen.steps)]
-            run_ids += [s.cached_from for s in seen.steps if s.cached_from]
-            seen = get_run(seen.resumed_from, workspace=self.ws) if seen.resumed_from else None
-        with self.ws.metadata.read() as conn:
-            number = conn.execute(
-                sa.select(sa.func.max(model_versions.c.version))
-                .join(models, models.c.id == model_versions.c.model_id)
-                .where(
-                    models.c.project_id == str(self.ws.project.id),
-                    models.c.name == name,
-                    model_versions.c.run_id.in_(run_ids),
-                )
-            ).scalar()
-        return f"{name}/{number}" if number is not None else None
+def registered_by(ws: Workspace, run: Any, name: str) -> str | None:
+    """The newest version of model ``name`` registered by a step of pipeline run ``run`` (or
+    by a step an earlier run finished and this one reused), as ``name/N``."""
+    from conveyor.pipelines.service import get_run
+    from conveyor.store.metadata.schema import model_versions, models
+
+    run_ids: list[str] = []
+    seen: Any = run
+    while seen is not None:  # a resumed run reuses steps its earlier runs finished
+        run_ids += [seen.id, *(s.id for s in seen.steps)]
+        run_ids += [s.cached_from for s in seen.steps if s.cached_from]
+        seen = get_run(seen.resumed_from, workspace=ws) if seen.resumed_from else None
+    with ws.metadata.read() as conn:
+        number = conn.execute(
+            sa.select(sa.func.max(model_versions.c.version))
+            .join(models, models.c.id == model_versions.c.model_id)
+            .where(
+                models.c.project_id == str(ws.project.id),
+                models.c.name == name,
+                model_versions.c.run_id.in_(run_ids),
+            )
+        ).scalar()
+    return f"{name}/{number}" if number is not None else None
 
 
 def _gate_message(result: dict[str, Any]) -> str:
