@@ -158,8 +158,13 @@ def logged(at_least: int) -> None:
 
 
 def main() -> None:
-    shutil.rmtree(FOLDER, ignore_errors=True)
+    marker = FOLDER / ".conveyor-demo"
+    ours = marker.exists() or Path(".demo", "churn").resolve() == FOLDER
+    if FOLDER.exists() and any(FOLDER.iterdir()) and not ours:
+        raise SystemExit(f"{FOLDER} holds files this demo did not write; give an empty folder.")
+    shutil.rmtree(FOLDER, ignore_errors=True)  # a previous run of the demo
     FOLDER.mkdir(parents=True)
+    marker.touch()
     os.chdir(FOLDER)
     say(f"A new project in {FOLDER}: week 1 of customer data, validated and versioned")
     cli("init", "--project", "churn")

@@ -80,8 +80,13 @@ def cli(*args: str) -> None:
 
 def main() -> None:
     """Run the demo."""
-    shutil.rmtree(FOLDER, ignore_errors=True)
+    marker = FOLDER / ".conveyor-demo"
+    ours = marker.exists() or FOLDER.resolve() == Path(".demo", "quickstart").resolve()
+    if FOLDER.exists() and any(FOLDER.iterdir()) and not ours:
+        raise SystemExit(f"{FOLDER} holds files this demo did not write; give an empty folder.")
+    shutil.rmtree(FOLDER, ignore_errors=True)  # a previous run of the demo
     FOLDER.mkdir(parents=True)
+    marker.touch()
     say(f"A new project in {FOLDER}")
     cli("init", "--project", "cancer")
     ws = cv.init(FOLDER)

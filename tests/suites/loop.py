@@ -221,8 +221,47 @@ class LoopSuite:
         assert last.request_id == waiting.request_id
         from conveyor.models.service import model_service
 
-        with pytest.raises(cv.PermissionDeniedError, match="used already"):
+        assert cv.models.request(waiting.request_id).status == "applied"
+        with pytest.raises(cv.PermissionDeniedError, match="it is applied"):
             model_service(ws).set_alias("churn", "champion", 2, request_id=waiting.request_id)
+
+    def test_an_approval_is_usable_once_by_its_requester_and_never_moves_a_moved_champion(
+        self, ws: Workspace, bob: Any
+    ) -> None:
+        from conveyor.models.service import model_service
+
+        cv.loop.apply(policy(approval="required", rollout=None), workspace=ws)
+        cv.loop.trigger("churn-ct", workspace=ws)
+        controller = LoopController(ws)
+        controller.tick()
+        (waiting,) = cv.loop.executions("churn-ct", workspace=ws)
+        cv.models.approve(waiting.request_id, workspace=bob)
+        with pytest.raises(cv.PermissionDeniedError, match="only its requester, ada"):
+            model_service(bob).set_alias("churn", "champion", 2, request_id=waiting.request_id)
+        with pytest.raises(cv.PermissionDeniedError, match="asks for churn@champion -> churn/2"):
+            model_service(ws).set_alias("churn", "production", 2, request_id=waiting.request_id)
+        old = frame(500, 4)
+        cv.models.log(
+            LogisticRegression().fit(old[["a", "b"]], old["label"]),
+            "churn",
+            input_example=old[["a", "b"]][:5],
+        )
+        cv.models.set_alias("churn", "champion", 3)  # someone moved it meanwhile
+        controller.tick()
+        (done,) = cv.loop.executions("churn-ct", workspace=ws)
+        assert done.state == "failed"
+        assert "has moved since" in done.reason
+        assert cv.models.get("churn@champion").version == 3  # not moved back
+        assert cv.models.request(waiting.request_id).status == "withdrawn"
+
+    def test_long_durations_given_as_timedeltas_store_and_read_back(self) -> None:
+        from datetime import timedelta
+
+        made = policy(cooldown=timedelta(days=12), rollout=Canary(hold=timedelta(seconds=1.5)))
+        again = Policy.from_dict(made.to_dict())
+        assert again.cooldown_seconds == 12 * 86400
+        assert again.rollout is not None
+        assert again.rollout.hold_seconds == 1.5
 
     def test_a_rejected_request_ends_the_execution(self, ws: Workspace, bob: Any) -> None:
         cv.loop.apply(policy(approval="required"), workspace=ws)
@@ -397,11 +436,16 @@ class LoopSuite:
         assert again == []  # each fires once
 
     def test_a_canary_that_cannot_be_judged_is_not_promoted(self, ws: Workspace) -> None:
-        judged = Canary(steps=(50, 100), hold="0.2s", min_metric=("roc_auc", ">=", 0.5))
+        judged = Canary(
+            steps=(50, 100), hold="0.2s", min_metric=("roc_auc", ">=", 0.5), judge_within="2s"
+        )
         cv.loop.apply(policy(rollout=judged), workspace=ws)
         cv.loop.trigger("churn-ct", workspace=ws)
-        with ModelServerClient(deployment="prod", workspace=ws, reload_interval=0.05) as client:
-            done = self.drive(ws, client, ("promoted", "rolled_back", "failed"))  # no labels
+        served = ModelServerClient(
+            deployment="prod", workspace=ws, reload_interval=0.05, flush_seconds=0.2
+        )
+        with served as client:  # predictions land in the log at once; no label ever comes
+            done = self.drive(ws, client, ("promoted", "rolled_back", "failed"))
         assert done.state == "rolled_back"
         assert "roc_auc could not be judged" in done.reason
         assert cv.models.get("churn@champion").version == 1

@@ -103,6 +103,7 @@ def check(
     from conveyor.loop.policy import Gate, Policy
 
     gate: Gate | None = None
+    model_name: str | None = None
     if policy is not None:
         from conveyor.core.modules import import_module_or_file
 
@@ -112,6 +113,7 @@ def check(
             raise InvalidArgumentError(f"{policy} is not a conveyor.loop.Policy with a gate.")
         gate = found.gate
         deployment = deployment or found.deployment
+        model_name = found.model
     if data is not None or gate is None:
         if data is None:
             raise InvalidArgumentError(
@@ -134,6 +136,7 @@ def check(
             model=model,
             pipeline=pipeline,
             params=_params(param or []),
+            model_name=model_name,
             deployment=deployment,
         )
     if markdown is not None:
@@ -168,8 +171,10 @@ GITHUB_WORKFLOW = """\
 # Conveyor's model check on every pull request (written by `conveyor init --ci github`).
 # It trains the candidate with the pipeline, compares it with the champion on held-out data,
 # and checks data validation, the signature, fairness and latency; the summary shows on the
-# run's page and the job fails when a check does. Point CONVEYOR_STORE_URI and
-# CONVEYOR_ARTIFACT_URI at the team's stores (repository secrets).
+# run's page and the job fails when a check does. The job runs the pull request's code, which
+# writes to the store it is given: point CONVEYOR_STORE_URI and CONVEYOR_ARTIFACT_URI
+# (repository secrets) at a staging copy of the team's stores, not at production, and do not
+# list the CI's actor among the project's approvers.
 name: model-check
 on:
   pull_request:
@@ -178,9 +183,9 @@ jobs:
   model-check:
     runs-on: ubuntu-latest
     env:
-      CONVEYOR_STORE_URI: ${{ secrets.CONVEYOR_STORE_URI }}
-      CONVEYOR_ARTIFACT_URI: ${{ secrets.CONVEYOR_ARTIFACT_URI }}
-      CONVEYOR_ACTOR: ci-${{ github.actor }}
+      CONVEYOR_STORE_URI: ${{{{ secrets.CONVEYOR_STORE_URI }}}}
+      CONVEYOR_ARTIFACT_URI: ${{{{ secrets.CONVEYOR_ARTIFACT_URI }}}}
+      CONVEYOR_ACTOR: model-ci
     steps:
       - uses: actions/checkout@v4
       - uses: actions/setup-python@v5
@@ -203,7 +208,8 @@ jobs:
 GITLAB_JOB = """\
 # Conveyor's model check on merge requests (written by `conveyor init --ci gitlab`).
 # Include it from .gitlab-ci.yml:  include: [{{local: .gitlab/conveyor-model-check.yml}}]
-# Set CONVEYOR_STORE_URI and CONVEYOR_ARTIFACT_URI as CI/CD variables.
+# Set CONVEYOR_STORE_URI and CONVEYOR_ARTIFACT_URI as CI/CD variables, pointing at a staging
+# copy of the team's stores (the job runs the merge request's code, which writes to them).
 model-check:
   image: python:3.11
   rules:

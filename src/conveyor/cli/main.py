@@ -307,8 +307,9 @@ def _by_name(ws: Any, ref: Any) -> Any:
             from conveyor.data.service import data_service
 
             return ObjectRef(ref.kind, data_service(ws).get(ref.id).id)
-    except (NotFoundError, InvalidArgumentError):
-        pass  # not a name the registry knows: the graph may hold it as written
+    except (NotFoundError, InvalidArgumentError) as e:
+        # not a name the registry knows: the graph may still hold it as written
+        err_console.print(f"[dim]note: {escape(str(e))}[/dim]")
     return ref
 
 

@@ -274,6 +274,11 @@ def _print_request(r: PromotionRequest) -> None:
         f"{r.status}[/]"
     )
     console.print(f"requested {_when(r.requested_at)} UTC by {escape(r.requested_by)}")
+    if r.deferred:
+        console.print(
+            "deferred: approving it does not move the alias; its requester moves it later "
+            "(the continuous-training loop, after the canary)"
+        )
     if r.comment:
         console.print(f"comment: {escape(r.comment)}")
     for c in r.checks:

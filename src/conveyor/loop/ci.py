@@ -56,8 +56,9 @@ class CheckReport:
             "| --- | --- | --- |",
         ]
         for c in self.checks:
-            detail = str(c["detail"]).replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {c['name']} | {mark[c['status']]} {c['status']} | {detail} |")
+            lines.append(
+                f"| {_cell(c['name'])} | {mark[c['status']]} {c['status']} | {_cell(c['detail'])} |"
+            )
         if self.pipeline_run:
             lines += ["", f"Trained by pipeline run `{self.pipeline_run}`."]
         return "\n".join(lines) + "\n"
@@ -74,18 +75,31 @@ class CheckReport:
             errors="0",
         )
         for c in self.checks:
-            case = ET.SubElement(suite, "testcase", classname="conveyor.ci", name=c["name"])
+            name, detail = _xml_text(c["name"]), _xml_text(c["detail"])
+            case = ET.SubElement(suite, "testcase", classname="conveyor.ci", name=name)
             if c["status"] == "failed":
-                ET.SubElement(case, "failure", message=str(c["detail"])[:500]).text = str(
-                    c["detail"]
-                )
+                ET.SubElement(case, "failure", message=detail[:500]).text = detail
             elif c["status"] == "skipped":
-                ET.SubElement(case, "skipped", message=str(c["detail"])[:500])
+                ET.SubElement(case, "skipped", message=detail[:500])
             else:
-                ET.SubElement(case, "system-out").text = str(c["detail"])
+                ET.SubElement(case, "system-out").text = detail
         suites = ET.Element("testsuites")
         suites.append(suite)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def _cell(value: Any) -> str:
+    """Text for a Markdown table cell: one line, no table or HTML syntax."""
+    text = " ".join(str(value).split())
+    for char, escaped in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), (">", "&gt;")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _xml_text(value: Any) -> str:
+    """``value`` as text XML 1.0 allows (control characters other than tab and newlines
+    dropped: details can quote the data)."""
+    return "".join(ch for ch in str(value) if ch in "\t\n\r" or ord(ch) >= 0x20)
 
 
 def check(

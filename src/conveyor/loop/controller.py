@@ -217,6 +217,13 @@ class LoopController:
     def _move(self, execution: Execution, state: str, message: str, **values: Any) -> Execution:
         after = self.service.move(execution, state, message, **values)
         self.say(f"{execution.policy}: {state}: {message}")
+        if state in ("rejected", "rolled_back", "failed") and after.request_id:
+            from conveyor.models.service import model_service
+
+            try:  # an approval for a candidate that did not make it must not be used later
+                model_service(self.ws).withdraw(after.request_id, comment=f"{state}: {message}")
+            except ConveyorError as e:
+                log.warning("conveyor loop: could not withdraw %s: %s", after.request_id, e)
         return after
 
     # -- states --------------------------------------------------------------------------
@@ -243,6 +250,10 @@ class LoopController:
             run = get_run(run_id, workspace=self.ws)
         except NotFoundError:
             run = None
+        if run is None and execution.previous_run_id:  # died before the resume started
+            with contextlib.suppress(PipelineFailed), self._leased():
+                resume(execution.previous_run_id, workspace=self.ws, new_run_id=run_id)
+            run = get_run(run_id, workspace=self.ws)
         if run is None:  # not started yet (or the controller died before it was recorded)
             try:
                 with self._leased():
@@ -266,6 +277,7 @@ class LoopController:
                 "training",
                 f"resuming pipeline run {run.id} ({gone}) as {new_id}",
                 pipeline_run_id=new_id,
+                previous_run_id=run.id,
                 links=[(ObjectRef("pipeline_run", new_id), "started")],
             )
             with contextlib.suppress(PipelineFailed), self._leased():
@@ -381,11 +393,12 @@ class LoopController:
         request = models.request(request_id)
         if request.status == "pending":
             return None
-        if request.status == "rejected":
+        if request.status != "approved":
+            who = request.decided_by or request.requested_by
             return self._move(
                 execution,
                 "rejected",
-                f"rejected by {request.decided_by}: {request.decision_comment or 'no comment'}",
+                f"request {request.status} by {who}: {request.decision_comment or 'no comment'}",
             )
         return self._move(
             execution,
@@ -418,7 +431,7 @@ class LoopController:
             None,
         )
         primary = next((r for r in current.routes if r["role"] == "primary"), None)
-        if route is None and primary is not None and primary["model"] == execution.candidate:
+        if route is None and primary is not None and self._is(primary["model"], execution):
             return self._promote(execution, policy)  # a person promoted it by hand
         removed = self._guard_rollback(execution, policy)
         if route is None and removed is not None:
@@ -428,6 +441,14 @@ class LoopController:
                 f"the canary was taken out of {policy.deployment} (revision {removed.revision} "
                 f"by {removed.created_by}: {removed.reason or removed.change})",
                 revision=removed.revision,
+            )
+        if route is None and execution.step > 0:  # a person took the canary out between steps
+            return self._move(
+                execution,
+                "rolled_back",
+                f"the canary was removed from {policy.deployment} by hand (revision "
+                f"{current.revision} by {current.created_by}: {current.change})",
+                revision=current.revision,
             )
         if execution.revision is None:  # this step's split is not written yet
             if route is not None and float(route["weight"]) == weight:
@@ -478,6 +499,17 @@ class LoopController:
             revision=None,
         )
 
+    def _is(self, named: str, execution: Execution) -> bool:
+        """Whether the route model ``named`` (a version or an alias) is the candidate."""
+        from conveyor.models.service import model_service
+
+        if named == execution.candidate:
+            return True
+        try:
+            return model_service(self.ws).get(named).ref == execution.candidate
+        except NotFoundError:
+            return False
+
     def _guard_rollback(self, execution: Execution, policy: Policy) -> Any:
         """The revision that took this execution's canary out since it started, if any."""
         from conveyor.serving.deployment import deployment_service
@@ -516,11 +548,16 @@ class LoopController:
                 & (window.get("role", "canary") != "shadow")
             ]
         rows = len(window)
-        if rows < canary.min_rows:
-            return "wait", f"{rows} predictions so far (waiting for {canary.min_rows})"
+        waited = (now - execution.state_at).total_seconds()
+        judged = canary.min_metric is not None or canary.max_p99_ms is not None
+        if rows < canary.min_rows or (rows == 0 and judged):
+            if waited < canary.deadline_seconds:
+                return "wait", f"{rows} predictions so far (waiting for {canary.min_rows})"
+            # fail closed: a canary no traffic reached cannot be judged, so it is not promoted
+            return "breach", f"only {rows} predictions of the candidate in {waited:.0f} s"
         parts = [f"{rows} predictions"]
         if rows == 0:
-            return "ok", "no predictions of the candidate (none required)"
+            return "ok", "no predictions of the candidate (none required: min_rows=0)"
         p99 = float(np.percentile(window["latency_ms"].to_numpy(float), 99))
         parts.append(f"p99 {p99:.1f} ms")
         if canary.max_p99_ms is not None and p99 > canary.max_p99_ms:
@@ -537,8 +574,7 @@ class LoopController:
             found = checks.performance(window, labels, min_labels=canary.min_labels)
             value = found.get(metric)
             if found.get("status") != "ok" or value is None:
-                waited = (now - execution.state_at).total_seconds()
-                if waited < 3 * canary.hold_seconds:
+                if waited < canary.deadline_seconds:
                     return "wait", f"{metric}: {found.get('status')}"
                 # fail closed: a canary that cannot be judged is not promoted
                 return "breach", f"{metric} could not be judged: {found.get('status')}"

@@ -34,7 +34,10 @@ LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse", "mse", "brier", "calibra
 
 def _text(value: str | timedelta) -> str:
     """A duration as text for the store (``timedelta(minutes=10)`` -> ``"600s"``)."""
-    return f"{value.total_seconds():g}s" if isinstance(value, timedelta) else value
+    if not isinstance(value, timedelta):
+        return value
+    seconds = value.total_seconds()
+    return f"{int(seconds)}s" if seconds.is_integer() else f"{seconds!r}s"
 
 
 def _seconds(value: str | timedelta, what: str) -> float:
@@ -190,7 +193,10 @@ class Canary:
     ``hold``; roll back when the server's guard trips (``max_error_rate``, ``max_p99_ms``) or,
     at the end of a hold, when the candidate's logged latency or ``min_metric`` on labelled
     predictions (e.g. ``("roc_auc", ">=", 0.80)``) breaks. A hold lasts until at least
-    ``min_rows`` predictions of the candidate were logged."""
+    ``min_rows`` predictions (and ``min_labels`` labels, for ``min_metric``) of the candidate
+    were logged, for at most ``judge_within`` past its end (default: twice the hold plus a
+    minute, time for the server's log and late labels to land); a canary still not judged
+    then is rolled back, never promoted."""
 
     steps: tuple[float, ...] = (10.0, 50.0, 100.0)
     hold: str | timedelta = "10m"
@@ -199,6 +205,7 @@ class Canary:
     min_metric: tuple[str, str, float] | None = None
     min_labels: int = 30
     min_rows: int = 1
+    judge_within: str | timedelta | None = None
 
     def __post_init__(self) -> None:
         steps = tuple(float(s) for s in self.steps)
@@ -209,6 +216,11 @@ class Canary:
             )
         _seconds(self.hold, "Canary hold")
         object.__setattr__(self, "hold", _text(self.hold))
+        if self.judge_within is not None:
+            _seconds(self.judge_within, "Canary judge_within")
+            object.__setattr__(self, "judge_within", _text(self.judge_within))
+        if not isinstance(self.min_rows, int) or self.min_rows < 0:
+            raise InvalidArgumentError(f"Canary min_rows is a count >= 0; got {self.min_rows!r}.")
         if self.min_metric is not None:
             metric: tuple[Any, ...] = tuple(self.min_metric)
             if len(metric) != 3 or metric[1] not in _OPS:
@@ -221,6 +233,13 @@ class Canary:
     @property
     def hold_seconds(self) -> float:
         return _seconds(self.hold, "Canary hold")
+
+    @property
+    def deadline_seconds(self) -> float:
+        """How long after a step starts it may wait for enough predictions and labels."""
+        if self.judge_within is not None:
+            return self.hold_seconds + _seconds(self.judge_within, "Canary judge_within")
+        return 3 * self.hold_seconds + 60
 
     @property
     def limits(self) -> dict[str, float]:

@@ -52,6 +52,7 @@ class Execution:
     version: int
     spec: dict[str, Any]
     pipeline_run_id: str | None
+    previous_run_id: str | None
     candidate: str | None
     champion: str | None
     request_id: str | None
@@ -479,6 +480,7 @@ def _execution(row: Any) -> Execution:
         version=int(row.version),
         spec=row.spec,
         pipeline_run_id=row.pipeline_run_id,
+        previous_run_id=row.previous_run_id,
         candidate=row.candidate,
         champion=row.champion,
         request_id=row.request_id,

@@ -168,7 +168,7 @@ class PromotionRequest:
     model: str
     version: int
     alias: str
-    status: str  # pending, approved, rejected
+    status: str  # pending, approved, rejected; applied (a deferred one, used), withdrawn
     checks: list[dict[str, Any]]
     requested_by: str
     requested_at: datetime

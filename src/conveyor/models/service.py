@@ -40,7 +40,6 @@ from conveyor.store.metadata.schema import (
     dataset_versions,
     datasets,
     lineage_edges,
-    model_alias_history,
     model_aliases,
     model_evaluations,
     models,
@@ -337,50 +336,115 @@ class ModelService:
         """Point ``alias`` of model ``name`` at ``version``, atomically; returns the move.
 
         A protected alias (see :meth:`require_approval`) moves only through an approved
-        promotion request: its approval, or ``request_id`` naming an approved request for
-        this very version (the continuous-training loop approves a candidate first and moves
-        the alias once its rollout succeeds).
+        promotion request: its approval, or, for a deferred request, ``request_id`` (see
+        :meth:`request_promotion`): the continuous-training loop has a candidate approved
+        first and moves the alias once its rollout succeeds.
         """
         registry.validate_alias(alias)
         target = self.get(f"{name}/{_version_number(version)}")
         model = self.model(name)
         if request_id is not None:
-            self._check_deferred(request_id, alias, target)
-        elif alias in model.protected_aliases:
+            return self._apply_deferred(request_id, model.id, alias, target)
+        if alias in model.protected_aliases:
             raise PermissionDeniedError(
                 f"The alias {name}@{alias} is protected: it moves only through an approved "
                 "promotion request.",
                 hint=f"Request it: cv.models.request_promotion({target.ref!r}, alias={alias!r}) "
                 f"or `conveyor models promote {target.ref} --alias {alias}`.",
             )
-        return self._move(model.id, name, alias, target.id, target.version, request_id)
+        return self._move(model.id, name, alias, target.id, target.version)
 
-    def _check_deferred(self, request_id: str, alias: str, target: ModelVersion) -> None:
-        """``request_id`` must be an approved, deferred request for exactly this move, not
-        used before."""
-        request = self.request(request_id)
-        asked = f"{request.model}/{request.version}"
-        problem = ""
-        if not request.deferred:
-            problem = "it is not a deferred request (approving it moved its alias already)"
-        elif request.status != "approved":
-            problem = f"it is {request.status}"
-        elif (request.alias, asked) != (alias, target.ref):
-            problem = f"it asks for {request.model}@{request.alias} -> {asked}"
-        else:
-            with self.ws.metadata.read() as conn:
-                used = conn.execute(
-                    sa.select(model_alias_history.c.id).where(
-                        model_alias_history.c.request_id == request_id
-                    )
-                ).first()
-            if used is not None:
-                problem = "it has been used already"
-        if problem:
-            raise PermissionDeniedError(
-                f"Request {request_id} cannot move {target.name}@{alias} to {target.ref}: "
-                f"{problem}."
+    def _apply_deferred(
+        self, request_id: str, model_id: str, alias: str, target: ModelVersion
+    ) -> AliasMove:
+        """Move ``alias`` with the deferred request ``request_id``: approved, for exactly this
+        move, by its requester, while the alias still points where it did when the request was
+        made; the request is used up (``applied``) in the same transaction as the move."""
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            row = registry.find_request(uow.conn, self._project_id(), request_id)
+            request = registry.to_request(uow.conn, row)
+            asked = f"{request.model}/{request.version}"
+            holder = uow.conn.execute(
+                sa.select(model_aliases.c.version_id).where(
+                    model_aliases.c.model_id == model_id, model_aliases.c.alias == alias
+                )
+            ).scalar_one_or_none()
+            problem = ""
+            if not request.deferred:
+                problem = "it is not a deferred request (approving it moved its alias already)"
+            elif request.status != "approved":
+                problem = f"it is {request.status}"
+            elif (request.alias, asked) != (alias, target.ref):
+                problem = f"it asks for {request.model}@{request.alias} -> {asked}"
+            elif request.requested_by != uow.actor:
+                problem = f"only its requester, {request.requested_by}, may use it"
+            elif holder != row.holder_version_id:
+                problem = "the alias has moved since it was made, so its checks are out of date"
+            if problem:
+                raise PermissionDeniedError(
+                    f"Request {request_id} cannot move {target.name}@{alias} to {target.ref}: "
+                    f"{problem}."
+                )
+            used = uow.conn.execute(
+                promotion_requests.update()
+                .where(
+                    promotion_requests.c.id == request_id,
+                    promotion_requests.c.status == "approved",
+                )
+                .values(status="applied")
+            ).rowcount
+            if used != 1:
+                raise ConflictError(f"Request {request_id} was used at the same time.")
+            previous_id = registry.move_alias(
+                uow, model_id, alias, target.id, request_id=request_id
             )
+            previous = registry.version_by_id(uow.conn, previous_id) if previous_id else None
+            uow.audit(
+                "promotion.apply",
+                ObjectRef(registry.REQUEST_KIND, request_id),
+                after={"alias": alias, "ref": target.ref},
+            )
+            move = AliasMove(
+                model=target.name,
+                alias=alias,
+                version=target.version,
+                previous=previous.version if previous else None,
+                at=uow.now,
+                actor=uow.actor,
+                request_id=request_id,
+            )
+        self._emit("alias.moved", target.name, alias=alias, version=target.version)
+        return move
+
+    def withdraw(self, request_id: str, *, comment: str = "") -> PromotionRequest:
+        """Withdraw a request that is pending, or approved but deferred and unused: only its
+        requester may (the loop does when the candidate does not make it)."""
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            row = registry.find_request(uow.conn, self._project_id(), request_id)
+            if row.requested_by != uow.actor:
+                raise PermissionDeniedError(
+                    f"Only {row.requested_by}, who made request {request_id}, may withdraw it."
+                )
+            done = uow.conn.execute(
+                promotion_requests.update()
+                .where(
+                    promotion_requests.c.id == request_id,
+                    sa.or_(
+                        promotion_requests.c.status == "pending",
+                        (promotion_requests.c.status == "approved")
+                        & (promotion_requests.c.deferred.is_(True)),
+                    ),
+                )
+                .values(status="withdrawn", decision_comment=comment)
+            ).rowcount
+            if done:
+                uow.audit(
+                    "promotion.withdraw",
+                    ObjectRef(registry.REQUEST_KIND, request_id),
+                    before={"status": row.status},
+                    after={"status": "withdrawn", "comment": comment},
+                )
+        return self.request(request_id)
 
     def delete_alias(self, name: str, alias: str) -> AliasMove:
         """Remove ``alias`` from model ``name`` (protected aliases cannot be removed)."""
@@ -459,7 +523,8 @@ class ModelService:
         """Ask for ``alias`` to point at the version ``ref`` names; checks run now.
 
         ``deferred``: approving records the decision without moving the alias; the requester
-        moves it later with ``set_alias(..., request_id=)`` (once).
+        moves it later with ``set_alias(..., request_id=)``, once, and only while the alias
+        still points where it did (then the request is ``applied``), or withdraws it.
 
         Checks: the signature is compatible with the current holder's, the stored input
         example matches the signature and the model predicts on it, and (when evaluations
@@ -485,7 +550,8 @@ class ModelService:
             if pending is not None:
                 raise ConflictError(
                     f"{candidate.ref} already has a pending request for @{alias}: {pending}.",
-                    hint=f"Approve or reject it: conveyor models approve {pending}",
+                    hint=f"Approve or reject it: conveyor models approve {pending} (a request "
+                    "the continuous-training loop made moves the alias after its canary).",
                 )
             uow.conn.execute(
                 promotion_requests.insert().values(

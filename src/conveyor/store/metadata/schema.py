@@ -321,7 +321,8 @@ promotion_requests = sa.Table(
     # The version the alias pointed at when the request was made (its checks compared with
     # it): approving fails if the alias has moved since.
     sa.Column("holder_version_id", ID, nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),  # pending, approved, rejected
+    # pending, approved, rejected; applied (deferred, used), withdrawn (by its requester)
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("checks", JSONType, nullable=False),
     sa.Column("requested_by", sa.String(200), nullable=False),
     sa.Column("requested_at", UTCDateTime, nullable=False),
@@ -643,6 +644,7 @@ loop_executions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),  # bumped by every move (compare-and-set)
     sa.Column("spec", JSONType, nullable=False),  # the policy as it was when it started
     sa.Column("pipeline_run_id", ID, nullable=True),
+    sa.Column("previous_run_id", ID, nullable=True),  # the run a resume continues
     sa.Column("candidate", sa.String(200), nullable=True),
     sa.Column("champion", sa.String(200), nullable=True),
     sa.Column("request_id", ID, nullable=True),

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("spec", JSONType, nullable=False),
         sa.Column("pipeline_run_id", ID, nullable=True),
+        sa.Column("previous_run_id", ID, nullable=True),
         sa.Column("candidate", sa.String(200), nullable=True),
         sa.Column("champion", sa.String(200), nullable=True),
         sa.Column("request_id", ID, nullable=True),
