@@ -10,10 +10,16 @@ Nothing is downloaded: the same seed gives the same rows on every machine.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pandas as pd
 
 SHIFT_WEEK = 3
+#: The columns served from the feature store (the ``activity`` view), by customer id.
+ACTIVITY = ["support_calls", "days_since_login"]
+#: What a request sends itself; the server adds the activity features.
+PROFILE = ["tenure_months", "monthly_spend", "plan", "segment"]
 FEATURES = [
     "tenure_months",
     "monthly_spend",
@@ -25,8 +31,16 @@ FEATURES = [
 TARGET = "churned"
 
 
+def week_time(week: int) -> datetime:
+    """When week ``week``'s rows were observed: the weeks are compressed into the last days
+    (week 5 is today), so the feature store's values are recent."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=5 - week)
+
+
 def customers(week: int, n: int = 4000, *, seed: int = 0) -> pd.DataFrame:
-    """The customers of ``week`` (1-based) with the label ``churned`` (0 or 1)."""
+    """The customers of ``week`` (1-based), every column, with the label ``churned`` (0 or 1)
+    and the time they were observed (``event_timestamp``); ids differ by week and seed."""
     rng = np.random.default_rng(seed * 1000 + week)
     shifted = week >= SHIFT_WEEK
     segments = ["consumer", "business"] + (["student"] if shifted else [])
@@ -53,7 +67,8 @@ def customers(week: int, n: int = 4000, *, seed: int = 0) -> pd.DataFrame:
     churned = rng.random(n) < 1 / (1 + np.exp(-score))
     return pd.DataFrame(
         {
-            "customer_id": np.arange(n) + week * 100_000,
+            "customer_id": np.arange(n) + week * 1_000_000 + seed * 10_000,
+            "event_timestamp": pd.Timestamp(week_time(week)),
             "tenure_months": tenure,
             "monthly_spend": spend.round(2),
             "support_calls": calls,
@@ -63,3 +78,15 @@ def customers(week: int, n: int = 4000, *, seed: int = 0) -> pd.DataFrame:
             TARGET: churned.astype(int),
         }
     )
+
+
+def activity(frame: pd.DataFrame) -> pd.DataFrame:
+    """The activity events of ``frame``'s customers: what the ``activity`` feature view reads."""
+    return frame[["customer_id", "event_timestamp", *ACTIVITY]].rename(
+        columns={"event_timestamp": "event_ts"}
+    )
+
+
+def profile(frame: pd.DataFrame) -> pd.DataFrame:
+    """The customers without their activity: what a churn dataset version holds."""
+    return frame.drop(columns=ACTIVITY)

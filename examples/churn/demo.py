@@ -1,11 +1,13 @@
 """The closed loop, end to end, on the embedded default: what `make demo` runs.
 
-A churn model is trained through a pipeline, gated, deployed and served on 127.0.0.1; traffic
-and late labels flow; customer behaviour changes (a price change and a new segment); the
-monitor sees the drift and the drop in ROC AUC and an alert fires; the loop's policy retrains
-on the new data, the gate compares the candidate with the champion on fresh labelled data,
-the canary takes a quarter of the traffic and is judged on live labels, and the new model is
-promoted. Then a summary, the HTML monitoring report and the lineage of the new champion.
+Customer activity is a feature view (joined point in time for training, read online by the
+server); a churn model is trained through a pipeline, deployed and served on 127.0.0.1;
+traffic and late labels flow; customer behaviour changes (a price change and a new
+segment); the monitor sees the drift and the drop in ROC AUC and an alert fires; the loop's
+policy retrains on the new data, the gate compares the candidate with the champion on fresh
+labelled data, the canary takes a quarter of the traffic and is judged on live labels, and
+the new model is promoted. Then a summary, the HTML monitoring report and the lineage of the
+new champion.
 
 Run with ``make demo`` or ``python examples/churn/demo.py [FOLDER]`` (default
 ``.demo/churn``). It leaves the project in FOLDER for the CLI: ``cd FOLDER && conveyor loop
@@ -30,15 +32,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import data as churn_data  # noqa: E402  (the generator and the pipeline next to this file)
+import pandas as pd  # noqa: E402
 import pipeline as churn_pipeline  # noqa: E402
 
 import conveyor as cv  # noqa: E402
+from conveyor.features import DatasetSource, Entity, FeatureView, Field  # noqa: E402
 from conveyor.loop import Canary, Gate, OnAlert, Policy  # noqa: E402
 from conveyor.loop.controller import LoopController  # noqa: E402
 
 FOLDER = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(".demo/churn").resolve()
-FEATURES = churn_data.FEATURES
 STARTED = time.monotonic()
+_activity = pd.DataFrame()
 
 
 def say(text: str) -> None:
@@ -124,16 +128,29 @@ class Server:
             self.process.kill()
 
 
+def ingest_activity(frame: Any) -> None:
+    """Add ``frame``'s customers' activity to the events and materialize it online."""
+    global _activity
+    _activity = pd.concat([_activity, churn_data.activity(frame)], ignore_index=True)
+    cv.data.add("activity", _activity, description="activity events so far")
+    # From the first week on each time: late events carry old event times, and an
+    # incremental run starts where the last one ended.
+    cv.features.materialize(["activity"], start=churn_data.week_time(0))
+
+
 def traffic(server: Server, frame: Any, *, batch: int = 8) -> dict[str, int]:
-    """Send ``frame``'s customers (a few per request), then their true outcomes as late labels;
-    return how many requests each model version answered."""
+    """Send ``frame``'s customers (their id and profile, a few per request: the server reads
+    their activity from the feature store), then their true outcomes as late labels; return
+    how many requests each model version answered."""
+    ingest_activity(frame)
     answered: dict[str, int] = {}
     labels = []
     for start in range(0, len(frame), batch):
         rows = frame.iloc[start : start + batch]
+        sent = rows[["customer_id", *churn_data.PROFILE]]
         answer = server.post(
             "/v1/models/prod/predict",
-            {"instances": rows[FEATURES].to_dict(orient="records"), "return": ["proba"]},
+            {"instances": sent.to_dict(orient="records"), "return": ["proba"]},
         )
         answered[answer["model_version"]] = answered.get(answer["model_version"], 0) + 1
         labels += [
@@ -170,11 +187,24 @@ def main() -> None:
     cli("init", "--project", "churn")
     ws = cv.init(FOLDER)
     week1 = churn_data.customers(1)
-    v1 = cv.data.add("customers", week1, description="weeks 1-2")
+    v1 = cv.data.add("customers", churn_data.profile(week1), description="week 1")
     cv.data.infer_schema(v1.ref)
     report = cv.data.validate(v1.ref)
     print(f"{v1.ref}: {v1.rows} rows; {report.summary()}")
     cv.data.add("customers-holdout", churn_data.customers(2, 2000, seed=1))
+
+    say("The activity feature view: events versioned, joined point in time, served online")
+    customer = Entity("customer", key="customer_id")
+    activity = FeatureView(
+        name="activity",
+        entities=[customer],
+        source=DatasetSource("activity@latest", timestamp="event_ts"),
+        features=[Field("support_calls", "int64"), Field("days_since_login", "float64")],
+        ttl="30d",
+    )
+    cv.features.apply([customer, activity])
+    ingest_activity(week1)
+    print(f"activity: {len(_activity)} events, materialized to the online store")
 
     say("Train through the pipeline (each step a tracked run), register, deploy")
     run = churn_pipeline.train.run(executor="inline", data=v1.ref)
@@ -185,7 +215,13 @@ def main() -> None:
     print(f"pipeline run {run.id}: {[s.name for s in run.steps]} -> {champion.ref} @champion")
 
     say("Monitor prod against the training data; alert when drift or ROC AUC says so")
-    cv.monitoring.create("prod-watch", deployment="prod", reference=v1.ref, min_labels=100)
+    cv.monitoring.create(
+        "prod-watch",
+        deployment="prod",
+        reference="churn-training@1",  # the table the model was trained on, with its features
+        min_labels=100,
+        max_feature_age="7d",
+    )
     cv.monitoring.alert_rule("prod-watch", "drift.share_drifted >= 0.3")
     cv.monitoring.alert_rule("prod-watch", "performance.roc_auc < 0.75")
     policy = Policy(
@@ -197,7 +233,7 @@ def main() -> None:
         gate=Gate(
             data="customers-holdout@latest",
             target="churned",
-            checks=("signature", "latency_p99_ms<50"),
+            checks=("signature", "latency_p99_ms<250"),
         ),
         rollout=Canary(
             steps=(25, 100),
@@ -246,13 +282,21 @@ def main() -> None:
             f"{shifted.performance.get('roc_auc', float('nan')):.3f} on "
             f"{shifted.performance['labelled_rows']} labels"
         )
+        fresh = shifted.service.get("feature_freshness") or {}
+        if fresh:
+            print(
+                f"online features read {fresh['p50_s'] / 3600:.0f} h old at the median, "
+                f"{fresh['stale_share']:.0%} older than 7 days"
+            )
         print(f"{len(shifted.alerts)} alert(s) opened (the log notifier prints them above)")
 
         say("New labelled data arrives; the controller takes it from the alert")
-        cv.data.add("customers", churn_data.customers(3), description="weeks 3-4")
+        week3 = churn_data.customers(3)
+        cv.data.add("customers", churn_data.profile(week3), description="week 3")
+        ingest_activity(week3)
         cv.data.add("customers-holdout", churn_data.customers(4, 2000, seed=1))
         deadline = time.monotonic() + 120
-        batch = 100
+        batch = 20
         while True:
             controller.tick()
             (execution, *_) = cv.loop.executions("churn-ct")
@@ -266,7 +310,8 @@ def main() -> None:
         final = cv.loop.executions("churn-ct")[0]
 
         say("Week 4 again, served by the new champion")
-        server.serving(final.revision)
+        if final.state == "promoted":
+            server.serving(final.revision)
         since = datetime.now(UTC)
         frame = churn_data.customers(4, 400, seed=8)
         before = len(cv.serving.read_predictions("prod"))

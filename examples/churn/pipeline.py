@@ -1,9 +1,12 @@
-"""The churn model's training pipeline: load a dataset version, split, fit, score, register.
+"""The churn model's training pipeline: customers joined with their activity features (point
+in time), split, fit, score, register.
 
-Each step is a tracked run; the fitted model is registered as a new version of ``churn``
-with its input example (so it has a signature), which is what the loop's gate and canary
-then judge. ``conveyor pipeline run examples/churn/pipeline.py:train -p data=customers@2``
-runs it by hand.
+Each step is a tracked run. The training table is kept as a dataset version
+(``churn-training``: the monitor's reference) and the fitted model is registered as a new
+version of ``churn`` with its input example (so it has a signature) and the feature-store
+features it reads, so the server fills those in from the online store by customer id.
+``conveyor pipeline run examples/churn/pipeline.py:train -p data=customers@2`` runs it by
+hand.
 """
 
 from __future__ import annotations
@@ -22,9 +25,17 @@ FEATURES = [
 ]
 
 
+ONLINE = ["activity:support_calls", "activity:days_since_login"]
+
+
 @cv.step
 def load(data: str) -> pd.DataFrame:
-    return cv.data.load(data)  # recorded: the run used this dataset version
+    """The customers of ``data`` with their activity as it was when each was observed."""
+    customers = cv.data.load(data)  # recorded: the run used this dataset version
+    features = cv.features.historical(customers[["customer_id", "event_timestamp"]], ONLINE)
+    table = customers.assign(**{f.split(":")[1]: features[f.split(":")[1]] for f in ONLINE})
+    cv.data.add("churn-training", table, description=f"{data} with its activity features")
+    return table
 
 
 @cv.step
@@ -55,7 +66,7 @@ def fit_and_register(train: pd.DataFrame, test: pd.DataFrame) -> str:
     model.fit(train[FEATURES], train["churned"])
     auc = float(roc_auc_score(test["churned"], model.predict_proba(test[FEATURES])[:, 1]))
     cv.log_metric("val_auc", auc)
-    version = cv.models.log(model, "churn", input_example=train[FEATURES].head(5))
+    version = cv.models.log(model, "churn", input_example=train[FEATURES].head(5), features=ONLINE)
     return version.ref
 
 

@@ -112,7 +112,7 @@ class LoopSuite:
         rows = frame(20, 7)[["a", "b"]]
 
         def step() -> Any:
-            client.predict(rows, name="prod")
+            client.predict(rows, name="prod", check=False)  # a failing canary answers 500
             controller.tick()
             (execution, *_) = cv.loop.executions("churn-ct", workspace=ws)
             return execution if execution.state in final else None
@@ -183,6 +183,25 @@ class LoopSuite:
         (execution,) = cv.loop.executions("churn-ct", workspace=ws)
         assert execution.state == "rolled_back"
         assert "error rate 40%" in execution.reason
+        assert cv.models.get("churn@champion").version == 1
+
+    def test_a_canary_that_fails_requests_is_rolled_back_by_the_server_guard(
+        self, ws: Workspace
+    ) -> None:
+        failing = Canary(steps=(50, 100), hold="1h", max_error_rate=0.2)
+        cv.loop.apply(
+            policy(params={"quality": "broken"}, gate=None, rollout=failing), workspace=ws
+        )
+        cv.loop.trigger("churn-ct", workspace=ws)
+        served = ModelServerClient(
+            deployment="prod", workspace=ws, reload_interval=0.05, trust=True
+        )
+        with served as client:
+            done = self.drive(ws, client, ("promoted", "rolled_back", "failed"))
+        assert done.state == "rolled_back", done.reason
+        assert "error rate" in done.reason
+        routes = cv.serving.deployments(ws).get("prod").routes
+        assert [r["model"] for r in routes] == ["churn@champion"]
         assert cv.models.get("churn@champion").version == 1
 
     def test_a_canary_slower_than_its_limit_is_rolled_back_after_its_hold(

@@ -192,6 +192,12 @@ class LoopController:
                 break
             except ConveyorError as e:
                 after = self._fail(execution, policy, f"{execution.state} failed: {e}")
+            except (sa.exc.SQLAlchemyError, OSError):
+                raise  # the store or the network: the next pass tries again
+            except Exception as e:
+                log.exception("conveyor loop: %s failed", execution.state)
+                message = f"{execution.state} failed: {type(e).__name__}: {e}"
+                after = self._fail(execution, policy, message)
             if after is None:
                 break
             moved.append(after)
