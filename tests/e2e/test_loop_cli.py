@@ -95,6 +95,21 @@ def test_ci_check_passes_a_better_model_and_fails_a_worse_one(project: Path) -> 
     assert "Traceback" not in nothing.stderr
 
 
+def test_ci_check_reads_its_options_from_a_config_table(project: Path) -> None:
+    (project / "ci.toml").write_text(
+        '[ci]\ndata = "holdout@1"\nagainst = "none"\nchecks = ["latency_p99_ms<1000"]\n'
+    )
+    result = cli(project, "ci", "check", "-m", "churn/2", "--config", "ci.toml", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert (report["data"], report["champion"]) == ("holdout@1", None)
+    assert [c["name"] for c in report["checks"]] == ["roc_auc", "latency_p99_ms<1000"]
+    (project / "bad.toml").write_text('[ci]\ndataset = "holdout@1"\n')
+    bad = cli(project, "ci", "check", "-m", "churn/2", "--config", "bad.toml")
+    assert bad.returncode == 1
+    assert "unknown key(s) dataset" in bad.stderr
+
+
 def test_ci_check_trains_with_the_pipeline_under_the_policy_gate(project: Path) -> None:
     result = cli(project, "ci", "check", "--pipeline", FLOW, "--policy", "policies.py:policy")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -88,6 +88,13 @@ def check(
     junit: Annotated[
         Path | None, typer.Option(help="Write JUnit XML (the CI's test report).")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A TOML file whose [ci] table sets these options (default: the project's "
+            "conveyor.toml, when it has one); options given here win."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check a candidate model the way the loop's gate does; exit 1 when a check fails.
@@ -102,6 +109,20 @@ def check(
     from conveyor.loop.ci import check as run_check
     from conveyor.loop.policy import Gate, Policy
 
+    ws = workspace_for(ctx)
+    table = _ci_table(config or ws.settings.root / "conveyor.toml", required=config is not None)
+    model = model or table.get("model")
+    pipeline = pipeline or table.get("pipeline")
+    policy = policy or table.get("policy")
+    data = data or table.get("data")
+    target = target or table.get("target")
+    metric = metric or table.get("metric")
+    min_delta = min_delta or float(table.get("min_delta", 0.0))
+    against = table.get("against", against) if against == "champion" else against
+    gate_check = gate_check or list(table.get("checks", []))
+    sensitive = sensitive or list(table.get("sensitive", []))
+    deployment = deployment or table.get("deployment")
+    params = {**dict(table.get("params", {})), **_params(param or [])}
     gate: Gate | None = None
     model_name: str | None = None
     if policy is not None:
@@ -128,14 +149,13 @@ def check(
             checks=tuple(gate_check or ()),
             sensitive=tuple(sensitive or ()),
         )
-    ws = workspace_for(ctx)
     with ws:
         report = run_check(
             ws,
             gate,
             model=model,
             pipeline=pipeline,
-            params=_params(param or []),
+            params=params,
             model_name=model_name,
             deployment=deployment,
         )
@@ -157,6 +177,48 @@ def check(
         console.print(table)
     if not report.passed:
         raise typer.Exit(1)
+
+
+_CI_KEYS = frozenset(
+    {
+        "model",
+        "pipeline",
+        "params",
+        "policy",
+        "data",
+        "target",
+        "metric",
+        "min_delta",
+        "against",
+        "checks",
+        "sensitive",
+        "deployment",
+    }
+)
+
+
+def _ci_table(path: Path, *, required: bool) -> dict[str, Any]:
+    """The ``[ci]`` table of the TOML file ``path`` (empty when it has none)."""
+    import tomllib
+
+    from conveyor.core.errors import InvalidArgumentError, NotFoundError
+
+    if not path.is_file():
+        if required:
+            raise NotFoundError(f"No config file {path}.")
+        return {}
+    try:
+        with path.open("rb") as f:
+            table = tomllib.load(f).get("ci", {})
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidArgumentError(f"{path} is not valid TOML: {e}.") from e
+    unknown = sorted(set(table) - _CI_KEYS)
+    if unknown:
+        raise InvalidArgumentError(
+            f"The [ci] table of {path} sets unknown key(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(_CI_KEYS))}."
+        )
+    return dict(table)
 
 
 def _write(path: Path, text: str) -> None:
