@@ -197,3 +197,41 @@ def test_volume_is_judged_against_the_usual_rate_of_earlier_windows() -> None:
     assert volume(5000, 3600.0, hours)["anomaly"] is True  # a flood
     assert volume(0, 3600.0, hours)["anomaly"] is True  # an outage
     assert volume(10, 3600.0, hours[:2])["anomaly"] is None  # too little history
+
+
+@pytest.mark.parametrize("rows", [10_000, 200_000])
+def test_a_stored_profile_judges_drift_like_the_data_it_describes(rows: int) -> None:
+    import pyarrow as pa
+
+    from conveyor.data.tables import profile_table
+    from conveyor.monitoring.stats import drift_from_profile, profiled
+
+    reference = tables(rows, 1, shifted=False)
+    profile = profile_table(pa.Table.from_pandas(reference, preserve_index=False))
+    columns = [c for c in reference.columns if profiled(profile, c)]
+    assert "cat_4" not in columns  # 50 categories: more than the profile counts
+    for current, expected in (
+        (tables(rows // 2, 2, shifted=True), ["num_00", "num_07", "cat_2"]),
+        (tables(rows // 2, 3, shifted=False), []),
+    ):
+        exact = cv.monitoring.drift(reference[columns], current[columns])
+        approx = drift_from_profile(profile, current, columns=columns)
+        assert approx.drifted_columns == exact.drifted_columns == expected
+        for a, b in zip(approx.columns, exact.columns, strict=True):
+            if a.kind == "numeric" and a.test == "wasserstein":
+                assert a.statistic == pytest.approx(b.statistic, abs=0.02)  # binned reference
+
+
+def test_a_profile_of_whole_numbers_does_not_see_drift_in_their_steps() -> None:
+    import pyarrow as pa
+
+    from conveyor.data.tables import profile_table
+    from conveyor.monitoring.stats import drift_from_profile
+
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"calls": rng.poisson(2.0, 4000), "days": rng.poisson(9.0, 4000)})
+    profile = profile_table(pa.Table.from_pandas(reference, preserve_index=False))
+    same = pd.DataFrame({"calls": rng.poisson(2.0, 800), "days": rng.poisson(9.0, 800)})
+    more = pd.DataFrame({"calls": rng.poisson(3.0, 800), "days": rng.poisson(9.0, 800)})
+    assert drift_from_profile(profile, same, columns=["calls", "days"]).drifted_columns == []
+    assert drift_from_profile(profile, more, columns=["calls", "days"]).drifted_columns == ["calls"]

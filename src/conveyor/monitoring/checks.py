@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["freshness", "performance", "quality", "service", "volume"]
+__all__ = ["freshness", "performance", "quality", "quality_from_profile", "service", "volume"]
 
 VOLUME_FACTOR = 3.0  # a window is anomalous below 1/3 or above 3x the usual rows
 VOLUME_HISTORY = 3  # windows needed before the usual volume is trusted
@@ -46,7 +46,41 @@ def quality(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) 
             entry["unseen_share"] = _number(len(unseen) / max(len(cur), 1))
             entry["unseen_values"] = [str(v) for v in unseen.unique()[:10]]
         per_column[name] = entry
-    missing_columns = sorted(set(reference.columns) - set(current.columns))
+    return _quality(per_column, current, sorted(set(reference.columns) - set(current.columns)))
+
+
+def quality_from_profile(
+    profile: dict[str, Any], current: pd.DataFrame, columns: list[str]
+) -> dict[str, Any]:
+    """:func:`quality` with the reference read from a dataset version's stored profile."""
+    per_column: dict[str, Any] = {}
+    for name in columns:
+        found = profile["columns"][name]
+        cur = current[name]
+        entry: dict[str, Any] = {
+            "reference_missing": _number(found.get("null_rate")),
+            "current_missing": _number(cur.isna().mean()) if len(cur) else None,
+        }
+        if "histogram" in found and pd.api.types.is_numeric_dtype(cur.dtype) and len(cur):
+            low, high = found["min"], found["max"]
+            values = cur.dropna()
+            outside = ((values < low) | (values > high)).mean() if len(values) else 0.0
+            entry["reference_range"] = [_number(low), _number(high)]
+            entry["out_of_range"] = _number(outside)
+        elif found.get("top") and len(cur):
+            known = {str(v) for v, _ in found["top"]}
+            values = cur.dropna().astype(str)
+            unseen = values[~values.isin(known)]
+            entry["unseen_share"] = _number(len(unseen) / max(len(cur), 1))
+            entry["unseen_values"] = [str(v) for v in unseen.unique()[:10]]
+        per_column[name] = entry
+    missing = sorted(set(profile["columns"]) - set(current.columns))
+    return _quality(per_column, current, missing)
+
+
+def _quality(
+    per_column: dict[str, Any], current: pd.DataFrame, missing_columns: list[str]
+) -> dict[str, Any]:
     return {
         "rows": len(current),
         "columns": per_column,

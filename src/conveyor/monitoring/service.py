@@ -110,7 +110,6 @@ class MonitorResult:
 class MonitorService:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self._predicted: dict[tuple[str, str], Any] = {}
 
     @property
     def project_id(self) -> str:
@@ -321,7 +320,7 @@ class MonitorService:
 
         from conveyor.data.service import data_service
         from conveyor.monitoring import checks
-        from conveyor.monitoring.stats import drift
+        from conveyor.monitoring.stats import drift, drift_from_profile, profiled
         from conveyor.store.logs import read_log
 
         monitor = self.get(name)
@@ -338,26 +337,41 @@ class MonitorService:
         if window.empty:
             notes.append("no predictions in the window")
             window = pd.DataFrame(columns=["prediction_id", "prediction", "model", "model_version"])
-        reference = data_service(self.ws).load(monitor["reference"])
+        data = data_service(self.ws)
+        version = data.get(monitor["reference"])
+        profile = version.profile or {}
+        loaded: _list[Any] = []
+
+        def reference_data() -> Any:  # read at most once, and only when needed
+            if not loaded:
+                loaded.append(data.load(version.ref))
+            return loaded[0]
+
+        known = list((profile.get("columns") or {}).keys()) or list(reference_data().columns)
         served = window
         if "role" in window.columns:  # shadow copies share ids with the answers: not served
             served = window[window["role"] != "shadow"]
         inputs = {c[len("inputs.") :]: c for c in window.columns if c.startswith("inputs.")}
-        wanted = config.get("columns") or list(reference.columns)
-        shared = [c for c in wanted if c in inputs and c in reference.columns]
+        wanted = config.get("columns") or known
+        shared = [c for c in wanted if c in inputs and c in known]
         if not window.empty and not shared:
             notes.append("the logged inputs share no column with the reference")
         current = served[[inputs[c] for c in shared]].set_axis(shared, axis=1)
-        report = drift(
-            reference[shared],
-            current,
-            tests=config.get("tests", "auto"),
-            thresholds=config.get("thresholds") or None,
-        )
+        options = {
+            "tests": config.get("tests", "auto"),
+            "thresholds": config.get("thresholds") or None,
+        }
+        if profile and all(profiled(profile, c) for c in shared):
+            # the stored profile of the reference: its data is not read again
+            report = drift_from_profile(profile, current, columns=shared, **options)
+            quality = checks.quality_from_profile(profile, current, shared)
+        else:
+            reference = reference_data()
+            report = drift(reference[shared], current, **options)
+            quality = checks.quality(reference[shared], current, shared)
         labels = read_log(
             uri, "feedback", deployment=monitor["deployment"], start=start, end=datetime.now(UTC)
         )
-        quality = checks.quality(reference[shared], current, shared)
         quality["missing_columns"] = sorted(c for c in wanted if c not in inputs)
         seconds = (end - start).total_seconds()
         earlier = [
@@ -367,7 +381,7 @@ class MonitorService:
         ]
         quality["volume"] = checks.volume(len(served), seconds, earlier)
         drifted = report.to_dict()
-        drifted["predictions"] = self._prediction_drift(monitor, served, reference)
+        drifted["predictions"] = self._prediction_drift(monitor, served, reference_data)
         verdicts = [p.get("drifted") for p in drifted["predictions"].values()]
         judged = [v for v in verdicts if v is not None]
         drifted["prediction_drifted"] = any(judged) if judged else None
@@ -399,14 +413,14 @@ class MonitorService:
         return replace(stored, alerts=changed) if changed else stored
 
     def _prediction_drift(
-        self, monitor: dict[str, Any], served: Any, reference: Any
+        self, monitor: dict[str, Any], served: Any, reference_data: Any
     ) -> dict[str, dict[str, Any]]:
         """Per model version in the window: its predictions against what it predicts on the
         reference data (so a shift in outputs shows even before any label arrives)."""
         import pandas as pd
 
-        from conveyor.monitoring.checks import _fractional, _unwrap
-        from conveyor.monitoring.stats import drift
+        from conveyor.monitoring.checks import _unwrap
+        from conveyor.monitoring.stats import drift_from_profile, profiled
 
         if served.empty or "prediction" not in served.columns:
             return {}
@@ -421,38 +435,44 @@ class MonitorService:
                 out[ref] = {"column": "prediction", "drifted": None, "note": "several outputs"}
                 continue
             try:
-                expected = self._reference_predictions(ref, monitor["reference"], reference)
+                expected = self._reference_predictions(monitor, ref, reference_data)
             except ConveyorError as e:
                 note = f"cannot score the reference with {ref}: {e}"
                 out[ref] = {"column": "prediction", "drifted": None, "note": note}
                 continue
-            classes = str(config.get("task", "auto")) == "classification" or (
-                not _fractional(expected) and expected.nunique() <= _MAX_CLASSES
-            )
-            if classes:  # labels 1 and 1.0 and True are one class on both sides
-                expected, current = expected.map(_class_key), current.map(_class_key)
-            report = drift(
-                pd.DataFrame({"prediction": expected}),
+            if not profiled(expected, "prediction"):
+                note = f"{ref}'s predictions on the reference have too many values to compare"
+                out[ref] = {"column": "prediction", "drifted": None, "note": note}
+                continue
+            if expected.get("classes"):  # labels 1 and 1.0 and True are one class
+                current = current.map(_class_key)
+            report = drift_from_profile(
+                expected,
                 pd.DataFrame({"prediction": current.reset_index(drop=True)}),
+                columns=["prediction"],
                 tests=test,
                 thresholds=config.get("thresholds") or None,
-                categorical=["prediction"] if classes else None,
             )
             out[ref] = report.to_dict()["columns"][0]
         return out
 
-    def _reference_predictions(self, ref: str, reference_name: str, reference: Any) -> Any:
-        """What model version ``ref`` predicts on (a sample of) the reference data; kept for
-        the life of the service, so a scheduler scores each pair once."""
+    def _reference_predictions(
+        self, monitor: dict[str, Any], ref: str, reference_data: Any
+    ) -> dict[str, Any]:
+        """The profile of what model version ``ref`` predicts on (a sample of) the monitor's
+        reference data: computed once, then kept with the monitor, so later runs read
+        neither the reference data nor the model."""
         import pandas as pd
+        import pyarrow as pa
 
+        from conveyor.data.tables import profile_table
         from conveyor.models.service import model_service
+        from conveyor.monitoring.checks import _fractional
 
-        key = (ref, reference_name)
-        cached = self._predicted.get(key)
+        cached = monitor["config"].get("prediction_profiles", {}).get(ref)
         if cached is not None:
-            return cached
-        sample = reference
+            return dict(cached)
+        sample = reference_data()
         if len(sample) > _REFERENCE_SAMPLE:
             sample = sample.sample(n=_REFERENCE_SAMPLE, random_state=0)
         loaded = model_service(self.ws).load(ref)
@@ -464,8 +484,26 @@ class MonitorService:
             raise InvalidArgumentError(f"{type(e).__name__}: {e}") from e
         series = pd.Series(list(predicted) if getattr(predicted, "ndim", 1) > 1 else predicted)
         series = series.map(_unwrap_value).reset_index(drop=True)
-        self._predicted[key] = series
-        return series
+        classes = str(monitor["config"].get("task", "auto")) == "classification" or (
+            not _fractional(series) and series.nunique() <= _MAX_CLASSES
+        )
+        column = (
+            pa.array(series.map(_class_key), pa.string())
+            if classes
+            else pa.array(pd.to_numeric(series, errors="coerce"), pa.float64())
+        )
+        found = {**profile_table(pa.table({"prediction": column})), "classes": classes}
+        with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+            row = uow.conn.execute(
+                sa.select(monitors.c.config).where(monitors.c.id == monitor["id"])
+            ).scalar_one()
+            kept = {**row.get("prediction_profiles", {}), ref: found}
+            uow.conn.execute(
+                monitors.update()
+                .where(monitors.c.id == monitor["id"])
+                .values(config={**row, "prediction_profiles": kept})
+            )
+        return found
 
     def report(self, name: str, path: str | None = None, *, history: int = 50) -> str:
         """The HTML report of the monitor's latest result, with drift over its last

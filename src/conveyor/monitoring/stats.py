@@ -252,10 +252,18 @@ def _numeric_column(
         )
     ks, wasserstein = _distances(r, c)
     spread = float(np.std(r))
-    normalized = wasserstein / spread if spread > 0 else (0.0 if wasserstein == 0 else math.inf)
     psi = _psi_numeric(r, c)
     base["histogram"] = _numeric_histogram(r, c)
     note = "some current values are not numbers (left out)" if coerced else ""
+    return _numeric_verdict(base, ks, wasserstein, spread, psi, note)
+
+
+def _numeric_verdict(
+    base: dict[str, Any], ks: float, wasserstein: float, spread: float, psi: float, note: str
+) -> ColumnDrift:
+    """The column's verdict from its distances (exact, or from the reference's profile)."""
+    test, n, m = base["test"], base["reference_rows"], base["current_rows"]
+    normalized = wasserstein / spread if spread > 0 else (0.0 if wasserstein == 0 else math.inf)
     if test == "ks":
         effective = max(1, round(n * m / (n + m)))
         from scipy.stats import kstwo
@@ -385,12 +393,10 @@ def _categorical_column(
     categories = ref_vc.index.union(cur_vc.index, sort=False)
     ref_counts = ref_vc.reindex(categories, fill_value=0).to_numpy(dtype=float)
     cur_counts = cur_vc.reindex(categories, fill_value=0).to_numpy(dtype=float)
-    k = len(categories)
     n, m = int(ref_counts.sum()), int(cur_counts.sum())
     if test == "auto":
         test = "chi2" if min(n, m) <= SMALL_SAMPLE else "jensenshannon"
     test = _MATCHING_CATEGORICAL.get(test, test)
-    unseen = [str(categories[i]) for i in np.flatnonzero((ref_counts == 0) & (cur_counts > 0))]
     base: dict[str, Any] = {
         "column": name,
         "kind": "categorical",
@@ -401,6 +407,15 @@ def _categorical_column(
         "reference_missing": _missing_rate(ref),
         "current_missing": _missing_rate(cur),
     }
+    return _categorical_verdict(base, categories, ref_counts, cur_counts)
+
+
+def _categorical_verdict(
+    base: dict[str, Any], categories: Any, ref_counts: np.ndarray, cur_counts: np.ndarray
+) -> ColumnDrift:
+    """The column's verdict from the two samples' counts per category."""
+    test, n, m, k = base["test"], base["reference_rows"], base["current_rows"], len(categories)
+    unseen = [str(categories[i]) for i in np.flatnonzero((ref_counts == 0) & (cur_counts > 0))]
     note = f"categories not in the reference: {', '.join(unseen[:5])}" if unseen else ""
     if n == 0 or m == 0:
         side = "reference" if n == 0 else "current sample"
@@ -434,6 +449,141 @@ def _categorical_column(
         note=note,
         **base,
     )
+
+
+# -- against a stored profile ------------------------------------------------------------------
+
+
+def profiled(profile: dict[str, Any], column: str) -> bool:
+    """Whether ``profile`` (a dataset version's) describes ``column`` well enough to judge
+    drift from it: a histogram of numbers, or the counts of every category."""
+    found = (profile.get("columns") or {}).get(column) or {}
+    if "histogram" in found and found.get("std") is not None:
+        return True
+    return bool(found.get("top")) and found.get("distinct", 0) <= len(found["top"])
+
+
+def drift_from_profile(
+    profile: dict[str, Any],
+    current: pd.DataFrame,
+    *,
+    columns: list[str],
+    tests: str | dict[str, str] = "auto",
+    thresholds: dict[str, float] | None = None,
+    dataset_threshold: float = 0.5,
+) -> DriftReport:
+    """Like :func:`drift`, with the reference read from its stored profile (see
+    :func:`profiled`), so the reference data is not read again.
+
+    Numbers: the reference's CDF comes from its 20-bin histogram (uniform within a bin); the
+    current sample's is exact. KS is their largest gap on a fine grid, Wasserstein the area
+    between them, PSI over the histogram's bins (plus one bin each side for values outside
+    the reference's range). Categories: the stored counts, exactly.
+    """
+    check_tests(tests, thresholds)
+    per_column = tests if isinstance(tests, dict) else {}
+    default_test = tests if isinstance(tests, str) else "auto"
+    limits = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    results = []
+    for name in columns:
+        found = profile["columns"][name]
+        test = per_column.get(name, default_test)
+        if "histogram" in found:
+            results.append(_numeric_from_profile(name, found, current[name], test, limits))
+        else:
+            results.append(_categorical_from_profile(name, found, current[name], test, limits))
+    ordered = _adjust(results, limits)
+    settings = {"tests": tests, "thresholds": limits, "reference": "profile"}
+    return DriftReport(
+        ordered, int(profile.get("rows", 0)), len(current), dataset_threshold, settings
+    )
+
+
+def _numeric_from_profile(
+    name: str, found: dict[str, Any], cur: pd.Series, test: str, limits: dict[str, float]
+) -> ColumnDrift:
+    edges = np.asarray(found["histogram"]["edges"], dtype=float)
+    ref_counts = np.asarray(found["histogram"]["counts"], dtype=float)
+    n = int(ref_counts.sum())
+    c, coerced = _floats(cur)
+    c = np.sort(c[np.isfinite(c)])
+    m = len(c)
+    if test == "auto":
+        test = "ks" if min(n, m) <= SMALL_SAMPLE else "wasserstein"
+    test = _MATCHING_NUMERIC.get(test, test)
+    base: dict[str, Any] = {
+        "column": name,
+        "kind": "numeric",
+        "test": test,
+        "threshold": _threshold(limits, name, test),
+        "reference_rows": n,
+        "current_rows": m,
+        "reference_missing": float(found.get("null_rate") or 0.0),
+        "current_missing": _missing_rate(cur),
+    }
+    if n == 0 or m == 0:
+        side = "reference" if n == 0 else "current sample"
+        return ColumnDrift(
+            statistic=None, p_value=None, drifted=None, note=f"the {side} has no values", **base
+        )
+    # Both CDFs at the histogram's edges, where the reference's is exact (the share of its
+    # values below each edge, as numpy's half-open bins count them; all of them at the last),
+    # plus the current sample's own range beyond them. Between points both are taken as
+    # linear, alike, so a column of whole numbers is not seen to drift by its steps.
+    below_edge = np.searchsorted(c, edges[:-1], side="left") / m
+    f_cur = np.concatenate([below_edge, [np.searchsorted(c, edges[-1], side="right") / m]])
+    f_ref = np.concatenate([[0.0], np.cumsum(ref_counts)]) / n
+    grid = edges
+    if c[0] < edges[0]:
+        grid, f_ref, f_cur = np.concatenate([[c[0]], grid]), np.r_[0.0, f_ref], np.r_[0.0, f_cur]
+    if c[-1] > edges[-1]:
+        grid, f_ref, f_cur = np.r_[grid, c[-1]], np.r_[f_ref, 1.0], np.r_[f_cur, 1.0]
+    gaps = np.abs(f_ref - f_cur)
+    ks = float(gaps.max())
+    wasserstein = float(np.sum((gaps[1:] + gaps[:-1]) / 2 * np.diff(grid)))
+    outer = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
+    cur_counts = np.diff(np.searchsorted(c, outer, side="left"))
+    below, above = (
+        int(np.searchsorted(c, edges[0], "left")),
+        m - int(np.searchsorted(c, edges[-1], "right")),
+    )
+    cur_bins = np.concatenate([[below], cur_counts.astype(float), [above]])
+    cur_bins[1] -= below
+    cur_bins[-2] -= above
+    psi = _psi(np.concatenate([[0.0], ref_counts, [0.0]]), cur_bins)
+    base["histogram"] = {
+        "edges": [round(float(e), 6) for e in edges],
+        "reference": [round(float(v), 5) for v in ref_counts / n],
+        "current": [round(float(v), 5) for v in cur_bins[1:-1] / m],
+    }
+    note = "some current values are not numbers (left out)" if coerced else ""
+    spread = float(found.get("std") or 0.0)
+    return _numeric_verdict(base, ks, wasserstein, spread, psi, note)
+
+
+def _categorical_from_profile(
+    name: str, found: dict[str, Any], cur: pd.Series, test: str, limits: dict[str, float]
+) -> ColumnDrift:
+    reference = pd.Series({str(v): float(c) for v, c in found["top"]})
+    current = cur.dropna().astype(str).value_counts(sort=False)
+    categories = reference.index.union(current.index, sort=False)
+    ref_counts = reference.reindex(categories, fill_value=0).to_numpy(dtype=float)
+    cur_counts = current.reindex(categories, fill_value=0).to_numpy(dtype=float)
+    n, m = int(ref_counts.sum()), int(cur_counts.sum())
+    if test == "auto":
+        test = "chi2" if min(n, m) <= SMALL_SAMPLE else "jensenshannon"
+    test = _MATCHING_CATEGORICAL.get(test, test)
+    base: dict[str, Any] = {
+        "column": name,
+        "kind": "categorical",
+        "test": test,
+        "threshold": _threshold(limits, name, test),
+        "reference_rows": n,
+        "current_rows": m,
+        "reference_missing": float(found.get("null_rate") or 0.0),
+        "current_missing": _missing_rate(cur),
+    }
+    return _categorical_verdict(base, categories, ref_counts, cur_counts)
 
 
 def _adjust(results: list[ColumnDrift], limits: dict[str, float]) -> list[ColumnDrift]:

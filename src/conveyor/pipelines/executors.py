@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -238,6 +239,7 @@ def _worker_loop(conn: Any) -> None:
     from conveyor.pipelines.worker import run_in_worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C
+    _die_with_parent()
     while True:
         try:
             payload = conn.recv_bytes()
@@ -250,6 +252,20 @@ def _worker_loop(conn: Any) -> None:
     from conveyor.tracking import runs
 
     runs._at_exit()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when its coordinator dies, even by SIGKILL
+    (otherwise a worker in the middle of a long step outlives it, orphaned)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
 
 
 def connect_ray(address: str | None) -> Any:
