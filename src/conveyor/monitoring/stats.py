@@ -218,6 +218,29 @@ def _threshold(limits: dict[str, float], column: str, test: str) -> float:
     return float(limits.get(column, limits[test]))
 
 
+def _base(
+    name: str,
+    kind: str,
+    test: str,
+    limits: dict[str, float],
+    n: int,
+    m: int,
+    reference_missing: float,
+    current_missing: float,
+) -> dict[str, Any]:
+    """The fields every column's verdict has, whichever way it was judged."""
+    return {
+        "column": name,
+        "kind": kind,
+        "test": test,
+        "threshold": _threshold(limits, name, test),
+        "reference_rows": n,
+        "current_rows": m,
+        "reference_missing": reference_missing,
+        "current_missing": current_missing,
+    }
+
+
 def _missing_rate(series: pd.Series) -> float:
     return float(series.isna().mean()) if len(series) else 0.0
 
@@ -235,16 +258,7 @@ def _numeric_column(
     if test == "auto":
         test = "ks" if min(n, m) <= SMALL_SAMPLE else "wasserstein"
     test = _MATCHING_NUMERIC.get(test, test)
-    base: dict[str, Any] = {
-        "column": name,
-        "kind": "numeric",
-        "test": test,
-        "threshold": _threshold(limits, name, test),
-        "reference_rows": n,
-        "current_rows": m,
-        "reference_missing": _missing_rate(ref),
-        "current_missing": _missing_rate(cur),
-    }
+    base = _base(name, "numeric", test, limits, n, m, _missing_rate(ref), _missing_rate(cur))
     if n == 0 or m == 0:
         side = "reference" if n == 0 else "current sample"
         return ColumnDrift(
@@ -397,16 +411,7 @@ def _categorical_column(
     if test == "auto":
         test = "chi2" if min(n, m) <= SMALL_SAMPLE else "jensenshannon"
     test = _MATCHING_CATEGORICAL.get(test, test)
-    base: dict[str, Any] = {
-        "column": name,
-        "kind": "categorical",
-        "test": test,
-        "threshold": _threshold(limits, name, test),
-        "reference_rows": n,
-        "current_rows": m,
-        "reference_missing": _missing_rate(ref),
-        "current_missing": _missing_rate(cur),
-    }
+    base = _base(name, "categorical", test, limits, n, m, _missing_rate(ref), _missing_rate(cur))
     return _categorical_verdict(base, categories, ref_counts, cur_counts)
 
 
@@ -511,16 +516,8 @@ def _numeric_from_profile(
     if test == "auto":
         test = "ks" if min(n, m) <= SMALL_SAMPLE else "wasserstein"
     test = _MATCHING_NUMERIC.get(test, test)
-    base: dict[str, Any] = {
-        "column": name,
-        "kind": "numeric",
-        "test": test,
-        "threshold": _threshold(limits, name, test),
-        "reference_rows": n,
-        "current_rows": m,
-        "reference_missing": float(found.get("null_rate") or 0.0),
-        "current_missing": _missing_rate(cur),
-    }
+    missing = float(found.get("null_rate") or 0.0)
+    base = _base(name, "numeric", test, limits, n, m, missing, _missing_rate(cur))
     if n == 0 or m == 0:
         side = "reference" if n == 0 else "current sample"
         return ColumnDrift(
@@ -573,16 +570,8 @@ def _categorical_from_profile(
     if test == "auto":
         test = "chi2" if min(n, m) <= SMALL_SAMPLE else "jensenshannon"
     test = _MATCHING_CATEGORICAL.get(test, test)
-    base: dict[str, Any] = {
-        "column": name,
-        "kind": "categorical",
-        "test": test,
-        "threshold": _threshold(limits, name, test),
-        "reference_rows": n,
-        "current_rows": m,
-        "reference_missing": float(found.get("null_rate") or 0.0),
-        "current_missing": _missing_rate(cur),
-    }
+    missing = float(found.get("null_rate") or 0.0)
+    base = _base(name, "categorical", test, limits, n, m, missing, _missing_rate(cur))
     return _categorical_verdict(base, categories, ref_counts, cur_counts)
 
 
