@@ -20,6 +20,8 @@ from conveyor.core.errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
+    UnauthenticatedError,
 )
 
 if _TYPE_CHECKING:
@@ -93,10 +95,12 @@ __all__ = [
     "PermissionDeniedError",
     "PipelineFailed",
     "PipelineRun",
+    "RateLimitedError",
     "Run",
     "RunStatus",
     "Settings",
     "TuneResult",
+    "UnauthenticatedError",
     "ValidationReport",
     "Workspace",
     "__version__",

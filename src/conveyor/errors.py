@@ -10,6 +10,8 @@ from conveyor.core.errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
+    UnauthenticatedError,
 )
 
 __all__ = [
@@ -22,4 +24,6 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "PermissionDeniedError",
+    "RateLimitedError",
+    "UnauthenticatedError",
 ]

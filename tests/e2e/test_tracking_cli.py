@@ -6,9 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from conveyor.testing.team import TeamServer
 
 TRAIN = """
 import conveyor as cv
@@ -35,9 +39,26 @@ def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[s
     return result
 
 
-@pytest.fixture
-def trained(tmp_path: Path) -> tuple[Path, list[str]]:
-    cli(tmp_path, "init", "--project", "churn")
+@pytest.fixture(scope="module")
+def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
+    with TeamServer(tmp_path_factory.mktemp("server")) as server:
+        yield server
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def trained(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, list[str]]:
+    """Two runs logged by a training script: into ./.conveyor (embedded), or through a team
+    server as an editor of a project of its own (remote); the same tests run on both."""
+    if request.param == "embedded":
+        cli(tmp_path, "init", "--project", "churn")
+    else:
+        server: TeamServer = request.getfixturevalue("team_server")
+        project = f"churn-{uuid.uuid4().hex[:8]}"
+        token = server.token_for("ana", project=project, role="editor")
+        for key, value in server.client_env(token, project=project).items():
+            monkeypatch.setenv(key, value)
     out = subprocess.run(
         [sys.executable, "-c", TRAIN], cwd=tmp_path, capture_output=True, text=True, check=True
     )

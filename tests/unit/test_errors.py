@@ -15,6 +15,8 @@ TREE = {
     "IntegrityError": (ValueError, "conveyor.integrity"),
     "DataValidationError": (ValueError, "conveyor.data_validation"),
     "PermissionDeniedError": (PermissionError, "conveyor.permission_denied"),
+    "UnauthenticatedError": (PermissionError, "conveyor.unauthenticated"),
+    "RateLimitedError": (RuntimeError, "conveyor.rate_limited"),
     "BackendUnavailableError": (ConnectionError, "conveyor.backend_unavailable"),
 }
 

@@ -40,6 +40,7 @@ def _add_domain_commands() -> None:
     from conveyor.cli.models import models_app
     from conveyor.cli.monitoring import alerts_app, labels_app, monitor_app
     from conveyor.cli.pipelines import pipeline_app, schedule_app, scheduler_app
+    from conveyor.cli.server import projects_app, server, tokens_app, users_app
     from conveyor.cli.serving import build, deploy_app, predict, serve
     from conveyor.cli.tracking import experiments_app, runs_app
 
@@ -57,6 +58,10 @@ def _add_domain_commands() -> None:
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(loop_app, name="loop")
     app.add_typer(ci_app, name="ci")
+    app.add_typer(users_app, name="users")
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(projects_app, name="projects")
+    app.command("server")(server)
     app.command("serve")(serve)
     app.command("predict")(predict)
     app.command("build")(build)
@@ -373,9 +378,16 @@ def audit(
     since: Annotated[
         str | None, typer.Option("--since", help="Only events in the last DURATION (e.g. 1d).")
     ] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only this action (e.g. alias.move).")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
 ) -> None:
-    """List audit events, newest first: when, who, what, which object, and the new value."""
+    """List audit events, newest first: when, who, what, which object, and the new value.
+
+    Through a team server (CONVEYOR_STORE_URI=http://...) it lists the project's events and
+    needs the project's admin role; each event also names the token and client address.
+    """
     from conveyor.core.clock import utcnow
     from conveyor.core.durations import parse_duration
     from conveyor.store.records import ObjectRef
@@ -383,7 +395,12 @@ def audit(
     ref = ObjectRef.parse(obj) if obj else None
     start = utcnow() - parse_duration(since, what="--since value") if since else None
     with workspace_for(ctx) as ws:
-        events = ws.metadata.audit_log(obj=ref, actor=actor, since=start, limit=limit)
+        if ws.remote is not None:
+            events = _remote_audit(ws, obj, actor, action, start, limit)
+        else:
+            events = ws.metadata.audit_log(
+                obj=ref, actor=actor, action=action, since=start, limit=limit
+            )
     if not events:
         console.print("No audit events match.")
         return
@@ -399,6 +416,37 @@ def audit(
             ("  " + json.dumps(ev.after, default=str) if ev.after is not None else "", "dim"),
         )
         console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
+
+
+def _remote_audit(ws, obj, actor, action, start, limit):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    from conveyor.store.records import AuditEvent, ObjectRef
+
+    client = ws.remote
+    body = client.get_json(
+        client.project_path(ws.settings.project, "audit"),
+        object=obj,
+        actor=actor,
+        action=action,
+        since=start.isoformat() if start else None,
+        limit=limit,
+    )
+    return [
+        AuditEvent(
+            id=e["id"],
+            at=datetime.fromisoformat(e["at"]),
+            actor=e["actor"],
+            action=e["action"],
+            object=ObjectRef.parse(e["object"]),
+            project_id=e["project_id"],
+            before=e["before"],
+            after=e["after"],
+            token_id=e["token_id"],
+            source=e["source"],
+        )
+        for e in body["events"]
+    ]
 
 
 _add_domain_commands()

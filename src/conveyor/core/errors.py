@@ -11,6 +11,8 @@ keeps working for code that does not know Conveyor)::
     ├── IntegrityError                 conveyor.integrity            (ValueError)
     ├── DataValidationError            conveyor.data_validation      (ValueError)
     ├── PermissionDeniedError          conveyor.permission_denied    (PermissionError)
+    ├── UnauthenticatedError           conveyor.unauthenticated      (PermissionError)
+    ├── RateLimitedError               conveyor.rate_limited         (RuntimeError)
     └── BackendUnavailableError        conveyor.backend_unavailable  (ConnectionError)
 
 Messages say what is wrong, what was expected, what arrived and what to do next. Transports
@@ -30,6 +32,8 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "PermissionDeniedError",
+    "RateLimitedError",
+    "UnauthenticatedError",
 ]
 
 
@@ -93,6 +97,18 @@ class PermissionDeniedError(ConveyorError, PermissionError):
     """The actor may not do this."""
 
     code = "conveyor.permission_denied"
+
+
+class UnauthenticatedError(ConveyorError, PermissionError):
+    """The caller did not prove who they are (no token, or an unknown, revoked or expired one)."""
+
+    code = "conveyor.unauthenticated"
+
+
+class RateLimitedError(ConveyorError, RuntimeError):
+    """Too many attempts in a short time; wait and retry."""
+
+    code = "conveyor.rate_limited"
 
 
 class BackendUnavailableError(ConveyorError, ConnectionError):

@@ -45,6 +45,7 @@ from conveyor.store.metadata.schema import (
     models,
     promotion_requests,
 )
+from conveyor.store.principal import current_principal, require_role
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
@@ -798,9 +799,13 @@ class ModelService:
             return [registry.to_request(conn, r) for r in conn.execute(query).all()]
 
     def _check_approver(self, request: PromotionRequest | None) -> None:
-        actor = self.ws.settings.actor
+        principal = current_principal()
+        actor = principal.name if principal is not None else self.ws.settings.actor
         approvers = self.ws.settings.approver_list
-        if approvers and actor not in approvers:
+        if principal is not None:
+            # A team server's caller: the approver role in the project decides.
+            require_role(self._project_id(), "approver", "decide promotion requests")
+        elif approvers and actor not in approvers:
             raise PermissionDeniedError(
                 f"{actor!r} is not an approver of this project; approvers: {', '.join(approvers)}.",
                 hint="Ask an approver, or change `approvers` in conveyor.toml.",

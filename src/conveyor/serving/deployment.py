@@ -21,6 +21,7 @@ from conveyor.models.registry import VERSION_KIND
 from conveyor.models.service import model_service
 from conveyor.serving.traffic import RouteSpec, TrafficSpec
 from conveyor.store.metadata.schema import deployment_revisions, deployments
+from conveyor.store.principal import require_role
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
@@ -326,6 +327,8 @@ class DeploymentService:
         base: int | None = None,
     ) -> Revision:
         """Write the next revision; with ``base``, only if ``base`` is still the current one."""
+        # On a team server, what a deployment serves changes only by an approver's hand.
+        require_role(self.project_id, "approver", f"change what deployment {name!r} serves")
         models = model_service(self.ws)
         versions = [models.get(r["model"]) for r in routes]  # each must resolve now
         policy = {"routes": routes, "key": key, "limits": limits}

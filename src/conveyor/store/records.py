@@ -62,6 +62,8 @@ class AuditEvent:
     project_id: str | None = None
     before: Any = None
     after: Any = None
+    token_id: str | None = None  # the API token of a team-server request
+    source: str | None = None  # the client address of a team-server request
 
 
 @dataclass(frozen=True, slots=True)

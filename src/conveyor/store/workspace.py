@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace as replace_fields
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -26,10 +27,11 @@ from conveyor.core.config import (
     load_settings,
     render_config_template,
 )
-from conveyor.core.errors import ConflictError
+from conveyor.core.errors import ConflictError, ConveyorError
 from conveyor.store import catalog
 from conveyor.store.artifacts.cas import ArtifactStore
 from conveyor.store.backends import METADATA_STORES
+from conveyor.store.client import ServerClient, is_server_uri
 from conveyor.store.gc import DEFAULT_GRACE, GcReport, collect_garbage
 from conveyor.store.metadata.store import MetadataStore
 from conveyor.store.records import ArtifactLink, LineageGraph, ObjectRef, Project
@@ -56,6 +58,8 @@ class Workspace:
         self._project: Project | None = None
         self._services: dict[str, Any] = {}
         self._lock = threading.RLock()
+        self._remote: ServerClient | None = None
+        self._owns_stores = True
         _track(self)
 
     @classmethod
@@ -66,11 +70,42 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace(root={str(self.settings.root)!r}, project={self.settings.project!r})"
 
+    def for_project(self, name: str) -> Workspace:
+        """Return a workspace of project ``name`` on the same, already open, stores.
+
+        A team server keeps one per project; closing it closes its services, not the stores.
+        """
+        ws = Workspace(replace_fields(self.settings, project=name))
+        ws._metadata = self.metadata
+        ws._artifacts = self.artifacts
+        ws._owns_stores = False
+        return ws
+
     # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def remote(self) -> ServerClient | None:
+        """The team server this workspace works through (``store_uri`` http(s)://), or None."""
+        if self._remote is None and is_server_uri(self.settings.store_uri):
+            with self._lock:
+                if self._remote is None:
+                    self._remote = ServerClient(self.settings.store_uri)
+        return self._remote
+
+    def _local_only(self, what: str) -> ConveyorError:
+        return ConveyorError(
+            f"{what} is not available through a team server yet "
+            f"(CONVEYOR_STORE_URI={self.settings.store_uri}): remote mode covers projects, "
+            "experiments, runs, metrics, searches and run artifacts.",
+            hint="Run this on the server's own stores (its database URI), or see "
+            "docs/server.md for what remote mode covers.",
+        )
 
     @property
     def metadata(self) -> MetadataStore:
         """The metadata store, opened (and migrated) on first use."""
+        if self.remote is not None:
+            raise self._local_only("Direct access to the metadata store")
         with self._lock:
             if self._metadata is None:
                 store_cls = METADATA_STORES.resolve(self.settings.store_uri)
@@ -82,6 +117,8 @@ class Workspace:
     @property
     def artifacts(self) -> ArtifactStore:
         """The content-addressed artifact store."""
+        if self.remote is not None:
+            raise self._local_only("Direct access to the artifact store")
         if self._artifacts is None:
             self._artifacts = ArtifactStore(self.settings.artifact_uri)
         return self._artifacts
@@ -90,7 +127,10 @@ class Workspace:
     def project(self) -> Project:
         """The project of this workspace, created in the store on first use."""
         if self._project is None:
-            self._project = self.metadata.ensure_project(self.settings.project)
+            if self.remote is not None:
+                self._project = _remote_project(self.remote, self.settings.project)
+            else:
+                self._project = self.metadata.ensure_project(self.settings.project)
         return self._project
 
     def open(self) -> Self:
@@ -117,9 +157,12 @@ class Workspace:
             closer = getattr(svc, "close", None)
             if callable(closer):
                 closer()
-        if self._metadata is not None:
+        if self._metadata is not None and self._owns_stores:
             self._metadata.close()
-            self._metadata = None
+        self._metadata = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
         self._project = None
 
     def __enter__(self) -> Self:
@@ -148,6 +191,8 @@ class Workspace:
         from conveyor.core.names import validate_artifact_path
 
         validate_artifact_path(name)
+        if self.remote is not None:
+            return _remote_upload(self, data, owner, name, media_type=media_type, replace=replace)
         rereadable = isinstance(data, bytes | str | os.PathLike)
         for attempt in (1, 2):
             put = self.artifacts.put(data)
@@ -170,12 +215,21 @@ class Workspace:
 
     def list_artifacts(self, owner: ObjectRef) -> list[ArtifactLink]:
         """Return ``owner``'s artifacts, sorted by name."""
+        if self.remote is not None:
+            path = self.remote.project_path(
+                self.settings.project, "artifacts", owner.kind, owner.id
+            )
+            return [_link_from_json(item) for item in self.remote.get_json(path)["artifacts"]]
         with self.metadata.read() as conn:
             return catalog.list_artifacts(conn, owner)
 
     @contextmanager
     def open_artifact(self, owner: ObjectRef, name: str) -> Iterator[BinaryIO]:
         """Open ``owner``'s artifact ``name`` for reading, verified against its digest."""
+        if self.remote is not None:
+            with _remote_download(self, owner, name) as f:
+                yield f
+            return
         with self.metadata.read() as conn:
             link = catalog.find_artifact(conn, owner, name)
         with self.artifacts.open(link.digest) as f:
@@ -187,11 +241,115 @@ class Workspace:
         self, ref: ObjectRef, *, direction: str = "upstream", depth: int | None = None
     ) -> LineageGraph:
         """Return what is upstream or downstream of ``ref``."""
+        if self.remote is not None:
+            return _remote_lineage(self.remote, self.settings.project, ref, direction, depth)
         return self.metadata.lineage(ref, direction=direction, depth=depth)
 
     def gc(self, *, dry_run: bool = False, grace: timedelta = DEFAULT_GRACE) -> GcReport:
         """Delete stored objects that no record references (see :func:`collect_garbage`)."""
         return collect_garbage(self.metadata, self.artifacts, dry_run=dry_run, grace=grace)
+
+
+# -- remote mode: projects and artifacts through a team server ---------------------------------
+
+
+def _remote_project(client: ServerClient, name: str) -> Project:
+    from datetime import datetime
+
+    body = client.get_json(client.project_path(name))
+    return Project(
+        id=body["id"],
+        name=body["name"],
+        description=body.get("description", ""),
+        created_at=datetime.fromisoformat(body["created_at"]),
+    )
+
+
+def _remote_lineage(
+    client: ServerClient, project: str, ref: ObjectRef, direction: str, depth: int | None
+) -> LineageGraph:
+    from conveyor.store.records import LineageEdge
+
+    body = client.get_json(
+        client.project_path(project, "lineage", ref.kind, ref.id), direction=direction, depth=depth
+    )
+    edges = [
+        LineageEdge(
+            ObjectRef.parse(e["src"]), ObjectRef.parse(e["dst"]), e["relation"], int(e["depth"])
+        )
+        for e in body["edges"]
+    ]
+    return LineageGraph(root=ref, direction=direction, edges=edges)
+
+
+def _link_from_json(item: dict[str, Any]) -> ArtifactLink:
+    from datetime import datetime
+
+    return ArtifactLink(
+        owner=ObjectRef(item["owner_kind"], item["owner_id"]),
+        name=item["name"],
+        digest=item["digest"],
+        size=int(item["size"]),
+        media_type=item["media_type"],
+        created_at=datetime.fromisoformat(item["created_at"]),
+    )
+
+
+def _remote_upload(
+    ws: Workspace,
+    data: bytes | str | os.PathLike[str] | BinaryIO,
+    owner: ObjectRef,
+    name: str,
+    *,
+    media_type: str | None,
+    replace: bool,
+) -> ArtifactLink:
+    """Stream ``data`` to the server (a file is read in chunks, never whole into memory)."""
+    client = ws.remote
+    assert client is not None
+    path = client.project_path(ws.settings.project, "artifacts", owner.kind, owner.id, name)
+    params = {"replace": "true" if replace else "false"}
+    if media_type:
+        params["media_type"] = media_type
+    if isinstance(data, bytes):
+        response = client.request("PUT", path, content=data, params=params)
+    elif isinstance(data, str | os.PathLike):
+        with open(data, "rb") as f:
+            response = client.request("PUT", path, content=_chunks(f), params=params, retry=False)
+    else:
+        response = client.request("PUT", path, content=_chunks(data), params=params, retry=False)
+    return _link_from_json(response.json())
+
+
+def _chunks(f: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := f.read(size):
+        yield chunk
+
+
+@contextmanager
+def _remote_download(ws: Workspace, owner: ObjectRef, name: str) -> Iterator[BinaryIO]:
+    """Download to a temporary file, checking the SHA-256 the server announces, then open it."""
+    import hashlib
+    import tempfile
+
+    from conveyor.core.errors import IntegrityError
+
+    client = ws.remote
+    assert client is not None
+    path = client.project_path(ws.settings.project, "artifacts", owner.kind, owner.id, name)
+    with tempfile.TemporaryFile() as tmp:
+        digest = hashlib.sha256()
+        with client.stream(path) as response:
+            expected = response.headers.get("X-Conveyor-Digest", "")
+            for chunk in response.iter_bytes(1 << 20):
+                digest.update(chunk)
+                tmp.write(chunk)
+        if expected and digest.hexdigest() != expected.removeprefix("sha256:"):
+            raise IntegrityError(
+                f"The artifact {owner}/{name} arrived damaged: its SHA-256 does not match."
+            )
+        tmp.seek(0)
+        yield cast(BinaryIO, tmp)
 
 
 _workspaces: weakref.WeakSet[Workspace] = weakref.WeakSet()

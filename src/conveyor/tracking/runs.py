@@ -64,7 +64,14 @@ class Tracker:
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.store = TrackingStore(ws)
+        self.remote = ws.remote is not None
+        if self.remote:
+            from conveyor.tracking.remote import RemoteTrackingStore
+
+            self.store: TrackingStore = RemoteTrackingStore(ws)  # type: ignore[assignment]
+        else:
+            self.store = TrackingStore(ws)
+        self._git_diff: bytes | None = None  # remote mode: uploaded as each run's artifact
         self.writer = Writer(self.store.write)
         self._env_lock = threading.Lock()
         self._env: tuple[environment.RunEnvironment, str, str | None] | None = None
@@ -118,6 +125,13 @@ class Tracker:
         with self._env_lock:
             if self._env is None:
                 env = environment.capture(str(self.ws.settings.root))
+                if self.remote:
+                    # The server stores the content and links it, computing the digest itself.
+                    digest = self.store.put_content(env.packages, "text/plain")  # type: ignore[attr-defined]
+                    if env.git is not None and env.git.dirty and env.git.diff:
+                        self._git_diff = env.git.diff
+                    self._env = (env, digest, None)
+                    return self._env
                 packages = self.ws.artifacts.put(env.packages)
                 self.writer.submit(
                     LinkArtifact(
@@ -164,7 +178,13 @@ class Tracker:
         run_name = name or f"run-{run_id[-6:].lower()}"
         ops = self.create_ops(exp.name, run_id, run_name, parent_id, checked_tags)
         self.writer.submit_many(ops)
-        return self._activate(ActiveRun(self, run_id, run_name, exp.name, parent_id))
+        run = self._activate(ActiveRun(self, run_id, run_name, exp.name, parent_id))
+        if self._git_diff is not None:
+            self.writer.flush()  # the run must exist on the server before its artifact
+            self.ws.log_artifact(
+                self._git_diff, run.ref, "environment/git.diff", media_type="text/x-diff"
+            )
+        return run
 
     def create_ops(
         self,
@@ -404,6 +424,8 @@ class ActiveRun:
 
     def _store(self, data: bytes | Path, name: str) -> ArtifactLink:
         self._check_open()
+        if self.tracker.remote:
+            self.tracker.writer.flush()  # the server links artifacts only to runs it has
         return self.tracker.ws.log_artifact(data, self.ref, name, media_type=guess_media_type(name))
 
     # -- ending ------------------------------------------------------------------------------
@@ -465,6 +487,9 @@ class ActiveRun:
             return
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         try:
+            if self.tracker.remote:
+                self._store(text.encode(), "traceback.txt")
+                return
             put = self.tracker.ws.artifacts.put(text.encode())
             self.tracker.writer.submit(
                 LinkArtifact(self.ref, "traceback.txt", put.digest, put.size, "text/plain")

@@ -234,6 +234,16 @@ def search(
         raise InvalidArgumentError(f"limit must be 1 to {MAX_LIMIT}; got {limit!r}.")
     if view not in ("active", "deleted", "all"):
         raise InvalidArgumentError(f"view must be 'active', 'deleted' or 'all'; got {view!r}.")
+    if store.ws.remote is not None:  # a RemoteTrackingStore: the server runs the search
+        remote_page: Page = store.search(  # type: ignore[attr-defined]
+            experiment=experiment,
+            filter=filter,
+            order_by=order_by,
+            limit=limit,
+            page_token=page_token,
+            view=view,
+        )
+        return remote_page
     project_id = store.ws.project.id
     exp_ids: list[str] | None = None
     if experiment is not None:

@@ -237,9 +237,16 @@ class TrackingStore:
         """Apply ``ops`` in one transaction, with an audit event per run created or ended."""
         with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
             created = self.write_in(uow, ops)
-        self._runs_written += created
-        if self._runs_written >= self._analyze_at:
-            self._analyze_at *= 2
+        self.after_write(created)
+
+    def after_write(self, created: int) -> None:
+        """Count runs created; refresh the planner's statistics as the tables grow."""
+        with self._lock:
+            self._runs_written += created
+            due = self._runs_written >= self._analyze_at
+            if due:
+                self._analyze_at *= 2
+        if due:
             self._refresh_statistics()
 
     def write_in(self, uow: UnitOfWork, ops: Sequence[Op]) -> int:

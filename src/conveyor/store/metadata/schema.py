@@ -23,6 +23,7 @@ __all__ = [
     "experiments",
     "feature_view_versions",
     "feature_views",
+    "idempotency_keys",
     "latest_metrics",
     "leases",
     "lineage_edges",
@@ -41,10 +42,13 @@ __all__ = [
     "pipelines",
     "projects",
     "promotion_requests",
+    "role_bindings",
     "runs",
     "schedules",
     "step_runs",
     "tags",
+    "tokens",
+    "users",
     "webhook_deliveries",
 ]
 
@@ -83,6 +87,8 @@ audit_events = sa.Table(
     sa.Column("object_id", OBJECT_ID, nullable=False),
     sa.Column("before", JSONType, nullable=True),
     sa.Column("after", JSONType, nullable=True),
+    sa.Column("token_id", ID, nullable=True),  # the API token of the request (team server)
+    sa.Column("source", sa.String(100), nullable=True),  # the client address of the request
     sa.Index(None, "object_kind", "object_id"),
     sa.Index(None, "at"),
     sa.Index(None, "actor"),
@@ -670,4 +676,55 @@ loop_events = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("data", JSONType, nullable=False),
     sa.Index(None, "policy_id", "at"),
+)
+
+
+# -- the team server: who may do what ------------------------------------------------------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=True),  # argon2id, for browser login
+    sa.Column("is_admin", sa.Boolean, nullable=False),  # server-wide: users, projects, audit
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("disabled_at", UTCDateTime, nullable=True),
+)
+
+# API tokens: only the SHA-256 of the secret is kept (the secret is 256 random bits, shown once).
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(12), nullable=False),  # shown in listings to tell them apart
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=True),  # NULL: any
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+role_bindings = sa.Table(
+    "role_bindings",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("user_id", ID, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),  # viewer, editor, approver, admin
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("user_id", "project_id"),
+)
+
+# A remote write batch's key, stored in the batch's own transaction: a retried batch whose
+# first attempt committed is recognised and not applied twice.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("project_id", ID, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, index=True),
 )

@@ -27,6 +27,7 @@ from conveyor.store.metadata import engine as engines
 from conveyor.store.metadata import migrate as migrations
 from conveyor.store.metadata.schema import audit_events, lineage_edges, projects
 from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.principal import current_principal, current_source
 from conveyor.store.records import AuditEvent, LineageEdge, LineageGraph, ObjectRef, Project
 
 __all__ = ["MetadataStore", "UnitOfWork"]
@@ -38,8 +39,13 @@ class UnitOfWork:
     """One transaction: a change, its lineage edges and its audit event commit together."""
 
     def __init__(self, conn: sa.Connection, actor: str, project_id: str | None) -> None:
+        principal = current_principal()
         self.conn = conn
-        self.actor = actor
+        # A request to the team server acts as its authenticated user, whatever the store's
+        # configured actor says.
+        self.actor = principal.name if principal is not None else actor
+        self.token_id = principal.token_id if principal is not None else None
+        self.source = current_source()
         self.project_id = project_id
         self.now = utcnow()
         self._audit_rows: list[dict[str, Any]] = []
@@ -57,19 +63,21 @@ class UnitOfWork:
         Events are written together, in one statement, when the unit of work commits.
         """
         event_id = ids.new_id()
-        self._audit_rows.append(
-            {
-                "id": event_id,
-                "project_id": self.project_id,
-                "at": self.now,
-                "actor": self.actor,
-                "action": action,
-                "object_kind": obj.kind,
-                "object_id": obj.id,
-                "before": before,
-                "after": after,
-            }
-        )
+        row = {
+            "id": event_id,
+            "project_id": self.project_id,
+            "at": self.now,
+            "actor": self.actor,
+            "action": action,
+            "object_kind": obj.kind,
+            "object_id": obj.id,
+            "before": before,
+            "after": after,
+        }
+        if self.token_id is not None or self.source is not None:  # a team-server request
+            row["token_id"] = self.token_id
+            row["source"] = self.source
+        self._audit_rows.append(row)
         return event_id
 
     def write_audit(self) -> None:
@@ -289,6 +297,12 @@ class MetadataStore:
         assert project is not None
         return project
 
+    def list_projects(self) -> list[Project]:
+        """Return every project, sorted by name."""
+        with self.read() as conn:
+            rows = conn.execute(sa.select(projects).order_by(projects.c.name)).all()
+        return [Project(**r._mapping) for r in rows]
+
     def find_project(self, name: str) -> Project | None:
         """Return the project called ``name``, or None."""
         with self.read() as conn:
@@ -307,9 +321,15 @@ class MetadataStore:
     # -- lineage and audit -----------------------------------------------------------------
 
     def lineage(
-        self, ref: ObjectRef, *, direction: str = "upstream", depth: int | None = None
+        self,
+        ref: ObjectRef,
+        *,
+        direction: str = "upstream",
+        depth: int | None = None,
+        project_id: str | None = None,
     ) -> LineageGraph:
-        """Return everything upstream or downstream of ``ref``, to ``depth`` steps (any depth).
+        """Return everything upstream or downstream of ``ref``, to ``depth`` steps (any depth);
+        with ``project_id``, only the edges recorded in that project.
 
         One recursive query collects the objects reachable from ``ref`` (each once, so cycles
         end the walk); the edges between them are then ordered by their distance from ``ref``.
@@ -335,22 +355,25 @@ class MetadataStore:
                 e.c.dst_kind,
                 e.c.dst_id,
             )
+        scope = e.c.project_id == project_id if project_id is not None else sa.true()
         walk = (
             sa.select(far_kind.label("kind"), far_id.label("id"))
-            .where(near_kind == ref.kind, near_id == ref.id)
+            .where(near_kind == ref.kind, near_id == ref.id, scope)
             .cte("walk", recursive=True)
         )
         walk = walk.union(
-            sa.select(far_kind, far_id).join(
-                walk, sa.and_(near_kind == walk.c.kind, near_id == walk.c.id)
-            )
+            sa.select(far_kind, far_id)
+            .join(walk, sa.and_(near_kind == walk.c.kind, near_id == walk.c.id))
+            .where(scope)
         )
         reached = sa.union(
             sa.select(walk.c.kind, walk.c.id),
             sa.select(sa.literal(ref.kind).label("kind"), sa.literal(ref.id).label("id")),
         ).subquery("reached")
-        query = sa.select(e.c.src_kind, e.c.src_id, e.c.dst_kind, e.c.dst_id, e.c.relation).join(
-            reached, sa.and_(near_kind == reached.c.kind, near_id == reached.c.id)
+        query = (
+            sa.select(e.c.src_kind, e.c.src_id, e.c.dst_kind, e.c.dst_id, e.c.relation)
+            .join(reached, sa.and_(near_kind == reached.c.kind, near_id == reached.c.id))
+            .where(scope)
         )
         onward: dict[ObjectRef, list[tuple[ObjectRef, ObjectRef, str]]] = {}
         with self.read() as conn:
@@ -381,10 +404,14 @@ class MetadataStore:
         actor: str | None = None,
         action: str | None = None,
         since: datetime | None = None,
+        project_id: str | None = None,
         limit: int = 100,
     ) -> list[AuditEvent]:
-        """Return audit events, newest first, filtered by object, actor, action and time."""
+        """Return audit events, newest first, filtered by object, actor, action, time and
+        project."""
         query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if project_id is not None:
+            query = query.where(audit_events.c.project_id == project_id)
         if obj is not None:
             query = query.where(
                 audit_events.c.object_kind == obj.kind, audit_events.c.object_id == obj.id
@@ -407,6 +434,8 @@ class MetadataStore:
                 project_id=r.project_id,
                 before=r.before,
                 after=r.after,
+                token_id=r.token_id,
+                source=r.source,
             )
             for r in rows
         ]

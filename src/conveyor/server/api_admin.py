@@ -1,0 +1,260 @@
+"""Routes for identity and governance: who am I, projects and members, users, tokens, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from conveyor.core.encoding import jsonable
+from conveyor.core.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
+from conveyor.server.rules import SERVER_ADMIN, USER, Api, Call, need
+from conveyor.store.records import ObjectRef
+
+api = Api(prefix="/api/v1")
+
+
+class NewProject(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=10_000)
+
+
+class Membership(BaseModel):
+    role: str = Field(description="viewer, editor, approver or admin")
+
+
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    admin: bool = False
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+
+
+class NewToken(BaseModel):
+    name: str = Field(default="default", min_length=1, max_length=100)
+    user: str | None = Field(default=None, description="another user's (server admins only)")
+    project: str | None = Field(default=None, description="limit the token to one project")
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+def _project(project: Any) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "description": project.description,
+        "created_at": project.created_at.isoformat(),
+    }
+
+
+@api.get("/whoami")
+def whoami(call: Call = need(USER)) -> dict[str, Any]:
+    """The caller: user name, server-admin flag, token id and role per project."""
+    p = call.principal
+    if p is None:
+        return {"user": call.actor, "admin": True, "auth": False, "roles": {}}
+    names = {pr.id: pr.name for pr in call.state.root.metadata.list_projects()}
+    return {
+        "user": p.name,
+        "admin": p.is_admin,
+        "auth": True,
+        "token_id": p.token_id,
+        "token_project": names.get(p.token_project_id or ""),
+        "roles": {names[pid]: role for pid, role in p.roles.items() if pid in names},
+    }
+
+
+@api.get("/projects")
+def list_projects(call: Call = need(USER)) -> dict[str, Any]:
+    """The projects the caller can see, with their role in each."""
+    out = []
+    for project in call.state.root.metadata.list_projects():
+        role = call.principal.role_in(project.id) if call.principal else "admin"
+        if role is not None:
+            out.append({**_project(project), "role": role})
+    return {"projects": out}
+
+
+@api.post("/projects", status_code=201)
+def create_project(body: NewProject, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
+    """Create a project (server admins)."""
+    with call:
+        metadata = call.state.root.metadata
+        if metadata.find_project(body.name) is not None:
+            from conveyor.core.errors import AlreadyExistsError
+
+            raise AlreadyExistsError(f"There is already a project called {body.name!r}.")
+        return _project(metadata.ensure_project(body.name, description=body.description))
+
+
+@api.get("/projects/{project}")
+def get_project(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """One project, with the caller's role in it."""
+    assert call.project is not None
+    role = call.principal.role_in(call.project.id) if call.principal else "admin"
+    return {**_project(call.project), "role": role}
+
+
+@api.get("/projects/{project}/members")
+def members(project: str, call: Call = need("admin")) -> dict[str, Any]:
+    """The users with a role in the project."""
+    found = [
+        {"user": u.name, "role": u.roles[project], "disabled": u.disabled}
+        for u in call.state.identity.list_users()
+        if project in u.roles
+    ]
+    return {"members": found}
+
+
+@api.put("/projects/{project}/members/{user}")
+def grant(project: str, user: str, body: Membership, call: Call = need("admin")) -> dict[str, Any]:
+    """Give a user a role in the project (replacing the one they held)."""
+    with call:
+        granted = call.state.identity.grant(user, project, body.role)
+    return {"user": granted.name, "role": granted.roles[project]}
+
+
+@api.delete("/projects/{project}/members/{user}")
+def revoke(project: str, user: str, call: Call = need("admin")) -> dict[str, Any]:
+    """Take away a user's role in the project."""
+    with call:
+        call.state.identity.revoke_role(user, project)
+    return {"user": user, "role": None}
+
+
+def _audit(
+    call: Call,
+    *,
+    project_id: str | None,
+    obj: str | None,
+    actor: str | None,
+    action: str | None,
+    since: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    when = None
+    if since:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError:
+            raise InvalidArgumentError(f"since must be an ISO 8601 time; got {since!r}.") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    events = call.state.root.metadata.audit_log(
+        obj=ObjectRef.parse(obj) if obj else None,
+        actor=actor,
+        action=action,
+        since=when,
+        project_id=project_id,
+        limit=limit,
+    )
+    return {"events": jsonable(events)}
+
+
+@api.get("/projects/{project}/audit")
+def project_audit(
+    project: str,
+    object: str | None = Query(default=None, description="KIND:ID"),
+    actor: str | None = None,
+    action: str | None = None,
+    since: str | None = Query(default=None, description="ISO 8601 time"),
+    limit: int = Query(default=100, ge=1, le=10_000),
+    call: Call = need("admin"),
+) -> dict[str, Any]:
+    """The project's audit events, newest first (project admins)."""
+    assert call.project is not None
+    return _audit(
+        call,
+        project_id=call.project.id,
+        obj=object,
+        actor=actor,
+        action=action,
+        since=since,
+        limit=limit,
+    )
+
+
+@api.get("/audit")
+def server_audit(
+    object: str | None = Query(default=None, description="KIND:ID"),
+    actor: str | None = None,
+    action: str | None = None,
+    since: str | None = Query(default=None, description="ISO 8601 time"),
+    limit: int = Query(default=100, ge=1, le=10_000),
+    call: Call = need(SERVER_ADMIN),
+) -> dict[str, Any]:
+    """Every audit event of the server, newest first (server admins)."""
+    return _audit(
+        call, project_id=None, obj=object, actor=actor, action=action, since=since, limit=limit
+    )
+
+
+@api.get("/users")
+def list_users(call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
+    """Every user with their roles (server admins)."""
+    return {"users": jsonable(call.state.identity.list_users())}
+
+
+@api.post("/users", status_code=201)
+def add_user(body: NewUser, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
+    """Create a user (server admins)."""
+    with call:
+        user = call.state.identity.add_user(body.name, admin=body.admin, password=body.password)
+    return jsonable(user)
+
+
+@api.post("/users/{user}/disable")
+def disable_user(user: str, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
+    """Disable a user: their tokens stop working at once (server admins)."""
+    with call:
+        return jsonable(call.state.identity.set_disabled(user, True))
+
+
+@api.post("/users/{user}/enable")
+def enable_user(user: str, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
+    """Enable a disabled user again (server admins)."""
+    with call:
+        return jsonable(call.state.identity.set_disabled(user, False))
+
+
+def _own_or_admin(call: Call, user: str) -> None:
+    p = call.principal
+    if p is not None and not p.is_admin and p.name != user:
+        raise PermissionDeniedError(f"{p.name!r} may manage only their own tokens.")
+
+
+@api.get("/tokens")
+def list_tokens(user: str | None = None, call: Call = need(USER)) -> dict[str, Any]:
+    """The caller's tokens (server admins: anyone's, with ?user=); never their secrets."""
+    who = user or call.actor
+    _own_or_admin(call, who)
+    return {"tokens": jsonable(call.state.identity.list_tokens(who))}
+
+
+@api.post("/tokens", status_code=201)
+def create_token(body: NewToken, call: Call = need(USER)) -> dict[str, Any]:
+    """Create a token; the answer holds its secret, shown this once."""
+    who = body.user or call.actor
+    _own_or_admin(call, who)
+    key = f"token:{call.source}"
+    call.state.limiter.check(key)
+    call.state.limiter.hit(key)  # creations count against the same budget as failures
+    if body.project and call.principal is not None:
+        found = call.state.find_project(body.project)
+        if found is None or call.principal.role_in(found.id) is None:
+            raise NotFoundError(f"No project called {body.project!r} that you can see.")
+    expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    with call:
+        info, secret = call.state.identity.create_token(
+            who, body.name, project=body.project, expires_in=expires
+        )
+    return {"token": secret, **jsonable(info)}
+
+
+@api.delete("/tokens/{token_id}")
+def revoke_token(token_id: str, call: Call = need(USER)) -> dict[str, Any]:
+    """Revoke a token (one's own; server admins: anyone's)."""
+    info = call.state.identity.token(token_id)
+    _own_or_admin(call, info.user)
+    with call:
+        return jsonable(call.state.identity.revoke_token(token_id))

@@ -1,0 +1,337 @@
+"""Routes over the domain and runtime services: models and promotion requests, datasets,
+deployments, monitors and alerts, continuous-training policies, lineage.
+
+Every route is one service call made as the caller; the services decide what is allowed
+beyond the route's rule (a protected alias moves only through an approved request, nobody
+approves their own request, a deployment changes only by an approver's hand).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from conveyor.core.encoding import jsonable
+from conveyor.server.rules import Api, Call, need
+from conveyor.store.records import ObjectRef
+
+api = Api(prefix="/api/v1/projects/{project}")
+
+
+def _models(call: Call) -> Any:
+    from conveyor.models.service import model_service
+
+    return model_service(call.workspace)
+
+
+# -- models --------------------------------------------------------------------------------
+
+
+@api.get("/models")
+def list_models(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """The project's registered models with their aliases."""
+    return {"models": jsonable(_models(call).list_models())}
+
+
+@api.get("/models/{name}")
+def get_model(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """A model with its aliases and versions (newest first)."""
+    service = _models(call)
+    return {"model": jsonable(service.model(name)), "versions": jsonable(service.versions(name))}
+
+
+@api.get("/models/{name}/versions/{version}")
+def get_version(project: str, name: str, version: int, call: Call = need("viewer")) -> Any:
+    """One model version: flavor, signature, source run, digests."""
+    return jsonable(_models(call).get(f"{name}/{version}"))
+
+
+@api.get("/models/{name}/aliases")
+def alias_history(
+    project: str, name: str, alias: str | None = None, call: Call = need("viewer")
+) -> dict[str, Any]:
+    """Who moved which alias of the model when."""
+    return {"moves": jsonable(_models(call).alias_history(name, alias))}
+
+
+class AliasTarget(BaseModel):
+    version: int = Field(ge=1)
+
+
+@api.put("/models/{name}/aliases/{alias}")
+def set_alias(
+    project: str, name: str, alias: str, body: AliasTarget, call: Call = need("editor")
+) -> Any:
+    """Point an unprotected alias at a version (protected ones move through requests)."""
+    with call:
+        return jsonable(_models(call).set_alias(name, alias, body.version))
+
+
+@api.delete("/models/{name}/aliases/{alias}")
+def delete_alias(project: str, name: str, alias: str, call: Call = need("editor")) -> Any:
+    """Remove an unprotected alias."""
+    with call:
+        return jsonable(_models(call).delete_alias(name, alias))
+
+
+class Protection(BaseModel):
+    aliases: list[str] = Field(default_factory=lambda: ["champion", "production"])
+
+
+@api.put("/models/{name}/protection")
+def protect(project: str, name: str, body: Protection, call: Call = need("approver")) -> Any:
+    """Choose the aliases that move only through approved promotion requests."""
+    with call:
+        return jsonable(_models(call).require_approval(name, body.aliases))
+
+
+@api.get("/models/{name}/versions/{version}/card", response_model=None)
+def model_card(project: str, name: str, version: int, call: Call = need("viewer")) -> Any:
+    """The version's model card (Markdown)."""
+    from fastapi.responses import PlainTextResponse
+
+    return PlainTextResponse(_models(call).card(f"{name}/{version}"), media_type="text/markdown")
+
+
+@api.get("/models/{name}/versions/{version}/evaluations")
+def evaluations(project: str, name: str, version: int, call: Call = need("viewer")) -> Any:
+    """The version's evaluations, per dataset and slice."""
+    return {"evaluations": jsonable(_models(call).evaluations(f"{name}/{version}"))}
+
+
+# -- promotion requests --------------------------------------------------------------------
+
+
+class PromotionAsk(BaseModel):
+    alias: str = Field(min_length=1, max_length=100)
+    comment: str = Field(default="", max_length=10_000)
+
+
+class Decision(BaseModel):
+    comment: str = Field(default="", max_length=10_000)
+
+
+@api.get("/promotions")
+def list_requests(
+    project: str,
+    model: str | None = None,
+    status: str | None = None,
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """Promotion requests, newest first, by model and status."""
+    return {"requests": jsonable(_models(call).requests(model, status=status))}
+
+
+@api.get("/promotions/{request_id}")
+def get_request(project: str, request_id: str, call: Call = need("viewer")) -> Any:
+    """One promotion request with its automatic checks."""
+    return jsonable(_models(call).request(request_id))
+
+
+@api.post("/models/{name}/versions/{version}/promotions", status_code=201)
+def request_promotion(
+    project: str, name: str, version: int, body: PromotionAsk, call: Call = need("editor")
+) -> Any:
+    """Ask for an alias to point at this version; the checks run now."""
+    with call:
+        return jsonable(
+            _models(call).request_promotion(f"{name}/{version}", body.alias, comment=body.comment)
+        )
+
+
+@api.post("/promotions/{request_id}/approve")
+def approve(project: str, request_id: str, body: Decision, call: Call = need("approver")) -> Any:
+    """Approve a pending request (not one's own): the alias moves in the same transaction."""
+    with call:
+        return jsonable(_models(call).approve(request_id, comment=body.comment))
+
+
+@api.post("/promotions/{request_id}/reject")
+def reject(project: str, request_id: str, body: Decision, call: Call = need("approver")) -> Any:
+    """Reject a pending request."""
+    with call:
+        return jsonable(_models(call).reject(request_id, comment=body.comment))
+
+
+# -- datasets ------------------------------------------------------------------------------
+
+
+def _data(call: Call) -> Any:
+    from conveyor.data.service import data_service
+
+    return data_service(call.workspace)
+
+
+@api.get("/datasets")
+def list_datasets(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """The project's datasets."""
+    return {"datasets": jsonable(_data(call).datasets())}
+
+
+@api.get("/datasets/{name}/versions")
+def dataset_versions(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """A dataset's versions, newest first, with row counts, columns and profiles."""
+    return {"versions": jsonable(_data(call).versions(name))}
+
+
+@api.get("/datasets/{name}/diff")
+def dataset_diff(
+    project: str,
+    name: str,
+    a: int = Query(ge=1),
+    b: int = Query(ge=1),
+    call: Call = need("viewer"),
+) -> Any:
+    """What changed between two versions of a dataset."""
+    return jsonable(_data(call).diff(f"{name}@{a}", f"{name}@{b}"))
+
+
+# -- deployments ---------------------------------------------------------------------------
+
+
+def _deployments(call: Call) -> Any:
+    from conveyor.serving.deployment import deployment_service
+
+    return deployment_service(call.workspace)
+
+
+@api.get("/deployments")
+def list_deployments(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """The current revision of every deployment."""
+    return {"deployments": jsonable(_deployments(call).list())}
+
+
+@api.get("/deployments/{name}")
+def deployment_history(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """A deployment's revisions, newest first: what it served, when and who changed it."""
+    return {"revisions": jsonable(_deployments(call).history(name))}
+
+
+class Rollback(BaseModel):
+    to: int | None = Field(default=None, ge=1, description="revision (default: the previous)")
+    reason: str = Field(default="", max_length=10_000)
+
+
+@api.post("/deployments/{name}/rollback")
+def rollback(project: str, name: str, body: Rollback, call: Call = need("approver")) -> Any:
+    """Serve an earlier revision's models again (a new revision, audited)."""
+    with call:
+        return jsonable(_deployments(call).rollback(name, to=body.to, reason=body.reason))
+
+
+# -- monitoring ----------------------------------------------------------------------------
+
+
+def _monitoring(call: Call) -> Any:
+    from conveyor.monitoring.service import monitoring_service
+
+    return monitoring_service(call.workspace)
+
+
+@api.get("/monitors")
+def list_monitors(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """The project's monitors."""
+    return {"monitors": jsonable(_monitoring(call).list())}
+
+
+@api.get("/monitors/{name}")
+def monitor_results(
+    project: str,
+    name: str,
+    limit: int = Query(default=20, ge=1, le=1000),
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """A monitor with its latest results."""
+    service = _monitoring(call)
+    return {
+        "monitor": jsonable(service.get(name)),
+        "results": jsonable(service.results(name, limit=limit)),
+    }
+
+
+@api.get("/alerts")
+def list_alerts(
+    project: str,
+    status: Literal["open", "acknowledged", "resolved"] | None = None,
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """Alerts, newest first."""
+    return {"alerts": jsonable(_monitoring(call).alerts(status=status))}
+
+
+@api.post("/alerts/{alert_id}/{action}")
+def close_alert(
+    project: str,
+    alert_id: str,
+    action: Literal["acknowledge", "resolve"],
+    call: Call = need("editor"),
+) -> Any:
+    """Acknowledge or resolve an alert."""
+    status = "acknowledged" if action == "acknowledge" else "resolved"
+    with call:
+        return jsonable(_monitoring(call).close_alert(alert_id, status))
+
+
+# -- the closed loop -----------------------------------------------------------------------
+
+
+def _loop(call: Call) -> Any:
+    from conveyor.loop.service import loop_service
+
+    return loop_service(call.workspace)
+
+
+@api.get("/loop/policies")
+def list_policies(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """Continuous-training policies and their state."""
+    return {"policies": jsonable(_loop(call).list())}
+
+
+@api.get("/loop/policies/{name}")
+def policy_status(project: str, name: str, call: Call = need("viewer")) -> Any:
+    """A policy's status: its current execution, cursors, recent events."""
+    return jsonable(_loop(call).status(name))
+
+
+@api.post("/loop/policies/{name}/{action}")
+def policy_action(
+    project: str,
+    name: str,
+    action: Literal["pause", "resume", "trigger"],
+    call: Call = need("editor"),
+) -> Any:
+    """Pause, resume or trigger a policy."""
+    service = _loop(call)
+    with call:
+        if action == "trigger":
+            return jsonable(service.trigger(name, reason="via the API"))
+        return jsonable(service.pause(name, action == "pause"))
+
+
+# -- lineage -------------------------------------------------------------------------------
+
+
+@api.get("/lineage/{kind}/{object_id}")
+def lineage(
+    project: str,
+    kind: str,
+    object_id: str,
+    direction: Literal["upstream", "downstream"] = "upstream",
+    depth: int | None = Query(default=None, ge=1, le=100),
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """What is upstream or downstream of an object, within this project."""
+    assert call.project is not None
+    graph = call.state.root.metadata.lineage(
+        ObjectRef(kind, object_id), direction=direction, depth=depth, project_id=call.project.id
+    )
+    return {
+        "root": str(graph.root),
+        "direction": graph.direction,
+        "edges": [
+            {"src": str(e.src), "dst": str(e.dst), "relation": e.relation, "depth": e.depth}
+            for e in graph.edges
+        ],
+    }

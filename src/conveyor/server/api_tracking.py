@@ -1,0 +1,353 @@
+"""Routes for tracking: experiments, batched run writes, runs, metric histories, searches and
+artifacts (streamed both ways, never held whole in memory)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import anyio
+import sqlalchemy as sa
+from fastapi import Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from conveyor.core.encoding import jsonable
+from conveyor.core.errors import InvalidArgumentError, NotFoundError
+from conveyor.core.names import validate_artifact_path
+from conveyor.server.rules import Api, Call, need
+from conveyor.store.metadata.schema import experiments, idempotency_keys, runs
+from conveyor.store.metadata.sql import insert_ignore
+from conveyor.store.records import ObjectRef
+from conveyor.store.workspace import Workspace
+from conveyor.tracking import wire
+from conveyor.tracking.search import search
+from conveyor.tracking.store import TrackingStore
+
+api = Api(prefix="/api/v1/projects/{project}")
+
+_ENVIRONMENT_MAX = 16 * 1024 * 1024
+_OWNER_KINDS = ("run",)  # owners whose artifacts the API serves (more with the web UI)
+
+
+def _store(ws: Workspace) -> TrackingStore:
+    return ws.service("tracking-store", TrackingStore)
+
+
+def _experiment_json(exp: Any, runs_count: int | None = None) -> dict[str, Any]:
+    out = {
+        "id": exp.id,
+        "name": exp.name,
+        "project_id": exp.project_id,
+        "created_at": exp.created_at.isoformat(),
+    }
+    if runs_count is not None:
+        out["runs"] = runs_count
+    return out
+
+
+@api.get("/experiments")
+def list_experiments(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """The project's experiments with their number of runs."""
+    found = _store(call.workspace).list_experiments()
+    return {"experiments": [_experiment_json(e, n) for e, n in found]}
+
+
+@api.get("/experiments/{name}")
+def get_experiment(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """One experiment."""
+    return _experiment_json(_store(call.workspace).experiment(name, create=False))
+
+
+@api.put("/experiments/{name}")
+def ensure_experiment(project: str, name: str, call: Call = need("editor")) -> dict[str, Any]:
+    """The experiment ``name``, created if missing."""
+    with call:
+        return _experiment_json(_store(call.workspace).experiment(name, create=True))
+
+
+@api.post("/runs/batch")
+async def write_batch(
+    project: str, request: Request, call: Call = need("editor")
+) -> dict[str, Any]:
+    """Apply a batch of run writes (new runs, params, tags, metric points, run ends) in one
+    transaction. With an ``Idempotency-Key`` header a batch is applied at most once."""
+    body = await request.body()
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 8 <= len(key) <= 100:
+        raise InvalidArgumentError("An Idempotency-Key is 8 to 100 characters.")
+    payload = _parse_json(body)
+    return await anyio.to_thread.run_sync(_write, call, payload, key)
+
+
+def _parse_json(body: bytes) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgumentError(f"The request body is not valid JSON ({e}).") from None
+
+
+def _write(call: Call, payload: Any, key: str | None) -> dict[str, Any]:
+    ws = call.workspace
+    assert call.project is not None
+    project_id = call.project.id
+    with call:
+        ops, created, touched = wire.decode_ops(payload, project_id=project_id, user=call.actor)
+        store = _store(ws)
+        with ws.metadata.transaction(project_id=project_id) as uow:
+            if key is not None and not insert_ignore(
+                uow.conn,
+                idempotency_keys,
+                [{"key": key, "project_id": project_id, "created_at": uow.now}],
+                conflict_columns=["key"],
+            ):
+                return {"applied": False, "duplicate": True}
+            _check_owned(uow.conn, project_id, ops, created, touched)
+            n_created = store.write_in(uow, ops)
+    store.after_write(n_created)
+    return {"applied": True, "ops": len(ops)}
+
+
+def _check_owned(
+    conn: sa.Connection, project_id: str, ops: list[Any], created: set[str], touched: set[str]
+) -> None:
+    """Refuse a batch that names a run or experiment of another project."""
+    run_ids = sorted(created | touched)
+    found = (
+        dict(
+            conn.execute(
+                sa.select(runs.c.id, runs.c.project_id).where(runs.c.id.in_(run_ids))
+            ).all()
+        )
+        if run_ids
+        else {}
+    )
+    foreign = [r for r, p in found.items() if p != project_id]
+    missing = [r for r in touched - created if r not in found]
+    if foreign or missing:
+        raise NotFoundError(f"No run {(foreign or missing)[0]!r} in this project.")
+    wanted = {op.row["experiment_id"] for op in ops if type(op).__name__ == "CreateRun"}
+    parents = {
+        op.row["parent_id"]
+        for op in ops
+        if type(op).__name__ == "CreateRun" and op.row["parent_id"] is not None
+    }
+    if wanted:
+        known = set(
+            conn.execute(
+                sa.select(experiments.c.id).where(
+                    experiments.c.id.in_(sorted(wanted)), experiments.c.project_id == project_id
+                )
+            ).scalars()
+        )
+        if wanted - known:
+            raise NotFoundError(f"No experiment {sorted(wanted - known)[0]!r} in this project.")
+    outside = parents - created
+    if outside:
+        owned = set(
+            conn.execute(
+                sa.select(runs.c.id).where(
+                    runs.c.id.in_(sorted(outside)), runs.c.project_id == project_id
+                )
+            ).scalars()
+        )
+        if outside - owned:
+            raise NotFoundError(f"No parent run {sorted(outside - owned)[0]!r} in this project.")
+
+
+class SearchRequest(BaseModel):
+    experiments: list[str] | None = None
+    filter: str | None = Field(default=None, max_length=10_000)
+    order_by: list[str] | None = None
+    limit: int = Field(default=1000, ge=1, le=50_000)
+    page_token: str | None = Field(default=None, max_length=10_000)
+    view: Literal["active", "deleted", "all"] = "active"
+
+
+@api.post("/runs/search")
+def search_runs(project: str, body: SearchRequest, call: Call = need("viewer")) -> dict[str, Any]:
+    """One page of runs matching the filter language, in order; ``next_page_token`` follows."""
+    page = search(
+        _store(call.workspace),
+        experiment=body.experiments,
+        filter=body.filter,
+        order_by=body.order_by,
+        limit=body.limit,
+        page_token=body.page_token,
+        view=body.view,
+    )
+    return wire.encode_page(page)
+
+
+@api.get("/runs/{run_id}")
+def get_run(
+    project: str, run_id: str, include_deleted: bool = True, call: Call = need("viewer")
+) -> dict[str, Any]:
+    """A run with its params, latest metrics and tags."""
+    run = _store(call.workspace).get_run(run_id, include_deleted=include_deleted)
+    return jsonable(run.to_dict())
+
+
+@api.get("/runs/{run_id}/metrics/{key:path}")
+def metric_history(
+    project: str,
+    run_id: str,
+    key: str,
+    max_points: int | None = Query(default=None, ge=2, le=1_000_000),
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """A metric's points as ``[step, value, timestamp_ms]``, downsampled to ``max_points``."""
+    points = _store(call.workspace).metric_history(run_id, key, max_points=max_points)
+    return {
+        "key": key,
+        "points": [
+            [p.step, p.value if p.value == p.value else None, p.timestamp_ms] for p in points
+        ],
+    }
+
+
+@api.post("/runs/{run_id}/delete")
+def delete_run(project: str, run_id: str, call: Call = need("editor")) -> dict[str, Any]:
+    """Hide a run from searches."""
+    with call:
+        _store(call.workspace).set_deleted(run_id, True)
+    return {"run_id": run_id, "deleted": True}
+
+
+@api.post("/runs/{run_id}/restore")
+def restore_run(project: str, run_id: str, call: Call = need("editor")) -> dict[str, Any]:
+    """Bring a deleted run back."""
+    with call:
+        _store(call.workspace).set_deleted(run_id, False)
+    return {"run_id": run_id, "deleted": False}
+
+
+# -- artifacts -----------------------------------------------------------------------------
+
+
+@api.put("/environments")
+async def put_environment(
+    project: str,
+    request: Request,
+    media_type: str = Query(default="text/plain", max_length=100),
+    call: Call = need("editor"),
+) -> dict[str, Any]:
+    """Store a run environment's package list; answers its SHA-256 (runs name it by that)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _ENVIRONMENT_MAX:
+            raise InvalidArgumentError("A package list is at most 16 MiB.")
+    data = bytes(body)
+    digest = hashlib.sha256(data).hexdigest()
+
+    def store() -> None:
+        with call:
+            call.workspace.log_artifact(
+                data,
+                ObjectRef("environment", digest),
+                "requirements.txt",
+                media_type=media_type,
+                replace=True,
+            )
+
+    await anyio.to_thread.run_sync(store)
+    return {"digest": digest, "size": len(data)}
+
+
+def _check_owner(call: Call, kind: str, owner_id: str) -> ObjectRef:
+    if kind not in _OWNER_KINDS:
+        raise NotFoundError(
+            f"The API serves artifacts of {', '.join(_OWNER_KINDS)}; not of {kind!r}."
+        )
+    _store(call.workspace).get_run(owner_id, include_deleted=True)  # 404 unless it is ours
+    return ObjectRef(kind, owner_id)
+
+
+def _link_json(link: Any) -> dict[str, Any]:
+    return {
+        "owner_kind": link.owner.kind,
+        "owner_id": link.owner.id,
+        "name": link.name,
+        "digest": link.digest,
+        "size": link.size,
+        "media_type": link.media_type,
+        "created_at": link.created_at.isoformat(),
+    }
+
+
+@api.get("/artifacts/{kind}/{owner_id}")
+def list_artifacts(
+    project: str, kind: str, owner_id: str, call: Call = need("viewer")
+) -> dict[str, Any]:
+    """An owner's artifacts, by name."""
+    owner = _check_owner(call, kind, owner_id)
+    return {"artifacts": [_link_json(a) for a in call.workspace.list_artifacts(owner)]}
+
+
+@api.get("/artifacts/{kind}/{owner_id}/{name:path}", response_model=None)
+def download_artifact(
+    project: str, kind: str, owner_id: str, name: str, call: Call = need("viewer")
+) -> StreamingResponse:
+    """An artifact's bytes, streamed; ``X-Conveyor-Digest`` carries their SHA-256."""
+    validate_artifact_path(name)
+    owner = _check_owner(call, kind, owner_id)
+    ws = call.workspace
+    links = {a.name: a for a in ws.list_artifacts(owner)}
+    link = links.get(name)
+    if link is None:
+        raise NotFoundError(f"{owner} has no artifact {name!r}.")
+
+    def chunks() -> Iterator[bytes]:
+        with ws.artifacts.open(link.digest) as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(link.size),
+            "X-Conveyor-Digest": f"sha256:{link.digest}",
+            "X-Conveyor-Media-Type": link.media_type,
+            "Content-Disposition": "attachment",
+        },
+    )
+
+
+@api.put("/artifacts/{kind}/{owner_id}/{name:path}")
+async def upload_artifact(
+    project: str,
+    kind: str,
+    owner_id: str,
+    name: str,
+    request: Request,
+    media_type: str | None = Query(default=None, max_length=100),
+    replace: bool = False,
+    call: Call = need("editor"),
+) -> dict[str, Any]:
+    """Store the request body as the owner's artifact ``name`` (streamed to a temporary file,
+    then into the artifact store)."""
+    validate_artifact_path(name)
+    owner = await anyio.to_thread.run_sync(_check_owner, call, kind, owner_id)
+    fd, tmp = tempfile.mkstemp(prefix="conveyor-upload-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                await anyio.to_thread.run_sync(f.write, chunk)
+
+        def store() -> Any:
+            with call:
+                return call.workspace.log_artifact(
+                    tmp, owner, name, media_type=media_type, replace=replace
+                )
+
+        link = await anyio.to_thread.run_sync(store)
+    finally:
+        os.unlink(tmp)
+    return _link_json(link)

@@ -1,0 +1,192 @@
+"""The FastAPI application of the team server and the state its routes share."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from conveyor._version import __version__
+from conveyor.core.errors import ConveyorError, RateLimitedError
+from conveyor.server.errors import error_body, status_for
+from conveyor.server.middleware import Hardening
+from conveyor.store.identity import IdentityStore
+from conveyor.store.principal import Principal
+from conveyor.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conveyor.core.config import Settings
+    from conveyor.store.records import Project
+
+__all__ = ["RateLimiter", "ServerState", "create_app"]
+
+log = logging.getLogger("conveyor.server")
+
+
+class ORJSONResponse(JSONResponse):
+    """JSON rendered by orjson (several times faster than the standard library on big pages)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+class RateLimiter:
+    """At most ``limit`` failures per key (a client address) in ``window`` seconds."""
+
+    def __init__(self, limit: int = 20, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        return hits
+
+    def check(self, key: str) -> None:
+        """Raise RateLimitedError if ``key`` failed too often lately."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._recent(key, now)
+            if len(hits) >= self.limit:
+                wait = int(hits[0] + self.window - now) + 1
+                raise RateLimitedError(
+                    f"Too many failed attempts from this address; retry in {wait} s."
+                )
+
+    def hit(self, key: str) -> None:
+        """Count a failure of ``key``."""
+        now = time.monotonic()
+        with self._lock:
+            self._recent(key, now).append(now)
+            if len(self._hits) > 10_000:  # forget idle keys
+                for k in [k for k, v in self._hits.items() if not v]:
+                    del self._hits[k]
+
+
+class ServerState:
+    """The stores, the identity store and one workspace per project, shared by all routes."""
+
+    def __init__(self, settings: Settings, *, auth: bool = True) -> None:
+        self.root = Workspace(settings)
+        self.auth = auth
+        self.identity = IdentityStore(self.root.metadata)
+        self.limiter = RateLimiter()
+        self._workspaces: dict[str, Workspace] = {}
+        self._lock = threading.Lock()
+
+    def workspace(self, project: str) -> Workspace:
+        """The workspace of ``project`` on the server's stores."""
+        with self._lock:
+            ws = self._workspaces.get(project)
+            if ws is None:
+                ws = self._workspaces[project] = self.root.for_project(project)
+            return ws
+
+    def find_project(self, name: str) -> Project | None:
+        return self.root.metadata.find_project(name)
+
+    def authenticate(self, secret: str) -> Principal:
+        return self.identity.authenticate(secret)
+
+    def session_principal(self, request: Request) -> Principal | None:
+        """The user of a browser session cookie (the web UI's; none yet)."""
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            workspaces, self._workspaces = list(self._workspaces.values()), {}
+        for ws in workspaces:
+            ws.close()
+        self.root.close()
+
+
+def create_app(
+    settings: Settings, *, auth: bool = True, max_body: int = 32 * 1024 * 1024
+) -> FastAPI:
+    """Build the team server's application on the stores ``settings`` name.
+
+    ``auth=False`` serves everyone as the configured actor: only for a server bound to
+    127.0.0.1 (``conveyor server --no-auth`` refuses anything else).
+    """
+    from conveyor.server import api_admin, api_domain, api_tracking
+
+    state = ServerState(settings, auth=auth)
+    state.root.open()  # create and migrate the store now, not on the first request
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        description="The REST API of a Conveyor team server. Authenticate with "
+        "'Authorization: Bearer <token>' (create one: conveyor tokens create USER). Errors "
+        'are {"error": {"code", "message", "hint"}} with a stable code.',
+        docs_url=None,  # Swagger UI loads from a CDN: no network at view time
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+        default_response_class=ORJSONResponse,
+    )
+    app.state.conveyor = state
+    app.add_middleware(Hardening, max_body=max_body, streamed_prefixes=("/api/v1/projects/",))
+
+    @app.exception_handler(ConveyorError)
+    async def conveyor_error(request: Request, exc: ConveyorError) -> ORJSONResponse:
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return ORJSONResponse(
+            error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        problems = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"where": "request", "problem": "invalid"}
+        return ORJSONResponse(
+            error_body(
+                "conveyor.invalid_argument",
+                f"Invalid request: {first['where']}: {first['problem']}.",
+                problems=problems,
+            ),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        code = {404: "conveyor.not_found", 405: "conveyor.invalid_argument"}.get(
+            exc.status_code, "conveyor.error"
+        )
+        message = "No such route." if exc.status_code == 404 else str(exc.detail)
+        return ORJSONResponse(error_body(code, message), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return ORJSONResponse(
+            error_body("conveyor.error", "Internal server error; the server log has the details."),
+            status_code=500,
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(api_admin.api)
+    app.include_router(api_tracking.api)
+    app.include_router(api_domain.api)
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        state.close()
+
+    return app

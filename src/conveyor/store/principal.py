@@ -1,0 +1,119 @@
+"""Who is acting: the principal a team server authenticated for the request in progress.
+
+The server sets it for each request (:func:`acting`); services read it to refuse what the
+principal's role does not allow (:func:`require_role`) and the metadata store writes its name,
+token and source address into every audit event. With no principal (the embedded default, a
+script on your own machine) nothing is refused: whoever can open the files can do anything.
+
+>>> p = Principal(user_id="u1", name="ana", roles={"p1": "editor"})
+>>> with acting(p, source="127.0.0.1"):
+...     current_principal().can("p1", "viewer"), current_principal().can("p1", "approver")
+(True, False)
+>>> current_principal() is None
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from conveyor.core.errors import InvalidArgumentError, PermissionDeniedError
+
+__all__ = [
+    "ROLES",
+    "Principal",
+    "acting",
+    "current_principal",
+    "current_source",
+    "require_role",
+    "role_rank",
+]
+
+#: Project roles, each allowing what the ones before it allow.
+ROLES: tuple[str, ...] = ("viewer", "editor", "approver", "admin")
+_RANK = {role: i for i, role in enumerate(ROLES)}
+
+
+def role_rank(role: str) -> int:
+    """Return ``role``'s place in :data:`ROLES`; raise for an unknown role."""
+    try:
+        return _RANK[role]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"Unknown role {role!r}; expected one of: {', '.join(ROLES)}."
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated user, with the token they used and their role in each project."""
+
+    user_id: str
+    name: str
+    roles: Mapping[str, str] = field(default_factory=dict)  # project id -> role
+    is_admin: bool = False  # server administrator: every project, users, audit
+    token_id: str | None = None
+    token_project_id: str | None = None  # a token made for one project sees only that one
+
+    def role_in(self, project_id: str) -> str | None:
+        """Return this principal's role in the project, or None (it sees nothing there)."""
+        if self.token_project_id is not None and project_id != self.token_project_id:
+            return None
+        if self.is_admin:
+            return "admin"
+        return self.roles.get(project_id)
+
+    def can(self, project_id: str, role: str) -> bool:
+        """Whether this principal holds ``role`` (or a stronger one) in the project."""
+        held = self.role_in(project_id)
+        return held is not None and _RANK[held] >= role_rank(role)
+
+
+@dataclass(frozen=True, slots=True)
+class _Acting:
+    principal: Principal
+    source: str | None
+
+
+_acting: ContextVar[_Acting | None] = ContextVar("conveyor_principal", default=None)
+
+
+@contextmanager
+def acting(principal: Principal, *, source: str | None = None) -> Iterator[Principal]:
+    """Run the block as ``principal`` (from ``source``, a client address)."""
+    token = _acting.set(_Acting(principal, source))
+    try:
+        yield principal
+    finally:
+        _acting.reset(token)
+
+
+def current_principal() -> Principal | None:
+    """Return the principal acting in this context, or None (embedded use)."""
+    now = _acting.get()
+    return now.principal if now is not None else None
+
+
+def current_source() -> str | None:
+    """Return the client address of the request in progress, or None."""
+    now = _acting.get()
+    return now.source if now is not None else None
+
+
+def require_role(project_id: str, role: str, action: str) -> None:
+    """Refuse ``action`` unless the acting principal holds ``role`` in the project.
+
+    Nothing is refused when no principal is acting (embedded use).
+    """
+    principal = current_principal()
+    if principal is None or principal.can(project_id, role):
+        return
+    held = principal.role_in(project_id)
+    raise PermissionDeniedError(
+        f"{principal.name!r} may not {action}: it needs the {role} role in this project "
+        f"and holds {held or 'no role'}.",
+        hint="Ask a project admin: conveyor users grant USER ROLE --project PROJECT.",
+    )
