@@ -69,7 +69,50 @@ def ensure_experiment(project: str, name: str, call: Call = need("editor")) -> d
         return _experiment_json(_store(call.workspace).experiment(name, create=True))
 
 
-@api.post("/runs/batch")
+_RUN_ID = {"type": "string", "maxLength": 26}
+_BATCH_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "runs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "experiment_id", "name", "start_time"],
+                "properties": {
+                    "id": _RUN_ID,
+                    "experiment_id": _RUN_ID,
+                    "name": {"type": "string", "maxLength": 200},
+                    "start_time": {"type": "string", "format": "date-time"},
+                    "parent_id": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "params": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+        "tags": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+        "metrics": {
+            "type": "array",
+            "description": "[run_id, key, value (number, null, 'inf' or '-inf'), step, ms]",
+            "items": {"type": "array", "minItems": 5, "maxItems": 5},
+        },
+        "ends": {
+            "type": "array",
+            "description": "[run_id, FINISHED|FAILED|KILLED, end time]",
+            "items": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
+@api.post(
+    "/runs/batch",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _BATCH_SCHEMA}},
+        }
+    },
+)
 async def write_batch(
     project: str, request: Request, call: Call = need("editor")
 ) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor._version import __version__
 from conveyor.core.errors import ConveyorError, RateLimitedError
+from conveyor.server import api_admin, api_domain, api_tracking
 from conveyor.server.errors import error_body, status_for
 from conveyor.server.middleware import Hardening
 from conveyor.store.identity import IdentityStore
@@ -119,11 +122,16 @@ def create_app(
     ``auth=False`` serves everyone as the configured actor: only for a server bound to
     127.0.0.1 (``conveyor server --no-auth`` refuses anything else).
     """
-    from conveyor.server import api_admin, api_domain, api_tracking
-
     state = ServerState(settings, auth=auth)
     state.root.open()  # create and migrate the store now, not on the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Conveyor",
         version=__version__,
         description="The REST API of a Conveyor team server. Authenticate with "
@@ -178,15 +186,12 @@ def create_app(
         )
 
     @app.get("/healthz", include_in_schema=False)
+    @app.get("/readyz", include_in_schema=False)
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
     app.include_router(api_admin.api)
     app.include_router(api_tracking.api)
     app.include_router(api_domain.api)
-
-    @app.on_event("shutdown")
-    def _close() -> None:
-        state.close()
 
     return app

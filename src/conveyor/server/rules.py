@@ -152,7 +152,7 @@ class Api(APIRouter):
         rule = rule_of(endpoint)
         if rule is None:
             raise TypeError(f"The route {path} declares no rule: add `call: Call = need(...)`.")
-        kwargs.setdefault("openapi_extra", {})["x-conveyor-rule"] = rule
+        kwargs["openapi_extra"] = {**(kwargs.get("openapi_extra") or {}), "x-conveyor-rule": rule}
         super().add_api_route(path, endpoint, **kwargs)
         for method in kwargs.get("methods") or ["GET"]:
             RULES[(method.upper(), self.prefix + path)] = rule

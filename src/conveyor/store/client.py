@@ -65,6 +65,7 @@ class ServerClient:
         *,
         timeout: float = 60.0,
         retries: int = 5,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not is_server_uri(base_url):
             raise InvalidArgumentError(
@@ -74,6 +75,7 @@ class ServerClient:
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.timeout = timeout
         self.retries = retries
+        self._transport = transport  # tests pass httpx.MockTransport
         self._client: httpx.Client | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -95,6 +97,7 @@ class ServerClient:
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout, connect=10.0),
                     limits=httpx.Limits(max_keepalive_connections=8),
+                    transport=self._transport,
                 )
                 self._pid = os.getpid()
             return self._client

@@ -1,0 +1,164 @@
+"""A team server as a team uses it: an administrator adds users and tokens from the CLI, an
+editor logs runs and artifacts through it, the audit names who did what; tokens revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server needs conveyor-mlops[server]")
+
+from conveyor.testing.team import TeamServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
+    with TeamServer(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+def cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=cwd,
+        env={**base, "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def python(cwd: Path, env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_no_auth_is_refused_off_localhost(tmp_path: Path) -> None:
+    result = cli(tmp_path, {}, "server", "--no-auth", "--host", "0.0.0.0")
+    assert result.returncode == 1
+    assert "--no-auth" in result.stderr and "127.0.0.1" in result.stderr
+
+
+def test_the_first_start_prints_an_administrator_token_once(server: TeamServer) -> None:
+    assert server.admin_token.startswith("cvt_")
+    assert server.log().count(server.admin_token) == 1
+
+
+def test_an_admin_manages_users_and_tokens_and_an_editor_works_remotely(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    admin = server.client_env(server.admin_token, project="churn")
+    assert cli(tmp_path, admin, "projects", "create", "churn").returncode == 0
+    assert cli(tmp_path, admin, "users", "add", "ana").returncode == 0
+    assert cli(tmp_path, admin, "users", "grant", "ana", "editor", "-p", "churn").returncode == 0
+    created = cli(tmp_path, admin, "tokens", "create", "ana", "--name", "laptop")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("cvt_")
+    listed = cli(tmp_path, admin, "tokens", "list", "--user", "ana", "--json")
+    (info,) = json.loads(listed.stdout)
+    assert info["name"] == "laptop" and token not in listed.stdout
+
+    ana = server.client_env(token, project="churn")
+    logged = python(
+        tmp_path,
+        ana,
+        "import conveyor as cv\n"
+        "with cv.start_run('exp', name='first') as run:\n"
+        "    cv.log_params({'lr': 0.1})\n"
+        "    for i in range(500): cv.log_metric('loss', 1 / (i + 1))\n"
+        "print(run.id)\n",
+    )
+    assert logged.returncode == 0, logged.stderr
+    run_id = logged.stdout.strip()
+    shown = json.loads(cli(tmp_path, ana, "runs", "show", run_id, "--json").stdout)
+    assert shown["user"] == "ana" and shown["params"] == {"lr": "0.1"}
+
+    refused = cli(tmp_path, ana, "audit")
+    assert refused.returncode == 1 and "needs admin" in refused.stderr
+    audit = cli(tmp_path, admin, "audit", "--object", f"run:{run_id}")
+    assert "ana" in audit.stdout and "run.create" in audit.stdout
+
+    revoked = cli(tmp_path, admin, "tokens", "revoke", info["id"])
+    assert revoked.returncode == 0
+    after = cli(tmp_path, ana, "runs", "list")
+    assert after.returncode == 1 and "revoked" in after.stderr
+
+
+def test_a_large_artifact_round_trips_without_being_held_in_memory(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    token = server.token_for("big", project="bigfiles", role="editor")
+    env = server.client_env(token, project="bigfiles")
+    size_mb = 160
+    code = f"""
+import hashlib, os, resource
+import conveyor as cv
+path = "blob.bin"
+with open(path, "wb") as f:
+    for i in range({size_mb}):
+        f.write(os.urandom(1 << 20))
+with cv.start_run("files") as run:
+    pass
+ws = cv.workspace()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ws.log_artifact(path, run.ref, "data/blob.bin")
+digest = hashlib.sha256()
+with ws.open_artifact(run.ref, "data/blob.bin") as f:
+    while chunk := f.read(1 << 20):
+        digest.update(chunk)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+expected = hashlib.sha256(open(path, "rb").read()).hexdigest()
+print(digest.hexdigest() == expected, (peak - base) // 1024)
+"""
+    before = _server_peak_mb(server)
+    result = python(tmp_path, env, code)
+    assert result.returncode == 0, result.stderr
+    same, grew_mb = result.stdout.split()
+    assert same == "True"
+    assert int(grew_mb) < size_mb // 3, f"the client grew {grew_mb} MB for a {size_mb} MB file"
+    assert _server_peak_mb(server) - before < size_mb // 3
+
+
+def _server_peak_mb(server: TeamServer) -> int:
+    assert server._proc is not None
+    status = Path(f"/proc/{server._proc.pid}/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) // 1024
+
+
+def test_digest_header_matches_content(server: TeamServer, tmp_path: Path) -> None:
+    token = server.token_for("dig", project="digests", role="editor")
+    env = server.client_env(token, project="digests")
+    code = (
+        "import conveyor as cv\n"
+        "with cv.start_run('e') as run:\n"
+        "    cv.log_text('hello', 'a.txt')\n"
+        "print(run.id)\n"
+    )
+    run_id = python(tmp_path, env, code).stdout.strip()
+    import httpx
+
+    response = httpx.get(
+        f"{server.url}/api/v1/projects/digests/artifacts/run/{run_id}/a.txt",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.content == b"hello"
+    assert response.headers["x-conveyor-digest"] == (
+        "sha256:" + hashlib.sha256(b"hello").hexdigest()
+    )

@@ -1,0 +1,163 @@
+"""Users, tokens and roles: tokens kept only as hashes, expiry, revocation, disabled users."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conveyor.core.clock import utcnow
+from conveyor.core.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnauthenticatedError,
+)
+from conveyor.store.identity import IdentityStore
+from conveyor.store.metadata.schema import tokens, users
+from conveyor.store.metadata.store import MetadataStore
+from conveyor.store.principal import Principal, acting, require_role
+
+
+@pytest.fixture
+def identity(tmp_path: Path) -> IdentityStore:
+    store = MetadataStore(f"sqlite:///{tmp_path / 'c.db'}")
+    store.open()
+    yield IdentityStore(store)
+    store.close()
+
+
+def test_a_token_is_stored_only_as_its_sha256(identity: IdentityStore) -> None:
+    identity.add_user("ana")
+    info, secret = identity.create_token("ana", "laptop")
+    assert secret.startswith("cvt_") and len(secret) > 40
+    with identity.metadata.read() as conn:
+        row = conn.execute(sa.select(tokens)).one()
+    stored = [str(v) for v in row._mapping.values() if v is not None]
+    assert secret not in stored
+    assert row.digest == hashlib.sha256(secret.encode()).hexdigest()
+    assert info.prefix == secret[: len(info.prefix)] and len(info.prefix) < 12
+    assert identity.authenticate(secret).name == "ana"
+
+
+def test_two_tokens_differ_and_each_names_its_user(identity: IdentityStore) -> None:
+    identity.add_user("ana")
+    identity.add_user("bo")
+    _, a = identity.create_token("ana")
+    _, b = identity.create_token("bo")
+    assert a != b
+    assert (identity.authenticate(a).name, identity.authenticate(b).name) == ("ana", "bo")
+
+
+def test_revoked_expired_and_unknown_tokens_are_refused(identity: IdentityStore) -> None:
+    identity.add_user("ana")
+    revoked, secret = identity.create_token("ana")
+    identity.revoke_token(revoked.id)
+    with pytest.raises(UnauthenticatedError, match="revoked"):
+        identity.authenticate(secret)
+    expiring, secret2 = identity.create_token("ana", expires_in=timedelta(hours=1))
+    assert identity.authenticate(secret2).name == "ana"
+    with identity.metadata.transaction() as uow:
+        uow.conn.execute(
+            tokens.update()
+            .where(tokens.c.id == expiring.id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with pytest.raises(UnauthenticatedError, match="expired"):
+        identity.authenticate(secret2)
+    with pytest.raises(UnauthenticatedError):
+        identity.authenticate("cvt_" + "x" * 43)
+    with pytest.raises(UnauthenticatedError, match="not a Conveyor token"):
+        identity.authenticate("Basic abc")
+
+
+def test_disabling_a_user_stops_their_tokens_at_once(identity: IdentityStore) -> None:
+    identity.add_user("ana")
+    _, secret = identity.create_token("ana")
+    identity.set_disabled("ana", True)
+    with pytest.raises(UnauthenticatedError, match="disabled"):
+        identity.authenticate(secret)
+    identity.set_disabled("ana", False)
+    assert identity.authenticate(secret).name == "ana"
+
+
+def test_roles_are_per_project_and_a_project_token_sees_only_its_project(
+    identity: IdentityStore,
+) -> None:
+    identity.add_user("ana")
+    identity.grant("ana", "alpha", "approver")
+    identity.grant("ana", "beta", "viewer")
+    alpha = identity.metadata.get_project("alpha").id
+    beta = identity.metadata.get_project("beta").id
+    _, anywhere = identity.create_token("ana")
+    _, beta_only = identity.create_token("ana", project="beta")
+    p = identity.authenticate(anywhere)
+    assert (p.role_in(alpha), p.role_in(beta)) == ("approver", "viewer")
+    assert p.can(alpha, "editor") and not p.can(beta, "editor")
+    scoped = identity.authenticate(beta_only)
+    assert scoped.role_in(alpha) is None and scoped.role_in(beta) == "viewer"
+    identity.revoke_role("ana", "alpha")
+    assert identity.authenticate(anywhere).role_in(alpha) is None
+
+
+def test_a_token_for_a_project_that_does_not_exist_is_refused(identity: IdentityStore) -> None:
+    identity.add_user("ana")
+    with pytest.raises(NotFoundError):
+        identity.create_token("ana", project="nowhere")
+
+
+def test_bad_names_roles_and_duplicates_are_clear_errors(identity: IdentityStore) -> None:
+    identity.add_user("ana")
+    with pytest.raises(AlreadyExistsError):
+        identity.add_user("ana")
+    with pytest.raises(InvalidArgumentError, match="user name"):
+        identity.add_user("a b")
+    with pytest.raises(InvalidArgumentError, match="Unknown role 'owner'"):
+        identity.grant("ana", "alpha", "owner")
+    with pytest.raises(NotFoundError, match="No user called 'zed'"):
+        identity.create_token("zed")
+
+
+def test_bootstrap_creates_one_administrator_once(identity: IdentityStore) -> None:
+    secret = identity.bootstrap("root")
+    assert secret is not None
+    principal = identity.authenticate(secret)
+    assert principal.is_admin and principal.name == "root"
+    assert identity.bootstrap("root") is None
+    assert [u.name for u in identity.list_users()] == ["root"]
+
+
+def test_passwords_are_argon2_hashes_and_checked(identity: IdentityStore) -> None:
+    identity.add_user("ana", password="correct horse")
+    with identity.metadata.read() as conn:
+        stored = conn.execute(sa.select(users.c.password_hash)).scalar_one()
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert identity.check_password("ana", "correct horse").name == "ana"
+    with pytest.raises(UnauthenticatedError):
+        identity.check_password("ana", "wrong horse")
+    with pytest.raises(UnauthenticatedError):
+        identity.check_password("nobody", "correct horse")
+    with pytest.raises(InvalidArgumentError, match="8 characters"):
+        identity.set_password("ana", "short")
+
+
+def test_identity_changes_are_audited(identity: IdentityStore) -> None:
+    identity.add_user("ana")
+    identity.grant("ana", "alpha", "editor")
+    info, _ = identity.create_token("ana")
+    identity.revoke_token(info.id)
+    actions = [e.action for e in identity.metadata.audit_log(limit=20)]
+    for action in ("user.create", "role.grant", "token.create", "token.revoke"):
+        assert action in actions
+
+
+def test_require_role_refuses_only_an_acting_principal_without_the_role() -> None:
+    require_role("p1", "admin", "do anything")  # embedded use: nobody acting, nothing refused
+    viewer = Principal(user_id="u", name="vi", roles={"p1": "viewer"})
+    with acting(viewer, source="10.0.0.1"):
+        require_role("p1", "viewer", "read")
+        with pytest.raises(PermissionError, match="needs the editor role"):
+            require_role("p1", "editor", "write runs")

@@ -1,0 +1,288 @@
+"""The team server: a rule for every route, every role against every route, projects that
+isolate, the four-eyes rule through the API, audit of each change, and request hardening."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server needs conveyor-mlops[server]")
+
+from fastapi.testclient import TestClient
+
+from conveyor.core.config import load_settings
+from conveyor.server.app import create_app
+from conveyor.server.rules import RULES, SERVER_ADMIN, USER
+from conveyor.store.principal import ROLES, role_rank
+
+PROJECT = "alpha"
+
+
+@dataclass
+class Team:
+    client: TestClient
+    app: Any
+    tokens: dict[str, str]  # role (or "outsider", "root") -> token
+
+    def call(self, method: str, path: str, who: str | None, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return self.client.request(method, path, headers=headers, **kw)
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[Team]:
+    app = create_app(load_settings(tmp_path, project=PROJECT))
+    identity = app.state.conveyor.identity
+    tokens = {"root": identity.bootstrap("root")}
+    for role in ROLES:
+        identity.add_user(role)
+        identity.grant(role, PROJECT, role)
+        tokens[role] = identity.create_token(role)[1]
+    identity.add_user("outsider")
+    identity.grant("outsider", "beta", "admin")
+    tokens["outsider"] = identity.create_token("outsider")[1]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Team(client, app, tokens)
+
+
+def _fill(path: str) -> str:
+    values = {"project": PROJECT, "version": "1", "action": "pause", "kind": "run"}
+    return re.sub(r"\{(\w+)(?::path)?\}", lambda m: values.get(m.group(1), "x" + m.group(1)), path)
+
+
+def test_every_route_of_the_api_has_a_rule(team: Team) -> None:
+    schema = team.client.get("/api/v1/openapi.json").json()
+    served = {
+        (method.upper(), path)
+        for path, operations in schema["paths"].items()
+        for method in operations
+    }
+    declared = {(m, p.replace(":path}", "}")) for m, p in RULES}
+    assert served == declared, "a route without a rule, or a rule without a route"
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            assert op["x-conveyor-rule"] in (*ROLES, SERVER_ADMIN, USER)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(RULES))
+def test_each_role_against_each_route(team: Team, method: str, path: str) -> None:
+    rule = RULES[(method, path)]
+    url = _fill(path)
+    body = {} if method in ("POST", "PUT") else None
+    assert team.call(method, url, None, json=body).status_code == 401
+    for who in (*ROLES, "outsider", "root"):
+        response = team.call(method, url, who, json=body)
+        code = response.json().get("error", {}).get("code") if response.content else None
+        if rule in ROLES:
+            if who == "outsider":  # a role elsewhere: this project does not exist for them
+                expect_refused = response.status_code == 404 and code == "conveyor.not_found"
+                assert expect_refused, (who, response.status_code, response.text)
+                continue
+            allowed = who == "root" or role_rank(who) >= role_rank(rule)
+        elif rule == SERVER_ADMIN:
+            allowed = who == "root"
+        else:
+            assert rule == USER
+            allowed = True
+        if allowed:
+            assert response.status_code not in (401, 403), (who, response.text)
+            assert response.status_code < 500, (who, response.text)
+        else:
+            assert response.status_code == 403, (who, response.status_code, response.text)
+            assert code == "conveyor.permission_denied"
+
+
+def _batch(team: Team, who: str, project: str, run_id: str, experiment_id: str) -> Any:
+    body = {
+        "runs": [
+            {
+                "id": run_id,
+                "experiment_id": experiment_id,
+                "name": "r",
+                "start_time": datetime.now(UTC).isoformat(),
+            }
+        ],
+        "metrics": [[run_id, "auc", 0.9, 0, 1]],
+    }
+    return team.call("POST", f"/api/v1/projects/{project}/runs/batch", who, json=body)
+
+
+def _run_in(team: Team, project: str, who: str) -> str:
+    exp = team.call("PUT", f"/api/v1/projects/{project}/experiments/e", who).json()
+    run_id = ("01" + uuid.uuid4().hex.upper())[:26]
+    assert _batch(team, who, project, run_id, exp["id"]).status_code == 200
+    return run_id
+
+
+def test_project_writes_need_at_least_the_editor_role() -> None:
+    reads = {("POST", "/api/v1/projects/{project}/runs/search")}
+    for (method, path), rule in RULES.items():
+        if "{project}" in path and method != "GET" and (method, path) not in reads:
+            assert role_rank(rule) >= role_rank("editor"), (method, path, rule)
+
+
+def test_a_project_hides_everything_from_other_projects(team: Team) -> None:
+    secret = _run_in(team, PROJECT, "editor")
+    team.call(
+        "PUT",
+        f"/api/v1/projects/{PROJECT}/artifacts/run/{secret}/a.txt",
+        "editor",
+        content=b"private",
+    )
+    own = _run_in(team, "beta", "outsider")
+    beta_exp = team.call("GET", "/api/v1/projects/beta/experiments/e", "outsider").json()
+    # Every route of project alpha answers 404 to someone with no role there.
+    for method, path in sorted(RULES):
+        if "{project}" in path:
+            response = team.call(method, _fill(path), "outsider", json={})
+            assert response.status_code == 404, (method, path, response.text)
+    # Through their own project, alpha's objects do not exist either.
+    base = "/api/v1/projects/beta"
+    for url in (
+        f"{base}/runs/{secret}",
+        f"{base}/runs/{secret}/metrics/auc",
+        f"{base}/artifacts/run/{secret}",
+        f"{base}/artifacts/run/{secret}/a.txt",
+    ):
+        assert team.call("GET", url, "outsider").status_code == 404, url
+    assert team.call("POST", f"{base}/runs/{secret}/delete", "outsider").status_code == 404
+    write = {"metrics": [[secret, "auc", 0.1, 1, 1]], "tags": [[secret, "x", "y"]]}
+    assert team.call("POST", f"{base}/runs/batch", "outsider", json=write).status_code == 404
+    # Nor can a new run in beta take alpha's run id, experiment or parent.
+    assert _batch(team, "outsider", "beta", secret, beta_exp["id"]).status_code == 404
+    alpha_exp = team.call("GET", f"/api/v1/projects/{PROJECT}/experiments/e", "viewer").json()
+    fresh = ("01" + uuid.uuid4().hex.upper())[:26]
+    assert _batch(team, "outsider", "beta", fresh, alpha_exp["id"]).status_code == 404
+    found = team.call("POST", f"{base}/runs/search", "outsider", json={}).json()
+    assert [r["id"] for r in found["runs"]] == [own]
+    lineage = team.call("GET", f"{base}/lineage/run/{secret}", "outsider").json()
+    assert lineage["edges"] == []
+    listed = team.call("GET", "/api/v1/projects", "outsider").json()["projects"]
+    assert [p["name"] for p in listed] == ["beta"]
+
+
+def test_a_token_made_for_one_project_sees_no_other(team: Team) -> None:
+    identity = team.app.state.conveyor.identity
+    identity.grant("editor", "beta", "editor")
+    _, beta_only = identity.create_token("editor", project="beta")
+    headers = {"Authorization": f"Bearer {beta_only}"}
+    assert team.client.get(f"/api/v1/projects/{PROJECT}", headers=headers).status_code == 404
+    assert team.client.get("/api/v1/projects/beta", headers=headers).status_code == 200
+
+
+def test_a_viewer_cannot_write_and_a_disabled_user_cannot_call(team: Team) -> None:
+    exp = team.call("PUT", f"/api/v1/projects/{PROJECT}/experiments/e", "viewer")
+    assert exp.status_code == 403
+    team.call("POST", "/api/v1/users/editor/disable", "root")
+    refused = team.call("GET", f"/api/v1/projects/{PROJECT}", "editor")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "conveyor.unauthenticated"
+
+
+def test_each_change_is_audited_with_actor_token_and_source(team: Team) -> None:
+    run_id = _run_in(team, PROJECT, "editor")
+    me = team.call("GET", "/api/v1/whoami", "editor").json()
+    events = team.call(
+        "GET", f"/api/v1/projects/{PROJECT}/audit", "admin", params={"object": f"run:{run_id}"}
+    ).json()["events"]
+    (created,) = [e for e in events if e["action"] == "run.create"]
+    assert created["actor"] == "editor"
+    assert created["token_id"] == me["token_id"]
+    assert created["source"] == "testclient"
+    run = team.call("GET", f"/api/v1/projects/{PROJECT}/runs/{run_id}", "viewer").json()
+    assert run["user"] == "editor"  # the token's user, whatever the client claimed
+
+
+def test_a_resent_batch_is_applied_once(team: Team) -> None:
+    run_id = _run_in(team, PROJECT, "editor")
+    body = {"metrics": [[run_id, "loss", float(i), i, 1000 + i] for i in range(100)]}
+    headers = {
+        "Authorization": f"Bearer {team.tokens['editor']}",
+        "Idempotency-Key": "batch-0001",
+    }
+    url = f"/api/v1/projects/{PROJECT}/runs/batch"
+    first = team.client.post(url, json=body, headers=headers).json()
+    again = team.client.post(url, json=body, headers=headers).json()
+    assert (first["applied"], again["applied"]) == (True, False)
+    points = team.call("GET", f"/api/v1/projects/{PROJECT}/runs/{run_id}/metrics/loss", "viewer")
+    assert len(points.json()["points"]) == 100
+
+
+def test_promotion_needs_an_approver_who_did_not_ask(team: Team) -> None:
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+    from sklearn.linear_model import LogisticRegression
+
+    import conveyor as cv
+    from tests.suites.serving import training_data
+
+    ws = team.app.state.conveyor.workspace(PROJECT)
+    X, y = training_data()
+    for _ in range(2):
+        cv.models.log(LogisticRegression().fit(X, y), "churn", input_example=X[:5], workspace=ws)
+    cv.models.require_approval("churn", ["champion"], workspace=ws)
+    base = f"/api/v1/projects/{PROJECT}"
+    moved = team.call("PUT", f"{base}/models/churn/aliases/champion", "admin", json={"version": 2})
+    assert moved.status_code == 403  # protected: only through a request
+    asked = team.call(
+        "POST", f"{base}/models/churn/versions/2/promotions", "approver", json={"alias": "champion"}
+    )
+    assert asked.status_code == 201, asked.text
+    request_id = asked.json()["id"]
+    approve = f"{base}/promotions/{request_id}/approve"
+    assert team.call("POST", approve, "editor", json={}).status_code == 403  # role
+    own = team.call("POST", approve, "approver", json={})
+    assert own.status_code == 403 and "second person" in own.json()["error"]["message"]
+    decided = team.call("POST", approve, "admin", json={"comment": "ok"})
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["decided_by"] == "admin"
+    model = team.call("GET", f"{base}/models/churn", "viewer").json()["model"]
+    assert model["aliases"]["champion"] == 2
+
+
+def test_errors_are_one_json_shape_and_answers_carry_security_headers(team: Team) -> None:
+    missing = team.call("GET", "/api/v1/nothing-here", "viewer")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "conveyor.not_found"
+    bad = team.call("POST", f"/api/v1/projects/{PROJECT}/runs/search", "viewer", json={"limit": 0})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "conveyor.invalid_argument"
+    ok = team.call("GET", "/api/v1/whoami", "viewer")
+    for header in ("x-content-type-options", "x-frame-options", "content-security-policy"):
+        assert header in ok.headers
+    garbage = team.client.post(
+        f"/api/v1/projects/{PROJECT}/runs/batch",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {team.tokens['editor']}"},
+    )
+    assert garbage.status_code == 422
+
+
+def test_artifact_names_cannot_leave_their_folder(team: Team) -> None:
+    run_id = _run_in(team, PROJECT, "editor")
+    for name in ("%2e%2e/%2e%2e/etc/passwd", "a/%2e%2e/%2e%2e/b", "/abs", "a\\..\\b"):
+        url = f"/api/v1/projects/{PROJECT}/artifacts/run/{run_id}/{name}"
+        response = team.call("PUT", url, "editor", content=b"x")
+        assert response.status_code in (404, 422), (name, response.text)
+        assert response.status_code != 200
+
+
+def test_big_bodies_are_refused_before_they_are_read(tmp_path: Path) -> None:
+    app = create_app(load_settings(tmp_path, project=PROJECT), auth=False, max_body=1000)
+    with TestClient(app) as client:
+        response = client.post(
+            f"/api/v1/projects/{PROJECT}/runs/search", content=b"{" + b" " * 5000 + b"}"
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "conveyor.payload_too_large"
+
+
+def test_repeated_bad_tokens_are_rate_limited(team: Team) -> None:
+    headers = {"Authorization": "Bearer cvt_" + "x" * 43}
+    codes = [team.client.get("/api/v1/whoami", headers=headers).status_code for _ in range(25)]
+    assert codes[0] == 401 and codes[-1] == 429
