@@ -51,7 +51,8 @@ def python(cwd: Path, env: dict[str, str], code: str) -> subprocess.CompletedPro
 def test_no_auth_is_refused_off_localhost(tmp_path: Path) -> None:
     result = cli(tmp_path, {}, "server", "--no-auth", "--host", "0.0.0.0")
     assert result.returncode == 1
-    assert "--no-auth" in result.stderr and "127.0.0.1" in result.stderr
+    assert "--no-auth" in result.stderr
+    assert "127.0.0.1" in result.stderr
 
 
 def test_the_first_start_prints_an_administrator_token_once(server: TeamServer) -> None:
@@ -72,7 +73,8 @@ def test_an_admin_manages_users_and_tokens_and_an_editor_works_remotely(
     assert token.startswith("cvt_")
     listed = cli(tmp_path, admin, "tokens", "list", "--user", "ana", "--json")
     (info,) = json.loads(listed.stdout)
-    assert info["name"] == "laptop" and token not in listed.stdout
+    assert info["name"] == "laptop"
+    assert token not in listed.stdout
 
     ana = server.client_env(token, project="churn")
     logged = python(
@@ -87,17 +89,21 @@ def test_an_admin_manages_users_and_tokens_and_an_editor_works_remotely(
     assert logged.returncode == 0, logged.stderr
     run_id = logged.stdout.strip()
     shown = json.loads(cli(tmp_path, ana, "runs", "show", run_id, "--json").stdout)
-    assert shown["user"] == "ana" and shown["params"] == {"lr": "0.1"}
+    assert shown["user"] == "ana"
+    assert shown["params"] == {"lr": "0.1"}
 
     refused = cli(tmp_path, ana, "audit")
-    assert refused.returncode == 1 and "needs admin" in refused.stderr
+    assert refused.returncode == 1
+    assert "needs admin" in refused.stderr
     audit = cli(tmp_path, admin, "audit", "--object", f"run:{run_id}")
-    assert "ana" in audit.stdout and "run.create" in audit.stdout
+    assert "ana" in audit.stdout
+    assert "run.create" in audit.stdout
 
     revoked = cli(tmp_path, admin, "tokens", "revoke", info["id"])
     assert revoked.returncode == 0
     after = cli(tmp_path, ana, "runs", "list")
-    assert after.returncode == 1 and "revoked" in after.stderr
+    assert after.returncode == 1
+    assert "revoked" in after.stderr
 
 
 def test_a_large_artifact_round_trips_without_being_held_in_memory(

@@ -33,13 +33,15 @@ def identity(tmp_path: Path) -> IdentityStore:
 def test_a_token_is_stored_only_as_its_sha256(identity: IdentityStore) -> None:
     identity.add_user("ana")
     info, secret = identity.create_token("ana", "laptop")
-    assert secret.startswith("cvt_") and len(secret) > 40
+    assert secret.startswith("cvt_")
+    assert len(secret) > 40
     with identity.metadata.read() as conn:
         row = conn.execute(sa.select(tokens)).one()
     stored = [str(v) for v in row._mapping.values() if v is not None]
     assert secret not in stored
     assert row.digest == hashlib.sha256(secret.encode()).hexdigest()
-    assert info.prefix == secret[: len(info.prefix)] and len(info.prefix) < 12
+    assert info.prefix == secret[: len(info.prefix)]
+    assert len(info.prefix) < 12
     assert identity.authenticate(secret).name == "ana"
 
 
@@ -96,9 +98,11 @@ def test_roles_are_per_project_and_a_project_token_sees_only_its_project(
     _, beta_only = identity.create_token("ana", project="beta")
     p = identity.authenticate(anywhere)
     assert (p.role_in(alpha), p.role_in(beta)) == ("approver", "viewer")
-    assert p.can(alpha, "editor") and not p.can(beta, "editor")
+    assert p.can(alpha, "editor")
+    assert not p.can(beta, "editor")
     scoped = identity.authenticate(beta_only)
-    assert scoped.role_in(alpha) is None and scoped.role_in(beta) == "viewer"
+    assert scoped.role_in(alpha) is None
+    assert scoped.role_in(beta) == "viewer"
     identity.revoke_role("ana", "alpha")
     assert identity.authenticate(anywhere).role_in(alpha) is None
 
@@ -125,7 +129,8 @@ def test_bootstrap_creates_one_administrator_once(identity: IdentityStore) -> No
     secret = identity.bootstrap("root")
     assert secret is not None
     principal = identity.authenticate(secret)
-    assert principal.is_admin and principal.name == "root"
+    assert principal.is_admin
+    assert principal.name == "root"
     assert identity.bootstrap("root") is None
     assert [u.name for u in identity.list_users()] == ["root"]
 
@@ -134,7 +139,8 @@ def test_passwords_are_argon2_hashes_and_checked(identity: IdentityStore) -> Non
     identity.add_user("ana", password="correct horse")
     with identity.metadata.read() as conn:
         stored = conn.execute(sa.select(users.c.password_hash)).scalar_one()
-    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert stored.startswith("$argon2id$")
+    assert "correct horse" not in stored
     assert identity.check_password("ana", "correct horse").name == "ana"
     with pytest.raises(UnauthenticatedError):
         identity.check_password("ana", "wrong horse")

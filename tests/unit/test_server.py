@@ -66,8 +66,8 @@ def test_every_route_of_the_api_has_a_rule(team: Team) -> None:
     }
     declared = {(m, p.replace(":path}", "}")) for m, p in RULES}
     assert served == declared, "a route without a rule, or a rule without a route"
-    for path, operations in schema["paths"].items():
-        for method, op in operations.items():
+    for operations in schema["paths"].values():
+        for op in operations.values():
             assert op["x-conveyor-rule"] in (*ROLES, SERVER_ADMIN, USER)
 
 
@@ -238,7 +238,8 @@ def test_promotion_needs_an_approver_who_did_not_ask(team: Team) -> None:
     approve = f"{base}/promotions/{request_id}/approve"
     assert team.call("POST", approve, "editor", json={}).status_code == 403  # role
     own = team.call("POST", approve, "approver", json={})
-    assert own.status_code == 403 and "second person" in own.json()["error"]["message"]
+    assert own.status_code == 403
+    assert "second person" in own.json()["error"]["message"]
     decided = team.call("POST", approve, "admin", json={"comment": "ok"})
     assert decided.status_code == 200, decided.text
     assert decided.json()["decided_by"] == "admin"
@@ -248,7 +249,8 @@ def test_promotion_needs_an_approver_who_did_not_ask(team: Team) -> None:
 
 def test_errors_are_one_json_shape_and_answers_carry_security_headers(team: Team) -> None:
     missing = team.call("GET", "/api/v1/nothing-here", "viewer")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "conveyor.not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "conveyor.not_found"
     bad = team.call("POST", f"/api/v1/projects/{PROJECT}/runs/search", "viewer", json={"limit": 0})
     assert bad.status_code == 422
     assert bad.json()["error"]["code"] == "conveyor.invalid_argument"
@@ -285,4 +287,5 @@ def test_big_bodies_are_refused_before_they_are_read(tmp_path: Path) -> None:
 def test_repeated_bad_tokens_are_rate_limited(team: Team) -> None:
     headers = {"Authorization": "Bearer cvt_" + "x" * 43}
     codes = [team.client.get("/api/v1/whoami", headers=headers).status_code for _ in range(25)]
-    assert codes[0] == 401 and codes[-1] == 429
+    assert codes[0] == 401
+    assert codes[-1] == 429
