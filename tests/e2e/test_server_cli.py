@@ -168,3 +168,15 @@ def test_digest_header_matches_content(server: TeamServer, tmp_path: Path) -> No
     assert response.headers["x-conveyor-digest"] == (
         "sha256:" + hashlib.sha256(b"hello").hexdigest()
     )
+
+
+def test_the_server_guide_example_runs_through_a_server(server: TeamServer, tmp_path: Path) -> None:
+    import re
+
+    guide = (Path(__file__).parents[2] / "docs" / "server.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL)
+    token = server.token_for("guide", project="guide", role="editor")
+    env = server.client_env(token, project="guide")
+    result = python(tmp_path, env, block + "\nprint(len(best), best['metrics.loss'].min())\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "0.001"]
