@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from conveyor.core.config import load_settings
 from conveyor.server.app import create_app
-from conveyor.server.rules import RULES, SERVER_ADMIN, USER
+from conveyor.server.rules import PUBLIC, RULES, SERVER_ADMIN, USER
 from conveyor.store.principal import ROLES, role_rank
 
 PROJECT = "alpha"
@@ -68,7 +68,7 @@ def test_every_route_of_the_api_has_a_rule(team: Team) -> None:
     assert served == declared, "a route without a rule, or a rule without a route"
     for operations in schema["paths"].values():
         for op in operations.values():
-            assert op["x-conveyor-rule"] in (*ROLES, SERVER_ADMIN, USER)
+            assert op["x-conveyor-rule"] in (*ROLES, SERVER_ADMIN, USER, PUBLIC)
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(RULES))
@@ -76,7 +76,8 @@ def test_each_role_against_each_route(team: Team, method: str, path: str) -> Non
     rule = RULES[(method, path)]
     url = _fill(path)
     body = {} if method in ("POST", "PUT") else None
-    assert team.call(method, url, None, json=body).status_code == 401
+    anonymous = team.call(method, url, None, json=body).status_code
+    assert anonymous == (422 if rule == PUBLIC else 401)
     for who in (*ROLES, "outsider", "root"):
         response = team.call(method, url, who, json=body)
         code = response.json().get("error", {}).get("code") if response.content else None
@@ -86,6 +87,9 @@ def test_each_role_against_each_route(team: Team, method: str, path: str) -> Non
                 assert expect_refused, (who, response.status_code, response.text)
                 continue
             allowed = who == "root" or role_rank(who) >= role_rank(rule)
+        elif rule == PUBLIC:
+            assert response.status_code == 422  # login, with no credentials in the body
+            continue
         elif rule == SERVER_ADMIN:
             allowed = who == "root"
         else:
@@ -276,7 +280,8 @@ def test_artifact_names_cannot_leave_their_folder(team: Team) -> None:
 
 def test_big_bodies_are_refused_before_they_are_read(tmp_path: Path) -> None:
     app = create_app(load_settings(tmp_path, project=PROJECT), auth=False, max_body=1000)
-    with TestClient(app) as client:
+    local = {"base_url": "http://127.0.0.1:5000", "client": ("127.0.0.1", 40000)}
+    with TestClient(app, **local) as client:
         response = client.post(
             f"/api/v1/projects/{PROJECT}/runs/search", content=b"{" + b" " * 5000 + b"}"
         )
@@ -289,3 +294,183 @@ def test_repeated_bad_tokens_are_rate_limited(team: Team) -> None:
     codes = [team.client.get("/api/v1/whoami", headers=headers).status_code for _ in range(25)]
     assert codes[0] == 401
     assert codes[-1] == 429
+
+
+def test_a_browser_session_needs_the_csrf_token_for_changes(team: Team) -> None:
+    identity = team.app.state.conveyor.identity
+    identity.set_password("editor", "long enough secret")
+    wrong = team.client.post("/api/v1/login", json={"user": "editor", "password": "nope"})
+    assert wrong.status_code == 401
+    ok = team.client.post(
+        "/api/v1/login", json={"user": "editor", "password": "long enough secret"}
+    )
+    assert ok.status_code == 200
+    cookie = ok.headers["set-cookie"].lower()
+    assert "conveyor_session=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    csrf = ok.json()["csrf_token"]
+    client = team.client  # keeps the cookies from here on
+    assert client.get("/api/v1/whoami").json()["user"] == "editor"
+    url = f"/api/v1/projects/{PROJECT}/experiments/from-browser"
+    forged = client.put(url)
+    assert forged.status_code == 403
+    assert "CSRF" in forged.json()["error"]["message"]
+    assert client.put(url, headers={"X-CSRF-Token": "guess"}).status_code == 403
+    assert client.put(url, headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert client.post("/api/v1/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    client.cookies.clear()
+    assert client.get("/api/v1/whoami").status_code == 401
+
+
+def test_login_attempts_are_rate_limited(team: Team) -> None:
+    body = {"user": "editor", "password": "wrong password"}
+    codes = [team.client.post("/api/v1/login", json=body).status_code for _ in range(25)]
+    assert codes[0] == 401
+    assert codes[-1] == 429
+
+
+def test_without_auth_only_this_machine_is_answered(tmp_path: Path) -> None:
+    app = create_app(load_settings(tmp_path, project=PROJECT), auth=False)
+    local = {"base_url": "http://127.0.0.1:5000", "client": ("127.0.0.1", 40000)}
+    with TestClient(app, **local) as client:
+        assert client.get("/api/v1/whoami").status_code == 200
+        evil = {"Origin": "https://evil.example"}
+        assert (
+            client.post(f"/api/v1/projects/{PROJECT}/runs/search", headers=evil).status_code == 403
+        )
+        rebound = client.get("/api/v1/whoami", headers={"Host": "evil.example"})
+        assert rebound.status_code == 403
+    with TestClient(app, base_url="http://10.0.0.5:5000", client=("10.0.0.9", 1)) as client:
+        assert client.get("/api/v1/whoami").status_code == 403
+
+
+def test_a_project_token_cannot_make_itself_a_wider_one(team: Team) -> None:
+    identity = team.app.state.conveyor.identity
+    identity.grant("admin", "beta", "admin")
+    _, scoped = identity.create_token("admin", project=PROJECT)
+    _, scoped_root = identity.create_token("root", project=PROJECT)
+    headers = {"Authorization": f"Bearer {scoped}"}
+    made = team.client.post("/api/v1/tokens", json={"name": "wider"}, headers=headers)
+    assert made.status_code == 201
+    assert made.json()["project"] == PROJECT
+    other = team.client.post(
+        "/api/v1/tokens", json={"name": "x", "project": "beta"}, headers=headers
+    )
+    assert other.status_code == 403
+    assert team.client.get("/api/v1/whoami", headers=headers).json()["roles"] == {PROJECT: "admin"}
+    root_headers = {"Authorization": f"Bearer {scoped_root}"}
+    assert team.client.get("/api/v1/users", headers=root_headers).status_code == 403
+    assert team.client.get("/api/v1/audit", headers=root_headers).status_code == 403
+
+
+def test_an_alert_of_another_project_cannot_be_closed(team: Team) -> None:
+    import sqlalchemy as sa
+
+    from conveyor.core.clock import utcnow
+    from conveyor.store.metadata.schema import alert_rules, alerts, monitors
+
+    ws = team.app.state.conveyor.workspace(PROJECT)
+    now = utcnow()
+    with ws.metadata.transaction() as uow:
+        uow.conn.execute(
+            monitors.insert().values(
+                id="M1",
+                project_id=ws.project.id,
+                name="m",
+                deployment="d",
+                reference="r@1",
+                window_seconds=60,
+                config={},
+                created_at=now,
+                created_by="t",
+            )
+        )
+        uow.conn.execute(
+            alert_rules.insert().values(
+                id="R1",
+                monitor_id="M1",
+                expression="x > 1",
+                cooldown_seconds=0,
+                notify=[],
+                created_at=now,
+                created_by="t",
+            )
+        )
+        uow.conn.execute(
+            alerts.insert().values(
+                id="A1",
+                rule_id="R1",
+                status="open",
+                value=2.0,
+                message="m",
+                result_id="X",
+                opened_at=now,
+                last_seen_at=now,
+                deliveries=[],
+            )
+        )
+    url = "/api/v1/projects/beta/alerts/A1/resolve"
+    assert team.call("POST", url, "outsider").status_code == 404
+    with ws.metadata.read() as conn:
+        assert conn.execute(sa.select(alerts.c.status)).scalar_one() == "open"
+    own = team.call("POST", f"/api/v1/projects/{PROJECT}/alerts/A1/resolve", "editor")
+    assert own.status_code == 200
+
+
+def test_a_batch_leaves_an_audit_event_per_run_with_its_tags(team: Team) -> None:
+    run_id = _run_in(team, PROJECT, "editor")
+    body = {"tags": [[run_id, "stage", "tuned"]], "params": [[run_id, "lr", "0.1"]]}
+    assert (
+        team.call("POST", f"/api/v1/projects/{PROJECT}/runs/batch", "editor", json=body).status_code
+        == 200
+    )
+    events = team.call(
+        "GET",
+        f"/api/v1/projects/{PROJECT}/audit",
+        "admin",
+        params={"object": f"run:{run_id}", "action": "run.log"},
+    ).json()["events"]
+    assert events[0]["after"] == {"params": 1, "metrics": 0, "tags": {"stage": "tuned"}}
+
+
+def test_uploads_check_size_and_media_type(tmp_path: Path) -> None:
+    app = create_app(load_settings(tmp_path, project=PROJECT), max_artifact_bytes=1000)
+    identity = app.state.conveyor.identity
+    headers = {"Authorization": f"Bearer {identity.bootstrap('root')}"}
+    with TestClient(app) as client:
+        team = Team(client, app, {"root": headers["Authorization"][7:]})
+        run_id = _run_in(team, PROJECT, "root")
+        url = f"/api/v1/projects/{PROJECT}/artifacts/run/{run_id}/big.bin"
+        assert client.put(url, content=b"x" * 2000, headers=headers).status_code == 413
+        streamed = client.put(url, content=iter([b"x" * 600, b"x" * 600]), headers=headers)
+        assert streamed.status_code == 413
+        bad = client.put(url, content=b"x", params={"media_type": "text/\u20ac"}, headers=headers)
+        assert bad.status_code == 422
+        assert client.put(url, content=b"x" * 10, headers=headers).status_code == 200
+
+
+def test_moving_an_alias_a_deployment_serves_needs_an_approver(team: Team) -> None:
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+    from sklearn.linear_model import LogisticRegression
+
+    import conveyor as cv
+    from conveyor.serving.deployment import deployment_service
+    from tests.suites.serving import training_data
+
+    ws = team.app.state.conveyor.workspace(PROJECT)
+    X, y = training_data()
+    for _ in range(2):
+        cv.models.log(LogisticRegression().fit(X, y), "churn", input_example=X[:5], workspace=ws)
+    cv.models.set_alias("churn", "staging", 1, workspace=ws)
+    cv.models.set_alias("churn", "scratch", 1, workspace=ws)
+    deployment_service(ws).create("web", "churn@staging")
+    base = f"/api/v1/projects/{PROJECT}/models/churn/aliases"
+    assert team.call("PUT", f"{base}/scratch", "editor", json={"version": 2}).status_code == 200
+    served = team.call("PUT", f"{base}/staging", "editor", json={"version": 2})
+    assert served.status_code == 403
+    assert team.call("DELETE", f"{base}/staging", "editor").status_code == 403
+    assert team.call("PUT", f"{base}/staging", "approver", json={"version": 2}).status_code == 200
+    protect = f"/api/v1/projects/{PROJECT}/models/churn/protection"
+    assert team.call("PUT", protect, "approver", json={"aliases": []}).status_code == 403
+    assert team.call("PUT", protect, "admin", json={"aliases": []}).status_code == 200

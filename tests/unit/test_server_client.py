@@ -84,3 +84,8 @@ def test_a_missing_token_says_which_variable_to_set() -> None:
     client = ServerClient("http://server.test", "", transport=httpx.MockTransport(handler))
     with pytest.raises(UnauthenticatedError, match="CONVEYOR_TOKEN"):
         client.get_json("/x")
+
+
+def test_path_parts_stay_single_segments() -> None:
+    path = ServerClient.project_path("p", "runs", "r1", "metrics", "train/../loss")
+    assert path == "/api/v1/projects/p/runs/r1/metrics/train%2F%2E%2E%2Floss"

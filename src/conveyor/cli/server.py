@@ -51,6 +51,9 @@ def server(
     admin: Annotated[
         str, typer.Option(help="Name of the administrator the first start creates.")
     ] = "admin",
+    max_artifact_mb: Annotated[
+        int, typer.Option(min=1, help="Largest artifact one upload may store, in MiB.")
+    ] = 51_200,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Run the team server: the REST API over every service, for a team sharing one store.
@@ -101,6 +104,7 @@ def server(
     )
     os.environ["CONVEYOR_SERVER_ROOT"] = str(ws.settings.root)
     os.environ["CONVEYOR_SERVER_AUTH"] = "0" if no_auth else "1"
+    os.environ["CONVEYOR_SERVER_MAX_ARTIFACT_MB"] = str(max_artifact_mb)
     uvicorn.run(
         "conveyor.server.asgi:app",
         host=host,

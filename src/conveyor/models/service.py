@@ -39,6 +39,8 @@ from conveyor.store.activity import current_activity
 from conveyor.store.metadata.schema import (
     dataset_versions,
     datasets,
+    deployment_revisions,
+    deployments,
     lineage_edges,
     model_aliases,
     model_evaluations,
@@ -344,6 +346,7 @@ class ModelService:
         registry.validate_alias(alias)
         target = self.get(f"{name}/{_version_number(version)}")
         model = self.model(name)
+        self._check_served_alias(name, alias)
         if request_id is not None:
             return self._apply_deferred(request_id, model.id, alias, target)
         if alias in model.protected_aliases:
@@ -451,6 +454,7 @@ class ModelService:
         """Remove ``alias`` from model ``name`` (protected aliases cannot be removed)."""
         registry.validate_alias(alias)
         model = self.model(name)
+        self._check_served_alias(name, alias)
         if alias in model.protected_aliases:
             raise PermissionDeniedError(
                 f"The alias {name}@{alias} is protected and cannot be removed.",
@@ -502,6 +506,8 @@ class ModelService:
         wanted = sorted({registry.validate_alias(a) for a in aliases})
         model = self.model(name)
         self._check_approver(None)
+        # Turning protection off would let one approver skip the second person: admins only.
+        require_role(self._project_id(), "admin", "change which aliases are protected")
         with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
             uow.conn.execute(
                 models.update()
@@ -797,6 +803,31 @@ class ModelService:
                 model = registry.find_model(conn, self._project_id(), name)
                 query = query.where(promotion_requests.c.model_id == model.id)
             return [registry.to_request(conn, r) for r in conn.execute(query).all()]
+
+    def _check_served_alias(self, name: str, alias: str) -> None:
+        """On a team server, an alias a deployment serves moves only by an approver's hand
+        (moving it changes what the deployment serves)."""
+        if current_principal() is None:
+            return
+        ref = f"{name}@{alias}"
+        current = (
+            sa.select(deployment_revisions.c.policy)
+            .join(deployments, deployments.c.id == deployment_revisions.c.deployment_id)
+            .where(
+                deployments.c.project_id == self._project_id(),
+                deployment_revisions.c.revision == deployments.c.latest_revision,
+            )
+        )
+        with self.ws.metadata.read() as conn:
+            policies = conn.execute(current).scalars().all()
+        served = [
+            route
+            for policy in policies
+            for route in (policy or {}).get("routes", [])
+            if route.get("model") == ref
+        ]
+        if served:
+            require_role(self._project_id(), "approver", f"move {ref}, which a deployment serves")
 
     def _check_approver(self, request: PromotionRequest | None) -> None:
         principal = current_principal()

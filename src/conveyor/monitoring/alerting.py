@@ -316,7 +316,12 @@ def close_alert(ws: Workspace, alert_id: str, status: str) -> dict[str, Any]:
     if status not in ("acknowledged", "resolved"):
         raise InvalidArgumentError(f"status must be acknowledged or resolved, not {status!r}.")
     with ws.metadata.transaction(project_id=str(ws.project.id)) as uow:
-        row = uow.conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).first()
+        row = uow.conn.execute(
+            sa.select(alerts)
+            .join(alert_rules, alert_rules.c.id == alerts.c.rule_id)
+            .join(monitors, monitors.c.id == alert_rules.c.monitor_id)
+            .where(alerts.c.id == alert_id, monitors.c.project_id == str(ws.project.id))
+        ).first()
         if row is None:
             raise NotFoundError(f"No alert {alert_id!r}.", hint="conveyor alerts list")
         values: dict[str, Any] = {"status": status}

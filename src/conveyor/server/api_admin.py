@@ -2,18 +2,81 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import Query
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 
 from conveyor.core.encoding import jsonable
-from conveyor.core.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
-from conveyor.server.rules import SERVER_ADMIN, USER, Api, Call, need
+from conveyor.core.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
+from conveyor.server.rules import (
+    CSRF_COOKIE,
+    PUBLIC,
+    SERVER_ADMIN,
+    SESSION_COOKIE,
+    USER,
+    Api,
+    Call,
+    need,
+)
+from conveyor.store.principal import Principal, acting
 from conveyor.store.records import ObjectRef
 
 api = Api(prefix="/api/v1")
+
+
+class Login(BaseModel):
+    user: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+SESSION_HOURS = 12
+
+
+@api.post("/login")
+def login(body: Login, request: Request, response: Response, call: Call = need(PUBLIC)) -> Any:
+    """Log in with a password (browser sessions): sets an HTTP-only session cookie and a
+    CSRF cookie whose value changes must echo in the X-CSRF-Token header."""
+    key = f"login:{call.source}"
+    limiter = call.state.limiter
+    limiter.check(key)
+    try:
+        user = call.state.identity.check_password(body.user, body.password)
+    except UnauthenticatedError:
+        limiter.hit(key)
+        raise
+    principal = Principal(user_id=user.id, name=user.name, is_admin=user.is_admin)
+    with acting(principal, source=call.source):
+        info, secret = call.state.identity.create_token(
+            user.name, "browser session", expires_in=timedelta(hours=SESSION_HOURS)
+        )
+    csrf = secrets.token_urlsafe(32)
+    secure = request.url.scheme == "https"
+    age = SESSION_HOURS * 3600
+    response.set_cookie(
+        SESSION_COOKIE, secret, max_age=age, httponly=True, samesite="strict", secure=secure
+    )
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=age, samesite="strict", secure=secure)
+    return {"user": user.name, "csrf_token": csrf, "expires_at": jsonable(info.expires_at)}
+
+
+@api.post("/logout")
+def logout(request: Request, response: Response, call: Call = need(USER)) -> Any:
+    """End a browser session (its token is revoked) or, with a bearer token, nothing."""
+    p = call.principal
+    if p is not None and p.token_id is not None and request.cookies.get(SESSION_COOKIE):
+        with call:
+            call.state.identity.revoke_token(p.token_id)
+    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+    return {"logged_out": True}
 
 
 class NewProject(BaseModel):
@@ -54,13 +117,14 @@ def whoami(call: Call = need(USER)) -> dict[str, Any]:
     if p is None:
         return {"user": call.actor, "admin": True, "auth": False, "roles": {}}
     names = {pr.id: pr.name for pr in call.state.root.metadata.list_projects()}
+    roles = {names[pid]: p.role_in(pid) for pid in names if p.role_in(pid) is not None}
     return {
         "user": p.name,
-        "admin": p.is_admin,
+        "admin": p.server_admin,
         "auth": True,
         "token_id": p.token_id,
         "token_project": names.get(p.token_project_id or ""),
-        "roles": {names[pid]: role for pid, role in p.roles.items() if pid in names},
+        "roles": roles,
     }
 
 
@@ -136,10 +200,9 @@ def _audit(
     if since:
         try:
             when = datetime.fromisoformat(since)
-        except ValueError:
+            when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise InvalidArgumentError(f"since must be an ISO 8601 time; got {since!r}.") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
     events = call.state.root.metadata.audit_log(
         obj=ObjectRef.parse(obj) if obj else None,
         actor=actor,
@@ -219,16 +282,31 @@ def enable_user(user: str, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
 
 def _own_or_admin(call: Call, user: str) -> None:
     p = call.principal
-    if p is not None and not p.is_admin and p.name != user:
+    if p is not None and not p.server_admin and p.name != user:
         raise PermissionDeniedError(f"{p.name!r} may manage only their own tokens.")
+
+
+def _token_project(call: Call) -> str | None:
+    """The project name a project-limited token is for (its tokens stay within it)."""
+    p = call.principal
+    if p is None or p.token_project_id is None:
+        return None
+    names = {pr.id: pr.name for pr in call.state.root.metadata.list_projects()}
+    return names.get(p.token_project_id)
 
 
 @api.get("/tokens")
 def list_tokens(user: str | None = None, call: Call = need(USER)) -> dict[str, Any]:
-    """The caller's tokens (server admins: anyone's, with ?user=); never their secrets."""
+    """The caller's tokens (server admins: anyone's, with ?user=); never their secrets.
+
+    With a token made for one project, only the tokens made for that project."""
     who = user or call.actor
     _own_or_admin(call, who)
-    return {"tokens": jsonable(call.state.identity.list_tokens(who))}
+    found = call.state.identity.list_tokens(who)
+    scope = _token_project(call)
+    if call.principal is not None and call.principal.token_project_id is not None:
+        found = [t for t in found if t.project == scope]
+    return {"tokens": jsonable(found)}
 
 
 @api.post("/tokens", status_code=201)
@@ -236,6 +314,13 @@ def create_token(body: NewToken, call: Call = need(USER)) -> dict[str, Any]:
     """Create a token; the answer holds its secret, shown this once."""
     who = body.user or call.actor
     _own_or_admin(call, who)
+    if call.principal is not None and call.principal.token_project_id is not None:
+        scope = _token_project(call)
+        if body.project not in (None, scope):
+            raise PermissionDeniedError(
+                f"A token made for project {scope!r} can make tokens only for that project."
+            )
+        body = body.model_copy(update={"project": scope})
     key = f"token:{call.source}"
     call.state.limiter.check(key)
     call.state.limiter.hit(key)  # creations count against the same budget as failures
@@ -256,5 +341,8 @@ def revoke_token(token_id: str, call: Call = need(USER)) -> dict[str, Any]:
     """Revoke a token (one's own; server admins: anyone's)."""
     info = call.state.identity.token(token_id)
     _own_or_admin(call, info.user)
+    p = call.principal
+    if p is not None and p.token_project_id is not None and info.project != _token_project(call):
+        raise NotFoundError(f"No token {token_id!r}.")
     with call:
         return jsonable(call.state.identity.revoke_token(token_id))

@@ -8,9 +8,9 @@ approves their own request, a deployment changes only by an approver's hand).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
 from conveyor.core.encoding import jsonable
@@ -18,6 +18,9 @@ from conveyor.server.rules import Api, Call, need
 from conveyor.store.records import ObjectRef
 
 api = Api(prefix="/api/v1/projects/{project}")
+
+MAX_INT = 2_147_483_647
+Version = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
 def _models(call: Call) -> Any:
@@ -43,7 +46,7 @@ def get_model(project: str, name: str, call: Call = need("viewer")) -> dict[str,
 
 
 @api.get("/models/{name}/versions/{version}")
-def get_version(project: str, name: str, version: int, call: Call = need("viewer")) -> Any:
+def get_version(project: str, name: str, version: Version, call: Call = need("viewer")) -> Any:
     """One model version: flavor, signature, source run, digests."""
     return jsonable(_models(call).get(f"{name}/{version}"))
 
@@ -57,7 +60,7 @@ def alias_history(
 
 
 class AliasTarget(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
 
 
 @api.put("/models/{name}/aliases/{alias}")
@@ -81,14 +84,15 @@ class Protection(BaseModel):
 
 
 @api.put("/models/{name}/protection")
-def protect(project: str, name: str, body: Protection, call: Call = need("approver")) -> Any:
-    """Choose the aliases that move only through approved promotion requests."""
+def protect(project: str, name: str, body: Protection, call: Call = need("admin")) -> Any:
+    """Choose the aliases that move only through approved promotion requests (project admins:
+    an approver alone could otherwise lift protection and skip the second person)."""
     with call:
         return jsonable(_models(call).require_approval(name, body.aliases))
 
 
 @api.get("/models/{name}/versions/{version}/card", response_model=None)
-def model_card(project: str, name: str, version: int, call: Call = need("viewer")) -> Any:
+def model_card(project: str, name: str, version: Version, call: Call = need("viewer")) -> Any:
     """The version's model card (Markdown)."""
     from fastapi.responses import PlainTextResponse
 
@@ -96,7 +100,7 @@ def model_card(project: str, name: str, version: int, call: Call = need("viewer"
 
 
 @api.get("/models/{name}/versions/{version}/evaluations")
-def evaluations(project: str, name: str, version: int, call: Call = need("viewer")) -> Any:
+def evaluations(project: str, name: str, version: Version, call: Call = need("viewer")) -> Any:
     """The version's evaluations, per dataset and slice."""
     return {"evaluations": jsonable(_models(call).evaluations(f"{name}/{version}"))}
 
@@ -132,7 +136,7 @@ def get_request(project: str, request_id: str, call: Call = need("viewer")) -> A
 
 @api.post("/models/{name}/versions/{version}/promotions", status_code=201)
 def request_promotion(
-    project: str, name: str, version: int, body: PromotionAsk, call: Call = need("editor")
+    project: str, name: str, version: Version, body: PromotionAsk, call: Call = need("editor")
 ) -> Any:
     """Ask for an alias to point at this version; the checks run now."""
     with call:
@@ -180,8 +184,8 @@ def dataset_versions(project: str, name: str, call: Call = need("viewer")) -> di
 def dataset_diff(
     project: str,
     name: str,
-    a: int = Query(ge=1),
-    b: int = Query(ge=1),
+    a: int = Query(ge=1, le=MAX_INT),
+    b: int = Query(ge=1, le=MAX_INT),
     call: Call = need("viewer"),
 ) -> Any:
     """What changed between two versions of a dataset."""
@@ -210,7 +214,9 @@ def deployment_history(project: str, name: str, call: Call = need("viewer")) -> 
 
 
 class Rollback(BaseModel):
-    to: int | None = Field(default=None, ge=1, description="revision (default: the previous)")
+    to: int | None = Field(
+        default=None, ge=1, le=MAX_INT, description="revision (default: the previous)"
+    )
     reason: str = Field(default="", max_length=10_000)
 
 

@@ -4,9 +4,12 @@ artifacts (streamed both ways, never held whole in memory)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import re
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any, Literal
 
 import anyio
@@ -16,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from conveyor.core.encoding import jsonable
-from conveyor.core.errors import InvalidArgumentError, NotFoundError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError, NotFoundError
 from conveyor.core.names import validate_artifact_path
 from conveyor.server.rules import Api, Call, need
 from conveyor.store.metadata.schema import experiments, idempotency_keys, runs
@@ -30,6 +33,9 @@ from conveyor.tracking.store import TrackingStore
 api = Api(prefix="/api/v1/projects/{project}")
 
 _ENVIRONMENT_MAX = 16 * 1024 * 1024
+_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[\w.+-]+")
+MAX_BATCH_OPS = 100_000
 _OWNER_KINDS = ("run",)  # owners whose artifacts the API serves (more with the web UI)
 
 
@@ -56,13 +62,13 @@ def list_experiments(project: str, call: Call = need("viewer")) -> dict[str, Any
     return {"experiments": [_experiment_json(e, n) for e, n in found]}
 
 
-@api.get("/experiments/{name}")
+@api.get("/experiments/{name:path}")
 def get_experiment(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
     """One experiment."""
     return _experiment_json(_store(call.workspace).experiment(name, create=False))
 
 
-@api.put("/experiments/{name}")
+@api.put("/experiments/{name:path}")
 def ensure_experiment(project: str, name: str, call: Call = need("editor")) -> dict[str, Any]:
     """The experiment ``name``, created if missing."""
     with call:
@@ -120,8 +126,10 @@ async def write_batch(
     transaction. With an ``Idempotency-Key`` header a batch is applied at most once."""
     body = await request.body()
     key = request.headers.get("idempotency-key")
-    if key is not None and not 8 <= len(key) <= 100:
-        raise InvalidArgumentError("An Idempotency-Key is 8 to 100 characters.")
+    if key is not None and not _KEY.fullmatch(key):
+        raise InvalidArgumentError(
+            "An Idempotency-Key is 8 to 64 letters, digits, '-' and '_' (a fresh UUID per batch)."
+        )
     payload = _parse_json(body)
     return await anyio.to_thread.run_sync(_write, call, payload, key)
 
@@ -141,19 +149,58 @@ def _write(call: Call, payload: Any, key: str | None) -> dict[str, Any]:
     project_id = call.project.id
     with call:
         ops, created, touched = wire.decode_ops(payload, project_id=project_id, user=call.actor)
+        if len(ops) > MAX_BATCH_OPS:
+            raise InvalidArgumentError(
+                f"A batch holds at most {MAX_BATCH_OPS} writes; this one has {len(ops)}.",
+                hint="Send several batches (the SDK's writer does).",
+            )
         store = _store(ws)
         with ws.metadata.transaction(project_id=project_id) as uow:
             if key is not None and not insert_ignore(
                 uow.conn,
                 idempotency_keys,
-                [{"key": key, "project_id": project_id, "created_at": uow.now}],
+                [{"key": f"{project_id}:{key}", "project_id": project_id, "created_at": uow.now}],
                 conflict_columns=["key"],
             ):
                 return {"applied": False, "duplicate": True}
             _check_owned(uow.conn, project_id, ops, created, touched)
             n_created = store.write_in(uow, ops)
+            _audit_batch(uow, ops, created)
+            _purge_keys(uow)
     store.after_write(n_created)
     return {"applied": True, "ops": len(ops)}
+
+
+def _audit_batch(uow: Any, ops: list[Any], created: set[str]) -> None:
+    """One audit event per run the batch wrote to (creations and ends audit themselves): what
+    it logged, with the tags it set (tags, unlike params and metrics, can be overwritten)."""
+    logged: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        kind = type(op).__name__
+        if kind not in ("LogParam", "SetTag", "LogMetric"):
+            continue
+        entry = logged.setdefault(op.run_id, {"params": 0, "metrics": 0, "tags": {}})
+        if kind == "LogParam":
+            entry["params"] += 1
+        elif kind == "LogMetric":
+            entry["metrics"] += 1
+        else:
+            entry["tags"][op.key] = op.value
+    for run_id, entry in logged.items():
+        uow.audit("run.log", ObjectRef("run", run_id), after=entry)
+
+
+_writes = itertools.count()
+
+
+def _purge_keys(uow: Any) -> None:
+    """Forget idempotency keys older than a day (a retry comes within minutes), now and then."""
+    if next(_writes) % 1000 == 0:
+        uow.conn.execute(
+            idempotency_keys.delete().where(
+                idempotency_keys.c.created_at < uow.now - timedelta(days=1)
+            )
+        )
 
 
 def _check_owned(
@@ -281,6 +328,7 @@ async def put_environment(
     call: Call = need("editor"),
 ) -> dict[str, Any]:
     """Store a run environment's package list; answers its SHA-256 (runs name it by that)."""
+    _check_media_type(media_type)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -301,6 +349,23 @@ async def put_environment(
 
     await anyio.to_thread.run_sync(store)
     return {"digest": digest, "size": len(data)}
+
+
+def _check_media_type(media_type: str) -> None:
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        raise InvalidArgumentError(
+            f"media_type must look like 'text/plain' (type/subtype); got {media_type!r}."
+        )
+
+
+class PayloadTooLargeError(ConveyorError):
+    code = "conveyor.payload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The artifact is larger than the server's limit of {limit} bytes.",
+            hint="Ask the server's administrator to raise --max-artifact-mb.",
+        )
 
 
 def _check_owner(call: Call, kind: str, owner_id: str) -> ObjectRef:
@@ -375,13 +440,23 @@ async def upload_artifact(
     call: Call = need("editor"),
 ) -> dict[str, Any]:
     """Store the request body as the owner's artifact ``name`` (streamed to a temporary file,
-    then into the artifact store)."""
+    then into the artifact store), up to the server's artifact size limit."""
     validate_artifact_path(name)
+    if media_type is not None:
+        _check_media_type(media_type)
+    limit = call.state.max_artifact_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(limit)
     owner = await anyio.to_thread.run_sync(_check_owner, call, kind, owner_id)
     fd, tmp = tempfile.mkstemp(prefix="conveyor-upload-")
     try:
+        received = 0
         with os.fdopen(fd, "wb") as f:
             async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise PayloadTooLargeError(limit)
                 await anyio.to_thread.run_sync(f.write, chunk)
 
         def store() -> Any:

@@ -44,9 +44,10 @@ class ORJSONResponse(JSONResponse):
 class RateLimiter:
     """At most ``limit`` failures per key (a client address) in ``window`` seconds."""
 
-    def __init__(self, limit: int = 20, window: float = 60.0) -> None:
+    def __init__(self, limit: int = 20, window: float = 60.0, max_keys: int = 10_000) -> None:
         self.limit = limit
         self.window = window
+        self.max_keys = max_keys
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
@@ -72,17 +73,23 @@ class RateLimiter:
         now = time.monotonic()
         with self._lock:
             self._recent(key, now).append(now)
-            if len(self._hits) > 10_000:  # forget idle keys
-                for k in [k for k, v in self._hits.items() if not v]:
-                    del self._hits[k]
+            if len(self._hits) > self.max_keys:  # forget keys whose failures are old
+                for k in list(self._hits):
+                    if not self._recent(k, now):
+                        del self._hits[k]
+                while len(self._hits) > self.max_keys:  # still too many: oldest first
+                    del self._hits[next(iter(self._hits))]
 
 
 class ServerState:
     """The stores, the identity store and one workspace per project, shared by all routes."""
 
-    def __init__(self, settings: Settings, *, auth: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, auth: bool = True, max_artifact_bytes: int = 50 << 30
+    ) -> None:
         self.root = Workspace(settings)
         self.auth = auth
+        self.max_artifact_bytes = max_artifact_bytes
         self.identity = IdentityStore(self.root.metadata)
         self.limiter = RateLimiter()
         self._workspaces: dict[str, Workspace] = {}
@@ -102,10 +109,6 @@ class ServerState:
     def authenticate(self, secret: str) -> Principal:
         return self.identity.authenticate(secret)
 
-    def session_principal(self, request: Request) -> Principal | None:
-        """The user of a browser session cookie (the web UI's; none yet)."""
-        return None
-
     def close(self) -> None:
         with self._lock:
             workspaces, self._workspaces = list(self._workspaces.values()), {}
@@ -115,14 +118,18 @@ class ServerState:
 
 
 def create_app(
-    settings: Settings, *, auth: bool = True, max_body: int = 32 * 1024 * 1024
+    settings: Settings,
+    *,
+    auth: bool = True,
+    max_body: int = 32 * 1024 * 1024,
+    max_artifact_bytes: int = 50 << 30,
 ) -> FastAPI:
     """Build the team server's application on the stores ``settings`` name.
 
     ``auth=False`` serves everyone as the configured actor: only for a server bound to
     127.0.0.1 (``conveyor server --no-auth`` refuses anything else).
     """
-    state = ServerState(settings, auth=auth)
+    state = ServerState(settings, auth=auth, max_artifact_bytes=max_artifact_bytes)
     state.root.open()  # create and migrate the store now, not on the first request
 
     @asynccontextmanager
@@ -143,7 +150,7 @@ def create_app(
         default_response_class=ORJSONResponse,
     )
     app.state.conveyor = state
-    app.add_middleware(Hardening, max_body=max_body, streamed_prefixes=("/api/v1/projects/",))
+    app.add_middleware(Hardening, max_body=max_body, local_only=not auth)
 
     @app.exception_handler(ConveyorError)
     async def conveyor_error(request: Request, exc: ConveyorError) -> ORJSONResponse:

@@ -7,7 +7,10 @@ import os
 from conveyor.core.config import load_settings
 from conveyor.server.app import create_app
 
+# Without authentication the app itself answers only requests from this machine, however
+# it was started (conveyor server --no-auth also binds only 127.0.0.1).
 app = create_app(
     load_settings(os.environ.get("CONVEYOR_SERVER_ROOT") or None),
     auth=os.environ.get("CONVEYOR_SERVER_AUTH", "1") != "0",
+    max_artifact_bytes=int(os.environ.get("CONVEYOR_SERVER_MAX_ARTIFACT_MB", "51200")) << 20,
 )

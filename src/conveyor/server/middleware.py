@@ -3,6 +3,7 @@ answer and a size limit on request bodies (artifact uploads are streamed to disk
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -25,25 +26,52 @@ class _TooLarge(ConveyorError):
     code = "conveyor.payload_too_large"
 
 
+# The uploads that stream to disk (their routes bound the size themselves): PUT only.
+_STREAMED = re.compile(r"^/api/v1/projects/[^/]+/(artifacts/[^/]+/[^/]+/.+|environments)$")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 class Hardening:
     """Adds security headers; answers 413 to bodies over ``max_body`` bytes, except on the
-    artifact routes (``/artifacts/`` and ``/environments`` under ``streamed_prefixes``)."""
+    artifact upload routes. Without authentication (``local_only``), refuses requests that
+    do not come from and name this machine (a web page elsewhere, DNS rebinding)."""
 
-    def __init__(self, app: Any, *, max_body: int, streamed_prefixes: tuple[str, ...]) -> None:
+    def __init__(self, app: Any, *, max_body: int, local_only: bool = False) -> None:
         self.app = app
         self.max_body = max_body
-        self.streamed_prefixes = streamed_prefixes
+        self.local_only = local_only
 
-    def _streamed(self, path: str) -> bool:
-        return path.startswith(self.streamed_prefixes) and (
-            "/artifacts/" in path or path.endswith("/environments")
-        )
+    def _foreign(self, scope: Any) -> str | None:
+        client = scope.get("client")
+        if client and client[0] not in _LOOPBACK:
+            return f"from {client[0]}"
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1").rsplit(":", 1)[0].strip("[]")
+                if host not in _LOOPBACK:
+                    return f"for host {host}"
+            if name == b"origin":
+                origin = value.decode("latin-1")
+                bare = origin.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+                if bare not in _LOOPBACK:
+                    return f"from a page at {origin}"
+        return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = None if self._streamed(scope["path"]) else self.max_body
+        if self.local_only and (why := self._foreign(scope)):
+            await self._refuse(
+                send,
+                403,
+                "conveyor.permission_denied",
+                f"This server runs without authentication and answers only "
+                f"requests from this machine; refused a request {why}.",
+            )
+            return
+        streamed = scope["method"] == "PUT" and _STREAMED.match(scope["path"]) is not None
+        limit = None if streamed else self.max_body
         if limit is not None:
             for name, value in scope["headers"]:
                 if name == b"content-length" and value.isdigit() and int(value) > limit:
@@ -78,17 +106,22 @@ class Hardening:
                 await self._too_large(send, limit or 0)
 
     async def _too_large(self, send: Any, limit: int) -> None:
-        body = orjson.dumps(
-            error_body(
-                "conveyor.payload_too_large",
-                f"The request body is larger than the server's limit of {limit} bytes.",
-                hint="Send fewer values per request, or upload files as artifacts.",
-            )
+        await self._refuse(
+            send,
+            413,
+            "conveyor.payload_too_large",
+            f"The request body is larger than the server's limit of {limit} bytes.",
+            "Send fewer values per request, or upload files as artifacts.",
         )
+
+    async def _refuse(
+        self, send: Any, status: int, code: str, message: str, hint: str | None = None
+    ) -> None:
+        body = orjson.dumps(error_body(code, message, hint))
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

@@ -11,6 +11,7 @@ what depends on the object (a protected alias, the four-eyes rule), acting as th
 
 from __future__ import annotations
 
+import hmac
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,10 +28,12 @@ if TYPE_CHECKING:
     from conveyor.store.records import Project
     from conveyor.store.workspace import Workspace
 
-__all__ = ["RULES", "SERVER_ADMIN", "USER", "Api", "Call", "need", "rule_of"]
+__all__ = ["PUBLIC", "RULES", "SERVER_ADMIN", "USER", "Api", "Call", "need", "rule_of"]
 
 SERVER_ADMIN = "server-admin"
 USER = "user"
+PUBLIC = "public"  # no caller needed: only logging in
+_RULES = (*ROLES, SERVER_ADMIN, USER, PUBLIC)
 #: (method, path) -> rule, filled as routes are declared.
 RULES: dict[tuple[str, str], str] = {}
 
@@ -87,19 +90,46 @@ def _principal(request: Request) -> Principal | None:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        cookie_principal = state.session_principal(request)
-        if cookie_principal is not None:
-            return cookie_principal
+        session = request.cookies.get(SESSION_COOKIE)
+        if session:
+            return _session_principal(request, state, session)
         raise UnauthenticatedError(
             "This server needs an API token: send 'Authorization: Bearer <token>'.",
             hint="Create one with: conveyor tokens create USER (SDK/CLI: set CONVEYOR_TOKEN).",
         )
-    state.limiter.check(f"auth:{_source(request)}")
+    return _authenticated(request, state, secret.strip())
+
+
+def _authenticated(request: Request, state: ServerState, secret: str) -> Principal:
+    """A valid token always passes; an address whose tokens keep failing is slowed down
+    (429) instead of being told which tokens are wrong."""
+    key = f"auth:{_source(request)}"
     try:
-        return state.authenticate(secret.strip())
+        return state.authenticate(secret)
     except UnauthenticatedError:
-        state.limiter.hit(f"auth:{_source(request)}")
+        state.limiter.hit(key)
+        state.limiter.check(key)
         raise
+
+
+SESSION_COOKIE = "conveyor_session"
+CSRF_COOKIE = "conveyor_csrf"
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _session_principal(request: Request, state: ServerState, secret: str) -> Principal:
+    """The user of a browser session cookie. A change needs the CSRF header too: its value
+    must equal the CSRF cookie, which only pages of this server can read (double submit)."""
+    if request.method not in _SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        expected = request.cookies.get(CSRF_COOKIE, "")
+        if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise PermissionDeniedError(
+                "This change comes with a session cookie but without the matching CSRF token.",
+                hint=f"Send the {CSRF_COOKIE} cookie's value in the X-CSRF-Token header.",
+            )
+    return _authenticated(request, state, secret)
 
 
 def _dependency(rule: str) -> Callable[..., Call]:
@@ -125,10 +155,13 @@ def _dependency(rule: str) -> Callable[..., Call]:
         return project_call
 
     def server_call(request: Request) -> Call:
+        if rule == PUBLIC:
+            return Call(_state(request), None, _source(request))
         principal = _principal(request)
-        if rule == SERVER_ADMIN and principal is not None and not principal.is_admin:
+        if rule == SERVER_ADMIN and principal is not None and not principal.server_admin:
             raise PermissionDeniedError(
-                f"{principal.name!r} is not a server administrator; this needs one.",
+                f"{principal.name!r} is not a server administrator using a token for every "
+                "project; this needs one.",
             )
         return Call(_state(request), principal, _source(request))
 
@@ -179,8 +212,8 @@ class Api(APIRouter):
 
 def need(rule: str) -> Any:
     """The dependency of a route with ``rule`` (pass it as ``call: Call = need("viewer")``)."""
-    if rule not in (*ROLES, SERVER_ADMIN, USER):
-        raise TypeError(f"Unknown rule {rule!r}; expected one of {(*ROLES, SERVER_ADMIN, USER)}.")
+    if rule not in _RULES:
+        raise TypeError(f"Unknown rule {rule!r}; expected one of {_RULES}.")
     dependency = _dependency(rule)
     dependency.rule = rule  # type: ignore[attr-defined]
     return Depends(dependency)

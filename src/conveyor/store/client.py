@@ -110,8 +110,12 @@ class ServerClient:
 
     @staticmethod
     def project_path(project: str, *rest: str) -> str:
-        """``/api/v1/projects/<project>/<rest...>``, each part URL-quoted."""
-        parts = [quote(project, safe=""), *(quote(p, safe="/") for p in rest)]
+        """``/api/v1/projects/<project>/<rest...>``, each part one URL-quoted segment.
+
+        Slashes and dots inside a part are encoded too, so a name like ``train/loss`` or
+        ``..`` stays one segment: nothing can walk to another route.
+        """
+        parts = [_segment(project), *(_segment(p) for p in rest)]
         return f"{API}/projects/" + "/".join(parts)
 
     # -- requests --------------------------------------------------------------------------
@@ -203,6 +207,10 @@ class ServerClient:
             raise BackendUnavailableError(
                 f"The Conveyor server at {self.base_url} cannot be reached ({e})."
             ) from e
+
+
+def _segment(part: str) -> str:
+    return quote(part, safe="").replace(".", "%2E")
 
 
 def _dumps(value: Any) -> bytes:

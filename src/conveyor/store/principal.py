@@ -58,6 +58,11 @@ class Principal:
     token_id: str | None = None
     token_project_id: str | None = None  # a token made for one project sees only that one
 
+    @property
+    def server_admin(self) -> bool:
+        """A server administrator using a token for every project (not one made for one)."""
+        return self.is_admin and self.token_project_id is None
+
     def role_in(self, project_id: str) -> str | None:
         """Return this principal's role in the project, or None (it sees nothing there)."""
         if self.token_project_id is not None and project_id != self.token_project_id:

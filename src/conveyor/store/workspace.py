@@ -60,6 +60,7 @@ class Workspace:
         self._lock = threading.RLock()
         self._remote: ServerClient | None = None
         self._owns_stores = True
+        self._flushers: list[Callable[[], None]] = []
         _track(self)
 
     @classmethod
@@ -91,6 +92,11 @@ class Workspace:
                 if self._remote is None:
                     self._remote = ServerClient(self.settings.store_uri)
         return self._remote
+
+    def before_remote_write(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` before each remote artifact write: tracking's writer registers
+        itself, so the run an upload names is on the server before the upload is."""
+        self._flushers.append(flush)
 
     def _local_only(self, what: str) -> ConveyorError:
         return ConveyorError(
@@ -307,6 +313,8 @@ def _remote_upload(
     """Stream ``data`` to the server (a file is read in chunks, never whole into memory)."""
     client = ws.remote
     assert client is not None
+    for flush in list(ws._flushers):
+        flush()
     path = client.project_path(ws.settings.project, "artifacts", owner.kind, owner.id, name)
     params = {"replace": "true" if replace else "false"}
     if media_type:

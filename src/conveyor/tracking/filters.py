@@ -132,12 +132,17 @@ def _unquote(token: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
+MAX_NESTING = 32  # deeper parentheses are refused, not a recursion error
+MAX_FIELDS = 32  # distinct keys one search may join (filter and order together)
+
+
 class _Parser:
     def __init__(self, text: str, what: str) -> None:
         self.text = text
         self.what = what
         self.tokens = _tokenize(text, what)
         self.i = 0
+        self.depth = 0
 
     def _peek(self) -> _Tok | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -176,8 +181,14 @@ class _Parser:
     def _primary(self) -> Node:
         tok = self._peek()
         if tok is not None and tok.kind == "lparen":
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise InvalidArgumentError(
+                    f"{self.what}: parentheses nest deeper than {MAX_NESTING} levels."
+                )
             self.i += 1
             node = self._or()
+            self.depth -= 1
             tok = self._peek()
             if tok is None or tok.kind != "rparen":
                 raise self._fail("')'")

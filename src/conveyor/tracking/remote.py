@@ -70,6 +70,8 @@ class RemoteTrackingStore:
         self.client: ServerClient = client
         self._experiments: dict[str, Experiment] = {}
         self._lock = threading.Lock()
+        self._last_ops: Sequence[Any] | None = None
+        self._last_key = ""
 
     def _path(self, *rest: str) -> str:
         return self.client.project_path(self.ws.settings.project, *rest)
@@ -98,12 +100,17 @@ class RemoteTrackingStore:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, ops: Sequence[Any]) -> None:
-        """Send ``ops`` as one batch; a retry after a lost answer is not applied twice."""
+        """Send ``ops`` as one batch; a retry after a lost answer is not applied twice.
+
+        The writer retries a batch by passing the same list again: it keeps its key, so the
+        server recognises it even when the first attempt committed but its answer was lost.
+        """
+        with self._lock:
+            if ops is not self._last_ops:
+                self._last_ops, self._last_key = ops, uuid.uuid4().hex
+            key = self._last_key
         self.client.send_json(
-            "POST",
-            self._path("runs", "batch"),
-            encode_ops(ops),
-            headers={"Idempotency-Key": uuid.uuid4().hex},
+            "POST", self._path("runs", "batch"), encode_ops(ops), headers={"Idempotency-Key": key}
         )
 
     def put_content(self, data: bytes, media_type: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -18,7 +19,12 @@ from typing import Any, Self
 
 from conveyor.core import ids
 from conveyor.core.clock import utcnow
-from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from conveyor.core.errors import (
+    ConflictError,
+    ConveyorError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from conveyor.core.names import validate_artifact_path
 from conveyor.store.activity import enter_activity, leave_activity
 from conveyor.store.catalog import guess_media_type
@@ -38,6 +44,8 @@ from conveyor.tracking.store import (
 from conveyor.tracking.writer import Writer
 
 __all__ = ["ActiveRun", "Tracker", "active_run", "active_runs", "tracker"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "default"
 _active: ContextVar[tuple[ActiveRun, ...]] = ContextVar("conveyor_active_runs", default=())
@@ -69,6 +77,7 @@ class Tracker:
             from conveyor.tracking.remote import RemoteTrackingStore
 
             self.store: TrackingStore = RemoteTrackingStore(ws)  # type: ignore[assignment]
+            ws.before_remote_write(lambda: self.writer.flush())
         else:
             self.store = TrackingStore(ws)
         self._git_diff: bytes | None = None  # remote mode: uploaded as each run's artifact
@@ -179,8 +188,7 @@ class Tracker:
         ops = self.create_ops(exp.name, run_id, run_name, parent_id, checked_tags)
         self.writer.submit_many(ops)
         run = self._activate(ActiveRun(self, run_id, run_name, exp.name, parent_id))
-        if self._git_diff is not None:
-            self.writer.flush()  # the run must exist on the server before its artifact
+        if self._git_diff is not None:  # remote mode (the upload flushes the run's creation)
             self.ws.log_artifact(
                 self._git_diff, run.ref, "environment/git.diff", media_type="text/x-diff"
             )
@@ -424,8 +432,6 @@ class ActiveRun:
 
     def _store(self, data: bytes | Path, name: str) -> ArtifactLink:
         self._check_open()
-        if self.tracker.remote:
-            self.tracker.writer.flush()  # the server links artifacts only to runs it has
         return self.tracker.ws.log_artifact(data, self.ref, name, media_type=guess_media_type(name))
 
     # -- ending ------------------------------------------------------------------------------
@@ -488,7 +494,10 @@ class ActiveRun:
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         try:
             if self.tracker.remote:
-                self._store(text.encode(), "traceback.txt")
+                try:
+                    self._store(text.encode(), "traceback.txt")
+                except ConveyorError as e:  # the user's own error matters more than this
+                    log.warning("conveyor: could not store the traceback of %s: %s", self.id, e)
                 return
             put = self.tracker.ws.artifacts.put(text.encode())
             self.tracker.writer.submit(

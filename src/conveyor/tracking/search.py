@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from conveyor.core.errors import InvalidArgumentError
 from conveyor.store.metadata.schema import experiments, latest_metrics, params, runs, tags
 from conveyor.tracking.filters import (
+    MAX_FIELDS,
     And,
     Comparison,
     Field,
@@ -69,10 +70,17 @@ def _required_fields(node: Node | None) -> set[Field]:
 
 def _time_value(value: float | str, what: str) -> datetime:
     if isinstance(value, float):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, ValueError, OSError):
+            raise InvalidArgumentError(
+                f"filter: {what} {value!r} is not a time (epoch milliseconds)."
+            ) from None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is not None:
+            parsed.astimezone(UTC)  # raises for times that do not exist in UTC
+    except (ValueError, OverflowError):
         raise InvalidArgumentError(
             f"filter: {what} takes an ISO time like '2026-11-23T10:00:00' or epoch milliseconds; "
             f"got {value!r}."
@@ -167,10 +175,25 @@ def _decode_token(token: str, fingerprint: str, kinds: list[str]) -> list[Any]:
         if value is not None and kind == "time":
             try:
                 value = datetime.fromisoformat(value)
-            except (TypeError, ValueError):
+                if value.tzinfo is not None:
+                    value.astimezone(UTC)
+            except (TypeError, ValueError, OverflowError):
                 raise bad from None
+        elif value is not None and not _plain(value):
+            raise bad
         decoded.append(value)
     return decoded
+
+
+def _plain(value: Any) -> bool:
+    """A sort value a token can carry: text, or a number SQL can bind."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, float)
 
 
 def _after(keys: list[tuple[Any, bool]], values: list[Any]) -> Any:
@@ -301,6 +324,11 @@ def _build(
         kinds.append("time" if fld.key in ("start_time", "end_time") else "plain")
     keys += [(runs.c.start_time, True), (runs.c.id, True)]
     kinds += ["time", "plain"]
+    if len(joins.aliases) > MAX_FIELDS:
+        raise InvalidArgumentError(
+            f"A search may use at most {MAX_FIELDS} distinct metric, param and tag keys "
+            f"(filter and order together); this one uses {len(joins.aliases)}."
+        )
     for fld, alias in joins.aliases.items():
         on = (alias.c.run_id == runs.c.id) & (alias.c.key == fld.key)
         query = query.join(alias, on, isouter=fld not in joins.required)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -78,8 +78,10 @@ def encode_ops(ops: Sequence[Any]) -> dict[str, Any]:
 def _text(value: Any, what: str, limit: int, *, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise InvalidArgumentError(f"{what} must be text of at most {limit} characters.")
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise InvalidArgumentError(
+            f"{what} must be text of at most {limit} characters (and no NUL character)."
+        )
     return value
 
 
@@ -92,11 +94,11 @@ def _int(value: Any, what: str) -> int:
 def _time(value: Any, what: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(_text(value, what, 64) or "")
-    except ValueError:
+        if parsed.tzinfo is None:
+            raise InvalidArgumentError(f"{what} must carry a time zone; got {value!r}.")
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidArgumentError(f"{what} must be an ISO 8601 time; got {value!r}.") from None
-    if parsed.tzinfo is None:
-        raise InvalidArgumentError(f"{what} must carry a time zone; got {value!r}.")
-    return parsed
 
 
 def _triples(items: Any, what: str) -> list[tuple[str, str, str]]:
