@@ -180,3 +180,68 @@ def test_the_server_guide_example_runs_through_a_server(server: TeamServer, tmp_
     result = python(tmp_path, env, block + "\nprint(len(best), best['metrics.loss'].min())\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "0.001"]
+
+
+TRAIN_TWO = """
+import conveyor as cv
+from sklearn.linear_model import LogisticRegression
+from tests.suites.serving import training_data
+X, y = training_data()
+for c in (1.0, 0.5):
+    with cv.start_run("train") as run:
+        version = cv.models.log(LogisticRegression(C=c).fit(X, y), "churn", input_example=X[:5])
+print(version.ref, run.id, version.run_id)
+"""
+
+
+def test_the_registry_works_through_the_server(server: TeamServer, tmp_path: Path) -> None:
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+    project = "registry"
+    editor = server.client_env(server.token_for("eve", project=project), project=project)
+    approver = server.client_env(
+        server.token_for("abe", project=project, role="approver"), project=project
+    )
+    viewer = server.client_env(
+        server.token_for("vic", project=project, role="viewer"), project=project
+    )
+    repo = str(Path(__file__).parents[2])
+    trained = python(tmp_path, {**editor, "PYTHONPATH": repo}, TRAIN_TWO)
+    assert trained.returncode == 0, trained.stderr
+    ref, run_id, version_run = trained.stdout.split()
+    assert ref == "churn/2"
+    assert version_run == run_id  # the version names the run that logged it
+
+    listed = cli(tmp_path, viewer, "models", "list")
+    assert "churn" in listed.stdout
+    assert cli(tmp_path, approver, "models", "protect", "churn", "champion").returncode == 1
+    admin = server.client_env(server.admin_token, project=project)
+    assert cli(tmp_path, admin, "models", "protect", "churn", "champion").returncode == 0
+    moved = cli(tmp_path, editor, "models", "alias", "churn", "champion", "2")
+    assert moved.returncode == 1
+    assert "protected" in moved.stderr
+    asked = python(
+        tmp_path,
+        editor,
+        "import conveyor as cv\n"
+        "r = cv.models.request_promotion('churn/2', 'champion')\n"
+        "print(r.id, r.status)\n",
+    )
+    assert asked.returncode == 0, asked.stderr
+    request_id, status = asked.stdout.split()
+    assert status == "pending"
+    assert cli(tmp_path, viewer, "models", "approve", request_id).returncode == 1
+    approved = cli(tmp_path, approver, "models", "approve", request_id)
+    assert approved.returncode == 0, approved.stderr
+
+    loaded = python(
+        tmp_path,
+        {**viewer, "PYTHONPATH": repo},
+        "import conveyor as cv\n"
+        "from tests.suites.serving import training_data\n"
+        "m = cv.models.load('churn@champion')\n"
+        "print(m.version.ref, len(m.predict(training_data()[0][:4])))\n",
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["churn/2", "4"]
+    history = cli(tmp_path, viewer, "models", "history", "churn")
+    assert "abe" in history.stdout  # the approver moved it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +55,20 @@ from conveyor.store.workspace import Workspace, current_workspace
 __all__ = ["DEFAULT_PROTECTED", "ModelService", "model_service"]
 
 DOCUMENT = "conveyor-model.json"
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A saved model ready to register: its files, flavor info, signature and example."""
+
+    flavor: str
+    files: dict[str, bytes]
+    info: dict[str, Any]
+    requirements: dict[str, str]
+    signature: dict[str, Any] | None
+    example: tuple[str, bytes] | None  # (artifact name, Parquet or .npy bytes)
+
+
 EXAMPLE = "input_example.parquet"
 EXAMPLE_ARRAY = "input_example.npy"
 DEFAULT_PROTECTED = ("champion", "production")
@@ -61,7 +76,12 @@ DEFAULT_PROTECTED = ("champion", "production")
 
 def model_service(ws: Workspace | None = None) -> ModelService:
     """Return the model service of ``ws`` (default: the workspace in use)."""
-    return (ws or current_workspace()).service("models", ModelService)
+    ws = ws or current_workspace()
+    if ws.remote is not None:
+        from conveyor.models.remote import RemoteModelService
+
+        return ws.service("models", RemoteModelService)
+    return ws.service("models", ModelService)
 
 
 class ModelService:
@@ -143,36 +163,58 @@ class ModelService:
             info = {**info, "imported_from": imported_from}
         if features:
             info = {**info, "features": list(features)}
+        prepared = PreparedModel(
+            flavor=chosen.name,
+            files=files,
+            info=info,
+            requirements=requirements_of(chosen),
+            signature=signature.to_dict() if signature else None,
+            example=_encode_example(example) if example is not None else None,
+        )
+        return self.register(name, prepared, description=description, run=current_activity())
+
+    def register(
+        self,
+        name: str,
+        prepared: PreparedModel,
+        *,
+        description: str = "",
+        run: ObjectRef | None = None,
+    ) -> ModelVersion:
+        """Store a prepared model's files and register them as the next version of ``name``
+        (what :meth:`log` does after saving the model; a team server does it for uploads)."""
+        registry.validate_model_name(name)
+        get_flavor(prepared.flavor)  # a known flavor
         store = self.ws.artifacts
-        stored = {n: store.put_bytes(data) for n, data in files.items()}
+        stored = {n: store.put_bytes(data) for n, data in prepared.files.items()}
         links = [
             (f"model/{n}", p.digest, p.size, "application/octet-stream") for n, p in stored.items()
         ]
         checked = {p.digest for p in stored.values() if not p.created}
         example_ref = None
-        if example is not None:
-            example_name, example_bytes = _encode_example(example)
+        if prepared.example is not None:
+            example_name, example_bytes = prepared.example
             put = store.put_bytes(example_bytes)
             example_ref = (put.digest, put.size)
             links.append((example_name, put.digest, put.size, "application/octet-stream"))
             if not put.created:
                 checked.add(put.digest)
         document = ModelDocument(
-            flavor=chosen.name,
+            flavor=prepared.flavor,
             files={n: (p.digest, p.size) for n, p in stored.items()},
-            info=info,
-            requirements=requirements_of(chosen),
-            signature=signature.to_dict() if signature else None,
+            info=prepared.info,
+            requirements=prepared.requirements,
+            signature=prepared.signature,
             input_example=example_ref,
         )
         doc = store.put_bytes(document.encode())
         links.append((DOCUMENT, doc.digest, doc.size, "application/json"))
         if not doc.created:
             checked.add(doc.digest)
-        run = current_activity()
+        info = prepared.info
         values = {
             "digest": doc.digest,
-            "flavor": chosen.name,
+            "flavor": prepared.flavor,
             "signature": document.signature,
             "requirements": document.requirements,
             "info": info,
@@ -294,8 +336,11 @@ class ModelService:
 
     def document(self, version: ModelVersion) -> ModelDocument:
         """Return the stored document of ``version``, checked against its digest."""
-        data = self.ws.artifacts.get(version.digest)  # verifies the sha256
-        return ModelDocument.decode(data)
+        return ModelDocument.decode(self._content(version, version.digest))
+
+    def _content(self, version: ModelVersion, digest: str) -> bytes:
+        """The stored bytes of one of ``version``'s files, checked against ``digest``."""
+        return self.ws.artifacts.get(digest)  # verifies the sha256
 
     def load(self, ref: str, *, trust: bool = False) -> LoadedModel:
         """Load the version ``ref`` names, checking every byte against the recorded digests.
@@ -313,14 +358,19 @@ class ModelService:
                 hint="If you trust whoever can write to this store, pass trust=True (CLI: "
                 '--trust) or set trust_pickled_models = "true" in conveyor.toml.',
             )
-        store = self.ws.artifacts
-        files = {name: store.get(digest) for name, (digest, _) in document.files.items()}
+        files = {
+            name: self._content(version, digest) for name, (digest, _) in document.files.items()
+        }
         obj = flavor.load(files, document.info)
         run = current_activity()
         if run is not None:
-            with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
-                uow.link(ObjectRef(registry.VERSION_KIND, version.id), run, "used_by")
+            self._record_use(version, run)
         return LoadedModel(version, flavor, obj)
+
+    def _record_use(self, version: ModelVersion, run: ObjectRef) -> None:
+        """Draw the lineage edge ``version -used_by-> run``."""
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            uow.link(ObjectRef(registry.VERSION_KIND, version.id), run, "used_by")
 
     def input_example(self, ref: str) -> Any:
         """Return the input example stored with a version (None when it has none)."""
@@ -328,7 +378,7 @@ class ModelService:
         document = self.document(version)
         if document.input_example is None:
             return None
-        data = self.ws.artifacts.get(document.input_example[0])
+        data = self._content(version, document.input_example[0])
         return _decode_example(data)
 
     # -- aliases ---------------------------------------------------------------------------

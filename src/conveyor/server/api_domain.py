@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 from pydantic import BaseModel, Field
 
 from conveyor.core.encoding import jsonable
+from conveyor.core.errors import InvalidArgumentError
+from conveyor.models import wire
 from conveyor.server.rules import Api, Call, need
 from conveyor.store.records import ObjectRef
 
@@ -35,20 +37,149 @@ def _models(call: Call) -> Any:
 @api.get("/models")
 def list_models(project: str, call: Call = need("viewer")) -> dict[str, Any]:
     """The project's registered models with their aliases."""
-    return {"models": jsonable(_models(call).list_models())}
+    return {"models": [wire.model_to_json(m) for m in _models(call).list_models()]}
 
 
 @api.get("/models/{name}")
 def get_model(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
     """A model with its aliases and versions (newest first)."""
     service = _models(call)
-    return {"model": jsonable(service.model(name)), "versions": jsonable(service.versions(name))}
+    return {
+        "model": wire.model_to_json(service.model(name)),
+        "versions": [wire.version_to_json(v) for v in service.versions(name)],
+    }
 
 
 @api.get("/models/{name}/versions/{version}")
 def get_version(project: str, name: str, version: Version, call: Call = need("viewer")) -> Any:
     """One model version: flavor, signature, source run, digests."""
-    return jsonable(_models(call).get(f"{name}/{version}"))
+    return wire.version_to_json(_models(call).get(f"{name}/{version}"))
+
+
+@api.get("/model-versions/{ref:path}")
+def resolve_version(project: str, ref: str, call: Call = need("viewer")) -> Any:
+    """The version a reference names: ``churn/3``, ``churn@champion`` or ``churn@latest``."""
+    return wire.version_to_json(_models(call).get(ref))
+
+
+_MODEL_FILES_MAX = 100
+
+
+@api.post(
+    "/models/{name}/versions",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["spec"],
+                        "properties": {
+                            "spec": {"type": "string", "format": "binary"},
+                            "example": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def log_version(
+    project: str, name: str, request: Request, call: Call = need("editor")
+) -> Any:
+    """Register the next version of ``name`` from an upload: a ``spec`` part (flavor, info,
+    requirements, signature, description, run_id, example_name, files) and one part per file
+    (``file0``, ``file1``, ... in the order of ``spec.files``), plus ``example``. The server
+    computes every digest itself."""
+    import anyio
+
+    form = await request.form(max_files=_MODEL_FILES_MAX + 2, max_fields=_MODEL_FILES_MAX + 2)
+    try:
+        spec_part = form.get("spec")
+        if spec_part is None or isinstance(spec_part, str):
+            raise InvalidArgumentError("A model upload needs a 'spec' file part (JSON).")
+        spec = _model_spec(await spec_part.read())
+        files: dict[str, bytes] = {}
+        for i, file_name in enumerate(spec["files"]):
+            part = form.get(f"file{i}")
+            if part is None or isinstance(part, str):
+                raise InvalidArgumentError(f"The upload lacks the part file{i} ({file_name!r}).")
+            files[file_name] = await part.read()
+        example = None
+        if spec["example_name"]:
+            part = form.get("example")
+            if part is None or isinstance(part, str):
+                raise InvalidArgumentError("spec names an example_name but no 'example' part came.")
+            example = (spec["example_name"], await part.read())
+    finally:
+        await form.close()
+
+    def register() -> Any:
+        from conveyor.models.service import PreparedModel
+
+        prepared = PreparedModel(
+            flavor=spec["flavor"],
+            files=files,
+            info=spec["info"],
+            requirements=spec["requirements"],
+            signature=spec["signature"],
+            example=example,
+        )
+        run = None
+        if spec["run_id"]:
+            from conveyor.tracking.store import TrackingStore
+
+            runs = call.workspace.service("tracking-store", TrackingStore)
+            runs.get_run(spec["run_id"])  # 404 unless it is one of this project's
+            run = ObjectRef("run", spec["run_id"])
+        with call:
+            version = _models(call).register(
+                name, prepared, description=spec["description"], run=run
+            )
+        return wire.version_to_json(version)
+
+    return await anyio.to_thread.run_sync(register)
+
+
+def _model_spec(raw: bytes) -> dict[str, Any]:
+    import orjson
+
+    from conveyor.core.names import validate_artifact_path
+
+    try:
+        spec = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgumentError(f"The upload's spec is not JSON ({e}).") from None
+    if not isinstance(spec, dict):
+        raise InvalidArgumentError("The upload's spec is a JSON object.")
+    checks = {
+        "flavor": str,
+        "info": dict,
+        "requirements": dict,
+        "description": str,
+        "files": list,
+    }
+    for key, kind in checks.items():
+        if not isinstance(spec.get(key), kind):
+            raise InvalidArgumentError(f"spec.{key} must be a {kind.__name__}.")
+    for key in ("signature",):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise InvalidArgumentError(f"spec.{key} must be an object or null.")
+    for key in ("run_id", "example_name"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise InvalidArgumentError(f"spec.{key} must be text or null.")
+    if len(spec["files"]) > _MODEL_FILES_MAX or not all(isinstance(f, str) for f in spec["files"]):
+        raise InvalidArgumentError(f"spec.files lists at most {_MODEL_FILES_MAX} file names.")
+    for file_name in spec["files"]:
+        validate_artifact_path(file_name)
+    if spec.get("example_name"):
+        validate_artifact_path(spec["example_name"])
+    spec.setdefault("signature", None)
+    spec.setdefault("run_id", None)
+    spec.setdefault("example_name", None)
+    return spec
 
 
 @api.get("/models/{name}/aliases")
@@ -88,7 +219,7 @@ def protect(project: str, name: str, body: Protection, call: Call = need("admin"
     """Choose the aliases that move only through approved promotion requests (project admins:
     an approver alone could otherwise lift protection and skip the second person)."""
     with call:
-        return jsonable(_models(call).require_approval(name, body.aliases))
+        return wire.model_to_json(_models(call).require_approval(name, body.aliases))
 
 
 @api.get("/models/{name}/versions/{version}/card", response_model=None)

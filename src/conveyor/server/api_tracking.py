@@ -36,7 +36,7 @@ _ENVIRONMENT_MAX = 16 * 1024 * 1024
 _KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[\w.+-]+")
 MAX_BATCH_OPS = 100_000
-_OWNER_KINDS = ("run",)  # owners whose artifacts the API serves (more with the web UI)
+_OWNER_KINDS = ("run", "model_version")  # owners whose artifacts the API serves
 
 
 def _store(ws: Workspace) -> TrackingStore:
@@ -373,8 +373,25 @@ def _check_owner(call: Call, kind: str, owner_id: str) -> ObjectRef:
         raise NotFoundError(
             f"The API serves artifacts of {', '.join(_OWNER_KINDS)}; not of {kind!r}."
         )
-    _store(call.workspace).get_run(owner_id, include_deleted=True)  # 404 unless it is ours
+    if kind == "run":
+        _store(call.workspace).get_run(owner_id, include_deleted=True)  # 404 unless it is ours
+    else:
+        _check_model_version(call, owner_id)
     return ObjectRef(kind, owner_id)
+
+
+def _check_model_version(call: Call, version_id: str) -> None:
+    from conveyor.store.metadata.schema import model_versions, models
+
+    assert call.project is not None
+    with call.workspace.metadata.read() as conn:
+        found = conn.execute(
+            sa.select(model_versions.c.id)
+            .join(models, models.c.id == model_versions.c.model_id)
+            .where(model_versions.c.id == version_id, models.c.project_id == call.project.id)
+        ).first()
+    if found is None:
+        raise NotFoundError(f"No model version {version_id!r} in this project.")
 
 
 def _link_json(link: Any) -> dict[str, Any]:
@@ -442,6 +459,10 @@ async def upload_artifact(
     """Store the request body as the owner's artifact ``name`` (streamed to a temporary file,
     then into the artifact store), up to the server's artifact size limit."""
     validate_artifact_path(name)
+    if kind != "run":
+        raise InvalidArgumentError(
+            "Only runs take uploaded artifacts; a model version's files come with its upload."
+        )
     if media_type is not None:
         _check_media_type(media_type)
     limit = call.state.max_artifact_bytes

@@ -128,6 +128,7 @@ class ServerClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         content: Any = None,
+        files: Any = None,
         headers: dict[str, str] | None = None,
         retry: bool | None = None,
     ) -> httpx.Response:
@@ -154,6 +155,7 @@ class ServerClient:
                     method,
                     path,
                     content=body if body is not None else content,
+                    files=files,
                     params=params,
                     headers=headers,
                 )
