@@ -245,3 +245,45 @@ def test_the_registry_works_through_the_server(server: TeamServer, tmp_path: Pat
     assert loaded.stdout.split() == ["churn/2", "4"]
     history = cli(tmp_path, viewer, "models", "history", "churn")
     assert "abe" in history.stdout  # the approver moved it
+
+
+ADD_DATA = """
+import os
+import pandas as pd
+import conveyor as cv
+frame = pd.DataFrame({"age": range(50), "plan": ["basic", "pro"] * 25})
+with cv.start_run("prep") as run:
+    table = cv.data.add("customers", frame)
+os.makedirs("photos/cats", exist_ok=True)
+with open("photos/cats/a.txt", "w") as f:
+    f.write("meow")
+with open("photos/readme.md", "w") as f:
+    f.write("# photos")
+files = cv.data.add("photos", "photos")
+back = cv.data.load("customers@latest")
+print(table.ref, table.kind, table.rows, files.ref, files.files, back.equals(frame), run.id)
+"""
+
+
+def test_dataset_versions_work_through_the_server(server: TeamServer, tmp_path: Path) -> None:
+    project = "datasets"
+    editor = server.client_env(server.token_for("dee", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("val", project=project, role="viewer"), project=project
+    )
+    added = python(tmp_path, editor, ADD_DATA)
+    assert added.returncode == 0, added.stderr
+    *shown, run_id = added.stdout.split()
+    assert shown == ["customers@1", "table", "50", "photos@1", "2", "True"]
+    listed = cli(tmp_path, viewer, "data", "list")
+    assert "customers" in listed.stdout
+    assert "photos" in listed.stdout
+    lineage = cli(tmp_path, viewer, "lineage", f"run:{run_id}", "--downstream")
+    assert "dataset_version" in lineage.stdout
+    refused = python(
+        tmp_path,
+        viewer,
+        "import conveyor as cv, pandas as pd\ncv.data.add('x', pd.DataFrame({'a': [1]}))\n",
+    )
+    assert refused.returncode == 1
+    assert "needs editor" in refused.stderr

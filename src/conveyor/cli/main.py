@@ -320,7 +320,9 @@ def _by_name(ws: Any, ref: Any) -> Any:
 
 def _labels(ws: Any, refs: set[Any]) -> dict[Any, str]:
     """Readable names for the nodes that have one (model and dataset versions, loop
-    executions), the id's tail beside them."""
+    executions), the id's tail beside them (through a team server: the ids as they are)."""
+    if ws.remote is not None:
+        return {}
     import sqlalchemy as sa
 
     from conveyor.store.metadata import schema as t

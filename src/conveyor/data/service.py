@@ -67,7 +67,12 @@ class _NoProgress:
 
 def data_service(ws: Workspace | None = None) -> DataService:
     """Return the data service of ``ws`` (default: the workspace in use)."""
-    return (ws or current_workspace()).service("data", DataService)
+    ws = ws or current_workspace()
+    if ws.remote is not None:
+        from conveyor.data.remote import RemoteDataService
+
+        return ws.service("data", RemoteDataService)
+    return ws.service("data", DataService)
 
 
 class DataService:
@@ -102,8 +107,22 @@ class DataService:
         table = tables.to_arrow(data)
         return self._add_table(name, table, description)
 
+    def add_files(
+        self, name: str, root: Path, *, description: str = "", source: str
+    ) -> DatasetVersion:
+        """Add the files under ``root`` as a version, recording ``source`` as where they came
+        from (a team server adds uploads this way, naming the uploader, not its temp folder)."""
+        versioning.validate_dataset_name(name)
+        return self._add_path(name, root, description, _NoProgress(), source=source)
+
     def _add_path(
-        self, name: str, root: Path, description: str, progress: ProgressReporter
+        self,
+        name: str,
+        root: Path,
+        description: str,
+        progress: ProgressReporter,
+        *,
+        source: str | None = None,
     ) -> DatasetVersion:
         files = scan(root)
         if not files:
@@ -118,7 +137,8 @@ class DataService:
         finally:
             progress.stop()
         manifest = Manifest.of(result.entries)
-        values: dict[str, Any] = {"kind": "files", "source": str(root.resolve())[:2000]}
+        origin = source if source is not None else str(root.resolve())
+        values: dict[str, Any] = {"kind": "files", "source": origin[:2000]}
         fmt = tables.table_format_of([f.name for f in files])
         if fmt is not None:
             table = tables.read_table(fmt, [f.path for f in files])

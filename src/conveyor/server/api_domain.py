@@ -8,6 +8,7 @@ approves their own request, a deployment changes only by an approver's hand).
 
 from __future__ import annotations
 
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Request
@@ -127,13 +128,7 @@ async def log_version(
             signature=spec["signature"],
             example=example,
         )
-        run = None
-        if spec["run_id"]:
-            from conveyor.tracking.store import TrackingStore
-
-            runs = call.workspace.service("tracking-store", TrackingStore)
-            runs.get_run(spec["run_id"])  # 404 unless it is one of this project's
-            run = ObjectRef("run", spec["run_id"])
+        run = _owned_run(call, spec["run_id"])
         with call:
             version = _models(call).register(
                 name, prepared, description=spec["description"], run=run
@@ -309,6 +304,128 @@ def list_datasets(project: str, call: Call = need("viewer")) -> dict[str, Any]:
 def dataset_versions(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
     """A dataset's versions, newest first, with row counts, columns and profiles."""
     return {"versions": jsonable(_data(call).versions(name))}
+
+
+@api.get("/dataset-versions/{ref:path}")
+def resolve_dataset_version(project: str, ref: str, call: Call = need("viewer")) -> Any:
+    """The version a reference names: ``customers@3``, ``customers@latest``."""
+    return jsonable(_data(call).get(ref))
+
+
+_DATASET_FILES_MAX = 10_000
+
+
+@api.post(
+    "/datasets/{name}/versions",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["spec"],
+                        "properties": {"spec": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    },
+)
+async def add_dataset_version(
+    project: str, name: str, request: Request, call: Call = need("editor")
+) -> Any:
+    """Add the next version of ``name`` from an upload: a ``spec`` part (description, files:
+    their relative paths, source, run_id) and one part per file (``file0``, ``file1``, ...).
+    The server hashes, profiles and records them as a local add does."""
+    import shutil
+    import tempfile
+
+    import anyio
+
+    from conveyor.core.names import validate_artifact_path
+
+    form = await request.form(max_files=_DATASET_FILES_MAX + 1, max_fields=_DATASET_FILES_MAX + 1)
+    folder = FilePath(tempfile.mkdtemp(prefix="conveyor-dataset-"))
+    try:
+        spec_part = form.get("spec")
+        if spec_part is None or isinstance(spec_part, str):
+            raise InvalidArgumentError("A dataset upload needs a 'spec' file part (JSON).")
+        spec = _dataset_spec(await spec_part.read())
+        for i, relative in enumerate(spec["files"]):
+            validate_artifact_path(relative)
+            part = form.get(f"file{i}")
+            if part is None or isinstance(part, str):
+                raise InvalidArgumentError(f"The upload lacks the part file{i} ({relative!r}).")
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                while chunk := await part.read(1 << 20):
+                    await anyio.to_thread.run_sync(out.write, chunk)
+
+        def add() -> Any:
+            from conveyor.store.activity import activity
+
+            run = _owned_run(call, spec["run_id"])
+            root = folder / spec["files"][0] if spec["single_file"] else folder
+            source = f"upload by {call.actor}: {spec['source']}"
+            with call:
+                if run is None:
+                    return _data(call).add_files(
+                        name, root, description=spec["description"], source=source
+                    )
+                with activity(run):
+                    return _data(call).add_files(
+                        name, root, description=spec["description"], source=source
+                    )
+
+        return jsonable(await anyio.to_thread.run_sync(add))
+    finally:
+        await form.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _owned_run(call: Call, run_id: str | None) -> ObjectRef | None:
+    if not run_id:
+        return None
+    from conveyor.tracking.store import TrackingStore
+
+    runs = call.workspace.service("tracking-store", TrackingStore)
+    runs.get_run(run_id)  # 404 unless it is one of this project's
+    return ObjectRef("run", run_id)
+
+
+def _dataset_spec(raw: bytes) -> dict[str, Any]:
+    import orjson
+
+    try:
+        spec = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgumentError(f"The upload's spec is not JSON ({e}).") from None
+    if not isinstance(spec, dict):
+        raise InvalidArgumentError("The upload's spec is a JSON object.")
+    files = spec.get("files")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise InvalidArgumentError("spec.files lists the relative paths of the uploaded files.")
+    if len(files) > _DATASET_FILES_MAX or len(set(files)) != len(files):
+        raise InvalidArgumentError(f"spec.files lists at most {_DATASET_FILES_MAX} distinct paths.")
+    for key in ("description", "source"):
+        if not isinstance(spec.get(key, ""), str):
+            raise InvalidArgumentError(f"spec.{key} must be text.")
+    run_id = spec.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        raise InvalidArgumentError("spec.run_id must be text or null.")
+    single = spec.get("single_file", False)
+    if not isinstance(single, bool) or (single and len(files) != 1):
+        raise InvalidArgumentError("spec.single_file is true only for an upload of one file.")
+    return {
+        "files": files,
+        "single_file": single,
+        "description": spec.get("description", "")[:10_000],
+        "source": spec.get("source", "")[:1000],
+        "run_id": run_id,
+    }
 
 
 @api.get("/datasets/{name}/diff")

@@ -36,7 +36,7 @@ _ENVIRONMENT_MAX = 16 * 1024 * 1024
 _KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[\w.+-]+")
 MAX_BATCH_OPS = 100_000
-_OWNER_KINDS = ("run", "model_version")  # owners whose artifacts the API serves
+_OWNER_KINDS = ("run", "model_version", "dataset_version")  # owners the API serves
 
 
 def _store(ws: Workspace) -> TrackingStore:
@@ -375,9 +375,25 @@ def _check_owner(call: Call, kind: str, owner_id: str) -> ObjectRef:
         )
     if kind == "run":
         _store(call.workspace).get_run(owner_id, include_deleted=True)  # 404 unless it is ours
-    else:
+    elif kind == "model_version":
         _check_model_version(call, owner_id)
+    else:
+        _check_dataset_version(call, owner_id)
     return ObjectRef(kind, owner_id)
+
+
+def _check_dataset_version(call: Call, version_id: str) -> None:
+    from conveyor.store.metadata.schema import dataset_versions, datasets
+
+    assert call.project is not None
+    with call.workspace.metadata.read() as conn:
+        found = conn.execute(
+            sa.select(dataset_versions.c.id)
+            .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+            .where(dataset_versions.c.id == version_id, datasets.c.project_id == call.project.id)
+        ).first()
+    if found is None:
+        raise NotFoundError(f"No dataset version {version_id!r} in this project.")
 
 
 def _check_model_version(call: Call, version_id: str) -> None:
