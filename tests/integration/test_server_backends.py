@@ -23,7 +23,8 @@ POINTS = 10_000
 def test_fifty_clients_log_ten_thousand_metrics_each_exactly_once(
     tmp_path: Path, postgres_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with TeamServer(tmp_path / "server", env={"CONVEYOR_STORE_URI": postgres_uri}) as server:
+    env = {"CONVEYOR_STORE_URI": postgres_uri}
+    with TeamServer(tmp_path / "server", env=env, workers=2) as server:
         token = server.token_for("loader", project="load", role="editor")
         monkeypatch.setenv("CONVEYOR_TOKEN", token)
         run_ids: list[str] = []

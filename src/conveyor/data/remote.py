@@ -85,8 +85,7 @@ class RemoteDataService(DataService):
                 "run_id": run.id if run is not None and run.kind == "run" else None,
             }
             parts.insert(0, ("spec", ("spec.json", orjson.dumps(spec), "application/json")))
-            for flush in list(self.ws._flushers):  # the run must be on the server first
-                flush()
+            self.ws.flush_before_remote_write()
             response = self.client.request(
                 "POST", self._path("datasets", name, "versions"), files=parts, retry=False
             )

@@ -98,7 +98,7 @@ def parse_ref(ref: str) -> tuple[str, str, str | int | None]:
     if "/" in ref:
         name, _, number = ref.partition("/")
         validate_model_name(name)
-        if not number.isdigit() or int(number) < 1:
+        if not number.isdigit() or not 1 <= int(number) <= 2_147_483_647:
             raise InvalidArgumentError(
                 f"{ref!r}: after '/' put a version number (1, 2, ...); got {number!r}.",
                 hint="Use name@alias for an alias, e.g. 'churn@champion'.",

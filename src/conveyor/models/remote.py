@@ -78,8 +78,7 @@ class RemoteModelService(ModelService):
             files.append(
                 ("example", (prepared.example[0], prepared.example[1], "application/octet-stream"))
             )
-        for flush in list(self.ws._flushers):  # the run must be on the server first
-            flush()
+        self.ws.flush_before_remote_write()
         response = self.client.request(
             "POST", self._path("models", name, "versions"), files=files, retry=False
         )

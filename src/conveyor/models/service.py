@@ -185,6 +185,8 @@ class ModelService:
         (what :meth:`log` does after saving the model; a team server does it for uploads)."""
         registry.validate_model_name(name)
         get_flavor(prepared.flavor)  # a known flavor
+        # A deployment that follows the newest version changes with this one.
+        self._check_served(name, (name, f"{name}@latest"), "register a version of")
         store = self.ws.artifacts
         stored = {n: store.put_bytes(data) for n, data in prepared.files.items()}
         links = [
@@ -857,9 +859,13 @@ class ModelService:
     def _check_served_alias(self, name: str, alias: str) -> None:
         """On a team server, an alias a deployment serves moves only by an approver's hand
         (moving it changes what the deployment serves)."""
+        self._check_served(name, (f"{name}@{alias}",), "move")
+
+    def _check_served(self, name: str, refs: tuple[str, ...], action: str) -> None:
+        """Refuse a caller below approver an ``action`` on what a deployment serves as one
+        of ``refs`` (only on a team server: embedded use has no caller)."""
         if current_principal() is None:
             return
-        ref = f"{name}@{alias}"
         current = (
             sa.select(deployment_revisions.c.policy)
             .join(deployments, deployments.c.id == deployment_revisions.c.deployment_id)
@@ -871,13 +877,15 @@ class ModelService:
         with self.ws.metadata.read() as conn:
             policies = conn.execute(current).scalars().all()
         served = [
-            route
+            route["model"]
             for policy in policies
             for route in (policy or {}).get("routes", [])
-            if route.get("model") == ref
+            if route.get("model") in refs
         ]
         if served:
-            require_role(self._project_id(), "approver", f"move {ref}, which a deployment serves")
+            require_role(
+                self._project_id(), "approver", f"{action} {served[0]}, which a deployment serves"
+            )
 
     def _check_approver(self, request: PromotionRequest | None) -> None:
         principal = current_principal()

@@ -54,11 +54,14 @@ def login(body: Login, request: Request, response: Response, call: Call = need(P
         raise
     principal = Principal(user_id=user.id, name=user.name, is_admin=user.is_admin)
     with acting(principal, source=call.source):
+        _end_session(call, request)  # a new login replaces this browser's old session
         info, secret = call.state.identity.create_token(
             user.name, "browser session", expires_in=timedelta(hours=SESSION_HOURS)
         )
     csrf = secrets.token_urlsafe(32)
-    secure = request.url.scheme == "https"
+    # Secure always: browsers keep it over https and on http://localhost; a server reached
+    # over plain http from elsewhere should not be handing out sessions anyway.
+    secure = True
     age = SESSION_HOURS * 3600
     response.set_cookie(
         SESSION_COOKIE, secret, max_age=age, httponly=True, samesite="strict", secure=secure
@@ -68,15 +71,27 @@ def login(body: Login, request: Request, response: Response, call: Call = need(P
 
 
 @api.post("/logout")
-def logout(request: Request, response: Response, call: Call = need(USER)) -> Any:
-    """End a browser session (its token is revoked) or, with a bearer token, nothing."""
-    p = call.principal
-    if p is not None and p.token_id is not None and request.cookies.get(SESSION_COOKIE):
-        with call:
-            call.state.identity.revoke_token(p.token_id)
+def logout(request: Request, response: Response, call: Call = need(PUBLIC)) -> Any:
+    """End the browser session of this request's cookie (its token is revoked; an expired or
+    unknown session is just forgotten). A bearer token is never revoked here."""
+    _end_session(call, request)
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
     return {"logged_out": True}
+
+
+def _end_session(call: Call, request: Request) -> None:
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return
+    identity = call.state.identity
+    try:
+        principal = identity.authenticate(secret)
+    except UnauthenticatedError:
+        return
+    if principal.token_id is not None:
+        with acting(principal, source=call.source):
+            identity.revoke_token(principal.token_id)
 
 
 class NewProject(BaseModel):

@@ -8,6 +8,7 @@ approves their own request, a deployment changes only by an approver's hand).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -64,6 +65,31 @@ def resolve_version(project: str, ref: str, call: Call = need("viewer")) -> Any:
 
 
 _MODEL_FILES_MAX = 100
+_SPEC_MAX_BYTES = 256 * 1024
+_SPEC_MAX_DEPTH = 16
+_PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.*+!_-]{0,63}")
+_EXAMPLE_NAMES = ("input_example.parquet", "input_example.npy")
+
+
+def _bounded(value: Any, what: str, depth: int = 0) -> None:
+    """Refuse JSON deeper than a few levels or bigger than a few hundred KiB (stored and sent
+    back with every listing)."""
+    if depth > _SPEC_MAX_DEPTH:
+        raise InvalidArgumentError(f"{what} nests deeper than {_SPEC_MAX_DEPTH} levels.")
+    if isinstance(value, dict):
+        for item in value.values():
+            _bounded(item, what, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _bounded(item, what, depth + 1)
+    elif isinstance(value, str) and "\x00" in value:
+        raise InvalidArgumentError(f"{what} holds a NUL character.")
+    if depth == 0:
+        import orjson
+
+        if len(orjson.dumps(value)) > _SPEC_MAX_BYTES:
+            raise InvalidArgumentError(f"{what} is larger than {_SPEC_MAX_BYTES // 1024} KiB.")
 
 
 @api.post(
@@ -96,6 +122,7 @@ async def log_version(
     computes every digest itself."""
     import anyio
 
+    _check_declared_size(call, request)
     form = await request.form(max_files=_MODEL_FILES_MAX + 2, max_fields=_MODEL_FILES_MAX + 2)
     try:
         spec_part = form.get("spec")
@@ -118,12 +145,15 @@ async def log_version(
         await form.close()
 
     def register() -> Any:
+        from conveyor.models.flavors import get_flavor
         from conveyor.models.service import PreparedModel
 
+        flavor = get_flavor(spec["flavor"])
+        info = flavor.check_upload(files, spec["info"])  # what load trusts, from the files
         prepared = PreparedModel(
-            flavor=spec["flavor"],
+            flavor=flavor.name,
             files=files,
-            info=spec["info"],
+            info=info,
             requirements=spec["requirements"],
             signature=spec["signature"],
             example=example,
@@ -143,6 +173,8 @@ def _model_spec(raw: bytes) -> dict[str, Any]:
 
     from conveyor.core.names import validate_artifact_path
 
+    if len(raw) > 4 * _SPEC_MAX_BYTES:
+        raise InvalidArgumentError("The upload's spec is too large.")
     try:
         spec = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -159,9 +191,24 @@ def _model_spec(raw: bytes) -> dict[str, Any]:
     for key, kind in checks.items():
         if not isinstance(spec.get(key), kind):
             raise InvalidArgumentError(f"spec.{key} must be a {kind.__name__}.")
-    for key in ("signature",):
-        if spec.get(key) is not None and not isinstance(spec[key], dict):
-            raise InvalidArgumentError(f"spec.{key} must be an object or null.")
+    for key in ("info", "signature", "requirements"):
+        _bounded(spec.get(key), f"spec.{key}")
+    if spec.get("signature") is not None:
+        if not isinstance(spec["signature"], dict):
+            raise InvalidArgumentError("spec.signature must be an object or null.")
+        from conveyor.models.signature import Signature
+
+        try:
+            spec["signature"] = Signature.from_dict(spec["signature"]).to_dict()
+        except Exception as e:  # noqa: BLE001 - any malformed signature is the uploader's
+            raise InvalidArgumentError(f"spec.signature is not a model signature ({e}).") from None
+    for package, version in spec["requirements"].items():
+        if not (
+            isinstance(version, str) and _PACKAGE.fullmatch(package) and _VERSION.fullmatch(version)
+        ):
+            raise InvalidArgumentError(
+                f"spec.requirements maps package names to versions; got {package!r}: {version!r}."
+            )
     for key in ("run_id", "example_name"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise InvalidArgumentError(f"spec.{key} must be text or null.")
@@ -169,8 +216,11 @@ def _model_spec(raw: bytes) -> dict[str, Any]:
         raise InvalidArgumentError(f"spec.files lists at most {_MODEL_FILES_MAX} file names.")
     for file_name in spec["files"]:
         validate_artifact_path(file_name)
-    if spec.get("example_name"):
-        validate_artifact_path(spec["example_name"])
+    if spec.get("example_name") not in (None, *_EXAMPLE_NAMES):
+        raise InvalidArgumentError(
+            f"spec.example_name is one of {', '.join(_EXAMPLE_NAMES)}; "
+            f"got {spec['example_name']!r}."
+        )
     spec.setdefault("signature", None)
     spec.setdefault("run_id", None)
     spec.setdefault("example_name", None)
@@ -346,6 +396,7 @@ async def add_dataset_version(
 
     from conveyor.core.names import validate_artifact_path
 
+    _check_declared_size(call, request)
     form = await request.form(max_files=_DATASET_FILES_MAX + 1, max_fields=_DATASET_FILES_MAX + 1)
     folder = FilePath(tempfile.mkdtemp(prefix="conveyor-dataset-"))
     try:
@@ -384,6 +435,16 @@ async def add_dataset_version(
     finally:
         await form.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_declared_size(call: Call, request: Request) -> None:
+    from conveyor.server.api_tracking import PayloadTooLargeError
+
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        raise InvalidArgumentError("An upload needs a Content-Length header.")
+    if int(declared) > call.state.max_artifact_bytes:
+        raise PayloadTooLargeError(call.state.max_artifact_bytes)
 
 
 def _owned_run(call: Call, run_id: str | None) -> ObjectRef | None:

@@ -15,12 +15,13 @@ from typing import Any, Literal
 import anyio
 import sqlalchemy as sa
 from fastapi import Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from conveyor.core.encoding import jsonable
 from conveyor.core.errors import ConveyorError, InvalidArgumentError, NotFoundError
 from conveyor.core.names import validate_artifact_path
+from conveyor.server.responses import ORJSONResponse
 from conveyor.server.rules import Api, Call, need
 from conveyor.store.metadata.schema import experiments, idempotency_keys, runs
 from conveyor.store.metadata.sql import insert_ignore
@@ -259,8 +260,8 @@ class SearchRequest(BaseModel):
     view: Literal["active", "deleted", "all"] = "active"
 
 
-@api.post("/runs/search")
-def search_runs(project: str, body: SearchRequest, call: Call = need("viewer")) -> dict[str, Any]:
+@api.post("/runs/search", response_model=None)
+def search_runs(project: str, body: SearchRequest, call: Call = need("viewer")) -> Response:
     """One page of runs matching the filter language, in order; ``next_page_token`` follows."""
     page = search(
         _store(call.workspace),
@@ -271,7 +272,7 @@ def search_runs(project: str, body: SearchRequest, call: Call = need("viewer")) 
         page_token=body.page_token,
         view=body.view,
     )
-    return wire.encode_page(page)
+    return ORJSONResponse(wire.encode_page(page))  # as it is: no second pass over the rows
 
 
 @api.get("/runs/{run_id}")
@@ -283,22 +284,17 @@ def get_run(
     return jsonable(run.to_dict())
 
 
-@api.get("/runs/{run_id}/metrics/{key:path}")
+@api.get("/runs/{run_id}/metrics/{key:path}", response_model=None)
 def metric_history(
     project: str,
     run_id: str,
     key: str,
     max_points: int | None = Query(default=None, ge=2, le=1_000_000),
     call: Call = need("viewer"),
-) -> dict[str, Any]:
+) -> Response:
     """A metric's points as ``[step, value, timestamp_ms]``, downsampled to ``max_points``."""
-    points = _store(call.workspace).metric_history(run_id, key, max_points=max_points)
-    return {
-        "key": key,
-        "points": [
-            [p.step, p.value if p.value == p.value else None, p.timestamp_ms] for p in points
-        ],
-    }
+    rows = _store(call.workspace).metric_rows(run_id, key, max_points=max_points)
+    return ORJSONResponse({"key": key, "points": rows})
 
 
 @api.post("/runs/{run_id}/delete")

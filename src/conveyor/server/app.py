@@ -10,10 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor._version import __version__
@@ -21,6 +19,7 @@ from conveyor.core.errors import ConveyorError, RateLimitedError
 from conveyor.server import api_admin, api_domain, api_tracking
 from conveyor.server.errors import error_body, status_for
 from conveyor.server.middleware import Hardening
+from conveyor.server.responses import ORJSONResponse
 from conveyor.store.identity import IdentityStore
 from conveyor.store.principal import Principal
 from conveyor.store.workspace import Workspace
@@ -32,13 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["RateLimiter", "ServerState", "create_app"]
 
 log = logging.getLogger("conveyor.server")
-
-
-class ORJSONResponse(JSONResponse):
-    """JSON rendered by orjson (several times faster than the standard library on big pages)."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 class RateLimiter:

@@ -3,8 +3,10 @@ answer and a size limit on request bodies (artifact uploads are streamed to disk
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -28,7 +30,18 @@ class _TooLarge(ConveyorError):
 
 # The uploads that stream to disk (their routes bound the size themselves): PUT only.
 _STREAMED = re.compile(r"^/api/v1/projects/[^/]+/(artifacts/[^/]+/[^/]+/.+|environments)$")
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# Uploads of model and dataset versions (multipart, bounded by their routes): POST only.
+_UPLOADS = re.compile(r"^/api/v1/projects/[^/]+/(models|datasets)/[^/]+/versions$")
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost (with or without the trailing dot)."""
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Hardening:
@@ -43,17 +56,16 @@ class Hardening:
 
     def _foreign(self, scope: Any) -> str | None:
         client = scope.get("client")
-        if client and client[0] not in _LOOPBACK:
+        if client and not _loopback(client[0]):
             return f"from {client[0]}"
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value.decode("latin-1").rsplit(":", 1)[0].strip("[]")
-                if host not in _LOOPBACK:
+                host = urlsplit("//" + value.decode("latin-1")).hostname or ""
+                if not _loopback(host):
                     return f"for host {host}"
             if name == b"origin":
                 origin = value.decode("latin-1")
-                bare = origin.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-                if bare not in _LOOPBACK:
+                if not _loopback(urlsplit(origin).hostname or ""):
                     return f"from a page at {origin}"
         return None
 
@@ -70,7 +82,9 @@ class Hardening:
                 f"requests from this machine; refused a request {why}.",
             )
             return
-        streamed = scope["method"] == "PUT" and _STREAMED.match(scope["path"]) is not None
+        streamed = (scope["method"] == "PUT" and _STREAMED.match(scope["path"]) is not None) or (
+            scope["method"] == "POST" and _UPLOADS.match(scope["path"]) is not None
+        )
         limit = None if streamed else self.max_body
         if limit is not None:
             for name, value in scope["headers"]:

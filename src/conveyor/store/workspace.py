@@ -8,6 +8,7 @@ process default, which a thread that chose none uses: a worker thread started af
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -38,6 +39,7 @@ from conveyor.store.records import ArtifactLink, LineageGraph, ObjectRef, Projec
 
 __all__ = ["Workspace", "current_workspace", "init_project", "use_workspace"]
 
+log = logging.getLogger(__name__)
 _current: ContextVar[Workspace | None] = ContextVar("conveyor_workspace", default=None)
 T = TypeVar("T")
 
@@ -97,6 +99,15 @@ class Workspace:
         """Call ``flush`` before each remote artifact write: tracking's writer registers
         itself, so the run an upload names is on the server before the upload is."""
         self._flushers.append(flush)
+
+    def flush_before_remote_write(self) -> None:
+        """Run the registered flushes; a failure met earlier by one (a lost metric batch) is
+        logged, not raised here: it is not this write's, and the writer reports it itself."""
+        for flush in list(self._flushers):
+            try:
+                flush()
+            except ConveyorError as e:
+                log.warning("conveyor: pending writes could not be stored first: %s", e)
 
     def _local_only(self, what: str) -> ConveyorError:
         return ConveyorError(
@@ -313,8 +324,7 @@ def _remote_upload(
     """Stream ``data`` to the server (a file is read in chunks, never whole into memory)."""
     client = ws.remote
     assert client is not None
-    for flush in list(ws._flushers):
-        flush()
+    ws.flush_before_remote_write()
     path = client.project_path(ws.settings.project, "artifacts", owner.kind, owner.id, name)
     params = {"replace": "true" if replace else "false"}
     if media_type:

@@ -206,10 +206,12 @@ def encode_page(page: Page) -> dict[str, Any]:
     """Return a search page as JSON-ready values."""
     rows = []
     for r in page.rows:
-        item = {name: getattr(r, name) for name in _PAGE_FIELDS}
-        item["start_time"] = r.start_time.isoformat()
-        item["end_time"] = r.end_time.isoformat() if r.end_time else None
-        item["deleted"] = r.deleted_at is not None
+        values = r._mapping  # a dict-like view: several times faster than attribute access
+        item = {name: values[name] for name in _PAGE_FIELDS}
+        end = values["end_time"]
+        item["start_time"] = values["start_time"].isoformat()
+        item["end_time"] = end.isoformat() if end else None
+        item["deleted"] = values["deleted_at"] is not None
         rows.append(item)
     return {
         "runs": rows,

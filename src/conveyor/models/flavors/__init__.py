@@ -51,6 +51,23 @@ class Flavor:
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    def check_upload(self, files: dict[str, bytes], info: dict[str, Any]) -> dict[str, Any]:
+        """Return ``info`` fit to store for files someone else saved (a team server's upload).
+
+        Whatever ``load`` trusts from ``info`` must be recomputed here from the files, never
+        taken from the uploader. A flavor whose loading runs code refuses uploads.
+        """
+        if self.executes_code:
+            from conveyor.core.errors import PermissionDeniedError
+
+            raise PermissionDeniedError(
+                f"A {self.name} model is stored with pickle, and loading it runs its code: a team "
+                "server does not take it from an upload.",
+                hint="Log a safe flavor (scikit-learn, XGBoost, LightGBM, ONNX, PyTorch), or log "
+                "this one where its store is (trust then stays with you).",
+            )
+        return info
+
     def predict(self, model: Any, data: Any) -> Any:
         return model.predict(data)
 

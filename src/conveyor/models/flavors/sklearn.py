@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, ClassVar
 
-from conveyor.core.errors import IntegrityError, InvalidArgumentError
+from conveyor.core.errors import IntegrityError, InvalidArgumentError, PermissionDeniedError
 from conveyor.models.flavors import Flavor, module_roots
 
 __all__ = ["SklearnFlavor", "skops_io"]
@@ -96,6 +96,11 @@ class SklearnFlavor(Flavor):
         }
         return {FILE: data}, info
 
+    def check_upload(self, files: dict[str, bytes], info: dict[str, Any]) -> dict[str, Any]:
+        """The types the file holds are checked here, against an allow-list: the uploader
+        cannot make a load trust anything else."""
+        return _check_upload(self, files, info)
+
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
         skops_io()
         import skops.io
@@ -109,6 +114,59 @@ class SklearnFlavor(Flavor):
                 "refusing to load it.",
                 hint="Log the model again from trusted code.",
             ) from e
+
+
+#: Modules whose types an uploaded skops file may hold (and be trusted for).
+_UPLOAD_MODULES = ("sklearn", "numpy", "scipy", "skops", "xgboost", "lightgbm")
+_UPLOAD_BUILTINS = {
+    f"builtins.{t}"
+    for t in (
+        "dict",
+        "list",
+        "str",
+        "tuple",
+        "int",
+        "float",
+        "bool",
+        "bytes",
+        "set",
+        "frozenset",
+        "complex",
+        "slice",
+        "NoneType",
+    )
+}
+
+
+def _upload_allowed(type_name: str) -> bool:
+    return type_name in _UPLOAD_BUILTINS or type_name.split(".", 1)[0] in _UPLOAD_MODULES
+
+
+def _check_upload(
+    flavor: SklearnFlavor, files: dict[str, bytes], info: dict[str, Any]
+) -> dict[str, Any]:
+    skops_io()
+    import skops.io
+
+    data = files.get(FILE)
+    if data is None or set(files) != {FILE}:
+        raise InvalidArgumentError(f"A scikit-learn model upload is one file, {FILE!r}.")
+    try:
+        reported = set(skops.io.get_untrusted_types(data=data))
+    except Exception as e:  # noqa: BLE001 - any failure to read the file is the uploader's
+        raise InvalidArgumentError(f"The uploaded file is not a skops model ({e}).") from None
+    claimed = info.get("trusted_types", [])
+    if not isinstance(claimed, list) or not all(isinstance(t, str) for t in claimed):
+        raise InvalidArgumentError("info.trusted_types must be a list of type names.")
+    refused = sorted(t for t in reported | set(claimed) if not _upload_allowed(t))
+    if refused:
+        raise PermissionDeniedError(
+            "The uploaded model holds types a team server does not load: "
+            f"{', '.join(refused[:5])}.",
+            hint="Only scikit-learn, NumPy, SciPy, XGBoost and LightGBM types load from an "
+            "upload; log models with other types where their store is.",
+        )
+    return {**info, "trusted_types": sorted(reported | set(claimed))}
 
 
 def _dumps(model: Any) -> tuple[bytes, list[str] | None]:
