@@ -44,6 +44,10 @@ _MAX_CLASSES = 20  # whole-number predictions with at most this many values are 
 def monitoring_service(ws: Workspace | None = None) -> MonitorService:
     """The monitoring service of ``ws`` (default: the workspace in use)."""
     ws = ws or current_workspace()
+    if ws.remote is not None:
+        from conveyor.monitoring.remote import RemoteMonitorService
+
+        return ws.service("monitoring", RemoteMonitorService)
     return ws.service("monitoring", MonitorService)
 
 
