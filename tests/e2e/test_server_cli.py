@@ -289,6 +289,61 @@ def test_dataset_versions_work_through_the_server(server: TeamServer, tmp_path: 
     assert "needs editor" in refused.stderr
 
 
+def test_diff_checkout_schemas_and_validation_work_through_the_server(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    project = "checks"
+    editor = server.client_env(server.token_for("cleo", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("vic", project=project, role="viewer"), project=project
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    first = "id,spend\n" + "".join(f"{i},{i % 7}.5\n" for i in range(40))
+    (src / "spend.csv").write_text(first)
+    assert cli(tmp_path, editor, "data", "add", "spend", str(src)).returncode == 0
+    (src / "spend.csv").write_text(first.replace("\n5,5.5\n", "\n5,900.0\n"))  # out of range
+    assert cli(tmp_path, editor, "data", "add", "spend", str(src)).returncode == 0
+
+    diff = cli(tmp_path, viewer, "data", "diff", "spend@1", "spend@2", "--json")
+    assert diff.returncode == 0, diff.stderr
+    assert json.loads(diff.stdout)["changed"] == ["spend.csv"]
+    out = cli(tmp_path, viewer, "data", "checkout", "spend@1", str(tmp_path / "v1"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "v1" / "spend.csv").read_text() == first
+    refused = cli(tmp_path, viewer, "data", "schema", "spend@1", "--infer")
+    assert refused.returncode == 1  # saving a schema is an edit
+    inferred = cli(tmp_path, editor, "data", "schema", "spend@1", "--infer")
+    assert inferred.returncode == 0, inferred.stderr
+    assert "spend" in cli(tmp_path, viewer, "data", "schema", "spend@1").stdout
+    assert cli(tmp_path, viewer, "data", "validate", "spend@1").returncode == 0
+    failed = cli(tmp_path, viewer, "data", "validate", "spend@2", "--json")
+    assert failed.returncode == 1
+    assert {f["column"] for f in json.loads(failed.stdout)["failures"]} == {"spend"}
+
+
+LARGE_TABLE = """
+import hashlib, os
+import pyarrow as pa, pyarrow.parquet as pq
+import conveyor as cv
+blob = os.urandom(72 * 2**20)  # one value, so the Parquet file is stored in chunks
+pq.write_table(pa.table({"blob": [blob]}), "blob.parquet", compression="none")
+v = cv.data.add("blobs", "blob.parquet")
+back = cv.data.load("blobs@1")
+print(v.ref, v.kind, back["blob"][0] == blob)
+"""
+
+
+def test_a_table_stored_in_chunks_loads_through_the_server(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    project = "chunks"
+    editor = server.client_env(server.token_for("chuck", project=project), project=project)
+    done = python(tmp_path, editor, LARGE_TABLE)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["blobs@1", "table", "True"]
+
+
 def test_alerts_are_listed_and_closed_through_the_server(
     server: TeamServer, tmp_path: Path
 ) -> None:

@@ -106,6 +106,39 @@ class DataSuite:
         # one new file object and one new manifest
         assert sum(1 for _ in ws.artifacts.objects()) == before + 2
 
+    def test_a_large_file_is_stored_in_chunks_and_a_small_change_stores_one(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        from datetime import timedelta
+
+        from conveyor.data.records import CHUNK_BYTES, CHUNKED_ABOVE
+
+        big = tmp_path / "d" / "big.bin"
+        big.parent.mkdir()
+        original = os.urandom(CHUNKED_ABOVE + 3 * 2**20)  # 9 chunks, the last 3 MiB
+        big.write_bytes(original)
+        (tmp_path / "d" / "small.txt").write_bytes(b"small")
+        v1 = cv.data.add("d", tmp_path / "d")
+        objects = {d for d, _ in ws.artifacts.objects()}
+        chunk_digests = [
+            hashlib.sha256(original[i : i + CHUNK_BYTES]).hexdigest()
+            for i in range(0, len(original), CHUNK_BYTES)
+        ]
+        assert len(chunk_digests) == 9
+        assert set(chunk_digests) <= objects
+        assert hashlib.sha256(original).hexdigest() not in objects  # no whole copy
+        changed = bytearray(original)
+        changed[5 * CHUNK_BYTES + 100 : 5 * CHUNK_BYTES + 4196] = os.urandom(4096)
+        big.write_bytes(bytes(changed))
+        v2 = cv.data.add("d", tmp_path / "d")
+        assert (v2.version, v2.size) == (2, v1.size)
+        # one new chunk and one new manifest
+        assert len({d for d, _ in ws.artifacts.objects()} - objects) == 2
+        assert [old.path for old, _ in cv.data.diff("d@1", "d@2").changed] == ["big.bin"]
+        ws.gc(grace=timedelta(0))
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "one"))["big.bin"] == original
+        assert read_tree(cv.data.checkout("d@2", tmp_path / "two"))["big.bin"] == changed
+
     def test_a_single_file_can_be_versioned(self, ws: Workspace, tmp_path: Path) -> None:
         (tmp_path / "model-input.bin").write_bytes(b"12345")
         v = cv.data.add("blob", tmp_path / "model-input.bin")
@@ -274,6 +307,19 @@ class DataSuite:
         cv.data.set_schema("c@1", edited)
         assert not cv.data.validate("c@1").passed  # 'basic' is no longer allowed
         assert schema_from_yaml(edited).columns["plan"] is not None
+
+    def test_schema_text_that_names_a_file_is_not_read_from_that_file(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        from conveyor.data.validation import schema_to_yaml
+
+        # A team server saves the schema text an editor sends: it must stay text.
+        cv.data.add("c", customers())
+        on_disk = tmp_path / "server-side.yaml"
+        on_disk.write_text(schema_to_yaml(cv.data.infer_schema("c@1", save=False)))
+        with pytest.raises(InvalidArgumentError, match="as a pandera schema"):
+            cv.data.set_schema("c@1", str(on_disk))
+        assert cv.data.schema("c@1") is None
 
     def test_the_report_is_json_serializable(self, ws: Workspace) -> None:
         import json

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.errors import ConflictError, InvalidArgumentError
 from conveyor.data.ingest import HashCache, ingest, scan
-from conveyor.data.records import FileEntry, Manifest
+from conveyor.data.records import (
+    CHUNK_BYTES,
+    CHUNKED_ABOVE,
+    FileEntry,
+    Manifest,
+    chunk_count,
+    chunked_digest,
+)
 from conveyor.store.artifacts.cas import ArtifactStore
 
 OLD = time.time_ns() - 60_000_000_000  # a minute ago: outside the racy window
@@ -100,3 +107,64 @@ def test_a_manifest_refuses_duplicate_paths_and_foreign_bytes() -> None:
         Manifest.decode(b'{"format": "other"}')
     with pytest.raises(InvalidArgumentError, match="not a Conveyor manifest"):
         Manifest.decode(b'{"format": "conveyor.manifest/1", "files": [["../x", 1, "zz"]]}')
+
+
+# -- large files, in chunks ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_bytes() -> bytes:
+    return os.urandom(CHUNKED_ABOVE + 2 * 2**20 + 5)  # 9 chunks, the last 2 MiB + 5 bytes
+
+
+def test_a_large_file_is_hashed_in_chunks_named_by_their_list(
+    tmp_path: Path, store: ArtifactStore, big_bytes: bytes
+) -> None:
+    make(tmp_path / "d", {"big.bin": big_bytes})
+    entry = ingest(scan(tmp_path / "d"), store, HashCache(None), workers=3).entries[0]
+    expected = [
+        hashlib.sha256(big_bytes[i : i + CHUNK_BYTES]).hexdigest()
+        for i in range(0, len(big_bytes), CHUNK_BYTES)
+    ]
+    assert list(entry.chunks) == expected
+    assert entry.digest == chunked_digest(expected)
+    assert entry.size == len(big_bytes)
+    assert b"".join(store.get(d) for d in entry.objects) == big_bytes
+    assert Manifest.decode(Manifest.of([entry]).encode()) == Manifest.of([entry])
+
+
+def test_a_cached_large_file_is_not_read_unless_a_chunk_is_missing(
+    tmp_path: Path, store: ArtifactStore, big_bytes: bytes
+) -> None:
+    make(tmp_path / "d", {"big.bin": big_bytes})
+    cache = HashCache(tmp_path / "cache.db")
+    first = ingest(scan(tmp_path / "d"), store, cache).entries[0]
+    again = ingest(scan(tmp_path / "d"), store, cache)
+    assert (again.hashed_files, again.entries[0]) == (0, first)
+    store.delete(first.chunks[4])
+    restored = ingest(scan(tmp_path / "d"), store, cache)
+    assert restored.hashed_files == 1
+    assert restored.fresh == {first.chunks[4]}  # only the missing chunk was written
+    assert store.get(first.chunks[4]) == big_bytes[4 * CHUNK_BYTES : 5 * CHUNK_BYTES]
+
+
+def test_a_large_file_written_to_while_it_is_read_is_refused(
+    tmp_path: Path, store: ArtifactStore, big_bytes: bytes
+) -> None:
+    make(tmp_path / "d", {"big.bin": big_bytes})
+    found = scan(tmp_path / "d")
+    make(tmp_path / "d", {"big.bin": big_bytes[::-1]}, age_ns=OLD + 1)  # same size, new mtime
+    with pytest.raises(ConflictError, match=r"big\.bin changed while it was being added"):
+        ingest(found, store, HashCache(None))
+
+
+def test_a_manifest_refuses_chunks_that_do_not_match_the_entry() -> None:
+    chunks = ["c" * 64] * chunk_count(CHUNKED_ABOVE + 1)
+    good = FileEntry("big", CHUNKED_ABOVE + 1, chunked_digest(chunks), tuple(chunks))
+    assert Manifest.decode(Manifest.of([good]).encode()).files == (good,)
+    for bad in (
+        FileEntry("big", CHUNKED_ABOVE + 1, "d" * 64, tuple(chunks)),  # digest of another list
+        FileEntry("big", CHUNKED_ABOVE * 2, good.digest, good.chunks),  # too few for the size
+    ):
+        with pytest.raises(InvalidArgumentError, match="chunks of 'big' do not match"):
+            Manifest.decode(Manifest.of([bad]).encode())

@@ -4,6 +4,10 @@ Re-adding a large folder after changing one file should cost about that one file
 cache remembers, for each file, the (path, size, mtime, inode) it had when it was hashed and
 the digest it had then; a file whose stat still matches is not read again. Files that must
 be read are hashed and copied into the artifact store in one pass each, several at a time.
+
+Files larger than :data:`~conveyor.data.records.CHUNKED_ABOVE` are read and stored in fixed
+chunks, hashed in parallel (one large file uses every core), and only the chunks not stored
+yet are written: rewriting a few bytes of a large file stores one chunk again, not the file.
 """
 
 from __future__ import annotations
@@ -18,8 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.core.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
-from conveyor.data.records import FileEntry
+from conveyor.core.errors import (
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from conveyor.core.hashing import sha256_bytes
+from conveyor.data.records import CHUNK_BYTES, FileEntry, chunk_count, chunked_digest
 from conveyor.store.artifacts.cas import ArtifactStore
 
 __all__ = ["HashCache", "IngestResult", "LocalFile", "ingest", "scan"]
@@ -29,6 +39,7 @@ __all__ = ["HashCache", "IngestResult", "LocalFile", "ingest", "scan"]
 RACY_WINDOW_NS = 1_000_000_000
 
 Progress = Callable[[int, int], None]  # (files done, bytes done) since the last call
+Digests = tuple[str, tuple[str, ...]]  # a file's digest and its chunks (empty: not chunked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +100,8 @@ class HashCache:
     >>> import tempfile, pathlib
     >>> cache = HashCache(pathlib.Path(tempfile.mkdtemp()) / "hashes.db")
     >>> f = LocalFile("/data/a.csv", "a.csv", 3, 1, 7)
-    >>> cache.store([(f, "a" * 64)])
-    >>> cache.lookup([f]) == {"/data/a.csv": "a" * 64}
+    >>> cache.store([(f, ("a" * 64, ()))])
+    >>> cache.lookup([f]) == {"/data/a.csv": ("a" * 64, ())}
     True
     >>> cache.lookup([LocalFile("/data/a.csv", "a.csv", 4, 1, 7)])  # the size changed
     {}
@@ -107,15 +118,16 @@ class HashCache:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        # "files" replaced "hashes" (which had no chunks); an old cache's rows are ignored.
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-            "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL) "
-            "WITHOUT ROWID"
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL, "
+            "chunks TEXT NOT NULL) WITHOUT ROWID"
         )
         return conn
 
-    def lookup(self, files: list[LocalFile]) -> dict[str, str]:
-        """Return ``{path: digest}`` for the files whose stat matches the cached one."""
+    def lookup(self, files: list[LocalFile]) -> dict[str, Digests]:
+        """Return ``{path: (digest, chunks)}`` for the files whose stat matches the cached one."""
         if not files:
             return {}
         with self._lock:
@@ -130,33 +142,33 @@ class HashCache:
         for f in files:
             row = known.get(f.path)
             if row is not None and row[0] == f.size and row[1] == f.mtime_ns and row[2] == f.inode:
-                hits[f.path] = row[3]
+                chunks = tuple(row[4].split()) if row[4] else ()
+                if len(chunks) == chunk_count(f.size):
+                    hits[f.path] = (row[3], chunks)
         return hits
 
     @staticmethod
     def _rows(
         conn: sqlite3.Connection, files: list[LocalFile]
-    ) -> Iterator[tuple[str, tuple[int, int, int, str]]]:
+    ) -> Iterator[tuple[str, tuple[int, int, int, str, str]]]:
+        columns = "SELECT path, size, mtime_ns, inode, digest, chunks FROM files"
         if len(files) == 1:
-            query = "SELECT path, size, mtime_ns, inode, digest FROM hashes WHERE path = ?"
-            rows = conn.execute(query, (files[0].path,))
+            rows = conn.execute(f"{columns} WHERE path = ?", (files[0].path,))
         else:
             # One range scan over the folder instead of a query per file.
             low = os.path.commonpath([f.path for f in files])
-            query = (
-                "SELECT path, size, mtime_ns, inode, digest FROM hashes "
-                "WHERE path >= ? AND path < ?"
+            rows = conn.execute(
+                f"{columns} WHERE path >= ? AND path < ?", (low, low + "\U0010ffff")
             )
-            rows = conn.execute(query, (low, low + "\U0010ffff"))
-        for path, size, mtime_ns, inode, digest in rows:
-            yield path, (size, mtime_ns, inode, digest)
+        for path, size, mtime_ns, inode, digest, chunks in rows:
+            yield path, (size, mtime_ns, inode, digest, chunks)
 
-    def store(self, entries: list[tuple[LocalFile, str]]) -> None:
+    def store(self, entries: list[tuple[LocalFile, Digests]]) -> None:
         """Remember the digests of files just hashed (skipping ones modified too recently)."""
         horizon = time.time_ns() - RACY_WINDOW_NS
         rows = [
-            (f.path, f.size, f.mtime_ns, f.inode, digest)
-            for f, digest in entries
+            (f.path, f.size, f.mtime_ns, f.inode, digest, " ".join(chunks))
+            for f, (digest, chunks) in entries
             if f.mtime_ns < horizon
         ]
         if not rows:
@@ -168,7 +180,7 @@ class HashCache:
             try:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
-                    conn.executemany("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?)", rows)
+                    conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
             except sqlite3.Error:
                 pass  # a cache that cannot be written only costs a re-hash next time
             finally:
@@ -184,7 +196,7 @@ class IngestResult:
     hashed_bytes: int = 0
     cached_files: int = 0
     stored_new: int = 0
-    fresh: set[str] | None = None  # digests this call stored (no presence check needed)
+    fresh: set[str] | None = None  # object digests this call stored (no presence check needed)
 
 
 def ingest(
@@ -197,63 +209,131 @@ def ingest(
 ) -> IngestResult:
     """Hash and store ``files`` (skipping cache hits whose objects exist); return entries.
 
-    A cache hit whose object is missing from ``store`` (collected, or another store) is
+    A cache hit whose objects are missing from ``store`` (collected, or another store) is
     hashed and stored again, so the result always names content that is stored.
     """
     hits = cache.lookup(files)
-    present = store.exists_many(set(hits.values())) if hits else set()
+    wanted = {d for digest, chunks in hits.values() for d in (chunks or (digest,))}
+    present = store.exists_many(wanted) if wanted else set()
     todo: list[LocalFile] = []
-    digests: dict[str, str] = {}
+    known: dict[str, Digests] = {}
     for f in files:
-        digest = hits.get(f.path)
-        if digest is not None and digest in present:
-            digests[f.path] = digest
+        hit = hits.get(f.path)
+        if hit is not None and all(d in present for d in (hit[1] or (hit[0],))):
+            known[f.path] = hit
         else:
             todo.append(f)
     result = IngestResult(entries=[], cached_files=len(files) - len(todo), fresh=set())
     if progress is not None and result.cached_files:
-        progress(result.cached_files, sum(f.size for f in files if f.path in digests))
-    fresh: set[str] = set()
-    hashed: list[tuple[LocalFile, str]] = []
+        progress(result.cached_files, sum(f.size for f in files if f.path in known))
+    sizes: dict[str, int] = {}
+    if todo:
+        hashed = _hash_and_store(todo, store, workers, progress, result)
+        for f, (digest, chunks, size) in hashed.items():
+            known[f.path] = (digest, chunks)
+            sizes[f.path] = size
+        cache.store([(f, (digest, chunks)) for f, (digest, chunks, _) in hashed.items()])
+    # Sizes come from the bytes actually read, which a file changed mid-add can alter.
+    result.entries = [FileEntry(f.name, sizes.get(f.path, f.size), *known[f.path]) for f in files]
+    return result
 
-    def one(f: LocalFile) -> tuple[LocalFile, str, bool, int]:
-        try:
+
+def _hash_and_store(
+    todo: list[LocalFile],
+    store: ArtifactStore,
+    workers: int | None,
+    progress: Progress | None,
+    result: IngestResult,
+) -> dict[LocalFile, tuple[str, tuple[str, ...], int]]:
+    """Hash and store ``todo``: small files whole, large ones chunk by chunk, all in one pool.
+
+    Returns ``{file: (digest, chunks, size read)}``.
+    """
+    fresh = result.fresh if result.fresh is not None else set()
+
+    def whole(f: LocalFile) -> tuple[str, bool, int]:
+        with _reading(f):
             put = store.put_file(f.path, durable=False)
-        except PermissionError as e:
-            raise PermissionDeniedError(f"Cannot read {f.path}: {e.strerror}.") from e
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"{f.path} disappeared while it was being added.",
-                hint="Add again once nothing else is changing the folder.",
-            ) from None
         if progress is not None:
             progress(1, put.size)
-        return f, put.digest, put.created, put.size
+        return put.digest, put.created, put.size
 
-    if todo:
-        count = workers or min(8, max(2, os.cpu_count() or 2))
-        # Large files first, so one big file does not start last and run alone.
-        order = sorted(todo, key=lambda f: -f.size)
-        if count == 1 or len(order) == 1:
-            done = [one(f) for f in order]
+    def chunk(f: LocalFile, index: int) -> tuple[str, bool, int]:
+        offset = index * CHUNK_BYTES
+        length = min(CHUNK_BYTES, f.size - offset)
+        with _reading(f), open(f.path, "rb", buffering=0) as handle:
+            data = os.pread(handle.fileno(), length, offset)
+        if len(data) != length:
+            raise _changed_error(f)
+        put = store.put_hashed(data, sha256_bytes(data), durable=False)
+        if progress is not None:
+            progress(1 if index == chunk_count(f.size) - 1 else 0, length)
+        return put.digest, put.created, length
+
+    # Chunks of large files first, then files from the largest, so that no big piece of
+    # work starts last and runs alone.
+    tasks: list[tuple[LocalFile, int]] = [(f, i) for f in todo for i in range(chunk_count(f.size))]
+    tasks += [(f, -1) for f in sorted(todo, key=lambda f: -f.size) if not chunk_count(f.size)]
+
+    def run(task: tuple[LocalFile, int]) -> tuple[str, bool, int]:
+        f, index = task
+        return whole(f) if index < 0 else chunk(f, index)
+
+    count = workers or min(8, max(2, os.cpu_count() or 2))
+    if count == 1 or len(tasks) == 1:
+        done = [run(t) for t in tasks]
+    else:
+        with ThreadPoolExecutor(count, thread_name_prefix="conveyor-hash") as pool:
+            done = list(pool.map(run, tasks))
+    out: dict[LocalFile, tuple[str, tuple[str, ...], int]] = {}
+    chunks_of: dict[LocalFile, list[str]] = {}
+    for (f, index), (digest, created, size) in zip(tasks, done, strict=True):
+        if created:
+            fresh.add(digest)
+        result.hashed_bytes += size
+        if index < 0:
+            out[f] = (digest, (), size)
         else:
-            with ThreadPoolExecutor(count, thread_name_prefix="conveyor-hash") as pool:
-                done = list(pool.map(one, order))
-        for f, digest, created, size in done:
-            digests[f.path] = digest
-            hashed.append((f, digest))
-            result.hashed_bytes += size
-            if created:
-                fresh.add(digest)
-        result.hashed_files = len(done)
-        result.stored_new = len(fresh)
-        cache.store(hashed)
-    result.fresh = fresh
-    result.entries = [FileEntry(f.name, f.size, digests[f.path]) for f in files]
-    # Sizes come from the bytes actually read, which a file changed mid-add can alter.
-    sizes = {f.path: size for f, _, _, size in (done if todo else [])}
-    if sizes:
-        result.entries = [
-            FileEntry(f.name, sizes.get(f.path, f.size), digests[f.path]) for f in files
-        ]
-    return result
+            chunks_of.setdefault(f, []).append(digest)
+    for f, chunks in chunks_of.items():
+        _check_unchanged(f)
+        out[f] = (chunked_digest(chunks), tuple(chunks), f.size)
+    result.hashed_files = len(out)
+    result.stored_new = len(fresh)
+    return out
+
+
+class _reading:
+    """Turns the errors of reading a file being added into ones that name it."""
+
+    def __init__(self, f: LocalFile) -> None:
+        self.f = f
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        if isinstance(error, PermissionError):
+            raise PermissionDeniedError(f"Cannot read {self.f.path}: {error.strerror}.") from error
+        if isinstance(error, FileNotFoundError):
+            raise NotFoundError(
+                f"{self.f.path} disappeared while it was being added.",
+                hint="Add again once nothing else is changing the folder.",
+            ) from None
+
+
+def _changed_error(f: LocalFile) -> ConflictError:
+    return ConflictError(
+        f"{f.path} changed while it was being added, so no consistent copy of it was read.",
+        hint="Add again once nothing else is writing to it.",
+    )
+
+
+def _check_unchanged(f: LocalFile) -> None:
+    """Raise if a file read in chunks was written to meanwhile (its chunks could mix)."""
+    try:
+        st = os.stat(f.path)
+    except FileNotFoundError:
+        raise _changed_error(f) from None
+    if (st.st_size, st.st_mtime_ns, st.st_ino) != (f.size, f.mtime_ns, f.inode):
+        raise _changed_error(f)

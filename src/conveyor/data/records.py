@@ -13,24 +13,71 @@ from conveyor.core.hashing import is_sha256, sha256_bytes
 from conveyor.core.names import validate_artifact_path
 
 __all__ = [
+    "CHUNKED_ABOVE",
+    "CHUNK_BYTES",
     "ColumnShift",
     "Dataset",
     "DatasetDiff",
     "DatasetVersion",
     "FileEntry",
     "Manifest",
+    "chunk_count",
+    "chunked_digest",
 ]
 
 MANIFEST_FORMAT = "conveyor.manifest/1"
+#: The format of manifests that list a file in chunks (those without stay format 1, so the
+#: versions added before chunks existed keep their digests).
+CHUNKED_FORMAT = "conveyor.manifest/2"
+#: Files larger than this are stored as fixed-size chunks, each its own object: changing a
+#: few bytes of a large file then stores one new chunk, not a new copy of the file.
+CHUNKED_ABOVE = 64 * 1024 * 1024
+#: The size of every chunk but a file's last.
+CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def chunk_count(size: int) -> int:
+    """Return how many chunks a file of ``size`` bytes is stored in (0 when not chunked).
+
+    >>> chunk_count(10), chunk_count(CHUNKED_ABOVE + 1)
+    (0, 9)
+    """
+    return -(-size // CHUNK_BYTES) if size > CHUNKED_ABOVE else 0
+
+
+def chunked_digest(chunks: tuple[str, ...] | list[str]) -> str:
+    """Return the digest that names a chunked file: the sha256 of its chunk list.
+
+    Two files have the same chunked digest exactly when they have the same bytes, since the
+    chunk boundaries depend only on the size.
+    """
+    head = f"conveyor.chunks/1 {CHUNK_BYTES}\n"
+    return sha256_bytes((head + "\n".join(chunks)).encode())
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class FileEntry:
-    """One file of a dataset version: its relative path, size and sha256."""
+    """One file of a dataset version: its relative path, size and digest.
+
+    For a file of at most :data:`CHUNKED_ABOVE` bytes, ``digest`` is the sha256 of its bytes
+    and names the object that holds them. A larger file is stored in chunks of
+    :data:`CHUNK_BYTES`: ``chunks`` lists the sha256 of each, in order, and ``digest`` is
+    :func:`chunked_digest` of that list.
+    """
 
     path: str
     size: int
     digest: str
+    chunks: tuple[str, ...] = ()
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        """The digests of the stored objects that hold this file's bytes, in order."""
+        return self.chunks or (self.digest,)
+
+    def chunk_size(self, index: int) -> int:
+        """The size in bytes of chunk ``index`` (every one but the last is CHUNK_BYTES)."""
+        return min(CHUNK_BYTES, self.size - index * CHUNK_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +109,15 @@ class Manifest:
 
     def encode(self) -> bytes:
         """Return the canonical bytes: the same files always give the same bytes."""
+        chunked = any(f.chunks for f in self.files)
         body = {
-            "format": MANIFEST_FORMAT,
-            "files": [[f.path, f.size, f.digest] for f in self.files],
+            "format": CHUNKED_FORMAT if chunked else MANIFEST_FORMAT,
+            "files": [
+                [f.path, f.size, f.digest, list(f.chunks)]
+                if f.chunks
+                else [f.path, f.size, f.digest]
+                for f in self.files
+            ],
         }
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -78,16 +131,27 @@ class Manifest:
         """Parse bytes written by :meth:`encode`, checking every entry."""
         try:
             body = json.loads(data)
-            if body.get("format") != MANIFEST_FORMAT:
+            if body.get("format") not in (MANIFEST_FORMAT, CHUNKED_FORMAT):
                 raise ValueError(f"unknown format {body.get('format')!r}")
-            files = []
-            for path, size, digest in body["files"]:
-                if not isinstance(size, int) or size < 0 or not is_sha256(digest):
-                    raise ValueError(f"bad entry for {path!r}")
-                files.append(FileEntry(validate_artifact_path(path), size, digest))
+            files = [_decode_entry(*item) for item in body["files"]]
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise InvalidArgumentError(f"This is not a Conveyor manifest: {e}.") from e
         return cls.of(files)
+
+
+def _decode_entry(path: str, size: int, digest: str, chunks: list[str] | None = None) -> FileEntry:
+    if not isinstance(size, int) or size < 0 or not is_sha256(digest):
+        raise ValueError(f"bad entry for {path!r}")
+    if chunks is None:  # a whole object (of any size: versions from before chunking too)
+        return FileEntry(validate_artifact_path(path), size, digest)
+    if (
+        not isinstance(chunks, list)
+        or len(chunks) != chunk_count(size)
+        or not all(is_sha256(c) for c in chunks)
+        or chunked_digest(chunks) != digest
+    ):
+        raise ValueError(f"the chunks of {path!r} do not match its size and digest")
+    return FileEntry(validate_artifact_path(path), size, digest, tuple(chunks))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 with the same records and errors as embedded.
 
 Adding uploads the files in one multipart request; the server hashes, profiles and records
-them exactly as a local add does. Loading downloads each file of the version and checks it
-against the digest its manifest records.
+them exactly as a local add does. Loading, checking out and materializing download each file
+of the version (a large file chunk by chunk) and check it against the digest its manifest
+records. Diffs, schemas and validation work from those downloads and the server's records;
+only push and pull, which copy between artifact stores, need the store itself.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.core.errors import IntegrityError, InvalidArgumentError
+from conveyor.core.hashing import CHUNK_SIZE
 from conveyor.data import tables, versioning
 from conveyor.data.ingest import scan
 from conveyor.data.records import Dataset, DatasetVersion, FileEntry, Manifest
-from conveyor.data.service import FILES, MANIFEST, DataService, ProgressReporter
+from conveyor.data.service import CHUNKS, FILES, MANIFEST, DataService, ProgressReporter
 from conveyor.store.activity import current_activity, note_read
 from conveyor.store.client import ServerClient
 from conveyor.store.records import ObjectRef
@@ -33,8 +36,8 @@ def version_from_json(d: dict[str, Any]) -> DatasetVersion:
 
 
 class RemoteDataService(DataService):
-    """:class:`DataService` whose versions a team server keeps. Calls not overridden here
-    (diff, checkout, schemas, validation, push/pull) need the store itself and say so."""
+    """:class:`DataService` whose versions a team server keeps. Push and pull need the
+    artifact store itself and say so."""
 
     def __init__(self, ws: Workspace) -> None:
         super().__init__(ws)
@@ -116,7 +119,43 @@ class RemoteDataService(DataService):
     def manifest(self, version: DatasetVersion) -> Manifest:
         return Manifest.decode(self._download(version, MANIFEST, version.digest))
 
+    def set_schema(self, ref: str, schema: Any) -> None:
+        """Save ``schema`` (a pandera schema or its YAML) on the server with version ``ref``."""
+        from conveyor.data.validation import schema_from_yaml, schema_to_yaml
+
+        text = schema if isinstance(schema, str) else schema_to_yaml(schema)
+        schema_from_yaml(text, source="the schema to save")  # refuse what cannot be read back
+        self.ws.flush_before_remote_write()
+        self.client.request(
+            "PUT",
+            self._path("dataset-versions", ref, "schema"),
+            content=text.encode(),
+            headers={"Content-Type": "application/yaml"},
+        )
+
+    @property
+    def _where(self) -> str:
+        return f"of the team server {self.client.base_url}"
+
+    def _write_file(self, version: DatasetVersion, entry: FileEntry, dest: Path) -> None:
+        owner = ObjectRef(versioning.VERSION_KIND, version.id)
+        parts = [(CHUNKS + d, d) for d in entry.chunks] or [(FILES + entry.path, entry.digest)]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with dest.open("wb") as out:  # inside a temporary folder the caller renames
+            for name, digest in parts:
+                h = hashlib.sha256()
+                with self.ws.open_artifact(owner, name) as f:
+                    while block := f.read(CHUNK_SIZE):
+                        h.update(block)
+                        out.write(block)
+                if h.hexdigest() != digest:
+                    raise IntegrityError(
+                        f"{name} of {version.ref} arrived damaged (digest mismatch)."
+                    )
+
     def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes:
+        if entry.chunks:
+            return b"".join(self._download(version, CHUNKS + d, d) for d in entry.chunks)
         return self._download(version, FILES + entry.path, entry.digest)
 
     def _used(self, version: DatasetVersion, ref: str) -> None:

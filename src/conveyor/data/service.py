@@ -42,6 +42,8 @@ __all__ = ["DataService", "ProgressReporter", "data_service"]
 MANIFEST = "manifest.json"
 SCHEMA = "schema.yaml"
 FILES = "files/"
+#: The chunks of large files are linked once each under this prefix (by digest, not path).
+CHUNKS = "chunks/"
 
 
 class ProgressReporter(Protocol):
@@ -186,11 +188,7 @@ class DataService:
             )
             ref = ObjectRef(versioning.VERSION_KIND, version.id)
             if created:
-                links = [(MANIFEST, put.digest, put.size, "application/json")]
-                links += [
-                    (FILES + f.path, f.digest, f.size, catalog.guess_media_type(f.path))
-                    for f in manifest.files
-                ]
+                links = [(MANIFEST, put.digest, put.size, "application/json"), *_links(manifest)]
                 catalog.link_many(uow, self.store, ref, links, check=checked)
             if run is not None:
                 uow.link(run, ref, "produced")
@@ -224,7 +222,7 @@ class DataService:
         except NotFoundError:
             raise NotFoundError(
                 f"The file list of {version.ref} ({version.digest[:12]}) is not in the artifact "
-                f"store {self.store.uri}.",
+                f"store {self._where}.",
                 hint="Fetch it with `conveyor data pull` from the remote that has it.",
             ) from None
 
@@ -262,7 +260,7 @@ class DataService:
 
     def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes:
         try:
-            return self.store.get(entry.digest)
+            return b"".join(self.store.get(d) for d in entry.objects)
         except IntegrityError as e:
             raise IntegrityError(
                 f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
@@ -271,7 +269,7 @@ class DataService:
         except NotFoundError:
             raise NotFoundError(
                 f"The file {entry.path} of {version.ref} is not in the artifact store "
-                f"{self.store.uri}.",
+                f"{self._where}.",
                 hint="Fetch it with `conveyor data pull` from the remote that has it.",
             ) from None
 
@@ -344,7 +342,7 @@ class DataService:
         def one(entry: FileEntry) -> None:
             dest = folder.joinpath(*entry.path.split("/"))
             try:
-                self.store.download(entry.digest, dest)
+                self._write_file(version, entry, dest)
             except IntegrityError as e:
                 raise IntegrityError(
                     f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
@@ -353,7 +351,7 @@ class DataService:
             except NotFoundError:
                 raise NotFoundError(
                     f"The file {entry.path} of {version.ref} is not in the artifact store "
-                    f"{self.store.uri}.",
+                    f"{self._where}.",
                     hint="Fetch it with `conveyor data pull` from the remote that has it.",
                 ) from None
             progress.advance(1, entry.size)
@@ -362,6 +360,16 @@ class DataService:
             _parallel(one, list(manifest.files))
         finally:
             progress.stop()
+
+    @property
+    def _where(self) -> str:
+        """Where the objects are, for errors."""
+        return self.store.uri
+
+    def _write_file(self, version: DatasetVersion, entry: FileEntry, dest: Path) -> None:
+        """Write the bytes of ``entry`` to ``dest``, verified (the caller names the file in
+        errors)."""
+        self.store.download(entry.objects, dest)
 
     # -- comparing and validating ----------------------------------------------------------
 
@@ -521,7 +529,25 @@ class DataService:
 
 def _not_fresh(result: Any) -> set[str]:
     fresh = result.fresh or set()
-    return {e.digest for e in result.entries if e.digest not in fresh}
+    return {d for e in result.entries for d in e.objects if d not in fresh}
+
+
+def _links(manifest: Manifest) -> list[tuple[str, str, int, str]]:
+    """The artifact links of a version's files: one per whole file, one per distinct chunk.
+
+    Links are what keeps objects from garbage collection and what push and pull copy.
+    """
+    links: list[tuple[str, str, int, str]] = []
+    chunks: set[str] = set()
+    for f in manifest.files:
+        if not f.chunks:
+            links.append((FILES + f.path, f.digest, f.size, catalog.guess_media_type(f.path)))
+            continue
+        for i, digest in enumerate(f.chunks):
+            if digest not in chunks:
+                chunks.add(digest)
+                links.append((CHUNKS + digest, digest, f.chunk_size(i), "application/octet-stream"))
+    return links
 
 
 def _parallel(fn: Callable[[Any], None], items: list[Any], workers: int | None = None) -> None:

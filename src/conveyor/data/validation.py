@@ -111,9 +111,13 @@ def schema_to_yaml(schema: pa.DataFrameSchema) -> str:
 
 def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSchema:
     """Parse a schema written by :func:`schema_to_yaml` (or by hand); ``source`` names it."""
+    import io
+
     pa = _pandera()
     try:
-        return pa.DataFrameSchema.from_yaml(text)
+        # A stream, never the text itself: pandera opens a string that names a file as that
+        # file, and a schema sent to a team server must not be able to read the server's files.
+        return pa.DataFrameSchema.from_yaml(io.StringIO(text))
     except Exception as e:  # yaml and pandera raise many kinds; all mean "does not parse"
         raise InvalidArgumentError(
             f"Cannot read {source} as a pandera schema: {type(e).__name__}: {e}",

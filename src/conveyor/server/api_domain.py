@@ -362,6 +362,45 @@ def resolve_dataset_version(project: str, ref: str, call: Call = need("viewer"))
     return jsonable(_data(call).get(ref))
 
 
+_SCHEMA_MAX_BYTES = 1 << 20
+
+
+@api.put(
+    "/dataset-versions/{ref:path}/schema",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def set_dataset_schema(
+    project: str, ref: str, request: Request, call: Call = need("editor")
+) -> Any:
+    """Save the request body, a pandera schema as YAML (what `conveyor data schema` prints),
+    as the schema of version ``ref``; returns the version."""
+    import anyio
+
+    from conveyor.server.api_tracking import PayloadTooLargeError
+
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _SCHEMA_MAX_BYTES:
+            raise PayloadTooLargeError(_SCHEMA_MAX_BYTES)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgumentError("A schema is YAML text in UTF-8.") from None
+
+    def save() -> Any:
+        with call:
+            _data(call).set_schema(ref, text)
+            return _data(call).get(ref)
+
+    return jsonable(await anyio.to_thread.run_sync(save))
+
+
 _DATASET_FILES_MAX = 10_000
 
 

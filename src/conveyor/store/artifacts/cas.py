@@ -11,7 +11,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -316,6 +316,31 @@ class ArtifactStore:
         finally:
             temp.unlink(missing_ok=True)
 
+    def put_hashed(
+        self, data: bytes | memoryview, digest: str, *, durable: bool = True
+    ) -> PutResult:
+        """Store ``data``, whose sha256 the caller has just computed as ``digest``.
+
+        This saves hashing the bytes a second time when the caller needed the digest first
+        (to skip content already stored). Only for digests computed in this process over
+        exactly ``data``, never for one received from elsewhere: every read verifies the
+        digest, but a wrong one would file the bytes under another content's address.
+        """
+        key = key_of(digest)
+        if self._reuse(key):
+            return PutResult(digest, len(data), created=False)
+        if not durable and getattr(self.backend, "is_local", False):
+            temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
+            try:
+                with temp.open("wb") as out:
+                    out.write(data)
+                self.backend.put_file(key, temp, move=True)
+            finally:
+                temp.unlink(missing_ok=True)
+        else:
+            self.backend.put_bytes(key, bytes(data))
+        return PutResult(digest, len(data), created=True)
+
     def _reuse(self, key: str) -> bool:
         """Return whether ``key`` is stored; if so, mark it as just used so gc's grace applies."""
         if not self.backend.exists(key):
@@ -372,14 +397,20 @@ class ArtifactStore:
                 f"Artifact {digest} is not in the artifact store {self.uri}."
             ) from None
 
-    def download(self, digest: str, dest: str | os.PathLike[str]) -> Path:
-        """Copy the content to ``dest`` (written to a temporary file and renamed), verified."""
+    def download(self, digest: str | Sequence[str], dest: str | os.PathLike[str]) -> Path:
+        """Copy the content to ``dest`` (written to a temporary file and renamed), verified.
+
+        Given several digests, ``dest`` gets their contents one after another (a file stored
+        in chunks).
+        """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         temp = dest.with_name(f".{dest.name}.{ids.new_id()}.part")
         try:
-            with self.open(digest) as src, temp.open("wb") as out:
-                shutil.copyfileobj(src, out, CHUNK_SIZE)
+            with temp.open("wb") as out:
+                for one in [digest] if isinstance(digest, str) else digest:
+                    with self.open(one) as src:
+                        shutil.copyfileobj(src, out, CHUNK_SIZE)
             os.replace(temp, dest)
         finally:
             temp.unlink(missing_ok=True)
