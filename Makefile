@@ -14,16 +14,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)  ## create .venv and install Conveyor with the test tools
 
+# Byte-compile the sources, as a wheel install would have them: with PYTHONDONTWRITEBYTECODE
+# set (as on CI machines) every `conveyor` process would otherwise compile each module again.
+BYTECODE = $(BIN)/python -m compileall -q -j 0 src/conveyor
+
 demo: $(STAMP)  ## run the closed loop end to end on the embedded default (examples/churn)
+	@$(BYTECODE)
 	$(BIN)/python examples/churn/demo.py
 
 demo-quickstart: $(STAMP)  ## tracking, tuning, registry and pipelines on a bundled dataset
 	$(BIN)/python examples/quickstart/demo.py
 
 test: $(STAMP)  ## run every test (services that cannot be reached skip unless CONVEYOR_REQUIRE_SERVICES=1)
+	@$(BYTECODE)
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
+	@$(BYTECODE)
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: $(STAMP)  ## ruff, the layer contract, mypy on the core and store
@@ -37,6 +44,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)  ## peer-comparison benchmarks; figures go to docs/benchmarks.md
+	@$(BYTECODE)
 	$(BIN)/python bench/run_all.py
 
 clean:
