@@ -6,9 +6,11 @@ One :class:`DataService` per workspace (``ws.service("data", DataService)``); th
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -126,7 +128,19 @@ class DataService:
         *,
         source: str | None = None,
     ) -> DatasetVersion:
+        with _no_gc_pauses():
+            return self._add_scanned(name, root, description, progress, source)
+
+    def _add_scanned(
+        self,
+        name: str,
+        root: Path,
+        description: str,
+        progress: ProgressReporter,
+        source: str | None,
+    ) -> DatasetVersion:
         files = scan(root)
+        self._project_id()  # the store and project answer before any file is read
         if not files:
             raise InvalidArgumentError(
                 f"Cannot add {root}: the folder holds no files (hidden files are skipped)."
@@ -525,6 +539,24 @@ class DataService:
         """Return ``{digest: size}`` of every object ``version`` needs (manifest, files, schema)."""
         links = self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, version.id))
         return {link.digest: link.size for link in links}
+
+
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while one add builds its records.
+
+    Adding a thousand files allocates tens of thousands of small objects without cycles
+    (reference counting frees them), enough to set off a full collection over everything
+    the process holds (pandas, SQLAlchemy...): a pause of 20 ms or more, a fifth of an
+    incremental add. Collection resumes, as it was, afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _not_fresh(result: Any) -> set[str]:

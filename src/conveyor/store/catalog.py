@@ -24,7 +24,7 @@ from conveyor.core.errors import ConflictError, NotFoundError
 from conveyor.core.names import validate_artifact_path
 from conveyor.store.artifacts.cas import ArtifactStore, PutResult
 from conveyor.store.metadata.schema import artifact_links, artifacts
-from conveyor.store.metadata.sql import dialect_insert
+from conveyor.store.metadata.sql import Prepared, dialect_insert
 from conveyor.store.metadata.store import UnitOfWork
 from conveyor.store.records import ArtifactLink, ObjectRef
 
@@ -71,10 +71,26 @@ def guess_media_type(name: str) -> str:
     return _media_type_of(os.path.splitext(name)[1].lower())
 
 
+# The types of common data files, known without loading the system's tables (which costs a
+# process several milliseconds the first time); the same answers mimetypes gives.
+_COMMON_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".csv": "text/csv",
+    ".txt": "text/plain",
+    ".json": "application/json",
+    ".html": "text/html",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".bin": "application/octet-stream",
+}
+
+
 @functools.lru_cache(maxsize=256)
 def _media_type_of(extension: str) -> str:
-    if extension == ".parquet":
-        return "application/vnd.apache.parquet"
+    known = _COMMON_TYPES.get(extension)
+    if known is not None:
+        return known
     return mimetypes.guess_type("x" + extension)[0] or "application/octet-stream"
 
 
@@ -153,19 +169,16 @@ def link_many(
     if not entries:
         return 0
     conn = uow.conn
-    insert = dialect_insert(conn.dialect.name)
+    # A version can link tens of thousands of files: the rows go through the driver in one
+    # call each, with the shared timestamp converted once (see Prepared).
+    now = Prepared.bind_value(conn, artifacts.c.created_at, uow.now)
     claims: dict[str, dict[str, object]] = {}
     for _, digest, size, media_type in entries:
         claims.setdefault(
-            digest,
-            {"digest": digest, "size": size, "media_type": media_type, "created_at": uow.now},
+            digest, {"digest": digest, "size": size, "media_type": media_type, "created_at": now}
         )
-    stmt = insert(artifacts)
     # Sorted, so two writers lock the rows in the same order (no deadlock on PostgreSQL).
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=["digest"], set_={"size": stmt.excluded.size}),
-        [claims[d] for d in sorted(claims)],
-    )
+    _claim_statement(conn.dialect.name).executemany(conn, [claims[d] for d in sorted(claims)])
     if store is not None and check:
         missing = sorted(check - store.exists_many(check))
         if missing:
@@ -174,8 +187,8 @@ def link_many(
                 f"(first: {missing[0]}); they may have been garbage-collected meanwhile.",
                 hint="Store the content again and retry.",
             )
-    conn.execute(
-        artifact_links.insert(),
+    _INSERT_LINKS.executemany(
+        conn,
         [
             {
                 "id": ids.new_id(),
@@ -183,13 +196,38 @@ def link_many(
                 "owner_kind": owner.kind,
                 "owner_id": owner.id,
                 "name": validate_artifact_path(name),
-                "created_at": uow.now,
+                "created_at": now,
             }
             for name, digest, _, _ in entries
         ],
     )
     uow.audit("artifact.link_many", owner, after={"count": len(entries)})
     return len(entries)
+
+
+_INSERT_LINKS = Prepared(artifact_links.insert())
+_CLAIMS: dict[str, Prepared] = {}
+
+
+def _claim_statement(dialect: str) -> Prepared:
+    """The insert that claims digests on ``dialect``.
+
+    On PostgreSQL a claimed row already there is updated, to take its row lock: gc, which
+    deletes unclaimed rows, then waits for this transaction. SQLite runs one writer at a
+    time, so existing rows are left alone there (rewriting them cost most of the commit of
+    a version that shares thousands of files with the one before).
+    """
+    found = _CLAIMS.get(dialect)
+    if found is None:
+        stmt = dialect_insert(dialect)(artifacts)
+        if dialect == "sqlite":
+            stmt = stmt.on_conflict_do_nothing(index_elements=["digest"])
+        else:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["digest"], set_={"size": stmt.excluded.size}
+            )
+        found = _CLAIMS[dialect] = Prepared(stmt)
+    return found
 
 
 def _select_links() -> sa.Select[tuple[str, str, str, str, int, str, object]]:

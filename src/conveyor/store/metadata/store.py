@@ -141,8 +141,9 @@ class MetadataStore:
         """Connect, and migrate the schema when ``auto_migrate`` is set. Safe to call twice.
 
         The engine becomes visible to other threads only once the schema is up to date.
-        A SQLite file is opened the first time under a file lock, so processes creating the
-        same new store at once queue instead of racing to set it up.
+        A SQLite file that is not yet at the current schema (or does not exist) is set up
+        under a file lock, so processes creating or migrating the same store at once queue
+        instead of racing; one already current is opened without it.
         """
         with self._lock:
             if self._engine is not None:
@@ -151,6 +152,10 @@ class MetadataStore:
             if path is None:
                 self._engine = self._open_engine()
                 return self
+            if path.is_file():
+                self._engine = self._open_if_current()
+                if self._engine is not None:
+                    return self
             from filelock import FileLock, Timeout
 
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +166,22 @@ class MetadataStore:
             except Timeout as e:
                 raise engines.unavailable(self.uri, e) from e
             return self
+
+    def _open_if_current(self) -> Engine | None:
+        """Return an engine on an existing store already at the current schema, else None
+        (whatever is wrong, the locked path then reports it)."""
+        engine = engines.create_engine(self.uri)
+        try:
+            with engine.connect() as conn:
+                revision = migrations.current_revision(conn)
+                conn.rollback()
+        except sa.exc.SQLAlchemyError:
+            engine.dispose()
+            return None
+        if revision != migrations.HEAD:
+            engine.dispose()
+            return None
+        return engine
 
     def _open_engine(self) -> Engine:
         engine = engines.create_engine(self.uri)
