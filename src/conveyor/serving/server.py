@@ -520,7 +520,11 @@ class ServingState:
 
 
 def _tune_process() -> None:
-    gc.collect()
+    # Freeze what start-up built (modules, the model) out of the collector's sight, so the
+    # full collections that serving's garbage sets off stay short. Only the young
+    # generations are collected first: a full pass over that heap cost 0.13 s of start-up,
+    # and what the imports left to the old generation had its full collections meanwhile.
+    gc.collect(1)
     gc.freeze()
     sys.setswitchinterval(0.001)
 
