@@ -27,7 +27,7 @@ demo-quickstart: $(STAMP)  ## tracking, tuning, registry and pipelines on a bund
 
 test: $(STAMP)  ## run every test (services that cannot be reached skip unless CONVEYOR_REQUIRE_SERVICES=1)
 	@$(BYTECODE)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 test-unit: $(STAMP)
 	@$(BYTECODE)

@@ -313,6 +313,7 @@ def test_diff_checkout_schemas_and_validation_work_through_the_server(
     assert (tmp_path / "v1" / "spend.csv").read_text() == first
     refused = cli(tmp_path, viewer, "data", "schema", "spend@1", "--infer")
     assert refused.returncode == 1  # saving a schema is an edit
+    assert "needs editor" in refused.stderr
     inferred = cli(tmp_path, editor, "data", "schema", "spend@1", "--infer")
     assert inferred.returncode == 0, inferred.stderr
     assert "spend" in cli(tmp_path, viewer, "data", "schema", "spend@1").stdout
@@ -330,7 +331,9 @@ blob = os.urandom(72 * 2**20)  # one value, so the Parquet file is stored in chu
 pq.write_table(pa.table({"blob": [blob]}), "blob.parquet", compression="none")
 v = cv.data.add("blobs", "blob.parquet")
 back = cv.data.load("blobs@1")
-print(v.ref, v.kind, back["blob"][0] == blob)
+out = cv.data.checkout("blobs@1", "restored")
+same = (out / "blob.parquet").read_bytes() == open("blob.parquet", "rb").read()
+print(v.ref, v.kind, back["blob"][0] == blob, same)
 """
 
 
@@ -341,7 +344,7 @@ def test_a_table_stored_in_chunks_loads_through_the_server(
     editor = server.client_env(server.token_for("chuck", project=project), project=project)
     done = python(tmp_path, editor, LARGE_TABLE)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["blobs@1", "table", "True"]
+    assert done.stdout.split() == ["blobs@1", "table", "True", "True"]
 
 
 def test_alerts_are_listed_and_closed_through_the_server(

@@ -82,13 +82,20 @@ def _add_domain_commands(argv: list[str]) -> None:
 def _invoked(argv: list[str]) -> str | None:
     """Return the command name in ``argv``: the first word that is not a global option.
 
+    Help asked before the command (``conveyor --help data``) is the whole command's help,
+    which lists every command.
+
     >>> _invoked(["--root", "proj", "data", "add"]), _invoked(["--debug", "runs"]), _invoked([])
     ('data', 'runs', None)
+    >>> _invoked(["--help", "data"]) is None
+    True
     """
     skip = False
     for arg in argv:
         if skip:
             skip = False
+        elif arg in ("--help", "-h"):
+            return None
         elif arg == "--root":
             skip = True
         elif not arg.startswith("-"):

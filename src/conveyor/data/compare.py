@@ -19,7 +19,7 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion, ma: Manifest, mb: Manife
         before = old.get(path)
         if before is None:
             out.added.append(entry)
-        elif before.digest != entry.digest:
+        elif (before.size, before.digest) != (entry.size, entry.digest):
             out.changed.append((before, entry))
         else:
             out.unchanged += 1

@@ -22,7 +22,14 @@ from conveyor.core.hashing import CHUNK_SIZE
 from conveyor.data import tables, versioning
 from conveyor.data.ingest import scan
 from conveyor.data.records import Dataset, DatasetVersion, FileEntry, Manifest
-from conveyor.data.service import CHUNKS, FILES, MANIFEST, DataService, ProgressReporter
+from conveyor.data.service import (
+    CHUNKS,
+    FILES,
+    MANIFEST,
+    DataService,
+    ProgressReporter,
+    assemble,
+)
 from conveyor.store.activity import current_activity, note_read
 from conveyor.store.client import ServerClient
 from conveyor.store.records import ObjectRef
@@ -153,10 +160,9 @@ class RemoteDataService(DataService):
                         f"{name} of {version.ref} arrived damaged (digest mismatch)."
                     )
 
-    def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes:
-        if entry.chunks:
-            return b"".join(self._download(version, CHUNKS + d, d) for d in entry.chunks)
-        return self._download(version, FILES + entry.path, entry.digest)
+    def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes | bytearray:
+        name = (lambda d: CHUNKS + d) if entry.chunks else (lambda d: FILES + entry.path)
+        return assemble(entry, lambda d: self._download(version, name(d), d))
 
     def _used(self, version: DatasetVersion, ref: str) -> None:
         note_read("dataset", ref, version.id)  # lineage edges of remote reads: not yet

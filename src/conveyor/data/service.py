@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,7 +129,10 @@ class DataService:
         *,
         source: str | None = None,
     ) -> DatasetVersion:
-        with _no_gc_pauses():
+        # Not for a server's adds (source set, a worker thread): the collector is the whole
+        # process's, and other requests run meanwhile.
+        alone = source is None and threading.current_thread() is threading.main_thread()
+        with _no_gc_pauses() if alone else contextlib.nullcontext():
             return self._add_scanned(name, root, description, progress, source)
 
     def _add_scanned(
@@ -272,9 +276,9 @@ class DataService:
         self._used(version, ref)
         return table
 
-    def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes:
+    def _read_file(self, version: DatasetVersion, entry: FileEntry) -> bytes | bytearray:
         try:
-            return b"".join(self.store.get(d) for d in entry.objects)
+            return assemble(entry, self.store.get)
         except IntegrityError as e:
             raise IntegrityError(
                 f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
@@ -548,7 +552,8 @@ def _no_gc_pauses() -> Iterator[None]:
     Adding a thousand files allocates tens of thousands of small objects without cycles
     (reference counting frees them), enough to set off a full collection over everything
     the process holds (pandas, SQLAlchemy...): a pause of 20 ms or more, a fifth of an
-    incremental add. Collection resumes, as it was, afterwards.
+    incremental add. Collection resumes, as it was, afterwards. The collector is the
+    process's: only adds run from the main thread of a script or the CLI use this.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -557,6 +562,28 @@ def _no_gc_pauses() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def assemble(entry: FileEntry, fetch: Callable[[str], bytes]) -> bytes | bytearray:
+    """Return the bytes of ``entry``, fetching each of its objects with ``fetch`` (verified).
+
+    A file in chunks is copied chunk by chunk into one buffer of its size, so reading it
+    needs its size plus one chunk of memory, not twice its size.
+    """
+    if not entry.chunks:
+        return fetch(entry.digest)
+    out = bytearray(entry.size)
+    view = memoryview(out)
+    offset = 0
+    for digest in entry.chunks:
+        data = fetch(digest)
+        if offset + len(data) > entry.size:
+            raise IntegrityError(f"The chunks of {entry.path} add up to more than its size.")
+        view[offset : offset + len(data)] = data
+        offset += len(data)
+    if offset != entry.size:
+        raise IntegrityError(f"The chunks of {entry.path} add up to less than its size.")
+    return out
 
 
 def _not_fresh(result: Any) -> set[str]:

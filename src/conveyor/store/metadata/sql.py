@@ -76,7 +76,7 @@ class Prepared:
     def bind_value(conn: sa.Connection, column: sa.Column[Any], value: Any) -> Any:
         """Return ``value`` as the driver takes it for ``column``: for a typed value that
         every row shares (a timestamp), processed once instead of once per row."""
-        process = column.type.bind_processor(conn.dialect)
+        process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         return process(value) if process is not None else value
 
     def executemany(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
