@@ -76,8 +76,13 @@ class LocalBackend:
 
     def _publish(self, temp: Path, key: str) -> None:
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp, final)
+        try:
+            os.replace(temp, final)  # the fan-out folder exists but for the first few objects
+        except FileNotFoundError:
+            if not temp.exists():
+                raise
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, final)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         temp = self._temp_path()
