@@ -246,6 +246,44 @@ def test_the_registry_works_through_the_server(server: TeamServer, tmp_path: Pat
     history = cli(tmp_path, viewer, "models", "history", "churn")
     assert "abe" in history.stdout  # the approver moved it
 
+    evaluated = python(tmp_path, {**editor, "PYTHONPATH": repo}, EVALUATE)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.split() == ["<frame>", "classification", "200", "eve"]
+    listed = python(
+        tmp_path,
+        viewer,
+        "import conveyor as cv\n"
+        "print(*[(e.rows, e.created_by) for e in cv.models.evaluations('churn/2')])\n",
+    )
+    assert listed.stdout.strip() == "(200, 'eve')", listed.stderr
+    card = cli(tmp_path, viewer, "models", "card", "churn/2")
+    assert card.returncode == 0, card.stderr
+    assert "churn/2" in card.stdout
+    assert "accuracy" in card.stdout  # the card shows the evaluation recorded remotely
+    compared = cli(tmp_path, viewer, "models", "compare", "churn/1", "churn/2", "--json")
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads(compared.stdout)["b"]["ref"] == "churn/2"
+    assert python(tmp_path, viewer, EVALUATE).returncode == 1  # recording one is an edit
+
+    again = python(
+        tmp_path,
+        editor,
+        "import conveyor as cv\n"
+        "r = cv.models.request_promotion('churn/1', 'challenger')\n"
+        "print(cv.models.withdraw(r.id).status)\n",
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "withdrawn"
+
+
+EVALUATE = """
+import conveyor as cv
+from tests.suites.serving import training_data
+X, y = training_data()
+e = cv.models.evaluate("churn/2", X.assign(churned=y), target="churned", importance=False)
+print(e.dataset, e.task, e.rows, e.created_by)
+"""
+
 
 ADD_DATA = """
 import os

@@ -338,6 +338,19 @@ def reject(
     _print_request(request)
 
 
+@models_app.command("withdraw")
+def withdraw(
+    ctx: typer.Context,
+    request_id: Annotated[str, typer.Argument(help="The request's id.")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+) -> None:
+    """Withdraw your own promotion request (pending, or approved for later and unused)."""
+    ws, svc = _service(ctx)
+    with ws:
+        request = svc.withdraw(request_id, comment=comment)
+    _print_request(request)
+
+
 @models_app.command("requests")
 def requests(
     ctx: typer.Context,

@@ -61,6 +61,7 @@ __all__ = [
     "set_alias",
     "subscribe",
     "versions",
+    "withdraw",
 ]
 
 _list = list
@@ -197,6 +198,14 @@ def reject(
 ) -> PromotionRequest:
     """Reject a pending promotion request."""
     return _svc(workspace).reject(request_id, comment=comment)
+
+
+def withdraw(
+    request_id: str, *, comment: str = "", workspace: Workspace | None = None
+) -> PromotionRequest:
+    """Withdraw your own promotion request while it is pending (or approved for later and
+    not yet used); nobody else may."""
+    return _svc(workspace).withdraw(request_id, comment=comment)
 
 
 def requests(

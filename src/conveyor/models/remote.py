@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import IntegrityError, InvalidArgumentError
 from conveyor.models.records import AliasMove, ModelVersion, PromotionRequest, RegisteredModel
 from conveyor.models.service import DEFAULT_PROTECTED, ModelService, PreparedModel
 from conveyor.models.wire import (
+    evaluation_from_json,
     model_from_json,
     move_from_json,
     request_from_json,
@@ -24,6 +25,9 @@ from conveyor.models.wire import (
 from conveyor.store.client import ServerClient
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conveyor.models.evaluation import Evaluation
 
 __all__ = ["RemoteModelService"]
 
@@ -177,6 +181,41 @@ class RemoteModelService(ModelService):
                 "POST", self._path("promotions", request_id, "approve"), {"comment": comment}
             )
         )
+
+    def withdraw(self, request_id: str, *, comment: str = "") -> PromotionRequest:
+        return request_from_json(
+            self.client.send_json(
+                "POST", self._path("promotions", request_id, "withdraw"), {"comment": comment}
+            )
+        )
+
+    # -- evaluations, cards, comparisons ------------------------------------------------------
+
+    def record_evaluation(
+        self, version: ModelVersion, dataset: str, target: str, values: dict[str, Any]
+    ) -> Evaluation:
+        """Send an evaluation computed here (the model loaded from the server) to be stored."""
+        self.ws.flush_before_remote_write()
+        path = self._path("models", version.name, "versions", str(version.version), "evaluations")
+        body = self.client.send_json("POST", path, {**values, "dataset": dataset, "target": target})
+        return evaluation_from_json(body)
+
+    def evaluations(self, ref: str) -> list[Evaluation]:
+        version = self.get(ref)
+        body = self.client.get_json(
+            self._path("models", version.name, "versions", str(version.version), "evaluations")
+        )
+        return [evaluation_from_json(e) for e in body["evaluations"]]
+
+    def card(self, ref: str, *, format: str = "markdown") -> str:
+        if format not in ("markdown", "html"):
+            raise InvalidArgumentError(f"format must be 'markdown' or 'html'; got {format!r}.")
+        version = self.get(ref)
+        path = self._path("models", version.name, "versions", str(version.version), "card")
+        return self.client.request("GET", path, params={"format": format}).text
+
+    def compare(self, a: str, b: str) -> dict[str, Any]:
+        return dict(self.client.get_json(self._path("model-comparison"), a=a, b=b))
 
     def reject(self, request_id: str, *, comment: str = "") -> PromotionRequest:
         return request_from_json(

@@ -749,7 +749,6 @@ class ModelService:
         """
         from conveyor.models.evaluation import compute_evaluation
 
-        dataset_version = None
         if isinstance(data, str):
             from conveyor.data.service import data_service
 
@@ -775,15 +774,30 @@ class ModelService:
             task=task,
             importance=importance,
         )
+        return self.record_evaluation(loaded.version, label, target, values)
+
+    def record_evaluation(
+        self, version: ModelVersion, dataset: str, target: str, values: dict[str, Any]
+    ) -> Evaluation:
+        """Store an evaluation computed by :meth:`evaluate` (``values``: task, rows, metrics,
+        slices, fairness, importance) on ``dataset``, a dataset version ref or ``<frame>``.
+
+        A team server records the evaluations its clients compute this way.
+        """
+        dataset_version = None
+        if dataset != "<frame>":
+            from conveyor.data.service import data_service
+
+            dataset_version = data_service(self.ws).get(dataset)
+            dataset = dataset_version.ref
         evaluation_id = ids.new_id()
-        version = loaded.version
         with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
             uow.conn.execute(
                 model_evaluations.insert().values(
                     id=evaluation_id,
                     version_id=version.id,
                     dataset_version_id=dataset_version.id if dataset_version else None,
-                    dataset=label,
+                    dataset=dataset,
                     target=target,
                     created_at=uow.now,
                     created_by=uow.actor,
@@ -797,7 +811,7 @@ class ModelService:
             uow.audit(
                 "model.evaluate",
                 node,
-                after={"ref": version.ref, "dataset": label, "metrics": values["metrics"]},
+                after={"ref": version.ref, "dataset": dataset, "metrics": values["metrics"]},
             )
         return self.evaluations(version.ref)[0]
 

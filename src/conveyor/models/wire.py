@@ -4,12 +4,16 @@ remote mode."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.models.records import AliasMove, ModelVersion, PromotionRequest, RegisteredModel
 from conveyor.models.signature import Signature
 
+if TYPE_CHECKING:
+    from conveyor.models.evaluation import Evaluation  # numpy and pandas: loaded when used
+
 __all__ = [
+    "evaluation_from_json",
     "model_from_json",
     "model_to_json",
     "move_from_json",
@@ -90,6 +94,12 @@ def move_from_json(d: dict[str, Any]) -> AliasMove:
         actor=d["actor"],
         request_id=d.get("request_id"),
     )
+
+
+def evaluation_from_json(d: dict[str, Any]) -> Evaluation:
+    from conveyor.models.evaluation import Evaluation
+
+    return Evaluation(**{**d, "created_at": _time(d.get("created_at"))})
 
 
 def request_from_json(d: dict[str, Any]) -> PromotionRequest:

@@ -268,11 +268,58 @@ def protect(project: str, name: str, body: Protection, call: Call = need("admin"
 
 
 @api.get("/models/{name}/versions/{version}/card", response_model=None)
-def model_card(project: str, name: str, version: Version, call: Call = need("viewer")) -> Any:
-    """The version's model card (Markdown)."""
+def model_card(
+    project: str,
+    name: str,
+    version: Version,
+    format: Literal["markdown", "html"] = "markdown",
+    call: Call = need("viewer"),
+) -> Any:
+    """The version's model card, as Markdown or as an HTML page."""
     from fastapi.responses import PlainTextResponse
 
-    return PlainTextResponse(_models(call).card(f"{name}/{version}"), media_type="text/markdown")
+    text = _models(call).card(f"{name}/{version}", format=format)
+    media = "text/markdown" if format == "markdown" else "text/html"
+    return PlainTextResponse(text, media_type=media)
+
+
+class EvaluationValues(BaseModel):
+    dataset: str = Field(min_length=1, max_length=300, description="a dataset ref or <frame>")
+    target: str = Field(min_length=1, max_length=300)
+    task: Literal["classification", "regression"]
+    rows: int = Field(ge=0, le=MAX_INT)
+    metrics: dict[str, float | None] = Field(max_length=1000)
+    slices: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, max_length=1000)
+    fairness: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=1000)
+    importance: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
+
+
+@api.post("/models/{name}/versions/{version}/evaluations", status_code=201)
+def record_evaluation(
+    project: str,
+    name: str,
+    version: Version,
+    body: EvaluationValues,
+    call: Call = need("editor"),
+) -> Any:
+    """Record an evaluation a client computed (``cv.models.evaluate`` in remote mode), as
+    editors log run metrics; promotions still need an approver."""
+    values = body.model_dump(exclude={"dataset", "target"})
+    with call:
+        models = _models(call)
+        found = models.get(f"{name}/{version}")
+        return jsonable(models.record_evaluation(found, body.dataset, body.target, values))
+
+
+@api.get("/model-comparison")
+def compare_models(
+    project: str,
+    a: str = Query(min_length=1, max_length=300),
+    b: str = Query(min_length=1, max_length=300),
+    call: Call = need("viewer"),
+) -> Any:
+    """Two versions side by side: params, metrics, data versions, signature, requirements."""
+    return jsonable(_models(call).compare(a, b))
 
 
 @api.get("/models/{name}/versions/{version}/evaluations")
@@ -326,6 +373,13 @@ def approve(project: str, request_id: str, body: Decision, call: Call = need("ap
     """Approve a pending request (not one's own): the alias moves in the same transaction."""
     with call:
         return jsonable(_models(call).approve(request_id, comment=body.comment))
+
+
+@api.post("/promotions/{request_id}/withdraw")
+def withdraw(project: str, request_id: str, body: Decision, call: Call = need("editor")) -> Any:
+    """Withdraw a pending request (or an approved, deferred, unused one): its requester only."""
+    with call:
+        return jsonable(_models(call).withdraw(request_id, comment=body.comment))
 
 
 @api.post("/promotions/{request_id}/reject")
