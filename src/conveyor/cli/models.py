@@ -312,43 +312,33 @@ def promote(
     console.print(f"Approve with: conveyor models approve {request.id}")
 
 
-@models_app.command("approve")
-def approve(
-    ctx: typer.Context,
-    request_id: Annotated[str, typer.Argument(help="The request's id.")],
-    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
-) -> None:
-    """Approve a pending promotion request: the alias moves in the same transaction."""
+RequestId = Annotated[str, typer.Argument(help="The request's id.")]
+Comment = Annotated[str, typer.Option("--comment", "-m", help="Why.")]
+
+
+def _decide(ctx: typer.Context, action: str, request_id: str, comment: str) -> None:
     ws, svc = _service(ctx)
     with ws:
-        request = svc.approve(request_id, comment=comment)
+        request = getattr(svc, action)(request_id, comment=comment)
     _print_request(request)
+
+
+@models_app.command("approve")
+def approve(ctx: typer.Context, request_id: RequestId, comment: Comment = "") -> None:
+    """Approve a pending promotion request: the alias moves in the same transaction."""
+    _decide(ctx, "approve", request_id, comment)
 
 
 @models_app.command("reject")
-def reject(
-    ctx: typer.Context,
-    request_id: Annotated[str, typer.Argument(help="The request's id.")],
-    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
-) -> None:
+def reject(ctx: typer.Context, request_id: RequestId, comment: Comment = "") -> None:
     """Reject a pending promotion request; the alias stays where it is."""
-    ws, svc = _service(ctx)
-    with ws:
-        request = svc.reject(request_id, comment=comment)
-    _print_request(request)
+    _decide(ctx, "reject", request_id, comment)
 
 
 @models_app.command("withdraw")
-def withdraw(
-    ctx: typer.Context,
-    request_id: Annotated[str, typer.Argument(help="The request's id.")],
-    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
-) -> None:
+def withdraw(ctx: typer.Context, request_id: RequestId, comment: Comment = "") -> None:
     """Withdraw your own promotion request (pending, or approved for later and unused)."""
-    ws, svc = _service(ctx)
-    with ws:
-        request = svc.withdraw(request_id, comment=comment)
-    _print_request(request)
+    _decide(ctx, "withdraw", request_id, comment)
 
 
 @models_app.command("requests")
