@@ -388,53 +388,15 @@ def test_a_table_stored_in_chunks_loads_through_the_server(
 def test_alerts_are_listed_and_closed_through_the_server(
     server: TeamServer, tmp_path: Path
 ) -> None:
-    from conveyor.core.clock import utcnow
-    from conveyor.store.metadata.schema import alert_rules, alerts, monitors
     from conveyor.store.metadata.store import MetadataStore
+    from tests.suites.seed import open_alert
 
     project = "watching"
     editor = server.client_env(server.token_for("otto", project=project), project=project)
     with MetadataStore(f"sqlite:///{server.root / '.conveyor' / 'conveyor.db'}") as store:
         project_id = store.get_project(project).id
-        now = utcnow()
         with store.transaction() as uow:
-            uow.conn.execute(
-                monitors.insert().values(
-                    id="MON1",
-                    project_id=project_id,
-                    name="prod-watch",
-                    deployment="prod",
-                    reference="customers@1",
-                    window_seconds=3600,
-                    config={},
-                    created_at=now,
-                    created_by="t",
-                )
-            )
-            uow.conn.execute(
-                alert_rules.insert().values(
-                    id="RULE1",
-                    monitor_id="MON1",
-                    expression="drift.share_drifted > 0.3",
-                    cooldown_seconds=0,
-                    notify=[],
-                    created_at=now,
-                    created_by="t",
-                )
-            )
-            uow.conn.execute(
-                alerts.insert().values(
-                    id="ALERT1",
-                    rule_id="RULE1",
-                    status="open",
-                    value=0.5,
-                    message="drifted",
-                    result_id="R",
-                    opened_at=now,
-                    last_seen_at=now,
-                    deliveries=[],
-                )
-            )
+            open_alert(uow, project_id, "ALERT1", monitor="prod-watch", deployment="prod")
     listed = cli(tmp_path, editor, "alerts", "list")
     assert listed.returncode == 0, listed.stderr
     assert "ALERT1" in listed.stdout

@@ -370,49 +370,12 @@ def test_a_project_token_cannot_make_itself_a_wider_one(team: Team) -> None:
 def test_an_alert_of_another_project_cannot_be_closed(team: Team) -> None:
     import sqlalchemy as sa
 
-    from conveyor.core.clock import utcnow
-    from conveyor.store.metadata.schema import alert_rules, alerts, monitors
+    from conveyor.store.metadata.schema import alerts
+    from tests.suites.seed import open_alert
 
     ws = team.app.state.conveyor.workspace(PROJECT)
-    now = utcnow()
     with ws.metadata.transaction() as uow:
-        uow.conn.execute(
-            monitors.insert().values(
-                id="M1",
-                project_id=ws.project.id,
-                name="m",
-                deployment="d",
-                reference="r@1",
-                window_seconds=60,
-                config={},
-                created_at=now,
-                created_by="t",
-            )
-        )
-        uow.conn.execute(
-            alert_rules.insert().values(
-                id="R1",
-                monitor_id="M1",
-                expression="x > 1",
-                cooldown_seconds=0,
-                notify=[],
-                created_at=now,
-                created_by="t",
-            )
-        )
-        uow.conn.execute(
-            alerts.insert().values(
-                id="A1",
-                rule_id="R1",
-                status="open",
-                value=2.0,
-                message="m",
-                result_id="X",
-                opened_at=now,
-                last_seen_at=now,
-                deliveries=[],
-            )
-        )
+        open_alert(uow, ws.project.id, "A1")
     url = "/api/v1/projects/beta/alerts/A1/resolve"
     assert team.call("POST", url, "outsider").status_code == 404
     with ws.metadata.read() as conn:

@@ -125,22 +125,15 @@ async def log_version(
     _check_declared_size(call, request)
     form = await request.form(max_files=_MODEL_FILES_MAX + 2, max_fields=_MODEL_FILES_MAX + 2)
     try:
-        spec_part = form.get("spec")
-        if spec_part is None or isinstance(spec_part, str):
-            raise InvalidArgumentError("A model upload needs a 'spec' file part (JSON).")
-        spec = _model_spec(await spec_part.read())
+        missing = "A model upload needs a 'spec' file part (JSON)."
+        spec = _model_spec(await _part(form, "spec", missing).read())
         files: dict[str, bytes] = {}
         for i, file_name in enumerate(spec["files"]):
-            part = form.get(f"file{i}")
-            if part is None or isinstance(part, str):
-                raise InvalidArgumentError(f"The upload lacks the part file{i} ({file_name!r}).")
-            files[file_name] = await part.read()
+            files[file_name] = await _file_part(form, i, file_name).read()
         example = None
         if spec["example_name"]:
-            part = form.get("example")
-            if part is None or isinstance(part, str):
-                raise InvalidArgumentError("spec names an example_name but no 'example' part came.")
-            example = (spec["example_name"], await part.read())
+            missing = "spec names an example_name but no 'example' part came."
+            example = (spec["example_name"], await _part(form, "example", missing).read())
     finally:
         await form.close()
 
@@ -166,6 +159,18 @@ async def log_version(
         return wire.version_to_json(version)
 
     return await anyio.to_thread.run_sync(register)
+
+
+def _part(form: Any, key: str, missing: str) -> Any:
+    """The file part ``key`` of a multipart upload; a missing (or plain text) one is refused."""
+    part = form.get(key)
+    if part is None or isinstance(part, str):
+        raise InvalidArgumentError(missing)
+    return part
+
+
+def _file_part(form: Any, index: int, name: str) -> Any:
+    return _part(form, f"file{index}", f"The upload lacks the part file{index} ({name!r}).")
 
 
 def _model_spec(raw: bytes) -> dict[str, Any]:
@@ -493,15 +498,11 @@ async def add_dataset_version(
     form = await request.form(max_files=_DATASET_FILES_MAX + 1, max_fields=_DATASET_FILES_MAX + 1)
     folder = FilePath(tempfile.mkdtemp(prefix="conveyor-dataset-"))
     try:
-        spec_part = form.get("spec")
-        if spec_part is None or isinstance(spec_part, str):
-            raise InvalidArgumentError("A dataset upload needs a 'spec' file part (JSON).")
-        spec = _dataset_spec(await spec_part.read())
+        missing = "A dataset upload needs a 'spec' file part (JSON)."
+        spec = _dataset_spec(await _part(form, "spec", missing).read())
         for i, relative in enumerate(spec["files"]):
             validate_artifact_path(relative)
-            part = form.get(f"file{i}")
-            if part is None or isinstance(part, str):
-                raise InvalidArgumentError(f"The upload lacks the part file{i} ({relative!r}).")
+            part = _file_part(form, i, relative)
             target = folder / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as out:
