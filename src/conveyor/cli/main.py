@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from gc import freeze as freeze_heap  # (the `gc` command is this module's `gc`)
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -489,6 +490,16 @@ def _remote_audit(ws, obj, actor, action, start, limit):  # type: ignore[no-unty
 
 def run() -> None:
     """Console-script entry point: run the app, turning Conveyor errors into one line."""
+    try:
+        _run()
+    finally:
+        # The command is done: spare the interpreter's exit a full collection over the heap
+        # the imports built (0.2 s of every command with pandas and SQLAlchemy loaded).
+        # Exit handlers still run; nothing frozen outlives the process.
+        freeze_heap()
+
+
+def _run() -> None:
     debug = "--debug" in sys.argv[1:] or os.environ.get("CONVEYOR_DEBUG") == "1"
     try:
         _add_domain_commands(sys.argv[1:])
