@@ -275,6 +275,19 @@ def test_the_registry_works_through_the_server(server: TeamServer, tmp_path: Pat
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "withdrawn"
 
+    scored = python(
+        tmp_path,
+        {**editor, "PYTHONPATH": repo},
+        "import conveyor as cv\n"
+        "with cv.start_run('score') as run:\n"
+        "    cv.models.load('churn@champion')\n"
+        "print(run.id)\n",
+    )
+    assert scored.returncode == 0, scored.stderr
+    upstream = cli(tmp_path, viewer, "lineage", f"run:{scored.stdout.strip()}")
+    assert "model_version" in upstream.stdout
+    assert "used_by" in upstream.stdout
+
 
 EVALUATE = """
 import conveyor as cv
@@ -298,8 +311,10 @@ with open("photos/cats/a.txt", "w") as f:
 with open("photos/readme.md", "w") as f:
     f.write("# photos")
 files = cv.data.add("photos", "photos")
-back = cv.data.load("customers@latest")
-print(table.ref, table.kind, table.rows, files.ref, files.files, back.equals(frame), run.id)
+with cv.start_run("train") as used:
+    back = cv.data.load("customers@latest")
+shown = (table.ref, table.kind, table.rows, files.ref, files.files, back.equals(frame))
+print(*shown, run.id, used.id)
 """
 
 
@@ -311,13 +326,16 @@ def test_dataset_versions_work_through_the_server(server: TeamServer, tmp_path: 
     )
     added = python(tmp_path, editor, ADD_DATA)
     assert added.returncode == 0, added.stderr
-    *shown, run_id = added.stdout.split()
+    *shown, run_id, used_id = added.stdout.split()
     assert shown == ["customers@1", "table", "50", "photos@1", "2", "True"]
     listed = cli(tmp_path, viewer, "data", "list")
     assert "customers" in listed.stdout
     assert "photos" in listed.stdout
     lineage = cli(tmp_path, viewer, "lineage", f"run:{run_id}", "--downstream")
     assert "dataset_version" in lineage.stdout
+    read = cli(tmp_path, viewer, "lineage", f"run:{used_id}")  # upstream: what it read
+    assert "dataset_version" in read.stdout
+    assert "used_by" in read.stdout
     refused = python(
         tmp_path,
         viewer,

@@ -165,4 +165,10 @@ class RemoteDataService(DataService):
         return assemble(entry, lambda d: self._download(version, name(d), d))
 
     def _used(self, version: DatasetVersion, ref: str) -> None:
-        note_read("dataset", ref, version.id)  # lineage edges of remote reads: not yet
+        note_read("dataset", ref, version.id)
+        run = current_activity()
+        if run is not None and run.kind == "run":
+            self.ws.flush_before_remote_write()  # the server must know the run first
+            self.client.send_json(
+                "POST", self._path("runs", run.id, "uses"), {"kind": "dataset", "ref": version.ref}
+            )

@@ -124,7 +124,13 @@ class RemoteModelService(ModelService):
         return data
 
     def _record_use(self, version: ModelVersion, run: ObjectRef) -> None:
-        """Lineage of loads is recorded by the server's own stores only (not remotely yet)."""
+        """Have the server draw ``version -used_by-> run`` (runs only, as for datasets)."""
+        if run.kind != "run":
+            return
+        self.ws.flush_before_remote_write()  # the server must know the run first
+        self.client.send_json(
+            "POST", self._path("runs", run.id, "uses"), {"kind": "model", "ref": version.ref}
+        )
 
     # -- aliases and promotions -----------------------------------------------------------------
 

@@ -722,6 +722,28 @@ def policy_action(
 # -- lineage -------------------------------------------------------------------------------
 
 
+class Use(BaseModel):
+    kind: Literal["dataset", "model"]
+    ref: str = Field(min_length=1, max_length=300, description="customers@3 or churn/2")
+
+
+@api.post("/runs/{run_id}/uses")
+def record_use(project: str, run_id: str, body: Use, call: Call = need("editor")) -> Any:
+    """Record that a run read a dataset version or loaded a model version (the lineage edge
+    ``version -used_by-> run``), for clients that read them through this server."""
+    assert call.project is not None
+    run = _owned_run(call, run_id)
+    assert run is not None
+    with call:
+        if body.kind == "dataset":
+            node = ObjectRef("dataset_version", _data(call).get(body.ref).id)
+        else:
+            node = ObjectRef("model_version", _models(call).get(body.ref).id)
+        with call.workspace.metadata.transaction(project_id=call.project.id) as uow:
+            uow.link(node, run, "used_by")
+    return {"src": str(node), "dst": str(run), "relation": "used_by"}
+
+
 @api.get("/lineage/{kind}/{object_id}")
 def lineage(
     project: str,
