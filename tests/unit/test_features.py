@@ -256,6 +256,60 @@ def test_late_rows_with_a_created_time_reach_the_online_store(tmp_path: Path):
     assert cv.features.online({"customer_id": [1]}, ["spend"])["spend"] == [10.0]
 
 
+def test_late_rows_in_new_or_rewritten_files_reach_the_online_store(tmp_path: Path):
+    cv.init(tmp_path, project="late-files")
+    folder = tmp_path / "activity"
+    folder.mkdir()
+    ROWS.to_parquet(folder / "day1.parquet")
+    view = activity_view(ParquetSource(str(folder / "*.parquet")), ttl="30d")
+    cv.features.apply([customer, view])
+    cv.features.materialize(end=at(6))
+    late = pd.DataFrame(
+        {
+            "customer_id": [2, 1, 3],
+            "event_ts": [at(3), at(4), at(2)],  # all older than the last run's end
+            "spend": [7.0, 4.0, 3.0],
+            "visits": [7, 4, 3],
+        }
+    )
+    late.to_parquet(folder / "late.parquet")  # arrives after the run
+    cv.features.materialize(end=at(6, 12))
+    online = cv.features.online({"customer_id": [1, 2, 3]}, ["spend"])
+    assert online["spend"] == [5.0, 7.0, 3.0]  # newer than stored wins; older never does
+    rewritten = ROWS.assign(spend=ROWS["spend"] * 10)  # a file corrected in place
+    rewritten.loc[rewritten["customer_id"] == 2, "event_ts"] = at(3, 12)
+    rewritten.to_parquet(folder / "day1.parquet")
+    cv.features.materialize(end=at(7))
+    assert cv.features.online({"customer_id": [2]}, ["spend"])["spend"] == [1000.0]
+
+
+def test_late_rows_in_a_new_dataset_version_reach_the_online_store(tmp_path: Path):
+    cv.init(tmp_path, project="late-dataset")
+    cv.data.add("activity_rows", ROWS)
+    view = activity_view(DatasetSource("activity_rows@latest"), ttl="30d")
+    cv.features.apply([customer, view])
+    cv.features.materialize(end=at(6))
+    late = pd.DataFrame({"customer_id": [3], "event_ts": [at(2)], "spend": [3.0], "visits": [3]})
+    cv.data.add("activity_rows", pd.concat([ROWS, late], ignore_index=True))
+    cv.features.materialize(end=at(6, 12))
+    assert cv.features.online({"customer_id": [1, 3]}, ["spend"])["spend"] == [5.0, 3.0]
+
+
+def test_the_memory_limit_setting_reaches_duckdb_and_a_bad_one_is_named(tmp_path: Path):
+    from conveyor.features import offline
+
+    con = offline.connect("300MB", tmp_path)
+    try:
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        spill = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+    finally:
+        con.close()
+    assert limit in ("286.1 MiB", "300.0 MB", "286.1MiB")
+    assert spill.startswith(str(tmp_path))
+    with pytest.raises(InvalidArgumentError, match="query_memory_limit = 'lots'"):
+        offline.connect("lots", tmp_path)
+
+
 def test_a_new_definition_rebuilds_the_online_records(ws: cv.Workspace):
     cv.features.materialize(end=at(6))
     reordered = FeatureView(

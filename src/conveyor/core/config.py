@@ -84,6 +84,14 @@ class Settings:
             "key": True,
         },
     )
+    query_memory_limit: str = field(
+        default="",
+        metadata={
+            "help": "Memory DuckDB may use for feature joins and materialization before it "
+            "spills to .conveyor/tmp, e.g. 2GB. Default: DuckDB's (80% of RAM).",
+            "key": True,
+        },
+    )
     approvers: str = field(
         default="",
         metadata={

@@ -6,6 +6,10 @@ by sorting and merging, streaming over Parquet. A source with a ``created_timest
 corrections) is joined by range instead, so a correction recorded after a training row's
 time never reaches it.
 
+DuckDB keeps within ``query_memory_limit`` (a setting) and spills what does not fit to a
+folder of the process under ``.conveyor/tmp``, so a source larger than RAM streams through
+the join and the materialization query.
+
 Queries are composed from identifiers only: view and feature names are checked
 (``[a-z][a-z0-9_]*``) and every column name is quoted (``_quote``); values are bound
 parameters.
@@ -13,11 +17,13 @@ parameters.
 
 from __future__ import annotations
 
+import glob
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.features.definitions import (
     DataFrameSource,
     DatasetSource,
@@ -27,13 +33,30 @@ from conveyor.features.definitions import (
     SqlSource,
 )
 
-__all__ = ["connect", "join_view", "latest_rows"]
+__all__ = ["FileSplit", "connect", "join_view", "latest_rows", "source_state", "split_files"]
+
+FileSplit = tuple[list[str], list[str]]  # a source's files read before, and new or changed ones
 
 
-def connect() -> Any:
+def connect(memory_limit: str = "", spill_root: Path | None = None) -> Any:
+    """A DuckDB connection in UTC that keeps within ``memory_limit`` (DuckDB's default when
+    empty) and spills to a folder of this process under ``spill_root``, which DuckDB makes
+    when it first spills and removes when the connection closes."""
     import duckdb
 
-    con = duckdb.connect()
+    config: dict[str, Any] = {}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if spill_root is not None:
+        spill_root.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(spill_root / f"duckdb-{os.getpid()}")
+    try:
+        con = duckdb.connect(config=config)
+    except duckdb.Error as e:
+        raise InvalidArgumentError(
+            f"The setting query_memory_limit = {memory_limit!r} is not a memory size: {e}",
+            hint="Use a size such as 2GB or 512MB, or leave it empty for DuckDB's default.",
+        ) from e
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -56,10 +79,7 @@ def source_relation(
     name of the reading relation."""
     source: Source = view.source
     if isinstance(source, ParquetSource):
-        path = source.path
-        if root is not None and "://" not in path and not Path(path).is_absolute():
-            path = str(root / path)  # relative to the project root, wherever the process runs
-        rel = con.read_parquet(path)
+        rel = con.read_parquet(_parquet_path(source, root))
     elif isinstance(source, DatasetSource):
         if data_service is None:
             raise InvalidArgumentError("A DatasetSource needs the workspace's data service.")
@@ -93,6 +113,49 @@ def source_relation(
         )
     con.register(alias, rel)
     return alias
+
+
+def _parquet_path(source: ParquetSource, root: Path | None) -> str:
+    path = source.path
+    if root is not None and "://" not in path and not Path(path).is_absolute():
+        path = str(root / path)  # relative to the project root, wherever the process runs
+    return path
+
+
+def source_state(view: FeatureView, data_service: Any = None, root: Path | None = None) -> Any:
+    """What the source of ``view`` reads now, for telling late rows on the next incremental
+    materialization: a local Parquet source's files with their size and modification time,
+    a dataset source's version digest; None for sources that cannot tell (SQL, remote
+    files, DataFrames)."""
+    source = view.source
+    if isinstance(source, ParquetSource):
+        path = _parquet_path(source, root)
+        if "://" in path:
+            return None
+        files = {}
+        for name in sorted(glob.glob(path, recursive=True)):
+            try:
+                st = os.stat(name)
+            except OSError:
+                continue  # removed while listing: the query will not read it either
+            files[name] = [st.st_size, st.st_mtime_ns]
+        return {"files": files}
+    if isinstance(source, DatasetSource) and data_service is not None:
+        return {"dataset": data_service.get(source.ref).digest}
+    return None
+
+
+def split_files(before: Any, now: Any) -> FileSplit | None:
+    """The files of ``now`` (a ``source_state``) that were read before unchanged, and those
+    new or changed since ``before``, which may hold rows older than the last
+    materialization. None when the states cannot tell (no earlier state, or no files)."""
+    if not before or not now or "files" not in before or "files" not in now:
+        return None
+    unchanged: list[str] = []
+    late: list[str] = []
+    for name, mark in now["files"].items():
+        (unchanged if before["files"].get(name) == mark else late).append(name)
+    return unchanged, late
 
 
 _TZ = "TIMESTAMP WITH TIME ZONE"
@@ -160,9 +223,25 @@ def join_view(
             f"{c_time} DESC NULLS LAST) = 1 ORDER BY e.__row"
         )
     try:
-        return con.sql(query).to_arrow_table()
+        return _arrow(con, view, query)
     finally:
         con.unregister(entity_alias)
+
+
+def _with_late_files(con: Any, view: FeatureView, split: FileSplit, ts: str) -> str:
+    """A relation of the rows new since ``$start`` in the files read before, and of every
+    row in the new or changed files: each file is read once."""
+    unchanged, late = split
+    parts = []
+    if unchanged:
+        con.register(f"seen_{view.name}", con.read_parquet(unchanged))
+        parts.append(f"SELECT * FROM seen_{view.name} WHERE {ts} > $start")
+    if late:
+        con.register(f"late_{view.name}", con.read_parquet(late))
+        parts.append(f"SELECT * FROM late_{view.name}")
+    if not parts:
+        return f"(SELECT * FROM src_{view.name} WHERE FALSE)"
+    return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
 
 def _key_text(column: str, duck_type: str) -> str:
@@ -188,6 +267,7 @@ def latest_rows(
     root: Path | None = None,
     *,
     numeric: bool = False,
+    split: FileSplit | None = None,
 ) -> Any:
     """Per entity, its latest row with ``event_ts <= end`` and ``event_ts >= end - ttl``
     among the rows new since ``start``, encoded for the online store: an Arrow table of
@@ -195,7 +275,10 @@ def latest_rows(
     time and the values in feature order), sorted by key; with ``numeric``, the features as
     float64 columns instead of the payload (packed by the caller). "New" is by ``created_timestamp``
     when the source has one (so late rows and corrections are picked up), else by event
-    time. The encoding happens in DuckDB: a million rows in Python took seconds."""
+    time; ``split`` divides a Parquet source's files into those read before and those new or
+    changed since ``start``, whose rows all count whatever their time (late rows without a
+    ``created_timestamp``).
+    The encoding happens in DuckDB: a million rows in Python took seconds."""
     src = source_relation(con, view, f"src_{view.name}", data_service, root)
     types = dict(zip(con.table(src).columns, map(str, con.table(src).types), strict=True))
     ts = f"CAST({_quote(view.source.timestamp)} AS TIMESTAMP)"
@@ -206,8 +289,11 @@ def latest_rows(
     if c_ts is not None:
         conditions.append(f"{c_ts} <= $end")  # nothing recorded after END
     if start is not None:
-        conditions.append(f"{c_ts or ts} > $start")
         params["start"] = _naive_utc(start)
+        if split is not None and c_ts is None:
+            src = _with_late_files(con, view, split, ts)
+        else:
+            conditions.append(f"{c_ts or ts} > $start")
     if view.ttl_delta is not None:
         conditions.append(f"{ts} >= $expiry")
         params["expiry"] = _naive_utc(end - view.ttl_delta)
@@ -231,4 +317,19 @@ def latest_rows(
             f"SELECT __key, __ts, json_array(__ts, json_array({feats})) AS __payload "
             f"FROM ({latest}) ORDER BY __key"
         )
-    return con.sql(query, params=params).to_arrow_table()
+    return _arrow(con, view, query, params)
+
+
+def _arrow(con: Any, view: FeatureView, query: str, params: dict[str, Any] | None = None) -> Any:
+    import duckdb
+
+    try:
+        return con.sql(query, params=params).to_arrow_table()
+    except duckdb.OutOfMemoryException as e:
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        raise ConveyorError(
+            f"The query of feature view {view.name!r} needed more memory than DuckDB may use "
+            f"({limit}), even spilling to disk: {str(e).splitlines()[0]}",
+            hint="Raise query_memory_limit in conveyor.toml (or CONVEYOR_QUERY_MEMORY_LIMIT), "
+            "or ask for fewer entity rows at a time.",
+        ) from e

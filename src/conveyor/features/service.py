@@ -485,7 +485,8 @@ class FeatureService:
         ts = entity_df[timestamp]
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-        con = offline.connect()
+        settings = self.ws.settings
+        con = offline.connect(settings.query_memory_limit, settings.state_dir / "tmp")
         data = (
             self._data_service()
             if any(
@@ -599,11 +600,15 @@ class FeatureService:
             done.append(self._materialize_one(view, version_ids[name], start, end_at))
         return done
 
-    def _last_run(self, name: str) -> tuple[datetime, str] | None:
-        """When the latest materialization of ``name`` into this online store ended, and the
-        definition version it wrote."""
+    def _last_run(self, name: str) -> tuple[datetime, str, Any] | None:
+        """When the latest materialization of ``name`` into this online store ended, the
+        definition version it wrote and what its source read (``offline.source_state``)."""
         query = (
-            sa.select(materializations.c.end_at, materializations.c.version_id)
+            sa.select(
+                materializations.c.end_at,
+                materializations.c.version_id,
+                materializations.c.source_state,
+            )
             .join(feature_views, feature_views.c.id == materializations.c.view_id)
             .where(
                 feature_views.c.project_id == self.project_id,
@@ -615,15 +620,19 @@ class FeatureService:
         )
         with self.ws.metadata.read() as conn:
             row = conn.execute(query).first()
-        return None if row is None else (_utc(row.end_at), row.version_id)
+        return None if row is None else (_utc(row.end_at), row.version_id, row.source_state)
 
     def _materialize_one(
         self, view: FeatureView, version_id: str, start: datetime | None, end: datetime
     ) -> Materialization:
         started = time.perf_counter()
         store = self.online_store
+        root = self.ws.settings.root
+        data = self._data_service() if isinstance(view.source, DatasetSource) else None
+        state = offline.source_state(view, data, root)
         last = self._last_run(view.name)
         since = start
+        split = None
         if last is not None and last[1] != version_id:
             store.drop(view.name)  # a new definition: its records are laid out anew
             since = None
@@ -632,12 +641,20 @@ class FeatureService:
             if since > end:
                 store.drop(view.name)  # going back in time: rebuild at END
                 since = None
-        con = offline.connect()
+            elif view.source.created_timestamp is None:
+                # Without a created time, rows older than the last run can only be told by
+                # where they are: new or rewritten files, or another dataset version (read
+                # whole; the stores keep the newer of two values).
+                split = offline.split_files(last[2], state)
+                if state and "dataset" in state and state != last[2]:
+                    since = None
+        con = offline.connect(
+            self.ws.settings.query_memory_limit, self.ws.settings.state_dir / "tmp"
+        )
         try:
-            data = self._data_service() if isinstance(view.source, DatasetSource) else None
             numeric = all(f.dtype in _NUMERIC for f in view.features)
             table = offline.latest_rows(
-                con, view, since, end, data, self.ws.settings.root, numeric=numeric
+                con, view, since, end, data, root, numeric=numeric, split=split
             )
         finally:
             con.close()
@@ -682,6 +699,7 @@ class FeatureService:
                         "end_at": end,
                         "rows": rows,
                         "seconds": seconds,
+                        "source_state": state,
                         "created_at": uow.now,
                     }
                 ],

@@ -521,6 +521,9 @@ materializations = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("seconds", sa.Float, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # What the source read (files with size and mtime, or a dataset digest): the next
+    # incremental run tells late rows by it.
+    sa.Column("source_state", JSONType, nullable=True),
     sa.Index(None, "view_id", "end_at"),
 )
 
