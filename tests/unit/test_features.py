@@ -283,6 +283,17 @@ def test_late_rows_in_new_or_rewritten_files_reach_the_online_store(tmp_path: Pa
     assert cv.features.online({"customer_id": [2]}, ["spend"])["spend"] == [1000.0]
 
 
+def test_a_single_file_source_rewritten_in_place_is_read_again(tmp_path: Path):
+    cv.init(tmp_path, project="one-file")
+    ROWS.to_parquet(tmp_path / "activity.parquet")
+    cv.features.apply([customer, activity_view(ParquetSource("activity.parquet"), ttl="30d")])
+    cv.features.materialize(end=at(6))
+    late = pd.DataFrame({"customer_id": [3], "event_ts": [at(2)], "spend": [3.0], "visits": [3]})
+    pd.concat([ROWS, late], ignore_index=True).to_parquet(tmp_path / "activity.parquet")
+    cv.features.materialize(start=at(5), end=at(6, 12))  # an explicit start: still read whole
+    assert cv.features.online({"customer_id": [1, 3]}, ["spend"])["spend"] == [5.0, 3.0]
+
+
 def test_late_rows_in_a_new_dataset_version_reach_the_online_store(tmp_path: Path):
     cv.init(tmp_path, project="late-dataset")
     cv.data.add("activity_rows", ROWS)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,13 +51,18 @@ def connect(memory_limit: str = "", spill_root: Path | None = None) -> Any:
         config["memory_limit"] = memory_limit
     if spill_root is not None:
         spill_root.mkdir(parents=True, exist_ok=True)
-        config["temp_directory"] = str(spill_root / f"duckdb-{os.getpid()}")
+        # One folder per connection: DuckDB makes it on the first spill and removes it, with
+        # everything in it, on close, so no two connections (threads, or containers sharing
+        # a volume with the same PID) may share one.
+        config["temp_directory"] = str(spill_root / f"duckdb-{os.getpid()}-{uuid.uuid4().hex}")
     try:
         con = duckdb.connect(config=config)
     except duckdb.Error as e:
         raise InvalidArgumentError(
-            f"The setting query_memory_limit = {memory_limit!r} is not a memory size: {e}",
-            hint="Use a size such as 2GB or 512MB, or leave it empty for DuckDB's default.",
+            f"DuckDB refused its settings (query_memory_limit = {memory_limit!r}, spill "
+            f"folder {config.get('temp_directory')}): {e}",
+            hint="Use a memory size such as 2GB or 512MB (or leave query_memory_limit empty "
+            "for DuckDB's default), and make sure .conveyor/tmp is writable.",
         ) from e
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -133,12 +140,13 @@ def source_state(view: FeatureView, data_service: Any = None, root: Path | None 
         if "://" in path:
             return None
         files = {}
-        for name in sorted(glob.glob(path, recursive=True)):
+        for name in sorted(glob.glob(path, recursive=True, include_hidden=True)):
             try:
                 st = os.stat(name)
             except OSError:
                 continue  # removed while listing: the query will not read it either
-            files[name] = [st.st_size, st.st_mtime_ns]
+            if stat.S_ISREG(st.st_mode):  # DuckDB reads files only, never folders
+                files[name] = [st.st_size, st.st_mtime_ns]
         return {"files": files}
     if isinstance(source, DatasetSource) and data_service is not None:
         return {"dataset": data_service.get(source.ref).digest}
@@ -149,7 +157,7 @@ def split_files(before: Any, now: Any) -> FileSplit | None:
     """The files of ``now`` (a ``source_state``) that were read before unchanged, and those
     new or changed since ``before``, which may hold rows older than the last
     materialization. None when the states cannot tell (no earlier state, or no files)."""
-    if not before or not now or "files" not in before or "files" not in now:
+    if not before or not now or not before.get("files") or not now.get("files"):
         return None
     unchanged: list[str] = []
     late: list[str] = []
@@ -230,7 +238,7 @@ def join_view(
 
 def _with_late_files(con: Any, view: FeatureView, split: FileSplit, ts: str) -> str:
     """A relation of the rows new since ``$start`` in the files read before, and of every
-    row in the new or changed files: each file is read once."""
+    row in the new or changed files: each file is read once. ``split`` is never empty."""
     unchanged, late = split
     parts = []
     if unchanged:
@@ -238,9 +246,8 @@ def _with_late_files(con: Any, view: FeatureView, split: FileSplit, ts: str) -> 
         parts.append(f"SELECT * FROM seen_{view.name} WHERE {ts} > $start")
     if late:
         con.register(f"late_{view.name}", con.read_parquet(late))
-        parts.append(f"SELECT * FROM late_{view.name}")
-    if not parts:
-        return f"(SELECT * FROM src_{view.name} WHERE FALSE)"
+        # $start in every branch: DuckDB refuses a bound parameter the query does not use
+        parts.append(f"SELECT * FROM late_{view.name} WHERE CAST($start AS TIMESTAMP) IS NOT NULL")
     return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
 

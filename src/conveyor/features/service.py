@@ -298,7 +298,13 @@ class FeatureService:
                 .order_by(feature_view_versions.c.version.desc())
             ).all()
             runs = conn.execute(
-                sa.select(materializations)
+                sa.select(
+                    materializations.c.start_at,
+                    materializations.c.end_at,
+                    materializations.c.rows,
+                    materializations.c.seconds,
+                    materializations.c.online_uri,
+                )
                 .where(materializations.c.view_id == view_id)
                 .order_by(materializations.c.end_at.desc())
                 .limit(10)
@@ -641,13 +647,13 @@ class FeatureService:
             if since > end:
                 store.drop(view.name)  # going back in time: rebuild at END
                 since = None
-            elif view.source.created_timestamp is None:
-                # Without a created time, rows older than the last run can only be told by
-                # where they are: new or rewritten files, or another dataset version (read
-                # whole; the stores keep the newer of two values).
-                split = offline.split_files(last[2], state)
-                if state and "dataset" in state and state != last[2]:
-                    since = None
+        if since is not None and last is not None and view.source.created_timestamp is None:
+            # Without a created time, rows older than the last run can only be told by where
+            # they are: new or rewritten files, or another dataset version (read whole; the
+            # stores keep the newer of two values).
+            split = offline.split_files(last[2], state)
+            if state and "dataset" in state and state != last[2]:
+                since = None
         con = offline.connect(
             self.ws.settings.query_memory_limit, self.ws.settings.state_dir / "tmp"
         )
@@ -687,6 +693,17 @@ class FeatureService:
                     feature_views.c.name == view.name,
                 )
             ).scalar()
+            # Only the newest run's source state is ever read: earlier ones are let go, so a
+            # source of many files does not grow the store by its file list per run.
+            uow.conn.execute(
+                materializations.update()
+                .where(
+                    materializations.c.view_id == view_id,
+                    materializations.c.online_uri == redact_uri(store.uri),
+                    materializations.c.source_state.is_not(None),
+                )
+                .values(source_state=None)
+            )
             uow.conn.execute(
                 materializations.insert(),
                 [
