@@ -32,6 +32,26 @@ def frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame({"a": rng.normal(shift, 1, n), "b": rng.normal(0, 1, n)})
 
 
+@cv.step
+def prepare(ref: str) -> pd.DataFrame:
+    """A pipeline step that reads raw data and writes the table the model is trained on."""
+    raw = cv.data.load(ref)
+    table = raw.assign(c=raw["a"] - raw["b"])
+    cv.data.add("train-table", table)
+    return table
+
+
+@cv.step
+def fit(table: pd.DataFrame) -> str:
+    model = LogisticRegression().fit(table[["a", "b", "c"]], (table["a"] > 0).astype(int))
+    return cv.models.log(model, "piped", input_example=table[["a", "b", "c"]][:5]).ref
+
+
+@cv.pipeline(name="piped-train")
+def piped(ref: str = "train@1") -> None:
+    fit(prepare(ref))
+
+
 class MonitoringSuite:
     @pytest.fixture
     def ws(
@@ -285,5 +305,13 @@ class MonitoringSuite:
             client.predict(frame(3, 9), name="web")
         monitor = cv.monitoring.create("web-watch", deployment="web", workspace=ws)
         assert monitor["reference"] == "train@1"
+        # Through a pipeline: the table a step wrote, with every input the model takes, not
+        # the raw data it came from (which lacks column c).
+        piped.run(executor="inline", ref="train@1")
+        cv.serving.deployments(ws).create("piped", "piped")
+        with ModelServerClient(deployment="piped", workspace=ws) as client:
+            client.predict(frame(3, 9).assign(c=0.5), name="piped")
+        monitor = cv.monitoring.create("piped-watch", deployment="piped", workspace=ws)
+        assert monitor["reference"] == "train-table@1"
         with pytest.raises(cv.InvalidArgumentError, match="no dataset version"):
             cv.monitoring.create("prod-watch", deployment="prod", workspace=ws)  # churn: no run

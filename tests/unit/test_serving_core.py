@@ -267,6 +267,16 @@ def test_the_log_writes_every_row_it_accepts(tmp_path: Path) -> None:
     assert not list((tmp_path / "logs").rglob(".*.tmp"))  # no half-written files
 
 
+def test_a_log_read_can_take_only_some_inputs(tmp_path: Path) -> None:
+    sink = ParquetLog(str(tmp_path), "predictions", flush_seconds=60)
+    sink.add(_entry(4))
+    sink.close()
+    frame = read_log(str(tmp_path), inputs=["b", "not-logged"])
+    assert "inputs.a" not in frame.columns
+    assert frame["inputs.b"].tolist() == [1.0, 3.0, 5.0, 7.0]
+    assert {"prediction_id", "ts", "latency_ms"} <= set(frame.columns)
+
+
 def test_a_failing_sink_keeps_rows_up_to_the_bound_and_counts_the_rest(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the log folder should be")

@@ -221,12 +221,7 @@ class MonitorService:
         """The dataset version that trained the model the deployment answers with (newest
         logged prediction), as ``name@N``."""
         from conveyor.store.logs import read_log
-        from conveyor.store.metadata.schema import (
-            dataset_versions,
-            datasets,
-            lineage_edges,
-            model_versions,
-        )
+        from conveyor.store.metadata.schema import model_versions
         from conveyor.store.metadata.schema import models as model_table
 
         now = datetime.now(UTC)
@@ -249,24 +244,17 @@ class MonitorService:
             )
         newest = logged.sort_values("ts").iloc[-1]
         model, number = str(newest["model"]), int(newest["model_version"])
-        e = lineage_edges
-        query = (
-            sa.select(datasets.c.name, dataset_versions.c.version)
-            .select_from(model_versions)
-            .join(model_table, model_table.c.id == model_versions.c.model_id)
-            .join(e, (e.c.dst_kind == "run") & (e.c.dst_id == model_versions.c.run_id))
-            .join(dataset_versions, dataset_versions.c.id == e.c.src_id)
-            .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
-            .where(
-                model_table.c.project_id == self.project_id,
-                model_table.c.name == model,
-                model_versions.c.version == number,
-                e.c.src_kind == "dataset_version",
-            )
-            .order_by(datasets.c.name, dataset_versions.c.version)
-        )
         with self.ws.metadata.read() as conn:
-            found = [f"{n}@{v}" for n, v in conn.execute(query)]
+            made = conn.execute(
+                sa.select(model_versions.c.run_id, model_versions.c.signature)
+                .join(model_table, model_table.c.id == model_versions.c.model_id)
+                .where(
+                    model_table.c.project_id == self.project_id,
+                    model_table.c.name == model,
+                    model_versions.c.version == number,
+                )
+            ).first()
+        found = self._trained_on(made.run_id, made.signature) if made and made.run_id else []
         if len(found) != 1:
             what = "no dataset version" if not found else f"several ({', '.join(found)})"
             raise InvalidArgumentError(
@@ -275,6 +263,48 @@ class MonitorService:
                 hint=hint,
             )
         return found[0]
+
+    def _trained_on(self, run_id: str, signature: dict[str, Any] | None) -> _list[str]:
+        """The dataset versions (``name@N``) that best stand for what the run that logged a
+        model trained on: among the versions upstream of the run (through pipeline steps'
+        outputs) and the tables those runs wrote, the ones holding every input column of the
+        model's signature, nearest to the run first; several only when they tie."""
+        from conveyor.store.metadata.schema import dataset_versions, datasets, lineage_edges
+
+        graph = self.ws.lineage(ObjectRef("run", run_id), direction="upstream")
+        runs = {run_id: 0}
+        depth: dict[str, int] = {}
+        for x in graph.edges:
+            if x.src.kind in ("run", "dataset_version"):
+                near = runs if x.src.kind == "run" else depth
+                near[x.src.id] = min(near.get(x.src.id, x.depth), x.depth)
+        e = lineage_edges
+        with self.ws.metadata.read() as conn:
+            for run, version_id in conn.execute(
+                sa.select(e.c.src_id, e.c.dst_id).where(
+                    e.c.src_kind == "run",
+                    e.c.src_id.in_(list(runs)),
+                    e.c.dst_kind == "dataset_version",
+                    e.c.relation == "produced",
+                )
+            ):
+                # a table a step wrote is nearer to what was trained on than what it read
+                depth[version_id] = min(depth.get(version_id, runs[run]), runs[run])
+            rows = conn.execute(
+                sa.select(
+                    dataset_versions.c.id,
+                    datasets.c.name,
+                    dataset_versions.c.version,
+                    dataset_versions.c.columns,
+                )
+                .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+                .where(dataset_versions.c.id.in_(list(depth)))
+            ).all()
+        inputs = {c["name"] for c in (signature or {}).get("inputs", []) if c.get("name")}
+        ranked = sorted(
+            (not inputs <= set(r.columns or {}), depth[r.id], f"{r.name}@{r.version}") for r in rows
+        )
+        return [ref for *rank, ref in ranked if rank == list(ranked[0][:2])]
 
     def get(self, name: str) -> dict[str, Any]:
         with self.ws.metadata.read() as conn:
@@ -333,14 +363,6 @@ class MonitorService:
         start = _utc(start) if start is not None else end - timedelta(seconds=monitor["window"])
         if start >= end:
             raise InvalidArgumentError(f"The window is empty: start {start} is not before {end}.")
-        uri = self.ws.settings.log_uri
-        window = read_log(
-            uri, "predictions", deployment=monitor["deployment"], start=start, end=end
-        )
-        notes: _list[str] = []
-        if window.empty:
-            notes.append("no predictions in the window")
-            window = pd.DataFrame(columns=["prediction_id", "prediction", "model", "model_version"])
         data = data_service(self.ws)
         version = data.get(monitor["reference"])
         profile = version.profile or {}
@@ -352,11 +374,24 @@ class MonitorService:
             return loaded[0]
 
         known = list((profile.get("columns") or {}).keys()) or list(reference_data().columns)
+        wanted = config.get("columns") or known
+        uri = self.ws.settings.log_uri
+        window = read_log(  # only the inputs it is judged on: the others are never read
+            uri,
+            "predictions",
+            deployment=monitor["deployment"],
+            start=start,
+            end=end,
+            inputs=list(wanted),
+        )
+        notes: _list[str] = []
+        if window.empty:
+            notes.append("no predictions in the window")
+            window = pd.DataFrame(columns=["prediction_id", "prediction", "model", "model_version"])
         served = window
         if "role" in window.columns:  # shadow copies share ids with the answers: not served
             served = window[window["role"] != "shadow"]
         inputs = {c[len("inputs.") :]: c for c in window.columns if c.startswith("inputs.")}
-        wanted = config.get("columns") or known
         shared = [c for c in wanted if c in inputs and c in known]
         if not window.empty and not shared:
             notes.append("the logged inputs share no column with the reference")

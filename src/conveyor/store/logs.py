@@ -72,11 +72,13 @@ def read_log(
     start: datetime | None = None,
     end: datetime | None = None,
     columns: list[str] | None = None,
+    inputs: list[str] | None = None,
 ) -> Any:
     """Rows of a log as a DataFrame, inputs flattened as ``inputs.<column>``.
 
     ``start`` / ``end`` keep rows with ``start <= ts < end``; ``columns`` reads only those
-    top-level columns (``inputs`` reads every input).
+    top-level columns (``inputs`` reads every input); ``inputs`` reads only those inputs (the
+    other inputs' data is not read from the files).
     """
     import pandas as pd
     import pyarrow as pa
@@ -93,10 +95,12 @@ def read_log(
     tables = []
     for path in files:
         with fs.open(path, "rb") as f:
-            names = pq.ParquetFile(f).schema_arrow.names
-            wanted = None if columns is None else [c for c in columns if c in names]
+            schema = pq.ParquetFile(f).schema_arrow
+            wanted = _projection(schema, columns, inputs)
             f.seek(0)
             table = pq.read_table(f, columns=wanted)
+        if wanted is not None:
+            table = table.rename_columns(wanted)  # a nested field comes back by its leaf name
         if start is not None and "ts" in table.column_names:
             table = table.filter(pc.greater_equal(table["ts"], pa.scalar(start, table["ts"].type)))
         if end is not None and "ts" in table.column_names:
@@ -107,6 +111,24 @@ def read_log(
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # files of model versions that disagree
         return pd.concat([t.flatten().to_pandas() for t in tables], ignore_index=True)
     return table.flatten().to_pandas()
+
+
+def _projection(schema: Any, columns: list[str] | None, inputs: list[str] | None) -> Any:
+    """The columns to read from a file with ``schema``: ``columns`` (top-level names) or all,
+    with the ``inputs`` struct narrowed to the fields ``inputs`` names (as ``inputs.<name>``,
+    which pyarrow reads alone)."""
+    if inputs is None:
+        return None if columns is None else [c for c in columns if c in schema.names]
+    wanted = []
+    for name in columns if columns is not None else schema.names:
+        if name not in schema.names:
+            continue
+        if name != "inputs":
+            wanted.append(name)
+            continue
+        fields = {f.name for f in schema.field("inputs").type}
+        wanted.extend(f"inputs.{c}" for c in inputs if c in fields)
+    return wanted
 
 
 def write_rows(uri: str, kind: str, deployment: str, table: Any, *, at: datetime) -> str:
