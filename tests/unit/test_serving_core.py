@@ -277,6 +277,28 @@ def test_a_log_read_can_take_only_some_inputs(tmp_path: Path) -> None:
     assert {"prediction_id", "ts", "latency_ms"} <= set(frame.columns)
 
 
+def test_logged_inputs_read_a_column_at_a_time_match_the_whole_read(tmp_path: Path) -> None:
+    from conveyor.store.logs import LogInputs
+
+    sink = ParquetLog(str(tmp_path), "predictions", flush_seconds=60)
+    sink.add(_entry(4))
+    shadow = _entry(3)
+    shadow.role = "shadow"
+    sink.add(shadow)
+    sink.flush()
+    later = _entry(2)
+    later.columns = ["a", "c"]  # another model version logs other inputs, in another file
+    sink.add(later)
+    sink.close()
+    whole = read_log(str(tmp_path))
+    served = whole[whole["role"] != "shadow"].reset_index(drop=True)
+    lazy = LogInputs(str(tmp_path), "predictions", deployment=None, start=None, end=None)
+    assert len(lazy) == len(served) == 6
+    assert sorted(lazy.columns) == ["a", "b", "c"]
+    for name in ("a", "b", "c"):
+        pd.testing.assert_series_equal(lazy[name], served[f"inputs.{name}"], check_names=False)
+
+
 def test_a_failing_sink_keeps_rows_up_to_the_bound_and_counts_the_rest(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the log folder should be")

@@ -355,7 +355,7 @@ class MonitorService:
         from conveyor.data.service import data_service
         from conveyor.monitoring import checks
         from conveyor.monitoring.stats import drift, drift_from_profile, profiled
-        from conveyor.store.logs import read_log
+        from conveyor.store.logs import LogInputs, read_log
 
         monitor = self.get(name)
         config = monitor["config"]
@@ -376,14 +376,11 @@ class MonitorService:
         known = list((profile.get("columns") or {}).keys()) or list(reference_data().columns)
         wanted = config.get("columns") or known
         uri = self.ws.settings.log_uri
-        window = read_log(  # only the inputs it is judged on: the others are never read
-            uri,
-            "predictions",
-            deployment=monitor["deployment"],
-            start=start,
-            end=end,
-            inputs=list(wanted),
-        )
+        at = {"deployment": monitor["deployment"], "start": start, "end": end}
+        window = read_log(uri, "predictions", inputs=[], **at)  # outputs, versions, timings
+        # The inputs are read a column at a time, only those judged: memory holds one
+        # column of the window, however wide the log.
+        logged = LogInputs(uri, "predictions", **at)
         notes: _list[str] = []
         if window.empty:
             notes.append("no predictions in the window")
@@ -391,20 +388,20 @@ class MonitorService:
         served = window
         if "role" in window.columns:  # shadow copies share ids with the answers: not served
             served = window[window["role"] != "shadow"]
-        inputs = {c[len("inputs.") :]: c for c in window.columns if c.startswith("inputs.")}
+        inputs = set(logged.columns)
         shared = [c for c in wanted if c in inputs and c in known]
         if not window.empty and not shared:
             notes.append("the logged inputs share no column with the reference")
-        current = served[[inputs[c] for c in shared]].set_axis(shared, axis=1)
         options = {
             "tests": config.get("tests", "auto"),
             "thresholds": config.get("thresholds") or None,
         }
         if profile and all(profiled(profile, c) for c in shared):
             # the stored profile of the reference: its data is not read again
-            report = drift_from_profile(profile, current, columns=shared, **options)
-            quality = checks.quality_from_profile(profile, current, shared)
+            report = drift_from_profile(profile, logged, columns=shared, **options)
+            quality = checks.quality_from_profile(profile, logged, shared)
         else:
+            current = pd.DataFrame({c: logged[c] for c in shared}, index=range(len(logged)))
             reference = reference_data()
             report = drift(reference[shared], current, **options)
             quality = checks.quality(reference[shared], current, shared)

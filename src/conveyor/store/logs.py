@@ -113,6 +113,81 @@ def read_log(
     return table.flatten().to_pandas()
 
 
+class LogInputs:
+    """The logged inputs of a window, read one column at a time: ``frame[name]`` reads that
+    input's values from every file (only its pages), ``len(frame)`` is the number of rows,
+    ``frame.columns`` the inputs logged. Memory holds one column and the row masks, however
+    wide the log. Rows whose ``role`` is in ``skip_roles`` (shadow copies) are left out."""
+
+    def __init__(
+        self,
+        uri: str,
+        kind: str,
+        *,
+        deployment: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        skip_roles: tuple[str, ...] = ("shadow",),
+    ) -> None:
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        self._fs, files = log_files(uri, kind, deployment=deployment, start=start, end=end)
+        self._parts: list[tuple[str, Any, list[str]]] = []  # path, row mask, its inputs
+        names: dict[str, None] = {}
+        for path in files:
+            with self._fs.open(path, "rb") as f:
+                schema = pq.ParquetFile(f).schema_arrow
+                fields = (
+                    [x.name for x in schema.field("inputs").type]
+                    if "inputs" in schema.names
+                    else []
+                )
+                f.seek(0)
+                meta = pq.read_table(f, columns=[c for c in ("ts", "role") if c in schema.names])
+            keep = np.ones(meta.num_rows, dtype=bool)
+            if "ts" in meta.column_names:
+                ts = meta.column("ts").to_numpy()
+                if start is not None:
+                    keep &= ts >= np.datetime64(_utc(start).replace(tzinfo=None), "us")
+                if end is not None:
+                    keep &= ts < np.datetime64(_utc(end).replace(tzinfo=None), "us")
+            if "role" in meta.column_names:
+                roles = meta.column("role").to_numpy(zero_copy_only=False)
+                keep &= ~np.isin(roles, list(skip_roles))
+            if keep.any():
+                self._parts.append((path, keep, fields))
+                names.update(dict.fromkeys(fields))
+        self.columns = list(names)
+        self._rows = int(sum(int(keep.sum()) for _, keep, _ in self._parts))
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __getitem__(self, name: str) -> Any:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if name not in self.columns:
+            raise KeyError(name)
+        chunks: list[Any] = []
+        for path, keep, fields in self._parts:
+            if name not in fields:  # a file of a model version that did not log it
+                chunks.append(int(keep.sum()))
+                continue
+            with self._fs.open(path, "rb") as f:
+                column = pq.read_table(f, columns=[f"inputs.{name}"]).column(0)
+            chunks.append(column.filter(pa.array(keep)).combine_chunks())
+        typed = next(c.type for c in chunks if not isinstance(c, int))
+        arrays = [pa.nulls(c, typed) if isinstance(c, int) else c for c in chunks]
+        try:
+            values = pa.chunked_array(arrays, typed).to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # versions that logged other types
+            values = pd.concat([pd.Series(a.to_pandas()) for a in arrays], ignore_index=True)
+        return pd.Series(values, name=name).reset_index(drop=True)
+
+
 def _projection(schema: Any, columns: list[str] | None, inputs: list[str] | None) -> Any:
     """The columns to read from a file with ``schema``: ``columns`` (top-level names) or all,
     with the ``inputs`` struct narrowed to the fields ``inputs`` names (as ``inputs.<name>``,
