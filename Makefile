@@ -25,8 +25,15 @@ demo: $(STAMP)  ## run the closed loop end to end on the embedded default (examp
 demo-quickstart: $(STAMP)  ## tracking, tuning, registry and pipelines on a bundled dataset
 	$(BIN)/python examples/quickstart/demo.py
 
+# The web UI's browser tests drive Debian's chromium (never a downloaded browser): installed
+# here when missing and this is a Debian machine we may install on; otherwise they skip.
+BROWSER = command -v chromium >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	&& apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } \
+	|| echo "chromium is not installed: the web UI's browser tests will skip"
+
 test: $(STAMP)  ## run every test (services that cannot be reached skip unless CONVEYOR_REQUIRE_SERVICES=1)
 	@$(BYTECODE)
+	@$(BROWSER)
 	$(BIN)/python -m pytest -q --durations=20
 
 test-unit: $(STAMP)

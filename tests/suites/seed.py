@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
+import conveyor as cv
 from conveyor.core.clock import utcnow
 from conveyor.store.metadata.schema import alert_rules, alerts, monitors
 from conveyor.store.metadata.store import UnitOfWork
+from conveyor.store.workspace import Workspace
 
 
 def open_alert(
@@ -50,3 +54,84 @@ def open_alert(
             deliveries=[],
         )
     )
+
+
+@cv.step
+def _load_customers() -> pd.DataFrame:
+    return cv.data.load("customers@1")
+
+
+@cv.step
+def _double(frame: pd.DataFrame) -> float:
+    return float(frame["spend"].sum() * 2)
+
+
+@cv.pipeline(name="double-spend")
+def _double_spend() -> None:
+    _double(_load_customers())
+
+
+def ui_project(ws: Workspace, *, points: int = 200) -> dict[str, str]:
+    """A project as the web UI shows it: runs with params and metric histories, two versions
+    of a dataset, a model trained on it in two versions with @champion on the first and a
+    pending request to move it, a deployment, a monitor and an open alert. Returns the ids
+    the tests open."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import conveyor as cv
+    from conveyor.features import DatasetSource, Entity, FeatureView, Field
+    from conveyor.models.service import model_service
+    from conveyor.monitoring.service import monitoring_service
+    from conveyor.serving.deployment import deployment_service
+    from conveyor.store.workspace import use_workspace
+
+    use_workspace(ws)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.integers(18, 80, 400), "spend": rng.gamma(2.0, 30.0, 400)})
+    frame["plan"] = rng.choice(["basic", "pro", "team"], 400)
+    frame["churned"] = (frame["spend"] < 40).astype(int)
+    frame["customer_id"] = np.arange(400)
+    frame["event_ts"] = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(np.arange(400), "h")
+    first = cv.data.add("customers", frame, description="weekly extract")
+    cv.data.add("customers", frame.assign(spend=frame["spend"] * 1.3))
+    ids: dict[str, str] = {"dataset_version": first.id}
+    for i, c in enumerate((0.1, 1.0, 10.0)):
+        with cv.start_run(experiment="churn", name=f"logreg-c{c}") as run:
+            cv.log_params({"C": c, "solver": "lbfgs", "depth": 3 + i})
+            for step in range(points):
+                cv.log_metric("loss", 1.0 / (step + 1) + 0.01 * i, step=step)
+            cv.log_metric("auc", 0.7 + 0.05 * i)
+            data = cv.data.load("customers@1")
+            model = LogisticRegression(C=c, max_iter=200).fit(
+                data[["age", "spend"]], data["churned"]
+            )
+            if i < 2:
+                cv.models.log(model, "churn", input_example=data[["age", "spend"]][:5])
+        ids.setdefault("run", run.id)
+    with cv.start_run(experiment="churn", name="<script>alert(1)</script>"):
+        cv.log_metric("auc", 0.5)
+    customer = Entity("customer", key="customer_id")
+    spend = FeatureView(
+        name="spend_view",
+        entities=[customer],
+        source=DatasetSource("customers@1"),
+        features=[Field("spend", "float64")],
+        ttl="30d",
+    )
+    cv.features.apply([customer, spend])
+    entities = frame[["customer_id"]].assign(event_timestamp=pd.Timestamp("2026-12-01", tz="UTC"))
+    with cv.start_run(experiment="features", name="training-set"):
+        cv.features.historical(entities.head(50), ["spend_view:spend"])
+    ids["pipeline_run"] = _double_spend.run(executor="inline").id
+    models = model_service(ws)
+    models.set_alias("churn", "champion", 1)
+    ids["request"] = models.request_promotion("churn/2", "champion", comment="better AUC").id
+    deployments = deployment_service(ws)
+    deployments.create("prod", "churn@champion")
+    deployments.canary("prod", "churn/2", 10.0)
+    monitoring_service(ws).create("prod-watch", deployment="prod", reference="customers@1")
+    with ws.metadata.transaction(project_id=ws.project.id) as uow:
+        open_alert(uow, ws.project.id, "ALERT-1", monitor="prod-drift", deployment="prod")
+    return ids

@@ -289,6 +289,7 @@ class FeatureService:
             ).scalar()
             versions = conn.execute(
                 sa.select(
+                    feature_view_versions.c.id,
                     feature_view_versions.c.version,
                     feature_view_versions.c.digest,
                     feature_view_versions.c.created_at,

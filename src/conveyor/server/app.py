@@ -9,9 +9,11 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor._version import __version__
@@ -145,20 +147,24 @@ def create_app(
     app.add_middleware(Hardening, max_body=max_body, local_only=not auth)
 
     @app.exception_handler(ConveyorError)
-    async def conveyor_error(request: Request, exc: ConveyorError) -> ORJSONResponse:
+    async def conveyor_error(request: Request, exc: ConveyorError) -> Response:
         status = status_for(exc)
+        if _is_ui(request):
+            return _ui_error(request, status, exc.message, exc.hint)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return ORJSONResponse(
             error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
             for e in exc.errors()
         ]
         first = problems[0] if problems else {"where": "request", "problem": "invalid"}
+        if _is_ui(request):
+            return _ui_error(request, 422, f"{first['where']}: {first['problem']}.", None)
         return ORJSONResponse(
             error_body(
                 "conveyor.invalid_argument",
@@ -169,16 +175,20 @@ def create_app(
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "conveyor.not_found", 405: "conveyor.invalid_argument"}.get(
             exc.status_code, "conveyor.error"
         )
         message = "No such route." if exc.status_code == 404 else str(exc.detail)
+        if _is_ui(request):
+            return _ui_error(request, exc.status_code, message, None)
         return ORJSONResponse(error_body(code, message), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
+        if _is_ui(request):
+            return _ui_error(request, 500, "Internal server error; the log has the details.", None)
         return ORJSONResponse(
             error_body("conveyor.error", "Internal server error; the server log has the details."),
             status_code=500,
@@ -192,5 +202,37 @@ def create_app(
     app.include_router(api_admin.api)
     app.include_router(api_tracking.api)
     app.include_router(api_domain.api)
+    _add_ui(app)
 
     return app
+
+
+def _add_ui(app: FastAPI) -> None:
+    """The web UI's pages under /ui, when Jinja2 is installed (it comes with the server)."""
+    try:
+        from fastapi.staticfiles import StaticFiles
+
+        from conveyor.server import ui
+    except ImportError:  # pragma: no cover - a server installed without its extra
+        log.warning("the web UI needs jinja2: pip install 'conveyor-mlops[server]'")
+        return
+    app.mount("/ui/static", StaticFiles(directory=ui.STATIC), name="ui-static")
+    app.include_router(ui.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=303)
+
+
+def _is_ui(request: Request) -> bool:
+    return request.url.path == "/ui" or request.url.path.startswith("/ui/")
+
+
+def _ui_error(request: Request, status: int, message: str, hint: str | None) -> Response:
+    """A UI page's error as a page; one that needs a login sends the browser to log in."""
+    if status == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
+    from conveyor.server.ui.pages import error_page
+
+    return error_page(status, message, hint)

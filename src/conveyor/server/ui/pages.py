@@ -1,0 +1,665 @@
+"""The pages of the web UI, one route each, over the services the REST API calls.
+
+Every route declares its rule with ``need(...)`` like the API's, so a page shows a project
+only to its members and a button only to a role that may press it (the API refuses the
+others anyway). Changes are never made by a page: its buttons call the REST API.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from conveyor.core.errors import InvalidArgumentError, NotFoundError
+from conveyor.server.rules import PUBLIC, USER, Call, need
+from conveyor.server.ui import charts
+from conveyor.store.records import ObjectRef
+
+__all__ = ["STATIC", "router"]
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+RUNS_PER_PAGE = 50
+CHART_POINTS = 1000  # the most points a metric chart carries: the store downsamples to this
+MAX_COMPARED = 20
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+_env = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(value: Any) -> str:
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+_env.filters["when"] = _when
+_env.filters["number"] = _number
+
+
+def _can(call: Call, role: str) -> bool:
+    """True when the caller holds ``role`` in the call's project (everyone without auth)."""
+    if call.principal is None:
+        return True
+    return call.project is not None and call.principal.can(call.project.id, role)
+
+
+def page(request: Request, call: Call, template: str, **context: Any) -> HTMLResponse:
+    """Render ``template`` in the frame every page shares; the render time goes out in a
+    Server-Timing header."""
+    started = time.perf_counter()
+    html = _env.get_template(template).render(
+        project=call.project.name if call.project else None,
+        user=call.actor,
+        auth=call.principal is not None,
+        can={r: _can(call, r) for r in ("editor", "approver", "admin")},
+        path=request.url.path,
+        **context,
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    return HTMLResponse(html, headers={"Server-Timing": f"render;dur={elapsed:.1f}"})
+
+
+def error_page(status: int, message: str, hint: str | None) -> HTMLResponse:
+    """The page of an error on a UI route (the API's JSON errors are for machines)."""
+    html = _env.get_template("error.html").render(
+        project=None,
+        user=None,
+        auth=False,
+        can={},
+        path="",
+        status=status,
+        message=message,
+        hint=hint,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+# -- entry ---------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login(request: Request, next: str = "/ui/", call: Call = need(PUBLIC)) -> HTMLResponse:
+    safe_next = next if next.startswith("/ui/") and not next.startswith("//") else "/ui/"
+    return page(request, call, "login.html", next=safe_next)
+
+
+@router.get("/")
+def projects(request: Request, call: Call = need(USER)) -> Any:
+    found = call.state.root.metadata.list_projects()
+    if call.principal is not None:
+        found = [p for p in found if call.principal.role_in(p.id) is not None]
+    if len(found) == 1:
+        return RedirectResponse(f"/ui/p/{found[0].name}", status_code=303)
+    return page(request, call, "projects.html", projects=found)
+
+
+# -- home ----------------------------------------------------------------------------------
+
+
+def _services(call: Call) -> Any:
+    from conveyor.models.service import model_service
+    from conveyor.monitoring.service import monitoring_service
+    from conveyor.serving.deployment import deployment_service
+
+    ws = call.workspace
+    return model_service(ws), deployment_service(ws), monitoring_service(ws)
+
+
+def _tracking(call: Call) -> Any:
+    from conveyor.tracking.store import TrackingStore
+
+    return call.workspace.service("tracking-store", TrackingStore)
+
+
+@router.get("/p/{project}")
+def home(request: Request, project: str, call: Call = need("viewer")) -> HTMLResponse:
+    from conveyor.loop.service import loop_service
+    from conveyor.tracking.search import search
+
+    models, deployments, monitoring = _services(call)
+    recent = search(_tracking(call), limit=10).runs()
+    return page(
+        request,
+        call,
+        "home.html",
+        deployments=deployments.list(),
+        alerts=monitoring.alerts(status="open"),
+        policies=loop_service(call.workspace).list(),
+        runs=recent,
+        models=models.list_models(),
+        pending=models.requests(status="pending"),
+    )
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+def _keys(runs: Iterable[Any]) -> tuple[list[str], list[str]]:
+    params: dict[str, None] = {}
+    metrics: dict[str, None] = {}
+    for run in runs:
+        params.update(dict.fromkeys(run.params))
+        metrics.update(dict.fromkeys(run.metrics))
+    return sorted(params), sorted(metrics)
+
+
+@router.get("/p/{project}/runs")
+def runs(
+    request: Request,
+    project: str,
+    filter: str = Query(default="", max_length=10_000),
+    order: str = Query(default="", max_length=500),
+    experiment: str = Query(default="", max_length=500),
+    columns: str = Query(default="", max_length=2_000),
+    page_token: str | None = Query(default=None, max_length=10_000),
+    call: Call = need("viewer"),
+) -> HTMLResponse:
+    """A page of runs: the API's filter language and order, keyset pages (a deep page costs
+    what the first does), columns for chosen params and metrics."""
+    from conveyor.tracking.search import search
+
+    store = _tracking(call)
+    error = None
+    listed: list[Any] = []
+    next_token = None
+    try:
+        found = search(
+            store,
+            experiment=experiment or None,
+            filter=filter or None,
+            order_by=[o.strip() for o in order.split(",") if o.strip()] or None,
+            limit=RUNS_PER_PAGE,
+            page_token=page_token,
+        )
+        listed = list(found.runs())
+        next_token = found.next_page_token
+    except InvalidArgumentError as e:
+        error = e
+    params, metrics = _keys(listed)
+    chosen = [c.strip() for c in columns.split(",") if c.strip()]
+    if not chosen:
+        chosen = [f"metrics.{m}" for m in metrics[:6]] + [f"params.{p}" for p in params[:4]]
+    experiments = [e.name for e, _ in store.list_experiments()]
+    return page(
+        request,
+        call,
+        "runs.html",
+        runs=listed,
+        columns=chosen,
+        keys=[f"params.{p}" for p in params] + [f"metrics.{m}" for m in metrics],
+        experiments=experiments,
+        filter=filter,
+        order=order,
+        experiment=experiment,
+        column_text=columns,
+        next_token=next_token,
+        error=error,
+    )
+
+
+@router.get("/p/{project}/runs/{run_id}")
+def run_page(
+    request: Request,
+    project: str,
+    run_id: str,
+    x: str = Query(default="step", pattern="^(step|time)$"),
+    log: bool = False,
+    smoothing: float = Query(default=0.0, ge=0.0, lt=1.0),
+    call: Call = need("viewer"),
+) -> HTMLResponse:
+    store = _tracking(call)
+    run = store.get_run(run_id)
+    plots = []
+    for key in sorted(run.metrics):
+        rows = store.metric_rows(run_id, key, max_points=CHART_POINTS)
+        points = [(r[2] / 1000 if x == "time" else r[0], r[1]) for r in rows if r[1] is not None]
+        points = charts.smooth(points, smoothing)
+        label = "time (s since epoch)" if x == "time" else "step"
+        plots.append((key, len(rows), charts.lines([(key, points)], log_y=log, x_label=label)))
+    artifacts = call.workspace.list_artifacts(ObjectRef("run", run_id))
+    lineage = _neighbours(call, ObjectRef("run", run_id))
+    return page(
+        request,
+        call,
+        "run.html",
+        run=run,
+        plots=plots,
+        artifacts=artifacts,
+        lineage=lineage,
+        x=x,
+        log=log,
+        smoothing=smoothing,
+    )
+
+
+@router.get("/p/{project}/compare")
+def compare(
+    request: Request,
+    project: str,
+    run: list[str] = Query(default=[]),
+    metric: str = Query(default="", max_length=500),
+    call: Call = need("viewer"),
+) -> HTMLResponse:
+    """2-20 runs side by side: differing params highlighted, metric histories overlaid, a
+    parallel-coordinates plot of numeric params against a metric."""
+    if not 2 <= len(run) <= MAX_COMPARED:
+        raise InvalidArgumentError(
+            f"Compare takes 2 to {MAX_COMPARED} runs; got {len(run)}.",
+            hint="Tick the runs to compare in the runs table.",
+        )
+    store = _tracking(call)
+    chosen = [store.get_run(r) for r in dict.fromkeys(run)]
+    params, metrics = _keys(chosen)
+    differs = {p for p in params if len({r.params.get(p) for r in chosen}) > 1}
+    metric = metric or (metrics[0] if metrics else "")
+    overlay = (
+        charts.lines(
+            [
+                (
+                    r.name or r.id[-8:],
+                    [
+                        (s, v)
+                        for s, v, _ in store.metric_rows(r.id, metric, max_points=CHART_POINTS)
+                        if v is not None
+                    ],
+                )
+                for r in chosen
+                if metric in r.metrics
+            ],
+            title=metric,
+        )
+        if metric
+        else None
+    )
+    numeric = [p for p in params if all(_float(r.params.get(p)) is not None for r in chosen)]
+    axes = [*numeric[:8], *([metric] if metric else [])]
+    rows = [
+        (
+            r.name or r.id[-8:],
+            [
+                *(_float(r.params.get(p)) for p in numeric[:8]),
+                *([r.metrics.get(metric)] if metric else []),
+            ],
+        )
+        for r in chosen
+    ]
+    return page(
+        request,
+        call,
+        "compare.html",
+        runs=chosen,
+        params=params,
+        metrics=metrics,
+        differs=differs,
+        metric=metric,
+        overlay=overlay,
+        coordinates=charts.parallel(axes, rows),
+    )
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- models --------------------------------------------------------------------------------
+
+
+@router.get("/p/{project}/models")
+def models(request: Request, project: str, call: Call = need("viewer")) -> HTMLResponse:
+    service, _, _ = _services(call)
+    return page(
+        request,
+        call,
+        "models.html",
+        models=service.list_models(),
+        requests=service.requests(status="pending"),
+    )
+
+
+@router.get("/p/{project}/models/{name}")
+def model(request: Request, project: str, name: str, call: Call = need("viewer")) -> HTMLResponse:
+    service, _, _ = _services(call)
+    registered = service.model(name)
+    return page(
+        request,
+        call,
+        "model.html",
+        model=registered,
+        versions=service.versions(name),
+        moves=service.alias_history(name),
+        requests=service.requests(name),
+    )
+
+
+@router.get("/p/{project}/models/{name}/versions/{version}")
+def model_version(
+    request: Request, project: str, name: str, version: int, call: Call = need("viewer")
+) -> HTMLResponse:
+    service, _, _ = _services(call)
+    found = service.get(f"{name}/{version}")
+    return page(
+        request,
+        call,
+        "model_version.html",
+        version=found,
+        evaluations=service.evaluations(found.ref),
+        card=service.card(found.ref, format="markdown"),
+        lineage=_neighbours(call, ObjectRef("model_version", found.id)),
+    )
+
+
+# -- datasets ------------------------------------------------------------------------------
+
+
+def _data(call: Call) -> Any:
+    from conveyor.data.service import data_service
+
+    return data_service(call.workspace)
+
+
+@router.get("/p/{project}/datasets")
+def datasets(request: Request, project: str, call: Call = need("viewer")) -> HTMLResponse:
+    return page(request, call, "datasets.html", datasets=_data(call).datasets())
+
+
+@router.get("/p/{project}/datasets/{name}")
+def dataset(
+    request: Request,
+    project: str,
+    name: str,
+    version: int | None = None,
+    against: int | None = None,
+    call: Call = need("viewer"),
+) -> HTMLResponse:
+    service = _data(call)
+    versions = service.versions(name)
+    if not versions:
+        raise NotFoundError(f"No dataset called {name!r}.")
+    shown = next((v for v in versions if v.version == version), versions[-1])
+    profile = (shown.profile or {}).get("columns", {})
+    plots = [(column, _profile_chart(column, stats)) for column, stats in profile.items()]
+    diff = None
+    if against is not None:
+        diff = service.diff(f"{name}@{against}", shown.ref)
+    return page(
+        request,
+        call,
+        "dataset.html",
+        name=name,
+        versions=versions,
+        shown=shown,
+        profile=profile,
+        plots=plots,
+        diff=diff,
+        against=against,
+        lineage=_neighbours(call, ObjectRef("dataset_version", shown.id)),
+    )
+
+
+def _profile_chart(column: str, stats: dict[str, Any]) -> Any:
+    histogram = stats.get("histogram") or {}
+    if histogram.get("counts"):
+        edges = histogram.get("edges") or []
+        labels = [_number(e) for e in edges[:-1]] or [
+            str(i) for i in range(len(histogram["counts"]))
+        ]
+        return charts.bars(labels, histogram["counts"], title=column)
+    top = stats.get("top") or []
+    if top:
+        labels = [str(t[0]) if isinstance(t, (list, tuple)) else str(t.get("value")) for t in top]
+        counts = [t[1] if isinstance(t, (list, tuple)) else t.get("count", 0) for t in top]
+        return charts.bars(labels, counts, title=column)
+    return None
+
+
+# -- features, pipelines -------------------------------------------------------------------
+
+
+def _features(call: Call) -> Any:
+    from conveyor.features.service import feature_service
+
+    return feature_service(call.workspace)
+
+
+@router.get("/p/{project}/features")
+def features(request: Request, project: str, call: Call = need("viewer")) -> HTMLResponse:
+    return page(request, call, "features.html", views=_features(call).list_views())
+
+
+@router.get("/p/{project}/features/{name}")
+def feature_view(
+    request: Request, project: str, name: str, call: Call = need("viewer")
+) -> HTMLResponse:
+    """A view's definition, versions, materializations, freshness and the runs (and so
+    models) that used its versions."""
+    service = _features(call)
+    shown = service.show(name)
+    used = {}
+    for version in shown["versions"]:
+        ref = ObjectRef("feature_view_version", version["id"])
+        used[version["version"]] = _neighbours(call, ref, depth=2)
+    return page(request, call, "feature_view.html", view=shown, used=used)
+
+
+@router.get("/p/{project}/pipelines")
+def pipelines(request: Request, project: str, call: Call = need("viewer")) -> HTMLResponse:
+    from conveyor.pipelines.schedules import list_schedules
+    from conveyor.pipelines.service import list_runs
+
+    return page(
+        request,
+        call,
+        "pipelines.html",
+        runs=list_runs(limit=100, workspace=call.workspace),
+        schedules=list_schedules(workspace=call.workspace),
+    )
+
+
+@router.get("/p/{project}/pipelines/{run_id}")
+def pipeline_run(
+    request: Request, project: str, run_id: str, call: Call = need("viewer")
+) -> HTMLResponse:
+    """A pipeline run: its DAG with each step's status, duration and cache hit; the steps'
+    outputs and errors."""
+    from conveyor.pipelines.service import get_run
+
+    run = get_run(run_id, workspace=call.workspace)
+    return page(request, call, "pipeline_run.html", run=run, dag=_dag(run.steps))
+
+
+def _dag(steps: list[Any]) -> Any:
+    """The steps as boxes in columns by depth (a step right of everything it reads), with
+    arrows from each step to those that use its outputs."""
+    level: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+        if name not in level:
+            step = by_name.get(name)
+            ups = [u for u in (step.upstream if step else []) if u in by_name and u not in seen]
+            level[name] = 1 + max((depth(u, seen | {name}) for u in ups), default=-1)
+        return level[name]
+
+    by_name = {s.name: s for s in steps}
+    for s in steps:
+        depth(s.name)
+    columns: dict[int, list[Any]] = {}
+    for s in steps:
+        columns.setdefault(level[s.name], []).append(s)
+    boxes: dict[str, tuple[float, float, Any]] = {}
+    for col, members in columns.items():
+        for row, s in enumerate(members):
+            boxes[s.name] = (20 + col * 190, 20 + row * 70, s)
+    return charts.dag(boxes, [(u, s.name) for s in steps for u in s.upstream if u in boxes])
+
+
+# -- deployments, monitoring ---------------------------------------------------------------
+
+
+@router.get("/p/{project}/deployments")
+def deployments(request: Request, project: str, call: Call = need("viewer")) -> HTMLResponse:
+    _, service, monitoring = _services(call)
+    return page(
+        request,
+        call,
+        "deployments.html",
+        deployments=service.list(),
+        monitors=monitoring.list(),
+    )
+
+
+@router.get("/p/{project}/deployments/{name}")
+def deployment(
+    request: Request, project: str, name: str, call: Call = need("viewer")
+) -> HTMLResponse:
+    _, service, monitoring = _services(call)
+    return page(
+        request,
+        call,
+        "deployment.html",
+        name=name,
+        revisions=service.history(name),
+        monitors=[m for m in monitoring.list() if m["deployment"] == name],
+    )
+
+
+@router.get("/p/{project}/monitors/{name}")
+def monitor(request: Request, project: str, name: str, call: Call = need("viewer")) -> HTMLResponse:
+    _, _, service = _services(call)
+    found = service.get(name)
+    results = service.results(name, limit=100)
+    ordered = list(reversed(results))
+    share = [
+        (r.end.timestamp(), float(value))
+        for r in ordered
+        if (value := (r.drift or {}).get("share_drifted")) is not None
+    ]
+    columns: dict[str, list[tuple[float, float]]] = {}
+    for r in ordered:
+        for c in (r.drift or {}).get("columns", []):
+            value = c.get("statistic")
+            if isinstance(value, (int, float)):
+                columns.setdefault(c["column"], []).append((r.end.timestamp(), float(value)))
+    alerts = [a for a in service.alerts() if a.get("monitor") == name]
+    return page(
+        request,
+        call,
+        "monitor.html",
+        monitor=found,
+        results=results,
+        share_chart=charts.lines([("share drifted", share)], x_label="window end (s)"),
+        column_chart=charts.lines(
+            sorted(columns.items())[:7],
+            x_label="window end (s)",
+            title="drift statistic per column",
+        ),
+        alerts=alerts,
+    )
+
+
+# -- lineage, audit --------------------------------------------------------------------------
+
+
+def _neighbours(call: Call, ref: ObjectRef, depth: int = 1) -> dict[str, Any]:
+    """The edges ``depth`` steps up and down from ``ref``, and a readable name for each node
+    (``customers@3``, ``churn/2``, a run's name) under ``labels["kind:id"]``."""
+    up = call.workspace.lineage(ref, direction="upstream", depth=depth).edges
+    down = call.workspace.lineage(ref, direction="downstream", depth=depth).edges
+    nodes = {ref, *(e.src for e in [*up, *down]), *(e.dst for e in [*up, *down])}
+    return {"upstream": up, "downstream": down, "labels": _labels(call, nodes)}
+
+
+def _labels(call: Call, nodes: Iterable[ObjectRef]) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    from conveyor.store.metadata.schema import (
+        dataset_versions,
+        datasets,
+        model_versions,
+        runs,
+    )
+    from conveyor.store.metadata.schema import models as model_table
+
+    wanted: dict[str, list[str]] = {}
+    for n in nodes:
+        wanted.setdefault(n.kind, []).append(n.id)
+    labels: dict[str, str] = {}
+    with call.workspace.metadata.read() as conn:
+        if ids := wanted.get("dataset_version"):
+            for i, name, v in conn.execute(
+                sa.select(dataset_versions.c.id, datasets.c.name, dataset_versions.c.version)
+                .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+                .where(dataset_versions.c.id.in_(ids))
+            ):
+                labels[f"dataset_version:{i}"] = f"{name}@{v}"
+        if ids := wanted.get("model_version"):
+            for i, name, v in conn.execute(
+                sa.select(model_versions.c.id, model_table.c.name, model_versions.c.version)
+                .join(model_table, model_table.c.id == model_versions.c.model_id)
+                .where(model_versions.c.id.in_(ids))
+            ):
+                labels[f"model_version:{i}"] = f"{name}/{v}"
+        if ids := wanted.get("run"):
+            for i, name in conn.execute(
+                sa.select(runs.c.id, runs.c.name).where(runs.c.id.in_(ids))
+            ):
+                labels[f"run:{i}"] = f"run {name or i[-8:]}"
+    return labels
+
+
+@router.get("/p/{project}/lineage/{kind}/{object_id}")
+def lineage(
+    request: Request,
+    project: str,
+    kind: str,
+    object_id: str,
+    depth: int = Query(default=2, ge=1, le=10),
+    call: Call = need("viewer"),
+) -> HTMLResponse:
+    """The graph around an object, ``depth`` steps each way; a node's link opens the graph
+    around it (expand on click)."""
+    ref = ObjectRef(kind, object_id)
+    return page(
+        request,
+        call,
+        "lineage.html",
+        ref=ref,
+        depth=depth,
+        graph=_neighbours(call, ref, depth),
+    )
+
+
+@router.get("/p/{project}/audit")
+def audit(
+    request: Request,
+    project: str,
+    actor: str = Query(default="", max_length=200),
+    action: str = Query(default="", max_length=200),
+    call: Call = need("admin"),
+) -> HTMLResponse:
+    assert call.project is not None
+    events = call.state.root.metadata.audit_log(
+        actor=actor or None, action=action or None, project_id=call.project.id, limit=200
+    )
+    return page(request, call, "audit.html", events=events, actor=actor, action=action)

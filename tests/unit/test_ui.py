@@ -1,0 +1,171 @@
+"""The web UI's pages over a seeded project, through the app in-process: what each role sees,
+what the API refuses them, the filter language, downsampled charts, escaping, and errors as
+pages. The same pages in a real browser: tests/e2e/test_ui_browser.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the server needs conveyor-mlops[server]")
+pytest.importorskip("jinja2", reason="the web UI needs jinja2 (conveyor-mlops[server])")
+
+from fastapi.testclient import TestClient
+
+from conveyor.core.config import load_settings
+from conveyor.server.app import create_app
+from tests.suites.seed import ui_project
+
+PROJECT = "alpha"
+BASE = f"/ui/p/{PROJECT}"
+POINTS = 5_000
+
+
+@dataclass
+class Site:
+    app: Any
+    ids: dict[str, str]
+
+    def browser(self, who: str | None) -> TestClient:
+        """A client holding ``who``'s session cookie (anonymous when None)."""
+        client = TestClient(self.app, raise_server_exceptions=False, base_url="https://testserver")
+        if who is not None:
+            answer = client.post("/api/v1/login", json={"user": who, "password": f"{who}-pass"})
+            assert answer.status_code == 200, answer.text
+        return client
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root: Path = tmp_path_factory.mktemp("ui")
+    app = create_app(load_settings(root, project=PROJECT))
+    ids = ui_project(app.state.conveyor.workspace(PROJECT), points=POINTS)
+    identity = app.state.conveyor.identity
+    for name, role in (("vic", "viewer"), ("ed", "editor"), ("ann", "approver"), ("ada", "admin")):
+        identity.add_user(name, password=f"{name}-pass")
+        identity.grant(name, PROJECT, role)
+    identity.add_user("out", password="out-pass")
+    with TestClient(app):  # run the app's lifespan once for the module
+        yield Site(app, ids)
+
+
+def csrf(client: TestClient) -> dict[str, str]:
+    return {"X-CSRF-Token": client.cookies.get("conveyor_csrf", "")}
+
+
+def test_an_anonymous_browser_is_sent_to_log_in_and_back(site: Site) -> None:
+    answer = site.browser(None).get(f"{BASE}/runs?filter=x", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/login?next=%2Fui%2Fp%2Falpha%2Fruns%3Ffilter%3Dx"
+    page = site.browser(None).get("/ui/login?next=//evil.example/x").text
+    assert 'data-next="/ui/"' in page  # never sent off the site after logging in
+
+
+def test_every_page_renders_for_a_viewer(site: Site) -> None:
+    client = site.browser("vic")
+    for path in (
+        BASE,
+        f"{BASE}/runs",
+        f"{BASE}/runs/{site.ids['run']}",
+        f"{BASE}/datasets",
+        f"{BASE}/datasets/customers?version=2&against=1",
+        f"{BASE}/features",
+        f"{BASE}/features/spend_view",
+        f"{BASE}/pipelines",
+        f"{BASE}/pipelines/{site.ids['pipeline_run']}",
+        f"{BASE}/models",
+        f"{BASE}/models/churn",
+        f"{BASE}/models/churn/versions/1",
+        f"{BASE}/deployments",
+        f"{BASE}/deployments/prod",
+        f"{BASE}/monitors/prod-watch",
+        f"{BASE}/lineage/dataset_version/{site.ids['dataset_version']}",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.text[:300])
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+        assert answer.text.count("<h1>") == 1, path
+
+
+def test_a_project_is_shown_only_to_its_members(site: Site) -> None:
+    answer = site.browser("out").get(BASE)
+    assert answer.status_code == 404
+    assert "No project called &#39;alpha&#39; that you can see" in answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+
+
+def test_only_approvers_see_approve_buttons_and_the_api_refuses_the_others(site: Site) -> None:
+    viewer = site.browser("vic")
+    assert "Approve</button>" not in viewer.get(f"{BASE}/models/churn").text
+    url = f"/api/v1/projects/{PROJECT}/promotions/{site.ids['request']}/approve"
+    assert viewer.post(url, json={}, headers=csrf(viewer)).status_code == 403
+    approver = site.browser("ann")
+    page = approver.get(f"{BASE}/models/churn").text
+    assert f'data-post="{url}"' in page
+    assert approver.post(url, json={}).status_code == 403  # no CSRF token: refused
+    assert approver.post(url, json={}, headers=csrf(approver)).status_code == 200
+    page = approver.get(f"{BASE}/models/churn").text
+    assert "@champion → 2" in page
+    assert "Approve</button>" not in page  # decided
+
+
+def test_rollback_and_alert_buttons_follow_the_role(site: Site) -> None:
+    assert "Roll back" not in site.browser("ed").get(f"{BASE}/deployments/prod").text
+    assert "Roll back" in site.browser("ann").get(f"{BASE}/deployments/prod").text
+    assert "Acknowledge" not in site.browser("vic").get(f"{BASE}/monitors/prod-drift").text
+    assert "Acknowledge" in site.browser("ed").get(f"{BASE}/monitors/prod-drift").text
+
+
+def test_the_runs_table_filters_orders_and_chooses_columns(site: Site) -> None:
+    client = site.browser("vic")
+    page = client.get(f"{BASE}/runs", params={"filter": "metrics.auc > 0.72"}).text
+    assert re.findall(r">(logreg-c[\d.]+)</a>", page) == ["logreg-c10.0", "logreg-c1.0"]
+    page = client.get(
+        f"{BASE}/runs",
+        params={"filter": "metrics.auc >= 0.7", "order": "metrics.auc asc", "columns": "params.C"},
+    ).text
+    assert re.findall(r">(logreg-c[\d.]+)</a>", page) == [
+        "logreg-c0.1",
+        "logreg-c1.0",
+        "logreg-c10.0",
+    ]
+    assert '<th scope="col">params.C</th>' in page
+    broken = client.get(f"{BASE}/runs", params={"filter": "metrics.auc >>> 1"})
+    assert broken.status_code == 200  # the page stays, the filter's error is shown
+    assert 'class="error" role="alert"' in broken.text
+
+
+def test_a_long_metric_history_is_drawn_from_at_most_a_thousand_points(site: Site) -> None:
+    page = site.browser("vic").get(f"{BASE}/runs/{site.ids['run']}").text
+    lines = re.findall(r'<polyline[^>]*points="([^"]*)"', page)
+    assert lines
+    assert max(len(points.split()) for points in lines) <= 1000 < POINTS
+
+
+def test_compare_highlights_differing_params(site: Site) -> None:
+    client = site.browser("vic")
+    runs = re.findall(r'name="run" value="([^"]+)"', client.get(f"{BASE}/runs").text)
+    page = client.get(f"{BASE}/compare", params=[("run", r) for r in runs[-3:]]).text
+    assert re.findall(r'<tr class="differs"><th scope="row">params\.(\w+)', page) == ["C", "depth"]
+    assert "parallel coordinates" in page
+    too_few = client.get(f"{BASE}/compare", params={"run": runs[0]})
+    assert too_few.status_code == 422
+    assert "Compare takes 2 to 20 runs" in too_few.text
+
+
+def test_what_users_wrote_is_escaped(site: Site) -> None:
+    page = site.browser("vic").get(f"{BASE}/runs").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_audit_page_is_for_project_admins(site: Site) -> None:
+    assert site.browser("ann").get(f"{BASE}/audit").status_code == 403
+    page = site.browser("ada").get(f"{BASE}/audit").text
+    assert "models.alias" in page or "model" in page
