@@ -86,6 +86,7 @@ def ui_project(ws: Workspace, *, points: int = 200) -> dict[str, str]:
     from conveyor.monitoring.service import monitoring_service
     from conveyor.serving.deployment import deployment_service
     from conveyor.store.workspace import use_workspace
+    from conveyor.testing import ModelServerClient
 
     use_workspace(ws)
     rng = np.random.default_rng(0)
@@ -131,7 +132,12 @@ def ui_project(ws: Workspace, *, points: int = 200) -> dict[str, str]:
     deployments = deployment_service(ws)
     deployments.create("prod", "churn@champion")
     deployments.canary("prod", "churn/2", 10.0)
-    monitoring_service(ws).create("prod-watch", deployment="prod", reference="customers@1")
+    with ModelServerClient(deployment="prod", workspace=ws) as client:
+        for i in range(40):  # traffic for the deployment's charts and a monitor window
+            client.predict(frame[["age", "spend"]].iloc[i : i + 5], name="prod")
+    monitors = monitoring_service(ws)
+    monitors.create("prod-watch", deployment="prod", reference="customers@1")
+    monitors.run("prod-watch")
     with ws.metadata.transaction(project_id=ws.project.id) as uow:
         open_alert(uow, ws.project.id, "ALERT-1", monitor="prod-drift", deployment="prod")
     return ids

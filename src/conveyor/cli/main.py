@@ -53,6 +53,7 @@ _DOMAIN_COMMANDS: dict[str, tuple[str, str]] = {
     "tokens": ("conveyor.cli.server", "tokens_app"),
     "projects": ("conveyor.cli.server", "projects_app"),
     "server": ("conveyor.cli.server", "server"),
+    "ui": ("conveyor.cli.server", "ui"),
     "serve": ("conveyor.cli.serving", "serve"),
     "predict": ("conveyor.cli.serving", "predict"),
     "build": ("conveyor.cli.serving", "build"),

@@ -124,6 +124,34 @@ def server(
     )
 
 
+def ui(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1 only).")] = 5000,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+) -> None:
+    """Open this project in the web UI: runs, datasets, features, pipelines, models,
+    deployments, monitors and lineage, in the browser.
+
+    Serves the project's own stores on 127.0.0.1 without logging in (as this project's
+    actor), so only this machine can reach it. For a team, run `conveyor server` and log in.
+
+    Example: conveyor ui --port 5000, then open the address it prints.
+    """
+    project = workspace_for(ctx).settings.project
+    err_console.print(f"Web UI: [bold]http://127.0.0.1:{port}/ui/p/{escape(project)}[/bold]")
+    server(
+        ctx,
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        no_auth=True,
+        admin="admin",
+        max_artifact_mb=51_200,
+        forwarded_allow_ips=None,
+        log_level=log_level,
+    )
+
+
 # -- the identity service, local or through a server -----------------------------------------
 
 

@@ -223,6 +223,10 @@ def _add_ui(app: FastAPI) -> None:
     def root() -> RedirectResponse:
         return RedirectResponse("/ui/", status_code=303)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # pages that ask (a report) get nothing, not a 404
+
 
 def _is_ui(request: Request) -> bool:
     return request.url.path == "/ui" or request.url.path.startswith("/ui/")

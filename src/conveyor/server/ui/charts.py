@@ -56,8 +56,10 @@ def lines(
     log_y: bool = False,
     x_label: str = "step",
     title: str = "",
+    x_range: tuple[float, float] | None = None,
 ) -> Markup:
-    """A line chart of ``series`` (name, [(x, y), ...]) with its ranges on the axes."""
+    """A line chart of ``series`` (name, [(x, y), ...]) with its ranges on the axes (the x
+    axis spans ``x_range`` when given, say a whole time window)."""
     pad_left, pad_bottom, pad_top, pad_right = 56, 30, 10, 10
     cleaned = []
     for name, points in series:
@@ -76,7 +78,7 @@ def lines(
         )
     xs = [x for x, _ in every]
     ys = [math.log10(y) if log_y else y for _, y in every]
-    x0, x1 = min(xs), max(xs)
+    x0, x1 = x_range if x_range is not None else (min(xs), max(xs))
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
         x1 = x0 + 1

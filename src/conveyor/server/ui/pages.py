@@ -531,17 +531,67 @@ def deployments(request: Request, project: str, call: Call = need("viewer")) -> 
 
 @router.get("/p/{project}/deployments/{name}")
 def deployment(
-    request: Request, project: str, name: str, call: Call = need("viewer")
+    request: Request,
+    project: str,
+    name: str,
+    hours: int = Query(default=24, ge=1, le=24 * 30),
+    call: Call = need("viewer"),
 ) -> HTMLResponse:
+    """A deployment's revisions (what it served, who changed it, why), its traffic per model
+    version over the last ``hours`` from the prediction log, and its monitors."""
     _, service, monitoring = _services(call)
+    rate, latency = _traffic(call, name, hours)
     return page(
         request,
         call,
         "deployment.html",
         name=name,
+        hours=hours,
         revisions=service.history(name),
         monitors=[m for m in monitoring.list() if m["deployment"] == name],
+        rate_chart=charts.lines(
+            rate, x_label="minutes ago", title="requests per second", x_range=(-hours * 60, 0)
+        ),
+        latency_chart=charts.lines(
+            latency, x_label="minutes ago", title="p95 latency (ms)", x_range=(-hours * 60, 0)
+        ),
     )
+
+
+def _traffic(call: Call, name: str, hours: int) -> tuple[list[Any], list[Any]]:
+    """Rows per second and p95 latency per model version in 60 buckets of the last ``hours``
+    (shadow copies apart), read from the prediction log's partitions of that span only."""
+    from datetime import timedelta
+
+    from conveyor.store.logs import read_log
+
+    end = datetime.now(UTC)
+    start = end - timedelta(hours=hours)
+    log = read_log(
+        call.workspace.settings.log_uri,
+        "predictions",
+        deployment=name,
+        start=start,
+        end=end,
+        columns=["ts", "model", "model_version", "role", "latency_ms"],
+    )
+    if log.empty or "latency_ms" not in log.columns:
+        return [], []
+    import pandas as pd
+
+    bucket = hours * 60  # seconds per bucket: 60 buckets
+    ago = (pd.Timestamp(end) - log["ts"]).dt.total_seconds()
+    version = log["model"].astype(str) + "/" + log["model_version"].astype(str)
+    if "role" in log.columns:
+        version = version.where(log["role"] != "shadow", version + " (shadow)")
+    log = log.assign(minutes=-((ago // bucket) * bucket + bucket / 2) / 60, version=version)
+    rate, latency = [], []
+    for version, rows in log.groupby("version"):
+        grouped = rows.groupby("minutes")["latency_ms"]
+        counts, p95 = grouped.size(), grouped.quantile(0.95)
+        rate.append((str(version), [(m, c / bucket) for m, c in counts.items()]))
+        latency.append((str(version), list(p95.items())))
+    return rate, latency
 
 
 @router.get("/p/{project}/monitors/{name}")
@@ -576,6 +626,17 @@ def monitor(request: Request, project: str, name: str, call: Call = need("viewer
         ),
         alerts=alerts,
     )
+
+
+@router.get("/p/{project}/monitors/{name}/report")
+def monitor_report(
+    request: Request, project: str, name: str, call: Call = need("viewer")
+) -> HTMLResponse:
+    """The monitor's latest report as its self-contained HTML page (the one
+    `conveyor monitor report` writes): verdict, per-column reference-vs-window distributions,
+    drift over time."""
+    _, _, service = _services(call)
+    return HTMLResponse(service.report(name))
 
 
 # -- lineage, audit --------------------------------------------------------------------------
