@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 pytest.importorskip("fastapi", reason="the server needs conveyor-mlops[server]")
@@ -169,3 +170,25 @@ def test_the_audit_page_is_for_project_admins(site: Site) -> None:
     assert site.browser("ann").get(f"{BASE}/audit").status_code == 403
     page = site.browser("ada").get(f"{BASE}/audit").text
     assert "models.alias" in page or "model" in page
+
+
+def test_every_page_declares_who_may_see_it() -> None:
+    from conveyor.server.rules import rule_of
+    from conveyor.server.ui import router
+
+    for route in router.routes:
+        assert rule_of(route.endpoint) is not None, f"{route.path} declares no rule"
+
+
+def test_lineage_shows_nothing_of_another_project(site: Site) -> None:
+    import conveyor as cv
+    from conveyor.store.workspace import use_workspace
+
+    other = site.app.state.conveyor.workspace("beta")
+    use_workspace(other)
+    cv.data.add("secret-table", pd.DataFrame({"a": [1, 2]}))
+    with cv.start_run(experiment="hidden") as run:
+        cv.data.load("secret-table@1")
+    page = site.browser("vic").get(f"{BASE}/lineage/run/{run.id}").text
+    assert "secret-table" not in page
+    assert page.count("nothing recorded") == 2

@@ -36,6 +36,13 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _clock(seconds: float) -> str:
+    """Epoch seconds as a UTC date and time for an axis."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def smooth(points: Sequence[tuple[float, float]], weight: float) -> list[tuple[float, float]]:
     """Exponential moving average of the values (``weight`` in [0, 1), 0 = none), debiased
     so the first points are not pulled toward zero."""
@@ -57,6 +64,7 @@ def lines(
     x_label: str = "step",
     title: str = "",
     x_range: tuple[float, float] | None = None,
+    x_time: bool = False,
 ) -> Markup:
     """A line chart of ``series`` (name, [(x, y), ...]) with its ranges on the axes (the x
     axis spans ``x_range`` when given, say a whole time window)."""
@@ -101,10 +109,11 @@ def lines(
     bottom = 10**y0 if log_y else y0
     parts.append(f'<text x="4" y="{pad_top + 10}" class="tick">{_fmt(top)}</text>')
     parts.append(f'<text x="4" y="{pad_top + inner_h}" class="tick">{_fmt(bottom)}</text>')
-    parts.append(f'<text x="{pad_left}" y="{height - 8}" class="tick">{_fmt(x0)}</text>')
+    tick = _clock if x_time else _fmt
+    parts.append(f'<text x="{pad_left}" y="{height - 8}" class="tick">{tick(x0)}</text>')
     parts.append(
         f'<text x="{width - pad_right}" y="{height - 8}" class="tick" text-anchor="end">'
-        f"{_fmt(x1)}</text>"
+        f"{tick(x1)}</text>"
     )
     parts.append(
         f'<text x="{pad_left + inner_w / 2:.0f}" y="{height - 8}" class="tick" '

@@ -7,6 +7,7 @@ others anyway). Changes are never made by a page: its buttons call the REST API.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -26,9 +27,10 @@ __all__ = ["STATIC", "router"]
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-RUNS_PER_PAGE = 50
+RUNS_PER_PAGE = 100  # as many as MLflow's runs page asks for
 CHART_POINTS = 1000  # the most points a metric chart carries: the store downsamples to this
 MAX_COMPARED = 20
+MAX_CHARTS = 30  # metric charts on a run page (the rest are in the metrics table)
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _env = Environment(
@@ -68,7 +70,7 @@ def page(request: Request, call: Call, template: str, **context: Any) -> HTMLRes
     started = time.perf_counter()
     html = _env.get_template(template).render(
         project=call.project.name if call.project else None,
-        user=call.actor,
+        user=call.actor if (call.principal is not None or not call.state.auth) else None,
         auth=call.principal is not None,
         can={r: _can(call, r) for r in ("editor", "approver", "admin")},
         path=request.url.path,
@@ -192,13 +194,13 @@ def runs(
         )
         listed = list(found.runs())
         next_token = found.next_page_token
-    except InvalidArgumentError as e:
+    except (InvalidArgumentError, NotFoundError) as e:
         error = e
     params, metrics = _keys(listed)
     chosen = [c.strip() for c in columns.split(",") if c.strip()]
     if not chosen:
         chosen = [f"metrics.{m}" for m in metrics[:6]] + [f"params.{p}" for p in params[:4]]
-    experiments = [e.name for e, _ in store.list_experiments()]
+    experiments = _experiment_names(call)
     return page(
         request,
         call,
@@ -229,12 +231,18 @@ def run_page(
     store = _tracking(call)
     run = store.get_run(run_id)
     plots = []
-    for key in sorted(run.metrics):
+    keys = sorted(run.metrics)
+    for key in keys[:MAX_CHARTS]:
         rows = store.metric_rows(run_id, key, max_points=CHART_POINTS)
-        points = [(r[2] / 1000 if x == "time" else r[0], r[1]) for r in rows if r[1] is not None]
+        points = [
+            (r[2] / 1000 if x == "time" else r[0], r[1])
+            for r in rows
+            if r[1] is not None and math.isfinite(r[1])
+        ]
         points = charts.smooth(points, smoothing)
-        label = "time (s since epoch)" if x == "time" else "step"
-        plots.append((key, len(rows), charts.lines([(key, points)], log_y=log, x_label=label)))
+        label = "time (UTC)" if x == "time" else "step"
+        chart = charts.lines([(key, points)], log_y=log, x_label=label, x_time=x == "time")
+        plots.append((key, len(rows), chart))
     artifacts = call.workspace.list_artifacts(ObjectRef("run", run_id))
     lineage = _neighbours(call, ObjectRef("run", run_id))
     return page(
@@ -261,6 +269,7 @@ def compare(
 ) -> HTMLResponse:
     """2-20 runs side by side: differing params highlighted, metric histories overlaid, a
     parallel-coordinates plot of numeric params against a metric."""
+    run = list(dict.fromkeys(run))
     if not 2 <= len(run) <= MAX_COMPARED:
         raise InvalidArgumentError(
             f"Compare takes 2 to {MAX_COMPARED} runs; got {len(run)}.",
@@ -314,6 +323,22 @@ def compare(
         overlay=overlay,
         coordinates=charts.parallel(axes, rows),
     )
+
+
+def _experiment_names(call: Call) -> list[str]:
+    import sqlalchemy as sa
+
+    from conveyor.store.metadata.schema import experiments
+
+    assert call.project is not None
+    with call.workspace.metadata.read() as conn:
+        return list(
+            conn.execute(
+                sa.select(experiments.c.name)
+                .where(experiments.c.project_id == call.project.id)
+                .order_by(experiments.c.name)
+            ).scalars()
+        )
 
 
 def _float(value: Any) -> float | None:
@@ -397,7 +422,9 @@ def dataset(
     versions = service.versions(name)
     if not versions:
         raise NotFoundError(f"No dataset called {name!r}.")
-    shown = next((v for v in versions if v.version == version), versions[-1])
+    if version is not None and all(v.version != version for v in versions):
+        raise NotFoundError(f"Dataset {name!r} has no version {version}.")
+    shown = next((v for v in versions if v.version == version), versions[0])
     profile = (shown.profile or {}).get("columns", {})
     plots = [(column, _profile_chart(column, stats)) for column, stats in profile.items()]
     diff = None
@@ -534,7 +561,7 @@ def deployment(
     request: Request,
     project: str,
     name: str,
-    hours: int = Query(default=24, ge=1, le=24 * 30),
+    hours: int = Query(default=24, ge=1, le=24 * 7),
     call: Call = need("viewer"),
 ) -> HTMLResponse:
     """A deployment's revisions (what it served, who changed it, why), its traffic per model
@@ -584,11 +611,14 @@ def _traffic(call: Call, name: str, hours: int) -> tuple[list[Any], list[Any]]:
     version = log["model"].astype(str) + "/" + log["model_version"].astype(str)
     if "role" in log.columns:
         version = version.where(log["role"] != "shadow", version + " (shadow)")
-    log = log.assign(minutes=-((ago // bucket) * bucket + bucket / 2) / 60, version=version)
+    slot = (ago // bucket).clip(upper=59).astype(int)
+    log = log.assign(minutes=-(slot * bucket + bucket / 2) / 60, version=version)
     rate, latency = [], []
+    centres = [-(k * bucket + bucket / 2) / 60 for k in range(60)]
     for version, rows in log.groupby("version"):
         grouped = rows.groupby("minutes")["latency_ms"]
-        counts, p95 = grouped.size(), grouped.quantile(0.95)
+        counts = grouped.size().reindex(centres, fill_value=0).sort_index()  # idle: 0 req/s
+        p95 = grouped.quantile(0.95)
         rate.append((str(version), [(m, c / bucket) for m, c in counts.items()]))
         latency.append((str(version), list(p95.items())))
     return rate, latency
@@ -618,10 +648,11 @@ def monitor(request: Request, project: str, name: str, call: Call = need("viewer
         "monitor.html",
         monitor=found,
         results=results,
-        share_chart=charts.lines([("share drifted", share)], x_label="window end (s)"),
+        share_chart=charts.lines([("share drifted", share)], x_label="window end", x_time=True),
         column_chart=charts.lines(
             sorted(columns.items())[:7],
-            x_label="window end (s)",
+            x_label="window end",
+            x_time=True,
             title="drift statistic per column",
         ),
         alerts=alerts,
@@ -645,8 +676,10 @@ def monitor_report(
 def _neighbours(call: Call, ref: ObjectRef, depth: int = 1) -> dict[str, Any]:
     """The edges ``depth`` steps up and down from ``ref``, and a readable name for each node
     (``customers@3``, ``churn/2``, a run's name) under ``labels["kind:id"]``."""
-    up = call.workspace.lineage(ref, direction="upstream", depth=depth).edges
-    down = call.workspace.lineage(ref, direction="downstream", depth=depth).edges
+    assert call.project is not None
+    store, project_id = call.state.root.metadata, call.project.id
+    up = store.lineage(ref, direction="upstream", depth=depth, project_id=project_id).edges
+    down = store.lineage(ref, direction="downstream", depth=depth, project_id=project_id).edges
     nodes = {ref, *(e.src for e in [*up, *down]), *(e.dst for e in [*up, *down])}
     return {"upstream": up, "downstream": down, "labels": _labels(call, nodes)}
 
@@ -662,6 +695,8 @@ def _labels(call: Call, nodes: Iterable[ObjectRef]) -> dict[str, str]:
     )
     from conveyor.store.metadata.schema import models as model_table
 
+    assert call.project is not None
+    project_id = call.project.id
     wanted: dict[str, list[str]] = {}
     for n in nodes:
         wanted.setdefault(n.kind, []).append(n.id)
@@ -671,19 +706,21 @@ def _labels(call: Call, nodes: Iterable[ObjectRef]) -> dict[str, str]:
             for i, name, v in conn.execute(
                 sa.select(dataset_versions.c.id, datasets.c.name, dataset_versions.c.version)
                 .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
-                .where(dataset_versions.c.id.in_(ids))
+                .where(dataset_versions.c.id.in_(ids), datasets.c.project_id == project_id)
             ):
                 labels[f"dataset_version:{i}"] = f"{name}@{v}"
         if ids := wanted.get("model_version"):
             for i, name, v in conn.execute(
                 sa.select(model_versions.c.id, model_table.c.name, model_versions.c.version)
                 .join(model_table, model_table.c.id == model_versions.c.model_id)
-                .where(model_versions.c.id.in_(ids))
+                .where(model_versions.c.id.in_(ids), model_table.c.project_id == project_id)
             ):
                 labels[f"model_version:{i}"] = f"{name}/{v}"
         if ids := wanted.get("run"):
             for i, name in conn.execute(
-                sa.select(runs.c.id, runs.c.name).where(runs.c.id.in_(ids))
+                sa.select(runs.c.id, runs.c.name).where(
+                    runs.c.id.in_(ids), runs.c.project_id == project_id
+                )
             ):
                 labels[f"run:{i}"] = f"run {name or i[-8:]}"
     return labels
