@@ -123,6 +123,7 @@ def test_every_page_loads_without_console_errors(browser: Any, site: Site) -> No
         "models": f"{base}/models",
         "model": f"{base}/models/churn",
         "model-version": f"{base}/models/churn/versions/1",
+        "model-compare": f"{base}/models/churn/compare?a=1&b=2",
         "features": f"{base}/features",
         "feature-view": f"{base}/features/spend_view",
         "pipelines": f"{base}/pipelines",

@@ -71,6 +71,17 @@ def _double_spend() -> None:
     _double(_load_customers())
 
 
+def _figure(data: pd.DataFrame) -> object:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4, 3))
+    figure.add_subplot().hist(data["spend"], bins=20)
+    return figure
+
+
 def ui_project(ws: Workspace, *, points: int = 200) -> dict[str, str]:
     """A project as the web UI shows it: runs with params and metric histories, two versions
     of a dataset, a model trained on it in two versions with @champion on the first and a
@@ -110,6 +121,10 @@ def ui_project(ws: Workspace, *, points: int = 200) -> dict[str, str]:
             )
             if i < 2:
                 cv.models.log(model, "churn", input_example=data[["age", "spend"]][:5])
+            if i == 0:
+                cv.log_dict({"C": c, "features": ["age", "spend"]}, "config.json")
+                cv.log_table(data.head(30), "sample.parquet")
+                cv.log_figure(_figure(data), "spend.png")
         ids.setdefault("run", run.id)
     with cv.start_run(experiment="churn", name="<script>alert(1)</script>"):
         cv.log_metric("auc", 0.5)

@@ -82,6 +82,7 @@ def test_every_page_renders_for_a_viewer(site: Site) -> None:
         f"{BASE}/models",
         f"{BASE}/models/churn",
         f"{BASE}/models/churn/versions/1",
+        f"{BASE}/models/churn/compare?a=1&b=2",
         f"{BASE}/deployments",
         f"{BASE}/deployments/prod",
         f"{BASE}/monitors/prod-watch",
@@ -147,6 +148,20 @@ def test_a_long_metric_history_is_drawn_from_at_most_a_thousand_points(site: Sit
     lines = re.findall(r'<polyline[^>]*points="([^"]*)"', page)
     assert lines
     assert max(len(points.split()) for points in lines) <= 1000 < POINTS
+
+
+def test_a_runs_artifacts_are_previewed(site: Site) -> None:
+    client = site.browser("vic")
+    page = client.get(f"{BASE}/runs/{site.ids['run']}").text
+    assert "&#34;features&#34;" in page  # the JSON, pretty-printed and escaped
+    assert "1 of" not in page
+    assert re.search(r"(\d+) of 30 rows", page).group(1) == "20"  # type: ignore[union-attr]
+    image = re.search(r'<img src="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    answer = client.get(image)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/png"
+    assert answer.content.startswith(b"\x89PNG")
+    assert client.get(image.replace("spend.png", "config.json")).status_code == 404
 
 
 def test_compare_highlights_differing_params(site: Site) -> None:

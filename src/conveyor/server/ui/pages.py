@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from conveyor.core.errors import InvalidArgumentError, NotFoundError
@@ -243,7 +243,10 @@ def run_page(
         label = "time (UTC)" if x == "time" else "step"
         chart = charts.lines([(key, points)], log_y=log, x_label=label, x_time=x == "time")
         plots.append((key, len(rows), chart))
-    artifacts = call.workspace.list_artifacts(ObjectRef("run", run_id))
+    artifacts = [
+        (a, _preview(call, run_id, a))
+        for a in call.workspace.list_artifacts(ObjectRef("run", run_id))
+    ]
     lineage = _neighbours(call, ObjectRef("run", run_id))
     return page(
         request,
@@ -257,6 +260,65 @@ def run_page(
         log=log,
         smoothing=smoothing,
     )
+
+
+IMAGES = ("image/png", "image/jpeg", "image/gif", "image/webp")  # never SVG: it can script
+PREVIEW_TEXT_BYTES = 64 * 1024
+PREVIEW_IMAGE_BYTES = 8 * 1024 * 1024
+PREVIEW_TABLE_BYTES = 16 * 1024 * 1024  # read whole (the stores' streams do not seek)
+PREVIEW_ROWS = 20
+
+
+def _preview(call: Call, run_id: str, artifact: Any) -> dict[str, Any] | None:
+    """What the run page shows of an artifact: an image (served by ``run_artifact``), the
+    start of a text or JSON file, or the first rows of a Parquet table; None for the rest."""
+    name, media, size = artifact.name, artifact.media_type or "", artifact.size
+    try:
+        if media in IMAGES and size <= PREVIEW_IMAGE_BYTES:
+            return {"kind": "image", "src": f"runs/{run_id}/artifacts/{name}"}
+        if name.endswith(".parquet") and size <= PREVIEW_TABLE_BYTES:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            with call.workspace.artifacts.open(artifact.digest) as f:
+                parquet = pq.ParquetFile(pa.BufferReader(f.read()))
+            rows = next(parquet.iter_batches(batch_size=PREVIEW_ROWS), None)
+            table = None if rows is None else rows.to_pylist()
+            columns = parquet.schema_arrow.names
+            total = parquet.metadata.num_rows
+            return {"kind": "table", "columns": columns, "rows": table or [], "total": total}
+        textual = media.startswith("text/") or media in ("application/json", "application/x-yaml")
+        if textual or name.endswith((".txt", ".json", ".yaml", ".yml", ".md", ".csv", ".log")):
+            with call.workspace.artifacts.open(artifact.digest) as f:
+                head = f.read(PREVIEW_TEXT_BYTES)
+            text = head.decode("utf-8", errors="replace")
+            if name.endswith(".json") and size <= PREVIEW_TEXT_BYTES:
+                import json
+                from contextlib import suppress
+
+                with suppress(ValueError):  # not JSON after all: shown as it is
+                    text = json.dumps(json.loads(text), indent=2)
+            return {"kind": "text", "text": text, "cut": size > PREVIEW_TEXT_BYTES}
+    except (OSError, ValueError) as e:  # unreadable as what it claims: say so, keep the page
+        return {"kind": "error", "text": f"no preview: {e}"}
+    return None
+
+
+@router.get("/p/{project}/runs/{run_id}/artifacts/{name:path}")
+def run_artifact(project: str, run_id: str, name: str, call: Call = need("viewer")) -> Response:
+    """An image artifact of a run, as an image (the run page shows it). Other kinds download
+    through the API; SVG never (it can carry script)."""
+    from conveyor.core.names import validate_artifact_path
+
+    validate_artifact_path(name)
+    _tracking(call).get_run(run_id)  # a run of this project, or 404
+    links = {a.name: a for a in call.workspace.list_artifacts(ObjectRef("run", run_id))}
+    link = links.get(name)
+    if link is None or link.media_type not in IMAGES or link.size > PREVIEW_IMAGE_BYTES:
+        raise NotFoundError(f"Run {run_id} has no image artifact {name!r} to show.")
+    with call.workspace.artifacts.open(link.digest) as f:
+        data = f.read()
+    return Response(data, media_type=link.media_type, headers={"Content-Disposition": "inline"})
 
 
 @router.get("/p/{project}/compare")
@@ -375,6 +437,30 @@ def model(request: Request, project: str, name: str, call: Call = need("viewer")
         versions=service.versions(name),
         moves=service.alias_history(name),
         requests=service.requests(name),
+    )
+
+
+@router.get("/p/{project}/models/{name}/compare")
+def model_compare(
+    request: Request,
+    project: str,
+    name: str,
+    a: int = Query(ge=1),
+    b: int = Query(ge=1),
+    call: Call = need("viewer"),
+) -> HTMLResponse:
+    """Two versions side by side: what their runs were given and measured, the data they
+    were trained on, their signatures and requirements; only the differences."""
+    service, _, _ = _services(call)
+    return page(
+        request,
+        call,
+        "model_compare.html",
+        name=name,
+        diff=service.compare(f"{name}/{a}", f"{name}/{b}"),
+        evaluations={v: service.evaluations(f"{name}/{v}") for v in (a, b)},
+        a=a,
+        b=b,
     )
 
 
