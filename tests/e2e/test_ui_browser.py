@@ -214,7 +214,26 @@ def test_an_approver_filters_compares_approves_and_rolls_back(browser: Any, site
     assert page.locator("span.status-acknowledged").count() == 1
     # the lineage graph opens, and a node opens the graph around it
     page.goto(f"{base}/lineage/run/{site.ids['run']}")
+    assert page.locator("svg.lineage-graph a").count() >= 3  # the run, its data, its model
+    page.locator("svg.lineage-graph a", has_text="customers@1").click()
+    page.wait_for_url(re.compile(r".*/lineage/dataset_version/.*"))
+    assert page.locator("main h1").inner_text() == "Lineage of customers@1"
     page.locator("ol.edges a").first.click()
     assert page.locator("main h1").inner_text().startswith("Lineage of") or "/runs/" in page.url
+    page.close()
+    assert visit.errors == []
+
+
+def test_live_sections_redraw_without_reloading_the_page(browser: Any, site: Site) -> None:
+    visit = logged_in(browser, site, "vic")
+    page = visit.page
+    page.clock.install()
+    url = f"{site.url}/ui/p/default/deployments/prod"
+    page.goto(url)
+    page.evaluate("document.body.dataset.marker = 'still the same page'")
+    with page.expect_request(lambda r: r.url == url and r.resource_type == "fetch"):
+        page.clock.run_for(16_000)  # the traffic section asks again after 15 s
+    page.wait_for_function("document.querySelector('#traffic figure') !== null")
+    assert page.evaluate("document.body.dataset.marker") == "still the same page"
     page.close()
     assert visit.errors == []

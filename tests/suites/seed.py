@@ -107,6 +107,7 @@ def ui_project(ws: Workspace, *, points: int = 200) -> dict[str, str]:
     frame["customer_id"] = np.arange(400)
     frame["event_ts"] = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(np.arange(400), "h")
     first = cv.data.add("customers", frame, description="weekly extract")
+    cv.data.infer_schema("customers@1")  # saved with it: version 2 is checked against it
     cv.data.add("customers", frame.assign(spend=frame["spend"] * 1.3))
     ids: dict[str, str] = {"dataset_version": first.id}
     for i, c in enumerate((0.1, 1.0, 10.0)):

@@ -175,10 +175,33 @@ def test_compare_highlights_differing_params(site: Site) -> None:
     assert "Compare takes 2 to 20 runs" in too_few.text
 
 
+def test_a_dataset_version_is_validated_on_request(site: Site) -> None:
+    client = site.browser("vic")
+    page = client.get(f"{BASE}/datasets/customers", params={"version": 2}).text
+    assert "Validate this version" in page
+    page = client.get(f"{BASE}/datasets/customers", params={"version": 2, "validate": "true"}).text
+    assert 'status-failed">failed' in page  # spend grew past the range customers@1 allowed
+    assert "<td>spend</td>" in page
+    first = client.get(f"{BASE}/datasets/customers", params={"version": 1, "validate": "true"})
+    assert 'status-finished">passed' in first.text
+    assert "The pandera schema saved with this version" in first.text
+
+
 def test_what_users_wrote_is_escaped(site: Site) -> None:
     page = site.browser("vic").get(f"{BASE}/runs").text
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_monitor_window_opens_its_own_report(site: Site) -> None:
+    client = site.browser("vic")
+    page = client.get(f"{BASE}/monitors/prod-watch").text
+    link = re.search(r'href="([^"]+/report\?result=[^"]+)"', page).group(1)  # type: ignore[union-attr]
+    report = client.get(link.replace("&amp;", "&"))
+    assert report.status_code == 200
+    assert "<svg" in report.text
+    missing = client.get(f"{BASE}/monitors/prod-watch/report", params={"result": "nope"})
+    assert missing.status_code == 404
 
 
 def test_the_audit_page_is_for_project_admins(site: Site) -> None:

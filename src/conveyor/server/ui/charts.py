@@ -14,7 +14,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-__all__ = ["bars", "dag", "lines", "parallel", "smooth"]
+__all__ = ["bars", "dag", "graph", "lines", "parallel", "smooth"]
 
 #: Colour-blind-safe series colours (Okabe-Ito), in order.
 COLOURS = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000")
@@ -34,6 +34,10 @@ def _fmt(value: float) -> str:
     if abs(value) >= 1e5 or abs(value) < 1e-3:
         return f"{value:.3g}"
     return f"{value:.4g}"
+
+
+def _clip(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _clock(seconds: float) -> str:
@@ -288,6 +292,59 @@ def dag(boxes: dict[str, tuple[float, float, Any]], edges: Sequence[tuple[str, s
             f'<text x="{x + 8:.0f}" y="{y + 20:.0f}" font-weight="600">{escape(name[:22])}</text>'
             f'<text x="{x + 8:.0f}" y="{y + 38:.0f}" class="tick" fill="{colour}">'
             f"{escape(detail)}</text><title>{escape(name)}: {escape(detail)}</title></g>"
+        )
+    parts.append("</svg>")
+    return _markup("".join(parts))
+
+
+def graph(
+    nodes: dict[str, tuple[int, str, str]],
+    edges: Sequence[tuple[str, str, str]],
+    root: str,
+) -> Markup:
+    """Objects in columns by their distance from ``root`` (upstream to the left), each a
+    link (``nodes``: key -> (column, label, href)), with arrows for ``edges`` (src, dst,
+    relation)."""
+    box_w, box_h, gap_x, gap_y = 170, 34, 60, 16
+    columns: dict[int, list[str]] = {}
+    for key, (column, _, _) in sorted(nodes.items(), key=lambda kv: kv[1][1]):
+        columns.setdefault(column, []).append(key)
+    if not columns:
+        return _markup("")
+    first = min(columns)
+    tallest = max(len(v) for v in columns.values())
+    at: dict[str, tuple[float, float]] = {}
+    for column, keys in columns.items():
+        top = (tallest - len(keys)) * (box_h + gap_y) / 2
+        for row, key in enumerate(keys):
+            at[key] = (10 + (column - first) * (box_w + gap_x), 10 + top + row * (box_h + gap_y))
+    width = 20 + len(columns) * (box_w + gap_x) - gap_x
+    height = 20 + tallest * (box_h + gap_y) - gap_y
+    parts = [
+        f'<svg class="chart lineage-graph" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="lineage graph">'
+        '<defs><marker id="arrow-l" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
+        'markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#767676"/></marker>'
+        "</defs>"
+    ]
+    for src, dst, relation in edges:
+        if src not in at or dst not in at:
+            continue
+        (x1, y1), (x2, y2) = at[src], at[dst]
+        parts.append(
+            f'<line x1="{x1 + box_w:.0f}" y1="{y1 + box_h / 2:.0f}" x2="{x2:.0f}" '
+            f'y2="{y2 + box_h / 2:.0f}" stroke="#767676" marker-end="url(#arrow-l)">'
+            f"<title>{escape(relation)}</title></line>"
+        )
+    for key, (_, label, href) in nodes.items():
+        x, y = at[key]
+        stroke = "#12263f" if key == root else "#0b5cad"
+        width_px = 3 if key == root else 1.5
+        parts.append(
+            f'<a href="{escape(href)}"><rect x="{x:.0f}" y="{y:.0f}" width="{box_w}" '
+            f'height="{box_h}" rx="6" fill="#fff" stroke="{stroke}" stroke-width="{width_px}"/>'
+            f'<text x="{x + 8:.0f}" y="{y + 21:.0f}">{escape(_clip(label, 20))}</text>'
+            f"<title>{escape(label)}</title></a>"
         )
     parts.append("</svg>")
     return _markup("".join(parts))

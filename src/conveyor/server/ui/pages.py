@@ -502,8 +502,11 @@ def dataset(
     name: str,
     version: int | None = None,
     against: int | None = None,
+    validate: bool = False,
     call: Call = need("viewer"),
 ) -> HTMLResponse:
+    """A version's profile, saved schema, the diff from another version and, on request,
+    its validation against the schema saved with it (or with the nearest earlier version)."""
     service = _data(call)
     versions = service.versions(name)
     if not versions:
@@ -516,6 +519,18 @@ def dataset(
     diff = None
     if against is not None:
         diff = service.diff(f"{name}@{against}", shown.ref)
+    schema_text = None
+    if shown.has_schema:
+        from conveyor.data.validation import schema_to_yaml
+
+        found = service.schema(shown.ref)
+        schema_text = schema_to_yaml(found) if found is not None else None
+    report, problem = None, None
+    if validate and shown.kind == "table":
+        try:  # reads the version's data: only when asked
+            report = service.validate(shown.ref)
+        except (NotFoundError, InvalidArgumentError) as e:
+            problem = e
     return page(
         request,
         call,
@@ -527,6 +542,9 @@ def dataset(
         plots=plots,
         diff=diff,
         against=against,
+        schema_text=schema_text,
+        report=report,
+        problem=problem,
         lineage=_neighbours(call, ObjectRef("dataset_version", shown.id)),
     )
 
@@ -654,13 +672,23 @@ def deployment(
     version over the last ``hours`` from the prediction log, and its monitors."""
     _, service, monitoring = _services(call)
     rate, latency = _traffic(call, name, hours)
+    revisions = service.history(name)
+    canary = [
+        (r.created_at.timestamp(), sum(x["weight"] for x in r.routes if x.get("role") == "canary"))
+        for r in reversed(revisions)
+    ]
     return page(
         request,
         call,
         "deployment.html",
         name=name,
         hours=hours,
-        revisions=service.history(name),
+        revisions=revisions,
+        canary_chart=charts.lines(
+            [("canary share %", canary)], x_label="revision time", x_time=True
+        )
+        if any(w for _, w in canary)
+        else None,
         monitors=[m for m in monitoring.list() if m["deployment"] == name],
         rate_chart=charts.lines(
             rate, x_label="minutes ago", title="requests per second", x_range=(-hours * 60, 0)
@@ -747,13 +775,23 @@ def monitor(request: Request, project: str, name: str, call: Call = need("viewer
 
 @router.get("/p/{project}/monitors/{name}/report")
 def monitor_report(
-    request: Request, project: str, name: str, call: Call = need("viewer")
+    request: Request,
+    project: str,
+    name: str,
+    result: str | None = Query(default=None, max_length=40),
+    call: Call = need("viewer"),
 ) -> HTMLResponse:
-    """The monitor's latest report as its self-contained HTML page (the one
-    `conveyor monitor report` writes): verdict, per-column reference-vs-window distributions,
-    drift over time."""
+    """A window's report (the latest, or ``result``'s) as the self-contained HTML page
+    `conveyor monitor report` writes: verdict, per-column reference-vs-window
+    distributions, drift over time."""
     _, _, service = _services(call)
-    return HTMLResponse(service.report(name))
+    if result is None:
+        return HTMLResponse(service.report(name))
+    results = service.results(name, limit=100)
+    chosen = next((r for r in results if r.id == result), None)
+    if chosen is None:
+        raise NotFoundError(f"Monitor {name!r} has no result {result!r} among its last 100.")
+    return HTMLResponse(chosen.to_html(None, history=results))
 
 
 # -- lineage, audit --------------------------------------------------------------------------
@@ -776,6 +814,8 @@ def _labels(call: Call, nodes: Iterable[ObjectRef]) -> dict[str, str]:
     from conveyor.store.metadata.schema import (
         dataset_versions,
         datasets,
+        deployment_revisions,
+        deployments,
         model_versions,
         runs,
     )
@@ -802,6 +842,15 @@ def _labels(call: Call, nodes: Iterable[ObjectRef]) -> dict[str, str]:
                 .where(model_versions.c.id.in_(ids), model_table.c.project_id == project_id)
             ):
                 labels[f"model_version:{i}"] = f"{name}/{v}"
+        if ids := wanted.get("deployment_revision"):
+            for i, name, number in conn.execute(
+                sa.select(
+                    deployment_revisions.c.id, deployments.c.name, deployment_revisions.c.revision
+                )
+                .join(deployments, deployments.c.id == deployment_revisions.c.deployment_id)
+                .where(deployment_revisions.c.id.in_(ids), deployments.c.project_id == project_id)
+            ):
+                labels[f"deployment_revision:{i}"] = f"{name} revision {number}"
         if ids := wanted.get("run"):
             for i, name in conn.execute(
                 sa.select(runs.c.id, runs.c.name).where(
@@ -824,14 +873,44 @@ def lineage(
     """The graph around an object, ``depth`` steps each way; a node's link opens the graph
     around it (expand on click)."""
     ref = ObjectRef(kind, object_id)
+    found = _neighbours(call, ref, depth)
     return page(
         request,
         call,
         "lineage.html",
         ref=ref,
         depth=depth,
-        graph=_neighbours(call, ref, depth),
+        graph=found,
+        picture=_picture(project, ref, found),
     )
+
+
+def _picture(project: str, ref: ObjectRef, found: dict[str, Any]) -> Any:
+    """The graph as a picture: upstream objects to the left by distance, downstream to the
+    right; a box opens the graph around it (a run opens its page)."""
+    labels = found["labels"]
+
+    def key(r: ObjectRef) -> str:
+        return f"{r.kind}:{r.id}"
+
+    def node(r: ObjectRef, column: int) -> tuple[int, str, str]:
+        label = labels.get(key(r)) or f"{r.kind.replace('_', ' ')} {r.id[-8:]}"
+        href = (
+            f"/ui/p/{project}/runs/{r.id}"
+            if r.kind == "run" and r != ref
+            else f"/ui/p/{project}/lineage/{r.kind}/{r.id}"
+        )
+        return (column, label, href)
+
+    nodes = {key(ref): node(ref, 0)}
+    for e in found["upstream"]:
+        nodes.setdefault(key(e.src), node(e.src, -e.depth))
+    for e in found["downstream"]:
+        nodes.setdefault(key(e.dst), node(e.dst, e.depth))
+    edges = [
+        (key(e.src), key(e.dst), e.relation) for e in [*found["upstream"], *found["downstream"]]
+    ]
+    return charts.graph(nodes, edges, key(ref))
 
 
 @router.get("/p/{project}/audit")

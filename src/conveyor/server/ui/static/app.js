@@ -66,7 +66,24 @@ document.addEventListener("submit", async (event) => {
   }
 });
 
+// Sections marked data-refresh="SECONDS" are redrawn in place from the same page, fetched
+// again, while the tab is visible: live figures without reloading the page.
+async function refresh(section) {
+  if (document.hidden) return;
+  try {
+    const response = await fetch(window.location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const replacement = fresh.getElementById(section.id);
+    if (replacement) section.replaceChildren(...replacement.childNodes);
+  } catch (e) { /* offline for a moment: try again at the next tick */ }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const section of document.querySelectorAll("[data-refresh][id]")) {
+    const seconds = Math.max(5, Number(section.dataset.refresh) || 30);
+    window.setInterval(() => refresh(section), seconds * 1000);
+  }
   const told = sessionStorage.getItem("conveyor-flash");
   if (told) {
     sessionStorage.removeItem("conveyor-flash");
