@@ -39,6 +39,14 @@ def test_run_fail_show_resume_list_as_a_user_would(tmp_path: Path) -> None:
     assert "✗ total" in shown.stdout
     assert "FAILED" in shown.stdout
 
+    logged = conveyor(tmp_path, "pipeline", "logs", failed_id[-8:], "total")
+    assert logged.returncode == 0, logged.stderr
+    assert logged.stdout.startswith("adding up 6 values\nabout to fail\n")
+    assert "ValueError: total was told to fail" in logged.stdout
+    every = conveyor(tmp_path, "pipeline", "logs", failed_id[-8:]).stdout
+    assert "── make ──\n(nothing printed)" in every
+    assert conveyor(tmp_path, "pipeline", "logs", failed_id[-8:], "nope").returncode == 1
+
     (tmp_path / "fail-total").unlink()
     resumed = conveyor(tmp_path, "pipeline", "resume", failed_id[-8:])
     assert resumed.returncode == 0, resumed.stderr

@@ -125,6 +125,57 @@ def test_a_new_dataset_version_invalidates_the_step_that_loaded_latest(ws: cv.Wo
     assert any(n.kind == "dataset_version" for n in used.nodes())
 
 
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_steps_log_keeps_what_it_printed_and_how_it_failed(ws: cv.Workspace, executor: str):
+    Path("fail-total").touch()
+    with pytest.raises(PipelineFailed) as caught:
+        flows.numbers.run(executor=executor, n=3)
+    failed = caught.value.run
+    text = cv.pipelines.step_log(failed.id, "total")
+    assert text.startswith("adding up 3 values\nabout to fail\n")
+    assert text.rstrip().endswith("ValueError: total was told to fail")
+    assert cv.pipelines.step_log(failed.id, "make") == ""  # printed nothing
+
+    Path("fail-total").unlink()
+    resumed = cv.pipelines.resume(failed.id)
+    cached = cv.pipelines.step_log(resumed.id, "scale")
+    assert cached.startswith(f"[cache hit: this is the log of step run {failed.step('scale').id}]")
+    assert cv.pipelines.step_log(resumed.id, "total") == "adding up 3 values\n"
+
+
+def test_a_steps_log_takes_log_records_bound_for_the_terminal(ws: cv.Workspace):
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s said: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        run = flows.numbers.run(executor="inline", n=2)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert "flows said: a log record from total\n" in cv.pipelines.step_log(run.id, "total")
+
+
+def test_a_steps_log_keeps_its_newest_part_and_says_what_it_left_out():
+    from conveyor.pipelines.steplog import StepLog
+
+    log = StepLog(limit=10)
+    for part in ("abcdef", "ghij", "klmno"):
+        log.write(part)
+    assert log.text() == "[5 earlier characters left out]\nfghijklmno"
+
+
+def test_asking_for_the_log_of_a_step_the_run_lacks_names_its_steps(ws: cv.Workspace):
+    run = flows.numbers.run(executor="inline", n=2)
+    with pytest.raises(NotFoundError, match="no step called 'nope'"):
+        cv.pipelines.step_log(run.id, "nope")
+
+
 def test_a_failed_step_fails_the_run_with_its_traceback_and_resume_reuses_the_rest(
     ws: cv.Workspace,
 ):
@@ -475,3 +526,16 @@ def test_a_run_whose_coordinator_died_can_be_cancelled_and_resumed(ws: cv.Worksp
     assert "is gone" in cancelled.error
     resumed = cv.pipelines.resume(run_id)
     assert statuses(resumed)["total"] == "SUCCEEDED"
+
+
+def test_a_ctrl_c_while_a_worker_starts_is_acted_on_once_the_worker_is_tracked():
+    import signal
+
+    from conveyor.pipelines.executors import _signals_deferred
+
+    tracked = []
+    with pytest.raises(KeyboardInterrupt), _signals_deferred():
+        signal.raise_signal(signal.SIGINT)
+        tracked.append("worker")  # what the interrupt would have skipped
+    assert tracked == ["worker"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

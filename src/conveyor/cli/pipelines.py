@@ -146,7 +146,8 @@ def _report(run: PipelineRun, as_json: bool) -> None:
     if run.error:
         err_console.print(f"[red]{escape(run.error)}[/]")
         err_console.print(
-            f"Inspect it with [bold]conveyor pipeline show {run.id[-8:]}[/]; after a fix, "
+            f"Inspect it with [bold]conveyor pipeline show {run.id[-8:]}[/] and "
+            f"[bold]conveyor pipeline logs {run.id[-8:]}[/]; after a fix, "
             f"[bold]conveyor pipeline resume {run.id[-8:]}[/] reuses the finished steps."
         )
 
@@ -269,6 +270,47 @@ def show(
     console.print(tree)
     if run.error:
         err_console.print(f"[red]{escape(run.error)}[/]")
+
+
+@pipeline_app.command("logs")
+def logs(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="A pipeline run id (or its last 6+ characters).")],
+    step: Annotated[
+        str | None,
+        typer.Argument(help="A step's name in the run (train, train_2); default: every step."),
+    ] = None,
+) -> None:
+    """Print what a run's steps printed: stdout, stderr, terminal log records, tracebacks.
+
+    Examples:\n
+      conveyor pipeline logs 3f9a2c train\n
+      conveyor pipeline logs 3f9a2c            # every step that ran, in order
+    """
+    from conveyor.pipelines.records import StepStatus
+    from conveyor.pipelines.service import get_run, step_log
+
+    with workspace_for(ctx) as ws:
+        run = get_run(run_id, workspace=ws)
+        if step is not None:
+            run.step(step)  # a clear error for a name the run lacks
+        names = (
+            [step]
+            if step
+            else [
+                s.name
+                for s in run.steps
+                if s.status not in (StepStatus.PENDING, StepStatus.SKIPPED)
+            ]
+        )
+        for name in names:
+            text = step_log(run.id, name, workspace=ws)
+            if step is None:
+                console.print(f"[bold]── {escape(name)} ──[/]")
+            if text:
+                typer.echo(text, nl=not text.endswith("\n"))  # as printed: no markup, no wrap
+            else:
+                console.print("[dim](nothing printed)[/]")
 
 
 @pipeline_app.command("resume")

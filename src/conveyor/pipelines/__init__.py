@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from conveyor.pipelines.engine import PipelineFailed
     from conveyor.pipelines.loader import load_pipeline
     from conveyor.pipelines.schedules import Schedule, delete_schedule, list_schedules, schedule
-    from conveyor.pipelines.service import cancel, get_run, list_runs, resume
+    from conveyor.pipelines.service import cancel, get_run, list_runs, resume, step_log
 
 __all__ = [
     "Materializer",
@@ -52,6 +52,7 @@ __all__ = [
     "resume",
     "schedule",
     "step",
+    "step_log",
 ]
 
 _LAZY = {
@@ -65,6 +66,7 @@ _LAZY = {
     "get_run": "conveyor.pipelines.service",
     "list_runs": "conveyor.pipelines.service",
     "resume": "conveyor.pipelines.service",
+    "step_log": "conveyor.pipelines.service",
 }
 
 

@@ -7,10 +7,12 @@ retries, caching, the records.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,8 +134,9 @@ class LocalExecutor(Executor):
             if self.idle:
                 w = self.idle.pop()
             elif len(self.all) < self.size:
-                w = _Worker.start()
-                self.all.append(w)
+                with _signals_deferred():  # a Ctrl-C mid-fork must not leave a worker untracked
+                    w = _Worker.start()
+                    self.all.append(w)
             else:
                 return
             handle = self.queue.pop(0)
@@ -197,6 +200,33 @@ class LocalExecutor(Executor):
         self.queue.clear()
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as before (main thread
+    only: elsewhere Python never runs signal handlers)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous: dict[int, Any] = {
+        s: signal.signal(s, lambda signum, frame: caught.append((signum, frame)))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum, frame in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -215,7 +245,7 @@ class _Worker:
 
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=_worker_loop, args=(child,), daemon=True)
+        process = ctx.Process(target=_worker_loop, args=(child, os.getpid()), daemon=True)
         process.start()
         child.close()
         return cls(process, parent)
@@ -235,11 +265,12 @@ class _Worker:
             self.process.join(timeout=5)
 
 
-def _worker_loop(conn: Any) -> None:
+def _worker_loop(conn: Any, parent: int) -> None:
     from conveyor.pipelines.worker import run_in_worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C
-    _die_with_parent()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
     while True:
         try:
             payload = conn.recv_bytes()
@@ -254,7 +285,7 @@ def _worker_loop(conn: Any) -> None:
     runs._at_exit()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """On Linux, have the kernel kill this worker when its coordinator dies, even by SIGKILL
     (otherwise a worker in the middle of a long step outlives it, orphaned)."""
     if not sys.platform.startswith("linux"):
@@ -266,6 +297,8 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
+    if os.getppid() != parent:  # the coordinator died before the line above: no one to serve
+        os._exit(1)
 
 
 def connect_ray(address: str | None) -> Any:

@@ -13,7 +13,7 @@ from conveyor.pipelines.records import PipelineRun, PipelineStatus
 from conveyor.pipelines.store import PipelineStore
 from conveyor.store.workspace import Workspace, current_workspace
 
-__all__ = ["cancel", "get_run", "list_runs", "resume"]
+__all__ = ["cancel", "get_run", "list_runs", "resume", "step_log"]
 
 #: A running pipeline's coordinator records a heartbeat every second; one silent for this long
 #: (or, on this machine, whose process is gone) has died without ending its run.
@@ -46,6 +46,30 @@ def _store(ws: Workspace | None) -> PipelineStore:
 def get_run(run_id: str, *, workspace: Workspace | None = None) -> PipelineRun:
     """Return pipeline run ``run_id`` (its id, or its last 6+ characters) with its steps."""
     return _store(workspace).get_run(run_id)
+
+
+def step_log(run_id: str, step: str, *, workspace: Workspace | None = None) -> str:
+    """Return what step ``step`` of pipeline run ``run_id`` printed (its stdout, stderr and
+    terminal log records, the newest 1 MiB) and, when it failed, its traceback.
+
+    A cached step did not run: its log is the one of the run it was taken from. A step that
+    printed nothing has an empty log.
+    """
+    from conveyor.core.errors import NotFoundError
+    from conveyor.pipelines import steplog
+    from conveyor.pipelines.records import StepStatus
+
+    ws = workspace or current_workspace()
+    run = get_run(run_id, workspace=ws)
+    found = run.step(step)
+    if found.status in (StepStatus.PENDING, StepStatus.SKIPPED):
+        raise NotFoundError(
+            f"Step {step!r} of run {run.id} is {found.status}: it has not run, so it has no log."
+        )
+    text = steplog.read(ws, found.cached_from or found.id) or ""
+    if found.cached_from:
+        return f"[cache hit: this is the log of step run {found.cached_from}]\n{text}"
+    return text
 
 
 def list_runs(

@@ -10,6 +10,7 @@ materializer and answers with a :class:`StepResult`.
 from __future__ import annotations
 
 import inspect
+import logging
 import numbers
 import sys
 import time
@@ -114,6 +115,7 @@ def load_output(ws: Any, output: dict[str, Any]) -> Any:
 
 def execute(task: StepTask) -> StepResult:
     """Run ``task`` here and report how it went (never raises for the step's own errors)."""
+    from conveyor.pipelines import steplog
     from conveyor.store.activity import recording_reads
     from conveyor.tracking.runs import tracker
 
@@ -129,7 +131,7 @@ def execute(task: StepTask) -> StepResult:
                 error=f"could not load its inputs: {type(e).__name__}: {e}",
                 traceback=traceback.format_exc(),
             )
-        with recording_reads() as reads:
+        with recording_reads() as reads, steplog.capture() as output:
             try:
                 # Rebuilt from the bound arguments, so *args and **kwargs reach the function
                 # as the pipeline passed them.
@@ -139,7 +141,11 @@ def execute(task: StepTask) -> StepResult:
                 if isinstance(e, StepTimedOut) or (
                     isinstance(e, KeyboardInterrupt | SystemExit) and not _is_worker()
                 ):
+                    # A timed-out step's traceback shows where it was when time ran out.
+                    timed_out = isinstance(e, StepTimedOut)
+                    _keep_log(run, output, _user_traceback(e) if timed_out else "")
                     raise
+                _keep_log(run, output, _user_traceback(e))
                 return StepResult(
                     ok=False,
                     reads=list(reads),
@@ -147,6 +153,7 @@ def execute(task: StepTask) -> StepResult:
                     traceback=_user_traceback(e),
                     seconds=time.perf_counter() - started,
                 )
+        _keep_log(run, output, "")
         try:
             outputs = _store_outputs(ws, task.step, value)
         except InvalidArgumentError as e:
@@ -156,6 +163,23 @@ def execute(task: StepTask) -> StepResult:
         )
     finally:
         run.detach()
+
+
+def _keep_log(run: Any, output: Any, failure: str) -> None:
+    """Store what the step printed (and how it failed) on its tracked run, if anything."""
+    from conveyor.pipelines.steplog import NAME
+
+    text = output.text()
+    if failure:
+        text += ("" if not text or text.endswith("\n") else "\n") + failure
+    if not text:
+        return
+    try:
+        run.log_text(text, NAME)
+    except Exception:  # a log that cannot be stored must not fail the step
+        logging.getLogger("conveyor.pipelines").warning(
+            "Could not store the log of step %s", run.ref, exc_info=True
+        )
 
 
 def _is_worker() -> bool:
