@@ -63,6 +63,7 @@ def _load_customers() -> pd.DataFrame:
 
 @cv.step
 def _double(frame: pd.DataFrame) -> float:
+    print(f"doubling the spend of {len(frame)} customers <b>")
     return float(frame["spend"].sum() * 2)
 
 
@@ -151,6 +152,8 @@ def ui_project(ws: Workspace, *, points: int = 200) -> dict[str, str]:
     with ModelServerClient(deployment="prod", workspace=ws) as client:
         for i in range(40):  # traffic for the deployment's charts and a monitor window
             client.predict(frame[["age", "spend"]].iloc[i : i + 5], name="prod")
+        status, _ = client.predict(frame[["age"]].iloc[:2], name="prod", check=False)
+        assert status == 422, status  # a refused payload, for the failures chart
     monitors = monitoring_service(ws)
     monitors.create("prod-watch", deployment="prod", reference="customers@1")
     monitors.run("prod-watch")

@@ -95,6 +95,24 @@ def test_a_failing_model_answers_500_with_an_error_id_and_no_traceback(
     assert body["error_id"] in caplog.text
 
 
+def test_failed_requests_are_logged_with_status_and_error_id_not_inputs(ws: Workspace) -> None:
+    X = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    cv.models.log(Refuser(), "adder", input_example=X, workspace=ws)
+    with _client(ws, "adder", trust=True) as client:
+        client.predict([{"a": 1.0, "b": 2.0}])
+        refused, _ = client.predict([{"a": 1.0}], check=False)
+        status, body = client.predict([{"a": 500.0, "b": 2.0}], check=False)
+    assert (refused, status) == (422, 500)
+    failures = cv.serving.read_failures(workspace=ws).sort_values("status")
+    assert failures[["model", "model_version", "status"]].values.tolist() == [
+        ["adder", 1, 422],
+        ["adder", 1, 500],
+    ]
+    assert failures["error_id"].iloc[1] == body["error_id"]  # the one the caller was given
+    assert not any(c.startswith("inputs") for c in failures.columns)
+    assert len(cv.serving.read_predictions(workspace=ws)) == 1  # failures are not predictions
+
+
 def test_feedback_is_logged_against_prediction_ids(ws: Workspace, churn: Any) -> None:
     with _client(ws) as client:
         answer = client.predict(rows(3))

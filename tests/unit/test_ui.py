@@ -164,6 +164,22 @@ def test_a_runs_artifacts_are_previewed(site: Site) -> None:
     assert client.get(image.replace("spend.png", "config.json")).status_code == 404
 
 
+def test_a_deployments_failed_requests_are_charted_per_model_version(site: Site) -> None:
+    page = site.browser("vic").get(f"{BASE}/deployments/prod").text
+    assert "failed requests per minute" in page
+    assert re.search(r"churn/[12] 4xx refused", page)
+    assert "No failed request" not in page
+
+
+def test_a_pipeline_steps_log_is_shown_escaped(site: Site) -> None:
+    url = f"{BASE}/pipelines/{site.ids['pipeline_run']}"
+    client = site.browser("vic")
+    assert 'href="?log=_double#log"' in client.get(url).text
+    page = client.get(url, params={"log": "_double"}).text
+    assert "doubling the spend of 400 customers &lt;b&gt;" in page
+    assert client.get(url, params={"log": "nope"}).status_code == 404
+
+
 def test_compare_highlights_differing_params(site: Site) -> None:
     client = site.browser("vic")
     runs = re.findall(r'name="run" value="([^"]+)"', client.get(f"{BASE}/runs").text)

@@ -33,6 +33,7 @@ __all__ = [
     "deployments",
     "options",
     "predict",
+    "read_failures",
     "read_feedback",
     "read_predictions",
     "serve",
@@ -211,3 +212,13 @@ def read_feedback(
     from conveyor.serving.predlog import read_log
 
     return read_log(_ws(workspace).settings.log_uri, "feedback", deployment=deployment)
+
+
+def read_failures(
+    deployment: str | None = None, *, workspace: Workspace | None = None
+) -> pd.DataFrame:
+    """Every request a server refused (4xx) or could not answer (5xx) (of ``deployment``):
+    time, model version, role, HTTP status, latency and error id; the inputs are not kept."""
+    from conveyor.serving.predlog import read_log
+
+    return read_log(_ws(workspace).settings.log_uri, "failures", deployment=deployment)

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from conveyor.store.logs import partition_folder, read_log
 
-__all__ = ["FeedbackEntry", "ParquetLog", "PredictionEntry", "read_log"]
+__all__ = ["FailureEntry", "FeedbackEntry", "ParquetLog", "PredictionEntry", "read_log"]
 
 log = logging.getLogger("conveyor.serving.log")
 _seq = itertools.count()
@@ -77,6 +77,29 @@ class FeedbackEntry:
         return len(self.ids)
 
 
+@dataclass(slots=True)
+class FailureEntry:
+    """A request the server refused (4xx) or could not answer (5xx); its inputs are not kept."""
+
+    at: float
+    deployment: str
+    revision: int | None
+    model: str
+    version: int
+    role: str
+    status: int
+    latency_ms: float
+    error_id: str
+
+    @property
+    def rows(self) -> int:
+        return 1
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.error_id]
+
+
 class ParquetLog:
     """A bounded, batched writer of one kind of log entries to Parquet under ``uri``."""
 
@@ -97,7 +120,7 @@ class ParquetLog:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_buffer_rows = max_buffer_rows
-        self._build = build or (build_predictions if kind == "predictions" else build_feedback)
+        self._build = build or _BUILDERS[kind]
         self._fs, self._root = fsspec.core.url_to_fs(self.uri)
         self._local = "file" in (
             self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,)
@@ -272,7 +295,8 @@ def _entries_of(group: list[Any], unwritten: list[pa.Table]) -> list[Any]:
     """The entries of ``group`` whose rows are in the tables not written yet."""
     if not unwritten:
         return []
-    ids = {i for table in unwritten for i in table.column("prediction_id").to_pylist()}
+    column = "error_id" if "error_id" in unwritten[0].column_names else "prediction_id"
+    ids = {i for table in unwritten for i in table.column(column).to_pylist()}
     return [e for e in group if e.ids and e.ids[0] in ids]
 
 
@@ -395,3 +419,28 @@ def build_feedback(entries: list[FeedbackEntry]) -> pa.Table:
             "deployment": pa.array(np.repeat([e.deployment for e in entries], counts), pa.string()),
         }
     )
+
+
+def build_failures(entries: list[FailureEntry]) -> pa.Table:
+    """The failed requests of one partition, a row each."""
+    at = pd.to_datetime([e.at for e in entries], unit="s", utc=True)
+    return pa.table(
+        {
+            "error_id": pa.array([e.error_id for e in entries], pa.string()),
+            "ts": pa.array(at.astype("datetime64[us, UTC]"), pa.timestamp("us", tz="UTC")),
+            "deployment": pa.array([e.deployment for e in entries], pa.string()),
+            "revision": pa.array([e.revision for e in entries], pa.int32()),
+            "model": pa.array([e.model for e in entries], pa.string()),
+            "model_version": pa.array([e.version for e in entries], pa.int32()),
+            "role": pa.array([e.role for e in entries], pa.string()),
+            "status": pa.array([e.status for e in entries], pa.int16()),
+            "latency_ms": pa.array([e.latency_ms for e in entries], pa.float64()),
+        }
+    )
+
+
+_BUILDERS: dict[str, Callable[[list[Any]], pa.Table]] = {
+    "predictions": build_predictions,
+    "feedback": build_feedback,
+    "failures": build_failures,
+}

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from conveyor.core.errors import ConveyorError
 from conveyor.core.ids import new_id
 from conveyor.serving.payloads import V2_DATATYPES, Block, PayloadError, _kind
-from conveyor.serving.predlog import FeedbackEntry, ParquetLog, PredictionEntry
+from conveyor.serving.predlog import FailureEntry, FeedbackEntry, ParquetLog, PredictionEntry
 from conveyor.serving.runtime import ModelRuntime
 from conveyor.serving.sources import TrafficSource
 from conveyor.serving.traffic import RouteSpec, TrafficSpec, pick
@@ -101,6 +101,7 @@ class ServingState:
         self.metrics = ServerMetrics(self._metric_state)
         self.predictions: ParquetLog | None = None
         self.feedback: ParquetLog | None = None
+        self.failures: ParquetLog | None = None
         self._runtimes: dict[str, ModelRuntime] = {}
         self._reload_lock: asyncio.Lock | None = None
         self._reloader: asyncio.Task[None] | None = None
@@ -123,6 +124,9 @@ class ServingState:
             )
             self.feedback = ParquetLog(
                 uri, "feedback", flush_rows=opts.flush_rows, flush_seconds=opts.flush_seconds
+            )
+            self.failures = ParquetLog(
+                uri, "failures", flush_rows=opts.flush_rows, flush_seconds=opts.flush_seconds
             )
         self._reload_lock = asyncio.Lock()
         spec = await asyncio.to_thread(self.source.resolve)
@@ -152,7 +156,7 @@ class ServingState:
                         asyncio.gather(*waits, return_exceptions=True), timeout=grace
                     )
         finally:
-            for sink in (self.predictions, self.feedback):
+            for sink in (self.predictions, self.feedback, self.failures):
                 if sink is not None:
                     await asyncio.to_thread(sink.close)
             for runtime in self._runtimes.values():
@@ -253,7 +257,7 @@ class ServingState:
 
     def _metric_state(self) -> dict[str, Any]:
         logs = {}
-        for sink in (self.predictions, self.feedback):
+        for sink in (self.predictions, self.feedback, self.failures):
             if sink is not None:
                 logs[sink.kind] = {
                     "logged_rows": sink.logged_rows,
@@ -294,6 +298,7 @@ class ServingState:
                 raise PayloadError(f'"return": ["proba"]: {runtime.ref} gives no probabilities.')
         except PayloadError as e:
             self.metrics.requests.labels(runtime.ref, str(e.status)).inc()
+            self._log_failure(plan, route, e.status, started)
             return e.status, {"error": str(e), "problems": e.problems}
         try:
             result = await asyncio.wait_for(
@@ -302,6 +307,7 @@ class ServingState:
         except TimeoutError:
             self.metrics.requests.labels(runtime.ref, "504").inc()
             self._guard(route, ok=False, latency=time.perf_counter() - started)
+            self._log_failure(plan, route, 504, started)
             return 504, {
                 "error": f"The model {runtime.ref} did not answer within "
                 f"{self.options.request_timeout:g} s; retry, or ask for fewer rows."
@@ -311,6 +317,7 @@ class ServingState:
             log.exception("Model %s failed on a request (error id %s)", runtime.ref, error_id)
             self.metrics.requests.labels(runtime.ref, "500").inc()
             self._guard(route, ok=False, latency=time.perf_counter() - started)
+            self._log_failure(plan, route, 500, started, error_id)
             return 500, {
                 "error": f"The model {runtime.ref} failed on this input; error id {error_id} "
                 "(the server log holds the details).",
@@ -395,6 +402,20 @@ class ServingState:
             )
         return {**body, "instances": rows}, used, ages
 
+    def _log_failure(
+        self, plan: _Plan, route: _Route, status: int, started: float, error_id: str = ""
+    ) -> None:
+        if self.failures is None:
+            return
+        self.failures.add(
+            FailureEntry(
+                **_served_by(plan, route),
+                status=status,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                error_id=error_id or new_id(),
+            )
+        )
+
     def _log(
         self,
         plan: _Plan,
@@ -407,15 +428,9 @@ class ServingState:
     ) -> None:
         if self.predictions is None:
             return
-        version = route.runtime.version
         self.predictions.add(
             PredictionEntry(
-                at=time.time(),
-                deployment=plan.spec.deployment,
-                revision=plan.spec.revision,
-                model=version.name,
-                version=version.version,
-                role=route.spec.role,
+                **_served_by(plan, route),
                 ids=ids,
                 inputs=block.data,
                 columns=route.runtime.parser.columns,
@@ -572,6 +587,19 @@ def _key_value(body: Any, key: str) -> Any:
     if isinstance(body.get("key"), str | int):
         return body["key"]
     return None
+
+
+def _served_by(plan: _Plan, route: _Route) -> dict[str, Any]:
+    """The fields every log entry starts with: when, and which deployment and model served."""
+    version = route.runtime.version
+    return {
+        "at": time.time(),
+        "deployment": plan.spec.deployment,
+        "revision": plan.spec.revision,
+        "model": version.name,
+        "version": version.version,
+        "role": route.spec.role,
+    }
 
 
 def _prediction_ids(rows: int) -> list[str]:

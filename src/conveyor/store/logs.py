@@ -5,8 +5,9 @@ layout is theirs in common, so it lives here, below both:
 
     {log_uri}/{kind}/deployment={name}/date=YYYY-MM-DD/hour=HH/part-*.parquet
 
-``kind`` is ``predictions`` or ``feedback``. Files whose names start with ``.`` are being
-written and are never read.
+``kind`` is ``predictions``, ``feedback`` or ``failures`` (requests a server refused or
+could not answer: status, model version, latency, never the inputs). Files whose names start
+with ``.`` are being written and are never read.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 __all__ = ["KINDS", "log_files", "partition_folder", "read_log", "write_rows"]
 
-KINDS = ("predictions", "feedback")
+KINDS = ("predictions", "feedback", "failures")
 
 
 def _utc(moment: datetime) -> datetime:

@@ -610,14 +610,32 @@ def pipelines(request: Request, project: str, call: Call = need("viewer")) -> HT
 
 @router.get("/p/{project}/pipelines/{run_id}")
 def pipeline_run(
-    request: Request, project: str, run_id: str, call: Call = need("viewer")
+    request: Request,
+    project: str,
+    run_id: str,
+    log: str | None = Query(default=None, max_length=200),
+    call: Call = need("viewer"),
 ) -> HTMLResponse:
     """A pipeline run: its DAG with each step's status, duration and cache hit; the steps'
-    outputs and errors."""
-    from conveyor.pipelines.service import get_run
+    outputs and errors; with ``?log=STEP``, what that step printed."""
+    from conveyor.pipelines.service import get_run, step_log
 
     run = get_run(run_id, workspace=call.workspace)
-    return page(request, call, "pipeline_run.html", run=run, dag=_dag(run.steps))
+    text = None
+    if log is not None:
+        text = step_log(run.id, log, workspace=call.workspace)
+        if len(text) > _LOG_SHOWN:
+            text = (
+                f"[the first {len(text) - _LOG_SHOWN:,} characters are left out here]\n"
+                + (text[-_LOG_SHOWN:])
+            )
+    return page(
+        request, call, "pipeline_run.html", run=run, dag=_dag(run.steps), log=log, log_text=text
+    )
+
+
+#: How much of a step's log the pipeline run page shows (its newest part); the CLI prints all.
+_LOG_SHOWN = 200_000
 
 
 def _dag(steps: list[Any]) -> Any:
@@ -672,6 +690,7 @@ def deployment(
     version over the last ``hours`` from the prediction log, and its monitors."""
     _, service, monitoring = _services(call)
     rate, latency = _traffic(call, name, hours)
+    failures = _failures(call, name, hours)
     revisions = service.history(name)
     canary = [
         (r.created_at.timestamp(), sum(x["weight"] for x in r.routes if x.get("role") == "canary"))
@@ -691,12 +710,62 @@ def deployment(
         else None,
         monitors=[m for m in monitoring.list() if m["deployment"] == name],
         rate_chart=charts.lines(
-            rate, x_label="minutes ago", title="requests per second", x_range=(-hours * 60, 0)
+            rate, x_label="minutes ago", title="rows per second", x_range=(-hours * 60, 0)
         ),
+        error_chart=charts.lines(
+            failures,
+            x_label="minutes ago",
+            title="failed requests per minute",
+            x_range=(-hours * 60, 0),
+        )
+        if failures
+        else None,
         latency_chart=charts.lines(
             latency, x_label="minutes ago", title="p95 latency (ms)", x_range=(-hours * 60, 0)
         ),
     )
+
+
+def _buckets(log: Any, end: datetime, hours: int) -> tuple[Any, list[float], int]:
+    """``log`` with a ``minutes`` column (its bucket's centre, minutes ago) and a ``version``
+    column (model/version, shadows marked); the 60 bucket centres; seconds per bucket."""
+    import pandas as pd
+
+    bucket = hours * 60  # seconds per bucket: 60 buckets
+    ago = (pd.Timestamp(end) - log["ts"]).dt.total_seconds()
+    version = log["model"].astype(str) + "/" + log["model_version"].astype(str)
+    if "role" in log.columns:
+        version = version.where(log["role"] != "shadow", version + " (shadow)")
+    slot = (ago // bucket).clip(upper=59).astype(int)
+    centres = [-(k * bucket + bucket / 2) / 60 for k in range(60)]
+    return log.assign(minutes=-(slot * bucket + bucket / 2) / 60, version=version), centres, bucket
+
+
+def _failures(call: Call, name: str, hours: int) -> list[Any]:
+    """Failed requests per minute per model version in 60 buckets of the last ``hours``, from
+    the failures log: server errors (5xx) and refused payloads (4xx) as separate lines."""
+    from datetime import timedelta
+
+    from conveyor.store.logs import read_log
+
+    end = datetime.now(UTC)
+    log = read_log(
+        call.workspace.settings.log_uri,
+        "failures",
+        deployment=name,
+        start=end - timedelta(hours=hours),
+        end=end,
+        columns=["ts", "model", "model_version", "role", "status"],
+    )
+    if log.empty:
+        return []
+    log, centres, bucket = _buckets(log, end, hours)
+    kind = log["status"].map(lambda s: " 5xx" if s >= 500 else " 4xx refused")
+    series = []
+    for label, rows in log.assign(label=log["version"] + kind).groupby("label"):
+        counts = rows.groupby("minutes").size().reindex(centres, fill_value=0).sort_index()
+        series.append((str(label), [(m, c * 60 / bucket) for m, c in counts.items()]))
+    return series
 
 
 def _traffic(call: Call, name: str, hours: int) -> tuple[list[Any], list[Any]]:
@@ -718,17 +787,8 @@ def _traffic(call: Call, name: str, hours: int) -> tuple[list[Any], list[Any]]:
     )
     if log.empty or "latency_ms" not in log.columns:
         return [], []
-    import pandas as pd
-
-    bucket = hours * 60  # seconds per bucket: 60 buckets
-    ago = (pd.Timestamp(end) - log["ts"]).dt.total_seconds()
-    version = log["model"].astype(str) + "/" + log["model_version"].astype(str)
-    if "role" in log.columns:
-        version = version.where(log["role"] != "shadow", version + " (shadow)")
-    slot = (ago // bucket).clip(upper=59).astype(int)
-    log = log.assign(minutes=-(slot * bucket + bucket / 2) / 60, version=version)
+    log, centres, bucket = _buckets(log, end, hours)
     rate, latency = [], []
-    centres = [-(k * bucket + bucket / 2) / 60 for k in range(60)]
     for version, rows in log.groupby("version"):
         grouped = rows.groupby("minutes")["latency_ms"]
         counts = grouped.size().reindex(centres, fill_value=0).sort_index()  # idle: 0 req/s
