@@ -128,6 +128,7 @@ def test_every_page_loads_without_console_errors(browser: Any, site: Site) -> No
         "feature-view": f"{base}/features/spend_view",
         "pipelines": f"{base}/pipelines",
         "pipeline-run": f"{base}/pipelines/{site.ids['pipeline_run']}",
+        "pipeline-step-log": f"{base}/pipelines/{site.ids['pipeline_run']}?log=_double",
         "datasets": f"{base}/datasets",
         "dataset": f"{base}/datasets/customers?version=2&against=1",
         "deployments": f"{base}/deployments",

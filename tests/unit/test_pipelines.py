@@ -143,6 +143,74 @@ def test_a_steps_log_keeps_what_it_printed_and_how_it_failed(ws: cv.Workspace, e
     assert cv.pipelines.step_log(resumed.id, "total") == "adding up 3 values\n"
 
 
+def test_a_retried_step_keeps_the_log_of_its_last_attempt(ws: cv.Workspace):
+    run = flows.flaky_pipeline.run(executor="local", fails=1)
+    assert cv.pipelines.step_log(run.id, "flaky") == "[attempt 2]\nattempt 2 starts\n"
+
+
+def test_a_cache_hit_of_a_cache_hit_shows_the_log_of_the_step_that_ran(ws: cv.Workspace):
+    first = flows.numbers.run(executor="inline", n=2)
+    flows.numbers.run(executor="inline", n=2)
+    third = flows.numbers.run(executor="inline", n=2)
+    text = cv.pipelines.step_log(third.id, "total")
+    assert text == (
+        f"[cache hit: this is the log of step run {first.step('total').id}]\nadding up 2 values\n"
+    )
+
+
+def test_a_step_may_write_bytes_and_call_basic_config(ws: cv.Workspace):
+    import logging
+
+    @cv.step
+    def chatty(n: int) -> int:
+        import sys
+
+        sys.stdout.buffer.write(b"")  # the real stream's buffer is there
+        logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+        logging.getLogger("chatty").info("record %d", n)
+        return n
+
+    @cv.pipeline(name="chatty")
+    def chatter(n: int = 1):
+        chatty(n)
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        first = chatter.run(executor="inline", n=1)
+        second = chatter.run(executor="inline", n=2)  # the handler made in step 1 still counts
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert cv.pipelines.step_log(first.id, "chatty") == "record 1\n"
+    assert cv.pipelines.step_log(second.id, "chatty") == "record 2\n"
+
+
+def test_steps_in_two_threads_keep_their_own_logs(ws: cv.Workspace):
+    import sys
+
+    from conveyor.pipelines.steplog import capture
+
+    real = sys.stdout
+    ready = threading.Barrier(2)
+    logs: dict[str, str] = {}
+
+    def step(name: str) -> None:
+        with capture() as log:
+            ready.wait()
+            print(f"from {name}")
+            ready.wait()
+        logs[name] = log.text()
+
+    threads = [threading.Thread(target=step, args=(n,)) for n in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert logs == {"A": "from A\n", "B": "from B\n"}
+    assert sys.stdout is real
+
+
 def test_a_steps_log_takes_log_records_bound_for_the_terminal(ws: cv.Workspace):
     import logging
     import sys
@@ -213,9 +281,15 @@ def test_retries_give_up_after_the_last_attempt(ws: cv.Workspace):
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_a_timeout_stops_the_step(ws: cv.Workspace, executor: str):
     started = time.monotonic()
-    with pytest.raises(PipelineFailed, match=r"timed out after 0\.5s"):
+    with pytest.raises(PipelineFailed, match=r"timed out after 0\.5s") as caught:
         flows.sleeper.run(executor=executor, seconds=30.0)
     assert time.monotonic() - started < 15
+    text = cv.pipelines.step_log(caught.value.run.id, "slow")
+    if executor == "inline":  # interrupted in this process: where it was is kept
+        assert "time.sleep(seconds)" in text
+    else:  # its worker was killed with what it printed
+        assert text.startswith("[no log was stored: the step did not finish its call]\n")
+        assert "timed out after 0.5s" in text
 
 
 def test_cancel_stops_a_running_pipeline_and_marks_it_killed(ws: cv.Workspace):
@@ -534,8 +608,13 @@ def test_a_ctrl_c_while_a_worker_starts_is_acted_on_once_the_worker_is_tracked()
     from conveyor.pipelines.executors import _signals_deferred
 
     tracked = []
-    with pytest.raises(KeyboardInterrupt), _signals_deferred():
-        signal.raise_signal(signal.SIGINT)
-        tracked.append("worker")  # what the interrupt would have skipped
+
+    def start_a_worker() -> None:
+        with _signals_deferred():
+            signal.raise_signal(signal.SIGINT)
+            tracked.append("worker")  # what the interrupt would have skipped
+
+    with pytest.raises(KeyboardInterrupt):
+        start_a_worker()
     assert tracked == ["worker"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -130,25 +130,28 @@ class LocalExecutor(Executor):
     def _dispatch(self) -> None:
         import cloudpickle
 
-        while self.queue:
-            if self.idle:
-                w = self.idle.pop()
-            elif len(self.all) < self.size:
-                with _signals_deferred():  # a Ctrl-C mid-fork must not leave a worker untracked
-                    w = _Worker.start()
-                    self.all.append(w)
-            else:
-                return
-            handle = self.queue.pop(0)
-            try:
-                w.conn.send_bytes(cloudpickle.dumps(handle.task))
-            except Exception as e:
-                self._retire(w)
-                raise InvalidArgumentError(
-                    f"Step {handle.task.node!r} cannot be sent to a worker process: {e}."
-                ) from e
-            handle.started_at = time.monotonic()
-            self.busy[handle.id] = (w, handle)
+        while self.queue and (self.idle or len(self.all) < self.size):
+            # A Ctrl-C between the fork and the busy mark would leave a worker running a step
+            # that shutdown does not know to kill: it is held until the step is marked.
+            with _signals_deferred():
+                self._send_next(cloudpickle)
+
+    def _send_next(self, cloudpickle: Any) -> None:
+        if self.idle:
+            w = self.idle.pop()
+        else:
+            w = _Worker.start()
+            self.all.append(w)
+        handle = self.queue.pop(0)
+        try:
+            w.conn.send_bytes(cloudpickle.dumps(handle.task))
+        except Exception as e:
+            self._retire(w)
+            raise InvalidArgumentError(
+                f"Step {handle.task.node!r} cannot be sent to a worker process: {e}."
+            ) from e
+        handle.started_at = time.monotonic()
+        self.busy[handle.id] = (w, handle)
 
     def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
         from multiprocessing.connection import wait
@@ -202,29 +205,34 @@ class LocalExecutor(Executor):
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as before (main thread
-    only: elsewhere Python never runs signal handlers)."""
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as before (SIGTERM
+    first when both came). Main thread only: elsewhere Python never runs signal handlers."""
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    signals = (signal.SIGTERM, signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or any(
+        signal.getsignal(s) is None
+        for s in signals  # set outside Python: cannot be restored
+    ):
         yield
         return
-    caught: list[tuple[int, Any]] = []
+    caught: dict[int, Any] = {}
     previous: dict[int, Any] = {
-        s: signal.signal(s, lambda signum, frame: caught.append((signum, frame)))
-        for s in (signal.SIGINT, signal.SIGTERM)
+        s: signal.signal(s, lambda signum, frame: caught.setdefault(signum, frame)) for s in signals
     }
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        for signum, frame in caught[:1]:
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
+        for signum in signals:
+            if signum in caught:
+                handler = previous[signum]
+                if callable(handler):
+                    handler(signum, caught[signum])
+                elif handler == signal.SIG_DFL:
+                    signal.raise_signal(signum)
+                break
 
 
 def _cpu_count() -> int:

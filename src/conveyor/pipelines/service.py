@@ -66,9 +66,20 @@ def step_log(run_id: str, step: str, *, workspace: Workspace | None = None) -> s
         raise NotFoundError(
             f"Step {step!r} of run {run.id} is {found.status}: it has not run, so it has no log."
         )
-    text = steplog.read(ws, found.cached_from or found.id) or ""
-    if found.cached_from:
-        return f"[cache hit: this is the log of step run {found.cached_from}]\n{text}"
+    source = found
+    seen = {found.id}
+    while source.cached_from and source.cached_from not in seen:  # a cache hit of a cache hit
+        seen.add(source.cached_from)
+        source = PipelineStore(ws).get_step_run(source.cached_from)
+    text = steplog.read(ws, source.id)
+    if text is None and source.status in (StepStatus.FAILED, StepStatus.KILLED):
+        # Failed before the call (loading inputs), or its worker was killed (a timeout,
+        # a cancel, a crash) with the log in its memory: the traceback is what is left.
+        kept = steplog.read(ws, source.id, "traceback.txt")
+        text = "[no log was stored: the step did not finish its call]\n" + (kept or found.error)
+    text = text or ""
+    if source is not found:
+        return f"[cache hit: this is the log of step run {source.id}]\n{text}"
     return text
 
 

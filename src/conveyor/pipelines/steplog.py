@@ -1,21 +1,24 @@
 """What a step printed while it ran: kept with its tracked run as the artifact ``step.log``.
 
-While a step's function runs, ``sys.stdout`` and ``sys.stderr`` are teed: what the step prints
-still reaches the terminal (or the worker's output) and is also kept, up to :data:`LIMIT`
-bytes (past that, the oldest part is dropped and the log says how much). Log records go in
-too when logging is set up to print to the terminal (``logging.basicConfig`` before the run),
-since such a handler writes to the stream it was given, not to the teed one. Output written
-by native code or child processes straight to the file descriptors is not kept.
+While any step runs in a process, ``sys.stdout`` and ``sys.stderr`` are proxies: what is
+written still reaches the real stream (the terminal, the worker's output) and is also kept in
+the running step's :class:`StepLog`, up to :data:`LIMIT` characters (past that, the oldest part
+is dropped and the log says how much). A write goes to the log of the step its thread runs,
+or, from a thread no step runs in (one the step started), to the only step running.
+
+Log records go in too: those of handlers bound to the proxies (``logging.basicConfig`` called
+while a step runs), and, mirrored, those of root handlers that print to the real terminal
+(``logging.basicConfig`` called before the run), in their format. Bytes written to
+``sys.stdout.buffer``, and output that native code or child processes write straight to the
+file descriptors, are not kept.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -23,16 +26,17 @@ __all__ = ["LIMIT", "NAME", "StepLog", "capture"]
 
 #: The artifact name a step's log is stored under, on the step's tracked run.
 NAME = "step.log"
-#: How many bytes of a step's output are kept (the newest ones).
+#: How many characters of a step's output are kept (the newest ones).
 LIMIT = 1 << 20
+_JOIN_AT = 256  # parts held before they are joined into one string (bounds per-part overhead)
 
 
 class StepLog:
-    """The newest :data:`LIMIT` bytes written to it (thread-safe)."""
+    """The newest ``limit`` characters written to it (thread-safe)."""
 
     def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
-        self._parts: deque[str] = deque()
+        self._parts: list[str] = []
         self._size = 0
         self.dropped = 0
         self._lock = threading.Lock()
@@ -43,17 +47,12 @@ class StepLog:
         with self._lock:
             self._parts.append(text)
             self._size += len(text)
-            while self._size > self.limit and self._parts:
-                over = self._size - self.limit
-                first = self._parts[0]
-                if len(first) <= over:
-                    self._parts.popleft()
-                    self._size -= len(first)
-                    self.dropped += len(first)
-                else:
-                    self._parts[0] = first[over:]
-                    self._size -= over
-                    self.dropped += over
+            if self._size > self.limit or len(self._parts) > _JOIN_AT:
+                body = "".join(self._parts)
+                over = max(0, len(body) - self.limit)
+                self.dropped += over
+                self._parts = [body[over:]]
+                self._size = len(body) - over
 
     def text(self) -> str:
         with self._lock:
@@ -63,82 +62,131 @@ class StepLog:
         return body
 
 
-class _Tee(io.TextIOBase):
-    def __init__(self, stream: TextIO, log: StepLog) -> None:
+# -- routing: which step's log a write from this thread belongs to -------------------------
+
+_lock = threading.Lock()
+_active: list[StepLog] = []  # the logs of the steps running in this process
+_local = threading.local()
+
+
+def _target() -> StepLog | None:
+    log: StepLog | None = getattr(_local, "log", None)
+    if log is not None:
+        return log
+    active = _active
+    return active[0] if len(active) == 1 else None
+
+
+class _Proxy:
+    """Stands in for ``sys.stdout`` / ``sys.stderr``: writes go to the real stream and to the
+    running step's log; everything else is the real stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._log = log
 
     def write(self, text: str) -> int:
-        self._log.write(text)
-        try:
-            return self._stream.write(text)
-        except (OSError, ValueError):  # a closed terminal must not fail the step
-            return len(text)
+        written = self._stream.write(text)  # the real stream's errors (a non-str) stay its own
+        log = _target()
+        if log is not None:
+            log.write(text)
+        return written
 
-    def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._stream.flush()
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
 
-    def isatty(self) -> bool:
-        return bool(getattr(self._stream, "isatty", lambda: False)())
+    def writable(self) -> bool:
+        return True
 
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self._stream, "encoding", None) or "utf-8"
+    def __getattr__(self, name: str) -> Any:  # buffer, fileno, isatty, encoding, flush, ...
+        return getattr(self._stream, name)
 
-    def fileno(self) -> int:
-        return self._stream.fileno()
+
+_proxies: dict[str, _Proxy] = {}  # one per stream name, reused so handlers bound to it keep working
+_mirror: _Records | None = None
 
 
 class _Records(logging.Handler):
-    def __init__(self, log: StepLog, level: int, formatter: logging.Formatter | None) -> None:
+    """Mirrors the records that root handlers print to the real terminal into the step log."""
+
+    def __init__(self, level: int, formatter: logging.Formatter | None) -> None:
         super().__init__(level)
-        self._log = log
         self.setFormatter(formatter or logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
+        log = _target()
+        if log is None:
+            return
         try:
-            self._log.write(self.format(record) + "\n")
+            log.write(self.format(record) + "\n")
         except Exception:  # noqa: BLE001 - logging must never fail the step
             self.handleError(record)
 
 
-@contextlib.contextmanager
-def capture() -> Iterator[StepLog]:
-    """Tee ``sys.stdout``/``sys.stderr`` (and terminal-bound log records) into a StepLog."""
-    log = StepLog()
-    out, err = sys.stdout, sys.stderr
+def _install() -> None:
+    """Put the proxies in place (the first step to start in this process does)."""
+    global _mirror
+    real = {}
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, _Proxy):
+            continue
+        proxy = _proxies.setdefault(name, _Proxy(stream))
+        proxy._stream = stream
+        real[name] = stream
+        setattr(sys, name, proxy)
     root = logging.getLogger()
     terminal = [
         h
         for h in root.handlers
-        if isinstance(h, logging.StreamHandler)
-        and not isinstance(h, logging.FileHandler)
-        and getattr(h, "stream", None) in (out, err, sys.__stdout__, sys.__stderr__)
+        if type(h) is logging.StreamHandler
+        and getattr(h, "stream", None) in (*real.values(), sys.__stdout__, sys.__stderr__)
     ]
-    handler: logging.Handler | None = None
     if terminal:
-        handler = _Records(log, terminal[0].level, terminal[0].formatter)
-        root.addHandler(handler)
-    sys.stdout = _Tee(out, log)
-    sys.stderr = _Tee(err, log)
+        _mirror = _Records(terminal[0].level, terminal[0].formatter)
+        root.addHandler(_mirror)
+
+
+def _uninstall() -> None:
+    """Give the real streams back (the last step to end does), unless someone replaced ours."""
+    global _mirror
+    for name, proxy in _proxies.items():
+        if getattr(sys, name) is proxy:
+            setattr(sys, name, proxy._stream)
+    if _mirror is not None:
+        logging.getLogger().removeHandler(_mirror)
+        _mirror = None
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[StepLog]:
+    """Keep what this thread (and threads it starts) prints into a new StepLog."""
+    log = StepLog()
+    outer = getattr(_local, "log", None)
+    with _lock:
+        if not _active:
+            _install()
+        _active.append(log)
+    _local.log = log
     try:
         yield log
     finally:
+        _local.log = outer
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        sys.stdout, sys.stderr = out, err
-        if handler is not None:
-            root.removeHandler(handler)
+        with _lock:
+            _active.remove(log)
+            if not _active:
+                _uninstall()
 
 
-def read(ws: Any, run_id: str) -> str | None:
-    """The log a step run stored (None when it stored none)."""
+def read(ws: Any, run_id: str, name: str = NAME) -> str | None:
+    """The artifact ``name`` (a step's log) of run ``run_id`` as text (None when it has none)."""
     from conveyor.store.records import ObjectRef
 
     for link in ws.list_artifacts(ObjectRef("run", run_id)):
-        if link.name == NAME:
+        if link.name == name:
             with ws.artifacts.open(link.digest) as f:
                 return f.read().decode("utf-8", errors="replace")
     return None

@@ -175,6 +175,22 @@ class PipelineStore:
             row = conn.execute(query).first()
         return None if row is None else _step(row)
 
+    def get_step_run(self, step_run_id: str) -> StepRun:
+        """The step run ``step_run_id`` of a pipeline run in this project."""
+        query = (
+            sa.select(step_runs)
+            .join(pipeline_runs, pipeline_runs.c.id == step_runs.c.pipeline_run_id)
+            .where(
+                pipeline_runs.c.project_id == self.project_id,
+                step_runs.c.id == step_run_id,
+            )
+        )
+        with self.ws.metadata.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"No step run {step_run_id!r} in project {self.ws.project.name!r}.")
+        return _step(row)
+
     def steps_of(self, run_id: str) -> list[StepRun]:
         with self.ws.metadata.read() as conn:
             rows = conn.execute(

@@ -143,9 +143,9 @@ def execute(task: StepTask) -> StepResult:
                 ):
                     # A timed-out step's traceback shows where it was when time ran out.
                     timed_out = isinstance(e, StepTimedOut)
-                    _keep_log(run, output, _user_traceback(e) if timed_out else "")
+                    _keep_log(run, output, _user_traceback(e) if timed_out else "", task.attempt)
                     raise
-                _keep_log(run, output, _user_traceback(e))
+                _keep_log(run, output, _user_traceback(e), task.attempt)
                 return StepResult(
                     ok=False,
                     reads=list(reads),
@@ -153,7 +153,7 @@ def execute(task: StepTask) -> StepResult:
                     traceback=_user_traceback(e),
                     seconds=time.perf_counter() - started,
                 )
-        _keep_log(run, output, "")
+        _keep_log(run, output, "", task.attempt)
         try:
             outputs = _store_outputs(ws, task.step, value)
         except InvalidArgumentError as e:
@@ -165,17 +165,21 @@ def execute(task: StepTask) -> StepResult:
         run.detach()
 
 
-def _keep_log(run: Any, output: Any, failure: str) -> None:
-    """Store what the step printed (and how it failed) on its tracked run, if anything."""
+def _keep_log(run: Any, output: Any, failure: str, attempt: int) -> None:
+    """Store what the step printed (and how it failed) on its tracked run, in place of an
+    earlier attempt's log; nothing for a first attempt that printed nothing."""
     from conveyor.pipelines.steplog import NAME
 
     text = output.text()
     if failure:
         text += ("" if not text or text.endswith("\n") else "\n") + failure
-    if not text:
+    if not text and attempt <= 1:
         return
+    if attempt > 1:
+        text = f"[attempt {attempt}]\n{text}"
     try:
-        run.log_text(text, NAME)
+        ws = run.tracker.ws
+        ws.log_artifact(text.encode(), run.ref, NAME, media_type="text/plain", replace=True)
     except Exception:  # a log that cannot be stored must not fail the step
         logging.getLogger("conveyor.pipelines").warning(
             "Could not store the log of step %s", run.ref, exc_info=True

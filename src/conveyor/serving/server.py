@@ -122,11 +122,16 @@ class ServingState:
                 flush_seconds=opts.flush_seconds,
                 max_buffer_rows=opts.max_buffer_rows,
             )
-            self.feedback = ParquetLog(
-                uri, "feedback", flush_rows=opts.flush_rows, flush_seconds=opts.flush_seconds
-            )
-            self.failures = ParquetLog(
-                uri, "failures", flush_rows=opts.flush_rows, flush_seconds=opts.flush_seconds
+            # Failures come at a caller's will (any bad payload): every log keeps the bound.
+            self.feedback, self.failures = (
+                ParquetLog(
+                    uri,
+                    kind,
+                    flush_rows=opts.flush_rows,
+                    flush_seconds=opts.flush_seconds,
+                    max_buffer_rows=opts.max_buffer_rows,
+                )
+                for kind in ("feedback", "failures")
             )
         self._reload_lock = asyncio.Lock()
         spec = await asyncio.to_thread(self.source.resolve)
