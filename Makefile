@@ -34,7 +34,7 @@ BROWSER = command -v chromium >/dev/null || { test "$$(id -u)" = 0 && command -v
 test: $(STAMP)  ## run every test (services that cannot be reached skip unless CONVEYOR_REQUIRE_SERVICES=1)
 	@$(BYTECODE)
 	@$(BROWSER)
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q -n 2 --durations=20
 
 test-unit: $(STAMP)
 	@$(BYTECODE)
