@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -300,6 +301,7 @@ print(e.dataset, e.task, e.rows, e.created_by)
 
 ADD_DATA = """
 import os
+import shutil
 import pandas as pd
 import conveyor as cv
 frame = pd.DataFrame({"age": range(50), "plan": ["basic", "pro"] * 25})
@@ -423,3 +425,98 @@ def test_alerts_are_listed_and_closed_through_the_server(
     assert cli(tmp_path, editor, "alerts", "resolve", "ALERT1").returncode == 0
     after = json.loads(cli(tmp_path, editor, "alerts", "list", "--json").stdout)
     assert [a["status"] for a in after] == ["resolved"]
+
+
+def test_pipeline_runs_logs_and_schedules_are_read_through_the_server(
+    server: TeamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor as cv
+    from tests.fixtures import flows
+
+    project = "pipes"
+    editor = server.client_env(server.token_for("pia", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("val", project=project, role="viewer"), project=project
+    )
+    monkeypatch.chdir(tmp_path)  # where the flow looks for its fail-total file
+    (tmp_path / "fail-total").touch()
+    ws = cv.Workspace.from_settings(server.root, project=project)  # where the store is
+    try:
+        with pytest.raises(cv.PipelineFailed) as caught:
+            flows.numbers.run(executor="inline", n=3, workspace=ws)
+        cv.pipelines.schedule(flows.numbers, cron="0 3 * * *", name="nightly", workspace=ws)
+    finally:
+        ws.close()
+    run_id = caught.value.run.id
+
+    listed = cli(tmp_path, viewer, "pipeline", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert run_id[-8:] in listed.stdout
+    assert "FAILED" in listed.stdout
+    shown = cli(tmp_path, viewer, "pipeline", "show", run_id[-8:])
+    assert "✗ total" in shown.stdout, shown.stderr
+    logged = cli(tmp_path, viewer, "pipeline", "logs", run_id[-8:], "total")
+    assert logged.stdout.startswith("adding up 3 values\nabout to fail\n"), logged.stderr
+    assert "nightly" in cli(tmp_path, viewer, "schedule", "list").stdout
+
+    read = python(
+        tmp_path,
+        viewer,
+        "import conveyor as cv\n"
+        f"run = cv.pipelines.get_run({run_id!r})\n"
+        "print(run.status, run.step('scale').status, run.step('scale').duration is not None)\n"
+        "try:\n"
+        "    run.outputs['scale']\n"
+        "except cv.ConveyorError as e:\n"
+        "    print(type(e).__name__)\n",
+    )
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.split() == ["FAILED", "SUCCEEDED", "True", "InvalidArgumentError"]
+
+    refused = cli(tmp_path, viewer, "pipeline", "cancel", run_id[-8:])
+    assert refused.returncode == 1
+    assert "editor" in refused.stderr  # a viewer may not cancel
+    finished = cli(tmp_path, editor, "pipeline", "cancel", run_id[-8:])
+    assert finished.returncode == 1
+    assert "nothing to cancel" in finished.stderr
+    shutil.copyfile(Path(flows.__file__), tmp_path / "flows.py")
+    started = cli(tmp_path, editor, "pipeline", "run", "flows.py:numbers")
+    assert started.returncode == 1
+    assert "needs the store itself" in started.stderr
+
+
+def test_feature_views_are_read_through_the_server(
+    server: TeamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor as cv
+    from conveyor.features import Entity, FeatureView, Field, ParquetSource
+    from conveyor.features.service import feature_service
+
+    project = "feats"
+    viewer = server.client_env(
+        server.token_for("fay", project=project, role="viewer"), project=project
+    )
+    customer = Entity("customer", key="customer_id")
+    view = FeatureView(
+        name="activity",
+        entities=[customer],
+        source=ParquetSource(str(tmp_path / "rows.parquet")),
+        features=[Field("spend", "float64")],
+        ttl="7d",
+    )
+    ws = cv.Workspace.from_settings(server.root, project=project)  # where the store is
+    try:
+        feature_service(ws).apply([customer, view])
+    finally:
+        ws.close()
+
+    listed = cli(tmp_path, viewer, "features", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [v["name"] for v in json.loads(listed.stdout)] == ["activity"]
+    shown = cli(tmp_path, viewer, "features", "show", "activity")
+    assert shown.returncode == 0, shown.stderr
+    assert "activity (view) v1" in shown.stdout
+    assert " fay" not in shown.stdout  # the version names who applied it: not the viewer
+    online = cli(tmp_path, viewer, "features", "online", "-e", "customer_id=1", "-f", "spend")
+    assert online.returncode == 1
+    assert "not available through a team server" in online.stderr

@@ -88,7 +88,13 @@ class _Ref:
 
 
 def feature_service(ws: Workspace | None = None) -> FeatureService:
-    return (ws or current_workspace()).service("features", FeatureService)
+    """The feature service of ``ws`` (default: the workspace in use)."""
+    ws = ws or current_workspace()
+    if ws.remote is not None:
+        from conveyor.features.remote import RemoteFeatureService
+
+        return ws.service("features", RemoteFeatureService)
+    return ws.service("features", FeatureService)
 
 
 def _us(dt: datetime) -> int:

@@ -4,12 +4,11 @@ monitors needs the store itself (they read the prediction log)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
 from conveyor.monitoring.service import MonitorService
-from conveyor.store.client import ServerClient
+from conveyor.store.client import ServerClient, revive_times
 from conveyor.store.workspace import Workspace
 
 __all__ = ["RemoteMonitorService"]
@@ -19,14 +18,7 @@ _list = list
 
 def _revive(value: Any) -> Any:
     """Turn the ISO times of ``*_at`` keys back into datetimes (as the embedded dicts hold)."""
-    if isinstance(value, dict):
-        return {
-            k: datetime.fromisoformat(v) if k.endswith("_at") and isinstance(v, str) else _revive(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_revive(v) for v in value]
-    return value
+    return revive_times(value, lambda key: key.endswith("_at"))
 
 
 class RemoteMonitorService(MonitorService):

@@ -162,6 +162,10 @@ def run_pipeline(
     able to tell later whether the run started (the continuous-training controller).
     """
     ws = ws or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines.remote import needs_the_store
+
+        raise needs_the_store(f"Running pipeline {pipeline.name!r}")
     bound = pipeline.bind(params)
     for key in bound:
         validation.check_key(key, "param")

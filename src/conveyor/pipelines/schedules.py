@@ -201,6 +201,10 @@ def get_schedule(name: str, *, workspace: Workspace | None = None) -> Schedule:
 def list_schedules(*, workspace: Workspace | None = None) -> list[Schedule]:
     """Return the project's schedules, by name."""
     ws = workspace or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines import remote
+
+        return remote.list_schedules(ws)
     with ws.metadata.read() as conn:
         rows = conn.execute(
             sa.select(schedules)

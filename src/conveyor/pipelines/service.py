@@ -45,7 +45,12 @@ def _store(ws: Workspace | None) -> PipelineStore:
 
 def get_run(run_id: str, *, workspace: Workspace | None = None) -> PipelineRun:
     """Return pipeline run ``run_id`` (its id, or its last 6+ characters) with its steps."""
-    return _store(workspace).get_run(run_id)
+    ws = workspace or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines import remote
+
+        return remote.get_run(ws, run_id)
+    return _store(ws).get_run(run_id)
 
 
 def step_log(run_id: str, step: str, *, workspace: Workspace | None = None) -> str:
@@ -60,6 +65,10 @@ def step_log(run_id: str, step: str, *, workspace: Workspace | None = None) -> s
     from conveyor.pipelines.records import StepStatus
 
     ws = workspace or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines import remote
+
+        return remote.step_log(ws, run_id, step)
     run = get_run(run_id, workspace=ws)
     found = run.step(step)
     if found.status in (StepStatus.PENDING, StepStatus.SKIPPED):
@@ -91,7 +100,12 @@ def list_runs(
     workspace: Workspace | None = None,
 ) -> list[PipelineRun]:
     """Return pipeline runs, newest first (without their steps)."""
-    return _store(workspace).list_runs(pipeline, status=status, limit=limit)
+    ws = workspace or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines import remote
+
+        return remote.list_runs(ws, pipeline, status=status, limit=limit)
+    return _store(ws).list_runs(pipeline, status=status, limit=limit)
 
 
 def resume(
@@ -116,6 +130,10 @@ def resume(
     from conveyor.pipelines.loader import load_pipeline
 
     ws = workspace or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines.remote import needs_the_store
+
+        raise needs_the_store("Resuming a pipeline run")
     old = get_run(run_id, workspace=ws)
     gone = abandoned(old)
     if gone is not None:
@@ -148,7 +166,12 @@ def cancel(run_id: str, *, workspace: Workspace | None = None) -> PipelineRun:
     """Ask a running pipeline run to stop: its coordinator kills the running steps and marks
     the run KILLED within about a second. A run whose coordinator died (its process is gone,
     or it has been silent for 30 s) is marked KILLED at once."""
-    store = _store(workspace)
+    ws = workspace or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines import remote
+
+        return remote.cancel(ws, run_id)
+    store = _store(ws)
     run = store.get_run(run_id)
     if run.status is not PipelineStatus.RUNNING:
         raise ConflictError(f"Pipeline run {run.id} is {run.status}; there is nothing to cancel.")

@@ -1,5 +1,6 @@
 """Routes over the domain and runtime services: models and promotion requests, datasets,
-deployments, monitors and alerts, continuous-training policies, lineage.
+feature views, pipeline runs and schedules, deployments, monitors and alerts,
+continuous-training policies, lineage.
 
 Every route is one service call made as the caller; the services decide what is allowed
 beyond the route's rule (a protected alias moves only through an approved request, nobody
@@ -681,6 +682,90 @@ def close_alert(
     status = "acknowledged" if action == "acknowledge" else "resolved"
     with call:
         return jsonable(_monitoring(call).close_alert(alert_id, status))
+
+
+# -- feature views -------------------------------------------------------------------------
+
+
+def _features(call: Call) -> Any:
+    from conveyor.features.service import feature_service
+
+    return feature_service(call.workspace)
+
+
+@api.get("/feature-views")
+def list_feature_views(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """Feature views: entities, features, TTL, online or not, latest definition version."""
+    return {"views": jsonable(_features(call).list_views())}
+
+
+@api.get("/feature-views/{name}")
+def get_feature_view(project: str, name: str, call: Call = need("viewer")) -> Any:
+    """A feature view: its definition, versions, materializations and freshness."""
+    return jsonable(_features(call).show(name))
+
+
+# -- pipelines -----------------------------------------------------------------------------
+
+
+def pipeline_run_json(run: Any) -> dict[str, Any]:
+    """A pipeline run with its steps as JSON (its outputs are named, not loaded)."""
+    return {
+        field: jsonable(getattr(run, field))
+        for field in run.__dataclass_fields__
+        if field != "outputs"
+    }
+
+
+@api.get("/pipeline-runs")
+def list_pipeline_runs(
+    project: str,
+    pipeline: str | None = Query(default=None, max_length=200),
+    status: Literal["RUNNING", "SUCCEEDED", "FAILED", "KILLED"] | None = None,
+    limit: int = Query(default=50, ge=1, le=1000),
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """Pipeline runs, newest first (without their steps)."""
+    from conveyor.pipelines.service import list_runs
+
+    found = list_runs(pipeline, status=status, limit=limit, workspace=call.workspace)
+    return {"runs": [pipeline_run_json(r) for r in found]}
+
+
+@api.get("/pipeline-runs/{run_id}")
+def get_pipeline_run(project: str, run_id: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """A pipeline run (its id or its last 6+ characters) with each step's status, cache key,
+    attempts, upstream steps, outputs (digests) and error."""
+    from conveyor.pipelines.service import get_run
+
+    return pipeline_run_json(get_run(run_id, workspace=call.workspace))
+
+
+@api.get("/pipeline-runs/{run_id}/steps/{step}/log")
+def get_step_log(project: str, run_id: str, step: str, call: Call = need("viewer")) -> Any:
+    """What a step printed, and its traceback if it failed (a cached step: the log of the
+    run it was taken from)."""
+    from conveyor.pipelines.service import step_log
+
+    return {"step": step, "log": step_log(run_id, step, workspace=call.workspace)}
+
+
+@api.post("/pipeline-runs/{run_id}/cancel")
+def cancel_pipeline_run(project: str, run_id: str, call: Call = need("editor")) -> Any:
+    """Ask a running pipeline run to stop (its coordinator kills its steps within a second);
+    a run whose coordinator died is marked KILLED at once."""
+    from conveyor.pipelines.service import cancel
+
+    with call:
+        return pipeline_run_json(cancel(run_id, workspace=call.workspace))
+
+
+@api.get("/schedules")
+def list_pipeline_schedules(project: str, call: Call = need("viewer")) -> dict[str, Any]:
+    """Cron schedules that start pipeline runs, with their next and last runs."""
+    from conveyor.pipelines.schedules import list_schedules
+
+    return {"schedules": jsonable(list_schedules(workspace=call.workspace))}
 
 
 # -- the closed loop -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -29,7 +29,7 @@ from conveyor.core.errors import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["API", "ServerClient", "is_server_uri"]
+__all__ = ["API", "ServerClient", "is_server_uri", "revive_times"]
 
 API = "/api/v1"
 TOKEN_ENV = "CONVEYOR_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -39,6 +39,23 @@ _CODES: dict[str, type[ConveyorError]] = {
     for name in _errors.__all__
     if isinstance(cls := getattr(_errors, name), type) and issubclass(cls, ConveyorError)
 }
+
+
+def revive_times(value: Any, is_time: Callable[[str], bool]) -> Any:
+    """``value`` (JSON from the server) with the ISO times under the keys ``is_time`` picks
+    turned back into datetimes, at any depth, as the embedded services return them."""
+    from datetime import datetime
+
+    if isinstance(value, dict):
+        return {
+            k: datetime.fromisoformat(v)
+            if is_time(k) and isinstance(v, str)
+            else revive_times(v, is_time)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [revive_times(v, is_time) for v in value]
+    return value
 
 
 def is_server_uri(uri: str) -> bool:

@@ -112,8 +112,9 @@ class Workspace:
     def _local_only(self, what: str) -> ConveyorError:
         return ConveyorError(
             f"{what} is not available through a team server yet "
-            f"(CONVEYOR_STORE_URI={self.settings.store_uri}): remote mode covers projects, "
-            "experiments, runs, metrics, searches and run artifacts.",
+            f"(CONVEYOR_STORE_URI={self.settings.store_uri}): remote mode covers tracking, the "
+            "model registry, dataset versions, monitors and alerts, and reading pipeline runs "
+            "and feature views.",
             hint="Run this on the server's own stores (its database URI), or see "
             "docs/server.md for what remote mode covers.",
         )

@@ -1,0 +1,118 @@
+"""Pipeline runs and schedules through a team server: list and show runs, read a step's log,
+cancel a run, list schedules, with the same records as embedded.
+
+Running and resuming pipelines, loading step outputs and editing schedules need the store
+itself: the coordinator writes each step's records and outputs as it goes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from conveyor.core.errors import InvalidArgumentError
+from conveyor.pipelines.records import Outputs, PipelineRun, PipelineStatus, StepRun, StepStatus
+from conveyor.store.workspace import Workspace
+
+__all__ = ["cancel", "get_run", "list_runs", "list_schedules", "needs_the_store", "step_log"]
+
+
+def needs_the_store(what: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"{what} needs the store itself, not a team server (CONVEYOR_STORE_URI is http...).",
+        hint="Run it where the metadata and artifact stores are reachable; reading runs, "
+        "steps and logs works through the server.",
+    )
+
+
+def _when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _step(raw: dict[str, Any]) -> StepRun:
+    return StepRun(
+        id=raw["id"],
+        pipeline_run_id=raw["pipeline_run_id"],
+        name=raw["name"],
+        step=raw["step"],
+        status=StepStatus(raw["status"]),
+        cache_key=raw.get("cache_key"),
+        cached_from=raw.get("cached_from"),
+        attempts=int(raw.get("attempts") or 0),
+        upstream=list(raw.get("upstream") or []),
+        outputs=list(raw.get("outputs") or []),
+        reads=list(raw.get("reads") or []),
+        error=raw.get("error") or "",
+        started_at=_when(raw.get("started_at")),
+        ended_at=_when(raw.get("ended_at")),
+    )
+
+
+def _not_loaded(step: StepRun) -> Any:
+    raise needs_the_store(f"Loading the outputs of step {step.name!r}")
+
+
+def _run(raw: dict[str, Any]) -> PipelineRun:
+    steps = [_step(s) for s in raw.get("steps") or []]
+    started = _when(raw["started_at"])
+    assert started is not None
+    return PipelineRun(
+        id=raw["id"],
+        pipeline=raw["pipeline"],
+        status=PipelineStatus(raw["status"]),
+        params=dict(raw.get("params") or {}),
+        entrypoint=raw.get("entrypoint") or "",
+        executor=raw.get("executor") or "",
+        resumed_from=raw.get("resumed_from"),
+        cancel_requested=bool(raw.get("cancel_requested")),
+        coordinator=raw.get("coordinator") or "",
+        heartbeat_at=_when(raw.get("heartbeat_at")),
+        error=raw.get("error") or "",
+        started_at=started,
+        ended_at=_when(raw.get("ended_at")),
+        created_by=raw.get("created_by") or "",
+        steps=steps,
+        outputs=Outputs(steps, _not_loaded),
+    )
+
+
+def _path(ws: Workspace, *rest: str) -> tuple[Any, str]:
+    client = ws.remote
+    assert client is not None
+    return client, client.project_path(ws.settings.project, *rest)
+
+
+def list_runs(
+    ws: Workspace, pipeline: str | None, *, status: str | None, limit: int
+) -> list[PipelineRun]:
+    client, path = _path(ws, "pipeline-runs")
+    status = status.upper() if status else None
+    body = client.get_json(path, pipeline=pipeline, status=status, limit=limit)
+    return [_run(r) for r in body["runs"]]
+
+
+def get_run(ws: Workspace, run_id: str) -> PipelineRun:
+    client, path = _path(ws, "pipeline-runs", run_id)
+    return _run(client.get_json(path))
+
+
+def step_log(ws: Workspace, run_id: str, step: str) -> str:
+    client, path = _path(ws, "pipeline-runs", run_id, "steps", step, "log")
+    return str(client.get_json(path)["log"])
+
+
+def cancel(ws: Workspace, run_id: str) -> PipelineRun:
+    client, path = _path(ws, "pipeline-runs", run_id, "cancel")
+    return _run(client.send_json("POST", path))
+
+
+def list_schedules(ws: Workspace) -> list[Any]:
+    from conveyor.pipelines.schedules import Schedule
+
+    client, path = _path(ws, "schedules")
+    found = []
+    for raw in client.get_json(path)["schedules"]:
+        for key in ("next_run_at", "last_run_at", "created_at"):
+            raw[key] = _when(raw.get(key))
+        found.append(Schedule(**raw))
+    return found
