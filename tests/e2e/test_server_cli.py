@@ -520,3 +520,16 @@ def test_feature_views_are_read_through_the_server(
     online = cli(tmp_path, viewer, "features", "online", "-e", "customer_id=1", "-f", "spend")
     assert online.returncode == 1
     assert "not available through a team server" in online.stderr
+
+
+def test_reading_prediction_logs_remotely_names_where_they_are(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    env = server.client_env(server.token_for("lou", project="logs", role="viewer"), project="logs")
+    code = "import conveyor as cv\ncv.serving.read_predictions('prod')\n"
+    refused = python(tmp_path, env, code)
+    assert refused.returncode == 1
+    assert "Set CONVEYOR_LOG_URI" in refused.stderr  # not an empty frame from this machine
+    (tmp_path / "logs").mkdir()
+    found = python(tmp_path, {**env, "CONVEYOR_LOG_URI": str(tmp_path / "logs")}, code)
+    assert found.returncode == 0, found.stderr

@@ -46,6 +46,26 @@ def _ws(workspace: Workspace | None) -> Workspace:
     return workspace or current_workspace()
 
 
+def _log_uri(workspace: Workspace | None) -> str:
+    """Where ``workspace``'s servers write their logs; in remote mode, a local folder that is
+    not there is refused (reading it would answer "no predictions" for a server's logs)."""
+    ws = _ws(workspace)
+    uri = ws.settings.log_uri
+    if ws.remote is not None and "://" not in uri.replace("file://", "", 1):
+        from pathlib import Path
+
+        from conveyor.core.errors import InvalidArgumentError
+
+        if not Path(uri.replace("file://", "", 1)).exists():
+            raise InvalidArgumentError(
+                f"The prediction logs are not on this machine ({uri}), and the team server "
+                "does not serve them.",
+                hint="Set CONVEYOR_LOG_URI to where your model servers write them "
+                "(s3://bucket/logs, say).",
+            )
+    return uri
+
+
 def options(**values: Any) -> ServeOptions:
     """Return :class:`ServeOptions` (max_batch, max_wait_ms, optimize, extra_columns, ...)."""
     from conveyor.serving.server import ServeOptions
@@ -202,7 +222,7 @@ def read_predictions(
     """Every logged prediction (of ``deployment``), inputs flattened as ``inputs.<column>``."""
     from conveyor.serving.predlog import read_log
 
-    return read_log(_ws(workspace).settings.log_uri, "predictions", deployment=deployment)
+    return read_log(_log_uri(workspace), "predictions", deployment=deployment)
 
 
 def read_feedback(
@@ -211,7 +231,7 @@ def read_feedback(
     """Every label sent to ``/v1/feedback`` (of ``deployment``)."""
     from conveyor.serving.predlog import read_log
 
-    return read_log(_ws(workspace).settings.log_uri, "feedback", deployment=deployment)
+    return read_log(_log_uri(workspace), "feedback", deployment=deployment)
 
 
 def read_failures(
@@ -221,4 +241,4 @@ def read_failures(
     time, model version, role, HTTP status, latency and error id; the inputs are not kept."""
     from conveyor.serving.predlog import read_log
 
-    return read_log(_ws(workspace).settings.log_uri, "failures", deployment=deployment)
+    return read_log(_log_uri(workspace), "failures", deployment=deployment)
