@@ -51,6 +51,7 @@ if not os.path.exists(CHROMIUM):
 class Site:
     url: str
     ids: dict[str, str]
+    root: Path
 
 
 @dataclass
@@ -72,7 +73,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         identity.grant(name, "default", role)
     ws.close()
     with TeamServer(root) as server:
-        yield Site(server.url, ids)
+        yield Site(server.url, ids, root)
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +239,53 @@ def test_live_sections_redraw_without_reloading_the_page(browser: Any, site: Sit
     assert page.evaluate("document.body.dataset.marker") == "still the same page"
     page.close()
     assert visit.errors == []
+
+
+def test_a_running_pipelines_page_redraws_until_the_run_ends(
+    browser: Any, site: Site, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    gate = tmp_path / "go"
+
+    @cv.step
+    def wait_for_the_gate(path: str) -> int:
+        deadline = time.monotonic() + 60
+        while not Path(path).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 1
+
+    @cv.pipeline(name="gated")
+    def gated(path: str = "") -> None:
+        wait_for_the_gate(path)
+
+    ws = cv.Workspace.from_settings(site.root, project="default")
+    runner = threading.Thread(
+        target=lambda: gated.run(executor="inline", workspace=ws, path=str(gate))
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (runs := cv.pipelines.list_runs("gated", status="RUNNING", workspace=ws)):
+            assert time.monotonic() < deadline, "the pipeline never started"
+            time.sleep(0.05)
+        visit = logged_in(browser, site, "vic")
+        page = visit.page
+        page.clock.install()
+        url = f"{site.url}/ui/p/default/pipelines/{runs[0].id}"
+        page.goto(url)
+        assert page.locator("#run[data-refresh]").count() == 1
+        assert "RUNNING" in page.locator("#run").inner_text()
+        gate.touch()
+        runner.join(timeout=60)
+        with page.expect_request(lambda r: r.url == url and r.resource_type == "fetch"):
+            page.clock.run_for(6_000)  # the section asks again after 5 s
+        page.wait_for_selector("#run:not([data-refresh])", state="attached")
+        assert "SUCCEEDED" in page.locator("#run").inner_text()
+        page.close()
+        assert visit.errors == []
+    finally:
+        gate.touch()
+        runner.join(timeout=60)
+        ws.close()

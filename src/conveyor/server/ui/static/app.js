@@ -67,22 +67,29 @@ document.addEventListener("submit", async (event) => {
 });
 
 // Sections marked data-refresh="SECONDS" are redrawn in place from the same page, fetched
-// again, while the tab is visible: live figures without reloading the page.
-async function refresh(section) {
+// again, while the tab is visible: live figures without reloading the page. A section whose
+// fresh copy is no longer marked (a pipeline run that ended) stops there.
+async function refresh(section, timer) {
   if (document.hidden) return;
   try {
     const response = await fetch(window.location.href, { credentials: "same-origin" });
     if (!response.ok) return;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
     const replacement = fresh.getElementById(section.id);
-    if (replacement) section.replaceChildren(...replacement.childNodes);
+    if (!replacement) return;
+    section.replaceChildren(...replacement.childNodes);
+    if (!replacement.hasAttribute("data-refresh")) {
+      window.clearInterval(timer.id);
+      section.removeAttribute("data-refresh");
+    }
   } catch (e) { /* offline for a moment: try again at the next tick */ }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const section of document.querySelectorAll("[data-refresh][id]")) {
     const seconds = Math.max(5, Number(section.dataset.refresh) || 30);
-    window.setInterval(() => refresh(section), seconds * 1000);
+    const timer = {};
+    timer.id = window.setInterval(() => refresh(section, timer), seconds * 1000);
   }
   const told = sessionStorage.getItem("conveyor-flash");
   if (told) {
