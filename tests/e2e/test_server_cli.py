@@ -530,6 +530,8 @@ def test_reading_prediction_logs_remotely_names_where_they_are(
     refused = python(tmp_path, env, code)
     assert refused.returncode == 1
     assert "Set CONVEYOR_LOG_URI" in refused.stderr  # not an empty frame from this machine
+    (tmp_path / ".conveyor" / "logs").mkdir(parents=True)  # served here once: still not theirs
+    assert python(tmp_path, env, code).returncode == 1
     (tmp_path / "logs").mkdir()
     found = python(tmp_path, {**env, "CONVEYOR_LOG_URI": str(tmp_path / "logs")}, code)
     assert found.returncode == 0, found.stderr

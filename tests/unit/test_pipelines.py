@@ -148,6 +148,15 @@ def test_a_retried_step_keeps_the_log_of_its_last_attempt(ws: cv.Workspace):
     assert cv.pipelines.step_log(run.id, "flaky") == "[attempt 2]\nattempt 2 starts\n"
 
 
+def test_a_retry_killed_by_its_timeout_says_the_log_is_an_earlier_attempts(ws: cv.Workspace):
+    with pytest.raises(PipelineFailed) as caught:
+        flows.stubborn_pipeline.run(executor="local")
+    text = cv.pipelines.step_log(caught.value.run.id, "stubborn")
+    assert text.startswith("[attempt 2 stored no log (Step 'stubborn' failed after 2 attempts: ")
+    assert "timed out after 1s); below" in text
+    assert "below, an earlier attempt's log]\nfirst attempt\n" in text
+
+
 def test_a_cache_hit_of_a_cache_hit_shows_the_log_of_the_step_that_ran(ws: cv.Workspace):
     first = flows.numbers.run(executor="inline", n=2)
     flows.numbers.run(executor="inline", n=2)
@@ -166,7 +175,8 @@ def test_a_step_may_write_bytes_and_call_basic_config(ws: cv.Workspace):
         import sys
 
         sys.stdout.buffer.write(b"")  # the real stream's buffer is there
-        logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+        if n == 1:  # the handler it makes (on the proxy) serves the next step too
+            logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
         logging.getLogger("chatty").info("record %d", n)
         return n
 
@@ -184,6 +194,32 @@ def test_a_step_may_write_bytes_and_call_basic_config(ws: cv.Workspace):
         root.setLevel(level)
     assert cv.pipelines.step_log(first.id, "chatty") == "record 1\n"
     assert cv.pipelines.step_log(second.id, "chatty") == "record 2\n"
+
+
+def test_a_step_that_wraps_stdout_leaves_later_steps_printing_once(ws: cv.Workspace):
+    import sys
+
+    from conveyor.pipelines.steplog import capture
+
+    class Wrapper:
+        def __init__(self, stream: object) -> None:
+            self.stream = stream
+
+        def write(self, text: str) -> int:
+            return self.stream.write(text)  # type: ignore[attr-defined]
+
+        def flush(self) -> None:
+            self.stream.flush()  # type: ignore[attr-defined]
+
+    real = sys.stdout
+    try:
+        with capture():
+            sys.stdout = Wrapper(sys.stdout)  # left in place, as some scripts do
+        with capture() as second:
+            print("from the second step")
+    finally:
+        sys.stdout = real
+    assert second.text() == "from the second step\n"
 
 
 def test_steps_in_two_threads_keep_their_own_logs(ws: cv.Workspace):

@@ -5,6 +5,7 @@ store)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
@@ -41,6 +42,14 @@ class RemoteFeatureService(FeatureService):
 
     def show(self, name: str) -> dict[str, Any]:
         return _revive(self.client.get_json(self._path("feature-views", name)))
+
+    def freshness(self, name: str) -> timedelta | None:
+        """How old the newest value is, as the server measures it on the project's store."""
+        shown = self.show(name)
+        if shown["kind"] != "view":
+            raise InvalidArgumentError(f"{name!r} is on-demand: it has no stored values.")
+        age = shown.get("freshness_s")
+        return None if age is None else timedelta(seconds=age)
 
     # What reads or writes feature values needs the stores the server's project uses, not
     # this machine's: refused plainly rather than answered from a local store.

@@ -16,6 +16,9 @@ from conveyor.store.workspace import Workspace
 
 __all__ = ["cancel", "get_run", "list_runs", "list_schedules", "needs_the_store", "step_log"]
 
+#: The most runs one listing returns through the server.
+MAX_LIMIT = 1000
+
 
 def needs_the_store(what: str) -> InvalidArgumentError:
     return InvalidArgumentError(
@@ -23,6 +26,16 @@ def needs_the_store(what: str) -> InvalidArgumentError:
         hint="Run it where the metadata and artifact stores are reachable; reading runs, "
         "steps and logs works through the server.",
     )
+
+
+def _status(kind: Any, value: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"The server reports a {kind.__name__} this client does not know: {value!r}.",
+            hint="Upgrade conveyor-mlops here to the server's version.",
+        ) from None
 
 
 def _when(value: str | None) -> datetime | None:
@@ -35,7 +48,7 @@ def _step(raw: dict[str, Any]) -> StepRun:
         pipeline_run_id=raw["pipeline_run_id"],
         name=raw["name"],
         step=raw["step"],
-        status=StepStatus(raw["status"]),
+        status=_status(StepStatus, raw["status"]),
         cache_key=raw.get("cache_key"),
         cached_from=raw.get("cached_from"),
         attempts=int(raw.get("attempts") or 0),
@@ -59,7 +72,7 @@ def _run(raw: dict[str, Any]) -> PipelineRun:
     return PipelineRun(
         id=raw["id"],
         pipeline=raw["pipeline"],
-        status=PipelineStatus(raw["status"]),
+        status=_status(PipelineStatus, raw["status"]),
         params=dict(raw.get("params") or {}),
         entrypoint=raw.get("entrypoint") or "",
         executor=raw.get("executor") or "",
@@ -87,6 +100,7 @@ def list_runs(
 ) -> list[PipelineRun]:
     client, path = _path(ws, "pipeline-runs")
     status = status.upper() if status else None
+    limit = max(1, min(limit, MAX_LIMIT))  # the route's bound
     body = client.get_json(path, pipeline=pipeline, status=status, limit=limit)
     return [_run(r) for r in body["runs"]]
 
@@ -110,9 +124,10 @@ def list_schedules(ws: Workspace) -> list[Any]:
     from conveyor.pipelines.schedules import Schedule
 
     client, path = _path(ws, "schedules")
+    known = set(Schedule.__dataclass_fields__)  # a newer server may send more
     found = []
     for raw in client.get_json(path)["schedules"]:
         for key in ("next_run_at", "last_run_at", "created_at"):
             raw[key] = _when(raw.get(key))
-        found.append(Schedule(**raw))
+        found.append(Schedule(**{k: v for k, v in raw.items() if k in known}))
     return found

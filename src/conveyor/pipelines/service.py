@@ -81,7 +81,17 @@ def step_log(run_id: str, step: str, *, workspace: Workspace | None = None) -> s
         seen.add(source.cached_from)
         source = PipelineStore(ws).get_step_run(source.cached_from)
     text = steplog.read(ws, source.id)
-    if text is None and source.status in (StepStatus.FAILED, StepStatus.KILLED):
+    last = f"[attempt {source.attempts}]\n"
+    if text is not None and source.attempts > 1 and not text.startswith(last):
+        # The last attempt was killed before it stored its log: what is stored is an
+        # earlier attempt's, said so, with how the last one ended.
+        now = (
+            "is running"
+            if source.status is StepStatus.RUNNING
+            else f"stored no log ({source.error or source.status})"
+        )
+        text = f"[attempt {source.attempts} {now}; below, an earlier attempt's log]\n{text}"
+    elif text is None and source.status in (StepStatus.FAILED, StepStatus.KILLED):
         # Failed before the call (loading inputs), or its worker was killed (a timeout,
         # a cancel, a crash) with the log in its memory: the traceback is what is left.
         kept = steplog.read(ws, source.id, "traceback.txt")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ class StepLog:
         self._parts: list[str] = []
         self._size = 0
         self.dropped = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a write from a __del__ during a write must not hang
 
     def write(self, text: str) -> None:
         if not text:
@@ -78,15 +79,23 @@ def _target() -> StepLog | None:
 
 
 class _Proxy:
-    """Stands in for ``sys.stdout`` / ``sys.stderr``: writes go to the real stream and to the
-    running step's log; everything else is the real stream's."""
+    """Stands in for ``sys.stdout`` / ``sys.stderr``: writes go to the stream it was put in
+    front of (fixed for its life) and to the running step's log; everything else is that
+    stream's. A write that reaches a proxy through another one (a step wrapped ``sys.stdout``,
+    and a later step put a proxy in front of the wrapper) is logged once, by the outer one."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        written = self._stream.write(text)  # the real stream's errors (a non-str) stay its own
-        log = _target()
+        outer = not getattr(_local, "writing", False)
+        _local.writing = True
+        try:
+            written = self._stream.write(text)  # its errors (a non-str) stay the stream's
+        finally:
+            if outer:
+                _local.writing = False
+        log = _target() if outer else None
         if log is not None:
             log.write(text)
         return written
@@ -102,7 +111,7 @@ class _Proxy:
         return getattr(self._stream, name)
 
 
-_proxies: dict[str, _Proxy] = {}  # one per stream name, reused so handlers bound to it keep working
+_proxies: dict[str, _Proxy] = {}  # the newest per stream name: reused for the same stream
 _mirror: _Records | None = None
 
 
@@ -131,8 +140,11 @@ def _install() -> None:
         stream = getattr(sys, name)
         if stream is None or isinstance(stream, _Proxy):
             continue
-        proxy = _proxies.setdefault(name, _Proxy(stream))
-        proxy._stream = stream
+        proxy = _proxies.get(name)
+        if proxy is None or proxy._stream is not stream:
+            # A new stream gets a new proxy; an old one (a handler may hold it) keeps its own
+            # stream, and still logs: routing does not depend on which proxy is written to.
+            proxy = _proxies[name] = _Proxy(stream)
         real[name] = stream
         setattr(sys, name, proxy)
     root = logging.getLogger()
@@ -172,13 +184,29 @@ def capture() -> Iterator[StepLog]:
         yield log
     finally:
         _local.log = outer
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        with _lock:
-            _active.remove(log)
-            if not _active:
-                _uninstall()
+        try:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+        finally:
+            with _lock:
+                if log in _active:
+                    _active.remove(log)
+                if not _active:
+                    _uninstall()
+
+
+def _after_fork_in_child() -> None:
+    """A process forked while a step runs starts with no step of its own (and fresh locks:
+    another thread may have held them at the fork)."""
+    global _lock
+    _lock = threading.Lock()
+    _active.clear()
+    _local.__dict__.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def read(ws: Any, run_id: str, name: str = NAME) -> str | None:

@@ -47,20 +47,21 @@ def _ws(workspace: Workspace | None) -> Workspace:
 
 
 def _log_uri(workspace: Workspace | None) -> str:
-    """Where ``workspace``'s servers write their logs; in remote mode, a local folder that is
-    not there is refused (reading it would answer "no predictions" for a server's logs)."""
+    """Where ``workspace``'s servers write their logs. In remote mode the default (a folder
+    under this machine's project root) is refused: the servers that log for the team's
+    deployments write elsewhere, and reading it would answer for this machine instead."""
     ws = _ws(workspace)
     uri = ws.settings.log_uri
-    if ws.remote is not None and "://" not in uri.replace("file://", "", 1):
-        from pathlib import Path
-
+    if ws.remote is not None:
+        from conveyor.core.config import STATE_DIR, normalize_artifact_uri
         from conveyor.core.errors import InvalidArgumentError
 
-        if not Path(uri.replace("file://", "", 1)).exists():
+        root = ws.settings.root
+        if uri == normalize_artifact_uri(str(root / STATE_DIR / "logs"), root):
             raise InvalidArgumentError(
-                f"The prediction logs are not on this machine ({uri}), and the team server "
-                "does not serve them.",
-                hint="Set CONVEYOR_LOG_URI to where your model servers write them "
+                "Through a team server, the prediction logs are read where the model servers "
+                f"write them, which the server does not say (this machine's default is {uri}).",
+                hint="Set CONVEYOR_LOG_URI (or log_uri in conveyor.toml) to that place "
                 "(s3://bucket/logs, say).",
             )
     return uri
