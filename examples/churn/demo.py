@@ -233,7 +233,9 @@ def main() -> None:
         gate=Gate(
             data="customers-holdout@latest",
             target="churned",
-            checks=("signature", "latency_p99_ms<250"),
+            # Generous: a busy machine (CI runs tests side by side) must not turn the demo's
+            # gate into a coin toss; a model many times slower still fails it.
+            checks=("signature", "latency_p99_ms<1000"),
         ),
         rollout=Canary(
             steps=(25, 100),

@@ -82,6 +82,7 @@ class Traffic:
     def __init__(self, url: str, name: str, threads: int = 4, limit: int | None = None) -> None:
         self.url = f"{url}/v1/models/{name}/predict"
         self.answers: list[tuple[int, str, list[str]]] = []
+        self.sent_at: list[float] = []  # when each answer's request was sent (monotonic)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._limit = limit
@@ -92,9 +93,11 @@ class Traffic:
         sent = 0
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set() and (self._limit is None or sent < self._limit):
+                started = time.monotonic()
                 response = client.post(self.url, json=body)
                 data = response.json()
                 with self._lock:
+                    self.sent_at.append(started)
                     self.answers.append(
                         (
                             response.status_code,
@@ -113,6 +116,11 @@ class Traffic:
         self._stop.set()
         for t in self._threads:
             t.join(60)
+
+    def sent_after(self, moment: float) -> list[tuple[int, str, list[str]]]:
+        """The answers to requests sent after ``moment`` (time.monotonic())."""
+        with self._lock:
+            return [a for a, t in zip(self.answers, self.sent_at, strict=True) if t > moment]
 
     def wait_for(self, version: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
