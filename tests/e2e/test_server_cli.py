@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -535,3 +536,41 @@ def test_reading_prediction_logs_remotely_names_where_they_are(
     (tmp_path / "logs").mkdir()
     found = python(tmp_path, {**env, "CONVEYOR_LOG_URI": str(tmp_path / "logs")}, code)
     assert found.returncode == 0, found.stderr
+
+
+def test_a_large_artifact_resumes_where_the_server_holds_it(
+    server: TeamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor as cv
+    from conveyor.core.errors import BackendUnavailableError
+    from conveyor.store import workspace as wsmod
+    from conveyor.tracking.runs import tracker
+
+    monkeypatch.setenv("CONVEYOR_TOKEN", server.token_for("rex", project="resume"))
+    monkeypatch.setattr(wsmod, "RESUMABLE_FROM", 1 << 20)  # 20 MiB: three chunks of 8 MiB
+    monkeypatch.setattr(wsmod.time, "sleep", lambda seconds: None)
+    data = os.urandom(20 << 20)
+    (tmp_path / "big.bin").write_bytes(data)
+    ws = cv.Workspace.from_settings(tmp_path, project="resume", store_uri=server.url)
+    client = ws.remote
+    assert client is not None
+    real = client.request
+    offsets: list[int] = []
+
+    def answer_lost_once(method: str, path: str, **kw: Any) -> Any:
+        response = real(method, path, **kw)
+        if method == "PUT" and "/uploads/" in path:
+            offsets.append(kw["params"]["offset"])
+            if len(offsets) == 2:  # the server took the chunk; its answer never came
+                raise BackendUnavailableError("the connection dropped")
+        return response
+
+    monkeypatch.setattr(client, "request", answer_lost_once)
+    try:
+        with tracker(ws).start_run("big") as run:
+            run.log_artifact(tmp_path / "big.bin")
+        assert offsets == [0, 8 << 20, 16 << 20]  # resumed after the held chunk, none twice
+        with ws.open_artifact(run.ref, "big.bin") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        ws.close()

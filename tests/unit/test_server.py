@@ -563,3 +563,49 @@ def test_loopback_hosts_in_every_spelling_are_local(tmp_path: Path) -> None:
     with TestClient(app, base_url="http://127.0.0.1:5000", client=("127.0.0.1", 1)) as client:
         for host in ("[::1]", "[::1]:5000", "localhost.", "127.0.0.2:80", "LOCALHOST"):
             assert client.get("/api/v1/whoami", headers={"Host": host}).status_code == 200, host
+
+
+def test_a_resumable_upload_appends_each_byte_once_and_checks_the_whole(team: Team) -> None:
+    import hashlib
+
+    run_id = _run_in(team, PROJECT, "editor")
+    base = f"/api/v1/projects/{PROJECT}/uploads"
+    body = b"0123456789"
+    started = team.call("POST", base, "editor", json={"size": len(body)})
+    assert started.status_code == 201, started.text
+    url = f"{base}/{started.json()['id']}"
+
+    def put(offset: int, data: bytes) -> Any:
+        return team.call("PUT", url, "editor", params={"offset": offset}, content=data)
+
+    assert put(0, body[:6]).json()["offset"] == 6
+    assert put(0, body[:6]).json()["offset"] == 6  # resent after a lost answer: not again
+    assert put(8, body[8:]).status_code == 409  # a gap
+    assert put(6, body[6:] + b"!").status_code == 422  # past the size
+    assert team.call("GET", url, "approver").status_code == 404  # someone else's upload
+    done = {"run_id": run_id, "name": "digits.txt", "sha256": hashlib.sha256(body).hexdigest()}
+    early = team.call("POST", f"{url}/artifact", "editor", json=done)
+    assert early.status_code == 409  # 6 of 10 bytes
+    assert put(4, body[4:]).json()["offset"] == 10  # overlapping the end: only the new bytes
+    linked = team.call("POST", f"{url}/artifact", "editor", json=done)
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["size"] == 10
+    got = team.call(
+        "GET", f"/api/v1/projects/{PROJECT}/artifacts/run/{run_id}/digits.txt", "viewer"
+    )
+    assert got.content == body
+    assert team.call("GET", url, "editor").status_code == 404  # the session is gone
+
+
+def test_an_upload_whose_bytes_do_not_match_its_digest_is_not_linked(team: Team) -> None:
+    run_id = _run_in(team, PROJECT, "editor")
+    base = f"/api/v1/projects/{PROJECT}/uploads"
+    url = f"{base}/{team.call('POST', base, 'editor', json={'size': 3}).json()['id']}"
+    team.call("PUT", url, "editor", params={"offset": 0}, content=b"abc")
+    wrong = {"run_id": run_id, "name": "x.bin", "sha256": "0" * 64}
+    refused = team.call("POST", f"{url}/artifact", "editor", json=wrong)
+    assert refused.status_code == 409
+    assert "changed on the way" in refused.json()["error"]["message"]
+    listed = team.call("GET", f"/api/v1/projects/{PROJECT}/artifacts/run/{run_id}", "viewer")
+    assert listed.json()["artifacts"] == []
+    assert team.call("GET", url, "editor").status_code == 404  # start again

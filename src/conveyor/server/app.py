@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor._version import __version__
 from conveyor.core.errors import ConveyorError, RateLimitedError
-from conveyor.server import api_admin, api_domain, api_tracking
+from conveyor.server import api_admin, api_domain, api_tracking, api_uploads
 from conveyor.server.errors import error_body, status_for
 from conveyor.server.middleware import Hardening
 from conveyor.server.responses import ORJSONResponse
@@ -201,6 +201,7 @@ def create_app(
 
     app.include_router(api_admin.api)
     app.include_router(api_tracking.api)
+    app.include_router(api_uploads.api)
     app.include_router(api_domain.api)
     _add_ui(app)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -204,8 +205,13 @@ class Workspace:
         *,
         media_type: str | None = None,
         replace: bool = False,
+        expect_digest: str | None = None,
     ) -> ArtifactLink:
-        """Store ``data`` and record it as ``owner``'s artifact ``name``, with its audit event."""
+        """Store ``data`` and record it as ``owner``'s artifact ``name``, with its audit event.
+
+        ``expect_digest``: the SHA-256 the content must have (an upload's, as its sender
+        computed it); content with another is not linked.
+        """
         from conveyor.core.names import validate_artifact_path
 
         validate_artifact_path(name)
@@ -214,6 +220,14 @@ class Workspace:
         rereadable = isinstance(data, bytes | str | os.PathLike)
         for attempt in (1, 2):
             put = self.artifacts.put(data)
+            if expect_digest is not None and put.digest != expect_digest:
+                from conveyor.core.errors import IntegrityError
+
+                raise IntegrityError(
+                    f"The content of {name!r} has SHA-256 {put.digest}, not the "
+                    f"{expect_digest} its sender computed: it changed on the way.",
+                    hint="Send it again.",
+                )
             try:
                 with self.metadata.transaction(project_id=self.project.id) as uow:
                     return catalog.link_artifact(
@@ -332,12 +346,73 @@ def _remote_upload(
         params["media_type"] = media_type
     if isinstance(data, bytes):
         response = client.request("PUT", path, content=data, params=params)
+    elif (
+        isinstance(data, str | os.PathLike)
+        and owner.kind == "run"
+        and os.path.getsize(data) >= RESUMABLE_FROM
+    ):
+        return _resumable_upload(ws, data, owner, name, media_type=media_type, replace=replace)
     elif isinstance(data, str | os.PathLike):
         with open(data, "rb") as f:
             response = client.request("PUT", path, content=_chunks(f), params=params, retry=False)
     else:
         response = client.request("PUT", path, content=_chunks(data), params=params, retry=False)
     return _link_from_json(response.json())
+
+
+#: Files this large go up in chunks, each its own request, resumed where the server holds
+#: them after a failure (smaller ones stream in one request).
+RESUMABLE_FROM = 64 << 20
+#: How many times an upload resumes after the client gave up retrying one chunk.
+RESUMES = 5
+
+
+def _resumable_upload(
+    ws: Workspace,
+    path: str | os.PathLike[str],
+    owner: ObjectRef,
+    name: str,
+    *,
+    media_type: str | None,
+    replace: bool,
+) -> ArtifactLink:
+    """Send the file in the chunks the server asks for; after a failure, ask the server how
+    much it holds and go on from there. Its SHA-256 is computed on the way (each byte read
+    once) and checked by the server before the artifact is linked."""
+    import hashlib
+
+    from conveyor.core.errors import BackendUnavailableError
+
+    client = ws.remote
+    assert client is not None
+    size = os.path.getsize(path)
+    base = client.project_path(ws.settings.project, "uploads")
+    started = client.send_json("POST", base, {"size": size})
+    session = f"{base}/{started['id']}"
+    chunk = int(started["chunk"])
+    digest = hashlib.sha256()
+    offset = hashed = 0
+    resumes = 0
+    with open(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            data = f.read(chunk)
+            if offset + len(data) > hashed:
+                digest.update(memoryview(data)[hashed - offset :])
+                hashed = offset + len(data)
+            try:
+                answer = client.request("PUT", session, content=data, params={"offset": offset})
+                offset = int(answer.json()["offset"])
+            except (BackendUnavailableError, ConflictError):
+                resumes += 1
+                if resumes > RESUMES:
+                    raise
+                time.sleep(min(2.0**resumes, 30.0))
+                offset = int(client.get_json(session)["offset"])
+    body = {"run_id": owner.id, "name": name, "sha256": digest.hexdigest(), "replace": replace}
+    if media_type:
+        body["media_type"] = media_type
+    return _link_from_json(client.send_json("POST", f"{session}/artifact", body))
 
 
 def _chunks(f: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
