@@ -574,3 +574,33 @@ def test_a_large_artifact_resumes_where_the_server_holds_it(
             assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(data).hexdigest()
     finally:
         ws.close()
+
+
+def test_a_server_without_resumable_uploads_gets_the_file_in_one_request(
+    server: TeamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor as cv
+    from conveyor.core.errors import NotFoundError
+    from conveyor.store import workspace as wsmod
+    from conveyor.tracking.runs import tracker
+
+    monkeypatch.setenv("CONVEYOR_TOKEN", server.token_for("old", project="older"))
+    monkeypatch.setattr(wsmod, "RESUMABLE_FROM", 1 << 10)
+    (tmp_path / "f.bin").write_bytes(b"z" * 4096)
+    ws = cv.Workspace.from_settings(tmp_path, project="older", store_uri=server.url)
+    client = ws.remote
+    assert client is not None
+    real = client.send_json
+
+    def older(method: str, path: str, *args: Any, **kw: Any) -> Any:
+        if path.endswith("/uploads"):
+            raise NotFoundError("No such route.")  # what a server before them answers
+        return real(method, path, *args, **kw)
+
+    monkeypatch.setattr(client, "send_json", older)
+    try:
+        with tracker(ws).start_run("old") as run:
+            link = run.log_artifact(tmp_path / "f.bin")[0]
+        assert link.size == 4096
+    finally:
+        ws.close()

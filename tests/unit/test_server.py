@@ -580,6 +580,7 @@ def test_a_resumable_upload_appends_each_byte_once_and_checks_the_whole(team: Te
 
     assert put(0, body[:6]).json()["offset"] == 6
     assert put(0, body[:6]).json()["offset"] == 6  # resent after a lost answer: not again
+    assert put(0, b"X" + body[1:6]).status_code == 409  # not what it holds: the file changed
     assert put(8, body[8:]).status_code == 409  # a gap
     assert put(6, body[6:] + b"!").status_code == 422  # past the size
     assert team.call("GET", url, "approver").status_code == 404  # someone else's upload
@@ -590,6 +591,8 @@ def test_a_resumable_upload_appends_each_byte_once_and_checks_the_whole(team: Te
     linked = team.call("POST", f"{url}/artifact", "editor", json=done)
     assert linked.status_code == 200, linked.text
     assert linked.json()["size"] == 10
+    again = team.call("POST", f"{url}/artifact", "editor", json=done)  # the answer was lost
+    assert again.json() == linked.json()
     got = team.call(
         "GET", f"/api/v1/projects/{PROJECT}/artifacts/run/{run_id}/digits.txt", "viewer"
     )
@@ -609,3 +612,20 @@ def test_an_upload_whose_bytes_do_not_match_its_digest_is_not_linked(team: Team)
     listed = team.call("GET", f"/api/v1/projects/{PROJECT}/artifacts/run/{run_id}", "viewer")
     assert listed.json()["artifacts"] == []
     assert team.call("GET", url, "editor").status_code == 404  # start again
+
+
+def test_a_user_holds_a_bounded_number_of_unfinished_uploads(team: Team, tmp_path: Path) -> None:
+    from conveyor.server.api_uploads import MAX_OPEN
+
+    base = f"/api/v1/projects/{PROJECT}/uploads"
+    ids = [
+        team.call("POST", base, "editor", json={"size": 1}).json()["id"] for _ in range(MAX_OPEN)
+    ]
+    refused = team.call("POST", base, "editor", json={"size": 1})
+    assert refused.status_code == 429
+    assert team.call("POST", base, "admin", json={"size": 1}).status_code == 201  # another user
+    assert team.call("DELETE", f"{base}/{ids[0]}", "editor").status_code == 200
+    late = team.call("PUT", f"{base}/{ids[0]}", "editor", params={"offset": 0}, content=b"x")
+    assert late.status_code == 404
+    assert not list((tmp_path / ".conveyor" / "uploads").glob(f"{ids[0]}*"))  # not recreated
+    assert team.call("POST", base, "editor", json={"size": 1}).status_code == 201

@@ -8,6 +8,7 @@ process default, which a thread that chose none uses: a worker thread started af
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -351,7 +352,11 @@ def _remote_upload(
         and owner.kind == "run"
         and os.path.getsize(data) >= RESUMABLE_FROM
     ):
-        return _resumable_upload(ws, data, owner, name, media_type=media_type, replace=replace)
+        link = _resumable_upload(ws, data, owner, name, media_type=media_type, replace=replace)
+        if link is not None:
+            return link
+        with open(data, "rb") as f:
+            response = client.request("PUT", path, content=_chunks(f), params=params, retry=False)
     elif isinstance(data, str | os.PathLike):
         with open(data, "rb") as f:
             response = client.request("PUT", path, content=_chunks(f), params=params, retry=False)
@@ -375,44 +380,66 @@ def _resumable_upload(
     *,
     media_type: str | None,
     replace: bool,
-) -> ArtifactLink:
+) -> ArtifactLink | None:
     """Send the file in the chunks the server asks for; after a failure, ask the server how
     much it holds and go on from there. Its SHA-256 is computed on the way (each byte read
-    once) and checked by the server before the artifact is linked."""
+    once) and checked by the server before the artifact is linked. None when the server
+    takes no resumable uploads (an older one): the caller streams the file in one request."""
     import hashlib
 
-    from conveyor.core.errors import BackendUnavailableError
+    from conveyor.core.errors import BackendUnavailableError, InvalidArgumentError, NotFoundError
 
     client = ws.remote
     assert client is not None
     size = os.path.getsize(path)
     base = client.project_path(ws.settings.project, "uploads")
-    started = client.send_json("POST", base, {"size": size})
+    try:
+        started = client.send_json("POST", base, {"size": size})
+    except (NotFoundError, BackendUnavailableError):
+        return None
     session = f"{base}/{started['id']}"
-    chunk = int(started["chunk"])
+    chunk = max(1, int(started["chunk"]))
     digest = hashlib.sha256()
     offset = hashed = 0
-    resumes = 0
-    with open(path, "rb") as f:
-        while offset < size:
-            f.seek(offset)
-            data = f.read(chunk)
-            if offset + len(data) > hashed:
-                digest.update(memoryview(data)[hashed - offset :])
-                hashed = offset + len(data)
-            try:
-                answer = client.request("PUT", session, content=data, params={"offset": offset})
-                offset = int(answer.json()["offset"])
-            except (BackendUnavailableError, ConflictError):
-                resumes += 1
-                if resumes > RESUMES:
-                    raise
-                time.sleep(min(2.0**resumes, 30.0))
-                offset = int(client.get_json(session)["offset"])
-    body = {"run_id": owner.id, "name": name, "sha256": digest.hexdigest(), "replace": replace}
-    if media_type:
-        body["media_type"] = media_type
-    return _link_from_json(client.send_json("POST", f"{session}/artifact", body))
+    failures = 0
+    try:
+        with open(path, "rb") as f:
+            while offset < size:
+                f.seek(offset)
+                data = f.read(min(chunk, size - offset))
+                if not data:
+                    raise InvalidArgumentError(
+                        f"{os.fspath(path)} shrank while it was being uploaded "
+                        f"({size} bytes at the start)."
+                    )
+                if offset + len(data) > hashed:
+                    digest.update(memoryview(data)[hashed - offset :])
+                    hashed = offset + len(data)
+                try:
+                    answer = client.request("PUT", session, content=data, params={"offset": offset})
+                    offset = int(answer.json()["offset"])
+                    failures = 0
+                except (BackendUnavailableError, ConflictError) as e:
+                    if isinstance(e, ConflictError) and "changed" in e.message:
+                        raise
+                    failures += 1
+                    if failures > RESUMES:
+                        raise
+                    time.sleep(min(2.0**failures, 30.0))
+                    with contextlib.suppress(BackendUnavailableError):  # still down: next turn
+                        offset = int(client.get_json(session)["offset"])
+        if os.path.getsize(path) != size:
+            raise InvalidArgumentError(f"{os.fspath(path)} changed while it was being uploaded.")
+        body = {"run_id": owner.id, "name": name, "sha256": digest.hexdigest(), "replace": replace}
+        if media_type:
+            body["media_type"] = media_type
+        # Completing again returns the same link: safe to retry after a lost answer.
+        done = client.request("POST", f"{session}/artifact", json=body, retry=True)
+        return _link_from_json(done.json())
+    except BaseException:
+        with contextlib.suppress(Exception):  # leave nothing behind on the server
+            client.request("DELETE", session, retry=False)
+        raise
 
 
 def _chunks(f: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
