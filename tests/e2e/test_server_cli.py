@@ -604,3 +604,46 @@ def test_a_server_without_resumable_uploads_gets_the_file_in_one_request(
         assert link.size == 4096
     finally:
         ws.close()
+
+
+def test_monitors_are_created_and_run_on_the_server(server: TeamServer, tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import conveyor as cv
+    from conveyor.testing import ModelServerClient
+
+    project = "watched"
+    editor = server.client_env(server.token_for("wes", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("wyn", project=project, role="viewer"), project=project
+    )
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(0, 1, 2000)})
+    moved = pd.DataFrame({"a": rng.normal(2, 1, 60), "b": rng.normal(0, 1, 60)})
+    ws = cv.Workspace.from_settings(server.root, project=project)  # the server's own stores
+    try:
+        cv.data.add("train", train, workspace=ws)
+        model = LogisticRegression().fit(train, (train["a"] > 0).astype(int))
+        cv.models.log(model, "churn", input_example=train[:5], workspace=ws)
+        cv.serving.deployments(ws).create("prod", "churn")
+        with ModelServerClient(deployment="prod", workspace=ws) as client:  # logs where it serves
+            for i in range(0, 60, 5):
+                client.predict(moved.iloc[i : i + 5], name="prod")
+    finally:
+        ws.close()
+
+    made = cli(tmp_path, editor, "monitor", "create", "prod-watch", "-d", "prod", "-r", "train@1")
+    assert made.returncode == 0, made.stderr
+    assert cli(tmp_path, viewer, "monitor", "run", "prod-watch").returncode == 1  # an edit
+    ran = cli(tmp_path, editor, "monitor", "run", "prod-watch", "--json")
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["rows"] == 60
+    assert result["drift"]["drifted_columns"] == ["a"]
+    shown = cli(tmp_path, viewer, "monitor", "show", "prod-watch", "--json")
+    assert [r["id"] for r in json.loads(shown.stdout)] == [result["id"]], shown.stderr
+    report = cli(tmp_path, viewer, "monitor", "report", "prod-watch", "-o", "r.html")
+    assert report.returncode == 0, report.stderr
+    assert "DATA DRIFTED" in (tmp_path / "r.html").read_text()

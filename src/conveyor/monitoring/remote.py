@@ -1,13 +1,15 @@
-"""Monitors and alerts through a team server: list and show monitors, list, acknowledge and
-resolve alerts, with the same dicts (times as datetimes) as embedded. Creating and running
-monitors needs the store itself (they read the prediction log)."""
+"""Monitors and alerts through a team server: create, list, show and run monitors (the server
+runs them, over the prediction log its model servers write), list, acknowledge and resolve
+alerts, with the same records (times as datetimes) as embedded. Adding labels and alert rules
+needs the stores themselves."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
-from conveyor.monitoring.service import MonitorService
+from conveyor.monitoring.service import MonitorResult, MonitorService, _result
 from conveyor.store.client import ServerClient, revive_times
 from conveyor.store.workspace import Workspace
 
@@ -39,6 +41,28 @@ class RemoteMonitorService(MonitorService):
 
     def get(self, name: str) -> dict[str, Any]:
         return _revive(self.client.get_json(self._path("monitors", name))["monitor"])
+
+    def create(self, name: str, **options: Any) -> dict[str, Any]:
+        for key in ("window", "max_feature_age"):  # durations travel as text ("1h")
+            if isinstance(options.get(key), timedelta):
+                options[key] = f"{options[key].total_seconds():g}s"
+        body = self.client.send_json("POST", self._path("monitors"), {"name": name, **options})
+        return _revive(body)
+
+    def results(self, name: str, *, limit: int = 20) -> _list[MonitorResult]:
+        body = self.client.get_json(self._path("monitors", name), limit=limit)
+        return [_result(r, r.get("id", "")) for r in body["results"]]
+
+    def run(
+        self, name: str, *, start: datetime | None = None, end: datetime | None = None
+    ) -> MonitorResult:
+        """Run the monitor on the server, over the prediction log its model servers write."""
+        window = {
+            "start": start.isoformat() if start is not None else None,
+            "end": end.isoformat() if end is not None else None,
+        }
+        raw = self.client.send_json("POST", self._path("monitors", name, "run"), window)
+        return _result(raw, raw.get("id", ""))
 
     def alerts(self, *, status: str | None = None) -> _list[dict[str, Any]]:
         body = self.client.get_json(self._path("alerts"), status=status)

@@ -10,6 +10,7 @@ approves their own request, a deployment changes only by an approver's hand).
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -659,6 +660,43 @@ def monitor_results(
         "monitor": jsonable(service.get(name)),
         "results": jsonable(service.results(name, limit=limit)),
     }
+
+
+class NewMonitor(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    deployment: str = Field(min_length=1, max_length=100)
+    reference: str | None = Field(
+        default=None, max_length=300, description="NAME@VERSION (default: the training data)"
+    )
+    window: str = Field(default="1h", max_length=20)
+    schedule: str | None = Field(default=None, max_length=100)
+    tests: str | dict[str, str] = "auto"
+    thresholds: dict[str, float] | None = None
+    min_labels: int = Field(default=30, ge=0, le=MAX_INT)
+    columns: list[str] | None = Field(default=None, max_length=10_000)
+    task: Literal["auto", "classification", "regression"] = "auto"
+    max_feature_age: str | None = Field(default=None, max_length=20)
+
+
+@api.post("/monitors", status_code=201)
+def create_monitor(project: str, body: NewMonitor, call: Call = need("editor")) -> Any:
+    """Create a monitor of a deployment's prediction log against a reference dataset version."""
+    _bounded(body.tests, "tests")
+    with call:
+        return jsonable(_monitoring(call).create(**body.model_dump()))
+
+
+class Window(BaseModel):
+    start: datetime | None = Field(default=None, description="ISO 8601 (default: end - window)")
+    end: datetime | None = Field(default=None, description="ISO 8601 (default: now)")
+
+
+@api.post("/monitors/{name}/run")
+def run_monitor(project: str, name: str, body: Window, call: Call = need("editor")) -> Any:
+    """Check one window of the deployment's prediction log (the server's) and store the
+    result; alerts open or resolve as its rules say."""
+    with call:
+        return jsonable(_monitoring(call).run(name, start=body.start, end=body.end))
 
 
 @api.get("/alerts")
