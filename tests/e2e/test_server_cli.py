@@ -629,8 +629,13 @@ def test_monitors_are_created_and_run_on_the_server(server: TeamServer, tmp_path
         cv.models.log(model, "churn", input_example=train[:5], workspace=ws)
         cv.serving.deployments(ws).create("prod", "churn")
         with ModelServerClient(deployment="prod", workspace=ws) as client:  # logs where it serves
-            for i in range(0, 60, 5):
-                client.predict(moved.iloc[i : i + 5], name="prod")
+            ids = [
+                i
+                for start in range(0, 60, 5)
+                for i in client.predict(moved.iloc[start : start + 5], name="prod")[
+                    "prediction_ids"
+                ]
+            ]
     finally:
         ws.close()
 
@@ -647,3 +652,16 @@ def test_monitors_are_created_and_run_on_the_server(server: TeamServer, tmp_path
     report = cli(tmp_path, viewer, "monitor", "report", "prod-watch", "-o", "r.html")
     assert report.returncode == 0, report.stderr
     assert "DATA DRIFTED" in (tmp_path / "r.html").read_text()
+
+    truth = (moved["a"] > 0).astype(int)
+    pd.DataFrame({"prediction_id": ids[:40], "label": truth[:40]}).to_csv(tmp_path / "l.csv")
+    labelled = cli(tmp_path, editor, "labels", "add", "l.csv", "-d", "prod")
+    assert labelled.returncode == 0, labelled.stderr
+    assert "Recorded 40 labels" in labelled.stdout
+    again = json.loads(cli(tmp_path, editor, "monitor", "run", "prod-watch", "--json").stdout)
+    assert again["performance"]["labelled_rows"] == 40
+
+    rule = ("monitor", "alert", "prod-watch", "drift.share_drifted > 0.3")
+    assert "admin" in cli(tmp_path, editor, *rule).stderr  # the server would call its webhooks
+    admin = server.client_env(server.admin_token, project=project)
+    assert cli(tmp_path, admin, *rule).returncode == 0

@@ -64,6 +64,42 @@ class RemoteMonitorService(MonitorService):
         raw = self.client.send_json("POST", self._path("monitors", name, "run"), window)
         return _result(raw, raw.get("id", ""))
 
+    def alert_rule(
+        self,
+        name: str,
+        expression: str,
+        *,
+        cooldown: str | timedelta = "6h",
+        notify: _list[str] | None = None,
+    ) -> dict[str, Any]:
+        if isinstance(cooldown, timedelta):
+            cooldown = f"{cooldown.total_seconds():g}s"
+        body = {"expression": expression, "cooldown": cooldown, "notify": notify or ["log"]}
+        return _revive(
+            self.client.send_json("POST", self._path("monitors", name, "alert-rules"), body)
+        )
+
+    def log_labels(self, labels: Any, *, deployment: str) -> int:
+        """Send ground truth to the server (in parts of at most 50,000 labels)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(labels)
+        missing = [c for c in ("prediction_id", "label") if c not in frame.columns]
+        if missing:
+            raise InvalidArgumentError(
+                f"Labels need the column(s) {', '.join(missing)}; got {list(frame.columns)[:10]}."
+            )
+        rows = [
+            {"prediction_id": str(i), "label": None if v is None or v != v else _plain(v)}
+            for i, v in zip(frame["prediction_id"], frame["label"], strict=True)
+        ]
+        recorded = 0
+        path = self._path("deployments", deployment, "labels")
+        for start in range(0, len(rows), 50_000):
+            part = {"labels": rows[start : start + 50_000]}
+            recorded += int(self.client.send_json("POST", path, part)["recorded"])
+        return recorded
+
     def alerts(self, *, status: str | None = None) -> _list[dict[str, Any]]:
         body = self.client.get_json(self._path("alerts"), status=status)
         return _revive(body["alerts"])
@@ -74,3 +110,8 @@ class RemoteMonitorService(MonitorService):
             raise InvalidArgumentError(f"status must be acknowledged or resolved, not {status!r}.")
         body = self.client.send_json("POST", self._path("alerts", alert_id, actions[status]))
         return _revive(body)
+
+
+def _plain(value: Any) -> Any:
+    """A label as JSON carries it (NumPy scalars as Python values)."""
+    return value.item() if hasattr(value, "item") else value

@@ -699,6 +699,42 @@ def run_monitor(project: str, name: str, body: Window, call: Call = need("editor
         return jsonable(_monitoring(call).run(name, start=body.start, end=body.end))
 
 
+class AlertRule(BaseModel):
+    expression: str = Field(min_length=1, max_length=500, description="drift.share_drifted > 0.3")
+    cooldown: str = Field(default="6h", max_length=20)
+    notify: list[str] = Field(default_factory=lambda: ["log"], max_length=20)
+
+
+@api.post("/monitors/{name}/alert-rules", status_code=201)
+def add_alert_rule(project: str, name: str, body: AlertRule, call: Call = need("admin")) -> Any:
+    """Add an alert rule to a monitor. Project admins only: a rule's webhooks are called by
+    this server, from inside your network."""
+    with call:
+        return jsonable(
+            _monitoring(call).alert_rule(
+                name, body.expression, cooldown=body.cooldown, notify=body.notify
+            )
+        )
+
+
+class Label(BaseModel):
+    prediction_id: str = Field(min_length=1, max_length=100)
+    label: str | float | int | bool | None
+
+
+class Labels(BaseModel):
+    labels: list[Label] = Field(max_length=100_000)
+
+
+@api.post("/deployments/{name}/labels")
+def add_labels(project: str, name: str, body: Labels, call: Call = need("editor")) -> Any:
+    """Record ground truth for earlier predictions of deployment ``name`` (the feedback log
+    the server's monitors read)."""
+    rows = [item.model_dump() for item in body.labels]
+    with call:
+        return {"recorded": _monitoring(call).log_labels(rows, deployment=name)}
+
+
 @api.get("/alerts")
 def list_alerts(
     project: str,
