@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
-from conveyor.monitoring.service import MonitorResult, MonitorService, _result
+from conveyor.monitoring.service import MonitorResult, MonitorService, _result, labels_frame
 from conveyor.store.client import ServerClient, revive_times
 from conveyor.store.workspace import Workspace
 
@@ -81,14 +81,7 @@ class RemoteMonitorService(MonitorService):
 
     def log_labels(self, labels: Any, *, deployment: str) -> int:
         """Send ground truth to the server (in parts of at most 50,000 labels)."""
-        import pandas as pd
-
-        frame = pd.DataFrame(labels)
-        missing = [c for c in ("prediction_id", "label") if c not in frame.columns]
-        if missing:
-            raise InvalidArgumentError(
-                f"Labels need the column(s) {', '.join(missing)}; got {list(frame.columns)[:10]}."
-            )
+        frame = labels_frame(labels)
         rows = [
             {"prediction_id": str(i), "label": None if v is None or v != v else _plain(v)}
             for i, v in zip(frame["prediction_id"], frame["label"], strict=True)

@@ -630,17 +630,11 @@ class MonitorService:
 
     def log_labels(self, labels: Any, *, deployment: str) -> int:
         """Record ground truth in bulk: a table of ``prediction_id`` and ``label``."""
-        import pandas as pd
         import pyarrow as pa
 
         from conveyor.store.logs import write_rows
 
-        frame = pd.DataFrame(labels)
-        missing = [c for c in ("prediction_id", "label") if c not in frame.columns]
-        if missing:
-            raise InvalidArgumentError(
-                f"Labels need the column(s) {', '.join(missing)}; got {list(frame.columns)[:10]}."
-            )
+        frame = labels_frame(labels)
         if frame.empty:
             return 0
         now = datetime.now(UTC)
@@ -654,6 +648,19 @@ class MonitorService:
         )
         write_rows(self.ws.settings.log_uri, "feedback", deployment, table, at=now)
         return len(frame)
+
+
+def labels_frame(labels: Any) -> Any:
+    """``labels`` as a DataFrame with the prediction_id and label columns (refused without)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(labels)
+    missing = [c for c in ("prediction_id", "label") if c not in frame.columns]
+    if missing:
+        raise InvalidArgumentError(
+            f"Labels need the column(s) {', '.join(missing)}; got {list(frame.columns)[:10]}."
+        )
+    return frame
 
 
 def _label_array(labels: Any) -> Any:
