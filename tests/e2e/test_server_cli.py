@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +490,8 @@ def test_pipeline_runs_logs_and_schedules_are_read_through_the_server(
 def test_feature_views_are_read_through_the_server(
     server: TeamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import pandas as pd
+
     import conveyor as cv
     from conveyor.features import Entity, FeatureView, Field, ParquetSource
     from conveyor.features.service import feature_service
@@ -497,6 +500,10 @@ def test_feature_views_are_read_through_the_server(
     viewer = server.client_env(
         server.token_for("fay", project=project, role="viewer"), project=project
     )
+    editor = server.client_env(server.token_for("fez", project=project), project=project)
+    day = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
+    rows = {"customer_id": [1, 1, 2], "event_ts": day, "spend": [1.0, 2.0, 3.0]}
+    pd.DataFrame(rows).to_parquet(tmp_path / "rows.parquet")  # where the server reads it
     customer = Entity("customer", key="customer_id")
     view = FeatureView(
         name="activity",
@@ -518,9 +525,23 @@ def test_feature_views_are_read_through_the_server(
     assert shown.returncode == 0, shown.stderr
     assert "activity (view) v1" in shown.stdout
     assert " fay" not in shown.stdout  # the version names who applied it: not the viewer
+
+    end = ("--end", "2026-01-04T00:00:00")
+    assert cli(tmp_path, viewer, "features", "materialize", *end).returncode == 1  # an edit
+    done = cli(tmp_path, editor, "features", "materialize", *end)
+    assert done.returncode == 0, done.stderr
+    assert "activity: 2 rows written" in done.stdout  # from the server's own source
     online = cli(tmp_path, viewer, "features", "online", "-e", "customer_id=1", "-f", "spend")
-    assert online.returncode == 1
-    assert "not available through a team server" in online.stderr
+    assert online.returncode == 0, online.stderr
+    assert json.loads(online.stdout)["spend"] == 2.0
+    pd.DataFrame({"customer_id": [1], "event_timestamp": day[2:]}).to_parquet(
+        tmp_path / "e.parquet"
+    )
+    historical = cli(
+        tmp_path, viewer, "features", "historical", "e.parquet", "-f", "spend", "-o", "t.parquet"
+    )
+    assert historical.returncode == 1
+    assert "not available through a team server" in historical.stderr
 
 
 def test_reading_prediction_logs_remotely_names_where_they_are(

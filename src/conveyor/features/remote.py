@@ -5,11 +5,12 @@ store)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
-from conveyor.features.service import FeatureService
+from conveyor.features.service import FeatureService, Materialization
 from conveyor.store.client import ServerClient, revive_times
 from conveyor.store.workspace import Workspace
 
@@ -73,8 +74,62 @@ class RemoteFeatureService(FeatureService):
     def historical(self, *args: Any, **kwargs: Any) -> Any:
         raise self._needs_the_stores("Reading historical features")
 
-    def materialize(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._needs_the_stores("Materializing features")
+    def materialize(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        start: datetime | None = None,
+        end: datetime | str = "now",
+    ) -> _list[Materialization]:
+        """Materialize on the server, from the sources its stored definitions name."""
+        body = {
+            "views": list(views) if views is not None else None,
+            "start": start.isoformat() if start is not None else None,
+            "end": None if isinstance(end, str) and end == "now" else _iso(end),
+        }
+        done = self.client.send_json("POST", self._path("feature-views", "materialize"), body)
+        return [
+            Materialization(
+                view=m["view"],
+                start=datetime.fromisoformat(m["start"]) if m["start"] else None,
+                end=datetime.fromisoformat(m["end"]),
+                rows=int(m["rows"]),
+                seconds=float(m["seconds"]),
+            )
+            for m in done["materializations"]
+        ]
 
-    def online(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._needs_the_stores("Reading online features")
+    def online(
+        self,
+        entity_rows: Any,
+        features: Sequence[str],
+        *,
+        with_timestamps: bool = False,
+        full_names: bool = False,
+    ) -> Any:
+        """The server's online values for ``entity_rows`` (a dict of key columns, or a
+        DataFrame, answered in the same shape)."""
+        import pandas as pd
+
+        if full_names:
+            raise InvalidArgumentError("full_names is not offered through a team server.")
+        frame = entity_rows if isinstance(entity_rows, pd.DataFrame) else None
+        columns = (
+            {c: frame[c].tolist() for c in frame.columns}
+            if frame is not None
+            else {k: list(v) for k, v in entity_rows.items()}
+        )
+        body = {"entity": columns, "features": list(features), "with_timestamps": with_timestamps}
+        values = self.client.send_json("POST", self._path("features", "online"), body)["values"]
+        values = {  # event times travel as ISO text: datetimes again, as embedded
+            k: [datetime.fromisoformat(t) if isinstance(t, str) else t for t in v]
+            if k.endswith("__event_ts")
+            else v
+            for k, v in values.items()
+        }
+        return pd.DataFrame(values) if frame is not None else values
+
+
+def _iso(moment: Any) -> str:
+    """An end time as the API takes it: a datetime, or an ISO 8601 string as given."""
+    return moment.isoformat() if isinstance(moment, datetime) else str(moment)

@@ -779,6 +779,43 @@ def get_feature_view(project: str, name: str, call: Call = need("viewer")) -> An
     return jsonable(_features(call).show(name))
 
 
+class MaterializeRequest(BaseModel):
+    views: list[str] | None = Field(default=None, max_length=1000, description="default: all")
+    start: datetime | None = Field(default=None, description="default: where the last run ended")
+    end: datetime | None = Field(default=None, description="default: now")
+
+
+@api.post("/feature-views/materialize")
+def materialize_features(
+    project: str, body: MaterializeRequest, call: Call = need("editor")
+) -> dict[str, Any]:
+    """Write the views' latest values from their sources to the online store, on the server
+    (definitions are applied where the stores are, so only theirs run here)."""
+    with call:
+        done = _features(call).materialize(body.views, start=body.start, end=body.end or "now")
+    return {"materializations": jsonable(done)}
+
+
+class OnlineRequest(BaseModel):
+    entity: dict[str, list[str | int | float | bool | None]] = Field(
+        description="key column -> values, one per row", max_length=20
+    )
+    features: list[str] = Field(min_length=1, max_length=1000)
+    with_timestamps: bool = False
+
+
+@api.post("/features/online")
+def online_features(project: str, body: OnlineRequest, call: Call = need("viewer")) -> Any:
+    """The materialized values for the given entity rows (nulls for unknown ones)."""
+    sizes = {len(v) for v in body.entity.values()}
+    if len(sizes) > 1 or sum(sizes) > 10_000:
+        raise InvalidArgumentError(
+            "entity: every key column needs the same number of values, at most 10,000."
+        )
+    found = _features(call).online(body.entity, body.features, with_timestamps=body.with_timestamps)
+    return {"values": jsonable(found)}
+
+
 # -- pipelines -----------------------------------------------------------------------------
 
 
