@@ -686,3 +686,47 @@ def test_monitors_are_created_and_run_on_the_server(server: TeamServer, tmp_path
     assert "admin" in cli(tmp_path, editor, *rule).stderr  # the server would call its webhooks
     admin = server.client_env(server.admin_token, project=project)
     assert cli(tmp_path, admin, *rule).returncode == 0
+
+
+def test_deployments_change_through_the_server_by_an_approvers_hand(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    import conveyor as cv
+
+    project = "deploys"
+    editor = server.client_env(server.token_for("ted", project=project), project=project)
+    approver = server.client_env(
+        server.token_for("amy", project=project, role="approver"), project=project
+    )
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    ws = cv.Workspace.from_settings(server.root, project=project)
+    try:
+        for c in (1.0, 0.5):
+            model = LogisticRegression(C=c).fit(X, (X[:, 0] > 0).astype(int))
+            cv.models.log(model, "churn", input_example=X[:5], workspace=ws)
+    finally:
+        ws.close()
+
+    made = cli(tmp_path, approver, "deploy", "create", "prod", "--model", "churn/1", "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["revision"] == 1
+    canary = ("deploy", "canary", "prod", "--model", "churn/2", "--weight", "10")
+    refused = cli(tmp_path, editor, *canary)
+    assert refused.returncode == 1
+    assert "approver" in refused.stderr
+    assert cli(tmp_path, approver, *canary).returncode == 0
+    status = cli(tmp_path, editor, "deploy", "status", "prod", "--json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert [(r["ref"], r["weight"]) for r in shown["routes"]] == [("churn/1", 90), ("churn/2", 10)]
+    assert "No live figures" in status.stderr  # the logs are where the model servers write
+    assert cli(tmp_path, approver, "deploy", "promote", "prod").returncode == 0
+    back = cli(tmp_path, approver, "deploy", "rollback", "prod", "--reason", "checking", "--json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["revision"] == 4
+    listed = cli(tmp_path, editor, "deploy", "list")
+    assert "prod" in listed.stdout
+    assert "amy" in listed.stdout  # changed by the approver, as the server saw them

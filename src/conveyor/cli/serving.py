@@ -12,6 +12,7 @@ from rich.table import Table
 
 from conveyor.cli.context import workspace_for
 from conveyor.cli.output import console, err_console
+from conveyor.core.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from conveyor.serving.deployment import DeploymentService, Revision
@@ -397,13 +398,18 @@ def status(
     as_json: JSON_OPT = False,
 ) -> None:
     """Show the traffic split, every revision, and live figures per model version."""
+    from conveyor.serving import log_uri
     from conveyor.serving.status import live_figures
 
     ws, svc = _svc(ctx)
     with ws:
         spec = svc.spec(name)
         history = svc.history(name)
-        figures = live_figures(ws.settings.log_uri, name)
+        try:
+            figures = live_figures(log_uri(ws), name)
+        except InvalidArgumentError as e:  # through a server, with no CONVEYOR_LOG_URI
+            err_console.print(f"[dim]No live figures: {escape(e.message)}[/dim]")
+            figures = {}
     if as_json:
         _print_json(
             {

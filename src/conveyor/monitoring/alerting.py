@@ -130,7 +130,7 @@ def add_rule(
             "cooldown_seconds": int(span.total_seconds()),
             "notify": targets,
             "created_at": uow.now,
-            "created_by": ws.settings.actor,
+            "created_by": uow.actor,  # the caller, on a server
         }
         uow.conn.execute(alert_rules.insert(), [row])
         uow.audit(

@@ -208,7 +208,7 @@ class MonitorService:
                 "next_run_at": _next_fire(schedule, uow.now) if schedule else None,
                 "config": config,
                 "created_at": uow.now,
-                "created_by": self.ws.settings.actor,
+                "created_by": uow.actor,  # the caller, on a server
             }
             uow.conn.execute(monitors.insert(), [row])
             ref = ObjectRef(MONITOR_KIND, monitor_id)

@@ -618,6 +618,65 @@ def deployment_history(project: str, name: str, call: Call = need("viewer")) -> 
     return {"revisions": jsonable(_deployments(call).history(name))}
 
 
+Limits = dict[Literal["max_error_rate", "max_p99_ms"], float]
+
+
+class NewDeployment(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    model: str = Field(min_length=1, max_length=300, description="churn/3 or churn@champion")
+    limits: Limits | None = None
+
+
+@api.post("/deployments", status_code=201)
+def create_deployment(project: str, body: NewDeployment, call: Call = need("approver")) -> Any:
+    """Create a deployment serving ``model`` to all traffic (revision 1)."""
+    with call:
+        return jsonable(_deployments(call).create(body.name, body.model, limits=body.limits))
+
+
+class Candidate(BaseModel):
+    model: str = Field(min_length=1, max_length=300)
+    weight: float = Field(gt=0, lt=100, description="percent of traffic")
+    limits: Limits | None = None
+    key: str | None = Field(default=None, max_length=100, description="A/B: the sticky field")
+
+
+@api.post("/deployments/{name}/canary")
+def canary_deployment(
+    project: str, name: str, body: Candidate, call: Call = need("approver")
+) -> Any:
+    """Send ``weight`` % of traffic to ``model`` as a canary; ``limits`` roll it back."""
+    with call:
+        return jsonable(
+            _deployments(call).canary(name, body.model, body.weight, limits=body.limits)
+        )
+
+
+@api.post("/deployments/{name}/ab")
+def ab_deployment(project: str, name: str, body: Candidate, call: Call = need("approver")) -> Any:
+    """Split traffic with ``model`` at ``weight`` %, each user kept on one side by ``key``."""
+    with call:
+        return jsonable(_deployments(call).ab(name, body.model, body.weight, key=body.key or ""))
+
+
+class Shadow(BaseModel):
+    model: str = Field(min_length=1, max_length=300)
+
+
+@api.post("/deployments/{name}/shadow")
+def shadow_deployment(project: str, name: str, body: Shadow, call: Call = need("approver")) -> Any:
+    """Mirror every request to ``model``: its answers are logged, never returned."""
+    with call:
+        return jsonable(_deployments(call).shadow(name, body.model))
+
+
+@api.post("/deployments/{name}/promote")
+def promote_deployment(project: str, name: str, call: Call = need("approver")) -> Any:
+    """Make the canary (or A/B challenger, or shadow) the primary at 100%."""
+    with call:
+        return jsonable(_deployments(call).promote(name))
+
+
 class Rollback(BaseModel):
     to: int | None = Field(
         default=None, ge=1, le=MAX_INT, description="revision (default: the previous)"

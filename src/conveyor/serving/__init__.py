@@ -31,6 +31,7 @@ __all__ = [
     "app",
     "build",
     "deployments",
+    "log_uri",
     "options",
     "predict",
     "read_failures",
@@ -46,7 +47,7 @@ def _ws(workspace: Workspace | None) -> Workspace:
     return workspace or current_workspace()
 
 
-def _log_uri(workspace: Workspace | None) -> str:
+def log_uri(workspace: Workspace | None = None) -> str:
     """Where ``workspace``'s servers write their logs. In remote mode the default (a folder
     under this machine's project root) is refused: the servers that log for the team's
     deployments write elsewhere, and reading it would answer for this machine instead."""
@@ -223,7 +224,7 @@ def read_predictions(
     """Every logged prediction (of ``deployment``), inputs flattened as ``inputs.<column>``."""
     from conveyor.serving.predlog import read_log
 
-    return read_log(_log_uri(workspace), "predictions", deployment=deployment)
+    return read_log(log_uri(workspace), "predictions", deployment=deployment)
 
 
 def read_feedback(
@@ -232,7 +233,7 @@ def read_feedback(
     """Every label sent to ``/v1/feedback`` (of ``deployment``)."""
     from conveyor.serving.predlog import read_log
 
-    return read_log(_log_uri(workspace), "feedback", deployment=deployment)
+    return read_log(log_uri(workspace), "feedback", deployment=deployment)
 
 
 def read_failures(
@@ -242,4 +243,4 @@ def read_failures(
     time, model version, role, HTTP status, latency and error id; the inputs are not kept."""
     from conveyor.serving.predlog import read_log
 
-    return read_log(_log_uri(workspace), "failures", deployment=deployment)
+    return read_log(log_uri(workspace), "failures", deployment=deployment)

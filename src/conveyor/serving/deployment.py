@@ -73,6 +73,10 @@ class Revision:
 def deployment_service(ws: Workspace | None = None) -> DeploymentService:
     """The deployment service of ``ws`` (default: the workspace in use)."""
     ws = ws or current_workspace()
+    if ws.remote is not None:
+        from conveyor.serving.remote import RemoteDeploymentService
+
+        return ws.service("deployments", RemoteDeploymentService)
     return ws.service("deployments", DeploymentService)
 
 
@@ -394,7 +398,7 @@ class DeploymentService:
                         "change": change,
                         "reason": reason,
                         "created_at": uow.now,
-                        "created_by": actor or self.ws.settings.actor,
+                        "created_by": actor or uow.actor,  # the caller, on a server
                     }
                 ],
             )
