@@ -723,10 +723,66 @@ def test_deployments_change_through_the_server_by_an_approvers_hand(
     shown = json.loads(status.stdout)
     assert [(r["ref"], r["weight"]) for r in shown["routes"]] == [("churn/1", 90), ("churn/2", 10)]
     assert "No live figures" in status.stderr  # the logs are where the model servers write
+    guard = python(  # what a model server's guard does through the server
+        tmp_path,
+        approver,
+        "import conveyor as cv\n"
+        "r = cv.serving.deployments().rollback_canary('prod', 'churn/2', 'error rate 30%')\n"
+        "print(r.revision, r.change, r.created_by)\n",
+    )
+    assert guard.stdout.split() == ["3", "auto-rollback", "amy"], guard.stderr
+    assert cli(tmp_path, approver, *canary).returncode == 0
     assert cli(tmp_path, approver, "deploy", "promote", "prod").returncode == 0
-    back = cli(tmp_path, approver, "deploy", "rollback", "prod", "--reason", "checking", "--json")
+    back = cli(
+        tmp_path,
+        approver,
+        "deploy",
+        "rollback",
+        "prod",
+        "--to",
+        "1",
+        "--reason",
+        "checking",
+        "--json",
+    )
     assert back.returncode == 0, back.stderr
-    assert json.loads(back.stdout)["revision"] == 4
+    assert json.loads(back.stdout)["revision"] == 6
     listed = cli(tmp_path, editor, "deploy", "list")
     assert "prod" in listed.stdout
     assert "amy" in listed.stdout  # changed by the approver, as the server saw them
+
+    # A model server elsewhere serves the deployment: its plan and models through the server.
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "serve", "--deployment", "prod", "--port", str(port)],
+        cwd=tmp_path,
+        env={**base, **editor},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert serving.poll() is None, serving.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the model server did not get ready"
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/v1/models/prod/predict"
+        answer = httpx.post(url, json={"instances": X[:2].tolist()}).json()
+        assert answer["model_version"] == "churn/1"  # revision 6 serves what revision 1 did
+    finally:
+        serving.terminate()
+        serving.communicate(timeout=30)

@@ -670,6 +670,22 @@ def shadow_deployment(project: str, name: str, body: Shadow, call: Call = need("
         return jsonable(_deployments(call).shadow(name, body.model))
 
 
+class CanaryVerdict(BaseModel):
+    model: str = Field(min_length=1, max_length=300, description="the canary, as routed")
+    reason: str = Field(min_length=1, max_length=2000, description="the limit it broke")
+
+
+@api.post("/deployments/{name}/canary/rollback")
+def roll_back_canary(
+    project: str, name: str, body: CanaryVerdict, call: Call = need("approver")
+) -> Any:
+    """Drop the canary ``model`` (what a model server's guard does when it breaks a limit);
+    null when it is gone already. The guard's token needs the approver role."""
+    with call:
+        found = _deployments(call).rollback_canary(name, body.model, body.reason, actor=call.actor)
+    return jsonable(found)
+
+
 @api.post("/deployments/{name}/promote")
 def promote_deployment(project: str, name: str, call: Call = need("approver")) -> Any:
     """Make the canary (or A/B challenger, or shadow) the primary at 100%."""

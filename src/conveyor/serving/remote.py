@@ -87,5 +87,14 @@ class RemoteDeploymentService(DeploymentService):
     def promote(self, name: str) -> Revision:
         return self._send(name, "promote")
 
+    def rollback_canary(
+        self, name: str, model: str, reason: str, *, actor: str = "conveyor-server"
+    ) -> Revision | None:
+        """Drop the canary through the server (the caller's token needs the approver role;
+        the server records its user, not ``actor``)."""
+        path = self._path(name, "canary", "rollback")
+        raw = self.client.send_json("POST", path, {"model": model, "reason": reason})
+        return None if raw is None else _revision(raw)
+
     def rollback(self, name: str, *, to: int | None = None, reason: str = "") -> Revision:
         return self._send(name, "rollback", body={"to": to, "reason": reason})
