@@ -502,7 +502,12 @@ def test_feature_views_are_read_through_the_server(
     )
     editor = server.client_env(server.token_for("fez", project=project), project=project)
     day = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
-    rows = {"customer_id": [1, 1, 2], "event_ts": day, "spend": [1.0, 2.0, 3.0]}
+    rows = {
+        "customer_id": [1, 1, 2],
+        "event_ts": day,
+        "spend": [1.0, 2.0, 3.0],
+        "visits": [4, 5, 6],
+    }
     pd.DataFrame(rows).to_parquet(tmp_path / "rows.parquet")  # where the server reads it
     customer = Entity("customer", key="customer_id")
     view = FeatureView(
@@ -527,7 +532,9 @@ def test_feature_views_are_read_through_the_server(
     assert " fay" not in shown.stdout  # the version names who applied it: not the viewer
 
     end = ("--end", "2026-01-04T00:00:00")
-    assert cli(tmp_path, viewer, "features", "materialize", *end).returncode == 1  # an edit
+    refused = cli(tmp_path, viewer, "features", "materialize", *end)
+    assert refused.returncode == 1
+    assert "editor" in refused.stderr  # an edit
     done = cli(tmp_path, editor, "features", "materialize", *end)
     assert done.returncode == 0, done.stderr
     assert "activity: 2 rows written" in done.stdout  # from the server's own source
@@ -542,6 +549,24 @@ def test_feature_views_are_read_through_the_server(
     )
     assert historical.returncode == 1
     assert "not available through a team server" in historical.stderr
+
+    wider = FeatureView(  # a new version, applied where the store is, while the server runs
+        name="activity",
+        entities=[customer],
+        source=ParquetSource(str(tmp_path / "rows.parquet")),
+        features=[Field("spend", "float64"), Field("visits", "int64")],
+        ttl="7d",
+    )
+    ws = cv.Workspace.from_settings(server.root, project=project)
+    try:
+        feature_service(ws).apply([customer, wider])
+    finally:
+        ws.close()
+    again = cli(tmp_path, editor, "features", "materialize", "--end", "2026-01-05T00:00:00")
+    assert again.returncode == 0, again.stderr
+    visits = cli(tmp_path, viewer, "features", "online", "-e", "customer_id=1", "-f", "visits")
+    assert visits.returncode == 0, visits.stderr
+    assert json.loads(visits.stdout)["visits"] == 5  # the server read the new definition
 
 
 def test_reading_prediction_logs_remotely_names_where_they_are(

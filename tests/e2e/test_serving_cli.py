@@ -137,9 +137,11 @@ def test_serve_a_deployment_then_stop_it_and_find_the_predictions_logged(
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why
     assert server.returncode in (0, -signal.SIGTERM), stderr
     assert "Traceback" not in stderr
-    logs = list(
-        (project / ".conveyor" / "logs" / "predictions" / "deployment=prod").rglob("*.parquet")
-    )
+    logs = [  # .conveyor/logs/project=NAME/predictions/deployment=prod/date=.../hour=...
+        f
+        for f in (project / ".conveyor" / "logs").rglob("*.parquet")
+        if "/predictions/deployment=prod/" in f.as_posix()
+    ]
     assert sum(len(pd.read_parquet(f)) for f in logs) == 15  # flushed at shutdown
 
 

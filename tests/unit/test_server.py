@@ -632,3 +632,36 @@ def test_a_user_holds_a_bounded_number_of_unfinished_uploads(team: Team, tmp_pat
     assert late.status_code == 404
     assert not list((tmp_path / ".conveyor" / "uploads").glob(f"{ids[0]}*"))  # not recreated
     assert team.call("POST", base, "editor", json={"size": 1}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/monitors", {"name": "m", "deployment": "d", "window": "9999999999999999999w"}),
+        ("POST", "/monitors", {"name": "m", "deployment": "d", "window": "1000d"}),
+        ("POST", "/monitors", {"name": "m", "deployment": "d", "schedule": "0 0 31 2 *"}),
+        ("POST", "/monitors/m/run", {"start": "0001-01-01T00:00:00+01:00"}),
+        ("POST", "/feature-views/materialize", {"end": "0001-01-01T00:00:00+01:00"}),
+        ("POST", "/deployments/a%00b/labels", {"labels": [{"prediction_id": "p", "label": 1}]}),
+        ("POST", "/deployments", '{"name": "d", "model": "m/1", "limits": {"max_p99_ms": 1e999}}'),
+    ],
+)
+def test_out_of_range_input_is_refused_not_a_server_error(
+    team: Team, method: str, path: str, body: dict[str, Any] | str
+) -> None:
+    sent = {"content": body, "headers": {"Content-Type": "application/json"}}
+    if not isinstance(body, str):  # JSON itself cannot say infinity: that one is sent as text
+        sent = {"json": body}
+    url = f"/api/v1/projects/{PROJECT}{path}"
+    headers = {"Authorization": f"Bearer {team.tokens['admin']}", **sent.pop("headers", {})}
+    answer = team.client.request(method, url, headers=headers, **sent)
+    assert answer.status_code == 422, answer.text
+
+
+def test_only_a_server_administrator_adds_rules_that_call_webhooks(team: Team) -> None:
+    url = f"/api/v1/projects/{PROJECT}/monitors/m/alert-rules"
+    body = {"expression": "drift.share_drifted > 0.3", "notify": ["webhook:http://10.0.0.1/x"]}
+    refused = team.call("POST", url, "admin", json=body)
+    assert refused.status_code == 403
+    assert "server administrator" in refused.json()["error"]["message"]
+    assert team.call("POST", url, "root", json=body).status_code == 404  # allowed: no monitor m

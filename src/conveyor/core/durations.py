@@ -25,7 +25,10 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
             f"The {what} must be a number and a unit (s, m, h, d, w) like '30m' or '1h'; "
             f"got {text!r}."
         )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    except OverflowError:
+        raise InvalidArgumentError(f"The {what} {text!r} is too long to be a duration.") from None
 
 
 def format_duration(value: timedelta) -> str:

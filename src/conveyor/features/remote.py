@@ -1,7 +1,7 @@
-"""Feature views through a team server: list them and show one (definition, versions,
-materializations, freshness), with the same dicts as embedded. Applying definitions,
-materializing and reading features need the stores themselves (offline sources, the online
-store)."""
+"""Feature views through a team server: list them, show one (definition, versions,
+materializations, freshness), materialize them and read online values on the server, with
+the same records as embedded. Applying definitions and historical reads need the stores
+themselves: definitions are stored only where the stores are."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _revive(value: Any) -> Any:
 
 
 class RemoteFeatureService(FeatureService):
-    """:class:`FeatureService` whose feature views a team server keeps (read only)."""
+    """:class:`FeatureService` whose feature views a team server keeps and computes."""
 
     def __init__(self, ws: Workspace) -> None:
         super().__init__(ws)
@@ -60,8 +60,8 @@ class RemoteFeatureService(FeatureService):
             f"{what} is not available through a team server "
             f"(CONVEYOR_STORE_URI={self.ws.settings.store_uri}): it reads the project's "
             "offline sources and online store.",
-            hint="Run it where those stores are reachable; listing and showing feature views "
-            "works through the server.",
+            hint="Run it where those stores are reachable; listing, showing, materializing "
+            "and online reads work through the server.",
         )
 
     @property

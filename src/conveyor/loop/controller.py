@@ -541,7 +541,7 @@ class LoopController:
         assert execution.candidate is not None
         name, number = execution.candidate.rsplit("/", 1)
         window = read_log(
-            self.ws.settings.log_uri,
+            self.ws.log_uri,
             "predictions",
             deployment=policy.deployment,
             start=execution.state_at,
@@ -571,7 +571,7 @@ class LoopController:
         if canary.min_metric is not None:
             metric, op, limit = canary.min_metric
             labels = read_log(
-                self.ws.settings.log_uri,
+                self.ws.log_uri,
                 "feedback",
                 deployment=policy.deployment,
                 start=execution.state_at,

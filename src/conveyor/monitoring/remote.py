@@ -45,7 +45,7 @@ class RemoteMonitorService(MonitorService):
     def create(self, name: str, **options: Any) -> dict[str, Any]:
         for key in ("window", "max_feature_age"):  # durations travel as text ("1h")
             if isinstance(options.get(key), timedelta):
-                options[key] = f"{options[key].total_seconds():g}s"
+                options[key] = f"{int(options[key].total_seconds())}s"
         body = self.client.send_json("POST", self._path("monitors"), {"name": name, **options})
         return _revive(body)
 
@@ -73,7 +73,7 @@ class RemoteMonitorService(MonitorService):
         notify: _list[str] | None = None,
     ) -> dict[str, Any]:
         if isinstance(cooldown, timedelta):
-            cooldown = f"{cooldown.total_seconds():g}s"
+            cooldown = f"{int(cooldown.total_seconds())}s"
         body = {"expression": expression, "cooldown": cooldown, "notify": notify or ["log"]}
         return _revive(
             self.client.send_json("POST", self._path("monitors", name, "alert-rules"), body)
@@ -81,12 +81,14 @@ class RemoteMonitorService(MonitorService):
 
     def log_labels(self, labels: Any, *, deployment: str) -> int:
         """Send ground truth to the server (in parts of at most 50,000 labels)."""
+        import pandas as pd
+
         frame = labels_frame(labels)
         rows = [
-            {"prediction_id": str(i), "label": None if v is None or v != v else _plain(v)}
+            {"prediction_id": str(i), "label": None if pd.isna(v) else _plain(v)}
             for i, v in zip(frame["prediction_id"], frame["label"], strict=True)
         ]
-        recorded = 0
+        recorded = 0  # nothing to send: nothing recorded, as embedded
         path = self._path("deployments", deployment, "labels")
         for start in range(0, len(rows), 50_000):
             part = {"labels": rows[start : start + 50_000]}

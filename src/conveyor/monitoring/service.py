@@ -35,6 +35,8 @@ __all__ = ["MonitorResult", "MonitorService", "monitoring_service"]
 MONITOR_KIND = "monitor"
 RESULT_KIND = "monitor_result"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
+#: The longest window a monitor checks at once (a run reads the log hour by hour).
+_MAX_WINDOW = timedelta(days=366)
 _list = list
 _VOLUME_WINDOWS = 24  # earlier results the usual volume is taken from
 _REFERENCE_SAMPLE = 50_000  # reference rows scored for prediction drift
@@ -148,14 +150,23 @@ class MonitorService:
                 "digits, '.', '_' or '-', starting with a letter or digit."
             )
         span = window if isinstance(window, timedelta) else parse_duration(window)
-        if span.total_seconds() < 1:
-            raise InvalidArgumentError(f"A monitor's window must be at least 1 s; got {window!r}.")
+        if not 1 <= span.total_seconds() <= _MAX_WINDOW.total_seconds():
+            raise InvalidArgumentError(
+                f"A monitor's window must be from 1 s to 366 days; got {window!r}."
+            )
         if schedule is not None:
             from croniter import croniter
 
-            if not croniter.is_valid(schedule):
+            try:
+                valid = croniter.is_valid(schedule)
+                if valid:
+                    _next_fire(schedule, datetime.now(UTC))  # "31 Feb" parses, never fires
+            except (ValueError, KeyError):
+                valid = False
+            if not valid:
                 raise InvalidArgumentError(
-                    f"{schedule!r} is not a cron expression.", hint="e.g. '*/15 * * * *'"
+                    f"{schedule!r} is not a cron expression that ever fires.",
+                    hint="e.g. '*/15 * * * *'",
                 )
         if not _NAME.fullmatch(deployment or ""):
             raise InvalidArgumentError(f"The deployment name {deployment!r} is not valid.")
@@ -226,7 +237,7 @@ class MonitorService:
 
         now = datetime.now(UTC)
         logged = read_log(
-            self.ws.settings.log_uri,
+            self.ws.log_uri,
             "predictions",
             deployment=deployment,
             start=now - timedelta(days=7),
@@ -359,10 +370,17 @@ class MonitorService:
 
         monitor = self.get(name)
         config = monitor["config"]
-        end = _utc(end) if end is not None else datetime.now(UTC)
-        start = _utc(start) if start is not None else end - timedelta(seconds=monitor["window"])
+        try:
+            end = _utc(end) if end is not None else datetime.now(UTC)
+            start = _utc(start) if start is not None else end - timedelta(seconds=monitor["window"])
+        except OverflowError:
+            raise InvalidArgumentError(f"The window {start} to {end} is out of range.") from None
         if start >= end:
             raise InvalidArgumentError(f"The window is empty: start {start} is not before {end}.")
+        if end - start > _MAX_WINDOW:
+            raise InvalidArgumentError(
+                f"The window from {start} to {end} is longer than 366 days; check it in parts."
+            )
         data = data_service(self.ws)
         version = data.get(monitor["reference"])
         profile = version.profile or {}
@@ -375,7 +393,7 @@ class MonitorService:
 
         known = list((profile.get("columns") or {}).keys()) or list(reference_data().columns)
         wanted = config.get("columns") or known
-        uri = self.ws.settings.log_uri
+        uri = self.ws.log_uri
         at = {"deployment": monitor["deployment"], "start": start, "end": end}
         window = read_log(uri, "predictions", inputs=[], **at)  # outputs, versions, timings
         # The inputs are read a column at a time, only those judged: memory holds one
@@ -634,6 +652,8 @@ class MonitorService:
 
         from conveyor.store.logs import write_rows
 
+        if not isinstance(deployment, str) or not _NAME.fullmatch(deployment):
+            raise InvalidArgumentError(f"The deployment name {deployment!r} is not valid.")
         frame = labels_frame(labels)
         if frame.empty:
             return 0
@@ -646,7 +666,7 @@ class MonitorService:
                 "deployment": pa.array([deployment] * len(frame), pa.string()),
             }
         )
-        write_rows(self.ws.settings.log_uri, "feedback", deployment, table, at=now)
+        write_rows(self.ws.log_uri, "feedback", deployment, table, at=now)
         return len(frame)
 
 
@@ -669,7 +689,7 @@ def _label_array(labels: Any) -> Any:
 
     try:
         return pa.array(labels, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.array([None if v != v or v is None else str(v) for v in labels], pa.string())
 
 

@@ -208,7 +208,11 @@ def check_tests(tests: str | dict[str, str], thresholds: dict[str, float] | None
             f"Unknown drift test(s) {', '.join(sorted(unknown))}; known: {', '.join(TESTS)}."
         )
     for key, value in (thresholds or {}).items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise InvalidArgumentError(
                 f"The threshold for {key!r} must be a number; got {value!r}."
             )

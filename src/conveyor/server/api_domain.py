@@ -10,12 +10,14 @@ approves their own request, a deployment changes only by an approver's hand).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from conveyor.core.encoding import jsonable
 from conveyor.core.errors import InvalidArgumentError
@@ -756,14 +758,15 @@ class NewMonitor(BaseModel):
 @api.post("/monitors", status_code=201)
 def create_monitor(project: str, body: NewMonitor, call: Call = need("editor")) -> Any:
     """Create a monitor of a deployment's prediction log against a reference dataset version."""
-    _bounded(body.tests, "tests")
+    for field in ("tests", "thresholds", "columns"):
+        _bounded(getattr(body, field), field)  # stored, and sent back with every listing
     with call:
         return jsonable(_monitoring(call).create(**body.model_dump()))
 
 
 class Window(BaseModel):
-    start: datetime | None = Field(default=None, description="ISO 8601 (default: end - window)")
-    end: datetime | None = Field(default=None, description="ISO 8601 (default: now)")
+    start: Moment | None = Field(default=None, description="ISO 8601 (default: end - window)")
+    end: Moment | None = Field(default=None, description="ISO 8601 (default: now)")
 
 
 @api.post("/monitors/{name}/run")
@@ -782,8 +785,17 @@ class AlertRule(BaseModel):
 
 @api.post("/monitors/{name}/alert-rules", status_code=201)
 def add_alert_rule(project: str, name: str, body: AlertRule, call: Call = need("admin")) -> Any:
-    """Add an alert rule to a monitor. Project admins only: a rule's webhooks are called by
-    this server, from inside your network."""
+    """Add an alert rule to a monitor (project admins). A rule that calls webhooks needs a
+    server administrator: the server calls them from inside your network."""
+    webhooks = [t for t in body.notify if t != "log"]
+    if webhooks and not (call.principal is None or call.principal.server_admin):
+        from conveyor.core.errors import PermissionDeniedError
+
+        raise PermissionDeniedError(
+            f"Only a server administrator adds rules that call webhooks ({webhooks[0]}): "
+            "the server calls them from inside your network.",
+            hint="Add the rule with notify 'log', or ask a server administrator.",
+        )
     with call:
         return jsonable(
             _monitoring(call).alert_rule(
@@ -794,7 +806,7 @@ def add_alert_rule(project: str, name: str, body: AlertRule, call: Call = need("
 
 class Label(BaseModel):
     prediction_id: str = Field(min_length=1, max_length=100)
-    label: str | float | int | bool | None
+    label: Annotated[int, Field(ge=-(2**63), lt=2**63)] | float | str | bool | None
 
 
 class Labels(BaseModel):
@@ -836,28 +848,46 @@ def close_alert(
 # -- feature views -------------------------------------------------------------------------
 
 
-def _features(call: Call) -> Any:
-    from conveyor.features.service import feature_service
+@contextmanager
+def _features(call: Call) -> Iterator[Any]:
+    """A feature service of its own for this request: a long-lived one would keep the
+    definitions it first read after someone applies new ones (and its plans grow per query)."""
+    from conveyor.features.service import FeatureService
 
-    return feature_service(call.workspace)
+    service = FeatureService(call.workspace)
+    try:
+        yield service
+    finally:
+        service.close()
 
 
 @api.get("/feature-views")
 def list_feature_views(project: str, call: Call = need("viewer")) -> dict[str, Any]:
     """Feature views: entities, features, TTL, online or not, latest definition version."""
-    return {"views": jsonable(_features(call).list_views())}
+    with _features(call) as features:
+        return {"views": jsonable(features.list_views())}
 
 
 @api.get("/feature-views/{name}")
 def get_feature_view(project: str, name: str, call: Call = need("viewer")) -> Any:
     """A feature view: its definition, versions, materializations and freshness."""
-    return jsonable(_features(call).show(name))
+    with _features(call) as features:
+        return jsonable(features.show(name))
+
+
+def _in_range(moment: datetime) -> datetime:
+    if not 1970 <= moment.year <= 9998:
+        raise ValueError("a time from 1970 to 9998 (UTC)")
+    return moment
+
+
+Moment = Annotated[datetime, AfterValidator(_in_range)]
 
 
 class MaterializeRequest(BaseModel):
     views: list[str] | None = Field(default=None, max_length=1000, description="default: all")
-    start: datetime | None = Field(default=None, description="default: where the last run ended")
-    end: datetime | None = Field(default=None, description="default: now")
+    start: Moment | None = Field(default=None, description="default: where the last run ended")
+    end: Moment | None = Field(default=None, description="default: now")
 
 
 @api.post("/feature-views/materialize")
@@ -866,8 +896,8 @@ def materialize_features(
 ) -> dict[str, Any]:
     """Write the views' latest values from their sources to the online store, on the server
     (definitions are applied where the stores are, so only theirs run here)."""
-    with call:
-        done = _features(call).materialize(body.views, start=body.start, end=body.end or "now")
+    with call, _features(call) as features:
+        done = features.materialize(body.views, start=body.start, end=body.end or "now")
     return {"materializations": jsonable(done)}
 
 
@@ -887,7 +917,10 @@ def online_features(project: str, body: OnlineRequest, call: Call = need("viewer
         raise InvalidArgumentError(
             "entity: every key column needs the same number of values, at most 10,000."
         )
-    found = _features(call).online(body.entity, body.features, with_timestamps=body.with_timestamps)
+    with _features(call) as features:
+        found = features.online(
+            body.entity, list(dict.fromkeys(body.features)), with_timestamps=body.with_timestamps
+        )
     return {"values": jsonable(found)}
 
 

@@ -65,7 +65,7 @@ def log_uri(workspace: Workspace | None = None) -> str:
                 hint="Set CONVEYOR_LOG_URI (or log_uri in conveyor.toml) to that place "
                 "(s3://bucket/logs, say).",
             )
-    return uri
+    return ws.log_uri
 
 
 def options(**values: Any) -> ServeOptions:

@@ -190,7 +190,7 @@ def predict_batch(
     loaded = models.load(ref, trust=trust)
     version = loaded.version
     chunks, total, described, input_ref = _chunks(ws, data, chunk_rows)
-    sink = ParquetLog(ws.settings.log_uri, "predictions") if log_predictions else None
+    sink = ParquetLog(ws.log_uri, "predictions") if log_predictions else None
     writer: pq.ParquetWriter | None = None
     target = Path(output) if output is not None else None
     temp = target.with_name(f".{target.name}.tmp") if target is not None else None

@@ -8,6 +8,7 @@ new revision with an audit event and lineage edges to the model versions it serv
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -457,7 +458,7 @@ def _limits(limits: dict[str, float] | None) -> dict[str, float]:
         if value is None:
             continue
         number = float(value)
-        if number <= 0 or (key == "max_error_rate" and number > 1):
+        if not math.isfinite(number) or number <= 0 or (key == "max_error_rate" and number > 1):
             bound = " and at most 1 (a fraction)" if key == "max_error_rate" else ""
             raise InvalidArgumentError(f"{key} must be positive{bound}; got {value!r}.")
         out[key] = number

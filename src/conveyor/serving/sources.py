@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.core.errors import InvalidArgumentError
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from conveyor.serving.server import ServeOptions
 
 __all__ = ["DeploymentSource", "ModelSource", "TrafficSource", "load_runtime"]
+
+log = logging.getLogger("conveyor.serving")
 
 
 class TrafficSource(Protocol):
@@ -64,7 +67,17 @@ class _WorkspaceSource:
 
     @property
     def log_uri(self) -> str:
-        return self.ws.settings.log_uri
+        from conveyor.serving import log_uri
+
+        try:
+            return log_uri(self.ws)
+        except InvalidArgumentError:  # a model server through a team server, logging here
+            log.warning(
+                "Logging predictions on this machine (%s), where the team's monitors do not "
+                "read them: set CONVEYOR_LOG_URI to the team's log store.",
+                self.ws.log_uri,
+            )
+            return self.ws.log_uri
 
     def load(self, ref: str, options: ServeOptions, on_batch: Any) -> ModelRuntime:
         return load_runtime(self.ws, ref, options, on_batch)

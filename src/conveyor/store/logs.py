@@ -5,6 +5,9 @@ layout is theirs in common, so it lives here, below both:
 
     {log_uri}/{kind}/deployment={name}/date=YYYY-MM-DD/hour=HH/part-*.parquet
 
+where ``log_uri`` is a workspace's :attr:`~conveyor.store.workspace.Workspace.log_uri`: the
+``log_uri`` setting's ``project=NAME`` folder, so projects never share a deployment's log.
+
 ``kind`` is ``predictions``, ``feedback`` or ``failures`` (requests a server refused or
 could not answer: status, model version, latency, never the inputs). Files whose names start
 with ``.`` are being written and are never read.

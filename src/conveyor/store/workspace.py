@@ -144,6 +144,13 @@ class Workspace:
         return self._artifacts
 
     @property
+    def log_uri(self) -> str:
+        """Where this project's prediction, feedback and failures logs live: the ``log_uri``
+        setting's folder for the project (``.../project=NAME``), so that projects sharing
+        a log store (a team server's) never read or write each other's deployments."""
+        return f"{self.settings.log_uri.rstrip('/')}/project={self.settings.project}"
+
+    @property
     def project(self) -> Project:
         """The project of this workspace, created in the store on first use."""
         if self._project is None:

@@ -750,7 +750,7 @@ def _failures(call: Call, name: str, hours: int) -> list[Any]:
 
     end = datetime.now(UTC)
     log = read_log(
-        call.workspace.settings.log_uri,
+        call.workspace.log_uri,
         "failures",
         deployment=name,
         start=end - timedelta(hours=hours),
@@ -778,7 +778,7 @@ def _traffic(call: Call, name: str, hours: int) -> tuple[list[Any], list[Any]]:
     end = datetime.now(UTC)
     start = end - timedelta(hours=hours)
     log = read_log(
-        call.workspace.settings.log_uri,
+        call.workspace.log_uri,
         "predictions",
         deployment=name,
         start=start,
