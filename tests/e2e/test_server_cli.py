@@ -538,6 +538,9 @@ def test_feature_views_are_read_through_the_server(
     done = cli(tmp_path, editor, "features", "materialize", *end)
     assert done.returncode == 0, done.stderr
     assert "activity: 2 rows written" in done.stdout  # from the server's own source
+    admin = server.client_env(server.admin_token, project=project)
+    audit = cli(tmp_path, admin, "audit", "--actor", "fez")
+    assert "feature_view.materialize" in audit.stdout, audit.stderr  # the caller, recorded
     online = cli(tmp_path, viewer, "features", "online", "-e", "customer_id=1", "-f", "spend")
     assert online.returncode == 0, online.stderr
     assert json.loads(online.stdout)["spend"] == 2.0
@@ -704,6 +707,8 @@ def test_monitors_are_created_and_run_on_the_server(server: TeamServer, tmp_path
     labelled = cli(tmp_path, editor, "labels", "add", "l.csv", "-d", "prod")
     assert labelled.returncode == 0, labelled.stderr
     assert "Recorded 40 labels" in labelled.stdout
+    audit = cli(tmp_path, server.client_env(server.admin_token, project=project), "audit")
+    assert "labels.add" in audit.stdout, audit.stderr
     again = json.loads(cli(tmp_path, editor, "monitor", "run", "prod-watch", "--json").stdout)
     assert again["performance"]["labelled_rows"] == 40
 

@@ -728,6 +728,16 @@ class FeatureService:
                     }
                 ],
             )
+            uow.audit(  # who wrote the online values (through a server: the caller)
+                "feature_view.materialize",
+                ObjectRef("feature_view", str(view_id)),
+                after={
+                    "view": view.name,
+                    "start": since.isoformat() if since is not None else None,
+                    "end": end.isoformat(),
+                    "rows": rows,
+                },
+            )
         return Materialization(view.name, since, end, rows, seconds)
 
     def online(

@@ -667,6 +667,8 @@ class MonitorService:
             }
         )
         write_rows(self.ws.log_uri, "feedback", deployment, table, at=now)
+        with self.ws.metadata.transaction(project_id=self.project_id) as uow:
+            uow.audit("labels.add", ObjectRef("deployment", deployment), after={"rows": len(frame)})
         return len(frame)
 
 
