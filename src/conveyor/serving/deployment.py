@@ -51,6 +51,7 @@ class Revision:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "deployment": self.deployment,
             "revision": self.revision,
             "routes": list(self.routes),

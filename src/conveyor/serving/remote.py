@@ -28,6 +28,7 @@ def _revision(raw: dict[str, Any]) -> Revision:
         reason=raw.get("reason") or "",
         created_at=datetime.fromisoformat(raw["created_at"]),
         created_by=raw["created_by"],
+        id=raw.get("id") or "",
     )
 
 
