@@ -23,7 +23,8 @@ from conveyor.testing.team import TeamServer
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
-    with TeamServer(tmp_path_factory.mktemp("server")) as running:
+    # Tests here make a user and a token or two each: more than 20 a minute from one address.
+    with TeamServer(tmp_path_factory.mktemp("server"), auth_attempts=1000) as running:
         yield running
 
 

@@ -665,3 +665,13 @@ def test_only_a_server_administrator_adds_rules_that_call_webhooks(team: Team) -
     assert refused.status_code == 403
     assert "server administrator" in refused.json()["error"]["message"]
     assert team.call("POST", url, "root", json=body).status_code == 404  # allowed: no monitor m
+
+
+def test_the_number_of_auth_attempts_a_minute_is_the_servers_to_set(tmp_path: Path) -> None:
+    app = create_app(load_settings(tmp_path, project=PROJECT), auth_attempts=3)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        codes = [
+            client.get("/api/v1/whoami", headers={"Authorization": "Bearer cvt_wrong"}).status_code
+            for _ in range(4)
+        ]
+    assert codes == [401, 401, 401, 429]

@@ -54,6 +54,14 @@ def server(
     max_artifact_mb: Annotated[
         int, typer.Option(min=1, help="Largest artifact one upload may store, in MiB.")
     ] = 51_200,
+    auth_attempts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Failed logins and token checks, and token creations, allowed per client "
+            "address per minute (then 429).",
+        ),
+    ] = 20,
     forwarded_allow_ips: Annotated[
         str | None,
         typer.Option(
@@ -112,6 +120,7 @@ def server(
     os.environ["CONVEYOR_SERVER_ROOT"] = str(ws.settings.root)
     os.environ["CONVEYOR_SERVER_AUTH"] = "0" if no_auth else "1"
     os.environ["CONVEYOR_SERVER_MAX_ARTIFACT_MB"] = str(max_artifact_mb)
+    os.environ["CONVEYOR_SERVER_AUTH_ATTEMPTS"] = str(auth_attempts)
     uvicorn.run(
         "conveyor.server.asgi:app",
         host=host,

@@ -117,6 +117,7 @@ def create_app(
     auth: bool = True,
     max_body: int = 32 * 1024 * 1024,
     max_artifact_bytes: int = 50 << 30,
+    auth_attempts: int = 20,
 ) -> FastAPI:
     """Build the team server's application on the stores ``settings`` name.
 
@@ -124,6 +125,7 @@ def create_app(
     127.0.0.1 (``conveyor server --no-auth`` refuses anything else).
     """
     state = ServerState(settings, auth=auth, max_artifact_bytes=max_artifact_bytes)
+    state.limiter = RateLimiter(limit=auth_attempts)
     state.root.open()  # create and migrate the store now, not on the first request
 
     @asynccontextmanager

@@ -13,4 +13,5 @@ app = create_app(
     load_settings(os.environ.get("CONVEYOR_SERVER_ROOT") or None),
     auth=os.environ.get("CONVEYOR_SERVER_AUTH", "1") != "0",
     max_artifact_bytes=int(os.environ.get("CONVEYOR_SERVER_MAX_ARTIFACT_MB", "51200")) << 20,
+    auth_attempts=int(os.environ.get("CONVEYOR_SERVER_AUTH_ATTEMPTS", "20")),
 )

@@ -107,8 +107,8 @@ def _authenticated(request: Request, state: ServerState, secret: str) -> Princip
     try:
         return state.authenticate(secret)
     except UnauthenticatedError:
+        state.limiter.check(key)  # past the budget: 429 from now on
         state.limiter.hit(key)
-        state.limiter.check(key)
         raise
 
 

@@ -40,11 +40,13 @@ class TeamServer:
         env: dict[str, str] | None = None,
         workers: int = 1,
         timeout: float = 60.0,
+        auth_attempts: int = 20,
     ) -> None:
         self.root = Path(root)
         self.env = env or {}
         self.workers = workers
         self.timeout = timeout
+        self.auth_attempts = auth_attempts  # token creations per minute, among others
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = ""
@@ -76,6 +78,8 @@ class TeamServer:
                     str(self.workers),
                     "--log-level",
                     "warning",
+                    "--auth-attempts",
+                    str(self.auth_attempts),
                 ],
                 cwd=self.root,
                 env=env,
