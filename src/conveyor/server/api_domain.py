@@ -615,9 +615,17 @@ def list_deployments(project: str, call: Call = need("viewer")) -> dict[str, Any
 
 
 @api.get("/deployments/{name}")
-def deployment_history(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
-    """A deployment's revisions, newest first: what it served, when and who changed it."""
-    return {"revisions": jsonable(_deployments(call).history(name))}
+def deployment_history(
+    project: str,
+    name: str,
+    limit: int | None = Query(default=None, ge=1, le=10_000, description="newest first"),
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """A deployment's revisions, newest first: what it served, when and who changed it
+    (``limit=1``: the current one, what model servers check every few seconds)."""
+    service = _deployments(call)
+    revisions = [service.get(name)] if limit == 1 else service.history(name)[:limit]
+    return {"revisions": jsonable(revisions)}
 
 
 Limits = dict[Literal["max_error_rate", "max_p99_ms"], float]

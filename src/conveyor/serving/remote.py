@@ -61,9 +61,10 @@ class RemoteDeploymentService(DeploymentService):
         return [_revision(r) for r in self.client.get_json(self._path(name))["revisions"]]
 
     def get(self, name: str, revision: int | None = None) -> Revision:
+        if revision is None:  # the current revision alone: model servers ask every 2 s
+            current = self.client.get_json(self._path(name), limit=1)["revisions"]
+            return _revision(current[0])
         found = self.history(name)
-        if revision is None:
-            return found[0]
         for r in found:
             if r.revision == revision:
                 return r
