@@ -551,8 +551,8 @@ def test_feature_views_are_read_through_the_server(
     historical = cli(
         tmp_path, viewer, "features", "historical", "e.parquet", "-f", "spend", "-o", "t.parquet"
     )
-    assert historical.returncode == 1
-    assert "not available through a team server" in historical.stderr
+    assert historical.returncode == 0, historical.stderr
+    assert pd.read_parquet(tmp_path / "t.parquet")["spend"].tolist() == [2.0]  # as of day 3
 
     wider = FeatureView(  # a new version, applied where the store is, while the server runs
         name="activity",
@@ -571,6 +571,159 @@ def test_feature_views_are_read_through_the_server(
     visits = cli(tmp_path, viewer, "features", "online", "-e", "customer_id=1", "-f", "visits")
     assert visits.returncode == 0, visits.stderr
     assert json.loads(visits.stdout)["visits"] == 5  # the server read the new definition
+
+
+def test_feature_definitions_apply_and_training_sets_build_through_the_server(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    project = "feats-remote"
+    editor = server.client_env(server.token_for("fia", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("fib", project=project, role="viewer"), project=project
+    )
+    day = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
+    pd.DataFrame({"customer_id": [1, 1, 2], "event_ts": day, "spend": [1.0, 2.0, 3.0]}).to_parquet(
+        tmp_path / "rows.parquet"
+    )
+    added = cli(tmp_path, editor, "data", "add", "spend-rows", "rows.parquet")
+    assert added.returncode == 0, added.stderr
+    (tmp_path / "defs.py").write_text(
+        "from conveyor.features import DatasetSource, Entity, FeatureView, Field\n"
+        "customer = Entity('customer', key='customer_id')\n"
+        "spend = FeatureView(name='spend', entities=[customer],\n"
+        "    source=DatasetSource('spend-rows@latest'), features=[Field('spend')], ttl='7d')\n"
+    )
+    refused = cli(tmp_path, viewer, "features", "apply", "defs.py")
+    assert refused.returncode == 1
+    assert "editor" in refused.stderr
+    applied = cli(tmp_path, editor, "features", "apply", "defs.py")
+    assert applied.returncode == 0, applied.stderr
+    assert "view      spend v1 (new version)" in applied.stdout
+    again = cli(tmp_path, editor, "features", "apply", "defs.py")
+    assert "spend v1 (unchanged)" in again.stdout, again.stderr
+    shown = cli(tmp_path, viewer, "features", "show", "spend")
+    assert "fia" in shown.stdout, shown.stderr  # the version names who applied it
+
+    entities = pd.DataFrame(
+        {"customer_id": [2, 1, 1], "event_timestamp": [day[2], day[0], day[2]]},
+        index=[10, 20, 30],
+    )
+    code = (
+        "import pandas as pd, conveyor as cv\n"
+        "from conveyor.features.service import feature_service\n"
+        f"e = pd.read_parquet({str(tmp_path / 'e.parquet')!r})\n"
+        "t = feature_service().historical(e, ['spend'])\n"
+        "print(t.index.tolist(), t['spend'].tolist())\n"
+    )
+    entities.to_parquet(tmp_path / "e.parquet")
+    joined = python(tmp_path, viewer, code)
+    assert joined.returncode == 0, joined.stderr
+    assert joined.stdout.split("\n")[0] == "[10, 20, 30] [3.0, 1.0, 2.0]"  # order and index kept
+
+    (tmp_path / "paths.py").write_text(
+        "from conveyor.features import Entity, FeatureView, Field, ParquetSource\n"
+        "c = Entity('customer', key='customer_id')\n"
+        "v = FeatureView(name='files', entities=[c], source=ParquetSource('/etc/x.parquet'),\n"
+        "    features=[Field('spend')])\n"
+    )
+    by_path = cli(tmp_path, editor, "features", "apply", "paths.py")
+    assert by_path.returncode == 1
+    assert "DatasetSource" in by_path.stderr  # nothing the server would read with its rights
+    listed = cli(tmp_path, viewer, "features", "list", "--json")
+    assert [v["name"] for v in json.loads(listed.stdout)] == ["spend"], listed.stderr
+
+
+LOOP_SETUP = """
+import numpy as np, pandas as pd
+import conveyor as cv
+from sklearn.linear_model import LogisticRegression
+
+def frame(n, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    return pd.DataFrame({"a": a, "b": b, "label": (a + b > 0).astype(int)})
+
+old = frame(500, 0)
+cv.data.add("train", old)
+cv.data.add("holdout", frame(300, 2))
+cv.models.log(LogisticRegression().fit(old[["a", "b"]], 1 - old["label"]), "churn",
+              input_example=old[["a", "b"]][:5])
+cv.models.set_alias("churn", "champion", 1)
+cv.serving.deployments().create("prod", "churn@champion")
+"""
+
+
+def test_loop_policies_are_applied_and_triggered_through_the_server(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
+    project = "loop-remote"
+    approver = server.client_env(
+        server.token_for("lia", project=project, role="approver"), project=project
+    )
+    editor = server.client_env(server.token_for("lea", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("lev", project=project, role="viewer"), project=project
+    )
+    setup = python(tmp_path, approver, LOOP_SETUP)
+    assert setup.returncode == 0, setup.stderr
+    # The pipeline is code the loop controller runs where the stores are: installed there.
+    fixture = Path(__file__).parents[1] / "fixtures" / "loop_flow.py"
+    shutil.copy(fixture, server.root / "ct_flow.py")
+    policy = (
+        "from conveyor.loop import Gate, Policy\n"
+        "policy = Policy(name='churn-ct', deployment='prod', pipeline={pipeline!r},\n"
+        "    executor='inline', gate=Gate(data='holdout@latest', checks=('signature',)),\n"
+        "    rollout=None)\n"
+    )
+    (tmp_path / "policies.py").write_text(policy.format(pipeline="ct_flow:retrain"))
+    (tmp_path / "by_path.py").write_text(policy.format(pipeline=f"{fixture}:retrain"))
+
+    refused = cli(tmp_path, editor, "loop", "apply", "policies.py:policy")
+    assert refused.returncode == 1
+    assert "approver" in refused.stderr  # a policy releases models on its own: a release call
+    by_path = cli(tmp_path, approver, "loop", "apply", "by_path.py:policy")
+    assert by_path.returncode == 1
+    assert "package.module:name (not a file)" in by_path.stderr
+    applied = cli(tmp_path, approver, "loop", "apply", "policies.py:policy")
+    assert applied.returncode == 0, applied.stderr
+    assert "Policy churn-ct applied for deployment prod" in applied.stdout
+    idle = cli(tmp_path, viewer, "loop", "status")
+    assert "idle" in idle.stdout, idle.stderr
+
+    fired = cli(tmp_path, editor, "loop", "trigger", "churn-ct", "--reason", "new data")
+    assert fired.returncode == 0, fired.stderr
+    remote_tick = cli(tmp_path, editor, "loop", "tick")
+    assert remote_tick.returncode == 1
+    assert "does not run through a team server" in remote_tick.stderr
+    host = {"CONVEYOR_PROJECT": project}  # the controller, on the server's host and stores
+    tick = cli(server.root, host, "loop", "tick")
+    assert tick.returncode == 0, tick.stderr
+    assert "churn-ct: promoted:" in tick.stdout
+
+    history = cli(tmp_path, viewer, "loop", "history", "churn-ct", "--json")
+    kinds = [e["kind"] for e in json.loads(history.stdout)]
+    assert kinds[:3] == ["applied", "triggered", "training"], history.stderr
+    assert kinds[-1] == "promoted"
+    code = (
+        "import conveyor as cv\n"
+        "(e,) = cv.loop.executions('churn-ct')\n"
+        "print(e.state, e.trigger['reason'], e.created_at.tzinfo is not None)\n"
+    )
+    shown = python(tmp_path, viewer, code)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "promoted new data (via the API by lea) True"
+    paused = cli(tmp_path, editor, "loop", "pause", "churn-ct")
+    assert paused.returncode == 0, paused.stderr
+    status = cli(tmp_path, viewer, "loop", "status", "churn-ct", "--json")
+    (found,) = json.loads(status.stdout)
+    assert found["paused"] is True
+    assert found["last"]["state"] == "promoted"
+    admin = server.client_env(server.admin_token, project=project)
+    audit = cli(tmp_path, admin, "audit", "--actor", "lia")
+    assert "loop.policy.create" in audit.stdout, audit.stderr
 
 
 def test_reading_prediction_logs_remotely_names_where_they_are(

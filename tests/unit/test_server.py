@@ -130,6 +130,7 @@ def test_project_writes_need_at_least_the_editor_role() -> None:
     reads = {  # queries sent as a body
         ("POST", "/api/v1/projects/{project}/runs/search"),
         ("POST", "/api/v1/projects/{project}/features/online"),
+        ("POST", "/api/v1/projects/{project}/features/historical"),
     }
     for (method, path), rule in RULES.items():
         if "{project}" in path and method != "GET" and (method, path) not in reads:
@@ -675,3 +676,56 @@ def test_the_number_of_auth_attempts_a_minute_is_the_servers_to_set(tmp_path: Pa
             for _ in range(4)
         ]
     assert codes == [401, 401, 401, 429]
+
+
+def test_feature_definitions_sent_to_the_server_are_checked_one_by_one(team: Team) -> None:
+    url = _fill("/api/v1/projects/{project}/feature-views")
+    view = {
+        "kind": "view",
+        "name": "spend",
+        "entities": [{"kind": "entity", "name": "customer", "keys": ["customer_id"]}],
+        "source": {"kind": "dataset", "ref": "rows@1", "timestamp": "ts"},
+        "features": [["spend", "float64"]],
+        "ttl_s": None,
+    }
+    faults = {
+        "definition 1 ('spend'): a view needs name": {**view, "features": [["spend"]]},
+        "definition 1 ('spend'): Feature 'spend' has the type 'money'": {
+            **view,
+            "features": [["spend", "money"]],
+        },
+        "read with the server's own files": {
+            **view,
+            "source": {"kind": "sql", "query": "SELECT * FROM read_csv('/etc/passwd')"},
+        },
+        "on-demand views are code": {"kind": "on_demand", "name": "f", "entrypoint": "os:system"},
+        "expected 'entity' or 'view'": {"kind": "table"},
+    }
+    entity = {"kind": "entity", "name": "customer", "keys": ["customer_id"]}
+    for message, fault in faults.items():
+        response = team.call("POST", url, "editor", json={"definitions": [entity, fault]})
+        assert response.status_code == 422, (message, response.text)
+        assert message in response.json()["error"]["message"], response.text
+    listed = team.call("GET", url, "viewer").json()
+    assert listed["views"] == []  # nothing of a refused batch is stored
+    done = team.call("POST", url, "editor", json={"definitions": [entity, view]})
+    assert done.status_code == 200, done.text
+    assert [a["name"] for a in done.json()["applied"]] == ["customer", "spend"]
+
+
+def test_a_policy_sent_to_the_server_is_checked_before_anything_runs(team: Team) -> None:
+    url = _fill("/api/v1/projects/{project}/loop/policies")
+    policy = {"name": "ct", "deployment": "prod", "pipeline": "flows.train:retrain"}
+    faults = {
+        "policy: not a policy (KeyError": {**policy, "triggers": [{"cron": "0 3 * * *"}]},
+        "policy: not a policy (TypeError": {**policy, "colour": "red"},
+        "package.module:name (not a file)": {**policy, "pipeline": "/tmp/flows.py:retrain"},
+        "approval is 'auto' or 'required'": {**policy, "approval": "sometimes"},
+    }
+    for message, fault in faults.items():
+        response = team.call("POST", url, "approver", json={"policy": fault})
+        assert response.status_code == 422, (message, response.text)
+        assert message in response.json()["error"]["message"], response.text
+    missing = team.call("POST", url, "approver", json={"policy": policy})
+    assert missing.status_code == 404  # checked now: the deployment it names must exist
+    assert "prod" in missing.json()["error"]["message"]

@@ -65,9 +65,10 @@ def apply(
     ws, svc = _service(ctx)
     with ws:
         policy = svc.apply(found)
+        where = " on the server's host" if ws.remote is not None else ""
     console.print(
         f"Policy {escape(policy['name'])} applied for deployment {escape(policy['deployment'])}. "
-        "Run the controller: conveyor loop run"
+        f"Run the controller{where}: conveyor loop run"
     )
 
 

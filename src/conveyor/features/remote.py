@@ -1,7 +1,8 @@
-"""Feature views through a team server: list them, show one (definition, versions,
-materializations, freshness), materialize them and read online values on the server, with
-the same records as embedded. Applying definitions and historical reads need the stores
-themselves: definitions are stored only where the stores are."""
+"""Feature views through a team server: apply entities and views over project datasets, list
+them, show one (definition, versions, materializations, freshness), build point-in-time
+training sets, materialize and read online values, all on the server, with the same records
+as embedded. On-demand views (code) and views over Parquet paths or SQL are applied on the
+server's host, where that code and those files are."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
-from conveyor.features.service import FeatureService, Materialization
+from conveyor.features.service import Applied, FeatureService, Materialization, definition_specs
 from conveyor.store.client import ServerClient, revive_times
 from conveyor.store.workspace import Workspace
 
@@ -60,19 +61,55 @@ class RemoteFeatureService(FeatureService):
             f"{what} is not available through a team server "
             f"(CONVEYOR_STORE_URI={self.ws.settings.store_uri}): it reads the project's "
             "offline sources and online store.",
-            hint="Run it where those stores are reachable; listing, showing, materializing "
-            "and online reads work through the server.",
+            hint="Run it where those stores are reachable; applying, listing, showing, "
+            "historical reads, materializing and online reads work through the server.",
         )
 
     @property
     def online_store(self) -> Any:
         raise self._needs_the_stores("Reading the online store")
 
-    def apply(self, objects: Any) -> Any:
-        raise self._needs_the_stores("Applying feature definitions")
+    def apply(self, objects: Any) -> _list[Applied]:
+        """Store the definitions on the server (entities, and views over project datasets)."""
+        specs = definition_specs(list(objects))
+        if not specs:
+            return []
+        body = self.client.send_json("POST", self._path("feature-views"), {"definitions": specs})
+        return [Applied(**a) for a in body["applied"]]
 
-    def historical(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._needs_the_stores("Reading historical features")
+    def historical(
+        self,
+        entity_df: Any,
+        features: Sequence[str],
+        *,
+        timestamp: str = "event_timestamp",
+        full_names: bool = False,
+    ) -> Any:
+        """Point-in-time correct features, joined on the server: the entity rows travel as
+        Parquet (within the server's request size limit) and come back with their index."""
+        import io
+
+        import orjson
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not isinstance(entity_df, pd.DataFrame):
+            raise InvalidArgumentError(
+                "historical takes a pandas DataFrame of entity rows; "
+                f"got {type(entity_df).__name__}."
+            )
+        rows = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(entity_df, preserve_index=True), rows)
+        spec = {"features": list(features), "timestamp": timestamp, "full_names": full_names}
+        parts = [
+            ("spec", ("spec.json", orjson.dumps(spec), "application/json")),
+            ("entities", ("entities.parquet", rows.getvalue(), "application/vnd.apache.parquet")),
+        ]
+        response = self.client.request(
+            "POST", self._path("features", "historical"), files=parts, retry=True
+        )
+        return pq.read_table(io.BytesIO(response.content)).to_pandas()
 
     def materialize(
         self,

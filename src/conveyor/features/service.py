@@ -41,7 +41,14 @@ from conveyor.store.metadata.sql import insert_ignore
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
-__all__ = ["FeatureComputeError", "FeatureService", "Materialization", "feature_service"]
+__all__ = [
+    "FeatureComputeError",
+    "FeatureService",
+    "Materialization",
+    "definition_specs",
+    "definitions_from_specs",
+    "feature_service",
+]
 
 VERSION_KIND = "feature_view_version"
 #: Views whose features all have these types are stored packed (float64s), read back typed.
@@ -244,7 +251,7 @@ class FeatureService:
                     "digest": new_digest,
                     "definition": spec,
                     "created_at": uow.now,
-                    "created_by": self.ws.settings.actor,
+                    "created_by": uow.actor,  # the caller, on a server
                 }
             ],
         )
@@ -857,6 +864,111 @@ def _utc(moment: datetime) -> datetime:
 def _column(ref: _Ref, counts: dict[str, int], full_names: bool) -> str:
     """A result column's name: the feature's, or ``view__feature`` when asked or ambiguous."""
     return f"{ref.view}__{ref.feature}" if full_names or counts[ref.feature] > 1 else ref.feature
+
+
+def definition_specs(objects: Iterable[Any]) -> list[dict[str, Any]]:
+    """The specs of entities and feature views, as a team server takes them to apply.
+
+    On-demand views are code: the server cannot take them from a caller (they are applied
+    where the server runs, from a module it imports), and a DataFrame source's rows stay in
+    this process: both are refused here, before anything is sent.
+    """
+    specs: list[dict[str, Any]] = []
+    for obj in objects:
+        if isinstance(obj, OnDemandView):
+            raise InvalidArgumentError(
+                f"On-demand view {obj.name!r} is code, which a team server does not take from "
+                "a caller.",
+                hint="Apply it on the server's host (its module must be importable there); "
+                "entities and feature views apply through the server.",
+            )
+        if isinstance(obj, FeatureView) and not isinstance(obj.source, DatasetSource):
+            raise InvalidArgumentError(_REMOTE_SOURCE.format(name=obj.name))
+        if not isinstance(obj, Entity | FeatureView):
+            raise InvalidArgumentError(
+                f"apply takes Entity, FeatureView and on_demand objects; got {obj!r}."
+            )
+        specs.append(obj.spec())
+    return specs
+
+
+_REMOTE_SOURCE = (
+    "Feature view {name!r}: through a team server a view reads a dataset of the project "
+    "(DatasetSource); Parquet paths and SQL would be read with the server's own files and "
+    "credentials. Add the rows with cv.data.add and use DatasetSource('NAME@latest'), or "
+    "apply the view on the server's host."
+)
+
+
+def definitions_from_specs(specs: Sequence[Any]) -> list[Entity | FeatureView]:
+    """Rebuild the entities and feature views that :func:`definition_specs` described.
+
+    Only views over a project dataset are taken (see :func:`definition_specs`); every fault
+    names the definition, by position and name, and what it should hold.
+    """
+    objects: list[Entity | FeatureView] = []
+    for i, spec in enumerate(specs):
+        where = f"definition {i}"
+        if not isinstance(spec, dict):
+            raise InvalidArgumentError(f"{where}: expected an object, got {type(spec).__name__}.")
+        kind, name = spec.get("kind"), spec.get("name")
+        if isinstance(name, str):
+            where += f" ({name!r})"
+        try:
+            if kind == "entity":
+                keys = spec.get("keys")
+                if not isinstance(name, str) or not isinstance(keys, list):
+                    raise InvalidArgumentError("an entity needs a name and a list of keys.")
+                objects.append(Entity(name, tuple(keys)))
+            elif kind == "view":
+                source = spec.get("source")
+                if not isinstance(source, dict) or source.get("kind") != "dataset":
+                    raise InvalidArgumentError(_REMOTE_SOURCE.format(name=name))
+                objects.append(_view_from_spec(_checked_view_spec(spec)))
+            elif kind == "on_demand":
+                raise InvalidArgumentError(
+                    "on-demand views are code, applied on the server's host, not through it."
+                )
+            else:
+                raise InvalidArgumentError(
+                    f"kind is {kind!r}; expected 'entity' or 'view' (FeatureView.spec())."
+                )
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{where}: {e.message}", hint=e.hint) from None
+    return objects
+
+
+def _checked_view_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` if it has the shape :meth:`FeatureView.spec` gives, else a clear error."""
+    source, ents, feats, ttl = (spec.get(k) for k in ("source", "entities", "features", "ttl_s"))
+    assert isinstance(source, dict)
+    text = (str, type(None))
+    if not (
+        isinstance(spec.get("name"), str)
+        and isinstance(source.get("ref"), str)
+        and isinstance(source.get("timestamp"), str)
+        and isinstance(source.get("created_timestamp"), text)
+        and isinstance(ents, list)
+        and all(
+            isinstance(e, dict)
+            and isinstance(e.get("name"), str)
+            and isinstance(e.get("keys"), list)
+            and all(isinstance(k, str) for k in e["keys"])
+            for e in ents
+        )
+        and isinstance(feats, list)
+        and all(
+            isinstance(f, list) and len(f) == 2 and all(isinstance(x, str) for x in f)
+            for f in feats
+        )
+        and (ttl is None or (isinstance(ttl, int | float) and 0 < ttl < 1e10))
+    ):
+        raise InvalidArgumentError(
+            "a view needs name, source {kind: dataset, ref, timestamp, created_timestamp}, "
+            "entities [{name, keys}], features [[name, type]] and ttl_s (seconds or null), "
+            "as FeatureView.spec() gives them."
+        )
+    return spec
 
 
 def _view_from_spec(spec: dict[str, Any]) -> FeatureView:

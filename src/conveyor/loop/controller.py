@@ -55,6 +55,10 @@ class LoopController:
         say: Any = None,
     ) -> None:
         self.ws = workspace or current_workspace()
+        if self.ws.remote is not None:
+            from conveyor.loop.remote import controller_needs_the_stores
+
+            raise controller_needs_the_stores(self.ws)
         self.holder = holder or leases.new_holder()
         self.lease_ttl = lease_ttl
         self.lease_name = f"loop:{self.ws.project.id}"

@@ -322,5 +322,32 @@ class Policy:
         return cls(**values)
 
 
+#: A pipeline as a team server takes it: an installed module's object, not a file path.
+_INSTALLED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def policy_from_wire(data: Any) -> Policy:
+    """The policy a team server's caller sent (``Policy.to_dict()``), checked.
+
+    Its pipeline must name an installed module's object (``package.module:name``): the
+    server imports it to check the policy, so it takes no file path from a caller.
+    """
+    try:
+        policy = Policy.from_dict(data)
+    except InvalidArgumentError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise InvalidArgumentError(
+            f"policy: not a policy ({type(e).__name__}: {e}).",
+            hint="Send Policy(...).to_dict(), as cv.loop.apply does through a server.",
+        ) from None
+    if not isinstance(policy.pipeline, str) or not _INSTALLED.fullmatch(policy.pipeline):
+        raise InvalidArgumentError(
+            f"policy.pipeline is {policy.pipeline!r}; through a server it names an installed "
+            "module's pipeline: package.module:name (not a file).",
+        )
+    return policy
+
+
 def trigger_kind(trigger: Trigger) -> str:
     return _KIND_OF[type(trigger)]

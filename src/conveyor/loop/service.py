@@ -36,6 +36,10 @@ class StaleExecution(ConflictError):
 
 def loop_service(ws: Workspace | None = None) -> LoopService:
     ws = ws or current_workspace()
+    if ws.remote is not None:
+        from conveyor.loop.remote import RemoteLoopService
+
+        return ws.service("loop", RemoteLoopService)
     return ws.service("loop", LoopService)
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query, Request
+from fastapi import Path, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, Field
 
 from conveyor.core.encoding import jsonable
@@ -96,26 +96,26 @@ def _bounded(value: Any, what: str, depth: int = 0) -> None:
             raise InvalidArgumentError(f"{what} is larger than {_SPEC_MAX_BYTES // 1024} KiB.")
 
 
+def _multipart(required: list[str], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The OpenAPI request body of an upload: these file parts (routes read the form)."""
+    binary = {"type": "string", "format": "binary"}
+    schema = {
+        "type": "object",
+        "required": required,
+        "properties": {part: binary for part in (*required, *optional)},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
+        }
+    }
+
+
 @api.post(
     "/models/{name}/versions",
     status_code=201,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["spec"],
-                        "properties": {
-                            "spec": {"type": "string", "format": "binary"},
-                            "example": {"type": "string", "format": "binary"},
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=_multipart(["spec"], ["example"]),
 )
 async def log_version(
     project: str, name: str, request: Request, call: Call = need("editor")
@@ -470,20 +470,7 @@ _DATASET_FILES_MAX = 10_000
 @api.post(
     "/datasets/{name}/versions",
     status_code=201,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["spec"],
-                        "properties": {"spec": {"type": "string", "format": "binary"}},
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=_multipart(["spec"]),
 )
 async def add_dataset_version(
     project: str, name: str, request: Request, call: Call = need("editor")
@@ -883,6 +870,96 @@ def get_feature_view(project: str, name: str, call: Call = need("viewer")) -> An
         return jsonable(features.show(name))
 
 
+class Definitions(BaseModel):
+    definitions: list[dict[str, Any]] = Field(
+        min_length=1, max_length=500, description="Entity.spec() and FeatureView.spec() objects"
+    )
+
+
+@api.post("/feature-views")
+def apply_feature_views(
+    project: str, body: Definitions, call: Call = need("editor")
+) -> dict[str, Any]:
+    """Store entity and feature-view definitions (a changed view becomes a new version).
+
+    Views read a dataset of the project (``DatasetSource``): the server does not read paths
+    or run SQL a caller names, and on-demand views (code) are applied on the server's host.
+    """
+    from conveyor.features.service import definitions_from_specs
+
+    objects = definitions_from_specs(body.definitions)
+    with call, _features(call) as features:
+        done = features.apply(objects)
+    return {"applied": jsonable(done)}
+
+
+_HISTORICAL_MAX_FEATURES = 1000
+
+
+@api.post(
+    "/features/historical",
+    openapi_extra=_multipart(["spec", "entities"]),
+    responses={200: {"content": {"application/vnd.apache.parquet": {}}}},
+)
+async def historical_features(
+    project: str, request: Request, call: Call = need("viewer")
+) -> Response:
+    """Point-in-time correct features for entity rows: a ``spec`` part (JSON: ``features``,
+    ``timestamp``, ``full_names``) and an ``entities`` part (Parquet: the keys and the
+    timestamp column). Answers Parquet: the same rows in the same order (and index), one
+    column per feature. The request body limit bounds the entity rows."""
+    import io
+
+    import anyio
+    import orjson
+
+    form = await request.form(max_files=2, max_fields=2)
+    try:
+        raw = await _part(form, "spec", "The request needs a 'spec' part (JSON).").read()
+        entities = _part(form, "entities", "The request needs an 'entities' part (Parquet).")
+        data = await entities.read()
+    finally:
+        await form.close()
+    try:
+        spec = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgumentError(f"The spec part is not JSON ({e}).") from None
+    features = spec.get("features") if isinstance(spec, dict) else None
+    if (
+        not isinstance(features, list)
+        or not 0 < len(features) <= _HISTORICAL_MAX_FEATURES
+        or not all(isinstance(f, str) and 0 < len(f) <= 300 for f in features)
+        or not isinstance(spec.get("timestamp", "event_timestamp"), str)
+        or not isinstance(spec.get("full_names", False), bool)
+    ):
+        raise InvalidArgumentError(
+            "spec: expected {features: [1 to 1,000 names], timestamp: column name, "
+            "full_names: true or false}."
+        )
+
+    def compute() -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            frame = pq.read_table(io.BytesIO(data)).to_pandas()
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise InvalidArgumentError(f"The entities part is not a Parquet table ({e}).") from None
+        with _features(call) as service:
+            result = service.historical(
+                frame,
+                features,
+                timestamp=spec.get("timestamp", "event_timestamp"),
+                full_names=spec.get("full_names", False),
+            )
+        out = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(result, preserve_index=True), out)
+        return out.getvalue()
+
+    body = await anyio.to_thread.run_sync(compute)
+    return Response(body, media_type="application/vnd.apache.parquet")
+
+
 def _in_range(moment: datetime) -> datetime:
     if not 1970 <= moment.year <= 9998:
         raise ValueError("a time from 1970 to 9998 (UTC)")
@@ -1010,10 +1087,58 @@ def list_policies(project: str, call: Call = need("viewer")) -> dict[str, Any]:
     return {"policies": jsonable(_loop(call).list())}
 
 
+class PolicyBody(BaseModel):
+    policy: dict[str, Any] = Field(description="Policy.to_dict(): name, deployment, pipeline...")
+
+
+@api.post("/loop/policies")
+def apply_policy(project: str, body: PolicyBody, call: Call = need("approver")) -> Any:
+    """Create or update a continuous-training policy (checked now: the deployment, monitors,
+    datasets and pipeline it names). Applying one lets the loop roll candidates out to a
+    deployment, so it is a release decision: the approver role. The pipeline is
+    ``package.module:name``, installed where the loop controller runs."""
+    from conveyor.loop.policy import policy_from_wire
+
+    policy = policy_from_wire(body.policy)
+    with call:
+        return jsonable(_loop(call).apply(policy))
+
+
 @api.get("/loop/policies/{name}")
 def policy_status(project: str, name: str, call: Call = need("viewer")) -> Any:
     """A policy's status: its current execution, cursors, recent events."""
     return jsonable(_loop(call).status(name))
+
+
+@api.get("/loop/policies/{name}/events")
+def policy_events(
+    project: str,
+    name: str,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """A policy's events, oldest first (the last ``limit``)."""
+    return {"events": jsonable(_loop(call).events(name, limit=limit))}
+
+
+@api.get("/loop/executions")
+def loop_executions(
+    project: str,
+    policy: Annotated[str | None, Query(max_length=100)] = None,
+    active: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """Executions, newest first (of one policy; only those in flight with ``active``)."""
+    found = _loop(call).executions(policy, active=active, limit=limit)
+    return {"executions": [execution_json(e) for e in found]}
+
+
+def execution_json(execution: Any) -> dict[str, Any]:
+    """An execution with every field (``to_dict`` leaves the spec and trigger key out)."""
+    import dataclasses
+
+    return jsonable(dataclasses.asdict(execution))
 
 
 @api.post("/loop/policies/{name}/{action}")
@@ -1021,13 +1146,19 @@ def policy_action(
     project: str,
     name: str,
     action: Literal["pause", "resume", "trigger"],
+    reason: Annotated[str, Query(max_length=500, description="why (trigger)")] = "",
     call: Call = need("editor"),
 ) -> Any:
     """Pause, resume or trigger a policy."""
     service = _loop(call)
     with call:
         if action == "trigger":
-            return jsonable(service.trigger(name, reason="via the API"))
+            why = (
+                f"{reason} (via the API by {call.actor})"
+                if reason
+                else f"via the API by {call.actor}"
+            )
+            return execution_json(service.trigger(name, reason=why))
         return jsonable(service.pause(name, action == "pause"))
 
 
