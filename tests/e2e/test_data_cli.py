@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import remote_users
+
 
 def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
@@ -31,9 +33,28 @@ def write_csv(path: Path, rows: int, *, plans: str = "ab", offset: float = 0.0) 
     path.write_text("\n".join(lines) + "\n")
 
 
+@pytest.fixture(params=["embedded", "remote"])
+def project(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A project folder with a small data folder: the project in ./.conveyor (embedded), or
+    on a team server with an editor's token (remote); the same tests run on both."""
+    if request.param == "embedded":
+        cli(tmp_path, "init", "--project", "shop")
+    else:
+        users = remote_users(request.getfixturevalue("team_server"), "shop", {"dana": "editor"})
+        for key, value in users["dana"].items():
+            monkeypatch.setenv(key, value)
+    return _with_data(tmp_path)
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def local_project(tmp_path: Path) -> Path:
     cli(tmp_path, "init", "--project", "shop")
+    return _with_data(tmp_path)
+
+
+def _with_data(tmp_path: Path) -> Path:
     data = tmp_path / "data"
     data.mkdir()
     (data / "notes.txt").write_text("first")
@@ -110,7 +131,8 @@ def test_bad_input_gets_one_clear_line(project: Path) -> None:
     assert "broken.yaml" in broken.stderr
 
 
-def test_push_and_pull_through_a_folder_remote(project: Path) -> None:
+def test_push_and_pull_through_a_folder_remote(local_project: Path) -> None:
+    project = local_project  # push and pull copy between artifact stores: where they are
     cli(project, "data", "add", "raw", "data")
     out = cli(project, "data", "push", "--remote", "remote").stdout
     assert "Pushed 3 objects" in out

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import remote_users
+
 pytest.importorskip("sklearn", reason="scikit-learn is not installed")
 
 LOG_TWO_VERSIONS = """
@@ -17,7 +19,6 @@ import conveyor as cv
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-cv.init(".")
 cv.data.add("cancer", X.assign(target=y))
 for c in (0.5, 1.0):
     with cv.start_run(experiment="churn"):
@@ -26,6 +27,13 @@ for c in (0.5, 1.0):
         cv.log_metric("accuracy", model.score(X, y))
         cv.models.log(model, "churn", input_example=X[:5])
 """
+
+
+def as_user(actor: str) -> dict[str, str]:
+    """The settings that make a process act as ``actor``: the name itself (embedded), or
+    that user's token (remote: the token decides who is acting)."""
+    token = os.environ.get(f"TEST_TOKEN_{actor.upper()}")
+    return {"CONVEYOR_TOKEN": token} if token else {"CONVEYOR_ACTOR": actor}
 
 
 def cli(
@@ -37,22 +45,34 @@ def cli(
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200", "CONVEYOR_ACTOR": actor},
+        env={**os.environ, "COLUMNS": "200", **as_user(actor)},
     )
     if ok:
         assert result.returncode == 0, result.stderr
     return result
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    cli(tmp_path, "init", "--project", "shop")
+@pytest.fixture(params=["embedded", "remote"])
+def project(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Two versions of churn logged from Python: into ./.conveyor (embedded), or through a
+    team server where ada administers the project and bob approves (remote)."""
+    if request.param == "embedded":
+        cli(tmp_path, "init", "--project", "shop")
+    else:
+        server = request.getfixturevalue("team_server")
+        users = remote_users(server, "shop", {"ada": "admin", "bob": "approver"})
+        for key, value in users["ada"].items():
+            monkeypatch.setenv(key, value)
+        for user, env in users.items():
+            monkeypatch.setenv(f"TEST_TOKEN_{user.upper()}", env["CONVEYOR_TOKEN"])
     subprocess.run(
         [sys.executable, "-c", LOG_TWO_VERSIONS],
         cwd=tmp_path,
         check=True,
         timeout=120,
-        env={**os.environ, "CONVEYOR_ACTOR": "ada"},
+        env={**os.environ, **as_user("ada")},
     )
     return tmp_path
 

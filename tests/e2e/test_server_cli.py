@@ -24,7 +24,9 @@ from conveyor.testing.team import TeamServer
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
     # Tests here make a user and a token or two each: more than 20 a minute from one address.
-    with TeamServer(tmp_path_factory.mktemp("server"), auth_attempts=1000) as running:
+    with TeamServer(
+        tmp_path_factory.mktemp("server"), auth_attempts=1000, loop_pipelines="ct_flow"
+    ) as running:
         yield running
 
 
@@ -686,7 +688,7 @@ def test_loop_policies_are_applied_and_triggered_through_the_server(
     assert "approver" in refused.stderr  # a policy releases models on its own: a release call
     by_path = cli(tmp_path, approver, "loop", "apply", "by_path.py:policy")
     assert by_path.returncode == 1
-    assert "package.module:name (not a file)" in by_path.stderr
+    assert "package.module:name (not a file" in by_path.stderr
     applied = cli(tmp_path, approver, "loop", "apply", "policies.py:policy")
     assert applied.returncode == 0, applied.stderr
     assert "Policy churn-ct applied for deployment prod" in applied.stdout

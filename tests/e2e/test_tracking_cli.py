@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conveyor.testing.team import TeamServer
+from tests.e2e.conftest import remote_users
 
 TRAIN = """
 import conveyor as cv
@@ -39,12 +37,6 @@ def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[s
     return result
 
 
-@pytest.fixture(scope="module")
-def team_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
-    with TeamServer(tmp_path_factory.mktemp("server")) as server:
-        yield server
-
-
 @pytest.fixture(params=["embedded", "remote"])
 def trained(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -54,10 +46,8 @@ def trained(
     if request.param == "embedded":
         cli(tmp_path, "init", "--project", "churn")
     else:
-        server: TeamServer = request.getfixturevalue("team_server")
-        project = f"churn-{uuid.uuid4().hex[:8]}"
-        token = server.token_for("ana", project=project, role="editor")
-        for key, value in server.client_env(token, project=project).items():
+        users = remote_users(request.getfixturevalue("team_server"), "churn", {"ana": "editor"})
+        for key, value in users["ana"].items():
             monkeypatch.setenv(key, value)
     out = subprocess.run(
         [sys.executable, "-c", TRAIN], cwd=tmp_path, capture_output=True, text=True, check=True

@@ -706,20 +706,42 @@ def test_feature_definitions_sent_to_the_server_are_checked_one_by_one(team: Tea
         response = team.call("POST", url, "editor", json={"definitions": [entity, fault]})
         assert response.status_code == 422, (message, response.text)
         assert message in response.json()["error"]["message"], response.text
-    listed = team.call("GET", url, "viewer").json()
-    assert listed["views"] == []  # nothing of a refused batch is stored
+    unknown = team.call("POST", url, "editor", json={"definitions": [entity, view]})
+    assert unknown.status_code == 404  # the dataset it reads must exist in this project
+    assert "no dataset named 'rows'" in unknown.json()["error"]["message"]
+    import pandas as pd
+
+    from conveyor.data.service import data_service
+
+    ws = team.app.state.conveyor.workspace(PROJECT)
+    data_service(ws).add("rows", pd.DataFrame({"customer_id": [1], "ts": [1.0], "spend": [2.0]}))
     done = team.call("POST", url, "editor", json={"definitions": [entity, view]})
     assert done.status_code == 200, done.text
     assert [a["name"] for a in done.json()["applied"]] == ["customer", "spend"]
 
 
-def test_a_policy_sent_to_the_server_is_checked_before_anything_runs(team: Team) -> None:
+def test_a_policy_sent_to_the_server_is_checked_before_anything_is_imported(
+    team: Team,
+) -> None:
+    team.app.state.conveyor.loop_pipelines = ("flows",)  # conveyor server --loop-pipelines
     url = _fill("/api/v1/projects/{project}/loop/policies")
     policy = {"name": "ct", "deployment": "prod", "pipeline": "flows.train:retrain"}
+    nested: Any = "deep"
+    for _ in range(40):
+        nested = {"x": nested}
     faults = {
         "policy: not a policy (KeyError": {**policy, "triggers": [{"cron": "0 3 * * *"}]},
         "policy: not a policy (TypeError": {**policy, "colour": "red"},
-        "package.module:name (not a file)": {**policy, "pipeline": "/tmp/flows.py:retrain"},
+        "package.module:name (not a file": {**policy, "pipeline": "/tmp/flows.py:retrain"},
+        "no private module": {**policy, "pipeline": "flows.__main__:retrain"},
+        "not in a module this server may import": {**policy, "pipeline": "this:x"},
+        "policy.executor is 'ray://": {**policy, "executor": "ray://203.0.113.9:10001"},
+        "policy.params is 'x'; expected dict": {**policy, "params": "x"},
+        "policy.triggers[0].monitor is [1]": {
+            **policy,
+            "triggers": [{"kind": "alert", "monitor": [1]}],
+        },
+        "policy nests deeper than": {**policy, "params": nested},
         "approval is 'auto' or 'required'": {**policy, "approval": "sometimes"},
     }
     for message, fault in faults.items():
@@ -729,3 +751,59 @@ def test_a_policy_sent_to_the_server_is_checked_before_anything_runs(team: Team)
     missing = team.call("POST", url, "approver", json={"policy": policy})
     assert missing.status_code == 404  # checked now: the deployment it names must exist
     assert "prod" in missing.json()["error"]["message"]
+
+
+def _parquet(frame: Any) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    frame.to_parquet(out, index=False)
+    return out.getvalue()
+
+
+def test_historical_reads_refuse_bad_rows_with_a_reason_not_a_server_error(team: Team) -> None:
+    import json
+
+    import pandas as pd
+
+    from conveyor.data.service import data_service
+    from conveyor.features import DatasetSource, Entity, FeatureView, Field
+    from conveyor.features.service import feature_service
+
+    ws = team.app.state.conveyor.workspace(PROJECT)
+    day = pd.Timestamp("2026-01-02", tz="UTC")
+    data_service(ws).add("rows", pd.DataFrame({"id": [1], "ts": [day], "spend": [2.0]}))
+    customer = Entity("customer", key="id")
+    view = FeatureView(
+        name="spend",
+        entities=[customer],
+        source=DatasetSource("rows@latest", timestamp="ts"),
+        features=[Field("spend")],
+    )
+    feature_service(ws).apply([customer, view])
+    url = _fill("/api/v1/projects/{project}/features/historical")
+    spec = json.dumps({"features": ["spend"]}).encode()
+
+    def send(entities: bytes) -> Any:
+        files = {"spec": ("spec.json", spec), "entities": ("e.parquet", entities)}
+        return team.call("POST", url, "viewer", files=files)
+
+    later = pd.Timestamp("2026-01-03", tz="UTC")
+    good = send(_parquet(pd.DataFrame({"id": [1, 2], "event_timestamp": [later, later]})))
+    assert good.status_code == 200, good.text
+    assert pd.read_parquet(__import__("io").BytesIO(good.content))["spend"].tolist()[0] == 2.0
+    faults = {
+        "not a Parquet table": b"PAR1 this is not parquet",
+        "need the types of the view's source": _parquet(
+            pd.DataFrame({"id": ["one"], "event_timestamp": [later]})
+        ),
+        "a request takes at most 2,000,000 rows": _parquet(
+            pd.DataFrame({"id": [1] * 2_000_001, "event_timestamp": [later] * 2_000_001})
+        ),
+    }
+    for message, body in faults.items():
+        response = send(body)
+        assert response.status_code == 422, (message, response.text)
+        assert message in response.json()["error"]["message"] + str(
+            response.json()["error"].get("hint")
+        ), response.text

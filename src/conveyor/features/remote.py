@@ -86,7 +86,8 @@ class RemoteFeatureService(FeatureService):
         full_names: bool = False,
     ) -> Any:
         """Point-in-time correct features, joined on the server: the entity rows travel as
-        Parquet (within the server's request size limit) and come back with their index."""
+        Parquet (within the server's limits: the request body, 2,000,000 rows) and the
+        feature columns come back, added to a copy of ``entity_df`` as embedded."""
         import io
 
         import orjson
@@ -99,17 +100,28 @@ class RemoteFeatureService(FeatureService):
                 "historical takes a pandas DataFrame of entity rows; "
                 f"got {type(entity_df).__name__}."
             )
+        sent: dict[str, Any] = {}
+        for column in entity_df.columns:  # what Arrow cannot hold is no key or timestamp
+            try:
+                sent[str(column)] = pa.array(entity_df[column], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                continue
         rows = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(entity_df, preserve_index=True), rows)
+        pq.write_table(pa.table(sent), rows)
         spec = {"features": list(features), "timestamp": timestamp, "full_names": full_names}
         parts = [
             ("spec", ("spec.json", orjson.dumps(spec), "application/json")),
             ("entities", ("entities.parquet", rows.getvalue(), "application/vnd.apache.parquet")),
         ]
+        # Not resent on its own: a proxy's timeout would start the whole join again.
         response = self.client.request(
-            "POST", self._path("features", "historical"), files=parts, retry=True
+            "POST", self._path("features", "historical"), files=parts, retry=False
         )
-        return pq.read_table(io.BytesIO(response.content)).to_pandas()
+        features_table = pq.read_table(io.BytesIO(response.content)).to_pandas()
+        result = entity_df.copy()
+        for column in features_table.columns:
+            result[column] = features_table[column].to_numpy()
+        return result
 
     def materialize(
         self,

@@ -517,15 +517,24 @@ class FeatureService:
             else None
         )
         values: dict[tuple[str, str], Any] = {}
+        import duckdb
+
         try:
             for view in views.values():
                 assert isinstance(view, FeatureView)
                 frame = {k: entity_df[k].to_numpy() for k in view.keys}
                 frame["__ts"] = ts.to_numpy().astype("datetime64[us]")
                 frame["__row"] = range(len(entity_df))
-                table = offline.join_view(
-                    con, view, pa.table(frame), needed[view.name], data, self.ws.settings.root
-                )
+                try:
+                    table = offline.join_view(
+                        con, view, pa.table(frame), needed[view.name], data, self.ws.settings.root
+                    )
+                except duckdb.Error as e:
+                    keys = ", ".join(f"{k} ({entity_df[k].dtype})" for k in view.keys)
+                    raise InvalidArgumentError(
+                        f"Joining feature view {view.name!r} on the entity rows failed: {e}",
+                        hint=f"The entity keys {keys} need the types of the view's source.",
+                    ) from None
                 for feature in needed[view.name]:
                     values[(view.name, feature)] = table.column(feature).to_pandas().to_numpy()
         finally:

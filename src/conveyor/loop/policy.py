@@ -6,7 +6,11 @@ so a policy applied from Python reads back the same from the store and the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -323,14 +327,20 @@ class Policy:
 
 
 #: A pipeline as a team server takes it: an installed module's object, not a file path.
-_INSTALLED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+_INSTALLED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*:[A-Za-z_]\w*")
+#: Executors a team server's caller may choose: never an address of their own (a Ray
+#: cluster there would get the controller's tasks and send back what it unpickles).
+_WIRE_EXECUTOR = re.compile(r"inline|local|local:([1-9]|[12][0-9]|3[0-2])|ray")
 
 
-def policy_from_wire(data: Any) -> Policy:
+def policy_from_wire(data: Any, *, pipelines: Sequence[str] = ()) -> Policy:
     """The policy a team server's caller sent (``Policy.to_dict()``), checked.
 
-    Its pipeline must name an installed module's object (``package.module:name``): the
-    server imports it to check the policy, so it takes no file path from a caller.
+    Checking a policy imports its pipeline, and the loop controller runs it, so a caller may
+    name only ``package.module:name`` under one of ``pipelines``, the module prefixes the
+    server's administrator allows (``conveyor server --loop-pipelines``); no file path, no
+    private module. The executor is ``inline``, ``local``, ``local:N`` (N <= 32) or ``ray``
+    (the controller's own cluster), and every field has its declared type.
     """
     try:
         policy = Policy.from_dict(data)
@@ -341,12 +351,74 @@ def policy_from_wire(data: Any) -> Policy:
             f"policy: not a policy ({type(e).__name__}: {e}).",
             hint="Send Policy(...).to_dict(), as cv.loop.apply does through a server.",
         ) from None
-    if not isinstance(policy.pipeline, str) or not _INSTALLED.fullmatch(policy.pipeline):
+    check_types(policy, "policy")
+    if not _INSTALLED.fullmatch(policy.pipeline):
         raise InvalidArgumentError(
             f"policy.pipeline is {policy.pipeline!r}; through a server it names an installed "
-            "module's pipeline: package.module:name (not a file).",
+            "module's pipeline: package.module:name (not a file, no private module).",
+        )
+    module = policy.pipeline.partition(":")[0]
+    if not any(module == p or module.startswith(p + ".") for p in pipelines):
+        allowed = ", ".join(pipelines) or "none"
+        raise InvalidArgumentError(
+            f"policy.pipeline {policy.pipeline!r} is not in a module this server may import "
+            f"for the loop (allowed: {allowed}).",
+            hint="The server's administrator allows packages with conveyor server "
+            "--loop-pipelines PKG, or applies the policy on the server's host.",
+        )
+    if not _WIRE_EXECUTOR.fullmatch(policy.executor):
+        raise InvalidArgumentError(
+            f"policy.executor is {policy.executor!r}; through a server: inline, local, "
+            "local:N (N <= 32) or ray (the cluster the loop controller is configured with)."
         )
     return policy
+
+
+def check_types(obj: Any, where: str) -> None:
+    """Refuse a dataclass (and the dataclasses it holds) whose fields break their declared
+    types: what JSON built must not fail later, inside the controller."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if not _fits(value, hint):
+            raise InvalidArgumentError(f"{where}.{f.name} is {value!r}; expected {_shown(hint)}.")
+        items = value if isinstance(value, tuple | list) else (value,)
+        for i, item in enumerate(items):
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                check_types(item, f"{where}.{f.name}" + (f"[{i}]" if item is not value else ""))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        if not isinstance(value, tuple | list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(
+            _fits(v, a) for v, a in zip(value, args, strict=True)
+        )
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _shown(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("datetime.", "")
 
 
 def trigger_kind(trigger: Trigger) -> str:

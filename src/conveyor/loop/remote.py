@@ -30,8 +30,12 @@ def _policy(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _execution(raw: dict[str, Any]) -> Execution:
-    values = revive_times(raw, ("state_at", "created_at", "ended_at").__contains__)
-    return Execution(**{k: values[k] for k in Execution.__dataclass_fields__})
+    """An execution from JSON: its own times as datetimes (not keys inside its spec)."""
+    values = {k: raw[k] for k in Execution.__dataclass_fields__}
+    for key in ("state_at", "created_at", "ended_at"):
+        if isinstance(values[key], str):
+            values[key] = datetime.fromisoformat(values[key])
+    return Execution(**values)
 
 
 def controller_needs_the_stores(ws: Workspace) -> ConveyorError:

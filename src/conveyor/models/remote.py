@@ -220,6 +220,13 @@ class RemoteModelService(ModelService):
         path = self._path("models", version.name, "versions", str(version.version), "card")
         return self.client.request("GET", path, params={"format": format}).text
 
+    def data_versions(self, version: ModelVersion) -> list[str]:
+        """The dataset versions the version's source run used, as the server's lineage has it."""
+        if not version.run_id:
+            return []
+        path = self._path("models", version.name, "versions", str(version.version), "data")
+        return list(self.client.get_json(path)["data_versions"])
+
     def compare(self, a: str, b: str) -> dict[str, Any]:
         return dict(self.client.get_json(self._path("model-comparison"), a=a, b=b))
 

@@ -62,6 +62,15 @@ def get_version(project: str, name: str, version: Version, call: Call = need("vi
     return wire.version_to_json(_models(call).get(f"{name}/{version}"))
 
 
+@api.get("/models/{name}/versions/{version}/data")
+def version_data(
+    project: str, name: str, version: Version, call: Call = need("viewer")
+) -> dict[str, Any]:
+    """The dataset versions the version's source run used (``name@N``)."""
+    models = _models(call)
+    return {"data_versions": models.data_versions(models.get(f"{name}/{version}"))}
+
+
 @api.get("/model-versions/{ref:path}")
 def resolve_version(project: str, ref: str, call: Call = need("viewer")) -> Any:
     """The version a reference names: ``churn/3``, ``churn@champion`` or ``churn@latest``."""
@@ -115,7 +124,7 @@ def _multipart(required: list[str], optional: tuple[str, ...] = ()) -> dict[str,
 @api.post(
     "/models/{name}/versions",
     status_code=201,
-    openapi_extra=_multipart(["spec"], ["example"]),
+    openapi_extra=_multipart(["spec"], ("example",)),
 )
 async def log_version(
     project: str, name: str, request: Request, call: Call = need("editor")
@@ -505,7 +514,7 @@ async def add_dataset_version(
 
             run = _owned_run(call, spec["run_id"])
             root = folder / spec["files"][0] if spec["single_file"] else folder
-            source = f"upload by {call.actor}: {spec['source']}"
+            source = spec["source"]  # the caller's path, as a local add records it
             with call:
                 if run is None:
                     return _data(call).add_files(
@@ -885,15 +894,22 @@ def apply_feature_views(
     Views read a dataset of the project (``DatasetSource``): the server does not read paths
     or run SQL a caller names, and on-demand views (code) are applied on the server's host.
     """
+    from conveyor.features.definitions import DatasetSource, FeatureView
     from conveyor.features.service import definitions_from_specs
 
+    _bounded(body.definitions, "definitions")
     objects = definitions_from_specs(body.definitions)
+    for obj in objects:  # a view names a dataset of this project that exists
+        if isinstance(obj, FeatureView) and isinstance(obj.source, DatasetSource):
+            _data(call).get(obj.source.ref)
     with call, _features(call) as features:
         done = features.apply(objects)
     return {"applied": jsonable(done)}
 
 
 _HISTORICAL_MAX_FEATURES = 1000
+_HISTORICAL_MAX_ROWS = 2_000_000
+_HISTORICAL_MAX_BYTES = 256 << 20
 
 
 @api.post(
@@ -906,8 +922,9 @@ async def historical_features(
 ) -> Response:
     """Point-in-time correct features for entity rows: a ``spec`` part (JSON: ``features``,
     ``timestamp``, ``full_names``) and an ``entities`` part (Parquet: the keys and the
-    timestamp column). Answers Parquet: the same rows in the same order (and index), one
-    column per feature. The request body limit bounds the entity rows."""
+    timestamp column, and what on-demand views read). Answers Parquet: one column per
+    feature, a row per entity row in the same order. At most 2,000,000 rows (256 MiB
+    decoded) a request, within the body limit."""
     import io
 
     import anyio
@@ -941,10 +958,27 @@ async def historical_features(
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        def not_parquet(e: Exception) -> InvalidArgumentError:
+            return InvalidArgumentError(f"The entities part is not a Parquet table ({e}).")
+
+        # What the rows hold once decoded is checked first: Parquet compresses well, so
+        # the body limit alone bounds nothing.
+        try:
+            meta = pq.ParquetFile(io.BytesIO(data)).metadata
+            decoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise not_parquet(e) from None
+        if meta.num_rows > _HISTORICAL_MAX_ROWS or decoded > _HISTORICAL_MAX_BYTES:
+            raise InvalidArgumentError(
+                f"The entity rows are {meta.num_rows:,} rows, {decoded >> 20:,} MiB decoded; "
+                f"a request takes at most {_HISTORICAL_MAX_ROWS:,} rows and "
+                f"{_HISTORICAL_MAX_BYTES >> 20} MiB.",
+                hint="Send the rows in batches.",
+            )
         try:
             frame = pq.read_table(io.BytesIO(data)).to_pandas()
         except (pa.ArrowException, OSError, ValueError) as e:
-            raise InvalidArgumentError(f"The entities part is not a Parquet table ({e}).") from None
+            raise not_parquet(e) from None
         with _features(call) as service:
             result = service.historical(
                 frame,
@@ -952,8 +986,10 @@ async def historical_features(
                 timestamp=spec.get("timestamp", "event_timestamp"),
                 full_names=spec.get("full_names", False),
             )
+        # Only the feature columns go back: the caller has its rows (and their index).
+        added = result[[c for c in result.columns if c not in frame.columns]]
         out = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(result, preserve_index=True), out)
+        pq.write_table(pa.Table.from_pandas(added, preserve_index=False), out)
         return out.getvalue()
 
     body = await anyio.to_thread.run_sync(compute)
@@ -1099,7 +1135,8 @@ def apply_policy(project: str, body: PolicyBody, call: Call = need("approver")) 
     ``package.module:name``, installed where the loop controller runs."""
     from conveyor.loop.policy import policy_from_wire
 
-    policy = policy_from_wire(body.policy)
+    _bounded(body.policy, "policy")
+    policy = policy_from_wire(body.policy, pipelines=call.state.loop_pipelines)
     with call:
         return jsonable(_loop(call).apply(policy))
 
