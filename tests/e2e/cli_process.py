@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 
-def conveyor(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+def conveyor(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``env``: CONVEYOR_* settings to run with (a team server's, for remote mode)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "conveyor", *args],
         cwd=cwd,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.e2e.cli_process import conveyor
+from tests.e2e.conftest import remote_users
 
 DEFINITIONS = """
 from conveyor.features import Entity, FeatureView, Field, ParquetSource
@@ -24,7 +27,25 @@ activity = FeatureView(
 """
 
 
-def test_apply_historical_materialize_online(tmp_path: Path) -> None:
+OVER_A_DATASET = DEFINITIONS.replace("ParquetSource", "DatasetSource").replace(
+    '"rows.parquet"', '"rows@latest"'
+)
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The project in ./.conveyor (embedded), or on a team server as an editor (remote)."""
+    if request.param == "embedded":
+        assert conveyor(tmp_path, "init").returncode == 0
+        return {}
+    users = remote_users(request.getfixturevalue("team_server"), "feat", {"fay": "editor"})
+    return users["fay"]
+
+
+def test_apply_historical_materialize_online(tmp_path: Path, settings: dict[str, str]) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return conveyor(tmp_path, *args, env=settings)
+
     day = [datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
     pd.DataFrame({"customer_id": [1, 1, 2], "event_ts": day, "spend": [1.0, 2.0, 3.0]}).to_parquet(
         tmp_path / "rows.parquet"
@@ -32,35 +53,31 @@ def test_apply_historical_materialize_online(tmp_path: Path) -> None:
     pd.DataFrame({"customer_id": [1, 2], "event_timestamp": [day[0], day[2]]}).to_parquet(
         tmp_path / "entities.parquet"
     )
-    (tmp_path / "defs.py").write_text(DEFINITIONS)
-    assert conveyor(tmp_path, "init").returncode == 0
+    (tmp_path / "defs.py").write_text(OVER_A_DATASET)
+    assert run("data", "add", "rows", "rows.parquet").returncode == 0
 
-    applied = conveyor(tmp_path, "features", "apply", "defs.py")
+    applied = run("features", "apply", "defs.py")
     assert applied.returncode == 0, applied.stderr
     assert "activity v1 (new version)" in applied.stdout
-    assert "unchanged" in conveyor(tmp_path, "features", "apply", "defs.py").stdout
+    assert "unchanged" in run("features", "apply", "defs.py").stdout
 
-    listed = json.loads(conveyor(tmp_path, "features", "list", "--json").stdout)
+    listed = json.loads(run("features", "list", "--json").stdout)
     assert [v["name"] for v in listed] == ["activity"]
 
-    hist = conveyor(
-        tmp_path, "features", "historical", "entities.parquet", "-f", "spend", "-o", "train.parquet"
-    )
+    hist = run("features", "historical", "entities.parquet", "-f", "spend", "-o", "train.parquet")
     assert hist.returncode == 0, hist.stderr
     assert pd.read_parquet(tmp_path / "train.parquet")["spend"].tolist() == [1.0, 3.0]
 
-    mat = conveyor(tmp_path, "features", "materialize", "--end", "2026-01-04T00:00:00")
+    mat = run("features", "materialize", "--end", "2026-01-04T00:00:00")
     assert mat.returncode == 0, mat.stderr
     assert "activity: 2 rows written" in mat.stdout
-    found = json.loads(
-        conveyor(tmp_path, "features", "online", "-e", "customer_id=1", "-f", "spend").stdout
-    )
+    found = json.loads(run("features", "online", "-e", "customer_id=1", "-f", "spend").stdout)
     assert found["spend"] == 2.0
 
-    shown = conveyor(tmp_path, "features", "show", "activity")
+    shown = run("features", "show", "activity")
     assert "materialized to 2026-01-04 00:00:00: 2 rows" in shown.stdout
 
-    bad = conveyor(tmp_path, "features", "online", "-e", "customer_id=1", "-f", "activity:nope")
+    bad = run("features", "online", "-e", "customer_id=1", "-f", "activity:nope")
     assert bad.returncode == 1
     assert "no feature 'nope'; its features: spend" in bad.stderr
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+
+from tests.e2e.conftest import remote_users
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -51,7 +54,6 @@ from sklearn.linear_model import LogisticRegression
 from conveyor.testing import ModelServerClient
 rng = np.random.default_rng(1)  # (at 100 rows, KS flags b by chance 1 time in 20: not seed 0)
 train = pd.DataFrame({"a": rng.normal(0, 1, 2000), "b": rng.normal(0, 1, 2000)})
-cv.init(".")
 cv.data.add("train", train)
 cv.models.log(LogisticRegression().fit(train, train["a"] > 0), "churn", input_example=train[:5])
 cv.serving.deployments().create("prod", "churn")
@@ -64,7 +66,24 @@ labels.to_csv("labels.csv", index=False)
 """
 
 
-def test_monitor_create_run_show_and_labels_add(tmp_path: Path) -> None:
+@pytest.fixture(params=["embedded", "remote"])
+def project(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The project in ./.conveyor (embedded), or on a team server as its admin (remote), the
+    model server logging where the team server's monitors read (the server's log folder)."""
+    if request.param == "embedded":
+        assert cli(tmp_path, "init").returncode == 0
+        return tmp_path
+    server = request.getfixturevalue("team_server")
+    for key, value in remote_users(server, "watch", {"mo": "admin"})["mo"].items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CONVEYOR_LOG_URI", str(server.root / ".conveyor" / "logs"))
+    return tmp_path
+
+
+def test_monitor_create_run_show_and_labels_add(project: Path) -> None:
+    tmp_path = project
     done = subprocess.run(
         [sys.executable, "-c", SERVE_AND_LOG], cwd=tmp_path, capture_output=True, text=True
     )
