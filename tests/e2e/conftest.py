@@ -30,3 +30,17 @@ def remote_users(
         user: server.client_env(server.token_for(user, project=project, role=role), project=project)
         for user, role in roles.items()
     }
+
+
+def act_remotely(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    project: str,
+    roles: dict[str, str],
+) -> dict[str, dict[str, str]]:
+    """Make this test's processes work through the module's team server, as the first user
+    of ``roles`` (name -> role) in a new ``project``; returns every user's settings."""
+    users = remote_users(request.getfixturevalue("team_server"), project, roles)
+    for key, value in users[next(iter(roles))].items():
+        monkeypatch.setenv(key, value)
+    return users

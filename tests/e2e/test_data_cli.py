@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import remote_users
+from tests.e2e.conftest import act_remotely
 
 
 def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -42,9 +42,7 @@ def project(
     if request.param == "embedded":
         cli(tmp_path, "init", "--project", "shop")
     else:
-        users = remote_users(request.getfixturevalue("team_server"), "shop", {"dana": "editor"})
-        for key, value in users["dana"].items():
-            monkeypatch.setenv(key, value)
+        act_remotely(request, monkeypatch, "shop", {"dana": "editor"})
     return _with_data(tmp_path)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import remote_users
+from tests.e2e.conftest import act_remotely
 
 pytest.importorskip("sklearn", reason="scikit-learn is not installed")
 
@@ -61,10 +61,7 @@ def project(
     if request.param == "embedded":
         cli(tmp_path, "init", "--project", "shop")
     else:
-        server = request.getfixturevalue("team_server")
-        users = remote_users(server, "shop", {"ada": "admin", "bob": "approver"})
-        for key, value in users["ada"].items():
-            monkeypatch.setenv(key, value)
+        users = act_remotely(request, monkeypatch, "shop", {"ada": "admin", "bob": "approver"})
         for user, env in users.items():
             monkeypatch.setenv(f"TEST_TOKEN_{user.upper()}", env["CONVEYOR_TOKEN"])
     subprocess.run(

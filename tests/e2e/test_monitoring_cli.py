@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import remote_users
+from tests.e2e.conftest import act_remotely
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,9 +75,8 @@ def project(
     if request.param == "embedded":
         assert cli(tmp_path, "init").returncode == 0
         return tmp_path
+    act_remotely(request, monkeypatch, "watch", {"mo": "admin"})
     server = request.getfixturevalue("team_server")
-    for key, value in remote_users(server, "watch", {"mo": "admin"})["mo"].items():
-        monkeypatch.setenv(key, value)
     monkeypatch.setenv("CONVEYOR_LOG_URI", str(server.root / ".conveyor" / "logs"))
     return tmp_path
 

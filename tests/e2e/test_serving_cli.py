@@ -19,12 +19,13 @@ pytest.importorskip("fastapi", reason="serving needs conveyor-mlops[serve]")
 import httpx
 import pandas as pd
 
+from tests.e2e.conftest import act_remotely
+
 LOG_TWO_VERSIONS = """
 import conveyor as cv
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-cv.init(".")
 for c in (1.0, 0.01):
     model = LogisticRegression(C=c, max_iter=5000).fit(X, y)
     cv.models.log(model, "churn", input_example=X[:5])
@@ -47,9 +48,18 @@ def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[s
     return result
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    cli(tmp_path, "init", "--project", "shop")
+@pytest.fixture(params=["embedded", "remote"])
+def project(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Two versions of churn: in ./.conveyor (embedded), or on a team server where ada
+    approves (remote: deployments change by an approver's hand), her model servers logging
+    into ./served-logs (through a server, the logs are where the model servers write)."""
+    if request.param == "embedded":
+        cli(tmp_path, "init", "--project", "shop")
+    else:
+        act_remotely(request, monkeypatch, "shop", {"ada": "approver"})
+        monkeypatch.setenv("CONVEYOR_LOG_URI", str(tmp_path / "served-logs"))
     subprocess.run(
         [sys.executable, "-c", LOG_TWO_VERSIONS],
         cwd=tmp_path,
@@ -137,10 +147,9 @@ def test_serve_a_deployment_then_stop_it_and_find_the_predictions_logged(
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why
     assert server.returncode in (0, -signal.SIGTERM), stderr
     assert "Traceback" not in stderr
-    logs = [  # .conveyor/logs/project=NAME/predictions/deployment=prod/date=.../hour=...
-        f
-        for f in (project / ".conveyor" / "logs").rglob("*.parquet")
-        if "/predictions/deployment=prod/" in f.as_posix()
+    root = Path(os.environ.get("CONVEYOR_LOG_URI") or project / ".conveyor" / "logs")
+    logs = [  # <log_uri>/project=NAME/predictions/deployment=prod/date=.../hour=...
+        f for f in root.rglob("*.parquet") if "/predictions/deployment=prod/" in f.as_posix()
     ]
     assert sum(len(pd.read_parquet(f)) for f in logs) == 15  # flushed at shutdown
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import remote_users
+from tests.e2e.conftest import act_remotely
 
 TRAIN = """
 import conveyor as cv
@@ -46,9 +46,7 @@ def trained(
     if request.param == "embedded":
         cli(tmp_path, "init", "--project", "churn")
     else:
-        users = remote_users(request.getfixturevalue("team_server"), "churn", {"ana": "editor"})
-        for key, value in users["ana"].items():
-            monkeypatch.setenv(key, value)
+        act_remotely(request, monkeypatch, "churn", {"ana": "editor"})
     out = subprocess.run(
         [sys.executable, "-c", TRAIN], cwd=tmp_path, capture_output=True, text=True, check=True
     )

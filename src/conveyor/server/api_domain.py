@@ -1199,6 +1199,35 @@ def policy_action(
         return jsonable(service.pause(name, action == "pause"))
 
 
+# -- batch predictions ---------------------------------------------------------------------
+
+
+class BatchJob(BaseModel):
+    id: str = Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="the job's id (a ULID)")
+    model: str = Field(min_length=1, max_length=300, description="the version it ran: churn/3")
+    dataset: str | None = Field(default=None, max_length=300, description="customers@4")
+    input: str = Field(max_length=2000, description="what it read, as the client describes it")
+    output: str | None = Field(default=None, max_length=2000)
+    rows: int = Field(ge=0, le=10**15)
+
+
+@api.post("/batch-predictions", status_code=201)
+def record_batch_prediction(
+    project: str, body: BatchJob, call: Call = need("editor")
+) -> dict[str, Any]:
+    """Record a batch prediction a client ran (``conveyor predict``): its audit event and
+    the lineage of the model version, and of the dataset version it read, into the job."""
+    from conveyor.serving.batch import JOB_KIND, record_job
+
+    version = _models(call).get(body.model)
+    dataset = (
+        ObjectRef("dataset_version", _data(call).get(body.dataset).id) if body.dataset else None
+    )
+    with call:
+        record_job(call.workspace, body.id, version, body.input, body.output, body.rows, dataset)
+    return {"job": str(ObjectRef(JOB_KIND, body.id)), "model": version.ref, "rows": body.rows}
+
+
 # -- lineage -------------------------------------------------------------------------------
 
 

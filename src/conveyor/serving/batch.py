@@ -22,7 +22,7 @@ from conveyor.models.service import model_service
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 
-__all__ = ["BatchPrediction", "predict_batch"]
+__all__ = ["BatchPrediction", "predict_batch", "record_job"]
 
 JOB_KIND = "batch_prediction"
 
@@ -56,8 +56,9 @@ class BatchPrediction:
 
 def _chunks(
     ws: Workspace, data: Any, chunk_rows: int
-) -> tuple[Iterator[pd.DataFrame], int | None, str, ObjectRef | None]:
-    """Return (chunks, total rows if known, a description of the input, its lineage ref)."""
+) -> tuple[Iterator[pd.DataFrame], int | None, str, tuple[ObjectRef, str] | None]:
+    """Return (chunks, total rows if known, a description of the input, and for a dataset
+    version its lineage node and reference)."""
     if isinstance(data, pd.DataFrame):
         frame = data
         return (
@@ -75,14 +76,14 @@ def _chunks(
         )
     text = str(data)
     path = Path(text)
-    lineage: ObjectRef | None = None
+    lineage: tuple[ObjectRef, str] | None = None
     if not path.exists() and "@" in text:
         from conveyor.data.service import data_service
 
         svc = data_service(ws)
         version = svc.get(text)
         path = Path(svc.path(text))
-        lineage = ObjectRef("dataset_version", version.id)
+        lineage = (ObjectRef("dataset_version", version.id), version.ref)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
     elif path.is_file():
@@ -103,6 +104,29 @@ def _chunks(
                 yield batch.to_pandas()
 
     return stream(), total, text, lineage
+
+
+def record_job(
+    ws: Workspace,
+    job_id: str,
+    version: Any,
+    described: str,
+    output: str | None,
+    rows: int,
+    dataset: ObjectRef | None,
+) -> None:
+    """Record a batch prediction: its audit event, and the lineage of the model version (and
+    the dataset version it read) into the job."""
+    job_ref = ObjectRef(JOB_KIND, job_id)
+    with ws.metadata.transaction(project_id=str(ws.project.id)) as uow:
+        uow.audit(
+            "batch_prediction.run",
+            job_ref,
+            after={"model": version.ref, "input": described, "output": output, "rows": rows},
+        )
+        uow.link(ObjectRef(VERSION_KIND, version.id), job_ref, "used_by")
+        if dataset is not None:
+            uow.link(dataset, job_ref, "used_by")
 
 
 def _conform(table: pa.Table, schema: pa.Schema, row: int) -> pa.Table:
@@ -190,7 +214,12 @@ def predict_batch(
     loaded = models.load(ref, trust=trust)
     version = loaded.version
     chunks, total, described, input_ref = _chunks(ws, data, chunk_rows)
-    sink = ParquetLog(ws.log_uri, "predictions") if log_predictions else None
+    if log_predictions:
+        from conveyor.serving import log_uri
+
+        sink: ParquetLog | None = ParquetLog(log_uri(ws), "predictions")
+    else:
+        sink = None
     writer: pq.ParquetWriter | None = None
     target = Path(output) if output is not None else None
     temp = target.with_name(f".{target.name}.tmp") if target is not None else None
@@ -261,21 +290,23 @@ def predict_batch(
         if sink is not None:
             sink.close()
     seconds = time.perf_counter() - started
-    job_ref = ObjectRef(JOB_KIND, job_id)
-    with ws.metadata.transaction(project_id=str(ws.project.id)) as uow:
-        uow.audit(
-            "batch_prediction.run",
-            job_ref,
-            after={
-                "model": version.ref,
-                "input": described,
-                "output": str(target) if target else None,
-                "rows": done,
-            },
+    output_text = str(target) if target else None
+    if ws.remote is not None:  # the server records it, as the caller
+        body = {
+            "id": job_id,
+            "model": version.ref,
+            "dataset": input_ref[1] if input_ref else None,
+            "input": described[:2000],
+            "output": output_text[:2000] if output_text else None,
+            "rows": done,
+        }
+        ws.remote.send_json(
+            "POST", ws.remote.project_path(ws.settings.project, "batch-predictions"), body
         )
-        uow.link(ObjectRef(VERSION_KIND, version.id), job_ref, "used_by")
-        if input_ref is not None:
-            uow.link(input_ref, job_ref, "used_by")
+    else:
+        record_job(
+            ws, job_id, version, described, output_text, done, input_ref[0] if input_ref else None
+        )
     result = BatchPrediction(
         job_id, version.ref, done, seconds, str(target) if target else None, described
     )
