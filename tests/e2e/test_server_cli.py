@@ -25,7 +25,9 @@ from conveyor.testing.team import TeamServer
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
     # Tests here make a user and a token or two each: more than 20 a minute from one address.
     with TeamServer(
-        tmp_path_factory.mktemp("server"), auth_attempts=1000, loop_pipelines="ct_flow"
+        tmp_path_factory.mktemp("server"),
+        auth_attempts=1000,
+        pipelines="ct_flow,remote_flow,gone_flow",
     ) as running:
         yield running
 
@@ -635,6 +637,78 @@ def test_feature_definitions_apply_and_training_sets_build_through_the_server(
     assert "DatasetSource" in by_path.stderr  # nothing the server would read with its rights
     listed = cli(tmp_path, viewer, "features", "list", "--json")
     assert [v["name"] for v in json.loads(listed.stdout)] == ["spend"], listed.stderr
+
+
+REMOTE_FLOW = """
+import conveyor as cv
+
+
+@cv.step
+def double(x: int) -> int:
+    print(f"doubling {x}")
+    return 2 * x
+
+
+@cv.step
+def check(y: int) -> int:
+    if y > 100:
+        raise ValueError(f"{y} is too big")
+    return y
+
+
+@cv.pipeline(name="remote-flow")
+def train(x: int = 3) -> None:
+    check(double(x))
+"""
+
+
+def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    project = "flows"
+    editor = server.client_env(server.token_for("pia", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("pio", project=project, role="viewer"), project=project
+    )
+    (tmp_path / "remote_flow.py").write_text(REMOTE_FLOW)  # the code, here and on the host
+    (server.root / "remote_flow.py").write_text(REMOTE_FLOW)
+    (tmp_path / "other_flow.py").write_text(REMOTE_FLOW)  # here only, and not allowed there
+    (tmp_path / "gone_flow.py").write_text(REMOTE_FLOW)  # allowed there, but not installed
+    run = ("pipeline", "run", "remote_flow:train", "--executor", "inline")
+
+    refused = cli(tmp_path, viewer, *run)
+    assert refused.returncode == 1
+    assert "editor" in refused.stderr
+    done = cli(tmp_path, editor, *run, "-p", "x=4", "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "SUCCEEDED"
+    assert record["params"] == {"x": 4}
+    assert "double" in done.stderr  # each step, as it ends, as a local run shows them
+    logs = cli(tmp_path, viewer, "pipeline", "logs", record["id"], "double")
+    assert "doubling 4" in logs.stdout, logs.stderr
+
+    failed = cli(tmp_path, editor, *run, "-p", "x=60")
+    assert failed.returncode == 1
+    assert "120 is too big" in failed.stdout + failed.stderr
+    code = (
+        "import remote_flow\n"
+        "run = remote_flow.train.run(executor='inline', x=5)\n"
+        "print(run.status, run.created_by)\n"
+    )
+    api = python(tmp_path, editor, code)
+    assert api.returncode == 0, api.stderr
+    assert api.stdout.split()[:2] == ["SUCCEEDED", "pia"]  # run as the caller
+    by_file = cli(tmp_path, editor, "pipeline", "run", "remote_flow.py:train")
+    assert by_file.returncode == 1
+    assert "defined in a file" in by_file.stderr
+    other = cli(tmp_path, editor, "pipeline", "run", "other_flow:train")
+    assert other.returncode == 1
+    assert "not in a package this server runs pipelines from" in other.stderr
+    gone = cli(tmp_path, editor, "pipeline", "run", "gone_flow:train")
+    assert gone.returncode == 1
+    assert "did not start" in gone.stderr
+    assert "gone_flow" in gone.stderr  # the host's reason: it cannot import it
 
 
 LOOP_SETUP = """

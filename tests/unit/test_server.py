@@ -723,7 +723,7 @@ def test_feature_definitions_sent_to_the_server_are_checked_one_by_one(team: Tea
 def test_a_policy_sent_to_the_server_is_checked_before_anything_is_imported(
     team: Team,
 ) -> None:
-    team.app.state.conveyor.loop_pipelines = ("flows",)  # conveyor server --loop-pipelines
+    team.app.state.conveyor.pipelines = ("flows",)  # conveyor server --pipelines
     url = _fill("/api/v1/projects/{project}/loop/policies")
     policy = {"name": "ct", "deployment": "prod", "pipeline": "flows.train:retrain"}
     nested: Any = "deep"
@@ -734,7 +734,7 @@ def test_a_policy_sent_to_the_server_is_checked_before_anything_is_imported(
         "policy: not a policy (TypeError": {**policy, "colour": "red"},
         "package.module:name (not a file": {**policy, "pipeline": "/tmp/flows.py:retrain"},
         "no private module": {**policy, "pipeline": "flows.__main__:retrain"},
-        "not in a module this server may import": {**policy, "pipeline": "this:x"},
+        "not in a package this server runs pipelines from": {**policy, "pipeline": "this:x"},
         "policy.executor is 'ray://": {**policy, "executor": "ray://203.0.113.9:10001"},
         "policy.params is 'x'; expected dict": {**policy, "params": "x"},
         "policy.triggers[0].monitor is [1]": {

@@ -63,12 +63,12 @@ def server(
             "address per minute (then 429).",
         ),
     ] = 20,
-    loop_pipelines: Annotated[
+    pipelines: Annotated[
         str,
         typer.Option(
-            help="Packages whose pipelines clients' loop policies may name (comma-separated, "
-            "e.g. 'acme.pipelines'): the server imports them to check a policy, and the loop "
-            "controller runs them. Default: none, so policies are applied on this host only.",
+            help="Packages whose pipelines clients may run through the server and name in "
+            "loop policies (comma-separated, e.g. 'acme.pipelines'; installed on this host): "
+            "the server imports and runs their code. Default: none.",
         ),
     ] = "",
     forwarded_allow_ips: Annotated[
@@ -130,13 +130,13 @@ def server(
     os.environ["CONVEYOR_SERVER_AUTH"] = "0" if no_auth else "1"
     os.environ["CONVEYOR_SERVER_MAX_ARTIFACT_MB"] = str(max_artifact_mb)
     os.environ["CONVEYOR_SERVER_AUTH_ATTEMPTS"] = str(auth_attempts)
-    prefixes = [p.strip() for p in loop_pipelines.split(",") if p.strip()]
+    prefixes = [p.strip() for p in pipelines.split(",") if p.strip()]
     for prefix in prefixes:
         if not re.fullmatch(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*", prefix):
             raise InvalidArgumentError(
-                f"--loop-pipelines takes package names (acme.pipelines); got {prefix!r}."
+                f"--pipelines takes package names (acme.pipelines); got {prefix!r}."
             )
-    os.environ["CONVEYOR_SERVER_LOOP_PIPELINES"] = ",".join(prefixes)
+    os.environ["CONVEYOR_SERVER_PIPELINES"] = ",".join(prefixes)
     uvicorn.run(
         "conveyor.server.asgi:app",
         host=host,

@@ -326,19 +326,12 @@ class Policy:
         return cls(**values)
 
 
-#: A pipeline as a team server takes it: an installed module's object, not a file path.
-_INSTALLED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*:[A-Za-z_]\w*")
-#: Executors a team server's caller may choose: never an address of their own (a Ray
-#: cluster there would get the controller's tasks and send back what it unpickles).
-_WIRE_EXECUTOR = re.compile(r"inline|local|local:([1-9]|[12][0-9]|3[0-2])|ray")
-
-
 def policy_from_wire(data: Any, *, pipelines: Sequence[str] = ()) -> Policy:
     """The policy a team server's caller sent (``Policy.to_dict()``), checked.
 
     Checking a policy imports its pipeline, and the loop controller runs it, so a caller may
     name only ``package.module:name`` under one of ``pipelines``, the module prefixes the
-    server's administrator allows (``conveyor server --loop-pipelines``); no file path, no
+    server's administrator allows (``conveyor server --pipelines``); no file path, no
     private module. The executor is ``inline``, ``local``, ``local:N`` (N <= 32) or ``ray``
     (the controller's own cluster), and every field has its declared type.
     """
@@ -351,26 +344,11 @@ def policy_from_wire(data: Any, *, pipelines: Sequence[str] = ()) -> Policy:
             f"policy: not a policy ({type(e).__name__}: {e}).",
             hint="Send Policy(...).to_dict(), as cv.loop.apply does through a server.",
         ) from None
+    from conveyor.pipelines.launch import check_executor, check_installed
+
     check_types(policy, "policy")
-    if not _INSTALLED.fullmatch(policy.pipeline):
-        raise InvalidArgumentError(
-            f"policy.pipeline is {policy.pipeline!r}; through a server it names an installed "
-            "module's pipeline: package.module:name (not a file, no private module).",
-        )
-    module = policy.pipeline.partition(":")[0]
-    if not any(module == p or module.startswith(p + ".") for p in pipelines):
-        allowed = ", ".join(pipelines) or "none"
-        raise InvalidArgumentError(
-            f"policy.pipeline {policy.pipeline!r} is not in a module this server may import "
-            f"for the loop (allowed: {allowed}).",
-            hint="The server's administrator allows packages with conveyor server "
-            "--loop-pipelines PKG, or applies the policy on the server's host.",
-        )
-    if not _WIRE_EXECUTOR.fullmatch(policy.executor):
-        raise InvalidArgumentError(
-            f"policy.executor is {policy.executor!r}; through a server: inline, local, "
-            "local:N (N <= 32) or ray (the cluster the loop controller is configured with)."
-        )
+    check_installed(policy.pipeline, pipelines, what="policy.pipeline")
+    check_executor(policy.executor, what="policy.executor")
     return policy
 
 

@@ -163,9 +163,14 @@ def run_pipeline(
     """
     ws = ws or current_workspace()
     if ws.remote is not None:
-        from conveyor.pipelines.remote import needs_the_store
+        from conveyor.pipelines.remote import needs_the_store, run_on_server
 
-        raise needs_the_store(f"Running pipeline {pipeline.name!r}")
+        if resume_from is not None or run_id is not None:
+            raise needs_the_store(f"Resuming pipeline {pipeline.name!r}")
+        pipeline.bind(params)  # a wrong param is refused here, before the server is asked
+        return run_on_server(
+            ws, pipeline, params, executor=executor, cache=cache, progress=progress
+        )
     bound = pipeline.bind(params)
     for key in bound:
         validation.check_key(key, "param")

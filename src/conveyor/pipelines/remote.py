@@ -1,8 +1,9 @@
-"""Pipeline runs and schedules through a team server: list and show runs, read a step's log,
-cancel a run, list schedules, with the same records as embedded.
+"""Pipeline runs and schedules through a team server: run an installed pipeline on the
+server's host and follow it, list and show runs, read a step's log, cancel a run, list
+schedules, with the same records as embedded.
 
-Running and resuming pipelines, loading step outputs and editing schedules need the store
-itself: the coordinator writes each step's records and outputs as it goes.
+Resuming runs, loading step outputs and editing schedules need the store itself, as does
+running a pipeline defined in a file or a script (the server runs installed packages only).
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from conveyor.core.errors import InvalidArgumentError
 from conveyor.pipelines.records import Outputs, PipelineRun, PipelineStatus, StepRun, StepStatus
 from conveyor.store.workspace import Workspace
 
-__all__ = ["cancel", "get_run", "list_runs", "list_schedules", "needs_the_store", "step_log"]
+__all__ = [
+    "cancel",
+    "get_run",
+    "list_runs",
+    "list_schedules",
+    "needs_the_store",
+    "run_on_server",
+    "step_log",
+]
+
+#: How often a run the server started is read while it goes.
+POLL_S = 0.5
 
 #: The most runs one listing returns through the server.
 MAX_LIMIT = 1000
@@ -118,6 +130,63 @@ def step_log(ws: Workspace, run_id: str, step: str) -> str:
 def cancel(ws: Workspace, run_id: str) -> PipelineRun:
     client, path = _path(ws, "pipeline-runs", run_id, "cancel")
     return _run(client.send_json("POST", path))
+
+
+def run_on_server(
+    ws: Workspace,
+    pipeline: Any,
+    params: dict[str, Any],
+    *,
+    executor: str,
+    cache: bool,
+    progress: Any = None,
+) -> PipelineRun:
+    """Run ``pipeline`` on the server's host (its package installed there) and follow it
+    until it ends, telling ``progress`` of each step's changes as a local run does; Ctrl-C
+    cancels it. Raises :class:`PipelineFailed` when it does not succeed, as embedded."""
+    import json
+    import time
+
+    from conveyor.core.modules import FILE_MODULE_PREFIX
+    from conveyor.pipelines.engine import PipelineFailed
+
+    entrypoint = pipeline.entrypoint
+    module = entrypoint.partition(":")[0]
+    if module == "__main__" or module.startswith(FILE_MODULE_PREFIX) or "/" in module:
+        raise InvalidArgumentError(
+            f"Pipeline {pipeline.name!r} is defined in a file ({entrypoint}), which a team "
+            "server cannot import.",
+            hint="Put it in a package installed on the server's host (and allowed there with "
+            "conveyor server --pipelines PKG), then run it as package.module:name.",
+        )
+    try:
+        json.dumps(params)
+    except TypeError as e:
+        raise InvalidArgumentError(
+            f"Through a team server a pipeline's params travel as JSON ({e})."
+        ) from None
+    client, path = _path(ws, "pipeline-runs")
+    body = {"pipeline": entrypoint, "params": params, "executor": executor, "cache": cache}
+    ws.flush_before_remote_write()
+    run = _run(client.send_json("POST", path, body))
+    seen: dict[str, str] = {}
+    try:
+        while True:
+            for step in run.steps:
+                status = str(step.status)
+                if progress is not None and seen.get(step.name) != status and status != "PENDING":
+                    progress(step.name, status, step.error.splitlines()[0] if step.error else "")
+                seen[step.name] = status
+            if run.ended_at is not None or str(run.status) != "RUNNING":
+                break
+            time.sleep(POLL_S)
+            run = get_run(ws, run.id)
+    except KeyboardInterrupt:
+        cancel(ws, run.id)
+        raise
+    if str(run.status) != "SUCCEEDED":
+        raise PipelineFailed(run.error or f"Pipeline {pipeline.name!r} ended {run.status}.", run)
+    return run
 
 
 def list_schedules(ws: Workspace) -> list[Any]:

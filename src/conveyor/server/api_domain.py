@@ -1072,6 +1072,69 @@ def list_pipeline_runs(
     return {"runs": [pipeline_run_json(r) for r in found]}
 
 
+class PipelineStart(BaseModel):
+    pipeline: str = Field(max_length=300, description="package.module:name, on the server")
+    params: dict[str, Any] = Field(default_factory=dict, description="JSON values")
+    executor: str = Field(default="local", max_length=40)
+    cache: bool = True
+
+
+_START_TIMEOUT_S = 120.0
+
+
+@api.post("/pipeline-runs", status_code=201)
+async def start_pipeline_run(
+    project: str, body: PipelineStart, call: Call = need("editor")
+) -> dict[str, Any]:
+    """Run an installed pipeline on the server's host, as the caller; answers once the run
+    is recorded (follow it with ``GET /pipeline-runs/{id}``). Only pipelines of the packages
+    the server allows (``conveyor server --pipelines``); executors inline, local, local:N
+    and ray (the host's)."""
+    import asyncio
+
+    import anyio
+
+    from conveyor.core import ids
+    from conveyor.core.errors import BackendUnavailableError, NotFoundError
+    from conveyor.pipelines import launch
+    from conveyor.pipelines.service import get_run
+
+    _bounded(body.params, "params")
+    launch.check_installed(body.pipeline, call.state.pipelines)
+    launch.check_executor(body.executor)
+    assert call.project is not None
+    run_id = ids.new_id()
+    root = call.state.root.settings.root
+    proc = launch.start(
+        root,
+        project=call.project.name,
+        actor=call.actor,
+        run_id=run_id,
+        reference=body.pipeline,
+        params=body.params,
+        executor=body.executor,
+        cache=body.cache,
+    )
+    deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S
+    while True:
+        try:
+            run = await anyio.to_thread.run_sync(lambda: get_run(run_id, workspace=call.workspace))
+        except NotFoundError:
+            run = None
+        if run is not None:
+            return pipeline_run_json(run)
+        if proc.poll() is not None:  # it stopped before recording the run: say why
+            reason = launch.last_words(root, run_id) or f"exit status {proc.returncode}"
+            raise InvalidArgumentError(f"Pipeline {body.pipeline!r} did not start: {reason}")
+        if asyncio.get_running_loop().time() > deadline:
+            raise BackendUnavailableError(
+                f"Pipeline {body.pipeline!r} was started as run {run_id} but has not recorded "
+                f"it within {_START_TIMEOUT_S:.0f} s.",
+                hint=f"Look for it with GET .../pipeline-runs/{run_id}.",
+            )
+        await asyncio.sleep(0.1)
+
+
 @api.get("/pipeline-runs/{run_id}")
 def get_pipeline_run(project: str, run_id: str, call: Call = need("viewer")) -> dict[str, Any]:
     """A pipeline run (its id or its last 6+ characters) with each step's status, cache key,
@@ -1136,7 +1199,7 @@ def apply_policy(project: str, body: PolicyBody, call: Call = need("approver")) 
     from conveyor.loop.policy import policy_from_wire
 
     _bounded(body.policy, "policy")
-    policy = policy_from_wire(body.policy, pipelines=call.state.loop_pipelines)
+    policy = policy_from_wire(body.policy, pipelines=call.state.pipelines)
     with call:
         return jsonable(_loop(call).apply(policy))
 

@@ -86,7 +86,7 @@ class ServerState:
         self.max_artifact_bytes = max_artifact_bytes
         self.identity = IdentityStore(self.root.metadata)
         self.limiter = RateLimiter()
-        self.loop_pipelines: tuple[str, ...] = ()
+        self.pipelines: tuple[str, ...] = ()
         self._workspaces: dict[str, Workspace] = {}
         self._lock = threading.Lock()
 
@@ -119,17 +119,17 @@ def create_app(
     max_body: int = 32 * 1024 * 1024,
     max_artifact_bytes: int = 50 << 30,
     auth_attempts: int = 20,
-    loop_pipelines: Sequence[str] = (),
+    pipelines: Sequence[str] = (),
 ) -> FastAPI:
     """Build the team server's application on the stores ``settings`` name.
 
     ``auth=False`` serves everyone as the configured actor: only for a server bound to
-    127.0.0.1 (``conveyor server --no-auth`` refuses anything else). ``loop_pipelines``:
-    the module prefixes whose pipelines a caller's loop policy may name (the server imports
-    them to check a policy, and the loop controller runs them).
+    127.0.0.1 (``conveyor server --no-auth`` refuses anything else). ``pipelines``:
+    the packages whose pipelines callers may run and name in loop policies (the server
+    imports and runs them).
     """
     state = ServerState(settings, auth=auth, max_artifact_bytes=max_artifact_bytes)
-    state.loop_pipelines = tuple(loop_pipelines)
+    state.pipelines = tuple(pipelines)
     state.limiter = RateLimiter(limit=auth_attempts)
     state.root.open()  # create and migrate the store now, not on the first request
 

@@ -14,7 +14,5 @@ app = create_app(
     auth=os.environ.get("CONVEYOR_SERVER_AUTH", "1") != "0",
     max_artifact_bytes=int(os.environ.get("CONVEYOR_SERVER_MAX_ARTIFACT_MB", "51200")) << 20,
     auth_attempts=int(os.environ.get("CONVEYOR_SERVER_AUTH_ATTEMPTS", "20")),
-    loop_pipelines=[
-        p for p in os.environ.get("CONVEYOR_SERVER_LOOP_PIPELINES", "").split(",") if p
-    ],
+    pipelines=[p for p in os.environ.get("CONVEYOR_SERVER_PIPELINES", "").split(",") if p],
 )

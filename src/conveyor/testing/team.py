@@ -41,14 +41,14 @@ class TeamServer:
         workers: int = 1,
         timeout: float = 60.0,
         auth_attempts: int = 20,
-        loop_pipelines: str = "",
+        pipelines: str = "",
     ) -> None:
         self.root = Path(root)
         self.env = env or {}
         self.workers = workers
         self.timeout = timeout
         self.auth_attempts = auth_attempts  # token creations per minute, among others
-        self.loop_pipelines = loop_pipelines  # packages of loop pipelines clients may name
+        self.pipelines = pipelines  # packages of loop pipelines clients may name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = ""
@@ -82,8 +82,8 @@ class TeamServer:
                     "warning",
                     "--auth-attempts",
                     str(self.auth_attempts),
-                    "--loop-pipelines",
-                    self.loop_pipelines,
+                    "--pipelines",
+                    self.pipelines,
                 ],
                 cwd=self.root,
                 env=env,

@@ -1,0 +1,124 @@
+"""Pipeline runs a team server starts for its callers, on its own host and stores.
+
+A caller names an installed pipeline (``package.module:name``) under a package the server's
+administrator allows (``conveyor server --pipelines``), never a file: the server imports it
+and runs its code. The run goes in a process of its own (``python -m
+conveyor.pipelines.launch``), so a server restart does not stop it and its workers never
+fork from the server; the caller follows it through the pipeline-run routes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from conveyor.core.errors import InvalidArgumentError
+
+__all__ = ["check_executor", "check_installed", "main", "start"]
+
+#: An installed module's object; no file path and no private or ``__main__`` module.
+_INSTALLED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*:[A-Za-z_]\w*")
+#: Executors a server's caller may choose: never an address of their own (a Ray cluster
+#: there would get the run's tasks and send back what the coordinator unpickles).
+_EXECUTOR = re.compile(r"inline|local|local:([1-9]|[12][0-9]|3[0-2])|ray")
+
+
+def check_installed(reference: str, allowed: Sequence[str], *, what: str = "pipeline") -> None:
+    """Refuse ``reference`` unless it is ``package.module:name`` under an allowed package."""
+    if not isinstance(reference, str) or not _INSTALLED.fullmatch(reference):
+        raise InvalidArgumentError(
+            f"{what} is {reference!r}; through a server it names an installed module's "
+            "pipeline: package.module:name (not a file, no private module).",
+        )
+    module = reference.partition(":")[0]
+    if not any(module == p or module.startswith(p + ".") for p in allowed):
+        raise InvalidArgumentError(
+            f"{what} {reference!r} is not in a package this server runs pipelines from "
+            f"(allowed: {', '.join(allowed) or 'none'}).",
+            hint="The server's administrator allows packages with conveyor server "
+            "--pipelines PKG (the package must be installed on the server's host).",
+        )
+
+
+def check_executor(spec: str, *, what: str = "executor") -> None:
+    if not isinstance(spec, str) or not _EXECUTOR.fullmatch(spec):
+        raise InvalidArgumentError(
+            f"{what} is {spec!r}; through a server: inline, local, local:N (N <= 32) or ray "
+            "(the cluster the server's host is configured with)."
+        )
+
+
+def start(
+    root: Path,
+    *,
+    project: str,
+    actor: str,
+    run_id: str,
+    reference: str,
+    params: dict[str, Any],
+    executor: str,
+    cache: bool,
+) -> subprocess.Popen[bytes]:
+    """Start the run in a process of its own under ``root`` (the server's project folder),
+    as ``actor``; its output goes to ``.conveyor/launches/RUN_ID.log`` there."""
+    from conveyor.core.config import STATE_DIR
+
+    logs = root / STATE_DIR / "launches"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CONVEYOR_PROJECT": project, "CONVEYOR_ACTOR": actor}
+    env.pop("CONVEYOR_TOKEN", None)
+    args = [run_id, reference, json.dumps(params), executor, "1" if cache else "0"]
+    with open(logs / f"{run_id}.log", "wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own module; the reference was checked
+            [sys.executable, "-m", "conveyor.pipelines.launch", *args],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C to the server is not the run's
+        )
+    threading.Thread(target=proc.wait, name=f"reap-{run_id}", daemon=True).start()
+    return proc
+
+
+def last_words(root: Path, run_id: str) -> str:
+    """The last line a launch process wrote (why it stopped before its run began)."""
+    from conveyor.core.config import STATE_DIR
+
+    try:
+        text = (root / STATE_DIR / "launches" / f"{run_id}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+def main(argv: Sequence[str]) -> int:
+    run_id, reference, params, executor, cache = argv
+    from conveyor.core.errors import ConveyorError
+    from conveyor.pipelines.engine import PipelineFailed, run_pipeline
+    from conveyor.pipelines.loader import load_pipeline
+
+    try:
+        pipeline = load_pipeline(reference)
+        run_pipeline(
+            pipeline, json.loads(params), executor=executor, cache=cache == "1", run_id=run_id
+        )
+    except PipelineFailed:
+        return 1
+    except ConveyorError as e:  # before the run began: the server tells the caller this line
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
