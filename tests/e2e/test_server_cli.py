@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -489,7 +490,10 @@ def test_pipeline_runs_logs_and_schedules_are_read_through_the_server(
     shutil.copyfile(Path(flows.__file__), tmp_path / "flows.py")
     started = cli(tmp_path, editor, "pipeline", "run", "flows.py:numbers")
     assert started.returncode == 1
-    assert "needs the store itself" in started.stderr
+    assert "is defined in a file" in started.stderr  # the server runs installed packages
+    resumed = cli(tmp_path, editor, "pipeline", "resume", run_id[-8:])
+    assert resumed.returncode == 1
+    assert "needs the store itself" in resumed.stderr
 
 
 def test_feature_views_are_read_through_the_server(
@@ -659,6 +663,17 @@ def check(y: int) -> int:
 @cv.pipeline(name="remote-flow")
 def train(x: int = 3) -> None:
     check(double(x))
+
+
+@cv.step
+def unprotect(name: str) -> str:
+    cv.models.require_approval(name, [])  # project admins only
+    return name
+
+
+@cv.pipeline(name="unguard")
+def unguard(name: str = "m") -> None:
+    unprotect(name)
 """
 
 
@@ -679,12 +694,12 @@ def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
     refused = cli(tmp_path, viewer, *run)
     assert refused.returncode == 1
     assert "editor" in refused.stderr
-    done = cli(tmp_path, editor, *run, "-p", "x=4", "--json")
-    assert done.returncode == 0, done.stderr
+    done = cli(tmp_path, editor, "pipeline", "run", "remote_flow:train", "-p", "x=4", "--json")
+    assert done.returncode == 0, done.stderr  # the default executor: worker processes
     record = json.loads(done.stdout)
     assert record["status"] == "SUCCEEDED"
     assert record["params"] == {"x": 4}
-    assert "double" in done.stderr  # each step, as it ends, as a local run shows them
+    assert re.search(r"double\s+SUCCEEDED\s+\d+\.\d\ds", done.stderr), done.stderr
     logs = cli(tmp_path, viewer, "pipeline", "logs", record["id"], "double")
     assert "doubling 4" in logs.stdout, logs.stderr
 
@@ -707,8 +722,26 @@ def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
     assert "not in a package this server runs pipelines from" in other.stderr
     gone = cli(tmp_path, editor, "pipeline", "run", "gone_flow:train")
     assert gone.returncode == 1
-    assert "did not start" in gone.stderr
-    assert "gone_flow" in gone.stderr  # the host's reason: it cannot import it
+    assert "did not start: error:" in gone.stderr  # the host's reason: it cannot import it
+
+    model = (
+        "import conveyor as cv\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "cv.models.log(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), 'm')\n"
+    )
+    assert python(tmp_path, editor, model).returncode == 0
+    denied = cli(tmp_path, editor, "pipeline", "run", "remote_flow:unguard")
+    assert denied.returncode == 1  # the run acts as its editor, in its worker too
+    assert "PermissionDeniedError: 'pia' may not" in denied.stderr, denied.stderr
+
+    import pandas as pd
+
+    pd.DataFrame({"x0": [0.5]}).to_parquet(tmp_path / "rows.parquet")
+    batch = ("predict", "m/1", "--input", "rows.parquet", "--output", "p.parquet")
+    as_viewer = cli(tmp_path, {**viewer, "CONVEYOR_LOG_URI": str(tmp_path / "logs")}, *batch)
+    assert as_viewer.returncode == 1
+    assert "needs the editor role" in as_viewer.stderr  # said before predicting anything
+    assert not (tmp_path / "p.parquet").exists()
 
 
 LOOP_SETUP = """

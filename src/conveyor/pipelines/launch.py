@@ -4,7 +4,9 @@ A caller names an installed pipeline (``package.module:name``) under a package t
 administrator allows (``conveyor server --pipelines``), never a file: the server imports it
 and runs its code. The run goes in a process of its own (``python -m
 conveyor.pipelines.launch``), so a server restart does not stop it and its workers never
-fork from the server; the caller follows it through the pipeline-run routes.
+fork from the server; it acts as the caller (their role is checked in every service the
+pipeline calls, in every worker: see ``ACTING_ENV``), and the caller follows it through the
+pipeline-run routes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ _INSTALLED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*:[A-Za-z_]\w*")
 #: Executors a server's caller may choose: never an address of their own (a Ray cluster
 #: there would get the run's tasks and send back what the coordinator unpickles).
 _EXECUTOR = re.compile(r"inline|local|local:([1-9]|[12][0-9]|3[0-2])|ray")
+#: A run started for a caller: its steps run on this host, in processes that act as them.
+_LAUNCH_EXECUTOR = re.compile(r"inline|local|local:([1-9]|1[0-6])")
 
 
 def check_installed(reference: str, allowed: Sequence[str], *, what: str = "pipeline") -> None:
@@ -47,7 +51,16 @@ def check_installed(reference: str, allowed: Sequence[str], *, what: str = "pipe
         )
 
 
-def check_executor(spec: str, *, what: str = "executor") -> None:
+def check_executor(spec: str, *, what: str = "executor", launch: bool = False) -> None:
+    """Refuse an executor a server's caller may not choose: never an address of theirs;
+    for a run the server starts, only its own host's processes (``launch``)."""
+    if launch:
+        if not isinstance(spec, str) or not _LAUNCH_EXECUTOR.fullmatch(spec):
+            raise InvalidArgumentError(
+                f"{what} is {spec!r}; a run the server starts uses inline, local or local:N "
+                "(N <= 16): its steps act as you, in processes on the server's host."
+            )
+        return
     if not isinstance(spec, str) or not _EXECUTOR.fullmatch(spec):
         raise InvalidArgumentError(
             f"{what} is {spec!r}; through a server: inline, local, local:N (N <= 32) or ray "
@@ -60,32 +73,61 @@ def start(
     *,
     project: str,
     actor: str,
+    acting_as: str | None,
     run_id: str,
     reference: str,
     params: dict[str, Any],
     executor: str,
     cache: bool,
+    on_exit: Callable[[int], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the run in a process of its own under ``root`` (the server's project folder),
-    as ``actor``; its output goes to ``.conveyor/launches/RUN_ID.log`` there."""
+    as ``actor`` (``acting_as``: their principal, see ``ACTING_ENV``); its output goes to
+    ``.conveyor/launches/RUN_ID.log`` there. ``on_exit(status)`` is called, in a thread,
+    once the process ends."""
     from conveyor.core.config import STATE_DIR
+    from conveyor.store.principal import ACTING_ENV
 
     logs = root / STATE_DIR / "launches"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CONVEYOR_PROJECT": project, "CONVEYOR_ACTOR": actor}
     env.pop("CONVEYOR_TOKEN", None)
-    args = [run_id, reference, json.dumps(params), executor, "1" if cache else "0"]
+    env.pop(ACTING_ENV, None)
+    if acting_as is not None:
+        env[ACTING_ENV] = acting_as
+    # The job goes in on stdin: params of any size (an argument is at most 128 KiB).
+    job = json.dumps(
+        {
+            "run_id": run_id,
+            "reference": reference,
+            "params": params,
+            "executor": executor,
+            "cache": cache,
+        }
+    ).encode()
     with open(logs / f"{run_id}.log", "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own module; the reference was checked
-            [sys.executable, "-m", "conveyor.pipelines.launch", *args],
+        proc = subprocess.Popen(  # our own module; the reference was checked
+            [sys.executable, "-m", "conveyor.pipelines.launch"],
             cwd=root,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C to the server is not the run's
         )
-    threading.Thread(target=proc.wait, name=f"reap-{run_id}", daemon=True).start()
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(job)
+        proc.stdin.close()
+    except BrokenPipeError:  # it died at once: its log says why
+        pass
+
+    def reap() -> None:
+        status = proc.wait()
+        if on_exit is not None:
+            on_exit(status)
+
+    threading.Thread(target=reap, name=f"reap-{run_id}", daemon=True).start()
     return proc
 
 
@@ -101,16 +143,20 @@ def last_words(root: Path, run_id: str) -> str:
     return lines[-1][:500] if lines else ""
 
 
-def main(argv: Sequence[str]) -> int:
-    run_id, reference, params, executor, cache = argv
+def main() -> int:
+    job = json.loads(sys.stdin.buffer.read())
     from conveyor.core.errors import ConveyorError
     from conveyor.pipelines.engine import PipelineFailed, run_pipeline
     from conveyor.pipelines.loader import load_pipeline
 
     try:
-        pipeline = load_pipeline(reference)
+        pipeline = load_pipeline(job["reference"])
         run_pipeline(
-            pipeline, json.loads(params), executor=executor, cache=cache == "1", run_id=run_id
+            pipeline,
+            job["params"],
+            executor=job["executor"],
+            cache=bool(job["cache"]),
+            run_id=job["run_id"],
         )
     except PipelineFailed:
         return 1
@@ -121,4 +167,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -8,10 +8,11 @@ running a pipeline defined in a file or a script (the server runs installed pack
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
-from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.pipelines.records import Outputs, PipelineRun, PipelineStatus, StepRun, StepStatus
 from conveyor.store.workspace import Workspace
 
@@ -27,6 +28,8 @@ __all__ = [
 
 #: How often a run the server started is read while it goes.
 POLL_S = 0.5
+#: How long to wait for the server to start a run (it waits up to 45 s for the record).
+START_WAIT_S = 75.0
 
 #: The most runs one listing returns through the server.
 MAX_LIMIT = 1000
@@ -165,28 +168,52 @@ def run_on_server(
         raise InvalidArgumentError(
             f"Through a team server a pipeline's params travel as JSON ({e})."
         ) from None
+    from conveyor.core import ids
+
     client, path = _path(ws, "pipeline-runs")
-    body = {"pipeline": entrypoint, "params": params, "executor": executor, "cache": cache}
+    run_id = ids.new_id()  # chosen here: a Ctrl-C before the answer can still cancel it
+    body = {
+        "pipeline": entrypoint,
+        "params": params,
+        "executor": executor,
+        "cache": cache,
+        "run_id": run_id,
+    }
     ws.flush_before_remote_write()
-    run = _run(client.send_json("POST", path, body))
     seen: dict[str, str] = {}
     try:
+        run = _run(client.send_json("POST", path, body, timeout=START_WAIT_S))
         while True:
             for step in run.steps:
                 status = str(step.status)
-                if progress is not None and seen.get(step.name) != status and status != "PENDING":
-                    progress(step.name, status, step.error.splitlines()[0] if step.error else "")
+                told = status in ("PENDING", "SKIPPED")  # a local run does not tell these
+                if progress is not None and seen.get(step.name) != status and not told:
+                    progress(step.name, status, _detail(step))
                 seen[step.name] = status
             if run.ended_at is not None or str(run.status) != "RUNNING":
                 break
             time.sleep(POLL_S)
             run = get_run(ws, run.id)
     except KeyboardInterrupt:
-        cancel(ws, run.id)
+        with contextlib.suppress(ConveyorError):  # it ended, or never started: nothing to stop
+            cancel(ws, run_id)
         raise
     if str(run.status) != "SUCCEEDED":
         raise PipelineFailed(run.error or f"Pipeline {pipeline.name!r} ended {run.status}.", run)
     return run
+
+
+def _detail(step: StepRun) -> str:
+    """What a local run says beside a step's status: its time, its cache source, its error."""
+    if step.status == StepStatus.CACHED and step.cached_from:
+        return f"from {step.cached_from[-6:].lower()}"
+    if step.status == StepStatus.FAILED:  # "Step 'x' failed: ERROR\n\nTRACEBACK" -> ERROR
+        head = step.error.split("\n\n", 1)[0]
+        prefix, sep, error = head.partition(": ")
+        return error if sep and prefix.startswith("Step ") else head
+    if step.status == StepStatus.SUCCEEDED and step.started_at and step.ended_at:
+        return f"{(step.ended_at - step.started_at).total_seconds():.2f}s"
+    return ""
 
 
 def list_schedules(ws: Workspace) -> list[Any]:

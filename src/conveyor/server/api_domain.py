@@ -98,6 +98,8 @@ def _bounded(value: Any, what: str, depth: int = 0) -> None:
             _bounded(item, what, depth + 1)
     elif isinstance(value, str) and "\x00" in value:
         raise InvalidArgumentError(f"{what} holds a NUL character.")
+    elif isinstance(value, int) and not -(2**63) <= value < 2**64:
+        raise InvalidArgumentError(f"{what} holds an integer beyond 64 bits.")
     if depth == 0:
         import orjson
 
@@ -1077,9 +1079,19 @@ class PipelineStart(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="JSON values")
     executor: str = Field(default="local", max_length=40)
     cache: bool = True
+    run_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$",
+        description="the id to record it under (a new ULID the client chose, so that it can "
+        "cancel the run even if this answer never reaches it)",
+    )
 
 
-_START_TIMEOUT_S = 120.0
+#: How long the route waits for the run's record; a client waits a little longer.
+START_TIMEOUT_S = 45.0
+#: Runs the server's processes keep going at once: per user, and in all.
+_LAUNCHES_PER_USER = 4
+_LAUNCHES = 16
 
 
 @api.post("/pipeline-runs", status_code=201)
@@ -1095,44 +1107,82 @@ async def start_pipeline_run(
     import anyio
 
     from conveyor.core import ids
-    from conveyor.core.errors import BackendUnavailableError, NotFoundError
+    from conveyor.core.errors import (
+        AlreadyExistsError,
+        BackendUnavailableError,
+        NotFoundError,
+        RateLimitedError,
+    )
     from conveyor.pipelines import launch
-    from conveyor.pipelines.service import get_run
+    from conveyor.pipelines.store import PipelineStore
+    from conveyor.store.principal import acting_env
 
     _bounded(body.params, "params")
     launch.check_installed(body.pipeline, call.state.pipelines)
-    launch.check_executor(body.executor)
+    launch.check_executor(body.executor, launch=True)
     assert call.project is not None
-    run_id = ids.new_id()
-    root = call.state.root.settings.root
-    proc = launch.start(
-        root,
-        project=call.project.name,
-        actor=call.actor,
-        run_id=run_id,
-        reference=body.pipeline,
-        params=body.params,
-        executor=body.executor,
-        cache=body.cache,
-    )
-    deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_S
-    while True:
+    ws = call.workspace
+    store = PipelineStore(ws)
+
+    def recorded(run_id: str) -> Any:
         try:
-            run = await anyio.to_thread.run_sync(lambda: get_run(run_id, workspace=call.workspace))
+            return store.get_run(run_id)
         except NotFoundError:
-            run = None
+            return None
+
+    run_id = body.run_id or ids.new_id()
+    if await anyio.to_thread.run_sync(recorded, run_id) is not None:
+        raise AlreadyExistsError(f"There is already a pipeline run {run_id}.")
+    live = call.state.launches
+    with call.state.lock:
+        for user in list(live):
+            live[user] = {p for p in live[user] if p.poll() is None}
+        mine = live.setdefault(call.actor, set())
+        if len(mine) >= _LAUNCHES_PER_USER or sum(map(len, live.values())) >= _LAUNCHES:
+            raise RateLimitedError(
+                f"This server already runs {len(mine)} of your pipeline runs and "
+                f"{sum(map(len, live.values()))} in all (at most {_LAUNCHES_PER_USER} and "
+                f"{_LAUNCHES}).",
+                hint="Wait for one to end, or cancel one: conveyor pipeline cancel RUN.",
+            )
+
+        def ended(status: int) -> None:
+            # A run whose process died (killed, out of memory) is not left RUNNING forever.
+            run = recorded(run_id)
+            if run is not None and run.ended_at is None:
+                store.mark_abandoned(run, f"its process on the server ended ({status})")
+
+        root = call.state.root.settings.root
+        proc = launch.start(
+            root,
+            project=call.project.name,
+            actor=call.actor,
+            acting_as=(acting_env(call.principal, source=call.source) if call.principal else None),
+            run_id=run_id,
+            reference=body.pipeline,
+            params=body.params,
+            executor=body.executor,
+            cache=body.cache,
+            on_exit=ended,
+        )
+        mine.add(proc)
+    deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
+    while True:
+        run = await anyio.to_thread.run_sync(recorded, run_id)
+        if run is None and proc.poll() is not None:
+            run = await anyio.to_thread.run_sync(recorded, run_id)  # it may have just ended
+            if run is None:  # it stopped before recording the run: say why
+                reason = launch.last_words(root, run_id) or f"exit status {proc.returncode}"
+                raise InvalidArgumentError(f"Pipeline {body.pipeline!r} did not start: {reason}")
         if run is not None:
             return pipeline_run_json(run)
-        if proc.poll() is not None:  # it stopped before recording the run: say why
-            reason = launch.last_words(root, run_id) or f"exit status {proc.returncode}"
-            raise InvalidArgumentError(f"Pipeline {body.pipeline!r} did not start: {reason}")
         if asyncio.get_running_loop().time() > deadline:
             raise BackendUnavailableError(
                 f"Pipeline {body.pipeline!r} was started as run {run_id} but has not recorded "
-                f"it within {_START_TIMEOUT_S:.0f} s.",
+                f"it within {START_TIMEOUT_S:.0f} s.",
                 hint=f"Look for it with GET .../pipeline-runs/{run_id}.",
             )
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.25)
 
 
 @api.get("/pipeline-runs/{run_id}")

@@ -87,6 +87,8 @@ class ServerState:
         self.identity = IdentityStore(self.root.metadata)
         self.limiter = RateLimiter()
         self.pipelines: tuple[str, ...] = ()
+        self.launches: dict[str, set[Any]] = {}  # user -> pipeline-run processes started
+        self.lock = threading.Lock()
         self._workspaces: dict[str, Workspace] = {}
         self._lock = threading.Lock()
 

@@ -106,6 +106,24 @@ def _chunks(
     return stream(), total, text, lineage
 
 
+def _check_can_record(ws: Workspace) -> None:
+    """Through a team server the job is recorded as an edit: refuse a viewer before the
+    predictions, not after them."""
+    from conveyor.core.errors import PermissionDeniedError
+    from conveyor.store.client import API
+    from conveyor.store.principal import role_rank
+
+    assert ws.remote is not None
+    me = ws.remote.get_json(f"{API}/whoami")
+    role = me.get("roles", {}).get(ws.settings.project) or ("admin" if me.get("admin") else None)
+    if role is None or role_rank(role) < role_rank("editor"):
+        raise PermissionDeniedError(
+            f"{me.get('user')!r} may not run a batch prediction in project "
+            f"{ws.settings.project!r}: recording it needs the editor role; holds {role or 'none'}.",
+            hint="Ask a project admin: conveyor users grant USER editor --project PROJECT.",
+        )
+
+
 def record_job(
     ws: Workspace,
     job_id: str,
@@ -209,6 +227,9 @@ def predict_batch(
     if chunk_rows < 1:
         raise InvalidArgumentError(f"chunk_rows must be at least 1; got {chunk_rows}.")
     from conveyor.serving.predlog import ParquetLog, PredictionEntry
+
+    if ws.remote is not None:
+        _check_can_record(ws)
 
     models = model_service(ws)
     loaded = models.load(ref, trust=trust)

@@ -148,11 +148,13 @@ class ServerClient:
         files: Any = None,
         headers: dict[str, str] | None = None,
         retry: bool | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """Send one request; raise the server's typed error for a 4xx/5xx answer.
 
         ``retry`` (default: for GET, PUT, DELETE and requests with an Idempotency-Key)
         resends after network errors and 502/503/504, backing off up to ``retries`` times.
+        ``timeout``: seconds to wait for the answer, for a request the server takes long on.
         """
         import httpx
 
@@ -175,6 +177,7 @@ class ServerClient:
                     files=files,
                     params=params,
                     headers=headers,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
             except (httpx.TransportError, httpx.TimeoutException) as e:
                 if attempt == attempts:

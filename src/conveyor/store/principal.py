@@ -15,17 +15,21 @@ True
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from conveyor.core.errors import InvalidArgumentError, PermissionDeniedError
 
 __all__ = [
+    "ACTING_ENV",
     "ROLES",
     "Principal",
     "acting",
+    "acting_env",
     "current_principal",
     "current_source",
     "require_role",
@@ -96,15 +100,54 @@ def acting(principal: Principal, *, source: str | None = None) -> Iterator[Princ
         _acting.reset(token)
 
 
-def current_principal() -> Principal | None:
-    """Return the principal acting in this context, or None (embedded use)."""
+#: A process a team server starts for a caller (a pipeline run) acts as that caller in every
+#: thread and worker process: the principal travels in this variable. It only ever narrows
+#: what the process may do (without it, the process could do anything with the stores).
+ACTING_ENV = "CONVEYOR_ACTING_AS"
+
+
+def acting_env(principal: Principal, *, source: str | None = None) -> str:
+    """The value of :data:`ACTING_ENV` that makes a process act as ``principal``."""
+    import json
+
+    fields = {
+        "user_id": principal.user_id,
+        "name": principal.name,
+        "roles": dict(principal.roles),
+        "is_admin": principal.is_admin,
+        "token_id": principal.token_id,
+        "token_project_id": principal.token_project_id,
+    }
+    return json.dumps({"principal": fields, "source": source})
+
+
+@lru_cache(maxsize=4)
+def _parse_env(raw: str) -> _Acting:
+    import json
+
+    try:
+        data = json.loads(raw)
+        return _Acting(Principal(**data["principal"]), data.get("source"))
+    except (ValueError, TypeError, KeyError) as e:
+        raise InvalidArgumentError(f"{ACTING_ENV} does not hold a principal ({e}).") from None
+
+
+def _now() -> _Acting | None:
     now = _acting.get()
+    if now is None and (raw := os.environ.get(ACTING_ENV)):
+        return _parse_env(raw)
+    return now
+
+
+def current_principal() -> Principal | None:
+    """Return the principal acting in this context (or this process), or None (embedded)."""
+    now = _now()
     return now.principal if now is not None else None
 
 
 def current_source() -> str | None:
     """Return the client address of the request in progress, or None."""
-    now = _acting.get()
+    now = _now()
     return now.source if now is not None else None
 
 

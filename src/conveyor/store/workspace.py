@@ -379,6 +379,21 @@ RESUMABLE_FROM = 64 << 20
 RESUMES = 5
 
 
+class _Pieces:
+    """A chunk, read into one reused buffer, sent in 1 MiB pieces (a resend starts again).
+    A new 8 MiB bytes per chunk, which the HTTP client copies whole again, grew the client's
+    heap by 8 MB a chunk here (glibc did not reuse the freed blocks): 130 MB for 160 MB."""
+
+    PIECE = 1 << 20
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.data), self.PIECE):
+            yield bytes(self.data[start : start + self.PIECE])
+
+
 def _resumable_upload(
     ws: Workspace,
     path: str | os.PathLike[str],
@@ -409,21 +424,28 @@ def _resumable_upload(
     digest = hashlib.sha256()
     offset = hashed = 0
     failures = 0
+    buffer = bytearray(chunk)  # one buffer for every chunk: see _Pieces
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:
             while offset < size:
                 f.seek(offset)
-                data = f.read(min(chunk, size - offset))
+                data = memoryview(buffer)[: f.readinto(memoryview(buffer)[: size - offset])]
                 if not data:
                     raise InvalidArgumentError(
                         f"{os.fspath(path)} shrank while it was being uploaded "
                         f"({size} bytes at the start)."
                     )
                 if offset + len(data) > hashed:
-                    digest.update(memoryview(data)[hashed - offset :])
+                    digest.update(data[hashed - offset :])
                     hashed = offset + len(data)
                 try:
-                    answer = client.request("PUT", session, content=data, params={"offset": offset})
+                    answer = client.request(
+                        "PUT",
+                        session,
+                        content=_Pieces(data),
+                        params={"offset": offset},
+                        headers={"Content-Length": str(len(data))},
+                    )
                     offset = int(answer.json()["offset"])
                     failures = 0
                 except (BackendUnavailableError, ConflictError) as e:
