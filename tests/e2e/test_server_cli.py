@@ -493,7 +493,7 @@ def test_pipeline_runs_logs_and_schedules_are_read_through_the_server(
     assert "is defined in a file" in started.stderr  # the server runs installed packages
     resumed = cli(tmp_path, editor, "pipeline", "resume", run_id[-8:])
     assert resumed.returncode == 1
-    assert "needs the store itself" in resumed.stderr
+    assert "is not in a package this server runs pipelines from" in resumed.stderr
 
 
 def test_feature_views_are_read_through_the_server(
@@ -703,9 +703,16 @@ def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
     logs = cli(tmp_path, viewer, "pipeline", "logs", record["id"], "double")
     assert "doubling 4" in logs.stdout, logs.stderr
 
-    failed = cli(tmp_path, editor, *run, "-p", "x=60")
+    failed = cli(tmp_path, editor, *run, "-p", "x=60", "--json")
     assert failed.returncode == 1
     assert "120 is too big" in failed.stdout + failed.stderr
+    fixed = REMOTE_FLOW.replace("if y > 100:", "if y > 1000:")
+    (server.root / "remote_flow.py").write_text(fixed)  # the host's code, fixed
+    resumed = cli(tmp_path, editor, "pipeline", "resume", json.loads(failed.stdout)["id"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"double\s+CACHED\s+from \w{6}", resumed.stderr), resumed.stderr
+    assert re.search(r"check\s+SUCCEEDED", resumed.stderr), resumed.stderr
+    (server.root / "remote_flow.py").write_text(REMOTE_FLOW)
     code = (
         "import remote_flow\n"
         "run = remote_flow.train.run(executor='inline', x=5)\n"

@@ -74,16 +74,14 @@ def start(
     project: str,
     actor: str,
     acting_as: str | None,
-    run_id: str,
-    reference: str,
-    params: dict[str, Any],
-    executor: str,
-    cache: bool,
+    job: dict[str, Any],
     on_exit: Callable[[int], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the run in a process of its own under ``root`` (the server's project folder),
-    as ``actor`` (``acting_as``: their principal, see ``ACTING_ENV``); its output goes to
-    ``.conveyor/launches/RUN_ID.log`` there. ``on_exit(status)`` is called, in a thread,
+    """Start ``job`` in a process of its own under ``root`` (the server's project folder),
+    as ``actor`` (``acting_as``: their principal, see ``ACTING_ENV``): ``run_id``,
+    ``reference``, ``executor`` and either ``params`` and ``cache`` (a new run) or
+    ``resume`` (the id of the run to resume). Its output goes to
+    ``.conveyor/launches/RUN_ID.log`` there; ``on_exit(status)`` is called, in a thread,
     once the process ends."""
     from conveyor.core.config import STATE_DIR
     from conveyor.store.principal import ACTING_ENV
@@ -95,16 +93,9 @@ def start(
     env.pop(ACTING_ENV, None)
     if acting_as is not None:
         env[ACTING_ENV] = acting_as
+    run_id = job["run_id"]
     # The job goes in on stdin: params of any size (an argument is at most 128 KiB).
-    job = json.dumps(
-        {
-            "run_id": run_id,
-            "reference": reference,
-            "params": params,
-            "executor": executor,
-            "cache": cache,
-        }
-    ).encode()
+    data = json.dumps(job).encode()
     with open(logs / f"{run_id}.log", "wb") as log:
         proc = subprocess.Popen(  # our own module; the reference was checked
             [sys.executable, "-m", "conveyor.pipelines.launch"],
@@ -117,7 +108,7 @@ def start(
         )
     assert proc.stdin is not None
     try:
-        proc.stdin.write(job)
+        proc.stdin.write(data)
         proc.stdin.close()
     except BrokenPipeError:  # it died at once: its log says why
         pass
@@ -151,13 +142,20 @@ def main() -> int:
 
     try:
         pipeline = load_pipeline(job["reference"])
-        run_pipeline(
-            pipeline,
-            job["params"],
-            executor=job["executor"],
-            cache=bool(job["cache"]),
-            run_id=job["run_id"],
-        )
+        if job.get("resume"):
+            from conveyor.pipelines.service import resume
+
+            resume(
+                job["resume"], executor=job["executor"], pipeline=pipeline, new_run_id=job["run_id"]
+            )
+        else:
+            run_pipeline(
+                pipeline,
+                job["params"],
+                executor=job["executor"],
+                cache=bool(job["cache"]),
+                run_id=job["run_id"],
+            )
     except PipelineFailed:
         return 1
     except ConveyorError as e:  # before the run began: the server tells the caller this line

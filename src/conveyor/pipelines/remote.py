@@ -148,10 +148,8 @@ def run_on_server(
     until it ends, telling ``progress`` of each step's changes as a local run does; Ctrl-C
     cancels it. Raises :class:`PipelineFailed` when it does not succeed, as embedded."""
     import json
-    import time
 
     from conveyor.core.modules import FILE_MODULE_PREFIX
-    from conveyor.pipelines.engine import PipelineFailed
 
     entrypoint = pipeline.entrypoint
     module = entrypoint.partition(":")[0]
@@ -168,21 +166,34 @@ def run_on_server(
         raise InvalidArgumentError(
             f"Through a team server a pipeline's params travel as JSON ({e})."
         ) from None
-    from conveyor.core import ids
+    body = {"pipeline": entrypoint, "params": params, "executor": executor, "cache": cache}
+    return _start_and_follow(ws, ("pipeline-runs",), body, pipeline.name, progress)
 
-    client, path = _path(ws, "pipeline-runs")
+
+def resume_on_server(
+    ws: Workspace, run_id: str, *, executor: str | None = None, progress: Any = None
+) -> PipelineRun:
+    """Resume a FAILED or KILLED run on the server's host (its pipeline installed there),
+    following it as :func:`run_on_server` does; returns the new run."""
+    old = get_run(ws, run_id)
+    body = {"executor": executor}
+    return _start_and_follow(ws, ("pipeline-runs", old.id, "resume"), body, old.pipeline, progress)
+
+
+def _start_and_follow(
+    ws: Workspace, route: tuple[str, ...], body: dict[str, Any], name: str, progress: Any
+) -> PipelineRun:
+    import time
+
+    from conveyor.core import ids
+    from conveyor.pipelines.engine import PipelineFailed
+
+    client, path = _path(ws, *route)
     run_id = ids.new_id()  # chosen here: a Ctrl-C before the answer can still cancel it
-    body = {
-        "pipeline": entrypoint,
-        "params": params,
-        "executor": executor,
-        "cache": cache,
-        "run_id": run_id,
-    }
     ws.flush_before_remote_write()
     seen: dict[str, str] = {}
     try:
-        run = _run(client.send_json("POST", path, body, timeout=START_WAIT_S))
+        run = _run(client.send_json("POST", path, {**body, "run_id": run_id}, timeout=START_WAIT_S))
         while True:
             for step in run.steps:
                 status = str(step.status)
@@ -199,7 +210,7 @@ def run_on_server(
             cancel(ws, run_id)
         raise
     if str(run.status) != "SUCCEEDED":
-        raise PipelineFailed(run.error or f"Pipeline {pipeline.name!r} ended {run.status}.", run)
+        raise PipelineFailed(run.error or f"Pipeline {name!r} ended {run.status}.", run)
     return run
 
 

@@ -141,9 +141,11 @@ def resume(
 
     ws = workspace or current_workspace()
     if ws.remote is not None:
-        from conveyor.pipelines.remote import needs_the_store
+        from conveyor.pipelines.remote import needs_the_store, resume_on_server
 
-        raise needs_the_store("Resuming a pipeline run")
+        if pipeline is not None or new_run_id is not None:
+            raise needs_the_store("Resuming a run with a pipeline of this session")
+        return resume_on_server(ws, run_id, executor=executor, progress=progress)
     old = get_run(run_id, workspace=ws)
     gone = abandoned(old)
     if gone is not None:

@@ -1087,21 +1087,64 @@ class PipelineStart(BaseModel):
     )
 
 
-#: How long the route waits for the run's record; a client waits a little longer.
-START_TIMEOUT_S = 45.0
-#: Runs the server's processes keep going at once: per user, and in all.
-_LAUNCHES_PER_USER = 4
-_LAUNCHES = 16
-
-
 @api.post("/pipeline-runs", status_code=201)
 async def start_pipeline_run(
     project: str, body: PipelineStart, call: Call = need("editor")
 ) -> dict[str, Any]:
     """Run an installed pipeline on the server's host, as the caller; answers once the run
     is recorded (follow it with ``GET /pipeline-runs/{id}``). Only pipelines of the packages
-    the server allows (``conveyor server --pipelines``); executors inline, local, local:N
-    and ray (the host's)."""
+    the server allows (``conveyor server --pipelines``); executors inline, local, local:N."""
+    from conveyor.pipelines import launch
+
+    _bounded(body.params, "params")
+    launch.check_installed(body.pipeline, call.state.pipelines)
+    launch.check_executor(body.executor, launch=True)
+    job = {"reference": body.pipeline, "params": body.params, "cache": body.cache}
+    return await _launch(call, job, body.executor, body.run_id)
+
+
+class PipelineResume(BaseModel):
+    executor: str | None = Field(default=None, max_length=40, description="default: the run's")
+    run_id: str | None = Field(default=None, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+@api.post("/pipeline-runs/{run_id}/resume", status_code=201)
+async def resume_pipeline_run(
+    project: str, run_id: str, body: PipelineResume, call: Call = need("editor")
+) -> dict[str, Any]:
+    """Run a FAILED or KILLED run again on the server's host, reusing its finished steps
+    (as ``conveyor pipeline resume``); the same packages and executors as a new run."""
+    import anyio
+
+    from conveyor.core.errors import ConflictError
+    from conveyor.pipelines import launch
+    from conveyor.pipelines.records import PipelineStatus
+    from conveyor.pipelines.service import get_run
+
+    old = await anyio.to_thread.run_sync(lambda: get_run(run_id, workspace=call.workspace))
+    launch.check_installed(old.entrypoint, call.state.pipelines, what="the run's pipeline")
+    if old.status is PipelineStatus.SUCCEEDED:
+        raise ConflictError(
+            f"Pipeline run {old.id} is {old.status}; only FAILED or KILLED runs are resumed."
+        )
+    executor = body.executor or old.executor
+    launch.check_executor(executor, launch=True)
+    job = {"reference": old.entrypoint, "resume": old.id}
+    return await _launch(call, job, executor, body.run_id)
+
+
+#: How long a launch waits for the run's record; a client waits a little longer.
+START_TIMEOUT_S = 45.0
+#: Runs the server's processes keep going at once: per user, and in all.
+_LAUNCHES_PER_USER = 4
+_LAUNCHES = 16
+
+
+async def _launch(
+    call: Call, job: dict[str, Any], executor: str, run_id: str | None
+) -> dict[str, Any]:
+    """Start ``job`` (see conveyor.pipelines.launch) as the caller, within the limits, and
+    answer with its run once recorded (or with why it stopped before)."""
     import asyncio
 
     import anyio
@@ -1117,12 +1160,9 @@ async def start_pipeline_run(
     from conveyor.pipelines.store import PipelineStore
     from conveyor.store.principal import acting_env
 
-    _bounded(body.params, "params")
-    launch.check_installed(body.pipeline, call.state.pipelines)
-    launch.check_executor(body.executor, launch=True)
     assert call.project is not None
-    ws = call.workspace
-    store = PipelineStore(ws)
+    store = PipelineStore(call.workspace)
+    reference = job["reference"]
 
     def recorded(run_id: str) -> Any:
         try:
@@ -1130,7 +1170,7 @@ async def start_pipeline_run(
         except NotFoundError:
             return None
 
-    run_id = body.run_id or ids.new_id()
+    run_id = run_id or ids.new_id()
     if await anyio.to_thread.run_sync(recorded, run_id) is not None:
         raise AlreadyExistsError(f"There is already a pipeline run {run_id}.")
     live = call.state.launches
@@ -1158,11 +1198,7 @@ async def start_pipeline_run(
             project=call.project.name,
             actor=call.actor,
             acting_as=(acting_env(call.principal, source=call.source) if call.principal else None),
-            run_id=run_id,
-            reference=body.pipeline,
-            params=body.params,
-            executor=body.executor,
-            cache=body.cache,
+            job={**job, "run_id": run_id, "executor": executor},
             on_exit=ended,
         )
         mine.add(proc)
@@ -1173,12 +1209,12 @@ async def start_pipeline_run(
             run = await anyio.to_thread.run_sync(recorded, run_id)  # it may have just ended
             if run is None:  # it stopped before recording the run: say why
                 reason = launch.last_words(root, run_id) or f"exit status {proc.returncode}"
-                raise InvalidArgumentError(f"Pipeline {body.pipeline!r} did not start: {reason}")
+                raise InvalidArgumentError(f"Pipeline {reference!r} did not start: {reason}")
         if run is not None:
             return pipeline_run_json(run)
         if asyncio.get_running_loop().time() > deadline:
             raise BackendUnavailableError(
-                f"Pipeline {body.pipeline!r} was started as run {run_id} but has not recorded "
+                f"Pipeline {reference!r} was started as run {run_id} but has not recorded "
                 f"it within {START_TIMEOUT_S:.0f} s.",
                 hint=f"Look for it with GET .../pipeline-runs/{run_id}.",
             )
