@@ -751,6 +751,55 @@ def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
     assert not (tmp_path / "p.parquet").exists()
 
 
+def test_models_export_and_import_from_mlflow_through_the_server(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("skl2onnx", reason="the ONNX export needs conveyor-mlops[onnx]")
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    from tests.unit.test_models_mlflow_import import mlflow_folder
+
+    project = "exports"
+    editor = server.client_env(server.token_for("exa", project=project), project=project)
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    forest = RandomForestClassifier(n_estimators=4, random_state=0).fit(X, y)
+    mlflow_folder(tmp_path / "mlflow-model", forest, X, "skops")
+    imported = cli(tmp_path, editor, "models", "import-mlflow", "mlflow-model", "--name", "rf")
+    assert imported.returncode == 0, imported.stderr
+    assert "as rf/1 (sklearn" in imported.stdout
+    assert "with its signature" in imported.stdout
+    exported = cli(
+        tmp_path, editor, "models", "export", "rf/1", "-o", "rf.onnx", "--register", "rf-onnx"
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert "Registered as rf-onnx/1." in exported.stdout
+    assert (tmp_path / "rf.onnx").stat().st_size > 0
+    shown = cli(tmp_path, editor, "models", "show", "rf-onnx/1", "--json")
+    assert json.loads(shown.stdout)["flavor"] == "onnx", shown.stderr
+    from conveyor.models.service import model_service
+    from conveyor.store.records import ObjectRef
+
+    ws = cv_workspace(server, project)  # the lineage, as the server's host sees it
+    try:
+        models = model_service(ws)
+        edges = ws.metadata.lineage(
+            ObjectRef("model_version", models.get("rf/1").id), direction="downstream"
+        ).edges
+        assert [(e.relation, e.dst.id) for e in edges] == [
+            ("exported_as", models.get("rf-onnx/1").id)
+        ]
+    finally:
+        ws.close()
+
+
+def cv_workspace(server: TeamServer, project: str) -> Any:
+    """The server's own stores, as its host sees them."""
+    import conveyor as cv
+
+    return cv.Workspace.from_settings(server.root, project=project)
+
+
 LOOP_SETUP = """
 import numpy as np, pandas as pd
 import conveyor as cv

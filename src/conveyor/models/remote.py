@@ -220,6 +220,11 @@ class RemoteModelService(ModelService):
         path = self._path("models", version.name, "versions", str(version.version), "card")
         return self.client.request("GET", path, params={"format": format}).text
 
+    def link_export(self, source: ModelVersion, exported: ModelVersion) -> None:
+        """Record the export on the server (the lineage edge source -exported_as-> export)."""
+        path = self._path("models", source.name, "versions", str(source.version), "exports")
+        self.client.send_json("POST", path, {"version": exported.ref})
+
     def data_versions(self, version: ModelVersion) -> list[str]:
         """The dataset versions the version's source run used, as the server's lineage has it."""
         if not version.run_id:

@@ -302,14 +302,18 @@ class ModelService:
                 input_example=example,
                 description=f"ONNX export of {version.ref} (digest {version.digest[:12]}).",
             )
-            with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
-                uow.link(
-                    ObjectRef(registry.VERSION_KIND, version.id),
-                    ObjectRef(registry.VERSION_KIND, exported.id),
-                    "exported_as",
-                )
+            self.link_export(version, exported)
             result["registered"] = exported.ref
         return result
+
+    def link_export(self, source: ModelVersion, exported: ModelVersion) -> None:
+        """Record in the lineage that ``exported`` is an export of ``source``."""
+        with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            uow.link(
+                ObjectRef(registry.VERSION_KIND, source.id),
+                ObjectRef(registry.VERSION_KIND, exported.id),
+                "exported_as",
+            )
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -62,6 +62,23 @@ def get_version(project: str, name: str, version: Version, call: Call = need("vi
     return wire.version_to_json(_models(call).get(f"{name}/{version}"))
 
 
+class Export(BaseModel):
+    version: str = Field(min_length=1, max_length=300, description="the export: churn-onnx/1")
+
+
+@api.post("/models/{name}/versions/{version}/exports", status_code=201)
+def record_export(
+    project: str, name: str, version: Version, body: Export, call: Call = need("editor")
+) -> dict[str, Any]:
+    """Record that model version ``body.version`` is an export of this one (what
+    ``conveyor models export --register`` logged): a lineage edge."""
+    models = _models(call)
+    source, exported = models.get(f"{name}/{version}"), models.get(body.version)
+    with call:
+        models.link_export(source, exported)
+    return {"src": source.ref, "dst": exported.ref, "relation": "exported_as"}
+
+
 @api.get("/models/{name}/versions/{version}/data")
 def version_data(
     project: str, name: str, version: Version, call: Call = need("viewer")

@@ -115,8 +115,9 @@ class Workspace:
         return ConveyorError(
             f"{what} is not available through a team server yet "
             f"(CONVEYOR_STORE_URI={self.settings.store_uri}): remote mode covers tracking, the "
-            "model registry, dataset versions, monitors and alerts, and reading pipeline runs "
-            "and feature views.",
+            "model registry, dataset versions, features over datasets, pipeline runs of "
+            "installed packages, deployments, batch predictions, monitors and alerts, and loop "
+            "policies.",
             hint="Run this on the server's own stores (its database URI), or see "
             "docs/server.md for what remote mode covers.",
         )
