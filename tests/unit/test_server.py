@@ -807,3 +807,18 @@ def test_historical_reads_refuse_bad_rows_with_a_reason_not_a_server_error(team:
         assert message in response.json()["error"]["message"] + str(
             response.json()["error"].get("hint")
         ), response.text
+
+
+def test_a_run_id_a_client_chooses_cannot_take_over_an_existing_run(team: Team) -> None:
+    from conveyor.tracking.runs import tracker
+
+    team.app.state.conveyor.pipelines = ("flows",)  # conveyor server --pipelines flows
+    other = team.app.state.conveyor.workspace("beta")  # another project's tracked run
+    with tracker(other).start_run("elsewhere") as run:
+        pass
+    url = _fill("/api/v1/projects/{project}/pipeline-runs")
+    body = {"pipeline": "flows.train:retrain", "executor": "inline", "run_id": run.id}
+    taken = team.call("POST", url, "editor", json=body)
+    assert taken.status_code == 409, taken.text  # refused before anything is started
+    assert f"The id {run.id} is taken" in taken.json()["error"]["message"]
+    assert team.call("POST", url, "editor", json={**body, "executor": "ray"}).status_code == 422

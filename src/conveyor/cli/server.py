@@ -126,6 +126,10 @@ def server(
         f"Conveyor server on http://{host}:{port} (API at /api/v1, schema at "
         "/api/v1/openapi.json). Ctrl+C stops."
     )
+    # A server acts as each request's caller: never as a principal its environment names.
+    from conveyor.store.principal import ACTING_ENV
+
+    os.environ.pop(ACTING_ENV, None)
     os.environ["CONVEYOR_SERVER_ROOT"] = str(ws.settings.root)
     os.environ["CONVEYOR_SERVER_AUTH"] = "0" if no_auth else "1"
     os.environ["CONVEYOR_SERVER_MAX_ARTIFACT_MB"] = str(max_artifact_mb)

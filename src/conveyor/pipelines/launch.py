@@ -106,14 +106,15 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C to the server is not the run's
         )
-    assert proc.stdin is not None
-    try:
-        proc.stdin.write(data)
-        proc.stdin.close()
-    except BrokenPipeError:  # it died at once: its log says why
-        pass
+    stdin = proc.stdin
+    assert stdin is not None
 
-    def reap() -> None:
+    def reap() -> None:  # in a thread: a large job must not hold up the caller
+        try:
+            stdin.write(data)
+            stdin.close()
+        except OSError:  # it died at once: its log says why
+            pass
         status = proc.wait()
         if on_exit is not None:
             on_exit(status)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from conveyor.core import ids
 from conveyor.core.errors import NotFoundError
 from conveyor.pipelines.records import Outputs, PipelineRun, PipelineStatus, StepRun, StepStatus
-from conveyor.store.metadata.schema import pipeline_runs, pipelines, step_runs
+from conveyor.store.metadata.schema import pipeline_runs, pipelines, runs, step_runs
 from conveyor.store.metadata.sql import insert_ignore
 from conveyor.store.metadata.store import UnitOfWork
 
@@ -156,6 +156,16 @@ class PipelineStore:
             )
 
     # -- reading -------------------------------------------------------------------------
+
+    def id_in_use(self, run_id: str) -> bool:
+        """Whether ``run_id`` names a pipeline run or a tracked run in any project: an id a
+        caller chose must not take over an existing record (the engine records the pipeline
+        run as a tracked run of the same id, and a run already there would be reused)."""
+        with self.ws.metadata.read() as conn:
+            for table in (pipeline_runs, runs):
+                if conn.execute(sa.select(table.c.id).where(table.c.id == run_id)).first():
+                    return True
+        return False
 
     def find_cached(self, cache_key: str) -> StepRun | None:
         """The latest step run with ``cache_key`` whose outputs can be reused."""

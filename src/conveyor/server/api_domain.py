@@ -1136,11 +1136,14 @@ async def resume_pipeline_run(
     from conveyor.core.errors import ConflictError
     from conveyor.pipelines import launch
     from conveyor.pipelines.records import PipelineStatus
-    from conveyor.pipelines.service import get_run
+    from conveyor.pipelines.service import abandoned, get_run
 
     old = await anyio.to_thread.run_sync(lambda: get_run(run_id, workspace=call.workspace))
     launch.check_installed(old.entrypoint, call.state.pipelines, what="the run's pipeline")
-    if old.status is PipelineStatus.SUCCEEDED:
+    # (a RUNNING run whose coordinator is gone is marked KILLED and resumed by the launch)
+    if old.status is PipelineStatus.SUCCEEDED or (
+        old.status is PipelineStatus.RUNNING and abandoned(old) is None
+    ):
         raise ConflictError(
             f"Pipeline run {old.id} is {old.status}; only FAILED or KILLED runs are resumed."
         )
@@ -1162,23 +1165,40 @@ async def _launch(
 ) -> dict[str, Any]:
     """Start ``job`` (see conveyor.pipelines.launch) as the caller, within the limits, and
     answer with its run once recorded (or with why it stopped before)."""
-    import asyncio
-
     import anyio
 
     from conveyor.core import ids
-    from conveyor.core.errors import (
-        AlreadyExistsError,
-        BackendUnavailableError,
-        NotFoundError,
-        RateLimitedError,
-    )
-    from conveyor.pipelines import launch
+    from conveyor.core.errors import AlreadyExistsError
     from conveyor.pipelines.store import PipelineStore
-    from conveyor.store.principal import acting_env
+
+    store = PipelineStore(call.workspace)
+    run_id = run_id or ids.new_id()
+    with call.state.lock:  # two requests with one id: only the first goes on
+        if run_id in call.state.reserved:
+            raise AlreadyExistsError(f"There is already a pipeline run {run_id}.")
+        call.state.reserved.add(run_id)
+    try:
+        if await anyio.to_thread.run_sync(store.id_in_use, run_id):
+            raise AlreadyExistsError(f"The id {run_id} is taken; send another, or none.")
+        return await _launch_reserved(call, store, job, executor, run_id)
+    finally:
+        with call.state.lock:
+            call.state.reserved.discard(run_id)
+
+
+async def _launch_reserved(
+    call: Call, store: Any, job: dict[str, Any], executor: str, run_id: str
+) -> dict[str, Any]:
+    import asyncio
+    import socket
+
+    import anyio
+
+    from conveyor.core.errors import BackendUnavailableError, NotFoundError, RateLimitedError
+    from conveyor.pipelines import launch
+    from conveyor.store.principal import Principal, acting_env
 
     assert call.project is not None
-    store = PipelineStore(call.workspace)
     reference = job["reference"]
 
     def recorded(run_id: str) -> Any:
@@ -1187,9 +1207,21 @@ async def _launch(
         except NotFoundError:
             return None
 
-    run_id = run_id or ids.new_id()
-    if await anyio.to_thread.run_sync(recorded, run_id) is not None:
-        raise AlreadyExistsError(f"There is already a pipeline run {run_id}.")
+    acting_as = None
+    if call.principal is not None:  # the caller, narrowed to this project
+        p, project_id = call.principal, call.project.id
+        role = p.role_in(project_id)
+        acting_as = acting_env(
+            Principal(
+                user_id=p.user_id,
+                name=p.name,
+                roles={project_id: role} if role else {},
+                is_admin=False,
+                token_id=p.token_id,
+                token_project_id=project_id,
+            ),
+            source=call.source,
+        )
     live = call.state.launches
     with call.state.lock:
         for user in list(live):
@@ -1204,20 +1236,25 @@ async def _launch(
             )
 
         def ended(status: int) -> None:
-            # A run whose process died (killed, out of memory) is not left RUNNING forever.
+            # A run whose process died (killed, out of memory) is not left RUNNING forever;
+            # only this process's own run (not one another process recorded under the id).
             run = recorded(run_id)
-            if run is not None and run.ended_at is None:
+            ours = f"{socket.gethostname()}:{proc.pid}"[:200]
+            if run is not None and run.ended_at is None and run.coordinator == ours:
                 store.mark_abandoned(run, f"its process on the server ended ({status})")
 
         root = call.state.root.settings.root
-        proc = launch.start(
-            root,
-            project=call.project.name,
-            actor=call.actor,
-            acting_as=(acting_env(call.principal, source=call.source) if call.principal else None),
-            job={**job, "run_id": run_id, "executor": executor},
-            on_exit=ended,
-        )
+        try:
+            proc = launch.start(
+                root,
+                project=call.project.name,
+                actor=call.actor,
+                acting_as=acting_as,
+                job={**job, "run_id": run_id, "executor": executor},
+                on_exit=ended,
+            )
+        except OSError as e:
+            raise BackendUnavailableError(f"The server could not start the run: {e}.") from e
         mine.add(proc)
     deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
     while True:

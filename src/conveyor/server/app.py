@@ -88,6 +88,7 @@ class ServerState:
         self.limiter = RateLimiter()
         self.pipelines: tuple[str, ...] = ()
         self.launches: dict[str, set[Any]] = {}  # user -> pipeline-run processes started
+        self.reserved: set[str] = set()  # run ids being launched
         self.lock = threading.Lock()
         self._workspaces: dict[str, Workspace] = {}
         self._lock = threading.Lock()
