@@ -613,6 +613,10 @@ def test_feature_definitions_apply_and_training_sets_build_through_the_server(
     assert "spend v1 (unchanged)" in again.stdout, again.stderr
     shown = cli(tmp_path, viewer, "features", "show", "spend")
     assert "fia" in shown.stdout, shown.stderr  # the version names who applied it
+    admin = server.client_env(server.admin_token, project=project)
+    audit = cli(tmp_path, admin, "audit", "--actor", "fia")
+    assert "feature_entity.create" in audit.stdout, audit.stderr  # the entity too, once
+    assert audit.stdout.count("feature_entity.create") == 1
 
     entities = pd.DataFrame(
         {"customer_id": [2, 1, 1], "event_timestamp": [day[2], day[0], day[2]]},

@@ -172,12 +172,13 @@ class FeatureService:
         with self.ws.metadata.transaction(project_id=self.project_id) as uow:
             for obj in items:
                 if isinstance(obj, Entity):
-                    insert_ignore(
+                    entity_id = ids.new_id()
+                    created = insert_ignore(
                         uow.conn,
                         entities,
                         [
                             {
-                                "id": ids.new_id(),
+                                "id": entity_id,
                                 "project_id": self.project_id,
                                 "name": obj.name,
                                 "keys": list(obj.keys),
@@ -186,7 +187,13 @@ class FeatureService:
                         ],
                         conflict_columns=["project_id", "name"],
                     )
-                    done.append(Applied(obj.name, "entity", 1, False))
+                    if created:
+                        uow.audit(
+                            "feature_entity.create",
+                            ObjectRef("feature_entity", entity_id),
+                            after={"name": obj.name, "keys": list(obj.keys)},
+                        )
+                    done.append(Applied(obj.name, "entity", 1, bool(created)))
                     continue
                 done.append(self._apply_view(uow, obj))
         for obj in items:

@@ -36,12 +36,13 @@ _LAUNCH_EXECUTOR = re.compile(r"inline|local|local:([1-9]|1[0-6])")
 
 def check_installed(reference: str, allowed: Sequence[str], *, what: str = "pipeline") -> None:
     """Refuse ``reference`` unless it is ``package.module:name`` under an allowed package."""
-    if not isinstance(reference, str) or not _INSTALLED.fullmatch(reference):
+    module = reference.partition(":")[0] if isinstance(reference, str) else ""
+    # (a module path ending in .py would be imported as a file by the loader)
+    if not _INSTALLED.fullmatch(str(reference)) or module.endswith(".py"):
         raise InvalidArgumentError(
             f"{what} is {reference!r}; through a server it names an installed module's "
             "pipeline: package.module:name (not a file, no private module).",
         )
-    module = reference.partition(":")[0]
     if not any(module == p or module.startswith(p + ".") for p in allowed):
         raise InvalidArgumentError(
             f"{what} {reference!r} is not in a package this server runs pipelines from "
@@ -88,6 +89,7 @@ def start(
 
     logs = root / STATE_DIR / "launches"
     logs.mkdir(parents=True, exist_ok=True)
+    _prune(logs)
     env = {**os.environ, "CONVEYOR_PROJECT": project, "CONVEYOR_ACTOR": actor}
     env.pop("CONVEYOR_TOKEN", None)
     env.pop(ACTING_ENV, None)
@@ -121,6 +123,23 @@ def start(
 
     threading.Thread(target=reap, name=f"reap-{run_id}", daemon=True).start()
     return proc
+
+
+#: How long a launch's log is kept (the run's own records, step logs included, stay).
+LOG_DAYS = 30
+
+
+def _prune(logs: Path) -> None:
+    """Remove launch logs older than :data:`LOG_DAYS`."""
+    import time
+
+    cutoff = time.time() - LOG_DAYS * 86400
+    for log in logs.glob("*.log"):
+        try:
+            if log.stat().st_mtime < cutoff:
+                log.unlink()
+        except OSError:  # another worker removed it first
+            continue
 
 
 def last_words(root: Path, run_id: str) -> str:
