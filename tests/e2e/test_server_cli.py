@@ -755,6 +755,83 @@ def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
     assert not (tmp_path / "p.parquet").exists()
 
 
+def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_write(
+    server: TeamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    import conveyor as cv
+    from conveyor.pipelines.schedules import Scheduler
+    from conveyor.pipelines.service import step_log
+
+    project = "timed"
+    editor = server.client_env(server.token_for("sam", project=project), project=project)
+    other = server.client_env(server.token_for("sue", project=project), project=project)
+    viewer = server.client_env(
+        server.token_for("vic", project=project, role="viewer"), project=project
+    )
+    (tmp_path / "remote_flow.py").write_text(REMOTE_FLOW)  # the code, here and on the host
+    (server.root / "remote_flow.py").write_text(REMOTE_FLOW)
+    (tmp_path / "gone_flow.py").write_text(REMOTE_FLOW)  # allowed there, but not installed
+    create = ("schedule", "create", "remote_flow:train", "--cron", "0 3 * * *")
+
+    refused = cli(tmp_path, viewer, *create)
+    assert refused.returncode == 1
+    assert "editor" in refused.stderr
+    made = cli(tmp_path, editor, *create, "-p", "x=4", "-e", "inline", "--name", "nightly")
+    assert made.returncode == 0, made.stderr
+    assert "nightly" in made.stdout
+    guard = ("schedule", "create", "remote_flow:unguard", "--cron", "0 4 * * *", "-e", "inline")
+    assert cli(tmp_path, editor, *guard).returncode == 0
+    model = (
+        "import conveyor as cv\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "cv.models.log(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), 'm')\n"
+    )
+    assert python(tmp_path, editor, model).returncode == 0  # what unguard would unprotect
+    gone = cli(tmp_path, editor, "schedule", "create", "gone_flow:train", "--cron", "0 3 * * *")
+    assert gone.returncode == 1
+    assert "cannot be used" in gone.stderr  # the host's reason: it cannot import it
+    by_file = cli(
+        tmp_path, editor, "schedule", "create", "remote_flow.py:train", "--cron", "* * * * *"
+    )
+    assert by_file.returncode == 1
+    assert "defined in a file" in by_file.stderr
+    listed = json.loads(cli(tmp_path, viewer, "schedule", "list", "--json").stdout)
+    nightly = next(s for s in listed if s["name"] == "nightly")
+    assert (nightly["pipeline"], nightly["params"], nightly["created_by"]) == (
+        "remote-flow",
+        {"x": 4},
+        "sam",
+    )
+    assert nightly["owner_id"]
+
+    # The scheduler on the server's host starts the due runs, each acting as sam.
+    for key in [k for k in os.environ if k.startswith("CONVEYOR_")]:
+        monkeypatch.delenv(key)
+    ws = cv.Workspace.from_settings(server.root, project=project)
+    try:
+        scheduler = Scheduler(ws)
+        due = datetime.now(UTC) + timedelta(days=1, hours=1)
+        runs = {run.pipeline: run for run in scheduler.tick(now=due)}
+        assert scheduler.errors == {}
+        assert runs["remote-flow"].status == "SUCCEEDED"
+        assert (runs["remote-flow"].params, runs["remote-flow"].created_by) == ({"x": 4}, "sam")
+        assert runs["unguard"].status == "FAILED"  # its step acts as sam, an editor
+        log = step_log(runs["unguard"].id, "unprotect", workspace=ws)
+        assert "PermissionDeniedError: 'sam' may not" in log
+
+        server.token_for("sam", project=project, role="viewer")  # sam may no longer write
+        assert scheduler.tick(now=due + timedelta(days=1)) == []
+        assert "'sam', who no longer holds the editor role" in scheduler.errors["nightly"]
+    finally:
+        ws.close()
+    deleted = cli(tmp_path, other, "schedule", "delete", "nightly")
+    assert deleted.returncode == 0, deleted.stderr
+    left = json.loads(cli(tmp_path, viewer, "schedule", "list", "--json").stdout)
+    assert [s["name"] for s in left] == ["unguard"]
+
+
 def test_models_export_and_import_from_mlflow_through_the_server(
     server: TeamServer, tmp_path: Path
 ) -> None:

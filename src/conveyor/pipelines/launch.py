@@ -23,7 +23,7 @@ from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
 
-__all__ = ["check_executor", "check_installed", "main", "start"]
+__all__ = ["check_executor", "check_installed", "describe", "main", "start"]
 
 #: An installed module's object; no file path and no private or ``__main__`` module.
 _INSTALLED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*:[A-Za-z_]\w*")
@@ -154,6 +154,39 @@ def last_words(root: Path, run_id: str) -> str:
     return lines[-1][:500] if lines else ""
 
 
+#: How long describing a pipeline may take (importing its package).
+DESCRIBE_TIMEOUT_S = 60.0
+
+
+def describe(root: Path, reference: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Import the pipeline at ``reference`` in a process of its own (never in the server's)
+    and bind ``params``: its ``name`` and its bound ``params``. Raise InvalidArgumentError
+    with the reason when it cannot be imported or the params do not fit."""
+    from conveyor.store.principal import ACTING_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVEYOR_TOKEN", ACTING_ENV)}
+    try:
+        done = subprocess.run(  # our own module; the reference was checked
+            [sys.executable, "-m", "conveyor.pipelines.launch"],
+            cwd=root,
+            env=env,
+            input=json.dumps({"describe": reference, "params": params}).encode(),
+            capture_output=True,
+            timeout=DESCRIBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InvalidArgumentError(
+            f"Importing pipeline {reference!r} took over {DESCRIBE_TIMEOUT_S:.0f} s."
+        ) from None
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines() or ["no reason given"]
+        reason = lines[-1].removeprefix("error: ")[:500]
+        raise InvalidArgumentError(f"Pipeline {reference!r} cannot be used: {reason}")
+    described: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return described
+
+
 def main() -> int:
     job = json.loads(sys.stdin.buffer.read())
     from conveyor.core.errors import ConveyorError
@@ -161,6 +194,11 @@ def main() -> int:
     from conveyor.pipelines.loader import load_pipeline
 
     try:
+        if "describe" in job:
+            described = load_pipeline(job["describe"])
+            bound = described.bind(job["params"])
+            sys.stdout.write(json.dumps({"name": described.name, "params": bound}) + "\n")
+            return 0
         pipeline = load_pipeline(job["reference"])
         if job.get("resume"):
             from conveyor.pipelines.service import resume

@@ -1,9 +1,9 @@
 """Pipeline runs and schedules through a team server: run an installed pipeline on the
-server's host and follow it, list and show runs, read a step's log, cancel a run, list
-schedules, with the same records as embedded.
+server's host and follow it, list and show runs, read a step's log, cancel or resume a run,
+make, list and delete schedules, with the same records as embedded.
 
-Resuming runs, loading step outputs and editing schedules need the store itself, as does
-running a pipeline defined in a file or a script (the server runs installed packages only).
+Loading step outputs needs the store itself, as does running or scheduling a pipeline
+defined in a file or a script (the server runs installed packages only).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from conveyor.store.workspace import Workspace
 
 __all__ = [
     "cancel",
+    "create_schedule",
+    "delete_schedule",
     "get_run",
     "list_runs",
     "list_schedules",
@@ -147,8 +149,14 @@ def run_on_server(
     """Run ``pipeline`` on the server's host (its package installed there) and follow it
     until it ends, telling ``progress`` of each step's changes as a local run does; Ctrl-C
     cancels it. Raises :class:`PipelineFailed` when it does not succeed, as embedded."""
-    import json
+    _check_installed_here(pipeline)
+    _check_json(params)
+    body = {"pipeline": pipeline.entrypoint, "params": params, "executor": executor, "cache": cache}
+    return _start_and_follow(ws, ("pipeline-runs",), body, pipeline.name, progress)
 
+
+def _check_installed_here(pipeline: Any) -> None:
+    """Refuse a pipeline defined in a file or a script: the server imports packages only."""
     from conveyor.core.modules import FILE_MODULE_PREFIX
 
     entrypoint = pipeline.entrypoint
@@ -158,16 +166,19 @@ def run_on_server(
             f"Pipeline {pipeline.name!r} is defined in a file ({entrypoint}), which a team "
             "server cannot import.",
             hint="Put it in a package installed on the server's host (and allowed there with "
-            "conveyor server --pipelines PKG), then run it as package.module:name.",
+            "conveyor server --pipelines PKG), then use it as package.module:name.",
         )
+
+
+def _check_json(params: dict[str, Any]) -> None:
+    import json
+
     try:
         json.dumps(params)
     except TypeError as e:
         raise InvalidArgumentError(
             f"Through a team server a pipeline's params travel as JSON ({e})."
         ) from None
-    body = {"pipeline": entrypoint, "params": params, "executor": executor, "cache": cache}
-    return _start_and_follow(ws, ("pipeline-runs",), body, pipeline.name, progress)
 
 
 def resume_on_server(
@@ -227,14 +238,48 @@ def _detail(step: StepRun) -> str:
     return ""
 
 
-def list_schedules(ws: Workspace) -> list[Any]:
+def _schedule(raw: dict[str, Any]) -> Any:
     from conveyor.pipelines.schedules import Schedule
 
-    client, path = _path(ws, "schedules")
     known = set(Schedule.__dataclass_fields__)  # a newer server may send more
-    found = []
-    for raw in client.get_json(path)["schedules"]:
-        for key in ("next_run_at", "last_run_at", "created_at"):
-            raw[key] = _when(raw.get(key))
-        found.append(Schedule(**{k: v for k, v in raw.items() if k in known}))
-    return found
+    for key in ("next_run_at", "last_run_at", "created_at"):
+        raw[key] = _when(raw.get(key))
+    return Schedule(**{k: v for k, v in raw.items() if k in known})
+
+
+def list_schedules(ws: Workspace) -> list[Any]:
+    client, path = _path(ws, "schedules")
+    return [_schedule(raw) for raw in client.get_json(path)["schedules"]]
+
+
+def create_schedule(
+    ws: Workspace,
+    pipeline: Any,
+    params: dict[str, Any],
+    *,
+    cron: str,
+    name: str | None,
+    executor: str,
+    catch_up: int,
+    replace: bool,
+) -> Any:
+    """Store a schedule on the server: the scheduler on its host starts the runs, each
+    acting as you with the role you hold when it is due."""
+    _check_installed_here(pipeline)
+    _check_json(params)
+    client, path = _path(ws, "schedules")
+    body = {
+        "pipeline": pipeline.entrypoint,
+        "name": name,
+        "cron": cron,
+        "params": params,
+        "executor": executor,
+        "catch_up": catch_up,
+        "replace": replace,
+    }
+    return _schedule(client.send_json("POST", path, body))
+
+
+def delete_schedule(ws: Workspace, name: str) -> Any:
+    client, path = _path(ws, "schedules", name)
+    return _schedule(client.send_json("DELETE", path))

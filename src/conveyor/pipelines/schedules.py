@@ -5,6 +5,11 @@ scheduler run`` (a :class:`Scheduler`) starts the due runs. Two schedulers may r
 (for availability): the one holding the project's lease in the metadata store starts runs,
 and each start also claims the schedule's due time with a compare-and-set, so no due run is
 ever started twice.
+
+A schedule made through a team server has an owner, the user who made it: its runs act as
+that user, with the role they hold when the run is due (a disabled user's schedule, or one
+whose owner is no longer an editor, starts nothing). Each goes in a process of its own, as
+a run the server starts for a caller does (:mod:`conveyor.pipelines.launch`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,20 @@ from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError, NotFo
 from conveyor.pipelines.dsl import Pipeline
 from conveyor.store.leases import acquire, new_holder, release
 from conveyor.store.metadata.schema import schedules
+from conveyor.store.principal import Principal
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
-__all__ = ["Schedule", "Scheduler", "delete_schedule", "list_schedules", "schedule"]
+__all__ = [
+    "Schedule",
+    "Scheduler",
+    "check_cron",
+    "delete_schedule",
+    "get_schedule",
+    "list_schedules",
+    "schedule",
+    "store_schedule",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +65,8 @@ class Schedule:
     last_run_id: str | None
     created_at: datetime
     created_by: str
+    #: The user the schedule's runs act as (made through a team server), or None (the host's).
+    owner_id: str | None = None
 
 
 def _row(row: Any) -> Schedule:
@@ -68,10 +85,11 @@ def _row(row: Any) -> Schedule:
         last_run_id=row.last_run_id,
         created_at=row.created_at,
         created_by=row.created_by,
+        owner_id=row.owner_id,
     )
 
 
-def _check_cron(cron: str) -> str:
+def check_cron(cron: str) -> str:
     from croniter import croniter
 
     if not isinstance(cron, str) or not croniter.is_valid(cron):
@@ -130,7 +148,6 @@ def schedule(
     if not isinstance(target, Pipeline):
         raise InvalidArgumentError(f"schedule takes a pipeline; got {pipeline!r}.")
     bound = target.bind(params or {})
-    _check_cron(cron)
     if target.entrypoint.startswith("__main__:"):
         raise InvalidArgumentError(
             f"Pipeline {target.name!r} is defined in a notebook or `python -c`, where a "
@@ -138,23 +155,66 @@ def schedule(
             hint="Move it into a module or a .py file, and schedule that "
             "(cv.schedule('pipelines.churn:train', ...)).",
         )
+    if ws.remote is not None:
+        from conveyor.pipelines import remote
+
+        return remote.create_schedule(
+            ws,
+            target,
+            params or {},
+            cron=check_cron(cron),
+            name=name,
+            executor=executor,
+            catch_up=catch_up,
+            replace=replace,
+        )
+    return store_schedule(
+        ws,
+        name=name or target.name,
+        pipeline=target.name,
+        entrypoint=target.entrypoint,
+        params=bound,
+        cron=cron,
+        executor=executor,
+        catch_up=catch_up,
+        replace=replace,
+    )
+
+
+def store_schedule(
+    ws: Workspace,
+    *,
+    name: str,
+    pipeline: str,
+    entrypoint: str,
+    params: dict[str, Any],
+    cron: str,
+    executor: str,
+    catch_up: int,
+    replace: bool,
+) -> Schedule:
+    """Store a schedule of the pipeline at ``entrypoint`` with its bound ``params``. Made by
+    a principal (through a team server), the schedule is theirs: its runs act as them."""
+    from conveyor.store.principal import current_principal
+
+    check_cron(cron)
     if not isinstance(catch_up, int) or catch_up < 0:
         raise InvalidArgumentError(f"catch_up must be a whole number >= 0; got {catch_up!r}.")
     if executor != "inline" and not executor.startswith(("local", "ray")):
         raise InvalidArgumentError(
             f"Unknown executor {executor!r}; use 'local', 'inline', 'ray' or 'ray://host:port'."
         )
-    schedule_name = name or target.name
+    principal = current_principal()
     project_id = ws.project.id
     now = utcnow()
     row = {
         "id": ids.new_id(),
         "project_id": project_id,
-        "name": schedule_name,
-        "pipeline": target.name,
-        "entrypoint": target.entrypoint,
+        "name": name,
+        "pipeline": pipeline,
+        "entrypoint": entrypoint,
         "cron": cron,
-        "params": bound,
+        "params": params,
         "executor": executor,
         "enabled": True,
         "catch_up": catch_up,
@@ -162,29 +222,36 @@ def schedule(
         "last_run_at": None,
         "last_run_id": None,
         "created_at": now,
-        "created_by": ws.settings.actor,
+        "owner_id": principal.user_id if principal is not None else None,
     }
     with ws.metadata.transaction(project_id=project_id) as uow:
-        where = (schedules.c.project_id == project_id) & (schedules.c.name == schedule_name)
+        where = (schedules.c.project_id == project_id) & (schedules.c.name == name)
         existing = uow.conn.execute(sa.select(schedules.c.id).where(where)).scalar()
         if existing is not None:
             if not replace:
                 raise AlreadyExistsError(
-                    f"There is already a schedule called {schedule_name!r}.",
+                    f"There is already a schedule called {name!r}.",
                     hint="Pass replace=True (--replace) to overwrite it, or another name.",
                 )
             uow.conn.execute(schedules.delete().where(schedules.c.id == existing))
-        uow.conn.execute(schedules.insert(), [row])
+        uow.conn.execute(schedules.insert(), [{**row, "created_by": uow.actor}])
         uow.audit(
             "schedule.create",
             ObjectRef("schedule", str(row["id"])),
-            after={"name": schedule_name, "cron": cron, "pipeline": target.name},
+            after={"name": name, "cron": cron, "pipeline": pipeline},
         )
-    return get_schedule(schedule_name, workspace=ws)
+    return get_schedule(name, workspace=ws)
 
 
 def get_schedule(name: str, *, workspace: Workspace | None = None) -> Schedule:
     ws = workspace or current_workspace()
+    if ws.remote is not None:
+        for found in list_schedules(workspace=ws):
+            if found.name == name:
+                return found
+        raise NotFoundError(
+            f"No schedule called {name!r}.", hint="List them with: conveyor schedule list"
+        )
     with ws.metadata.read() as conn:
         row = conn.execute(
             sa.select(schedules).where(
@@ -217,6 +284,10 @@ def list_schedules(*, workspace: Workspace | None = None) -> list[Schedule]:
 def delete_schedule(name: str, *, workspace: Workspace | None = None) -> Schedule:
     """Delete the schedule ``name`` (runs it started are kept)."""
     ws = workspace or current_workspace()
+    if ws.remote is not None:
+        from conveyor.pipelines import remote
+
+        return remote.delete_schedule(ws, name)
     found = get_schedule(name, workspace=ws)
     with ws.metadata.transaction(project_id=ws.project.id) as uow:
         uow.conn.execute(schedules.delete().where(schedules.c.id == found.id))
@@ -286,7 +357,10 @@ class Scheduler:
             if not found.enabled or found.next_run_at > now:
                 continue
             try:
-                pipeline = load_pipeline(found.entrypoint)
+                if found.owner_id is None:
+                    pipeline = load_pipeline(found.entrypoint)
+                else:  # its runs go in processes of their own, acting as its owner
+                    owner = self._owner(found)
             except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others
                 self.errors[found.name] = str(e)
                 log.error("conveyor: schedule %s cannot start: %s", found.name, e)
@@ -297,7 +371,11 @@ class Scheduler:
                 if self.on_start is not None:
                     self.on_start(found)
                 try:
-                    run = pipeline.run(executor=found.executor, workspace=self.ws, **found.params)
+                    if found.owner_id is None:
+                        params = found.params
+                        run = pipeline.run(executor=found.executor, workspace=self.ws, **params)
+                    else:
+                        run = self._run_as_owner(found, owner)
                 except PipelineFailed as e:
                     run = e.run
                 except Exception as e:  # noqa: BLE001 - recorded; the other schedules go on
@@ -313,6 +391,66 @@ class Scheduler:
                     )
         started += self._monitors(now)
         return started
+
+    def _owner(self, found: Schedule) -> Principal:
+        """The principal ``found``'s runs act as: its owner with the role they hold now, in
+        this project alone. Refused when they may no longer write here."""
+        from conveyor.core.errors import PermissionDeniedError
+        from conveyor.store.identity import IdentityStore
+
+        assert found.owner_id is not None
+        project_id = self.ws.project.id
+        hint = (
+            "A project editor can make it again (conveyor schedule create ... --replace), "
+            f"or delete it: conveyor schedule delete {found.name}"
+        )
+        try:
+            owner = IdentityStore(self.ws.metadata).principal_for(found.owner_id, project_id)
+        except PermissionDeniedError as e:
+            raise PermissionDeniedError(
+                f"Schedule {found.name!r} runs as the user who made it, and {e.message[:-1]}: "
+                "it starts nothing.",
+                hint=hint,
+            ) from None
+        if not owner.can(project_id, "editor"):
+            raise PermissionDeniedError(
+                f"Schedule {found.name!r} runs as {owner.name!r}, who no longer holds the "
+                "editor role in this project: it starts nothing.",
+                hint=hint,
+            )
+        return owner
+
+    def _run_as_owner(self, found: Schedule, owner: Principal) -> Any:
+        """Run ``found`` in a process of its own acting as ``owner``; wait for it to end."""
+        from conveyor.pipelines import launch
+        from conveyor.pipelines.store import PipelineStore
+        from conveyor.store.principal import acting_env
+
+        run_id = ids.new_id()
+        job = {
+            "run_id": run_id,
+            "reference": found.entrypoint,
+            "executor": found.executor,
+            "params": found.params,
+            "cache": True,
+        }
+        root = self.ws.settings.root
+        proc = launch.start(
+            root,
+            project=self.ws.project.name,
+            actor=owner.name,
+            acting_as=acting_env(owner, source=f"schedule {found.name}"),
+            job=job,
+        )
+        status = proc.wait()
+        try:
+            run = PipelineStore(self.ws).get_run(run_id)
+        except NotFoundError:  # it stopped before recording the run: say why
+            reason = launch.last_words(root, run_id) or f"exit status {status}"
+            raise InvalidArgumentError(
+                f"Schedule {found.name!r} did not start its run: {reason}"
+            ) from None
+        return run  # failed or not: the tick records it as the schedule's last run
 
     def _monitors(self, now: datetime) -> list[Any]:
         """Run the scheduled monitors that are due (monitoring shares this scheduler)."""

@@ -10,6 +10,7 @@ approves their own request, a deployment changes only by an approver's hand).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -1309,6 +1310,75 @@ def list_pipeline_schedules(project: str, call: Call = need("viewer")) -> dict[s
     from conveyor.pipelines.schedules import list_schedules
 
     return {"schedules": jsonable(list_schedules(workspace=call.workspace))}
+
+
+class NewSchedule(BaseModel):
+    pipeline: str = Field(max_length=500, description="package.module:name, installed here")
+    name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][\w.-]{0,199}$", description="default: the pipeline's"
+    )
+    cron: str = Field(max_length=100, description="when, in UTC: '0 3 * * *'")
+    params: dict[str, Any] = Field(default_factory=dict)
+    executor: str = Field(default="local", max_length=40)
+    catch_up: int = Field(default=1, ge=0, le=1000)
+    replace: bool = False
+
+
+#: Pipelines being imported to check a new schedule, at once per server process.
+_DESCRIBING = threading.BoundedSemaphore(4)
+
+
+@api.post("/schedules", status_code=201)
+async def create_pipeline_schedule(
+    project: str, body: NewSchedule, call: Call = need("editor")
+) -> Any:
+    """Schedule an installed pipeline (the packages the server allows, executors inline,
+    local, local:N). The scheduler on the server's host starts its runs, each acting as the
+    caller with the role they hold when it is due."""
+    import anyio
+
+    from conveyor.core.errors import RateLimitedError
+    from conveyor.pipelines import launch
+    from conveyor.pipelines.schedules import check_cron, store_schedule
+
+    _bounded(body.params, "params")
+    launch.check_installed(body.pipeline, call.state.pipelines)
+    launch.check_executor(body.executor, launch=True)
+    check_cron(body.cron)
+    if not _DESCRIBING.acquire(blocking=False):
+        raise RateLimitedError("The server is checking other schedules.", hint="Try again.")
+    try:  # its name and bound params, from a process of its own
+        root = call.state.root.settings.root
+        described = await anyio.to_thread.run_sync(
+            launch.describe, root, body.pipeline, body.params
+        )
+    finally:
+        _DESCRIBING.release()
+
+    def store() -> Any:
+        with call:
+            return store_schedule(
+                call.workspace,
+                name=body.name or described["name"],
+                pipeline=described["name"],
+                entrypoint=body.pipeline,
+                params=described["params"],
+                cron=body.cron,
+                executor=body.executor,
+                catch_up=body.catch_up,
+                replace=body.replace,
+            )
+
+    return jsonable(await anyio.to_thread.run_sync(store))
+
+
+@api.delete("/schedules/{name}")
+def delete_pipeline_schedule(project: str, name: str, call: Call = need("editor")) -> Any:
+    """Delete a schedule (the runs it started stay)."""
+    from conveyor.pipelines.schedules import delete_schedule
+
+    with call:
+        return jsonable(delete_schedule(name, workspace=call.workspace))
 
 
 # -- the closed loop -----------------------------------------------------------------------

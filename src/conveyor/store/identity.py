@@ -21,6 +21,7 @@ from conveyor.core.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     UnauthenticatedError,
 )
 from conveyor.core.names import validate_project_name
@@ -398,6 +399,28 @@ class IdentityStore:
             is_admin=bool(row.is_admin),
             token_id=row.id,
             token_project_id=row.project_id,
+        )
+
+    def principal_for(self, user_id: str, project_id: str) -> Principal:
+        """The user ``user_id`` as they may act in one project now, with no token: what a
+        schedule they made runs as. Raise PermissionDeniedError for a disabled or removed
+        user."""
+        with self.metadata.read() as conn:
+            row = conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+            if row is None or row.disabled_at is not None:
+                state = "removed" if row is None else f"disabled ({row.name})"
+                raise PermissionDeniedError(f"The user {user_id} is {state}.")
+            role = conn.execute(
+                sa.select(role_bindings.c.role).where(
+                    role_bindings.c.user_id == user_id, role_bindings.c.project_id == project_id
+                )
+            ).scalar()
+        held = "admin" if row.is_admin else role
+        return Principal(
+            user_id=row.id,
+            name=row.name,
+            roles={project_id: str(held)} if held else {},
+            token_project_id=project_id,
         )
 
     def bootstrap(self, name: str = "admin") -> str | None:

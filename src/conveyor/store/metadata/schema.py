@@ -457,6 +457,8 @@ schedules = sa.Table(
     sa.Column("last_run_id", ID, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("created_by", sa.String(200), nullable=False),
+    # The user a schedule made through a team server runs as (None: made on the host).
+    sa.Column("owner_id", ID, nullable=True),
     sa.UniqueConstraint("project_id", "name"),
 )
 
