@@ -678,6 +678,19 @@ def unprotect(name: str) -> str:
 @cv.pipeline(name="unguard")
 def unguard(name: str = "m") -> None:
     unprotect(name)
+
+
+@cv.step
+def wait(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@cv.pipeline(name="linger")
+def linger(seconds: float = 300.0) -> None:
+    wait(seconds)
 """
 
 
@@ -753,6 +766,48 @@ def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
     assert as_viewer.returncode == 1
     assert "needs the editor role" in as_viewer.stderr  # said before predicting anything
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_a_run_the_server_started_is_cancelled_once_its_token_is_revoked(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    import time
+
+    project = "revoked"
+    token = server.token_for("rex", project=project)
+    editor = server.client_env(token, project=project)
+    token_id = server.api("GET", "/api/v1/whoami", token)["token_id"]
+    (tmp_path / "remote_flow.py").write_text(REMOTE_FLOW)
+    (server.root / "remote_flow.py").write_text(REMOTE_FLOW)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    follower = subprocess.Popen(  # follows the run from here until it ends
+        [sys.executable, "-m", "conveyor", "pipeline", "run", "remote_flow:linger"],
+        cwd=tmp_path,
+        env={**base, **editor},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs = f"/api/v1/projects/{project}/pipeline-runs?pipeline=linger"
+
+    def linger_run(status: str) -> dict[str, Any] | None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            found = server.api("GET", runs)["runs"]
+            if found and found[0]["status"] == status:
+                return dict(found[0])
+            time.sleep(0.2)
+        return None
+
+    try:
+        running = linger_run("RUNNING")
+        assert running is not None, "the run did not start"
+        server.api("DELETE", f"/api/v1/tokens/{token_id}")
+        killed = linger_run("KILLED")  # within a few seconds, not after its 300 s step
+        assert killed is not None, server.api("GET", runs)
+        assert killed["id"] == running["id"]
+    finally:
+        follower.kill()
+        follower.wait()
 
 
 def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_write(

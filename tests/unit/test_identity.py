@@ -86,6 +86,31 @@ def test_disabling_a_user_stops_their_tokens_at_once(identity: IdentityStore) ->
     assert identity.authenticate(secret).name == "ana"
 
 
+def test_what_a_started_run_acts_as_lapses_with_its_token_user_or_role(
+    identity: IdentityStore,
+) -> None:
+    identity.add_user("ana")
+    identity.grant("ana", "alpha", "editor")
+    alpha = identity.metadata.get_project("alpha").id
+    info, secret = identity.create_token("ana")
+    started = identity.authenticate(secret)
+    assert identity.lapsed(started, alpha) is None
+    identity.grant("ana", "alpha", "viewer")
+    assert "no longer holds the editor role" in str(identity.lapsed(started, alpha))
+    identity.grant("ana", "alpha", "editor")
+    identity.set_disabled("ana", True)
+    assert "disabled" in str(identity.lapsed(started, alpha))
+    identity.set_disabled("ana", False)
+    identity.revoke_token(info.id)
+    assert "was revoked" in str(identity.lapsed(started, alpha))
+    owner = identity.principal_for(started.user_id, alpha)  # a schedule's: no token
+    assert (owner.token_id, owner.role_in(alpha), identity.lapsed(owner, alpha)) == (
+        None,
+        "editor",
+        None,
+    )
+
+
 def test_roles_are_per_project_and_a_project_token_sees_only_its_project(
     identity: IdentityStore,
 ) -> None:

@@ -6,7 +6,8 @@ and runs its code. The run goes in a process of its own (``python -m
 conveyor.pipelines.launch``), so a server restart does not stop it and its workers never
 fork from the server; it acts as the caller (their role is checked in every service the
 pipeline calls, in every worker: see ``ACTING_ENV``), and the caller follows it through the
-pipeline-run routes.
+pipeline-run routes. It is cancelled once the caller may no longer write: their token revoked
+or expired, their user disabled, their role lowered (checked every few seconds).
 """
 
 from __future__ import annotations
@@ -187,12 +188,46 @@ def describe(root: Path, reference: str, params: dict[str, Any]) -> dict[str, An
     return described
 
 
+#: How often a started run checks that the one it acts as may still write.
+WATCH_S = 5.0
+
+
+def _watch(run_id: str, stop: threading.Event) -> None:
+    """Cancel run ``run_id`` once the principal it acts as may no longer write: their token
+    revoked or expired, their user disabled, their role lowered (checked every
+    :data:`WATCH_S` seconds, in a thread of the launch process)."""
+    from conveyor.core.errors import ConflictError, ConveyorError
+    from conveyor.pipelines.service import cancel
+    from conveyor.store.identity import IdentityStore
+    from conveyor.store.principal import current_principal
+    from conveyor.store.workspace import current_workspace
+
+    principal = current_principal()
+    if principal is None:
+        return
+    ws = current_workspace()
+    identity = IdentityStore(ws.metadata)
+    while not stop.wait(WATCH_S):
+        try:
+            reason = identity.lapsed(principal, ws.project.id)
+            if reason is None:
+                continue
+            sys.stderr.write(f"conveyor: cancelling run {run_id}: {reason}.\n")
+            cancel(run_id, workspace=ws)
+            return
+        except ConflictError:  # it has ended already
+            return
+        except ConveyorError as e:  # not recorded yet, or the store is away: try again
+            sys.stderr.write(f"conveyor: checking who run {run_id} acts as: {e}\n")
+
+
 def main() -> int:
     job = json.loads(sys.stdin.buffer.read())
     from conveyor.core.errors import ConveyorError
     from conveyor.pipelines.engine import PipelineFailed, run_pipeline
     from conveyor.pipelines.loader import load_pipeline
 
+    stop = threading.Event()
     try:
         if "describe" in job:
             described = load_pipeline(job["describe"])
@@ -200,6 +235,8 @@ def main() -> int:
             sys.stdout.write(json.dumps({"name": described.name, "params": bound}) + "\n")
             return 0
         pipeline = load_pipeline(job["reference"])
+        watch = threading.Thread(target=_watch, args=(job["run_id"], stop), daemon=True)
+        watch.start()
         if job.get("resume"):
             from conveyor.pipelines.service import resume
 
@@ -219,6 +256,8 @@ def main() -> int:
     except ConveyorError as e:  # before the run began: the server tells the caller this line
         sys.stderr.write(f"error: {e}\n")
         return 2
+    finally:
+        stop.set()
     return 0
 
 

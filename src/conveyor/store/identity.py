@@ -423,6 +423,28 @@ class IdentityStore:
             token_project_id=project_id,
         )
 
+    def lapsed(self, principal: Principal, project_id: str) -> str | None:
+        """Why ``principal`` may no longer write in the project (its token revoked or
+        expired, its user disabled or removed, its role now below editor), or None."""
+        if principal.token_id is not None:
+            with self.metadata.read() as conn:
+                row = conn.execute(
+                    sa.select(tokens.c.revoked_at, tokens.c.expires_at).where(
+                        tokens.c.id == principal.token_id
+                    )
+                ).first()
+            if row is None or row.revoked_at is not None:
+                return f"the token it was started with ({principal.token_id}) was revoked"
+            if row.expires_at is not None and row.expires_at <= utcnow():
+                return f"the token it was started with ({principal.token_id}) expired"
+        try:
+            now = self.principal_for(principal.user_id, project_id)
+        except PermissionDeniedError as e:
+            return e.message.rstrip(".")
+        if not now.can(project_id, "editor"):
+            return f"{principal.name!r} no longer holds the editor role in this project"
+        return None
+
     def bootstrap(self, name: str = "admin") -> str | None:
         """On a store with no users, create the admin ``name`` and return a token secret for
         them (print it once); on a store with users, do nothing and return None."""
