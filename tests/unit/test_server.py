@@ -678,6 +678,19 @@ def test_the_number_of_auth_attempts_a_minute_is_the_servers_to_set(tmp_path: Pa
     assert codes == [401, 401, 401, 429]
 
 
+def test_the_processes_of_one_server_share_its_rate_limits(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, project=PROJECT)
+    first, second = (create_app(settings, auth_attempts=3) for _ in range(2))  # two workers
+    bad = {"Authorization": "Bearer cvt_wrong"}
+    with (
+        TestClient(first, raise_server_exceptions=False) as one,
+        TestClient(second, raise_server_exceptions=False) as other,
+    ):
+        codes = [client.get("/api/v1/whoami", headers=bad).status_code for client in (one, other)]
+        codes += [one.get("/api/v1/whoami", headers=bad).status_code for _ in range(2)]
+    assert codes == [401, 401, 401, 429]  # three failures in all, then both refuse
+
+
 def test_feature_definitions_sent_to_the_server_are_checked_one_by_one(team: Team) -> None:
     url = _fill("/api/v1/projects/{project}/feature-views")
     view = {

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,62 +15,23 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor._version import __version__
-from conveyor.core.errors import ConveyorError, RateLimitedError
+from conveyor.core.errors import ConveyorError
 from conveyor.server import api_admin, api_domain, api_tracking, api_uploads
 from conveyor.server.errors import error_body, status_for
 from conveyor.server.middleware import Hardening
 from conveyor.server.responses import ORJSONResponse
 from conveyor.store.identity import IdentityStore
 from conveyor.store.principal import Principal
+from conveyor.store.ratelimits import RateLimiter
 from conveyor.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from conveyor.core.config import Settings
     from conveyor.store.records import Project
 
-__all__ = ["RateLimiter", "ServerState", "create_app"]
+__all__ = ["ServerState", "create_app"]
 
 log = logging.getLogger("conveyor.server")
-
-
-class RateLimiter:
-    """At most ``limit`` failures per key (a client address) in ``window`` seconds."""
-
-    def __init__(self, limit: int = 20, window: float = 60.0, max_keys: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        return hits
-
-    def check(self, key: str) -> None:
-        """Raise RateLimitedError if ``key`` failed too often lately."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._recent(key, now)
-            if len(hits) >= self.limit:
-                wait = int(hits[0] + self.window - now) + 1
-                raise RateLimitedError(
-                    f"Too many failed attempts from this address; retry in {wait} s."
-                )
-
-    def hit(self, key: str) -> None:
-        """Count a failure of ``key``."""
-        now = time.monotonic()
-        with self._lock:
-            self._recent(key, now).append(now)
-            if len(self._hits) > self.max_keys:  # forget keys whose failures are old
-                for k in list(self._hits):
-                    if not self._recent(k, now):
-                        del self._hits[k]
-                while len(self._hits) > self.max_keys:  # still too many: oldest first
-                    del self._hits[next(iter(self._hits))]
 
 
 class ServerState:
@@ -85,7 +44,7 @@ class ServerState:
         self.auth = auth
         self.max_artifact_bytes = max_artifact_bytes
         self.identity = IdentityStore(self.root.metadata)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(self.root.metadata)
         self.pipelines: tuple[str, ...] = ()
         self.launches: dict[str, set[Any]] = {}  # user -> pipeline-run processes started
         self.reserved: set[str] = set()  # run ids being launched
@@ -133,7 +92,7 @@ def create_app(
     """
     state = ServerState(settings, auth=auth, max_artifact_bytes=max_artifact_bytes)
     state.pipelines = tuple(pipelines)
-    state.limiter = RateLimiter(limit=auth_attempts)
+    state.limiter = RateLimiter(state.root.metadata, limit=auth_attempts)
     state.root.open()  # create and migrate the store now, not on the first request
 
     @asynccontextmanager

@@ -472,6 +472,18 @@ leases = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# Failed sign-ins and token creations per client address: a team server's rate limits,
+# shared by all of its processes (conveyor.store.ratelimits).
+rate_hits = sa.Table(
+    "rate_hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index(None, "key", "at"),
+    sa.Index(None, "at"),
+)
+
 # -- features ------------------------------------------------------------------------------
 
 entities = sa.Table(

@@ -1,0 +1,55 @@
+"""Rate limits kept in the metadata store, so that every process of a team server (its
+workers, and its hosts behind a balancer) spends one budget per client address.
+
+A hit is a row (key, time); a key past its budget within the window is refused until its
+oldest hit in the window ages out. Only failures and rare actions count (failed sign-ins,
+token creations), so the rows stay few: a refused key adds none, and each hit removes the
+rows older than the window.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from conveyor.core.clock import utcnow
+from conveyor.core.errors import RateLimitedError
+from conveyor.store.metadata.schema import rate_hits
+from conveyor.store.metadata.store import MetadataStore
+
+__all__ = ["RateLimiter"]
+
+_KEY_MAX = 200
+
+
+class RateLimiter:
+    """At most ``limit`` hits per key (a client address) in ``window`` seconds, counted in
+    ``metadata`` across every process that shares it."""
+
+    def __init__(self, metadata: MetadataStore, limit: int = 20, window: float = 60.0) -> None:
+        self.metadata = metadata
+        self.limit = limit
+        self.window = timedelta(seconds=window)
+
+    def check(self, key: str) -> None:
+        """Raise RateLimitedError if ``key`` was hit ``limit`` times within the window."""
+        now = utcnow()
+        with self.metadata.read() as conn:
+            count, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(rate_hits.c.at)).where(
+                    rate_hits.c.key == key[:_KEY_MAX], rate_hits.c.at > now - self.window
+                )
+            ).one()
+        if count >= self.limit:
+            wait = int((oldest + self.window - now).total_seconds()) + 1
+            raise RateLimitedError(
+                f"Too many failed attempts from this address; retry in {wait} s."
+            )
+
+    def hit(self, key: str) -> None:
+        """Count a hit of ``key``, and forget the hits older than the window."""
+        now = utcnow()
+        with self.metadata.transaction() as uow:
+            uow.conn.execute(rate_hits.delete().where(rate_hits.c.at <= now - self.window))
+            uow.conn.execute(rate_hits.insert().values(key=key[:_KEY_MAX], at=now))
