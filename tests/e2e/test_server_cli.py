@@ -816,7 +816,7 @@ def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_wri
     from datetime import timedelta
 
     import conveyor as cv
-    from conveyor.pipelines.schedules import Scheduler
+    from conveyor.pipelines.schedules import Scheduler, get_schedule
     from conveyor.pipelines.service import step_log
 
     project = "timed"
@@ -876,8 +876,15 @@ def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_wri
         log = step_log(runs["unguard"].id, "unprotect", workspace=ws)
         assert "PermissionDeniedError: 'sam' may not" in log
 
+        later = due + timedelta(days=1)
+        (server.root / "remote_flow.py").write_text("raise ImportError('broken on the host')\n")
+        assert scheduler.tick(now=later) == []
+        assert "broken on the host" in scheduler.errors["nightly"]
+        assert get_schedule("nightly", workspace=ws).next_run_at <= later  # still due
+        (server.root / "remote_flow.py").write_text(REMOTE_FLOW)
+
         server.token_for("sam", project=project, role="viewer")  # sam may no longer write
-        assert scheduler.tick(now=due + timedelta(days=1)) == []
+        assert scheduler.tick(now=later) == []
         assert "'sam', who no longer holds the editor role" in scheduler.errors["nightly"]
     finally:
         ws.close()

@@ -101,6 +101,10 @@ def test_what_a_started_run_acts_as_lapses_with_its_token_user_or_role(
     identity.set_disabled("ana", True)
     assert "disabled" in str(identity.lapsed(started, alpha))
     identity.set_disabled("ana", False)
+    identity.grant("ana", "alpha", "approver")
+    approving = identity.authenticate(secret)
+    identity.grant("ana", "alpha", "editor")  # still an editor, but no longer an approver
+    assert "no longer approver" in str(identity.lapsed(approving, alpha))
     identity.revoke_token(info.id)
     assert "was revoked" in str(identity.lapsed(started, alpha))
     owner = identity.principal_for(started.user_id, alpha)  # a schedule's: no token

@@ -35,6 +35,11 @@ def test_a_schedule_is_stored_with_its_next_due_time(ws: cv.Workspace):
 def test_a_bad_cron_or_parameter_is_refused(ws: cv.Workspace):
     with pytest.raises(InvalidArgumentError, match="not a cron expression"):
         cv.schedule(flows.chain, cron="every day")
+    with pytest.raises(InvalidArgumentError, match="not a cron expression"):
+        cv.schedule(flows.chain, cron="* * * * * *")  # six fields: every second
+    with pytest.raises(InvalidArgumentError, match="never fires"):
+        cv.schedule(flows.chain, cron="0 0 31 2 *")  # the 31st of February
+    assert cv.schedule(flows.chain, cron="@daily").cron == "@daily"
     with pytest.raises(InvalidArgumentError, match="no parameter 'size'"):
         cv.schedule(flows.chain, cron="* * * * *", params={"size": 3})
 

@@ -24,7 +24,15 @@ from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
 
-__all__ = ["check_executor", "check_installed", "describe", "main", "start"]
+__all__ = [
+    "check_executor",
+    "check_installed",
+    "check_reference",
+    "describe",
+    "main",
+    "settle",
+    "start",
+]
 
 #: An installed module's object; no file path and no private or ``__main__`` module.
 _INSTALLED = re.compile(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*:[A-Za-z_]\w*")
@@ -35,8 +43,8 @@ _EXECUTOR = re.compile(r"inline|local|local:([1-9]|[12][0-9]|3[0-2])|ray")
 _LAUNCH_EXECUTOR = re.compile(r"inline|local|local:([1-9]|1[0-6])")
 
 
-def check_installed(reference: str, allowed: Sequence[str], *, what: str = "pipeline") -> None:
-    """Refuse ``reference`` unless it is ``package.module:name`` under an allowed package."""
+def check_reference(reference: str, *, what: str = "pipeline") -> str:
+    """Refuse ``reference`` unless it is ``package.module:name``; return the module."""
     module = reference.partition(":")[0] if isinstance(reference, str) else ""
     # (a module path ending in .py would be imported as a file by the loader)
     if not _INSTALLED.fullmatch(str(reference)) or module.endswith(".py"):
@@ -44,6 +52,12 @@ def check_installed(reference: str, allowed: Sequence[str], *, what: str = "pipe
             f"{what} is {reference!r}; through a server it names an installed module's "
             "pipeline: package.module:name (not a file, no private module).",
         )
+    return module
+
+
+def check_installed(reference: str, allowed: Sequence[str], *, what: str = "pipeline") -> None:
+    """Refuse ``reference`` unless it is ``package.module:name`` under an allowed package."""
+    module = check_reference(reference, what=what)
     if not any(module == p or module.startswith(p + ".") for p in allowed):
         raise InvalidArgumentError(
             f"{what} {reference!r} is not in a package this server runs pipelines from "
@@ -143,6 +157,23 @@ def _prune(logs: Path) -> None:
             continue
 
 
+def settle(store: Any, run_id: str, pid: int, status: int) -> None:
+    """After the launch process ``pid`` ended with ``status``: a run it recorded and left
+    unfinished (killed, out of memory) is marked KILLED, not left RUNNING forever. Only its
+    own run: not one another process recorded under the id."""
+    import socket
+
+    from conveyor.core.errors import NotFoundError
+
+    try:
+        run = store.get_run(run_id)
+    except NotFoundError:
+        return
+    ours = f"{socket.gethostname()}:{pid}"[:200]
+    if run.ended_at is None and run.coordinator == ours:
+        store.mark_abandoned(run, f"its process ended ({status})")
+
+
 def last_words(root: Path, run_id: str) -> str:
     """The last line a launch process wrote (why it stopped before its run began)."""
     from conveyor.core.config import STATE_DIR
@@ -159,13 +190,18 @@ def last_words(root: Path, run_id: str) -> str:
 DESCRIBE_TIMEOUT_S = 60.0
 
 
-def describe(root: Path, reference: str, params: dict[str, Any]) -> dict[str, Any]:
+def describe(
+    root: Path, reference: str, params: dict[str, Any], *, acting_as: str | None
+) -> dict[str, Any]:
     """Import the pipeline at ``reference`` in a process of its own (never in the server's)
-    and bind ``params``: its ``name`` and its bound ``params``. Raise InvalidArgumentError
-    with the reason when it cannot be imported or the params do not fit."""
+    acting as ``acting_as`` (see :func:`start`), and bind ``params``: its ``name`` and its
+    bound ``params``. Raise InvalidArgumentError with the reason when it cannot be imported
+    or the params do not fit."""
     from conveyor.store.principal import ACTING_ENV
 
     env = {k: v for k, v in os.environ.items() if k not in ("CONVEYOR_TOKEN", ACTING_ENV)}
+    if acting_as is not None:
+        env[ACTING_ENV] = acting_as
     try:
         done = subprocess.run(  # our own module; the reference was checked
             [sys.executable, "-m", "conveyor.pipelines.launch"],
@@ -196,7 +232,7 @@ def _watch(run_id: str, stop: threading.Event) -> None:
     """Cancel run ``run_id`` once the principal it acts as may no longer write: their token
     revoked or expired, their user disabled, their role lowered (checked every
     :data:`WATCH_S` seconds, in a thread of the launch process)."""
-    from conveyor.core.errors import ConflictError, ConveyorError
+    from conveyor.core.errors import ConflictError
     from conveyor.pipelines.service import cancel
     from conveyor.store.identity import IdentityStore
     from conveyor.store.principal import current_principal
@@ -217,7 +253,7 @@ def _watch(run_id: str, stop: threading.Event) -> None:
             return
         except ConflictError:  # it has ended already
             return
-        except ConveyorError as e:  # not recorded yet, or the store is away: try again
+        except Exception as e:  # noqa: BLE001 - not recorded yet, the store away: try again
             sys.stderr.write(f"conveyor: checking who run {run_id} acts as: {e}\n")
 
 

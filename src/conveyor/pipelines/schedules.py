@@ -90,14 +90,21 @@ def _row(row: Any) -> Schedule:
 
 
 def check_cron(cron: str) -> str:
+    """Refuse what is not a five-field cron expression (or a macro such as ``@daily``) that
+    fires at some time."""
     from croniter import croniter
 
-    if not isinstance(cron, str) or not croniter.is_valid(cron):
-        raise InvalidArgumentError(
-            f"{cron!r} is not a cron expression.",
-            hint="Five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *' "
-            "(03:00 every day) or '*/15 * * * *' (every 15 minutes); times are UTC.",
-        )
+    hint = (
+        "Five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *' "
+        "(03:00 every day) or '*/15 * * * *' (every 15 minutes); times are UTC."
+    )
+    fields = len(cron.split()) if isinstance(cron, str) else 0
+    if not (fields == 5 or (fields == 1 and cron.startswith("@"))) or not croniter.is_valid(cron):
+        raise InvalidArgumentError(f"{cron!r} is not a cron expression.", hint=hint)
+    try:
+        next_fire(cron, utcnow())
+    except ValueError:  # croniter's: valid, but no such date (the 31st of February)
+        raise InvalidArgumentError(f"{cron!r} never fires.", hint=hint) from None
     return cron
 
 
@@ -360,7 +367,7 @@ class Scheduler:
                 if found.owner_id is None:
                     pipeline = load_pipeline(found.entrypoint)
                 else:  # its runs go in processes of their own, acting as its owner
-                    owner = self._owner(found)
+                    owner, acting_as = self._owner(found)
             except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others
                 self.errors[found.name] = str(e)
                 log.error("conveyor: schedule %s cannot start: %s", found.name, e)
@@ -375,7 +382,7 @@ class Scheduler:
                         params = found.params
                         run = pipeline.run(executor=found.executor, workspace=self.ws, **params)
                     else:
-                        run = self._run_as_owner(found, owner)
+                        run = self._run_as_owner(found, owner, acting_as)
                 except PipelineFailed as e:
                     run = e.run
                 except Exception as e:  # noqa: BLE001 - recorded; the other schedules go on
@@ -392,11 +399,15 @@ class Scheduler:
         started += self._monitors(now)
         return started
 
-    def _owner(self, found: Schedule) -> Principal:
-        """The principal ``found``'s runs act as: its owner with the role they hold now, in
-        this project alone. Refused when they may no longer write here."""
+    def _owner(self, found: Schedule) -> tuple[Principal, str]:
+        """The principal ``found``'s runs act as (its owner with the role they hold now, in
+        this project alone) and the ``ACTING_ENV`` value that makes a process act as them.
+        Refused when they may no longer write here, or when the pipeline does not import
+        and bind its params as them (checked in a process of its own)."""
         from conveyor.core.errors import PermissionDeniedError
+        from conveyor.pipelines import launch
         from conveyor.store.identity import IdentityStore
+        from conveyor.store.principal import acting_env
 
         assert found.owner_id is not None
         project_id = self.ws.project.id
@@ -418,13 +429,18 @@ class Scheduler:
                 "editor role in this project: it starts nothing.",
                 hint=hint,
             )
-        return owner
+        # What a server would have refused (a row stored some other way).
+        what = f"Schedule {found.name!r}'s"
+        launch.check_reference(found.entrypoint, what=f"{what} pipeline")
+        launch.check_executor(found.executor, what=f"{what} executor", launch=True)
+        acting_as = acting_env(owner, source=f"schedule {found.name}")
+        launch.describe(self.ws.settings.root, found.entrypoint, found.params, acting_as=acting_as)
+        return owner, acting_as
 
-    def _run_as_owner(self, found: Schedule, owner: Principal) -> Any:
+    def _run_as_owner(self, found: Schedule, owner: Principal, acting_as: str) -> Any:
         """Run ``found`` in a process of its own acting as ``owner``; wait for it to end."""
         from conveyor.pipelines import launch
         from conveyor.pipelines.store import PipelineStore
-        from conveyor.store.principal import acting_env
 
         run_id = ids.new_id()
         job = {
@@ -439,12 +455,14 @@ class Scheduler:
             root,
             project=self.ws.project.name,
             actor=owner.name,
-            acting_as=acting_env(owner, source=f"schedule {found.name}"),
+            acting_as=acting_as,
             job=job,
         )
         status = proc.wait()
+        store = PipelineStore(self.ws)
+        launch.settle(store, run_id, proc.pid, status)  # a process that died: KILLED
         try:
-            run = PipelineStore(self.ws).get_run(run_id)
+            run = store.get_run(run_id)
         except NotFoundError:  # it stopped before recording the run: say why
             reason = launch.last_words(root, run_id) or f"exit status {status}"
             raise InvalidArgumentError(

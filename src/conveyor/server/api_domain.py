@@ -9,6 +9,7 @@ approves their own request, a deployment changes only by an approver's hand).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterator
@@ -1187,17 +1188,35 @@ async def _launch(
             call.state.reserved.discard(run_id)
 
 
+def _acting_as(call: Call) -> str | None:
+    """What makes a process the server starts act as the caller, narrowed to the project
+    (see ``ACTING_ENV``); None on a server without authentication."""
+    from conveyor.store.principal import Principal, acting_env
+
+    if call.principal is None or call.project is None:
+        return None
+    p, project_id = call.principal, call.project.id
+    role = p.role_in(project_id)
+    narrowed = Principal(
+        user_id=p.user_id,
+        name=p.name,
+        roles={project_id: role} if role else {},
+        is_admin=False,
+        token_id=p.token_id,
+        token_project_id=project_id,
+    )
+    return acting_env(narrowed, source=call.source)
+
+
 async def _launch_reserved(
     call: Call, store: Any, job: dict[str, Any], executor: str, run_id: str
 ) -> dict[str, Any]:
     import asyncio
-    import socket
 
     import anyio
 
     from conveyor.core.errors import BackendUnavailableError, NotFoundError, RateLimitedError
     from conveyor.pipelines import launch
-    from conveyor.store.principal import Principal, acting_env
 
     assert call.project is not None
     reference = job["reference"]
@@ -1208,21 +1227,7 @@ async def _launch_reserved(
         except NotFoundError:
             return None
 
-    acting_as = None
-    if call.principal is not None:  # the caller, narrowed to this project
-        p, project_id = call.principal, call.project.id
-        role = p.role_in(project_id)
-        acting_as = acting_env(
-            Principal(
-                user_id=p.user_id,
-                name=p.name,
-                roles={project_id: role} if role else {},
-                is_admin=False,
-                token_id=p.token_id,
-                token_project_id=project_id,
-            ),
-            source=call.source,
-        )
+    acting_as = _acting_as(call)
     live = call.state.launches
     with call.state.lock:
         for user in list(live):
@@ -1237,12 +1242,7 @@ async def _launch_reserved(
             )
 
         def ended(status: int) -> None:
-            # A run whose process died (killed, out of memory) is not left RUNNING forever;
-            # only this process's own run (not one another process recorded under the id).
-            run = recorded(run_id)
-            ours = f"{socket.gethostname()}:{proc.pid}"[:200]
-            if run is not None and run.ended_at is None and run.coordinator == ours:
-                store.mark_abandoned(run, f"its process on the server ended ({status})")
+            launch.settle(store, run_id, proc.pid, status)
 
         root = call.state.root.settings.root
         try:
@@ -1350,7 +1350,9 @@ async def create_pipeline_schedule(
     try:  # its name and bound params, from a process of its own
         root = call.state.root.settings.root
         described = await anyio.to_thread.run_sync(
-            launch.describe, root, body.pipeline, body.params
+            functools.partial(
+                launch.describe, root, body.pipeline, body.params, acting_as=_acting_as(call)
+            )
         )
     finally:
         _DESCRIBING.release()

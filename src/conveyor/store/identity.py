@@ -424,8 +424,9 @@ class IdentityStore:
         )
 
     def lapsed(self, principal: Principal, project_id: str) -> str | None:
-        """Why ``principal`` may no longer write in the project (its token revoked or
-        expired, its user disabled or removed, its role now below editor), or None."""
+        """Why ``principal`` may no longer act in the project as it did (its token revoked
+        or expired, its user disabled or removed, its role now lower than the one it holds,
+        or below editor), or None."""
         if principal.token_id is not None:
             with self.metadata.read() as conn:
                 row = conn.execute(
@@ -443,6 +444,9 @@ class IdentityStore:
             return e.message.rstrip(".")
         if not now.can(project_id, "editor"):
             return f"{principal.name!r} no longer holds the editor role in this project"
+        held, current = principal.role_in(project_id), now.role_in(project_id)
+        if held is not None and current is not None and role_rank(current) < role_rank(held):
+            return f"{principal.name!r} is no longer {held} in this project but {current}"
         return None
 
     def bootstrap(self, name: str = "admin") -> str | None:

@@ -76,7 +76,7 @@ class UnitOfWork:
         }
         if self.token_id is not None or self.source is not None:  # a team-server request
             row["token_id"] = self.token_id
-            row["source"] = self.source
+            row["source"] = self.source[:100] if self.source else self.source
         self._audit_rows.append(row)
         return event_id
 
