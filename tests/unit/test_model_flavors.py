@@ -38,6 +38,40 @@ def test_sklearn_loads_only_the_types_recorded_at_save() -> None:
         flavor.load(files, narrowed)
 
 
+def test_loading_a_forest_does_not_list_every_sklearn_estimator(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    files, info = get_flavor("sklearn").save(model)
+    (tmp_path / "model.skops").write_bytes(files["model.skops"])
+    older = {**info, "trusted_types": ["sklearn.tree._tree.Tree", "numpy.ndarray"]}
+    code = (
+        "import json, sys\n"
+        "from conveyor.models.flavors import get_flavor\n"
+        "files = {'model.skops': open('model.skops', 'rb').read()}\n"
+        "flavor = get_flavor('sklearn')\n"
+        "flavor.load(files, json.loads(sys.argv[1]))\n"
+        "from skops.io import _trusted_types\n"
+        "print(len(_trusted_types.SKLEARN_ESTIMATOR_TYPE_NAMES))\n"  # none listed
+        "flavor.load(files, json.loads(sys.argv[2]))\n"  # fewer recorded: the listed ones too
+        "print(len(_trusted_types.SKLEARN_ESTIMATOR_TYPE_NAMES) > 100)\n"
+    )
+    import json
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(info), json.dumps(older)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]
+
+
 def test_a_pipeline_with_gradient_boosted_trees_loads_back() -> None:
     from sklearn.compose import make_column_transformer
     from sklearn.ensemble import HistGradientBoostingClassifier

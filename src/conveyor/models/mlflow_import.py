@@ -121,9 +121,9 @@ def _input_example(root: Path, info: dict[str, Any] | None) -> Any:
 
 def _load_skops(file: Path, recorded: list[str], trust: bool) -> Any:
     """Load a skops file trusting the types MLflow recorded at save (all of them with trust)."""
-    from conveyor.models.flavors.sklearn import skops_io
+    from conveyor.models.flavors.sklearn import skops_defaults
 
-    skops_io()
+    skops_defaults()  # MLflow recorded the types beyond skops's defaults
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 

@@ -12,32 +12,59 @@ from typing import Any, ClassVar
 from conveyor.core.errors import IntegrityError, InvalidArgumentError, PermissionDeniedError
 from conveyor.models.flavors import Flavor, module_roots
 
-__all__ = ["SklearnFlavor", "skops_io"]
+__all__ = ["SklearnFlavor", "skops_defaults", "skops_io"]
 
 FILE = "model.skops"
 
 
 def skops_io() -> ModuleType:
-    """Import ``skops.io`` without importing every package scikit-learn bundles.
+    """Import ``skops.io`` without listing scikit-learn's estimators.
 
-    Importing skops lists scikit-learn's estimators with ``all_estimators()``, which walks
-    every sub-package, including the ones it then ignores; one of them imports PyTorch when
-    it is installed (over a second, the bulk of a model server's start-up). The walk is
-    done here without entering the packages ``all_estimators`` ignores, so the estimator list
-    skops builds is the same, and nothing else changes.
+    Importing skops lists them with ``all_estimators()`` (its default trusted types), which
+    imports every sub-package of scikit-learn: a third of a model server's start-up. A load
+    does not need that list, since it trusts exactly the types recorded when the model was
+    saved, so skops is imported with an empty one, filled in place
+    (:func:`skops_defaults`) before anything that uses it: saving, checking an upload, or
+    a load whose recorded types fall short (a file saved before they were all recorded).
     """
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
-    from sklearn.utils import discovery
+    import sklearn.utils
 
+    listing = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = _no_estimators
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = listing
+    return skops.io
+
+
+def _no_estimators(type_filter: Any = None) -> list[Any]:
+    return []
+
+
+def skops_defaults() -> None:
+    """Fill skops's default trusted scikit-learn types, if :func:`skops_io` left them empty.
+
+    ``all_estimators()`` walks every sub-package, including the ones it then ignores; one
+    of them imports PyTorch when it is installed (over a second). The walk is done here
+    without entering the packages it ignores, so the list is the one skops builds itself.
+    """
+    skops_io()
+    from sklearn.utils import discovery
+    from skops.io import _trusted_types
+    from skops.io._utils import get_type_name
+
+    names = getattr(_trusted_types, "SKLEARN_ESTIMATOR_TYPE_NAMES", None)
+    if not isinstance(names, list) or names:
+        return
     ignored = getattr(discovery, "_MODULE_TO_IGNORE", None)
     original = getattr(discovery, "pkgutil", None)
-    if not isinstance(ignored, set | frozenset) or original is not pkgutil:
-        import skops.io  # a scikit-learn release that changed: the plain import
-
-        return skops.io
+    patched = isinstance(ignored, set | frozenset) and original is pkgutil
 
     def walk(path: Any = None, prefix: str = "", onerror: Any = None) -> Iterator[Any]:
+        assert isinstance(ignored, set | frozenset)
         for info in pkgutil.iter_modules(path, prefix):
             if any(part in ignored for part in info.name.split(".")):
                 continue
@@ -52,12 +79,13 @@ def skops_io() -> ModuleType:
         def __getattr__(self, name: str) -> Any:
             return getattr(pkgutil, name)
 
-    discovery.pkgutil = _Pkgutil()
+    if patched:
+        discovery.pkgutil = _Pkgutil()
     try:
-        import skops.io
+        found = [get_type_name(c) for _, c in discovery.all_estimators()]
     finally:
         discovery.pkgutil = pkgutil
-    return skops.io
+    names.extend(n for n in found if n.startswith("sklearn."))
 
 
 class SklearnFlavor(Flavor):
@@ -68,7 +96,7 @@ class SklearnFlavor(Flavor):
         return "sklearn" in module_roots(model) and hasattr(model, "predict")
 
     def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
-        skops_io()
+        skops_defaults()
         import skops.io
         from skops.io.exceptions import UnsupportedTypeException
 
@@ -106,8 +134,13 @@ class SklearnFlavor(Flavor):
         import skops.io
         from skops.io.exceptions import UntrustedTypesFoundException
 
+        trusted = list(info.get("trusted_types", []))
         try:
-            return skops.io.loads(files[FILE], trusted=list(info.get("trusted_types", [])))
+            return skops.io.loads(files[FILE], trusted=trusted)
+        except UntrustedTypesFoundException:
+            skops_defaults()  # a file saved before every type was recorded, maybe
+        try:
+            return skops.io.loads(files[FILE], trusted=trusted)
         except UntrustedTypesFoundException as e:
             raise IntegrityError(
                 f"The stored model holds types that were not recorded when it was saved ({e}); "
@@ -145,7 +178,7 @@ def _upload_allowed(type_name: str) -> bool:
 def _check_upload(
     flavor: SklearnFlavor, files: dict[str, bytes], info: dict[str, Any]
 ) -> dict[str, Any]:
-    skops_io()
+    skops_defaults()
     import skops.io
 
     data = files.get(FILE)
