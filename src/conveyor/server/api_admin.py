@@ -44,14 +44,9 @@ SESSION_HOURS = 12
 def login(body: Login, request: Request, response: Response, call: Call = need(PUBLIC)) -> Any:
     """Log in with a password (browser sessions): sets an HTTP-only session cookie and a
     CSRF cookie whose value changes must echo in the X-CSRF-Token header."""
-    key = f"login:{call.source}"
-    limiter = call.state.limiter
-    limiter.check(key)
-    try:
-        user = call.state.identity.check_password(body.user, body.password)
-    except UnauthenticatedError:
-        limiter.hit(key)
-        raise
+    attempt = call.state.limiter.spend(f"login:{call.source}")  # taken back if it succeeds
+    user = call.state.identity.check_password(body.user, body.password)
+    call.state.limiter.refund(attempt)
     principal = Principal(user_id=user.id, name=user.name, is_admin=user.is_admin)
     with acting(principal, source=call.source):
         _end_session(call, request)  # a new login replaces this browser's old session
@@ -336,9 +331,7 @@ def create_token(body: NewToken, call: Call = need(USER)) -> dict[str, Any]:
                 f"A token made for project {scope!r} can make tokens only for that project."
             )
         body = body.model_copy(update={"project": scope})
-    key = f"token:{call.source}"
-    call.state.limiter.check(key)
-    call.state.limiter.hit(key)  # creations count against the same budget as failures
+    call.state.limiter.spend(f"token:{call.source}")  # creations count as failures do
     if body.project and call.principal is not None:
         found = call.state.find_project(body.project)
         if found is None or call.principal.role_in(found.id) is None:

@@ -103,12 +103,10 @@ def _principal(request: Request) -> Principal | None:
 def _authenticated(request: Request, state: ServerState, secret: str) -> Principal:
     """A valid token always passes; an address whose tokens keep failing is slowed down
     (429) instead of being told which tokens are wrong."""
-    key = f"auth:{_source(request)}"
     try:
         return state.authenticate(secret)
     except UnauthenticatedError:
-        state.limiter.check(key)  # past the budget: 429 from now on
-        state.limiter.hit(key)
+        state.limiter.spend(f"auth:{_source(request)}")  # past the budget: 429 from now on
         raise
 
 

@@ -3,8 +3,8 @@ workers, and its hosts behind a balancer) spends one budget per client address.
 
 A hit is a row (key, time); a key past its budget within the window is refused until its
 oldest hit in the window ages out. Only failures and rare actions count (failed sign-ins,
-token creations), so the rows stay few: a refused key adds none, and each hit removes the
-rows older than the window.
+token creations), so the rows stay few: a refused hit is taken back, and each hit removes
+the rows older than the window.
 """
 
 from __future__ import annotations
@@ -25,31 +25,44 @@ _KEY_MAX = 200
 
 class RateLimiter:
     """At most ``limit`` hits per key (a client address) in ``window`` seconds, counted in
-    ``metadata`` across every process that shares it."""
+    ``metadata`` across every process that shares it.
+
+    :meth:`spend` is strict under concurrency: each hit is committed before it is counted,
+    so of any number of simultaneous hits at most the budget's remainder pass.
+    """
 
     def __init__(self, metadata: MetadataStore, limit: int = 20, window: float = 60.0) -> None:
         self.metadata = metadata
         self.limit = limit
         self.window = timedelta(seconds=window)
 
-    def check(self, key: str) -> None:
-        """Raise RateLimitedError if ``key`` was hit ``limit`` times within the window."""
-        now = utcnow()
-        with self.metadata.read() as conn:
-            count, oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(rate_hits.c.at)).where(
-                    rate_hits.c.key == key[:_KEY_MAX], rate_hits.c.at > now - self.window
-                )
-            ).one()
-        if count >= self.limit:
-            wait = int((oldest + self.window - now).total_seconds()) + 1
-            raise RateLimitedError(
-                f"Too many failed attempts from this address; retry in {wait} s."
-            )
-
-    def hit(self, key: str) -> None:
-        """Count a hit of ``key``, and forget the hits older than the window."""
+    def spend(self, key: str) -> int:
+        """Count a hit of ``key`` and return its id (see :meth:`refund`); raise
+        RateLimitedError, counting nothing, when the window already holds ``limit`` hits."""
+        key = key[:_KEY_MAX]
         now = utcnow()
         with self.metadata.transaction() as uow:
             uow.conn.execute(rate_hits.delete().where(rate_hits.c.at <= now - self.window))
-            uow.conn.execute(rate_hits.insert().values(key=key[:_KEY_MAX], at=now))
+            hit_id = int(
+                uow.conn.execute(
+                    rate_hits.insert().values(key=key, at=now).returning(rate_hits.c.id)
+                ).scalar_one()
+            )
+        with self.metadata.read() as conn:  # after the commit: every committed hit counts
+            count, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(rate_hits.c.at)).where(
+                    rate_hits.c.key == key, rate_hits.c.at > now - self.window
+                )
+            ).one()
+        if count > self.limit:
+            self.refund(hit_id)
+            wait = max(int((oldest + self.window - now).total_seconds()) + 1, 1)
+            raise RateLimitedError(
+                f"Too many failed attempts from this address; retry in {wait} s."
+            )
+        return hit_id
+
+    def refund(self, hit_id: int) -> None:
+        """Take back a hit :meth:`spend` counted (an attempt that turned out to succeed)."""
+        with self.metadata.transaction() as uow:
+            uow.conn.execute(rate_hits.delete().where(rate_hits.c.id == hit_id))
