@@ -671,6 +671,7 @@ class Bench:
                 first_predict_ms=round(median([r["first_predict_ms"] for r in reps]), 2),
                 **self.facts.get(name, {}),
             )
+            put(fig, "rss_loaded", name, [r["after_load"]["rss_mb"] for r in reps], "MB")
 
 
 def put(fig: Figures, bench: str, tool: str, values: list[float], unit: str, **ctx: Any) -> None:
@@ -699,6 +700,7 @@ FIGURES = (
     ("1000rows.c1.p99", False, "1,000 rows, c=1: p99"),
     ("ready", False, "spawn to ready"),
     ("rss_idle", False, "idle RSS, process tree"),
+    ("rss_loaded", False, "RSS after the load, process tree"),
 )
 HIGHER_IS_BETTER = {bench: higher for bench, higher, _ in FIGURES}
 
@@ -985,8 +987,9 @@ def render_section(
         f"peers' `serve_wrk_post.lua`, {meta['duration']} s per point, closed loop at the "
         "given number of connections. Start-up: spawn to the first 200 of the readiness route "
         f"(`/readyz`, MLflow `/ping`), polled every {POLL_S * 1000:.0f} ms, median of "
-        f"{meta['starts']} fresh starts; idle RSS: the server's whole process tree after one "
-        f"request. Load figures: medians of {meta['reps']} rep(s), each a fresh server process. "
+        f"{meta['starts']} fresh starts; idle RSS: the server's whole process tree half a "
+        "second after one request; RSS after the load: the same after the last load point. "
+        f"Load figures: medians of {meta['reps']} rep(s), each a fresh server process. "
         f"Measured {meta['date']} on {meta['machine']}: absolute figures are noisy; the "
         "ratios, taken in one run, are what count."
     )

@@ -57,6 +57,33 @@ def _client(ws: Workspace, ref: str = "churn@champion", **options: Any) -> Any:
     return ModelServerClient(ref, workspace=ws, **options)
 
 
+def test_a_numeric_model_is_loaded_and_served_without_pandas(
+    ws: Workspace, churn: Any, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import conveyor as cv\n"
+        "from conveyor.serving.server import ServeOptions\n"
+        "from conveyor.serving.sources import load_runtime\n"
+        f"ws = cv.Workspace.from_settings({str(tmp_path / 'p')!r}, project='edge')\n"
+        "runtime = load_runtime(ws, 'churn@champion', ServeOptions())\n"
+        "runtime.warm_up()\n"
+        "block = runtime.parser.parse({'instances': runtime.sample_input()})\n"
+        "print(runtime.predict(block.data)['predictions'].shape, 'pandas' in sys.modules)\n"
+        "import pandas\n"  # still there for whoever needs it
+        "print(pandas.DataFrame({'a': [1]}).shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["(1,) False", "(1, 1)"]
+
+
 def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:
     with _client(ws, max_body_bytes=2_000) as client:
         http = client.http

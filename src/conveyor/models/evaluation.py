@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from conveyor.core.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["PRIMARY_METRIC", "Evaluation", "compute_evaluation", "infer_task"]
 
@@ -70,6 +72,8 @@ class Evaluation:
 
 def infer_task(y: pd.Series, has_proba: bool) -> str:
     """Classification when the model gives probabilities or the target is not float."""
+    import pandas as pd
+
     if has_proba:
         return "classification"
     if pd.api.types.is_float_dtype(y) and y.nunique() > 20:

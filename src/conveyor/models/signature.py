@@ -15,12 +15,14 @@ values are reported per field, in one error, before the model sees the data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from conveyor.core.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ColumnSpec", "Signature", "SignatureError", "infer_signature", "to_frame_or_array"]
 
@@ -130,6 +132,8 @@ class Signature:
         return prepared
 
     def _prepare(self, data: Any) -> tuple[Any, list[str]]:
+        import pandas as pd
+
         data = to_frame_or_array(data, columns=self.columns or None)
         if self.is_tensor:
             return data, _tensor_problems(self.inputs[0], data)
@@ -175,6 +179,8 @@ class Signature:
 
 
 def _dtype_name(dtype: Any) -> str:
+    import pandas as pd
+
     if isinstance(dtype, pd.CategoricalDtype):
         return "category"
     if isinstance(dtype, pd.StringDtype) or dtype == object:  # noqa: E721
@@ -252,6 +258,8 @@ def _tensor_problems(spec: ColumnSpec, data: Any) -> list[str]:
 
 def to_frame_or_array(data: Any, *, columns: list[str] | None = None) -> Any:
     """Turn lists, dicts, Series and Arrow tables into a DataFrame; leave arrays as arrays."""
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame | np.ndarray):
         return data
     if isinstance(data, pd.Series):
@@ -273,6 +281,8 @@ def to_frame_or_array(data: Any, *, columns: list[str] | None = None) -> Any:
 
 
 def _specs(data: Any, *, role: str) -> tuple[ColumnSpec, ...]:
+    import pandas as pd
+
     if isinstance(data, pd.Series):
         data = data.to_numpy() if data.name is None else data.to_frame()
     elif isinstance(data, list | tuple):

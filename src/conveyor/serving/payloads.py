@@ -7,8 +7,9 @@ Three shapes are accepted, all turned into one column-ordered block:
 - Open Inference Protocol v2: ``{"inputs": [{"name": "age", "shape": [2], "datatype": "INT64",
   "data": [31, 45]}, ...]}`` (one tensor per column, as MLServer's pandas codec does)
 
-A block is a 2-D float64 array when every input is numeric (the fast path: no pandas until the
-batch is assembled), else a DataFrame. Every fault names the column and the first bad row.
+A block is a 2-D float64 array when every input is numeric (the fast path: pandas is not even
+imported, so a model server of a numeric model runs without it), else a DataFrame. Every
+fault names the column and the first bad row.
 
 >>> from conveyor.models.signature import ColumnSpec, Signature
 >>> sig = Signature((ColumnSpec("age", "int64"), ColumnSpec("income", "float64")))
@@ -25,12 +26,14 @@ column 'age', row 0: expected a number (int64), got the string 'old'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from conveyor.models.signature import ColumnSpec, Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["V2_DATATYPES", "Block", "InputParser", "PayloadError", "concat_blocks"]
 
@@ -275,6 +278,8 @@ class InputParser:
             )
         if self.numeric:
             return Block(np.column_stack(converted).astype(np.float64, copy=False), rows, dropped)
+        import pandas as pd
+
         frame = pd.DataFrame(dict(zip(self.columns, converted, strict=True)))
         return Block(frame, rows, dropped)
 
@@ -289,6 +294,8 @@ _NUMBER = (int, float)
 
 def _frame(data: Any, columns: list[str] | None = None) -> pd.DataFrame:
     """A DataFrame for a model without a signature; input pandas cannot tabulate is a 422."""
+    import pandas as pd
+
     try:
         return pd.DataFrame(data, columns=columns)
     except (ValueError, TypeError) as e:
@@ -326,6 +333,8 @@ def _convert(spec: ColumnSpec, kind: str, values: list[Any]) -> tuple[Any, str |
                 return None, f"row {r}: expected an integer ({spec.dtype}), got {v!r}"
         return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64), None
     # strings, categories, datetimes
+    import pandas as pd
+
     for r, v in enumerate(values):
         if v is None:
             if not spec.nullable:
@@ -351,4 +360,6 @@ def concat_blocks(blocks: list[Block]) -> Any:
     first = blocks[0].data
     if isinstance(first, np.ndarray):
         return np.concatenate([b.data for b in blocks])
+    import pandas as pd
+
     return pd.concat([b.data for b in blocks], ignore_index=True)

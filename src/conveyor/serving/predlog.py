@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -308,10 +308,9 @@ def build_predictions(entries: list[PredictionEntry]) -> pa.Table:
     ids = [i for e in entries for i in e.ids]
     repeat = np.repeat
     counts = [e.rows for e in entries]
-    at = pd.to_datetime(repeat([e.at for e in entries], counts), unit="s", utc=True)
     columns: dict[str, Any] = {
         "prediction_id": pa.array(ids, pa.string()),
-        "ts": pa.array(at.astype("datetime64[us, UTC]"), pa.timestamp("us", tz="UTC")),
+        "ts": pa.array(_microseconds(repeat([e.at for e in entries], counts)), _TS),
         "deployment": pa.array(repeat([e.deployment for e in entries], counts), pa.string()),
         "revision": pa.array(
             [e.revision for e, n in zip(entries, counts, strict=True) for _ in range(n)],
@@ -371,6 +370,19 @@ def _lists(parts: list[Any], counts: list[int], kind: pa.DataType | None) -> pa.
     return pa.concat_arrays(chunks)
 
 
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _microseconds(seconds: Any) -> Any:
+    """Epoch seconds (floats) as whole microseconds, cut as pandas cuts them (``to_datetime``
+    then a cast to microseconds): the whole seconds and the fraction are scaled apart, the
+    fraction to nanoseconds rounded at nine places, and the nanoseconds cut to micro."""
+    values = np.asarray(seconds, dtype=np.float64)
+    whole = np.floor(values)
+    nanos = (np.round(values - whole, 9) * 1e9).astype(np.int64)
+    return whole.astype(np.int64) * 1_000_000 + nanos // 1000
+
+
 def _inputs_table(entries: list[PredictionEntry]) -> pa.Table | None:
     """The inputs of ``entries`` as one table, built without a DataFrame per request."""
     parts: list[pa.Table] = []
@@ -390,7 +402,8 @@ def _inputs_table(entries: list[PredictionEntry]) -> pa.Table | None:
             run.append(e)
             continue
         close_run()
-        if isinstance(e.inputs, pd.DataFrame):
+        pd = sys.modules.get("pandas")  # a DataFrame means pandas is loaded; else no need
+        if pd is not None and isinstance(e.inputs, pd.DataFrame):
             frame = e.inputs.reset_index(drop=True)
             frame.columns = [str(c) for c in frame.columns]
             parts.append(pa.Table.from_pandas(frame, preserve_index=False))
@@ -405,7 +418,7 @@ def _inputs_table(entries: list[PredictionEntry]) -> pa.Table | None:
 def build_feedback(entries: list[FeedbackEntry]) -> pa.Table:
     """The feedback of one partition: prediction id, label, time it arrived."""
     counts = [e.rows for e in entries]
-    at = pd.to_datetime(np.repeat([e.at for e in entries], counts), unit="s", utc=True)
+    at = _microseconds(np.repeat([e.at for e in entries], counts))
     labels = [label for e in entries for label in e.labels]
     try:
         label_array = pa.array(labels)
@@ -415,7 +428,7 @@ def build_feedback(entries: list[FeedbackEntry]) -> pa.Table:
         {
             "prediction_id": pa.array([i for e in entries for i in e.ids], pa.string()),
             "label": label_array,
-            "ts": pa.array(at.astype("datetime64[us, UTC]"), pa.timestamp("us", tz="UTC")),
+            "ts": pa.array(at, _TS),
             "deployment": pa.array(np.repeat([e.deployment for e in entries], counts), pa.string()),
         }
     )
@@ -423,11 +436,10 @@ def build_feedback(entries: list[FeedbackEntry]) -> pa.Table:
 
 def build_failures(entries: list[FailureEntry]) -> pa.Table:
     """The failed requests of one partition, a row each."""
-    at = pd.to_datetime([e.at for e in entries], unit="s", utc=True)
     return pa.table(
         {
             "error_id": pa.array([e.error_id for e in entries], pa.string()),
-            "ts": pa.array(at.astype("datetime64[us, UTC]"), pa.timestamp("us", tz="UTC")),
+            "ts": pa.array(_microseconds([e.at for e in entries]), _TS),
             "deployment": pa.array([e.deployment for e in entries], pa.string()),
             "revision": pa.array([e.revision for e in entries], pa.int32()),
             "model": pa.array([e.model for e in entries], pa.string()),

@@ -8,7 +8,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from conveyor.models.loaded import LoadedModel
 from conveyor.serving.batching import Batcher
@@ -27,6 +26,10 @@ class ModelRuntime:
     ``optimize="onnx"`` converts a scikit-learn model with skl2onnx, checks it predicts like
     the original on the stored input example, and runs it with onnxruntime; when conversion
     or the check fails it keeps the native model and says why in ``optimize_note``.
+
+    ``example`` is the stored input example, or a function that reads it: it is read only
+    when needed (a numeric scikit-learn model warms up on zeros, so serving it never loads
+    pandas).
     """
 
     def __init__(
@@ -63,14 +66,14 @@ class ModelRuntime:
         )
         if self._as_array:
             _quiet_feature_names_warning()
-        self._example = example
+        self._read_example = example if callable(example) else lambda: example
         self._onnx: Any = None
         self._onnx_input = ""
         self.runtime = "native"
         self.optimize_note = ""
         self.warm_error = ""
         if optimize == "onnx":
-            self._try_onnx(example)
+            self._try_onnx(self._example())
         self.batcher = Batcher(
             self.predict,
             max_batch=max_batch,
@@ -84,8 +87,17 @@ class ModelRuntime:
 
     # -- prediction -------------------------------------------------------------------------
 
+    def _example(self) -> Any:
+        try:
+            return self._read_example()
+        except Exception as e:  # noqa: BLE001 - an unreadable example only costs the warm-up
+            log.warning("%s: its input example cannot be read (%s)", self.ref, e)
+            return None
+
     def _frame(self, data: Any) -> Any:
         if isinstance(data, np.ndarray) and self.parser.columns:
+            import pandas as pd
+
             return pd.DataFrame(data, columns=self.parser.columns, copy=False)
         return data
 
@@ -118,12 +130,12 @@ class ModelRuntime:
         return time.perf_counter() - started
 
     def sample_input(self) -> list[dict[str, Any]] | None:
-        """A record or two to call the model with: the stored example, else zeros."""
-        if self._example is not None:
-            example = self._example
-            if isinstance(example, pd.DataFrame) and self.parser.columns:
-                records = example[self.parser.columns].head(2).to_dict(orient="records")
-                return [{k: _plain(v) for k, v in r.items()} for r in records]
+        """A record or two to call the model with: the stored example, else zeros (always
+        zeros for a model served from arrays, which need not read it)."""
+        example = None if self._as_array else self._example()
+        if example is not None and self.parser.columns and hasattr(example, "to_dict"):
+            records = example[self.parser.columns].head(2).to_dict(orient="records")
+            return [{k: _plain(v) for k, v in r.items()} for r in records]
         if not self.parser.specs:
             return None
         row: dict[str, Any] = {}
@@ -144,6 +156,8 @@ class ModelRuntime:
             log.warning("%s: serving natively (%s)", self.ref, self.optimize_note)
             return
         if example is None and self.parser.specs:
+            import pandas as pd
+
             sample = self.sample_input()
             example = pd.DataFrame(sample) if sample else None
         if example is None:
@@ -188,6 +202,8 @@ def _quiet_feature_names_warning() -> None:
 
 
 def _plain(value: Any) -> Any:
+    import pandas as pd  # (a value from a DataFrame: pandas is loaded)
+
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, pd.Timestamp):

@@ -42,17 +42,15 @@ def load_runtime(
     ws: Workspace, ref: str, options: ServeOptions, on_batch: Any = None
 ) -> ModelRuntime:
     """Load model version ``ref`` from ``ws`` as a runtime with ``options``."""
+    from conveyor.models.flavors.sklearn import without_pandas
     from conveyor.serving.runtime import ModelRuntime
 
     models = model_service(ws)
-    loaded = models.load(ref, trust=options.trust)
-    try:
-        example = models.input_example(ref)
-    except Exception:  # noqa: BLE001 - an unreadable example only costs the warm-up
-        example = None
+    with without_pandas():  # a numeric model is served without loading pandas
+        loaded = models.load(ref, trust=options.trust)
     return ModelRuntime(
         loaded,
-        example=example,
+        example=lambda: models.input_example(ref),  # read when needed
         optimize=options.optimize,
         extra=options.extra_columns,
         max_batch=options.max_batch,

@@ -6,15 +6,50 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, ClassVar
 
 from conveyor.core.errors import IntegrityError, InvalidArgumentError, PermissionDeniedError
 from conveyor.models.flavors import Flavor, module_roots
 
-__all__ = ["SklearnFlavor", "skops_defaults", "skops_io"]
+__all__ = ["SklearnFlavor", "skops_defaults", "skops_io", "without_pandas"]
 
 FILE = "model.skops"
+
+_lean: ContextVar[bool] = ContextVar("conveyor_sklearn_without_pandas", default=False)
+
+
+@contextmanager
+def without_pandas() -> Iterator[None]:
+    """Within the block, a first import of scikit-learn leaves pandas unloaded.
+
+    ``sklearn.utils.fixes`` imports pandas whenever it is installed, for a module-level name
+    nothing reads (its one pandas helper takes pandas as an argument). pandas and pyarrow
+    are then about 40 MB and 0.2 s of a model server that serves arrays. A model server
+    loads its models in this block, before it serves anything; pandas stays importable,
+    and a request that needs a DataFrame imports it then.
+    """
+    token = _lean.set(True)
+    try:
+        yield
+    finally:
+        _lean.reset(token)
+
+
+def _import_sklearn_without_pandas() -> None:
+    if "sklearn" in sys.modules or "pandas" in sys.modules:
+        return
+    sys.modules["pandas"] = None  # type: ignore[assignment]  # import pandas: ImportError
+    try:
+        import sklearn.base
+    except ImportError:  # a scikit-learn that needs pandas to import: the plain import
+        pass
+    finally:
+        if "pandas" in sys.modules and sys.modules["pandas"] is None:
+            del sys.modules["pandas"]
+    import sklearn.base  # noqa: F401
 
 
 def skops_io() -> ModuleType:
@@ -29,6 +64,8 @@ def skops_io() -> ModuleType:
     """
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
+    if _lean.get():
+        _import_sklearn_without_pandas()
     import sklearn.utils
 
     listing = sklearn.utils.all_estimators
