@@ -39,7 +39,8 @@ wrk script (``wrk -t1 -cC -dDs --latency -s serve_wrk_post.lua URL -- BODY MAXRE
 Figures per server: single-row requests at concurrency 1, 8 and 32 (requests/s, p50, p99), the
 1,000-row request at concurrency 1 (rows/s, p50, p99), the time from spawn to the first 200 of
 the server's readiness route (polled every 25 ms; median of ``--starts`` starts, each a fresh
-process), and the idle RSS of the server's whole process tree (``/proc``, after one request).
+process), and the RSS of the server's whole process tree (``/proc``): idle, half a second
+after one request, and after the load.
 Each load figure is the median of ``--reps`` reps, each rep a fresh server process, the servers
 one at a time in an order reversed every other rep; a discarded one-second warm-up precedes each
 server's load. Every server binds 127.0.0.1 on a free port and runs in its own process group,
@@ -988,7 +989,8 @@ def render_section(
         "given number of connections. Start-up: spawn to the first 200 of the readiness route "
         f"(`/readyz`, MLflow `/ping`), polled every {POLL_S * 1000:.0f} ms, median of "
         f"{meta['starts']} fresh starts; idle RSS: the server's whole process tree half a "
-        "second after one request; RSS after the load: the same after the last load point. "
+        "second after one request (before Conveyor's first prediction-log write, which loads "
+        "pandas through pyarrow); RSS after the load: the same after the last load point. "
         f"Load figures: medians of {meta['reps']} rep(s), each a fresh server process. "
         f"Measured {meta['date']} on {meta['machine']}: absolute figures are noisy; the "
         "ratios, taken in one run, are what count."

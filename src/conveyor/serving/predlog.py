@@ -374,9 +374,10 @@ _TS = pa.timestamp("us", tz="UTC")
 
 
 def _microseconds(seconds: Any) -> Any:
-    """Epoch seconds (floats) as whole microseconds, cut as pandas cuts them (``to_datetime``
-    then a cast to microseconds): the whole seconds and the fraction are scaled apart, the
-    fraction to nanoseconds rounded at nine places, and the nanoseconds cut to micro."""
+    """Epoch seconds (non-negative floats, from ``time.time()``) as whole microseconds, cut
+    as pandas cuts them (``to_datetime`` then a cast to microseconds): the whole seconds and
+    the fraction are scaled apart, the fraction to nanoseconds rounded at nine places, and
+    the nanoseconds cut to micro."""
     values = np.asarray(seconds, dtype=np.float64)
     whole = np.floor(values)
     nanos = (np.round(values - whole, 9) * 1e9).astype(np.int64)

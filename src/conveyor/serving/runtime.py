@@ -121,6 +121,8 @@ class ModelRuntime:
 
     def warm_up(self) -> float:
         """Run one prediction so the first request pays no first-call costs; return seconds."""
+        if not self._as_array:  # its requests build DataFrames: pandas now, not in the first
+            import pandas  # noqa: F401
         sample = self.sample_input()
         if sample is None:
             return 0.0

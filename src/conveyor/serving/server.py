@@ -135,7 +135,12 @@ class ServingState:
             )
         self._reload_lock = asyncio.Lock()
         spec = await asyncio.to_thread(self.source.resolve)
-        self.plan, self._runtimes = await asyncio.to_thread(self._build, spec, {})
+        from conveyor.models.flavors.sklearn import without_pandas
+
+        # Nothing is served yet, so no other thread imports: the one moment a first import
+        # of scikit-learn may leave pandas out (a numeric model then never needs it).
+        with without_pandas():
+            self.plan, self._runtimes = await asyncio.to_thread(self._build, spec, {})
         if opts.tune_process:
             _tune_process()
         self.ready = True
@@ -187,7 +192,7 @@ class ServingState:
                 except Exception as e:  # noqa: BLE001 - a failing example must not stop serving
                     runtime.warm_error = f"{type(e).__name__}: {e}"
                     log.warning(
-                        "%s failed its warm-up call on the input example (%s); serving it "
+                        "%s failed its warm-up call (%s); serving it "
                         "anyway, its failing requests will answer 500",
                         route.ref,
                         runtime.warm_error,

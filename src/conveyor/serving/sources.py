@@ -42,15 +42,14 @@ def load_runtime(
     ws: Workspace, ref: str, options: ServeOptions, on_batch: Any = None
 ) -> ModelRuntime:
     """Load model version ``ref`` from ``ws`` as a runtime with ``options``."""
-    from conveyor.models.flavors.sklearn import without_pandas
     from conveyor.serving.runtime import ModelRuntime
 
     models = model_service(ws)
-    with without_pandas():  # a numeric model is served without loading pandas
-        loaded = models.load(ref, trust=options.trust)
+    loaded = models.load(ref, trust=options.trust)
+    version = loaded.version.ref  # (an alias may move before the example is read)
     return ModelRuntime(
         loaded,
-        example=lambda: models.input_example(ref),  # read when needed
+        example=lambda: models.input_example(version),  # read when needed
         optimize=options.optimize,
         extra=options.extra_columns,
         max_batch=options.max_batch,

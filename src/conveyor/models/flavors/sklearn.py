@@ -28,8 +28,9 @@ def without_pandas() -> Iterator[None]:
     ``sklearn.utils.fixes`` imports pandas whenever it is installed, for a module-level name
     nothing reads (its one pandas helper takes pandas as an argument). pandas and pyarrow
     are then about 40 MB and 0.2 s of a model server that serves arrays. A model server
-    loads its models in this block, before it serves anything; pandas stays importable,
-    and a request that needs a DataFrame imports it then.
+    loads its first models in this block, before it serves anything, while no other thread
+    imports (pandas is hidden from every thread meanwhile); pandas stays importable, and
+    whatever needs a DataFrame imports it then.
     """
     token = _lean.set(True)
     try:
