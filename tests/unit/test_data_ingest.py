@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.core.errors import ConflictError, InvalidArgumentError
+from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
 from conveyor.data.ingest import HashCache, ingest, scan
 from conveyor.data.records import (
     CHUNK_BYTES,
@@ -19,6 +19,7 @@ from conveyor.data.records import (
     chunk_count,
     chunked_digest,
 )
+from conveyor.store.artifacts import cas
 from conveyor.store.artifacts.cas import ArtifactStore
 
 OLD = time.time_ns() - 60_000_000_000  # a minute ago: outside the racy window
@@ -97,6 +98,34 @@ def test_large_files_take_the_pipelined_copy_and_keep_their_digest(
     assert store.get(put.digest) == data
     durable = store.put_file(tmp_path / "big.bin")  # the one-pass streaming path
     assert durable.digest == put.digest
+
+
+def test_a_small_file_whose_content_is_stored_is_not_copied_again(
+    tmp_path: Path, store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make(tmp_path, {"a.bin": b"same bytes", "b.bin": b"same bytes"})
+    copies: list[int] = []
+    copy = cas._kernel_copy
+    monkeypatch.setattr(cas, "_kernel_copy", lambda *a: copies.append(a[2]) or copy(*a))
+    first = store.put_file(tmp_path / "a.bin", durable=False)
+    again = store.put_file(tmp_path / "b.bin", durable=False)
+    assert (first.created, again.created) == (True, False)
+    assert again.digest == first.digest
+    assert copies == [len(b"same bytes")]  # the second file was hashed, never copied
+    assert list(store.backend.staging_dir().iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "missing"])
+def test_storing_anything_but_a_regular_file_is_refused_without_blocking(
+    tmp_path: Path, store: ArtifactStore, kind: str
+) -> None:
+    path = tmp_path / kind
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer
+    with pytest.raises(NotFoundError, match="it is not a file"):
+        store.put_file(path, durable=False)
 
 
 def test_a_manifest_refuses_duplicate_paths_and_foreign_bytes() -> None:

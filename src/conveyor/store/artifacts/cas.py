@@ -9,6 +9,7 @@ import io
 import os
 import queue
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -158,23 +159,39 @@ def _hash_queue(h: hashlib._Hash, chunks: queue.Queue[bytes | None]) -> None:
 _RACY_NS = 1_000_000_000  # files modified this recently may change without a new mtime
 
 
-def _hash_path(path: Path) -> tuple[str, int]:
+def _hash_fd(fd: int) -> tuple[str, int]:
+    """Hash what the open file ``fd`` holds, by offset: its file position is left alone."""
     h = hashlib.sha256()
     size = 0
-    with path.open("rb", buffering=0) as f:
-        while chunk := f.read(4 * CHUNK_SIZE):
-            h.update(chunk)
-            size += len(chunk)
+    # A new bytes object per read: a reused bytearray would be zeroed, all 4 MiB of it,
+    # for every small file, which costs more than the read.
+    while chunk := os.pread(fd, 4 * CHUNK_SIZE, size):
+        h.update(chunk)
+        size += len(chunk)
     return h.hexdigest(), size
 
 
 def _kernel_copy(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes from the start of ``src`` to ``dst`` in the kernel."""
     copied = 0
     while copied < size:
-        n = os.copy_file_range(src, dst, size - copied)
+        n = os.copy_file_range(src, dst, size - copied, copied)
         if n == 0:
             break
         copied += n
+
+
+def _open_regular(path: Path) -> io.FileIO:
+    """Open ``path`` for reading, refusing anything but a regular file (never blocking on
+    a FIFO), with one open and one fstat rather than a stat beforehand."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise NotFoundError(f"Cannot store {path}: it is not a file.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotFoundError(f"Cannot store {path}: it is not a file.")
+    return io.FileIO(fd, "rb", closefd=True)
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
@@ -242,62 +259,69 @@ class ArtifactStore:
         digest check on every read.
         """
         path = Path(path)
-        if not path.is_file():
-            raise NotFoundError(f"Cannot store {path}: it is not a file.")
-        if not durable and getattr(self.backend, "is_local", False):
-            fast = self._put_local_copy(path)
-            if fast is not None:
-                return fast
-        # One pass: copy through the hashing stream, so what lands under a key always matches
-        # it even if the file changes meanwhile; content already stored costs the write only.
-        with path.open("rb", buffering=0) as f:
+        with _open_regular(path) as f:
+            if not durable and getattr(self.backend, "is_local", False):
+                fast = self._put_local_copy(f.fileno())
+                if fast is not None:
+                    return fast
+            # One pass: copy through the hashing stream, so what lands under a key always
+            # matches it even if the file changes meanwhile; content already stored costs
+            # the write only.
+            f.seek(0)
             return self.put_stream(f, durable=durable)
 
-    def _put_local_copy(self, path: Path) -> PutResult | None:
-        """Copy in the kernel while a helper thread hashes the same file (local stores only).
+    def _put_local_copy(self, src: int) -> PutResult | None:
+        """Hash the open file ``src`` and copy it in the kernel (local stores only).
 
-        The copy and the hash read the file separately, so the file's stat is compared
-        before and after: if anything wrote to it meanwhile (or shortly before, within the
-        file system's timestamp granularity), this returns None and the caller takes the
-        one-pass path instead.
+        A small file is hashed first, so that content already stored is not copied at all;
+        a large one is copied while a helper thread hashes it. The copy and the hash read
+        the file separately, so its stat is compared before and after: if anything wrote
+        to it meanwhile (or shortly before, within the file system's timestamp
+        granularity), this returns None and the caller takes the one-pass path instead.
+        Both read by offset, leaving ``src``'s position at the start.
         """
-        temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
+        before = os.fstat(src)
+        if before.st_mtime_ns > time.time_ns() - _RACY_NS:
+            return None
+        temp: Path | None = None
         try:
-            with path.open("rb") as src:
-                before = os.fstat(src.fileno())
-                if before.st_mtime_ns > time.time_ns() - _RACY_NS:
+            hashed: list[tuple[str, int]] = []
+            if before.st_size < _PIPELINE_AFTER * 4:
+                # Small files: one thread each; the caller runs several files at once.
+                digest, size = _hash_fd(src)
+                if size != before.st_size or _changed(before, os.fstat(src)):
                     return None
-                hashed: list[tuple[str, int]] = []
-                if before.st_size < _PIPELINE_AFTER * 4:
-                    # Small files: one thread each; the caller runs several files at once.
-                    hashed.append(_hash_path(path))
+                if self._reuse(key_of(digest)):
+                    return PutResult(digest, size, created=False)
+                hashed.append((digest, size))
+                temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
+                with temp.open("wb") as out:
+                    _kernel_copy(src, out.fileno(), size)
+            else:
+                temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
+                hasher = threading.Thread(target=lambda: hashed.append(_hash_fd(src)), daemon=True)
+                hasher.start()
+                try:
                     with temp.open("wb") as out:
-                        _kernel_copy(src.fileno(), out.fileno(), before.st_size)
-                else:
-                    hasher = threading.Thread(
-                        target=lambda: hashed.append(_hash_path(path)), daemon=True
-                    )
-                    hasher.start()
-                    try:
-                        with temp.open("wb") as out:
-                            _kernel_copy(src.fileno(), out.fileno(), before.st_size)
-                    finally:
-                        hasher.join()
-                after = os.fstat(src.fileno())
-            if not hashed or _changed(before, after) or hashed[0][1] != before.st_size:
+                        _kernel_copy(src, out.fileno(), before.st_size)
+                finally:
+                    hasher.join()
+            if not hashed or _changed(before, os.fstat(src)) or hashed[0][1] != before.st_size:
                 return None
             digest, size = hashed[0]
             key = key_of(digest)
             if self._reuse(key):
                 return PutResult(digest, size, created=False)
             self.backend.put_file(key, temp, move=True)
+            temp = None  # moved into place
             return PutResult(digest, size, created=True)
         except OSError as e:
             if e.errno in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 return None  # no kernel copy between these file systems: stream instead
             raise
         finally:
-            temp.unlink(missing_ok=True)
+            if temp is not None:
+                temp.unlink(missing_ok=True)
 
     def put_stream(self, stream: BinaryIO, *, durable: bool = True) -> PutResult:
         """Store everything left in ``stream``, hashing it on the way to a temporary file."""

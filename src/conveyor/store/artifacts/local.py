@@ -42,6 +42,7 @@ class LocalBackend:
         self.uri = uri
         self.root = _root_of(uri).resolve()
         self._prefix = str(self.root) + os.sep
+        self._staging: Path | None = None  # made once per backend: adds call this per file
 
     def __repr__(self) -> str:
         return f"LocalBackend({str(self.root)!r})"
@@ -67,9 +68,11 @@ class LocalBackend:
             raise NotFoundError(f"No object {key!r} in {self.root}.") from None
 
     def staging_dir(self) -> Path:
-        path = self.root / _STAGING
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        if self._staging is None:
+            path = self.root / _STAGING
+            path.mkdir(parents=True, exist_ok=True)
+            self._staging = path
+        return self._staging
 
     def _temp_path(self) -> Path:
         return self.staging_dir() / f"{ids.new_id()}.part"
