@@ -267,6 +267,28 @@ def test_the_log_writes_every_row_it_accepts(tmp_path: Path) -> None:
     assert not list((tmp_path / "logs").rglob(".*.tmp"))  # no half-written files
 
 
+def test_logged_columns_keep_their_nulls_and_text(tmp_path: Path) -> None:
+    # Columns are built from their buffers (no pandas); nulls and non-ASCII text survive.
+    first, second = _entry(2), _entry(1, deployment="canary")
+    first.revision = None
+    first.outputs = {"predictions": np.array(["oui", None], dtype=object)}
+    second.outputs = {"predictions": np.array(["né"], dtype=object)}
+    second.ids = ["q0"]
+    sink = ParquetLog(str(tmp_path), "predictions", flush_seconds=60)
+    sink.add(first)
+    sink.add(second)
+    sink.close()
+    frame = read_log(str(tmp_path)).sort_values("prediction_id", kind="stable")
+    rows = frame[["deployment", "revision", "prediction"]].to_dict("records")
+    assert [r["deployment"] for r in rows] == ["prod", "prod", "canary"]
+    assert [_or_none(r["prediction"]) for r in rows] == ["oui", None, "né"]
+    assert [_or_none(r["revision"]) for r in rows] == [None, None, 1]
+
+
+def _or_none(value: object) -> object:
+    return None if pd.isna(value) else value
+
+
 def test_a_log_read_can_take_only_some_inputs(tmp_path: Path) -> None:
     sink = ParquetLog(str(tmp_path), "predictions", flush_seconds=60)
     sink.add(_entry(4))

@@ -69,17 +69,18 @@ def test_a_numeric_model_is_loaded_and_served_without_pandas(
         "import conveyor as cv\n"
         "from conveyor.testing import ModelServerClient\n"
         f"ws = cv.Workspace.from_settings({str(tmp_path / 'p')!r}, project='edge')\n"
-        "with ModelServerClient('churn@champion', workspace=ws, log_predictions=False) as c:\n"
-        f"    answer = c.predict([{row!r}])\n"
+        "with ModelServerClient('churn@champion', workspace=ws) as c:\n"
+        f"    answer = c.predict([{row!r}, {row!r}])\n"
+        # leaving the block flushes the prediction log: Parquet written without pandas too
         "print(len(answer['predictions']), 'pandas' in sys.modules)\n"
-        "import pandas\n"  # still there for whoever needs it
-        "print(pandas.DataFrame({'a': [1]}).shape)\n"
+        "logged = cv.serving.read_predictions(workspace=ws)\n"  # a DataFrame: pandas now
+        "print(sorted(logged['prediction_id']) == sorted(answer['prediction_ids']))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["1 False", "(1, 1)"]
+    assert done.stdout.split("\n")[:2] == ["2 False", "True"]
 
 
 def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:

@@ -309,17 +309,17 @@ def build_predictions(entries: list[PredictionEntry]) -> pa.Table:
     repeat = np.repeat
     counts = [e.rows for e in entries]
     columns: dict[str, Any] = {
-        "prediction_id": pa.array(ids, pa.string()),
-        "ts": pa.array(_microseconds(repeat([e.at for e in entries], counts)), _TS),
-        "deployment": pa.array(repeat([e.deployment for e in entries], counts), pa.string()),
-        "revision": pa.array(
+        "prediction_id": _strings(ids),
+        "ts": _fixed(_microseconds(repeat([e.at for e in entries], counts)), _TS),
+        "deployment": _strings(repeat([e.deployment for e in entries], counts)),
+        "revision": _fixed(
             [e.revision for e, n in zip(entries, counts, strict=True) for _ in range(n)],
             pa.int32(),
         ),
-        "model": pa.array(repeat([e.model for e in entries], counts), pa.string()),
-        "model_version": pa.array(repeat([e.version for e in entries], counts), pa.int32()),
-        "role": pa.array(repeat([e.role for e in entries], counts), pa.string()),
-        "latency_ms": pa.array(repeat([e.latency_ms for e in entries], counts), pa.float64()),
+        "model": _strings(repeat([e.model for e in entries], counts)),
+        "model_version": _fixed(repeat([e.version for e in entries], counts), pa.int32()),
+        "role": _strings(repeat([e.role for e in entries], counts)),
+        "latency_ms": _fixed(repeat([e.latency_ms for e in entries], counts), pa.float64()),
     }
     columns["prediction"] = _concat_outputs([e.outputs["predictions"] for e in entries])
     if any("proba" in e.outputs for e in entries):
@@ -347,8 +347,8 @@ def _concat_outputs(parts: list[Any]) -> pa.Array:
         return _lists(arrays, [len(a) for a in arrays], None)
     values = np.concatenate(arrays)
     if values.dtype.kind in "OU":
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
-    return pa.array(values)
+        return _strings([None if v is None else str(v) for v in values])
+    return _numeric(values)
 
 
 def _lists(parts: list[Any], counts: list[int], kind: pa.DataType | None) -> pa.Array:
@@ -360,8 +360,8 @@ def _lists(parts: list[Any], counts: list[int], kind: pa.DataType | None) -> pa.
             continue
         array = np.asarray(part)
         flat = array.reshape(len(array), -1)
-        offsets = pa.array(np.arange(0, flat.size + 1, max(flat.shape[1], 1), dtype=np.int32))
-        values = pa.array(flat.ravel())
+        offsets = _fixed(np.arange(0, flat.size + 1, max(flat.shape[1], 1)), pa.int32())
+        values = _numeric(flat.ravel())
         if kind is not None:
             values = values.cast(kind)
         chunks.append(pa.ListArray.from_arrays(offsets, values))
@@ -371,6 +371,59 @@ def _lists(parts: list[Any], counts: list[int], kind: pa.DataType | None) -> pa.
 
 
 _TS = pa.timestamp("us", tz="UTC")
+
+# Arrays are built from their buffers, not with ``pa.array``: that asks pyarrow's pandas shim
+# whether its input is a pandas object, which imports pandas (about 46 MB) into a model server
+# that serves arrays and never needed it.
+_FIXED: dict[pa.DataType, type[np.generic]] = {
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+    _TS: np.int64,
+}
+
+
+def _validity(missing: np.ndarray) -> tuple[pa.Buffer | None, int]:
+    """The validity bitmap of an array whose nulls are where ``missing`` is true."""
+    nulls = int(missing.sum())
+    if not nulls:
+        return None, 0
+    return pa.py_buffer(np.packbits(~missing, bitorder="little")), nulls
+
+
+def _fixed(values: Any, kind: pa.DataType) -> pa.Array:
+    """A fixed-width array of ``kind`` (one of ``_FIXED``) from numbers; None is null."""
+    if isinstance(values, list) and any(v is None for v in values):
+        missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        values = [0 if v is None else v for v in values]
+    else:
+        missing = np.zeros(len(values), dtype=bool)
+    array = np.ascontiguousarray(values, dtype=_FIXED[kind])
+    validity, nulls = _validity(missing)
+    return pa.Array.from_buffers(kind, len(array), [validity, pa.py_buffer(array)], nulls)
+
+
+def _numeric(values: np.ndarray) -> pa.Array:
+    """The Arrow array of a 1-D NumPy array: from its bytes for numbers, else ``pa.array``."""
+    kind = pa.from_numpy_dtype(values.dtype) if values.dtype.kind in "iuf" else None
+    if kind is None or kind not in _FIXED:
+        return pa.array(values)  # booleans, strings, objects: pyarrow converts them
+    return _fixed(values, kind)
+
+
+def _strings(values: Any) -> pa.Array:
+    """A string array from str values (None is null), as 32-bit offsets and UTF-8 bytes."""
+    encoded = [b"" if v is None else str(v).encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        return pa.array(list(values), pa.string())  # pyarrow splits or refuses it
+    missing = np.fromiter((v is None for v in values), dtype=bool, count=len(encoded))
+    validity, nulls = _validity(missing)
+    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(encoded), buffers, nulls)
 
 
 def _microseconds(seconds: Any) -> Any:
@@ -393,7 +446,7 @@ def _inputs_table(entries: list[PredictionEntry]) -> pa.Table | None:
         if run:
             array = np.concatenate([e.inputs for e in run]) if len(run) > 1 else run[0].inputs
             names = [str(c) for c in run[0].columns] or [f"x{j}" for j in range(array.shape[1])]
-            parts.append(pa.table({n: array[:, j] for j, n in enumerate(names)}))
+            parts.append(pa.table({n: _numeric(array[:, j]) for j, n in enumerate(names)}))
             run.clear()
 
     for e in entries:
