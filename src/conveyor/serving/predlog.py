@@ -395,35 +395,56 @@ def _validity(missing: np.ndarray) -> tuple[pa.Buffer | None, int]:
 
 def _fixed(values: Any, kind: pa.DataType) -> pa.Array:
     """A fixed-width array of ``kind`` (one of ``_FIXED``) from numbers; None is null."""
-    if isinstance(values, list) and any(v is None for v in values):
+    validity, nulls = None, 0
+    if isinstance(values, list) and None in values:
         missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
         values = [0 if v is None else v for v in values]
-    else:
-        missing = np.zeros(len(values), dtype=bool)
+        validity, nulls = _validity(missing)
     array = np.ascontiguousarray(values, dtype=_FIXED[kind])
-    validity, nulls = _validity(missing)
     return pa.Array.from_buffers(kind, len(array), [validity, pa.py_buffer(array)], nulls)
+
+
+_KIND_OF: dict[np.dtype[Any], pa.DataType] = {
+    np.dtype(numpy_type): kind for kind, numpy_type in _FIXED.items() if kind != _TS
+}
 
 
 def _numeric(values: np.ndarray) -> pa.Array:
     """The Arrow array of a 1-D NumPy array: from its bytes for numbers, else ``pa.array``."""
-    kind = pa.from_numpy_dtype(values.dtype) if values.dtype.kind in "iuf" else None
-    if kind is None or kind not in _FIXED:
+    kind = _KIND_OF.get(values.dtype)
+    if kind is None:
         return pa.array(values)  # booleans, strings, objects: pyarrow converts them
-    return _fixed(values, kind)
+    array = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(kind, len(array), [None, pa.py_buffer(array)])
 
 
 def _strings(values: Any) -> pa.Array:
     """A string array from str values (None is null), as 32-bit offsets and UTF-8 bytes."""
-    encoded = [b"" if v is None else str(v).encode() for v in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
-    if offsets[-1] >= 2**31:
+    texts = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    count = len(texts)
+    validity, nulls = None, 0
+    if None in texts:
+        missing = np.fromiter((v is None for v in texts), dtype=bool, count=count)
+        validity, nulls = _validity(missing)
+        texts = ["" if v is None else v for v in texts]
+    try:
+        joined = "".join(texts)
+    except TypeError:  # not all str: written as their str()
+        texts = [str(v) for v in texts]
+        joined = "".join(texts)
+    if joined.isascii():  # one byte per character: the lengths are the strings'
+        data = joined.encode("ascii")
+        lengths = np.fromiter(map(len, texts), np.int64, count)
+    else:
+        encoded = [v.encode() for v in texts]
+        data = b"".join(encoded)
+        lengths = np.fromiter(map(len, encoded), np.int64, count)
+    if len(data) >= 2**31:
         return pa.array(list(values), pa.string())  # pyarrow splits or refuses it
-    missing = np.fromiter((v is None for v in values), dtype=bool, count=len(encoded))
-    validity, nulls = _validity(missing)
-    buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
-    return pa.Array.from_buffers(pa.string(), len(encoded), buffers, nulls)
+    offsets = np.zeros(count + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:], dtype=np.int32)
+    buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(data)]
+    return pa.Array.from_buffers(pa.string(), count, buffers, nulls)
 
 
 def _microseconds(seconds: Any) -> Any:
@@ -446,7 +467,8 @@ def _inputs_table(entries: list[PredictionEntry]) -> pa.Table | None:
         if run:
             array = np.concatenate([e.inputs for e in run]) if len(run) > 1 else run[0].inputs
             names = [str(c) for c in run[0].columns] or [f"x{j}" for j in range(array.shape[1])]
-            parts.append(pa.table({n: _numeric(array[:, j]) for j, n in enumerate(names)}))
+            columns = np.ascontiguousarray(array.T)  # one copy: each column's bytes in a row
+            parts.append(pa.table({n: _numeric(columns[j]) for j, n in enumerate(names)}))
             run.clear()
 
     for e in entries:
