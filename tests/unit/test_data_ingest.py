@@ -115,6 +115,18 @@ def test_a_small_file_whose_content_is_stored_is_not_copied_again(
     assert list(store.backend.staging_dir().iterdir()) == []
 
 
+def test_a_kernel_copy_that_stops_short_is_not_stored_under_the_whole_digest(
+    tmp_path: Path, store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some file systems end copy_file_range early (a 0 that claims success).
+    data = os.urandom(3000)
+    make(tmp_path, {"a.bin": data})
+    monkeypatch.setattr(os, "copy_file_range", lambda *args: 0)
+    put = store.put_file(tmp_path / "a.bin", durable=False)
+    assert put.digest == hashlib.sha256(data).hexdigest()
+    assert store.get(put.digest) == data  # streamed instead: the whole file, verified
+
+
 @pytest.mark.parametrize("kind", ["folder", "fifo", "missing"])
 def test_storing_anything_but_a_regular_file_is_refused_without_blocking(
     tmp_path: Path, store: ArtifactStore, kind: str

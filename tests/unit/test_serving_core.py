@@ -285,6 +285,28 @@ def test_logged_columns_keep_their_nulls_and_text(tmp_path: Path) -> None:
     assert [_or_none(r["revision"]) for r in rows] == [None, None, 1]
 
 
+def test_failures_feature_ages_and_empty_outputs_build_their_columns() -> None:
+    import pyarrow as pa
+
+    from conveyor.serving.predlog import FailureEntry, build_failures, build_predictions
+
+    failures = [
+        FailureEntry(1.5, "prod", None, "m", 2, "primary", 422, 0.25, "e1"),
+        FailureEntry(2.5, "prod", 3, "m", 2, "canary", 500, 1.0, "e2"),
+    ]
+    table = build_failures(failures)
+    assert table.column("revision").to_pylist() == [None, 3]
+    assert table.column("status").to_pylist() == [422, 500]
+    assert table.column("status").type == pa.int16()
+    assert table.column("role").to_pylist() == ["primary", "canary"]
+    entry = _entry(2)
+    entry.outputs = {"predictions": np.zeros((2, 0))}  # a model that outputs no columns
+    entry.feature_age_s = [0.5, None]
+    table = build_predictions([entry])
+    assert table.column("prediction").to_pylist() == [[], []]
+    assert table.column("feature_age_s").to_pylist() == [0.5, None]
+
+
 def _or_none(value: object) -> object:
     return None if pd.isna(value) else value
 

@@ -325,7 +325,7 @@ def build_predictions(entries: list[PredictionEntry]) -> pa.Table:
     if any("proba" in e.outputs for e in entries):
         columns["proba"] = _lists([e.outputs.get("proba") for e in entries], counts, pa.float64())
     if any(e.feature_age_s is not None for e in entries):
-        columns["feature_age_s"] = pa.array(
+        columns["feature_age_s"] = _fixed(
             [
                 age
                 for e, n in zip(entries, counts, strict=True)
@@ -360,7 +360,7 @@ def _lists(parts: list[Any], counts: list[int], kind: pa.DataType | None) -> pa.
             continue
         array = np.asarray(part)
         flat = array.reshape(len(array), -1)
-        offsets = _fixed(np.arange(0, flat.size + 1, max(flat.shape[1], 1)), pa.int32())
+        offsets = _fixed(np.arange(len(flat) + 1) * flat.shape[1], pa.int32())
         values = _numeric(flat.ravel())
         if kind is not None:
             values = values.cast(kind)
@@ -401,6 +401,9 @@ def _fixed(values: Any, kind: pa.DataType) -> pa.Array:
         values = [0 if v is None else v for v in values]
         validity, nulls = _validity(missing)
     array = np.ascontiguousarray(values, dtype=_FIXED[kind])
+    narrowed = isinstance(values, np.ndarray) and values.dtype != array.dtype
+    if narrowed and not np.array_equal(array, values):  # the cast lost values
+        return pa.array(values, kind)  # which refuses them, naming the overflow
     return pa.Array.from_buffers(kind, len(array), [validity, pa.py_buffer(array)], nulls)
 
 
@@ -502,10 +505,10 @@ def build_feedback(entries: list[FeedbackEntry]) -> pa.Table:
         label_array = pa.array([None if v is None else str(v) for v in labels], pa.string())
     return pa.table(
         {
-            "prediction_id": pa.array([i for e in entries for i in e.ids], pa.string()),
+            "prediction_id": _strings([i for e in entries for i in e.ids]),
             "label": label_array,
-            "ts": pa.array(at, _TS),
-            "deployment": pa.array(np.repeat([e.deployment for e in entries], counts), pa.string()),
+            "ts": _fixed(at, _TS),
+            "deployment": _strings(np.repeat([e.deployment for e in entries], counts)),
         }
     )
 
@@ -514,15 +517,15 @@ def build_failures(entries: list[FailureEntry]) -> pa.Table:
     """The failed requests of one partition, a row each."""
     return pa.table(
         {
-            "error_id": pa.array([e.error_id for e in entries], pa.string()),
-            "ts": pa.array(_microseconds([e.at for e in entries]), _TS),
-            "deployment": pa.array([e.deployment for e in entries], pa.string()),
-            "revision": pa.array([e.revision for e in entries], pa.int32()),
-            "model": pa.array([e.model for e in entries], pa.string()),
-            "model_version": pa.array([e.version for e in entries], pa.int32()),
-            "role": pa.array([e.role for e in entries], pa.string()),
-            "status": pa.array([e.status for e in entries], pa.int16()),
-            "latency_ms": pa.array([e.latency_ms for e in entries], pa.float64()),
+            "error_id": _strings([e.error_id for e in entries]),
+            "ts": _fixed(_microseconds([e.at for e in entries]), _TS),
+            "deployment": _strings([e.deployment for e in entries]),
+            "revision": _fixed([e.revision for e in entries], pa.int32()),
+            "model": _strings([e.model for e in entries]),
+            "model_version": _fixed([e.version for e in entries], pa.int32()),
+            "role": _strings([e.role for e in entries]),
+            "status": _fixed([e.status for e in entries], pa.int16()),
+            "latency_ms": _fixed([e.latency_ms for e in entries], pa.float64()),
         }
     )
 

@@ -156,6 +156,17 @@ def _hash_queue(h: hashlib._Hash, chunks: queue.Queue[bytes | None]) -> None:
         h.update(chunk)
 
 
+# copy_file_range errors after which the file is streamed instead: no kernel copy between
+# these file systems, or none allowed (EPERM: some container seccomp profiles; EIO: some
+# network file systems). A real read or write error comes back from the stream.
+_NO_KERNEL_COPY = {
+    errno.EXDEV,
+    errno.ENOSYS,
+    errno.EOPNOTSUPP,
+    errno.EINVAL,
+    errno.EPERM,
+    errno.EIO,
+}
 _RACY_NS = 1_000_000_000  # files modified this recently may change without a new mtime
 
 
@@ -171,22 +182,26 @@ def _hash_fd(fd: int) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _kernel_copy(src: int, dst: int, size: int) -> None:
-    """Copy ``size`` bytes from the start of ``src`` to ``dst`` in the kernel."""
+def _kernel_copy(src: int, dst: int, size: int) -> bool:
+    """Copy ``size`` bytes from the start of ``src`` to ``dst`` in the kernel; return whether
+    all of them were (some file systems stop short, or report a copy they did not make)."""
     copied = 0
     while copied < size:
         n = os.copy_file_range(src, dst, size - copied, copied)
         if n == 0:
             break
         copied += n
+    return copied == size
 
 
 def _open_regular(path: Path) -> io.FileIO:
     """Open ``path`` for reading, refusing anything but a regular file (never blocking on
     a FIFO), with one open and one fstat rather than a stat beforehand."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        if os.path.isfile(path):
+            raise  # a file that cannot be read: the caller names it
         raise NotFoundError(f"Cannot store {path}: it is not a file.") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -296,16 +311,19 @@ class ArtifactStore:
                 hashed.append((digest, size))
                 temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
                 with temp.open("wb") as out:
-                    _kernel_copy(src, out.fileno(), size)
+                    if not _kernel_copy(src, out.fileno(), size):
+                        return None
             else:
                 temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
                 hasher = threading.Thread(target=lambda: hashed.append(_hash_fd(src)), daemon=True)
                 hasher.start()
                 try:
                     with temp.open("wb") as out:
-                        _kernel_copy(src, out.fileno(), before.st_size)
+                        whole = _kernel_copy(src, out.fileno(), before.st_size)
                 finally:
                     hasher.join()
+                if not whole:
+                    return None
             if not hashed or _changed(before, os.fstat(src)) or hashed[0][1] != before.st_size:
                 return None
             digest, size = hashed[0]
@@ -316,8 +334,8 @@ class ArtifactStore:
             temp = None  # moved into place
             return PutResult(digest, size, created=True)
         except OSError as e:
-            if e.errno in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                return None  # no kernel copy between these file systems: stream instead
+            if e.errno in _NO_KERNEL_COPY:
+                return None
             raise
         finally:
             if temp is not None:
