@@ -72,6 +72,36 @@ def test_loading_a_forest_does_not_list_every_sklearn_estimator(tmp_path) -> Non
     assert done.stdout.split() == ["0", "True"]
 
 
+def test_skops_trusted_defaults_filled_later_are_skops_own() -> None:
+    """A lean import leaves skops's default lists empty; filled, they equal a plain import's."""
+    import json
+    import subprocess
+    import sys
+
+    lists = "[t.SCIPY_UFUNC_TYPE_NAMES, t.NUMPY_UFUNC_TYPE_NAMES, t.SKLEARN_ESTIMATOR_TYPE_NAMES]"
+    plain = f"import json\nimport skops.io._trusted_types as t\nprint(json.dumps({lists}))\n"
+    lean = (
+        "import json\n"
+        "from conveyor.models.flavors.sklearn import skops_defaults, skops_io\n"
+        "skops_io()\n"
+        "import skops.io._trusted_types as t\n"
+        f"print(json.dumps({lists}))\n"
+        "skops_defaults()\n"
+        f"print(json.dumps({lists}))\n"
+    )
+    outputs = []
+    for code in (plain, lean):
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append([json.loads(line) for line in done.stdout.splitlines()])
+    [expected], (before, after) = outputs
+    assert [len(names) for names in before[::2]] == [0, 0]  # SciPy's and the estimators
+    assert all(len(names) > 50 for names in expected)
+    assert after == expected
+
+
 def test_a_pipeline_with_gradient_boosted_trees_loads_back() -> None:
     from sklearn.compose import make_column_transformer
     from sklearn.ensemble import HistGradientBoostingClassifier

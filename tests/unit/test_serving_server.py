@@ -57,7 +57,7 @@ def _client(ws: Workspace, ref: str = "churn@champion", **options: Any) -> Any:
     return ModelServerClient(ref, workspace=ws, **options)
 
 
-def test_a_numeric_model_is_loaded_and_served_without_pandas(
+def test_a_numeric_model_is_loaded_served_and_logged_without_pandas_or_fsspec(
     ws: Workspace, churn: Any, tmp_path: Path
 ) -> None:
     import subprocess
@@ -72,7 +72,7 @@ def test_a_numeric_model_is_loaded_and_served_without_pandas(
         "with ModelServerClient('churn@champion', workspace=ws) as c:\n"
         f"    answer = c.predict([{row!r}, {row!r}])\n"
         # leaving the block flushes the prediction log: Parquet written without pandas too
-        "print(len(answer['predictions']), 'pandas' in sys.modules)\n"
+        "print(len(answer['predictions']), 'pandas' in sys.modules, 'fsspec' in sys.modules)\n"
         "logged = cv.serving.read_predictions(workspace=ws)\n"  # a DataFrame: pandas now
         "print(sorted(logged['prediction_id']) == sorted(answer['prediction_ids']))\n"
     )
@@ -80,7 +80,7 @@ def test_a_numeric_model_is_loaded_and_served_without_pandas(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["2 False", "True"]
+    assert done.stdout.split("\n")[:2] == ["2 False False", "True"]
 
 
 def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:

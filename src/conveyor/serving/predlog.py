@@ -113,18 +113,22 @@ class ParquetLog:
         max_buffer_rows: int = 1_000_000,
         build: Callable[[list[Any]], pa.Table] | None = None,
     ) -> None:
-        import fsspec
-
         self.uri = uri.rstrip("/")
         self.kind = kind
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_buffer_rows = max_buffer_rows
         self._build = build or _BUILDERS[kind]
-        self._fs, self._root = fsspec.core.url_to_fs(self.uri)
-        self._local = "file" in (
-            self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,)
-        )
+        self._fs: Any = None
+        self._local = "://" not in self.uri or self.uri.startswith("file://")
+        if self._local:  # written with os and pyarrow: a server need not import fsspec
+            from conveyor.store.artifacts.local import local_root
+
+            self._root = str(local_root(self.uri).absolute())
+        else:
+            import fsspec
+
+            self._fs, self._root = fsspec.core.url_to_fs(self.uri)
         self._buffer: list[Any] = []
         self._buffered_rows = 0
         self._lock = threading.Lock()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import pkgutil
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, ClassVar
@@ -54,14 +56,16 @@ def _import_sklearn_without_pandas() -> None:
 
 
 def skops_io() -> ModuleType:
-    """Import ``skops.io`` without listing scikit-learn's estimators.
+    """Import ``skops.io`` without listing scikit-learn's estimators or SciPy's ufuncs.
 
-    Importing skops lists them with ``all_estimators()`` (its default trusted types), which
-    imports every sub-package of scikit-learn: a third of a model server's start-up. A load
-    does not need that list, since it trusts exactly the types recorded when the model was
-    saved, so skops is imported with an empty one, filled in place
-    (:func:`skops_defaults`) before anything that uses it: saving, checking an upload, or
-    a load whose recorded types fall short (a file saved before they were all recorded).
+    Importing skops builds its default trusted types. It lists the estimators with
+    ``all_estimators()``, which imports every sub-package of scikit-learn: a third of a
+    model server's start-up. And it names each of SciPy's ~230 ufuncs by searching every
+    loaded module for it, about 0.2 s in a server that has its web stack loaded. A load
+    needs neither list, since it trusts exactly the types recorded when the model was
+    saved, so skops is imported with both empty, filled in place (:func:`skops_defaults`)
+    before anything that uses them: saving, checking an upload, or a load whose recorded
+    types fall short (a file saved before they were all recorded).
     """
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
@@ -71,15 +75,72 @@ def skops_io() -> ModuleType:
 
     listing = sklearn.utils.all_estimators
     sklearn.utils.all_estimators = _no_estimators
+    finder = _LeanUfuncNames()
+    sys.meta_path.insert(0, finder)
     try:
         import skops.io
     finally:
         sklearn.utils.all_estimators = listing
+        with suppress(ValueError):
+            sys.meta_path.remove(finder)
+        finder.restore()
     return skops.io
 
 
 def _no_estimators(type_filter: Any = None) -> list[Any]:
     return []
+
+
+class _LeanUfuncNames(importlib.abc.MetaPathFinder):
+    """While ``skops.io`` is first imported: its SciPy ufunc names come out empty.
+
+    skops computes them when ``skops.io._trusted_types`` runs, through
+    ``skops.io._utils.get_public_type_names``; this finder loads ``_utils`` as usual and
+    wraps that one function until :meth:`restore`. Should skops move it, nothing is
+    wrapped and the import is the plain one.
+    """
+
+    _target = "skops.io._utils"
+
+    def __init__(self) -> None:
+        self._module: ModuleType | None = None
+        self._original: Any = None
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self._target:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        loader = getattr(spec, "loader", None)
+        if spec is None or not isinstance(loader, importlib.machinery.SourceFileLoader):
+            return None
+        run = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            original = getattr(module, "get_public_type_names", None)
+            if callable(original):
+                self._module, self._original = module, original
+                module.get_public_type_names = _without_scipy(original)  # type: ignore[attr-defined]
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader
+        return spec
+
+    def restore(self) -> None:
+        if self._module is None:
+            return
+        self._module.get_public_type_names = self._original  # type: ignore[attr-defined]
+        trusted = sys.modules.get("skops.io._trusted_types")
+        if trusted is not None and hasattr(trusted, "get_public_type_names"):
+            trusted.get_public_type_names = self._original  # type: ignore[attr-defined]
+
+
+def _without_scipy(original: Any) -> Any:
+    def names(module: ModuleType, oftype: type) -> list[str]:
+        if getattr(module, "__name__", None) == "scipy.special":
+            return []
+        return list(original(module, oftype))
+
+    return names
 
 
 def skops_defaults() -> None:
@@ -94,6 +155,7 @@ def skops_defaults() -> None:
     from skops.io import _trusted_types
     from skops.io._utils import get_type_name
 
+    _fill_scipy_ufunc_names(_trusted_types)
     names = getattr(_trusted_types, "SKLEARN_ESTIMATOR_TYPE_NAMES", None)
     if not isinstance(names, list) or names:
         return
@@ -124,6 +186,33 @@ def skops_defaults() -> None:
     finally:
         discovery.pkgutil = pkgutil
     names.extend(n for n in found if n.startswith("sklearn."))
+
+
+def _fill_scipy_ufunc_names(trusted_types: ModuleType) -> None:
+    """Name SciPy's ufuncs in skops's list in place, as skops's import does (see skops_io)."""
+    names = getattr(trusted_types, "SCIPY_UFUNC_TYPE_NAMES", None)
+    if not isinstance(names, list) or names:
+        return
+    import warnings
+
+    import numpy as np
+    import scipy.special
+    from skops.io._utils import get_public_type_names
+
+    try:
+        from skops.utils._fixes import get_scipy_ufunc_wrapper_type
+    except ImportError:  # pragma: no cover - a skops from before SciPy 2's ufunc wrappers
+
+        def get_scipy_ufunc_wrapper_type() -> Any:
+            return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        found = set(get_public_type_names(module=scipy.special, oftype=np.ufunc))
+        wrapper = get_scipy_ufunc_wrapper_type()
+        if wrapper is not None:
+            found |= set(get_public_type_names(module=scipy.special, oftype=wrapper))
+    names.extend(sorted(found))
 
 
 class SklearnFlavor(Flavor):
