@@ -142,3 +142,58 @@ def test_lightgbm_round_trip_serves_the_wrapper_from_its_booster() -> None:
     regressor = lightgbm.LGBMRegressor(n_estimators=5, verbose=-1).fit(Xr, yr)
     _, (flavor, loaded) = round_trip(regressor)
     np.testing.assert_allclose(flavor.predict(loaded, Xr), regressor.predict(Xr))
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesRegressor",
+    ],
+)
+def test_forests_predict_as_scikit_learn_does_to_the_bit(kind: str) -> None:
+    from sklearn import ensemble
+
+    from conveyor.models.flavors.sklearn import _forest_mean
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    if kind.endswith("Classifier"):
+        y = np.array(["low", "mid", "high"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 1)]
+    else:
+        y = X[:, 0] * 3 + rng.normal(size=300)
+    model = getattr(ensemble, kind)(n_estimators=40, random_state=0).fit(X, y)
+    flavor = get_flavor("sklearn")
+    batch = rng.normal(size=(57, 6)) * 2  # unseen rows, float64 (stored as float32 by sklearn)
+    assert _forest_mean(model, batch) is not None  # the trees were called directly
+    np.testing.assert_array_equal(flavor.predict(model, batch), model.predict(batch))
+    if kind.endswith("Classifier"):
+        np.testing.assert_array_equal(
+            flavor.predict_proba(model, batch), model.predict_proba(batch)
+        )
+        predictions, proba = flavor.predict_and_proba(model, batch)
+        np.testing.assert_array_equal(predictions, model.predict(batch))
+        np.testing.assert_array_equal(proba, model.predict_proba(batch))
+
+
+def test_forests_leave_inputs_they_do_not_take_to_scikit_learn() -> None:
+    from sklearn.ensemble import RandomForestRegressor
+
+    from conveyor.models.flavors.sklearn import _forest_mean
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, X[:, 0] > 0)
+    with_nan = X[:5].copy()
+    with_nan[0, 1] = np.nan  # scikit-learn routes missing values: its own predict runs
+    two_outputs = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, X[:, :2])
+    assert _forest_mean(model, with_nan) is None
+    assert _forest_mean(model, pd.DataFrame(X[:5])) is None
+    assert _forest_mean(model, X[:5, :2]) is None
+    assert _forest_mean(two_outputs, X[:5]) is None
+    flavor = get_flavor("sklearn")
+    np.testing.assert_array_equal(flavor.predict(model, with_nan), model.predict(with_nan))
+    with pytest.raises(ValueError, match="features"):
+        flavor.predict(model, X[:5, :2])

@@ -112,12 +112,12 @@ class ModelRuntime:
             return result
         flavor, model = self.loaded.flavor, self.loaded.model
         frame = data if self._as_array and isinstance(data, np.ndarray) else self._frame(data)
-        result = {"predictions": np.asarray(flavor.predict(model, frame))}
-        if "proba" in want:
-            if not self.has_proba:
-                raise ValueError(f"{self.ref} gives no probabilities (it has no predict_proba)")
-            result["proba"] = np.asarray(flavor.predict_proba(model, frame))
-        return result
+        if "proba" not in want:
+            return {"predictions": np.asarray(flavor.predict(model, frame))}
+        if not self.has_proba:
+            raise ValueError(f"{self.ref} gives no probabilities (it has no predict_proba)")
+        predictions, proba = flavor.predict_and_proba(model, frame)
+        return {"predictions": np.asarray(predictions), "proba": np.asarray(proba)}
 
     def warm_up(self) -> float:
         """Run one prediction so the first request pays no first-call costs; return seconds."""

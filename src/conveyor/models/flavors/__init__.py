@@ -79,6 +79,10 @@ class Flavor:
             )
         return model.predict_proba(data)
 
+    def predict_and_proba(self, model: Any, data: Any) -> tuple[Any, Any]:
+        """Both predictions and probabilities (a flavor may get both from one pass)."""
+        return self.predict(model, data), self.predict_proba(model, data)
+
 
 def module_roots(model: Any) -> set[str]:
     """Return the top-level packages of the classes ``model`` is an instance of."""

@@ -251,6 +251,26 @@ class SklearnFlavor(Flavor):
         }
         return {FILE: data}, info
 
+    def predict(self, model: Any, data: Any) -> Any:
+        mean = _forest_mean(model, data)
+        if mean is None:
+            return model.predict(data)
+        if mean.ndim == 2:  # a classifier's class probabilities
+            return model.classes_.take(mean.argmax(axis=1), axis=0)
+        return mean
+
+    def predict_proba(self, model: Any, data: Any) -> Any:
+        mean = _forest_mean(model, data)
+        if mean is not None and mean.ndim == 2:
+            return mean
+        return super().predict_proba(model, data)
+
+    def predict_and_proba(self, model: Any, data: Any) -> tuple[Any, Any]:
+        mean = _forest_mean(model, data)
+        if mean is not None and mean.ndim == 2:  # one pass over the trees for both
+            return model.classes_.take(mean.argmax(axis=1), axis=0), mean
+        return super().predict_and_proba(model, data)
+
     def check_upload(self, files: dict[str, bytes], info: dict[str, Any]) -> dict[str, Any]:
         """The types the file holds are checked here, against an allow-list: the uploader
         cannot make a load trust anything else."""
@@ -274,6 +294,59 @@ class SklearnFlavor(Flavor):
                 "refusing to load it.",
                 hint="Log the model again from trusted code.",
             ) from e
+
+
+#: scikit-learn's forests, whose predictions are the mean of their trees' (for a classifier:
+#: of the trees' class probabilities).
+_FORESTS = frozenset(
+    {
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesRegressor",
+    }
+)
+
+
+def _forest_mean(model: Any, data: Any) -> Any:
+    """A forest's mean over its trees for ``data``, computed as scikit-learn does, or None.
+
+    scikit-learn dispatches each tree through joblib, which sets its configuration and
+    warning filters around every call: about 35 us a tree, 3.5 ms for 100 trees, four times
+    what the trees themselves cost on a small batch. This calls each tree's public
+    ``predict_proba``/``predict`` (``check_input=False``) in the forest's order on the
+    float32 array scikit-learn would build, and sums in float64 in that order, so the
+    result is the same to the bit as ``predict_proba``/``predict`` run sequentially.
+    Anything else gets None and goes to the model's own methods: a subclass, several
+    outputs, a DataFrame, sparse input, the wrong number of columns, or a value that is
+    not finite (which scikit-learn refuses, or routes as missing).
+    """
+    import numpy as np
+
+    kind = type(model)
+    if kind.__name__ not in _FORESTS or kind.__module__ != "sklearn.ensemble._forest":
+        return None
+    trees = getattr(model, "estimators_", None)
+    if not trees or getattr(model, "n_outputs_", None) != 1:
+        return None
+    if not isinstance(data, np.ndarray) or data.ndim != 2:
+        return None
+    if data.shape[1] != getattr(model, "n_features_in_", None) or data.dtype.kind not in "biuf":
+        return None
+    X = np.ascontiguousarray(data, dtype=np.float32)
+    if not np.isfinite(X).all():
+        return None
+    out: Any
+    if kind.__name__.endswith("Classifier"):
+        out = np.zeros((X.shape[0], int(model.n_classes_)), dtype=np.float64)
+        for tree in trees:
+            out += tree.predict_proba(X, check_input=False)
+    else:
+        out = np.zeros(X.shape[0], dtype=np.float64)
+        for tree in trees:
+            out += tree.predict(X, check_input=False)
+    out /= len(trees)
+    return out
 
 
 #: Modules whose types an uploaded skops file may hold (and be trusted for).
