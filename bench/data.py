@@ -17,10 +17,13 @@ The workload of the data-versioning issue, on the same bytes and in one run: a f
 * the limits on the same bytes: read only (``cat > /dev/null``), sha256 with hashlib
   (2 threads over the folder, 1 over the big file) and ``cp``.
 
-Conveyor is timed twice: in process (``cv.data.add``, after ``import conveyor`` and
-``cv.init``; interpreter start-up excluded) and, when the command exists, as the whole
-``conveyor data add`` process. DVC 3.67.1 is installed on first use into ``.bench/venvs/dvc``
-and timed as the whole ``dvc add`` process, the way it is used. Before every timed step the
+Each tool is timed twice, and each way is compared with the same way of the other: in
+process (``cv.data.add`` after ``import conveyor`` and ``cv.init``; DVC's
+``Repo(".").add(target)`` after its import and opening the repository: interpreter start-up
+excluded on both sides) and as a whole process (``conveyor data add``, when the command
+exists; ``dvc add``). DVC 3.67.1 is installed on first use into ``.bench/venvs/dvc``; its
+API and its command each get their own repository and copy of the data. Before every timed
+step the
 page cache is flushed to disk with ``sync`` (outside the timed region, after the previous
 step's store was deleted), so no step pays for an earlier one's writeback; the sides and the
 limits alternate rep by rep. Each figure is printed as one JSON line; ratio lines give how
@@ -78,10 +81,13 @@ TARGET_COLD = 3.0  # DVC first add / Conveyor first add, at least
 TARGET_LIMIT = 1.5  # Conveyor first add / sha256 limit, at most
 TARGET_INCREMENTAL = 10.0  # DVC incremental add / Conveyor incremental add, at least
 CONVEYOR_SIDES = ("conveyor", "conveyor-cli")
+#: Each side's peer: the API against DVC's Python API, the CLI against the ``dvc`` command.
+PEER_OF = {"conveyor": "dvc-api", "conveyor-cli": "dvc"}
 LABELS = {
     "conveyor": "Conveyor API",
     "conveyor-cli": "Conveyor CLI",
-    "dvc": "DVC",
+    "dvc-api": "DVC API",
+    "dvc": "DVC CLI",
     "sha256": "sha256",
     "read": "read",
     "cp": "cp",
@@ -129,6 +135,24 @@ def child_conveyor_add(root: str, name: str, path: str) -> dict[str, Any]:
         "fingerprint": fingerprint(digests),
         **ingested,
     }
+
+
+def child_dvc_add(target: str) -> dict[str, Any]:
+    """Time DVC's Python API, ``Repo(".").add(target)``, in the repository in the cwd.
+
+    Run by DVC's own interpreter. As on Conveyor's API side, the imports and opening the
+    repository are not timed: only the add (its lock, hashing, cache and ``.dvc`` file).
+    """
+    from dvc.repo import Repo
+
+    repo = Repo(".")
+    try:
+        t0 = time.perf_counter()
+        repo.add(target)
+        seconds = time.perf_counter() - t0
+    finally:
+        repo.close()
+    return {"s": seconds}
 
 
 def _whole_sha256(store: Any, entry: Any) -> str:
@@ -234,6 +258,7 @@ CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     "conveyor.add": child_conveyor_add,
     "limit.sha256": child_limit_sha256,
     "limit.store": child_limit_store,
+    "dvc.add": child_dvc_add,
 }
 
 
@@ -317,16 +342,19 @@ class Bench:
         self.conveyor = Path(sys.executable).parent / "conveyor"
         self.work = runner.scratch
         # `dvc add` of a single file rewrites its mtime (it links the file back from its
-        # cache), which would make the file look changed to Conveyor: each side gets its own
-        # byte-identical copy. DVC's is a git + DVC repository; the limits read Conveyor's.
+        # cache), which would make the file look changed to Conveyor: Conveyor and each DVC
+        # side get their own byte-identical copy. DVC's are git + DVC repositories (one for
+        # the command, one for the Python API, so neither sees the other's adds); the limits
+        # read Conveyor's.
         self.data = self.work / "data"
-        self.repo = self.work / "repo"
+        self.repos = {"dvc": self.work / "repo", "dvc-api": self.work / "repo-api"}
+        self.repo = self.repos["dvc"]
         self.projects = {side: self.work / side for side in CONVEYOR_SIDES}
-        self.dvc_site = self.work / "dvc-site-cache"
+        self.dvc_sites = {side: self.work / f"{side}-site-cache" for side in self.repos}
         self.cp_dest = self.work / "cp-dest"
         self.store_dest = self.work / "store-floor"
         self.env = dict(runner.env, DVC_NO_ANALYTICS="1", GIT_TERMINAL_PROMPT="0")
-        self.sides = ["conveyor", *(["conveyor-cli"] if cli else []), "dvc"]
+        self.sides = ["conveyor", "dvc-api", *(["conveyor-cli", "dvc"] if cli else ["dvc"])]
         self.results: dict[str, list[dict[str, Any]]] = {}
 
     # -- commands --------------------------------------------------------------------------
@@ -350,8 +378,8 @@ class Bench:
         return seconds, proc.stdout
 
     def copies(self, name: str) -> list[Path]:
-        """Return the two copies of ``name``: Conveyor's, then DVC's."""
-        return [self.data / name, self.repo / name]
+        """Return the copies of ``name``: Conveyor's, then each DVC repository's."""
+        return [self.data / name, *(repo / name for repo in self.repos.values())]
 
     def setup(self) -> None:
         """Generate the data (twice the same bytes) and the DVC repository."""
@@ -365,18 +393,19 @@ class Bench:
         for i in range(files):
             write_random(self.copies(f"{self.args.dir_name}/f{i:04d}.bin"), size)
         write_random(self.copies("big.bin"), self.args.big_mib * MIB)
-        self.cmd(["git", "init", "-q"], cwd=self.repo)
-        self.cmd([self.dvc, "init", "-q"], cwd=self.repo)
-        # DVC keeps its hash (state) and index databases outside the repo by default
-        # (/var/tmp/dvc/repo/...): point it into the scratch folder, so a cold add is cold.
-        # `dvc init` has already made this repo's (empty) folder there: remove it afterwards.
-        where = "from dvc.repo import Repo; print(Repo('.').site_cache_dir)"
-        default_site = self.cmd([self.dvc.parent / "python", "-c", where], cwd=self.repo)[1]
-        dvc_config = [self.dvc, "config", "--local"]
-        self.cmd([*dvc_config, "core.site_cache_dir", self.dvc_site], cwd=self.repo)
-        self.cmd([*dvc_config, "core.analytics", "false"], cwd=self.repo)
-        if Path(default_site.strip()) != self.dvc_site:
-            shutil.rmtree(default_site.strip(), ignore_errors=True)
+        for side, repo in self.repos.items():
+            self.cmd(["git", "init", "-q"], cwd=repo)
+            self.cmd([self.dvc, "init", "-q"], cwd=repo)
+            # DVC keeps its hash (state) and index databases outside the repo by default
+            # (/var/tmp/dvc/repo/...): point them into the scratch folder, so a cold add is
+            # cold. `dvc init` has already made this repo's (empty) folder there: remove it.
+            where = "from dvc.repo import Repo; print(Repo('.').site_cache_dir)"
+            default_site = self.cmd([self.dvc.parent / "python", "-c", where], cwd=repo)[1]
+            dvc_config = [self.dvc, "config", "--local"]
+            self.cmd([*dvc_config, "core.site_cache_dir", self.dvc_sites[side]], cwd=repo)
+            self.cmd([*dvc_config, "core.analytics", "false"], cwd=repo)
+            if Path(default_site.strip()) != self.dvc_sites[side]:
+                shutil.rmtree(default_site.strip(), ignore_errors=True)
         settle()
 
     # -- resets (outside the timed region) -------------------------------------------------
@@ -386,14 +415,16 @@ class Bench:
         remove(self.projects[side])
         self.run.child("conveyor.init", self.projects[side])
 
-    def reset_dvc(self, target: str) -> None:
-        """Forget everything DVC knows: cache, tmp, state and index databases, .dvc file."""
+    def reset_dvc(self, side: str, target: str) -> None:
+        """Forget everything ``side``'s DVC knows: cache, tmp, state and index databases,
+        .dvc file."""
+        repo = self.repos[side]
         for path in (
-            self.repo / ".dvc" / "cache",
-            self.repo / ".dvc" / "tmp",
-            self.dvc_site,
-            self.repo / f"{target}.dvc",
-            self.repo / ".gitignore",
+            repo / ".dvc" / "cache",
+            repo / ".dvc" / "tmp",
+            self.dvc_sites[side],
+            repo / f"{target}.dvc",
+            repo / ".gitignore",
         ):
             remove(path)
 
@@ -410,6 +441,8 @@ class Bench:
             argv = [self.conveyor, "--root", self.projects[side], "data", "add", DATASET, target]
             seconds, out = self.cmd([*argv, "--json"])
             res = {"s": seconds, **json.loads(out)}
+        elif side == "dvc-api":
+            res = self.run.child("dvc.add", target, cwd=self.repos[side])
         else:
             seconds, _ = self.cmd([self.dvc, "add", "-q", target], cwd=self.repo)
             res = {"s": seconds}
@@ -447,8 +480,8 @@ class Bench:
 
         def fresh(side: str) -> Callable[[], float]:
             def step() -> float:
-                if side == "dvc":
-                    self.reset_dvc(target)
+                if side in self.repos:
+                    self.reset_dvc(side, target)
                 else:
                     self.reset_conveyor(side)
                 return self.add(side, target)
@@ -536,9 +569,9 @@ def check_phase(bench: Bench, target: str, phase: str, expected: dict[str, Any])
     return facts
 
 
-def dvc_facts(bench: Bench, target: str) -> dict[str, Any]:
-    """Return nfiles and size from DVC's ``.dvc`` file of ``target``."""
-    text = (bench.repo / f"{target}.dvc").read_text()
+def dvc_facts(repo: Path, target: str) -> dict[str, Any]:
+    """Return nfiles and size from the ``.dvc`` file of ``target`` in ``repo``."""
+    text = (repo / f"{target}.dvc").read_text()
     found = {k: int(v) for k, v in re.findall(r"^\s*-?\s*(nfiles|size):\s*(\d+)", text, re.M)}
     return found
 
@@ -606,13 +639,16 @@ def compare(
 
 
 def ratios(fig: Figures, target: str, sides: Sequence[str]) -> None:
-    """Print the ratios of one target: against DVC, and first add against the sha256 limit."""
-    for side in (s for s in sides if s != "dvc"):
-        compare(fig, f"{target}.add_cold", side, "dvc", target=TARGET_COLD)
+    """Print the ratios of one target: each Conveyor side against its DVC peer (the API
+    against DVC's API, the CLI against the ``dvc`` command), and first add against the
+    limits."""
+    for side in (s for s in sides if s in PEER_OF):
+        peer = PEER_OF[side]
+        compare(fig, f"{target}.add_cold", side, peer, target=TARGET_COLD)
         compare(fig, f"{target}.add_cold", side, "sha256", target=TARGET_LIMIT, overhead=True)
         compare(fig, f"{target}.add_cold", side, "sha256+copy", overhead=True)
-        compare(fig, f"{target}.add_nochange", side, "dvc")
-        compare(fig, f"{target}.add_incremental", side, "dvc", target=TARGET_INCREMENTAL)
+        compare(fig, f"{target}.add_nochange", side, peer)
+        compare(fig, f"{target}.add_incremental", side, peer, target=TARGET_INCREMENTAL)
 
 
 # -------------------------------------------------------------------------------------------
@@ -640,8 +676,8 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
             return f"{r['overhead']:.2f}x"
         return f"{r['overhead']:.2f}x ({'yes' if r['met'] else '**no**'})"
 
-    def met(bench_name: str, mine: str, theirs: str = "dvc") -> str:
-        r = fig.ratios.get(f"{bench_name}:{mine}:{theirs}")
+    def met(bench_name: str, mine: str) -> str:
+        r = fig.ratios.get(f"{bench_name}:{mine}:{PEER_OF[mine]}")
         if r is None or "met" not in r:
             return "—"
         return "yes" if r["met"] else "**no**"
@@ -661,8 +697,9 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
                 change = " (one 1 MiB file rewritten)" if target == "dir" else " (4 KiB rewritten)"
             rows.append(
                 f"| {names[target]}: {label}{change} | {fmt(get(b, 'conveyor'))} "
+                f"| {fmt(get(b, 'dvc-api'))} | {ratio(b, 'conveyor', 'dvc-api')} "
                 f"| {fmt(get(b, 'conveyor-cli'))} | {fmt(get(b, 'dvc'))} "
-                f"| {ratio(b, 'conveyor', 'dvc')} | {ratio(b, 'conveyor-cli', 'dvc')} "
+                f"| {ratio(b, 'conveyor-cli', 'dvc')} "
                 f"| {goal} | {met(b, 'conveyor')} / {met(b, 'conveyor-cli')} |"
             )
     limit_rows = []
@@ -694,21 +731,28 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
         "(so they sit in the page cache; the store each side writes goes through the page "
         "cache too). Each side has its own byte-identical copy, because `dvc add` of a single "
         "file rewrites the file's mtime, which would make Conveyor see it as changed. "
-        "Conveyor is timed in process (`cv.data.add`, after `import conveyor`: interpreter "
-        "start-up and imports excluded) and as the whole `conveyor data add` process (CLI; "
-        "its modules byte-compiled first, as a wheel install leaves them, since this "
-        "repository is an editable install and `PYTHONDONTWRITEBYTECODE` is set here); "
-        "DVC as the whole `dvc add -q` process. Before every timed step, the previous step's "
+        "Each tool is timed two ways, and each way is compared with the same way of the "
+        "other: in process (API: `cv.data.add` after `import conveyor` and opening the "
+        "project; DVC's `Repo('.').add(target)` after `from dvc.repo import Repo` and "
+        "opening the repository; interpreter start-up and imports excluded on both sides) "
+        "and as a whole process (CLI: `conveyor data add`, its modules byte-compiled first, "
+        "as a wheel install leaves them, since this repository is an editable install and "
+        "`PYTHONDONTWRITEBYTECODE` is set here; `dvc add -q`). DVC's API and command each "
+        "have their own repository and copy of the data, so neither sees the other's adds. "
+        "Before every timed step, the previous step's "
         "store is deleted and `sync` flushes every dirty page to disk, outside the timed "
         "region, so that no step pays for another's writeback. A first add starts from a "
         "fresh store: Conveyor, a new project (no objects, no stat cache); DVC, no cache and "
         "no state or index databases (DVC keeps those in `/var/tmp/dvc` by default: the "
-        "script points `core.site_cache_dir` into its scratch folder and deletes it). "
+        "script points each repository's `core.site_cache_dir` into its scratch folder and "
+        "deletes it). "
         f"Medians of {meta['reps']} repetitions (first adds and limits: after one warm-up "
         "rep); the sides and the limits alternate rep by rep. Measured "
         f"{meta['date']} on {meta['machine']}. Ratio: how many times faster Conveyor is "
         "(above 1: faster), from the medians; in brackets the lowest and highest ratio of "
-        "one rep's pair. Targets are those of the data-versioning issue."
+        "one rep's pair. Targets are those of the data-versioning issue. (Before "
+        "2026-11-30's second run, the API was compared with the whole `dvc add` process, "
+        "which counted DVC's start-up against DVC only.)"
     )
     notes = (
         f"Notes: {no_cli}{startup}Limits: read is `find | xargs cat > /dev/null` and `cp` is "
@@ -734,9 +778,9 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
         "",
         textwrap.fill(intro, 100),
         "",
-        "| workload | Conveyor API | Conveyor CLI | DVC | ratio DVC / API | ratio DVC / CLI "
-        "| target | met (API / CLI) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| workload | Conveyor API | DVC API | ratio, API | Conveyor CLI | DVC CLI "
+        "| ratio, CLI | target | met (API / CLI) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         "Limits on the same bytes, and Conveyor's first add over the read + sha256 limit "
@@ -858,18 +902,20 @@ def bench_target(bench: Bench, fig: Figures, target: str, path: str) -> dict[str
     final = bench.run.child("limit.sha256", path, 2, cwd=bench.data)  # untimed: final content
     del expected["fingerprint"]  # the content changed: checked against ``final`` below
     facts["incremental"] = check_phase(bench, target, "incremental", expected)
-    peer_copy = bench.run.child("limit.sha256", path, 2, cwd=bench.repo)
-    _check(peer_copy["fingerprint"] == final["fingerprint"], f"{target}: the copies differ")
+    for repo in bench.repos.values():
+        peer_copy = bench.run.child("limit.sha256", path, 2, cwd=repo)
+        _check(peer_copy["fingerprint"] == final["fingerprint"], f"{target}: the copies differ")
     last = bench.results["conveyor"][-1]
     _check(last["fingerprint"] == final["fingerprint"], f"{target}: last version is not current")
     for side in cold_refs:
         refs = [r["ref"] for r in bench.results[side]]
         _check(len(set(refs)) == len(refs), f"{target}: {side} incremental refs repeat: {refs}")
-    dvc = dvc_facts(bench, path)
-    _check(dvc.get("size") == expected["bytes"], f"{target}: DVC recorded {dvc}")
-    if is_dir:
-        _check(dvc.get("nfiles") == expected["files"], f"{target}: DVC recorded {dvc}")
-    facts["dvc"] = dvc
+    for side, repo in bench.repos.items():
+        dvc = dvc_facts(repo, path)
+        _check(dvc.get("size") == expected["bytes"], f"{target}: {side} recorded {dvc}")
+        if is_dir:
+            _check(dvc.get("nfiles") == expected["files"], f"{target}: {side} recorded {dvc}")
+        facts[side] = dvc
     stores = {"conveyor_objects_mib": round(tree_mib(bench.projects["conveyor"] / ".conveyor"))}
     stores["dvc_cache_mib"] = round(tree_mib(bench.repo / ".dvc" / "cache"))
     emit_times(
@@ -919,7 +965,11 @@ def main(argv: Sequence[str]) -> int:
     scratch.mkdir()
     load_start = load()
     try:
-        pythons = {"conveyor": Path(sys.executable), "limit": Path(sys.executable)}
+        pythons = {
+            "conveyor": Path(sys.executable),
+            "limit": Path(sys.executable),
+            "dvc": dvc.parent / "python",
+        }
         runner = Runner(Path(__file__), pythons, scratch, timeout_s=CHILD_TIMEOUT_S)
         bench = Bench(args, dvc, runner, cli)
         conveyor_version, python_version = runner.version("conveyor", "conveyor").split()
