@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,3 +199,9 @@ def test_forests_leave_inputs_they_do_not_take_to_scikit_learn() -> None:
     np.testing.assert_array_equal(flavor.predict(model, with_nan), model.predict(with_nan))
     with pytest.raises(ValueError, match="features"):
         flavor.predict(model, X[:5, :2])
+    assert _forest_mean(model, X[:0]) is None
+    with warnings.catch_warnings():  # numpy's own note that np.matrix is on its way out
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        assert _forest_mean(model, np.asmatrix(X[:5])) is None
+    with pytest.raises(ValueError, match="0 sample"):  # scikit-learn's own message
+        flavor.predict(model, X[:0])

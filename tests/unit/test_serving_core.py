@@ -267,6 +267,14 @@ def test_the_log_writes_every_row_it_accepts(tmp_path: Path) -> None:
     assert not list((tmp_path / "logs").rglob(".*.tmp"))  # no half-written files
 
 
+def test_a_file_uri_log_is_read_back_from_the_same_uri(tmp_path: Path) -> None:
+    uri = (tmp_path / "a b").as_uri()  # file:///.../a%20b: the writer and the readers agree
+    sink = ParquetLog(uri, "predictions", flush_seconds=60)
+    assert sink.add(_entry(3))
+    sink.close()
+    assert len(read_log(uri)) == 3
+
+
 def test_logged_columns_keep_their_nulls_and_text(tmp_path: Path) -> None:
     # Columns are built from their buffers (no pandas); nulls and non-ASCII text survive.
     first, second = _entry(2), _entry(1, deployment="canary")

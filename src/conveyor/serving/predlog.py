@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,15 +121,15 @@ class ParquetLog:
         self.max_buffer_rows = max_buffer_rows
         self._build = build or _BUILDERS[kind]
         self._fs: Any = None
-        self._local = "://" not in self.uri or self.uri.startswith("file://")
-        if self._local:  # written with os and pyarrow: a server need not import fsspec
-            from conveyor.store.artifacts.local import local_root
-
-            self._root = str(local_root(self.uri).absolute())
-        else:
-            import fsspec
+        if ":" in self.uri.split("/", 1)[0]:  # a URI (file://, s3://...): fsspec names it,
+            import fsspec  # as it does for the readers (conveyor.store.logs)
 
             self._fs, self._root = fsspec.core.url_to_fs(self.uri)
+            protocols = self._fs.protocol
+            self._local = "file" in (protocols if isinstance(protocols, tuple) else (protocols,))
+        else:  # a plain path, written with os and pyarrow: a server need not import fsspec
+            self._local = True
+            self._root = str(Path(self.uri).expanduser().absolute())
         self._buffer: list[Any] = []
         self._buffered_rows = 0
         self._lock = threading.Lock()

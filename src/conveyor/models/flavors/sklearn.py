@@ -7,8 +7,9 @@ import importlib.abc
 import importlib.machinery
 import pkgutil
 import sys
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, ClassVar
@@ -69,22 +70,42 @@ def skops_io() -> ModuleType:
     """
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
-    if _lean.get():
-        _import_sklearn_without_pandas()
-    import sklearn.utils
+    with _skops_lock:  # two first loads at once: one imports, the other waits for it
+        if "skops.io" in sys.modules:
+            return sys.modules["skops.io"]
+        if _lean.get():
+            _import_sklearn_without_pandas()
+        import sklearn.utils
 
-    listing = sklearn.utils.all_estimators
-    sklearn.utils.all_estimators = _no_estimators
+        listing = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = _no_estimators
+        finder = _lean_finder()
+        finder.active = True
+        try:
+            import skops.io
+        finally:
+            finder.active = False
+            sklearn.utils.all_estimators = listing
+            finder.restore()
+        return skops.io
+
+
+#: Held while skops is imported and while its default lists are filled (they are changed in
+#: place, once).
+_skops_lock = threading.RLock()
+
+
+def _lean_finder() -> _LeanUfuncNames:
+    """The finder, put on ``sys.meta_path`` once and left there (idle unless ``active``).
+
+    Taking it off again would change the list while other threads' imports walk it.
+    """
+    for finder in sys.meta_path:
+        if isinstance(finder, _LeanUfuncNames):
+            return finder
     finder = _LeanUfuncNames()
     sys.meta_path.insert(0, finder)
-    try:
-        import skops.io
-    finally:
-        sklearn.utils.all_estimators = listing
-        with suppress(ValueError):
-            sys.meta_path.remove(finder)
-        finder.restore()
-    return skops.io
+    return finder
 
 
 def _no_estimators(type_filter: Any = None) -> list[Any]:
@@ -92,7 +113,7 @@ def _no_estimators(type_filter: Any = None) -> list[Any]:
 
 
 class _LeanUfuncNames(importlib.abc.MetaPathFinder):
-    """While ``skops.io`` is first imported: its SciPy ufunc names come out empty.
+    """While ``skops.io`` is first imported (``active``): its SciPy ufunc names come out empty.
 
     skops computes them when ``skops.io._trusted_types`` runs, through
     ``skops.io._utils.get_public_type_names``; this finder loads ``_utils`` as usual and
@@ -103,11 +124,12 @@ class _LeanUfuncNames(importlib.abc.MetaPathFinder):
     _target = "skops.io._utils"
 
     def __init__(self) -> None:
+        self.active = False
         self._module: ModuleType | None = None
         self._original: Any = None
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != self._target:
+        if not self.active or fullname != self._target:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         loader = getattr(spec, "loader", None)
@@ -151,6 +173,11 @@ def skops_defaults() -> None:
     without entering the packages it ignores, so the list is the one skops builds itself.
     """
     skops_io()
+    with _skops_lock:
+        _fill_defaults()
+
+
+def _fill_defaults() -> None:
     from sklearn.utils import discovery
     from skops.io import _trusted_types
     from skops.io._utils import get_type_name
@@ -329,8 +356,8 @@ def _forest_mean(model: Any, data: Any) -> Any:
     trees = getattr(model, "estimators_", None)
     if not trees or getattr(model, "n_outputs_", None) != 1:
         return None
-    if not isinstance(data, np.ndarray) or data.ndim != 2:
-        return None
+    if type(data) is not np.ndarray or data.ndim != 2 or data.shape[0] == 0:
+        return None  # np.matrix, an empty batch...: scikit-learn's own checks and errors
     if data.shape[1] != getattr(model, "n_features_in_", None) or data.dtype.kind not in "biuf":
         return None
     X = np.ascontiguousarray(data, dtype=np.float32)

@@ -15,13 +15,12 @@ from conveyor.core import ids
 from conveyor.core.errors import InvalidArgumentError, NotFoundError
 from conveyor.store.artifacts.backend import ObjectInfo
 
-__all__ = ["LocalBackend", "local_root"]
+__all__ = ["LocalBackend"]
 
 _STAGING = ".tmp"
 
 
-def local_root(uri: str) -> Path:
-    """The folder a ``file://`` URI or a plain path names (not resolved)."""
+def _root_of(uri: str) -> Path:
     if uri.startswith("file://"):
         parts = urlsplit(uri)
         if parts.netloc not in ("", "localhost"):
@@ -41,7 +40,7 @@ class LocalBackend:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.root = local_root(uri).resolve()
+        self.root = _root_of(uri).resolve()
         self._prefix = str(self.root) + os.sep
         self._staging: Path | None = None  # made once per backend: adds call this per file
 
