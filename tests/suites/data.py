@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -94,6 +95,23 @@ class DataSuite:
         again = cv.data.add("d", tmp_path / "d")
         assert again.id == first.id
         assert [v.version for v in cv.data.versions("d")] == [1]
+
+    def test_an_object_lost_from_the_store_is_stored_again_by_the_next_add(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"keep.bin": b"kept bytes", "edit.bin": b"1"})
+        an_hour_ago = time.time() - 3600  # old enough for the hash cache to keep the digests
+        for path in (tmp_path / "d").iterdir():
+            os.utime(path, (an_hour_ago, an_hour_ago))
+        cv.data.add("d", tmp_path / "d")
+        kept = hashlib.sha256(b"kept bytes").hexdigest()
+        ws.artifacts.delete(kept)
+        (tmp_path / "d" / "edit.bin").write_bytes(b"2")
+        second = cv.data.add("d", tmp_path / "d")
+        assert (second.version, ws.artifacts.get(kept)) == (2, b"kept bytes")
+        ws.artifacts.delete(kept)  # and when nothing changed: the same version, repaired
+        assert cv.data.add("d", tmp_path / "d").id == second.id
+        assert read_tree(cv.data.checkout("d@2", tmp_path / "out"))["keep.bin"] == b"kept bytes"
 
     def test_unchanged_files_are_stored_once_across_versions(
         self, ws: Workspace, tmp_path: Path

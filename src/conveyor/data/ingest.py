@@ -206,15 +206,19 @@ def ingest(
     *,
     workers: int | None = None,
     progress: Progress | None = None,
+    verify_hits: bool = True,
 ) -> IngestResult:
     """Hash and store ``files`` (skipping cache hits whose objects exist); return entries.
 
     A cache hit whose objects are missing from ``store`` (collected, or another store) is
-    hashed and stored again, so the result always names content that is stored.
+    hashed and stored again, so the result always names content that is stored. With
+    ``verify_hits=False`` the store is not asked: the caller confirms the objects of cache
+    hits itself (those not in ``fresh``), as recording a version does under its claim on
+    them, and calls again with the check when one is missing.
     """
     hits = cache.lookup(files)
     wanted = {d for digest, chunks in hits.values() for d in (chunks or (digest,))}
-    present = store.exists_many(wanted) if wanted else set()
+    present = store.exists_many(wanted) if verify_hits and wanted else wanted
     todo: list[LocalFile] = []
     known: dict[str, Digests] = {}
     for f in files:

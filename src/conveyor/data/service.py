@@ -151,19 +151,34 @@ class DataService:
             )
         progress.start(f"Adding {name}", len(files), sum(f.size for f in files))
         try:
+            # The store is asked about the objects of unchanged files once, by _record
+            # under its claim on them (a stat each here, a request each on S3), not also
+            # here; when one is missing (collected, or lost), the files go through again
+            # with the check, which stores what is missing.
             result = ingest(
-                files, self.store, self.cache, progress=lambda n, b: progress.advance(n, b)
+                files,
+                self.store,
+                self.cache,
+                progress=lambda n, b: progress.advance(n, b),
+                verify_hits=False,
             )
         finally:
             progress.stop()
-        manifest = Manifest.of(result.entries)
         origin = source if source is not None else str(root.resolve())
         values: dict[str, Any] = {"kind": "files", "source": origin[:2000]}
         fmt = tables.table_format_of([f.name for f in files])
         if fmt is not None:
             table = tables.read_table(fmt, [f.path for f in files])
             values.update(self._table_values(table, fmt))
-        return self._record(name, manifest, values, description, checked=_not_fresh(result))
+        try:
+            return self._record(
+                name, Manifest.of(result.entries), values, description, checked=_not_fresh(result)
+            )
+        except catalog.ContentMissingError:
+            result = ingest(files, self.store, self.cache)
+            return self._record(
+                name, Manifest.of(result.entries), values, description, checked=_not_fresh(result)
+            )
 
     def _add_table(self, name: str, table: Any, description: str) -> DatasetVersion:
         put = self.store.put_bytes(tables.write_parquet(table))
@@ -208,6 +223,8 @@ class DataService:
             if created:
                 links = [(MANIFEST, put.digest, put.size, "application/json"), *_links(manifest)]
                 catalog.link_many(uow, self.store, ref, links, check=checked)
+            elif checked:  # the same content as a version: its objects must still be there
+                catalog.check_stored(self.store, checked)
             if run is not None:
                 uow.link(run, ref, "produced")
         return version

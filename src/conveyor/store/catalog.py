@@ -30,6 +30,7 @@ from conveyor.store.records import ArtifactLink, ObjectRef
 
 __all__ = [
     "ContentMissingError",
+    "check_stored",
     "claim_content",
     "find_artifact",
     "guess_media_type",
@@ -180,13 +181,7 @@ def link_many(
     # Sorted, so two writers lock the rows in the same order (no deadlock on PostgreSQL).
     _claim_statement(conn.dialect.name).executemany(conn, [claims[d] for d in sorted(claims)])
     if store is not None and check:
-        missing = sorted(check - store.exists_many(check))
-        if missing:
-            raise ContentMissingError(
-                f"{len(missing)} object(s) are not in the artifact store {store.uri} "
-                f"(first: {missing[0]}); they may have been garbage-collected meanwhile.",
-                hint="Store the content again and retry.",
-            )
+        check_stored(store, check)
     _INSERT_LINKS.executemany(
         conn,
         [
@@ -203,6 +198,17 @@ def link_many(
     )
     uow.audit("artifact.link_many", owner, after={"count": len(entries)})
     return len(entries)
+
+
+def check_stored(store: ArtifactStore, digests: set[str]) -> None:
+    """Raise :class:`ContentMissingError` unless every one of ``digests`` is in ``store``."""
+    missing = sorted(digests - store.exists_many(digests))
+    if missing:
+        raise ContentMissingError(
+            f"{len(missing)} object(s) are not in the artifact store {store.uri} "
+            f"(first: {missing[0]}); they may have been garbage-collected meanwhile.",
+            hint="Store the content again and retry.",
+        )
 
 
 _INSERT_LINKS = Prepared(artifact_links.insert())
