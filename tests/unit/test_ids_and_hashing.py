@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import time
 from pathlib import Path
 
 from conveyor.core import hashing, ids
@@ -55,3 +56,18 @@ def test_ids_made_one_after_another_sort_in_that_order() -> None:
     made = [new_id() for _ in range(5000)]  # many share a millisecond
     assert made == sorted(made)
     assert len(set(made)) == len(made)
+
+
+def test_ids_made_at_once_are_those_made_one_after_another(monkeypatch) -> None:
+    batch = ids.new_ids(3000)
+    assert batch == sorted(batch)
+    assert len(set(batch)) == 3000
+    assert all(map(ids.is_id, batch))
+    assert ids.new_id() > batch[-1]
+    # Past the point where the first 14 characters change, in a batch and one by one.
+    start = (int(time.time() * 1000) + 86_400_000) << 80 | ((1 << 60) - 3)
+    monkeypatch.setattr(ids, "_last", start)
+    at_once = ids.new_ids(6)
+    monkeypatch.setattr(ids, "_last", start)
+    assert at_once == [ids.new_id() for _ in range(6)]
+    assert at_once[1][:14] != at_once[2][:14]  # the ids after start: ...fe, ...ff, then a carry

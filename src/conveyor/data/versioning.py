@@ -153,6 +153,15 @@ def find_version(conn: sa.Connection, project_id: str, ref: str) -> DatasetVersi
     return _to_version(rows[0])
 
 
+def _numbered(conn: sa.Connection, dataset_id: str, number: int) -> DatasetVersion:
+    row = conn.execute(
+        sa.select(*_version_columns())
+        .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+        .where(dataset_versions.c.dataset_id == dataset_id, dataset_versions.c.version == number)
+    ).one()
+    return _to_version(row)
+
+
 def list_versions(conn: sa.Connection, project_id: str, name: str) -> list[DatasetVersion]:
     """Return the versions of dataset ``name``, newest first."""
     rows = conn.execute(
@@ -189,7 +198,7 @@ def create_version(
     ds = ensure_named(uow, datasets, name, description, "dataset")
     number = next_version(conn, datasets, ds.id)
     if number > 1:
-        latest = find_version(conn, project_id, f"{name}@{number - 1}")
+        latest = _numbered(conn, ds.id, number - 1)
         if latest.digest == values["digest"] and latest.kind == values["kind"]:
             conn.execute(
                 datasets.update().where(datasets.c.id == ds.id).values(latest_version=number - 1)
@@ -211,7 +220,7 @@ def create_version(
         conn.execute(
             datasets.update().where(datasets.c.id == ds.id).values(description=description)
         )
-    version = find_version(conn, project_id, f"{name}@{number}")
+    version = _numbered(conn, ds.id, number)
     uow.audit(
         "dataset_version.create",
         ObjectRef(VERSION_KIND, version_id),

@@ -182,18 +182,19 @@ def link_many(
     _claim_statement(conn.dialect.name).executemany(conn, [claims[d] for d in sorted(claims)])
     if store is not None and check:
         check_stored(store, check)
+    link_ids = ids.new_ids(len(entries))
     _INSERT_LINKS.executemany(
         conn,
         [
             {
-                "id": ids.new_id(),
+                "id": link_id,
                 "digest": digest,
                 "owner_kind": owner.kind,
                 "owner_id": owner.id,
                 "name": validate_artifact_path(name),
                 "created_at": now,
             }
-            for name, digest, _, _ in entries
+            for link_id, (name, digest, _, _) in zip(link_ids, entries, strict=True)
         ],
     )
     uow.audit("artifact.link_many", owner, after={"count": len(entries)})
