@@ -100,31 +100,41 @@ def test_large_files_take_the_pipelined_copy_and_keep_their_digest(
     assert durable.digest == put.digest
 
 
-def test_a_small_file_whose_content_is_stored_is_not_copied_again(
+def test_a_small_file_whose_content_is_stored_is_not_written_again(
     tmp_path: Path, store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make(tmp_path, {"a.bin": b"same bytes", "b.bin": b"same bytes"})
-    copies: list[int] = []
-    copy = cas._kernel_copy
-    monkeypatch.setattr(cas, "_kernel_copy", lambda *a: copies.append(a[2]) or copy(*a))
+    moved: list[str] = []
+    put = store.backend.put_file
+    monkeypatch.setattr(
+        store.backend, "put_file", lambda key, *a, **k: moved.append(key) or put(key, *a, **k)
+    )
     first = store.put_file(tmp_path / "a.bin", durable=False)
     again = store.put_file(tmp_path / "b.bin", durable=False)
     assert (first.created, again.created) == (True, False)
     assert again.digest == first.digest
-    assert copies == [len(b"same bytes")]  # the second file was hashed, never copied
+    assert len(moved) == 1  # the second file was hashed, never written
     assert list(store.backend.staging_dir().iterdir()) == []
 
 
-def test_a_kernel_copy_that_stops_short_is_not_stored_under_the_whole_digest(
+def test_a_small_file_is_stored_as_the_bytes_that_were_hashed(
     tmp_path: Path, store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Some file systems end copy_file_range early (a 0 that claims success).
-    data = os.urandom(3000)
-    make(tmp_path, {"a.bin": data})
-    monkeypatch.setattr(os, "copy_file_range", lambda *args: 0)
-    put = store.put_file(tmp_path / "a.bin", durable=False)
-    assert put.digest == hashlib.sha256(data).hexdigest()
-    assert store.get(put.digest) == data  # streamed instead: the whole file, verified
+    # A write through a shared mmap need not change the file's stat: whatever the file holds
+    # after it was read, the object holds the bytes its digest names.
+    make(tmp_path, {"a.bin": b"original bytes"})
+    reuse = store._reuse
+
+    def rewrite_then_reuse(key: str) -> bool:  # after the hash, before anything is written
+        with open(tmp_path / "a.bin", "r+b") as f:
+            f.write(b"REWRITTEN")
+        return reuse(key)
+
+    monkeypatch.setattr(store, "_reuse", rewrite_then_reuse)
+    monkeypatch.setattr(cas, "_changed", lambda before, after: False)  # the stat shows nothing
+    stored = store.put_file(tmp_path / "a.bin", durable=False)
+    assert stored.digest == hashlib.sha256(b"original bytes").hexdigest()
+    assert store.get(stored.digest) == b"original bytes"
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo", "missing"])

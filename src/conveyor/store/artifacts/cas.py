@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io
 import os
@@ -156,42 +155,22 @@ def _hash_queue(h: hashlib._Hash, chunks: queue.Queue[bytes | None]) -> None:
         h.update(chunk)
 
 
-# copy_file_range errors after which the file is streamed instead: no kernel copy between
-# these file systems, or none allowed (EPERM: some container seccomp profiles; EIO: some
-# network file systems). A real read or write error comes back from the stream.
-_NO_KERNEL_COPY = {
-    errno.EXDEV,
-    errno.ENOSYS,
-    errno.EOPNOTSUPP,
-    errno.EINVAL,
-    errno.EPERM,
-    errno.EIO,
-}
 _RACY_NS = 1_000_000_000  # files modified this recently may change without a new mtime
 
 
-def _hash_fd(fd: int) -> tuple[str, int]:
-    """Hash what the open file ``fd`` holds, by offset: its file position is left alone."""
+def _read_fd(fd: int, size: int) -> tuple[str, list[bytes]]:
+    """Read the open file ``fd`` by offset (its position is left alone); return the sha256
+    of what was read and the pieces read, up to one byte past ``size``."""
     h = hashlib.sha256()
-    size = 0
+    pieces: list[bytes] = []
+    done = 0
     # A new bytes object per read: a reused bytearray would be zeroed, all 4 MiB of it,
     # for every small file, which costs more than the read.
-    while chunk := os.pread(fd, 4 * CHUNK_SIZE, size):
-        h.update(chunk)
-        size += len(chunk)
-    return h.hexdigest(), size
-
-
-def _kernel_copy(src: int, dst: int, size: int) -> bool:
-    """Copy ``size`` bytes from the start of ``src`` to ``dst`` in the kernel; return whether
-    all of them were (some file systems stop short, or report a copy they did not make)."""
-    copied = 0
-    while copied < size:
-        n = os.copy_file_range(src, dst, size - copied, copied)
-        if n == 0:
-            break
-        copied += n
-    return copied == size
+    while done <= size and (piece := os.pread(fd, 4 * CHUNK_SIZE, done)):
+        h.update(piece)
+        pieces.append(piece)
+        done += len(piece)
+    return h.hexdigest(), pieces
 
 
 def _open_regular(path: Path) -> io.FileIO:
@@ -276,7 +255,7 @@ class ArtifactStore:
         path = Path(path)
         with _open_regular(path) as f:
             if not durable and getattr(self.backend, "is_local", False):
-                fast = self._put_local_copy(f.fileno())
+                fast = self._put_small_local(f.fileno())
                 if fast is not None:
                     return fast
             # One pass: copy through the hashing stream, so what lands under a key always
@@ -285,61 +264,35 @@ class ArtifactStore:
             f.seek(0)
             return self.put_stream(f, durable=durable)
 
-    def _put_local_copy(self, src: int) -> PutResult | None:
-        """Hash the open file ``src`` and copy it in the kernel (local stores only).
+    def _put_small_local(self, src: int) -> PutResult | None:
+        """Store a small open file ``src`` by reading it once: hash the bytes, and write those
+        very bytes only if the store does not hold them yet (local stores only).
 
-        A small file is hashed first, so that content already stored is not copied at all;
-        a large one is copied while a helper thread hashes it. The copy and the hash read
-        the file separately, so its stat is compared before and after: if anything wrote
-        to it meanwhile (or shortly before, within the file system's timestamp
-        granularity), this returns None and the caller takes the one-pass path instead.
-        Both read by offset, leaving ``src``'s position at the start.
+        Copying the file separately from hashing it (in the kernel) would cost no less, and
+        a write the file's stat does not show (through a shared mmap) could then make the
+        copy differ from its digest. A file that is larger, modified within the file
+        system's timestamp granularity, or changed while read gives None: the caller takes
+        the one-pass streaming path. Reads by offset, leaving ``src``'s position alone.
         """
         before = os.fstat(src)
-        if before.st_mtime_ns > time.time_ns() - _RACY_NS:
+        if before.st_size >= _PIPELINE_AFTER * 4 or before.st_mtime_ns > time.time_ns() - _RACY_NS:
             return None
-        temp: Path | None = None
+        digest, pieces = _read_fd(src, before.st_size)
+        size = sum(map(len, pieces))
+        if size != before.st_size or _changed(before, os.fstat(src)):
+            return None
+        key = key_of(digest)
+        if self._reuse(key):
+            return PutResult(digest, size, created=False)
+        temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
         try:
-            hashed: list[tuple[str, int]] = []
-            if before.st_size < _PIPELINE_AFTER * 4:
-                # Small files: one thread each; the caller runs several files at once.
-                digest, size = _hash_fd(src)
-                if size != before.st_size or _changed(before, os.fstat(src)):
-                    return None
-                if self._reuse(key_of(digest)):
-                    return PutResult(digest, size, created=False)
-                hashed.append((digest, size))
-                temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
-                with temp.open("wb") as out:
-                    if not _kernel_copy(src, out.fileno(), size):
-                        return None
-            else:
-                temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
-                hasher = threading.Thread(target=lambda: hashed.append(_hash_fd(src)), daemon=True)
-                hasher.start()
-                try:
-                    with temp.open("wb") as out:
-                        whole = _kernel_copy(src, out.fileno(), before.st_size)
-                finally:
-                    hasher.join()
-                if not whole:
-                    return None
-            if not hashed or _changed(before, os.fstat(src)) or hashed[0][1] != before.st_size:
-                return None
-            digest, size = hashed[0]
-            key = key_of(digest)
-            if self._reuse(key):
-                return PutResult(digest, size, created=False)
+            with temp.open("wb") as out:  # a buffered write writes the whole piece or raises
+                for piece in pieces:
+                    out.write(piece)
             self.backend.put_file(key, temp, move=True)
-            temp = None  # moved into place
-            return PutResult(digest, size, created=True)
-        except OSError as e:
-            if e.errno in _NO_KERNEL_COPY:
-                return None
-            raise
         finally:
-            if temp is not None:
-                temp.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)  # moved into place, or a failed write's leftovers
+        return PutResult(digest, size, created=True)
 
     def put_stream(self, stream: BinaryIO, *, durable: bool = True) -> PutResult:
         """Store everything left in ``stream``, hashing it on the way to a temporary file."""
