@@ -113,9 +113,9 @@ def _read_one(fmt: str, src: Any) -> pa.Table:
 
     try:
         if fmt == "parquet":
-            import pyarrow.parquet as pq
+            from conveyor.core.parquet import read_parquet
 
-            return pq.read_table(src)
+            return read_parquet(src)
         if fmt in ("csv", "tsv"):
             import pyarrow.csv as pacsv
 

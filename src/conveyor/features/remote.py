@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
+from conveyor.core.parquet import read_parquet
 from conveyor.features.service import Applied, FeatureService, Materialization, definition_specs
 from conveyor.store.client import ServerClient, revive_times
 from conveyor.store.workspace import Workspace
@@ -117,7 +118,7 @@ class RemoteFeatureService(FeatureService):
         response = self.client.request(
             "POST", self._path("features", "historical"), files=parts, retry=False
         )
-        features_table = pq.read_table(io.BytesIO(response.content)).to_pandas()
+        features_table = read_parquet(response.content).to_pandas()
         result = entity_df.copy()
         for column in features_table.columns:
             result[column] = features_table[column].to_numpy()

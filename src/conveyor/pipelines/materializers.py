@@ -131,10 +131,9 @@ class ArrowMaterializer(Materializer):
         return {"data.parquet": buffer.getvalue()}, {}
 
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        from conveyor.core.parquet import read_parquet
 
-        return pq.read_table(pa.BufferReader(files["data.parquet"]))
+        return read_parquet(files["data.parquet"])
 
 
 class NumpyMaterializer(Materializer):

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from conveyor.core.encoding import jsonable
 from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.parquet import read_parquet
 from conveyor.models import wire
 from conveyor.server.rules import Api, Call, need
 from conveyor.store.records import ObjectRef
@@ -997,7 +998,7 @@ async def historical_features(
                 hint="Send the rows in batches.",
             )
         try:
-            frame = pq.read_table(io.BytesIO(data)).to_pandas()
+            frame = read_parquet(data).to_pandas()
         except (pa.ArrowException, OSError, ValueError) as e:
             raise not_parquet(e) from None
         with _features(call) as service:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from conveyor.core.parquet import read_parquet
 from conveyor.store.logs import log_files
 
 __all__ = ["live_figures"]
@@ -16,7 +17,6 @@ def live_figures(
     """Per model version: predictions logged in ``window``, p50 and p99 latency (ms)."""
     import duckdb
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     now = datetime.now(UTC)
     since = now - window
@@ -26,7 +26,7 @@ def live_figures(
     tables = []
     for path in files:
         with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f, columns=["model", "model_version", "latency_ms", "ts"]))
+            tables.append(read_parquet(f, columns=["model", "model_version", "latency_ms", "ts"]))
     log_rows = pa.concat_tables(tables)  # noqa: F841 - DuckDB reads it by name
     rows = (
         duckdb.connect()

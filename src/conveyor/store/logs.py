@@ -18,6 +18,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from conveyor.core.parquet import read_parquet
+
 __all__ = ["KINDS", "log_files", "partition_folder", "read_log", "write_rows"]
 
 KINDS = ("predictions", "feedback", "failures")
@@ -102,9 +104,9 @@ def read_log(
             schema = pq.ParquetFile(f).schema_arrow
             wanted = _projection(schema, columns, inputs)
             f.seek(0)
-            table = pq.read_table(f, columns=wanted)
-        if wanted is not None:
-            table = table.rename_columns(wanted)  # a nested field comes back by its leaf name
+            table = read_parquet(f, columns=wanted)
+        if wanted is not None and any("." in c for c in wanted):
+            table = table.flatten()  # inputs.<name> columns, as files that lack one lack it
         if start is not None and "ts" in table.column_names:
             table = table.filter(pc.greater_equal(table["ts"], pa.scalar(start, table["ts"].type)))
         if end is not None and "ts" in table.column_names:
@@ -148,7 +150,7 @@ class LogInputs:
                     else []
                 )
                 f.seek(0)
-                meta = pq.read_table(f, columns=[c for c in ("ts", "role") if c in schema.names])
+                meta = read_parquet(f, columns=[c for c in ("ts", "role") if c in schema.names])
             keep = np.ones(meta.num_rows, dtype=bool)
             if "ts" in meta.column_names:
                 ts = meta.column("ts").to_numpy()
@@ -171,7 +173,6 @@ class LogInputs:
     def __getitem__(self, name: str) -> Any:
         import pandas as pd
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         if name not in self.columns:
             raise KeyError(name)
@@ -181,7 +182,7 @@ class LogInputs:
                 chunks.append(int(keep.sum()))
                 continue
             with self._fs.open(path, "rb") as f:
-                column = pq.read_table(f, columns=[f"inputs.{name}"]).column(0)
+                column = read_parquet(f, columns=[f"inputs.{name}"]).flatten().column(0)
             chunks.append(column.filter(pa.array(keep)).combine_chunks())
         typed = next(c.type for c in chunks if not isinstance(c, int))
         arrays = [pa.nulls(c, typed) if isinstance(c, int) else c for c in chunks]
