@@ -182,6 +182,7 @@ def _watch_ingest(module: Any) -> dict[str, Any]:
             hashed_files=result.hashed_files,
             hashed_mib=round(result.hashed_bytes / MIB, 1),
             cached_files=result.cached_files,
+            kept_chunks=getattr(result, "kept_chunks", 0),
         )
         return result
 
@@ -552,6 +553,7 @@ def check_phase(bench: Bench, target: str, phase: str, expected: dict[str, Any])
         "api_refs": [r["ref"] for r in api],
         "api_hashed_files": [r.get("hashed_files") for r in api],
         "api_hashed_mib": [r.get("hashed_mib") for r in api],
+        "api_kept_chunks": [r.get("kept_chunks", 0) for r in api],
     }
     for r in api:
         _check(r["files"] == expected["files"], f"{target} {phase}: {r['files']} files")
@@ -764,9 +766,10 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
         f"a different offset), left to age {SETTLE_AFTER_CHANGE_S:g} s before the adds, since "
         "Conveyor does not trust the stat of a file modified within the last second; each "
         "side sees exactly one change per add. Conveyor stores a file larger than 64 MiB in "
-        "chunks of 8 MiB, so the 4 KiB change to the big file re-reads and re-hashes it (on "
-        "every core) but stores one new chunk; DVC re-hashes it and stores a new copy of the "
-        "whole file. Sanity: Conveyor's per-file digests (for a file in chunks: the sha256 of "
+        "chunks of 8 MiB and keeps an xxh3-128 fingerprint of each in its stat cache, so after "
+        "the 4 KiB change it re-reads the big file but sha256-hashes and stores only the one "
+        "chunk whose fingerprint changed; DVC re-hashes the file and stores a new copy of it. "
+        "Sanity: Conveyor's per-file digests (for a file in chunks: the sha256 of "
         "its chunks read back from the store in order) equal hashlib's sha256 of the same files, "
         "the CLI's version digest equals the API's, and re-adding unchanged content returned "
         f"the existing version ({meta['sanity']}); Conveyor's API read {meta['reads']}. "
@@ -847,12 +850,18 @@ def refs_text(facts: dict[str, Any]) -> str:
 
 
 def reads_text(facts: dict[str, Any]) -> str:
-    """Return how many files (MiB) the API's adds of a phase hashed, e.g. ``1 file (1 MiB)``."""
+    """Return how many files (MiB) the API's adds of a phase read, e.g. ``1 file (1 MiB)``,
+    and how many chunks of those kept their sha256 (fingerprint unchanged, not re-hashed)."""
     files, mib = facts.get("api_hashed_files", []), facts.get("api_hashed_mib", [])
     if not files or None in files:
         return "an unknown number of files"
-    per = sorted({(f, m) for f, m in zip(files, mib, strict=True)})
-    return " or ".join(f"{f} file{'s' if f != 1 else ''} ({m:g} MiB)" for f, m in per)
+    kept = facts.get("api_kept_chunks") or [0] * len(files)
+    per = sorted({(f, m, k) for f, m, k in zip(files, mib, kept, strict=True)})
+    return " or ".join(
+        f"{f} file{'s' if f != 1 else ''} ({m:g} MiB)"
+        + (f", {k} chunks of it not re-hashed" if k else "")
+        for f, m, k in per
+    )
 
 
 def size_label(mib: int) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from conveyor.core.errors import ConflictError, InvalidArgumentError, NotFoundError
-from conveyor.data.ingest import HashCache, ingest, scan
+from conveyor.data.ingest import HashCache, LocalFile, ingest, scan
 from conveyor.data.records import (
     CHUNK_BYTES,
     CHUNKED_ABOVE,
@@ -197,6 +198,52 @@ def test_a_cached_large_file_is_not_read_unless_a_chunk_is_missing(
     assert restored.hashed_files == 1
     assert restored.fresh == {first.chunks[4]}  # only the missing chunk was written
     assert store.get(first.chunks[4]) == big_bytes[4 * CHUNK_BYTES : 5 * CHUNK_BYTES]
+
+
+def _changed(data: bytes, at: int, length: int = 4096) -> bytes:
+    return data[:at] + os.urandom(length) + data[at + length :]
+
+
+def test_a_few_bytes_changed_in_a_large_file_hash_and_store_one_chunk_again(
+    tmp_path: Path, store: ArtifactStore, big_bytes: bytes
+) -> None:
+    make(tmp_path / "d", {"big.bin": big_bytes})
+    cache = HashCache(tmp_path / "cache.db")
+    ingest(scan(tmp_path / "d"), store, cache)
+    edited = _changed(big_bytes, 3 * CHUNK_BYTES + 100)
+    make(tmp_path / "d", {"big.bin": edited}, age_ns=OLD + 1)
+    again = ingest(scan(tmp_path / "d"), store, cache)
+    entry = again.entries[0]
+    assert (again.kept_chunks, len(again.fresh or ())) == (len(entry.chunks) - 1, 1)
+    # What is recorded is what hashing every chunk from scratch gives.
+    assert entry == ingest(scan(tmp_path / "d"), store, HashCache(None)).entries[0]
+    assert b"".join(store.get(d) for d in entry.objects) == edited
+
+
+def test_a_kept_chunk_whose_object_is_gone_is_stored_again(
+    tmp_path: Path, store: ArtifactStore, big_bytes: bytes
+) -> None:
+    make(tmp_path / "d", {"big.bin": big_bytes})
+    cache = HashCache(tmp_path / "cache.db")
+    first = ingest(scan(tmp_path / "d"), store, cache).entries[0]
+    make(tmp_path / "d", {"big.bin": _changed(big_bytes, 100)}, age_ns=OLD + 1)
+    store.delete(first.chunks[5])
+    again = ingest(scan(tmp_path / "d"), store, cache)
+    assert first.chunks[5] in (again.fresh or ())
+    assert store.get(first.chunks[5]) == big_bytes[5 * CHUNK_BYTES : 6 * CHUNK_BYTES]
+
+
+def test_a_cache_from_before_chunk_fingerprints_still_hits(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    with sqlite3.connect(path) as conn:  # the table as it was made before the fingerprints
+        conn.execute(
+            "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL, "
+            "chunks TEXT NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute("INSERT INTO files VALUES ('/d/a', 3, 1, 7, ?, '')", ("a" * 64,))
+    f = LocalFile("/d/a", "a", 3, 1, 7)
+    assert HashCache(path).lookup([f]) == {"/d/a": ("a" * 64, ())}
 
 
 def test_a_large_file_written_to_while_it_is_read_is_refused(

@@ -7,11 +7,13 @@ be read are hashed and copied into the artifact store in one pass each, several 
 
 Files larger than :data:`~conveyor.data.records.CHUNKED_ABOVE` are read and stored in fixed
 chunks, hashed in parallel (one large file uses every core), and only the chunks not stored
-yet are written: rewriting a few bytes of a large file stores one chunk again, not the file.
+yet are written. The cache keeps a fast fingerprint of each chunk too, so rewriting a few
+bytes of a large file reads it again but hashes and stores one chunk, not the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat as stat_module
@@ -21,6 +23,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import xxhash
 
 from conveyor.core.errors import (
     ConflictError,
@@ -40,6 +44,7 @@ RACY_WINDOW_NS = 1_000_000_000
 
 Progress = Callable[[int, int], None]  # (files done, bytes done) since the last call
 Digests = tuple[str, tuple[str, ...]]  # a file's digest and its chunks (empty: not chunked)
+Earlier = tuple[tuple[str, ...], tuple[str, ...]]  # a changed file's chunks and fingerprints
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,10 @@ def _walk(folder: str, prefix: str, found: list[LocalFile]) -> None:
 class HashCache:
     """Digests of local files keyed by (path, size, mtime, inode), in a small SQLite file.
 
+    For a file stored in chunks it also keeps a fast fingerprint of each chunk (xxh3-128):
+    when such a file changes, a chunk whose fingerprint is unchanged keeps its sha256
+    without being hashed again (see :func:`ingest`).
+
     >>> import tempfile, pathlib
     >>> cache = HashCache(pathlib.Path(tempfile.mkdtemp()) / "hashes.db")
     >>> f = LocalFile("/data/a.csv", "a.csv", 3, 1, 7)
@@ -122,36 +131,52 @@ class HashCache:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
             "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL, "
-            "chunks TEXT NOT NULL) WITHOUT ROWID"
+            "chunks TEXT NOT NULL, quick TEXT NOT NULL DEFAULT '') WITHOUT ROWID"
         )
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+        if "quick" not in columns:  # a cache made before chunk fingerprints: keep its rows
+            with contextlib.suppress(sqlite3.OperationalError):  # another process was first
+                conn.execute("ALTER TABLE files ADD COLUMN quick TEXT NOT NULL DEFAULT ''")
         return conn
 
     def lookup(self, files: list[LocalFile]) -> dict[str, Digests]:
         """Return ``{path: (digest, chunks)}`` for the files whose stat matches the cached one."""
+        return self.find(files)[0]
+
+    def find(self, files: list[LocalFile]) -> tuple[dict[str, Digests], dict[str, Earlier]]:
+        """Return the hits of :meth:`lookup`, and for the other files once stored in chunks
+        ``{path: (chunks, fingerprints)}`` as they were when last hashed."""
         if not files:
-            return {}
+            return {}, {}
         with self._lock:
             conn = self._connect()
             if conn is None:
-                return {}
+                return {}, {}
             try:
                 known = dict(self._rows(conn, files))
             finally:
                 conn.close()
-        hits = {}
+        hits: dict[str, Digests] = {}
+        earlier: dict[str, Earlier] = {}
         for f in files:
             row = known.get(f.path)
-            if row is not None and row[0] == f.size and row[1] == f.mtime_ns and row[2] == f.inode:
-                chunks = tuple(row[4].split()) if row[4] else ()
-                if len(chunks) == chunk_count(f.size):
-                    hits[f.path] = (row[3], chunks)
-        return hits
+            if row is None:
+                continue
+            chunks = tuple(row[4].split()) if row[4] else ()
+            same = row[0] == f.size and row[1] == f.mtime_ns and row[2] == f.inode
+            if same and len(chunks) == chunk_count(f.size):
+                hits[f.path] = (row[3], chunks)
+                continue
+            quick = tuple(row[5].split()) if row[5] else ()
+            if chunks and len(quick) == len(chunks) and chunk_count(f.size):
+                earlier[f.path] = (chunks, quick)
+        return hits, earlier
 
     @staticmethod
     def _rows(
         conn: sqlite3.Connection, files: list[LocalFile]
-    ) -> Iterator[tuple[str, tuple[int, int, int, str, str]]]:
-        columns = "SELECT path, size, mtime_ns, inode, digest, chunks FROM files"
+    ) -> Iterator[tuple[str, tuple[int, int, int, str, str, str]]]:
+        columns = "SELECT path, size, mtime_ns, inode, digest, chunks, quick FROM files"
         if len(files) == 1:
             rows = conn.execute(f"{columns} WHERE path = ?", (files[0].path,))
         else:
@@ -160,14 +185,28 @@ class HashCache:
             rows = conn.execute(
                 f"{columns} WHERE path >= ? AND path < ?", (low, low + "\U0010ffff")
             )
-        for path, size, mtime_ns, inode, digest, chunks in rows:
-            yield path, (size, mtime_ns, inode, digest, chunks)
+        for path, size, mtime_ns, inode, digest, chunks, quick in rows:
+            yield path, (size, mtime_ns, inode, digest, chunks, quick)
 
-    def store(self, entries: list[tuple[LocalFile, Digests]]) -> None:
-        """Remember the digests of files just hashed (skipping ones modified too recently)."""
+    def store(
+        self,
+        entries: list[tuple[LocalFile, Digests]],
+        quick: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """Remember the digests of files just hashed (skipping ones modified too recently),
+        with the chunk fingerprints ``quick`` gives by path."""
         horizon = time.time_ns() - RACY_WINDOW_NS
+        quick = quick or {}
         rows = [
-            (f.path, f.size, f.mtime_ns, f.inode, digest, " ".join(chunks))
+            (
+                f.path,
+                f.size,
+                f.mtime_ns,
+                f.inode,
+                digest,
+                " ".join(chunks),
+                " ".join(quick.get(f.path, ())),
+            )
             for f, (digest, chunks) in entries
             if f.mtime_ns < horizon
         ]
@@ -180,7 +219,9 @@ class HashCache:
             try:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
-                    conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                    )
             except sqlite3.Error:
                 pass  # a cache that cannot be written only costs a re-hash next time
             finally:
@@ -197,6 +238,7 @@ class IngestResult:
     cached_files: int = 0
     stored_new: int = 0
     fresh: set[str] | None = None  # object digests this call stored (no presence check needed)
+    kept_chunks: int = 0  # chunks of changed files read but found unchanged (not re-hashed)
 
 
 def ingest(
@@ -215,9 +257,18 @@ def ingest(
     ``verify_hits=False`` the store is not asked: the caller confirms the objects of cache
     hits itself (those not in ``fresh``), as recording a version does under its claim on
     them, and calls again with the check when one is missing.
+
+    A changed file stored in chunks is read whole, but a chunk whose fast fingerprint
+    (xxh3-128) is the one it had when last hashed keeps its sha256 and is not hashed or
+    stored again: a few bytes changed in a large file cost reading it and hashing one
+    chunk. The fingerprint only decides what to hash again; what a version records is
+    still the sha256 of every chunk, and that trust is no weaker than the stat cache's,
+    which skips a file whose stat did not change without reading it at all.
     """
-    hits = cache.lookup(files)
+    hits, earlier = cache.find(files)
     wanted = {d for digest, chunks in hits.values() for d in (chunks or (digest,))}
+    if verify_hits:
+        wanted |= {d for chunks, _ in earlier.values() for d in chunks}
     present = store.exists_many(wanted) if verify_hits and wanted else wanted
     todo: list[LocalFile] = []
     known: dict[str, Digests] = {}
@@ -227,16 +278,22 @@ def ingest(
             known[f.path] = hit
         else:
             todo.append(f)
+    if verify_hits:  # a chunk whose object is gone is hashed and stored again
+        earlier = {
+            path: (chunks, tuple(q if d in present else "" for d, q in pairs))
+            for path, (chunks, quick) in earlier.items()
+            for pairs in [zip(chunks, quick, strict=True)]
+        }
     result = IngestResult(entries=[], cached_files=len(files) - len(todo), fresh=set())
     if progress is not None and result.cached_files:
         progress(result.cached_files, sum(f.size for f in files if f.path in known))
     sizes: dict[str, int] = {}
     if todo:
-        hashed = _hash_and_store(todo, store, workers, progress, result)
+        hashed, quick = _hash_and_store(todo, store, workers, progress, result, earlier)
         for f, (digest, chunks, size) in hashed.items():
             known[f.path] = (digest, chunks)
             sizes[f.path] = size
-        cache.store([(f, (digest, chunks)) for f, (digest, chunks, _) in hashed.items()])
+        cache.store([(f, (digest, chunks)) for f, (digest, chunks, _) in hashed.items()], quick)
     # Sizes come from the bytes actually read, which a file changed mid-add can alter.
     result.entries = [FileEntry(f.name, sizes.get(f.path, f.size), *known[f.path]) for f in files]
     return result
@@ -248,38 +305,46 @@ def _hash_and_store(
     workers: int | None,
     progress: Progress | None,
     result: IngestResult,
-) -> dict[LocalFile, tuple[str, tuple[str, ...], int]]:
+    earlier: dict[str, Earlier],
+) -> tuple[dict[LocalFile, tuple[str, tuple[str, ...], int]], dict[str, tuple[str, ...]]]:
     """Hash and store ``todo``: small files whole, large ones chunk by chunk, all in one pool.
 
-    Returns ``{file: (digest, chunks, size read)}``.
+    Returns ``{file: (digest, chunks, size read)}`` and the chunk fingerprints by path.
     """
     fresh = result.fresh if result.fresh is not None else set()
 
-    def whole(f: LocalFile) -> tuple[str, bool, int]:
+    def whole(f: LocalFile) -> tuple[str, bool, int, str, bool]:
         with _reading(f):
             put = store.put_file(f.path, durable=False)
         if progress is not None:
             progress(1, put.size)
-        return put.digest, put.created, put.size
+        return put.digest, put.created, put.size, "", False
 
-    def chunk(f: LocalFile, index: int) -> tuple[str, bool, int]:
+    def chunk(f: LocalFile, index: int) -> tuple[str, bool, int, str, bool]:
         offset = index * CHUNK_BYTES
         length = min(CHUNK_BYTES, f.size - offset)
         with _reading(f), open(f.path, "rb", buffering=0) as handle:
             data = os.pread(handle.fileno(), length, offset)
         if len(data) != length:
             raise _changed_error(f)
-        put = store.put_hashed(data, sha256_bytes(data), durable=False)
+        quick = xxhash.xxh3_128_hexdigest(data)
+        chunks, fingerprints = earlier.get(f.path, ((), ()))
+        kept = index < len(chunks) and fingerprints[index] == quick
+        if kept:
+            digest, created = chunks[index], False
+        else:
+            put = store.put_hashed(data, sha256_bytes(data), durable=False)
+            digest, created = put.digest, put.created
         if progress is not None:
             progress(1 if index == chunk_count(f.size) - 1 else 0, length)
-        return put.digest, put.created, length
+        return digest, created, length, quick, kept
 
     # Chunks of large files first, then files from the largest, so that no big piece of
     # work starts last and runs alone.
     tasks: list[tuple[LocalFile, int]] = [(f, i) for f in todo for i in range(chunk_count(f.size))]
     tasks += [(f, -1) for f in sorted(todo, key=lambda f: -f.size) if not chunk_count(f.size)]
 
-    def run(task: tuple[LocalFile, int]) -> tuple[str, bool, int]:
+    def run(task: tuple[LocalFile, int]) -> tuple[str, bool, int, str, bool]:
         f, index = task
         return whole(f) if index < 0 else chunk(f, index)
 
@@ -291,7 +356,8 @@ def _hash_and_store(
             done = list(pool.map(run, tasks))
     out: dict[LocalFile, tuple[str, tuple[str, ...], int]] = {}
     chunks_of: dict[LocalFile, list[str]] = {}
-    for (f, index), (digest, created, size) in zip(tasks, done, strict=True):
+    quick_of: dict[str, list[str]] = {}
+    for (f, index), (digest, created, size, quick, kept) in zip(tasks, done, strict=True):
         if created:
             fresh.add(digest)
         result.hashed_bytes += size
@@ -299,12 +365,14 @@ def _hash_and_store(
             out[f] = (digest, (), size)
         else:
             chunks_of.setdefault(f, []).append(digest)
+            quick_of.setdefault(f.path, []).append(quick)
+            result.kept_chunks += kept
     for f, chunks in chunks_of.items():
         _check_unchanged(f)
         out[f] = (chunked_digest(chunks), tuple(chunks), f.size)
     result.hashed_files = len(out)
     result.stored_new = len(fresh)
-    return out
+    return out, {path: tuple(q) for path, q in quick_of.items()}
 
 
 class _reading:
