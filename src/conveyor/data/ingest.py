@@ -180,8 +180,10 @@ class HashCache:
         if len(files) == 1:
             rows = conn.execute(f"{columns} WHERE path = ?", (files[0].path,))
         else:
-            # One range scan over the folder instead of a query per file.
-            low = os.path.commonpath([f.path for f in files])
+            # One range scan over the folder instead of a query per file. The common
+            # folder of the least and greatest paths holds every path (all of them cost more).
+            paths = [f.path for f in files]
+            low = os.path.commonpath([min(paths), max(paths)])
             rows = conn.execute(
                 f"{columns} WHERE path >= ? AND path < ?", (low, low + "\U0010ffff")
             )
