@@ -6,8 +6,9 @@ call has returned. When the source is a Python file object or Python bytes, thos
 hold Python objects, and releasing one takes the GIL: if the interpreter is shutting down
 by then (a script that reads a log and ends), the thread cannot get it and the process dies
 with "terminate called without an active exception" (apache/arrow#49942, fixed after
-pyarrow 26). :func:`read_parquet` reads the file whole on the calling thread instead, so
-nothing of it outlives the call. A path read by pyarrow itself needs none of this.
+pyarrow 26). :func:`read_parquet` reads through ``ParquetFile.read`` without pre-buffering:
+each column chunk is read when it is decoded, and the call returns only when all of them
+are, so nothing of the read outlives it. A path read by pyarrow itself needs none of this.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def read_parquet(source: Any, columns: list[str] | None = None) -> pa.Table:
 
     if isinstance(source, bytes | bytearray | memoryview):
         source = pa.py_buffer(source)
-    table = pq.ParquetFile(source).read(columns=columns)
+    table = pq.ParquetFile(source, pre_buffer=False).read(columns=columns)
     if columns:
         order = list(dict.fromkeys(c.split(".", 1)[0] for c in columns))
         table = table.select([c for c in order if c in table.column_names])

@@ -1305,10 +1305,11 @@ def _encode_example(example: Any) -> tuple[str, bytes]:
 
 def _decode_example(data: bytes) -> Any:
     import numpy as np
-    import pandas as pd
 
     if data[:6] == b"\x93NUMPY":
         return np.load(io.BytesIO(data), allow_pickle=False)
     if data[:4] == b"PAR1":
-        return pd.read_parquet(io.BytesIO(data))
+        from conveyor.core.parquet import read_parquet
+
+        return read_parquet(data).to_pandas()
     raise IntegrityError("The stored input example is neither Parquet nor a NumPy array.")

@@ -108,9 +108,9 @@ class PandasMaterializer(Materializer):
         return {"data.parquet": buffer.getvalue()}, info
 
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
-        import pandas as pd
+        from conveyor.core.parquet import read_parquet
 
-        frame = pd.read_parquet(io.BytesIO(files["data.parquet"]))
+        frame = read_parquet(files["data.parquet"]).to_pandas()
         if "series" in info:
             return frame["__series__"].rename(info["series"])
         return frame

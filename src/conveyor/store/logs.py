@@ -106,7 +106,7 @@ def read_log(
             f.seek(0)
             table = read_parquet(f, columns=wanted)
         if wanted is not None and any("." in c for c in wanted):
-            table = table.flatten()  # inputs.<name> columns, as files that lack one lack it
+            table = _inputs_flat(table).select(wanted)  # as asked; a file lacking one lacks it
         if start is not None and "ts" in table.column_names:
             table = table.filter(pc.greater_equal(table["ts"], pa.scalar(start, table["ts"].type)))
         if end is not None and "ts" in table.column_names:
@@ -182,7 +182,7 @@ class LogInputs:
                 chunks.append(int(keep.sum()))
                 continue
             with self._fs.open(path, "rb") as f:
-                column = read_parquet(f, columns=[f"inputs.{name}"]).flatten().column(0)
+                column = _inputs_flat(read_parquet(f, columns=[f"inputs.{name}"])).column(0)
             chunks.append(column.filter(pa.array(keep)).combine_chunks())
         typed = next(c.type for c in chunks if not isinstance(c, int))
         arrays = [pa.nulls(c, typed) if isinstance(c, int) else c for c in chunks]
@@ -191,6 +191,23 @@ class LogInputs:
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # versions that logged other types
             values = pd.concat([pd.Series(a.to_pandas()) for a in arrays], ignore_index=True)
         return pd.Series(values, name=name).reset_index(drop=True)
+
+
+def _inputs_flat(table: Any) -> Any:
+    """``table`` with its ``inputs`` struct as one ``inputs.<name>`` column per field."""
+    import pyarrow as pa
+
+    if "inputs" not in table.column_names:
+        return table
+    i = table.column_names.index("inputs")
+    struct = table.column(i).combine_chunks()
+    columns = [*table.columns[:i], *struct.flatten(), *table.columns[i + 1 :]]
+    names = [
+        *table.column_names[:i],
+        *(f"inputs.{f.name}" for f in struct.type),
+        *table.column_names[i + 1 :],
+    ]
+    return pa.table(columns, names=names)
 
 
 def _projection(schema: Any, columns: list[str] | None, inputs: list[str] | None) -> Any:
