@@ -246,6 +246,37 @@ def test_a_cache_from_before_chunk_fingerprints_still_hits(tmp_path: Path) -> No
     assert HashCache(path).lookup([f]) == {"/d/a": ("a" * 64, ())}
 
 
+def test_an_old_cache_another_writer_holds_still_answers(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")  # as every cache is
+        conn.execute(
+            "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL, "
+            "chunks TEXT NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute("INSERT INTO files VALUES ('/d/a', 3, 1, 7, ?, '')", ("a" * 64,))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the cache cannot gain its column meanwhile
+    try:
+        cache = HashCache(path, timeout=0.05)
+        assert cache.lookup([LocalFile("/d/a", "a", 3, 1, 7)]) == {"/d/a": ("a" * 64, ())}
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_each_cache_fingerprints_with_a_seed_of_its_own(tmp_path: Path) -> None:
+    f = LocalFile("/d/a", "a", 3, 1, 7)
+    seeds = []
+    for name in ("one.db", "two.db", "one.db"):  # the last reopens the first
+        cache = HashCache(tmp_path / name)
+        cache.lookup([f])
+        seeds.append(cache.seed)
+    assert seeds[0] == seeds[2]
+    assert seeds[0] != seeds[1]
+
+
 def test_a_large_file_written_to_while_it_is_read_is_refused(
     tmp_path: Path, store: ArtifactStore, big_bytes: bytes
 ) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 import stat as stat_module
 import threading
@@ -99,6 +100,10 @@ def _walk(folder: str, prefix: str, found: list[LocalFile]) -> None:
             found.append(LocalFile(entry.path, name, st.st_size, st.st_mtime_ns, st.st_ino))
 
 
+_SELECT_ROWS = "SELECT path, size, mtime_ns, inode, digest, chunks, quick FROM files"
+_SELECT_ROWS_NO_QUICK = "SELECT path, size, mtime_ns, inode, digest, chunks, '' FROM files"
+
+
 class HashCache:
     """Digests of local files keyed by (path, size, mtime, inode), in a small SQLite file.
 
@@ -116,15 +121,20 @@ class HashCache:
     {}
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, timeout: float = 30.0) -> None:
         self.path = path
+        self.timeout = timeout
         self._lock = threading.Lock()
+        #: The seed of this cache's chunk fingerprints: random per cache file, so that
+        #: nobody who cannot read the cache knows which fingerprints it compares.
+        self.seed = 0
+        self._fingerprints = False  # this cache keeps them (its column and seed exist)
 
     def _connect(self) -> sqlite3.Connection | None:
         if self.path is None:
             return None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         # "files" replaced "hashes" (which had no chunks); an old cache's rows are ignored.
@@ -133,11 +143,34 @@ class HashCache:
             "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL, "
             "chunks TEXT NOT NULL, quick TEXT NOT NULL DEFAULT '') WITHOUT ROWID"
         )
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
-        if "quick" not in columns:  # a cache made before chunk fingerprints: keep its rows
-            with contextlib.suppress(sqlite3.OperationalError):  # another process was first
-                conn.execute("ALTER TABLE files ADD COLUMN quick TEXT NOT NULL DEFAULT ''")
+        columns, seed = self._fingerprint_state(conn)
+        if "quick" not in columns or seed is None:
+            # A cache made before chunk fingerprints keeps its rows and gains them. When
+            # another writer holds the file, this call goes without them (no error).
+            with contextlib.suppress(sqlite3.OperationalError):
+                if "quick" not in columns:
+                    conn.execute("ALTER TABLE files ADD COLUMN quick TEXT NOT NULL DEFAULT ''")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, "
+                    "value INTEGER NOT NULL) WITHOUT ROWID"
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO settings VALUES ('seed', ?)", (secrets.randbits(63),)
+                )
+            columns, seed = self._fingerprint_state(conn)
+        self._fingerprints = "quick" in columns and seed is not None
+        self.seed = seed or 0
         return conn
+
+    @staticmethod
+    def _fingerprint_state(conn: sqlite3.Connection) -> tuple[set[str], int | None]:
+        """The columns of ``files``, and the fingerprints' seed (None: not made yet)."""
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+        try:
+            row = conn.execute("SELECT value FROM settings WHERE key = 'seed'").fetchone()
+        except sqlite3.OperationalError:  # no settings table yet
+            return columns, None
+        return columns, (int(row[0]) if row is not None else None)
 
     def lookup(self, files: list[LocalFile]) -> dict[str, Digests]:
         """Return ``{path: (digest, chunks)}`` for the files whose stat matches the cached one."""
@@ -172,11 +205,10 @@ class HashCache:
                 earlier[f.path] = (chunks, quick)
         return hits, earlier
 
-    @staticmethod
     def _rows(
-        conn: sqlite3.Connection, files: list[LocalFile]
+        self, conn: sqlite3.Connection, files: list[LocalFile]
     ) -> Iterator[tuple[str, tuple[int, int, int, str, str, str]]]:
-        columns = "SELECT path, size, mtime_ns, inode, digest, chunks, quick FROM files"
+        columns = _SELECT_ROWS if self._fingerprints else _SELECT_ROWS_NO_QUICK
         if len(files) == 1:
             rows = conn.execute(f"{columns} WHERE path = ?", (files[0].path,))
         else:
@@ -221,9 +253,17 @@ class HashCache:
             try:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows
-                    )
+                    if self._fingerprints:
+                        conn.executemany(
+                            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                        )
+                    else:  # a row without fingerprints (the column may exist: it defaults)
+                        conn.executemany(
+                            "INSERT OR REPLACE INTO files "
+                            "(path, size, mtime_ns, inode, digest, chunks) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [row[:6] for row in rows],
+                        )
             except sqlite3.Error:
                 pass  # a cache that cannot be written only costs a re-hash next time
             finally:
@@ -264,8 +304,9 @@ def ingest(
     (xxh3-128) is the one it had when last hashed keeps its sha256 and is not hashed or
     stored again: a few bytes changed in a large file cost reading it and hashing one
     chunk. The fingerprint only decides what to hash again; what a version records is
-    still the sha256 of every chunk, and that trust is no weaker than the stat cache's,
-    which skips a file whose stat did not change without reading it at all.
+    still the sha256 of every chunk. xxh3 is not collision-resistant, so like the stat
+    cache (which skips a file whose stat did not change without reading it) this trusts
+    whoever writes the files; the fingerprints' seed is random per cache (docs/data.md).
     """
     hits, earlier = cache.find(files)
     wanted = {d for digest, chunks in hits.values() for d in (chunks or (digest,))}
@@ -291,7 +332,7 @@ def ingest(
         progress(result.cached_files, sum(f.size for f in files if f.path in known))
     sizes: dict[str, int] = {}
     if todo:
-        hashed, quick = _hash_and_store(todo, store, workers, progress, result, earlier)
+        hashed, quick = _hash_and_store(todo, store, workers, progress, result, earlier, cache.seed)
         for f, (digest, chunks, size) in hashed.items():
             known[f.path] = (digest, chunks)
             sizes[f.path] = size
@@ -308,6 +349,7 @@ def _hash_and_store(
     progress: Progress | None,
     result: IngestResult,
     earlier: dict[str, Earlier],
+    seed: int,
 ) -> tuple[dict[LocalFile, tuple[str, tuple[str, ...], int]], dict[str, tuple[str, ...]]]:
     """Hash and store ``todo``: small files whole, large ones chunk by chunk, all in one pool.
 
@@ -329,7 +371,7 @@ def _hash_and_store(
             data = os.pread(handle.fileno(), length, offset)
         if len(data) != length:
             raise _changed_error(f)
-        quick = xxhash.xxh3_128_hexdigest(data)
+        quick = xxhash.xxh3_128_hexdigest(data, seed)
         chunks, fingerprints = earlier.get(f.path, ((), ()))
         kept = index < len(chunks) and fingerprints[index] == quick
         if kept:
