@@ -233,21 +233,8 @@ def test_a_kept_chunk_whose_object_is_gone_is_stored_again(
     assert store.get(first.chunks[5]) == big_bytes[5 * CHUNK_BYTES : 6 * CHUNK_BYTES]
 
 
-def test_a_cache_from_before_chunk_fingerprints_still_hits(tmp_path: Path) -> None:
-    path = tmp_path / "cache.db"
-    with sqlite3.connect(path) as conn:  # the table as it was made before the fingerprints
-        conn.execute(
-            "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-            "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, digest TEXT NOT NULL, "
-            "chunks TEXT NOT NULL) WITHOUT ROWID"
-        )
-        conn.execute("INSERT INTO files VALUES ('/d/a', 3, 1, 7, ?, '')", ("a" * 64,))
-    f = LocalFile("/d/a", "a", 3, 1, 7)
-    assert HashCache(path).lookup([f]) == {"/d/a": ("a" * 64, ())}
-
-
-def test_an_old_cache_another_writer_holds_still_answers(tmp_path: Path) -> None:
-    path = tmp_path / "cache.db"
+def _old_cache(path: Path) -> Path:
+    """A cache as it was made before chunk fingerprints, holding one row for /d/a."""
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")  # as every cache is
         conn.execute(
@@ -256,6 +243,17 @@ def test_an_old_cache_another_writer_holds_still_answers(tmp_path: Path) -> None
             "chunks TEXT NOT NULL) WITHOUT ROWID"
         )
         conn.execute("INSERT INTO files VALUES ('/d/a', 3, 1, 7, ?, '')", ("a" * 64,))
+    return path
+
+
+def test_a_cache_from_before_chunk_fingerprints_still_hits(tmp_path: Path) -> None:
+    path = _old_cache(tmp_path / "cache.db")
+    f = LocalFile("/d/a", "a", 3, 1, 7)
+    assert HashCache(path).lookup([f]) == {"/d/a": ("a" * 64, ())}
+
+
+def test_an_old_cache_another_writer_holds_still_answers(tmp_path: Path) -> None:
+    path = _old_cache(tmp_path / "cache.db")
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # the cache cannot gain its column meanwhile
     try:

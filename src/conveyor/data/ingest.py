@@ -226,9 +226,11 @@ class HashCache:
         self,
         entries: list[tuple[LocalFile, Digests]],
         quick: dict[str, tuple[str, ...]] | None = None,
+        *,
+        seed: int = 0,
     ) -> None:
         """Remember the digests of files just hashed (skipping ones modified too recently),
-        with the chunk fingerprints ``quick`` gives by path."""
+        with the chunk fingerprints ``quick`` gives by path, made with ``seed``."""
         horizon = time.time_ns() - RACY_WINDOW_NS
         quick = quick or {}
         rows = [
@@ -253,11 +255,11 @@ class HashCache:
             try:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
-                    if self._fingerprints:
+                    if self._fingerprints and seed == self.seed:
                         conn.executemany(
                             "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", rows
                         )
-                    else:  # a row without fingerprints (the column may exist: it defaults)
+                    else:  # no fingerprints (none kept, or made with no seed or another)
                         conn.executemany(
                             "INSERT OR REPLACE INTO files "
                             "(path, size, mtime_ns, inode, digest, chunks) "
@@ -332,11 +334,13 @@ def ingest(
         progress(result.cached_files, sum(f.size for f in files if f.path in known))
     sizes: dict[str, int] = {}
     if todo:
-        hashed, quick = _hash_and_store(todo, store, workers, progress, result, earlier, cache.seed)
+        seed = cache.seed  # the one the fingerprints of ``earlier`` were made with
+        hashed, quick = _hash_and_store(todo, store, workers, progress, result, earlier, seed)
         for f, (digest, chunks, size) in hashed.items():
             known[f.path] = (digest, chunks)
             sizes[f.path] = size
-        cache.store([(f, (digest, chunks)) for f, (digest, chunks, _) in hashed.items()], quick)
+        entries = [(f, (digest, chunks)) for f, (digest, chunks, _) in hashed.items()]
+        cache.store(entries, quick, seed=seed)
     # Sizes come from the bytes actually read, which a file changed mid-add can alter.
     result.entries = [FileEntry(f.name, sizes.get(f.path, f.size), *known[f.path]) for f in files]
     return result
