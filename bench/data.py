@@ -820,6 +820,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument("--big-mib", type=int, help="size of the big file (default 1024; --quick: 64)")
     ap.add_argument("--quick", action="store_true", help="smoke run; docs are left unchanged")
     ap.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    ap.add_argument(
+        "--only",
+        choices=["dir", "file"],
+        help="run one workload: the folder or the big file (docs are left unchanged)",
+    )
     ap.add_argument("--no-cli", action="store_true", help="skip `conveyor data add` (CLI)")
     ap.add_argument("--keep-data", action="store_true", help="keep the scratch folder")
     ap.add_argument("--dvc-venv", type=Path, default=DVC_VENV, help="peer venv folder")
@@ -999,9 +1004,11 @@ def main(argv: Sequence[str]) -> int:
         bench.setup()
         fig = Figures()
         bench_startup(bench, fig)
+        targets = {"dir": args.dir_name, "file": "big.bin"}
         sanity = {
-            "dir": bench_target(bench, fig, "dir", args.dir_name),
-            "file": bench_target(bench, fig, "file", "big.bin"),
+            target: bench_target(bench, fig, target, path)
+            for target, path in targets.items()
+            if args.only in (None, target)
         }
     finally:
         if args.keep_data:
@@ -1009,8 +1016,8 @@ def main(argv: Sequence[str]) -> int:
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     load_end = load()
-    if args.quick or args.no_docs:
-        log("docs/benchmarks.md left unchanged (--quick or --no-docs)")
+    if args.quick or args.no_docs or args.only:
+        log("docs/benchmarks.md left unchanged (--quick, --no-docs or --only)")
         return 0
     dir_mib = args.files * args.file_mib
     meta = {

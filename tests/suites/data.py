@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 import conveyor as cv
 from conveyor.core.errors import (
@@ -224,6 +225,90 @@ class DataSuite:
         report = ws.gc(grace=timedelta(0))
         assert report.deleted == []
         assert read_tree(cv.data.checkout("d@1", tmp_path / "o")) == {"x": b"one", "y": b"two"}
+
+    def test_gc_keeps_a_file_that_only_an_earlier_version_has(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        from datetime import timedelta
+
+        write_tree(tmp_path / "d", {"x": b"one", "gone": b"only in the first version"})
+        cv.data.add("d", tmp_path / "d")
+        (tmp_path / "d" / "gone").unlink()
+        (tmp_path / "d" / "x").write_bytes(b"two")
+        cv.data.add("d", tmp_path / "d")
+        assert ws.gc(grace=timedelta(0)).deleted == []
+        first = read_tree(cv.data.checkout("d@1", tmp_path / "o"))
+        assert first == {"x": b"one", "gone": b"only in the first version"}
+
+    def test_a_version_that_changes_one_file_records_one_new_object(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        from conveyor.store.metadata.schema import artifact_links
+
+        def links() -> int:
+            with ws.metadata.read() as conn:
+                return len(conn.execute(sa.select(artifact_links.c.id)).all())
+
+        write_tree(tmp_path / "d", {f"f{i}.bin": os.urandom(100) for i in range(20)})
+        cv.data.add("d", tmp_path / "d")
+        before = links()
+        (tmp_path / "d" / "f3.bin").write_bytes(b"changed")
+        cv.data.add("d", tmp_path / "d")
+        assert links() == before + 2  # the changed file's object and the new manifest
+
+    def test_a_version_whose_files_were_linked_one_by_one_still_works(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        """Versions recorded before datasets held their objects linked each file to the
+        version (``files/<path>``); gc keeps those, and reads and new versions work."""
+        from datetime import timedelta
+
+        from conveyor.store.metadata.schema import artifact_links
+
+        write_tree(tmp_path / "d", {"a.txt": b"alpha", "b.txt": b"beta"})
+        v1 = cv.data.add("d", tmp_path / "d")
+        with ws.metadata.transaction() as uow:  # rewrite v1's links the old way
+            held = uow.conn.execute(
+                sa.select(artifact_links).where(artifact_links.c.owner_kind == "dataset")
+            ).all()
+            uow.conn.execute(
+                artifact_links.delete().where(artifact_links.c.owner_kind == "dataset")
+            )
+            by_digest = {
+                hashlib.sha256(b).hexdigest(): n
+                for n, b in [("a.txt", b"alpha"), ("b.txt", b"beta")]
+            }
+            uow.conn.execute(
+                artifact_links.insert(),
+                [
+                    {
+                        "id": f"old{i}",
+                        "digest": row.digest,
+                        "owner_kind": "dataset_version",
+                        "owner_id": v1.id,
+                        "name": "files/" + by_digest[row.digest],
+                        "created_at": row.created_at,
+                    }
+                    for i, row in enumerate(held)
+                ],
+            )
+        assert ws.gc(grace=timedelta(0)).deleted == []
+        (tmp_path / "d" / "b.txt").write_bytes(b"beta, edited")
+        cv.data.add("d", tmp_path / "d")
+        assert ws.gc(grace=timedelta(0)).deleted == []
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "one")) == {
+            "a.txt": b"alpha",
+            "b.txt": b"beta",
+        }
+        assert read_tree(cv.data.checkout("d@2", tmp_path / "two"))["b.txt"] == b"beta, edited"
+
+    def test_add_returns_the_version_as_get_reads_it(self, ws: Workspace, tmp_path: Path) -> None:
+        frame = pd.DataFrame({"x": [1.5, 2.5, None], "k": ["a", "b", "a"]})
+        table = cv.data.add("t", frame, description="a table")
+        assert table == cv.data.get("t@1")
+        write_tree(tmp_path / "d", {"x.bin": b"1"})
+        files = cv.data.add("d", tmp_path / "d")
+        assert files == cv.data.get("d@1")
 
     def test_diff_lists_added_removed_and_changed_files(
         self, ws: Workspace, tmp_path: Path

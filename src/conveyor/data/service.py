@@ -30,7 +30,7 @@ from conveyor.data.transfer import TransferResult, copy_objects
 from conveyor.store import catalog
 from conveyor.store.activity import current_activity, note_read
 from conveyor.store.artifacts.cas import ArtifactStore
-from conveyor.store.records import ObjectRef
+from conveyor.store.records import ArtifactLink, ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
 if TYPE_CHECKING:
@@ -44,9 +44,11 @@ __all__ = ["DataService", "ProgressReporter", "data_service"]
 
 MANIFEST = "manifest.json"
 SCHEMA = "schema.yaml"
+#: The names a team server gives a version's files and the chunks of its large files, for
+#: reading them one by one (it finds their digests in the version's manifest).
 FILES = "files/"
-#: The chunks of large files are linked once each under this prefix (by digest, not path).
 CHUNKS = "chunks/"
+CHUNK_MEDIA_TYPE = "application/octet-stream"
 
 
 class ProgressReporter(Protocol):
@@ -152,9 +154,9 @@ class DataService:
         progress.start(f"Adding {name}", len(files), sum(f.size for f in files))
         try:
             # The store is asked about the objects of unchanged files once, by _record
-            # under its claim on them (a stat each here, a request each on S3), not also
-            # here; when one is missing (collected, or lost), the files go through again
-            # with the check, which stores what is missing.
+            # (a stat each here, a request each on S3), not also here; when one is missing
+            # (collected, or lost), the files go through again with the check, which
+            # stores what is missing.
             result = ingest(
                 files,
                 self.store,
@@ -208,23 +210,33 @@ class DataService:
         *,
         checked: set[str],
     ) -> DatasetVersion:
+        """Record a version of ``manifest``. ``checked`` are the objects of its files this
+        add did not store itself, which must be confirmed in the store."""
         encoded = manifest.encode()
         put = self.store.put_bytes(encoded)
-        if not put.created:
-            checked = checked | {put.digest}
+        manifest_checked = set() if put.created else {put.digest}
         values = {**values, "digest": put.digest, "files": len(manifest.files)}
         values["size"] = manifest.size
         run = current_activity()
         with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
-            version, created = versioning.create_version(
+            version, created, dataset_id = versioning.create_version(
                 uow, self._project_id(), name, values, description=description
             )
             ref = ObjectRef(versioning.VERSION_KIND, version.id)
             if created:
-                links = [(MANIFEST, put.digest, put.size, "application/json"), *_links(manifest)]
-                catalog.link_many(uow, self.store, ref, links, check=checked)
-            elif checked:  # the same content as a version: its objects must still be there
-                catalog.check_stored(self.store, checked)
+                # The version links its manifest; the dataset holds the files of all its
+                # versions, so a version that changes one file of a thousand adds one row.
+                manifest_link = (MANIFEST, put.digest, put.size, "application/json")
+                catalog.link_many(uow, self.store, ref, [manifest_link], check=manifest_checked)
+                catalog.hold_many(
+                    uow,
+                    self.store,
+                    ObjectRef(versioning.DATASET_KIND, dataset_id),
+                    _objects(manifest),
+                    check=checked,
+                )
+            else:  # the same content as a version: its objects must still be there
+                catalog.check_stored(self.store, manifest_checked | checked)
             if run is not None:
                 uow.link(run, ref, "produced")
         return version
@@ -268,6 +280,32 @@ class DataService:
             return
         with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
             uow.link(ObjectRef(versioning.VERSION_KIND, version.id), run, "used_by")
+
+    def file_artifact(self, version_id: str, name: str) -> ArtifactLink | None:
+        """Return the object a team server serves as ``name`` of version ``version_id``:
+        ``files/<path>`` is a whole file, ``chunks/<digest>`` a chunk of a large one; both
+        are found in the version's manifest. None when the version has no such object."""
+        with self.ws.metadata.read() as conn:
+            version = versioning.version_by_id(conn, self._project_id(), version_id)
+        if version is None:
+            return None
+        manifest = self.manifest(version)
+        found: tuple[str, int, str] | None = None
+        if name.startswith(FILES):
+            path = name[len(FILES) :]
+            for f in manifest.files:
+                if f.path == path and not f.chunks:
+                    found = (f.digest, f.size, catalog.guess_media_type(path))
+        elif name.startswith(CHUNKS):
+            digest = name[len(CHUNKS) :]
+            for f in manifest.files:
+                if digest in f.chunks:
+                    found = (digest, f.chunk_size(f.chunks.index(digest)), CHUNK_MEDIA_TYPE)
+                    break
+        if found is None:
+            return None
+        owner = ObjectRef(versioning.VERSION_KIND, version.id)
+        return ArtifactLink(owner, name, *found, created_at=version.created_at)
 
     def load(self, ref: str) -> pd.DataFrame:
         """Return a table version as a pandas DataFrame (recorded as used by the active run)."""
@@ -553,13 +591,22 @@ class DataService:
         source = self.remote(remote)
         needed: dict[str, int] = {}
         for version in self._selected(refs):
-            needed.update(self.objects_of(version))
+            needed.update(self.objects_of(version, source))
         return copy_objects(needed, source, self.store, progress=progress)
 
-    def objects_of(self, version: DatasetVersion) -> dict[str, int]:
-        """Return ``{digest: size}`` of every object ``version`` needs (manifest, files, schema)."""
+    def objects_of(
+        self, version: DatasetVersion, source: ArtifactStore | None = None
+    ) -> dict[str, int]:
+        """Return ``{digest: size}`` of every object ``version`` needs (manifest, files,
+        schema). The manifest is read from this project's store, or else from ``source``."""
         links = self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, version.id))
-        return {link.digest: link.size for link in links}
+        needed = {link.digest: link.size for link in links}
+        if source is not None and not self.store.exists(version.digest):
+            manifest = Manifest.decode(source.get(version.digest))
+        else:
+            manifest = self.manifest(version)
+        needed.update((digest, size) for digest, (size, _) in _objects(manifest).items())
+        return needed
 
 
 @contextlib.contextmanager
@@ -608,22 +655,17 @@ def _not_fresh(result: Any) -> set[str]:
     return {d for e in result.entries for d in e.objects if d not in fresh}
 
 
-def _links(manifest: Manifest) -> list[tuple[str, str, int, str]]:
-    """The artifact links of a version's files: one per whole file, one per distinct chunk.
-
-    Links are what keeps objects from garbage collection and what push and pull copy.
-    """
-    links: list[tuple[str, str, int, str]] = []
-    chunks: set[str] = set()
+def _objects(manifest: Manifest) -> dict[str, tuple[int, str]]:
+    """``{digest: (size, name)}`` of the objects a version's files are stored in: one per
+    whole file (named by its path), one per distinct chunk of a large file (no name)."""
+    objects: dict[str, tuple[int, str]] = {}
     for f in manifest.files:
         if not f.chunks:
-            links.append((FILES + f.path, f.digest, f.size, catalog.guess_media_type(f.path)))
+            objects.setdefault(f.digest, (f.size, f.path))
             continue
         for i, digest in enumerate(f.chunks):
-            if digest not in chunks:
-                chunks.add(digest)
-                links.append((CHUNKS + digest, digest, f.chunk_size(i), "application/octet-stream"))
-    return links
+            objects.setdefault(digest, (f.chunk_size(i), ""))
+    return objects
 
 
 def _parallel(fn: Callable[[Any], None], items: list[Any], workers: int | None = None) -> None:

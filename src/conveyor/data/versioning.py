@@ -6,7 +6,9 @@ or ``customers@<digest prefix>`` (at least 6 hex characters of the content diges
 
 from __future__ import annotations
 
+import json
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +32,7 @@ __all__ = [
 ]
 
 VERSION_KIND = "dataset_version"
+DATASET_KIND = "dataset"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _HEX = re.compile(r"^[0-9a-f]{6,64}$")
 
@@ -153,6 +156,16 @@ def find_version(conn: sa.Connection, project_id: str, ref: str) -> DatasetVersi
     return _to_version(rows[0])
 
 
+def version_by_id(conn: sa.Connection, project_id: str, version_id: str) -> DatasetVersion | None:
+    """Return the version with id ``version_id`` if the project has it, else None."""
+    row = conn.execute(
+        sa.select(*_version_columns())
+        .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+        .where(dataset_versions.c.id == version_id, datasets.c.project_id == project_id)
+    ).first()
+    return None if row is None else _to_version(row)
+
+
 def _numbered(conn: sa.Connection, dataset_id: str, number: int) -> DatasetVersion:
     row = conn.execute(
         sa.select(*_version_columns())
@@ -188,39 +201,49 @@ def create_version(
     values: dict[str, Any],
     *,
     description: str,
-) -> tuple[DatasetVersion, bool]:
+) -> tuple[DatasetVersion, bool, str]:
     """Insert the next version of ``name`` (creating the dataset on first use).
 
-    When the latest version already has this content (the same digest), nothing is inserted
-    and that version comes back with ``False``: adding unchanged data is a no-op.
+    Returns the version, whether it is new, and the dataset's id. When the latest version
+    already has this content (the same digest), nothing is inserted and that version comes
+    back with ``False``: adding unchanged data is a no-op.
     """
     conn = uow.conn
     ds = ensure_named(uow, datasets, name, description, "dataset")
     number = next_version(conn, datasets, ds.id)
     if number > 1:
-        latest = _numbered(conn, ds.id, number - 1)
+        latest = conn.execute(
+            sa.select(dataset_versions.c.digest, dataset_versions.c.kind).where(
+                dataset_versions.c.dataset_id == ds.id, dataset_versions.c.version == number - 1
+            )
+        ).one()
         if latest.digest == values["digest"] and latest.kind == values["kind"]:
             conn.execute(
                 datasets.update().where(datasets.c.id == ds.id).values(latest_version=number - 1)
             )
-            return latest, False
+            return _numbered(conn, ds.id, number - 1), False, ds.id
     version_id = ids.new_id()
-    conn.execute(
-        dataset_versions.insert().values(
-            id=version_id,
-            dataset_id=ds.id,
-            version=number,
-            created_at=uow.now,
-            created_by=uow.actor,
-            description=description,
-            **values,
-        )
-    )
+    row = {
+        "id": version_id,
+        "dataset_id": ds.id,
+        "version": number,
+        "created_at": uow.now,
+        "created_by": uow.actor,
+        "description": description,
+        **values,
+    }
+    conn.execute(dataset_versions.insert().values(**row))
     if description and not ds.description:
         conn.execute(
             datasets.update().where(datasets.c.id == ds.id).values(description=description)
         )
-    version = _numbered(conn, ds.id, number)
+    # The new version as a read would return it, without the query: JSON columns as
+    # they come back (lists for tuples, string keys), no schema yet.
+    as_read: dict[str, Any] = {c.name: None for c in dataset_versions.columns}
+    as_read.update(row, dataset_name=ds.name, has_schema=False)
+    for key in ("columns", "profile"):
+        as_read[key] = json.loads(json.dumps(as_read[key]))
+    version = _to_version(SimpleNamespace(**as_read))
     uow.audit(
         "dataset_version.create",
         ObjectRef(VERSION_KIND, version_id),
@@ -232,4 +255,4 @@ def create_version(
             "rows": version.rows,
         },
     )
-    return version, True
+    return version, True, ds.id

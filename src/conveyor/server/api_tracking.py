@@ -435,8 +435,12 @@ def download_artifact(
     validate_artifact_path(name)
     owner = _check_owner(call, kind, owner_id)
     ws = call.workspace
-    links = {a.name: a for a in ws.list_artifacts(owner)}
-    link = links.get(name)
+    link = next((a for a in ws.list_artifacts(owner) if a.name == name), None)
+    if link is None and kind == "dataset_version":
+        # A version links its manifest; its files are found in that manifest.
+        from conveyor.data.service import data_service
+
+        link = data_service(ws).file_artifact(owner_id, name)
     if link is None:
         raise NotFoundError(f"{owner} has no artifact {name!r}.")
 

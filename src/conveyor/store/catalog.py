@@ -34,6 +34,7 @@ __all__ = [
     "claim_content",
     "find_artifact",
     "guess_media_type",
+    "hold_many",
     "link_artifact",
     "link_many",
     "list_artifacts",
@@ -201,6 +202,70 @@ def link_many(
     return len(entries)
 
 
+#: The link names under which a holder keeps objects: ``objects/<digest>``.
+HELD = "objects/"
+
+
+def hold_many(
+    uow: UnitOfWork,
+    store: ArtifactStore | None,
+    holder: ObjectRef,
+    objects: dict[str, tuple[int, str]],
+    *,
+    check: set[str] | None = None,
+) -> int:
+    """Make ``holder`` keep ``objects`` (``{digest: (size, name)}``, the name giving the
+    media type of a digest new to the store's records) from collection.
+
+    For an owner that keeps the content of all its versions (a dataset): one link named
+    ``objects/<digest>`` per digest, added only for the digests it does not hold yet. A
+    version that shares most of its files with earlier ones then costs a row per new
+    digest, not one per file. A digest already held needs no claim: its link was committed
+    before this transaction began, and gc keeps whatever a link points at. The digests in
+    ``check`` (content this writer did not just store) must be confirmed present, as in
+    :func:`link_many`; for those already held this only catches objects lost by other
+    means, which the caller can then store again. Returns how many were newly held.
+    """
+    conn = uow.conn
+    held = _SELECT_HELD.scalars(conn, {"kind": holder.kind, "id": holder.id})
+    fresh = set(objects) - {name[len(HELD) :] for name in held}
+    if not fresh:
+        if store is not None and check:
+            check_stored(store, check)
+        return 0
+    new = sorted(fresh)  # sorted: two writers lock the rows in the same order
+    now = Prepared.bind_value(conn, artifacts.c.created_at, uow.now)
+    _claim_statement(conn.dialect.name).executemany(
+        conn,
+        [
+            {
+                "digest": d,
+                "size": objects[d][0],
+                "media_type": guess_media_type(objects[d][1]),
+                "created_at": now,
+            }
+            for d in new
+        ],
+    )
+    if store is not None and check:
+        check_stored(store, check)
+    rows = [
+        {
+            "id": link_id,
+            "digest": digest,
+            "owner_kind": holder.kind,
+            "owner_id": holder.id,
+            "name": HELD + digest,
+            "created_at": now,
+        }
+        for link_id, digest in zip(ids.new_ids(len(new)), new, strict=True)
+    ]
+    # Two writers adding versions of one dataset at once may both find a digest new.
+    _hold_statement(conn.dialect.name).executemany(conn, rows)
+    uow.audit("artifact.hold_many", holder, after={"count": len(new)})
+    return len(new)
+
+
 def check_stored(store: ArtifactStore, digests: set[str]) -> None:
     """Raise :class:`ContentMissingError` unless every one of ``digests`` is in ``store``."""
     missing = sorted(digests - store.exists_many(digests))
@@ -234,6 +299,26 @@ def _claim_statement(dialect: str) -> Prepared:
                 index_elements=["digest"], set_={"size": stmt.excluded.size}
             )
         found = _CLAIMS[dialect] = Prepared(stmt)
+    return found
+
+
+_SELECT_HELD = Prepared(
+    sa.select(artifact_links.c.name).where(
+        artifact_links.c.owner_kind == sa.bindparam("kind"),
+        artifact_links.c.owner_id == sa.bindparam("id"),
+    )
+)
+_HOLDS: dict[str, Prepared] = {}
+
+
+def _hold_statement(dialect: str) -> Prepared:
+    """The insert of holder links on ``dialect``, skipping a link another writer just made."""
+    found = _HOLDS.get(dialect)
+    if found is None:
+        stmt = dialect_insert(dialect)(artifact_links).on_conflict_do_nothing(
+            index_elements=["owner_kind", "owner_id", "name"]
+        )
+        found = _HOLDS[dialect] = Prepared(stmt)
     return found
 
 

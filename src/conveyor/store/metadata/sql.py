@@ -79,6 +79,13 @@ class Prepared:
         process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         return process(value) if process is not None else value
 
+    def scalars(self, conn: sa.Connection, params: dict[str, Any]) -> list[Any]:
+        """Run the statement (a select of one column, its parameters named with
+        ``sa.bindparam``) with ``params``; return that column of every row."""
+        sql, order = self._for(conn.dialect)
+        args = params if order is None else tuple(params[name] for name in order)
+        return [row[0] for row in conn.exec_driver_sql(sql, args)]
+
     def executemany(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Execute the statement once per row of ``rows``, in one driver call."""
         if not rows:
@@ -130,9 +137,12 @@ def next_version(conn: sa.Connection, table: sa.Table, row_id: str) -> int:
     The update comes first, so on PostgreSQL it locks the row: two writers adding versions
     of one name at once number them one after the other.
     """
-    conn.execute(
+    update = (
         table.update().where(table.c.id == row_id).values(latest_version=table.c.latest_version + 1)
     )
+    if conn.dialect.update_returning:  # PostgreSQL; SQLite from 3.35
+        return int(conn.execute(update.returning(table.c.latest_version)).scalar_one())
+    conn.execute(update)
     return int(
         conn.execute(sa.select(table.c.latest_version).where(table.c.id == row_id)).scalar_one()
     )
