@@ -47,6 +47,23 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Ctrl-C handled as in a fresh interpreter (KeyboardInterrupt), for this process and
+    the processes it starts, whatever the test runner inherited or another test's native
+    code left (a SIGINT ignored at the OS level is inherited by children and survives
+    exec); the previous handler is put back after."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_uri() -> str:
     """The PostgreSQL server for tests, checked once per session."""

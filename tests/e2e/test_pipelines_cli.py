@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.cli_process import conveyor
 
 ROOT = Path(__file__).parents[2]
@@ -89,6 +91,7 @@ def test_schedules_from_the_command_line(tmp_path: Path) -> None:
     assert conveyor(tmp_path, "schedule", "delete", "chain").returncode == 0
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_stops_the_workers_and_marks_the_run_killed(tmp_path: Path) -> None:
     import signal
     import time

@@ -302,6 +302,25 @@ class DataSuite:
         }
         assert read_tree(cv.data.checkout("d@2", tmp_path / "two"))["b.txt"] == b"beta, edited"
 
+    def test_a_version_finds_its_files_by_name_for_a_server(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        from conveyor.data.service import data_service
+
+        svc = data_service(ws)
+        write_tree(tmp_path / "d", {"a/x.txt": b"ex", "y.bin": b"why"})
+        v = cv.data.add("d", tmp_path / "d")
+        link = svc.file_artifact(v.id, "files/a/x.txt")
+        assert link is not None
+        assert (link.digest, link.size, link.media_type) == (
+            hashlib.sha256(b"ex").hexdigest(),
+            2,
+            "text/plain",
+        )
+        assert svc.file_artifact(v.id, "files/a/missing.txt") is None
+        assert svc.file_artifact(v.id, "manifest.json") is None  # a link, not a file
+        assert svc.file_artifact("0" * 26, "files/a/x.txt") is None
+
     def test_add_returns_the_version_as_get_reads_it(self, ws: Workspace, tmp_path: Path) -> None:
         frame = pd.DataFrame({"x": [1.5, 2.5, None], "k": ["a", "b", "a"]})
         table = cv.data.add("t", frame, description="a table")

@@ -638,6 +638,7 @@ def test_a_run_whose_coordinator_died_can_be_cancelled_and_resumed(ws: cv.Worksp
     assert statuses(resumed)["total"] == "SUCCEEDED"
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_a_ctrl_c_while_a_worker_starts_is_acted_on_once_the_worker_is_tracked():
     import signal
 

@@ -49,6 +49,8 @@ SCHEMA = "schema.yaml"
 FILES = "files/"
 CHUNKS = "chunks/"
 CHUNK_MEDIA_TYPE = "application/octet-stream"
+#: How many manifests a server's data service keeps decoded for serving files.
+_MANIFESTS_KEPT = 16
 
 
 class ProgressReporter(Protocol):
@@ -88,6 +90,9 @@ class DataService:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.cache = HashCache(ws.settings.state_dir / "cache" / "hashes.db")
+        # Manifests read for serving files one by one, by digest (they never change).
+        self._manifests: dict[str, Manifest] = {}
+        self._manifests_lock = threading.Lock()
 
     @property
     def store(self) -> ArtifactStore:
@@ -289,7 +294,14 @@ class DataService:
             version = versioning.version_by_id(conn, self._project_id(), version_id)
         if version is None:
             return None
-        manifest = self.manifest(version)
+        with self._manifests_lock:
+            manifest = self._manifests.get(version.digest)
+        if manifest is None:
+            manifest = self.manifest(version)
+            with self._manifests_lock:
+                self._manifests[version.digest] = manifest
+                while len(self._manifests) > _MANIFESTS_KEPT:
+                    self._manifests.pop(next(iter(self._manifests)))
         found: tuple[str, int, str] | None = None
         if name.startswith(FILES):
             path = name[len(FILES) :]
