@@ -11,6 +11,7 @@ import gc
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,8 +50,8 @@ SCHEMA = "schema.yaml"
 FILES = "files/"
 CHUNKS = "chunks/"
 CHUNK_MEDIA_TYPE = "application/octet-stream"
-#: How many manifests a server's data service keeps decoded for serving files.
-_MANIFESTS_KEPT = 16
+#: How many file names a server's data service keeps looked up for serving files.
+_SERVED_NAMES_KEPT = 200_000
 
 
 class ProgressReporter(Protocol):
@@ -90,9 +91,10 @@ class DataService:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.cache = HashCache(ws.settings.state_dir / "cache" / "hashes.db")
-        # Manifests read for serving files one by one, by digest (they never change).
-        self._manifests: dict[str, Manifest] = {}
-        self._manifests_lock = threading.Lock()
+        # What a server serves of versions file by file, by manifest digest (see
+        # file_artifact): manifests never change, so neither does this.
+        self._served: OrderedDict[str, dict[str, tuple[str, int, str]]] = OrderedDict()
+        self._served_lock = threading.Lock()
 
     @property
     def store(self) -> ArtifactStore:
@@ -294,30 +296,32 @@ class DataService:
             version = versioning.version_by_id(conn, self._project_id(), version_id)
         if version is None:
             return None
-        with self._manifests_lock:
-            manifest = self._manifests.get(version.digest)
-        if manifest is None:
-            manifest = self.manifest(version)
-            with self._manifests_lock:
-                self._manifests[version.digest] = manifest
-                while len(self._manifests) > _MANIFESTS_KEPT:
-                    self._manifests.pop(next(iter(self._manifests)))
-        found: tuple[str, int, str] | None = None
-        if name.startswith(FILES):
-            path = name[len(FILES) :]
-            for f in manifest.files:
-                if f.path == path and not f.chunks:
-                    found = (f.digest, f.size, catalog.guess_media_type(path))
-        elif name.startswith(CHUNKS):
-            digest = name[len(CHUNKS) :]
-            for f in manifest.files:
-                if digest in f.chunks:
-                    found = (digest, f.chunk_size(f.chunks.index(digest)), CHUNK_MEDIA_TYPE)
-                    break
+        found = self._served_names(version).get(name)
         if found is None:
             return None
         owner = ObjectRef(versioning.VERSION_KIND, version.id)
         return ArtifactLink(owner, name, *found, created_at=version.created_at)
+
+    def _served_names(self, version: DatasetVersion) -> dict[str, tuple[str, int, str]]:
+        """``{name: (digest, size, media type)}`` of what a server serves of ``version``
+        file by file; kept for the versions asked about last, up to a number of names."""
+        with self._served_lock:
+            names = self._served.get(version.digest)
+            if names is not None:
+                self._served.move_to_end(version.digest)
+                return names
+        names = {}
+        for f in self.manifest(version).files:
+            if not f.chunks:
+                names[FILES + f.path] = (f.digest, f.size, catalog.guess_media_type(f.path))
+            for i, digest in enumerate(f.chunks):
+                names.setdefault(CHUNKS + digest, (digest, f.chunk_size(i), CHUNK_MEDIA_TYPE))
+        with self._served_lock:
+            self._served[version.digest] = names
+            kept = sum(len(n) for n in self._served.values())
+            while kept > _SERVED_NAMES_KEPT and len(self._served) > 1:
+                kept -= len(self._served.popitem(last=False)[1])
+        return names
 
     def load(self, ref: str) -> pd.DataFrame:
         """Return a table version as a pandas DataFrame (recorded as used by the active run)."""
@@ -613,10 +617,12 @@ class DataService:
         schema). The manifest is read from this project's store, or else from ``source``."""
         links = self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, version.id))
         needed = {link.digest: link.size for link in links}
-        if source is not None and not self.store.exists(version.digest):
-            manifest = Manifest.decode(source.get(version.digest))
-        else:
+        try:
             manifest = self.manifest(version)
+        except (NotFoundError, IntegrityError):  # not here (yet), or damaged here
+            if source is None:
+                raise
+            manifest = Manifest.decode(source.get(version.digest))
         needed.update((digest, size) for digest, (size, _) in _objects(manifest).items())
         return needed
 

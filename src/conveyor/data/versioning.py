@@ -6,7 +6,6 @@ or ``customers@<digest prefix>`` (at least 6 hex characters of the content diges
 
 from __future__ import annotations
 
-import json
 import re
 from types import SimpleNamespace
 from typing import Any
@@ -237,13 +236,15 @@ def create_version(
         conn.execute(
             datasets.update().where(datasets.c.id == ds.id).values(description=description)
         )
-    # The new version as a read would return it, without the query: JSON columns as
-    # they come back (lists for tuples, string keys), no schema yet.
-    as_read: dict[str, Any] = {c.name: None for c in dataset_versions.columns}
-    as_read.update(row, dataset_name=ds.name, has_schema=False)
-    for key in ("columns", "profile"):
-        as_read[key] = json.loads(json.dumps(as_read[key]))
-    version = _to_version(SimpleNamespace(**as_read))
+    if row.get("columns") is None and row.get("profile") is None:
+        # A version of files: built from its row, as a read returns it (no schema yet),
+        # without the query. A table's JSON columns come back as the database keeps them
+        # (PostgreSQL's JSONB orders keys and rewrites numbers), so those are read back.
+        as_read: dict[str, Any] = {c.name: None for c in dataset_versions.columns}
+        as_read.update(row, dataset_name=ds.name, has_schema=False)
+        version = _to_version(SimpleNamespace(**as_read))
+    else:
+        version = _numbered(conn, ds.id, number)
     uow.audit(
         "dataset_version.create",
         ObjectRef(VERSION_KIND, version_id),

@@ -7,7 +7,8 @@ dataset manifest, a model version) must also link it here, or ``gc`` will collec
 Linking and garbage collection meet on the ``artifacts`` row of a digest: both upsert it
 first, which locks it until their transaction ends (SQLite serializes all writers anyway).
 So gc either deletes content before a link claims it (the linker then finds it missing and
-stores it again) or sees the link and keeps it.
+stores it again) or sees the link and keeps it. The one exception is :func:`hold_many`: a
+digest its holder already links is not claimed again, since that committed link keeps it.
 """
 
 from __future__ import annotations
@@ -220,15 +221,29 @@ def hold_many(
     For an owner that keeps the content of all its versions (a dataset): one link named
     ``objects/<digest>`` per digest, added only for the digests it does not hold yet. A
     version that shares most of its files with earlier ones then costs a row per new
-    digest, not one per file. A digest already held needs no claim: its link was committed
-    before this transaction began, and gc keeps whatever a link points at. The digests in
+    digest, not one per file. A digest already held needs no claim: the holder's link to
+    it was committed before this statement, and gc keeps whatever a link points at. That
+    rests on holder links never being deleted or pointed elsewhere while the holder
+    exists (nothing does either today; a feature that deletes datasets must take the
+    holder's row lock, as adding a version does). The digests in
     ``check`` (content this writer did not just store) must be confirmed present, as in
     :func:`link_many`; for those already held this only catches objects lost by other
     means, which the caller can then store again. Returns how many were newly held.
     """
     conn = uow.conn
-    held = _SELECT_HELD.scalars(conn, {"kind": holder.kind, "id": holder.id})
-    fresh = set(objects) - {name[len(HELD) :] for name in held}
+    wanted = list(objects)
+    fresh = set(wanted)
+    for start in range(0, len(wanted), _BATCH):  # what the holder links already
+        batch = wanted[start : start + _BATCH]
+        fresh.difference_update(
+            conn.execute(
+                sa.select(artifact_links.c.digest).where(
+                    artifact_links.c.owner_kind == holder.kind,
+                    artifact_links.c.owner_id == holder.id,
+                    artifact_links.c.digest.in_(batch),
+                )
+            ).scalars()
+        )
     if not fresh:
         if store is not None and check:
             check_stored(store, check)
@@ -302,12 +317,8 @@ def _claim_statement(dialect: str) -> Prepared:
     return found
 
 
-_SELECT_HELD = Prepared(
-    sa.select(artifact_links.c.name).where(
-        artifact_links.c.owner_kind == sa.bindparam("kind"),
-        artifact_links.c.owner_id == sa.bindparam("id"),
-    )
-)
+#: Digests asked about per query (SQLite allowed 999 parameters before 3.32).
+_BATCH = 900
 _HOLDS: dict[str, Prepared] = {}
 
 

@@ -79,13 +79,6 @@ class Prepared:
         process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         return process(value) if process is not None else value
 
-    def scalars(self, conn: sa.Connection, params: dict[str, Any]) -> list[Any]:
-        """Run the statement (a select of one column, its parameters named with
-        ``sa.bindparam``) with ``params``; return that column of every row."""
-        sql, order = self._for(conn.dialect)
-        args = params if order is None else tuple(params[name] for name in order)
-        return [row[0] for row in conn.exec_driver_sql(sql, args)]
-
     def executemany(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Execute the statement once per row of ``rows``, in one driver call."""
         if not rows:
