@@ -1,18 +1,25 @@
 """Reading a Parquet file from Python-owned bytes or a Python file object, safely.
 
-``pyarrow.parquet.read_table`` goes through Arrow's dataset scanner, which reads ahead on
-Arrow's own I/O threads and may drop its last reference to what it read there, after the
-call has returned. When the source is a Python file object or Python bytes, those buffers
-hold Python objects, and releasing one takes the GIL: if the interpreter is shutting down
-by then (a script that reads a log and ends), the thread cannot get it and the process dies
-with "terminate called without an active exception" (apache/arrow#49942, fixed after
-pyarrow 26). :func:`read_parquet` reads through ``ParquetFile.read`` without pre-buffering:
-each column chunk is read when it is decoded, and the call returns only when all of them
-are, so nothing of the read outlives it. A path read by pyarrow itself needs none of this.
+``pyarrow.parquet.read_table`` reads ahead and decodes on Arrow's own thread pools, and a
+pool thread may drop its last reference to what it read after the call has returned. When
+the source is a Python file object or Python bytes, those buffers hold Python objects, and
+releasing one takes the GIL: if the interpreter is shutting down by then (a script that
+reads a log and ends), the thread cannot get it and the process dies with "terminate called
+without an active exception" (apache/arrow#49942, #50482). :func:`read_parquet` keeps every
+Python-owned buffer on the calling thread:
+
+- bytes are copied once into Arrow's own memory, which any thread may release, so the read
+  still decodes columns in parallel;
+- a Python file object is read without pre-buffering and without threads: each column
+  chunk is read and decoded on the calling thread, so nothing of it outlives the call and
+  only the columns asked for are read.
+
+A path, or a file pyarrow opened itself, needs none of this.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,10 +38,22 @@ def read_parquet(source: Any, columns: list[str] | None = None) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if isinstance(source, bytes | bytearray | memoryview):
-        source = pa.py_buffer(source)
-    table = pq.ParquetFile(source, pre_buffer=False).read(columns=columns)
+    threads = True
+    if isinstance(source, bytes | bytearray | memoryview | pa.Buffer):
+        sink = pa.BufferOutputStream()  # Arrow's memory: no GIL needed to release it
+        sink.write(source)
+        source = pa.BufferReader(sink.getvalue())
+    elif not isinstance(source, str | os.PathLike) and not _native(source):
+        threads = False  # a Python file object: its reads stay on this thread
+    table = pq.ParquetFile(source, pre_buffer=False).read(columns=columns, use_threads=threads)
     if columns:
         order = list(dict.fromkeys(c.split(".", 1)[0] for c in columns))
         table = table.select([c for c in order if c in table.column_names])
     return table
+
+
+def _native(source: Any) -> bool:
+    """Whether ``source`` is a file Arrow opened itself (a ``PythonFile`` wraps a Python one)."""
+    import pyarrow as pa
+
+    return isinstance(source, pa.NativeFile) and not isinstance(source, pa.PythonFile)
