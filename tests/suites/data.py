@@ -256,6 +256,22 @@ class DataSuite:
         cv.data.add("d", tmp_path / "d")
         assert links() == before + 2  # the changed file's object and the new manifest
 
+    def test_a_dataset_that_holds_many_objects_holds_only_the_new_ones(self, ws: Workspace) -> None:
+        """A dataset that already holds more objects than a read of all its links is allowed
+        to fetch (a long history) finds what it holds by digest instead."""
+        from conveyor.store import catalog
+
+        holder = ObjectRef("dataset", "held-many")
+        digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1_100)]
+        with ws.metadata.transaction() as uow:
+            first = catalog.hold_many(uow, None, holder, {d: (1, "x.bin") for d in digests})
+        fresh = hashlib.sha256(b"new").hexdigest()
+        with ws.metadata.transaction() as uow:
+            again = catalog.hold_many(
+                uow, None, holder, {digests[7]: (1, "x.bin"), fresh: (1, "x.bin")}
+            )
+        assert (first, again) == (1_100, 1)
+
     def test_a_version_whose_files_were_linked_one_by_one_still_works(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

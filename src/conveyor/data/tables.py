@@ -50,11 +50,12 @@ def format_of(name: str) -> str | None:
 
 def table_format_of(names: list[str]) -> str | None:
     """Return the format shared by every file in ``names``, or None if they are not one table."""
-    formats = {format_of(n) for n in names}
-    if len(formats) == 1:
-        (only,) = formats
-        return only
-    return None
+    if not names:
+        return None
+    first = format_of(names[0])
+    if first is None:  # folders of other files are common: no need to look at the rest
+        return None
+    return first if all(format_of(n) == first for n in names) else None
 
 
 def supported_formats() -> str:

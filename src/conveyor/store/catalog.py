@@ -231,19 +231,7 @@ def hold_many(
     means, which the caller can then store again. Returns how many were newly held.
     """
     conn = uow.conn
-    wanted = list(objects)
-    fresh = set(wanted)
-    for start in range(0, len(wanted), _BATCH):  # what the holder links already
-        batch = wanted[start : start + _BATCH]
-        fresh.difference_update(
-            conn.execute(
-                sa.select(artifact_links.c.digest).where(
-                    artifact_links.c.owner_kind == holder.kind,
-                    artifact_links.c.owner_id == holder.id,
-                    artifact_links.c.digest.in_(batch),
-                )
-            ).scalars()
-        )
+    fresh = set(objects) - _held(conn, holder, list(objects))
     if not fresh:
         if store is not None and check:
             check_stored(store, check)
@@ -279,6 +267,34 @@ def hold_many(
     _hold_statement(conn.dialect.name).executemany(conn, rows)
     uow.audit("artifact.hold_many", holder, after={"count": len(new)})
     return len(new)
+
+
+def _held(conn: sa.Connection, holder: ObjectRef, wanted: list[str]) -> set[str]:
+    """Which of ``wanted`` ``holder`` links already.
+
+    Reading all the holder links (one range of its unique index) costs a fraction of
+    looking ``wanted`` up by digest, a probe of another index each; but a holder keeps
+    every digest of its history, so that read stops after a bound proportional to
+    ``wanted``, and a holder with more goes by digest after all.
+    """
+    mine = (artifact_links.c.owner_kind == holder.kind) & (artifact_links.c.owner_id == holder.id)
+    bound = 4 * len(wanted) + 1000
+    every = (
+        conn.execute(sa.select(artifact_links.c.digest).where(mine).limit(bound + 1))
+        .scalars()
+        .all()
+    )
+    if len(every) <= bound:
+        return set(every).intersection(wanted)
+    held: set[str] = set()
+    for start in range(0, len(wanted), _BATCH):
+        batch = wanted[start : start + _BATCH]
+        held.update(
+            conn.execute(
+                sa.select(artifact_links.c.digest).where(mine, artifact_links.c.digest.in_(batch))
+            ).scalars()
+        )
+    return held
 
 
 def check_stored(store: ArtifactStore, digests: set[str]) -> None:
