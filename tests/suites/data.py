@@ -376,6 +376,16 @@ class DataSuite:
         assert (v.profile or {})["columns"]["plan"]["top"][0] == ["basic", 40]
         pd.testing.assert_frame_equal(cv.data.load("customers@1"), df, check_dtype=False)
 
+    def test_a_table_of_64_bit_ids_keeps_them_exact(self, ws: Workspace) -> None:
+        """Ids above 2**53 have no exact float: the version is added, and its profile's
+        bounds and distinct count are those of the integers, not of their rounding."""
+        ids = [2**60 + 1, 2**60 + 2, 2**60 + 3, 7]  # the first three round to one float
+        v = cv.data.add("events", pd.DataFrame({"id": ids}))
+        profile = (v.profile or {})["columns"]["id"]
+        assert (profile["min"], profile["max"], profile["distinct"]) == (7, 2**60 + 3, 4)
+        assert cv.data.get("events@1").profile == v.profile  # as stored, on every backend
+        assert cv.data.load("events@1")["id"].tolist() == ids
+
     def test_a_csv_file_is_a_table_version(self, ws: Workspace, tmp_path: Path) -> None:
         customers().to_csv(tmp_path / "c.csv", index=False)
         v = cv.data.add("c", tmp_path / "c.csv")

@@ -173,8 +173,13 @@ def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
     if rows == nulls:
         return out
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+        # The statistics are of floats; an integer above 2**53 (an id) only rounds there.
+        values = pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
         out.update(_numeric_stats(values))
+        if pa.types.is_integer(kind):  # exact, where rounding could merge or shift values
+            bounds = pc.min_max(col).as_py()
+            out.update(min=bounds["min"], max=bounds["max"])
+            out["distinct"] = pc.count_distinct(col).as_py()
     elif pa.types.is_boolean(kind):
         out["mean"] = _num(pc.mean(col).as_py())
         out["top"] = _top(col)
