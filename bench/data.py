@@ -658,6 +658,39 @@ def ratios(fig: Figures, target: str, sides: Sequence[str]) -> None:
 # -------------------------------------------------------------------------------------------
 
 
+def bounds_text(fig: Figures) -> str:
+    """Say, from this run's figures, how far the first-add targets can be met at all: no
+    add that keeps a copy beats the sha256 + copy floor, nor a command its start-up."""
+
+    def value(bench_name: str, tool: str) -> float | None:
+        found = fig.get(bench_name, tool)
+        return float(found["value"]) if found else None
+
+    startup = value("startup", "conveyor-cli")
+    parts = []
+    for target, label in (("dir", "the folder"), ("file", "the big file")):
+        b = f"{target}.add_cold"
+        floor, sha, dvc_api = value(b, "sha256+copy"), value(b, "sha256"), value(b, "dvc-api")
+        if floor is None or sha is None or dvc_api is None:
+            return ""
+        text = f"on {label}, {dvc_api / floor:.2f}x in process"
+        dvc_cli = value(b, "dvc")
+        if dvc_cli is not None and startup is not None:
+            text += f" and {dvc_cli / (floor + startup):.2f}x as a command"
+        limit = TARGET_LIMIT * sha
+        text += (
+            f", and {TARGET_LIMIT:g}x the read + sha256 limit ({limit:.3g} s) is "
+            f"{'under' if limit < floor else 'over'} the floor ({floor:.3g} s)"
+        )
+        parts.append(text)
+    return (
+        "What bounds the first-add targets: no add that keeps a copy of the bytes takes less "
+        "than the floor (sha256 and copy), and no command less than the floor plus its "
+        "start-up (`conveyor --version`). Against DVC's medians in this run, the largest "
+        f"speed-up any tool could reach is: {parts[0]}; {parts[1]}."
+    )
+
+
 def render_section(fig: Figures, meta: dict[str, Any]) -> str:
     """Return the Data versioning section (between its markers) as markdown."""
     get = fig.get
@@ -797,6 +830,7 @@ def render_section(fig: Figures, meta: dict[str, Any]) -> str:
         "",
         textwrap.fill(notes, 100),
         "",
+        *([textwrap.fill(bounds, 100), ""] if (bounds := bounds_text(fig)) else []),
         "Reproduce from the repository root (installs DVC into `.bench/venvs/dvc` on first use;",
         "needs about 16 GiB of free disk under `.bench/`, all removed at the end):",
         "",
