@@ -23,9 +23,10 @@ from conveyor.core.errors import ConveyorError, InvalidArgumentError, NotFoundEr
 from conveyor.core.names import validate_artifact_path
 from conveyor.server.responses import ORJSONResponse
 from conveyor.server.rules import Api, Call, need
+from conveyor.store import catalog
 from conveyor.store.metadata.schema import experiments, idempotency_keys, runs
 from conveyor.store.metadata.sql import insert_ignore
-from conveyor.store.records import ObjectRef
+from conveyor.store.records import ArtifactLink, ObjectRef
 from conveyor.store.workspace import Workspace
 from conveyor.tracking import wire
 from conveyor.tracking.search import search
@@ -435,7 +436,11 @@ def download_artifact(
     validate_artifact_path(name)
     owner = _check_owner(call, kind, owner_id)
     ws = call.workspace
-    link = next((a for a in ws.list_artifacts(owner) if a.name == name), None)
+    with ws.metadata.read() as conn:  # the one link, not all of the owner's
+        try:
+            link: ArtifactLink | None = catalog.find_artifact(conn, owner, name)
+        except NotFoundError:
+            link = None
     if link is None and kind == "dataset_version":
         # A version links its manifest; its files are found in that manifest.
         from conveyor.data.service import data_service
