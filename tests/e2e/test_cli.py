@@ -47,6 +47,17 @@ def test_init_creates_the_project_and_is_idempotent(tmp_path: Path) -> None:
     assert "already initialized" in again.stdout
 
 
+def test_version_prints_the_version_and_help_still_lists_the_commands(
+    tmp_path: Path,
+) -> None:
+    from conveyor import __version__
+
+    version = conveyor(tmp_path, "--version")
+    assert version.stdout.strip() == f"conveyor {__version__}"
+    listed = conveyor(tmp_path, "--help").stdout
+    assert all(f" {name} " in listed for name in ("data", "models", "deploy", "monitor"))
+
+
 def test_info_reports_config_revision_and_counts(project: Path) -> None:
     sub = project / "src"
     sub.mkdir()

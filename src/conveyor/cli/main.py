@@ -69,6 +69,8 @@ def _add_domain_commands(argv: list[str]) -> None:
     import importlib
 
     invoked = _invoked(argv)
+    if invoked is None and "--version" in argv and not {"--help", "-h"} & set(argv):
+        return  # answered by the callback's eager option, before any command is looked up
     names = [invoked] if invoked in _DOMAIN_COMMANDS else list(_DOMAIN_COMMANDS)
     if any(k.endswith("_COMPLETE") for k in os.environ):  # shell completion lists them all
         names = list(_DOMAIN_COMMANDS)
