@@ -26,13 +26,14 @@ _SCRIPT = textwrap.dedent(
     table = pa.table({f"c{i}": pa.array(range(500)) for i in range(800)})
     sink = io.BytesIO()
     pq.write_table(table, sink)
-    source = io.BytesIO(sink.getvalue()) if sys.argv[1] == "file" else sink.getvalue()
-    print(read_parquet(source).num_rows)
+    data = sink.getvalue()
+    source = {"file": io.BytesIO(data), "bytes": data, "reader": pa.BufferReader(data)}
+    print(read_parquet(source[sys.argv[1]]).num_rows)
     """
 )
 
 
-@pytest.mark.parametrize("source", ["file", "bytes"])
+@pytest.mark.parametrize("source", ["file", "bytes", "reader"])
 def test_a_script_that_ends_right_after_a_read_exits_cleanly(source: str) -> None:
     for _ in range(6):  # the failure was a race at exit: each run is a fresh chance of it
         result = subprocess.run(
@@ -61,3 +62,39 @@ def test_bytes_and_file_objects_read_alike() -> None:
     data = _file()
     assert read_parquet(data).equals(read_parquet(io.BytesIO(data)))
     assert read_parquet(data).equals(pq.read_table(io.BytesIO(data)))
+
+
+def test_arrow_threads_never_read_the_callers_python_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deterministic where the exit race above is not: every read on Arrow's threads is of
+    a path, a file Arrow opened, or a copy in Arrow's memory, never of the bytes passed."""
+    data = _file()
+    seen: list[tuple[object, bool]] = []
+
+    class Spy(pq.ParquetFile):
+        def __init__(self, source: object, **kwargs: object) -> None:
+            self.spied = source
+            super().__init__(source, **kwargs)  # type: ignore[arg-type]
+
+        def read(self, *args: object, use_threads: bool = True, **kwargs: object) -> pa.Table:
+            seen.append((self.spied, use_threads))
+            return super().read(*args, use_threads=use_threads, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pq, "ParquetFile", Spy)
+    callers = pa.py_buffer(data).address
+    sources = {
+        "bytes": data,
+        "memoryview": memoryview(data),
+        "buffer": pa.py_buffer(data),
+        "reader": pa.BufferReader(data),
+        "file object": io.BytesIO(data),
+    }
+    for kind, source in sources.items():
+        seen.clear()
+        assert read_parquet(source).num_rows == 2
+        ((read_from, threads),) = seen
+        if threads:
+            assert isinstance(read_from, pa.BufferReader), kind
+            read_from.seek(0)
+            assert read_from.read_buffer().address != callers, kind

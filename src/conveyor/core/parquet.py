@@ -8,13 +8,14 @@ reads a log and ends), the thread cannot get it and the process dies with "termi
 without an active exception" (apache/arrow#49942, #50482). :func:`read_parquet` keeps every
 Python-owned buffer on the calling thread:
 
-- bytes are copied once into Arrow's own memory, which any thread may release, so the read
-  still decodes columns in parallel;
+- bytes (and a ``pa.BufferReader``, which may be over bytes) are copied once into Arrow's
+  own memory, which any thread may release, so the read still decodes columns in parallel;
 - a Python file object is read without pre-buffering and without threads: each column
   chunk is read and decoded on the calling thread, so nothing of it outlives the call and
   only the columns asked for are read.
 
-A path, or a file pyarrow opened itself, needs none of this.
+A path, or a file pyarrow opened itself (``pa.OSFile``, ``pa.memory_map``), needs none of
+this.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["read_parquet"]
+__all__ = ["arrow_owned", "read_parquet"]
 
 
 def read_parquet(source: Any, columns: list[str] | None = None) -> pa.Table:
@@ -39,12 +40,12 @@ def read_parquet(source: Any, columns: list[str] | None = None) -> pa.Table:
     import pyarrow.parquet as pq
 
     threads = True
+    if isinstance(source, pa.BufferReader):  # over a buffer that may be Python's bytes
+        source = source.read_buffer()
     if isinstance(source, bytes | bytearray | memoryview | pa.Buffer):
-        sink = pa.BufferOutputStream()  # Arrow's memory: no GIL needed to release it
-        sink.write(source)
-        source = pa.BufferReader(sink.getvalue())
-    elif not isinstance(source, str | os.PathLike) and not _native(source):
-        threads = False  # a Python file object: its reads stay on this thread
+        source = pa.BufferReader(arrow_owned(source))
+    elif not isinstance(source, str | os.PathLike | pa.OSFile | pa.MemoryMappedFile):
+        threads = False  # a Python file object (or a stream over one): read on this thread
     table = pq.ParquetFile(source, pre_buffer=False).read(columns=columns, use_threads=threads)
     if columns:
         order = list(dict.fromkeys(c.split(".", 1)[0] for c in columns))
@@ -52,8 +53,11 @@ def read_parquet(source: Any, columns: list[str] | None = None) -> pa.Table:
     return table
 
 
-def _native(source: Any) -> bool:
-    """Whether ``source`` is a file Arrow opened itself (a ``PythonFile`` wraps a Python one)."""
+def arrow_owned(data: Any) -> pa.Buffer:
+    """Return a copy of ``data`` (bytes or any buffer) in Arrow's own memory, which any of
+    Arrow's threads may release without the GIL."""
     import pyarrow as pa
 
-    return isinstance(source, pa.NativeFile) and not isinstance(source, pa.PythonFile)
+    sink = pa.BufferOutputStream()
+    sink.write(data)
+    return sink.getvalue()

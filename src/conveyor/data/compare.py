@@ -36,5 +36,5 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion, ma: Manifest, mb: Manife
         for stat in STATISTICS:
             x, y = sa.get(stat), sb.get(stat)
             if isinstance(x, int | float) and isinstance(y, int | float) and x != y:
-                out.shifts.append(ColumnShift(column, stat, float(x), float(y)))
+                out.shifts.append(ColumnShift(column, stat, x, y))  # ints stay exact
     return out

@@ -433,7 +433,7 @@ def download_artifact(
     project: str, kind: str, owner_id: str, name: str, call: Call = need("viewer")
 ) -> StreamingResponse:
     """An artifact's bytes, streamed; ``X-Conveyor-Digest`` carries their SHA-256."""
-    validate_artifact_path(name)
+    name = validate_artifact_path(name)  # as stored: both lookups below see this form
     owner = _check_owner(call, kind, owner_id)
     ws = call.workspace
     with ws.metadata.read() as conn:  # the one link, not all of the owner's

@@ -272,19 +272,18 @@ def hold_many(
 def _held(conn: sa.Connection, holder: ObjectRef, wanted: list[str]) -> set[str]:
     """Which of ``wanted`` ``holder`` links already.
 
-    Reading all the holder links (one range of its unique index) costs a fraction of
-    looking ``wanted`` up by digest, a probe of another index each; but a holder keeps
-    every digest of its history, so that read stops after a bound proportional to
-    ``wanted``, and a holder with more goes by digest after all.
+    Reading all the holder's links (one range of its unique index) costs a fraction of
+    looking ``wanted`` up by digest, a probe of another index each. A holder keeps every
+    digest of its history, though, so that read is taken only while the holder links at
+    most a few times as many digests as are asked about (its count is the same range,
+    read without building rows); beyond, they are looked up by digest.
     """
+    if not wanted:
+        return set()
     mine = (artifact_links.c.owner_kind == holder.kind) & (artifact_links.c.owner_id == holder.id)
-    bound = 4 * len(wanted) + 1000
-    every = (
-        conn.execute(sa.select(artifact_links.c.digest).where(mine).limit(bound + 1))
-        .scalars()
-        .all()
-    )
-    if len(every) <= bound:
+    count = conn.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
+    if count <= 4 * len(wanted) + 1000:
+        every = conn.execute(sa.select(artifact_links.c.digest).where(mine)).scalars()
         return set(every).intersection(wanted)
     held: set[str] = set()
     for start in range(0, len(wanted), _BATCH):

@@ -280,8 +280,10 @@ def _preview(call: Call, run_id: str, artifact: Any) -> dict[str, Any] | None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
+            from conveyor.core.parquet import arrow_owned
+
             with call.workspace.artifacts.open(artifact.digest) as f:
-                parquet = pq.ParquetFile(pa.BufferReader(f.read()))
+                parquet = pq.ParquetFile(pa.BufferReader(arrow_owned(f.read())))
             rows = next(parquet.iter_batches(batch_size=PREVIEW_ROWS), None)
             table = None if rows is None else rows.to_pylist()
             columns = parquet.schema_arrow.names
