@@ -7,6 +7,8 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import pytest
+
 from conveyor.core import hashing, ids
 
 
@@ -71,3 +73,34 @@ def test_ids_made_at_once_are_those_made_one_after_another(monkeypatch) -> None:
     monkeypatch.setattr(ids, "_last", start)
     assert at_once == [ids.new_id() for _ in range(6)]
     assert at_once[1][:14] != at_once[2][:14]  # the ids after start: ...fe, ...ff, then a carry
+
+
+DIGEST = hashlib.sha256(b"x").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        DIGEST.upper(),
+        DIGEST[:-1],
+        DIGEST[:30] + " " + DIGEST[30:60] + " " + DIGEST[60:62],  # 64 characters, 2 spaces
+        DIGEST[:32] + "\n" + DIGEST[:31],  # 64 characters, a line break among them
+        DIGEST[:63] + "g",
+        DIGEST[:63] + "é",
+    ],
+)
+def test_a_batch_of_digests_with_one_malformed_is_refused(bad: str) -> None:
+    assert not hashing.is_sha256(bad)  # the batch check agrees with the single one
+    assert not hashing.all_sha256([DIGEST, bad, DIGEST])
+    assert hashing.all_sha256([DIGEST, "0" * 64, DIGEST])
+
+
+def test_a_store_asked_about_a_malformed_digest_names_it(tmp_path: Path) -> None:
+    from conveyor.core.errors import InvalidArgumentError
+    from conveyor.store.artifacts.cas import ArtifactStore
+
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    stored = store.put_bytes(b"x").digest
+    assert store.exists_many([stored, "0" * 64]) == {stored}
+    with pytest.raises(InvalidArgumentError, match=r"'\.\./etc' is not an artifact digest"):
+        store.exists_many([stored, "../etc"])

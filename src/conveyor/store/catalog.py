@@ -272,19 +272,21 @@ def hold_many(
 def _held(conn: sa.Connection, holder: ObjectRef, wanted: list[str]) -> set[str]:
     """Which of ``wanted`` ``holder`` links already.
 
-    Reading all the holder's links (one range of its unique index) costs a fraction of
-    looking ``wanted`` up by digest, a probe of another index each. A holder keeps every
-    digest of its history, though, so that read is taken only while the holder links at
-    most a few times as many digests as are asked about (its count is the same range,
-    read without building rows); beyond, they are looked up by digest.
+    Reading all the holder's links (one range of its unique index, straight from the
+    driver) costs a fraction of looking ``wanted`` up by digest, a probe of another index
+    each. A holder keeps every digest of its history, though, so that read stops after a
+    few times as many links as are asked about; a holder with more has ``wanted`` looked
+    up by digest instead.
     """
     if not wanted:
         return set()
-    mine = (artifact_links.c.owner_kind == holder.kind) & (artifact_links.c.owner_id == holder.id)
-    count = conn.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
-    if count <= 4 * len(wanted) + 1000:
-        every = conn.execute(sa.select(artifact_links.c.digest).where(mine)).scalars()
+    cap = 4 * len(wanted) + 1000
+    every = _HOLDINGS.column(
+        conn, {"kind": holder.kind, "owner": holder.id, "cap": cap + 1, "skip": 0}
+    )
+    if len(every) <= cap:
         return set(every).intersection(wanted)
+    mine = (artifact_links.c.owner_kind == holder.kind) & (artifact_links.c.owner_id == holder.id)
     held: set[str] = set()
     for start in range(0, len(wanted), _BATCH):
         batch = wanted[start : start + _BATCH]
@@ -294,6 +296,18 @@ def _held(conn: sa.Connection, holder: ObjectRef, wanted: list[str]) -> set[str]
             ).scalars()
         )
     return held
+
+
+#: Up to ``cap`` digests a holder links (its links' names are ``objects/<digest>``).
+_HOLDINGS = Prepared(
+    sa.select(artifact_links.c.digest)
+    .where(
+        artifact_links.c.owner_kind == sa.bindparam("kind"),
+        artifact_links.c.owner_id == sa.bindparam("owner"),
+    )
+    .limit(sa.bindparam("cap"))
+    .offset(sa.bindparam("skip"))  # SQLite's LIMIT comes with an OFFSET: bound, not a default
+)
 
 
 def check_stored(store: ArtifactStore, digests: set[str]) -> None:

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from conveyor.core import ids
 from conveyor.core.errors import IntegrityError, InvalidArgumentError, NotFoundError
-from conveyor.core.hashing import CHUNK_SIZE, is_sha256, sha256_bytes
+from conveyor.core.hashing import CHUNK_SIZE, all_sha256, is_sha256, sha256_bytes
 from conveyor.store.artifacts.backend import BACKENDS, ObjectBackend, ObjectInfo
 
 __all__ = ["ArtifactStore", "PutResult", "VerifyingReader"]
@@ -352,8 +352,14 @@ class ArtifactStore:
     def exists_many(self, digests: list[str] | set[str]) -> set[str]:
         """Return which of ``digests`` are stored (checked concurrently on remote stores)."""
         wanted = sorted(set(digests))
-        keys = [key_of(d) for d in wanted]
-        if getattr(self.backend, "is_local", False) or len(keys) < 8:
+        if not all_sha256(wanted):
+            for d in wanted:
+                key_of(d)  # raises, naming the first that is not a digest
+        keys = [f"{d[:2]}/{d[2:]}" for d in wanted]
+        exists_keys = getattr(self.backend, "exists_keys", None)
+        if exists_keys is not None:  # a local folder: a stat each, cheaper than any thread
+            found = exists_keys(keys)
+        elif len(keys) < 8:
             found = [self.backend.exists(k) for k in keys]
         else:
             from concurrent.futures import ThreadPoolExecutor

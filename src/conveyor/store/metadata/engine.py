@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
@@ -21,6 +22,10 @@ WRITE = "conveyor_write"
 
 
 def _parse(uri: str) -> URL:
+    if uri.startswith("sqlite:///") and "?" not in uri:
+        # The common case, without SQLAlchemy's general pattern (compiled on first use in
+        # every process): what follows the third slash is the file, percent-decoded.
+        return URL.create("sqlite", database=unquote(uri[len("sqlite:///") :]))
     try:
         return make_url(uri)
     except (sa.exc.ArgumentError, ValueError) as e:

@@ -37,7 +37,13 @@ _PG_LOCK_KEY = 0x636F6E7665796F72
 
 def current_revision(conn: sa.Connection) -> str | None:
     """Return the store's revision, or None for an empty database."""
-    if not sa.inspect(conn).has_table("alembic_version"):
+    if conn.dialect.name == "sqlite":  # asked by every process that opens a store
+        found = conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).first()
+        if found is None:
+            return None
+    elif not sa.inspect(conn).has_table("alembic_version"):
         return None
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 

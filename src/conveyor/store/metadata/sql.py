@@ -89,6 +89,18 @@ class Prepared:
         else:
             conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
 
+    def column(self, conn: sa.Connection, params: dict[str, Any]) -> list[Any]:
+        """Run the statement (a select) with ``params`` on the driver's cursor, in ``conn``'s
+        transaction; return the first column of every row, unprocessed."""
+        sql, order = self._for(conn.dialect)
+        args = params if order is None else tuple(params[name] for name in order)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, args)
+            return [row[0] for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
 
 def ensure_named(uow: UnitOfWork, table: sa.Table, name: str, description: str, kind: str) -> Any:
     """Return the row of ``table`` called ``name`` in the unit's project, creating it once.
