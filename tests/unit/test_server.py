@@ -836,3 +836,29 @@ def test_a_run_id_a_client_chooses_cannot_take_over_an_existing_run(team: Team) 
     assert taken.status_code == 409, taken.text  # refused before anything is started
     assert f"The id {run.id} is taken" in taken.json()["error"]["message"]
     assert team.call("POST", url, "editor", json={**body, "executor": "ray"}).status_code == 422
+
+
+def test_a_dataset_versions_listing_names_each_file_download_serves(
+    team: Team, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from conveyor.data.service import data_service
+    from conveyor.store.workspace import Workspace
+
+    folder = tmp_path / "d"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "x.txt").write_bytes(b"ex")
+    (folder / "y.bin").write_bytes(b"why")
+    with Workspace.from_settings(tmp_path, project=PROJECT) as ws:
+        version = data_service(ws).add("d", folder)
+    url = f"/api/v1/projects/{PROJECT}/artifacts/dataset_version/{version.id}"
+    listed = team.call("GET", url, "viewer").json()["artifacts"]
+    names = [a["name"] for a in listed]
+    assert {"files/a/x.txt", "files/y.bin", "manifest.json"} <= set(names)
+    assert names == sorted(names)
+    for a in listed:
+        got = team.call("GET", f"{url}/{a['name']}", "viewer")
+        assert got.status_code == 200, a["name"]
+        assert hashlib.sha256(got.content).hexdigest() == a["digest"]
+        assert len(got.content) == a["size"]

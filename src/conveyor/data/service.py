@@ -302,6 +302,19 @@ class DataService:
         owner = ObjectRef(versioning.VERSION_KIND, version.id)
         return ArtifactLink(owner, name, *found, created_at=version.created_at)
 
+    def file_artifacts(self, version_id: str) -> list[ArtifactLink]:
+        """Every object a server serves of version ``version_id`` file by file (see
+        :meth:`file_artifact`), sorted by name; empty when there is no such version."""
+        with self.ws.metadata.read() as conn:
+            version = versioning.version_by_id(conn, self._project_id(), version_id)
+        if version is None:
+            return []
+        owner = ObjectRef(versioning.VERSION_KIND, version.id)
+        return [
+            ArtifactLink(owner, name, *found, created_at=version.created_at)
+            for name, found in sorted(self._served_names(version).items())
+        ]
+
     def _served_names(self, version: DatasetVersion) -> dict[str, tuple[str, int, str]]:
         """``{name: (digest, size, media type)}`` of what a server serves of ``version``
         file by file; kept for the versions asked about last, up to a number of names."""

@@ -423,9 +423,16 @@ def _link_json(link: Any) -> dict[str, Any]:
 def list_artifacts(
     project: str, kind: str, owner_id: str, call: Call = need("viewer")
 ) -> dict[str, Any]:
-    """An owner's artifacts, by name."""
+    """An owner's artifacts, by name. A dataset version's include its files (``files/<path>``,
+    and ``chunks/<digest>`` of large ones), found in its manifest: what download serves."""
     owner = _check_owner(call, kind, owner_id)
-    return {"artifacts": [_link_json(a) for a in call.workspace.list_artifacts(owner)]}
+    links = {a.name: a for a in call.workspace.list_artifacts(owner)}
+    if kind == "dataset_version":
+        from conveyor.data.service import data_service
+
+        for a in data_service(call.workspace).file_artifacts(owner_id):
+            links.setdefault(a.name, a)  # a version from before holdings links its files too
+    return {"artifacts": [_link_json(links[name]) for name in sorted(links)]}
 
 
 @api.get("/artifacts/{kind}/{owner_id}/{name:path}", response_model=None)
