@@ -3,12 +3,13 @@ workers, and its hosts behind a balancer) spends one budget per client address.
 
 A hit is a row (key, time); a key past its budget within the window is refused until its
 oldest hit in the window ages out. Only failures and rare actions count (failed sign-ins,
-token creations), so the rows stay few: a refused hit is taken back, and each hit removes
+token creations), so the rows stay few: a refused hit is not recorded, and each hit removes
 the rows older than the window.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -27,8 +28,10 @@ class RateLimiter:
     """At most ``limit`` hits per key (a client address) in ``window`` seconds, counted in
     ``metadata`` across every process that shares it.
 
-    :meth:`spend` is strict under concurrency: each hit is committed before it is counted,
-    so of any number of simultaneous hits at most the budget's remainder pass.
+    :meth:`spend` is exact under concurrency: the hits of one key are counted one at a
+    time (SQLite runs one writer at a time; on PostgreSQL each takes a lock on its key for
+    its transaction), so of any number of simultaneous hits exactly the budget's remainder
+    pass.
     """
 
     def __init__(self, metadata: MetadataStore, limit: int = 20, window: float = 60.0) -> None:
@@ -42,27 +45,34 @@ class RateLimiter:
         key = key[:_KEY_MAX]
         now = utcnow()
         with self.metadata.transaction() as uow:
-            uow.conn.execute(rate_hits.delete().where(rate_hits.c.at <= now - self.window))
-            hit_id = int(
-                uow.conn.execute(
-                    rate_hits.insert().values(key=key, at=now).returning(rate_hits.c.id)
-                ).scalar_one()
-            )
-        with self.metadata.read() as conn:  # after the commit: every committed hit counts
+            conn = uow.conn
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_id(key))))
+            conn.execute(rate_hits.delete().where(rate_hits.c.at <= now - self.window))
             count, oldest = conn.execute(
                 sa.select(sa.func.count(), sa.func.min(rate_hits.c.at)).where(
                     rate_hits.c.key == key, rate_hits.c.at > now - self.window
                 )
             ).one()
-        if count > self.limit:
-            self.refund(hit_id)
-            wait = max(int((oldest + self.window - now).total_seconds()) + 1, 1)
-            raise RateLimitedError(
-                f"Too many failed attempts from this address; retry in {wait} s."
+            if count >= self.limit:  # raised inside: the transaction records nothing
+                ages_out = (oldest or now) + self.window  # no hit at all: a budget of 0
+                wait = max(int((ages_out - now).total_seconds()) + 1, 1)
+                raise RateLimitedError(
+                    f"Too many failed attempts from this address; retry in {wait} s."
+                )
+            return int(
+                conn.execute(
+                    rate_hits.insert().values(key=key, at=now).returning(rate_hits.c.id)
+                ).scalar_one()
             )
-        return hit_id
 
     def refund(self, hit_id: int) -> None:
         """Take back a hit :meth:`spend` counted (an attempt that turned out to succeed)."""
         with self.metadata.transaction() as uow:
             uow.conn.execute(rate_hits.delete().where(rate_hits.c.id == hit_id))
+
+
+def _lock_id(key: str) -> int:
+    """The PostgreSQL advisory lock of ``key``'s hits: 64 bits of a hash of it."""
+    digest = hashlib.sha256(b"conveyor.ratelimit\0" + key.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
