@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -13,12 +14,15 @@ from conveyor.store.metadata.store import MetadataStore
 from conveyor.store.ratelimits import RateLimiter
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-serializable"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
     if request.param == "sqlite":
         uri = f"sqlite:///{tmp_path / 'c.db'}"
     else:
         uri = request.getfixturevalue("postgres_uri")
+    if request.param == "postgresql-serializable":  # a server whose default is stricter
+        options = quote("-c default_transaction_isolation=serializable")
+        uri += f"{'&' if '?' in uri else '?'}options={options}"
     metadata = MetadataStore(uri)
     metadata.open()
     yield metadata

@@ -862,3 +862,20 @@ def test_a_dataset_versions_listing_names_each_file_download_serves(
         assert got.status_code == 200, a["name"]
         assert hashlib.sha256(got.content).hexdigest() == a["digest"]
         assert len(got.content) == a["size"]
+
+
+def test_a_dataset_version_whose_manifest_is_gone_still_lists_its_links(
+    team: Team, tmp_path: Path
+) -> None:
+    from conveyor.data.service import data_service
+    from conveyor.store.workspace import Workspace
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.txt").write_bytes(b"ex")
+    with Workspace.from_settings(tmp_path, project=PROJECT) as ws:
+        version = data_service(ws).add("d", tmp_path / "d")
+        ws.artifacts.delete(version.digest)
+    url = f"/api/v1/projects/{PROJECT}/artifacts/dataset_version/{version.id}"
+    listed = team.call("GET", url, "viewer")
+    assert listed.status_code == 200, listed.text
+    assert [a["name"] for a in listed.json()["artifacts"]] == ["manifest.json"]

@@ -19,7 +19,12 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from conveyor.core.encoding import jsonable
-from conveyor.core.errors import ConveyorError, InvalidArgumentError, NotFoundError
+from conveyor.core.errors import (
+    ConveyorError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from conveyor.core.names import validate_artifact_path
 from conveyor.server.responses import ORJSONResponse
 from conveyor.server.rules import Api, Call, need
@@ -430,7 +435,11 @@ def list_artifacts(
     if kind == "dataset_version":
         from conveyor.data.service import data_service
 
-        for a in data_service(call.workspace).file_artifacts(owner_id):
+        try:
+            files = data_service(call.workspace).file_artifacts(owner_id)
+        except (NotFoundError, IntegrityError, InvalidArgumentError):
+            files = []  # its manifest is missing or damaged here: what it links, at least
+        for a in files:
             links.setdefault(a.name, a)  # a version from before holdings links its files too
     return {"artifacts": [_link_json(links[name]) for name in sorted(links)]}
 

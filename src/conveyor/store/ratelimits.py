@@ -10,7 +10,7 @@ the rows older than the window.
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -47,23 +47,31 @@ class RateLimiter:
         with self.metadata.transaction() as uow:
             conn = uow.conn
             if conn.dialect.name == "postgresql":
+                # Each statement must see the hits committed before it, whatever the
+                # server's default isolation: a snapshot taken before the lock is granted
+                # would miss the hits of those who held it meanwhile.
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                self._refuse_when_spent(conn, key, now)  # a flood waits for no lock
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_id(key))))
             conn.execute(rate_hits.delete().where(rate_hits.c.at <= now - self.window))
-            count, oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(rate_hits.c.at)).where(
-                    rate_hits.c.key == key, rate_hits.c.at > now - self.window
-                )
-            ).one()
-            if count >= self.limit:  # raised inside: the transaction records nothing
-                ages_out = (oldest or now) + self.window  # no hit at all: a budget of 0
-                wait = max(int((ages_out - now).total_seconds()) + 1, 1)
-                raise RateLimitedError(
-                    f"Too many failed attempts from this address; retry in {wait} s."
-                )
+            self._refuse_when_spent(conn, key, now)  # raised inside: nothing is recorded
             return int(
                 conn.execute(
                     rate_hits.insert().values(key=key, at=now).returning(rate_hits.c.id)
                 ).scalar_one()
+            )
+
+    def _refuse_when_spent(self, conn: sa.Connection, key: str, now: datetime) -> None:
+        count, oldest = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(rate_hits.c.at)).where(
+                rate_hits.c.key == key, rate_hits.c.at > now - self.window
+            )
+        ).one()
+        if count >= self.limit:
+            ages_out = (oldest or now) + self.window  # no hit at all: a budget of 0
+            wait = max(int((ages_out - now).total_seconds()) + 1, 1)
+            raise RateLimitedError(
+                f"Too many failed attempts from this address; retry in {wait} s."
             )
 
     def refund(self, hit_id: int) -> None:

@@ -359,7 +359,7 @@ class ArtifactStore:
         exists_keys = getattr(self.backend, "exists_keys", None)
         if exists_keys is not None:  # a local folder: a stat each, cheaper than any thread
             found = exists_keys(keys)
-        elif len(keys) < 8:
+        elif getattr(self.backend, "is_local", False) or len(keys) < 8:
             found = [self.backend.exists(k) for k in keys]
         else:
             from concurrent.futures import ThreadPoolExecutor

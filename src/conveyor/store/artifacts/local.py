@@ -36,7 +36,9 @@ def _root_of(uri: str) -> Path:
 class LocalBackend:
     """A folder on a local (or mounted) filesystem."""
 
-    is_local = True  # objects are files here: small ones are written directly (see ArtifactStore)
+    # Objects are files here: existence checks are plain stats (no threads), and small
+    # objects are written directly (see ArtifactStore).
+    is_local = True
 
     def __init__(self, uri: str) -> None:
         self.uri = uri

@@ -90,16 +90,15 @@ class Prepared:
             conn.exec_driver_sql(sql, [tuple(row[name] for name in order) for row in rows])
 
     def column(self, conn: sa.Connection, params: dict[str, Any]) -> list[Any]:
-        """Run the statement (a select) with ``params`` on the driver's cursor, in ``conn``'s
-        transaction; return the first column of every row, unprocessed."""
+        """Run the statement (a select) with ``params`` in ``conn``'s transaction; return the
+        first column of every row as the driver gives it (no per-row result processing)."""
         sql, order = self._for(conn.dialect)
         args = params if order is None else tuple(params[name] for name in order)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        result = conn.exec_driver_sql(sql, args)  # type: ignore[arg-type]
         try:
-            cursor.execute(sql, args)
-            return [row[0] for row in cursor.fetchall()]
+            return [row[0] for row in result.cursor.fetchall()]
         finally:
-            cursor.close()
+            result.close()
 
 
 def ensure_named(uow: UnitOfWork, table: sa.Table, name: str, description: str, kind: str) -> Any:
