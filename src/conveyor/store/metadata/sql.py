@@ -94,7 +94,7 @@ class Prepared:
         first column of every row as the driver gives it (no per-row result processing)."""
         sql, order = self._for(conn.dialect)
         args = params if order is None else tuple(params[name] for name in order)
-        result = conn.exec_driver_sql(sql, args)  # type: ignore[arg-type]
+        result = conn.exec_driver_sql(sql, args)
         try:
             return [row[0] for row in result.cursor.fetchall()]
         finally:
