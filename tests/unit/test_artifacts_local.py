@@ -23,6 +23,17 @@ class TestLocalArtifactStore(ArtifactStoreContract):
         return ArtifactStore(str(tmp_path / "objects"))
 
 
+class TestLocalArtifactStoreWithoutDirFd(ArtifactStoreContract):
+    """The local store where ``os.access`` takes no folder descriptor (Windows)."""
+
+    @pytest.fixture
+    def artifact_store(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ArtifactStore:
+        from conveyor.store.artifacts import local
+
+        monkeypatch.setattr(local, "_ACCESS_AT", False)
+        return ArtifactStore(str(tmp_path / "objects"))
+
+
 class TestFileUriArtifactStore(ArtifactStoreContract):
     @pytest.fixture
     def artifact_store(self, tmp_path: Path) -> ArtifactStore:

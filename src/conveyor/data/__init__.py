@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pandera.pandas as pa
 
-    from conveyor.data.records import Dataset, DatasetDiff, DatasetVersion
+    from conveyor.data.compare import DatasetDiff
+    from conveyor.data.records import Dataset, DatasetVersion
     from conveyor.data.service import DataService, ProgressReporter
     from conveyor.data.transfer import TransferResult
     from conveyor.data.validation import ValidationReport

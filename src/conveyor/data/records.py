@@ -1,11 +1,11 @@
-"""Plain records of the data package: files, manifests, dataset versions, diffs."""
+"""Plain records of the data package: files, manifests, datasets and their versions."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -16,9 +16,7 @@ from conveyor.core.names import validate_artifact_path
 __all__ = [
     "CHUNKED_ABOVE",
     "CHUNK_BYTES",
-    "ColumnShift",
     "Dataset",
-    "DatasetDiff",
     "DatasetVersion",
     "FileEntry",
     "Manifest",
@@ -214,61 +212,3 @@ class DatasetVersion:
             f"DatasetVersion({self.ref!r}, digest={self.digest[:12]!r}, files={self.files}, "
             f"size={self.size}{rows})"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnShift:
-    """How one statistic of one column moved between two table versions."""
-
-    column: str
-    statistic: str
-    before: float | None
-    after: float | None
-
-    @property
-    def change(self) -> float | None:
-        """``after - before`` when both are known."""
-        if self.before is None or self.after is None:
-            return None
-        return self.after - self.before
-
-
-@dataclass(slots=True)
-class DatasetDiff:
-    """What changed between two versions: files, schema, rows and column statistics."""
-
-    a: str
-    b: str
-    added: list[FileEntry] = field(default_factory=list)
-    removed: list[FileEntry] = field(default_factory=list)
-    changed: list[tuple[FileEntry, FileEntry]] = field(default_factory=list)
-    unchanged: int = 0
-    columns_added: dict[str, str] = field(default_factory=dict)
-    columns_removed: dict[str, str] = field(default_factory=dict)
-    columns_retyped: dict[str, tuple[str, str]] = field(default_factory=dict)
-    rows: tuple[int | None, int | None] = (None, None)
-    shifts: list[ColumnShift] = field(default_factory=list)
-
-    @property
-    def identical(self) -> bool:
-        """Whether the two versions hold the same files."""
-        return not (self.added or self.removed or self.changed)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable form (for ``--json`` and the REST API)."""
-        return {
-            "a": self.a,
-            "b": self.b,
-            "added": [f.path for f in self.added],
-            "removed": [f.path for f in self.removed],
-            "changed": [old.path for old, _ in self.changed],
-            "unchanged": self.unchanged,
-            "columns_added": self.columns_added,
-            "columns_removed": self.columns_removed,
-            "columns_retyped": {k: list(v) for k, v in self.columns_retyped.items()},
-            "rows": list(self.rows),
-            "shifts": [
-                {"column": s.column, "statistic": s.statistic, "before": s.before, "after": s.after}
-                for s in self.shifts
-            ],
-        }

@@ -27,7 +27,6 @@ from conveyor.core.errors import (
 from conveyor.data import tables, versioning
 from conveyor.data.ingest import HashCache, ingest, scan
 from conveyor.data.records import DatasetVersion, FileEntry, Manifest
-from conveyor.data.transfer import TransferResult, copy_objects
 from conveyor.store import catalog
 from conveyor.store.activity import current_activity, note_read
 from conveyor.store.artifacts.cas import ArtifactStore
@@ -38,7 +37,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pandera.pandas as pa
 
-    from conveyor.data.records import DatasetDiff
+    from conveyor.data.compare import DatasetDiff
+    from conveyor.data.transfer import TransferResult
     from conveyor.data.validation import ValidationReport
 
 __all__ = ["DataService", "ProgressReporter", "data_service"]
@@ -607,6 +607,8 @@ class DataService:
         needed: dict[str, int] = {}
         for version in self._selected(refs):
             needed.update(self.objects_of(version))
+        from conveyor.data.transfer import copy_objects
+
         return copy_objects(needed, self.store, target, progress=progress)
 
     def pull(
@@ -621,6 +623,8 @@ class DataService:
         needed: dict[str, int] = {}
         for version in self._selected(refs):
             needed.update(self.objects_of(version, source))
+        from conveyor.data.transfer import copy_objects
+
         return copy_objects(needed, source, self.store, progress=progress)
 
     def objects_of(

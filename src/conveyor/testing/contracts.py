@@ -315,6 +315,16 @@ class ArtifactStoreContract:
         with pytest.raises(NotFoundError, match=missing):
             artifact_store.get(missing)
 
+    def test_exists_many_names_exactly_the_stored_digests(
+        self, artifact_store: ArtifactStore
+    ) -> None:
+        never = [hashlib.sha256(b"never %d" % i).hexdigest() for i in range(3)]
+        assert artifact_store.exists_many(never) == set()  # nothing stored yet
+        kept = [artifact_store.put(b"kept %d" % i).digest for i in range(3)]
+        gone = artifact_store.put(b"deleted").digest
+        artifact_store.delete(gone)
+        assert artifact_store.exists_many([*kept, gone, *never]) == set(kept)
+
     @pytest.mark.parametrize("digest", ["../../etc/passwd", "ab/../../x", "A" * 64, "", "ab"])
     def test_a_malformed_digest_is_refused(
         self, artifact_store: ArtifactStore, digest: str
