@@ -133,3 +133,70 @@ def test_ctrl_c_stops_the_workers_and_marks_the_run_killed(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
         ws.close()
+
+
+@pytest.mark.usefixtures("default_sigint")
+def test_the_scheduler_daemon_does_not_wait_for_a_long_run(tmp_path: Path) -> None:
+    import queue
+    import signal
+    import threading
+    import time
+    from datetime import timedelta
+
+    import conveyor as cv
+    from conveyor.core.clock import utcnow
+    from conveyor.store.metadata.schema import schedules
+
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
+    assert conveyor(tmp_path, "init", "-p", "daemon").returncode == 0
+    gate = tmp_path / "gate"
+    for args in (
+        ("flows.py:gated", "-p", f"path={gate}", "--name", "slow"),
+        ("flows.py:chain", "-p", "length=1", "--name", "quick"),
+    ):
+        made = conveyor(tmp_path, "schedule", "create", *args, "--cron", "0 3 * * *")
+        assert made.returncode == 0, made.stderr
+    ws = cv.Workspace.from_settings(tmp_path)
+    with ws.metadata.transaction(project_id=ws.project.id) as uow:  # both due an hour ago
+        uow.conn.execute(schedules.update().values(next_run_at=utcnow() - timedelta(hours=1)))
+    ws.close()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "scheduler", "run", "--poll", "0.1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr])
+    reader.start()
+    said: list[str] = []
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 120
+        while not any(text in line for line in said):
+            try:
+                said.append(lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
+            except queue.Empty:
+                raise AssertionError(f"the scheduler never said {text!r}: {said}") from None
+
+    try:
+        wait_for("quick succeeded: run ")
+        assert any("starting slow" in line for line in said)
+        assert not any("slow succeeded" in line for line in said)  # still at its gate
+        gate.touch()
+        wait_for("slow succeeded: run ")
+    finally:
+        gate.touch()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(timeout=10)
+    assert (tmp_path / ".conveyor" / "launches").is_dir()  # each run's output, on its own

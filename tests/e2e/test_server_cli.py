@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -866,10 +867,16 @@ def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_wri
         monkeypatch.delenv(key)
     ws = cv.Workspace.from_settings(server.root, project=project)
     try:
-        scheduler = Scheduler(ws)
+        ended: list[Any] = []
+        scheduler = Scheduler(ws, on_end=lambda found, run: ended.append(run))
         due = datetime.now(UTC) + timedelta(days=1, hours=1)
-        runs = {run.pipeline: run for run in scheduler.tick(now=due)}
+        assert len(scheduler.dispatch(now=due)) == 2  # as `scheduler run` does: side by side
+        deadline = time.monotonic() + 120
+        while scheduler.running and time.monotonic() < deadline:
+            assert scheduler.dispatch(now=due) == []
+            time.sleep(0.1)
         assert scheduler.errors == {}
+        runs = {run.pipeline: run for run in ended}
         assert runs["remote-flow"].status == "SUCCEEDED"
         assert (runs["remote-flow"].params, runs["remote-flow"].created_by) == ({"x": 4}, "sam")
         assert runs["unguard"].status == "FAILED"  # its step acts as sam, an editor

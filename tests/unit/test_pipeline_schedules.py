@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import conveyor as cv
+from conveyor.core.clock import utcnow
 from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError
 from conveyor.pipelines.schedules import Scheduler, get_schedule
 from conveyor.store.workspace import Workspace
@@ -130,3 +135,130 @@ def test_a_pipeline_from_python_c_cannot_be_scheduled(ws: cv.Workspace):
     adhoc.entrypoint = "__main__:adhoc"  # as in a notebook or python -c
     with pytest.raises(InvalidArgumentError, match="notebook or `python -c`"):
         cv.schedule(adhoc, cron="0 3 * * *")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _until(condition: Callable[[], bool], what: str, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {limit:g} s: {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def launchable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Launched run processes import tests.fixtures.flows from this repository."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+
+
+@pytest.mark.usefixtures("launchable")
+def test_dispatch_lets_a_long_run_hold_up_no_other_schedule(ws: cv.Workspace, tmp_path: Path):
+    gate = tmp_path / "gate"
+    slow = cv.schedule(
+        "tests.fixtures.flows:gated",
+        cron="*/5 * * * *",
+        params={"path": str(gate)},
+        executor="inline",
+        name="slow",
+    )
+    quick = cv.schedule(
+        "tests.fixtures.flows:chain",
+        cron="*/5 * * * *",
+        params={"length": 1},
+        executor="inline",
+        name="quick",
+    )
+    due = max(slow.next_run_at, quick.next_run_at) + timedelta(seconds=1)
+    ended: list[tuple[str, Any]] = []
+    scheduler = Scheduler(ws, on_end=lambda found, run: ended.append((found.name, run)))
+    started = scheduler.dispatch(now=due)  # returns with both runs going
+    assert len(started) == 2
+    assert set(scheduler.running) == {"slow", "quick"}
+    try:
+        _until(
+            lambda: not scheduler.dispatch(now=due) and "quick" not in scheduler.running,
+            "the quick run ends",
+        )
+        assert "slow" in scheduler.running  # still at its gate: it held nothing up
+        assert [(name, str(run.status)) for name, run in ended] == [("quick", "SUCCEEDED")]
+        assert get_schedule("quick").last_run_id == ended[0][1].id
+        # Due again while its run goes on: it waits for that run, the other one starts.
+        again = scheduler.dispatch(now=due + timedelta(minutes=5))
+        assert len(again) == 1
+        assert scheduler.running["quick"] == again[0]
+        assert get_schedule("slow").next_run_at == slow.next_run_at + timedelta(minutes=5)
+    finally:
+        gate.touch()
+        _until(lambda: not scheduler.dispatch(now=due) and not scheduler.running, "runs end")
+    runs = {name: run for name, run in ended}
+    assert str(runs["slow"].status) == "SUCCEEDED"
+    assert get_schedule("slow").last_run_id == runs["slow"].id
+    assert len(cv.pipelines.list_runs("gated")) == 1  # not started a second time meanwhile
+
+
+@pytest.mark.usefixtures("launchable")
+def test_run_forever_keeps_checking_while_a_run_goes_on(ws: cv.Workspace, tmp_path: Path):
+    from conveyor.store.metadata.schema import schedules
+
+    gate = tmp_path / "gate"
+    cv.schedule(
+        "tests.fixtures.flows:gated", cron="0 3 * * *", params={"path": str(gate)}, name="slow"
+    )
+    cv.schedule("tests.fixtures.flows:chain", cron="0 3 * * *", params={"length": 1}, name="quick")
+    with ws.metadata.transaction(project_id=ws.project.id) as uow:  # due an hour ago
+        uow.conn.execute(schedules.update().values(next_run_at=utcnow() - timedelta(hours=1)))
+    scheduler = Scheduler(ws)
+    try:
+        scheduler.run_forever(poll=0.05, stop=lambda: get_schedule("quick").last_run_id is not None)
+        assert "slow" in scheduler.running  # the loop went on while it waited at its gate
+    finally:
+        gate.touch()
+        _until(lambda: not scheduler.dispatch() and not scheduler.running, "the slow run ends")
+    assert get_schedule("slow").last_run_id is not None
+
+
+def test_a_run_whose_process_cannot_start_is_reported(
+    ws: cv.Workspace, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # the run's process cannot import tests
+    made = cv.schedule(
+        "tests.fixtures.flows:chain", cron="*/5 * * * *", executor="inline", name="lost"
+    )
+    due = made.next_run_at + timedelta(seconds=1)
+    ended: list[tuple[str, Any]] = []
+    scheduler = Scheduler(ws, on_end=lambda found, run: ended.append((found.name, run)))
+    assert len(scheduler.dispatch(now=due)) == 1
+    _until(lambda: not scheduler.dispatch(now=due) and not scheduler.running, "it ends")
+    assert ended == [("lost", None)]
+    assert scheduler.errors["lost"].startswith(
+        "Schedule 'lost' did not start its run: There is no module 'tests.fixtures.flows'"
+    )
+    assert get_schedule("lost").last_run_id is None
+
+
+@pytest.mark.usefixtures("launchable")
+def test_dispatch_starts_catch_up_runs_one_after_the_other(ws: cv.Workspace):
+    made = cv.schedule(
+        "tests.fixtures.flows:chain",
+        cron="* * * * *",
+        params={"length": 1},
+        executor="inline",
+        catch_up=1,
+    )
+    hours_later = made.next_run_at + timedelta(hours=2)
+    ended: list[Any] = []
+    scheduler = Scheduler(ws, on_end=lambda found, run: ended.append(run))
+    first = scheduler.dispatch(now=hours_later)
+    assert len(first) == 1  # the due run now; its catch-up once it has ended
+    started = list(first)
+    _until(
+        lambda: bool(started.extend(scheduler.dispatch(now=hours_later))) or len(ended) == 2,
+        "the due run and one catch-up end",
+    )
+    assert len(started) == 2  # the due run and one catch-up, not 120
+    assert [run.id for run in ended] == started
+    assert [str(run.status) for run in ended] == ["SUCCEEDED", "SUCCEEDED"]
+    assert scheduler.dispatch(now=hours_later) == []  # nothing due until the next minute

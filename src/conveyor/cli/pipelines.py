@@ -442,8 +442,11 @@ def scheduler_run(
 ) -> None:
     """Start due pipeline runs and scheduled monitors until stopped (Ctrl-C).
 
-    Run two for availability: only the one holding the project's lease starts runs, and a
-    due run is never started twice.
+    Each run goes in a process of its own (its output in .conveyor/launches/RUN_ID.log), so
+    a long run holds up no other schedule; a schedule's own runs go one at a time. Stopping
+    the scheduler leaves the runs it started going. Run two for availability: only the one
+    holding the project's lease starts runs, and a due run is never started twice. --once
+    runs what is due here, one after the other, and prints each run's summary.
     """
     from conveyor.pipelines.schedules import Scheduler
     from conveyor.store.workspace import use_workspace
@@ -453,7 +456,16 @@ def scheduler_run(
     def started(found: Any) -> None:
         err_console.print(f"{_when(time_now())} starting {escape(found.name)} ({found.pipeline})")
 
-    scheduler = Scheduler(ws, on_start=started)
+    def ended(found: Any, run: Any) -> None:
+        if run is None:
+            why = scheduler.errors.get(found.name, f"{found.name} did not start its run")
+            err_console.print(f"{_when(time_now())} [red]{escape(why)}[/]")
+        else:
+            err_console.print(
+                f"{_when(time_now())} {escape(found.name)} {str(run.status).lower()}: run {run.id}"
+            )
+
+    scheduler = Scheduler(ws, on_start=started, on_end=ended)
     if once:
         runs = scheduler.tick()
         scheduler.release_lease()

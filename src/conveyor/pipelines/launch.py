@@ -20,9 +20,12 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from conveyor.core.config import Settings
 
 __all__ = [
     "check_executor",
@@ -92,20 +95,23 @@ def start(
     acting_as: str | None,
     job: dict[str, Any],
     on_exit: Callable[[int], None] | None = None,
+    settings: Settings | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``job`` in a process of its own under ``root`` (the server's project folder),
     as ``actor`` (``acting_as``: their principal, see ``ACTING_ENV``): ``run_id``,
     ``reference``, ``executor`` and either ``params`` and ``cache`` (a new run) or
     ``resume`` (the id of the run to resume). Its output goes to
     ``.conveyor/launches/RUN_ID.log`` there; ``on_exit(status)`` is called, in a thread,
-    once the process ends."""
-    from conveyor.core.config import STATE_DIR
+    once the process ends. ``settings``, when given, reach the process as ``CONVEYOR_*``
+    variables (the stores of a workspace opened with settings of its own)."""
+    from conveyor.core.config import STATE_DIR, settings_env
     from conveyor.store.principal import ACTING_ENV
 
     logs = root / STATE_DIR / "launches"
     logs.mkdir(parents=True, exist_ok=True)
     _prune(logs)
-    env = {**os.environ, "CONVEYOR_PROJECT": project, "CONVEYOR_ACTOR": actor}
+    env = {**os.environ, **(settings_env(settings) if settings is not None else {})}
+    env.update(CONVEYOR_PROJECT=project, CONVEYOR_ACTOR=actor)
     env.pop("CONVEYOR_TOKEN", None)
     env.pop(ACTING_ENV, None)
     if acting_as is not None:

@@ -1,10 +1,11 @@
 """Cron schedules for pipelines, and the scheduler that starts the runs that are due.
 
 ``cv.schedule(churn, cron="0 3 * * *", params={...})`` stores a schedule; ``conveyor
-scheduler run`` (a :class:`Scheduler`) starts the due runs. Two schedulers may run at once
-(for availability): the one holding the project's lease in the metadata store starts runs,
-and each start also claims the schedule's due time with a compare-and-set, so no due run is
-ever started twice.
+scheduler run`` (a :class:`Scheduler`) starts the due runs, each in a process of its own
+(:meth:`Scheduler.dispatch`), so that a long run holds up no other. Two schedulers may run
+at once (for availability): the one holding the project's lease in the metadata store
+starts runs, and each start also claims the schedule's due time with a compare-and-set, so
+no due run is ever started twice.
 
 A schedule made through a team server has an owner, the user who made it: its runs act as
 that user, with the role they hold when the run is due (a disabled user's schedule, or one
@@ -15,7 +16,9 @@ a run the server starts for a caller does (:mod:`conveyor.pipelines.launch`).
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -312,14 +315,18 @@ class Scheduler:
         holder: str | None = None,
         lease_ttl: timedelta = LEASE_TTL,
         on_start: Any = None,
+        on_end: Any = None,
     ) -> None:
         self.ws = workspace or current_workspace()
         self.holder = holder or new_holder()
         self.lease_ttl = lease_ttl
         self.on_start = on_start
+        #: Called with (schedule, run or None) when a run :meth:`dispatch` started ends.
+        self.on_end = on_end
         self.lease_name = f"scheduler:{self.ws.project.id}"
         #: Why due runs could not start in the last tick (schedule name -> error).
         self.errors: dict[str, str] = {}
+        self._running: dict[str, _Launched] = {}  # schedule id -> its run going now
 
     def acquire_lease(self, now: datetime | None = None) -> bool:
         """Take or renew the lease; True while this scheduler holds it."""
@@ -346,32 +353,43 @@ class Scheduler:
         # The due time itself is one run; each fire missed beyond it is a catch-up.
         return 1 + min(max(missed - 1, 0), found.catch_up) if found.catch_up else 1
 
+    def _due(self, now: datetime, skip: Collection[str] = ()) -> Iterator[tuple[Schedule, Any]]:
+        """The enabled schedules due at ``now`` (but those in ``skip``), each with what starts
+        its runs: the pipeline (no owner) or ``(owner, acting_as)``. One that cannot start is
+        left due, its error in :attr:`errors` and the log."""
+        from conveyor.pipelines.loader import load_pipeline
+
+        for found in list_schedules(workspace=self.ws):
+            if not found.enabled or found.next_run_at > now or found.id in skip:
+                continue
+            try:
+                if found.owner_id is None:
+                    how: Any = load_pipeline(found.entrypoint)
+                else:  # its runs go in processes of their own, acting as its owner
+                    how = self._owner(found)
+            except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others
+                self.errors[found.name] = str(e)
+                log.error("conveyor: schedule %s cannot start: %s", found.name, e)
+                continue
+            yield found, how
+
     def tick(self, now: datetime | None = None) -> list[Any]:
-        """Start every due run (if this scheduler holds the lease); return the runs started.
+        """Start every due run (if this scheduler holds the lease), wait for each, and return
+        the runs (and the results of the scheduled monitors that were due).
 
         A schedule whose pipeline cannot be imported is left due (its error is in
-        :attr:`errors` and the log), so it starts once the module is fixed.
+        :attr:`errors` and the log), so it starts once the module is fixed. Runs of
+        schedules without an owner run in this process, one after the other;
+        :meth:`dispatch` starts them side by side instead.
         """
         from conveyor.pipelines.engine import PipelineFailed
-        from conveyor.pipelines.loader import load_pipeline
 
         now = now or utcnow()
         self.errors = {}
         if not self.acquire_lease(now):
             return []
         started = []
-        for found in list_schedules(workspace=self.ws):
-            if not found.enabled or found.next_run_at > now:
-                continue
-            try:
-                if found.owner_id is None:
-                    pipeline = load_pipeline(found.entrypoint)
-                else:  # its runs go in processes of their own, acting as its owner
-                    owner, acting_as = self._owner(found)
-            except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others
-                self.errors[found.name] = str(e)
-                log.error("conveyor: schedule %s cannot start: %s", found.name, e)
-                continue
+        for found, how in self._due(now):
             if not self.acquire_lease(utcnow()):  # renewed before each start; lost: stop
                 break
             for _ in range(self._claim(found, now)):
@@ -380,9 +398,9 @@ class Scheduler:
                 try:
                     if found.owner_id is None:
                         params = found.params
-                        run = pipeline.run(executor=found.executor, workspace=self.ws, **params)
+                        run = how.run(executor=found.executor, workspace=self.ws, **params)
                     else:
-                        run = self._run_as_owner(found, owner, acting_as)
+                        run = self._run_as_owner(found, *how)
                 except PipelineFailed as e:
                     run = e.run
                 except Exception as e:  # noqa: BLE001 - recorded; the other schedules go on
@@ -390,14 +408,126 @@ class Scheduler:
                     log.error("conveyor: schedule %s failed to run: %s", found.name, e)
                     continue
                 started.append(run)
-                with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
-                    uow.conn.execute(
-                        schedules.update()
-                        .where(schedules.c.id == found.id)
-                        .values(last_run_id=run.id)
-                    )
+                self._record_last_run(found, run.id)
         started += self._monitors(now)
         return started
+
+    def dispatch(self, now: datetime | None = None) -> list[str]:
+        """Start every due run in a process of its own and return at once: the ids of the
+        runs started (the scheduled monitors that are due run here, before it returns).
+
+        What :meth:`run_forever` calls: a long run no longer holds up the others, nor the
+        monitors, nor the lease's renewal. A schedule's runs still go one at a time: while
+        one is going, its next due time waits (and counts as missed when it ends, so
+        ``catch_up`` applies). Each call first records the runs that ended as their
+        schedules' last runs. Their output goes to ``.conveyor/launches/RUN_ID.log``;
+        stopping the scheduler does not stop them.
+        """
+        now = now or utcnow()
+        self.errors = {}
+        backlog = self._reap()
+        if not self.acquire_lease(now):
+            return []
+        started = []
+        for found, how, count in backlog:  # catch-up runs, once the one before has ended
+            started.append(self._launch(found, how, count))
+        for found, how in self._due(now, skip=set(self._running)):
+            if not self.acquire_lease(utcnow()):
+                break
+            count = self._claim(found, now)
+            if count:
+                started.append(self._launch(found, how, count))
+        self._monitors(now)
+        return started
+
+    @property
+    def running(self) -> dict[str, str]:
+        """The runs :meth:`dispatch` started that have not ended: schedule name -> run id."""
+        return {item.schedule.name: item.run_id for item in self._running.values()}
+
+    def _launch(self, found: Schedule, how: Any, count: int) -> str:
+        """Start one run of ``found`` in a process of its own; ``count - 1`` more follow it,
+        one after the other. Return its id."""
+        if self.on_start is not None:
+            self.on_start(found)
+        run_id, proc = self._start(found, how)
+        self._running[found.id] = _Launched(found, how, run_id, proc, count - 1)
+        return run_id
+
+    def _start(self, found: Schedule, how: Any) -> tuple[str, subprocess.Popen[bytes]]:
+        """Start a run of ``found`` in a process of its own (acting as its owner, if it has
+        one: ``how`` is then ``(owner, acting_as)``); return the run's id and the process."""
+        from conveyor.pipelines import launch
+
+        run_id = ids.new_id()
+        job = {
+            "run_id": run_id,
+            "reference": found.entrypoint,
+            "executor": found.executor,
+            "params": found.params,
+            "cache": True,
+        }
+        if found.owner_id is None:
+            actor, acting_as = self.ws.settings.actor, None
+        else:
+            owner, acting_as = how
+            actor = owner.name
+        proc = launch.start(
+            self.ws.settings.root,
+            project=self.ws.project.name,
+            actor=actor,
+            acting_as=acting_as,
+            job=job,
+            settings=self.ws.settings,
+        )
+        return run_id, proc
+
+    def _ended(self, found: Schedule, run_id: str, pid: int, status: int) -> Any:
+        """The run that the process ``pid`` recorded, now that it ended with ``status`` (one
+        left unfinished is marked KILLED). Raise InvalidArgumentError saying why when the
+        process recorded no run."""
+        from conveyor.pipelines import launch
+        from conveyor.pipelines.store import PipelineStore
+
+        store = PipelineStore(self.ws)
+        launch.settle(store, run_id, pid, status)
+        try:
+            return store.get_run(run_id)
+        except NotFoundError:  # it stopped before recording the run: say why
+            reason = launch.last_words(self.ws.settings.root, run_id).removeprefix("error: ")
+            raise InvalidArgumentError(
+                f"Schedule {found.name!r} did not start its run: "
+                f"{reason or f'exit status {status}'}"
+            ) from None
+
+    def _reap(self) -> list[tuple[Schedule, Any, int]]:
+        """Record the runs started by :meth:`dispatch` that have ended; return the catch-up
+        runs now due to start (schedule, how, count)."""
+        backlog = []
+        for key, item in list(self._running.items()):
+            status = item.proc.poll()
+            if status is None:
+                continue
+            del self._running[key]
+            run: Any = None
+            try:
+                run = self._ended(item.schedule, item.run_id, item.proc.pid, status)
+            except InvalidArgumentError as e:
+                self.errors[item.schedule.name] = str(e)
+                log.error("conveyor: %s", e)
+            else:
+                self._record_last_run(item.schedule, run.id)
+            if self.on_end is not None:
+                self.on_end(item.schedule, run)
+            if item.remaining:
+                backlog.append((item.schedule, item.how, item.remaining))
+        return backlog
+
+    def _record_last_run(self, found: Schedule, run_id: str) -> None:
+        with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
+            uow.conn.execute(
+                schedules.update().where(schedules.c.id == found.id).values(last_run_id=run_id)
+            )
 
     def _owner(self, found: Schedule) -> tuple[Principal, str]:
         """The principal ``found``'s runs act as (its owner with the role they hold now, in
@@ -439,36 +569,9 @@ class Scheduler:
 
     def _run_as_owner(self, found: Schedule, owner: Principal, acting_as: str) -> Any:
         """Run ``found`` in a process of its own acting as ``owner``; wait for it to end."""
-        from conveyor.pipelines import launch
-        from conveyor.pipelines.store import PipelineStore
-
-        run_id = ids.new_id()
-        job = {
-            "run_id": run_id,
-            "reference": found.entrypoint,
-            "executor": found.executor,
-            "params": found.params,
-            "cache": True,
-        }
-        root = self.ws.settings.root
-        proc = launch.start(
-            root,
-            project=self.ws.project.name,
-            actor=owner.name,
-            acting_as=acting_as,
-            job=job,
-        )
-        status = proc.wait()
-        store = PipelineStore(self.ws)
-        launch.settle(store, run_id, proc.pid, status)  # a process that died: KILLED
-        try:
-            run = store.get_run(run_id)
-        except NotFoundError:  # it stopped before recording the run: say why
-            reason = launch.last_words(root, run_id) or f"exit status {status}"
-            raise InvalidArgumentError(
-                f"Schedule {found.name!r} did not start its run: {reason}"
-            ) from None
-        return run  # failed or not: the tick records it as the schedule's last run
+        run_id, proc = self._start(found, (owner, acting_as))
+        # Failed or not, the tick records it as the schedule's last run.
+        return self._ended(found, run_id, proc.pid, proc.wait())
 
     def _monitors(self, now: datetime) -> list[Any]:
         """Run the scheduled monitors that are due (monitoring shares this scheduler)."""
@@ -482,10 +585,22 @@ class Scheduler:
             return []
 
     def run_forever(self, *, poll: float = 10.0, stop: Any = None) -> None:
-        """Tick every ``poll`` seconds until ``stop()`` is true (or Ctrl-C)."""
+        """Start due runs (:meth:`dispatch`) every ``poll`` seconds until ``stop()`` is true
+        (or Ctrl-C). The runs it started keep going after it stops."""
         try:
             while stop is None or not stop():
-                self.tick()
+                self.dispatch()
                 time.sleep(poll)
         finally:
             self.release_lease()
+
+
+@dataclass(slots=True)
+class _Launched:
+    """A run :meth:`Scheduler.dispatch` started, and the catch-up runs to follow it."""
+
+    schedule: Schedule
+    how: Any
+    run_id: str
+    proc: subprocess.Popen[bytes]
+    remaining: int
