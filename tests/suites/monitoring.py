@@ -266,6 +266,50 @@ class MonitoringSuite:
         with pytest.raises(cv.InvalidArgumentError, match="Cannot notify"):
             cv.monitoring.alert_rule("watch", "rows < 10", notify=["email:me"], workspace=ws)
 
+    def test_alert_deliveries_go_out_side_by_side(
+        self, ws: Workspace, served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import http.server
+        import threading
+
+        from conveyor.monitoring import alerting
+
+        monkeypatch.setattr(alerting, "RETRY_DELAY_S", 0.01)
+        # Each endpoint answers only while the other one is being called too: deliveries
+        # made one after the other would find the first endpoint waiting for the second,
+        # until every try of the first timed out.
+        called = {"/a": threading.Event(), "/b": threading.Event()}
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                called[self.path].set()
+                other = "/b" if self.path == "/a" else "/a"
+                self.send_response(200 if called[other].wait(timeout=30) else 500)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            cv.monitoring.create("watch", deployment="prod", reference="train@1", workspace=ws)
+            port = server.server_address[1]
+            hooks = [f"webhook:http://127.0.0.1:{port}{path}" for path in called]
+            cv.monitoring.alert_rule(
+                "watch", "drift.share_drifted >= 0.5", notify=hooks, workspace=ws
+            )
+            assert len(cv.monitoring.run("watch", workspace=ws).alerts) == 1
+            (alert,) = cv.monitoring.alerts(status="open", workspace=ws)
+            assert [d["status"] for d in alert["deliveries"]] == ["sent", "sent"]
+        finally:
+            for event in called.values():
+                event.set()  # no handler left waiting
+            server.shutdown()
+            thread.join(10)
+
     def test_a_scheduled_monitor_runs_once_per_due_time_in_the_scheduler(
         self, ws: Workspace, served: dict[str, Any]
     ) -> None:

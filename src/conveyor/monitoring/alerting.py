@@ -224,8 +224,11 @@ def evaluate_rules(
                 if any(d.get("status") == "sent" for d in open_alert.deliveries or []):
                     # whoever was told it opened is told it is over
                     to_notify.append((resolved, list(rule.notify)))
-    for alert, targets in to_notify:  # outside the transaction: the network may be slow
-        deliveries = [_deliver(target, alert, monitor) for target in targets]
+    # Outside the transaction, the network may be slow; all at once, so that one endpoint
+    # that times out delays the run by its own retries, not by everyone's in turn.
+    sent = _deliver_all([(t, alert) for alert, targets in to_notify for t in targets], monitor)
+    for alert, targets in to_notify:
+        deliveries = [sent.pop(0) for _ in targets]
         with ws.metadata.transaction(project_id=project_id) as uow:
             before = uow.conn.execute(
                 sa.select(alerts.c.deliveries).where(alerts.c.id == alert["id"])
@@ -247,6 +250,27 @@ def _window(result: dict[str, Any]) -> str:
         return f"{result.get('start')} .. {result.get('end')}"
     last = f"{end:%H:%M:%S}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M:%S}"
     return f"the window {start:%Y-%m-%d %H:%M:%S} to {last} UTC"
+
+
+#: Deliveries of one evaluation sent at once, at most.
+DELIVERY_THREADS = 8
+#: Tries per delivery, and the wait before the second (doubled before each next one).
+DELIVERY_TRIES = 3
+RETRY_DELAY_S = 0.5
+
+
+def _deliver_all(
+    pairs: list[tuple[str, dict[str, Any]]], monitor: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Deliver each ``(target, alert)`` of ``pairs`` side by side; return what each did, in
+    order."""
+    if len(pairs) <= 1:
+        return [_deliver(target, alert, monitor) for target, alert in pairs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = min(DELIVERY_THREADS, len(pairs))
+    with ThreadPoolExecutor(threads, thread_name_prefix="conveyor-alert") as pool:
+        return list(pool.map(lambda pair: _deliver(pair[0], pair[1], monitor), pairs))
 
 
 def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +300,9 @@ def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dic
     )
     data = json.dumps(body, default=str).encode()
     error = ""
-    for attempt in range(3):
+    for attempt in range(DELIVERY_TRIES):
+        if attempt:
+            time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
         request = urllib.request.Request(  # noqa: S310 - http(s) URLs only, checked at create
             url, data=data, headers={"Content-Type": "application/json"}, method="POST"
         )
@@ -291,7 +317,6 @@ def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dic
                 }
         except (urllib.error.URLError, TimeoutError, OSError) as e:
             error = str(e)
-            time.sleep(0.5 * 2**attempt)
     log.error("Could not deliver alert %s to %s: %s", alert["id"], kind, error)
     return {"target": kind, "event": event, "status": "failed", "error": error[:300], "at": at}
 
