@@ -199,4 +199,9 @@ def test_the_scheduler_daemon_does_not_wait_for_a_long_run(tmp_path: Path) -> No
             if proc.poll() is None:
                 proc.kill()
             reader.join(timeout=10)
-    assert (tmp_path / ".conveyor" / "launches").is_dir()  # each run's output, on its own
+    ended = [line.split("run ")[-1].strip() for line in said if "succeeded: run " in line]
+    listed = json.loads(conveyor(tmp_path, "pipeline", "list", "--json").stdout)
+    assert sorted((r["id"], r["status"]) for r in listed) == sorted(
+        (run_id, "SUCCEEDED") for run_id in ended
+    )
+    assert len(ended) == 2

@@ -875,6 +875,7 @@ def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_wri
         while scheduler.running and time.monotonic() < deadline:
             assert scheduler.dispatch(now=due) == []
             time.sleep(0.1)
+        assert scheduler.running == {}, "the runs did not end within 120 s"
         assert scheduler.errors == {}
         runs = {run.pipeline: run for run in ended}
         assert runs["remote-flow"].status == "SUCCEEDED"

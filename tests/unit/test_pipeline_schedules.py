@@ -199,31 +199,43 @@ def test_dispatch_lets_a_long_run_hold_up_no_other_schedule(ws: cv.Workspace, tm
     assert len(cv.pipelines.list_runs("gated")) == 1  # not started a second time meanwhile
 
 
-@pytest.mark.usefixtures("launchable")
-def test_run_forever_keeps_checking_while_a_run_goes_on(ws: cv.Workspace, tmp_path: Path):
+def _due_an_hour_ago(ws: cv.Workspace) -> None:
     from conveyor.store.metadata.schema import schedules
 
+    with ws.metadata.transaction(project_id=ws.project.id) as uow:
+        uow.conn.execute(schedules.update().values(next_run_at=utcnow() - timedelta(hours=1)))
+
+
+@pytest.mark.usefixtures("launchable")
+def test_run_forever_keeps_checking_while_a_run_goes_on(ws: cv.Workspace, tmp_path: Path):
     gate = tmp_path / "gate"
     cv.schedule(
         "tests.fixtures.flows:gated", cron="0 3 * * *", params={"path": str(gate)}, name="slow"
     )
     cv.schedule("tests.fixtures.flows:chain", cron="0 3 * * *", params={"length": 1}, name="quick")
-    with ws.metadata.transaction(project_id=ws.project.id) as uow:  # due an hour ago
-        uow.conn.execute(schedules.update().values(next_run_at=utcnow() - timedelta(hours=1)))
-    scheduler = Scheduler(ws)
+    _due_an_hour_ago(ws)
+    ended: list[str] = []
+    scheduler = Scheduler(ws, on_end=lambda found, run: ended.append(found.name))
+    deadline = time.monotonic() + 120
     try:
-        scheduler.run_forever(poll=0.05, stop=lambda: get_schedule("quick").last_run_id is not None)
+        scheduler.run_forever(
+            poll=0.05, stop=lambda: "quick" in ended or time.monotonic() > deadline
+        )
+        assert ended == ["quick"]
         assert "slow" in scheduler.running  # the loop went on while it waited at its gate
     finally:
         gate.touch()
         _until(lambda: not scheduler.dispatch() and not scheduler.running, "the slow run ends")
-    assert get_schedule("slow").last_run_id is not None
+    assert ended == ["quick", "slow"]
 
 
-def test_a_run_whose_process_cannot_start_is_reported(
-    ws: cv.Workspace, monkeypatch: pytest.MonkeyPatch
+def test_a_run_whose_process_cannot_start_gives_its_due_time_back(
+    ws: cv.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.delenv("PYTHONPATH", raising=False)  # the run's process cannot import tests
+    # The scheduler has the module (imported before); a run's process, in this folder
+    # without the repository on its path, has not.
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.chdir(tmp_path)
     made = cv.schedule(
         "tests.fixtures.flows:chain", cron="*/5 * * * *", executor="inline", name="lost"
     )
@@ -231,12 +243,108 @@ def test_a_run_whose_process_cannot_start_is_reported(
     ended: list[tuple[str, Any]] = []
     scheduler = Scheduler(ws, on_end=lambda found, run: ended.append((found.name, run)))
     assert len(scheduler.dispatch(now=due)) == 1
-    _until(lambda: not scheduler.dispatch(now=due) and not scheduler.running, "it ends")
+    before = made.next_run_at - timedelta(seconds=1)  # only records what ended
+    _until(lambda: not scheduler.dispatch(now=before) and not scheduler.running, "it ends")
     assert ended == [("lost", None)]
     assert scheduler.errors["lost"].startswith(
         "Schedule 'lost' did not start its run: There is no module 'tests.fixtures.flows'"
     )
-    assert get_schedule("lost").last_run_id is None
+    after = get_schedule("lost")
+    assert (after.next_run_at, after.last_run_id) == (made.next_run_at, None)  # due again
+
+
+def test_a_run_imports_its_pipeline_from_the_schedulers_folder(
+    ws: cv.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    src = tmp_path / "src"  # a src layout: the scheduler runs from src/, not the project root
+    src.mkdir()
+    (src / "srcflow.py").write_text(
+        "import conveyor as cv\n\n@cv.step\ndef one() -> int:\n    return 1\n\n"
+        "@cv.pipeline(name='srcflow')\ndef srcflow():\n    one()\n"
+    )
+    monkeypatch.chdir(src)
+    made = cv.schedule("srcflow:srcflow", cron="*/5 * * * *", executor="inline")
+    ended: list[Any] = []
+    scheduler = Scheduler(ws, on_end=lambda found, run: ended.append(run))
+    assert len(scheduler.dispatch(now=made.next_run_at + timedelta(seconds=1))) == 1
+    _until(lambda: not scheduler.dispatch(now=made.next_run_at) and bool(ended), "it ends")
+    assert scheduler.errors == {}
+    assert [str(run.status) for run in ended] == ["SUCCEEDED"]
+
+
+@pytest.mark.usefixtures("launchable")
+def test_a_catch_up_claimed_before_the_lease_was_lost_still_runs(ws: cv.Workspace):
+    made = cv.schedule(
+        "tests.fixtures.flows:chain", cron="* * * * *", params={"length": 1}, catch_up=1
+    )
+    later = made.next_run_at + timedelta(hours=2)
+    ended: list[Any] = []
+    first = Scheduler(ws, holder="first", on_end=lambda found, run: ended.append(run))
+    other = Scheduler(ws, holder="other", lease_ttl=timedelta(days=1))  # past ``later``
+    assert len(first.dispatch(now=later)) == 1  # the due run; its catch-up is claimed too
+    first.release_lease()
+    assert other.acquire_lease()  # the lease changes hands while the run goes on
+    _until(lambda: not first.dispatch(now=later) and bool(ended), "the due run ends")
+    assert len(cv.pipelines.list_runs("chain")) == 1
+    other.release_lease()
+    assert len(first.dispatch(now=later)) == 1  # the lease back: the catch-up starts
+    _until(lambda: not first.dispatch(now=later) and len(ended) == 2, "the catch-up ends")
+    assert len(cv.pipelines.list_runs("chain")) == 2
+
+
+@pytest.mark.usefixtures("launchable")
+def test_a_restarted_scheduler_waits_for_the_run_it_did_not_start(ws: cv.Workspace, tmp_path: Path):
+    gate = tmp_path / "gate"
+    made = cv.schedule("tests.fixtures.flows:gated", cron="*/5 * * * *", params={"path": str(gate)})
+    due = made.next_run_at + timedelta(seconds=1)
+    before = Scheduler(ws, holder="before")
+    (run_id,) = before.dispatch(now=due)
+    try:
+        _until(lambda: _recorded(ws, run_id), "the run is recorded")
+        before.release_lease()  # as if it stopped; its run goes on
+        after = Scheduler(ws, holder="after")
+        assert after.dispatch(now=due + timedelta(minutes=5)) == []  # due, but its run goes on
+        assert get_schedule("gated").next_run_at == made.next_run_at + timedelta(minutes=5)
+    finally:
+        gate.touch()
+        _until(lambda: not before.dispatch(now=due) and not before.running, "the run ends")
+    assert len(after.dispatch(now=due + timedelta(minutes=5))) == 1  # ended: now it starts
+    _until(lambda: not after.dispatch(now=due) and not after.running, "that run ends")
+
+
+def _recorded(ws: cv.Workspace, run_id: str) -> bool:
+    try:
+        cv.pipelines.get_run(run_id, workspace=ws)
+    except cv.NotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.usefixtures("launchable")
+def test_at_most_max_runs_go_at_once_and_the_others_stay_due(ws: cv.Workspace, tmp_path: Path):
+    gate = tmp_path / "gate"
+    for name in ("one", "two"):
+        cv.schedule(
+            "tests.fixtures.flows:gated",
+            cron="0 3 * * *",
+            params={"path": str(gate)},
+            name=name,
+        )
+    _due_an_hour_ago(ws)
+    waiting = {s.name: s.next_run_at for s in cv.pipelines.list_schedules()}
+    ended: list[str] = []
+    scheduler = Scheduler(ws, max_runs=1, on_end=lambda found, run: ended.append(found.name))
+    try:
+        assert len(scheduler.dispatch()) == 1
+        (going,) = scheduler.running
+        (other,) = set(waiting) - {going}
+        assert get_schedule(other).next_run_at == waiting[other]  # not claimed: still due
+    finally:
+        gate.touch()
+    _until(lambda: (scheduler.dispatch() or True) and len(ended) == 2, "both end, in turn")
+    assert ended == [going, other]
+    with pytest.raises(InvalidArgumentError, match="max_runs must be at least 1"):
+        Scheduler(ws, max_runs=0)
 
 
 @pytest.mark.usefixtures("launchable")

@@ -439,14 +439,19 @@ def scheduler_run(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Start what is due now, then exit.")] = False,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between checks.")] = 10.0,
+    max_runs: Annotated[
+        int,
+        typer.Option("--max-runs", min=1, help="Runs going at once, at most; others wait."),
+    ] = 4,
 ) -> None:
     """Start due pipeline runs and scheduled monitors until stopped (Ctrl-C).
 
     Each run goes in a process of its own (its output in .conveyor/launches/RUN_ID.log), so
-    a long run holds up no other schedule; a schedule's own runs go one at a time. Stopping
-    the scheduler leaves the runs it started going. Run two for availability: only the one
-    holding the project's lease starts runs, and a due run is never started twice. --once
-    runs what is due here, one after the other, and prints each run's summary.
+    a long run holds up no other schedule; a schedule's own runs go one at a time, and at
+    most --max-runs at once. Stopping the scheduler leaves the runs it started going. Run
+    two for availability: only the one holding the project's lease starts runs, and a due
+    run is never started twice. --once runs what is due here, one after the other, and
+    prints each run's summary.
     """
     from conveyor.pipelines.schedules import Scheduler
     from conveyor.store.workspace import use_workspace
@@ -465,7 +470,7 @@ def scheduler_run(
                 f"{_when(time_now())} {escape(found.name)} {str(run.status).lower()}: run {run.id}"
             )
 
-    scheduler = Scheduler(ws, on_start=started, on_end=ended)
+    scheduler = Scheduler(ws, on_start=started, on_end=ended, max_runs=max_runs)
     if once:
         runs = scheduler.tick()
         scheduler.release_lease()

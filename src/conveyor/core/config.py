@@ -255,22 +255,6 @@ def _normalize_online_uri(uri: str, state: Path) -> str:
     return uri
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Return the ``CONVEYOR_*`` variables under which a process started in another folder,
-    or with other variables, opens the project with exactly ``settings``.
-
-    >>> env = settings_env(load_settings("/tmp/demo-project", project="churn"))
-    >>> env["CONVEYOR_ROOT"], env["CONVEYOR_PROJECT"]
-    ('/tmp/demo-project', 'churn')
-    """
-    env = {ENV_PREFIX + "ROOT": str(settings.root)}
-    for key in Settings.settable_keys():
-        value = getattr(settings, key)
-        if value not in (None, ""):
-            env[ENV_PREFIX + key.upper()] = str(value)
-    return env
-
-
 def render_config_template(project: str) -> str:
     """Return a commented conveyor.toml for a new project."""
     lines = [

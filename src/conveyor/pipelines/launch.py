@@ -20,12 +20,9 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
-
-if TYPE_CHECKING:
-    from conveyor.core.config import Settings
 
 __all__ = [
     "check_executor",
@@ -95,23 +92,23 @@ def start(
     acting_as: str | None,
     job: dict[str, Any],
     on_exit: Callable[[int], None] | None = None,
-    settings: Settings | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``job`` in a process of its own under ``root`` (the server's project folder),
     as ``actor`` (``acting_as``: their principal, see ``ACTING_ENV``): ``run_id``,
     ``reference``, ``executor`` and either ``params`` and ``cache`` (a new run) or
-    ``resume`` (the id of the run to resume). Its output goes to
-    ``.conveyor/launches/RUN_ID.log`` there; ``on_exit(status)`` is called, in a thread,
-    once the process ends. ``settings``, when given, reach the process as ``CONVEYOR_*``
-    variables (the stores of a workspace opened with settings of its own)."""
-    from conveyor.core.config import STATE_DIR, settings_env
+    ``resume`` (the id of the run to resume); with ``root`` and ``settings`` (a project's
+    settings by key), it opens that workspace rather than the one its folder and
+    environment give. It runs in ``cwd`` (default: ``root``), where a module reference is
+    imported from. Its output goes to ``.conveyor/launches/RUN_ID.log`` under ``root``;
+    ``on_exit(status)`` is called, in a thread, once the process ends."""
+    from conveyor.core.config import STATE_DIR
     from conveyor.store.principal import ACTING_ENV
 
     logs = root / STATE_DIR / "launches"
     logs.mkdir(parents=True, exist_ok=True)
     _prune(logs)
-    env = {**os.environ, **(settings_env(settings) if settings is not None else {})}
-    env.update(CONVEYOR_PROJECT=project, CONVEYOR_ACTOR=actor)
+    env = {**os.environ, "CONVEYOR_PROJECT": project, "CONVEYOR_ACTOR": actor}
     env.pop("CONVEYOR_TOKEN", None)
     env.pop(ACTING_ENV, None)
     if acting_as is not None:
@@ -122,7 +119,7 @@ def start(
     with open(logs / f"{run_id}.log", "wb") as log:
         proc = subprocess.Popen(  # our own module; the reference was checked
             [sys.executable, "-m", "conveyor.pipelines.launch"],
-            cwd=root,
+            cwd=cwd or root,
             env=env,
             stdin=subprocess.PIPE,
             stdout=log,
@@ -271,6 +268,10 @@ def main() -> int:
 
     stop = threading.Event()
     try:
+        if job.get("settings") is not None:  # the stores of the scheduler that started it
+            from conveyor.store.workspace import Workspace, use_workspace
+
+            use_workspace(Workspace.from_settings(job["root"], **job["settings"]), default=True)
         if "describe" in job:
             described = load_pipeline(job["describe"])
             bound = described.bind(job["params"])

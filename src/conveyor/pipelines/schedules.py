@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 #: How long a scheduler's lease lasts without renewal.
 LEASE_TTL = timedelta(seconds=60)
+#: A run whose coordinator has not beaten for this long is no longer going (it beats every
+#: second; see conveyor.pipelines.engine).
+STALE_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +319,7 @@ class Scheduler:
         lease_ttl: timedelta = LEASE_TTL,
         on_start: Any = None,
         on_end: Any = None,
+        max_runs: int = 4,
     ) -> None:
         self.ws = workspace or current_workspace()
         self.holder = holder or new_holder()
@@ -326,7 +330,12 @@ class Scheduler:
         self.lease_name = f"scheduler:{self.ws.project.id}"
         #: Why due runs could not start in the last tick (schedule name -> error).
         self.errors: dict[str, str] = {}
+        if max_runs < 1:
+            raise InvalidArgumentError(f"max_runs must be at least 1; got {max_runs}.")
+        #: How many runs :meth:`dispatch` lets go at once.
+        self.max_runs = max_runs
         self._running: dict[str, _Launched] = {}  # schedule id -> its run going now
+        self._backlog: list[tuple[Schedule, Any, int]] = []  # catch-ups claimed, not started
 
     def acquire_lease(self, now: datetime | None = None) -> bool:
         """Take or renew the lease; True while this scheduler holds it."""
@@ -389,7 +398,7 @@ class Scheduler:
         if not self.acquire_lease(now):
             return []
         started = []
-        for found, how in self._due(now):
+        for found, how in self._due(now, skip=self._going()):  # one run at a time, here too
             if not self.acquire_lease(utcnow()):  # renewed before each start; lost: stop
                 break
             for _ in range(self._claim(found, now)):
@@ -417,26 +426,35 @@ class Scheduler:
         runs started (the scheduled monitors that are due run here, before it returns).
 
         What :meth:`run_forever` calls: a long run no longer holds up the others, nor the
-        monitors, nor the lease's renewal. A schedule's runs still go one at a time: while
-        one is going, its next due time waits (and counts as missed when it ends, so
-        ``catch_up`` applies). Each call first records the runs that ended as their
-        schedules' last runs. Their output goes to ``.conveyor/launches/RUN_ID.log``;
-        stopping the scheduler does not stop them.
+        monitors, nor the lease's renewal. A schedule's runs go one at a time, whichever
+        scheduler started the one going (its last run, while that run's coordinator still
+        beats): a due time that comes meanwhile waits, and counts as missed once the run
+        ends, so ``catch_up`` applies. At most :attr:`max_runs` go at once; the schedules
+        due beyond that wait for a free slot. Each call first records the runs that ended;
+        one whose process ended before recording its run gives its due time back (it stays
+        due, and its error is in :attr:`errors`). Output goes to
+        ``.conveyor/launches/RUN_ID.log``; stopping the scheduler does not stop the runs.
         """
         now = now or utcnow()
         self.errors = {}
-        backlog = self._reap()
+        self._reap()
         if not self.acquire_lease(now):
-            return []
+            return []  # the catch-ups claimed wait in the backlog for the lease
         started = []
-        for found, how, count in backlog:  # catch-up runs, once the one before has ended
-            started.append(self._launch(found, how, count))
-        for found, how in self._due(now, skip=set(self._running)):
-            if not self.acquire_lease(utcnow()):
-                break
+        while self._backlog and len(self._running) < self.max_runs:
+            found, how, count = self._backlog.pop(0)
+            run_id = self._launch(found, how, count, claimed_at=None)
+            if run_id is not None:
+                started.append(run_id)
+        busy = {*self._running, *(item[0].id for item in self._backlog), *self._going()}
+        for found, how in self._due(now, skip=busy):
+            if len(self._running) >= self.max_runs or not self.acquire_lease(utcnow()):
+                break  # the others stay due
             count = self._claim(found, now)
             if count:
-                started.append(self._launch(found, how, count))
+                run_id = self._launch(found, how, count, claimed_at=now)
+                if run_id is not None:
+                    started.append(run_id)
         self._monitors(now)
         return started
 
@@ -445,40 +463,83 @@ class Scheduler:
         """The runs :meth:`dispatch` started that have not ended: schedule name -> run id."""
         return {item.schedule.name: item.run_id for item in self._running.values()}
 
-    def _launch(self, found: Schedule, how: Any, count: int) -> str:
-        """Start one run of ``found`` in a process of its own; ``count - 1`` more follow it,
-        one after the other. Return its id."""
-        if self.on_start is not None:
-            self.on_start(found)
-        run_id, proc = self._start(found, how)
-        self._running[found.id] = _Launched(found, how, run_id, proc, count - 1)
+    def _going(self) -> set[str]:
+        """The schedules whose last run is still going (its coordinator beat lately), which
+        another scheduler, or this one before a restart, may have started."""
+        from conveyor.store.metadata.schema import pipeline_runs
+
+        fresh = utcnow() - STALE_AFTER
+        with self.ws.metadata.read() as conn:
+            rows = conn.execute(
+                sa.select(schedules.c.id)
+                .join(pipeline_runs, pipeline_runs.c.id == schedules.c.last_run_id)
+                .where(
+                    schedules.c.project_id == self.ws.project.id,
+                    pipeline_runs.c.ended_at.is_(None),
+                    pipeline_runs.c.heartbeat_at >= fresh,
+                )
+            ).all()
+        return {row.id for row in rows}
+
+    def _launch(
+        self, found: Schedule, how: Any, count: int, *, claimed_at: datetime | None
+    ) -> str | None:
+        """Start one run of ``found`` in a process of its own, ``count - 1`` more to follow
+        it one after the other; return its id. ``claimed_at``: when its due time was
+        claimed (None for a catch-up), so that a run that cannot start gives it back. On
+        failure, None (the error in :attr:`errors` and the log)."""
+        try:
+            if self.on_start is not None:
+                self.on_start(found)
+            run_id, proc = self._start(found, how)
+        except Exception as e:  # noqa: BLE001 - one schedule must not stop the others
+            self.errors[found.name] = f"Schedule {found.name!r} could not start a run: {e}"
+            log.error("conveyor: %s", self.errors[found.name])
+            if claimed_at is not None:
+                self._unclaim(found, claimed_at)
+            return None
+        self._running[found.id] = _Launched(found, how, run_id, proc, count - 1, claimed_at)
+        self._record_last_run(found, run_id)  # the schedule names its run while it goes
         return run_id
 
     def _start(self, found: Schedule, how: Any) -> tuple[str, subprocess.Popen[bytes]]:
         """Start a run of ``found`` in a process of its own (acting as its owner, if it has
-        one: ``how`` is then ``(owner, acting_as)``); return the run's id and the process."""
+        one: ``how`` is then ``(owner, acting_as)``); return the run's id and the process.
+
+        A run of a schedule without an owner imports its pipeline from this process's
+        working folder, as the scheduler did; an owner's, from the project's root (the
+        server's host). Either way it opens this workspace's stores (the settings travel
+        with the job, not in the environment its steps inherit).
+        """
+        from pathlib import Path
+
+        from conveyor.core.config import Settings
         from conveyor.pipelines import launch
 
+        settings = self.ws.settings
         run_id = ids.new_id()
-        job = {
+        job: dict[str, Any] = {
             "run_id": run_id,
             "reference": found.entrypoint,
             "executor": found.executor,
             "params": found.params,
             "cache": True,
+            "root": str(settings.root),
+            "settings": {k: getattr(settings, k) for k in Settings.settable_keys()},
         }
         if found.owner_id is None:
-            actor, acting_as = self.ws.settings.actor, None
+            actor, acting_as, cwd = settings.actor, None, Path.cwd()
         else:
             owner, acting_as = how
-            actor = owner.name
+            actor, cwd = owner.name, settings.root
+        job["settings"]["actor"] = actor  # whom the run's audit events name
         proc = launch.start(
-            self.ws.settings.root,
+            settings.root,
             project=self.ws.project.name,
             actor=actor,
             acting_as=acting_as,
             job=job,
-            settings=self.ws.settings,
+            cwd=cwd,
         )
         return run_id, proc
 
@@ -500,30 +561,53 @@ class Scheduler:
                 f"{reason or f'exit status {status}'}"
             ) from None
 
-    def _reap(self) -> list[tuple[Schedule, Any, int]]:
-        """Record the runs started by :meth:`dispatch` that have ended; return the catch-up
-        runs now due to start (schedule, how, count)."""
-        backlog = []
+    def _reap(self) -> None:
+        """Record the runs started by :meth:`dispatch` that have ended, and queue the
+        catch-up runs claimed with them. A run that could not be recorded (the store away)
+        is tried again on the next call."""
         for key, item in list(self._running.items()):
             status = item.proc.poll()
             if status is None:
                 continue
-            del self._running[key]
+            found = item.schedule
             run: Any = None
             try:
-                run = self._ended(item.schedule, item.run_id, item.proc.pid, status)
-            except InvalidArgumentError as e:
-                self.errors[item.schedule.name] = str(e)
-                log.error("conveyor: %s", e)
-            else:
-                self._record_last_run(item.schedule, run.id)
+                try:
+                    run = self._ended(found, item.run_id, item.proc.pid, status)
+                except InvalidArgumentError as e:  # no run: its due time is due again
+                    self.errors[found.name] = str(e)
+                    log.error("conveyor: %s", e)
+                    self._record_last_run(found, found.last_run_id)
+                    if item.claimed_at is not None:
+                        self._unclaim(found, item.claimed_at)
+                else:
+                    self._record_last_run(found, run.id)
+                    if item.remaining:
+                        self._backlog.append((found, item.how, item.remaining))
+            except Exception as e:  # noqa: BLE001 - the store away: the next call tries again
+                log.error("conveyor: recording the run of schedule %s: %s", found.name, e)
+                continue
+            del self._running[key]
             if self.on_end is not None:
-                self.on_end(item.schedule, run)
-            if item.remaining:
-                backlog.append((item.schedule, item.how, item.remaining))
-        return backlog
+                try:
+                    self.on_end(found, run)
+                except Exception as e:  # noqa: BLE001 - a callback must not stop the scheduler
+                    log.error("conveyor: on_end for schedule %s failed: %s", found.name, e)
 
-    def _record_last_run(self, found: Schedule, run_id: str) -> None:
+    def _unclaim(self, found: Schedule, claimed_at: datetime) -> None:
+        """Give back the due time :meth:`_claim` took at ``claimed_at`` (if no one moved it
+        since): the schedule is due again."""
+        with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
+            uow.conn.execute(
+                schedules.update()
+                .where(
+                    schedules.c.id == found.id,
+                    schedules.c.next_run_at == next_fire(found.cron, claimed_at),
+                )
+                .values(next_run_at=found.next_run_at, last_run_at=found.last_run_at)
+            )
+
+    def _record_last_run(self, found: Schedule, run_id: str | None) -> None:
         with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
             uow.conn.execute(
                 schedules.update().where(schedules.c.id == found.id).values(last_run_id=run_id)
@@ -586,10 +670,14 @@ class Scheduler:
 
     def run_forever(self, *, poll: float = 10.0, stop: Any = None) -> None:
         """Start due runs (:meth:`dispatch`) every ``poll`` seconds until ``stop()`` is true
-        (or Ctrl-C). The runs it started keep going after it stops."""
+        (or Ctrl-C). An error (the store away) is logged and the next check goes on. The
+        runs it started keep going after it stops."""
         try:
             while stop is None or not stop():
-                self.dispatch()
+                try:
+                    self.dispatch()
+                except Exception as e:  # noqa: BLE001 - the next check tries again
+                    log.error("conveyor: scheduler check failed: %s", e)
                 time.sleep(poll)
         finally:
             self.release_lease()
@@ -599,8 +687,9 @@ class Scheduler:
 class _Launched:
     """A run :meth:`Scheduler.dispatch` started, and the catch-up runs to follow it."""
 
-    schedule: Schedule
+    schedule: Schedule  # as it was before the claim
     how: Any
     run_id: str
     proc: subprocess.Popen[bytes]
     remaining: int
+    claimed_at: datetime | None  # when its due time was claimed (None: a catch-up)
