@@ -251,6 +251,7 @@ def test_a_run_whose_process_cannot_start_gives_its_due_time_back(
     )
     after = get_schedule("lost")
     assert (after.next_run_at, after.last_run_id) == (made.next_run_at, None)  # due again
+    assert scheduler.dispatch(now=due) == []  # but left alone for a while (10 s, doubling)
 
 
 def test_a_run_imports_its_pipeline_from_the_schedulers_folder(
@@ -370,3 +371,56 @@ def test_dispatch_starts_catch_up_runs_one_after_the_other(ws: cv.Workspace):
     assert [run.id for run in ended] == started
     assert [str(run.status) for run in ended] == ["SUCCEEDED", "SUCCEEDED"]
     assert scheduler.dispatch(now=hours_later) == []  # nothing due until the next minute
+
+
+@pytest.mark.usefixtures("launchable")
+def test_the_longest_due_schedule_takes_a_free_slot_first(ws: cv.Workspace):
+    for name in ("a", "b"):  # no catch-up: one run per claim
+        cv.schedule(
+            "tests.fixtures.flows:chain",
+            cron="* * * * *",
+            params={"length": 1},
+            name=name,
+            catch_up=0,
+        )
+    _due_an_hour_ago(ws)
+    now = utcnow()
+    ended: list[str] = []
+    scheduler = Scheduler(ws, max_runs=1, on_end=lambda found, run: ended.append(found.name))
+    assert len(scheduler.dispatch(now=now)) == 1
+    assert set(scheduler.running) == {"a"}  # equally due: by name
+    long_ago = now - timedelta(days=1)  # nothing is due then: only records what ended
+    _until(lambda: not scheduler.dispatch(now=long_ago) and bool(ended), "a's run ends")
+    # A minute on, a is due again, but b has waited an hour: b goes first.
+    assert len(scheduler.dispatch(now=now + timedelta(minutes=1))) == 1
+    assert set(scheduler.running) == {"b"}
+    _until(lambda: not scheduler.dispatch(now=long_ago) and len(ended) == 2, "b's run ends")
+
+
+@pytest.mark.usefixtures("launchable")
+def test_a_catch_up_that_cannot_start_waits_and_is_tried_again(
+    ws: cv.Workspace, caplog: pytest.LogCaptureFixture
+):
+    made = cv.schedule(
+        "tests.fixtures.flows:chain", cron="* * * * *", params={"length": 1}, catch_up=1
+    )
+    later = made.next_run_at + timedelta(hours=2)
+    starts: list[str] = []
+
+    def on_start(found: Any) -> None:
+        starts.append(found.name)
+        if len(starts) == 2:  # the catch-up's first start fails
+            raise OSError("no more processes")
+
+    ended: list[Any] = []
+    scheduler = Scheduler(ws, on_start=on_start, on_end=lambda found, run: ended.append(run))
+    scheduler.poll = 0.05  # the wait after a failure starts at one poll
+    assert len(scheduler.dispatch(now=later)) == 1
+    _until(
+        lambda: (scheduler.dispatch(now=later) or True) and len(ended) == 2,
+        "the due run ends, then the catch-up, tried again",
+    )
+    assert starts == ["chain"] * 3  # the due run, the failed start, the catch-up
+    assert "Schedule 'chain' could not start a run: no more processes" in caplog.text
+    assert [str(run.status) for run in ended] == ["SUCCEEDED", "SUCCEEDED"]
+    assert len(cv.pipelines.list_runs("chain")) == 2

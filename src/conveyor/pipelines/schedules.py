@@ -16,9 +16,11 @@ a run the server starts for a caller does (:mod:`conveyor.pipelines.launch`).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import subprocess
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,9 +52,6 @@ log = logging.getLogger(__name__)
 
 #: How long a scheduler's lease lasts without renewal.
 LEASE_TTL = timedelta(seconds=60)
-#: A run whose coordinator has not beaten for this long is no longer going (it beats every
-#: second; see conveyor.pipelines.engine).
-STALE_AFTER = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +334,11 @@ class Scheduler:
         #: How many runs :meth:`dispatch` lets go at once.
         self.max_runs = max_runs
         self._running: dict[str, _Launched] = {}  # schedule id -> its run going now
-        self._backlog: list[tuple[Schedule, Any, int]] = []  # catch-ups claimed, not started
+        self._backlog: list[_Waiting] = []  # catch-ups claimed, not started yet
+        self._failures: dict[str, int] = {}  # schedule id -> runs in a row that did not start
+        self._held: dict[str, float] = {}  # schedule id -> left alone until (monotonic)
+        #: Seconds between checks (run_forever's ``poll``): the first wait after a failure.
+        self.poll = 10.0
 
     def acquire_lease(self, now: datetime | None = None) -> bool:
         """Take or renew the lease; True while this scheduler holds it."""
@@ -362,15 +365,23 @@ class Scheduler:
         # The due time itself is one run; each fire missed beyond it is a catch-up.
         return 1 + min(max(missed - 1, 0), found.catch_up) if found.catch_up else 1
 
-    def _due(self, now: datetime, skip: Collection[str] = ()) -> Iterator[tuple[Schedule, Any]]:
-        """The enabled schedules due at ``now`` (but those in ``skip``), each with what starts
-        its runs: the pipeline (no owner) or ``(owner, acting_as)``. One that cannot start is
-        left due, its error in :attr:`errors` and the log."""
+    def _due(
+        self, now: datetime, skip: Collection[str] = (), room: Callable[[], bool] | None = None
+    ) -> Iterator[tuple[Schedule, Any]]:
+        """The enabled schedules due at ``now`` (but those in ``skip``), the longest due
+        first, each with what starts its runs: the pipeline (no owner) or ``(owner,
+        acting_as)``. One that cannot start is left due, its error in :attr:`errors` and
+        the log. Stops once ``room()`` is false (checked before each is prepared)."""
         from conveyor.pipelines.loader import load_pipeline
 
-        for found in list_schedules(workspace=self.ws):
-            if not found.enabled or found.next_run_at > now or found.id in skip:
-                continue
+        due = [
+            s
+            for s in list_schedules(workspace=self.ws)
+            if s.enabled and s.next_run_at <= now and s.id not in skip
+        ]
+        for found in sorted(due, key=lambda s: (s.next_run_at, s.name)):
+            if room is not None and not room():
+                return
             try:
                 if found.owner_id is None:
                     how: Any = load_pipeline(found.entrypoint)
@@ -427,28 +438,46 @@ class Scheduler:
 
         What :meth:`run_forever` calls: a long run no longer holds up the others, nor the
         monitors, nor the lease's renewal. A schedule's runs go one at a time, whichever
-        scheduler started the one going (its last run, while that run's coordinator still
-        beats): a due time that comes meanwhile waits, and counts as missed once the run
-        ends, so ``catch_up`` applies. At most :attr:`max_runs` go at once; the schedules
-        due beyond that wait for a free slot. Each call first records the runs that ended;
-        one whose process ended before recording its run gives its due time back (it stays
-        due, and its error is in :attr:`errors`). Output goes to
-        ``.conveyor/launches/RUN_ID.log``; stopping the scheduler does not stop the runs.
+        scheduler started the one going (see :meth:`_going`): a due time that comes
+        meanwhile waits, and counts as missed once the run ends, so ``catch_up`` applies.
+        At most :attr:`max_runs` go at once; the schedules due beyond that wait for a free
+        slot, the longest due first. Each call first records the runs that ended. A run
+        that could not start (or whose process ended before recording it) gives its due
+        time back, or its catch-up waits again, and the schedule is left alone for a while
+        that doubles with each failure in a row (from ``poll`` seconds to 10 minutes); its
+        error is in :attr:`errors`. Output goes to ``.conveyor/launches/RUN_ID.log``;
+        stopping the scheduler does not stop the runs.
         """
         now = now or utcnow()
         self.errors = {}
         self._reap()
         if not self.acquire_lease(now):
             return []  # the catch-ups claimed wait in the backlog for the lease
-        started = []
-        while self._backlog and len(self._running) < self.max_runs:
-            found, how, count = self._backlog.pop(0)
-            run_id = self._launch(found, how, count, claimed_at=None)
+        started: list[str] = []
+        going = self._going()
+        held = {sid for sid, until in self._held.items() if until > time.monotonic()}
+        waiting, self._backlog = self._backlog, []
+        for item in waiting:  # catch-ups claimed earlier, once their schedule is free
+            current = self._current(item.schedule.id)
+            if current is None or not current.enabled:
+                log.warning(
+                    "conveyor: dropping %d catch-up run(s) of a schedule deleted or "
+                    "disabled meanwhile (%s)",
+                    item.count,
+                    item.schedule.name,
+                )
+                continue
+            busy = current.id in going or current.id in self._running or current.id in held
+            if busy or len(self._running) >= self.max_runs:
+                self._backlog.append(item)
+                continue
+            run_id = self._launch(current, item.how, item.count, claimed_at=None)
             if run_id is not None:
                 started.append(run_id)
-        busy = {*self._running, *(item[0].id for item in self._backlog), *self._going()}
-        for found, how in self._due(now, skip=busy):
-            if len(self._running) >= self.max_runs or not self.acquire_lease(utcnow()):
+        skip = {*self._running, *(item.schedule.id for item in self._backlog), *going, *held}
+        room = lambda: len(self._running) < self.max_runs  # noqa: E731
+        for found, how in self._due(now, skip=skip, room=room):
+            if not self.acquire_lease(utcnow()):
                 break  # the others stay due
             count = self._claim(found, now)
             if count:
@@ -463,44 +492,75 @@ class Scheduler:
         """The runs :meth:`dispatch` started that have not ended: schedule name -> run id."""
         return {item.schedule.name: item.run_id for item in self._running.values()}
 
+    def _current(self, schedule_id: str) -> Schedule | None:
+        with self.ws.metadata.read() as conn:
+            row = conn.execute(sa.select(schedules).where(schedules.c.id == schedule_id)).first()
+        return _row(row) if row is not None else None
+
     def _going(self) -> set[str]:
-        """The schedules whose last run is still going (its coordinator beat lately), which
-        another scheduler, or this one before a restart, may have started."""
+        """The schedules whose last run has not ended and is still going, which another
+        scheduler, or this one before a restart, may have started: its coordinator's
+        process is alive (on this host), or it beat lately (on another host)."""
+        from conveyor.pipelines.service import STALE_AFTER
         from conveyor.store.metadata.schema import pipeline_runs
 
-        fresh = utcnow() - STALE_AFTER
         with self.ws.metadata.read() as conn:
             rows = conn.execute(
-                sa.select(schedules.c.id)
+                sa.select(schedules.c.id, pipeline_runs.c.coordinator, pipeline_runs.c.heartbeat_at)
                 .join(pipeline_runs, pipeline_runs.c.id == schedules.c.last_run_id)
                 .where(
                     schedules.c.project_id == self.ws.project.id,
                     pipeline_runs.c.ended_at.is_(None),
-                    pipeline_runs.c.heartbeat_at >= fresh,
                 )
             ).all()
-        return {row.id for row in rows}
+        fresh = utcnow() - STALE_AFTER
+        here = socket.gethostname()
+        going = set()
+        for row in rows:
+            host, _, pid = row.coordinator.rpartition(":")
+            if host == here and pid.isdigit():
+                alive = _alive(int(pid))
+            else:
+                alive = row.heartbeat_at is not None and row.heartbeat_at >= fresh
+            if alive:
+                going.add(row.id)
+        return going
 
     def _launch(
         self, found: Schedule, how: Any, count: int, *, claimed_at: datetime | None
     ) -> str | None:
         """Start one run of ``found`` in a process of its own, ``count - 1`` more to follow
         it one after the other; return its id. ``claimed_at``: when its due time was
-        claimed (None for a catch-up), so that a run that cannot start gives it back. On
-        failure, None (the error in :attr:`errors` and the log)."""
+        claimed (None for a catch-up). On failure, None (see :meth:`_failed`)."""
         try:
             if self.on_start is not None:
                 self.on_start(found)
             run_id, proc = self._start(found, how)
         except Exception as e:  # noqa: BLE001 - one schedule must not stop the others
-            self.errors[found.name] = f"Schedule {found.name!r} could not start a run: {e}"
-            log.error("conveyor: %s", self.errors[found.name])
-            if claimed_at is not None:
-                self._unclaim(found, claimed_at)
+            error = f"Schedule {found.name!r} could not start a run: {e}"
+            self._failed(found, how, count, claimed_at, error)
             return None
-        self._running[found.id] = _Launched(found, how, run_id, proc, count - 1, claimed_at)
-        self._record_last_run(found, run_id)  # the schedule names its run while it goes
+        self._running[found.id] = _Launched(found, how, run_id, proc, count, claimed_at)
+        try:
+            self._record_last_run(found, run_id)  # the schedule names its run while it goes
+        except Exception as e:  # noqa: BLE001 - the run goes on; recorded when it ends
+            log.error("conveyor: naming the run of schedule %s: %s", found.name, e)
         return run_id
+
+    def _failed(
+        self, found: Schedule, how: Any, count: int, claimed_at: datetime | None, error: str
+    ) -> None:
+        """A run of ``found`` could not start: give its due time back (or queue its
+        catch-up again), and leave the schedule alone for a while, longer each time."""
+        self.errors[found.name] = error
+        log.error("conveyor: %s", error)
+        failures = self._failures.get(found.id, 0) + 1
+        self._failures[found.id] = failures
+        self._held[found.id] = time.monotonic() + min(self.poll * 2 ** (failures - 1), 600.0)
+        if claimed_at is not None:
+            self._unclaim(found, claimed_at)  # due again; its catch-ups are counted anew
+        else:
+            self._backlog.insert(0, _Waiting(found, how, count))
 
     def _start(self, found: Schedule, how: Any) -> tuple[str, subprocess.Popen[bytes]]:
         """Start a run of ``found`` in a process of its own (acting as its owner, if it has
@@ -574,16 +634,14 @@ class Scheduler:
             try:
                 try:
                     run = self._ended(found, item.run_id, item.proc.pid, status)
-                except InvalidArgumentError as e:  # no run: its due time is due again
-                    self.errors[found.name] = str(e)
-                    log.error("conveyor: %s", e)
+                except InvalidArgumentError as e:  # no run recorded: as if it never started
                     self._record_last_run(found, found.last_run_id)
-                    if item.claimed_at is not None:
-                        self._unclaim(found, item.claimed_at)
+                    self._failed(found, item.how, item.count, item.claimed_at, str(e))
                 else:
                     self._record_last_run(found, run.id)
-                    if item.remaining:
-                        self._backlog.append((found, item.how, item.remaining))
+                    self._failures.pop(found.id, None)
+                    if item.count > 1:
+                        self._backlog.append(_Waiting(found, item.how, item.count - 1))
             except Exception as e:  # noqa: BLE001 - the store away: the next call tries again
                 log.error("conveyor: recording the run of schedule %s: %s", found.name, e)
                 continue
@@ -672,6 +730,7 @@ class Scheduler:
         """Start due runs (:meth:`dispatch`) every ``poll`` seconds until ``stop()`` is true
         (or Ctrl-C). An error (the store away) is logged and the next check goes on. The
         runs it started keep going after it stops."""
+        self.poll = poll
         try:
             while stop is None or not stop():
                 try:
@@ -685,11 +744,31 @@ class Scheduler:
 
 @dataclass(slots=True)
 class _Launched:
-    """A run :meth:`Scheduler.dispatch` started, and the catch-up runs to follow it."""
+    """A run :meth:`Scheduler.dispatch` started, and how many it stands for."""
 
-    schedule: Schedule  # as it was before the claim
+    schedule: Schedule  # as it was when started (before the claim, for a due run)
     how: Any
     run_id: str
     proc: subprocess.Popen[bytes]
-    remaining: int
+    count: int  # this run and the catch-ups to follow it
     claimed_at: datetime | None  # when its due time was claimed (None: a catch-up)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """Catch-up runs claimed and not started yet (their schedule's run goes on)."""
+
+    schedule: Schedule
+    how: Any
+    count: int
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
