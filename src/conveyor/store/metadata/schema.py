@@ -165,6 +165,7 @@ runs = sa.Table(
     sa.Column("environment_digest", sa.String(64), nullable=True),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
     sa.Index(None, "experiment_id", "start_time"),
+    sa.Index(None, "project_id", "start_time", "id"),  # a project's runs, newest first
     sa.Index(None, "parent_id"),
 )
 
