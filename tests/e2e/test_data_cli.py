@@ -136,3 +136,22 @@ def test_push_and_pull_through_a_folder_remote(local_project: Path) -> None:
     assert "Pushed 3 objects" in out
     assert "Pushed 0 objects" in cli(project, "data", "push", "--remote", "remote").stdout
     assert "Pulled 0 objects" in cli(project, "data", "pull", "raw", "--remote", "remote").stdout
+
+
+def test_a_remote_listing_follows_the_servers_pages(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor as cv
+    from conveyor.store import workspace as workspace_module
+    from conveyor.store.records import ObjectRef
+
+    act_remotely(request, monkeypatch, "pages", {"dana": "editor"})
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"f{i}.txt").write_text(str(i))
+    with cv.Workspace.from_settings(tmp_path) as ws:
+        version = cv.data.add("many", folder, workspace=ws)
+        monkeypatch.setattr(workspace_module, "_LIST_PAGE", 2)  # three pages of two
+        listed = ws.list_artifacts(ObjectRef("dataset_version", version.id))
+    assert [a.name for a in listed] == [f"files/f{i}.txt" for i in range(5)] + ["manifest.json"]

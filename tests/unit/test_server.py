@@ -864,6 +864,34 @@ def test_a_dataset_versions_listing_names_each_file_download_serves(
         assert len(got.content) == a["size"]
 
 
+def test_a_large_listing_comes_a_page_at_a_time(team: Team, tmp_path: Path) -> None:
+    from conveyor.data.service import data_service
+    from conveyor.store.workspace import Workspace
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"f{i}.txt").write_bytes(b"%d" % i)
+    with Workspace.from_settings(tmp_path, project=PROJECT) as ws:
+        version = data_service(ws).add("d", folder)
+    url = f"/api/v1/projects/{PROJECT}/artifacts/dataset_version/{version.id}"
+    whole = team.call("GET", url, "viewer").json()
+    assert whole["next_after"] is None
+    paged, after = [], None
+    while True:
+        query = "?limit=3" + (f"&after={after}" if after else "")
+        page = team.call("GET", url + query, "viewer").json()
+        assert len(page["artifacts"]) <= 3
+        paged += page["artifacts"]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert paged == whole["artifacts"]  # every name once, in order
+    assert len(paged) == 8  # seven files and the manifest
+    refused = team.call("GET", url + "?limit=0", "viewer")
+    assert refused.status_code == 422
+
+
 def test_a_dataset_version_whose_manifest_is_gone_still_lists_its_links(
     team: Team, tmp_path: Path
 ) -> None:

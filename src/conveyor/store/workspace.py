@@ -41,6 +41,9 @@ from conveyor.store.records import ArtifactLink, LineageGraph, ObjectRef, Projec
 
 __all__ = ["Workspace", "current_workspace", "init_project", "use_workspace"]
 
+#: Names asked for per page when listing a remote owner's artifacts.
+_LIST_PAGE = 10_000
+
 log = logging.getLogger(__name__)
 _current: ContextVar[Workspace | None] = ContextVar("conveyor_workspace", default=None)
 T = TypeVar("T")
@@ -260,7 +263,14 @@ class Workspace:
             path = self.remote.project_path(
                 self.settings.project, "artifacts", owner.kind, owner.id
             )
-            return [_link_from_json(item) for item in self.remote.get_json(path)["artifacts"]]
+            links: list[ArtifactLink] = []
+            after = None
+            while True:  # the server lists a page at a time
+                page = self.remote.get_json(path, after=after, limit=_LIST_PAGE)
+                links += [_link_from_json(item) for item in page["artifacts"]]
+                after = page.get("next_after")  # absent from a server before pages
+                if after is None:
+                    return links
         with self.metadata.read() as conn:
             return catalog.list_artifacts(conn, owner)
 
