@@ -879,8 +879,8 @@ def test_a_large_listing_comes_a_page_at_a_time(team: Team, tmp_path: Path) -> N
     assert whole["next_after"] is None
     paged, after = [], None
     while True:
-        query = "?limit=3" + (f"&after={after}" if after else "")
-        page = team.call("GET", url + query, "viewer").json()
+        params = {"limit": 3} if after is None else {"limit": 3, "after": after}
+        page = team.call("GET", url, "viewer", params=params).json()
         assert len(page["artifacts"]) <= 3
         paged += page["artifacts"]
         after = page["next_after"]
@@ -888,7 +888,7 @@ def test_a_large_listing_comes_a_page_at_a_time(team: Team, tmp_path: Path) -> N
             break
     assert paged == whole["artifacts"]  # every name once, in order
     assert len(paged) == 8  # seven files and the manifest
-    refused = team.call("GET", url + "?limit=0", "viewer")
+    refused = team.call("GET", url, "viewer", params={"limit": 0})
     assert refused.status_code == 422
 
 

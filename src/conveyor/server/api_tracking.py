@@ -424,21 +424,18 @@ def _link_json(link: Any) -> dict[str, Any]:
     }
 
 
-#: Names per page of an artifact listing, unless the caller asks for fewer or more.
-LIST_PAGE = 10_000
-
-
 @api.get("/artifacts/{kind}/{owner_id}")
 def list_artifacts(
     project: str,
     kind: str,
     owner_id: str,
-    limit: int = Query(default=LIST_PAGE, ge=1, le=100_000),
+    limit: int | None = Query(default=None, ge=1, le=100_000),
     after: str | None = Query(default=None, max_length=2000),
     call: Call = need("viewer"),
 ) -> dict[str, Any]:
-    """An owner's artifacts, by name, a page at a time: at most ``limit``, those named after
-    ``after``; ``next_after`` is the name to ask for the next page with (null on the last).
+    """An owner's artifacts, by name: all of them, or a page at a time with ``limit`` (those
+    named after ``after``); ``next_after`` is the name to ask for the next page with (null
+    on the last). Without ``limit``, the whole list, as clients from before pages expect.
     A dataset version's include its files (``files/<path>``, and ``chunks/<digest>`` of
     large ones), found in its manifest: what download serves."""
     owner = _check_owner(call, kind, owner_id)
@@ -453,8 +450,8 @@ def list_artifacts(
         for a in files:
             links.setdefault(a.name, a)  # a version from before holdings links its files too
     names = sorted(n for n in links if after is None or n > after)
-    page = names[:limit]
-    more = len(names) > limit
+    page = names if limit is None else names[:limit]
+    more = len(names) > len(page)
     return {
         "artifacts": [_link_json(links[name]) for name in page],
         "next_after": page[-1] if more else None,

@@ -30,7 +30,7 @@ from conveyor.core.config import (
     load_settings,
     render_config_template,
 )
-from conveyor.core.errors import ConflictError, ConveyorError
+from conveyor.core.errors import BackendUnavailableError, ConflictError, ConveyorError
 from conveyor.store import catalog
 from conveyor.store.artifacts.cas import ArtifactStore
 from conveyor.store.backends import METADATA_STORES
@@ -268,9 +268,16 @@ class Workspace:
             while True:  # the server lists a page at a time
                 page = self.remote.get_json(path, after=after, limit=_LIST_PAGE)
                 links += [_link_from_json(item) for item in page["artifacts"]]
-                after = page.get("next_after")  # absent from a server before pages
-                if after is None:
+                following = page.get("next_after")  # absent from a server before pages
+                if following is None:
                     return links
+                if after is not None and following <= after:
+                    raise BackendUnavailableError(
+                        f"The server at {self.remote.base_url} listed {owner.kind} "
+                        f"{owner.id}'s artifacts out of order (page after {after!r}).",
+                        hint="Upgrade the server, or check the proxy in front of it.",
+                    )
+                after = following
         with self.metadata.read() as conn:
             return catalog.list_artifacts(conn, owner)
 
@@ -420,7 +427,7 @@ def _resumable_upload(
     takes no resumable uploads (an older one): the caller streams the file in one request."""
     import hashlib
 
-    from conveyor.core.errors import BackendUnavailableError, InvalidArgumentError, NotFoundError
+    from conveyor.core.errors import InvalidArgumentError, NotFoundError
 
     client = ws.remote
     assert client is not None

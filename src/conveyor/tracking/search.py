@@ -208,8 +208,22 @@ def _after(keys: list[tuple[Any, bool]], values: list[Any]) -> Any:
             (c.is_(None) if v is None else c == v)
             for (c, _), v in zip(keys[:i], values[:i], strict=True)
         ]
-        alternatives.append(sa.and_(*same_before, sa.or_(beyond, column.is_(None))))
+        after = beyond if _never_null(column) else sa.or_(beyond, column.is_(None))
+        alternatives.append(sa.and_(*same_before, after))
     return sa.or_(*alternatives) if alternatives else sa.false()
+
+
+def _never_null(column: Any) -> bool:
+    """Whether ``column`` is one of the runs table's NOT NULL columns (start time, id...),
+    which need no NULLS LAST: without it, PostgreSQL walks the (project_id, start_time, id)
+    index backwards for a project's newest runs instead of sorting them all. Columns of the
+    joined params/metrics/tags can be NULL (outer joins), whatever their tables say."""
+    return getattr(column, "table", None) is runs and column.nullable is False
+
+
+def _ordered(column: Any, descending: bool) -> Any:
+    ordered = column.desc() if descending else column.asc()
+    return ordered if _never_null(column) else ordered.nulls_last()
 
 
 @dataclass
@@ -338,7 +352,7 @@ def _build(
     sort_values = [column.label(f"_sort{i}") for i, (column, _) in enumerate(keys)]
     query = (
         query.add_columns(*sort_values[: len(ordering)])
-        .order_by(*((c.desc() if d else c.asc()).nulls_last() for c, d in keys))
+        .order_by(*(_ordered(c, d) for c, d in keys))
         .limit(limit + 1)
     )
 
