@@ -5,9 +5,10 @@ A subclass provides ``store_uri``, ``artifact_uri`` and ``log_uri``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -216,27 +217,17 @@ class MonitoringSuite:
     def test_alert_rules_open_once_notify_and_resolve(
         self, ws: Workspace, served: dict[str, Any]
     ) -> None:
-        import http.server
         import json
-        import threading
 
         received: list[dict[str, Any]] = []
 
-        class Hook(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
+        def answer(path: str, body: bytes) -> int:
+            received.append(json.loads(body))
+            return 200
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with _webhooks(answer) as port:
             cv.monitoring.create("watch", deployment="prod", reference="train@1", workspace=ws)
-            hook = f"webhook:http://127.0.0.1:{server.server_address[1]}/alerts"
+            hook = f"webhook:http://127.0.0.1:{port}/alerts"
             cv.monitoring.alert_rule(
                 "watch", "drift.share_drifted >= 0.5", notify=["log", hook], workspace=ws
             )
@@ -258,9 +249,6 @@ class MonitoringSuite:
             (closed,) = cv.monitoring.alerts(status="resolved", workspace=ws)
             events = [(d["event"], d["status"]) for d in closed["deliveries"]]
             assert events == [("opened", "sent")] * 2 + [("resolved", "sent")] * 2
-        finally:
-            server.shutdown()
-            thread.join(10)
         with pytest.raises(cv.InvalidArgumentError, match="FIELD OP NUMBER"):
             cv.monitoring.alert_rule("watch", "drift.share_drifted is big", workspace=ws)
         with pytest.raises(cv.InvalidArgumentError, match="Cannot notify"):
@@ -269,7 +257,6 @@ class MonitoringSuite:
     def test_alert_deliveries_go_out_side_by_side(
         self, ws: Workspace, served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import http.server
         import threading
 
         from conveyor.monitoring import alerting
@@ -280,35 +267,24 @@ class MonitoringSuite:
         # until every try of the first timed out.
         called = {"/a": threading.Event(), "/b": threading.Event()}
 
-        class Hook(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                called[self.path].set()
-                other = "/b" if self.path == "/a" else "/a"
-                self.send_response(200 if called[other].wait(timeout=30) else 500)
-                self.end_headers()
+        def answer(path: str, body: bytes) -> int:
+            called[path].set()
+            other = "/b" if path == "/a" else "/a"
+            return 200 if called[other].wait(timeout=30) else 500
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
         try:
-            cv.monitoring.create("watch", deployment="prod", reference="train@1", workspace=ws)
-            port = server.server_address[1]
-            hooks = [f"webhook:http://127.0.0.1:{port}{path}" for path in called]
-            cv.monitoring.alert_rule(
-                "watch", "drift.share_drifted >= 0.5", notify=hooks, workspace=ws
-            )
-            assert len(cv.monitoring.run("watch", workspace=ws).alerts) == 1
-            (alert,) = cv.monitoring.alerts(status="open", workspace=ws)
-            assert [d["status"] for d in alert["deliveries"]] == ["sent", "sent"]
+            with _webhooks(answer) as port:
+                cv.monitoring.create("watch", deployment="prod", reference="train@1", workspace=ws)
+                hooks = [f"webhook:http://127.0.0.1:{port}{path}" for path in called]
+                cv.monitoring.alert_rule(
+                    "watch", "drift.share_drifted >= 0.5", notify=hooks, workspace=ws
+                )
+                assert len(cv.monitoring.run("watch", workspace=ws).alerts) == 1
         finally:
             for event in called.values():
                 event.set()  # no handler left waiting
-            server.shutdown()
-            thread.join(10)
+        (alert,) = cv.monitoring.alerts(status="open", workspace=ws)
+        assert [d["status"] for d in alert["deliveries"]] == ["sent", "sent"]
 
     def test_a_scheduled_monitor_runs_once_per_due_time_in_the_scheduler(
         self, ws: Workspace, served: dict[str, Any]
@@ -359,3 +335,29 @@ class MonitoringSuite:
         assert monitor["reference"] == "train-table@1"
         with pytest.raises(cv.InvalidArgumentError, match="no dataset version"):
             cv.monitoring.create("prod-watch", deployment="prod", workspace=ws)  # churn: no run
+
+
+@contextlib.contextmanager
+def _webhooks(answer: Callable[[str, bytes], int]) -> Iterator[int]:
+    """Serve webhook POSTs on 127.0.0.1 (yields the port): ``answer(path, body)`` gives the
+    status code of each; stopped on the way out."""
+    import http.server
+    import threading
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(answer(self.path, body))
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        thread.join(10)
