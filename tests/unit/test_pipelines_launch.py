@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,3 +55,36 @@ def test_launch_logs_older_than_the_retention_are_removed(tmp_path: Path) -> Non
     os.utime(old, (past, past))
     launch._prune(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["new.log"]
+
+
+def test_a_run_gets_its_whole_job_when_its_starter_dies_at_once(tmp_path: Path) -> None:
+    # A scheduler stopped a moment after it started a run: the run must still read its
+    # whole job. This one (about 300 KB of params) is larger than a pipe holds by default.
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    path = "p" * 300_000
+    starter = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from conveyor.pipelines import launch\n"
+        "launch.start(Path(sys.argv[1]), project='p', actor='a', acting_as=None,\n"
+        "             job={'run_id': 'r1', 'describe': 'flows.py:gated',\n"
+        "                  'params': {'path': sys.stdin.read()}}, cwd=Path(sys.argv[2]))\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", starter, str(tmp_path), str(fixtures)],
+        input=path.encode(),
+        timeout=60,
+    )
+    assert done.returncode == 0
+    log = tmp_path / ".conveyor" / "launches" / "r1.log"
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if text.endswith("\n"):
+            break
+        time.sleep(0.05)
+    described = json.loads(text.splitlines()[-1])
+    assert described["name"] == "gated"
+    assert described["params"]["path"] == path

@@ -12,6 +12,7 @@ or expired, their user disabled, their role lowered (checked every few seconds).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -128,19 +129,63 @@ def start(
         )
     stdin = proc.stdin
     assert stdin is not None
+    # What the pipe takes is written before this returns, so a caller that dies right
+    # after (a scheduler stopped) still leaves the run its whole job; only a job larger
+    # than the pipe can hold leaves a rest to the thread.
+    rest = _feed(stdin.fileno(), data)
+    if not rest:
+        _close_quietly(stdin)
 
     def reap() -> None:  # in a thread: a large job must not hold up the caller
-        try:
-            stdin.write(data)
-            stdin.close()
-        except OSError:  # it died at once: its log says why
-            pass
+        if rest:
+            with contextlib.suppress(OSError):  # it died at once: its log says why
+                stdin.write(rest)
+            _close_quietly(stdin)
         status = proc.wait()
         if on_exit is not None:
             on_exit(status)
 
     threading.Thread(target=reap, name=f"reap-{run_id}", daemon=True).start()
     return proc
+
+
+#: The most a launch asks of the pipe to its process's stdin (Linux's default ceiling for
+#: an unprivileged process, /proc/sys/fs/pipe-max-size).
+PIPE_BYTES = 1 << 20
+
+
+def _feed(fd: int, data: bytes) -> bytes:
+    """Write what the pipe ``fd`` takes of ``data`` without waiting; return the rest.
+
+    The pipe is first grown to hold ``data`` (up to :data:`PIPE_BYTES`) where the system
+    allows it. Where a pipe cannot be written without waiting (not POSIX), nothing is
+    written here.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the thread writes it all
+        return data
+    grow = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux
+    if grow is not None and len(data) > 65536:
+        with contextlib.suppress(OSError):  # refused (a lower ceiling): the default size
+            fcntl.fcntl(fd, grow, min(len(data), PIPE_BYTES))
+    os.set_blocking(fd, False)
+    written = 0
+    try:
+        while written < len(data):
+            written += os.write(fd, data[written : written + PIPE_BYTES])
+    except BlockingIOError:  # full: the process reads the rest once it runs
+        pass
+    except OSError:  # it died at once: its log says why
+        return b""
+    finally:
+        os.set_blocking(fd, True)
+    return data[written:]
+
+
+def _close_quietly(stream: Any) -> None:
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 #: How long a launch's log is kept (the run's own records, step logs included, stay).
