@@ -6,8 +6,10 @@ One :class:`DataService` per workspace (``ws.service("data", DataService)``); th
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gc
+import itertools
 import os
 import shutil
 import threading
@@ -75,6 +77,69 @@ class _NoProgress:
         pass
 
 
+class _Served:
+    """What a team server serves of one version file by file, found in its manifest by name.
+
+    Its names sort as ``chunks/<digest>`` (the distinct chunks of large files) before
+    ``files/<path>`` (each file stored whole, in the manifest's order, which is by path);
+    a lookup or a page is a binary search, and no name is built until it is asked for.
+    """
+
+    __slots__ = ("_chunk_names", "_chunk_sizes", "_files")
+
+    def __init__(self, manifest: Manifest) -> None:
+        self._files = [f for f in manifest.files if not f.chunks]  # sorted by path
+        self._chunk_sizes: dict[str, int] = {}
+        for f in manifest.files:
+            for i, digest in enumerate(f.chunks):
+                self._chunk_sizes.setdefault(digest, f.chunk_size(i))
+        self._chunk_names = sorted(CHUNKS + digest for digest in self._chunk_sizes)
+
+    def __len__(self) -> int:
+        return len(self._files) + len(self._chunk_names)
+
+    def get(self, name: str) -> tuple[str, int, str] | None:
+        """``(digest, size, media type)`` of ``name``, or None."""
+        if name.startswith(CHUNKS):
+            digest = name[len(CHUNKS) :]
+            size = self._chunk_sizes.get(digest)
+            return (digest, size, CHUNK_MEDIA_TYPE) if size is not None else None
+        if not name.startswith(FILES):
+            return None
+        path = name[len(FILES) :]
+        at = bisect.bisect_left(self._files, path, key=_path_of)
+        if at == len(self._files) or self._files[at].path != path:
+            return None
+        f = self._files[at]
+        return f.digest, f.size, catalog.guess_media_type(f.path)
+
+    def page(self, after: str | None, limit: int | None) -> list[tuple[str, str, int, str]]:
+        """``(name, digest, size, media type)`` of the names after ``after`` (all of them
+        when None), in order, at most ``limit`` (all when None)."""
+        room = len(self) if limit is None else limit
+        out: list[tuple[str, str, int, str]] = []
+        start = 0 if after is None else bisect.bisect_right(self._chunk_names, after)
+        for name in itertools.islice(self._chunk_names, start, start + room):
+            digest = name[len(CHUNKS) :]
+            out.append((name, digest, self._chunk_sizes[digest], CHUNK_MEDIA_TYPE))
+        room -= len(out)
+        start = 0 if after is None else bisect.bisect_right(self._files, after, key=_served_as)
+        for f in itertools.islice(self._files, start, start + room):
+            out.append((FILES + f.path, f.digest, f.size, catalog.guess_media_type(f.path)))
+        return out
+
+
+assert CHUNKS < FILES  # every chunk's name sorts before every file's (see _Served)
+
+
+def _path_of(f: FileEntry) -> str:
+    return f.path
+
+
+def _served_as(f: FileEntry) -> str:
+    return FILES + f.path
+
+
 def data_service(ws: Workspace | None = None) -> DataService:
     """Return the data service of ``ws`` (default: the workspace in use)."""
     ws = ws or current_workspace()
@@ -93,7 +158,7 @@ class DataService:
         self.cache = HashCache(ws.settings.state_dir / "cache" / "hashes.db")
         # What a server serves of versions file by file, by manifest digest (see
         # file_artifact): manifests never change, so neither does this.
-        self._served: OrderedDict[str, dict[str, tuple[str, int, str]]] = OrderedDict()
+        self._served_by_digest: OrderedDict[str, _Served] = OrderedDict()
         self._served_lock = threading.Lock()
 
     @property
@@ -292,49 +357,51 @@ class DataService:
         """Return the object a team server serves as ``name`` of version ``version_id``:
         ``files/<path>`` is a whole file, ``chunks/<digest>`` a chunk of a large one; both
         are found in the version's manifest. None when the version has no such object."""
-        with self.ws.metadata.read() as conn:
-            version = versioning.version_by_id(conn, self._project_id(), version_id)
+        version = self._version_by_id(version_id)
         if version is None:
             return None
-        found = self._served_names(version).get(name)
+        found = self._served(version).get(name)
         if found is None:
             return None
         owner = ObjectRef(versioning.VERSION_KIND, version.id)
         return ArtifactLink(owner, name, *found, created_at=version.created_at)
 
-    def file_artifacts(self, version_id: str) -> list[ArtifactLink]:
-        """Every object a server serves of version ``version_id`` file by file (see
-        :meth:`file_artifact`), sorted by name; empty when there is no such version."""
-        with self.ws.metadata.read() as conn:
-            version = versioning.version_by_id(conn, self._project_id(), version_id)
+    def file_artifacts(
+        self, version_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[ArtifactLink]:
+        """The objects a team server serves of version ``version_id`` file by file (see
+        :meth:`file_artifact`), sorted by name: those named after ``after``, at most
+        ``limit`` of them. Empty when there is no such version."""
+        version = self._version_by_id(version_id)
         if version is None:
             return []
         owner = ObjectRef(versioning.VERSION_KIND, version.id)
         return [
-            ArtifactLink(owner, name, *found, created_at=version.created_at)
-            for name, found in sorted(self._served_names(version).items())
+            ArtifactLink(owner, name, digest, size, media_type, created_at=version.created_at)
+            for name, digest, size, media_type in self._served(version).page(after, limit)
         ]
 
-    def _served_names(self, version: DatasetVersion) -> dict[str, tuple[str, int, str]]:
-        """``{name: (digest, size, media type)}`` of what a server serves of ``version``
-        file by file; kept for the versions asked about last, up to a number of names."""
+    def _version_by_id(self, version_id: str) -> DatasetVersion | None:
+        with self.ws.metadata.read() as conn:
+            return versioning.version_by_id(conn, self._project_id(), version_id)
+
+    def _served(self, version: DatasetVersion) -> _Served:
+        """What a server serves of ``version`` file by file; kept for the versions asked
+        about last, up to a number of names (a page of a large version's listing, or one of
+        its files, then costs a lookup, not reading its manifest again)."""
         with self._served_lock:
-            names = self._served.get(version.digest)
-            if names is not None:
-                self._served.move_to_end(version.digest)
-                return names
-        names = {}
-        for f in self.manifest(version).files:
-            if not f.chunks:
-                names[FILES + f.path] = (f.digest, f.size, catalog.guess_media_type(f.path))
-            for i, digest in enumerate(f.chunks):
-                names.setdefault(CHUNKS + digest, (digest, f.chunk_size(i), CHUNK_MEDIA_TYPE))
+            found = self._served_by_digest.get(version.digest)
+            if found is not None:
+                self._served_by_digest.move_to_end(version.digest)
+                return found
+        found = _Served(self.manifest(version))
         with self._served_lock:
-            self._served[version.digest] = names
-            kept = sum(len(n) for n in self._served.values())
-            while kept > _SERVED_NAMES_KEPT and len(self._served) > 1:
-                kept -= len(self._served.popitem(last=False)[1])
-        return names
+            self._served_by_digest[version.digest] = found
+            kept = sum(len(n) for n in self._served_by_digest.values())
+            # The last one asked about stays, however large: its listing goes page by page.
+            while kept > _SERVED_NAMES_KEPT and len(self._served_by_digest) > 1:
+                kept -= len(self._served_by_digest.popitem(last=False)[1])
+        return found
 
     def load(self, ref: str) -> pd.DataFrame:
         """Return a table version as a pandas DataFrame (recorded as used by the active run)."""

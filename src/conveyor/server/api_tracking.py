@@ -439,17 +439,22 @@ def list_artifacts(
     A dataset version's include its files (``files/<path>``, and ``chunks/<digest>`` of
     large ones), found in its manifest: what download serves."""
     owner = _check_owner(call, kind, owner_id)
-    links = {a.name: a for a in call.workspace.list_artifacts(owner)}
+    links = {
+        a.name: a for a in call.workspace.list_artifacts(owner) if after is None or a.name > after
+    }
     if kind == "dataset_version":
         from conveyor.data.service import data_service
 
         try:
-            files = data_service(call.workspace).file_artifacts(owner_id)
+            # One more than a page: whether there are more is known without the rest.
+            files = data_service(call.workspace).file_artifacts(
+                owner_id, after=after, limit=None if limit is None else limit + 1
+            )
         except (NotFoundError, IntegrityError, InvalidArgumentError):
             files = []  # its manifest is missing or damaged here: what it links, at least
         for a in files:
             links.setdefault(a.name, a)  # a version from before holdings links its files too
-    names = sorted(n for n in links if after is None or n > after)
+    names = sorted(links)
     page = names if limit is None else names[:limit]
     more = len(names) > len(page)
     return {
