@@ -30,6 +30,16 @@ def test_ids_made_later_sort_later() -> None:
     assert first[:10] <= later[:10]  # the 48-bit millisecond time prefix
 
 
+def test_an_id_tells_when_it_was_made() -> None:
+    before = time.time_ns() // 1_000_000
+    made = ids.made_at_ms(ids.new_id())
+    after = time.time_ns() // 1_000_000
+    assert before <= made <= after
+    assert ids.made_at_ms(ids.new_id().lower()) >= made  # ids are read in either case
+    with pytest.raises(ValueError, match="not an id"):
+        ids.made_at_ms("latest")
+
+
 def test_sha256_of_bytes_files_and_streams_agree(tmp_path: Path) -> None:
     data = b"x" * (hashing.CHUNK_SIZE + 3)
     path = tmp_path / "f"

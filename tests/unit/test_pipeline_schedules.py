@@ -14,9 +14,13 @@ from typing import Any
 import pytest
 
 import conveyor as cv
+from conveyor.core import ids
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError
+from conveyor.pipelines import schedules as schedules_module
 from conveyor.pipelines.schedules import Scheduler, get_schedule
+from conveyor.pipelines.service import STALE_AFTER
+from conveyor.store.metadata.schema import schedules
 from conveyor.store.workspace import Workspace
 from tests.fixtures import flows
 
@@ -124,6 +128,29 @@ def test_a_schedule_whose_pipeline_does_not_import_stays_due(ws: cv.Workspace, t
     )
     for name in [m for m in sys.modules if m.startswith("_conveyor_pipeline_")]:
         del sys.modules[name]
+    assert len(scheduler.tick(now=due)) == 1
+
+
+def test_a_run_named_but_not_recorded_yet_holds_its_schedule(
+    ws: cv.Workspace, monkeypatch: pytest.MonkeyPatch
+):
+    # A scheduler names the run on its schedule as it starts the run's process, a moment
+    # before the run records itself; a scheduler restarted in that moment must wait.
+    made = cv.schedule(flows.chain, cron="*/5 * * * *", params={"length": 1}, executor="inline")
+    due = made.next_run_at + timedelta(seconds=1)
+    with ws.metadata.transaction(project_id=ws.project.id) as uow:
+        uow.conn.execute(
+            schedules.update()
+            .where(schedules.c.id == made.id)
+            .values(last_run_id=ids.new_id(), next_run_at=made.next_run_at)
+        )
+    scheduler = Scheduler(ws)
+    assert scheduler.tick(now=due) == []
+    assert get_schedule(made.name).next_run_at == made.next_run_at  # still due
+    # A run that never records itself (its process died at start) holds it no longer than
+    # a silent heartbeat would.
+    later = utcnow() + STALE_AFTER + timedelta(seconds=1)
+    monkeypatch.setattr(schedules_module, "utcnow", lambda: later)
     assert len(scheduler.tick(now=due)) == 1
 
 

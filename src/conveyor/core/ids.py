@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-__all__ = ["is_id", "new_id", "new_ids"]
+__all__ = ["is_id", "made_at_ms", "new_id", "new_ids"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, as ULIDs use
 _CROCKFORD = frozenset(_ALPHABET)
@@ -79,3 +79,18 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def is_id(value: str) -> bool:
     """Return whether ``value`` has the form of an id made by :func:`new_id`."""
     return len(value) == 26 and value[0] in "01234567" and set(value.upper()) <= _CROCKFORD
+
+
+def made_at_ms(value: str) -> int:
+    """Return when the id ``value`` was made, in milliseconds since the epoch (its first
+    10 characters). Raises ValueError for a value that is not an id.
+
+    >>> made_at_ms(_encode(1_700_000_000_000 << 80))
+    1700000000000
+    """
+    if not is_id(value):
+        raise ValueError(f"{value!r} is not an id")
+    ms = 0
+    for c in value[:10].upper():
+        ms = ms * 32 + _ALPHABET.index(c)
+    return ms

@@ -500,16 +500,25 @@ class Scheduler:
     def _going(self) -> set[str]:
         """The schedules whose last run has not ended and is still going, which another
         scheduler, or this one before a restart, may have started: its coordinator's
-        process is alive (on this host), or it beat lately (on another host)."""
+        process is alive (on this host), or it beat lately (on another host). A run named
+        by its schedule but not recorded yet (its process starting) counts as going for
+        as long as a heartbeat would (its id tells when it was made)."""
         from conveyor.pipelines.service import STALE_AFTER
         from conveyor.store.metadata.schema import pipeline_runs
 
         with self.ws.metadata.read() as conn:
             rows = conn.execute(
-                sa.select(schedules.c.id, pipeline_runs.c.coordinator, pipeline_runs.c.heartbeat_at)
-                .join(pipeline_runs, pipeline_runs.c.id == schedules.c.last_run_id)
+                sa.select(
+                    schedules.c.id,
+                    schedules.c.last_run_id,
+                    pipeline_runs.c.id.label("run_id"),
+                    pipeline_runs.c.coordinator,
+                    pipeline_runs.c.heartbeat_at,
+                )
+                .outerjoin(pipeline_runs, pipeline_runs.c.id == schedules.c.last_run_id)
                 .where(
                     schedules.c.project_id == self.ws.project.id,
+                    schedules.c.last_run_id.is_not(None),
                     pipeline_runs.c.ended_at.is_(None),
                 )
             ).all()
@@ -517,6 +526,10 @@ class Scheduler:
         here = socket.gethostname()
         going = set()
         for row in rows:
+            if row.run_id is None:  # named at its start, not recorded (yet, or ever)
+                if _started_since(row.last_run_id, fresh):
+                    going.add(row.id)
+                continue
             host, _, pid = row.coordinator.rpartition(":")
             if host == here and pid.isdigit():
                 alive = _alive(int(pid))
@@ -761,6 +774,15 @@ class _Waiting:
     schedule: Schedule
     how: Any
     count: int
+
+
+def _started_since(run_id: str, since: datetime) -> bool:
+    """Whether the run ``run_id`` was started (its id made) at ``since`` or later."""
+    try:
+        made = ids.made_at_ms(run_id)
+    except ValueError:  # not an id this version makes: nothing to wait for
+        return False
+    return made >= since.timestamp() * 1000
 
 
 def _alive(pid: int) -> bool:
