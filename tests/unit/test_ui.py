@@ -246,3 +246,26 @@ def test_lineage_shows_nothing_of_another_project(site: Site) -> None:
     page = site.browser("vic").get(f"{BASE}/lineage/run/{run.id}").text
     assert "secret-table" not in page
     assert page.count("nothing recorded") == 2
+
+
+def test_a_schedules_run_shows_as_starting_until_it_is_recorded(site: Site) -> None:
+    import conveyor as cv
+    from conveyor.core import ids
+    from conveyor.store.metadata.schema import schedules
+    from tests.fixtures import flows
+
+    ws = site.app.state.conveyor.workspace(PROJECT)
+    made = cv.schedule(flows.chain, cron="0 3 * * *", name="ui-starting", workspace=ws)
+    run_id = ids.new_id()
+    with ws.metadata.transaction(project_id=ws.project.id) as uow:  # as a scheduler starting it
+        uow.conn.execute(
+            schedules.update().where(schedules.c.id == made.id).values(last_run_id=run_id)
+        )
+    client = site.browser("vic")
+    listing = client.get(f"{BASE}/pipelines").text
+    assert f'href="{BASE}/pipelines/{run_id}"' in listing
+    starting = client.get(f"{BASE}/pipelines/{run_id}")
+    assert starting.status_code == 200
+    assert "Starting: schedule <strong>ui-starting</strong>" in starting.text
+    assert 'data-refresh="5"' in starting.text
+    assert client.get(f"{BASE}/pipelines/{ids.new_id()}").status_code == 404  # no one's run

@@ -620,9 +620,18 @@ def pipeline_run(
 ) -> HTMLResponse:
     """A pipeline run: its DAG with each step's status, duration and cache hit; the steps'
     outputs and errors; with ``?log=STEP``, what that step printed."""
+    from conveyor.pipelines.schedules import list_schedules
     from conveyor.pipelines.service import get_run, step_log
 
-    run = get_run(run_id, workspace=call.workspace)
+    try:
+        run = get_run(run_id, workspace=call.workspace)
+    except NotFoundError:
+        # A schedule names its run as its process starts, a moment before the run records
+        # itself: the schedule's link shows it starting, then the run once it is recorded.
+        named = [s for s in list_schedules(workspace=call.workspace) if s.last_run_id == run_id]
+        if not named:
+            raise
+        return page(request, call, "pipeline_starting.html", schedule=named[0], run_id=run_id)
     text = None
     if log is not None:
         text = step_log(run.id, log, workspace=call.workspace)
