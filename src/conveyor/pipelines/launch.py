@@ -157,18 +157,15 @@ PIPE_BYTES = 1 << 20
 def _feed(fd: int, data: bytes) -> bytes:
     """Write what the pipe ``fd`` takes of ``data`` without waiting; return the rest.
 
-    The pipe is first grown to hold ``data`` (up to :data:`PIPE_BYTES`) where the system
-    allows it. Where a pipe cannot be written without waiting (not POSIX), nothing is
-    written here.
+    The pipe is first grown towards the size of ``data`` (at most :data:`PIPE_BYTES`), as
+    far as the system allows: an unprivileged user over their pipe allowance
+    (/proc/sys/fs/pipe-user-pages-soft) may get no more than a few pages, and then a
+    larger job is only partly written here. Where a pipe cannot be written without
+    waiting (not POSIX), nothing is written here.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the thread writes it all
+    if os.name != "posix":  # pragma: no cover - Windows: the thread writes it all
         return data
-    grow = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux
-    if grow is not None and len(data) > 65536:
-        with contextlib.suppress(OSError):  # refused (a lower ceiling): the default size
-            fcntl.fcntl(fd, grow, min(len(data), PIPE_BYTES))
+    _grow(fd, min(len(data), PIPE_BYTES))
     os.set_blocking(fd, False)
     written = 0
     try:
@@ -181,6 +178,26 @@ def _feed(fd: int, data: bytes) -> bytes:
     finally:
         os.set_blocking(fd, True)
     return data[written:]
+
+
+def _grow(fd: int, size: int) -> None:
+    """Ask for the pipe ``fd`` to hold ``size`` bytes, or the most it may below that (each
+    refusal halves the request); where pipes cannot grow (not Linux), leave it."""
+    import fcntl
+
+    get, grow = getattr(fcntl, "F_GETPIPE_SZ", None), getattr(fcntl, "F_SETPIPE_SZ", None)
+    if get is None or grow is None:
+        return
+    try:
+        have = fcntl.fcntl(fd, get)
+    except OSError:
+        return
+    while size > have:
+        try:
+            fcntl.fcntl(fd, grow, size)
+            return
+        except OSError:  # above this user's ceiling: try half
+            size //= 2
 
 
 def _close_quietly(stream: Any) -> None:
@@ -307,6 +324,10 @@ def _watch(run_id: str, stop: threading.Event) -> None:
 
 def main() -> int:
     job = json.loads(sys.stdin.buffer.read())
+    # Let go of the pipe (it may have been grown to hold the job, and counts against its
+    # user's allowance while open); steps that read stdin read nothing, as before.
+    with open(os.devnull, "rb") as nothing:
+        os.dup2(nothing.fileno(), 0)
     from conveyor.core.errors import ConveyorError
     from conveyor.pipelines.engine import PipelineFailed, run_pipeline
     from conveyor.pipelines.loader import load_pipeline
