@@ -53,6 +53,7 @@ def test_pages_of_any_size_give_the_whole_listing_in_order() -> None:
     # a name that is not listed still places a page
     assert [n for n, *_ in served.page("files/a/w.zzz", None)] == ["files/a/x.txt", "files/z.csv"]
     assert [n for n, *_ in served.page("b", 1)] == ["chunks/" + _digest("a")]
+    assert served.page(None, 0) == served.page(None, -1) == []
 
 
 def test_each_listed_name_is_found_and_nothing_else() -> None:

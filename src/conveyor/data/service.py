@@ -116,7 +116,7 @@ class _Served:
     def page(self, after: str | None, limit: int | None) -> list[tuple[str, str, int, str]]:
         """``(name, digest, size, media type)`` of the names after ``after`` (all of them
         when None), in order, at most ``limit`` (all when None)."""
-        room = len(self) if limit is None else limit
+        room = len(self) if limit is None else max(limit, 0)
         out: list[tuple[str, str, int, str]] = []
         start = 0 if after is None else bisect.bisect_right(self._chunk_names, after)
         for name in itertools.islice(self._chunk_names, start, start + room):
