@@ -206,6 +206,21 @@ class DataSuite:
         cv.data.checkout("d@1", dest, force=True)
         assert read_tree(dest) == {"x.txt": b"version one"}
 
+    def test_a_forced_checkout_keeps_hidden_entries_and_the_projects_stores(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        root = tmp_path / "project"  # the workspace's folder: its state is in .conveyor
+        write_tree(root, {"a.txt": b"one", "sub/b.txt": b"two", ".git/HEAD": b"ref"})
+        cv.data.add("all", root)  # hidden entries are not part of it
+        write_tree(root, {"a.txt": b"edited", "new.txt": b"not in the version"})
+        cv.data.checkout("all@1", root, force=True)
+        visible = {k: v for k, v in read_tree(root).items() if not k.startswith(".")}
+        assert visible == {"a.txt": b"one", "sub/b.txt": b"two"}
+        assert (root / ".git" / "HEAD").read_bytes() == b"ref"
+        assert read_tree(cv.data.checkout("all@1", tmp_path / "again")) == visible
+        with pytest.raises(ConflictError, match="inside this project's stores"):
+            cv.data.checkout("all@1", root / ".conveyor" / "out")
+
     def test_checkout_detects_a_corrupted_object_and_names_the_file(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

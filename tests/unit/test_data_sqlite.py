@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.suites.data import DataSuite
+import conveyor as cv
+from conveyor.core.errors import ConflictError
+from conveyor.store.workspace import Workspace
+from tests.suites.data import DataSuite, read_tree, write_tree
 
 
 class TestDataOnSqliteAndLocalFiles(DataSuite):
@@ -17,3 +20,15 @@ class TestDataOnSqliteAndLocalFiles(DataSuite):
     @pytest.fixture
     def artifact_uri(self, tmp_path: Path) -> str:
         return str(tmp_path / "objects")
+
+    def test_a_forced_checkout_never_removes_the_stores_it_would_replace(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        # The metadata database (meta.db) and the objects folder are in tmp_path, visible.
+        write_tree(tmp_path / "d", {"x.txt": b"x"})
+        cv.data.add("d", tmp_path / "d")
+        with pytest.raises(ConflictError, match="would remove"):
+            cv.data.checkout("d@1", tmp_path, force=True)
+        assert (tmp_path / "meta.db").is_file()
+        assert read_tree(tmp_path / "d") == {"x.txt": b"x"}  # nothing was replaced
+        assert cv.data.get("d@1").files == 1

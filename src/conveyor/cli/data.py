@@ -329,13 +329,18 @@ def checkout(
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Replace the content of a non-empty DEST."),
+        typer.Option(
+            "--force",
+            help="Replace the content of a non-empty DEST (its hidden entries are kept).",
+        ),
     ] = False,
 ) -> None:
     """Restore a version's files, byte-identical to what was added.
 
-    Refuses to write into a non-empty folder unless --force, which replaces its content
-    (files that are not in the version are removed).
+    Refuses to write into a non-empty folder unless --force, which replaces its content:
+    entries that are not in the version are removed, except hidden ones (.git, .conveyor),
+    which an add skips too. A DEST inside the project's stores, or whose replaced content
+    holds them, is refused.
     """
     ws, svc = _service(ctx)
     with ws:

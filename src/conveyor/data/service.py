@@ -140,6 +140,19 @@ def _served_as(f: FileEntry) -> str:
     return FILES + f.path
 
 
+def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
+    """Put the entries of ``fresh`` in ``target`` in place of its entries ``replaced`` (the
+    ones not hidden). The old ones are moved aside first and removed once all is in place;
+    if that fails midway they stay in a hidden folder beside ``target``."""
+    old = target.with_name(f".{target.name}.{ids.new_id()}.old")
+    old.mkdir()
+    for name in replaced:
+        os.rename(target / name, old / name)
+    for name in os.listdir(fresh):
+        os.rename(fresh / name, target / name)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def data_service(ws: Workspace | None = None) -> DataService:
     """Return the data service of ``ws`` (default: the workspace in use)."""
     ws = ws or current_workspace()
@@ -475,31 +488,66 @@ class DataService:
         """Write the version's files into ``dest``, byte-identical to what was added.
 
         A non-empty ``dest`` is refused unless ``force``; with ``force`` its content is
-        replaced by the version's (files that are not in the version are removed).
+        replaced by the version's: every entry at its top is removed except hidden ones
+        (``.git``, ``.conveyor``...), which an add skips too. A ``dest`` that would lose
+        this project's own stores is refused whatever ``force`` says.
         """
         version = self.get(ref)
         target = Path(dest).absolute()
         if target.exists() and not target.is_dir():
             raise ConflictError(f"Cannot check out into {target}: it is a file, not a folder.")
-        if target.is_dir() and any(target.iterdir()) and not force:
+        present = sorted(os.listdir(target)) if target.is_dir() else []
+        if present and not force:
             raise ConflictError(
                 f"Cannot check out {version.ref} into {target}: the folder is not empty.",
-                hint="Choose an empty folder, or pass --force to replace its content.",
+                hint="Choose an empty folder, or pass --force to replace its content "
+                "(force=True from Python).",
             )
+        replaced = [name for name in present if not name.startswith(".")]
+        self._check_spares_stores(target, replaced)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.{ids.new_id()}.part")
         try:
             self._materialize(version, temp, progress or _NoProgress())
-            if target.exists():
-                old = target.with_name(f".{target.name}.{ids.new_id()}.old")
-                os.rename(target, old)
+            if not present:
+                if target.exists():
+                    target.rmdir()
                 os.rename(temp, target)
-                shutil.rmtree(old, ignore_errors=True)
             else:
-                os.rename(temp, target)
+                _replace_visible(target, temp, replaced)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
         return target
+
+    def _check_spares_stores(self, target: Path, replaced: list[str]) -> None:
+        """Refuse a checkout into ``target`` that would write inside this project's stores or
+        remove them (they are among the entries ``replaced``)."""
+        from conveyor.store.metadata.engine import sqlite_path
+
+        stores = [self.ws.settings.state_dir]  # this machine's caches, in remote mode too
+        if self.ws.remote is None:
+            database = sqlite_path(self.ws.settings.store_uri)
+            if database is not None:
+                stores.append(database)
+            root = getattr(self.store.backend, "root", None)
+            if getattr(self.store.backend, "is_local", False) and root is not None:
+                stores.append(Path(root))
+        here = target.resolve()
+        doomed = [here / name for name in replaced]
+        for store in (Path(s).resolve() for s in stores):
+            if here == store or here.is_relative_to(store):
+                raise ConflictError(
+                    f"Cannot check out into {target}: it is inside this project's stores "
+                    f"({store}).",
+                    hint="Choose a folder outside them.",
+                )
+            for entry in doomed:
+                if store == entry or store.is_relative_to(entry):
+                    raise ConflictError(
+                        f"Cannot check out into {target} with --force: replacing its content "
+                        f"would remove {entry}, which holds this project's stores ({store}).",
+                        hint="Choose another folder, or move the stores out of it.",
+                    )
 
     def _materialize(
         self, version: DatasetVersion, folder: Path, progress: ProgressReporter
