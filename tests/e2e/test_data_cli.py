@@ -136,6 +136,16 @@ def test_push_and_pull_through_a_folder_remote(local_project: Path) -> None:
     assert "Pushed 3 objects" in out
     assert "Pushed 0 objects" in cli(project, "data", "push", "--remote", "remote").stdout
     assert "Pulled 0 objects" in cli(project, "data", "pull", "raw", "--remote", "remote").stdout
+    objects = sorted(p for p in (project / ".conveyor" / "objects").rglob("*") if p.is_file())
+    damaged = next(p for p in objects if p.stat().st_size > 0 and ".tmp" not in p.parts)
+    damaged.write_bytes(b"not what was stored")
+    pulled = cli(project, "data", "pull", "raw", "--remote", "remote", "--verify", "--json")
+    counts = json.loads(pulled.stdout)
+    assert (counts["copied"], counts["repaired"]) == (0, 1)
+    assert (
+        json.loads(cli(project, "data", "push", "--remote", "remote", "--json").stdout)["copied"]
+        == 0
+    )
 
 
 def test_a_remote_listing_follows_the_servers_pages(

@@ -551,6 +551,25 @@ class DataSuite:
             "b": b"beta",
         }
 
+    def test_pull_with_verify_replaces_a_damaged_object(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"good.txt": b"fine", "bad.txt": b"original bytes"})
+        cv.data.add("d", tmp_path / "d")
+        remote = str(tmp_path / "remote-store")
+        cv.data.push(["d@1"], remote)
+        digest = hashlib.sha256(b"original bytes").hexdigest()
+        ws.artifacts.backend.put_bytes(f"{digest[:2]}/{digest[2:]}", b"tampered bytes")
+        with pytest.raises(IntegrityError, match=r"pull d@1 --verify"):
+            cv.data.checkout("d@1", tmp_path / "before")
+        assert cv.data.pull(["d@1"], remote).repaired == 0  # without --verify: only what lacks
+        pulled = cv.data.pull(["d@1"], remote, verify=True)
+        assert (pulled.copied, pulled.repaired, pulled.present) == (0, 1, 2)
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "after")) == {
+            "bad.txt": b"original bytes",
+            "good.txt": b"fine",
+        }
+
     def test_push_without_a_remote_explains_how_to_set_one(self, ws: Workspace) -> None:
         cv.data.add("c", customers())
         with pytest.raises(InvalidArgumentError, match="remote_uri"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -334,6 +335,7 @@ def checkout(
             help="Replace the content of a non-empty DEST (its hidden entries are kept).",
         ),
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print where it went as JSON.")] = False,
 ) -> None:
     """Restore a version's files, byte-identical to what was added.
 
@@ -347,6 +349,9 @@ def checkout(
         v = svc.get(ref)
         target = dest or _default_dest(v)
         path = svc.checkout(v.ref, target, force=force, progress=RichProgress())
+    if as_json:
+        console.print_json(json.dumps({"ref": v.ref, "path": str(path), "files": v.files}))
+        return
     console.print(f"{escape(v.ref)} -> {escape(str(path))}  ({v.files:,} files)")
 
 
@@ -440,17 +445,31 @@ def schema(
         sys.stdout.write(text)
 
 
-def _transfer(ctx: typer.Context, refs: list[str] | None, remote: str | None, push: bool) -> None:
+def _transfer(
+    ctx: typer.Context,
+    refs: list[str] | None,
+    remote: str | None,
+    *,
+    push: bool,
+    as_json: bool,
+    verify: bool = False,
+) -> None:
     ws, svc = _service(ctx)
     with ws:
-        op = svc.push if push else svc.pull
-        result = op(refs or None, remote, progress=RichProgress())
+        if push:
+            result = svc.push(refs or None, remote, progress=RichProgress())
+        else:
+            result = svc.pull(refs or None, remote, verify=verify, progress=RichProgress())
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(result)))
+        return
     verb = "Pushed" if push else "Pulled"
     where = "to" if push else "from"
+    repaired = f"; {result.repaired:,} damaged here were replaced" if result.repaired else ""
     console.print(
         f"{verb} {result.copied:,} objects ({human_bytes(result.copied_bytes)}) {where} "
         f"{escape(result.destination if push else result.source)}; "
-        f"{result.present:,} were already there."
+        f"{result.present:,} were already there{repaired}."
     )
 
 
@@ -463,9 +482,10 @@ def push(
     ctx: typer.Context,
     refs: Annotated[list[str] | None, typer.Argument(help=REFS_HELP)] = None,
     remote: Annotated[str | None, typer.Option("--remote", "-r", help=REMOTE_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Copy the files versions need to a remote (only what is missing; safe to re-run)."""
-    _transfer(ctx, refs, remote, push=True)
+    _transfer(ctx, refs, remote, push=True, as_json=as_json)
 
 
 @data_app.command("pull")
@@ -473,6 +493,19 @@ def pull(
     ctx: typer.Context,
     refs: Annotated[list[str] | None, typer.Argument(help=REFS_HELP)] = None,
     remote: Annotated[str | None, typer.Option("--remote", "-r", help=REMOTE_HELP)] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Also read the copies held here and replace each damaged one (what a "
+            "checkout that reported a corrupted file needs).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """Copy the files versions need from a remote into this project's artifact store."""
-    _transfer(ctx, refs, remote, push=False)
+    """Copy the files versions need from a remote into this project's artifact store.
+
+    Only what is missing here is copied; with --verify, every object of the versions held
+    here is read and checked against its digest too, and the damaged ones are replaced.
+    """
+    _transfer(ctx, refs, remote, push=False, as_json=as_json, verify=verify)

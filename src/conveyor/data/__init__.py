@@ -163,7 +163,10 @@ def pull(
     refs: list[str] | None = None,
     remote: str | None = None,
     *,
+    verify: bool = False,
     workspace: Workspace | None = None,
 ) -> TransferResult:
-    """Copy what ``refs`` need (default: every version) from ``remote`` into this store."""
-    return _svc(workspace).pull(refs, remote)
+    """Copy what ``refs`` need (default: every version) from ``remote`` into this store.
+    With ``verify``, also read what this store holds of them and replace any damaged object
+    (one a checkout reported as corrupted) with the remote's copy."""
+    return _svc(workspace).pull(refs, remote, verify=verify)

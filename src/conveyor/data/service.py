@@ -563,7 +563,8 @@ class DataService:
             except IntegrityError as e:
                 raise IntegrityError(
                     f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
-                    hint="Restore it with `conveyor data pull` from a remote that has it.",
+                    hint=f"Replace it from a remote that has it: conveyor data pull "
+                    f"{version.ref} --verify (from Python: cv.data.pull(verify=True)).",
                 ) from e
             except NotFoundError:
                 raise NotFoundError(
@@ -731,16 +732,18 @@ class DataService:
         refs: list[str] | None = None,
         remote: str | None = None,
         *,
+        verify: bool = False,
         progress: ProgressReporter | None = None,
     ) -> TransferResult:
-        """Copy the objects of ``refs`` (default: every version) missing here from ``remote``."""
+        """Copy the objects of ``refs`` (default: every version) missing here from ``remote``;
+        with ``verify``, also read those held here and replace each damaged one."""
         source = self.remote(remote)
         needed: dict[str, int] = {}
         for version in self._selected(refs):
             needed.update(self.objects_of(version, source))
         from conveyor.data.transfer import copy_objects
 
-        return copy_objects(needed, source, self.store, progress=progress)
+        return copy_objects(needed, source, self.store, progress=progress, verify=verify)
 
     def objects_of(
         self, version: DatasetVersion, source: ArtifactStore | None = None

@@ -2,16 +2,18 @@
 
 Only objects missing at the destination are copied, several at a time; each lands whole or
 not at all (the stores write to a temporary name and rename), so an interrupted transfer
-resumes where it stopped when run again.
+resumes where it stopped when run again. Asked to verify, it also reads every object the
+destination holds and replaces each damaged one with the source's copy.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from conveyor.core.errors import NotFoundError
+from conveyor.core.errors import IntegrityError, NotFoundError
 from conveyor.store.artifacts.cas import ArtifactStore
 
 __all__ = ["TransferResult", "copy_objects"]
@@ -26,6 +28,7 @@ class TransferResult:
     copied: int
     copied_bytes: int
     present: int
+    repaired: int = 0  # held but damaged, replaced (only when verifying)
 
 
 def copy_objects(
@@ -35,37 +38,75 @@ def copy_objects(
     *,
     workers: int = 8,
     progress: object | None = None,
+    verify: bool = False,
 ) -> TransferResult:
-    """Copy each of ``objects`` (``{digest: size}``) that ``destination`` lacks, verified."""
+    """Copy each of ``objects`` (``{digest: size}``) that ``destination`` lacks, verified.
+
+    With ``verify``, the objects ``destination`` holds are read through too, and each whose
+    bytes no longer match its digest is replaced with ``source``'s copy.
+    """
     present = destination.exists_many(set(objects))
     todo = sorted((d for d in objects if d not in present), key=lambda d: -objects[d])
+    count = max(1, min(workers, len(objects) or 1, 4 * (os.cpu_count() or 2)))
+    damaged: list[str] = []
+    if verify and present:
+        with ThreadPoolExecutor(count, thread_name_prefix="conveyor-verify") as pool:
+            held = sorted(present)
+            intact = pool.map(_intact(destination), held)
+            damaged = [d for d, ok in zip(held, intact, strict=True) if not ok]
     start = getattr(progress, "start", None)
     advance = getattr(progress, "advance", None)
     if start is not None:
-        start("Copying", len(todo), sum(objects[d] for d in todo))
+        start("Copying", len(todo) + len(damaged), sum(objects[d] for d in todo + damaged))
 
-    def one(digest: str) -> int:
+    def one(job: tuple[str, bool]) -> int:
+        digest, repair = job
         try:
             with source.open(digest) as stream:
-                put = destination.put_stream(stream, durable=False)
+                if repair:
+                    put = destination.repair(digest, stream)
+                else:
+                    put = destination.put_stream(stream, durable=False)
         except NotFoundError:
             raise NotFoundError(
-                f"Object {digest} is in neither {destination.uri} nor {source.uri}.",
+                f"Object {digest} is in neither {destination.uri} nor {source.uri}."
+                if not repair
+                else f"Object {digest} is damaged in {destination.uri} and not in {source.uri}.",
                 hint="Push it from the machine that added the version.",
             ) from None
         if advance is not None:
             advance(1, put.size)
         return put.size
 
+    jobs = [(d, False) for d in todo] + [(d, True) for d in damaged]
     try:
-        if todo:
-            count = max(1, min(workers, len(todo), 4 * (os.cpu_count() or 2)))
+        if jobs:
             with ThreadPoolExecutor(count, thread_name_prefix="conveyor-transfer") as pool:
-                sizes = list(pool.map(one, todo))
+                sizes = list(pool.map(one, jobs))
         else:
             sizes = []
     finally:
         stop = getattr(progress, "stop", None)
         if stop is not None:
             stop()
-    return TransferResult(source.uri, destination.uri, len(todo), sum(sizes), len(present))
+    return TransferResult(
+        source.uri,
+        destination.uri,
+        len(todo),
+        sum(sizes[: len(todo)]),
+        len(present) - len(damaged),
+        repaired=len(damaged),
+    )
+
+
+def _intact(store: ArtifactStore) -> Callable[[str], bool]:
+    """A check of one object of ``store``: False when its bytes no longer match its digest."""
+
+    def check(digest: str) -> bool:
+        try:
+            store.verify(digest)
+        except IntegrityError:
+            return False
+        return True
+
+    return check

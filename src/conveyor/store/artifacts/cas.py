@@ -311,6 +311,21 @@ class ArtifactStore:
         finally:
             temp.unlink(missing_ok=True)
 
+    def repair(self, digest: str, stream: BinaryIO) -> PutResult:
+        """Store everything left in ``stream`` as the object ``digest``, replacing the copy
+        held (found corrupted) in one step; refused unless the bytes hash to ``digest``."""
+        temp = self.backend.staging_dir() / f"{ids.new_id()}.part"
+        try:
+            with temp.open("wb") as out:
+                actual, size = _copy_hashing(stream, out)
+                out.flush()
+                os.fsync(out.fileno())
+            check_digest(digest, actual, size)
+            self.backend.put_file(key_of(digest), temp, move=True)
+            return PutResult(digest, size, created=True)
+        finally:
+            temp.unlink(missing_ok=True)
+
     def put_hashed(
         self, data: bytes | memoryview, digest: str, *, durable: bool = True
     ) -> PutResult:
