@@ -407,6 +407,28 @@ class DataSuite:
         assert (v.kind, v.table_format, v.rows) == ("table", "csv", 60)
         assert list(cv.data.load("c").columns) == ["id", "plan", "spend"]
 
+    def test_a_table_with_categorical_columns_is_profiled_by_its_values(
+        self, ws: Workspace
+    ) -> None:
+        frame = pd.DataFrame({"plan": pd.Categorical(["free", "pro", "free"] * 5), "n": range(15)})
+        v = cv.data.add("cats", frame)
+        plan = (v.profile or {})["columns"]["plan"]
+        assert (plan["distinct"], plan["top"][0]) == (2, ["free", 10])
+        schema = cv.data.infer_schema("cats@1")
+        assert cv.data.validate("cats@1", schema).passed
+        assert cv.data.load("cats@1")["plan"].tolist() == frame["plan"].tolist()
+
+    def test_csv_files_that_are_not_one_table_are_versioned_as_files(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a.csv": b"x,y\n1,2\n", "b.csv": b"x,y\n1,abc\n"})
+        v = cv.data.add("mixed", tmp_path / "d")
+        assert (v.kind, v.files, v.rows) == ("files", 2, None)
+        with pytest.raises(InvalidArgumentError, match="do not share one schema"):
+            cv.data.load("mixed@1")
+        write_tree(tmp_path / "e", {"broken.csv": b"x,y\n1,2,3\n"})  # a row too long
+        assert cv.data.add("broken", tmp_path / "e").kind == "files"
+
     def test_load_refuses_files_that_are_not_tables_and_lists_the_formats(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

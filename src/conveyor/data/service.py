@@ -10,6 +10,7 @@ import bisect
 import contextlib
 import gc
 import itertools
+import logging
 import os
 import shutil
 import threading
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from conveyor.data.validation import ValidationReport
 
 __all__ = ["DataService", "ProgressReporter", "data_service"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SCHEMA = "schema.yaml"
@@ -255,8 +258,12 @@ class DataService:
         values: dict[str, Any] = {"kind": "files", "source": origin[:2000]}
         fmt = tables.table_format_of([f.name for f in files])
         if fmt is not None:
-            table = tables.read_table(fmt, [f.path for f in files])
-            values.update(self._table_values(table, fmt))
+            try:
+                table = tables.read_table(fmt, [f.path for f in files])
+            except InvalidArgumentError as e:  # malformed, or files of different columns
+                log.warning("%s is versioned as files, not as one table: %s", name, e.message)
+            else:
+                values.update(self._table_values(table, fmt))
         try:
             return self._record(
                 name, Manifest.of(result.entries), values, description, checked=_not_fresh(result)

@@ -101,7 +101,7 @@ def read_table(fmt: str, sources: list[Any]) -> pa.Table:
         return tables[0]
     try:
         return pa.concat_tables(tables, promote_options="default")
-    except pa.ArrowInvalid as e:
+    except pa.ArrowException as e:  # ArrowInvalid, or ArrowTypeError (incompatible types)
         raise InvalidArgumentError(
             f"The {fmt} files of this version do not share one schema, so they cannot be "
             f"loaded as one table: {e}",
@@ -130,7 +130,7 @@ def _read_one(fmt: str, src: Any) -> pa.Table:
             import pyarrow.feather as feather
 
             return feather.read_table(src)
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowException, OSError) as e:
         raise InvalidArgumentError(f"Cannot read {_name(src)} as {fmt}: {e}") from e
     raise InvalidArgumentError(
         f"{fmt!r} is not a supported table format; supported file types: {supported_formats()}."
@@ -169,9 +169,11 @@ def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
         "count": rows - nulls,
         "null_rate": (nulls / rows) if rows else 0.0,
     }
-    kind = col.type
     if rows == nulls:
         return out
+    if pa.types.is_dictionary(col.type):  # pandas categoricals: profiled as their values
+        col = col.cast(col.type.value_type)
+    kind = col.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         # The statistics are of floats; an integer above 2**53 (an id) only rounds there.
         values = pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
@@ -187,7 +189,7 @@ def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
         bounds = pc.min_max(col).as_py()
         out["min"] = str(bounds["min"])
         out["max"] = str(bounds["max"])
-    elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         out["distinct"] = pc.count_distinct(col).as_py()
         out["top"] = _top(col)
     return out
