@@ -113,16 +113,137 @@ def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSc
     """Parse a schema written by :func:`schema_to_yaml` (or by hand); ``source`` names it."""
     import io
 
+    import yaml
+
     pa = _pandera()
+    hint = "Start from `conveyor data schema NAME@V` output and edit it."
+    try:
+        parsed = yaml.safe_load(io.StringIO(text))
+    except yaml.YAMLError as e:
+        raise InvalidArgumentError(
+            f"Cannot read {source} as a pandera schema: it is not valid YAML: "
+            + " ".join(str(e).split()),
+            hint=hint,
+        ) from e
+    problem = _schema_problem(parsed, pa.Check)
+    if problem is not None:
+        raise InvalidArgumentError(
+            f"Cannot read {source} as a pandera schema: {problem}.", hint=hint
+        )
     try:
         # A stream, never the text itself: pandera opens a string that names a file as that
         # file, and a schema sent to a team server must not be able to read the server's files.
         return pa.DataFrameSchema.from_yaml(io.StringIO(text))
-    except Exception as e:  # yaml and pandera raise many kinds; all mean "does not parse"
+    except Exception as e:  # pandera raises many kinds; all mean "does not parse"
         raise InvalidArgumentError(
-            f"Cannot read {source} as a pandera schema: {type(e).__name__}: {e}",
-            hint="Start from `conveyor data schema NAME@V` output and edit it.",
+            f"Cannot read {source} as a pandera schema: {type(e).__name__}: "
+            + " ".join(str(e).split()),
+            hint=hint,
         ) from e
+
+
+#: What pandera's YAML may hold at its top, and for a column besides its checks. pandera
+#: itself skips any other key, so a misspelt check would check nothing, silently.
+_SCHEMA_KEYS = frozenset(
+    [
+        "schema_type",
+        "version",
+        "api",
+        "dataframe_library",
+        "columns",
+        "checks",
+        "index",
+        "multiindex",
+        "dtype",
+        "coerce",
+        "strict",
+        "name",
+        "ordered",
+        "unique",
+        "report_duplicates",
+        "unique_column_names",
+        "add_missing_columns",
+        "title",
+        "description",
+        "metadata",
+        "drop_invalid_rows",
+    ]
+)
+_COLUMN_KEYS = frozenset(
+    [
+        "title",
+        "description",
+        "dtype",
+        "nullable",
+        "checks",
+        "unique",
+        "coerce",
+        "required",
+        "regex",
+        "name",
+        "default",
+        "report_duplicates",
+        "drop_invalid_rows",
+        "metadata",
+    ]
+)
+
+
+def _schema_problem(parsed: Any, checks: Any) -> str | None:
+    """What makes ``parsed`` (a YAML document) no schema, or one with keys pandera would
+    skip (a misspelt key or check); None when it is fine. ``checks``: pandera's Check."""
+    if parsed is None:
+        return "it is empty"
+    if not isinstance(parsed, dict):
+        return f"it is a {type(parsed).__name__}, not a mapping of schema keys"
+    unknown = sorted(str(k) for k in parsed if k not in _SCHEMA_KEYS)
+    if unknown:
+        return _unknown("the schema has", "key", unknown[0], _SCHEMA_KEYS)
+    if parsed.get("columns") is None and parsed.get("checks") is None:
+        return "it has no columns and no checks, so it would check nothing"
+    columns = parsed.get("columns") or {}
+    if isinstance(columns, list):
+        columns = {c.get("name") if isinstance(c, dict) else c: c for c in columns}
+    if not isinstance(columns, dict):
+        return "its columns are not a mapping of column names to their checks"
+    is_check = lambda key: callable(getattr(checks, str(key), None))  # noqa: E731
+    for name, column in columns.items():
+        if column is None:
+            continue
+        if not isinstance(column, dict):
+            return f"column {name!r} is not a mapping of its dtype and checks"
+        for key in column:
+            if key not in _COLUMN_KEYS and not is_check(key):
+                known = _COLUMN_KEYS | {k for k in dir(checks) if not k.startswith("_")}
+                return _unknown(f"column {name!r} has", "key", str(key), known)
+        for check in _named_checks(column.get("checks")):
+            if not is_check(check):
+                return _unknown(f"column {name!r} has", "check", check, dir(checks))
+    for check in _named_checks(parsed.get("checks")):
+        if not is_check(check):
+            return _unknown("the schema has", "check", check, dir(checks))
+    return None
+
+
+def _named_checks(checks: Any) -> list[str]:
+    """The check names of a ``checks`` entry (a mapping by name, or a list of checks)."""
+    if isinstance(checks, dict):
+        return [str(k) for k in checks]
+    if isinstance(checks, list):
+        return [
+            str(c.get("options", {}).get("check_name"))
+            for c in checks
+            if isinstance(c, dict) and isinstance(c.get("options"), dict)
+        ]
+    return []
+
+
+def _unknown(where: str, what: str, key: str, known: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(str(k) for k in known), n=1)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{where} an unknown {what} {key!r}{guess}, which pandera would skip"
 
 
 @dataclass(frozen=True, slots=True)
