@@ -127,6 +127,8 @@ def test_bad_input_gets_one_clear_line(project: Path) -> None:
     write_csv(project / "t.csv", 5)
     broken = cli(project, "data", "validate", "t.csv", "--schema", "broken.yaml", ok=False)
     assert "broken.yaml" in broken.stderr
+    saved = cli(project, "data", "schema", "raw@1", "--set", "broken.yaml", ok=False)
+    assert "the schema file broken.yaml" in saved.stderr
 
 
 def test_push_and_pull_through_a_folder_remote(local_project: Path) -> None:

@@ -174,6 +174,7 @@ class DataSuite:
         assert cv.data.get("d@latest").id == v2.id
         assert cv.data.get("d").id == v2.id
         assert cv.data.get(f"d@{v1.digest[:10]}").id == v1.id
+        assert cv.data.get(f"d@{v1.digest[:10].upper()}").id == v1.id  # as copied from a UI
 
     def test_a_missing_version_names_the_latest_ones(self, ws: Workspace, tmp_path: Path) -> None:
         write_tree(tmp_path / "d", {"x": b"1"})
@@ -191,6 +192,10 @@ class DataSuite:
         (tmp_path / "empty").mkdir()
         with pytest.raises(InvalidArgumentError, match="holds no files"):
             cv.data.add("d", tmp_path / "empty")
+        with pytest.raises(InvalidArgumentError, match="Expected a path"):
+            cv.data.add("d", 123)
+        with pytest.raises(NotFoundError, match="no such file"):
+            cv.data.validate(str(tmp_path / "typo.csv"))
         assert cv.data.datasets() == []
 
     def test_checkout_refuses_a_non_empty_folder_unless_forced(

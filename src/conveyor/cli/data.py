@@ -419,7 +419,7 @@ def schema(
     conveyor data schema customers@3 --set schema.yaml
     """
     from conveyor.core.errors import NotFoundError
-    from conveyor.data.validation import schema_to_yaml
+    from conveyor.data.validation import schema_from_yaml, schema_to_yaml
 
     ws, svc = _service(ctx)
     with ws:
@@ -428,6 +428,7 @@ def schema(
                 text = set_.read_text(encoding="utf-8")
             except OSError as e:
                 raise NotFoundError(f"Cannot read the schema file {set_}: {e.strerror}.") from e
+            schema_from_yaml(text, source=f"the schema file {set_}")  # its errors name it
             svc.set_schema(ref, text)
             console.print(f"Saved {escape(str(set_))} as the schema of {escape(svc.get(ref).ref)}.")
             return

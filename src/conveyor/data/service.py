@@ -437,7 +437,8 @@ class DataService:
             raise InvalidArgumentError(
                 f"{version.ref} is not a table: its files have the types {', '.join(kinds)}; "
                 f"load reads {tables.supported_formats()}.",
-                hint=f"Use data.path({version.ref!r}) to get the files instead.",
+                hint=f"Get the files instead: conveyor data checkout {version.ref} DEST, or "
+                f"cv.data.path({version.ref!r}) from Python.",
             )
         import pyarrow as pa
 
@@ -653,6 +654,11 @@ class DataService:
         label = None
         version = None
         if isinstance(data, str) and not Path(data).exists():
+            if "@" not in data and tables.format_of(data) is not None:  # a table file's name
+                raise NotFoundError(
+                    f"Cannot validate {data}: there is no such file.",
+                    hint="Check the path; a dataset version is named like NAME@3.",
+                )
             version = self.get(data)
             label = version.ref
             frame = self.load(version.ref)
@@ -672,7 +678,8 @@ class DataService:
             if version is None:
                 raise InvalidArgumentError(
                     "validate needs a schema for data that is not a dataset version.",
-                    hint="Pass schema= (a pandera schema or a YAML file).",
+                    hint="Pass a schema: --schema FILE on the command line, schema= (a "
+                    "pandera schema or a YAML file) from Python.",
                 )
             schema = self._nearest_schema(version)
         elif isinstance(schema, str | os.PathLike):

@@ -77,7 +77,8 @@ def to_arrow(data: Any) -> pa.Table:
         index_is_default = isinstance(data.index, pd.RangeIndex) and data.index.name is None
         return pa.Table.from_pandas(data, preserve_index=not index_is_default)
     raise InvalidArgumentError(
-        f"Expected a pandas DataFrame or a pyarrow Table; got {type(data).__name__}."
+        f"Expected a path (a file or a folder), a pandas DataFrame or a pyarrow Table; got "
+        f"{type(data).__name__}."
     )
 
 
@@ -105,7 +106,8 @@ def read_table(fmt: str, sources: list[Any]) -> pa.Table:
         raise InvalidArgumentError(
             f"The {fmt} files of this version do not share one schema, so they cannot be "
             f"loaded as one table: {e}",
-            hint="Use data.path() and read the files one by one.",
+            hint="Read the files one by one: cv.data.path(REF) from Python, or conveyor data "
+            "checkout REF DEST.",
         ) from e
 
 

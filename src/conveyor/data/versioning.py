@@ -34,6 +34,7 @@ VERSION_KIND = "dataset_version"
 DATASET_KIND = "dataset"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _HEX = re.compile(r"^[0-9a-f]{6,64}$")
+_HEX_ANY_CASE = re.compile(r"^[0-9a-fA-F]{6,64}$")
 
 
 def validate_dataset_name(name: str) -> str:
@@ -64,6 +65,8 @@ def parse_ref(ref: str) -> tuple[str, str]:
     name, sep, selector = ref.partition("@")
     validate_dataset_name(name)
     selector = selector.strip() if sep else "latest"
+    if _HEX_ANY_CASE.match(selector):
+        selector = selector.lower()  # digests are written in lower case
     if not selector:
         raise InvalidArgumentError(
             f"{ref!r} names no version after '@': use a number, 'latest' or a digest prefix."

@@ -83,6 +83,19 @@ class FsspecBackend:
                 f"The artifact store {self.uri!r} failed to {what}: {e}.",
                 hint="Check the endpoint, the bucket and the credentials.",
             ) from e
+        except Exception as e:
+            # The AWS SDK's own errors (no credentials, a bad endpoint) are not OSErrors.
+            if type(e).__module__.split(".")[0] not in ("botocore", "aiobotocore"):
+                raise
+            if "Credentials" in type(e).__name__:
+                raise PermissionDeniedError(
+                    f"The artifact store {self.uri!r} has no credentials to {what} with: {e}.",
+                    hint="Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE.",
+                ) from e
+            raise BackendUnavailableError(
+                f"The artifact store {self.uri!r} failed to {what}: {e}.",
+                hint="Check the endpoint, the bucket and the credentials.",
+            ) from e
 
     def exists(self, key: str) -> bool:
         return bool(self._call("check an object", self.fs.exists, self._path(key)))

@@ -1,0 +1,23 @@
+"""An object store's SDK errors become the store's errors, saying what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.core.errors import PermissionDeniedError
+from conveyor.store.artifacts.remote import FsspecBackend
+
+
+def test_an_s3_store_without_credentials_says_which_to_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("s3fs", reason="the S3 store needs conveyor-mlops[s3]")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    backend = FsspecBackend("s3://bucket/prefix?endpoint_url=http://127.0.0.1:9")
+    with pytest.raises(PermissionDeniedError, match="has no credentials") as caught:
+        backend.exists("ab/cdef")
+    assert "AWS_ACCESS_KEY_ID" in str(caught.value)
