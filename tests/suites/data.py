@@ -550,6 +550,15 @@ class DataSuite:
         assert [(e.src.kind, e.relation) for e in up.edges] == [("dataset_version", "used_by")]
         assert [(e.dst.id, e.relation) for e in down.edges] == [(out.id, "produced")]
 
+    def test_a_run_that_adds_unchanged_data_did_not_produce_it(self, ws: Workspace) -> None:
+        v = cv.data.add("train", customers())
+        with cv.start_run(experiment="e") as run:
+            cv.data.load("train@1")
+            assert cv.data.add("train", customers()).id == v.id  # the same content
+        cv.flush()
+        down = ws.lineage(ObjectRef("run", run.id), direction="downstream")
+        assert down.edges == []  # used it, and made nothing new: no cycle through it
+
     def test_outside_a_run_no_lineage_is_recorded(self, ws: Workspace) -> None:
         v = cv.data.add("train", customers())
         cv.data.load("train@1")

@@ -329,7 +329,7 @@ class DataService:
                 )
             else:  # the same content as a version: its objects must still be there
                 catalog.check_stored(self.store, manifest_checked | checked)
-            if run is not None:
+            if run is not None and created:  # a version has one producer: what created it
                 uow.link(run, ref, "produced")
         return version
 
