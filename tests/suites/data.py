@@ -198,6 +198,21 @@ class DataSuite:
             cv.data.validate(str(tmp_path / "typo.csv"))
         assert cv.data.datasets() == []
 
+    def test_path_gives_read_only_files_and_mends_an_edited_folder(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        import stat
+
+        write_tree(tmp_path / "d", {"labels.csv": b"a,b\n1,2\n", "img/x.png": b"png"})
+        cv.data.add("d", tmp_path / "d")
+        folder = cv.data.path("d@1")
+        labels = folder / "labels.csv"
+        assert not labels.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+        labels.chmod(0o644)  # as a user (or root, whom the mode does not stop) might
+        labels.write_bytes(b"edited in place")
+        (folder / "img" / "x.png").unlink()
+        assert read_tree(cv.data.path("d@1")) == {"img/x.png": b"png", "labels.csv": b"a,b\n1,2\n"}
+
     def test_checkout_refuses_a_non_empty_folder_unless_forced(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

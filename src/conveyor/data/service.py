@@ -143,6 +143,24 @@ def _served_as(f: FileEntry) -> str:
     return FILES + f.path
 
 
+#: The modification time :meth:`DataService.path` gives the files it materializes (the
+#: start of 2000, UTC): a file whose time differs was written to since.
+MATERIALIZED_MTIME_NS = 946_684_800 * 1_000_000_000
+
+
+def _as_materialized(folder: Path, manifest: Manifest) -> bool:
+    """Whether every file of ``manifest`` in ``folder`` has its size and the time it was
+    materialized with (a stat each: no file is read)."""
+    for entry in manifest.files:
+        try:
+            st = os.stat(folder.joinpath(*entry.path.split("/")))
+        except OSError:
+            return False
+        if st.st_size != entry.size or st.st_mtime_ns != MATERIALIZED_MTIME_NS:
+            return False
+    return True
+
+
 def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
     """Put the entries of ``fresh`` in ``target`` in place of its entries ``replaced`` (the
     ones not hidden). The old ones are moved aside first and removed once all is in place;
@@ -466,15 +484,28 @@ class DataService:
     def path(self, ref: str, *, progress: ProgressReporter | None = None) -> Path:
         """Return a local folder holding the version's files, materialized on first use.
 
-        The folder is shared by every version with the same content and must be treated as
-        read-only; use :meth:`checkout` for a copy to change.
+        The folder is shared by every version with the same content. Its files are
+        read-only, and each use checks that none was changed since (its size and the
+        modification time it was given, :data:`MATERIALIZED_MTIME_NS`): a folder whose
+        files were edited, or lost, is materialized again. Use :meth:`checkout` for a copy
+        to change.
         """
         version = self.get(ref)
+        manifest = self.manifest(version)
         final = self.ws.settings.state_dir / "cache" / "datasets" / version.digest
+        if final.is_dir() and not _as_materialized(final, manifest):
+            aside = final.with_name(f".{version.digest}.{ids.new_id()}.changed")
+            with contextlib.suppress(OSError):  # another process moved it first
+                os.rename(final, aside)
+            shutil.rmtree(aside, ignore_errors=True)
         if not final.is_dir():
             temp = final.with_name(f".{version.digest}.{ids.new_id()}.part")
             try:
-                self._materialize(version, temp, progress or _NoProgress())
+                self._materialize(version, temp, progress or _NoProgress(), manifest)
+                for entry in manifest.files:
+                    file = temp.joinpath(*entry.path.split("/"))
+                    os.chmod(file, 0o444)
+                    os.utime(file, ns=(MATERIALIZED_MTIME_NS, MATERIALIZED_MTIME_NS))
                 try:
                     os.rename(temp, final)
                 except OSError:
@@ -558,9 +589,13 @@ class DataService:
                     )
 
     def _materialize(
-        self, version: DatasetVersion, folder: Path, progress: ProgressReporter
+        self,
+        version: DatasetVersion,
+        folder: Path,
+        progress: ProgressReporter,
+        manifest: Manifest | None = None,
     ) -> None:
-        manifest = self.manifest(version)
+        manifest = manifest if manifest is not None else self.manifest(version)
         folder.mkdir(parents=True)
         progress.start(f"Writing {version.ref}", len(manifest.files), manifest.size)
 
