@@ -621,6 +621,19 @@ class DataSuite:
             "good.txt": b"fine",
         }
 
+    def test_pulling_one_version_brings_the_schema_that_checks_it(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        cv.data.add("c", customers())
+        cv.data.infer_schema("c@1")  # saved with c@1; c@2 is checked with it
+        cv.data.add("c", customers().head(50))
+        remote = str(tmp_path / "remote-store")
+        cv.data.push(None, remote)
+        for digest, _ in list(ws.artifacts.objects()):
+            ws.artifacts.delete(digest)  # as on a machine that has only the records
+        cv.data.pull(["c@2"], remote)
+        assert cv.data.validate("c@2").passed
+
     def test_push_without_a_remote_explains_how_to_set_one(self, ws: Workspace) -> None:
         cv.data.add("c", customers())
         with pytest.raises(InvalidArgumentError, match="remote_uri"):

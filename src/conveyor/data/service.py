@@ -648,8 +648,16 @@ class DataService:
         version = self.get(ref)
         if not version.has_schema:
             return None
-        with self.ws.open_artifact(ObjectRef(versioning.VERSION_KIND, version.id), SCHEMA) as f:
-            return schema_from_yaml(f.read().decode(), source=f"the schema of {version.ref}")
+        try:
+            owner = ObjectRef(versioning.VERSION_KIND, version.id)
+            with self.ws.open_artifact(owner, SCHEMA) as f:
+                text = f.read().decode()
+        except NotFoundError:
+            raise NotFoundError(
+                f"The schema saved with {version.ref} is not in the artifact store {self._where}.",
+                hint=f"Fetch it from the remote that has it: conveyor data pull {version.ref}",
+            ) from None
+        return schema_from_yaml(text, source=f"the schema of {version.ref}")
 
     def infer_schema(self, ref: str, *, save: bool = True) -> pa.DataFrameSchema:
         """Infer a pandera schema from table version ``ref`` and save it with the version."""
@@ -726,12 +734,21 @@ class DataService:
             schema = schema_from_yaml(text, source=f"the schema file {path}")
         return validate_frame(frame, schema, data=label)
 
-    def _nearest_schema(self, version: DatasetVersion) -> pa.DataFrameSchema:
+    def _schema_holder(self, version: DatasetVersion) -> DatasetVersion | None:
+        """The version whose schema checks ``version``: itself if it has one, else the
+        latest earlier version that has one; None when none has."""
+        if version.has_schema:
+            return version
         for candidate in self.versions(version.name):
             if candidate.version <= version.version and candidate.has_schema:
-                schema = self.schema(candidate.ref)
-                if schema is not None:
-                    return schema
+                return candidate
+        return None
+
+    def _nearest_schema(self, version: DatasetVersion) -> pa.DataFrameSchema:
+        holder = self._schema_holder(version)
+        schema = self.schema(holder.ref) if holder is not None else None
+        if schema is not None:
+            return schema
         raise NotFoundError(
             f"No schema is saved with {version.ref} or an earlier version of {version.name!r}.",
             hint=f"Infer one from a good version: `conveyor data schema {version.name}@N --infer`.",
@@ -798,8 +815,16 @@ class DataService:
         self, version: DatasetVersion, source: ArtifactStore | None = None
     ) -> dict[str, int]:
         """Return ``{digest: size}`` of every object ``version`` needs (manifest, files,
-        schema). The manifest is read from this project's store, or else from ``source``."""
+        and the schema that checks it: its own, or an earlier version's). The manifest is
+        read from this project's store, or else from ``source``."""
         links = self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, version.id))
+        holder = self._schema_holder(version)
+        if holder is not None and holder.id != version.id:
+            links += [
+                link
+                for link in self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, holder.id))
+                if link.name == SCHEMA
+            ]
         needed = {link.digest: link.size for link in links}
         try:
             manifest = self.manifest(version)
