@@ -193,10 +193,12 @@ class DataSuite:
         with pytest.raises(InvalidArgumentError, match="holds no files"):
             cv.data.add("d", tmp_path / "empty")
         with pytest.raises(InvalidArgumentError, match="Expected a path"):
-            cv.data.add("d", 123)
+            cv.data.add("d", 123)  # type: ignore[arg-type]
         with pytest.raises(NotFoundError, match="no such file"):
             cv.data.validate(str(tmp_path / "typo.csv"))
-        assert cv.data.datasets() == []
+        cv.data.add("orders.csv", customers())  # a dataset named like a file still validates
+        assert cv.data.validate("orders.csv", cv.data.infer_schema("orders.csv@1")).passed
+        assert [d.name for d in cv.data.datasets()] == ["orders.csv"]
 
     def test_path_gives_read_only_files_and_mends_an_edited_folder(
         self, ws: Workspace, tmp_path: Path
@@ -226,20 +228,38 @@ class DataSuite:
         cv.data.checkout("d@1", dest, force=True)
         assert read_tree(dest) == {"x.txt": b"version one"}
 
-    def test_a_forced_checkout_keeps_hidden_entries_and_the_projects_stores(
+    def test_a_forced_checkout_keeps_hidden_entries_and_spares_the_project(
         self, ws: Workspace, tmp_path: Path
     ) -> None:
-        root = tmp_path / "project"  # the workspace's folder: its state is in .conveyor
-        write_tree(root, {"a.txt": b"one", "sub/b.txt": b"two", ".git/HEAD": b"ref"})
-        cv.data.add("all", root)  # hidden entries are not part of it
-        write_tree(root, {"a.txt": b"edited", "new.txt": b"not in the version"})
-        cv.data.checkout("all@1", root, force=True)
-        visible = {k: v for k, v in read_tree(root).items() if not k.startswith(".")}
+        work = tmp_path / "work"
+        write_tree(work, {"a.txt": b"one", "sub/b.txt": b"two", ".git/HEAD": b"ref"})
+        cv.data.add("all", work)  # hidden entries are not part of it
+        write_tree(work, {"a.txt": b"edited", "new.txt": b"not in the version"})
+        cv.data.checkout("all@1", work / "sub" / "..", force=True)  # '..' as typed
+        visible = {k: v for k, v in read_tree(work).items() if not k.startswith(".")}
         assert visible == {"a.txt": b"one", "sub/b.txt": b"two"}
-        assert (root / ".git" / "HEAD").read_bytes() == b"ref"
-        assert read_tree(cv.data.checkout("all@1", tmp_path / "again")) == visible
+        assert (work / ".git" / "HEAD").read_bytes() == b"ref"
+        assert not [p for p in work.iterdir() if p.name.endswith((".old", ".part"))]
+        root = tmp_path / "project"  # the workspace's folder
+        write_tree(root, {"notes.txt": b"mine"})
+        for dest in (root, tmp_path):  # the project's folder, or one that holds it
+            with pytest.raises(ConflictError, match="this project"):
+                cv.data.checkout("all@1", dest, force=True)
+        assert (root / "notes.txt").read_bytes() == b"mine"
         with pytest.raises(ConflictError, match="inside this project's stores"):
             cv.data.checkout("all@1", root / ".conveyor" / "out")
+        assert cv.data.get("all@1").files == 2
+
+    def test_a_version_with_a_hidden_top_entry_never_replaces_a_kept_one(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "src", {".env": b"A=1"})
+        cv.data.add("env", tmp_path / "src" / ".env")  # a single hidden file, added directly
+        dest = tmp_path / "dest"
+        write_tree(dest, {".env": b"mine", "x.txt": b"x"})
+        with pytest.raises(ConflictError, match="hidden entry"):
+            cv.data.checkout("env@1", dest, force=True)
+        assert read_tree(dest) == {".env": b"mine", "x.txt": b"x"}  # nothing was moved
 
     def test_checkout_detects_a_corrupted_object_and_names_the_file(
         self, ws: Workspace, tmp_path: Path
@@ -633,6 +653,13 @@ class DataSuite:
             ws.artifacts.delete(digest)  # as on a machine that has only the records
         cv.data.pull(["c@2"], remote)
         assert cv.data.validate("c@2").passed
+        # A schema saved after the push is not on the remote: the pull still brings the files.
+        cv.data.add("c", customers().head(40))
+        cv.data.push(["c@3"], remote)
+        cv.data.set_schema("c@1", "columns:\n  id:\n    dtype: int64\n")  # here only
+        for digest, _ in list(ws.artifacts.objects()):
+            ws.artifacts.delete(digest)
+        assert cv.data.pull(["c@3"], remote).copied >= 2  # its manifest and file
 
     def test_push_without_a_remote_explains_how_to_set_one(self, ws: Workspace) -> None:
         cv.data.add("c", customers())

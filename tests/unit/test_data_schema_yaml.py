@@ -26,6 +26,8 @@ def _written() -> str:
         ("columns:\n  age:\n    checks:\n      less_thn: 5\n", "unknown check 'less_thn'"),
         ("columns: {}\nchecks:\n  row_cont: {min_rows: 1, max_rows: 9}\n", "'row_cont'"),
         ("columns: [unclosed\n", "not valid YAML"),
+        ("columns:\n  a:\n    checks: {}\n    in_range: {max_value: 11}\n", "beside `checks:`"),
+        ("index:\n- dtype: int64\n  nulable: false\n", "'nullable'"),
     ],
 )
 def test_a_schema_that_would_check_less_than_written_is_refused(text: str, says: str) -> None:
@@ -41,3 +43,16 @@ def test_a_written_schema_and_hand_added_checks_still_load() -> None:
     assert [c.name for c in schema.columns["plan"].checks] == ["str_length"]
     listed = "columns:\n  age:\n    checks:\n      ge: 0\n      le: 30\n"
     assert len(schema_from_yaml(listed).columns["age"].checks) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "index:\n- dtype: int64\n",
+        "dtype: int64\n",
+        "unique: [a, b]\nname: pairs\n",
+        "strict: true\ncolumns: {}\n",
+    ],
+)
+def test_a_schema_of_rules_other_than_columns_loads(text: str) -> None:
+    schema_from_yaml(text, source="s.yaml")

@@ -27,8 +27,19 @@ class TestDataOnSqliteAndLocalFiles(DataSuite):
         # The metadata database (meta.db) and the objects folder are in tmp_path, visible.
         write_tree(tmp_path / "d", {"x.txt": b"x"})
         cv.data.add("d", tmp_path / "d")
-        with pytest.raises(ConflictError, match="would remove"):
+        with pytest.raises(ConflictError, match=r"would remove .*(meta\.db|objects)"):
             cv.data.checkout("d@1", tmp_path, force=True)
         assert (tmp_path / "meta.db").is_file()
         assert read_tree(tmp_path / "d") == {"x.txt": b"x"}  # nothing was replaced
         assert cv.data.get("d@1").files == 1
+
+    def test_a_checkout_into_a_link_to_an_empty_folder_fills_that_folder(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"x.txt": b"x"})
+        cv.data.add("d", tmp_path / "d")
+        (tmp_path / "real").mkdir()
+        (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+        cv.data.checkout("d@1", tmp_path / "link")
+        assert (tmp_path / "link").is_symlink()
+        assert read_tree(tmp_path / "real") == {"x.txt": b"x"}

@@ -340,9 +340,9 @@ def checkout(
     """Restore a version's files, byte-identical to what was added.
 
     Refuses to write into a non-empty folder unless --force, which replaces its content:
-    entries that are not in the version are removed, except hidden ones (.git, .conveyor),
-    which an add skips too. A DEST inside the project's stores, or whose replaced content
-    holds them, is refused.
+    entries that are not in the version are removed, except hidden ones (.git), which an
+    add skips too. A DEST inside the project's stores is refused, and so is --force where
+    the replaced content holds the project's folder or one of its stores.
     """
     ws, svc = _service(ctx)
     with ws:

@@ -164,14 +164,58 @@ def _as_materialized(folder: Path, manifest: Manifest) -> bool:
 def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
     """Put the entries of ``fresh`` in ``target`` in place of its entries ``replaced`` (the
     ones not hidden). The old ones are moved aside first and removed once all is in place;
-    if that fails midway they stay in a hidden folder beside ``target``."""
+    if a move fails, what was moved is put back before the error goes on."""
     old = target.with_name(f".{target.name}.{ids.new_id()}.old")
     old.mkdir()
-    for name in replaced:
-        os.rename(target / name, old / name)
-    for name in os.listdir(fresh):
-        os.rename(fresh / name, target / name)
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in replaced:
+            os.rename(target / name, old / name)
+            moved_out.append(name)
+        for name in os.listdir(fresh):
+            os.rename(fresh / name, target / name)
+            moved_in.append(name)
+    except OSError as e:
+        for name in moved_in:
+            with contextlib.suppress(OSError):
+                os.rename(target / name, fresh / name)
+        lost = []
+        for name in moved_out:
+            try:
+                os.rename(old / name, target / name)
+            except OSError:
+                lost.append(name)
+        if lost:
+            raise ConflictError(
+                f"Checking out into {target} failed ({e.strerror}), and {len(lost)} of its "
+                f"entries could not be put back: they are in {old}.",
+                hint="Move them back by hand.",
+            ) from e
+        old.rmdir()
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _local_stores(settings: Any) -> list[Path]:
+    """The folders and files on this machine that ``settings`` keep data in (the metadata
+    and online SQLite files, the artifact, log and remote folders), resolved."""
+    from conveyor.store.metadata.engine import sqlite_path
+
+    found = []
+    for key in ("store_uri", "artifact_uri", "remote_uri", "online_uri", "log_uri"):
+        value = str(getattr(settings, key, "") or "")
+        if value.startswith("sqlite:"):
+            path = sqlite_path(value)
+        elif value.startswith("file://"):
+            path = Path(value.removeprefix("file://"))
+        elif value and "://" not in value:
+            path = Path(value)
+        else:
+            path = None
+        if path is not None:
+            found.append((path if path.is_absolute() else settings.root / path).resolve())
+    return found
 
 
 def data_service(ws: Workspace | None = None) -> DataService:
@@ -493,10 +537,29 @@ class DataService:
         version = self.get(ref)
         manifest = self.manifest(version)
         final = self.ws.settings.state_dir / "cache" / "datasets" / version.digest
+        if not (final.is_dir() and _as_materialized(final, manifest)):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            from filelock import FileLock
+
+            # One process at a time checks and mends it: none removes a folder another
+            # has just mended and handed out.
+            with FileLock(f"{final}.lock"):
+                self._mend(version, manifest, final, progress)
+        self._used(version, ref)
+        return final
+
+    def _mend(
+        self,
+        version: DatasetVersion,
+        manifest: Manifest,
+        final: Path,
+        progress: ProgressReporter | None,
+    ) -> None:
+        """Materialize ``version`` as ``final``, replacing a copy whose files were changed
+        (under the folder's lock, taken by the caller)."""
         if final.is_dir() and not _as_materialized(final, manifest):
             aside = final.with_name(f".{version.digest}.{ids.new_id()}.changed")
-            with contextlib.suppress(OSError):  # another process moved it first
-                os.rename(final, aside)
+            os.rename(final, aside)
             shutil.rmtree(aside, ignore_errors=True)
         if not final.is_dir():
             temp = final.with_name(f".{version.digest}.{ids.new_id()}.part")
@@ -506,15 +569,9 @@ class DataService:
                     file = temp.joinpath(*entry.path.split("/"))
                     os.chmod(file, 0o444)
                     os.utime(file, ns=(MATERIALIZED_MTIME_NS, MATERIALIZED_MTIME_NS))
-                try:
-                    os.rename(temp, final)
-                except OSError:
-                    if not final.is_dir():  # another process won the race: use its copy
-                        raise
+                os.rename(temp, final)
             finally:
                 shutil.rmtree(temp, ignore_errors=True)
-        self._used(version, ref)
-        return final
 
     def checkout(
         self,
@@ -528,11 +585,15 @@ class DataService:
 
         A non-empty ``dest`` is refused unless ``force``; with ``force`` its content is
         replaced by the version's: every entry at its top is removed except hidden ones
-        (``.git``, ``.conveyor``...), which an add skips too. A ``dest`` that would lose
-        this project's own stores is refused whatever ``force`` says.
+        (``.git``...), which an add skips too. Whatever ``force`` says, a ``dest`` inside
+        this project's stores is refused, and so is replacing content that holds the
+        project itself (its folder, with conveyor.toml and .conveyor) or any of its local
+        stores (metadata, artifacts, logs, online features, the remote).
         """
         version = self.get(ref)
-        target = Path(dest).absolute()
+        # Normalized first: the temporary folders below are siblings of the real folder
+        # (``..`` resolved), never entries inside it.
+        target = Path(os.path.abspath(dest))
         if target.exists() and not target.is_dir():
             raise ConflictError(f"Cannot check out into {target}: it is a file, not a folder.")
         present = sorted(os.listdir(target)) if target.is_dir() else []
@@ -544,48 +605,63 @@ class DataService:
             )
         replaced = [name for name in present if not name.startswith(".")]
         self._check_spares_stores(target, replaced)
+        manifest = self.manifest(version)
+        tops = {f.path.split("/", 1)[0] for f in manifest.files}
+        kept = sorted(tops & (set(present) - set(replaced)))
+        if kept:
+            raise ConflictError(
+                f"Cannot check out {version.ref} into {target}: the version has {kept[0]!r}, "
+                "which the folder holds as a hidden entry that --force keeps.",
+                hint="Move that entry away first, or check out into another folder.",
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.{ids.new_id()}.part")
         try:
-            self._materialize(version, temp, progress or _NoProgress())
-            if not present:
-                if target.exists():
-                    target.rmdir()
-                os.rename(temp, target)
-            else:
+            self._materialize(version, temp, progress or _NoProgress(), manifest)
+            if target.is_dir():  # (a link to a folder stays that link)
                 _replace_visible(target, temp, replaced)
+            else:
+                os.rename(temp, target)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
         return target
 
     def _check_spares_stores(self, target: Path, replaced: list[str]) -> None:
-        """Refuse a checkout into ``target`` that would write inside this project's stores or
-        remove them (they are among the entries ``replaced``)."""
-        from conveyor.store.metadata.engine import sqlite_path
-
-        stores = [self.ws.settings.state_dir]  # this machine's caches, in remote mode too
+        """Refuse a checkout into ``target`` inside this project's stores, or one whose
+        replaced entries (``replaced``) hold the project or any of its stores."""
+        settings = self.ws.settings
+        root = settings.root.resolve()
+        stores = [settings.state_dir.resolve(), *_local_stores(settings)]
         if self.ws.remote is None:
-            database = sqlite_path(self.ws.settings.store_uri)
-            if database is not None:
-                stores.append(database)
-            root = getattr(self.store.backend, "root", None)
-            if getattr(self.store.backend, "is_local", False) and root is not None:
-                stores.append(Path(root))
+            local = getattr(self.store.backend, "root", None)
+            if getattr(self.store.backend, "is_local", False) and local is not None:
+                stores.append(Path(local).resolve())
         here = target.resolve()
-        doomed = [here / name for name in replaced]
-        for store in (Path(s).resolve() for s in stores):
+        for store in stores:
             if here == store or here.is_relative_to(store):
                 raise ConflictError(
                     f"Cannot check out into {target}: it is inside this project's stores "
                     f"({store}).",
                     hint="Choose a folder outside them.",
                 )
-            for entry in doomed:
-                if store == entry or store.is_relative_to(entry):
+        if not replaced:
+            return
+        if root == here:
+            raise ConflictError(
+                f"Cannot check out into {target} with --force: it is this project's folder, "
+                "and replacing its content would remove the project's own files "
+                "(conveyor.toml, and stores configured in it).",
+                hint="Check out into another folder and copy what you need from there.",
+            )
+        for name in replaced:
+            entry = here / name
+            for held in (root, *stores):
+                if held == entry or held.is_relative_to(entry):
+                    what = "this project" if held == root else f"this project's stores ({held})"
                     raise ConflictError(
                         f"Cannot check out into {target} with --force: replacing its content "
-                        f"would remove {entry}, which holds this project's stores ({store}).",
-                        hint="Choose another folder, or move the stores out of it.",
+                        f"would remove {entry}, which holds {what}.",
+                        hint="Choose another folder, or move it out of there first.",
                     )
 
     def _materialize(
@@ -697,12 +773,15 @@ class DataService:
         label = None
         version = None
         if isinstance(data, str) and not Path(data).exists():
-            if "@" not in data and tables.format_of(data) is not None:  # a table file's name
-                raise NotFoundError(
-                    f"Cannot validate {data}: there is no such file.",
+            try:
+                version = self.get(data)
+            except (NotFoundError, InvalidArgumentError):
+                if "@" in data or tables.format_of(data) is None:
+                    raise
+                raise NotFoundError(  # the name of a table file, most likely mistyped
+                    f"Cannot validate {data}: there is no such file, nor a dataset of that name.",
                     hint="Check the path; a dataset version is named like NAME@3.",
-                )
-            version = self.get(data)
+                ) from None
             label = version.ref
             frame = self.load(version.ref)
         elif isinstance(data, str | os.PathLike):
@@ -787,8 +866,10 @@ class DataService:
         """Copy the objects of ``refs`` (default: every version) that ``remote`` lacks."""
         target = self.remote(remote)
         needed: dict[str, int] = {}
-        for version in self._selected(refs):
+        selected = self._selected(refs)
+        for version in selected:
             needed.update(self.objects_of(version))
+        needed.update(self._borrowed_schemas(selected, self.store))
         from conveyor.data.transfer import copy_objects
 
         return copy_objects(needed, self.store, target, progress=progress)
@@ -805,26 +886,38 @@ class DataService:
         with ``verify``, also read those held here and replace each damaged one."""
         source = self.remote(remote)
         needed: dict[str, int] = {}
-        for version in self._selected(refs):
+        selected = self._selected(refs)
+        for version in selected:
             needed.update(self.objects_of(version, source))
+        needed.update(self._borrowed_schemas(selected, source))
         from conveyor.data.transfer import copy_objects
 
         return copy_objects(needed, source, self.store, progress=progress, verify=verify)
+
+    def _borrowed_schemas(
+        self, versions: list[DatasetVersion], source: ArtifactStore
+    ) -> dict[str, int]:
+        """``{digest: size}`` of the earlier versions' schemas that check ``versions`` (those
+        without one of their own), as far as ``source`` holds them: wanted for validate,
+        not needed for the files, so one the source lacks is left out, not an error."""
+        borrowed: dict[str, int] = {}
+        for version in versions:
+            holder = self._schema_holder(version)
+            if holder is None or holder.id == version.id:
+                continue
+            owner = ObjectRef(versioning.VERSION_KIND, holder.id)
+            for link in self.ws.list_artifacts(owner):
+                if link.name == SCHEMA:
+                    borrowed[link.digest] = link.size
+        held = source.exists_many(set(borrowed)) if borrowed else set()
+        return {d: size for d, size in borrowed.items() if d in held}
 
     def objects_of(
         self, version: DatasetVersion, source: ArtifactStore | None = None
     ) -> dict[str, int]:
         """Return ``{digest: size}`` of every object ``version`` needs (manifest, files,
-        and the schema that checks it: its own, or an earlier version's). The manifest is
-        read from this project's store, or else from ``source``."""
+        schema). The manifest is read from this project's store, or else from ``source``."""
         links = self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, version.id))
-        holder = self._schema_holder(version)
-        if holder is not None and holder.id != version.id:
-            links += [
-                link
-                for link in self.ws.list_artifacts(ObjectRef(versioning.VERSION_KIND, holder.id))
-                if link.name == SCHEMA
-            ]
         needed = {link.digest: link.size for link in links}
         try:
             manifest = self.manifest(version)

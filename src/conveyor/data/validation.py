@@ -189,6 +189,13 @@ _COLUMN_KEYS = frozenset(
 )
 
 
+#: Keys that describe a schema without checking anything.
+_DESCRIPTIVE_KEYS = frozenset(
+    {"schema_type", "version", "api", "dataframe_library", "name", "title", "description"}
+    | {"metadata"}
+)
+
+
 def _schema_problem(parsed: Any, checks: Any) -> str | None:
     """What makes ``parsed`` (a YAML document) no schema, or one with keys pandera would
     skip (a misspelt key or check); None when it is fine. ``checks``: pandera's Check."""
@@ -199,29 +206,51 @@ def _schema_problem(parsed: Any, checks: Any) -> str | None:
     unknown = sorted(str(k) for k in parsed if k not in _SCHEMA_KEYS)
     if unknown:
         return _unknown("the schema has", "key", unknown[0], _SCHEMA_KEYS)
-    if parsed.get("columns") is None and parsed.get("checks") is None:
-        return "it has no columns and no checks, so it would check nothing"
+    if not set(parsed) - _DESCRIPTIVE_KEYS:
+        return "it has no columns, checks or other rules, so it would check nothing"
     columns = parsed.get("columns") or {}
     if isinstance(columns, list):
         columns = {c.get("name") if isinstance(c, dict) else c: c for c in columns}
     if not isinstance(columns, dict):
         return "its columns are not a mapping of column names to their checks"
-    is_check = lambda key: callable(getattr(checks, str(key), None))  # noqa: E731
-    for name, column in columns.items():
-        if column is None:
-            continue
-        if not isinstance(column, dict):
-            return f"column {name!r} is not a mapping of its dtype and checks"
-        for key in column:
-            if key not in _COLUMN_KEYS and not is_check(key):
-                known = _COLUMN_KEYS | {k for k in dir(checks) if not k.startswith("_")}
-                return _unknown(f"column {name!r} has", "key", str(key), known)
-        for check in _named_checks(column.get("checks")):
-            if not is_check(check):
-                return _unknown(f"column {name!r} has", "check", check, dir(checks))
+    index = parsed.get("index") or []
+    if not isinstance(index, list):
+        return "its index is not a list of index levels"
+    parts = [(f"column {name!r}", column) for name, column in columns.items()]
+    parts += [(f"index level {i}", level) for i, level in enumerate(index)]
+    for where, part in parts:
+        problem = _component_problem(where, part, checks)
+        if problem is not None:
+            return problem
     for check in _named_checks(parsed.get("checks")):
-        if not is_check(check):
+        if not callable(getattr(checks, check, None)):
             return _unknown("the schema has", "check", check, dir(checks))
+    return None
+
+
+def _component_problem(where: str, part: Any, checks: Any) -> str | None:
+    """The first key of a column or index level (``part``) that pandera would skip."""
+    if part is None:
+        return None
+    if not isinstance(part, dict):
+        return f"{where} is not a mapping of its dtype and checks"
+    flat = []
+    for key in part:
+        if key in _COLUMN_KEYS:
+            continue
+        if not callable(getattr(checks, str(key), None)):
+            known = _COLUMN_KEYS | {k for k in dir(checks) if not k.startswith("_")}
+            return _unknown(f"{where} has", "key", str(key), known)
+        flat.append(str(key))
+    if flat and part.get("checks") is not None:
+        # pandera reads checks written beside `checks:` only when there is no `checks:`.
+        return (
+            f"{where} has the check {flat[0]!r} beside `checks:`, which pandera would skip; "
+            "put it under `checks:`, or write every check beside the dtype"
+        )
+    for check in _named_checks(part.get("checks")):
+        if not callable(getattr(checks, check, None)):
+            return _unknown(f"{where} has", "check", check, dir(checks))
     return None
 
 
