@@ -123,6 +123,30 @@ def test_a_new_dataset_version_invalidates_the_step_that_loaded_latest(ws: cv.Wo
     assert run.outputs["count_rows"] == 3
     used = ws.lineage(ObjectRef("run", run.step("count_rows").id), direction="upstream")
     assert any(n.kind == "dataset_version" for n in used.nodes())
+    cached = reads.run(executor="inline").step("count_rows")  # the same read, from the cache
+    assert cached.cached_from == run.step("count_rows").id
+    again = ws.lineage(ObjectRef("run", cached.id), direction="upstream")
+    assert [(e.src.kind, e.relation) for e in again.edges] == [("dataset_version", "used_by")]
+
+
+def test_a_step_is_linked_only_to_the_upstream_outputs_it_takes(ws: cv.Workspace):
+    @cv.step(name="split")
+    def split() -> tuple[list[int], list[int]]:
+        return [1, 2, 3], [4]
+
+    @cv.step(name="fit")
+    def fit(rows: list[int]) -> int:
+        return sum(rows)
+
+    @cv.pipeline(name="splits")
+    def splits():
+        train, _test = split()
+        fit(train)
+
+    run = splits.run(executor="inline")
+    graph = ws.lineage(ObjectRef("run", run.step("fit").id), direction="upstream")
+    used = sorted(e.src.id for e in graph.edges if e.relation == "used_by")
+    assert used == [f"{run.step('split').id}/output_0"]  # the train split, not the test one
 
 
 @pytest.mark.parametrize("executor", ["inline", "local"])

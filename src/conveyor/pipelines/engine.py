@@ -317,9 +317,24 @@ class _Engine:
 
     def _output_edges(self, state: _State) -> None:
         run = ObjectRef("run", state.id)
-        for up in state.node.upstream:
-            for out in self.states[up].outputs:
-                self.edges.append((_output_ref(self.states[up], out), run, "used_by"))
+        # Only the outputs its arguments take: a step given the train split of a step that
+        # returns train and test did not use the test split.
+        used: dict[tuple[str, int], None] = {}
+
+        def note(future: StepOutput) -> StepOutput:
+            used[(future.node.name, 0 if future.index is None else future.index)] = None
+            return future
+
+        for value in state.node.arguments.values():
+            map_futures(value, note)
+        for up, index in used:
+            outputs = self.states[up].outputs
+            if index < len(outputs):
+                self.edges.append((_output_ref(self.states[up], outputs[index]), run, "used_by"))
+        if state.cached_from is not None:  # what the step read when it ran, it uses again
+            for read in state.reads:
+                if read.get("kind") == "dataset" and read.get("id"):
+                    self.edges.append((ObjectRef("dataset_version", read["id"]), run, "used_by"))
         for out in state.outputs:
             self.edges.append((run, _output_ref(state, out), "produced"))
             for file_name, f in out["files"].items():
