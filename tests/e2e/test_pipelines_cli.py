@@ -58,6 +58,10 @@ def test_run_fail_show_resume_list_as_a_user_would(tmp_path: Path) -> None:
     assert lines[0].split()[:3] == [lines[0].split()[0], "numbers", "SUCCEEDED"]
     assert len(lines) == 3
 
+    as_json = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "n=4", "--json")
+    assert json.loads(as_json.stdout)["status"] == "SUCCEEDED"  # stdout holds the JSON alone
+    assert "adding up 4 values" in as_json.stderr  # what the step printed, on stderr
+
 
 def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("raise RuntimeError('no config')\n")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import os
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -125,17 +129,40 @@ def run_(
     from conveyor.store.workspace import use_workspace
 
     ws = use_workspace(workspace_for(ctx), default=True)
-    pipeline = load_pipeline(reference)
-    params = parse_params(pipeline, param or [])
-    err_console.print(f"Running [bold]{escape(pipeline.name)}[/] on {escape(executor)} ...")
-    try:
-        run = pipeline.run(
-            executor=executor, cache=not no_cache, workspace=ws, progress=_printer(), **params
-        )
-    except PipelineFailed as e:
-        _report(e.run, as_json)
-        raise typer.Exit(1) from None
+    failed = None
+    with _prints_to_stderr(as_json):
+        pipeline = load_pipeline(reference)
+        params = parse_params(pipeline, param or [])
+        err_console.print(f"Running [bold]{escape(pipeline.name)}[/] on {escape(executor)} ...")
+        try:
+            run = pipeline.run(
+                executor=executor, cache=not no_cache, workspace=ws, progress=_printer(), **params
+            )
+        except PipelineFailed as e:
+            run = failed = e.run
     _report(run, as_json)
+    if failed is not None:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _prints_to_stderr(enabled: bool) -> Iterator[None]:
+    """With --json, send what the pipeline prints (on import, in its steps, in worker
+    processes: file descriptor 1 itself) to stderr while it runs, so that stdout carries
+    the JSON alone."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _report(run: PipelineRun, as_json: bool) -> None:
