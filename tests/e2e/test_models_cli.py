@@ -91,6 +91,15 @@ def test_list_show_alias_history_and_compare(project: Path) -> None:
     assert compared["signature_changes"] == []
 
 
+def test_protect_adds_aliases_and_off_releases_only_those_named(project: Path) -> None:
+    assert "champion, production." in cli(project, "models", "protect", "churn").stdout
+    added = cli(project, "models", "protect", "churn", "staging").stdout
+    assert "champion, production, staging." in added
+    released = cli(project, "models", "protect", "churn", "champion", "--off").stdout
+    assert "protected aliases: production, staging." in released
+    assert "protected aliases: none." in cli(project, "models", "protect", "churn", "--off").stdout
+
+
 def test_promotion_through_approval(project: Path) -> None:
     cli(project, "models", "protect", "churn")
     refused = cli(project, "models", "alias", "churn", "champion", "2", ok=False)

@@ -255,14 +255,32 @@ def protect(
     name: Annotated[str, typer.Argument(help="The model's name.")],
     aliases: Annotated[
         list[str] | None,
-        typer.Argument(help="Aliases that need approval (default: champion production)."),
+        typer.Argument(
+            help="Aliases to protect, or with --off to release (default: champion "
+            "production; with --off: every alias)."
+        ),
     ] = None,
-    off: Annotated[bool, typer.Option("--off", help="Protect no alias.")] = False,
+    off: Annotated[
+        bool, typer.Option("--off", help="Release the aliases given (no alias given: all).")
+    ] = False,
 ) -> None:
-    """Require an approved promotion request to move these aliases."""
+    """Require an approved promotion request to move these aliases.
+
+    Adds to the aliases already protected; --off releases the ones named, and only those.
+
+    Examples:\n
+      conveyor models protect churn                  # champion and production\n
+      conveyor models protect churn staging          # staging too\n
+      conveyor models protect churn staging --off    # staging no longer
+    """
     ws, svc = _service(ctx)
     with ws:
-        model = svc.require_approval(name, [] if off else (aliases or ["champion", "production"]))
+        current = set(svc.model(name).protected_aliases)
+        if off:
+            wanted = current - set(aliases) if aliases else set()
+        else:
+            wanted = current | set(aliases or ["champion", "production"])
+        model = svc.require_approval(name, sorted(wanted))
     shown = ", ".join(model.protected_aliases) or "none"
     console.print(f"{escape(name)}: protected aliases: {escape(shown)}.")
 
