@@ -679,3 +679,19 @@ def test_a_ctrl_c_while_a_worker_starts_is_acted_on_once_the_worker_is_tracked()
         start_a_worker()
     assert tracked == ["worker"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_steps_duration_leaves_out_the_time_it_waited_for_a_worker(ws: cv.Workspace):
+    @cv.step(name="wait_a_bit")
+    def wait_a_bit(i: int) -> int:
+        time.sleep(0.4)
+        return i
+
+    @cv.pipeline(name="two_waits")
+    def two_waits():
+        wait_a_bit(1)
+        wait_a_bit(2)
+
+    run = two_waits.run(executor="inline")  # one after the other: the second waits 0.4 s
+    first, second = sorted(run.steps, key=lambda s: s.ended_at)
+    assert first.ended_at <= second.started_at  # their times do not overlap

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -501,6 +501,10 @@ class _Engine:
             state.outputs = result.outputs
             state.reads = result.reads
             now = utcnow()
+            # It started when a worker took it, not when it was queued: its duration is its
+            # own, not also the steps it waited for.
+            if state.started_at is not None and result.seconds > 0:
+                state.started_at = max(state.started_at, now - timedelta(seconds=result.seconds))
             self.ops.append(EndRun(state.id, RunStatus.FINISHED, now))
             self.changes.append(
                 {
@@ -509,6 +513,7 @@ class _Engine:
                     "outputs": result.outputs,
                     "reads": result.reads,
                     "attempts": state.attempts,
+                    "started_at": state.started_at,
                     "ended_at": now,
                 }
             )
