@@ -199,8 +199,13 @@ class ModelsSuite:
             (2, 1, "ada"),
         ]
         assert cv.models.get("churn@champion", at=first.at).version == 1
+        assert cv.models.get("churn@champion", at=first.at.isoformat()).version == 1
         with pytest.raises(NotFoundError):
             cv.models.get("churn@champion", at=first.at - timedelta(seconds=1))
+        with pytest.raises(NotFoundError):
+            cv.models.get("churn@champion", at="2000-01-01")  # a date: its midnight, UTC
+        with pytest.raises(InvalidArgumentError, match="not a time"):
+            cv.models.get("churn@champion", at="yesterday")
         cv.models.delete_alias("churn", "champion")
         with pytest.raises(NotFoundError, match="has no alias 'champion'"):
             cv.models.get("churn@champion")
@@ -338,6 +343,18 @@ class ModelsSuite:
         assert ev.dataset == "<frame>"
         with pytest.raises(InvalidArgumentError, match="no target column 'label'"):
             cv.models.evaluate("price", X.assign(y=y), target="label")
+
+    def test_a_regression_evaluated_as_a_classification_says_so(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series]
+    ) -> None:
+        from sklearn.linear_model import LinearRegression
+
+        X, y = cancer
+        frame = X.assign(score=y * 1.5 + 0.25)
+        cv.data.add("scores", frame)
+        cv.models.log(LinearRegression().fit(X, frame["score"]), "scorer", input_example=X[:5])
+        with pytest.raises(InvalidArgumentError, match="continuous numbers"):
+            cv.models.evaluate("scorer/1", "scores@1", target="score", task="classification")
 
     def test_a_worse_evaluation_fails_the_promotion_check(
         self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series], forest: RandomForestClassifier

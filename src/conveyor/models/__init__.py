@@ -122,7 +122,7 @@ def load(ref: str, *, trust: bool = False, workspace: Workspace | None = None) -
 
 
 def get(
-    ref: str, *, at: datetime | None = None, workspace: Workspace | None = None
+    ref: str, *, at: datetime | str | None = None, workspace: Workspace | None = None
 ) -> ModelVersion:
     """Return the version ``ref`` names; with ``at``, an alias as it stood at that time."""
     return _svc(workspace).get(ref, at=at)

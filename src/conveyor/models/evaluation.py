@@ -81,6 +81,21 @@ def infer_task(y: pd.Series, has_proba: bool) -> str:
     return "classification" if not pd.api.types.is_float_dtype(y) else "regression"
 
 
+def _check_labels(target: str, y: np.ndarray, pred: np.ndarray) -> None:
+    """Refuse a classification whose target or predictions are continuous numbers (a
+    regression given task="classification"), saying so instead of a metrics error."""
+    for what, values in ((f"the target {target!r}", y), ("the model's predictions", pred)):
+        if np.issubdtype(values.dtype, np.floating):
+            finite = values[np.isfinite(values)]
+            if finite.size and not np.all(finite == np.round(finite)):
+                raise InvalidArgumentError(
+                    f"task='classification', but {what} are continuous numbers (for example "
+                    f"{finite[~(finite == np.round(finite))][0]!r}).",
+                    hint="Use task='regression' (--task regression), or leave the task out "
+                    "to let it be inferred.",
+                )
+
+
 def _finite(value: Any) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
@@ -212,6 +227,8 @@ def compute_evaluation(
         raise InvalidArgumentError(f"task must be 'classification' or 'regression'; got {task!r}.")
     scorer = _Scorer(loaded, task, classes)
     pred, proba = scorer.predict(x)
+    if task == "classification":
+        _check_labels(target, y, pred)
     metrics = (
         _classification_metrics(y, pred, proba, classes)
         if task == "classification"

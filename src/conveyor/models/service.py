@@ -317,11 +317,14 @@ class ModelService:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def get(self, ref: str, *, at: datetime | None = None) -> ModelVersion:
+    def get(self, ref: str, *, at: datetime | str | None = None) -> ModelVersion:
         """Return the version ``ref`` names (``churn/3``, ``churn@champion``, ``churn``).
 
-        With ``at``, an alias resolves to the version it pointed at then.
+        With ``at`` (a datetime, or an ISO 8601 string; naive means UTC), an alias resolves
+        to the version it pointed at then.
         """
+        if at is not None:
+            at = _as_time(at)
         with self.ws.metadata.read() as conn:
             return registry.find_version(conn, self._project_id(), ref, at=at)
 
@@ -367,7 +370,16 @@ class ModelService:
         files = {
             name: self._content(version, digest) for name, (digest, _) in document.files.items()
         }
-        obj = flavor.load(files, document.info)
+        try:
+            obj = flavor.load(files, document.info)
+        except ImportError as e:  # ModuleNotFoundError too: the model's code is not here
+            where = document.info.get("class") or getattr(e, "name", None) or "its code"
+            raise InvalidArgumentError(
+                f"{version.ref} cannot be loaded here: it needs {where}, and importing it "
+                f"failed ({type(e).__name__}: {e}).",
+                hint="Run from the folder that holds that module, add it to PYTHONPATH, or "
+                "install its package, as when the model was logged.",
+            ) from e
         run = current_activity()
         if run is not None:
             self._record_use(version, run)
@@ -1313,3 +1325,21 @@ def _decode_example(data: bytes) -> Any:
 
         return read_parquet(data).to_pandas()
     raise IntegrityError("The stored input example is neither Parquet nor a NumPy array.")
+
+
+def _as_time(value: object) -> datetime:
+    """``value`` (a datetime or an ISO 8601 string) as an aware UTC datetime."""
+    from conveyor.core.clock import as_utc
+
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = None
+    if not isinstance(parsed, datetime):
+        raise InvalidArgumentError(
+            f"at={value!r} is not a time: give a datetime or an ISO 8601 string such as "
+            "'2026-05-01' or '2026-05-01T12:00:00Z' (UTC unless it says otherwise)."
+        )
+    return as_utc(parsed)
