@@ -27,6 +27,7 @@ class Receiver(ThreadingHTTPServer):
         self.fail_first = fail_first
         self.bodies: list[dict] = []
         self.headers_seen: list[str] = []
+        self.authorizations: list[str | None] = []
         super().__init__(("127.0.0.1", 0), Handler)
 
 
@@ -36,6 +37,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.headers_seen.append(self.headers["X-Conveyor-Event"])
+        self.server.authorizations.append(self.headers.get("Authorization"))
         if self.server.fail_first > 0:
             self.server.fail_first -= 1
             self.send_response(500)
@@ -84,6 +86,24 @@ def test_events_are_posted_retried_and_recorded(tmp_path: Path, receiver: Receiv
         failed = recorded[dead]
         assert (failed["status"], failed["attempts"]) == ("failed", 4)
         assert "secret" not in json.dumps(list(recorded))
+
+
+def test_credentials_in_a_webhook_url_go_in_the_authorization_header(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    import base64
+
+    receiver.fail_first = 0
+    url = f"http://hook:s%3Acret@127.0.0.1:{receiver.server_address[1]}/hook"
+    with cv.Workspace.from_settings(tmp_path, project="hooks", webhooks=url) as ws:
+        svc = model_service(ws)
+        assert svc.webhooks is not None
+        cv.models.log(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "lin", workspace=ws)
+        assert svc.webhooks.flush(timeout=30)
+        (delivery,) = deliveries(ws)
+    assert delivery["status"] == "delivered"
+    assert receiver.authorizations == ["Basic " + base64.b64encode(b"hook:s:cret").decode()]
+    assert "cret" not in json.dumps(delivery)
 
 
 def test_a_webhook_url_must_be_http(tmp_path: Path) -> None:

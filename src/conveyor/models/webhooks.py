@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.core import ids
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import InvalidArgumentError
-from conveyor.core.uris import redact_uri
+from conveyor.core.uris import post_request, redact_uri
 from conveyor.models.events import RegistryEvent
 from conveyor.store.metadata.schema import webhook_deliveries
 
@@ -106,11 +106,10 @@ class WebhookDispatcher:
     def _deliver(self, url: str, event: RegistryEvent) -> None:
         body = json.dumps(event.to_dict(), default=str).encode()
         # Only http(s) URLs reach here: parse_webhook_urls refuses every other scheme.
-        request = urllib.request.Request(  # noqa: S310
+        request = post_request(
             url,
-            data=body,
-            method="POST",
-            headers={
+            body,
+            {
                 "Content-Type": "application/json",
                 "User-Agent": "conveyor-webhooks",
                 "X-Conveyor-Event": event.kind,

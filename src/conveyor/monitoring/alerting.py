@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from conveyor.core import ids
 from conveyor.core.durations import parse_duration
 from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from conveyor.core.uris import post_request
 from conveyor.store.metadata.schema import alert_rules, alerts, monitors
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
@@ -303,9 +304,8 @@ def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dic
     for attempt in range(DELIVERY_TRIES):
         if attempt:
             time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
-        request = urllib.request.Request(  # noqa: S310 - http(s) URLs only, checked at create
-            url, data=data, headers={"Content-Type": "application/json"}, method="POST"
-        )
+        # http(s) URLs only, checked when the target was made
+        request = post_request(url, data, {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
                 return {
