@@ -272,6 +272,22 @@ class ModelsSuite:
         with pytest.raises(NotFoundError):
             cv.models.get("churn@production")
 
+    def test_a_withdrawn_request_is_listed_and_a_decided_one_cannot_be_withdrawn(
+        self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        cv.models.log(forest, "churn")
+        cv.models.require_approval("churn", ["production"])
+        first = cv.models.request_promotion("churn/1", "production")
+        assert cv.models.withdraw(first.id).status == "withdrawn"
+        assert cv.models.withdraw(first.id).status == "withdrawn"  # again: nothing to do
+        assert [r.id for r in cv.models.requests("churn", status="withdrawn")] == [first.id]
+        with pytest.raises(ConflictError, match="withdrawn by its requester, ada"):
+            cv.models.approve(first.id, workspace=bob)
+        second = cv.models.request_promotion("churn/1", "production")
+        cv.models.reject(second.id, workspace=bob)
+        with pytest.raises(ConflictError, match="is rejected, so it cannot be withdrawn"):
+            cv.models.withdraw(second.id)
+
     def test_a_signature_change_fails_the_promotion_check(
         self,
         ws: Workspace,

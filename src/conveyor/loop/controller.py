@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from conveyor.core import ids
-from conveyor.core.errors import ConveyorError, NotFoundError
+from conveyor.core.errors import ConflictError, ConveyorError, NotFoundError
 from conveyor.loop.policy import Policy
 from conveyor.loop.service import ACTIVE, Execution, LoopService, StaleExecution, loop_service
 from conveyor.store import leases
@@ -232,6 +232,8 @@ class LoopController:
 
             try:  # an approval for a candidate that did not make it must not be used later
                 model_service(self.ws).withdraw(after.request_id, comment=f"{state}: {message}")
+            except ConflictError:  # decided already (rejected, or approved and used): it stays
+                pass
             except ConveyorError as e:
                 log.warning("conveyor loop: could not withdraw %s: %s", after.request_id, e)
         return after

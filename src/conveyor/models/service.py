@@ -509,6 +509,13 @@ class ModelService:
                 )
                 .values(status="withdrawn", decision_comment=comment)
             ).rowcount
+            if not done and row.status != "withdrawn":  # withdrawn already: nothing to do
+                raise ConflictError(
+                    f"Request {request_id} is {row.status}, so it cannot be withdrawn: only a "
+                    "pending request can be, or an approved one that waits (deferred) for its "
+                    "requester to move the alias.",
+                    hint="To undo an approved promotion, move the alias back with a new request.",
+                )
             if done:
                 uow.audit(
                     "promotion.withdraw",
@@ -875,9 +882,9 @@ class ModelService:
             .order_by(promotion_requests.c.requested_at.desc(), promotion_requests.c.id.desc())
         )
         if status is not None:
-            if status not in ("pending", "approved", "rejected"):
+            if status not in ("pending", "approved", "rejected", "withdrawn"):
                 raise InvalidArgumentError(
-                    f"status must be pending, approved or rejected; got {status!r}."
+                    f"status must be pending, approved, rejected or withdrawn; got {status!r}."
                 )
             query = query.where(promotion_requests.c.status == status)
         with self.ws.metadata.read() as conn:
@@ -963,6 +970,12 @@ class ModelService:
             ).rowcount
             if not done:
                 current = registry.to_request(uow.conn, row)
+                if current.status == "withdrawn":
+                    raise ConflictError(
+                        f"Request {request_id} was withdrawn by its requester, "
+                        f"{current.requested_by}: there is nothing left to decide.",
+                        hint="Ask for a new request if the promotion is still wanted.",
+                    )
                 raise ConflictError(
                     f"Request {request_id} was already {current.status} by {current.decided_by} "
                     f"at {current.decided_at}.",
