@@ -129,6 +129,9 @@ def test_predict_a_csv_and_refuse_a_bad_one(project: Path) -> None:
     assert len(out) == 5
     cli(project, "models", "predict", "churn", "rows.csv", "--proba", "-o", "p.csv")
     assert (project / "p.csv").read_text().splitlines()[0] == "proba_0,proba_1"
+    wrong = cli(project, "models", "predict", "churn/1", "rows.csv", "-o", "p.jsonl", ok=False)
+    assert "expected a .csv or .parquet file name" in wrong.stderr
+    assert not (project / "p.jsonl").exists()
     X[:2].drop(columns=["mean radius"]).to_csv(project / "bad.csv", index=False)
     refused = cli(project, "models", "predict", "churn/1", "bad.csv", ok=False)
     assert refused.returncode != 0

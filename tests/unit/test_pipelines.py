@@ -460,6 +460,17 @@ def test_a_value_the_annotation_rejects_fails_naming_the_step_and_type(ws: cv.Wo
     with pytest.raises(PipelineFailed, match=r"Step 'liar' returned a str .* says int"):
         lies.run(executor="inline")
 
+    @cv.step(name="three")
+    def three() -> tuple[int, int]:
+        return 1, 2, 3  # type: ignore[return-value]
+
+    @cv.pipeline(name="counts")
+    def counts():
+        three()
+
+    with pytest.raises(PipelineFailed, match=r"return 2 values .* returned a tuple of 3"):
+        counts.run(executor="inline")
+
 
 def test_a_step_called_outside_a_pipeline_with_a_future_is_refused():
     captured = []

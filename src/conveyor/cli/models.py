@@ -428,6 +428,10 @@ def predict(
         )
     if not source.is_file():
         raise InvalidArgumentError(f"{source} does not exist or is not a file.")
+    if output is not None and Path(output).suffix.lower() not in (".csv", ".parquet"):
+        raise InvalidArgumentError(
+            f"Cannot write predictions to {output}: expected a .csv or .parquet file name."
+        )
     frame = reader(source)
     ws, svc = _service(ctx)
     with ws:
@@ -443,7 +447,7 @@ def predict(
     result.columns = [str(c) for c in result.columns]
     if output is None:
         sys.stdout.write(result.to_csv(index=False))
-    elif output.endswith(".parquet"):
+    elif output.lower().endswith(".parquet"):
         result.to_parquet(output, index=False)
         console.print(f"Wrote {len(result):,} predictions to {escape(output)}.")
     else:

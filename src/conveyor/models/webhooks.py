@@ -96,8 +96,19 @@ class WebhookDispatcher:
         return not not_done
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish deliveries in flight (up to ``timeout``), then stop the threads."""
-        self.flush(timeout)
+        """Finish deliveries in flight (up to ``timeout``), then stop the threads; the ones
+        still waiting then are given up, with a warning that says how many."""
+        if not self.flush(timeout):
+            with self._lock:
+                left = sum(1 for f in self._pending if not f.done())
+            if left:
+                log.warning(
+                    "conveyor: %d webhook deliveries were still pending after %.0f s and were "
+                    "given up as the workspace closed (their receivers are slow or failing; "
+                    "see `conveyor models deliveries`).",
+                    left,
+                    timeout,
+                )
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:

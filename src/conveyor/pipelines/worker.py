@@ -256,7 +256,10 @@ def _store_outputs(ws: Any, step: Step[Any], value: Any) -> list[dict[str, Any]]
 
 
 def _describe(value: Any) -> str:
-    return f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
+    kind = f"a {type(value).__module__}.{type(value).__qualname__}".replace("builtins.", "")
+    if isinstance(value, tuple | list):
+        return f"{kind} of {len(value)}"
+    return kind
 
 
 def _type_name(annotation: Any) -> str:
