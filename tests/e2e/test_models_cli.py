@@ -132,6 +132,8 @@ def test_predict_a_csv_and_refuse_a_bad_one(project: Path) -> None:
     wrong = cli(project, "models", "predict", "churn/1", "rows.csv", "-o", "p.jsonl", ok=False)
     assert "expected a .csv or .parquet file name" in wrong.stderr
     assert not (project / "p.jsonl").exists()
+    cli(project, "models", "predict", "churn/1", "rows.csv", "-o", "p.csv.gz")
+    assert (project / "p.csv.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip, as pandas writes
     X[:2].drop(columns=["mean radius"]).to_csv(project / "bad.csv", index=False)
     refused = cli(project, "models", "predict", "churn/1", "bad.csv", ok=False)
     assert refused.returncode != 0

@@ -104,6 +104,47 @@ def test_credentials_in_a_webhook_url_go_in_the_authorization_header(
     assert delivery["status"] == "delivered"
     assert receiver.authorizations == ["Basic " + base64.b64encode(b"hook:s:cret").decode()]
     assert "cret" not in json.dumps(delivery)
+    assert delivery["url"] == f"http://***@127.0.0.1:{receiver.server_address[1]}/hook"
+
+
+def test_webhook_credentials_do_not_follow_a_redirect(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.fail_first = 0
+    elsewhere = f"http://127.0.0.1:{receiver.server_address[1]}/elsewhere"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", elsewhere)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Moved(BaseHTTPRequestHandler):  # the redirect's target sees a GET
+        def do_GET(self) -> None:
+            receiver.authorizations.append(self.headers.get("Authorization"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver.RequestHandlerClass = Moved
+    mover = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=mover.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://hook:secret@127.0.0.1:{mover.server_address[1]}/hook"
+        with cv.Workspace.from_settings(tmp_path, project="hooks", webhooks=url) as ws:
+            svc = model_service(ws)
+            assert svc.webhooks is not None
+            cv.models.log(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "lin", workspace=ws)
+            assert svc.webhooks.flush(timeout=30)
+    finally:
+        mover.shutdown()
+        mover.server_close()
+        thread.join(timeout=5)
+    assert receiver.authorizations == [None]  # followed, without the credentials
 
 
 def test_a_webhook_url_must_be_http(tmp_path: Path) -> None:

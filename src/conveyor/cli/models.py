@@ -428,9 +428,11 @@ def predict(
         )
     if not source.is_file():
         raise InvalidArgumentError(f"{source} does not exist or is not a file.")
-    if output is not None and Path(output).suffix.lower() not in (".csv", ".parquet"):
+    written = (".csv", ".parquet", *(f".csv{z}" for z in (".gz", ".bz2", ".zip", ".xz", ".zst")))
+    if output is not None and not output.lower().endswith(written):
         raise InvalidArgumentError(
-            f"Cannot write predictions to {output}: expected a .csv or .parquet file name."
+            f"Cannot write predictions to {output}: expected a .csv or .parquet file name "
+            "(.csv.gz and other compressed CSV too)."
         )
     frame = reader(source)
     ws, svc = _service(ctx)

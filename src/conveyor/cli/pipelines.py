@@ -161,8 +161,19 @@ def _prints_to_stderr(enabled: bool) -> Iterator[None]:
             yield
     finally:
         sys.stderr.flush()
+        _flush_c_stdio()  # what compiled code printed, still in the C library's buffer
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """Flush the C library's stdio buffers (``fflush(NULL)``), where it can be reached."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library by that means (Windows)
+        pass
 
 
 def _report(run: PipelineRun, as_json: bool) -> None:

@@ -41,8 +41,12 @@ def post_request(url: str, data: bytes, headers: dict[str, str]) -> urllib.reque
     import urllib.request
 
     parts = urlsplit(url)
+    authorization = None
     if parts.username is not None or parts.password is not None:
         pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-        headers = {**headers, "Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
         url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    return urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310
+    if authorization is not None:  # never sent on to wherever a redirect points
+        request.add_unredirected_header("Authorization", authorization)
+    return request

@@ -50,8 +50,14 @@ def parse_webhook_urls(value: str) -> list[str]:
 
 
 def _shown(url: str) -> str:
-    """The URL as recorded: no credentials, no query string (tokens often ride there)."""
-    return redact_uri(url).split("?", 1)[0]
+    """The URL as recorded: no credentials (a user name can be a token too), no query
+    string (tokens often ride there)."""
+    shown = redact_uri(url).split("?", 1)[0]
+    scheme, sep, rest = shown.partition("://")
+    host, slash, path = rest.partition("/")
+    if sep and "@" in host:
+        shown = f"{scheme}://***@{host.rsplit('@', 1)[1]}{slash}{path}"
+    return shown
 
 
 class WebhookDispatcher:
@@ -99,13 +105,13 @@ class WebhookDispatcher:
         """Finish deliveries in flight (up to ``timeout``), then stop the threads; the ones
         still waiting then are given up, with a warning that says how many."""
         if not self.flush(timeout):
-            with self._lock:
-                left = sum(1 for f in self._pending if not f.done())
+            with self._lock:  # those a thread has not taken yet are dropped below
+                left = sum(1 for f in self._pending if not f.done() and not f.running())
             if left:
                 log.warning(
-                    "conveyor: %d webhook deliveries were still pending after %.0f s and were "
-                    "given up as the workspace closed (their receivers are slow or failing; "
-                    "see `conveyor models deliveries`).",
+                    "conveyor: %d webhook deliveries were still queued after %.1f s and were "
+                    "dropped unsent as the workspace closed (their receivers are slow or "
+                    "failing: see `conveyor models deliveries` for the ones tried).",
                     left,
                     timeout,
                 )

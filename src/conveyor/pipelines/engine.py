@@ -503,7 +503,8 @@ class _Engine:
             now = utcnow()
             # It started when a worker took it, not when it was queued: its duration is its
             # own, not also the steps it waited for.
-            if state.started_at is not None and result.seconds > 0:
+            # (A step that was retried keeps its first start: its time is all its attempts.)
+            if state.started_at is not None and result.seconds > 0 and state.attempts == 1:
                 state.started_at = max(state.started_at, now - timedelta(seconds=result.seconds))
             self.ops.append(EndRun(state.id, RunStatus.FINISHED, now))
             self.changes.append(
