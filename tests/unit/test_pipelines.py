@@ -706,3 +706,34 @@ def test_a_steps_duration_leaves_out_the_time_it_waited_for_a_worker(ws: cv.Work
     run = two_waits.run(executor="inline")  # one after the other: the second waits 0.4 s
     first, second = sorted(run.steps, key=lambda s: s.ended_at)
     assert first.ended_at <= second.started_at  # their times do not overlap
+
+
+def test_a_scripts_own_materializer_stores_its_outputs_on_the_local_executor(tmp_path: Path):
+    # As the guide runs it: a script (__main__) defines a type and its materializer, and its
+    # steps run in forked workers, which must see the very same class.
+    script = tmp_path / "lines_flow.py"
+    script.write_text(
+        "import conveyor as cv\n\n"
+        "class Lines(list):\n    pass\n\n"
+        "class LinesMaterializer(cv.pipelines.Materializer):\n"
+        "    name = 'lines'\n"
+        "    def handles(self, value):\n        return isinstance(value, Lines)\n"
+        "    def save(self, value):\n        return {'lines.txt': '\\n'.join(value).encode()}, {}\n"
+        "    def load(self, files, info):\n"
+        "        return Lines(files['lines.txt'].decode().split('\\n'))\n\n"
+        "cv.pipelines.register_materializer(LinesMaterializer())\n\n"
+        "@cv.step\ndef make() -> Lines:\n    return Lines(['a', 'b'])\n\n"
+        "@cv.pipeline(name='lines')\ndef lines():\n    make()\n\n"
+        "if __name__ == '__main__':\n"
+        "    cv.init()\n"
+        "    run = lines.run(executor='local', cache=False)\n"
+        "    print([o.get('materializer') for s in run.steps for o in s.outputs])\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "['lines']"

@@ -144,7 +144,7 @@ class LocalExecutor(Executor):
             self.all.append(w)
         handle = self.queue.pop(0)
         try:
-            w.conn.send_bytes(cloudpickle.dumps(handle.task))
+            w.conn.send_bytes(_forked_task_bytes(handle.task, cloudpickle))
         except Exception as e:
             self._retire(w)
             raise InvalidArgumentError(
@@ -240,6 +240,41 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
+
+
+def _forked_task_bytes(task: Any, cloudpickle: Any) -> bytes:
+    """``task`` pickled for a worker forked from this process.
+
+    cloudpickle copies what a script (``__main__``) defines by value, so a class the script
+    defines would arrive as a second class in the worker, one that a materializer the script
+    registered for it does not recognise (its output then went to pickle). A forked worker
+    holds the same ``__main__``, so the script's classes go by reference here; its
+    functions still go by value (a step is a Step object under its name, not the function).
+    """
+    import io
+
+    buffer = io.BytesIO()
+    _main_by_reference(cloudpickle)(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(task)
+    return buffer.getvalue()
+
+
+_MAIN_BY_REFERENCE: list[Any] = []
+
+
+def _main_by_reference(cloudpickle: Any) -> Any:
+    """A cloudpickle Pickler that names ``__main__``'s own classes instead of copying them."""
+    if not _MAIN_BY_REFERENCE:
+
+        class MainByReference(cloudpickle.Pickler):
+            def reducer_override(self, obj: Any) -> Any:
+                if isinstance(obj, type) and obj.__module__ == "__main__":
+                    main = sys.modules.get("__main__")
+                    if main is not None and getattr(main, obj.__qualname__, None) is obj:
+                        return NotImplemented  # pickled as __main__.Name, found in the fork
+                return super().reducer_override(obj)
+
+        _MAIN_BY_REFERENCE.append(MainByReference)
+    return _MAIN_BY_REFERENCE[0]
 
 
 class _Worker:
