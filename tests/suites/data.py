@@ -40,6 +40,18 @@ def read_tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def forget_objects(ws: Workspace) -> None:
+    """Delete every stored object, as on a machine that has only the records."""
+    for digest, _ in list(ws.artifacts.objects()):
+        ws.artifacts.delete(digest)
+
+
+def tamper(ws: Workspace, content: bytes) -> None:
+    """Overwrite the stored object of ``content`` with other bytes, as a bad disk would."""
+    digest = hashlib.sha256(content).hexdigest()
+    ws.artifacts.backend.put_bytes(f"{digest[:2]}/{digest[2:]}", b"tampered bytes")
+
+
 def customers(n: int = 60) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -266,8 +278,7 @@ class DataSuite:
     ) -> None:
         write_tree(tmp_path / "d", {"good.txt": b"fine", "bad.txt": b"original bytes"})
         cv.data.add("d", tmp_path / "d")
-        digest = hashlib.sha256(b"original bytes").hexdigest()
-        ws.artifacts.backend.put_bytes(f"{digest[:2]}/{digest[2:]}", b"tampered bytes")
+        tamper(ws, b"original bytes")
         with pytest.raises(IntegrityError, match=r"bad\.txt in d@1 is corrupted"):
             cv.data.checkout("d@1", tmp_path / "out")
         assert not (tmp_path / "out").exists()
@@ -611,8 +622,7 @@ class DataSuite:
         first = cv.data.push(["d@1"], remote)
         assert first.copied == 3  # two files and the manifest
         assert cv.data.push(["d@1"], remote).copied == 0
-        for digest, _ in list(ws.artifacts.objects()):
-            ws.artifacts.delete(digest)
+        forget_objects(ws)
         with pytest.raises(NotFoundError, match="pull"):
             cv.data.checkout("d@1", tmp_path / "before-pull")
         pulled = cv.data.pull(["d"], remote)
@@ -629,8 +639,7 @@ class DataSuite:
         cv.data.add("d", tmp_path / "d")
         remote = str(tmp_path / "remote-store")
         cv.data.push(["d@1"], remote)
-        digest = hashlib.sha256(b"original bytes").hexdigest()
-        ws.artifacts.backend.put_bytes(f"{digest[:2]}/{digest[2:]}", b"tampered bytes")
+        tamper(ws, b"original bytes")
         with pytest.raises(IntegrityError, match=r"pull d@1 --verify"):
             cv.data.checkout("d@1", tmp_path / "before")
         assert cv.data.pull(["d@1"], remote).repaired == 0  # without --verify: only what lacks
@@ -649,16 +658,14 @@ class DataSuite:
         cv.data.add("c", customers().head(50))
         remote = str(tmp_path / "remote-store")
         cv.data.push(None, remote)
-        for digest, _ in list(ws.artifacts.objects()):
-            ws.artifacts.delete(digest)  # as on a machine that has only the records
+        forget_objects(ws)
         cv.data.pull(["c@2"], remote)
         assert cv.data.validate("c@2").passed
         # A schema saved after the push is not on the remote: the pull still brings the files.
         cv.data.add("c", customers().head(40))
         cv.data.push(["c@3"], remote)
         cv.data.set_schema("c@1", "columns:\n  id:\n    dtype: int64\n")  # here only
-        for digest, _ in list(ws.artifacts.objects()):
-            ws.artifacts.delete(digest)
+        forget_objects(ws)
         assert cv.data.pull(["c@3"], remote).copied >= 2  # its manifest and file
 
     def test_push_without_a_remote_explains_how_to_set_one(self, ws: Workspace) -> None:

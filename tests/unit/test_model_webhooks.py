@@ -88,6 +88,17 @@ def test_events_are_posted_retried_and_recorded(tmp_path: Path, receiver: Receiv
         assert "secret" not in json.dumps(list(recorded))
 
 
+def _log_one_model(tmp_path: Path, url: str) -> list[dict]:
+    """Log one model in a project whose webhook is ``url``; return the recorded deliveries
+    once they are done."""
+    with cv.Workspace.from_settings(tmp_path, project="hooks", webhooks=url) as ws:
+        svc = model_service(ws)
+        assert svc.webhooks is not None
+        cv.models.log(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "lin", workspace=ws)
+        assert svc.webhooks.flush(timeout=30)
+        return deliveries(ws)
+
+
 def test_credentials_in_a_webhook_url_go_in_the_authorization_header(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -95,12 +106,7 @@ def test_credentials_in_a_webhook_url_go_in_the_authorization_header(
 
     receiver.fail_first = 0
     url = f"http://hook:s%3Acret@127.0.0.1:{receiver.server_address[1]}/hook"
-    with cv.Workspace.from_settings(tmp_path, project="hooks", webhooks=url) as ws:
-        svc = model_service(ws)
-        assert svc.webhooks is not None
-        cv.models.log(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "lin", workspace=ws)
-        assert svc.webhooks.flush(timeout=30)
-        (delivery,) = deliveries(ws)
+    (delivery,) = _log_one_model(tmp_path, url)
     assert delivery["status"] == "delivered"
     assert receiver.authorizations == ["Basic " + base64.b64encode(b"hook:s:cret").decode()]
     assert "cret" not in json.dumps(delivery)
@@ -135,11 +141,7 @@ def test_webhook_credentials_do_not_follow_a_redirect(tmp_path: Path, receiver: 
     thread.start()
     try:
         url = f"http://hook:secret@127.0.0.1:{mover.server_address[1]}/hook"
-        with cv.Workspace.from_settings(tmp_path, project="hooks", webhooks=url) as ws:
-            svc = model_service(ws)
-            assert svc.webhooks is not None
-            cv.models.log(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "lin", workspace=ws)
-            assert svc.webhooks.flush(timeout=30)
+        _log_one_model(tmp_path, url)
     finally:
         mover.shutdown()
         mover.server_close()
