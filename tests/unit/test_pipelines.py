@@ -74,6 +74,14 @@ def test_a_second_run_takes_every_step_from_the_cache(ws: cv.Workspace):
     assert second.outputs["inc_5"] == 5
 
 
+def test_a_cached_step_run_ends_when_it_starts(ws: cv.Workspace):
+    flows.chain.run(executor="inline", length=3)
+    second = flows.chain.run(executor="inline", length=3)
+    for step in second.steps:
+        tracked = cv.get_run(step.id)
+        assert tracked.end_time == tracked.start_time == step.started_at, step.name
+
+
 def test_cache_false_runs_every_step(ws: cv.Workspace):
     flows.chain.run(executor="inline", length=3)
     again = flows.chain.run(executor="inline", length=3, cache=False)

@@ -304,6 +304,7 @@ class _Engine:
             state.node.name,
             self.run_id,
             {"conveyor.step": state.node.step.name, **(tags or {})},
+            start_time=state.started_at,  # the step's own: a cached step starts as it ends
         )
         for key, value in state.node.arguments.items():
             if _has_future(value):

@@ -13,6 +13,7 @@ import time
 import traceback
 import weakref
 from contextvars import ContextVar
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -201,11 +202,14 @@ class Tracker:
         name: str,
         parent_id: str | None,
         tags: dict[str, str] | None = None,
+        *,
+        start_time: datetime | None = None,
     ) -> list[Any]:
         """Return the writes that create run ``run_id`` (with the environment it runs in).
 
         For services that create runs in their own transaction (pipelines create a step's
-        run together with the step's record): pass them to ``store.write_in``.
+        run together with the step's record): pass them to ``store.write_in``, with the
+        ``start_time`` the service records for it (default: now).
         """
         exp = self.store.experiment(experiment)
         env, packages_digest, diff_digest = self._environment()
@@ -217,7 +221,7 @@ class Tracker:
             "experiment_id": exp.id,
             "name": run_name,
             "status": str(RunStatus.RUNNING),
-            "start_time": utcnow(),
+            "start_time": start_time or utcnow(),
             "end_time": None,
             "user": self.ws.settings.actor,
             "parent_id": parent_id,
