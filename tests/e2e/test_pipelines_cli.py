@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,27 @@ def test_schedules_from_the_command_line(tmp_path: Path) -> None:
     bad = conveyor(tmp_path, "schedule", "create", "flows.py:chain", "--cron", "daily")
     assert "is not a cron expression" in bad.stderr
     assert conveyor(tmp_path, "schedule", "delete", "chain").returncode == 0
+
+
+def test_a_due_schedule_that_cannot_start_is_reported_once(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    import conveyor as cv
+    from conveyor.store.metadata.schema import schedules
+
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
+    assert conveyor(tmp_path, "init").returncode == 0
+    made = conveyor(tmp_path, "schedule", "create", "flows.py:chain", "--cron", "0 3 * * *")
+    assert made.returncode == 0, made.stderr
+    ws = cv.Workspace.from_settings(tmp_path)
+    with ws.metadata.transaction() as uow:  # due now
+        uow.conn.execute(sa.update(schedules).values(next_run_at=datetime(2020, 1, 1)))
+    ws.close()
+    (tmp_path / "flows.py").write_text("raise RuntimeError('half-edited')\n")
+    once = conveyor(tmp_path, "scheduler", "run", "--once")
+    assert once.returncode == 1
+    assert once.stderr.count("half-edited") == 1, once.stderr
+    assert "Schedule 'chain' cannot start: " in once.stderr
 
 
 @pytest.mark.usefixtures("default_sigint")

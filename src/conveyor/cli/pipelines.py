@@ -499,16 +499,19 @@ def scheduler_run(
     def started(found: Any) -> None:
         err_console.print(f"{_when(time_now())} starting {escape(found.name)} ({found.pipeline})")
 
+    def failed(name: str, message: str) -> None:
+        err_console.print(f"{_when(time_now())} [red]{escape(message)}[/]")
+
     def ended(found: Any, run: Any) -> None:
         if run is None:
-            why = scheduler.errors.get(found.name, f"{found.name} did not start its run")
-            err_console.print(f"{_when(time_now())} [red]{escape(why)}[/]")
+            if found.name not in scheduler.errors:  # else printed by failed() already
+                failed(found.name, f"Schedule {found.name!r} did not start its run.")
         else:
             err_console.print(
                 f"{_when(time_now())} {escape(found.name)} {str(run.status).lower()}: run {run.id}"
             )
 
-    scheduler = Scheduler(ws, on_start=started, on_end=ended, max_runs=max_runs)
+    scheduler = Scheduler(ws, on_start=started, on_end=ended, on_error=failed, max_runs=max_runs)
     if once:
         runs = scheduler.tick()
         scheduler.release_lease()
@@ -520,9 +523,7 @@ def scheduler_run(
                     f"monitor {escape(r.monitor)}: {r.rows:,} predictions, data drifted: "
                     f"{r.dataset_drifted}"
                 )
-        for name, error in scheduler.errors.items():
-            err_console.print(f"[red]schedule {escape(name)} could not start:[/] {escape(error)}")
-        if scheduler.errors:
+        if scheduler.errors:  # each printed by failed() as it happened
             raise typer.Exit(1)
         if not runs:
             console.print(

@@ -318,6 +318,7 @@ class Scheduler:
         lease_ttl: timedelta = LEASE_TTL,
         on_start: Any = None,
         on_end: Any = None,
+        on_error: Any = None,
         max_runs: int = 4,
     ) -> None:
         self.ws = workspace or current_workspace()
@@ -326,6 +327,9 @@ class Scheduler:
         self.on_start = on_start
         #: Called with (schedule, run or None) when a run :meth:`dispatch` started ends.
         self.on_end = on_end
+        #: Called with (schedule name or "monitors", message) when due work cannot start;
+        #: without it, the message is logged as an error.
+        self.on_error = on_error
         self.lease_name = f"scheduler:{self.ws.project.id}"
         #: Why due runs could not start in the last tick (schedule name -> error).
         self.errors: dict[str, str] = {}
@@ -339,6 +343,14 @@ class Scheduler:
         self._held: dict[str, float] = {}  # schedule id -> left alone until (monotonic)
         #: Seconds between checks (run_forever's ``poll``): the first wait after a failure.
         self.poll = 10.0
+
+    def _error(self, name: str, message: str) -> None:
+        """Keep why ``name``'s due work did not start in :attr:`errors`, and report it once."""
+        self.errors[name] = message
+        if self.on_error is not None:
+            self.on_error(name, message)
+        else:
+            log.error("conveyor: %s", message)
 
     def acquire_lease(self, now: datetime | None = None) -> bool:
         """Take or renew the lease; True while this scheduler holds it."""
@@ -388,8 +400,7 @@ class Scheduler:
                 else:  # its runs go in processes of their own, acting as its owner
                     how = self._owner(found)
             except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others
-                self.errors[found.name] = str(e)
-                log.error("conveyor: schedule %s cannot start: %s", found.name, e)
+                self._error(found.name, f"Schedule {found.name!r} cannot start: {e}")
                 continue
             yield found, how
 
@@ -424,8 +435,7 @@ class Scheduler:
                 except PipelineFailed as e:
                     run = e.run
                 except Exception as e:  # noqa: BLE001 - recorded; the other schedules go on
-                    self.errors[found.name] = str(e)
-                    log.error("conveyor: schedule %s failed to run: %s", found.name, e)
+                    self._error(found.name, f"Schedule {found.name!r} failed to run: {e}")
                     continue
                 started.append(run)
                 self._record_last_run(found, run.id)
@@ -565,8 +575,7 @@ class Scheduler:
     ) -> None:
         """A run of ``found`` could not start: give its due time back (or queue its
         catch-up again), and leave the schedule alone for a while, longer each time."""
-        self.errors[found.name] = error
-        log.error("conveyor: %s", error)
+        self._error(found.name, error)
         failures = self._failures.get(found.id, 0) + 1
         self._failures[found.id] = failures
         self._held[found.id] = time.monotonic() + min(self.poll * 2 ** (failures - 1), 600.0)
@@ -735,8 +744,7 @@ class Scheduler:
         try:
             return monitoring_service(self.ws).run_due(now)
         except Exception as e:  # noqa: BLE001 - recorded; pipelines keep their schedule
-            self.errors["monitors"] = str(e)
-            log.error("conveyor: scheduled monitors failed: %s", e)
+            self._error("monitors", f"The scheduled monitors failed: {e}")
             return []
 
     def run_forever(self, *, poll: float = 10.0, stop: Any = None) -> None:
