@@ -245,6 +245,19 @@ class ModelsSuite:
         with pytest.raises(ConflictError, match="already approved by bob"):
             cv.models.reject(request.id, workspace=bob)
 
+    def test_protection_adds_to_and_removes_from_what_the_store_holds(
+        self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        cv.models.log(forest, "churn")
+        cv.models.require_approval("churn", ["champion"])
+        # bob's workspace never read alice's change: "add" merges with what is stored
+        added = cv.models.require_approval("churn", ["staging"], change="add", workspace=bob)
+        assert added.protected_aliases == ("champion", "staging")
+        removed = cv.models.require_approval("churn", ["champion"], change="remove")
+        assert removed.protected_aliases == ("staging",)
+        with pytest.raises(InvalidArgumentError, match="change must be one of set, add, remove"):
+            cv.models.require_approval("churn", ["staging"], change="toggle")
+
     def test_a_request_whose_alias_moved_since_cannot_be_approved(
         self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
     ) -> None:

@@ -275,12 +275,11 @@ def protect(
     """
     ws, svc = _service(ctx)
     with ws:
-        current = set(svc.model(name).protected_aliases)
         if off:
-            wanted = current - set(aliases) if aliases else set()
+            change = "remove" if aliases else "set"  # no alias named: release them all
+            model = svc.require_approval(name, aliases or [], change=change)
         else:
-            wanted = current | set(aliases or ["champion", "production"])
-        model = svc.require_approval(name, sorted(wanted))
+            model = svc.require_approval(name, aliases or ["champion", "production"], change="add")
     shown = ", ".join(model.protected_aliases) or "none"
     console.print(f"{escape(name)}: protected aliases: {escape(shown)}.")
 

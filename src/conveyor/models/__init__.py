@@ -166,10 +166,15 @@ def require_approval(
     name: str,
     aliases: _list[str] | tuple[str, ...] = ("champion", "production"),
     *,
+    change: str = "set",
     workspace: Workspace | None = None,
 ) -> RegisteredModel:
-    """Protect ``aliases`` of ``name``: they then move only through approved requests."""
-    return _svc(workspace).require_approval(name, aliases)
+    """Protect ``aliases`` of ``name``: they then move only through approved requests.
+
+    ``change="set"`` protects exactly ``aliases`` (``[]``: none), ``"add"`` these too,
+    ``"remove"`` releases these and keeps the others.
+    """
+    return _svc(workspace).require_approval(name, aliases, change=change)
 
 
 def request_promotion(

@@ -154,10 +154,16 @@ class RemoteModelService(ModelService):
         return [move_from_json(m) for m in body["moves"]]
 
     def require_approval(
-        self, name: str, aliases: list[str] | tuple[str, ...] = DEFAULT_PROTECTED
+        self,
+        name: str,
+        aliases: list[str] | tuple[str, ...] = DEFAULT_PROTECTED,
+        *,
+        change: str = "set",
     ) -> RegisteredModel:
         body = self.client.send_json(
-            "PUT", self._path("models", name, "protection"), {"aliases": list(aliases)}
+            "PUT",
+            self._path("models", name, "protection"),
+            {"aliases": list(aliases), "change": change},
         )
         return model_from_json(body)
 

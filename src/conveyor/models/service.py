@@ -72,6 +72,8 @@ class PreparedModel:
 EXAMPLE = "input_example.parquet"
 EXAMPLE_ARRAY = "input_example.npy"
 DEFAULT_PROTECTED = ("champion", "production")
+#: What ``require_approval``'s aliases do to those protected already.
+_PROTECTION_CHANGES = ("set", "add", "remove")
 
 
 def model_service(ws: Workspace | None = None) -> ModelService:
@@ -572,18 +574,41 @@ class ModelService:
             return registry.alias_history(conn, self._project_id(), name, alias)
 
     def require_approval(
-        self, name: str, aliases: list[str] | tuple[str, ...] = DEFAULT_PROTECTED
+        self,
+        name: str,
+        aliases: list[str] | tuple[str, ...] = DEFAULT_PROTECTED,
+        *,
+        change: str = "set",
     ) -> RegisteredModel:
         """Protect ``aliases`` of ``name``: they move only through approved requests.
 
-        An empty list turns protection off. Changing protection is itself audited.
+        ``change`` says what ``aliases`` are: ``"set"`` (exactly these; an empty list turns
+        protection off), ``"add"`` (these too) or ``"remove"`` (no longer these). Adding and
+        removing read the protected aliases in the same transaction that writes them, so
+        two people changing protection at once both get their change. Audited.
         """
-        wanted = sorted({registry.validate_alias(a) for a in aliases})
+        if change not in _PROTECTION_CHANGES:
+            raise InvalidArgumentError(
+                f"change must be one of {', '.join(_PROTECTION_CHANGES)}; got {change!r}."
+            )
+        named = {registry.validate_alias(a) for a in aliases}
         model = self.model(name)
         self._check_approver(None)
         # Turning protection off would let one approver skip the second person: admins only.
         require_role(self._project_id(), "admin", "change which aliases are protected")
         with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
+            held = uow.conn.execute(
+                sa.select(models.c.protected_aliases)
+                .where(models.c.id == model.id)
+                .with_for_update()
+            ).scalar_one()
+            before = sorted(held or ())
+            if change == "add":
+                wanted = sorted(named.union(before))
+            elif change == "remove":
+                wanted = sorted(set(before) - named)
+            else:
+                wanted = sorted(named)
             uow.conn.execute(
                 models.update()
                 .where(models.c.id == model.id)
@@ -592,7 +617,7 @@ class ModelService:
             uow.audit(
                 "model.protect",
                 ObjectRef(registry.MODEL_KIND, model.id),
-                before={"protected_aliases": list(model.protected_aliases)},
+                before={"protected_aliases": before},
                 after={"protected_aliases": wanted},
             )
         return self.model(name)

@@ -297,6 +297,7 @@ def delete_alias(project: str, name: str, alias: str, call: Call = need("editor"
 
 class Protection(BaseModel):
     aliases: list[str] = Field(default_factory=lambda: ["champion", "production"])
+    change: Literal["set", "add", "remove"] = "set"
 
 
 @api.put("/models/{name}/protection")
@@ -304,7 +305,9 @@ def protect(project: str, name: str, body: Protection, call: Call = need("admin"
     """Choose the aliases that move only through approved promotion requests (project admins:
     an approver alone could otherwise lift protection and skip the second person)."""
     with call:
-        return wire.model_to_json(_models(call).require_approval(name, body.aliases))
+        return wire.model_to_json(
+            _models(call).require_approval(name, body.aliases, change=body.change)
+        )
 
 
 @api.get("/models/{name}/versions/{version}/card", response_model=None)
