@@ -226,6 +226,8 @@ class DataSuite:
         labels.write_bytes(b"edited in place")
         (folder / "img" / "x.png").unlink()
         assert read_tree(cv.data.path("d@1")) == {"img/x.png": b"png", "labels.csv": b"a,b\n1,2\n"}
+        (folder / "img" / "y.png").write_bytes(b"written by a script, not in d@1")
+        assert read_tree(cv.data.path("d@1")) == {"img/x.png": b"png", "labels.csv": b"a,b\n1,2\n"}
 
     def test_checkout_refuses_a_non_empty_folder_unless_forced(
         self, ws: Workspace, tmp_path: Path

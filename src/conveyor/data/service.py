@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import shutil
+import stat as stat_module
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -149,16 +150,41 @@ MATERIALIZED_MTIME_NS = 946_684_800 * 1_000_000_000
 
 
 def _as_materialized(folder: Path, manifest: Manifest) -> bool:
-    """Whether every file of ``manifest`` in ``folder`` has its size and the time it was
-    materialized with (a stat each: no file is read)."""
-    for entry in manifest.files:
+    """Whether ``folder`` holds exactly the files of ``manifest``, each with its size and
+    the time it was materialized with (a stat each: no file is read). A file that is not
+    the version's (written there since) makes it not so; hidden entries are let be, as an
+    add skips them."""
+    expected = {entry.path: entry.size for entry in manifest.files}
+    seen = 0
+    pending = [(str(folder), "")]
+    while pending:
+        where, prefix = pending.pop()
         try:
-            st = os.stat(folder.joinpath(*entry.path.split("/")))
+            entries = list(os.scandir(where))
         except OSError:
             return False
-        if st.st_size != entry.size or st.st_mtime_ns != MATERIALIZED_MTIME_NS:
-            return False
-    return True
+        for entry in entries:
+            name = prefix + entry.name
+            size = expected.get(name)
+            if size is None:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, name + "/"))
+                    continue
+                return False  # not one of the version's files
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                return False
+            if (
+                not stat_module.S_ISREG(st.st_mode)
+                or st.st_size != size
+                or st.st_mtime_ns != MATERIALIZED_MTIME_NS
+            ):
+                return False
+            seen += 1
+    return seen == len(expected)
 
 
 def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
@@ -530,8 +556,9 @@ class DataService:
 
         The folder is shared by every version with the same content. Its files are
         read-only, and each use checks that none was changed since (its size and the
-        modification time it was given, :data:`MATERIALIZED_MTIME_NS`): a folder whose
-        files were edited, or lost, is materialized again. Use :meth:`checkout` for a copy
+        modification time it was given, :data:`MATERIALIZED_MTIME_NS`) and that no other
+        file was written there: a folder whose files were edited, lost or added to is
+        materialized again. Use :meth:`checkout` for a copy
         to change.
         """
         version = self.get(ref)
