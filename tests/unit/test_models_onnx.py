@@ -38,6 +38,18 @@ def test_export_checks_writes_and_registers_an_onnx_version(tmp_path: Path) -> N
         assert [e.relation for e in downstream.edges] == ["exported_as"]
 
 
+def test_an_onnx_classifier_names_its_classes_as_the_original_does(tmp_path: Path) -> None:
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    labels = y.map({0: "malignant", 1: "benign"})
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, labels)
+    with cv.init(tmp_path / "p", project="onnx"):
+        cv.models.log(model, "rf", input_example=X[:20])
+        cv.models.export("rf/1", register="rf-onnx")
+        onnx_version = cv.models.load("rf-onnx")
+        assert onnx_version.version.info["classes"] == list(model.classes_)
+        np.testing.assert_array_equal(onnx_version.predict(X[:50]), model.predict(X[:50]))
+
+
 def test_export_needs_an_input_example(tmp_path: Path) -> None:
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     with cv.init(tmp_path / "p", project="onnx"):

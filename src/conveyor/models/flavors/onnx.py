@@ -41,6 +41,9 @@ class OnnxFlavor(Flavor):
             "outputs": [o.name for o in graph.output],
             "opset": [o.version for o in model.opset_import],
         }
+        classes = _class_labels(graph)
+        if classes is not None:  # what the probability columns are, as for scikit-learn
+            info["classes"] = classes
         return {FILE: model.SerializeToString()}, info
 
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
@@ -60,6 +63,25 @@ class OnnxFlavor(Flavor):
         if len(outputs) < 2:
             raise InvalidArgumentError("This ONNX model has one output: no probabilities.")
         return np.asarray(outputs[1])
+
+
+def _class_labels(graph: Any) -> list[Any] | None:
+    """The class labels of the graph's classifier (an ``ai.onnx.ml`` ``*Classifier`` node,
+    as converters such as skl2onnx write them), in the order of its probability columns;
+    None when it has no such node, or more than one."""
+    found = [
+        node
+        for node in graph.node
+        if node.domain == "ai.onnx.ml" and node.op_type.endswith("Classifier")
+    ]
+    if len(found) != 1:
+        return None
+    for attribute in found[0].attribute:
+        if attribute.name == "classlabels_int64s" and attribute.ints:
+            return [int(v) for v in attribute.ints]
+        if attribute.name == "classlabels_strings" and attribute.strings:
+            return [v.decode() for v in attribute.strings]
+    return None
 
 
 class _Session:
