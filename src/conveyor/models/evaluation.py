@@ -247,9 +247,20 @@ def compute_evaluation(
     else:
         out["fairness"] = {}
     out["importance"] = (
-        _permutation_importance(scorer, x, y, metrics, task, repeats, seed) if importance else []
+        _permutation_importance(scorer, x, y, metrics, task, repeats, seed, _inputs(loaded, x))
+        if importance
+        else []
     )
     return out
+
+
+def _inputs(loaded: Any, x: pd.DataFrame) -> list[Any]:
+    """The columns of ``x`` the model takes: those its signature names, when it has one by
+    name (the others, a slice column say, cannot change a prediction); else all of them."""
+    signature = loaded.version.signature
+    names = {c.name for c in signature.inputs if c.name} if signature is not None else set()
+    taken = [c for c in x.columns if str(c) in names]
+    return taken or list(x.columns)
 
 
 def _slice_metrics(
@@ -312,8 +323,10 @@ def _permutation_importance(
     task: str,
     repeats: int,
     seed: int,
+    columns: list[Any],
 ) -> list[dict[str, Any]]:
-    """How much the primary metric worsens when each column is shuffled (mean of repeats)."""
+    """How much the primary metric worsens when each of ``columns`` is shuffled (mean of
+    repeats)."""
     name, higher = PRIMARY_METRIC[task]
     if metrics.get(name) is None:
         name, higher = ("accuracy", True) if task == "classification" else ("rmse", False)
@@ -325,7 +338,7 @@ def _permutation_importance(
     if baseline is None:
         return []
     found: list[dict[str, Any]] = []
-    for column in x.columns:
+    for column in columns:
         drops = []
         for _ in range(repeats):
             shuffled = x.copy()
