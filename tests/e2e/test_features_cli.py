@@ -122,3 +122,20 @@ def test_an_on_demand_view_applied_from_a_file_serves_other_processes(tmp_path: 
     )
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["double_spend"] == 6.0
+
+
+def test_a_csv_of_entity_rows_keeps_keys_the_source_keeps_as_text(tmp_path: Path) -> None:
+    assert conveyor(tmp_path, "init").returncode == 0
+    (tmp_path / "defs.py").write_text(DEFINITIONS)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    pd.DataFrame(
+        {"customer_id": ["007", "7"], "event_ts": [at, at], "spend": [7.0, 70.0]}
+    ).to_parquet(tmp_path / "rows.parquet")
+    assert conveyor(tmp_path, "features", "apply", "defs.py").returncode == 0
+    (tmp_path / "ent.csv").write_text(
+        "customer_id,event_timestamp\n007,2026-01-02T00:00:00\n7,2026-01-02T00:00:00\n"
+    )
+    done = conveyor(tmp_path, "features", "historical", "ent.csv", "-f", "spend", "-o", "out.csv")
+    assert done.returncode == 0, done.stderr
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"customer_id": str})
+    assert list(zip(out["customer_id"], out["spend"], strict=True)) == [("007", 7.0), ("7", 70.0)]

@@ -368,3 +368,113 @@ def test_projects_sharing_an_online_file_keep_their_values_apart(ws: cv.Workspac
     assert cv.features.online({"customer_id": [1]}, ["spend"], workspace=other)["spend"] == [500.0]
     cv.init(tmp_path, project="feats")
     assert cv.features.online({"customer_id": [1]}, ["spend"])["spend"] == [5.0]
+
+
+# -- found by a new user's audit -----------------------------------------------------------
+
+
+def one_value(name: str, value: float, key: object = 1, ts: object = None) -> FeatureView:
+    rows = pd.DataFrame({"k": [key], "event_ts": [ts or at(1)], "x": [value]})
+    return FeatureView(name, [Entity("c", key="k")], DataFrameSource(rows), [Field("x")])
+
+
+def test_an_on_demand_view_takes_two_inputs_of_the_same_name(tmp_path: Path):
+    cv.init(tmp_path, project="feats")
+
+    @on_demand(inputs=["a:x", "b:x"], outputs=[Field("s", "float64")])
+    def summed(df: pd.DataFrame, request: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"s": df["a__x"] - df["b__x"]})
+
+    cv.features.apply([Entity("c", key="k"), one_value("a", 1.0), one_value("b", 2.0), summed])
+    rows = pd.DataFrame({"k": [1], "event_timestamp": [at(2)]})
+    assert cv.features.historical(rows, ["summed:s"])["s"].tolist() == [-1.0]
+    cv.features.materialize(["a", "b"], end=at(3))
+    assert cv.features.online({"k": [1]}, ["summed:s"])["s"] == [-1.0]
+
+
+def test_online_reads_never_take_values_laid_out_by_another_definition(tmp_path: Path):
+    cv.init(tmp_path, project="feats")
+    rows = pd.DataFrame({"k": [1], "event_ts": [at(1)], "age": [30], "balance": [1000.0]})
+    e = Entity("c", key="k")
+
+    def acct(*fields: Field) -> FeatureView:
+        return FeatureView("acct", [e], DataFrameSource(rows), list(fields))
+
+    cv.features.apply([e, acct(Field("age", "int64"), Field("balance", "float64"))])
+    cv.features.materialize(["acct"], end=at(2))
+    cv.features.apply([acct(Field("balance", "float64"), Field("age", "int64"))])  # reordered
+    before = cv.features.online({"k": [1]}, ["acct:age", "acct:balance"])
+    assert (before["age"], before["balance"]) == ([None], [None])  # not materialized yet
+    cv.features.materialize(["acct"], end=at(2))
+    after = cv.features.online({"k": [1]}, ["acct:age", "acct:balance"])
+    assert (after["age"], after["balance"]) == ([30], [1000.0])
+
+
+def test_an_offset_in_a_text_timestamp_is_applied(tmp_path: Path):
+    cv.init(tmp_path, project="feats")
+    # 08:00 at UTC-5 is 13:00 UTC: after a label at noon UTC, so not its value
+    rows = pd.DataFrame({"k": [1], "event_ts": ["2026-01-01T08:00:00-05:00"], "x": [1.0]})
+    view = FeatureView("late", [Entity("c", key="k")], DataFrameSource(rows), [Field("x")])
+    cv.features.apply([Entity("c", key="k"), view])
+    labels = pd.DataFrame(
+        {"k": [1, 1], "event_timestamp": [at(1, 12), at(1, 13)]}  # noon, then 13:00 UTC
+    )
+    assert cv.features.historical(labels, ["late:x"])["x"].tolist()[1] == 1.0
+    assert pd.isna(cv.features.historical(labels, ["late:x"])["x"].tolist()[0])
+    cv.features.materialize(["late"], end=at(2))
+    got = cv.features.online({"k": [1]}, ["late:x"], with_timestamps=True)
+    assert got["late__event_ts"] == [at(1, 13)]
+
+
+def test_composite_keys_with_non_ascii_values_are_found_online(tmp_path: Path):
+    cv.init(tmp_path, project="feats")
+    rows = pd.DataFrame(
+        {
+            "city": ["münchen", "東京"],
+            "who": ["zoë", "bob"],
+            "event_ts": [at(1)] * 2,
+            "x": [1.0, 2.0],
+        }
+    )
+    place = Entity("place", key=["city", "who"])
+    view = FeatureView("visits", [place], DataFrameSource(rows), [Field("x")])
+    cv.features.apply([place, view])
+    cv.features.materialize(["visits"], end=at(2))
+    got = cv.features.online({"city": ["münchen", "東京"], "who": ["zoë", "bob"]}, ["visits:x"])
+    assert got["x"] == [1.0, 2.0]
+
+
+def test_entity_keys_of_another_kind_than_the_source_are_refused(tmp_path: Path):
+    cv.init(tmp_path, project="feats")
+    rows = pd.DataFrame({"k": ["007", "7"], "event_ts": [at(1)] * 2, "x": [7.0, 70.0]})
+    view = FeatureView("acct", [Entity("c", key="k")], DataFrameSource(rows), [Field("x")])
+    cv.features.apply([Entity("c", key="k"), view])
+    with pytest.raises(InvalidArgumentError, match="entity key 'k' holds BIGINT values"):
+        cv.features.historical(pd.DataFrame({"k": [7], "event_timestamp": [at(2)]}), ["acct:x"])
+    text = pd.DataFrame({"k": ["007", "7"], "event_timestamp": [at(2)] * 2})
+    assert cv.features.historical(text, ["acct:x"])["x"].tolist() == [7.0, 70.0]
+
+
+def test_materializing_back_to_an_earlier_end_with_a_start_rebuilds(ws: cv.Workspace):
+    cv.features.materialize(["activity"], end=at(6))
+    assert cv.features.online({"customer_id": [1]}, ["spend"])["spend"] == [5.0]
+    cv.features.materialize(["activity"], start=at(1, 0), end=at(4))
+    assert cv.features.online({"customer_id": [1]}, ["spend"])["spend"] == [2.0]
+
+
+def test_an_emptied_online_store_is_filled_again_by_the_next_run(ws: cv.Workspace):
+    from conveyor.features.service import feature_service
+
+    cv.features.materialize(["activity"], end=at(2, 12))
+    feature_service(ws).close()
+    (ws.settings.state_dir / "online.db").unlink()  # as a user clearing it might
+    cv.features.materialize(["activity"], end=at(2, 12))
+    assert cv.features.online({"customer_id": [1, 2]}, ["spend"])["spend"] == [2.0, 100.0]
+
+
+def test_a_feature_column_never_replaces_a_column_of_the_entity_rows(ws: cv.Workspace):
+    rows = pd.DataFrame({"customer_id": [1], "event_timestamp": [at(3)], "spend": ["label"]})
+    with pytest.raises(InvalidArgumentError, match="already have a column 'spend'"):
+        cv.features.historical(rows, ["activity:spend"])
+    got = cv.features.historical(rows, ["activity:spend"], full_names=True)
+    assert (got["spend"].tolist(), got["activity__spend"].tolist()) == (["label"], [2.0])

@@ -148,13 +148,16 @@ def historical(
 
     if not entity_file.is_file():
         raise InvalidArgumentError(f"There is no file {entity_file}.")
+    svc = _service(ctx)
     if entity_file.suffix == ".parquet":
         frame = pd.read_parquet(entity_file)
     else:
-        frame = pd.read_csv(entity_file)
+        # Keys the sources keep as text are read as text: "007" stays "007", not 7.
+        text = svc.text_keys(features) if hasattr(svc, "text_keys") else []
+        frame = pd.read_csv(entity_file, dtype={k: str for k in text})
         if timestamp in frame.columns:
             frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True)
-    result = _service(ctx).historical(frame, features, timestamp=timestamp)
+    result = svc.historical(frame, features, timestamp=timestamp)
     if out.suffix == ".parquet":
         result.to_parquet(out)
     else:

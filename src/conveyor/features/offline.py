@@ -168,6 +168,51 @@ def split_files(before: Any, now: Any) -> FileSplit | None:
 
 _TZ = "TIMESTAMP WITH TIME ZONE"
 _PLAIN_TIMES = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+_TEXT = ("VARCHAR",)
+_NUMBERS = (
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+    "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE",
+)  # fmt: skip
+
+
+def _utc_time(column: str, duck_type: str) -> str:
+    """SQL for ``column`` as a naive UTC TIMESTAMP. Text goes through TIMESTAMPTZ, so that
+    an offset in it (``2026-01-01T08:00:00-05:00``) is applied, not dropped; text without
+    one is UTC (the connection's time zone)."""
+    if duck_type in _TEXT:
+        return f"CAST(CAST({column} AS {_TZ}) AS TIMESTAMP)"
+    return f"CAST({column} AS TIMESTAMP)"
+
+
+def _family(duck_type: str) -> str:
+    if duck_type in _TEXT:
+        return "text"
+    return "number" if duck_type in _NUMBERS or duck_type.startswith("DECIMAL") else duck_type
+
+
+def key_kinds(
+    con: Any, view: FeatureView, data_service: Any = None, root: Path | None = None
+) -> dict[str, str]:
+    """``{key: "text" | "number" | DuckDB type}``: how the source of ``view`` keeps its keys."""
+    src = source_relation(con, view, f"src_{view.name}", data_service, root)
+    types = dict(zip(con.table(src).columns, map(str, con.table(src).types), strict=True))
+    return {k: _family(types.get(k, "")) for k in view.keys}
+
+
+def _check_key_types(view: FeatureView, source: dict[str, str], entity: dict[str, str]) -> None:
+    """Refuse entity keys of another kind than the source's (text against numbers): the
+    join would cast one to the other, so "007" and "7" would both match 7."""
+    for key in view.keys:
+        mine, theirs = entity.get(key, ""), source.get(key, "")
+        if {_family(mine), _family(theirs)} != {"text", "number"}:
+            continue
+        raise InvalidArgumentError(
+            f"The entity key {key!r} holds {mine} values, but the source of feature view "
+            f"{view.name!r} keeps {key!r} as {theirs}: joined, values that only look alike "
+            f'("007" and 7) would match.',
+            hint=f"Give {key!r} the source's type (`conveyor features historical` reads a "
+            "CSV's keys so; in Python, convert the column).",
+        )
 
 
 def join_view(
@@ -188,11 +233,8 @@ def join_view(
     import pyarrow as pa
 
     src = source_relation(con, view, f"src_{view.name}", data_service, root)
-    source_type = str(
-        dict(zip(con.table(src).columns, con.table(src).types, strict=True)).get(
-            view.source.timestamp, ""
-        )
-    )
+    types = dict(zip(con.table(src).columns, map(str, con.table(src).types), strict=True))
+    source_type = types.get(view.source.timestamp, "")
     ts = _quote(view.source.timestamp)
     if source_type == _TZ:
         at = entities.column_names.index("__ts")
@@ -203,9 +245,11 @@ def join_view(
     elif source_type in _PLAIN_TIMES:
         e_time, f_time = "e.__ts", f"f.{ts}"
     else:
-        e_time, f_time = "e.__ts", f"CAST(f.{ts} AS TIMESTAMP)"
+        e_time, f_time = "e.__ts", _utc_time(f"f.{ts}", source_type)
     entity_alias = f"entities_{view.name}"
     con.register(entity_alias, entities)
+    entity = con.table(entity_alias)
+    _check_key_types(view, types, dict(zip(entity.columns, map(str, entity.types), strict=True)))
     ttl = view.ttl_delta
     # Within the TTL, both ends included (as Feast and the hand-written DuckDB limit count).
     fresh = f"{f_time} >= {e_time} - INTERVAL {int(ttl.total_seconds())} SECOND" if ttl else "TRUE"
@@ -219,7 +263,7 @@ def join_view(
             "ORDER BY e.__row"
         )
     else:
-        c_time = f"CAST(f.{_quote(created)} AS TIMESTAMP)"
+        c_time = _utc_time(f"f.{_quote(created)}", types.get(created, ""))
         window = f"{f_time} <= {e_time} AND {c_time} <= {e_time}"
         if ttl:
             window += f" AND {fresh}"
@@ -288,9 +332,9 @@ def latest_rows(
     The encoding happens in DuckDB: a million rows in Python took seconds."""
     src = source_relation(con, view, f"src_{view.name}", data_service, root)
     types = dict(zip(con.table(src).columns, map(str, con.table(src).types), strict=True))
-    ts = f"CAST({_quote(view.source.timestamp)} AS TIMESTAMP)"
+    ts = _utc_time(_quote(view.source.timestamp), types.get(view.source.timestamp, ""))
     created = view.source.created_timestamp
-    c_ts = f"CAST({_quote(created)} AS TIMESTAMP)" if created else None
+    c_ts = _utc_time(_quote(created), types.get(created, "")) if created else None
     conditions = [f"{ts} <= $end"]
     params: dict[str, Any] = {"end": _naive_utc(end)}
     if c_ts is not None:

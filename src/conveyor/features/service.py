@@ -3,6 +3,7 @@ serve online."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -81,8 +82,8 @@ class Materialization:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     reads: list[
-        tuple[str, tuple[str, ...], list[tuple[str, int, Any]]]
-    ]  # view, keys, (f, pos, type)
+        tuple[str, str, tuple[str, ...], list[tuple[str, int, Any]]]
+    ]  # view, its records' name, keys, (f, pos, type)
     direct: list[tuple[str, tuple[str, str]]]  # column, (view, feature)
     demanded: list[tuple[Any, list[tuple[str, tuple[str, str]]], list[tuple[str, str]]]]
 
@@ -111,10 +112,20 @@ def _us(dt: datetime) -> int:
 
 
 def _key_of(values: Sequence[Any]) -> str:
-    """An entity key as stored online: the value as text, or a JSON list for several."""
+    """An entity key as stored online: the value as text, or a JSON list for several (UTF-8
+    as is, as DuckDB's ``to_json`` writes it when materializing)."""
     if len(values) == 1:
         return _text(values[0])
-    return json.dumps([_text(v) for v in values], separators=(",", ":"))
+    return json.dumps([_text(v) for v in values], separators=(",", ":"), ensure_ascii=False)
+
+
+def _stored_as(view: FeatureView) -> str:
+    """The name of ``view``'s records in the online store: its name and a digest of their
+    layout (keys, and features in order with their types). A definition that lays records
+    out differently writes and reads other records, so a reader never takes one feature's
+    value for another's, whichever definition it holds."""
+    layout = [list(view.keys), [[f.name, f.dtype] for f in view.features]]
+    return f"{view.name}__{digest({'layout': layout})[:12]}"
 
 
 def _text(value: Any) -> str:
@@ -508,6 +519,18 @@ class FeatureService:
         counts: dict[str, int] = {}
         for r in refs:
             counts[r.feature] = counts.get(r.feature, 0) + 1
+        clash = [
+            name
+            for name in dict.fromkeys(_column(r, counts, full_names) for r in refs)
+            if name in entity_df.columns
+        ]
+        if clash:
+            raise InvalidArgumentError(
+                f"The entity rows already have a column {', '.join(map(repr, clash))}, which "
+                "a requested feature's column would replace.",
+                hint="Rename that column of the entity rows, or pass full_names=True for "
+                "view__feature columns.",
+            )
         result = entity_df.copy()
         ts = entity_df[timestamp]
         if getattr(ts.dt, "tz", None) is not None:
@@ -551,10 +574,11 @@ class FeatureService:
         for view_name in dict.fromkeys(r.view for r in demanded):
             view = self._definition(view_name)
             assert isinstance(view, OnDemandView)
+            taken = self._parse_refs(view.inputs)
             inputs = pd.DataFrame(
                 {
-                    inp.feature: values[(inp.view, inp.feature)]
-                    for inp in self._parse_refs(view.inputs)
+                    name: values[(inp.view, inp.feature)]
+                    for name, inp in zip(_input_columns(taken), taken, strict=True)
                 },
                 index=entity_df.index,
             )
@@ -565,6 +589,29 @@ class FeatureService:
                     result[name] = out[r.feature].to_numpy()
         self._record_use(views.keys() | {r.view for r in demanded})
         return result
+
+    def text_keys(self, features: Sequence[str]) -> list[str]:
+        """The entity keys that the sources of ``features`` keep as text (so that a file of
+        entity rows can be read with those columns as text, "007" staying "007")."""
+        views: dict[str, FeatureView] = {}
+        for r in self._resolve(features):
+            obj = self._definition(r.view)
+            inputs = self._parse_refs(obj.inputs) if isinstance(obj, OnDemandView) else [r]
+            for i in inputs:
+                view = self._definition(i.view)
+                assert isinstance(view, FeatureView)
+                views[view.name] = view
+        settings = self.ws.settings
+        con = offline.connect(settings.query_memory_limit, settings.state_dir / "tmp")
+        try:
+            found: dict[str, None] = {}
+            for view in views.values():
+                data = self._data_service() if isinstance(view.source, DatasetSource) else None
+                kinds = offline.key_kinds(con, view, data, settings.root)
+                found.update({k: None for k, kind in kinds.items() if kind == "text"})
+            return list(found)
+        finally:
+            con.close()
 
     def _compute(self, view: OnDemandView, inputs: Any, request: Any) -> Any:
         try:
@@ -666,17 +713,21 @@ class FeatureService:
         root = self.ws.settings.root
         data = self._data_service() if isinstance(view.source, DatasetSource) else None
         state = offline.source_state(view, data, root)
+        stored = _stored_as(view)
         last = self._last_run(view.name)
         since = start
         split = None
         if last is not None and last[1] != version_id:
-            store.drop(view.name)  # a new definition: its records are laid out anew
+            self._drop_records(view, last[1])  # a new definition: its records are laid out anew
             since = None
+        elif last is not None and last[0] > end:
+            store.drop(stored)  # going back in time: rebuild at END (from START if given)
+        elif last is not None and store.newest(stored) is None:
+            # Nothing stored for this layout although a run wrote it: the store was emptied,
+            # or its records were named otherwise before. Rebuilt, not continued.
+            store.drop(view.name)  # records named by the view alone (before layouts)
         elif since is None and last is not None:
             since = last[0]
-            if since > end:
-                store.drop(view.name)  # going back in time: rebuild at END
-                since = None
         if since is not None and last is not None and view.source.created_timestamp is None:
             # Without a created time, rows older than the last run can only be told by where
             # they are: new or rewritten files, or another dataset version (read whole; the
@@ -712,9 +763,9 @@ class FeatureService:
             payloads: list[Any] = pack_many(table.column("__ts").to_numpy(), matrix)
         else:
             payloads = table.column("__payload").to_pylist()
-        rows = store.write_encoded(view.name, keys, stamps, payloads)
+        rows = store.write_encoded(stored, keys, stamps, payloads)
         if view.ttl_delta is not None:
-            store.delete_older(view.name, _us(end - view.ttl_delta))
+            store.delete_older(stored, _us(end - view.ttl_delta))
         seconds = time.perf_counter() - started
         with self.ws.metadata.transaction(project_id=self.project_id) as uow:
             view_id = uow.conn.execute(
@@ -763,6 +814,22 @@ class FeatureService:
             )
         return Materialization(view.name, since, end, rows, seconds)
 
+    def _drop_records(self, view: FeatureView, version_id: str) -> None:
+        """Remove the online records an earlier definition (``version_id``) of ``view``
+        wrote, and any named by the view alone (before layouts)."""
+        with self.ws.metadata.read() as conn:
+            spec = conn.execute(
+                sa.select(feature_view_versions.c.definition).where(
+                    feature_view_versions.c.id == version_id
+                )
+            ).scalar()
+        store = self.online_store
+        if isinstance(spec, dict) and spec.get("kind") == "view":
+            # a definition this version cannot read back names nothing to drop
+            with contextlib.suppress(KeyError, TypeError, ValueError, InvalidArgumentError):
+                store.drop(_stored_as(_view_from_spec(spec)))
+        store.drop(view.name)
+
     def online(
         self,
         entity_rows: dict[str, Sequence[Any]] | Any,
@@ -780,7 +847,7 @@ class FeatureService:
         n = len(next(iter(columns.values()))) if columns else 0
         out: dict[str, Any] = {k: list(v) for k, v in columns.items()}
         fetched: dict[tuple[str, str], list[Any]] = {}
-        for view_name, keys, wanted in plan.reads:
+        for view_name, stored, keys, wanted in plan.reads:
             missing = [k for k in keys if k not in columns]
             if missing:
                 raise InvalidArgumentError(
@@ -792,7 +859,7 @@ class FeatureService:
             else:
                 key_cols = [columns[k] for k in keys]
                 key_values = [_key_of([c[i] for c in key_cols]) for i in range(n)]
-            records = self.online_store.read(view_name, key_values)
+            records = self.online_store.read(stored, key_values)
             for feature, pos, kind in wanted:
                 got = [rec[1][pos] if rec else None for rec in records]
                 if kind is not None:  # packed as float64: back to int or bool
@@ -847,14 +914,22 @@ class FeatureService:
             outputs = [
                 (_column(r, counts, full_names), r.feature) for r in refs if r.view == view_name
             ]
-            demanded.append((view, [(i.feature, (i.view, i.feature)) for i in inputs], outputs))
+            named = zip(_input_columns(inputs), inputs, strict=True)
+            demanded.append((view, [(name, (i.view, i.feature)) for name, i in named], outputs))
         reads = []
         for view_name, feats in needed.items():
             view = self._definition(view_name)
             assert isinstance(view, FeatureView)
             names = view.feature_names
             kinds = {f.name: _NUMERIC.get(f.dtype) for f in view.features}
-            reads.append((view_name, view.keys, [(f, names.index(f), kinds.get(f)) for f in feats]))
+            reads.append(
+                (
+                    view_name,
+                    _stored_as(view),
+                    view.keys,
+                    [(f, names.index(f), kinds.get(f)) for f in feats],
+                )
+            )
         direct = [
             (_column(r, counts, full_names), (r.view, r.feature)) for r in refs if not r.on_demand
         ]
@@ -867,7 +942,7 @@ class FeatureService:
         view = self._definition(name)
         if not isinstance(view, FeatureView):
             raise InvalidArgumentError(f"{name!r} is on-demand: it has no stored values.")
-        newest = self.online_store.newest(name)
+        newest = self.online_store.newest(_stored_as(view))
         if newest is None:
             return None
         return utcnow() - datetime.fromtimestamp(newest / 1_000_000, UTC)
@@ -875,6 +950,15 @@ class FeatureService:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _input_columns(inputs: Sequence[_Ref]) -> list[str]:
+    """The columns an on-demand function's ``df`` gives its inputs: each feature's name, or
+    ``view__feature`` for a name two of its inputs share."""
+    counts: dict[str, int] = {}
+    for r in inputs:
+        counts[r.feature] = counts.get(r.feature, 0) + 1
+    return [_column(r, counts, False) for r in inputs]
 
 
 def _column(ref: _Ref, counts: dict[str, int], full_names: bool) -> str:
