@@ -13,3 +13,20 @@ class TestTrackingOnSqlite(TrackingRobustnessSuite):
     @pytest.fixture
     def store_uri(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'conveyor.db'}"
+
+
+def test_an_in_memory_store_takes_the_writer_and_the_caller_in_turns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import conveyor as cv
+
+    with cv.init(tmp_path, store_uri="sqlite://", artifact_uri=f"memory://{tmp_path.name}"):
+        for attempt in range(3):
+            with cv.start_run(experiment="memory") as run:
+                for i in range(200):  # the writer stores while this thread reads below
+                    cv.log_metric("loss", float(i))
+                cv.log_text("notes", "notes.txt")
+            stored = cv.get_run(run.id)
+            assert (str(stored.status), attempt) == ("FINISHED", attempt)
+            assert len(cv.get_metric_history(run.id, "loss")) == 200
+    assert "unreachable" not in caplog.text

@@ -6,7 +6,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -130,6 +130,13 @@ class MetadataStore:
         self.auto_migrate = auto_migrate
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        # An in-memory SQLite database is one connection (StaticPool) that every thread
+        # shares: its transactions take turns, or one would begin inside another's.
+        self._turns = (
+            threading.RLock()
+            if uri.startswith("sqlite") and engines.sqlite_path(uri) is None
+            else nullcontext()
+        )
         _track(self)
 
     def __repr__(self) -> str:
@@ -247,7 +254,7 @@ class MetadataStore:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """Yield a connection in a read transaction."""
-        with _GATE.open(), self._translated(), self.engine.connect() as conn:
+        with self._turns, _GATE.open(), self._translated(), self.engine.connect() as conn:
             try:
                 yield conn
             finally:
@@ -262,7 +269,7 @@ class MetadataStore:
         A unique-key collision with a concurrent writer becomes a ConflictError, a lost
         connection a BackendUnavailableError.
         """
-        with _GATE.open(), self._translated():
+        with self._turns, _GATE.open(), self._translated():
             writer = self.engine.connect().execution_options(**{engines.WRITE: True})
             with writer as conn, conn.begin():
                 uow = UnitOfWork(conn, actor or self.actor, project_id)
