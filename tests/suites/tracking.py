@@ -70,6 +70,14 @@ class TrackingSuite:
             raise KeyboardInterrupt
         assert cv.get_run(run.id).status is cv.RunStatus.KILLED
 
+    def test_sys_exit_zero_inside_a_run_is_a_success(self, ws: Workspace) -> None:
+        with pytest.raises(SystemExit), cv.start_run(experiment="e") as run:
+            raise SystemExit(0)
+        assert cv.get_run(run.id).status is cv.RunStatus.FINISHED
+        with pytest.raises(SystemExit), cv.start_run(experiment="e") as failed:
+            raise SystemExit(2)
+        assert cv.get_run(failed.id).status is cv.RunStatus.FAILED
+
     def test_nested_runs_know_their_parent(self, ws: Workspace) -> None:
         with cv.start_run(experiment="tune") as parent:
             with cv.start_run(name="trial-0") as child:

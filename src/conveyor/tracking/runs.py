@@ -105,9 +105,12 @@ class Tracker:
             run.end(status)
 
     def _finish_at_exit(self) -> None:
-        """End runs left open (FAILED after an uncaught error, KILLED after Ctrl-C); store all."""
-        last = getattr(sys, "last_value", None)
-        if isinstance(last, KeyboardInterrupt):
+        """End runs left open (FAILED after an uncaught error, KILLED after Ctrl-C or
+        SIGTERM); store all."""
+        # An interactive session keeps its last error (sys.last_value) long after it
+        # was shown: it says nothing of how the session ended.
+        last = None if _interactive() else getattr(sys, "last_value", None)
+        if _terminated or isinstance(last, KeyboardInterrupt):
             status = RunStatus.KILLED
         elif last is not None:
             status = RunStatus.FAILED
@@ -492,8 +495,11 @@ class ActiveRun:
             self.end(RunStatus.FINISHED)
             self.tracker.writer.raise_pending()  # a failure met while this run logged
             return
-        if issubclass(exc_type, KeyboardInterrupt):
+        if issubclass(exc_type, KeyboardInterrupt | Terminated):
             self.end(RunStatus.KILLED)
+            return
+        if issubclass(exc_type, SystemExit) and getattr(exc, "code", None) in (None, 0):
+            self.end(RunStatus.FINISHED)  # sys.exit() and sys.exit(0) are a success
             return
         text = "".join(traceback.format_exception(exc_type, exc, tb))
         try:
@@ -526,12 +532,74 @@ def _register(owner: Tracker) -> None:
         if not _hooks_installed:
             atexit.register(_at_exit)
             os.register_at_fork(after_in_child=_after_fork)
+            _on_sigterm()
             _hooks_installed = True
 
 
+class Terminated(SystemExit):
+    """The process was sent SIGTERM (``kill``, ``timeout``, a container stopping): its
+    open runs end KILLED, what they logged is stored, and it exits with status 143."""
+
+
+_terminated = False
+
+
+def _interactive() -> bool:
+    return hasattr(sys, "ps1") or bool(sys.flags.interactive)
+
+
+def _on_sigterm() -> None:
+    """Make SIGTERM leave like ``sys.exit(143)``, so runs end and their queue is stored
+    (the default kills the process on the spot). Only where SIGTERM has its default
+    action, from the main thread: a handler of the program's own is left alone."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        return
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    global _terminated
+    import signal
+
+    _terminated = True
+    leaving = sys.modules.get("multiprocessing.util")
+    if leaving is not None and getattr(leaving, "_exiting", False):
+        # A multiprocessing worker already on its way out (a pool ends its workers with
+        # SIGTERM as they leave): its exit finalizer stores the queue; raising here would
+        # skip that finalizer.
+        signal.signal(signum, signal.SIG_IGN)
+        return
+    # Leaving stores what is queued: a second SIGTERM (a pool terminating its workers sends
+    # more than one) must not cut that short. SIGKILL, which orchestrators send after a
+    # grace period, still stops it.
+    signal.signal(signum, signal.SIG_IGN)
+    raise Terminated(128 + signum)
+
+
 def _at_exit() -> None:
+    _hold_sigterm()
     for owner in list(_trackers):
         owner._finish_at_exit()
+
+
+def _hold_sigterm() -> None:
+    """While the queue is stored on the way out, a SIGTERM (what a multiprocessing pool
+    sends its workers as they are already leaving) must not cut that short."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except (ValueError, OSError):
+        return
 
 
 def _in_child_process(owner: Tracker) -> bool:
