@@ -47,6 +47,21 @@ def test_init_creates_the_project_and_is_idempotent(tmp_path: Path) -> None:
     assert "already initialized" in again.stdout
 
 
+def test_init_with_a_bad_name_writes_nothing_and_a_folder_name_is_made_valid(
+    tmp_path: Path,
+) -> None:
+    bad = conveyor(tmp_path, "init", "--project", "bad name", "--ci", "gitlab", ok=False)
+    assert bad.returncode == 1
+    assert "The project name 'bad name' is not valid" in bad.stderr
+    assert list(tmp_path.iterdir()) == []  # no conveyor.toml, no .conveyor, no workflow
+    cafe = tmp_path / "café"
+    cafe.mkdir()
+    made = conveyor(cafe, "init")
+    assert made.returncode == 0, made.stderr
+    assert 'project = "cafe"' in (cafe / "conveyor.toml").read_text()
+    assert conveyor(cafe, "info").returncode == 0
+
+
 def test_version_prints_the_version_and_help_still_lists_the_commands(
     tmp_path: Path,
 ) -> None:

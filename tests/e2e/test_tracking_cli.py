@@ -66,6 +66,12 @@ def test_runs_list_filters_and_orders(trained: tuple[Path, list[str]]) -> None:
     assert "auc" in out
     found = json.loads(cli(root, "runs", "list", "-f", "params.max_depth = '4'", "--json").stdout)
     assert [r["run_id"] for r in found] == [ids[0]]
+    narrow = subprocess.run(
+        [sys.executable, "-m", "conveyor", "runs", "list", "-e", "churn"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert all(run_id in narrow.stdout for run_id in ids)  # whole, for `runs show`
 
 
 def test_runs_show_has_params_metrics_tags_and_artifacts(trained: tuple[Path, list[str]]) -> None:

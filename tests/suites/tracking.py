@@ -156,8 +156,9 @@ class TrackingSuite:
                 cv.log_metric("loss", float(i), step=i)
         assert len(cv.get_metric_history(run.id, "loss")) == 10_000
         sampled = cv.get_metric_history(run.id, "loss", max_points=100)
-        assert len(sampled) <= 100
+        assert len(sampled) == 100
         assert (sampled[0].step, sampled[-1].step) == (0, 9_999)
+        assert len(cv.get_metric_history(run.id, "loss", max_points=9_999)) == 9_999
         assert [p.step for p in sampled] == sorted(p.step for p in sampled)
 
     # -- artifacts -------------------------------------------------------------------------

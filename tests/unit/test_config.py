@@ -63,6 +63,22 @@ def test_an_unknown_key_in_the_file_names_it_and_the_known_keys(tmp_path: Path) 
         load_settings(tmp_path)
 
 
+def test_a_table_nothing_reads_is_refused_with_its_keys(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.toml").write_text('[conveyor]\nproject = "x"\n')
+    with pytest.raises(InvalidArgumentError, match=r"table \[conveyor\] that nothing reads"):
+        load_settings(tmp_path)
+    (tmp_path / "conveyor.toml").write_text('project = "x"\n\n[ci]\nmodel = "churn"\n')
+    assert load_settings(tmp_path).project == "x"  # [ci] is conveyor ci's
+
+
+def test_the_postgres_scheme_is_postgresql() -> None:
+    from conveyor.store.metadata.engine import create_engine
+
+    engine = create_engine("postgres://user@127.0.0.1:5432/db")  # not contacted
+    assert engine.dialect.name == "postgresql"
+    engine.dispose()
+
+
 def test_broken_toml_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text("project = \n")
     with pytest.raises(InvalidArgumentError, match=r"conveyor\.toml is not valid TOML"):

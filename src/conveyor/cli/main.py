@@ -18,7 +18,7 @@ from rich.tree import Tree
 from conveyor._version import __version__
 from conveyor.cli.context import settings_for, workspace_for
 from conveyor.cli.output import console, err_console, human_bytes
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 
 app = typer.Typer(
     name="conveyor",
@@ -163,15 +163,17 @@ def init(
     from conveyor.store.workspace import init_project
 
     target = path if path != Path(".") or ctx.find_root().obj is None else ctx.find_root().obj
-    if ci is not None:
-        from conveyor.cli.ci import write_workflow
-
-        written = write_workflow(Path(target), ci, ci_pipeline, ci_policy)
-        console.print(f"created {escape(str(written))}")
-    ws, created = init_project(target, project=project)
+    if ci is not None and ci not in ("github", "gitlab"):
+        raise InvalidArgumentError(f"--ci takes github or gitlab; got {ci!r}.")
+    ws, created = init_project(target, project=project)  # a bad name: nothing is written
     with ws:
         for item in created:
             console.print(f"created {escape(item)}")
+        if ci is not None:
+            from conveyor.cli.ci import write_workflow
+
+            written = write_workflow(Path(target), ci, ci_pipeline, ci_policy)
+            console.print(f"created {escape(str(written))}")
         state = "ready" if created else "already initialized"
         console.print(
             f"Project [bold]{escape(ws.project.name)}[/bold] {state} in "
@@ -340,7 +342,7 @@ def lineage(
 def _by_name(ws: Any, ref: Any) -> Any:
     """``model_version:churn/3`` (or ``churn@champion``) and ``dataset_version:customers@2``
     as the ids the lineage graph holds."""
-    from conveyor.core.errors import InvalidArgumentError, NotFoundError
+    from conveyor.core.errors import NotFoundError
     from conveyor.store.records import ObjectRef
 
     try:

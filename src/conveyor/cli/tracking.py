@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from conveyor.cli.context import workspace_for
 from conveyor.cli.output import console, human_bytes
@@ -118,7 +118,9 @@ def runs_list(
         console.print("No runs match.")
         return
     metric_keys = sorted({k for r in found for k in r.metrics})[:6]
-    table = Table("run", "name", "experiment", "status", "started (UTC)", "took")
+    table = Table("name", "experiment", "status", "started (UTC)", "took")
+    # The id whole, whatever the width: it is what `runs show` takes (the others may wrap).
+    table.columns.insert(0, Column("run", no_wrap=True, min_width=len(found[0].id)))
     for key in metric_keys:
         table.add_column(escape(key), justify="right")
     for run in found:

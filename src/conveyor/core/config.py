@@ -166,6 +166,10 @@ def find_root(start: Path | None = None) -> Path:
     return here
 
 
+#: Tables of conveyor.toml read by a command of their own (``[ci]``: ``conveyor ci``).
+_TABLES = frozenset({"ci"})
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
@@ -180,6 +184,15 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise InvalidArgumentError(
             f"{path} sets unknown key(s) {', '.join(unknown)}; known keys: "
             f"{', '.join(sorted(known))}."
+        )
+    tables = sorted(k for k in data if isinstance(data[k], dict) and k not in _TABLES)
+    if tables:
+        raise InvalidArgumentError(
+            f"{path} has a table [{tables[0]}] that nothing reads; the settings are keys at "
+            f"the top of the file (before any table), and the tables read are "
+            f"{', '.join(f'[{t}]' for t in sorted(_TABLES))}.",
+            hint=f"Move its keys ({', '.join(sorted(data[tables[0]])) or 'none'}) above the "
+            "first table, or remove it.",
         )
     return {k: v for k, v in data.items() if k in known}
 

@@ -31,6 +31,7 @@ from conveyor.core.config import (
     render_config_template,
 )
 from conveyor.core.errors import BackendUnavailableError, ConflictError, ConveyorError
+from conveyor.core.names import validate_project_name
 from conveyor.store import catalog
 from conveyor.store.artifacts.cas import ArtifactStore
 from conveyor.store.backends import METADATA_STORES
@@ -573,9 +574,15 @@ def init_project(
     """
     root_path = Path(root).resolve()
     created: list[str] = []
+    if root_path.exists() and not root_path.is_dir():
+        raise ConflictError(
+            f"Cannot make a project in {root_path}: it is a file, not a folder.",
+            hint="Give a folder (it is created if missing).",
+        )
+    name = project or _default_project_name(root_path)
+    validate_project_name(name)  # before anything is written: a bad name leaves nothing
     root_path.mkdir(parents=True, exist_ok=True)
     config = root_path / CONFIG_FILE
-    name = project or _default_project_name(root_path)
     if config.exists() and project is not None:
         configured = load_settings(root_path).project
         if configured != project:
@@ -599,5 +606,11 @@ def init_project(
 
 
 def _default_project_name(root: Path) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in root.name).strip(".-")
+    """The folder's name as a valid project name: accents dropped (café: cafe), any other
+    character not allowed made a dash."""
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", root.name).encode("ascii", "ignore").decode()
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in ascii_name)
+    cleaned = cleaned.strip(".-")[:100].rstrip(".-")
     return cleaned or "default"

@@ -506,14 +506,17 @@ def _split(
 def _downsample(
     conn: sa.Connection, base: sa.Select[Any], total: int, max_points: int
 ) -> list[tuple[int, float | None, int]]:
-    """Keep every k-th point by position, plus the last, so the curve keeps its shape."""
+    """Keep ``max_points`` points evenly spread by position, the first and the last among
+    them, so the curve keeps its shape: the points ``0 .. total-1`` fall in ``max_points``
+    buckets (``k * (max_points - 1) // (total - 1)``), and each bucket's first is kept."""
     numbered = base.add_columns(
         sa.func.row_number().over(order_by=(metrics.c.step, metrics.c.timestamp_ms)).label("n")
     ).subquery()
-    every = -(-total // (max_points - 1))
+    k = numbered.c.n - 1
+    spread, span = max_points - 1, total - 1
     query = (
         sa.select(numbered.c.step, numbered.c.value, numbered.c.timestamp_ms)
-        .where(((numbered.c.n - 1) % every == 0) | (numbered.c.n == total))
+        .where((k == 0) | ((k * spread) // span != ((k - 1) * spread) // span))
         .order_by(numbered.c.n)
     )
     return [(r.step, r.value, r.timestamp_ms) for r in conn.execute(query)]

@@ -54,6 +54,8 @@ def sqlite_path(uri: str) -> Path | None:
 def create_engine(uri: str) -> Engine:
     """Create an engine for ``uri``; the database is not contacted yet."""
     url = _parse(uri)
+    if url.drivername == "postgres":  # the alias the scheme list names (libpq takes it too)
+        url = url.set(drivername="postgresql")
     backend = url.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url)
