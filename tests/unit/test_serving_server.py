@@ -83,6 +83,21 @@ def test_a_numeric_model_is_loaded_served_and_logged_without_pandas_or_fsspec(
     assert done.stdout.split("\n")[:2] == ["2 False False", "True"]
 
 
+def test_a_pipeline_that_picks_columns_by_name_is_served(ws: Workspace) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = training_data()
+    first = str(X.columns[0])
+    scaled = ColumnTransformer([("s", StandardScaler(), [first])], remainder="passthrough")
+    model = make_pipeline(scaled, LogisticRegression()).fit(X, y)
+    cv.models.log(model, "picky", input_example=X[:5], workspace=ws)
+    with _client(ws, "picky") as client:
+        answer = client.predict(X[:20].to_dict(orient="records"))
+    assert answer["predictions"] == model.predict(X[:20]).tolist()
+
+
 def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:
     with _client(ws, max_body_bytes=2_000) as client:
         http = client.http

@@ -66,6 +66,7 @@ class ModelRuntime:
         )
         if self._as_array:
             _quiet_feature_names_warning()
+            self._as_array = self._takes_arrays()
         self._read_example = example if callable(example) else lambda: example
         self._onnx: Any = None
         self._onnx_input = ""
@@ -84,6 +85,18 @@ class ModelRuntime:
 
     def __repr__(self) -> str:
         return f"ModelRuntime({self.ref!r}, runtime={self.runtime!r})"
+
+    def _takes_arrays(self) -> bool:
+        """Whether the model predicts from a bare array: one that picks columns by name (a
+        ColumnTransformer given names, a function reading df["age"]) needs a DataFrame."""
+        import numpy as np
+
+        flavor, model = self.loaded.flavor, self.loaded.model
+        try:
+            flavor.predict(model, np.zeros((1, len(self.parser.columns))))
+        except Exception:  # noqa: BLE001 - any failure: requests go in as DataFrames
+            return False
+        return True
 
     # -- prediction -------------------------------------------------------------------------
 
