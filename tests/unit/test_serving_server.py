@@ -366,7 +366,8 @@ def test_build_writes_a_dockerfile_and_manifests_that_parse(
     assert docs["service.yaml"]["spec"]["ports"][0]["targetPort"] == 8080
     assert docs["hpa.yaml"]["spec"]["scaleTargetRef"]["name"] == "churn"
     # the baked-in project serves the same model on its own
-    with cv.Workspace.from_settings(out / "workspace", project="edge") as baked:
+    # (its conveyor.toml names the project, as `conveyor serve` in the image reads it)
+    with cv.Workspace.from_settings(out / "workspace") as baked:
         copy = cv.models.load("churn@serving", workspace=baked)
         X, _ = training_data(10)
         original = cv.models.load("churn/1", workspace=ws)

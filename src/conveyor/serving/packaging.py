@@ -156,6 +156,11 @@ def _bake(ws: Workspace, ref: str, root: Path, *, trust: bool) -> None:
             description=f"{ref} (digest {loaded.version.digest[:12]}), baked by conveyor build",
         )
         target.set_alias(copy.name, SERVING_ALIAS, copy.version)
+    # The image's project is the one the model was baked into, whatever the folder's name:
+    # without this, `conveyor serve` in the container looks in project "default".
+    from conveyor.core.config import CONFIG_FILE, render_config_template
+
+    (root / CONFIG_FILE).write_text(render_config_template(ws.settings.project), encoding="utf-8")
 
 
 def _requirements(pins: dict[str, str]) -> list[str]:
