@@ -398,6 +398,23 @@ def test_batch_predict_on_a_dataframe_keeps_row_order_and_rejects_bad_input(
     assert not list(tmp_path.glob(".bad.parquet*"))
 
 
+def test_batch_output_mistakes_write_and_log_nothing_and_no_rows_still_write_a_file(
+    ws: Workspace, churn: Any, tmp_path: Path
+) -> None:
+    X, _ = training_data(20, seed=5)
+    clash = tmp_path / "clash.parquet"
+    with pytest.raises(InvalidArgumentError, match="column 'prediction', which the output"):
+        cv.predict("churn@champion", X.assign(prediction=0), output=clash, workspace=ws)
+    with pytest.raises(InvalidArgumentError, match="is a folder"):
+        cv.predict("churn@champion", X, output=tmp_path, workspace=ws)
+    assert not clash.exists()
+    assert len(cv.serving.read_predictions("churn-batch", workspace=ws)) == 0
+    empty = tmp_path / "empty.parquet"
+    done = cv.predict("churn@champion", X[:0], output=empty, workspace=ws)
+    assert done.rows == 0
+    assert pd.read_parquet(empty).empty
+
+
 def test_a_model_with_feature_references_takes_entity_keys(ws: Workspace) -> None:
     from datetime import UTC, datetime
 

@@ -243,6 +243,11 @@ def predict_batch(
         sink = None
     writer: pq.ParquetWriter | None = None
     target = Path(output) if output is not None else None
+    if target is not None and target.is_dir():
+        raise InvalidArgumentError(
+            f"The output {target} is a folder; give a file to write (.parquet).",
+            hint="Name a file inside it, such as predictions.parquet.",
+        )
     temp = target.with_name(f".{target.name}.tmp") if target is not None else None
     collected: list[pd.DataFrame] = []
     done = 0
@@ -266,6 +271,13 @@ def predict_batch(
                 probabilities = outputs["proba"]
                 for j in range(probabilities.shape[1]):
                     out[f"proba_{j}"] = probabilities[:, j]
+            clash = [c for c in out.columns if c in chunk.columns]
+            if temp is not None and clash:  # before anything is logged or written
+                raise InvalidArgumentError(
+                    f"The input has a column {', '.join(map(repr, clash))}, which the output "
+                    "adds next to the input's columns; nothing was written.",
+                    hint="Rename or drop that column of the input.",
+                )
             if sink is not None:
                 columns = loaded.signature.columns if loaded.signature else list(chunk.columns)
                 sink.add(  # a batch job waits for the log rather than drop its rows
@@ -297,10 +309,16 @@ def predict_batch(
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
+        if temp is not None and writer is None:  # no rows: the file still says so
+            temp.parent.mkdir(parents=True, exist_ok=True)
+            empty = pa.table(
+                {"prediction_id": pa.array([], pa.string()), "prediction": pa.array([])}
+            )
+            pq.write_table(empty, temp)
         if writer is not None:
             writer.close()
             writer = None
-            assert temp is not None
+        if temp is not None:
             assert target is not None
             temp.replace(target)
     finally:
