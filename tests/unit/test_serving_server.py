@@ -98,6 +98,26 @@ def test_a_pipeline_that_picks_columns_by_name_is_served(ws: Workspace) -> None:
     assert answer["predictions"] == model.predict(X[:20]).tolist()
 
 
+def test_a_request_batched_with_one_asking_for_probabilities_gets_none(
+    ws: Workspace, churn: Any
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Under load, requests that arrive together are predicted as one batch.
+    bodies = [{"instances": rows(1), **({"return": ["proba"]} if i % 2 else {})} for i in range(60)]
+    app = cv.serving.app("churn@champion", workspace=ws, max_wait_ms=20)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+
+        def send(body: dict[str, Any]) -> dict[str, Any]:
+            return http.post("/v1/models/churn/predict", json=body).json()
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(send, bodies))
+    assert [("proba" in a, "classes" in a) for a in answers] == [
+        (i % 2 == 1, i % 2 == 1) for i in range(60)
+    ]
+
+
 def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:
     with _client(ws, max_body_bytes=2_000) as client:
         http = client.http

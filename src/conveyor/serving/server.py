@@ -354,7 +354,7 @@ class ServingState:
             "model_version": runtime.ref,
             "prediction_ids": ids,
         }
-        if "proba" in result.outputs:
+        if "proba" in want and "proba" in result.outputs:  # batched with one that asked
             response["proba"] = result.outputs["proba"].tolist()
             if runtime.classes is not None:
                 response["classes"] = runtime.classes
