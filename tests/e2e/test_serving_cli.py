@@ -186,3 +186,7 @@ def test_predict_writes_parquet_and_build_writes_a_package(project: Path) -> Non
     assert "docker build -t churn:1 image" in built.stdout
     assert (project / "image" / "Dockerfile").is_file()
     assert (project / "image" / "k8s" / "deployment.yaml").is_file()
+    # the copy went into the image's own project, not the registry the CLI works on
+    assert (project / "image" / "workspace" / ".conveyor" / "conveyor.db").is_file()
+    versions = json.loads(cli(project, "models", "versions", "churn", "--json").stdout)
+    assert len(versions) == 2

@@ -249,6 +249,23 @@ class ServingSuite:
         downstream = ws.lineage(ObjectRef("model_version", second.id), direction="downstream")
         assert any(node.kind == "deployment_revision" for node in downstream.nodes())
 
+    def test_a_canarys_limits_end_with_it_and_a_promotion_keeps_the_shadow(
+        self, ws: Workspace, two_versions: tuple[Any, Any]
+    ) -> None:
+        deployments = cv.serving.deployments(ws)
+        deployments.create("prod", "churn/1", limits={"max_error_rate": 0.5})
+        tight = deployments.canary("prod", "churn/2", 10, limits={"max_p99_ms": 0.001})
+        assert tight.limits == {"max_p99_ms": 0.001}  # its own, not merged
+        deployments.shadow("prod", "churn/1")
+        promoted = deployments.promote("prod")
+        assert [(r["model"], r["role"]) for r in promoted.routes] == [
+            ("churn/2", "primary"),
+            ("churn/1", "shadow"),
+        ]
+        assert promoted.limits == {"max_error_rate": 0.5}  # the deployment's own again
+        later = deployments.canary("prod", "churn/1", 10)  # no limits of its own
+        assert later.limits == {"max_error_rate": 0.5}
+
     def test_batch_predictions_stream_to_parquet_with_lineage(
         self, ws: Workspace, two_versions: tuple[Any, Any], tmp_path: Path
     ) -> None:

@@ -200,9 +200,16 @@ class DeploymentService:
         current = self.get(name)
         share = _weight(weight)
         routes = _with_candidate(current, model, share, "canary")
-        merged = current.limits | _limits(limits)
+        # This canary's own limits, else the deployment's standing ones (given at create):
+        # never what an earlier canary was given.
+        guard = _limits(limits) or self._standing_limits(name)
         reason = f"{model} at {share:g}%"
-        return self._revise(name, routes, None, merged, "canary", reason, base=current.revision)
+        return self._revise(name, routes, None, guard, "canary", reason, base=current.revision)
+
+    def _standing_limits(self, name: str) -> dict[str, float]:
+        """The limits the deployment was created with (its first revision's)."""
+        first = self.get(name, 1)
+        return dict(first.limits)
 
     def ab(self, name: str, model: str, weight: float, *, key: str) -> Revision:
         """Split traffic ``100-weight`` / ``weight``, sticky by the request field ``key``."""
@@ -240,8 +247,16 @@ class DeploymentService:
                 hint=f"Start one: conveyor deploy canary {name} --model MODEL/VERSION --weight 10",
             )
         routes = [{"model": candidate["model"], "weight": 100.0, "role": "primary"}]
+        if candidate["role"] != "shadow":  # a promoted canary leaves the shadow mirroring
+            routes += [dict(r) for r in current.routes if r["role"] == "shadow"]
         return self._revise(
-            name, routes, None, current.limits, "promote", candidate["model"], base=current.revision
+            name,
+            routes,
+            None,
+            self._standing_limits(name),
+            "promote",
+            candidate["model"],
+            base=current.revision,
         )
 
     def serve(

@@ -144,7 +144,17 @@ def _bake(ws: Workspace, ref: str, root: Path, *, trust: bool) -> None:
     models = model_service(ws)
     loaded = models.load(ref, trust=trust)
     example = models.input_example(ref)
-    baked = Workspace.from_settings(root, project=ws.settings.project, actor="conveyor-build")
+    # A project of its own in ``root``, whatever CONVEYOR_* says: through a team server,
+    # the copy would otherwise go to the team's registry as a new version.
+    state = root.absolute() / ".conveyor"
+    baked = Workspace.from_settings(
+        root,
+        project=ws.settings.project,
+        actor="conveyor-build",
+        store_uri=f"sqlite:///{state / 'conveyor.db'}",
+        artifact_uri=str(state / "objects"),
+        remote_uri="",
+    )
     with baked:
         target = model_service(baked)
         copy = target.log(
@@ -160,6 +170,7 @@ def _bake(ws: Workspace, ref: str, root: Path, *, trust: bool) -> None:
     # without this, `conveyor serve` in the container looks in project "default".
     from conveyor.core.config import CONFIG_FILE, render_config_template
 
+    root.mkdir(parents=True, exist_ok=True)
     (root / CONFIG_FILE).write_text(render_config_template(ws.settings.project), encoding="utf-8")
 
 
