@@ -222,6 +222,27 @@ def test_a_stored_profile_judges_drift_like_the_data_it_describes(rows: int) -> 
                 assert a.statistic == pytest.approx(b.statistic, abs=0.02)  # binned reference
 
 
+def test_a_profile_judges_a_skewed_column_like_its_data() -> None:
+    import pyarrow as pa
+
+    from conveyor.data.tables import profile_table
+    from conveyor.monitoring.stats import drift_from_profile
+
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"income": rng.lognormal(10, 1.5, 3000)})  # most in one bin
+    profile = profile_table(pa.Table.from_pandas(reference, preserve_index=False))
+    later = rng.lognormal(10, 1.5, 2000)
+    for current, drifted in ((later, []), (later * 1.5, ["income"])):
+        frame = pd.DataFrame({"income": current})
+        for test in ("ks", "wasserstein"):
+            exact = cv.monitoring.drift(reference, frame, tests={"income": test})
+            approx = drift_from_profile(profile, frame, columns=["income"], tests={"income": test})
+            assert approx.drifted_columns == exact.drifted_columns == drifted, test
+            assert approx.columns[0].statistic == pytest.approx(
+                exact.columns[0].statistic, abs=0.025
+            )
+
+
 def test_a_profile_of_whole_numbers_does_not_see_drift_in_their_steps() -> None:
     import pyarrow as pa
 

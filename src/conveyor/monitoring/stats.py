@@ -527,21 +527,13 @@ def _numeric_from_profile(
         return ColumnDrift(
             statistic=None, p_value=None, drifted=None, note=f"the {side} has no values", **base
         )
-    # Both CDFs at the histogram's edges, where the reference's is exact (the share of its
-    # values below each edge, as numpy's half-open bins count them; all of them at the last),
-    # plus the current sample's own range beyond them. Between points both are taken as
-    # linear, alike, so a column of whole numbers is not seen to drift by its steps.
-    below_edge = np.searchsorted(c, edges[:-1], side="left") / m
-    f_cur = np.concatenate([below_edge, [np.searchsorted(c, edges[-1], side="right") / m]])
-    f_ref = np.concatenate([[0.0], np.cumsum(ref_counts)]) / n
-    grid = edges
-    if c[0] < edges[0]:
-        grid, f_ref, f_cur = np.concatenate([[c[0]], grid]), np.r_[0.0, f_ref], np.r_[0.0, f_cur]
-    if c[-1] > edges[-1]:
-        grid, f_ref, f_cur = np.r_[grid, c[-1]], np.r_[f_ref, 1.0], np.r_[f_cur, 1.0]
-    gaps = np.abs(f_ref - f_cur)
-    ks = float(gaps.max())
-    wasserstein = float(np.sum((gaps[1:] + gaps[:-1]) / 2 * np.diff(grid)))
+    sketch = found.get("sketch")
+    if isinstance(sketch, dict) and len(sketch.get("values") or ()) > 2:
+        ks, wasserstein = _distances_from_sketch(
+            np.asarray(sketch["shares"], dtype=float), np.asarray(sketch["values"], dtype=float), c
+        )
+    else:  # a profile made before sketches were kept: its histogram
+        ks, wasserstein = _distances_from_histogram(edges, ref_counts, n, c)
     outer = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
     cur_counts = np.diff(np.searchsorted(c, outer, side="left"))
     below, above = (
@@ -560,6 +552,58 @@ def _numeric_from_profile(
     note = "some current values are not numbers (left out)" if coerced else ""
     spread = float(found.get("std") or 0.0)
     return _numeric_verdict(base, ks, wasserstein, spread, psi, note)
+
+
+def _distances_from_sketch(
+    shares: np.ndarray, points: np.ndarray, c: np.ndarray
+) -> tuple[float, float]:
+    """KS and Wasserstein distances between the reference, known by its values ``points``
+    at ``shares`` of its rows (uniform between neighbours), and the sorted current sample
+    ``c`` (exact).
+
+    Both CDFs are compared where either changes: the reference's sketch points and the
+    current values. A value the reference holds many times (a whole-number column) is one
+    point, the share of the reference up to and including it, as for the sample.
+    """
+    support, last = np.unique(points[::-1], return_index=True)  # the last share of each value
+    at = shares[::-1][last]
+    m = len(c)
+
+    def f_ref(x: np.ndarray) -> np.ndarray:
+        return np.interp(x, support, at, left=0.0, right=1.0)
+
+    grid = np.union1d(support, c)
+    gaps = np.abs(f_ref(grid) - np.searchsorted(c, grid, side="right") / m)
+    ks = float(gaps.max())
+    # Wasserstein is the area between the quantile functions: both read at the same
+    # percentiles (the sample's exactly), so neither is assumed linear where the other
+    # steps (whole numbers), and a long tail weighs what its share of rows does.
+    apart = np.abs(points - np.quantile(c, shares))
+    wasserstein = float(np.sum((apart[1:] + apart[:-1]) / 2 * np.diff(shares)))
+    return ks, wasserstein
+
+
+def _distances_from_histogram(
+    edges: np.ndarray, ref_counts: np.ndarray, n: int, c: np.ndarray
+) -> tuple[float, float]:
+    """KS and Wasserstein distances from a profile's equal-width histogram (profiles made
+    before the percentile sketch)."""
+    m = len(c)
+    # Both CDFs at the histogram's edges, where the reference's is exact (the share of its
+    # values below each edge, as numpy's half-open bins count them; all of them at the last),
+    # plus the current sample's own range beyond them. Between points both are taken as
+    # linear, alike, so a column of whole numbers is not seen to drift by its steps.
+    below_edge = np.searchsorted(c, edges[:-1], side="left") / m
+    f_cur = np.concatenate([below_edge, [np.searchsorted(c, edges[-1], side="right") / m]])
+    f_ref = np.concatenate([[0.0], np.cumsum(ref_counts)]) / n
+    grid = edges
+    if c[0] < edges[0]:
+        grid, f_ref, f_cur = np.concatenate([[c[0]], grid]), np.r_[0.0, f_ref], np.r_[0.0, f_cur]
+    if c[-1] > edges[-1]:
+        grid, f_ref, f_cur = np.r_[grid, c[-1]], np.r_[f_ref, 1.0], np.r_[f_cur, 1.0]
+    gaps = np.abs(f_ref - f_cur)
+    ks = float(gaps.max())
+    return ks, float(np.sum((gaps[1:] + gaps[:-1]) / 2 * np.diff(grid)))
 
 
 def _categorical_from_profile(
