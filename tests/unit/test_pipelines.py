@@ -335,6 +335,19 @@ def test_a_failed_step_fails_the_run_with_its_traceback_and_resume_reuses_the_re
         cv.pipelines.resume(resumed.id)
 
 
+def test_a_resume_without_the_cache_runs_what_its_run_had_not_finished(ws: cv.Workspace):
+    first = flows.numbers.run(executor="inline", n=3)  # every step cached from here on
+    Path("fail-total").touch()
+    with pytest.raises(PipelineFailed) as caught:
+        flows.numbers.run(executor="inline", n=3, cache=False)
+    Path("fail-total").unlink()
+    resumed = cv.pipelines.resume(caught.value.run.id, cache=False)
+    assert statuses(resumed) == {"make": "CACHED", "scale": "CACHED", "total": "SUCCEEDED"}
+    assert resumed.step("total").cached_from is None  # trained here, not taken from `first`
+    assert resumed.step("make").cached_from == caught.value.run.step("make").id
+    assert first.step("total").id != resumed.step("total").id
+
+
 def test_a_step_is_retried_until_it_succeeds(ws: cv.Workspace):
     run = flows.flaky_pipeline.run(executor="local", fails=2)
     assert run.step("flaky").attempts == 3

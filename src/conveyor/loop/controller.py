@@ -264,7 +264,12 @@ class LoopController:
             run = None
         if run is None and execution.previous_run_id:  # died before the resume started
             with contextlib.suppress(PipelineFailed), self._leased():
-                resume(execution.previous_run_id, workspace=self.ws, new_run_id=run_id)
+                resume(
+                    execution.previous_run_id,
+                    workspace=self.ws,
+                    new_run_id=run_id,
+                    cache=policy.cache,  # a model trained for this execution, not one cached
+                )
             run = get_run(run_id, workspace=self.ws)
         if run is None:  # not started yet (or the controller died before it was recorded)
             try:
@@ -293,7 +298,7 @@ class LoopController:
                 links=[(ObjectRef("pipeline_run", new_id), "started")],
             )
             with contextlib.suppress(PipelineFailed), self._leased():
-                resume(run.id, workspace=self.ws, new_run_id=new_id)
+                resume(run.id, workspace=self.ws, new_run_id=new_id, cache=policy.cache)
             return execution
         if run.status is not PipelineStatus.SUCCEEDED:
             return self._move(

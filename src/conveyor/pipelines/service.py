@@ -126,8 +126,12 @@ def resume(
     workspace: Workspace | None = None,
     progress: Any = None,
     new_run_id: str | None = None,
+    cache: bool = True,
 ) -> PipelineRun:
     """Run a failed or stopped pipeline run again, reusing the outputs of its finished steps.
+
+    With ``cache=False`` (as the run was started), only the steps this run itself finished
+    are reused: a step it had not reached runs, whatever other runs cached.
 
     The pipeline is imported again from where the run recorded it (so a fixed step runs its
     new code; in a session that already imported it, pass the fixed ``pipeline``) and gets
@@ -171,6 +175,7 @@ def resume(
         progress=progress,
         resume_from=old,
         run_id=new_run_id,
+        cache=cache,
     )
 
 
