@@ -243,16 +243,57 @@ class MonitoringSuite:
             quiet = cv.monitoring.run(
                 "watch", start=past, end=past + timedelta(hours=1), workspace=ws
             )
-            assert [a["status"] for a in quiet.alerts] == ["resolved"]
+            assert quiet.alerts == []  # silence is not "all clear": the alert stays open
+            assert len(cv.monitoring.alerts(status="open", workspace=ws)) == 1
+            calm_from = datetime.now(UTC)
+            calm = frame(300, 2)  # as the reference: no drift
+            with ModelServerClient(deployment="prod", workspace=ws) as client:
+                for i in range(0, 300, 50):
+                    client.predict(calm.iloc[i : i + 50], name="prod")
+            over = cv.monitoring.run("watch", start=calm_from, workspace=ws)
+            assert [a["status"] for a in over.alerts] == ["resolved"]
             assert cv.monitoring.alerts(status="open", workspace=ws) == []
             assert [r.get("event") for r in received] == ["opened", "resolved"]
             (closed,) = cv.monitoring.alerts(status="resolved", workspace=ws)
             events = [(d["event"], d["status"]) for d in closed["deliveries"]]
             assert events == [("opened", "sent")] * 2 + [("resolved", "sent")] * 2
+            with pytest.raises(cv.ConflictError, match="nothing left to acknowledge"):
+                cv.monitoring.close_alert(closed["id"], "acknowledged", workspace=ws)
+            assert cv.monitoring.alerts(status="resolved", workspace=ws)[0]["id"] == closed["id"]
         with pytest.raises(cv.InvalidArgumentError, match="FIELD OP NUMBER"):
             cv.monitoring.alert_rule("watch", "drift.share_drifted is big", workspace=ws)
         with pytest.raises(cv.InvalidArgumentError, match="Cannot notify"):
             cv.monitoring.alert_rule("watch", "rows < 10", notify=["email:me"], workspace=ws)
+
+    def test_the_cooldown_counts_from_the_last_notification(
+        self, ws: Workspace, served: dict[str, Any]
+    ) -> None:
+        import sqlalchemy as sa
+
+        from conveyor.monitoring.alerting import evaluate_rules
+        from conveyor.store.metadata.schema import alerts
+
+        monitor = cv.monitoring.create(
+            "watch", deployment="prod", reference="train@1", workspace=ws
+        )
+        cv.monitoring.alert_rule("watch", "rows >= 10", cooldown="1h", workspace=ws)
+
+        def window(rows: int) -> list[dict[str, Any]]:
+            return evaluate_rules(ws, monitor, {"rows": rows}, "result")
+
+        notified = window(50)  # opens, and is notified (log)
+        window(0)  # resolves
+        window(50)  # reopens within the hour: silent
+        window(0)
+        with ws.metadata.transaction() as uow:  # the notified one opened two hours ago
+            uow.conn.execute(
+                sa.update(alerts)
+                .where(alerts.c.id == notified[0]["id"])
+                .values(opened_at=datetime.now(UTC) - timedelta(hours=2))
+            )
+        window(50)  # an hour after the last notification: notified again
+        flags = [bool(a["deliveries"]) for a in cv.monitoring.alerts(workspace=ws)]
+        assert sorted(flags) == [False, True, True]
 
     def test_alert_deliveries_go_out_side_by_side(
         self, ws: Workspace, served: dict[str, Any], monkeypatch: pytest.MonkeyPatch

@@ -27,7 +27,12 @@ import sqlalchemy as sa
 
 from conveyor.core import ids
 from conveyor.core.durations import parse_duration
-from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from conveyor.core.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from conveyor.core.uris import post_request
 from conveyor.store.metadata.schema import alert_rules, alerts, monitors
 from conveyor.store.records import ObjectRef
@@ -157,7 +162,11 @@ def evaluate_rules(
         for rule in rules:
             path, op, threshold = parse_rule(rule.expression)
             value = lookup(result, path)
-            holds = value is not None and _OPS[op](value, threshold)
+            if value is None or (not result.get("rows") and not _about_volume(path)):
+                # The window says nothing of it (no predictions, no labels yet): an alert
+                # neither opens nor resolves on silence. Only how much came is known.
+                continue
+            holds = _OPS[op](value, threshold)
             open_alert = conn.execute(
                 sa.select(alerts).where(
                     alerts.c.rule_id == rule.id, alerts.c.status.in_(("open", "acknowledged"))
@@ -198,11 +207,7 @@ def evaluate_rules(
                 uow.link(ObjectRef("monitor_result", result_id), ref, "raised")
                 alert = {"id": alert_id, "status": "open", "message": message, "value": value}
                 changed.append(alert)
-                last = conn.execute(
-                    sa.select(sa.func.max(alerts.c.opened_at)).where(
-                        alerts.c.rule_id == rule.id, alerts.c.id != alert_id
-                    )
-                ).scalar()
+                last = _last_notified(conn, rule.id, alert_id)
                 cooled = last is None or uow.now - last >= timedelta(seconds=rule.cooldown_seconds)
                 if cooled:
                     to_notify.append((alert, list(rule.notify)))
@@ -336,6 +341,23 @@ def list_alerts(ws: Workspace, *, status: str | None = None) -> list[dict[str, A
     return [dict(r._mapping) for r in rows]
 
 
+def _about_volume(path: list[str]) -> bool:
+    """Whether a rule reads how many predictions came (meaningful for an empty window)."""
+    return path[:1] == ["rows"] or path[:2] == ["quality", "volume"]
+
+
+def _last_notified(conn: sa.Connection, rule_id: str, besides: str) -> Any:
+    """When the rule's latest alert that was notified opened (None: never): the cooldown
+    counts from a notification, not from alerts opened silently within an earlier one."""
+    recent = conn.execute(
+        sa.select(alerts.c.opened_at, alerts.c.deliveries)
+        .where(alerts.c.rule_id == rule_id, alerts.c.id != besides)
+        .order_by(alerts.c.opened_at.desc())
+        .limit(1000)
+    ).all()
+    return next((r.opened_at for r in recent if r.deliveries), None)
+
+
 def close_alert(ws: Workspace, alert_id: str, status: str) -> dict[str, Any]:
     """Acknowledge (still watched, no new alert while it holds) or resolve an alert by hand."""
     if status not in ("acknowledged", "resolved"):
@@ -349,6 +371,14 @@ def close_alert(ws: Workspace, alert_id: str, status: str) -> dict[str, Any]:
         ).first()
         if row is None:
             raise NotFoundError(f"No alert {alert_id!r}.", hint="conveyor alerts list")
+        if row.status == status:
+            return {"id": alert_id, "status": status}  # already so: nothing to change
+        if row.status == "resolved":
+            raise ConflictError(
+                f"Alert {alert_id} was resolved at {row.closed_at:%Y-%m-%d %H:%M:%S} UTC: "
+                "there is nothing left to acknowledge.",
+                hint="If the rule holds again, a new alert opens.",
+            )
         values: dict[str, Any] = {"status": status}
         if status == "resolved":
             values["closed_at"] = uow.now
