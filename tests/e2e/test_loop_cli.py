@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,13 +45,13 @@ cv.models.log(LogisticRegression().fit(new[["a", "b"]], 1 - new["label"]), "chur
               input_example=new[["a", "b"]][:5])                       # churn/3: worse
 """
 
-POLICY = f"""
+POLICY = """
 from conveyor.loop import Canary, Gate, Policy
 
 policy = Policy(
     name="churn-ct",
     deployment="prod",
-    pipeline={FLOW!r},
+    pipeline="flows/loop_flow.py:retrain",  # from the project's folder, wherever tick runs
     executor="inline",
     gate=Gate(data="holdout@latest", checks=("signature", "latency_p99_ms<1000")),
     rollout=None,
@@ -67,6 +68,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert setup.returncode == 0, setup.stderr
     (root / "policies.py").write_text(POLICY)
+    (root / "flows").mkdir()
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "loop_flow.py", root / "flows" / "loop_flow.py")
     return root
 
 
@@ -148,7 +151,7 @@ def test_the_loop_from_the_command_line(project: Path) -> None:
     idle = cli(project, "loop", "status")
     assert "idle" in idle.stdout
     assert cli(project, "loop", "trigger", "churn-ct", "--reason", "by hand").returncode == 0
-    tick = cli(project, "loop", "tick")
+    tick = cli(project.parent, "--root", str(project), "loop", "tick")  # from elsewhere
     assert tick.returncode == 0, tick.stderr
     assert "churn-ct: promoted:" in tick.stdout
     history = cli(project, "loop", "history", "churn-ct", "--json")

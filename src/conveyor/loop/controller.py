@@ -275,7 +275,7 @@ class LoopController:
             try:
                 with self._leased():
                     run = run_pipeline(
-                        load_pipeline(policy.pipeline),
+                        load_pipeline(policy.pipeline, root=self.ws.settings.root),
                         dict(policy.params),
                         executor=policy.executor,
                         cache=policy.cache,

@@ -167,7 +167,7 @@ class LoopService:
 
         deployments = deployment_service(self.ws)
         deployments.get(policy.deployment)
-        load_pipeline(policy.pipeline)
+        load_pipeline(policy.pipeline, root=self.ws.settings.root)
         if policy.approval == "auto":
             from conveyor.models.service import model_service
 

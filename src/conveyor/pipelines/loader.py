@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError, NotFoundError
@@ -15,14 +16,20 @@ __all__ = ["PipelineImportError", "import_module_or_file", "load_pipeline"]
 PipelineImportError = ModuleImportError
 
 
-def load_pipeline(reference: str) -> Pipeline:
-    """Import ``MODULE:PIPELINE`` (or ``FILE.py:PIPELINE``) and return the pipeline."""
+def load_pipeline(reference: str, *, root: Path | None = None) -> Pipeline:
+    """Import ``MODULE:PIPELINE`` (or ``FILE.py:PIPELINE``) and return the pipeline.
+
+    With ``root`` (a project's), a relative FILE.py is taken from the project's folder, not
+    from wherever the process runs: what a stored reference (a policy's) means.
+    """
     module_name, sep, attr = reference.rpartition(":")
     if not sep or not module_name or not attr:
         raise InvalidArgumentError(
             f"A pipeline reference is MODULE:PIPELINE or FILE.py:PIPELINE; got {reference!r}.",
             hint="For example: conveyor pipeline run pipelines.churn:train",
         )
+    if root is not None and module_name.endswith(".py") and not Path(module_name).is_absolute():
+        module_name = str(Path(root) / module_name)
     module = import_module_or_file(module_name)
     target: Any = module
     for part in attr.split("."):

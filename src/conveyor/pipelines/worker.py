@@ -114,13 +114,28 @@ def load_output(ws: Any, output: dict[str, Any]) -> Any:
 
 
 def execute(task: StepTask) -> StepResult:
-    """Run ``task`` here and report how it went (never raises for the step's own errors)."""
+    """Run ``task`` here and report how it went (never raises for the step's own errors).
+
+    The step's code runs in the task's workspace: ``cv.data.load`` and the like inside it
+    use that project's stores, whatever the process's default is (a `--root` given to the
+    command, an inline run of another project's pipeline).
+    """
+    from conveyor.store import workspace as wsmod
+
+    ws = _workspace(task.settings)
+    token = wsmod._current.set(ws)
+    try:
+        return _execute(task, ws)
+    finally:
+        wsmod._current.reset(token)
+
+
+def _execute(task: StepTask, ws: Any) -> StepResult:
     from conveyor.pipelines import steplog
     from conveyor.store.activity import recording_reads
     from conveyor.tracking.runs import tracker
 
     started = time.perf_counter()
-    ws = _workspace(task.settings)
     run = tracker(ws).attach(task.run_id, task.node, task.experiment, task.parent_id)
     try:
         try:
