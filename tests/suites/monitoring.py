@@ -349,6 +349,26 @@ class MonitoringSuite:
                 "bad", deployment="prod", reference="train@1", schedule="often", workspace=ws
             )
 
+    def test_a_failing_scheduled_monitor_does_not_stop_the_others(
+        self, ws: Workspace, served: dict[str, Any], tmp_path: Path
+    ) -> None:
+        from conveyor.pipelines.schedules import Scheduler
+
+        (tmp_path / "raw").mkdir()
+        (tmp_path / "raw" / "a.txt").write_text("not a table")
+        cv.data.add("raw", tmp_path / "raw", workspace=ws)
+        every = "*/5 * * * *"
+        broken = cv.monitoring.create(  # "aaa": listed, and so run, first
+            "aaa", deployment="prod", reference="raw@1", schedule=every, workspace=ws
+        )
+        cv.monitoring.create(
+            "watch", deployment="prod", reference="train@1", schedule=every, workspace=ws
+        )
+        scheduler = Scheduler(ws)
+        (result,) = scheduler.tick(now=broken["next_run_at"] + timedelta(seconds=1))
+        assert result.monitor == "watch"
+        assert "Scheduled monitor 'aaa' failed" in scheduler.errors["monitor aaa"]
+
     def test_the_reference_defaults_to_the_data_that_trained_the_served_model(
         self, ws: Workspace, served: dict[str, Any]
     ) -> None:

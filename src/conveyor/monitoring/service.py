@@ -569,14 +569,17 @@ class MonitorService:
             )
         return results[0].to_html(path, history=results)
 
-    def run_due(self, now: datetime | None = None) -> _list[MonitorResult]:
+    def run_due(self, now: datetime | None = None, *, on_error: Any = None) -> _list[MonitorResult]:
         """Run every scheduled monitor whose time has come (the scheduler calls this).
 
         Each due monitor is claimed first (its next time moved past now, only if no one else
-        moved it), so two schedulers never run one window twice.
+        moved it), so two schedulers never run one window twice. A monitor that fails does
+        not keep the others from running: ``on_error(name, error)`` is told, else the first
+        failure is raised once all have run.
         """
         now = _utc(now) if now is not None else datetime.now(UTC)
         done: _list[MonitorResult] = []
+        failed: _list[tuple[str, Exception]] = []
         for found in self.list():
             due = found["next_run_at"]
             if not found["schedule"] or due is None or _utc(due) > now:
@@ -587,8 +590,21 @@ class MonitorService:
                     .where(monitors.c.id == found["id"], monitors.c.next_run_at == due)
                     .values(next_run_at=_next_fire(found["schedule"], now))
                 )
-            if claimed.rowcount == 1:
+            if claimed.rowcount != 1:
+                continue
+            try:
                 done.append(self.run(found["name"], end=now))
+            except Exception as e:  # noqa: BLE001 - one monitor must not stop the others
+                if on_error is None:
+                    failed.append((found["name"], e))
+                else:
+                    on_error(found["name"], e)
+        if failed:
+            name, error = failed[0]
+            raise InvalidArgumentError(
+                f"Scheduled monitor {name!r} failed: {error}"
+                + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
+            ) from error
         return done
 
     def alert_rule(

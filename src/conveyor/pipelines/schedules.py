@@ -741,8 +741,11 @@ class Scheduler:
         """Run the scheduled monitors that are due (monitoring shares this scheduler)."""
         from conveyor.monitoring.service import monitoring_service
 
+        def failed(name: str, error: Exception) -> None:
+            self._error(f"monitor {name}", f"Scheduled monitor {name!r} failed: {error}")
+
         try:
-            return monitoring_service(self.ws).run_due(now)
+            return monitoring_service(self.ws).run_due(now, on_error=failed)
         except Exception as e:  # noqa: BLE001 - recorded; pipelines keep their schedule
             self._error("monitors", f"The scheduled monitors failed: {e}")
             return []
