@@ -236,7 +236,7 @@ class ServingSuite:
         assert (back.revision, back.change, back.routes[0]["model"]) == (
             4,
             "rollback",
-            "churn@champion",
+            "churn/1",  # what churn@champion named at revision 1
         )
         assert [r.revision for r in deployments.history("prod")] == [4, 3, 2, 1]
         actions = [e.action for e in ws.metadata.audit_log(action=None, limit=50)]
@@ -248,6 +248,21 @@ class ServingSuite:
         } <= set(actions)
         downstream = ws.lineage(ObjectRef("model_version", second.id), direction="downstream")
         assert any(node.kind == "deployment_revision" for node in downstream.nodes())
+
+    def test_a_rollback_serves_what_an_alias_named_then_and_a_deleted_alias_is_survived(
+        self, ws: Workspace, two_versions: tuple[Any, Any]
+    ) -> None:
+        deployments = cv.serving.deployments(ws)
+        cv.models.set_alias("churn", "champion", 1, workspace=ws)
+        deployments.create("prod", "churn@champion")
+        deployments.canary("prod", "churn/2", 10)
+        cv.models.set_alias("churn", "champion", 2, workspace=ws)  # a bad move: no revision
+        back = deployments.rollback("prod", to=1)
+        assert [(r["model"], r["role"]) for r in back.routes] == [("churn/1", "primary")]
+        deployments.serve("prod", "churn@champion")  # following the alias again
+        cv.models.delete_alias("churn", "champion", workspace=ws)
+        (route,) = deployments.spec("prod").routes  # servers keep what it named
+        assert route.ref == "churn/2"
 
     def test_a_canarys_limits_end_with_it_and_a_promotion_keeps_the_shadow(
         self, ws: Workspace, two_versions: tuple[Any, Any]

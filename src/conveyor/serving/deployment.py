@@ -168,7 +168,13 @@ class DeploymentService:
         models = model_service(self.ws)
         routes = []
         for route in current.routes:
-            version = models.get(route["model"])
+            try:
+                version = models.get(route["model"])
+            except NotFoundError:
+                if "version" not in route:
+                    raise
+                # The alias is gone: what it named when the revision was written.
+                version = models.get(route["version"])
             routes.append(
                 RouteSpec(version.ref, version.id, route["weight"], route["role"], route["model"])
             )
@@ -292,9 +298,19 @@ class DeploymentService:
                 f"{current.revision - 1}."
             )
         old = self.get(name, target)
+        # What it served: an alias's route comes back as the version it named then (the
+        # alias may have moved since, which made no revision).
+        served = [
+            {
+                k: v
+                for k, v in {**r, "model": r.get("version", r["model"])}.items()
+                if k != "version"
+            }
+            for r in old.routes
+        ]
         return self._revise(
             name,
-            [dict(r) for r in old.routes],
+            served,
             old.key,
             old.limits,
             "rollback",
@@ -352,6 +368,14 @@ class DeploymentService:
         require_role(self.project_id, "approver", f"change what deployment {name!r} serves")
         models = model_service(self.ws)
         versions = [models.get(r["model"]) for r in routes]  # each must resolve now
+        routes = [
+            # A route naming an alias keeps the version it named at this revision: what a
+            # rollback to it serves, and what servers fall back to if the alias is deleted.
+            {**r, "version": v.ref}
+            if "@" in r["model"]
+            else {k: x for k, x in r.items() if k != "version"}
+            for r, v in zip(routes, versions, strict=True)
+        ]
         policy = {"routes": routes, "key": key, "limits": limits}
         with self.ws.metadata.transaction(project_id=self.project_id, actor=actor) as uow:
             conn = uow.conn
