@@ -190,3 +190,20 @@ def test_predict_writes_parquet_and_build_writes_a_package(project: Path) -> Non
     assert (project / "image" / "workspace" / ".conveyor" / "conveyor.db").is_file()
     versions = json.loads(cli(project, "models", "versions", "churn", "--json").stdout)
     assert len(versions) == 2
+
+
+def test_bad_serve_options_and_a_busy_port_are_one_line_errors(tmp_path: Path) -> None:
+    assert cli(tmp_path, "init").returncode == 0
+    bogus = cli(tmp_path, "serve", "churn", "--optimize", "bogus", ok=False)
+    assert bogus.returncode == 1
+    assert "error: --optimize takes none or onnx, not 'bogus'." in bogus.stderr
+    assert "Traceback" not in bogus.stderr
+    batch = cli(tmp_path, "serve", "churn", "--max-batch", "0", ok=False)
+    assert "--max-batch must be at least 1" in batch.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = cli(tmp_path, "serve", "churn", "--port", str(port), ok=False)
+    assert taken.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in taken.stderr

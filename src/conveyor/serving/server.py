@@ -23,7 +23,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.core.ids import new_id
 from conveyor.serving.payloads import V2_DATATYPES, Block, PayloadError, _kind
 from conveyor.serving.predlog import FailureEntry, FeedbackEntry, ParquetLog, PredictionEntry
@@ -60,6 +60,26 @@ class ServeOptions:
     # collection of a loaded scikit-learn process pauses every request ~100-200 ms), and
     # shorten the GIL switch interval so the model thread is not starved by the event loop.
     tune_process: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse a bad option before a model is loaded, naming the option and its range."""
+        problems = []
+        if self.optimize not in ("none", "onnx"):
+            problems.append(f"--optimize takes none or onnx, not {self.optimize!r}")
+        if self.extra_columns not in ("reject", "drop"):
+            problems.append(f"--extra-columns takes reject or drop, not {self.extra_columns!r}")
+        if self.max_batch < 1:
+            problems.append(f"--max-batch must be at least 1, not {self.max_batch}")
+        if self.max_wait_ms < 0:
+            problems.append(f"--max-wait-ms must be 0 or more, not {self.max_wait_ms:g}")
+        if self.max_body_bytes < 1:
+            problems.append("--max-body-mb must be more than 0")
+        if self.reload_interval < 0:
+            problems.append(f"--reload-interval must be 0 or more, not {self.reload_interval:g}")
+        if self.request_timeout <= 0:
+            problems.append(f"the request timeout must be above 0, not {self.request_timeout:g}")
+        if problems:
+            raise InvalidArgumentError("; ".join(problems) + ".")
 
 
 @dataclass(slots=True)
