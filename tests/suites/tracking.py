@@ -10,6 +10,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -122,6 +123,20 @@ class TrackingSuite:
             with pytest.raises(ConflictError, match=r"'lr'.*'0\.1'.*'0\.2'"):
                 cv.log_param("lr", 0.2)
         assert cv.get_run(run.id).params == {"lr": "0.1"}
+
+    def test_out_of_range_steps_values_and_times_are_refused_where_logged(
+        self, ws: Workspace
+    ) -> None:
+        with cv.start_run(experiment="e") as run:
+            with pytest.raises(InvalidArgumentError, match="must fit in 64 bits"):
+                cv.log_metric("a", 1.0, step=2**63)
+            with pytest.raises(InvalidArgumentError, match="too large to store"):
+                cv.log_metric("a", 10**400)
+            with pytest.raises(InvalidArgumentError, match="seconds since the epoch"):
+                cv.log_metric("a", 1.0, timestamp=float("inf"))
+            cv.log_metric("a", 2.0, step=np.int64(7))  # NumPy integers are integers
+        assert [(p.step, p.value) for p in cv.get_metric_history(run.id, "a")] == [(7, 2.0)]
+        assert cv.get_run(run.id).status is cv.RunStatus.FINISHED
 
     def test_non_finite_metrics_are_stored_as_given(self, ws: Workspace) -> None:
         with cv.start_run(experiment="e") as run:

@@ -340,16 +340,14 @@ class ActiveRun:
         self._check_open()
         validation.check_key(key, "metric")
         number = validation.metric_value(key, value)
+        ms = validation.timestamp_ms(key, time.time() if timestamp is None else timestamp)
+        if step is not None:
+            step = validation.check_step(key, step)
         with self._lock:
             if step is None:
                 step = self._steps.get(key, -1) + 1
-            elif isinstance(step, bool) or not isinstance(step, int):
-                raise InvalidArgumentError(
-                    f"The step of metric {key!r} must be an integer; got {step!r}."
-                )
             if step > self._steps.get(key, -1):
                 self._steps[key] = step
-        ms = int((time.time() if timestamp is None else timestamp) * 1000)
         self.tracker.writer.submit(LogMetric(self.id, key, number, step, ms))
 
     def log_metrics(

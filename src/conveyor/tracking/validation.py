@@ -39,8 +39,45 @@ def metric_value(key: str, value: Any) -> float | None:
             f"The metric {key!r} must be a number; got {type(value).__name__} {value!r}.",
             hint="Log text with set_tags or log_params instead.",
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range: 10**400
+        raise InvalidArgumentError(
+            f"The metric {key!r} is too large to store as a number (a float64): {value!r}."
+        ) from None
     return None if math.isnan(number) else number
+
+
+#: Steps are stored as 64-bit integers.
+STEP_RANGE = (-(2**63), 2**63 - 1)
+
+
+def check_step(key: str, step: Any) -> int:
+    """Return ``step`` if it is an integer a metric's step can be (64-bit); raise if not."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise InvalidArgumentError(f"The step of metric {key!r} must be an integer; got {step!r}.")
+    step = int(step)
+    if not STEP_RANGE[0] <= step <= STEP_RANGE[1]:
+        raise InvalidArgumentError(
+            f"The step of metric {key!r} must fit in 64 bits (-2**63 to 2**63-1); got {step}."
+        )
+    return step
+
+
+def timestamp_ms(key: str, timestamp: Any) -> int:
+    """A metric's time (seconds since the epoch, as time.time() gives) as milliseconds."""
+    if isinstance(timestamp, bool) or not isinstance(timestamp, numbers.Real):
+        raise InvalidArgumentError(
+            f"The timestamp of metric {key!r} is seconds since the epoch (time.time()); "
+            f"got {timestamp!r}."
+        )
+    ms = float(timestamp) * 1000
+    if not math.isfinite(ms) or not STEP_RANGE[0] <= ms <= STEP_RANGE[1]:
+        raise InvalidArgumentError(
+            f"The timestamp of metric {key!r} is out of range: {timestamp!r} (seconds since "
+            "the epoch, as time.time() gives)."
+        )
+    return int(ms)
 
 
 def param_value(key: str, value: Any) -> str:
