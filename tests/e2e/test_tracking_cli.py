@@ -95,6 +95,9 @@ def test_runs_compare_shows_only_differences_by_default(trained: tuple[Path, lis
 
 def test_runs_delete_and_restore(trained: tuple[Path, list[str]]) -> None:
     root, ids = trained
+    typo = cli(root, "runs", "delete", ids[0], "01TYPO", ids[1], ok=False)
+    assert typo.returncode == 1
+    assert len(json.loads(cli(root, "runs", "list", "--json").stdout)) == 2  # none deleted
     cli(root, "runs", "delete", ids[0])
     listed = json.loads(cli(root, "runs", "list", "--json").stdout)
     assert [r["run_id"] for r in listed] == [ids[1]]

@@ -265,6 +265,8 @@ def runs_delete(
     """Hide runs from searches (their data stays; restore brings them back)."""
     ws, t = _tracker(ctx)
     with ws:
+        for run_id in run_ids:  # every id known before any is changed: a typo changes none
+            t.store.get_run(run_id, include_deleted=True)
         for run_id in run_ids:
             t.store.set_deleted(run_id, True)
             console.print(f"deleted {run_id}")
@@ -277,6 +279,8 @@ def runs_restore(
     """Bring deleted runs back."""
     ws, t = _tracker(ctx)
     with ws:
+        for run_id in run_ids:
+            t.store.get_run(run_id, include_deleted=True)
         for run_id in run_ids:
             t.store.set_deleted(run_id, False)
             console.print(f"restored {run_id}")

@@ -411,15 +411,18 @@ class TrackingStore:
         _INSERT_PARAMS.executemany(conn, rows)
 
     def set_deleted(self, run_id: str, deleted: bool) -> None:
-        """Mark a run deleted (hidden from search) or restore it, with an audit event."""
+        """Mark a run deleted (hidden from search) or restore it, with an audit event; a run
+        already so is left alone (no second event, its deletion time kept)."""
         self.get_run(run_id, include_deleted=True)
+        state = runs.c.deleted_at.is_(None) if deleted else runs.c.deleted_at.is_not(None)
         with self.ws.metadata.transaction(project_id=self.ws.project.id) as uow:
-            uow.conn.execute(
+            changed = uow.conn.execute(
                 runs.update()
-                .where(runs.c.id == run_id)
+                .where(runs.c.id == run_id, state)
                 .values(deleted_at=utcnow() if deleted else None)
-            )
-            uow.audit("run.delete" if deleted else "run.restore", ObjectRef("run", run_id))
+            ).rowcount
+            if changed:
+                uow.audit("run.delete" if deleted else "run.restore", ObjectRef("run", run_id))
 
     # -- reading ---------------------------------------------------------------------------
 
