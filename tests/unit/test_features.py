@@ -233,6 +233,10 @@ def test_another_process_reads_online_values_of_a_dataframe_view(ws: cv.Workspac
         assert found["spend"] == [5.0]
         with pytest.raises(InvalidArgumentError, match="reads a DataFrame in memory"):
             cv.features.historical(entity_rows(), ["activity:spend"], workspace=other)
+        # materializing every view there passes it over; naming it says why not
+        assert cv.features.materialize(end=at(7), workspace=other) == []
+        with pytest.raises(InvalidArgumentError, match="reads a DataFrame in memory"):
+            cv.features.materialize(["activity"], end=at(7), workspace=other)
     finally:
         other.close()
 

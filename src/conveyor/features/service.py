@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ __all__ = [
     "definitions_from_specs",
     "feature_service",
 ]
+
+log = logging.getLogger(__name__)
 
 VERSION_KIND = "feature_view_version"
 #: Views whose features all have these types are stored packed (float64s), read back typed.
@@ -678,6 +681,15 @@ class FeatureService:
                 raise InvalidArgumentError(
                     f"{name!r} is on-demand: there is nothing to materialize."
                 )
+            if views is None and isinstance(view.source, DetachedSource):
+                # Every view was asked for: one whose rows are a DataFrame of another
+                # process is passed over (named), not a failure of all the others.
+                log.warning(
+                    "conveyor: feature view %r reads a DataFrame in the process that applied "
+                    "it; materialize it there (the other views go on).",
+                    name,
+                )
+                continue
             if name not in version_ids:
                 raise NotFoundError(f"Feature view {name!r} is not applied yet; apply it first.")
             done.append(self._materialize_one(view, version_ids[name], start, end_at))
