@@ -18,8 +18,14 @@ def init(
     remote_uri: str | None = None,
     log_uri: str | None = None,
     actor: str | None = None,
+    online_uri: str | None = None,
+    query_memory_limit: str | None = None,
+    approvers: str | None = None,
+    webhooks: str | None = None,
+    trust_pickled_models: str | None = None,
 ) -> Workspace:
-    """Choose the project and stores to use from here on; arguments override conveyor.toml.
+    """Choose the project and stores to use from here on; arguments override conveyor.toml
+    and CONVEYOR_* (every key of docs/configuration.md, as the same text).
 
     The workspace becomes the one in use in this context and the process default (threads
     started later use it too). Nothing is created until first use: the metadata store is
@@ -38,6 +44,11 @@ def init(
         remote_uri=remote_uri,
         log_uri=log_uri,
         actor=actor,
+        online_uri=online_uri,
+        query_memory_limit=query_memory_limit,
+        approvers=approvers,
+        webhooks=webhooks,
+        trust_pickled_models=trust_pickled_models,
     )
     previous = _current.get()
     if previous is not None:

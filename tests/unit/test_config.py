@@ -94,3 +94,13 @@ def test_a_non_string_value_is_refused(tmp_path: Path) -> None:
 def test_the_template_parses_and_sets_the_project(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text(render_config_template("churn"))
     assert load_settings(tmp_path).project == "churn"
+
+
+def test_init_overrides_every_key(tmp_path: Path) -> None:
+    import conveyor as cv
+
+    with cv.init(
+        tmp_path, online_uri="sqlite:///online.db", query_memory_limit="1GB", approvers="ana"
+    ) as ws:
+        assert (ws.settings.query_memory_limit, ws.settings.approvers) == ("1GB", "ana")
+        assert ws.settings.online_uri.endswith("online.db")
