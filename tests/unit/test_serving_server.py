@@ -118,6 +118,21 @@ def test_a_request_batched_with_one_asking_for_probabilities_gets_none(
     ]
 
 
+def test_a_model_signed_with_a_tensor_checks_requests_against_it(ws: Workspace) -> None:
+    X, y = training_data()
+    array = X.to_numpy()
+    model = LogisticRegression().fit(array, y)
+    cv.models.log(model, "plain", input_example=array[:3], workspace=ws)
+    with _client(ws, "plain") as client:
+        good = client.http.post("/v1/models/plain/predict", json={"instances": array[:4].tolist()})
+        assert good.status_code == 200
+        assert good.json()["predictions"] == model.predict(array[:4]).tolist()
+        for rows in ([array[0].tolist()[:-1]], [["x"] * array.shape[1]], [[1.0], [1.0, 2.0]]):
+            bad = client.http.post("/v1/models/plain/predict", json={"instances": rows})
+            assert bad.status_code == 422, (rows, bad.text)
+            assert "tensor" in bad.json()["error"]
+
+
 def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:
     with _client(ws, max_body_bytes=2_000) as client:
         http = client.http

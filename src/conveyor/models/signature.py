@@ -24,7 +24,14 @@ from conveyor.core.errors import InvalidArgumentError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ColumnSpec", "Signature", "SignatureError", "infer_signature", "to_frame_or_array"]
+__all__ = [
+    "ColumnSpec",
+    "Signature",
+    "SignatureError",
+    "infer_signature",
+    "tensor_problems",
+    "to_frame_or_array",
+]
 
 _FORMAT = "conveyor.signature/1"
 
@@ -136,7 +143,7 @@ class Signature:
 
         data = to_frame_or_array(data, columns=self.columns or None)
         if self.is_tensor:
-            return data, _tensor_problems(self.inputs[0], data)
+            return data, tensor_problems(self.inputs[0], data)
         if not isinstance(data, pd.DataFrame):
             array = np.asarray(data)
             if array.ndim == 2 and array.shape[1] == len(self.inputs):
@@ -235,7 +242,8 @@ def _column_problem(spec: ColumnSpec, column: pd.Series) -> str | None:
     return None
 
 
-def _tensor_problems(spec: ColumnSpec, data: Any) -> list[str]:
+def tensor_problems(spec: ColumnSpec, data: Any) -> list[str]:
+    """What is wrong with ``data`` as the tensor ``spec`` describes (empty: nothing)."""
     array = np.asarray(data)
     problems: list[str] = []
     actual = _dtype_name(array.dtype)

@@ -99,6 +99,8 @@ class InputParser:
             raise ValueError(f"extra must be 'reject' or 'drop', not {extra!r}")
         self.signature = signature
         self.extra = extra
+        #: The one tensor a model signed from an array takes (None: columns, or no signature).
+        self.tensor = signature.inputs[0] if signature is not None and signature.is_tensor else None
         specs = signature.inputs if signature is not None and not signature.is_tensor else ()
         self.specs: tuple[ColumnSpec, ...] = tuple(specs)
         self.columns = [s.name for s in self.specs if s.name is not None]
@@ -116,6 +118,9 @@ class InputParser:
                 '{"columns": [...], "data": [[...], ...]}.',
                 status=400 if body is None else 422,
             )
+        if self.tensor is not None and isinstance(body.get("instances", body.get("data")), list):
+            field = "instances" if "instances" in body else "data"
+            return self._tensor_rows(body[field], field)
         if "instances" in body:
             rows = body["instances"]
             if not isinstance(rows, list) or not rows:
@@ -282,6 +287,30 @@ class InputParser:
 
         frame = pd.DataFrame(dict(zip(self.columns, converted, strict=True)))
         return Block(frame, rows, dropped)
+
+    def _tensor_rows(self, rows: list[Any], field: str) -> Block:
+        """Rows for a model that takes one tensor, checked against its dtype and shape."""
+        from conveyor.models.signature import tensor_problems
+
+        assert self.tensor is not None
+        wanted = self.tensor.describe()
+        if not rows:
+            raise PayloadError(f'"{field}" must be a non-empty list of rows ({wanted}).')
+        try:
+            array = np.asarray(rows)
+        except ValueError:  # ragged
+            raise PayloadError(
+                f'"{field}": the rows are not all of one length; the model takes {wanted}.'
+            ) from None
+        if array.dtype.kind not in "fiub":
+            raise PayloadError(f'"{field}" must hold numbers only; the model takes {wanted}.')
+        problems = tensor_problems(self.tensor, array)
+        if problems:
+            raise PayloadError(
+                f"The input does not match the model's signature ({wanted}): {problems[0]}.",
+                problems=problems,
+            )
+        return Block(array, len(array))
 
     def _untyped(self, frame: pd.DataFrame) -> Block:
         if frame.empty:
