@@ -808,7 +808,7 @@ def test_historical_reads_refuse_bad_rows_with_a_reason_not_a_server_error(team:
     assert pd.read_parquet(__import__("io").BytesIO(good.content))["spend"].tolist()[0] == 2.0
     faults = {
         "not a Parquet table": b"PAR1 this is not parquet",
-        "need the types of the view's source": _parquet(
+        "holds VARCHAR values, but the source of feature view 'spend' keeps 'id' as": _parquet(
             pd.DataFrame({"id": ["one"], "event_timestamp": [later]})
         ),
         "a request takes at most 2,000,000 rows": _parquet(
