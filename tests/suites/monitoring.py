@@ -260,6 +260,8 @@ class MonitoringSuite:
             with pytest.raises(cv.ConflictError, match="nothing left to acknowledge"):
                 cv.monitoring.close_alert(closed["id"], "acknowledged", workspace=ws)
             assert cv.monitoring.alerts(status="resolved", workspace=ws)[0]["id"] == closed["id"]
+            with pytest.raises(cv.InvalidArgumentError, match="one of open, acknowledged"):
+                cv.monitoring.alerts(status="opened", workspace=ws)
         with pytest.raises(cv.InvalidArgumentError, match="FIELD OP NUMBER"):
             cv.monitoring.alert_rule("watch", "drift.share_drifted is big", workspace=ws)
         with pytest.raises(cv.InvalidArgumentError, match="Cannot notify"):

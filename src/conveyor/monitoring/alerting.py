@@ -326,6 +326,10 @@ def _deliver(target: str, alert: dict[str, Any], monitor: dict[str, Any]) -> dic
     return {"target": kind, "event": event, "status": "failed", "error": error[:300], "at": at}
 
 
+#: The states of an alert.
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+
+
 def list_alerts(ws: Workspace, *, status: str | None = None) -> list[dict[str, Any]]:
     query = (
         sa.select(alerts, alert_rules.c.expression, monitors.c.name.label("monitor"))
@@ -335,6 +339,10 @@ def list_alerts(ws: Workspace, *, status: str | None = None) -> list[dict[str, A
         .order_by(alerts.c.opened_at.desc(), alerts.c.id.desc())
     )
     if status is not None:
+        if status not in ALERT_STATUSES:
+            raise InvalidArgumentError(
+                f"An alert's status is one of {', '.join(ALERT_STATUSES)}; got {status!r}."
+            )
         query = query.where(alerts.c.status == status)
     with ws.metadata.read() as conn:
         rows = conn.execute(query).all()
