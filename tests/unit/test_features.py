@@ -396,9 +396,15 @@ def test_an_on_demand_view_takes_two_inputs_of_the_same_name(tmp_path: Path):
     assert cv.features.online({"k": [1]}, ["summed:s"])["s"] == [-1.0]
 
 
-def test_online_reads_never_take_values_laid_out_by_another_definition(tmp_path: Path):
+def test_online_reads_take_features_by_name_from_the_layout_that_was_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from conveyor.features import service
+
     cv.init(tmp_path, project="feats")
-    rows = pd.DataFrame({"k": [1], "event_ts": [at(1)], "age": [30], "balance": [1000.0]})
+    rows = pd.DataFrame(
+        {"k": [1], "event_ts": [at(1)], "age": [30], "balance": [1000.0], "tier": [2]}
+    )
     e = Entity("c", key="k")
 
     def acct(*fields: Field) -> FeatureView:
@@ -406,12 +412,21 @@ def test_online_reads_never_take_values_laid_out_by_another_definition(tmp_path:
 
     cv.features.apply([e, acct(Field("age", "int64"), Field("balance", "float64"))])
     cv.features.materialize(["acct"], end=at(2))
-    cv.features.apply([acct(Field("balance", "float64"), Field("age", "int64"))])  # reordered
-    before = cv.features.online({"k": [1]}, ["acct:age", "acct:balance"])
-    assert (before["age"], before["balance"]) == ([None], [None])  # not materialized yet
-    cv.features.materialize(["acct"], end=at(2))
-    after = cv.features.online({"k": [1]}, ["acct:age", "acct:balance"])
-    assert (after["age"], after["balance"]) == ([30], [1000.0])
+    server = cv.Workspace.from_settings(tmp_path, project="feats")  # another reader, running
+    try:
+        assert cv.features.online({"k": [1]}, ["acct:age"], workspace=server)["age"] == [30]
+        # reordered, and a feature added: a new layout, not materialized yet
+        cv.features.apply([acct(Field("balance", "float64"), Field("age", "int64"), Field("tier"))])
+        before = cv.features.online({"k": [1]}, ["acct:age", "acct:balance", "acct:tier"])
+        assert (before["age"], before["balance"], before["tier"]) == ([30], [1000.0], [None])
+        cv.features.materialize(["acct"], end=at(2))
+        after = cv.features.online({"k": [1]}, ["acct:age", "acct:balance", "acct:tier"])
+        assert (after["age"], after["balance"], after["tier"]) == ([30], [1000.0], [2.0])
+        monkeypatch.setattr(service, "PLAN_TTL_S", 0.0)  # the running reader's plan ages out
+        again = cv.features.online({"k": [1]}, ["acct:age"], workspace=server)
+        assert again["age"] == [30]
+    finally:
+        server.close()
 
 
 def test_an_offset_in_a_text_timestamp_is_applied(tmp_path: Path):
@@ -482,3 +497,24 @@ def test_a_feature_column_never_replaces_a_column_of_the_entity_rows(ws: cv.Work
         cv.features.historical(rows, ["activity:spend"])
     got = cv.features.historical(rows, ["activity:spend"], full_names=True)
     assert (got["spend"].tolist(), got["activity__spend"].tolist()) == (["label"], [2.0])
+
+
+def test_records_written_before_layouts_named_them_are_still_read(ws: cv.Workspace):
+    import sqlite3
+
+    cv.features.materialize(["activity"], end=at(2, 12))
+    from conveyor.features.service import feature_service
+
+    feature_service(ws).close()
+    db = sqlite3.connect(ws.settings.state_dir / "online.db")
+    (table,) = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert table.endswith("activity__" + table.rsplit("__", 1)[1])
+    db.execute(f'ALTER TABLE "{table}" RENAME TO "{table.rsplit("__", 1)[0]}"')  # as before
+    db.commit()
+    db.close()
+    fresh = cv.Workspace.from_settings(ws.settings.root, project="feats")  # an upgraded reader
+    try:
+        got = cv.features.online({"customer_id": [1, 2]}, ["spend"], workspace=fresh)
+        assert got["spend"] == [2.0, 100.0]
+    finally:
+        fresh.close()

@@ -54,6 +54,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How long a process reuses its plan for reading a list of features online before it reads
+#: the definitions and the stored layout again (another process may apply or materialize).
+PLAN_TTL_S = 5.0
+
 VERSION_KIND = "feature_view_version"
 #: Views whose features all have these types are stored packed (float64s), read back typed.
 _NUMERIC = {"int64": int, "int32": int, "float64": None, "float32": None, "bool": bool}
@@ -85,8 +89,8 @@ class Materialization:
 @dataclass(frozen=True, slots=True)
 class _Plan:
     reads: list[
-        tuple[str, str, tuple[str, ...], list[tuple[str, int, Any]]]
-    ]  # view, its records' name, keys, (f, pos, type)
+        tuple[str, str, tuple[str, ...], list[tuple[str, int | None, Any]]]
+    ]  # view, its records' name, keys, (f, position in the stored layout or None, type)
     direct: list[tuple[str, tuple[str, str]]]  # column, (view, feature)
     demanded: list[tuple[Any, list[tuple[str, tuple[str, str]]], list[tuple[str, str]]]]
 
@@ -147,7 +151,8 @@ class FeatureService:
         self._objects: dict[str, FeatureView | OnDemandView] = {}
         self._online: OnlineStore | None = None
         self._refs: dict[tuple[str, ...], list[_Ref]] = {}
-        self._plans: dict[tuple[tuple[str, ...], bool], _Plan] = {}
+        self._plans: dict[tuple[tuple[str, ...], bool], tuple[_Plan, float]] = {}
+        self._applied: set[str] = set()  # definitions this process applied (authoritative)
 
     def close(self) -> None:
         if self._online is not None:
@@ -213,6 +218,7 @@ class FeatureService:
         for obj in items:
             if not isinstance(obj, Entity):
                 self._objects[obj.name] = obj
+                self._applied.add(obj.name)
         self._refs.clear()
         self._plans.clear()
         return done
@@ -693,6 +699,7 @@ class FeatureService:
             if name not in version_ids:
                 raise NotFoundError(f"Feature view {name!r} is not applied yet; apply it first.")
             done.append(self._materialize_one(view, version_ids[name], start, end_at))
+        self._plans.clear()  # the records may be laid out anew: plans read them from here
         return done
 
     def _last_run(self, name: str) -> tuple[datetime, str, Any] | None:
@@ -826,6 +833,29 @@ class FeatureService:
             )
         return Materialization(view.name, since, end, rows, seconds)
 
+    def _stored_layout(self, view: FeatureView) -> tuple[str, FeatureView]:
+        """Where ``view``'s online records are, and the definition they were written with:
+        the one the last run into this online store wrote (this process's definition may
+        be newer, or older, than what is stored). Records written before they were named by
+        layout are read under the view's name."""
+        last = self._last_run(view.name)
+        layout = view
+        if last is not None:
+            with self.ws.metadata.read() as conn:
+                spec = conn.execute(
+                    sa.select(feature_view_versions.c.definition).where(
+                        feature_view_versions.c.id == last[1]
+                    )
+                ).scalar()
+            if isinstance(spec, dict) and spec.get("kind") == "view":
+                with contextlib.suppress(KeyError, TypeError, ValueError, InvalidArgumentError):
+                    layout = _view_from_spec(spec)
+        stored = _stored_as(layout)
+        store = self.online_store
+        if last is not None and store.newest(stored) is None and store.newest(view.name):
+            stored = view.name  # written before layouts named records
+        return stored, layout
+
     def _drop_records(self, view: FeatureView, version_id: str) -> None:
         """Remove the online records an earlier definition (``version_id``) of ``view``
         wrote, and any named by the view alone (before layouts)."""
@@ -873,7 +903,7 @@ class FeatureService:
                 key_values = [_key_of([c[i] for c in key_cols]) for i in range(n)]
             records = self.online_store.read(stored, key_values)
             for feature, pos, kind in wanted:
-                got = [rec[1][pos] if rec else None for rec in records]
+                got = [rec[1][pos] if rec and pos is not None else None for rec in records]
                 if kind is not None:  # packed as float64: back to int or bool
                     got = [v if v is None or type(v) is kind else kind(v) for v in got]
                 fetched[(view_name, feature)] = got
@@ -902,8 +932,12 @@ class FeatureService:
     def _online_plan(self, features: tuple[str, ...], full_names: bool) -> _Plan:
         """What to read for ``features`` (cached: serving asks for the same list each time)."""
         found = self._plans.get((features, full_names))
-        if found is not None:
-            return found
+        if found is not None and time.monotonic() - found[1] < PLAN_TTL_S:
+            return found[0]
+        if found is not None:  # stale: definitions others applied, and what is stored, anew
+            for name in [n for n in self._objects if n not in self._applied]:
+                del self._objects[name]
+            self._refs.clear()
         refs = self._resolve(features)
         counts: dict[str, int] = {}
         for r in refs:
@@ -932,21 +966,18 @@ class FeatureService:
         for view_name, feats in needed.items():
             view = self._definition(view_name)
             assert isinstance(view, FeatureView)
-            names = view.feature_names
-            kinds = {f.name: _NUMERIC.get(f.dtype) for f in view.features}
-            reads.append(
-                (
-                    view_name,
-                    _stored_as(view),
-                    view.keys,
-                    [(f, names.index(f), kinds.get(f)) for f in feats],
-                )
-            )
+            stored, layout = self._stored_layout(view)
+            # By name in the layout the records were written with: a feature that layout
+            # lacks (added since) reads null until the next run writes it.
+            names = layout.feature_names
+            kinds = {f.name: _NUMERIC.get(f.dtype) for f in layout.features}
+            wanted = [(f, names.index(f) if f in names else None, kinds.get(f)) for f in feats]
+            reads.append((view_name, stored, view.keys, wanted))
         direct = [
             (_column(r, counts, full_names), (r.view, r.feature)) for r in refs if not r.on_demand
         ]
         plan = _Plan(reads, direct, demanded)
-        self._plans[(features, full_names)] = plan
+        self._plans[(features, full_names)] = (plan, time.monotonic())
         return plan
 
     def freshness(self, name: str) -> timedelta | None:
@@ -954,7 +985,7 @@ class FeatureService:
         view = self._definition(name)
         if not isinstance(view, FeatureView):
             raise InvalidArgumentError(f"{name!r} is on-demand: it has no stored values.")
-        newest = self.online_store.newest(_stored_as(view))
+        newest = self.online_store.newest(self._stored_layout(view)[0])
         if newest is None:
             return None
         return utcnow() - datetime.fromtimestamp(newest / 1_000_000, UTC)
