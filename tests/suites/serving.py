@@ -271,6 +271,8 @@ class ServingSuite:
         deployments.create("prod", "churn/1", limits={"max_error_rate": 0.5})
         tight = deployments.canary("prod", "churn/2", 10, limits={"max_p99_ms": 0.001})
         assert tight.limits == {"max_p99_ms": 0.001}  # its own, not merged
+        ramped = deployments.canary("prod", "churn/2", 50)  # the same canary, more traffic
+        assert ramped.limits == {"max_p99_ms": 0.001}
         deployments.shadow("prod", "churn/1")
         promoted = deployments.promote("prod")
         assert [(r["model"], r["role"]) for r in promoted.routes] == [

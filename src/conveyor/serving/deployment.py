@@ -206,9 +206,10 @@ class DeploymentService:
         current = self.get(name)
         share = _weight(weight)
         routes = _with_candidate(current, model, share, "canary")
-        # This canary's own limits, else the deployment's standing ones (given at create):
-        # never what an earlier canary was given.
-        guard = _limits(limits) or self._standing_limits(name)
+        # This canary's own limits; raising the same canary's weight keeps them; else the
+        # deployment's standing ones (given at create): never what another canary was given.
+        ramping = any(r["role"] == "canary" and r["model"] == model for r in current.routes)
+        guard = _limits(limits) or (current.limits if ramping else self._standing_limits(name))
         reason = f"{model} at {share:g}%"
         return self._revise(name, routes, None, guard, "canary", reason, base=current.revision)
 
