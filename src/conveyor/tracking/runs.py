@@ -116,6 +116,10 @@ class Tracker:
             status = RunStatus.FAILED
         else:
             status = RunStatus.FINISHED
+        if _in_child_process(self):
+            # A worker leaving (a pool ends its workers with SIGTERM, which is held while
+            # this stores): a store that does not answer must not keep it for minutes.
+            self.writer.shorten_retries(CHILD_EXIT_RETRY_S)
         try:
             self._end_open_runs(status)
         finally:
@@ -532,6 +536,10 @@ def _register(owner: Tracker) -> None:
             os.register_at_fork(after_in_child=_after_fork)
             _on_sigterm()
             _hooks_installed = True
+
+
+#: How long a forked or multiprocessing worker retries an unreachable store on its way out.
+CHILD_EXIT_RETRY_S = 5.0
 
 
 class Terminated(SystemExit):

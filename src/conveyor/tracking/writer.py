@@ -100,6 +100,11 @@ class Writer:
         for op in ops:
             self.submit(op)
 
+    def shorten_retries(self, seconds: float) -> None:
+        """Retry an unreachable store for at most ``seconds`` from now on (a process on its
+        way out cannot wait the usual window)."""
+        self._retry_for = min(self._retry_for, seconds)
+
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything submitted so far is stored; raise if any of it failed."""
         idle = self._done == self._submitted
@@ -197,8 +202,11 @@ class Writer:
         delay = 0.05
         # Once a whole retry window has passed without the store, later batches get one
         # attempt each until a write succeeds again: a full queue fails in seconds, not hours.
-        deadline = time.monotonic() + (0.0 if self._down else self._retry_for)
+        started = time.monotonic()
+        down = self._down
         while True:
+            # Read each time round: shorten_retries applies to a batch already retrying.
+            deadline = started + (0.0 if down else self._retry_for)
             try:
                 self._sink(batch)
                 self._down = False

@@ -254,7 +254,7 @@ class MetadataStore:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """Yield a connection in a read transaction."""
-        with self._turns, _GATE.open(), self._translated(), self.engine.connect() as conn:
+        with _GATE.open(), self._turns, self._translated(), self.engine.connect() as conn:
             try:
                 yield conn
             finally:
@@ -269,7 +269,7 @@ class MetadataStore:
         A unique-key collision with a concurrent writer becomes a ConflictError, a lost
         connection a BackendUnavailableError.
         """
-        with self._turns, _GATE.open(), self._translated():
+        with _GATE.open(), self._turns, self._translated():
             writer = self.engine.connect().execution_options(**{engines.WRITE: True})
             with writer as conn, conn.begin():
                 uow = UnitOfWork(conn, actor or self.actor, project_id)
@@ -563,6 +563,8 @@ def _after_fork_in_child() -> None:
     _GATE.after_fork_in_child()
     for store in list(_open_stores):
         store._lock = threading.Lock()
+        if isinstance(store._turns, type(threading.RLock())):  # a thread may hold it at fork
+            store._turns = threading.RLock()
         if store._engine is not None:
             _inherited_pools.append(store._engine.pool)
             store._engine.dispose(close=False)
