@@ -104,33 +104,24 @@ def test_a_request_batched_with_one_asking_for_probabilities_gets_none(
     from concurrent.futures import ThreadPoolExecutor
 
     # Under load, requests that arrive together are predicted as one batch.
-    bodies = [{"instances": rows(1), **({"return": ["proba"]} if i % 2 else {})} for i in range(60)]
+    asks = [i % 2 == 1 for i in range(60)]
+    v1 = [{"instances": rows(1), **({"return": ["proba"]} if a else {})} for a in asks]
+    tensors = [
+        {"name": c, "shape": [1], "datatype": "FP64", "data": [v]} for c, v in rows(1)[0].items()
+    ]
+    proba = {"parameters": {"return_proba": True}}
+    v2 = [{"inputs": tensors, **(proba if a else {})} for a in asks]
     app = cv.serving.app("churn@champion", workspace=ws, max_wait_ms=20)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
 
-        def send(body: dict[str, Any]) -> dict[str, Any]:
-            return http.post("/v1/models/churn/predict", json=body).json()
+        def send(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            return http.post(path, json=body).json()
 
         with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(send, bodies))
-    assert [("proba" in a, "classes" in a) for a in answers] == [
-        (i % 2 == 1, i % 2 == 1) for i in range(60)
-    ]
-
-
-def test_a_model_signed_with_a_tensor_checks_requests_against_it(ws: Workspace) -> None:
-    X, y = training_data()
-    array = X.to_numpy()
-    model = LogisticRegression().fit(array, y)
-    cv.models.log(model, "plain", input_example=array[:3], workspace=ws)
-    with _client(ws, "plain") as client:
-        good = client.http.post("/v1/models/plain/predict", json={"instances": array[:4].tolist()})
-        assert good.status_code == 200
-        assert good.json()["predictions"] == model.predict(array[:4]).tolist()
-        for rows in ([array[0].tolist()[:-1]], [["x"] * array.shape[1]], [[1.0], [1.0, 2.0]]):
-            bad = client.http.post("/v1/models/plain/predict", json={"instances": rows})
-            assert bad.status_code == 422, (rows, bad.text)
-            assert "tensor" in bad.json()["error"]
+            answers = list(pool.map(lambda b: send("/v1/models/churn/predict", b), v1))
+            inferred = list(pool.map(lambda b: send("/v2/models/churn/infer", b), v2))
+    assert [("proba" in a, "classes" in a) for a in answers] == [(a, a) for a in asks]
+    assert [any(o["name"] == "proba" for o in a["outputs"]) for a in inferred] == asks
 
 
 def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:

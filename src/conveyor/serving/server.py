@@ -368,7 +368,9 @@ class ServingState:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         if v2:
-            return 200, _v2_response(runtime, result.outputs, ids)
+            # A batch shared with a request that asked for probabilities computed them too.
+            answered = {k: v for k, v in result.outputs.items() if k != "proba" or k in want}
+            return 200, _v2_response(runtime, answered, ids)
         response: dict[str, Any] = {
             "predictions": result.outputs["predictions"].tolist(),
             "model_version": runtime.ref,
