@@ -50,6 +50,17 @@ def test_an_onnx_classifier_names_its_classes_as_the_original_does(tmp_path: Pat
         np.testing.assert_array_equal(onnx_version.predict(X[:50]), model.predict(X[:50]))
 
 
+def test_a_linear_onnx_classifier_names_its_classes_too(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=5000).fit(X, y + 3)  # classes 3 and 4
+    with cv.init(tmp_path / "p", project="onnx"):
+        cv.models.log(model, "lr", input_example=X[:20])
+        cv.models.export("lr/1", register="lr-onnx")
+        assert cv.models.load("lr-onnx").version.info["classes"] == [3, 4]
+
+
 def test_export_needs_an_input_example(tmp_path: Path) -> None:
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     with cv.init(tmp_path / "p", project="onnx"):

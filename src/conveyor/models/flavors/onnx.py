@@ -77,7 +77,9 @@ def _class_labels(graph: Any) -> list[Any] | None:
     if len(found) != 1:
         return None
     for attribute in found[0].attribute:
-        if attribute.name == "classlabels_int64s" and attribute.ints:
+        # TreeEnsembleClassifier names them classlabels_int64s, LinearClassifier and
+        # SVMClassifier classlabels_ints; strings are classlabels_strings in all.
+        if attribute.name in ("classlabels_int64s", "classlabels_ints") and attribute.ints:
             return [int(v) for v in attribute.ints]
         if attribute.name == "classlabels_strings" and attribute.strings:
             return [v.decode() for v in attribute.strings]
