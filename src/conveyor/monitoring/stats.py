@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from conveyor.core.errors import InvalidArgumentError
+from conveyor.data.tables import SKETCH_SHARES
 
 __all__ = ["TESTS", "ColumnDrift", "DriftReport", "drift"]
 
@@ -527,11 +528,9 @@ def _numeric_from_profile(
         return ColumnDrift(
             statistic=None, p_value=None, drifted=None, note=f"the {side} has no values", **base
         )
-    sketch = found.get("sketch")
-    if isinstance(sketch, dict) and len(sketch.get("values") or ()) > 2:
-        ks, wasserstein = _distances_from_sketch(
-            np.asarray(sketch["shares"], dtype=float), np.asarray(sketch["values"], dtype=float), c
-        )
+    points = _sketch_points(found.get("sketch"))
+    if points is not None:
+        ks, wasserstein = _distances_from_sketch(np.asarray(SKETCH_SHARES), points, c)
     else:  # a profile made before sketches were kept: its histogram
         ks, wasserstein = _distances_from_histogram(edges, ref_counts, n, c)
     outer = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
@@ -552,6 +551,23 @@ def _numeric_from_profile(
     note = "some current values are not numbers (left out)" if coerced else ""
     spread = float(found.get("std") or 0.0)
     return _numeric_verdict(base, ks, wasserstein, spread, psi, note)
+
+
+def _sketch_points(sketch: Any) -> np.ndarray | None:
+    """A profile's sketch (float32s at SKETCH_SHARES, in base64) as float64s, or None when
+    the profile has none (made before) or it is not one."""
+    import base64
+    import binascii
+
+    if not isinstance(sketch, str):
+        return None
+    try:
+        points = np.frombuffer(base64.b64decode(sketch, validate=True), dtype="<f4")
+    except (binascii.Error, ValueError):
+        return None
+    if len(points) != len(SKETCH_SHARES) or not np.isfinite(points).all():
+        return None
+    return points.astype(np.float64)
 
 
 def _distances_from_sketch(
