@@ -518,3 +518,23 @@ def test_records_written_before_layouts_named_them_are_still_read(ws: cv.Workspa
         assert got["spend"] == [2.0, 100.0]
     finally:
         fresh.close()
+
+
+def test_the_key_kinds_of_a_dataset_source_come_from_its_record_not_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from conveyor.data.service import DataService
+    from conveyor.features.service import feature_service
+
+    ws = cv.init(tmp_path, project="feats")
+    rows = pd.DataFrame({"k": ["007"], "n": [7], "event_ts": [at(1)], "x": [1.0]})
+    cv.data.add("accounts", rows)
+    place = Entity("acct", key=["k", "n"])
+    view = FeatureView("v", [place], DatasetSource("accounts@1"), [Field("x")])
+    cv.features.apply([place, view])
+
+    def no_rows(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the rows were read")
+
+    monkeypatch.setattr(DataService, "load_arrow", no_rows)
+    assert feature_service(ws).text_keys(["v:x"]) == ["k"]

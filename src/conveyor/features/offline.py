@@ -193,10 +193,27 @@ def _family(duck_type: str) -> str:
 def key_kinds(
     con: Any, view: FeatureView, data_service: Any = None, root: Path | None = None
 ) -> dict[str, str]:
-    """``{key: "text" | "number" | DuckDB type}``: how the source of ``view`` keeps its keys."""
+    """``{key: "text" | "number" | DuckDB type}``: how the source of ``view`` keeps its keys.
+
+    A dataset version says from its record (the Arrow types stored with it), without its
+    rows being read or, through a team server, fetched; other sources are described by
+    DuckDB without reading their rows.
+    """
+    if isinstance(view.source, DatasetSource) and data_service is not None:
+        columns = data_service.get(view.source.ref).columns or {}
+        return {k: _arrow_family(str(columns.get(k, ""))) for k in view.keys}
     src = source_relation(con, view, f"src_{view.name}", data_service, root)
     types = dict(zip(con.table(src).columns, map(str, con.table(src).types), strict=True))
     return {k: _family(types.get(k, "")) for k in view.keys}
+
+
+def _arrow_family(arrow_type: str) -> str:
+    """The kind of an Arrow type's name as a dataset version records it (``int64``,
+    ``large_string``...): text, number, or the name itself."""
+    if arrow_type in ("string", "large_string", "string_view"):
+        return "text"
+    numbers = ("int", "uint", "float", "double", "halffloat", "decimal")
+    return "number" if arrow_type.startswith(numbers) else arrow_type
 
 
 def _check_key_types(view: FeatureView, source: dict[str, str], entity: dict[str, str]) -> None:
