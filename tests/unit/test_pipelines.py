@@ -758,3 +758,24 @@ def test_a_scripts_own_materializer_stores_its_outputs_on_the_local_executor(tmp
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "['lines']"
+
+
+def test_a_stored_reference_is_taken_from_the_project_folder_wherever_this_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import sys
+
+    project = tmp_path / "project"
+    (project / "ct_pipes").mkdir(parents=True)
+    (project / "ct_pipes" / "__init__.py").write_text("")
+    (project / "ct_pipes" / "flow.py").write_text(
+        "import conveyor as cv\n\n@cv.pipeline(name='ct')\ndef ct():\n    pass\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # put back as it was afterwards
+    assert load_pipeline("ct_pipes/flow.py:ct", root=project).name == "ct"
+    assert load_pipeline("ct_pipes.flow:ct", root=project).name == "ct"
+    with pytest.raises(NotFoundError):
+        load_pipeline("ct_pipes/missing.py:ct", root=project)

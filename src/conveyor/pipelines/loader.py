@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ def load_pipeline(reference: str, *, root: Path | None = None) -> Pipeline:
         )
     if root is not None and module_name.endswith(".py") and not Path(module_name).is_absolute():
         module_name = str(Path(root) / module_name)
+    elif root is not None and str(root) not in sys.path:
+        # A module of the project (pipelines.churn): importable from its folder, as when
+        # the command runs there.
+        sys.path.insert(0, str(root))
     module = import_module_or_file(module_name)
     target: Any = module
     for part in attr.split("."):
