@@ -142,7 +142,9 @@ class LoopSuite:
         assert cv.models.get("churn@champion").version == 2
         assert cv.models.get("churn@challenger").version == 2
         current = cv.serving.deployments(ws).get("prod")
-        assert current.routes == ({"model": "churn@champion", "weight": 100.0, "role": "primary"},)
+        assert current.routes == (
+            {"model": "churn@champion", "weight": 100.0, "role": "primary", "version": "churn/2"},
+        )
         kinds = [e["kind"] for e in cv.loop.events("churn-ct", workspace=ws)]
         for state in ("triggered", "training", "gating", "awaiting_approval", "promoted"):
             assert state in kinds

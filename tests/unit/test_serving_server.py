@@ -321,7 +321,9 @@ def test_a_canary_that_breaks_its_error_limit_is_rolled_back_by_the_server(
         after = load.sent_after(switched)  # not those in flight when the plan changed
     assert after
     assert {status for status, _, _ in after} == {200}
-    assert current.routes == ({"model": "churn@champion", "weight": 100.0, "role": "primary"},)
+    assert current.routes == (
+        {"model": "churn@champion", "weight": 100.0, "role": "primary", "version": "churn/1"},
+    )
     assert current.created_by == "conveyor-server"
 
 

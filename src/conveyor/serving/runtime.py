@@ -59,6 +59,7 @@ class ModelRuntime:
         # A scikit-learn model fitted on a DataFrame checks the column names of each call,
         # which costs more than the prediction of a small forest. The parser has already put
         # the columns in the model's own order, so the array goes in as it is.
+        self._read_example = example if callable(example) else lambda: example
         self._as_array = (
             loaded.flavor.name == "sklearn"
             and self.parser.numeric
@@ -67,7 +68,6 @@ class ModelRuntime:
         if self._as_array:
             _quiet_feature_names_warning()
             self._as_array = self._takes_arrays()
-        self._read_example = example if callable(example) else lambda: example
         self._onnx: Any = None
         self._onnx_input = ""
         self.runtime = "native"
@@ -94,6 +94,18 @@ class ModelRuntime:
         flavor, model = self.loaded.flavor, self.loaded.model
         try:
             flavor.predict(model, np.zeros((1, len(self.parser.columns))))
+        except Exception:  # noqa: BLE001 - zeros may be what fails (a log): try real rows
+            zeros_failed = True
+        else:
+            zeros_failed = False
+        if not zeros_failed:
+            return True
+        example = self._example()  # a DataFrame (pandas), read only when zeros failed
+        if example is None or not hasattr(example, "columns"):
+            return False
+        try:
+            rows = np.asarray(example[self.parser.columns].head(2), dtype=np.float64)
+            flavor.predict(model, rows)
         except Exception:  # noqa: BLE001 - any failure: requests go in as DataFrames
             return False
         return True
