@@ -91,6 +91,17 @@ class TrackingSuite:
         assert cv.get_run(other.id).parent_id == child.id
         assert cv.active_run() is None
 
+    def test_a_parent_given_by_id_must_exist_and_gives_its_experiment(self, ws: Workspace) -> None:
+        with cv.start_run(experiment="tune") as parent:
+            pass
+        with pytest.raises(NotFoundError, match="no-such-run"):
+            cv.start_run(parent="no-such-run")
+        assert cv.active_run() is None
+        child = cv.start_run(parent=parent.id)  # an ended run, by its id
+        child.end()
+        got = cv.get_run(child.id)
+        assert (got.parent_id, got.experiment) == (parent.id, "tune")
+
     def test_end_run_ends_the_innermost_run(self, ws: Workspace) -> None:
         run = cv.start_run(experiment="e")
         cv.end_run(status="KILLED")

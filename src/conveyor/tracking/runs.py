@@ -177,12 +177,10 @@ class Tracker:
         outer = active_run()
         if parent is None and outer is not None:
             parent = outer
-        parent_id = parent.id if isinstance(parent, ActiveRun) else parent
+        parent_id, parent_experiment = self._parent(parent)
         if experiment is None:
-            experiment = (
-                parent.experiment
-                if isinstance(parent, ActiveRun)
-                else os.environ.get("CONVEYOR_EXPERIMENT", DEFAULT_EXPERIMENT)
+            experiment = parent_experiment or os.environ.get(
+                "CONVEYOR_EXPERIMENT", DEFAULT_EXPERIMENT
             )
         exp = self.store.experiment(experiment)
         checked_tags = {
@@ -201,6 +199,30 @@ class Tracker:
                 self._git_diff, run.ref, "environment/git.diff", media_type="text/x-diff"
             )
         return run
+
+    def _parent(self, parent: ActiveRun | str | None) -> tuple[str | None, str | None]:
+        """The id and experiment of ``parent``, a run that must exist in this project
+        (a mistyped id would leave a child pointing at nothing)."""
+        if parent is None:
+            return None, None
+        if isinstance(parent, str):
+            with self._open_lock:
+                parent = self._open.get(parent, parent)
+        if isinstance(parent, ActiveRun):
+            return parent.id, parent.experiment
+        if not isinstance(parent, str) or not parent:
+            raise InvalidArgumentError(
+                f"parent must be a run or a run id; got {parent!r}.",
+                hint="Pass the parent run (cv.start_run returns it) or its id.",
+            )
+        self.writer.flush()  # a run this process started may still be on its way
+        found = self.store.get_run(parent)  # NotFoundError names the id and the project
+        if found.deleted:
+            raise ConflictError(
+                f"Run {parent!r} is deleted: a run cannot be started under it.",
+                hint=f"Restore it first: conveyor runs restore {parent}",
+            )
+        return found.id, found.experiment
 
     def create_ops(
         self,
