@@ -119,6 +119,39 @@ def test_promotion_through_approval(project: Path) -> None:
     assert pending == []
 
 
+LOG_NARROW_VERSION = """
+import conveyor as cv
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+X = X.iloc[:, :5]
+cv.models.log(LogisticRegression(max_iter=5000).fit(X, y), "churn", input_example=X[:5])
+"""
+
+
+def test_approving_over_failed_checks_takes_an_override_and_a_reason(project: Path) -> None:
+    cli(project, "models", "alias", "churn", "champion", "1")
+    cli(project, "models", "protect", "churn")
+    subprocess.run(
+        [sys.executable, "-c", LOG_NARROW_VERSION],
+        cwd=project,
+        check=True,
+        timeout=120,
+        env={**os.environ, **as_user("ada")},
+    )
+    request = json.loads(
+        cli(project, "models", "promote", "churn/3", "--alias", "champion", "--json").stdout
+    )
+    refused = cli(project, "models", "approve", request["id"], "-m", "ok", actor="bob", ok=False)
+    assert "failed its checks (signature:" in refused.stderr
+    assert "--override-checks" in refused.stderr
+    args = ("models", "approve", request["id"], "--override-checks")
+    assert "needs a comment" in cli(project, *args, actor="bob", ok=False).stderr
+    assert "approved" in cli(project, *args, "-m", "columns dropped upstream", actor="bob").stdout
+    shown = json.loads(cli(project, "models", "show", "churn@champion", "--json").stdout)
+    assert shown["version"] == 3
+
+
 def test_predict_a_csv_and_refuse_a_bad_one(project: Path) -> None:
     from sklearn.datasets import load_breast_cancer
 

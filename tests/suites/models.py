@@ -318,6 +318,29 @@ class ModelsSuite:
         assert (check["status"], "removed" in check["detail"]) == ("failed", True)
         assert not request.checks_passed
 
+    def test_a_request_that_failed_a_check_is_approved_only_by_an_explicit_override(
+        self, ws: Workspace, bob: Workspace, cancer: tuple[pd.DataFrame, pd.Series]
+    ) -> None:
+        X, y = cancer
+        cv.models.log(LogisticRegression(max_iter=5000).fit(X, y), "lr", input_example=X[:3])
+        cv.models.set_alias("lr", "champion", 1)
+        narrow = X.iloc[:, :5]
+        cv.models.log(
+            LogisticRegression(max_iter=5000).fit(narrow, y), "lr", input_example=narrow[:3]
+        )
+        request = cv.models.request_promotion("lr/2", "champion")
+        with pytest.raises(ConflictError, match="failed its checks \\(signature: "):
+            cv.models.approve(request.id, workspace=bob)
+        with pytest.raises(InvalidArgumentError, match="needs a comment"):
+            cv.models.approve(request.id, override_checks=True, workspace=bob)
+        assert cv.models.get("lr@champion").version == 1
+        assert cv.models.request(request.id).status == "pending"
+        why = "the dropped columns are gone upstream"
+        decided = cv.models.approve(request.id, comment=why, override_checks=True, workspace=bob)
+        assert (decided.status, cv.models.get("lr@champion").version) == ("approved", 2)
+        event = ws.metadata.audit_log(action="promotion.approve")[0]
+        assert (event.after["overrode_checks"], event.after["comment"]) == (["signature"], why)
+
     # -- evaluation and cards --------------------------------------------------------------
 
     @staticmethod

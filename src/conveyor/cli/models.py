@@ -333,17 +333,32 @@ RequestId = Annotated[str, typer.Argument(help="The request's id.")]
 Comment = Annotated[str, typer.Option("--comment", "-m", help="Why.")]
 
 
-def _decide(ctx: typer.Context, action: str, request_id: str, comment: str) -> None:
+def _decide(ctx: typer.Context, action: str, request_id: str, comment: str, **options: Any) -> None:
     ws, svc = _service(ctx)
     with ws:
-        request = getattr(svc, action)(request_id, comment=comment)
+        request = getattr(svc, action)(request_id, comment=comment, **options)
     _print_request(request)
 
 
 @models_app.command("approve")
-def approve(ctx: typer.Context, request_id: RequestId, comment: Comment = "") -> None:
-    """Approve a pending promotion request: the alias moves in the same transaction."""
-    _decide(ctx, "approve", request_id, comment)
+def approve(
+    ctx: typer.Context,
+    request_id: RequestId,
+    comment: Comment = "",
+    override_checks: Annotated[
+        bool,
+        typer.Option(
+            "--override-checks",
+            help="Approve a request that failed a check; needs -m saying why (audited).",
+        ),
+    ] = False,
+) -> None:
+    """Approve a pending promotion request: the alias moves in the same transaction.
+
+    A request that failed an automatic check is refused unless --override-checks is given
+    with a comment.
+    """
+    _decide(ctx, "approve", request_id, comment, override_checks=override_checks)
 
 
 @models_app.command("reject")

@@ -191,11 +191,16 @@ def request_promotion(
 
 
 def approve(
-    request_id: str, *, comment: str = "", workspace: Workspace | None = None
+    request_id: str,
+    *,
+    comment: str = "",
+    override_checks: bool = False,
+    workspace: Workspace | None = None,
 ) -> PromotionRequest:
     """Approve a pending promotion request: its alias moves in the same transaction (a
-    deferred request's alias moves later, when its requester moves it)."""
-    return _svc(workspace).approve(request_id, comment=comment)
+    deferred request's alias moves later, when its requester moves it). A request that
+    failed a check needs ``override_checks=True`` and a comment saying why."""
+    return _svc(workspace).approve(request_id, comment=comment, override_checks=override_checks)
 
 
 def reject(

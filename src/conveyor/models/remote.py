@@ -187,11 +187,12 @@ class RemoteModelService(ModelService):
         body = self.client.get_json(self._path("promotions"), model=name, status=status)
         return [request_from_json(r) for r in body["requests"]]
 
-    def approve(self, request_id: str, *, comment: str = "") -> PromotionRequest:
+    def approve(
+        self, request_id: str, *, comment: str = "", override_checks: bool = False
+    ) -> PromotionRequest:
+        body = {"comment": comment, "override_checks": override_checks}
         return request_from_json(
-            self.client.send_json(
-                "POST", self._path("promotions", request_id, "approve"), {"comment": comment}
-            )
+            self.client.send_json("POST", self._path("promotions", request_id, "approve"), body)
         )
 
     def withdraw(self, request_id: str, *, comment: str = "") -> PromotionRequest:

@@ -967,17 +967,28 @@ class ModelService:
                 "approves.",
             )
 
-    def approve(self, request_id: str, *, comment: str = "") -> PromotionRequest:
-        """Approve a pending request: the alias moves, atomically, in the same transaction."""
-        return self._decide(request_id, "approved", comment)
+    def approve(
+        self, request_id: str, *, comment: str = "", override_checks: bool = False
+    ) -> PromotionRequest:
+        """Approve a pending request: the alias moves, atomically, in the same transaction.
+
+        A request with a failed check is approved only with ``override_checks`` and a
+        comment saying why (both go in the audit log).
+        """
+        return self._decide(request_id, "approved", comment, override_checks=override_checks)
 
     def reject(self, request_id: str, *, comment: str = "") -> PromotionRequest:
         """Reject a pending request; the alias stays where it is."""
         return self._decide(request_id, "rejected", comment)
 
-    def _decide(self, request_id: str, status: str, comment: str) -> PromotionRequest:
+    def _decide(
+        self, request_id: str, status: str, comment: str, *, override_checks: bool = False
+    ) -> PromotionRequest:
         request = self.request(request_id)
         self._check_approver(request)
+        overridden = status == "approved" and not request.checks_passed
+        if overridden and request.status == "pending":
+            _check_override(request, comment, override_checks)
         with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
             row = registry.find_request(uow.conn, self._project_id(), request_id)
             # Decided only if still pending: of two concurrent decisions, one wins.
@@ -1029,10 +1040,13 @@ class ModelService:
                 registry.move_alias(
                     uow, row.model_id, row.alias, row.version_id, request_id=request_id
                 )
+            after: dict[str, Any] = {"status": status, "comment": comment}
+            if overridden:
+                after["overrode_checks"] = _failed_checks(request)
             uow.audit(
                 f"promotion.{status[:-1]}" if status.endswith("ed") else status,
                 ObjectRef(registry.REQUEST_KIND, request_id),
-                after={"status": status, "comment": comment},
+                after=after,
             )
         decided = self.request(request_id)
         self._emit(
@@ -1381,3 +1395,29 @@ def _as_time(value: object) -> datetime:
             "'2026-05-01' or '2026-05-01T12:00:00Z' (UTC unless it says otherwise)."
         )
     return as_utc(parsed)
+
+
+def _failed_checks(request: PromotionRequest) -> list[str]:
+    return [str(c["name"]) for c in request.checks if c["status"] == "failed"]
+
+
+def _check_override(request: PromotionRequest, comment: str, override: bool) -> None:
+    """Refuse to approve ``request``, which failed a check, unless the approver says so
+    explicitly and why."""
+    failed = "; ".join(
+        f"{c['name']}: {c.get('detail') or 'failed'}"
+        for c in request.checks
+        if c["status"] == "failed"
+    )
+    if not override:
+        raise ConflictError(
+            f"Request {request.id} failed its checks ({failed}): approving it would move "
+            f"{request.model}@{request.alias} to a version that failed them.",
+            hint="Reject it, or approve it anyway with override_checks=True "
+            "(`conveyor models approve ID --override-checks -m WHY`) and a comment saying why.",
+        )
+    if not comment.strip():
+        raise InvalidArgumentError(
+            f"Approving {request.id} over its failed checks ({failed}) needs a comment saying why.",
+            hint="Pass comment=... (`-m WHY` on the command line); it goes in the audit log.",
+        )

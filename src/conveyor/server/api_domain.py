@@ -383,6 +383,12 @@ class Decision(BaseModel):
     comment: str = Field(default="", max_length=10_000)
 
 
+class Approval(Decision):
+    override_checks: bool = Field(
+        default=False, description="approve a request that failed a check (needs a comment)"
+    )
+
+
 @api.get("/promotions")
 def list_requests(
     project: str,
@@ -412,10 +418,14 @@ def request_promotion(
 
 
 @api.post("/promotions/{request_id}/approve")
-def approve(project: str, request_id: str, body: Decision, call: Call = need("approver")) -> Any:
+def approve(project: str, request_id: str, body: Approval, call: Call = need("approver")) -> Any:
     """Approve a pending request (not one's own): the alias moves in the same transaction."""
     with call:
-        return jsonable(_models(call).approve(request_id, comment=body.comment))
+        return jsonable(
+            _models(call).approve(
+                request_id, comment=body.comment, override_checks=body.override_checks
+            )
+        )
 
 
 @api.post("/promotions/{request_id}/withdraw")
