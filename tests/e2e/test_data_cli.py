@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,17 @@ def test_checkout_into_the_source_folder_needs_force(project: Path) -> None:
     assert "--force" in refused.stderr
     cli(project, "data", "checkout", "raw@1", "--force")
     assert (project / "data" / "notes.txt").read_text() == "first"
+
+
+def test_checkout_never_defaults_to_a_folder_outside_the_project(local_project: Path) -> None:
+    cli(local_project, "data", "add", "raw", "data")
+    clone = local_project.parent / f"{local_project.name}-clone"
+    shutil.copytree(local_project, clone)  # a copy of the project: its stores name ../data
+    (local_project / "data" / "extra.txt").write_text("not in the version")
+    out = cli(clone, "data", "checkout", "raw@1", "--force", "--json").stdout
+    assert Path(json.loads(out)["path"]) == clone / "raw"
+    assert (clone / "raw" / "notes.txt").read_text() == "first"
+    assert (local_project / "data" / "extra.txt").exists()
 
 
 def test_validate_exits_1_when_a_check_fails(project: Path) -> None:

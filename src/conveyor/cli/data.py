@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import threading
 import time
@@ -325,7 +326,7 @@ def checkout(
         Path | None,
         typer.Argument(
             help="Folder to write the files into. Default: the folder the version was added "
-            "from, or ./NAME for versions added from a table or a single file."
+            "from when it is inside this project's folder, else ./NAME (a / in NAME becomes -)."
         ),
     ] = None,
     force: Annotated[
@@ -347,7 +348,7 @@ def checkout(
     ws, svc = _service(ctx)
     with ws:
         v = svc.get(ref)
-        target = dest or _default_dest(v)
+        target = dest or _default_dest(v, ws.settings.root)
         path = svc.checkout(v.ref, target, force=force, progress=RichProgress())
     if as_json:
         console.print_json(json.dumps({"ref": v.ref, "path": str(path), "files": v.files}))
@@ -355,10 +356,15 @@ def checkout(
     console.print(f"{escape(v.ref)} -> {escape(str(path))}  ({v.files:,} files)")
 
 
-def _default_dest(v: DatasetVersion) -> Path:
+def _default_dest(v: DatasetVersion, root: Path) -> Path:
+    """The folder the version was added from, when that is inside this project's folder
+    ``root``; else ./NAME. A source elsewhere may be another project's folder (two projects
+    sharing a store, or this one moved), which a checkout must not write into."""
     source = Path(v.source) if v.source and v.source != "<table>" else None
     if source is not None and v.files > 0 and source.is_dir():
-        return source
+        inside = os.path.realpath(source)
+        if os.path.commonpath([inside, os.path.realpath(root)]) == os.path.realpath(root):
+            return source
     return Path(v.name.replace("/", "-"))
 
 
