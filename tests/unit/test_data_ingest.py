@@ -44,6 +44,22 @@ def test_scan_lists_files_sorted_and_skips_hidden_entries(tmp_path: Path) -> Non
     assert [f.name for f in scan(tmp_path / "d")] == ["a/c.txt", "b.txt"]
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("new\nline.txt", "control character"),
+        ("a\\b.txt", "backslash"),
+        (os.fsdecode(b"lat\xe9.txt"), "not valid UTF-8"),
+    ],
+)
+def test_scan_refuses_a_name_a_version_cannot_give_back(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    make(tmp_path / "d", {"ok.txt": b"ok", name: b"x"})
+    with pytest.raises(InvalidArgumentError, match=problem):
+        scan(tmp_path / "d")
+
+
 def test_ingest_stores_every_file_under_its_sha256(tmp_path: Path, store: ArtifactStore) -> None:
     files = {f"f{i}.bin": os.urandom(10_000 + i) for i in range(20)}
     make(tmp_path / "d", files)

@@ -8,7 +8,8 @@ from conveyor.core.errors import InvalidArgumentError
 
 __all__ = ["validate_artifact_path", "validate_kind", "validate_project_name"]
 
-_MAX_PATH = 1024
+MAX_PATH = 1024  # characters in an artifact path
+_MAX_PATH = MAX_PATH
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"[A-Za-z]:")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import sqlite3
 import stat as stat_module
@@ -35,6 +36,7 @@ from conveyor.core.errors import (
     PermissionDeniedError,
 )
 from conveyor.core.hashing import sha256_bytes
+from conveyor.core.names import MAX_PATH
 from conveyor.data.records import (
     CHUNK_BYTES,
     CHUNKED_ABOVE,
@@ -91,7 +93,41 @@ def scan(root: Path) -> list[LocalFile]:
     found: list[LocalFile] = []
     _walk(str(root.resolve()), "", found)
     found.sort(key=lambda f: f.name)
+    _check_names(root, found)
     return found
+
+
+#: What a version's file names may not hold: control characters (a newline...), and the
+#: backslash, which a manifest reads as a folder separator.
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def _check_names(root: Path, files: list[LocalFile]) -> None:
+    """Refuse, before anything is read, a file whose name a version cannot record and give
+    back as it is (one pass over all the names; a folder holds thousands)."""
+    joined = "/".join(f.name for f in files)
+    try:
+        joined.encode("utf-8")
+        unreadable = False
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (kept as surrogates by os)
+        unreadable = True
+    longest = max((len(f.name) for f in files), default=0)
+    if not unreadable and longest <= MAX_PATH and not _UNSTORABLE.search(joined):
+        return
+    for f in files:
+        shown = ascii(f.name)
+        if f.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") != f.name:
+            problem = "its name is not valid UTF-8"
+        elif _UNSTORABLE.search(f.name):
+            problem = "its name holds a control character (a newline, a tab...) or a backslash"
+        elif len(f.name) > MAX_PATH:
+            problem = f"its path is {len(f.name)} characters long (at most {MAX_PATH})"
+        else:
+            continue
+        raise InvalidArgumentError(
+            f"Cannot add {root}: the file {shown} cannot be versioned: {problem}.",
+            hint="Rename the file (or move it out of the folder), then add again.",
+        )
 
 
 def _walk(folder: str, prefix: str, found: list[LocalFile]) -> None:
