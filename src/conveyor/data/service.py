@@ -452,6 +452,13 @@ class DataService:
                 f"store {self._where}.",
                 hint="Fetch it with `conveyor data pull` from the remote that has it.",
             ) from None
+        except IntegrityError as e:
+            raise IntegrityError(
+                f"The file list of {version.ref} ({version.digest[:12]}) is corrupted in the "
+                f"artifact store {self._where}: {e.message}",
+                hint=f"Replace it from a remote that has it: conveyor data pull {version.ref} "
+                "--verify (from Python: cv.data.pull(verify=True)).",
+            ) from None
 
     def _used(self, version: DatasetVersion, ref: str) -> None:
         note_read("dataset", ref, version.id)
@@ -540,10 +547,7 @@ class DataService:
         try:
             return assemble(entry, self.store.get)
         except IntegrityError as e:
-            raise IntegrityError(
-                f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
-                hint="Restore it with `conveyor data pull` from a remote that has it.",
-            ) from e
+            raise self._damaged(version, entry, e) from e
         except NotFoundError:
             raise NotFoundError(
                 f"The file {entry.path} of {version.ref} is not in the artifact store "
@@ -707,11 +711,7 @@ class DataService:
             try:
                 self._write_file(version, entry, dest)
             except IntegrityError as e:
-                raise IntegrityError(
-                    f"The stored copy of {entry.path} in {version.ref} is corrupted: {e.message}",
-                    hint=f"Replace it from a remote that has it: conveyor data pull "
-                    f"{version.ref} --verify (from Python: cv.data.pull(verify=True)).",
-                ) from e
+                raise self._damaged(version, entry, e) from e
             except NotFoundError:
                 raise NotFoundError(
                     f"The file {entry.path} of {version.ref} is not in the artifact store "
@@ -724,6 +724,45 @@ class DataService:
             _parallel(one, list(manifest.files))
         finally:
             progress.stop()
+
+    def _damaged(
+        self, version: DatasetVersion, entry: FileEntry, error: IntegrityError
+    ) -> IntegrityError:
+        """The error for a file of ``version`` whose stored bytes are corrupted, after
+        dropping its damaged objects from a local store: a corrupted copy is of no use, and
+        once it is gone the next add of the original file, or a pull, stores it again."""
+        dropped = self._drop_damaged(entry)
+        if dropped:
+            fix = (
+                f"The damaged copy was removed. Add the original file again (conveyor data add "
+                f"{version.name} PATH) or fetch it: conveyor data pull {version.ref}"
+            )
+        else:
+            fix = (
+                f"Replace it from a remote that has it: conveyor data pull {version.ref} "
+                "--verify (from Python: cv.data.pull(verify=True))"
+            )
+        return IntegrityError(
+            f"The stored copy of {entry.path} in {version.ref} is corrupted: {error.message}",
+            hint=f"{fix}.",
+        )
+
+    def _drop_damaged(self, entry: FileEntry) -> list[str]:
+        """Delete from a local store the objects of ``entry`` whose bytes no longer hash to
+        their digest (each checked again here); return their digests."""
+        if not getattr(self.store.backend, "is_local", False):
+            return []  # a shared remote bucket is repaired by pull/push --verify
+        dropped = []
+        for digest in entry.objects:
+            try:
+                self.store.verify(digest)
+            except IntegrityError:
+                with contextlib.suppress(OSError):
+                    self.store.delete(digest)
+                    dropped.append(digest)
+            except NotFoundError:
+                continue
+        return dropped
 
     @property
     def _where(self) -> str:
