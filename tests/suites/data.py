@@ -659,8 +659,6 @@ class DataSuite:
         remote = str(tmp_path / "remote-store")
         cv.data.push(["d@1"], remote)
         tamper(ws, b"original bytes")
-        with pytest.raises(IntegrityError, match=r"pull d@1 --verify"):
-            cv.data.checkout("d@1", tmp_path / "before")
         assert cv.data.pull(["d@1"], remote).repaired == 0  # without --verify: only what lacks
         pulled = cv.data.pull(["d@1"], remote, verify=True)
         assert (pulled.copied, pulled.repaired, pulled.present) == (0, 1, 2)
@@ -668,6 +666,22 @@ class DataSuite:
             "bad.txt": b"original bytes",
             "good.txt": b"fine",
         }
+
+    def test_a_pull_of_everything_pulls_what_the_remote_has_and_names_the_rest(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a": b"alpha"})
+        cv.data.add("d", tmp_path / "d")
+        remote = str(tmp_path / "remote-store")
+        cv.data.push("d@1", remote)  # one reference, as a string
+        write_tree(tmp_path / "e", {"b": b"never pushed"})
+        cv.data.add("e", tmp_path / "e")
+        forget_objects(ws)
+        pulled = cv.data.pull(None, remote)
+        assert (pulled.copied, pulled.missing) == (2, ("e@1",))
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "out")) == {"a": b"alpha"}
+        with pytest.raises(NotFoundError, match="lacks files of e@1"):
+            cv.data.pull(["e"], remote)
 
     def test_pulling_one_version_brings_the_schema_that_checks_it(
         self, ws: Workspace, tmp_path: Path

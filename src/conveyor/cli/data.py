@@ -469,6 +469,8 @@ def _transfer(
             result = svc.pull(refs or None, remote, verify=verify, progress=RichProgress())
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(result)))
+        if result.missing:
+            raise typer.Exit(1)
         return
     verb = "Pushed" if push else "Pulled"
     where = "to" if push else "from"
@@ -478,6 +480,13 @@ def _transfer(
         f"{escape(result.destination if push else result.source)}; "
         f"{result.present:,} were already there{repaired}."
     )
+    if result.missing:
+        err_console.print(
+            f"error: {len(result.missing):,} versions were not pulled: the remote lacks some "
+            f"of their files: {escape(', '.join(result.missing))}. Push them from the machine "
+            "that added them (conveyor data push)."
+        )
+        raise typer.Exit(1)
 
 
 REFS_HELP = "Versions (NAME@N) or datasets (NAME: all versions). Default: everything."

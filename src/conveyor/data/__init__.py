@@ -150,7 +150,7 @@ def validate(
 
 
 def push(
-    refs: list[str] | None = None,
+    refs: list[str] | str | None = None,
     remote: str | None = None,
     *,
     workspace: Workspace | None = None,
@@ -160,7 +160,7 @@ def push(
 
 
 def pull(
-    refs: list[str] | None = None,
+    refs: list[str] | str | None = None,
     remote: str | None = None,
     *,
     verify: bool = False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import gc
 import itertools
 import logging
@@ -912,9 +913,18 @@ class DataService:
                 hint="Pass --remote s3://bucket/prefix (or a folder), or set remote_uri in "
                 "conveyor.toml or CONVEYOR_REMOTE_URI.",
             )
-        return ArtifactStore(normalize_artifact_uri(chosen, self.ws.settings.root))
+        _check_remote_uri(chosen)
+        resolved = normalize_artifact_uri(chosen, self.ws.settings.root)
+        if "://" not in resolved and Path(resolved).exists() and not Path(resolved).is_dir():
+            raise InvalidArgumentError(
+                f"The remote {chosen!r} is a file, not a folder.",
+                hint="Give a folder (created if missing) or a bucket URI like s3://bucket/prefix.",
+            )
+        return ArtifactStore(resolved)
 
-    def _selected(self, refs: list[str] | None) -> list[DatasetVersion]:
+    def _selected(self, refs: list[str] | str | None) -> list[DatasetVersion]:
+        if isinstance(refs, str):  # one reference, not its characters
+            refs = [refs]
         if not refs:
             return [v for d in self.datasets() for v in self.versions(d.name)]
         chosen: list[DatasetVersion] = []
@@ -924,7 +934,7 @@ class DataService:
 
     def push(
         self,
-        refs: list[str] | None = None,
+        refs: list[str] | str | None = None,
         remote: str | None = None,
         *,
         progress: ProgressReporter | None = None,
@@ -942,23 +952,46 @@ class DataService:
 
     def pull(
         self,
-        refs: list[str] | None = None,
+        refs: list[str] | str | None = None,
         remote: str | None = None,
         *,
         verify: bool = False,
         progress: ProgressReporter | None = None,
     ) -> TransferResult:
         """Copy the objects of ``refs`` (default: every version) missing here from ``remote``;
-        with ``verify``, also read those held here and replace each damaged one."""
+        with ``verify``, also read those held here and replace each damaged one.
+
+        Versions named in ``refs`` whose files neither store holds are an error naming them;
+        a pull of everything pulls the versions it can and lists the others in ``missing``.
+        """
         source = self.remote(remote)
-        needed: dict[str, int] = {}
         selected = self._selected(refs)
+        wanted: dict[str, dict[str, int]] = {}
         for version in selected:
-            needed.update(self.objects_of(version, source))
-        needed.update(self._borrowed_schemas(selected, source))
+            try:
+                wanted[version.ref] = self.objects_of(version, source)
+            except NotFoundError:  # its file list is in neither store
+                wanted[version.ref] = {version.digest: 0}
+        every = {d for objects in wanted.values() for d in objects}
+        here = self.store.exists_many(every)
+        there = source.exists_many(every - here)
+        missing = tuple(
+            ref for ref, objects in wanted.items() if any(d not in here | there for d in objects)
+        )
+        if missing and refs:
+            raise NotFoundError(
+                f"The remote {source.uri} lacks files of {', '.join(missing[:10])}"
+                f"{' and more' if len(missing) > 10 else ''}, and this store does not hold them.",
+                hint="Push them from the machine that added them (conveyor data push), or "
+                "check the remote.",
+            )
+        kept = [v for v in selected if v.ref not in missing]
+        needed = {d: n for v in kept for d, n in wanted[v.ref].items()}
+        needed.update(self._borrowed_schemas(kept, source))
         from conveyor.data.transfer import copy_objects
 
-        return copy_objects(needed, source, self.store, progress=progress, verify=verify)
+        result = copy_objects(needed, source, self.store, progress=progress, verify=verify)
+        return dataclasses.replace(result, missing=missing) if missing else result
 
     def _borrowed_schemas(
         self, versions: list[DatasetVersion], source: ArtifactStore
@@ -1063,3 +1096,15 @@ def _parallel(fn: Callable[[Any], None], items: list[Any], workers: int | None =
     with ThreadPoolExecutor(count, thread_name_prefix="conveyor-data") as pool:
         for _ in pool.map(fn, items):
             pass
+
+
+def _check_remote_uri(uri: str) -> None:
+    """Refuse a remote URI that names no place: ``s3://`` with no bucket (or ``s3:``, what a
+    shell path of it becomes)."""
+    _scheme, sep, rest = uri.partition("://")
+    mangled = not sep and uri.endswith(":") and "/" not in uri and len(uri) > 2
+    if (sep and not rest.strip("/")) or mangled:
+        raise InvalidArgumentError(
+            f"The remote {uri!r} names no bucket or folder.",
+            hint="Give s3://bucket/prefix, or a folder.",
+        )

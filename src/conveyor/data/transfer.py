@@ -29,6 +29,8 @@ class TransferResult:
     copied_bytes: int
     present: int
     repaired: int = 0  # held but damaged, replaced (only when verifying)
+    #: Versions left out of a pull of everything: the remote lacks some of their files.
+    missing: tuple[str, ...] = ()
 
 
 def copy_objects(

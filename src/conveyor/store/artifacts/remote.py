@@ -113,12 +113,27 @@ class FsspecBackend:
             raise NotFoundError(f"No object {key!r} in {self.uri}.") from None
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._call("write an object", self.fs.pipe_file, self._path(key), data)
+        try:
+            self._call("write an object", self.fs.pipe_file, self._path(key), data)
+        except FileNotFoundError as e:
+            raise self._no_bucket(e) from None
 
     def put_file(self, key: str, path: Path, *, move: bool = False) -> None:
-        self._call("upload an object", self.fs.put_file, str(path), self._path(key))
+        try:
+            self._call("upload an object", self.fs.put_file, str(path), self._path(key))
+        except FileNotFoundError as e:
+            if not Path(path).exists():
+                raise
+            raise self._no_bucket(e) from None
         if move:
             Path(path).unlink(missing_ok=True)
+
+    def _no_bucket(self, error: FileNotFoundError) -> NotFoundError:
+        """A write refused because where it goes does not exist (S3: the bucket)."""
+        return NotFoundError(
+            f"Cannot write to the artifact store {self.uri!r}: {error.strerror or error}.",
+            hint="Create the bucket first (e.g. `aws s3 mb s3://BUCKET`), or check the URI.",
+        )
 
     def delete(self, key: str) -> None:
         try:
