@@ -116,6 +116,27 @@ def test_an_admin_manages_users_and_tokens_and_an_editor_works_remotely(
     assert "revoked" in after.stderr
 
 
+def test_a_token_lifetime_must_be_positive_and_an_expired_token_is_listed_so(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    admin = server.client_env(server.admin_token, project="churn")
+    assert cli(tmp_path, admin, "users", "add", "tim").returncode == 0
+    zero = cli(tmp_path, admin, "tokens", "create", "tim", "--expires-in", "0s")
+    assert zero.returncode == 1
+    assert "positive lifetime" in zero.stderr
+    assert (
+        json.loads(cli(tmp_path, admin, "tokens", "list", "--user", "tim", "--json").stdout) == []
+    )
+    short = cli(tmp_path, admin, "tokens", "create", "tim", "--expires-in", "1s")
+    assert short.returncode == 0, short.stderr
+    deadline = time.monotonic() + 10
+    while "expired" not in (
+        listed := cli(tmp_path, admin, "tokens", "list", "--user", "tim").stdout
+    ):
+        assert time.monotonic() < deadline, listed
+    assert "active" not in listed
+
+
 def test_a_large_artifact_round_trips_without_being_held_in_memory(
     server: TeamServer, tmp_path: Path
 ) -> None:

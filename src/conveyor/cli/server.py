@@ -347,10 +347,16 @@ def tokens_create(
     from conveyor.core.durations import parse_duration
     from conveyor.core.errors import InvalidArgumentError
 
-    lifetime = parse_duration(expires_in, what="--expires-in") if expires_in else None
+    lifetime = parse_duration(expires_in, what="--expires-in") if expires_in is not None else None
+    if lifetime is not None and lifetime.total_seconds() <= 0:
+        # (checked here too: a lifetime of zero must never travel as "no expiry")
+        raise InvalidArgumentError(
+            f"--expires-in must be a positive lifetime; got {expires_in!r}.",
+            hint="For example --expires-in 30d or 12h; leave it out for a token that never expires.",
+        )
     ws, client = _remote(ctx)
     if client is not None:
-        days = lifetime.total_seconds() / 86400 if lifetime else None
+        days = lifetime.total_seconds() / 86400 if lifetime is not None else None
         body = client.send_json(
             "POST",
             "/api/v1/tokens",
@@ -393,7 +399,7 @@ def tokens_list(
         return
     table = Table("id", "user", "name", "starts", "project", "expires", "state", "last used")
     for t in found:
-        state = "revoked" if t["revoked_at"] else "active"
+        state = "revoked" if t["revoked_at"] else "expired" if _expired(t) else "active"
         table.add_row(
             t["id"],
             escape(t["user"]),
@@ -405,6 +411,16 @@ def tokens_list(
             (t["last_used_at"] or "never")[:16],
         )
     console.print(table)
+
+
+def _expired(token: dict[str, Any]) -> bool:
+    from datetime import UTC, datetime
+
+    at = token["expires_at"]
+    if not at:
+        return False
+    when = datetime.fromisoformat(at)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)) <= datetime.now(UTC)
 
 
 @tokens_app.command("revoke")

@@ -336,7 +336,7 @@ def create_token(body: NewToken, call: Call = need(USER)) -> dict[str, Any]:
         found = call.state.find_project(body.project)
         if found is None or call.principal.role_in(found.id) is None:
             raise NotFoundError(f"No project called {body.project!r} that you can see.")
-    expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    expires = timedelta(days=body.expires_in_days) if body.expires_in_days is not None else None
     with call:
         info, secret = call.state.identity.create_token(
             who, body.name, project=body.project, expires_in=expires
