@@ -137,6 +137,28 @@ def test_a_token_lifetime_must_be_positive_and_an_expired_token_is_listed_so(
     assert "active" not in listed
 
 
+def test_non_finite_metrics_round_trip_through_the_server(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    admin = server.client_env(server.admin_token, project="edge")
+    assert cli(tmp_path, admin, "projects", "create", "edge").returncode == 0
+    read = python(
+        tmp_path,
+        admin,
+        "import conveyor as cv\n"
+        "with cv.start_run('e') as run:\n"
+        "    cv.log_metrics({'up': float('inf'), 'down': float('-inf'), 'gone': float('nan')})\n"
+        "found = cv.search_runs('e')\n"
+        "print(found['metrics.up'][0], found['metrics.down'][0], found['metrics.gone'][0])\n"
+        "print(cv.get_metric_history(run.id, 'up')[0].value)\n",
+    )
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.split() == ["inf", "-inf", "nan", "inf"]
+    listed = cli(tmp_path, admin, "runs", "list", "-e", "e")
+    assert listed.returncode == 0, listed.stderr
+    assert "inf" in listed.stdout
+
+
 def test_a_large_artifact_round_trips_without_being_held_in_memory(
     server: TeamServer, tmp_path: Path
 ) -> None:

@@ -352,7 +352,8 @@ def tokens_create(
         # (checked here too: a lifetime of zero must never travel as "no expiry")
         raise InvalidArgumentError(
             f"--expires-in must be a positive lifetime; got {expires_in!r}.",
-            hint="For example --expires-in 30d or 12h; leave it out for a token that never expires.",
+            hint="For example --expires-in 30d or 12h; leave it out for a token that never "
+            "expires.",
         )
     ws, client = _remote(ctx)
     if client is not None:

@@ -41,8 +41,8 @@ def _duration(start: datetime, end: datetime | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _number(value: float) -> str:
-    return f"{value:.6g}"
+def _number(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.6g}"  # (a NaN is stored as no value)
 
 
 _STATUS_STYLE = {"FINISHED": "green", "FAILED": "red", "KILLED": "yellow", "RUNNING": "cyan"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 import re
 import tempfile
@@ -300,7 +301,11 @@ def metric_history(
 ) -> Response:
     """A metric's points as ``[step, value, timestamp_ms]``, downsampled to ``max_points``."""
     rows = _store(call.workspace).metric_rows(run_id, key, max_points=max_points)
-    return ORJSONResponse({"key": key, "points": rows})
+    points = [
+        (s, v if v is None or math.isfinite(v) else str(v), t)  # JSON has no infinity
+        for s, v, t in rows
+    ]
+    return ORJSONResponse({"key": key, "points": points})
 
 
 @api.post("/runs/{run_id}/delete")

@@ -216,10 +216,22 @@ def encode_page(page: Page) -> dict[str, Any]:
     return {
         "runs": rows,
         "params": page.params,
-        "metrics": page.metrics,
+        "metrics": {run: finite_or_text(values) for run, values in page.metrics.items()},
         "tags": page.tags,
         "next_page_token": page.next_page_token,
     }
+
+
+def finite_or_text(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with infinities as the text ``"inf"``/``"-inf"`` (JSON has no number for
+    them, and an encoder would send null, which reads back as NaN)."""
+    if all(v is None or math.isfinite(v) for v in values.values()):
+        return values
+    return {k: v if v is None or math.isfinite(v) else str(v) for k, v in values.items()}
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: float(v) if isinstance(v, str) else v for k, v in values.items()}
 
 
 def decode_page(body: dict[str, Any]) -> Page:
@@ -234,7 +246,7 @@ def decode_page(body: dict[str, Any]) -> Page:
     return Page(
         rows,
         body.get("params") or {},
-        body.get("metrics") or {},
+        {run: _numbers(values) for run, values in (body.get("metrics") or {}).items()},
         body.get("tags") or {},
         next_page_token=body.get("next_page_token"),
     )
