@@ -149,6 +149,17 @@ class TrackingSuite:
         assert [(p.step, p.value) for p in cv.get_metric_history(run.id, "a")] == [(7, 2.0)]
         assert cv.get_run(run.id).status is cv.RunStatus.FINISHED
 
+    def test_a_nul_character_is_refused_where_it_is_logged(self, ws: Workspace) -> None:
+        with pytest.raises(InvalidArgumentError, match="NUL"):
+            cv.start_run(experiment="e", name="r\x00n")
+        with cv.start_run(experiment="e") as run:
+            with pytest.raises(InvalidArgumentError, match="NUL"):
+                cv.log_param("p", "a\x00b")
+            with pytest.raises(InvalidArgumentError, match="NUL"):
+                cv.set_tag("t", "a\x00b")
+            cv.log_param("p", "ab")
+        assert cv.get_run(run.id).params == {"p": "ab"}
+
     def test_non_finite_metrics_are_stored_as_given(self, ws: Workspace) -> None:
         with cv.start_run(experiment="e") as run:
             cv.log_metrics({"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")})

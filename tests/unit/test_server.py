@@ -330,6 +330,24 @@ def test_a_browser_session_needs_the_csrf_token_for_changes(team: Team) -> None:
     assert client.get("/api/v1/whoami").status_code == 401
 
 
+def test_a_nul_character_in_a_url_is_a_clear_422(team: Team) -> None:
+    for url in ("/api/v1/projects/%00", f"/api/v1/projects/{PROJECT}/runs/x%00y"):
+        answer = team.call("GET", url, "admin")
+        assert answer.status_code == 422, url
+        assert "NUL" in answer.json()["error"]["message"]
+
+
+def test_the_database_refusing_a_nul_character_is_recognized() -> None:
+    import sqlalchemy as sa
+
+    from conveyor.server.app import _nul_refused
+
+    refused = Exception("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    assert _nul_refused(sa.exc.DataError("INSERT ...", {}, refused))
+    assert not _nul_refused(sa.exc.DataError("INSERT ...", {}, Exception("value too long")))
+    assert not _nul_refused(ValueError("NUL"))
+
+
 def test_login_attempts_are_rate_limited(team: Team) -> None:
     body = {"user": "editor", "password": "wrong password"}
     codes = [team.client.post("/api/v1/login", json=body).status_code for _ in range(25)]
@@ -348,6 +366,11 @@ def test_without_auth_only_this_machine_is_answered(tmp_path: Path) -> None:
         )
         rebound = client.get("/api/v1/whoami", headers={"Host": "evil.example"})
         assert rebound.status_code == 403
+        neighbour = {"Origin": "http://127.0.0.1:8888"}  # another program's page, same machine
+        search = f"/api/v1/projects/{PROJECT}/runs/search"
+        assert client.post(search, headers=neighbour, json={}).status_code == 403
+        own = {"Origin": "http://127.0.0.1:5000"}
+        assert client.post(search, headers=own, json={}).status_code == 200
     with TestClient(app, base_url="http://10.0.0.5:5000", client=("10.0.0.9", 1)) as client:
         assert client.get("/api/v1/whoami").status_code == 403
 

@@ -155,6 +155,14 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if _nul_refused(exc):  # PostgreSQL keeps no NUL in text; what the API's checks miss
+            message = "A text value holds a NUL character (\\x00), which cannot be stored."
+            if _is_ui(request):
+                return _ui_error(request, 422, message, None)
+            return ORJSONResponse(
+                error_body("conveyor.invalid_argument", message, "Remove the NUL character."),
+                status_code=422,
+            )
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         if _is_ui(request):
             return _ui_error(request, 500, "Internal server error; the log has the details.", None)
@@ -210,3 +218,10 @@ def _ui_error(request: Request, status: int, message: str, hint: str | None) -> 
     from conveyor.server.ui.pages import error_page
 
     return error_page(status, message, hint)
+
+
+def _nul_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database refusing a text value with a NUL character."""
+    import sqlalchemy as sa
+
+    return isinstance(exc, sa.exc.DataError) and "NUL" in str(exc.orig)

@@ -69,20 +69,34 @@ class Hardening:
         client = scope.get("client")
         if client and not _loopback(client[0]):
             return f"from {client[0]}"
+        host_header = origin = None
         for name, value in scope["headers"]:
             if name == b"host":
-                host = urlsplit("//" + value.decode("latin-1")).hostname or ""
+                host_header = value.decode("latin-1")
+                host = urlsplit("//" + host_header).hostname or ""
                 if not _loopback(host):
                     return f"for host {host}"
             if name == b"origin":
                 origin = value.decode("latin-1")
                 if not _loopback(urlsplit(origin).hostname or ""):
                     return f"from a page at {origin}"
+        # A page served by another program on this machine (another port) is another
+        # origin: only this server's own pages may send requests with an Origin.
+        if origin is not None and urlsplit(origin).netloc != host_header:
+            return f"from a page at {origin}, not this server's"
         return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await self._refuse(
+                send,
+                422,
+                "conveyor.invalid_argument",
+                "A NUL character (%00) is not allowed in a URL: no name or value holds one.",
+            )
             return
         if self.local_only and (why := self._foreign(scope)):
             await self._refuse(

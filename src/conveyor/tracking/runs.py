@@ -189,6 +189,8 @@ class Tracker:
         }
         if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
             raise InvalidArgumentError(f"A run name must be 1 to 200 characters; got {name!r}.")
+        if name is not None:
+            validation.no_nul(name, f"The run name {name!r}")
         run_id = ids.new_id()
         run_name = name or f"run-{run_id[-6:].lower()}"
         ops = self.create_ops(exp.name, run_id, run_name, parent_id, checked_tags)

@@ -88,7 +88,7 @@ def param_value(key: str, value: Any) -> str:
             f"The param {key!r} is {len(text)} characters long; at most {MAX_PARAM_VALUE}.",
             hint="Log long values as an artifact (log_text or log_dict).",
         )
-    return text
+    return no_nul(text, f"The param {key!r}")
 
 
 def tag_value(key: str, value: Any) -> str:
@@ -97,5 +97,16 @@ def tag_value(key: str, value: Any) -> str:
     if len(text) > MAX_TAG_VALUE:
         raise InvalidArgumentError(
             f"The tag {key!r} is {len(text)} characters long; at most {MAX_TAG_VALUE}."
+        )
+    return no_nul(text, f"The tag {key!r}")
+
+
+def no_nul(text: str, what: str) -> str:
+    """Return ``text``; raise if it holds a NUL character, which PostgreSQL cannot store
+    (the write would fail later, in the background, and the values be lost)."""
+    if "\x00" in text:
+        raise InvalidArgumentError(
+            f"{what} holds a NUL character (\\x00), which cannot be stored.",
+            hint="Remove the NUL character.",
         )
     return text
