@@ -117,6 +117,22 @@ def test_only_approvers_see_approve_buttons_and_the_api_refuses_the_others(site:
     assert "Approve</button>" not in page  # decided
 
 
+def test_the_requester_sees_withdraw_not_approve_on_their_own_request(site: Site) -> None:
+    import conveyor as cv
+
+    root = site.app.state.conveyor.workspace(PROJECT).settings.root
+    ann = cv.Workspace.from_settings(root, project=PROJECT, actor="ann")
+    try:
+        own = cv.models.request_promotion("churn/1", "staging", workspace=ann)
+    finally:
+        ann.close()
+    page = site.browser("ann").get(f"{BASE}/models/churn").text
+    row = page.split(f'data-request="{own.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "/withdraw" in row
+    assert "/approve" not in row
+    assert "waiting for another approver" in row
+
+
 def test_rollback_and_alert_buttons_follow_the_role(site: Site) -> None:
     assert "Roll back" not in site.browser("ed").get(f"{BASE}/deployments/prod").text
     assert "Roll back" in site.browser("ann").get(f"{BASE}/deployments/prod").text
