@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import (
     AlreadyExistsError,
+    ConflictError,
     InvalidArgumentError,
     NotFoundError,
     UnauthenticatedError,
@@ -84,6 +85,16 @@ def test_disabling_a_user_stops_their_tokens_at_once(identity: IdentityStore) ->
         identity.authenticate(secret)
     identity.set_disabled("ana", False)
     assert identity.authenticate(secret).name == "ana"
+
+
+def test_the_last_enabled_administrator_cannot_be_disabled(identity: IdentityStore) -> None:
+    identity.add_user("root", admin=True)
+    with pytest.raises(ConflictError, match="last enabled server administrator"):
+        identity.set_disabled("root", True)
+    identity.add_user("second", admin=True)
+    assert identity.set_disabled("root", True).disabled
+    with pytest.raises(ConflictError, match="last enabled"):
+        identity.set_disabled("second", True)
 
 
 def test_what_a_started_run_acts_as_lapses_with_its_token_user_or_role(

@@ -195,6 +195,13 @@ def test_a_viewer_cannot_write_and_a_disabled_user_cannot_call(team: Team) -> No
     assert refused.json()["error"]["code"] == "conveyor.unauthenticated"
 
 
+def test_an_administrator_cannot_disable_themselves(team: Team) -> None:
+    refused = team.call("POST", "/api/v1/users/root/disable", "root")
+    assert refused.status_code == 409
+    assert "cannot disable yourself" in refused.json()["error"]["message"]
+    assert team.call("GET", "/api/v1/whoami", "root").status_code == 200
+
+
 def test_each_change_is_audited_with_actor_token_and_source(team: Team) -> None:
     run_id = _run_in(team, PROJECT, "editor")
     me = team.call("GET", "/api/v1/whoami", "editor").json()

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from conveyor.core.encoding import jsonable
 from conveyor.core.errors import (
+    ConflictError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -278,8 +279,13 @@ def add_user(body: NewUser, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
 
 @api.post("/users/{user}/disable")
 def disable_user(user: str, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
-    """Disable a user: their tokens stop working at once (server admins)."""
+    """Disable a user: their tokens stop working at once (server admins; not oneself)."""
     with call:
+        if call.principal is not None and call.principal.name == user:
+            raise ConflictError(
+                "You cannot disable yourself: your token would stop working at once.",
+                hint="Ask another administrator.",
+            )
         return jsonable(call.state.identity.set_disabled(user, True))
 
 

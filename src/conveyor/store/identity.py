@@ -19,6 +19,7 @@ from conveyor.core import ids
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import (
     AlreadyExistsError,
+    ConflictError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
@@ -157,9 +158,25 @@ class IdentityStore:
         )
 
     def set_disabled(self, name: str, disabled: bool = True) -> User:
-        """Disable a user (their tokens stop working at once) or enable them again."""
+        """Disable a user (their tokens stop working at once) or enable them again.
+
+        The last enabled server administrator is not disabled: nobody could enable them
+        again through the server.
+        """
         user = self.user(name)
         with self.metadata.transaction() as uow:
+            if disabled and user.is_admin:
+                others = uow.conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(users)
+                    .where(users.c.is_admin, users.c.disabled_at.is_(None), users.c.id != user.id)
+                ).scalar_one()
+                if not others:
+                    raise ConflictError(
+                        f"{name!r} is the last enabled server administrator: disabling them "
+                        "would leave nobody to manage users and tokens.",
+                        hint="Add another administrator first (conveyor users add NAME --admin).",
+                    )
             uow.conn.execute(
                 users.update()
                 .where(users.c.id == user.id)
