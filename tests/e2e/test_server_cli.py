@@ -65,6 +65,23 @@ def test_no_auth_is_refused_off_localhost(tmp_path: Path) -> None:
     assert "127.0.0.1" in result.stderr
 
 
+def test_a_busy_or_impossible_port_is_refused_before_anything_is_created(tmp_path: Path) -> None:
+    import socket
+
+    assert cli(tmp_path, {}, "init", "--project", "busy").returncode == 0
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = cli(tmp_path, {}, "server", "--host", "127.0.0.1", "--port", str(port))
+    assert taken.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in taken.stderr
+    assert "cvt_" not in taken.stderr  # no administrator was made (and its token lost)
+    beyond = cli(tmp_path, {}, "server", "--port", "99999")
+    assert beyond.returncode == 2
+    assert "99999" in beyond.stderr
+
+
 def test_the_first_start_prints_an_administrator_token_once(server: TeamServer) -> None:
     assert server.admin_token.startswith("cvt_")
     assert server.log().count(server.admin_token) == 1

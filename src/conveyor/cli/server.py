@@ -40,7 +40,7 @@ def server(
     host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 for every one).")] = (
         "127.0.0.1"
     ),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 5000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
     no_auth: Annotated[
         bool,
@@ -105,6 +105,9 @@ def server(
             "A server needs a database and an artifact store of its own; CONVEYOR_STORE_URI "
             f"points at another server ({ws.settings.store_uri})."
         )
+    from conveyor.core.net import check_port_free
+
+    check_port_free(host, port)  # before the first start creates its administrator
     with ws:
         if not no_auth:
             secret = IdentityStore(ws.metadata).bootstrap(admin)
@@ -155,7 +158,9 @@ def server(
 
 def ui(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1 only).")] = 5000,
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (127.0.0.1 only).", min=1, max=65535)
+    ] = 5000,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
 ) -> None:
     """Open this project in the web UI: runs, datasets, features, pipelines, models,

@@ -122,7 +122,9 @@ def serve(
     ServeOptions(**serve_options)  # reject unknown or bad options before starting anything
     if workers < 1:
         raise InvalidArgumentError(f"--workers must be at least 1, not {workers}.")
-    _check_port_free(host, port)
+    from conveyor.core.net import check_port_free
+
+    check_port_free(host, port)
     if workers > 1:
         # Each worker process builds its own app (and loads the model) from the environment.
         ws = _ws(workspace)
@@ -152,25 +154,6 @@ def serve(
         ws="none",
         access_log=False,
     )
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse a port another process listens on before loading anything (uvicorn would load
-    the model, then exit with its own message)."""
-    import socket
-
-    from conveyor.core.errors import InvalidArgumentError
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            raise InvalidArgumentError(
-                f"Cannot listen on {host}:{port}: {e.strerror or e}.",
-                hint="Another process is using the port: stop it, or pass --port with another.",
-            ) from None
 
 
 def _encode_spec(ref: str | None, deployment: str | None, opts: dict[str, Any]) -> str:
