@@ -125,6 +125,11 @@ def test_an_admin_manages_users_and_tokens_and_an_editor_works_remotely(
     audit = cli(tmp_path, admin, "audit", "--object", f"run:{run_id}")
     assert "ana" in audit.stdout
     assert "run.create" in audit.stdout
+    assert "from 127.0.0.1" in audit.stdout
+    events = json.loads(cli(tmp_path, admin, "audit", "--object", f"run:{run_id}", "--json").stdout)
+    created = next(e for e in events if e["action"] == "run.create")
+    assert (created["actor"], created["object"]) == ("ana", f"run:{run_id}")
+    assert created["token_id"] == info["id"]
 
     revoked = cli(tmp_path, admin, "tokens", "revoke", info["id"])
     assert revoked.returncode == 0

@@ -423,9 +423,15 @@ def audit(
         str | None, typer.Option("--since", help="Only events in the last DURATION (e.g. 1d).")
     ] = None,
     action: Annotated[
-        str | None, typer.Option("--action", help="Only this action (e.g. alias.move).")
+        str | None,
+        typer.Option(
+            "--action", help="Only this action (e.g. model.alias_move, promotion.approve)."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the events as JSON (before and after too).")
+    ] = False,
 ) -> None:
     """List audit events, newest first: when, who, what, which object, and the new value.
 
@@ -445,10 +451,16 @@ def audit(
             events = ws.metadata.audit_log(
                 obj=ref, actor=actor, action=action, since=start, limit=limit
             )
+    if as_json:
+        from conveyor.core.encoding import jsonable
+
+        typer.echo(json.dumps(jsonable(events), indent=2))
+        return
     if not events:
         console.print("No audit events match.")
         return
     for ev in events:
+        via = f"  (token {ev.token_id} from {ev.source})" if ev.token_id or ev.source else ""
         line = Text.assemble(
             (ev.at.strftime("%Y-%m-%d %H:%M:%S"), "dim"),
             "  ",
@@ -457,6 +469,7 @@ def audit(
             (ev.action, "bold"),
             "  ",
             str(ev.object),
+            (via, "dim"),
             ("  " + json.dumps(ev.after, default=str) if ev.after is not None else "", "dim"),
         )
         console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
