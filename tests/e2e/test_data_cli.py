@@ -100,6 +100,22 @@ def test_checkout_never_defaults_to_a_folder_outside_the_project(local_project: 
     assert (local_project / "data" / "extra.txt").exists()
 
 
+def test_schema_infer_keeps_an_edited_schema_without_force(local_project: Path) -> None:
+    write_csv(local_project / "good.csv", 40)
+    cli(local_project, "data", "add", "sales", "good.csv")
+    cli(local_project, "data", "schema", "sales@1", "--infer", "-o", "schema.yaml")
+    both = cli(
+        local_project, "data", "schema", "sales@1", "--infer", "--set", "schema.yaml", ok=False
+    )
+    assert "give one of them" in both.stderr
+    edited = (local_project / "schema.yaml").read_text().replace("- a\n", "")
+    (local_project / "edited.yaml").write_text(edited)
+    cli(local_project, "data", "schema", "sales@1", "--set", "edited.yaml")
+    again = cli(local_project, "data", "schema", "sales@1", "--infer", ok=False)
+    assert "--force" in again.stderr
+    cli(local_project, "data", "schema", "sales@1", "--infer", "--force")
+
+
 def test_validate_exits_1_when_a_check_fails(project: Path) -> None:
     write_csv(project / "good.csv", 40)
     cli(project, "data", "add", "sales", "good.csv")

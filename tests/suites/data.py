@@ -564,6 +564,22 @@ class DataSuite:
         assert not cv.data.validate("c@1").passed  # 'basic' is no longer allowed
         assert schema_from_yaml(edited).columns["plan"] is not None
 
+    def test_inferring_again_keeps_an_edited_schema_unless_told_to_replace_it(
+        self, ws: Workspace
+    ) -> None:
+        from conveyor.data.validation import schema_from_yaml, schema_to_yaml
+
+        cv.data.add("c", customers())
+        inferred = schema_to_yaml(cv.data.infer_schema("c@1"))
+        assert schema_to_yaml(cv.data.infer_schema("c@1")) == inferred  # the same: no conflict
+        edited = inferred.replace("- basic\n", "")
+        cv.data.set_schema("c@1", edited)
+        with pytest.raises(ConflictError, match="set or edited"):
+            cv.data.infer_schema("c@1")
+        assert schema_to_yaml(cv.data.schema("c@1")) == schema_to_yaml(schema_from_yaml(edited))
+        cv.data.infer_schema("c@1", overwrite=True)
+        assert schema_to_yaml(cv.data.schema("c@1")) == inferred
+
     def test_schema_text_that_names_a_file_is_not_read_from_that_file(
         self, ws: Workspace, tmp_path: Path
     ) -> None:
@@ -592,6 +608,13 @@ class DataSuite:
         cv.data.add("c", customers())
         with pytest.raises(NotFoundError, match="No schema is saved"):
             cv.data.validate("c@1")
+
+    def test_a_schema_file_that_is_not_utf8_is_named(self, ws: Workspace, tmp_path: Path) -> None:
+        cv.data.add("c", customers())
+        bad = tmp_path / "binary.yaml"
+        bad.write_bytes(b"\x00\xff\xfe")
+        with pytest.raises(InvalidArgumentError, match=r"binary\.yaml is not UTF-8"):
+            cv.data.validate("c@1", bad)
 
     def test_a_schema_file_that_does_not_parse_is_named(
         self, ws: Workspace, tmp_path: Path

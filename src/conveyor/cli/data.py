@@ -418,27 +418,35 @@ def schema(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the YAML here, not stdout.")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="With --infer: replace a schema that was set or edited since."
+        ),
+    ] = False,
 ) -> None:
     """Print (or infer, or set) the pandera schema saved with a version, as editable YAML.
 
     Example: conveyor data schema customers@3 --infer -o schema.yaml, edit it, then
     conveyor data schema customers@3 --set schema.yaml
     """
-    from conveyor.core.errors import NotFoundError
-    from conveyor.data.validation import schema_from_yaml, schema_to_yaml
+    from conveyor.core.errors import InvalidArgumentError, NotFoundError
+    from conveyor.data.validation import read_schema_file, schema_from_yaml, schema_to_yaml
 
+    if infer and set_ is not None:
+        raise InvalidArgumentError(
+            "--infer and --set both save a schema: give one of them.",
+            hint="Infer to a file (--infer -o FILE), edit it, then --set FILE.",
+        )
     ws, svc = _service(ctx)
     with ws:
         if set_ is not None:
-            try:
-                text = set_.read_text(encoding="utf-8")
-            except OSError as e:
-                raise NotFoundError(f"Cannot read the schema file {set_}: {e.strerror}.") from e
+            text = read_schema_file(set_)
             schema_from_yaml(text, source=f"the schema file {set_}")  # its errors name it
             svc.set_schema(ref, text)
             console.print(f"Saved {escape(str(set_))} as the schema of {escape(svc.get(ref).ref)}.")
             return
-        found = svc.infer_schema(ref) if infer else svc.schema(ref)
+        found = svc.infer_schema(ref, overwrite=force) if infer else svc.schema(ref)
         if found is None:
             raise NotFoundError(
                 f"No schema is saved with {ref}.",

@@ -116,10 +116,11 @@ def diff(a: str, b: str, *, workspace: Workspace | None = None) -> DatasetDiff:
 
 
 def infer_schema(
-    ref: str, *, save: bool = True, workspace: Workspace | None = None
+    ref: str, *, save: bool = True, overwrite: bool = False, workspace: Workspace | None = None
 ) -> pa.DataFrameSchema:
-    """Infer a pandera schema from table version ``ref`` (saved with it unless ``save=False``)."""
-    return _svc(workspace).infer_schema(ref, save=save)
+    """Infer a pandera schema from table version ``ref`` (saved with it unless ``save=False``;
+    a different schema saved with it, set or edited, is replaced only with ``overwrite``)."""
+    return _svc(workspace).infer_schema(ref, save=save, overwrite=overwrite)
 
 
 def schema(ref: str, *, workspace: Workspace | None = None) -> pa.DataFrameSchema | None:

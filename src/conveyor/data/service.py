@@ -29,6 +29,7 @@ from conveyor.core.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from conveyor.core.hashing import sha256_bytes
 from conveyor.data import tables, versioning
 from conveyor.data.ingest import HashCache, ingest, scan
 from conveyor.data.records import DatasetVersion, FileEntry, Manifest
@@ -802,15 +803,36 @@ class DataService:
             ) from None
         return schema_from_yaml(text, source=f"the schema of {version.ref}")
 
-    def infer_schema(self, ref: str, *, save: bool = True) -> pa.DataFrameSchema:
-        """Infer a pandera schema from table version ``ref`` and save it with the version."""
-        from conveyor.data.validation import infer_schema
+    def infer_schema(
+        self, ref: str, *, save: bool = True, overwrite: bool = False
+    ) -> pa.DataFrameSchema:
+        """Infer a pandera schema from table version ``ref`` and save it with the version.
+
+        A schema saved with the version that differs from the inferred one (set or edited
+        since) is not replaced unless ``overwrite``: inferring again would lose the edits.
+        """
+        from conveyor.data.validation import infer_schema, schema_to_yaml
 
         version = self.get(ref)
         schema = infer_schema(self.load(version.ref), name=version.ref)
         if save:
-            self.set_schema(version.ref, schema)
+            text = schema_to_yaml(schema)
+            saved = self._saved_schema_digest(version)
+            if saved not in (None, sha256_bytes(text.encode())) and not overwrite:
+                raise ConflictError(
+                    f"{version.ref} already has a schema that differs from the one inferred "
+                    "now (it was set or edited): inferring would replace it.",
+                    hint="Pass overwrite=True (--force) to replace it, or save=False to only "
+                    "look at the inferred schema.",
+                )
+            self.set_schema(version.ref, text)
         return schema
+
+    def _saved_schema_digest(self, version: DatasetVersion) -> str | None:
+        if not version.has_schema:
+            return None
+        owner = ObjectRef(versioning.VERSION_KIND, version.id)
+        return next((a.digest for a in self.ws.list_artifacts(owner) if a.name == SCHEMA), None)
 
     def set_schema(self, ref: str, schema: pa.DataFrameSchema | str) -> None:
         """Save ``schema`` (a pandera schema or its YAML) with version ``ref``."""
@@ -872,12 +894,10 @@ class DataService:
                 )
             schema = self._nearest_schema(version)
         elif isinstance(schema, str | os.PathLike):
+            from conveyor.data.validation import read_schema_file
+
             path = Path(schema)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as e:
-                raise NotFoundError(f"Cannot read the schema file {path}: {e.strerror}.") from e
-            schema = schema_from_yaml(text, source=f"the schema file {path}")
+            schema = schema_from_yaml(read_schema_file(path), source=f"the schema file {path}")
         return validate_frame(frame, schema, data=label)
 
     def _schema_holder(self, version: DatasetVersion) -> DatasetVersion | None:

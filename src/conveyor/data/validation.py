@@ -10,9 +10,10 @@ can edit them, and stay plain pandera schemas, so users can add checks in Python
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.core.errors import DataValidationError, InvalidArgumentError
+from conveyor.core.errors import DataValidationError, InvalidArgumentError, NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,6 +108,19 @@ def schema_to_yaml(schema: pa.DataFrameSchema) -> str:
     """Return ``schema`` as YAML that :func:`schema_from_yaml` reads back."""
     _pandera()
     return str(schema.to_yaml())
+
+
+def read_schema_file(path: Path) -> str:
+    """Return the text of the schema file ``path``; raise naming it if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidArgumentError(
+            f"The schema file {path} is not UTF-8 text (byte {e.start}).",
+            hint="Save it as UTF-8 YAML (conveyor data schema REF -o FILE writes one).",
+        ) from None
+    except OSError as e:
+        raise NotFoundError(f"Cannot read the schema file {path}: {e.strerror}.") from e
 
 
 def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSchema:
