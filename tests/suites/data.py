@@ -609,6 +609,19 @@ class DataSuite:
         with pytest.raises(NotFoundError, match="No schema is saved"):
             cv.data.validate("c@1")
 
+    def test_a_table_with_list_and_dict_columns_gets_a_schema(self, ws: Workspace) -> None:
+        frame = pd.DataFrame({"tags": [["a", "b"], ["c"]], "meta": [{"k": 1}, {"k": 2}]})
+        cv.data.add("nested", frame.assign(n=[1, 2]))
+        schema = cv.data.infer_schema("nested@1")
+        assert list(schema.columns) == ["tags", "meta", "n"]
+        assert cv.data.validate("nested@1").passed
+
+    def test_a_frame_that_is_not_one_table_is_refused_clearly(self, ws: Workspace) -> None:
+        with pytest.raises(InvalidArgumentError, match="more than one column named 'a'"):
+            cv.data.add("t", pd.DataFrame([[1, 2]], columns=["a", "a"]))
+        with pytest.raises(InvalidArgumentError, match="cannot be stored as a table"):
+            cv.data.add("t", pd.DataFrame({"mixed": [1, "x", 2.5]}))
+
     def test_a_schema_file_that_is_not_utf8_is_named(self, ws: Workspace, tmp_path: Path) -> None:
         cv.data.add("c", customers())
         bad = tmp_path / "binary.yaml"

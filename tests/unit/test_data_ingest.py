@@ -60,6 +60,19 @@ def test_scan_refuses_a_name_a_version_cannot_give_back(
         scan(tmp_path / "d")
 
 
+def test_a_damaged_hash_cache_is_made_again(
+    tmp_path: Path, store: ArtifactStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    make(tmp_path / "d", {"a.txt": b"alpha"})
+    cache_file = tmp_path / "hashes.db"
+    cache_file.write_bytes(b"garbage, not a database" * 100)
+    result = ingest(scan(tmp_path / "d"), store, HashCache(cache_file))
+    assert result.entries[0].digest == hashlib.sha256(b"alpha").hexdigest()
+    assert "is damaged" in caplog.text
+    again = ingest(scan(tmp_path / "d"), store, HashCache(cache_file))
+    assert again.cached_files == 1  # the new cache works
+
+
 def test_ingest_stores_every_file_under_its_sha256(tmp_path: Path, store: ArtifactStore) -> None:
     files = {f"f{i}.bin": os.urandom(10_000 + i) for i in range(20)}
     make(tmp_path / "d", files)

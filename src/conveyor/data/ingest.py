@@ -14,6 +14,7 @@ bytes of a large file reads it again but hashes and stores one chunk, not the fi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -55,6 +56,8 @@ RACY_WINDOW_NS = 1_000_000_000
 Progress = Callable[[int, int], None]  # (files done, bytes done) since the last call
 Digests = tuple[str, tuple[str, ...]]  # a file's digest and its chunks (empty: not chunked)
 Earlier = tuple[tuple[str, ...], tuple[str, ...]]  # a changed file's chunks and fingerprints
+
+log = logging.getLogger(__name__)
 
 
 class LocalFile(NamedTuple):
@@ -179,8 +182,29 @@ class HashCache:
     def _connect(self) -> sqlite3.Connection | None:
         if self.path is None:
             return None
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # locked, or cannot be opened: not ours
+                raise
+            # Damaged (not a database, or malformed): it only spares re-reading files, so
+            # it is made again rather than stopping every add.
+            log.warning("The hash cache %s is damaged (%s): starting a new one.", self.path, e)
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            return self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            return self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _prepare(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         # "files" replaced "hashes" (which had no chunks); an old cache's rows are ignored.

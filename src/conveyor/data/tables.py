@@ -90,8 +90,23 @@ def to_arrow(data: Any) -> pa.Table:
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
+        names = [str(c) for c in data.columns]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise InvalidArgumentError(
+                f"The DataFrame has more than one column named {', '.join(map(repr, repeated))}; "
+                "a table version needs distinct column names.",
+                hint="Rename or drop the repeated columns first.",
+            )
         index_is_default = isinstance(data.index, pd.RangeIndex) and data.index.name is None
-        return pa.Table.from_pandas(data, preserve_index=not index_is_default)
+        try:
+            return pa.Table.from_pandas(data, preserve_index=not index_is_default)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            raise InvalidArgumentError(
+                f"The DataFrame cannot be stored as a table: {e}.",
+                hint="Give each column one type (e.g. df[col] = df[col].astype(str) for a "
+                "column of mixed values).",
+            ) from None
     raise InvalidArgumentError(
         f"Expected a path (a file or a folder), a pandas DataFrame or a pyarrow Table; got "
         f"{type(data).__name__}."

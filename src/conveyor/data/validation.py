@@ -66,12 +66,17 @@ def infer_schema(df: pd.DataFrame, *, name: str | None = None) -> pa.DataFrameSc
     pa = _pandera()
     rows = len(df)
     columns = {}
+    nested = False  # a column of lists or dicts: no value check, no duplicate-row check
     for col in df.columns:
         series = df[col]
         nulls = int(series.isna().sum())
         checks = []
         unique = False
         values = series.dropna()
+        if series.dtype == object and not _hashable(values):
+            nested = True
+            columns[str(col)] = pa.Column(None, nullable=nulls > 0, name=str(col))
+            continue
         if ptypes.is_bool_dtype(series.dtype):
             pass
         elif ptypes.is_numeric_dtype(series.dtype) and len(values):
@@ -91,13 +96,23 @@ def infer_schema(df: pd.DataFrame, *, name: str | None = None) -> pa.DataFrameSc
             str(series.dtype), checks=checks, nullable=nulls > 0, unique=unique, name=str(col)
         )
     table_checks = [pa.Check.row_count(min_rows=rows // 2, max_rows=max(rows * 2, 1))]
-    no_duplicates = rows > 1 and not df.duplicated().any()
+    no_duplicates = not nested and rows > 1 and not df.duplicated().any()
     return pa.DataFrameSchema(
         columns,
         checks=table_checks,
         unique=[str(c) for c in df.columns] if no_duplicates and len(df.columns) else None,
         name=name,
     )
+
+
+def _hashable(values: pd.Series) -> bool:
+    """Whether every value of an object column can be hashed (lists, dicts and arrays
+    cannot: such a column gets no value checks)."""
+    try:
+        values.unique()
+    except TypeError:
+        return False
+    return True
 
 
 def _py(value: Any) -> Any:
