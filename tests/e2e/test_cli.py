@@ -77,6 +77,12 @@ def test_info_reports_config_revision_and_counts(project: Path) -> None:
     sub = project / "src"
     sub.mkdir()
     info = json.loads(conveyor(sub, "info", "--json").stdout)
+    assert info["remote_uri"] is None
+    assert "remote_uri" in conveyor(sub, "info").stdout
+    info = json.loads(
+        conveyor(sub, "info", "--json", env={"CONVEYOR_REMOTE_URI": "s3://team/data"}).stdout
+    )
+    assert info["remote_uri"] == "s3://team/data"
     assert info["project"] == "churn"
     assert info["root"] == str(project.resolve())
     assert info["revision"] == info["head"] == HEAD

@@ -68,12 +68,24 @@ def test_add_list_show_diff_and_checkout(project: Path) -> None:
     assert (added["ref"], added["files"], added["description"]) == ("raw@1", 2, "first")
     (project / "data" / "img" / "a.bin").write_bytes(b"changed")
     assert "raw@2" in cli(project, "data", "add", "raw", "data").stdout
+    same = cli(project, "data", "add", "raw", "data", "-m", "again", "--json")
+    again = json.loads(same.stdout)
+    assert (again["ref"], again["created"], added["created"]) == ("raw@2", False, True)
+    plain = cli(project, "data", "add", "raw", "data", "-m", "again")
+    assert "unchanged" in plain.stdout
+    assert "Up to date: raw@2 already has this content (the message was not kept)" in plain.stderr
     listed = json.loads(cli(project, "data", "list", "raw", "--json").stdout)
     assert [v["ref"] for v in listed] == ["raw@2", "raw@1"]
     diff = json.loads(cli(project, "data", "diff", "raw@1", "raw@2", "--json").stdout)
     assert (diff["changed"], diff["unchanged"]) == (["img/a.bin"], 1)
     shown = json.loads(cli(project, "data", "show", "raw@1", "--json").stdout)
     assert shown["digest"] == added["digest"]
+    listed = json.loads(cli(project, "data", "show", "raw@1", "--files", "--json").stdout)
+    assert [(f["path"], f["size"]) for f in listed["file_list"]] == [
+        ("img/a.bin", 2048),
+        ("notes.txt", 5),
+    ]
+    assert "notes.txt" in cli(project, "data", "show", "raw@1", "--files").stdout
     cli(project, "data", "checkout", "raw@1", "restored")
     assert (project / "restored" / "img" / "a.bin").read_bytes() == original
 

@@ -129,20 +129,30 @@ def add(
 
     Example: conveyor data add customers data/customers/ -m "weekly extract"
     """
+    from conveyor.core.errors import NotFoundError
+
     ws, svc = _service(ctx)
     with ws:
         started = time.perf_counter()
+        try:
+            latest = svc.get(name).version
+        except NotFoundError:
+            latest = 0
         version = svc.add(name, path, description=message, progress=RichProgress())
         elapsed = time.perf_counter() - started
+    created = version.version > latest
     if as_json:
-        console.print_json(json.dumps(_version_dict(version)))
+        console.print_json(json.dumps({**_version_dict(version), "created": created}))
         return
     rows = f", {version.rows:,} rows" if version.rows is not None else ""
     console.print(
         f"[bold]{escape(version.ref)}[/bold]  {version.files:,} files, "
         f"{human_bytes(version.size)}{rows}  digest {version.digest[:12]}  "
-        f"[dim]({elapsed:.2f}s)[/dim]"
+        f"[dim]({elapsed:.2f}s)[/dim]" + ("" if created else "  [dim]unchanged[/dim]")
     )
+    if not created:
+        kept = " (the message was not kept)" if message else ""
+        err_console.print(f"Up to date: {escape(version.ref)} already has this content{kept}.")
 
 
 @data_app.command("list")
@@ -201,9 +211,13 @@ def list_(
 def show(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    files: Annotated[
+        bool, typer.Option("--files", help="Also list each file: path, size and digest.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a version: files, schema, profile summary and lineage."""
+    """Show a version: file count and size, schema, profile summary and lineage (--files:
+    each file too)."""
     from conveyor.data.versioning import VERSION_KIND
     from conveyor.store.records import ObjectRef
 
@@ -213,8 +227,13 @@ def show(
         node = ObjectRef(VERSION_KIND, v.id)
         upstream = ws.lineage(node, direction="upstream", depth=1).edges
         downstream = ws.lineage(node, direction="downstream", depth=1).edges
+        listed = svc.manifest(v).files if files else None
     if as_json:
         out = _version_dict(v)
+        if listed is not None:
+            out["file_list"] = [
+                {"path": f.path, "size": f.size, "digest": f.digest} for f in listed
+            ]
         out["profile"] = v.profile
         out["lineage"] = {
             "upstream": [{"src": str(e.src), "relation": e.relation} for e in upstream],
@@ -258,6 +277,11 @@ def show(
         console.print(f"from: {e.src} ({e.relation})")
     for e in downstream:
         console.print(f"to:   {e.dst} ({e.relation})")
+    if listed is not None:
+        table = Table("path", "size", "digest")
+        for f in listed:
+            table.add_row(escape(f.path), human_bytes(f.size), f.digest[:12])
+        console.print(table)
 
 
 def _stat(value: Any) -> str:

@@ -198,6 +198,7 @@ def info(
             "project": s.project,
             "store_uri": describe_url(s.store_uri),
             "artifact_uri": s.artifact_uri,
+            "remote_uri": s.remote_uri or None,
             "actor": s.actor,
             "revision": ws.metadata.revision(),
             "head": HEAD,
@@ -208,7 +209,7 @@ def info(
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     for key, value in config.items():
-        table.add_row(f"[bold]{key}[/bold]", escape(str(value)))
+        table.add_row(f"[bold]{key}[/bold]", escape(str(value)) if value is not None else "none")
     console.print(table)
     counts_table = Table("table", "rows", title="records", title_justify="left")
     for name, n in counts.items():
