@@ -494,10 +494,29 @@ class DataSuite:
         write_tree(tmp_path / "d", {"a.csv": b"x,y\n1,2\n", "b.csv": b"x,y\n1,abc\n"})
         v = cv.data.add("mixed", tmp_path / "d")
         assert (v.kind, v.files, v.rows) == ("files", 2, None)
-        with pytest.raises(InvalidArgumentError, match="do not share one schema"):
+        with pytest.raises(InvalidArgumentError, match="do not share one schema, so they are not"):
             cv.data.load("mixed@1")
         write_tree(tmp_path / "e", {"broken.csv": b"x,y\n1,2,3\n"})  # a row too long
         assert cv.data.add("broken", tmp_path / "e").kind == "files"
+
+    def test_table_files_whose_numbers_differ_in_type_are_one_table_of_floats(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a.csv": b"x,y\n1,2\n", "b.csv": b"x,y\n1.5,3\n"})
+        v = cv.data.add("nums", tmp_path / "d")
+        assert (v.kind, v.rows, v.schema["x"]) == ("table", 2, "double")
+        assert cv.data.load("nums@1")["x"].tolist() == [1.0, 1.5]
+
+    def test_table_files_with_no_column_in_common_are_not_one_table(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a.csv": b"a\n1\n", "b.csv": b"zz\nq\n"})
+        v = cv.data.add("apart", tmp_path / "d")
+        assert (v.kind, v.rows) == ("files", None)
+        with pytest.raises(
+            InvalidArgumentError, match=r"b\.csv of apart@1 has no column in common"
+        ):
+            cv.data.load("apart@1")
 
     def test_load_refuses_files_that_are_not_tables_and_lists_the_formats(
         self, ws: Workspace, tmp_path: Path

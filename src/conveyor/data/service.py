@@ -541,7 +541,8 @@ class DataService:
 
         # Parquet readers seek, so each file is read whole and verified first.
         buffers = [pa.BufferReader(self._read_file(version, f)) for f in manifest.files]
-        table = tables.read_table(fmt, buffers)
+        names = [f"{f.path} of {version.ref}" for f in manifest.files]
+        table = tables.read_table(fmt, buffers, names)
         self._used(version, ref)
         return table
 

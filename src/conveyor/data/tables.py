@@ -122,27 +122,45 @@ def write_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def read_table(fmt: str, sources: list[Any]) -> pa.Table:
-    """Read and concatenate files of format ``fmt`` (paths or binary file objects)."""
+def read_table(fmt: str, sources: list[Any], names: list[str] | None = None) -> pa.Table:
+    """Read and concatenate files of format ``fmt`` (paths or binary file objects; ``names``
+    are what errors call them).
+
+    Files may differ in columns (one missing in some files is null there) and in number
+    types (integers and floats make floats), but files with no column in common are not
+    one table.
+    """
     import pyarrow as pa
 
-    tables = [_read_one(fmt, src) for src in sources]
+    names = names or [_name(src) for src in sources]
+    tables = [_read_one(fmt, src, name) for src, name in zip(sources, names, strict=True)]
     if not tables:
         raise InvalidArgumentError("There are no files to read as a table.")
     if len(tables) == 1:
         return tables[0]
+    hint = (
+        "Read the files one by one: cv.data.path() of the version from Python, or "
+        "`conveyor data checkout`."
+    )
+    first = set(tables[0].column_names)
+    for table, name in zip(tables[1:], names[1:], strict=True):
+        if not first & set(table.column_names):
+            raise InvalidArgumentError(
+                f"The {fmt} files are not one table: {name} has no column in common with "
+                f"{names[0]} ({', '.join(table.column_names[:5])} vs "
+                f"{', '.join(tables[0].column_names[:5])}).",
+                hint=hint,
+            )
     try:
-        return pa.concat_tables(tables, promote_options="default")
+        return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowException as e:  # ArrowInvalid, or ArrowTypeError (incompatible types)
         raise InvalidArgumentError(
-            f"The {fmt} files of this version do not share one schema, so they cannot be "
-            f"loaded as one table: {e}",
-            hint="Read the files one by one: cv.data.path(REF) from Python, or conveyor data "
-            "checkout REF DEST.",
+            f"The {fmt} files do not share one schema, so they are not one table: {e}",
+            hint=hint,
         ) from e
 
 
-def _read_one(fmt: str, src: Any) -> pa.Table:
+def _read_one(fmt: str, src: Any, name: str) -> pa.Table:
     import pyarrow as pa
 
     try:
@@ -164,7 +182,7 @@ def _read_one(fmt: str, src: Any) -> pa.Table:
 
             return feather.read_table(src)
     except (pa.ArrowException, OSError) as e:
-        raise InvalidArgumentError(f"Cannot read {_name(src)} as {fmt}: {e}") from e
+        raise InvalidArgumentError(f"Cannot read {name} as {fmt}: {e}") from e
     raise InvalidArgumentError(
         f"{fmt!r} is not a supported table format; supported file types: {supported_formats()}."
     )
