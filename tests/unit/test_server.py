@@ -195,6 +195,25 @@ def test_a_viewer_cannot_write_and_a_disabled_user_cannot_call(team: Team) -> No
     assert refused.json()["error"]["code"] == "conveyor.unauthenticated"
 
 
+def test_a_user_sets_their_own_password_and_an_admin_anyone_s(team: Team) -> None:
+    body = {"password": "a new password"}
+    assert (
+        team.call("POST", "/api/v1/users/editor/password", "editor", json=body).status_code == 200
+    )
+    login = team.client.post("/api/v1/login", json={"user": "editor", **body})
+    assert login.status_code == 200
+    team.client.cookies.clear()
+    other = team.call("POST", "/api/v1/users/editor/password", "viewer", json=body)
+    assert other.status_code == 403
+    assert team.call("POST", "/api/v1/users/viewer/password", "root", json=body).status_code == 200
+    identity = team.app.state.conveyor.identity
+    _, scoped = identity.create_token("editor", project=PROJECT)
+    limited = team.client.post(
+        "/api/v1/users/editor/password", json=body, headers={"Authorization": f"Bearer {scoped}"}
+    )
+    assert limited.status_code == 403
+
+
 def test_an_administrator_cannot_disable_themselves(team: Team) -> None:
     refused = team.call("POST", "/api/v1/users/root/disable", "root")
     assert refused.status_code == 409

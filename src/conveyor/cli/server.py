@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.markup import escape
@@ -265,13 +266,17 @@ def _set_disabled(ctx: typer.Context, name: str, disabled: bool) -> None:
 
 
 @users_app.command("disable")
-def users_disable(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+def users_disable(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The user to disable.")]
+) -> None:
     """Disable a user: their tokens stop working at once."""
     _set_disabled(ctx, name, True)
 
 
 @users_app.command("enable")
-def users_enable(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+def users_enable(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The user to enable.")]
+) -> None:
     """Enable a disabled user again."""
     _set_disabled(ctx, name, False)
 
@@ -322,13 +327,24 @@ def users_passwd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The user.")],
 ) -> None:
-    """Set a user's web-UI password, read from stdin (hashed with argon2id)."""
+    """Set a user's web-UI password, read from stdin (hashed with argon2id).
+
+    Through a server: one's own password, or anyone's for a server administrator.
+    """
+    from conveyor.core.errors import InvalidArgumentError
     from conveyor.store.identity import IdentityStore
 
     password = sys.stdin.readline().rstrip("\n")
-    ws = workspace_for(ctx)
-    with ws:
-        IdentityStore(ws.metadata).set_password(name, password)
+    if len(password) < 8:
+        raise InvalidArgumentError("A password needs at least 8 characters (read from stdin).")
+    ws, client = _remote(ctx)
+    if client is not None:
+        client.send_json(
+            "POST", f"/api/v1/users/{quote(name, safe='')}/password", {"password": password}
+        )
+    else:
+        with ws:
+            IdentityStore(ws.metadata).set_password(name, password)
     console.print(f"Password of {escape(name)} set.")
 
 
@@ -430,7 +446,10 @@ def _expired(token: dict[str, Any]) -> bool:
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(ctx: typer.Context, token_id: Annotated[str, typer.Argument()]) -> None:
+def tokens_revoke(
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="The token's id (conveyor tokens list --json).")],
+) -> None:
     """Revoke a token: it stops working at once."""
     ws, client = _remote(ctx)
     if client is not None:

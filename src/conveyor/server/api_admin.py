@@ -296,10 +296,30 @@ def enable_user(user: str, call: Call = need(SERVER_ADMIN)) -> dict[str, Any]:
         return jsonable(call.state.identity.set_disabled(user, False))
 
 
-def _own_or_admin(call: Call, user: str) -> None:
+class NewPassword(BaseModel):
+    password: str = Field(min_length=8, max_length=1000)
+
+
+@api.post("/users/{user}/password")
+def set_password(user: str, body: NewPassword, call: Call = need(USER)) -> dict[str, Any]:
+    """Set a user's web-UI password: one's own, or anyone's (server admins). Not with a
+    token made for one project: a password opens every project of its user."""
+    _own_or_admin(call, user, "password")
+    if call.principal is not None and call.principal.token_project_id is not None:
+        raise PermissionDeniedError(
+            "A token made for one project cannot set a password (a login reaches every "
+            "project of its user).",
+            hint="Use a token made without --project.",
+        )
+    with call:
+        call.state.identity.set_password(user, body.password)
+    return {"user": user}
+
+
+def _own_or_admin(call: Call, user: str, what: str = "tokens") -> None:
     p = call.principal
     if p is not None and not p.server_admin and p.name != user:
-        raise PermissionDeniedError(f"{p.name!r} may manage only their own tokens.")
+        raise PermissionDeniedError(f"{p.name!r} may manage only their own {what}.")
 
 
 def _token_project(call: Call) -> str | None:
