@@ -351,6 +351,8 @@ def test_a_browser_session_needs_the_csrf_token_for_changes(team: Team) -> None:
     assert "CSRF" in forged.json()["error"]["message"]
     assert client.put(url, headers={"X-CSRF-Token": "guess"}).status_code == 403
     assert client.put(url, headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert client.post("/api/v1/logout").status_code == 403  # no CSRF token: the session stays
+    assert client.get("/api/v1/whoami").status_code == 200
     assert client.post("/api/v1/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
     client.cookies.clear()
     assert client.get("/api/v1/whoami").status_code == 401

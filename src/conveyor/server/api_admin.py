@@ -69,7 +69,17 @@ def login(body: Login, request: Request, response: Response, call: Call = need(P
 @api.post("/logout")
 def logout(request: Request, response: Response, call: Call = need(PUBLIC)) -> Any:
     """End the browser session of this request's cookie (its token is revoked; an expired or
-    unknown session is just forgotten). A bearer token is never revoked here."""
+    unknown session is just forgotten). A bearer token is never revoked here. Like every
+    change made with the session cookie, it needs the CSRF header."""
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    sent = request.headers.get("x-csrf-token", "")
+    if request.cookies.get(SESSION_COOKIE) and not (
+        expected and secrets.compare_digest(sent, expected)
+    ):
+        raise PermissionDeniedError(
+            "Logging out with a session cookie needs the matching CSRF token.",
+            hint=f"Send the {CSRF_COOKIE} cookie's value in the X-CSRF-Token header.",
+        )
     _end_session(call, request)
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
