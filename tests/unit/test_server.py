@@ -316,8 +316,14 @@ def test_big_bodies_are_refused_before_they_are_read(tmp_path: Path) -> None:
         response = client.post(
             f"/api/v1/projects/{PROJECT}/runs/search", content=b"{" + b" " * 5000 + b"}"
         )
+        chunked = client.post(  # no Content-Length: counted as it arrives
+            f"/api/v1/projects/{PROJECT}/runs/search",
+            content=iter([b"{" + b" " * 600, b" " * 600 + b"}"]),
+        )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "conveyor.payload_too_large"
+    assert chunked.status_code == 413
+    assert chunked.json()["error"]["code"] == "conveyor.payload_too_large"
 
 
 def test_repeated_bad_tokens_are_rate_limited(team: Team) -> None:

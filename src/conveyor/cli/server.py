@@ -348,6 +348,9 @@ def users_passwd(
     console.print(f"Password of {escape(name)} set.")
 
 
+MAX_TOKEN_DAYS = 3650  # what the server takes
+
+
 @tokens_app.command("create")
 def tokens_create(
     ctx: typer.Context,
@@ -369,6 +372,11 @@ def tokens_create(
     from conveyor.core.errors import InvalidArgumentError
 
     lifetime = parse_duration(expires_in, what="--expires-in") if expires_in is not None else None
+    if lifetime is not None and lifetime.days > MAX_TOKEN_DAYS:
+        raise InvalidArgumentError(
+            f"--expires-in is at most {MAX_TOKEN_DAYS} days; got {expires_in!r}.",
+            hint="Leave it out for a token that never expires.",
+        )
     if lifetime is not None and lifetime.total_seconds() <= 0:
         # (checked here too: a lifetime of zero must never travel as "no expiry")
         raise InvalidArgumentError(

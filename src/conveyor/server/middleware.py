@@ -118,13 +118,15 @@ class Hardening:
                     return
         received = 0
         started = False
+        exceeded = False  # the body went over the limit (the app may answer it as a bad body)
 
         async def limited_receive() -> Any:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if limit is not None and message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise _TooLarge(
                         f"The request body is larger than the server's limit of {limit} bytes.",
                         hint="Send fewer values per request, or upload files as artifacts.",
@@ -133,6 +135,11 @@ class Hardening:
 
         async def secured_send(message: Any) -> None:
             nonlocal started
+            if exceeded:  # FastAPI turns the error into "400: error parsing the body"
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._too_large(send, limit or 0)
+                return
             if message["type"] == "http.response.start":
                 started = True
                 extra = _UI_HEADERS if scope.get("path", "").startswith("/ui") else _HEADERS
