@@ -124,6 +124,28 @@ def test_forked_children_keep_what_they_logged(tmp_path: Path) -> None:
     assert sorted(statuses) == ["FINISHED", "FINISHED", "FINISHED"]  # the parent, at its exit
 
 
+def test_a_forked_child_names_its_parent_run_by_id_before_it_is_stored(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        """
+        import multiprocessing as mp
+        parent = cv.start_run(experiment="tune")  # forked at once: maybe not stored yet
+        def child():
+            with cv.start_run(parent=parent.id, name="trial"):
+                pass
+        ctx = mp.get_context("fork")
+        procs = [ctx.Process(target=child) for _ in range(4)]
+        for p in procs: p.start()
+        for p in procs: p.join()
+        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+        kids = [r for r in cv.search_runs(experiment="tune", output="list") if r.name == "trial"]
+        print(len(kids), {k.parent_id == parent.id for k in kids})
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "4 {True}"
+
+
 def test_runs_left_open_in_threads_and_tasks_end_at_exit(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,

@@ -284,6 +284,8 @@ class ModelsSuite:
         assert cv.models.requests("churn", status="rejected")[0].id == request.id
         with pytest.raises(NotFoundError):
             cv.models.get("churn@production")
+        (event,) = ws.metadata.audit_log(action="promotion.reject")
+        assert (event.actor, event.after["comment"]) == ("bob", "not yet")
 
     def test_a_withdrawn_request_is_listed_and_a_decided_one_cannot_be_withdrawn(
         self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier

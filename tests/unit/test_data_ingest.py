@@ -50,14 +50,23 @@ def test_scan_lists_files_sorted_and_skips_hidden_entries(tmp_path: Path) -> Non
         ("new\nline.txt", "control character"),
         ("a\\b.txt", "backslash"),
         (os.fsdecode(b"lat\xe9.txt"), "not valid UTF-8"),
+        ("a:b.txt", "Windows drive"),
+        (" ", "empty"),
     ],
 )
 def test_scan_refuses_a_name_a_version_cannot_give_back(
     tmp_path: Path, name: str, problem: str
 ) -> None:
-    make(tmp_path / "d", {"ok.txt": b"ok", name: b"x"})
+    make(tmp_path / "d", {"ok.txt": b"ok", "sub/x:y.txt": b"fine inside", name: b"x"})
     with pytest.raises(InvalidArgumentError, match=problem):
         scan(tmp_path / "d")
+    with pytest.raises(InvalidArgumentError, match=problem):
+        scan(tmp_path / "d" / name)  # the file alone
+
+
+def test_scan_takes_names_that_only_look_suspect(tmp_path: Path) -> None:
+    make(tmp_path / "d", {"sub/x:y.txt": b"1", "a b/ c.txt": b"2"})
+    assert [f.name for f in scan(tmp_path / "d")] == ["a b/ c.txt", "sub/x:y.txt"]
 
 
 def test_a_damaged_hash_cache_is_made_again(

@@ -379,6 +379,12 @@ def test_the_database_refusing_a_nul_character_is_recognized() -> None:
     refused = Exception("PostgreSQL text fields cannot contain NUL (0x00) bytes")
     assert _nul_refused(sa.exc.DataError("INSERT ...", {}, refused))
     assert not _nul_refused(sa.exc.DataError("INSERT ...", {}, Exception("value too long")))
+
+    class Untranslatable(Exception):  # psycopg's error for a \u0000 in a JSONB value
+        sqlstate = "22P05"
+
+    jsonb = Untranslatable("unsupported Unicode escape sequence")
+    assert _nul_refused(sa.exc.DataError("INSERT ...", {}, jsonb))
     assert not _nul_refused(ValueError("NUL"))
 
 

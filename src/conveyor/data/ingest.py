@@ -37,7 +37,7 @@ from conveyor.core.errors import (
     PermissionDeniedError,
 )
 from conveyor.core.hashing import sha256_bytes
-from conveyor.core.names import MAX_PATH
+from conveyor.core.names import MAX_PATH, validate_artifact_path
 from conveyor.data.records import (
     CHUNK_BYTES,
     CHUNKED_ABOVE,
@@ -90,7 +90,9 @@ def scan(root: Path) -> list[LocalFile]:
     except PermissionError as e:
         raise PermissionDeniedError(f"Cannot read {root}: {e.strerror}.") from e
     if stat_module.S_ISREG(st.st_mode):
-        return [LocalFile(str(root.resolve()), root.name, st.st_size, st.st_mtime_ns, st.st_ino)]
+        one = [LocalFile(str(root.resolve()), root.name, st.st_size, st.st_mtime_ns, st.st_ino)]
+        _check_names(root, one)
+        return one
     if not stat_module.S_ISDIR(st.st_mode):
         raise InvalidArgumentError(f"Cannot add {root}: it is neither a file nor a folder.")
     found: list[LocalFile] = []
@@ -100,9 +102,11 @@ def scan(root: Path) -> list[LocalFile]:
     return found
 
 
-#: What a version's file names may not hold: control characters (a newline...), and the
-#: backslash, which a manifest reads as a folder separator.
-_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\\]")
+#: What may make a file's path one a manifest cannot hold (see validate_artifact_path): a
+#: control character (a newline...), a backslash (read as a folder separator), a leading
+#: drive-like "a:", a blank name. Matched over all the paths joined by "/": a match may be
+#: harmless (a folder "x/a:b"), and then each path is checked exactly.
+_SUSPECT = re.compile(r"[\x00-\x1f\x7f\\]|(?:^|/)(?:[A-Za-z]:|\s*(?:/|$))")
 
 
 def _check_names(root: Path, files: list[LocalFile]) -> None:
@@ -115,18 +119,22 @@ def _check_names(root: Path, files: list[LocalFile]) -> None:
     except UnicodeEncodeError:  # bytes that are not UTF-8 (kept as surrogates by os)
         unreadable = True
     longest = max((len(f.name) for f in files), default=0)
-    if not unreadable and longest <= MAX_PATH and not _UNSTORABLE.search(joined):
+    if not unreadable and longest <= MAX_PATH and not _SUSPECT.search(joined):
         return
     for f in files:
         shown = ascii(f.name)
         if f.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") != f.name:
             problem = "its name is not valid UTF-8"
-        elif _UNSTORABLE.search(f.name):
-            problem = "its name holds a control character (a newline, a tab...) or a backslash"
-        elif len(f.name) > MAX_PATH:
-            problem = f"its path is {len(f.name)} characters long (at most {MAX_PATH})"
+        elif "\\" in f.name:
+            problem = "its name holds a backslash, which would come back as a folder separator"
+        elif f.name[1:2] == ":" and f.name[:1].isascii() and f.name[:1].isalpha():
+            problem = "its path starts like a Windows drive (a letter and ':')"
         else:
-            continue
+            try:
+                validate_artifact_path(f.name, what="path")
+                continue
+            except InvalidArgumentError as e:
+                problem = e.message.rsplit(": ", 1)[-1].rstrip(".")
         raise InvalidArgumentError(
             f"Cannot add {root}: the file {shown} cannot be versioned: {problem}.",
             hint="Rename the file (or move it out of the folder), then add again.",

@@ -35,7 +35,7 @@ from conveyor.data.ingest import HashCache, ingest, scan
 from conveyor.data.records import DatasetVersion, FileEntry, Manifest
 from conveyor.store import catalog
 from conveyor.store.activity import current_activity, note_read
-from conveyor.store.artifacts.cas import ArtifactStore
+from conveyor.store.artifacts.cas import ArtifactStore, key_of
 from conveyor.store.records import ArtifactLink, ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
@@ -757,13 +757,19 @@ class DataService:
             return []  # a shared remote bucket is repaired by pull/push --verify
         dropped = []
         for digest in entry.objects:
+            path = self.store.backend.local_path(key_of(digest))
             try:
+                before = os.stat(path) if path is not None else None
                 self.store.verify(digest)
             except IntegrityError:
+                # Only the copy just found damaged: one a repair (pull --verify) put in
+                # its place meanwhile is another file, and stays.
                 with contextlib.suppress(OSError):
-                    self.store.delete(digest)
-                    dropped.append(digest)
-            except NotFoundError:
+                    after = os.stat(path) if path is not None else None
+                    if before is not None and after is not None and _same_file(before, after):
+                        os.unlink(path)  # type: ignore[arg-type]
+                        dropped.append(digest)
+            except (NotFoundError, FileNotFoundError):
                 continue
         return dropped
 
@@ -995,9 +1001,9 @@ class DataService:
                 wanted[version.ref] = {version.digest: 0}
         every = {d for objects in wanted.values() for d in objects}
         here = self.store.exists_many(every)
-        there = source.exists_many(every - here)
+        available = here | source.exists_many(every - here)
         missing = tuple(
-            ref for ref, objects in wanted.items() if any(d not in here | there for d in objects)
+            ref for ref, objects in wanted.items() if any(d not in available for d in objects)
         )
         if missing and refs:
             raise NotFoundError(
@@ -1129,3 +1135,12 @@ def _check_remote_uri(uri: str) -> None:
             f"The remote {uri!r} names no bucket or folder.",
             hint="Give s3://bucket/prefix, or a folder.",
         )
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns) == (
+        b.st_ino,
+        b.st_dev,
+        b.st_size,
+        b.st_mtime_ns,
+    )

@@ -90,12 +90,12 @@ def to_arrow(data: Any) -> pa.Table:
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
-        names = [str(c) for c in data.columns]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
+        names = data.columns.astype(str)
+        if names.has_duplicates:
+            repeated = sorted(set(names[names.duplicated()]))
             raise InvalidArgumentError(
                 f"The DataFrame has more than one column named {', '.join(map(repr, repeated))}; "
-                "a table version needs distinct column names.",
+                "a table needs distinct column names.",
                 hint="Rename or drop the repeated columns first.",
             )
         index_is_default = isinstance(data.index, pd.RangeIndex) and data.index.name is None

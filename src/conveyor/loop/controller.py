@@ -400,10 +400,12 @@ class LoopController:
                     deferred=True,
                 )
                 request_id = request.id
+            checks_failed = not models.request(request_id).checks_passed
             return self._move(
                 execution,
                 "awaiting_approval",
-                f"awaiting approval: conveyor models approve {request_id}",
+                f"awaiting approval: conveyor models approve {request_id}"
+                + (" --override-checks -m WHY (it failed a check)" if checks_failed else ""),
                 request_id=request_id,
                 links=[(ObjectRef("promotion_request", request_id), "approval")],
             )

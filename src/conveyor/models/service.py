@@ -1044,7 +1044,7 @@ class ModelService:
             if overridden:
                 after["overrode_checks"] = _failed_checks(request)
             uow.audit(
-                f"promotion.{status[:-1]}" if status.endswith("ed") else status,
+                {"approved": "promotion.approve", "rejected": "promotion.reject"}[status],
                 ObjectRef(registry.REQUEST_KIND, request_id),
                 after=after,
             )

@@ -224,4 +224,8 @@ def _nul_refused(exc: BaseException) -> bool:
     """Whether ``exc`` is the database refusing a text value with a NUL character."""
     import sqlalchemy as sa
 
-    return isinstance(exc, sa.exc.DataError) and "NUL" in str(exc.orig)
+    if not isinstance(exc, sa.exc.DataError):
+        return False
+    # Text columns: the driver refuses the NUL byte; JSONB: the server, as an untranslatable
+    # character (SQLSTATE 22P05, "unsupported Unicode escape sequence").
+    return "NUL" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "22P05"

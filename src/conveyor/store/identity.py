@@ -166,12 +166,15 @@ class IdentityStore:
         user = self.user(name)
         with self.metadata.transaction() as uow:
             if disabled and user.is_admin:
-                others = uow.conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(users)
-                    .where(users.c.is_admin, users.c.disabled_at.is_(None), users.c.id != user.id)
-                ).scalar_one()
-                if not others:
+                # The enabled admins' rows are locked (PostgreSQL): of two admins disabling
+                # each other at once, the second sees the first's change, not a stale count.
+                enabled = uow.conn.execute(
+                    sa.select(users.c.id)
+                    .where(users.c.is_admin, users.c.disabled_at.is_(None))
+                    .order_by(users.c.id)
+                    .with_for_update()
+                ).scalars()
+                if not [i for i in enabled if i != user.id]:
                     raise ConflictError(
                         f"{name!r} is the last enabled server administrator: disabling them "
                         "would leave nobody to manage users and tokens.",

@@ -86,6 +86,9 @@ class Tracker:
         self._env_lock = threading.Lock()
         self._env: tuple[environment.RunEnvironment, str, str | None] | None = None
         self._open: dict[str, ActiveRun] = {}
+        #: Runs a parent process had open when this one was forked from it: a child run may
+        #: name one as its parent before the parent's writer has stored it.
+        self._inherited: dict[str, ActiveRun] = {}
         self._open_lock = threading.Lock()
         self.origin_pid = os.getpid()
         _register(self)
@@ -130,6 +133,7 @@ class Tracker:
         replace locks another thread may have held at the fork."""
         self._open_lock = threading.Lock()
         self._env_lock = threading.Lock()
+        self._inherited.update({k: r for k, r in self._open.items() if r.pid != os.getpid()})
         self._open = {k: r for k, r in self._open.items() if r.pid == os.getpid()}
         self.writer.reset_after_fork()
 
@@ -209,7 +213,7 @@ class Tracker:
             return None, None
         if isinstance(parent, str):
             with self._open_lock:
-                parent = self._open.get(parent, parent)
+                parent = self._open.get(parent) or self._inherited.get(parent, parent)
         if isinstance(parent, ActiveRun):
             return parent.id, parent.experiment
         if not isinstance(parent, str) or not parent:
