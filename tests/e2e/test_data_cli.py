@@ -90,6 +90,18 @@ def test_add_list_show_diff_and_checkout(project: Path) -> None:
     assert (project / "restored" / "img" / "a.bin").read_bytes() == original
 
 
+def test_a_dataset_name_with_a_slash_works_everywhere(project: Path) -> None:
+    assert "churn/train@1" in cli(project, "data", "add", "churn/train", "data").stdout
+    (project / "data" / "notes.txt").write_text("second")
+    assert "churn/train@2" in cli(project, "data", "add", "churn/train", "data").stdout
+    listed = json.loads(cli(project, "data", "list", "churn/train", "--json").stdout)
+    assert [v["ref"] for v in listed] == ["churn/train@2", "churn/train@1"]
+    diff = json.loads(
+        cli(project, "data", "diff", "churn/train@1", "churn/train@2", "--json").stdout
+    )
+    assert diff["changed"] == ["notes.txt"]
+
+
 def test_checkout_into_the_source_folder_needs_force(project: Path) -> None:
     cli(project, "data", "add", "raw", "data")
     (project / "data" / "notes.txt").write_text("edited")

@@ -457,7 +457,7 @@ def list_datasets(project: str, call: Call = need("viewer")) -> dict[str, Any]:
     return {"datasets": jsonable(_data(call).datasets())}
 
 
-@api.get("/datasets/{name}/versions")
+@api.get("/datasets/{name:path}/versions")
 def dataset_versions(project: str, name: str, call: Call = need("viewer")) -> dict[str, Any]:
     """A dataset's versions, newest first, with row counts, columns and profiles."""
     return {"versions": jsonable(_data(call).versions(name))}
@@ -512,7 +512,7 @@ _DATASET_FILES_MAX = 10_000
 
 
 @api.post(
-    "/datasets/{name}/versions",
+    "/datasets/{name:path}/versions",
     status_code=201,
     openapi_extra=_multipart(["spec"]),
 )
@@ -618,7 +618,7 @@ def _dataset_spec(raw: bytes) -> dict[str, Any]:
     }
 
 
-@api.get("/datasets/{name}/diff")
+@api.get("/datasets/{name:path}/diff")
 def dataset_diff(
     project: str,
     name: str,

@@ -497,7 +497,7 @@ def datasets(request: Request, project: str, call: Call = need("viewer")) -> HTM
     return page(request, call, "datasets.html", datasets=_data(call).datasets())
 
 
-@router.get("/p/{project}/datasets/{name}")
+@router.get("/p/{project}/datasets/{name:path}")
 def dataset(
     request: Request,
     project: str,
