@@ -51,7 +51,7 @@ def test_scan_lists_files_sorted_and_skips_hidden_entries(tmp_path: Path) -> Non
         ("a\\b.txt", "backslash"),
         (os.fsdecode(b"lat\xe9.txt"), "not valid UTF-8"),
         ("a:b.txt", "Windows drive"),
-        (" ", "empty"),
+        (" ", "blank"),
     ],
 )
 def test_scan_refuses_a_name_a_version_cannot_give_back(
