@@ -756,7 +756,17 @@ class DataSuite:
         forget_objects(ws)
         assert cv.data.pull(["c@3"], remote).copied >= 2  # its manifest and file
 
-    def test_push_without_a_remote_explains_how_to_set_one(self, ws: Workspace) -> None:
+    def test_push_without_a_remote_explains_how_to_set_one(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
         cv.data.add("c", customers())
         with pytest.raises(InvalidArgumentError, match="remote_uri"):
             cv.data.push()
+        a_file = tmp_path / "notes.txt"
+        a_file.write_text("not a folder")
+        for nowhere in ("s3://", str(a_file)):
+            with pytest.raises(InvalidArgumentError, match=r"names no bucket|is a file"):
+                cv.data.push(None, nowhere)
+        if "://" not in ws.artifacts.uri:  # a local store: a remote inside it is refused
+            with pytest.raises(InvalidArgumentError, match="own artifact store"):
+                cv.data.push(None, str(Path(ws.artifacts.uri) / "sub"))

@@ -428,6 +428,7 @@ def tokens_list(
         _print_json(found)
         return
     table = Table("id", "user", "name", "starts", "project", "expires", "state", "last used")
+    table.columns[0].no_wrap = True  # whole: `tokens revoke` takes the id exactly
     for t in found:
         state = "revoked" if t["revoked_at"] else "expired" if _expired(t) else "active"
         table.add_row(

@@ -937,8 +937,8 @@ class DataService:
         if not chosen:
             raise InvalidArgumentError(
                 "No remote given and no default remote is set.",
-                hint="Pass --remote s3://bucket/prefix (or a folder), or set remote_uri in "
-                "conveyor.toml or CONVEYOR_REMOTE_URI.",
+                hint="Name one (s3://bucket/prefix, or a folder): --remote on the command line, "
+                "remote= from Python; or set remote_uri in conveyor.toml or CONVEYOR_REMOTE_URI.",
             )
         _check_remote_uri(chosen)
         resolved = normalize_artifact_uri(chosen, self.ws.settings.root)
@@ -947,6 +947,15 @@ class DataService:
                 f"The remote {chosen!r} is a file, not a folder.",
                 hint="Give a folder (created if missing) or a bucket URI like s3://bucket/prefix.",
             )
+        own = self.store.uri
+        if "://" not in resolved and "://" not in own:
+            here, there = os.path.realpath(own), os.path.realpath(resolved)
+            if os.path.commonpath([here, there]) == here:
+                raise InvalidArgumentError(
+                    f"The remote {chosen!r} is this project's own artifact store (or inside "
+                    "it): a copy there is no copy.",
+                    hint="Give a folder elsewhere, or a bucket URI like s3://bucket/prefix.",
+                )
         return ArtifactStore(resolved)
 
     def _selected(self, refs: list[str] | str | None) -> list[DatasetVersion]:

@@ -45,8 +45,8 @@ def validate_dataset_name(name: str) -> str:
     """
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name or "//" in name:
         raise InvalidArgumentError(
-            f"{name!r} is not a valid dataset name: use 1 to 200 letters, digits, '.', '_', "
-            "'-' or '/', starting with a letter or digit.",
+            f"{name!r} is not a valid dataset name: use 1 to 200 ASCII letters, digits, '.', "
+            "'_', '-' or '/', starting with a letter or digit.",
             hint="For example 'customers' or 'churn/train'.",
         )
     return name
@@ -119,11 +119,13 @@ def find_version(conn: sa.Connection, project_id: str, ref: str) -> DatasetVersi
     name, selector = parse_ref(ref)
     ds = _dataset_row(conn, project_id, name)
     if ds is None:
-        known = [d.name for d in list_datasets(conn, project_id)][:10]
+        known = [d.name for d in list_datasets(conn, project_id)]
+        shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
         raise NotFoundError(
             f"There is no dataset named {name!r}"
-            + (f"; datasets: {', '.join(known)}." if known else " (this project has none yet)."),
-            hint="Add one with `conveyor data add NAME PATH`.",
+            + (f"; datasets: {shown}." if known else " (this project has none yet)."),
+            hint="Add one with `conveyor data add NAME PATH` (cv.data.add from Python); list "
+            "them with `conveyor data list`.",
         )
     query = (
         sa.select(*_version_columns())
