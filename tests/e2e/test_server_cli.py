@@ -557,6 +557,10 @@ def test_pipeline_runs_logs_and_schedules_are_read_through_the_server(
     started = cli(tmp_path, editor, "pipeline", "run", "flows.py:numbers")
     assert started.returncode == 1
     assert "is defined in a file" in started.stderr  # the server runs installed packages
+    assert "Running" not in started.stderr  # refused before saying it runs
+    missing = cli(tmp_path, editor, "pipeline", "run", "not_installed.flows:numbers")
+    assert missing.returncode == 1
+    assert "--pipelines" in missing.stderr
     resumed = cli(tmp_path, editor, "pipeline", "resume", run_id[-8:])
     assert resumed.returncode == 1
     assert "is not in a package this server runs pipelines from" in resumed.stderr

@@ -124,6 +124,7 @@ def run_(
       conveyor pipeline run pipelines.churn:train -p n_estimators=300\n
       conveyor pipeline run flows.py:train --executor inline --no-cache
     """
+    from conveyor.core.errors import NotFoundError
     from conveyor.pipelines.engine import PipelineFailed
     from conveyor.pipelines.loader import load_pipeline
     from conveyor.store.workspace import use_workspace
@@ -131,9 +132,25 @@ def run_(
     ws = use_workspace(workspace_for(ctx), default=True)
     failed = None
     with _prints_to_stderr(as_json):
-        pipeline = load_pipeline(reference)
+        try:
+            pipeline = load_pipeline(reference)
+        except NotFoundError as e:
+            if ws.remote is None:
+                raise
+            raise NotFoundError(
+                e.message,
+                hint="Through a team server, the pipeline's package must be importable here "
+                "too (pip install it, or run from the folder that holds it), and allowed on "
+                "the server (conveyor server --pipelines PKG).",
+            ) from None
         params = parse_params(pipeline, param or [])
-        err_console.print(f"Running [bold]{escape(pipeline.name)}[/] on {escape(executor)} ...")
+        where = escape(executor)
+        if ws.remote is not None:
+            from conveyor.pipelines.remote import check_installed_here
+
+            check_installed_here(pipeline)  # refused before anything is said to be running
+            where = f"the team server ({where})"
+        err_console.print(f"Running [bold]{escape(pipeline.name)}[/] on {where} ...")
         try:
             run = pipeline.run(
                 executor=executor, cache=not no_cache, workspace=ws, progress=_printer(), **params

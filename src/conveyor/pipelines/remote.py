@@ -18,6 +18,7 @@ from conveyor.store.workspace import Workspace
 
 __all__ = [
     "cancel",
+    "check_installed_here",
     "create_schedule",
     "delete_schedule",
     "get_run",
@@ -149,13 +150,13 @@ def run_on_server(
     """Run ``pipeline`` on the server's host (its package installed there) and follow it
     until it ends, telling ``progress`` of each step's changes as a local run does; Ctrl-C
     cancels it. Raises :class:`PipelineFailed` when it does not succeed, as embedded."""
-    _check_installed_here(pipeline)
+    check_installed_here(pipeline)
     _check_json(params)
     body = {"pipeline": pipeline.entrypoint, "params": params, "executor": executor, "cache": cache}
     return _start_and_follow(ws, ("pipeline-runs",), body, pipeline.name, progress)
 
 
-def _check_installed_here(pipeline: Any) -> None:
+def check_installed_here(pipeline: Any) -> None:
     """Refuse a pipeline defined in a file or a script: the server imports packages only."""
     from conveyor.core.modules import FILE_MODULE_PREFIX
 
@@ -265,7 +266,7 @@ def create_schedule(
 ) -> Any:
     """Store a schedule on the server: the scheduler on its host starts the runs, each
     acting as you with the role you hold when it is due."""
-    _check_installed_here(pipeline)
+    check_installed_here(pipeline)
     _check_json(params)
     client, path = _path(ws, "schedules")
     body = {
