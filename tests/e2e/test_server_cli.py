@@ -795,7 +795,9 @@ def test_an_installed_pipeline_runs_on_the_server_and_is_followed_from_here(
     assert "120 is too big" in failed.stdout + failed.stderr
     fixed = REMOTE_FLOW.replace("if y > 100:", "if y > 1000:")
     (server.root / "remote_flow.py").write_text(fixed)  # the host's code, fixed
-    resumed = cli(tmp_path, editor, "pipeline", "resume", json.loads(failed.stdout)["id"])
+    resumed = cli(  # without the cache: still the run's own finished steps
+        tmp_path, editor, "pipeline", "resume", json.loads(failed.stdout)["id"], "--no-cache"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"double\s+CACHED\s+from \w{6}", resumed.stderr), resumed.stderr
     assert re.search(r"check\s+SUCCEEDED", resumed.stderr), resumed.stderr

@@ -375,6 +375,14 @@ def resume(
     executor: Annotated[
         str | None, typer.Option("--executor", "-e", help="Default: the run's own.")
     ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Reuse only this run's finished steps, not what other runs cached (as a run "
+            "started with --no-cache wants).",
+        ),
+    ] = False,
 ) -> None:
     """Run a failed run again from where it failed, reusing the steps that finished."""
     from conveyor.pipelines.engine import PipelineFailed
@@ -383,7 +391,9 @@ def resume(
 
     ws = use_workspace(workspace_for(ctx), default=True)
     try:
-        run = resume_run(run_id, executor=executor, workspace=ws, progress=_printer())
+        run = resume_run(
+            run_id, executor=executor, workspace=ws, progress=_printer(), cache=not no_cache
+        )
     except PipelineFailed as e:
         _report(e.run, False)
         raise typer.Exit(1) from None

@@ -350,7 +350,11 @@ def main() -> int:
             from conveyor.pipelines.service import resume
 
             resume(
-                job["resume"], executor=job["executor"], pipeline=pipeline, new_run_id=job["run_id"]
+                job["resume"],
+                executor=job["executor"],
+                pipeline=pipeline,
+                new_run_id=job["run_id"],
+                cache=bool(job.get("cache", True)),
             )
         else:
             run_pipeline(

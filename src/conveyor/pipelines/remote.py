@@ -183,12 +183,17 @@ def _check_json(params: dict[str, Any]) -> None:
 
 
 def resume_on_server(
-    ws: Workspace, run_id: str, *, executor: str | None = None, progress: Any = None
+    ws: Workspace,
+    run_id: str,
+    *,
+    executor: str | None = None,
+    progress: Any = None,
+    cache: bool = True,
 ) -> PipelineRun:
     """Resume a FAILED or KILLED run on the server's host (its pipeline installed there),
     following it as :func:`run_on_server` does; returns the new run."""
     old = get_run(ws, run_id)
-    body = {"executor": executor}
+    body = {"executor": executor, "cache": cache}
     return _start_and_follow(ws, ("pipeline-runs", old.id, "resume"), body, old.pipeline, progress)
 
 

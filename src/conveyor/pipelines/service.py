@@ -149,7 +149,7 @@ def resume(
 
         if pipeline is not None or new_run_id is not None:
             raise needs_the_store("Resuming a run with a pipeline of this session")
-        return resume_on_server(ws, run_id, executor=executor, progress=progress)
+        return resume_on_server(ws, run_id, executor=executor, progress=progress, cache=cache)
     old = get_run(run_id, workspace=ws)
     gone = abandoned(old)
     if gone is not None:

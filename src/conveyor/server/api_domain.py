@@ -1138,6 +1138,7 @@ async def start_pipeline_run(
 
 class PipelineResume(BaseModel):
     executor: str | None = Field(default=None, max_length=40, description="default: the run's")
+    cache: bool = Field(default=True, description="false: reuse only this run's finished steps")
     run_id: str | None = Field(default=None, pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
@@ -1165,7 +1166,7 @@ async def resume_pipeline_run(
         )
     executor = body.executor or old.executor
     launch.check_executor(executor, launch=True)
-    job = {"reference": old.entrypoint, "resume": old.id}
+    job = {"reference": old.entrypoint, "resume": old.id, "cache": body.cache}
     return await _launch(call, job, executor, body.run_id)
 
 
