@@ -306,6 +306,12 @@ def diff(
     if as_json:
         console.print_json(json.dumps(d.to_dict()))
         return
+    name_a, name_b = (ref.rpartition("@")[0] or ref for ref in (d.a, d.b))
+    if name_a != name_b:
+        err_console.print(
+            f"[yellow]Note:[/yellow] comparing versions of two datasets, {escape(name_a)} and "
+            f"{escape(name_b)}."
+        )
     console.print(
         f"{escape(d.a)} -> {escape(d.b)}: {len(d.added)} added, {len(d.removed)} removed, "
         f"{len(d.changed)} changed, {d.unchanged} unchanged"
@@ -332,7 +338,8 @@ def diff(
             f"[yellow]~ column {escape(col)}[/yellow]: {escape(old_t)} -> {escape(new_t)}"
         )
     if d.rows != (None, None):
-        console.print(f"rows: {d.rows[0]} -> {d.rows[1]}")
+        before, after = (f"{n:,}" if n is not None else "not a table" for n in d.rows)
+        console.print(f"rows: {before} -> {after}")
     if d.shifts:
         table = Table("column", "statistic", "before", "after", "change")
         for s in d.shifts:

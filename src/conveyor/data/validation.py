@@ -151,7 +151,7 @@ def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSc
     except yaml.YAMLError as e:
         raise InvalidArgumentError(
             f"Cannot read {source} as a pandera schema: it is not valid YAML: "
-            + " ".join(str(e).split()),
+            + _sentence(" ".join(str(e).split())),
             hint=hint,
         ) from e
     problem = _schema_problem(parsed, pa.Check)
@@ -166,9 +166,14 @@ def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSc
     except Exception as e:  # pandera raises many kinds; all mean "does not parse"
         raise InvalidArgumentError(
             f"Cannot read {source} as a pandera schema: {type(e).__name__}: "
-            + " ".join(str(e).split()),
+            + _sentence(" ".join(str(e).split())),
             hint=hint,
         ) from e
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending with a full stop, so that the hint after it reads as a new sentence."""
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 #: What pandera's YAML may hold at its top, and for a column besides its checks. pandera
