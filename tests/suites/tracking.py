@@ -149,6 +149,18 @@ class TrackingSuite:
         assert [(p.step, p.value) for p in cv.get_metric_history(run.id, "a")] == [(7, 2.0)]
         assert cv.get_run(run.id).status is cv.RunStatus.FINISHED
 
+    def test_the_experiment_comes_from_conveyor_experiment_unless_empty(
+        self, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CONVEYOR_EXPERIMENT", "from-env")
+        with cv.start_run() as named:
+            pass
+        monkeypatch.setenv("CONVEYOR_EXPERIMENT", "")
+        with cv.start_run() as unnamed:
+            pass
+        assert cv.get_run(named.id).experiment == "from-env"
+        assert cv.get_run(unnamed.id).experiment == "default"
+
     def test_a_nul_character_is_refused_where_it_is_logged(self, ws: Workspace) -> None:
         with pytest.raises(InvalidArgumentError, match="NUL"):
             cv.start_run(experiment="e", name="r\x00n")

@@ -183,8 +183,9 @@ class Tracker:
             parent = outer
         parent_id, parent_experiment = self._parent(parent)
         if experiment is None:
-            experiment = parent_experiment or os.environ.get(
-                "CONVEYOR_EXPERIMENT", DEFAULT_EXPERIMENT
+            # (an empty CONVEYOR_EXPERIMENT is unset, as for every CONVEYOR_* variable)
+            experiment = (
+                parent_experiment or os.environ.get("CONVEYOR_EXPERIMENT") or DEFAULT_EXPERIMENT
             )
         exp = self.store.experiment(experiment)
         checked_tags = {
