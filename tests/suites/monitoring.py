@@ -266,6 +266,10 @@ class MonitoringSuite:
             cv.monitoring.alert_rule("watch", "drift.share_drifted is big", workspace=ws)
         with pytest.raises(cv.InvalidArgumentError, match="Cannot notify"):
             cv.monitoring.alert_rule("watch", "rows < 10", notify=["email:me"], workspace=ws)
+        typo = cv.monitoring.alert_rule("watch", "drift.share_drifed > 0.3", workspace=ws)
+        assert "no number at drift.share_drifed" in typo["warning"]
+        assert "drift.share_drifted" in typo["warning"]  # what it has, to pick from
+        assert "warning" not in cv.monitoring.alert_rule("watch", "rows < 5", workspace=ws)
 
     def test_the_cooldown_counts_from_the_last_notification(
         self, ws: Workspace, served: dict[str, Any]

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.context import workspace_for
-from conveyor.cli.output import console
+from conveyor.cli.output import console, err_console
 
 monitor_app = typer.Typer(
     help="Monitoring: data drift between a reference sample (say, the training data) and a "
@@ -361,6 +361,8 @@ def alert(
         f"Rule on {escape(name)}: {escape(rule['expression'])} -> "
         f"{escape(', '.join(rule['notify']))} (cooldown {rule['cooldown_seconds']} s)"
     )
+    if rule.get("warning"):
+        err_console.print(f"[yellow]Warning:[/yellow] {escape(rule['warning'])}")
 
 
 alerts_app = typer.Typer(

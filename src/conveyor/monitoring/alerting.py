@@ -38,7 +38,15 @@ from conveyor.store.metadata.schema import alert_rules, alerts, monitors
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 
-__all__ = ["add_rule", "close_alert", "evaluate_rules", "list_alerts", "lookup", "parse_rule"]
+__all__ = [
+    "add_rule",
+    "close_alert",
+    "evaluate_rules",
+    "list_alerts",
+    "lookup",
+    "number_fields",
+    "parse_rule",
+]
 
 log = logging.getLogger("conveyor.alerts")
 
@@ -105,6 +113,18 @@ def lookup(result: dict[str, Any], path: list[str]) -> float | None:
     if isinstance(node, bool):
         return float(node)
     return float(node) if isinstance(node, int | float) else None
+
+
+def number_fields(result: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted paths of ``result`` that hold a number (what a rule can read)."""
+    found: list[str] = []
+    for key, value in result.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found += number_fields(value, f"{path}.")
+        elif isinstance(value, int | float):
+            found.append(path)
+    return found
 
 
 def add_rule(

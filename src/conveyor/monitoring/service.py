@@ -615,10 +615,34 @@ class MonitorService:
         cooldown: str | timedelta = "6h",
         notify: _list[str] | None = None,
     ) -> dict[str, Any]:
-        """Add a rule to monitor ``name``: e.g. ``drift.share_drifted > 0.3``."""
-        from conveyor.monitoring.alerting import add_rule
+        """Add a rule to monitor ``name``: e.g. ``drift.share_drifted > 0.3``.
 
-        return add_rule(self.ws, self.get(name)["id"], expression, cooldown=cooldown, notify=notify)
+        When the monitor has run and its last result has no number at the rule's field (a
+        misspelt field, most often), the rule is still added, with a ``warning`` that says
+        so and lists the fields that result has.
+        """
+        from conveyor.monitoring.alerting import add_rule, lookup, number_fields, parse_rule
+
+        rule = add_rule(self.ws, self.get(name)["id"], expression, cooldown=cooldown, notify=notify)
+        last = self.results(name, limit=1)
+        if last:
+            result = last[0].to_dict()
+            path = parse_rule(expression)[0]
+            if lookup(result, path) is None:
+                import difflib
+
+                field = ".".join(path)
+                fields = sorted(number_fields(result))
+                close = difflib.get_close_matches(field, fields, n=3, cutoff=0.6)
+                listed = close or fields[:12]
+                rule["warning"] = (
+                    f"The last result of {name} has no number at {field}: the rule holds only "
+                    "once a result has one. "
+                    + ("Did you mean " if close else "Fields it has: ")
+                    + ", ".join(listed)
+                    + ("?" if close else " ..." if len(fields) > 12 else ".")
+                )
+        return rule
 
     def alerts(self, *, status: str | None = None) -> _list[dict[str, Any]]:
         """Alerts of the project's monitors, newest first (``status``: open, acknowledged,
