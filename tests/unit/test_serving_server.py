@@ -440,7 +440,9 @@ def test_batch_output_mistakes_write_and_log_nothing_and_no_rows_still_write_a_f
     empty = tmp_path / "empty.parquet"
     done = cv.predict("churn@champion", X[:0], output=empty, workspace=ws)
     assert done.rows == 0
-    assert pd.read_parquet(empty).empty
+    written = pd.read_parquet(empty)
+    assert written.empty
+    assert list(written.columns) == [*X.columns, "prediction_id", "prediction"]  # as with rows
 
 
 def test_a_model_with_feature_references_takes_entity_keys(ws: Workspace) -> None:

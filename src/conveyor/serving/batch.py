@@ -56,9 +56,9 @@ class BatchPrediction:
 
 def _chunks(
     ws: Workspace, data: Any, chunk_rows: int
-) -> tuple[Iterator[pd.DataFrame], int | None, str, tuple[ObjectRef, str] | None]:
-    """Return (chunks, total rows if known, a description of the input, and for a dataset
-    version its lineage node and reference)."""
+) -> tuple[Iterator[pd.DataFrame], int | None, str, tuple[ObjectRef, str] | None, pa.Schema]:
+    """Return (chunks, total rows if known, a description of the input, for a dataset
+    version its lineage node and reference, and the input's columns as an Arrow schema)."""
     if isinstance(data, pd.DataFrame):
         frame = data
         return (
@@ -66,6 +66,7 @@ def _chunks(
             len(frame),
             f"a DataFrame of {len(frame):,} rows",
             None,
+            pa.Schema.from_pandas(frame.head(0), preserve_index=False),
         )
     if isinstance(data, pa.Table):
         return _chunks(ws, data.to_pandas(), chunk_rows)
@@ -103,7 +104,7 @@ def _chunks(
             for batch in pf.iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
 
-    return stream(), total, text, lineage
+    return stream(), total, text, lineage, parquet[0].schema_arrow
 
 
 def _check_can_record(ws: Workspace) -> None:
@@ -234,7 +235,7 @@ def predict_batch(
     models = model_service(ws)
     loaded = models.load(ref, trust=trust)
     version = loaded.version
-    chunks, total, described, input_ref = _chunks(ws, data, chunk_rows)
+    chunks, total, described, input_ref, input_schema = _chunks(ws, data, chunk_rows)
     if log_predictions:
         from conveyor.serving import log_uri
 
@@ -311,9 +312,9 @@ def predict_batch(
                 progress(done, total)
         if temp is not None and writer is None:  # no rows: the file still says so
             temp.parent.mkdir(parents=True, exist_ok=True)
-            empty = pa.table(
-                {"prediction_id": pa.array([], pa.string()), "prediction": pa.array([])}
-            )
+            empty = input_schema.empty_table()
+            empty = empty.append_column("prediction_id", pa.array([], pa.string()))
+            empty = empty.append_column("prediction", pa.array([]))
             pq.write_table(empty, temp)
         if writer is not None:
             writer.close()
