@@ -237,6 +237,19 @@ class ModelsSuite:
         }
         with pytest.raises(PermissionDeniedError, match="second person"):
             cv.models.approve(request.id)
+        for disguise in ("ada ", "ADA"):  # the requester under another spelling
+            other = cv.Workspace.from_settings(
+                ws.settings.root,
+                project="models",
+                store_uri=ws.settings.store_uri,
+                artifact_uri=ws.settings.artifact_uri,
+                actor=disguise,
+            )
+            try:
+                with pytest.raises(PermissionDeniedError, match="second person"):
+                    cv.models.approve(request.id, workspace=other)
+            finally:
+                other.close()
         decided = cv.models.approve(request.id, comment="ok", workspace=bob)
         assert (decided.status, decided.decided_by) == ("approved", "bob")
         assert cv.models.get("churn@champion").version == 2

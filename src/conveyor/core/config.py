@@ -255,7 +255,7 @@ def load_settings(root: Path | str | None = None, **overrides: Any) -> Settings:
         else "",
         online_uri=_normalize_online_uri(settings.online_uri, state),
         log_uri=normalize_artifact_uri(settings.log_uri or str(state / "logs"), root_path),
-        actor=settings.actor or default_actor(),
+        actor=settings.actor.strip() or default_actor(),  # " ada" is ada, in every record
     )
 
 

@@ -956,12 +956,13 @@ class ModelService:
         if principal is not None:
             # A team server's caller: the approver role in the project decides.
             require_role(self._project_id(), "approver", "decide promotion requests")
-        elif approvers and actor not in approvers:
+        elif approvers and _same_person(actor) not in {_same_person(a) for a in approvers}:
             raise PermissionDeniedError(
                 f"{actor!r} is not an approver of this project; approvers: {', '.join(approvers)}.",
-                hint="Ask an approver, or change `approvers` in conveyor.toml.",
+                hint="Ask one of them to decide it.",
             )
-        if request is not None and request.requested_by == actor:
+        # One person under another spelling ("Ada", "ada ") is still the requester.
+        if request is not None and _same_person(request.requested_by) == _same_person(actor):
             raise PermissionDeniedError(
                 f"{actor!r} requested {request.id} and so cannot decide it: a second person "
                 "approves.",
@@ -1421,3 +1422,9 @@ def _check_override(request: PromotionRequest, comment: str, override: bool) -> 
             f"Approving {request.id} over its failed checks ({failed}) needs a comment saying why.",
             hint="Pass comment=... (`-m WHY` on the command line); it goes in the audit log.",
         )
+
+
+def _same_person(name: str) -> str:
+    """An actor name as compared for "a second person approves": spaces and case aside."""
+    return name.strip().casefold()
+
