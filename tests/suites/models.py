@@ -440,6 +440,12 @@ class ModelsSuite:
         check = next(c for c in worse.checks if c["name"] == "evaluation")
         assert check["status"] == "failed"
         assert "roc_auc 0.5 vs" in check["detail"]
+        cv.models.withdraw(worse.id)
+        # A newer evaluation of another kind does not turn the failed comparison into a skip.
+        cv.models.evaluate("churn/2", "cancer@1", target="target", task="regression")
+        again = cv.models.request_promotion("churn/2", "champion")
+        check = next(c for c in again.checks if c["name"] == "evaluation")
+        assert (check["status"], "roc_auc 0.5 vs" in check["detail"]) == ("failed", True)
 
     def test_the_evaluation_check_compares_one_metric_on_both_sides(
         self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series]

@@ -746,27 +746,27 @@ class ModelService:
             return _check(
                 "evaluation", "passed", f"{name} {_fmt(value)} on {mine[0].dataset}; no holder"
             )
-        theirs: dict[str, Evaluation] = {}
-        for e in self.evaluations(holder.ref):  # newest first: keep each dataset's newest
-            theirs.setdefault(e.dataset, e)
-        shared = [e for e in mine if e.dataset in theirs and e.dataset != "<frame>"]
-        if not shared:
+        # Like with like: the same dataset version, target and task. A newer evaluation of
+        # another kind (another task, say) does not hide a comparable one that fails.
+        theirs: dict[tuple[str, str, str], Evaluation] = {}
+        for e in self.evaluations(holder.ref):  # newest first: keep each kind's newest
+            theirs.setdefault((e.dataset, e.target, e.task), e)
+        pairs = [
+            (e, theirs[key])
+            for e in mine
+            if e.dataset != "<frame>" and (key := (e.dataset, e.target, e.task)) in theirs
+        ]
+        compared = [(o, t, m) for o, t in pairs if (m := _shared(o, t)) is not None]
+        if not compared:
             return _check(
                 "evaluation",
                 "skipped",
-                f"no dataset version both {candidate.ref} and {holder.ref} were evaluated on",
+                f"no dataset version, target and task both {candidate.ref} and {holder.ref} were "
+                "evaluated on with a metric both have",
             )
-        ours, other = shared[0], theirs[shared[0].dataset]
-        name, higher = PRIMARY_METRIC[ours.task]
-        if ours.metrics.get(name) is None or other.metrics.get(name) is None:
-            name = "accuracy"  # e.g. a classifier without probabilities has no ROC AUC
-        value, held = ours.metrics.get(name), other.metrics.get(name)
-        if value is None or held is None or ours.task != other.task:
-            return _check(
-                "evaluation",
-                "skipped",
-                f"no metric both versions have on {ours.dataset} to compare",
-            )
+        ours, other, name = compared[0]  # the candidate's newest comparable evaluation
+        higher = PRIMARY_METRIC[ours.task][1] if name != "accuracy" else True
+        value, held = float(ours.metrics[name] or 0.0), float(other.metrics[name] or 0.0)
         better = value >= held if higher else value <= held
         detail = (
             f"{name} {_fmt(value)} vs {_fmt(held)} for {holder.ref} on {ours.dataset} "
@@ -1428,3 +1428,12 @@ def _same_person(name: str) -> str:
     """An actor name as compared for "a second person approves": spaces and case aside."""
     return name.strip().casefold()
 
+
+def _shared(ours: Evaluation, other: Evaluation) -> str | None:
+    """The metric a promotion check compares between two evaluations of one kind: the
+    task's primary one, or accuracy (a classifier without probabilities has no ROC AUC)."""
+    name = PRIMARY_METRIC[ours.task][0]
+    for candidate in (name, "accuracy"):
+        if ours.metrics.get(candidate) is not None and other.metrics.get(candidate) is not None:
+            return candidate
+    return None
