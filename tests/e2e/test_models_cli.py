@@ -171,6 +171,12 @@ def test_predict_a_csv_and_refuse_a_bad_one(project: Path) -> None:
     refused = cli(project, "models", "predict", "churn/1", "bad.csv", ok=False)
     assert refused.returncode != 0
     assert "column 'mean radius': missing" in refused.stderr
+    before = (project / "rows.csv").read_bytes()
+    onto = cli(project, "models", "predict", "churn/1", "rows.csv", "-o", "rows.csv", ok=False)
+    assert "is the input file" in onto.stderr
+    assert (project / "rows.csv").read_bytes() == before
+    nowhere = cli(project, "models", "predict", "churn/1", "rows.csv", "-o", "no/p.csv", ok=False)
+    assert "does not exist" in nowhere.stderr
 
 
 def test_evaluate_then_write_the_card(project: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,3 +81,18 @@ def test_diff_lists_removed_added_and_changed_inputs() -> None:
         "input 'plan' removed",
         "input age: int64 -> age: float64",
     ]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_the_cli_reads_text_columns_of_a_file_as_text(tmp_path: Path, suffix: str) -> None:
+    from conveyor.cli.models import _read_rows
+
+    signature = Signature((ColumnSpec("zip", "string"), ColumnSpec("n", "int64")))
+    path = tmp_path / f"rows{suffix}"
+    if suffix == ".csv":
+        path.write_text("zip,n\n01234,1\n")
+    else:
+        path.write_text('{"zip": "01234", "n": 1}\n')
+    frame = _read_rows(path, suffix, signature)
+    assert frame["zip"].tolist() == ["01234"]
+    assert signature.prepare(frame)["zip"].tolist() == ["01234"]

@@ -431,28 +431,48 @@ def predict(
 
     import pandas as pd
 
-    from conveyor.core.errors import InvalidArgumentError
+    from conveyor.core.errors import ConveyorError, InvalidArgumentError
 
     source = Path(input_path)
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": _read_jsonl}
-    reader = readers.get(source.suffix.lower())
-    if reader is None:
+    suffix = source.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".jsonl"):
         raise InvalidArgumentError(
             f"Cannot read {source}: expected a .csv, .parquet or .jsonl file."
         )
     if not source.is_file():
         raise InvalidArgumentError(f"{source} does not exist or is not a file.")
     written = (".csv", ".parquet", *(f".csv{z}" for z in (".gz", ".bz2", ".zip", ".xz", ".zst")))
-    if output is not None and not output.lower().endswith(written):
-        raise InvalidArgumentError(
-            f"Cannot write predictions to {output}: expected a .csv or .parquet file name "
-            "(.csv.gz and other compressed CSV too)."
-        )
-    frame = reader(source)
+    if output is not None:
+        if not output.lower().endswith(written):
+            raise InvalidArgumentError(
+                f"Cannot write predictions to {output}: expected a .csv or .parquet file name "
+                "(.csv.gz and other compressed CSV too)."
+            )
+        if Path(output).resolve() == source.resolve():
+            raise InvalidArgumentError(
+                f"The output {output} is the input file: writing it would replace the rows "
+                "with their predictions.",
+                hint="Name another file with -o.",
+            )
+        if not Path(output).resolve().parent.is_dir():
+            raise InvalidArgumentError(
+                f"Cannot write {output}: the folder {Path(output).parent} does not exist."
+            )
     ws, svc = _service(ctx)
     with ws:
         loaded = svc.load(ref, trust=trust)
-        values = loaded.predict_proba(frame) if proba else loaded.predict(frame)
+        frame = _read_rows(source, suffix, loaded.signature)
+        try:
+            values = loaded.predict_proba(frame) if proba else loaded.predict(frame)
+        except ConveyorError:
+            raise
+        except Exception as e:  # the model's own code failed on these rows
+            raise InvalidArgumentError(
+                f"{loaded.version.ref} failed to predict the rows of {source}: "
+                f"{type(e).__name__}: {e}",
+                hint="Check the rows against `conveyor models show "
+                f"{loaded.version.ref}` (its signature and input example).",
+            ) from e
     result = pd.DataFrame(values)
     if proba:
         classes = loaded.version.info.get("classes")
@@ -471,10 +491,21 @@ def predict(
         console.print(f"Wrote {len(result):,} predictions to {escape(output)}.")
 
 
-def _read_jsonl(path: Any) -> Any:
+def _read_rows(source: Any, suffix: str, signature: Any) -> Any:
+    """Read the rows of ``source``; columns the signature takes as text are read as text
+    (a CSV's "01234" stays "01234", not the number 1234)."""
     import pandas as pd
 
-    return pd.read_json(path, lines=True)
+    text = {
+        c.name
+        for c in (signature.inputs if signature is not None else ())
+        if c.name is not None and c.dtype in ("string", "str", "object")
+    }
+    if suffix == ".parquet":
+        return pd.read_parquet(source)
+    if suffix == ".jsonl":
+        return pd.read_json(source, lines=True, dtype={c: str for c in text} or None)
+    return pd.read_csv(source, dtype={c: str for c in text} or None)
 
 
 @models_app.command("evaluate")
