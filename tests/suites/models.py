@@ -397,6 +397,22 @@ class ModelsSuite:
             (ObjectRef("model_version", mv.id), "evaluates")
         ]
 
+    def test_a_model_trained_on_arrays_is_evaluated_with_slice_columns_aside(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series]
+    ) -> None:
+        X, y = cancer
+        cv.data.add("cancer", self.labelled(cancer))
+        arrays = LogisticRegression(max_iter=5000).fit(X.to_numpy(), y.to_numpy())
+        cv.models.log(arrays, "tensors", input_example=X.to_numpy()[:3])
+        ev = cv.models.evaluate(
+            "tensors/1", "cancer@1", target="target", slices="region", sensitive="gender"
+        )
+        assert sorted(s["value"] for s in ev.slices["region"]) == ["north", "south"]
+        gappy = self.labelled(cancer).astype({"target": "float64"})
+        gappy.loc[:9, "target"] = np.nan
+        with pytest.raises(InvalidArgumentError, match="no value on 10 of 569 rows"):
+            cv.models.evaluate("tensors/1", gappy.drop(columns=["gender"]), target="target")
+
     def test_a_regression_is_scored_with_regression_metrics(self, ws: Workspace) -> None:
         from sklearn.datasets import load_diabetes
         from sklearn.linear_model import LinearRegression

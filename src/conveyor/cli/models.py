@@ -522,6 +522,10 @@ def evaluate(
         list[str] | None,
         typer.Option("--sensitive", help="Report group fairness across this column."),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="classification or regression (default: told from the model)."),
+    ] = None,
     no_importance: Annotated[
         bool, typer.Option("--no-importance", help="Skip permutation feature importance.")
     ] = False,
@@ -539,6 +543,7 @@ def evaluate(
             target=target,
             slices=slices,
             sensitive=sensitive,
+            task=task,
             importance=not no_importance,
             trust=trust,
         )

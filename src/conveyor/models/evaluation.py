@@ -204,6 +204,8 @@ def compute_evaluation(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Return the evaluation's values: task, rows, metrics, slices, fairness, importance."""
+    slices = [slices] if isinstance(slices, str) else slices  # one column, not its letters
+    sensitive = [sensitive] if isinstance(sensitive, str) else sensitive
     if target not in frame.columns:
         raise InvalidArgumentError(
             f"The data has no target column {target!r}; columns: "
@@ -217,8 +219,21 @@ def compute_evaluation(
             )
     if frame.empty:
         raise InvalidArgumentError("Cannot evaluate on an empty table.")
+    unlabelled = int(frame[target].isna().sum())
+    if unlabelled:
+        raise InvalidArgumentError(
+            f"The target column {target!r} has no value on {unlabelled:,} of {len(frame):,} "
+            "rows: every row evaluated needs its label.",
+            hint="Drop those rows first (frame.dropna(subset=[target])), or add a version "
+            "without them.",
+        )
     y = frame[target].to_numpy()
-    x = frame.drop(columns=[target])
+    # Slice and sensitive columns the model does not take are for grouping only: a model
+    # with tensor inputs would otherwise get them as features.
+    signature = loaded.version.signature
+    inputs = {c.name for c in signature.inputs} if signature is not None else set(frame.columns)
+    grouping = [c for c in (*(slices or []), *(sensitive or [])) if c not in inputs]
+    x = frame.drop(columns=list(dict.fromkeys([target, *grouping])))
     classes = loaded.version.info.get("classes")
     classes = np.asarray(classes) if classes else None
     has_proba = classes is not None or loaded.version.info.get("has_predict_proba", False)
