@@ -287,6 +287,20 @@ class ModelsSuite:
         assert cv.models.request(older.id, workspace=bob).status == "pending"
         cv.models.reject(older.id, comment="superseded", workspace=bob)
 
+    def test_a_deferred_request_moves_the_alias_when_its_requester_uses_it(
+        self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        cv.models.log(forest, "churn")
+        cv.models.log(forest, "churn")
+        cv.models.set_alias("churn", "production", 1)
+        cv.models.require_approval("churn", ["production"])
+        request = cv.models.request_promotion("churn/2", "production", deferred=True)
+        cv.models.approve(request.id, workspace=bob)
+        assert cv.models.get("churn@production").version == 1  # approved, not moved yet
+        cv.models.set_alias("churn", "production", 2, request_id=request.id)
+        assert cv.models.get("churn@production").version == 2
+        assert [r.id for r in cv.models.requests("churn", status="applied")] == [request.id]
+
     def test_a_rejected_request_leaves_the_alias(
         self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
     ) -> None:

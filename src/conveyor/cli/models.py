@@ -378,7 +378,10 @@ def requests(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Only this model's requests.")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="pending, approved or rejected.")
+        str | None,
+        typer.Option(
+            "--status", help="pending, approved, rejected, withdrawn or applied (deferred, used)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

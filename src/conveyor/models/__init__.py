@@ -144,10 +144,16 @@ def input_example(ref: str, *, workspace: Workspace | None = None) -> Any:
 
 
 def set_alias(
-    name: str, alias: str, version: int, *, workspace: Workspace | None = None
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    request_id: str | None = None,
+    workspace: Workspace | None = None,
 ) -> AliasMove:
-    """Point ``alias`` at ``version`` atomically; the previous holder is recorded."""
-    return _svc(workspace).set_alias(name, alias, version)
+    """Point ``alias`` at ``version`` atomically; the previous holder is recorded. A protected
+    alias moves with the approved deferred request ``request_id`` (see request_promotion)."""
+    return _svc(workspace).set_alias(name, alias, version, request_id=request_id)
 
 
 def delete_alias(name: str, alias: str, *, workspace: Workspace | None = None) -> AliasMove:

@@ -907,9 +907,10 @@ class ModelService:
             .order_by(promotion_requests.c.requested_at.desc(), promotion_requests.c.id.desc())
         )
         if status is not None:
-            if status not in ("pending", "approved", "rejected", "withdrawn"):
+            if status not in ("pending", "approved", "rejected", "withdrawn", "applied"):
                 raise InvalidArgumentError(
-                    f"status must be pending, approved, rejected or withdrawn; got {status!r}."
+                    "status must be pending, approved, rejected, withdrawn or applied (a "
+                    f"deferred request used); got {status!r}."
                 )
             query = query.where(promotion_requests.c.status == status)
         with self.ws.metadata.read() as conn:
