@@ -179,6 +179,11 @@ def test_predict_a_csv_and_refuse_a_bad_one(project: Path) -> None:
     assert "does not exist" in nowhere.stderr
 
 
+def test_card_and_export_refuse_a_folder_that_does_not_exist(project: Path) -> None:
+    card = cli(project, "models", "card", "churn/1", "-o", "nowhere/card.md", ok=False)
+    assert "the folder nowhere does not exist" in card.stderr
+
+
 def test_evaluate_then_write_the_card(project: Path) -> None:
     ev = json.loads(
         cli(project, "models", "evaluate", "churn/2", "cancer@1", "-t", "target", "--json").stdout

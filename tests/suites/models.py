@@ -287,6 +287,14 @@ class ModelsSuite:
         assert cv.models.request(older.id, workspace=bob).status == "pending"
         cv.models.reject(older.id, comment="superseded", workspace=bob)
 
+    def test_a_signature_given_as_text_is_refused_clearly(
+        self, ws: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        with pytest.raises(InvalidArgumentError, match="signature must be a Signature"):
+            cv.models.log(forest, "churn", signature="n:int")  # type: ignore[arg-type]
+        with pytest.raises(NotFoundError, match=r"no model named 'nope'\. This project has none"):
+            cv.models.get("nope")
+
     def test_a_deferred_request_moves_the_alias_when_its_requester_uses_it(
         self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
     ) -> None:

@@ -396,6 +396,7 @@ def requests(
         console.print("No promotion requests.")
         return
     table = Table("id", "version", "alias", "status", "checks", "requested by", "decided by")
+    table.columns[0].no_wrap = True  # whole: approve takes the id exactly
     for r in found:
         failed = sum(c["status"] == "failed" for c in r.checks)
         table.add_row(
@@ -596,7 +597,13 @@ def card(
         return
     from pathlib import Path
 
+    from conveyor.core.errors import InvalidArgumentError
+
     target = Path(output)
+    if not target.resolve().parent.is_dir():
+        raise InvalidArgumentError(
+            f"Cannot write {output}: the folder {target.parent} does not exist."
+        )
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)

@@ -16,6 +16,7 @@ def convert_and_check(
 ) -> tuple[Any, dict[str, Any]]:
     """Return the ONNX model of ``loaded`` and how its predictions compare on ``example``."""
     try:
+        import onnxruntime
         from skl2onnx import to_onnx
     except ImportError as e:
         raise InvalidArgumentError(
@@ -38,8 +39,6 @@ def convert_and_check(
         raise InvalidArgumentError(
             f"skl2onnx cannot convert this {type(model).__name__}: {e}"
         ) from e
-    import onnxruntime
-
     session = onnxruntime.InferenceSession(
         onnx_model.SerializeToString(), providers=["CPUExecutionProvider"]
     )

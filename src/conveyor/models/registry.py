@@ -58,8 +58,8 @@ def validate_model_name(name: str) -> str:
     """
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
         raise InvalidArgumentError(
-            f"{name!r} is not a valid model name: use 1 to 200 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit.",
+            f"{name!r} is not a valid model name: use 1 to 200 ASCII letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit.",
             hint="For example 'churn' or 'churn-rf'.",
         )
     return name
@@ -121,8 +121,13 @@ def find_model(conn: sa.Connection, project_id: str, name: str) -> Any:
         close = _close(name, known)
         raise NotFoundError(
             f"There is no model named {name!r}"
-            + (f"; did you mean {', '.join(close)}?" if close else "")
-            + (f" Models: {', '.join(known[:10])}." if known else " (this project has none)."),
+            + (f"; did you mean {', '.join(close)}?" if close else ".")
+            + (
+                f" Models: {', '.join(known[:10])}"
+                + (f" and {len(known) - 10} more." if len(known) > 10 else ".")
+                if known
+                else " This project has none."
+            ),
             hint="Register one with cv.models.log(model, name=...).",
         )
     return row

@@ -7,6 +7,7 @@ in :mod:`conveyor.models` call the one of the workspace in use.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -145,6 +146,13 @@ class ModelService:
             )
         if isinstance(signature, dict):
             signature = Signature.from_dict(signature)
+        elif signature is not None and not isinstance(signature, Signature):
+            raise InvalidArgumentError(
+                f"signature must be a Signature (or its dict form); got "
+                f"{type(signature).__name__} {signature!r}.",
+                hint="Leave it out to infer it from input_example, or build one: "
+                "cv.models.infer_signature(X).",
+            )
         example = to_frame_or_array(input_example) if input_example is not None else None
         if example is not None:
             if signature is None:
@@ -282,6 +290,10 @@ class ModelService:
             raise InvalidArgumentError(
                 f"{version.ref} has no input example: the export is checked on it.",
                 hint="Log the model with input_example=X[:5].",
+            )
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise InvalidArgumentError(
+                f"Cannot write {path}: the folder {os.path.dirname(path) or '.'} does not exist."
             )
         from conveyor.models.onnx_export import convert_and_check
 
@@ -535,7 +547,8 @@ class ModelService:
         if alias in model.protected_aliases:
             raise PermissionDeniedError(
                 f"The alias {name}@{alias} is protected and cannot be removed.",
-                hint="Turn protection off first: cv.models.require_approval(name, aliases=[]).",
+                hint=f"Release that alias first: conveyor models protect {name} {alias} --off "
+                f"(cv.models.require_approval({name!r}, [{alias!r}], change='remove')).",
             )
         if alias not in model.aliases:
             raise NotFoundError(f"Model {name!r} has no alias {alias!r}.")
@@ -657,8 +670,8 @@ class ModelService:
             if pending is not None:
                 raise ConflictError(
                     f"{candidate.ref} already has a pending request for @{alias}: {pending}.",
-                    hint=f"Approve or reject it: conveyor models approve {pending} (a request "
-                    "the continuous-training loop made moves the alias after its canary).",
+                    hint=f"Wait for a second person to decide it (conveyor models approve|reject "
+                    f"{pending}), or withdraw it: conveyor models withdraw {pending}.",
                 )
             uow.conn.execute(
                 promotion_requests.insert().values(
