@@ -206,6 +206,11 @@ class ModelsSuite:
             cv.models.get("churn@champion", at="2000-01-01")  # a date: its midnight, UTC
         with pytest.raises(InvalidArgumentError, match="not a time"):
             cv.models.get("churn@champion", at="yesterday")
+        registered = cv.models.get("churn/1").created_at
+        assert cv.models.get("churn", at=registered).version == 1  # newest by then
+        assert cv.models.get("churn").version == 2
+        with pytest.raises(NotFoundError, match="had no version yet"):
+            cv.models.get("churn", at="2000-01-01")
         cv.models.delete_alias("churn", "champion")
         with pytest.raises(NotFoundError, match="has no alias 'champion'"):
             cv.models.get("churn@champion")

@@ -191,13 +191,16 @@ def version_by_id(conn: sa.Connection, version_id: str) -> ModelVersion:
 def find_version(
     conn: sa.Connection, project_id: str, ref: str, *, at: datetime | None = None
 ) -> ModelVersion:
-    """Return the version ``ref`` names; with ``at``, an alias resolves as it stood then."""
+    """Return the version ``ref`` names; with ``at``, an alias resolves as it stood then, and
+    a bare name to the newest version registered by then."""
     name, how, what = parse_ref(ref)
     model = find_model(conn, project_id, name)
     query = sa.select(model_versions).where(model_versions.c.model_id == model.id)
     if how == "version":
         query = query.where(model_versions.c.version == what)
     elif how == "latest":
+        if at is not None:
+            query = query.where(model_versions.c.created_at <= at)
         query = query.order_by(model_versions.c.version.desc()).limit(1)
     elif at is None:
         query = query.join(model_aliases, model_aliases.c.version_id == model_versions.c.id).where(
@@ -218,6 +221,8 @@ def find_version(
             raise NotFoundError(f"The alias {name}@{what} pointed at no version at {at}.")
         query = query.where(model_versions.c.id == moved.version_id)
     row = conn.execute(query).first()
+    if row is None and how == "latest" and at is not None:
+        raise NotFoundError(f"Model {name!r} had no version yet at {at}.")
     if row is None:
         if how == "alias":
             held = _aliases_held(conn, model.id)
