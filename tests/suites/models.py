@@ -553,3 +553,23 @@ class ModelsSuite:
         cv.models.log(forest, "churn")
         assert [k for k, _ in heard] == ["model_version.created", "alias.moved"]
         assert (heard[1][1]["alias"], heard[1][1]["version"]) == ("champion", 1)
+
+    def test_an_approval_tells_subscribers_the_move_with_its_previous_version(
+        self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
+    ) -> None:
+        cv.models.log(forest, "churn")
+        cv.models.log(forest, "churn")
+        cv.models.set_alias("churn", "champion", 1)
+        cv.models.require_approval("churn")
+        request = cv.models.request_promotion("churn/2", "champion")
+        heard: list[dict] = []
+        stop = cv.models.subscribe(  # bob's workspace: the one that moves the alias
+            lambda e: heard.append(e.payload) if e.kind == "alias.moved" else None, workspace=bob
+        )
+        try:
+            cv.models.approve(request.id, workspace=bob)
+        finally:
+            stop()
+        assert [(p["version"], p["previous"], p["request_id"]) for p in heard] == [
+            (2, 1, request.id)
+        ]

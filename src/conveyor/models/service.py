@@ -499,7 +499,14 @@ class ModelService:
                 actor=uow.actor,
                 request_id=request_id,
             )
-        self._emit("alias.moved", target.name, alias=alias, version=target.version)
+        self._emit(
+            "alias.moved",
+            target.name,
+            alias=alias,
+            version=target.version,
+            previous=move.previous,
+            request_id=request_id,
+        )
         return move
 
     def withdraw(self, request_id: str, *, comment: str = "") -> PromotionRequest:
@@ -1004,6 +1011,7 @@ class ModelService:
         overridden = status == "approved" and not request.checks_passed
         if overridden and request.status == "pending":
             _check_override(request, comment, override_checks)
+        previous: int | None = None  # the alias's version before an approval moved it
         with self.ws.metadata.transaction(project_id=self._project_id()) as uow:
             row = registry.find_request(uow.conn, self._project_id(), request_id)
             # Decided only if still pending: of two concurrent decisions, one wins.
@@ -1052,9 +1060,11 @@ class ModelService:
                         "request's checks are out of date.",
                         hint="Reject it, and request the promotion again to re-run the checks.",
                     )
-                registry.move_alias(
+                previous_id = registry.move_alias(
                     uow, row.model_id, row.alias, row.version_id, request_id=request_id
                 )
+                if previous_id:
+                    previous = registry.version_by_id(uow.conn, previous_id).version
             after: dict[str, Any] = {"status": status, "comment": comment}
             if overridden:
                 after["overrode_checks"] = _failed_checks(request)
@@ -1072,7 +1082,14 @@ class ModelService:
             alias=decided.alias,
         )
         if status == "approved" and not decided.deferred:
-            self._emit("alias.moved", decided.model, alias=decided.alias, version=decided.version)
+            self._emit(
+                "alias.moved",
+                decided.model,
+                alias=decided.alias,
+                version=decided.version,
+                previous=previous,
+                request_id=request_id,
+            )
         return decided
 
     # -- model card ------------------------------------------------------------------------
