@@ -292,6 +292,20 @@ class ModelsSuite:
         assert cv.models.request(older.id, workspace=bob).status == "pending"
         cv.models.reject(older.id, comment="superseded", workspace=bob)
 
+    def test_logging_with_an_example_the_model_cannot_predict_warns(
+        self,
+        ws: Workspace,
+        cancer: tuple[pd.DataFrame, pd.Series],
+        forest: RandomForestClassifier,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        X, _ = cancer
+        cv.models.log(forest, "churn", input_example=X.drop(columns=["mean radius"])[:3])
+        assert "cannot predict its own input example" in caplog.text
+        caplog.clear()
+        cv.models.log(forest, "churn", input_example=X[:3])
+        assert "cannot predict" not in caplog.text
+
     def test_a_signature_given_as_text_is_refused_clearly(
         self, ws: Workspace, forest: RandomForestClassifier
     ) -> None:

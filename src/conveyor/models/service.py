@@ -7,6 +7,7 @@ in :mod:`conveyor.models` call the one of the workspace in use.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ from conveyor.store.metadata.schema import (
 from conveyor.store.principal import current_principal, require_role
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_PROTECTED", "ModelService", "model_service"]
 
@@ -1381,7 +1384,16 @@ def _infer_from_example(flavor: Flavor, model: Any, example: Any) -> Signature:
     signature = infer_signature(example)
     try:
         output = flavor.predict(model, example)
-    except Exception:  # noqa: BLE001 - an unfitted or picky model: sign the inputs only
+    except Exception as e:  # noqa: BLE001 - an unfitted or picky model: sign the inputs only
+        # Logged all the same: most often the example is not what the model was trained on
+        # (a column short) or the model is not fitted, and every predict would fail alike.
+        log.warning(
+            "The model cannot predict its own input example (%s: %s); its signature has "
+            "inputs only. Check that the example has the training columns and the model is "
+            "fitted.",
+            type(e).__name__,
+            str(e)[:300],
+        )
         return signature
     return Signature(signature.inputs, infer_signature(example, output).outputs)
 
