@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -779,3 +780,57 @@ def test_a_stored_reference_is_taken_from_the_project_folder_wherever_this_runs(
     assert load_pipeline("ct_pipes.flow:ct", root=project).name == "ct"
     with pytest.raises(NotFoundError):
         load_pipeline("ct_pipes/missing.py:ct", root=project)
+
+
+FLOW = """
+import conveyor as cv
+
+FACTOR = {factor}
+SETTINGS = {{"offsets": {{1, 2}}, "name": "x"}}
+
+def helper(x):
+    return x * FACTOR + {bump}
+
+@cv.step
+def scale(x: int) -> int:
+    return helper(x) + len(SETTINGS["offsets"])
+
+@cv.pipeline
+def flow(x: int = 2):
+    return scale(x)
+"""
+
+
+def _flow(module: str, factor: int, bump: int = 0) -> dict[str, Any]:
+    """The names FLOW defines as module ``module`` would (a fresh namespace)."""
+    namespace: dict[str, Any] = {"__name__": module}
+    exec(compile(FLOW.format(factor=factor, bump=bump), f"{module}.py", "exec"), namespace)
+    return namespace
+
+
+def test_the_cache_key_sees_the_globals_and_helpers_a_step_uses(ws: cv.Workspace):
+    digest = _flow("flows_a", 10)["scale"].source_digest
+    assert _flow("flows_b", 10)["scale"].source_digest == digest  # the same code and values
+    for changed in (_flow("flows_c", 100), _flow("flows_d", 10, bump=1)):  # constant, helper
+        assert changed["scale"].source_digest != digest
+    first = _flow("flows_e", 10)["flow"].run(executor="inline")
+    again = _flow("flows_f", 100)["flow"].run(executor="inline")
+    assert str(again.step("scale").status) == "SUCCEEDED"  # not a stale 22 from the cache
+    assert (first.outputs["scale"], again.outputs["scale"]) == (22, 202)
+
+
+def test_the_cache_key_is_the_code_that_runs_not_the_file_on_disk(tmp_path: Path):
+    import importlib
+    import sys
+
+    (tmp_path / "edited_flow.py").write_text(FLOW.format(factor=10, bump=0))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        scale = importlib.import_module("edited_flow").scale
+        before = scale.source_digest
+        (tmp_path / "edited_flow.py").write_text(FLOW.format(factor=10, bump=5))
+        del scale.__dict__["source_digest"]  # computed again: from the code in memory
+        assert scale.source_digest == before
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("edited_flow", None)

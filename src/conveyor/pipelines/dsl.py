@@ -11,7 +11,6 @@ import functools
 import hashlib
 import inspect
 import json
-import textwrap
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -82,14 +81,8 @@ class Step(Generic[R]):
 
     @functools.cached_property
     def source_digest(self) -> str:
-        """A digest of the step's code: its source text, else its bytecode and constants."""
-        try:
-            text = textwrap.dedent(inspect.getsource(self.fn))
-            data = text.encode()
-        except (OSError, TypeError):
-            code = self.fn.__code__
-            data = code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode()
-        return hashlib.sha256(data).hexdigest()
+        """A digest of the code the step runs (see :func:`code_digest`)."""
+        return code_digest(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         graph = _building.get()
@@ -444,3 +437,114 @@ def pipeline(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
         return Pipeline(f, _step_name(name or f.__name__, "pipeline"))
 
     return wrap(fn) if fn is not None else wrap
+
+
+# -- the digest of a step's code ----------------------------------------------------------------
+
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def code_digest(fn: Callable[..., Any]) -> str:
+    """A digest of the code ``fn`` runs, for the cache key of a step.
+
+    It covers the function as it is in memory (its bytecode, names and constants: the code
+    that runs, not its file on disk, which may have been edited since it was imported; line
+    numbers and comments aside), the functions of the project it calls, to any depth (not
+    those of the standard library or of installed packages), and the plain values it reads
+    from module globals or captures: numbers, text, and lists, tuples, sets and dicts of
+    them. Objects and classes it uses are not looked into.
+    """
+    h = hashlib.sha256()
+    _feed_function(h, fn, set())
+    return h.hexdigest()
+
+
+def _feed_function(h: Any, fn: Any, seen: set[int]) -> None:
+    if id(fn) in seen:
+        return
+    seen.add(id(fn))
+    code = fn.__code__
+    _feed_code(h, code)
+    scope = getattr(fn, "__globals__", {})
+    for name in sorted(_names(code)):
+        if name in scope:
+            _feed_value(h, f"global {name}", scope[name], seen)
+    for name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(value, types.FunctionType | Step):  # (values: the closure digest)
+            _feed_value(h, f"closure {name}", value, seen)
+
+
+def _feed_value(h: Any, label: str, value: Any, seen: set[int]) -> None:
+    if isinstance(value, Step):
+        value = value.fn
+    if isinstance(value, types.FunctionType):
+        if _in_project(value):
+            h.update(f"{label}:function".encode())
+            _feed_function(h, value, seen)
+        return
+    text = _canonical(value)
+    if text is not None:
+        h.update(f"{label}={text}".encode())
+
+
+def _feed_code(h: Any, code: types.CodeType) -> None:
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _feed_code(h, const)
+        else:
+            h.update((_canonical(const) or repr(type(const))).encode())
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global names ``code`` (and the functions defined in it) may read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _in_project(fn: types.FunctionType) -> bool:
+    """Whether ``fn`` is the user's code: not the standard library's, an installed
+    package's or Conveyor's."""
+    import sys
+
+    top = (fn.__module__ or "").split(".")[0]
+    if top in sys.stdlib_module_names or top in ("conveyor", "builtins"):
+        return False
+    filename = fn.__code__.co_filename
+    return "site-packages" not in filename and "dist-packages" not in filename
+
+
+def _canonical(value: Any, depth: int = 0) -> str | None:
+    """``value`` as text that is the same in every process (sets and dicts sorted), for
+    plain values only; None for anything else."""
+    if isinstance(value, _PLAIN):
+        return repr(value)
+    if depth > 8:
+        return None
+    if isinstance(value, list | tuple | set | frozenset):
+        parts: list[str] = []
+        for item in value:
+            text = _canonical(item, depth + 1)
+            if text is None:
+                return None
+            parts.append(text)
+        if isinstance(value, set | frozenset):
+            parts.sort()
+        return f"{type(value).__name__}({', '.join(parts)})"
+    if isinstance(value, dict):
+        items: list[str] = []
+        for k, v in value.items():
+            key, text = _canonical(k, depth + 1), _canonical(v, depth + 1)
+            if key is None or text is None:
+                return None
+            items.append(f"{key}: {text}")
+        return "dict(" + ", ".join(sorted(items)) + ")"
+    return None
