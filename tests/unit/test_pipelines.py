@@ -307,6 +307,24 @@ def test_a_steps_log_keeps_its_newest_part_and_says_what_it_left_out():
     assert log.text() == "[5 earlier characters left out]\nfghijklmno"
 
 
+def test_a_step_printing_far_past_the_log_limit_does_not_rejoin_it_each_write(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from conveyor.pipelines.steplog import StepLog
+
+    trims = []
+    trim = StepLog._trim
+    monkeypatch.setattr(StepLog, "_trim", lambda self: trims.append(1) or trim(self))
+    log = StepLog(limit=1 << 20)
+    line = "x" * 89 + "\n"
+    for _ in range(50_000):  # 4.5 MB through a 1 MiB log
+        log.write(line)
+    assert len(trims) <= 50_000 // 256 + 1  # a join per few hundred writes (it was each one)
+    text = log.text()
+    assert text.endswith(line)
+    assert len(text) - len(text.partition("\n")[0]) - 1 == 1 << 20  # the newest MiB, whole
+
+
 def test_asking_for_the_log_of_a_step_the_run_lacks_names_its_steps(ws: cv.Workspace):
     run = flows.numbers.run(executor="inline", n=2)
     with pytest.raises(NotFoundError, match="no step called 'nope'"):
@@ -834,3 +852,22 @@ def test_the_cache_key_is_the_code_that_runs_not_the_file_on_disk(tmp_path: Path
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("edited_flow", None)
+
+
+def test_a_step_named_like_another_s_second_call_is_not_lost(ws: cv.Workspace):
+    @cv.step
+    def work(x: int) -> int:
+        return x
+
+    @cv.step(name="work_2")
+    def special(x: int) -> int:
+        return x * 100
+
+    @cv.pipeline
+    def clash() -> None:
+        work(1)
+        work(2)
+        special(3)
+
+    run = clash.run(executor="inline")
+    assert sorted(run.outputs.values()) == [1, 2, 300]

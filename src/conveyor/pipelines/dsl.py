@@ -207,8 +207,11 @@ class Graph:
 
         map_futures(arguments, note)
         count = self._counts.get(step.name, 0) + 1
-        self._counts[step.name] = count
         name = step.name if count == 1 else f"{step.name}_{count}"
+        while name in self.nodes:  # "train_2" taken by a step named so: the next number
+            count += 1
+            name = f"{step.name}_{count}"
+        self._counts[step.name] = count
         node = Node(name, step, arguments, upstream)
         self.nodes[name] = node
         return node

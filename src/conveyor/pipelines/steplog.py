@@ -48,16 +48,23 @@ class StepLog:
         with self._lock:
             self._parts.append(text)
             self._size += len(text)
-            if self._size > self.limit or len(self._parts) > _JOIN_AT:
-                body = "".join(self._parts)
-                over = max(0, len(body) - self.limit)
-                self.dropped += over
-                self._parts = [body[over:]]
-                self._size = len(body) - over
+            # Up to twice the limit is held between trims, so that a step printing on and
+            # on past the limit costs a join of the log every few hundred writes, not each.
+            if self._size > 2 * self.limit or len(self._parts) > _JOIN_AT:
+                self._trim()
+
+    def _trim(self) -> str:
+        body = "".join(self._parts)
+        over = max(0, len(body) - self.limit)
+        self.dropped += over
+        body = body[over:]
+        self._parts = [body]
+        self._size = len(body)
+        return body
 
     def text(self) -> str:
         with self._lock:
-            body = "".join(self._parts)
+            body = self._trim()
         if self.dropped:
             return f"[{self.dropped:,} earlier characters left out]\n{body}"
         return body
