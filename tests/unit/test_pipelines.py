@@ -871,3 +871,19 @@ def test_a_step_named_like_another_s_second_call_is_not_lost(ws: cv.Workspace):
 
     run = clash.run(executor="inline")
     assert sorted(run.outputs.values()) == [1, 2, 300]
+
+
+def test_an_output_its_format_cannot_store_fails_the_step_clearly(ws: cv.Workspace):
+    @cv.step
+    def mixed() -> pd.DataFrame:
+        return pd.DataFrame({"a": [1, "x", 2.5]})
+
+    @cv.pipeline
+    def storing() -> None:
+        mixed()
+
+    with pytest.raises(cv.pipelines.PipelineFailed) as failed:
+        storing.run(executor="inline")
+    step = failed.value.run.step("mixed")
+    assert str(step.status) == "FAILED"
+    assert "returned a pandas.DataFrame for output that cannot be stored" in (step.error or "")

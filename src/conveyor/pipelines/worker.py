@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.pipelines.dsl import Step
 from conveyor.pipelines.materializers import get_materializer, materializer_for
 
@@ -253,7 +253,17 @@ def _store_outputs(ws: Any, step: Step[Any], value: Any) -> list[dict[str, Any]]
                 hint="Return what the annotation says, or change the annotation.",
             )
         materializer = materializer_for(item)
-        files, info = materializer.save(item)
+        try:
+            files, info = materializer.save(item)
+        except ConveyorError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a value its format cannot write (mixed types)
+            raise InvalidArgumentError(
+                f"Step {step.name!r} returned {_describe(item)} for {name} that cannot be "
+                f"stored ({materializer.name}): {type(e).__name__}: {e}",
+                hint="Give each column one type (e.g. df[col].astype(str)), or return a value "
+                "of another type.",
+            ) from None
         entries = {}
         for file_name, data in files.items():
             put = ws.artifacts.put_bytes(data)
