@@ -887,3 +887,18 @@ def test_an_output_its_format_cannot_store_fails_the_step_clearly(ws: cv.Workspa
     step = failed.value.run.step("mixed")
     assert str(step.status) == "FAILED"
     assert "returned a pandas.DataFrame for output that cannot be stored" in (step.error or "")
+
+
+def test_a_pipeline_function_that_raises_is_the_user_s_error_not_an_internal_one(
+    ws: cv.Workspace,
+):
+    @cv.step
+    def pair() -> tuple[int, int]:
+        return 1, 2
+
+    @cv.pipeline
+    def unpacks_three() -> None:
+        _a, _b, _c = pair()  # the mistake under test: pair gives two
+
+    with pytest.raises(InvalidArgumentError, match="pipeline 'unpacks_three' raised ValueError"):
+        unpacks_three.run(executor="inline")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from conveyor.core.durations import parse_duration
-from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.core.modules import entrypoint_of
 
 __all__ = ["Graph", "Node", "Pipeline", "Step", "StepOptions", "StepOutput", "pipeline", "step"]
@@ -385,6 +385,20 @@ class Pipeline:
         token = _building.set(graph)
         try:
             self.fn(**params)
+        except ConveyorError:
+            raise
+        except Exception as e:  # the user's pipeline function is wrong
+            import traceback
+
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            raise InvalidArgumentError(
+                f"The function of pipeline {self.name!r} raised {type(e).__name__}: {e} "
+                f"({where.filename}, line {where.lineno}), while it called its steps; no step "
+                "ran.",
+                hint="A pipeline function only calls steps and passes their outputs on: it "
+                "cannot look into them (they exist once the steps run) or unpack more outputs "
+                "than a step's annotation gives.",
+            ) from e
         finally:
             _building.reset(token)
         if not graph.nodes:
