@@ -902,3 +902,20 @@ def test_a_pipeline_function_that_raises_is_the_user_s_error_not_an_internal_one
 
     with pytest.raises(InvalidArgumentError, match="pipeline 'unpacks_three' raised ValueError"):
         unpacks_three.run(executor="inline")
+
+
+def test_a_parameter_of_the_wrong_type_is_refused_before_anything_runs(ws: cv.Workspace):
+    @cv.step
+    def double(n: int) -> int:
+        return 2 * n
+
+    @cv.pipeline
+    def typed(n: int = 1, rate: float = 0.5, name: str = "x") -> None:
+        double(n)
+
+    with pytest.raises(InvalidArgumentError, match="takes n: int; got str 'abc'"):
+        typed.run(executor="inline", n="abc")
+    with pytest.raises(InvalidArgumentError, match="takes n: int; got bool"):
+        typed.run(executor="inline", n=True)
+    assert cv.pipelines.list_runs() == []  # nothing was recorded
+    assert typed.run(executor="inline", n=3, rate=1).outputs["double"] == 6  # an int is a float

@@ -370,6 +370,8 @@ class Pipeline:
                 f"Pipeline {self.name!r} needs a value for {', '.join(map(repr, missing))}."
             )
         bound = {n: params.get(n, d) for n, d in known.items()}
+        for name, value in params.items():
+            _check_param(self.name, name, value, self.signature.parameters[name].annotation)
         try:
             json.dumps(bound)
         except (TypeError, ValueError) as e:
@@ -454,6 +456,34 @@ def pipeline(fn: Callable[..., Any] | None = None, /, *, name: str | None = None
         return Pipeline(f, _step_name(name or f.__name__, "pipeline"))
 
     return wrap(fn) if fn is not None else wrap
+
+
+_SIMPLE_PARAMS: dict[Any, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    bool: (bool,),
+    str: (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+}
+
+
+def _check_param(pipeline: str, name: str, value: Any, annotation: Any) -> None:
+    """Refuse a value of another type than a plain annotation (int, float, bool, str) says,
+    before anything is recorded (``-p n=abc`` for ``n: int``)."""
+    accepted = _SIMPLE_PARAMS.get(annotation)
+    if accepted is None or value is None:
+        return
+    wrong = not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool))
+    if wrong:
+        shown = getattr(annotation, "__name__", annotation)
+        raise InvalidArgumentError(
+            f"Pipeline {pipeline!r} takes {name}: {shown}; got {type(value).__name__} {value!r}.",
+            hint=f"On the command line: -p {name}=VALUE, VALUE read as JSON (42, 0.5, true, "
+            '"text").',
+        )
 
 
 # -- the digest of a step's code ----------------------------------------------------------------
