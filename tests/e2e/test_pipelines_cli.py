@@ -31,6 +31,7 @@ def test_run_fail_show_resume_list_as_a_user_would(tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert "failed at step 'total': ValueError: total was told to fail" in failed.stderr
     assert 'flows.py", line' in failed.stderr
+    assert "--no-cache" not in failed.stderr.split("after a fix")[-1]
 
     listed = conveyor(tmp_path, "pipeline", "list", "--json")
     runs = json.loads(listed.stdout)
@@ -62,6 +63,11 @@ def test_run_fail_show_resume_list_as_a_user_would(tmp_path: Path) -> None:
     as_json = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "n=4", "--json")
     assert json.loads(as_json.stdout)["status"] == "SUCCEEDED"  # stdout holds the JSON alone
     assert "adding up 4 values" in as_json.stderr  # what the step printed, on stderr
+
+    (tmp_path / "fail-total").touch()  # a run without the cache: resumed the same way
+    uncached = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "n=6", "--no-cache")
+    assert uncached.returncode == 1
+    assert " --no-cache reuses the finished steps" in uncached.stderr
 
 
 def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ def run_(
             )
         except PipelineFailed as e:
             run = failed = e.run
-    _report(run, as_json)
+    _report(run, as_json, cached=not no_cache)
     if failed is not None:
         raise typer.Exit(1)
 
@@ -193,17 +193,18 @@ def _flush_c_stdio() -> None:
         pass
 
 
-def _report(run: PipelineRun, as_json: bool) -> None:
+def _report(run: PipelineRun, as_json: bool, *, cached: bool = True) -> None:
     if as_json:
         console.print_json(json.dumps(_run_dict(run), default=str))
         return
     _summary(run)
     if run.error:
         err_console.print(f"[red]{escape(run.error)}[/]")
+        flag = "" if cached else " --no-cache"  # as it ran: not from other runs' cache
         err_console.print(
             f"Inspect it with [bold]conveyor pipeline show {run.id[-8:]}[/] and "
             f"[bold]conveyor pipeline logs {run.id[-8:]}[/]; after a fix, "
-            f"[bold]conveyor pipeline resume {run.id[-8:]}[/] reuses the finished steps."
+            f"[bold]conveyor pipeline resume {run.id[-8:]}{flag}[/] reuses the finished steps."
         )
 
 
@@ -395,7 +396,7 @@ def resume(
             run_id, executor=executor, workspace=ws, progress=_printer(), cache=not no_cache
         )
     except PipelineFailed as e:
-        _report(e.run, False)
+        _report(e.run, False, cached=not no_cache)
         raise typer.Exit(1) from None
     _report(run, False)
 
