@@ -919,3 +919,20 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_anything_runs(ws: cv.Wo
         typed.run(executor="inline", n=True)
     assert cv.pipelines.list_runs() == []  # nothing was recorded
     assert typed.run(executor="inline", n=3, rate=1).outputs["double"] == 6  # an int is a float
+
+
+def test_a_step_calling_sys_exit_fails_inline_as_in_a_worker(ws: cv.Workspace):
+    import sys
+
+    @cv.step
+    def quits() -> int:
+        sys.exit(3)
+
+    @cv.pipeline
+    def quitting() -> None:
+        quits()
+
+    with pytest.raises(cv.pipelines.PipelineFailed) as failed:
+        quitting.run(executor="inline")
+    step = failed.value.run.step("quits")
+    assert (str(step.status), "SystemExit: 3" in (step.error or "")) == ("FAILED", True)

@@ -153,8 +153,12 @@ def _execute(task: StepTask, ws: Any) -> StepResult:
                 call = inspect.BoundArguments(task.step.signature, arguments)  # type: ignore[arg-type,unused-ignore]
                 value = task.step.fn(*call.args, **call.kwargs)
             except BaseException as e:
+                from conveyor.tracking.runs import Terminated
+
+                # In this process (inline), Ctrl-C and a SIGTERM stop the whole run; a step's
+                # own sys.exit() is only that step failing, as it is in a worker process.
                 if isinstance(e, StepTimedOut) or (
-                    isinstance(e, KeyboardInterrupt | SystemExit) and not _is_worker()
+                    isinstance(e, KeyboardInterrupt | Terminated) and not _is_worker()
                 ):
                     # A timed-out step's traceback shows where it was when time ran out.
                     timed_out = isinstance(e, StepTimedOut)
