@@ -237,3 +237,35 @@ def test_the_scheduler_daemon_does_not_wait_for_a_long_run(tmp_path: Path) -> No
         (run_id, "SUCCEEDED") for run_id in ended
     )
     assert len(ended) == 2
+
+
+FLAKY = """
+from pathlib import Path
+
+import conveyor as cv
+
+@cv.step
+def check() -> int:
+    if Path(__file__).with_name("broken").exists():
+        raise RuntimeError("broken")
+    return 1
+
+@cv.pipeline
+def flaky():
+    check()
+"""
+
+
+def test_a_module_pipeline_resumes_from_a_subfolder_of_the_project(tmp_path: Path) -> None:
+    assert conveyor(tmp_path, "init", "-p", "sub").returncode == 0
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "__init__.py").write_text("")
+    (tmp_path / "jobs" / "flaky.py").write_text(FLAKY)
+    (tmp_path / "jobs" / "broken").touch()
+    failed = conveyor(tmp_path, "pipeline", "run", "jobs.flaky:flaky", "--executor", "inline")
+    assert failed.returncode == 1
+    (tmp_path / "jobs" / "broken").unlink()
+    run_id = json.loads(conveyor(tmp_path, "pipeline", "list", "--json").stdout)[0]["id"]
+    (tmp_path / "notebooks").mkdir()
+    resumed = conveyor(tmp_path / "notebooks", "pipeline", "resume", run_id[-8:])
+    assert resumed.returncode == 0, resumed.stderr

@@ -29,6 +29,13 @@ def load_pipeline(reference: str, *, root: Path | None = None) -> Pipeline:
             f"A pipeline reference is MODULE:PIPELINE or FILE.py:PIPELINE; got {reference!r}.",
             hint="For example: conveyor pipeline run pipelines.churn:train",
         )
+    if module_name == "__main__":
+        raise InvalidArgumentError(
+            f"The pipeline {attr!r} was defined in a script run as __main__ (python -c, or "
+            "python FILE.py), which cannot be imported again.",
+            hint="Resume it from Python, passing the pipeline: cv.pipelines.resume(RUN, "
+            "pipeline=...); or define it in a module or a file: MODULE:PIPELINE, FILE.py:PIPELINE.",
+        )
     if root is not None and module_name.endswith(".py") and not Path(module_name).is_absolute():
         module_name = str(Path(root) / module_name)
     elif root is not None and str(root) not in sys.path:

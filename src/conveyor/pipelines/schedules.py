@@ -396,7 +396,7 @@ class Scheduler:
                 return
             try:
                 if found.owner_id is None:
-                    how: Any = load_pipeline(found.entrypoint)
+                    how: Any = load_pipeline(found.entrypoint, root=self.ws.settings.root)
                 else:  # its runs go in processes of their own, acting as its owner
                     how = self._owner(found)
             except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others

@@ -161,7 +161,7 @@ def resume(
             hint="Start a new run with: conveyor pipeline run",
         )
     if pipeline is None:
-        pipeline = load_pipeline(old.entrypoint)
+        pipeline = load_pipeline(old.entrypoint, root=ws.settings.root)
     elif getattr(pipeline, "name", None) != old.pipeline:
         raise ConflictError(
             f"Run {old.id} is of pipeline {old.pipeline!r}; cannot resume it with "
