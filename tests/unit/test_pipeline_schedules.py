@@ -122,6 +122,9 @@ def test_a_schedule_whose_pipeline_does_not_import_stays_due(ws: cv.Workspace, t
     assert scheduler.tick(now=due) == []
     assert "half-edited" in scheduler.errors[made.name]
     assert get_schedule(made.name).next_run_at == made.next_run_at  # still due
+    assert scheduler.tick(now=due) == []
+    assert scheduler.errors == {}  # held a while: not imported (nor reported) every poll
+    scheduler._held.clear()  # the hold is over
     module.write_text(
         "import conveyor as cv\n\n@cv.step\ndef one() -> int:\n    return 1\n\n"
         "@cv.pipeline(name='later')\ndef later():\n    one()\n"

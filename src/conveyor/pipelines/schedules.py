@@ -401,6 +401,7 @@ class Scheduler:
                     how = self._owner(found)
             except Exception as e:  # noqa: BLE001 - one bad schedule must not stop the others
                 self._error(found.name, f"Schedule {found.name!r} cannot start: {e}")
+                self._hold(found)  # tried again later, less often each time (not every poll)
                 continue
             yield found, how
 
@@ -420,7 +421,8 @@ class Scheduler:
         if not self.acquire_lease(now):
             return []
         started = []
-        for found, how in self._due(now, skip=self._going()):  # one run at a time, here too
+        held = {sid for sid, until in self._held.items() if until > time.monotonic()}
+        for found, how in self._due(now, skip={*self._going(), *held}):  # one run at a time
             if not self.acquire_lease(utcnow()):  # renewed before each start; lost: stop
                 break
             for _ in range(self._claim(found, now)):
@@ -576,13 +578,18 @@ class Scheduler:
         """A run of ``found`` could not start: give its due time back (or queue its
         catch-up again), and leave the schedule alone for a while, longer each time."""
         self._error(found.name, error)
-        failures = self._failures.get(found.id, 0) + 1
-        self._failures[found.id] = failures
-        self._held[found.id] = time.monotonic() + min(self.poll * 2 ** (failures - 1), 600.0)
+        self._hold(found)
         if claimed_at is not None:
             self._unclaim(found, claimed_at)  # due again; its catch-ups are counted anew
         else:
             self._backlog.insert(0, _Waiting(found, how, count))
+
+    def _hold(self, found: Schedule) -> None:
+        """Leave ``found`` alone for a while after it could not start: one poll, then twice
+        as long each time in a row, at most 10 minutes."""
+        failures = self._failures.get(found.id, 0) + 1
+        self._failures[found.id] = failures
+        self._held[found.id] = time.monotonic() + min(self.poll * 2 ** (failures - 1), 600.0)
 
     def _start(self, found: Schedule, how: Any) -> tuple[str, subprocess.Popen[bytes]]:
         """Start a run of ``found`` in a process of its own (acting as its owner, if it has
