@@ -936,3 +936,9 @@ def test_a_step_calling_sys_exit_fails_inline_as_in_a_worker(ws: cv.Workspace):
         quitting.run(executor="inline")
     step = failed.value.run.step("quits")
     assert (str(step.status), "SystemExit: 3" in (step.error or "")) == ("FAILED", True)
+
+
+def test_listing_runs_by_an_unknown_status_is_refused(ws: cv.Workspace):
+    with pytest.raises(InvalidArgumentError, match="status must be one of RUNNING"):
+        cv.pipelines.list_runs(status="BOGUS")
+    assert cv.pipelines.list_runs(status="failed") == []  # any case

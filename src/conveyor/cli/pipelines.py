@@ -261,7 +261,10 @@ def list_(
         console.print_json(json.dumps([_run_dict(r) for r in runs], default=str))
         return
     if not runs:
-        console.print("No pipeline runs yet. Start one: conveyor pipeline run MODULE:PIPELINE")
+        if pipeline is not None or status is not None:
+            console.print("No pipeline run matches.")
+        else:
+            console.print("No pipeline runs yet. Start one: conveyor pipeline run MODULE:PIPELINE")
         return
     for r in runs:
         console.print(

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from conveyor.core.clock import utcnow
-from conveyor.core.errors import ConflictError
+from conveyor.core.errors import ConflictError, InvalidArgumentError
 from conveyor.pipelines.records import PipelineRun, PipelineStatus
 from conveyor.pipelines.store import PipelineStore
 from conveyor.store.workspace import Workspace, current_workspace
@@ -110,6 +110,12 @@ def list_runs(
     workspace: Workspace | None = None,
 ) -> list[PipelineRun]:
     """Return pipeline runs, newest first (without their steps)."""
+    if status is not None:
+        if status.upper() not in set(PipelineStatus):
+            raise InvalidArgumentError(
+                f"status must be one of {', '.join(PipelineStatus)}; got {status!r}."
+            )
+        status = status.upper()
     ws = workspace or current_workspace()
     if ws.remote is not None:
         from conveyor.pipelines import remote
