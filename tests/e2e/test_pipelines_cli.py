@@ -81,6 +81,12 @@ def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:
     shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
     unknown = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "size=3")
     assert "no parameter 'size'; its parameters: n=4, factor=2" in unknown.stderr
+    assert "Running" not in unknown.stderr  # refused before saying it runs
+    for executor, says in (("bogus", "Unknown executor 'bogus'"), ("local:0", "at least 1")):
+        refused = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-e", executor)
+        assert refused.returncode == 1
+        assert says in refused.stderr
+        assert "Running" not in refused.stderr
 
 
 def test_schedules_from_the_command_line(tmp_path: Path) -> None:

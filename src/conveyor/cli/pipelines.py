@@ -144,6 +144,10 @@ def run_(
                 "the server (conveyor server --pipelines PKG).",
             ) from None
         params = parse_params(pipeline, param or [])
+        pipeline.bind(params)  # a wrong parameter, refused before "Running ..."
+        from conveyor.pipelines.executors import check_executor
+
+        check_executor(executor)
         where = escape(executor)
         if ws.remote is not None:
             from conveyor.pipelines.remote import check_installed_here

@@ -460,14 +460,30 @@ def _ray_entry(payload: bytes) -> bytes:
     return run_in_worker(payload)
 
 
+def check_executor(spec: str) -> None:
+    """Refuse an executor spec that names none (before anything is said to run on it)."""
+    if spec in ("inline", "local", "ray") or spec.startswith("ray://"):
+        return
+    if spec.startswith("local:"):
+        n = spec.partition(":")[2]
+        if not n.isdigit() or int(n) < 1:
+            raise InvalidArgumentError(
+                f"local:N takes a number of workers, at least 1; got {spec!r}."
+            )
+        return
+    raise InvalidArgumentError(
+        f"Unknown executor {spec!r}.",
+        hint="Use 'inline' (this process), 'local' (worker processes) or 'ray' / 'ray://host:port'.",
+    )
+
+
 def make_executor(spec: str, ws: Any) -> Executor:
     """Return the executor ``spec`` names: inline, local, local:N, ray, ray://host:port."""
+    check_executor(spec)
     if spec == "inline":
         return InlineExecutor(ws)
     if spec == "local" or spec.startswith("local:"):
         _, _, n = spec.partition(":")
-        if n and not n.isdigit():
-            raise InvalidArgumentError(f"local:N takes a number of workers; got {spec!r}.")
         return LocalExecutor(int(n) if n else None)
     if spec == "ray" or spec.startswith("ray://"):
         address = spec if spec.startswith("ray://") else os.environ.get("CONVEYOR_RAY_ADDRESS")
