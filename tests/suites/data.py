@@ -768,5 +768,6 @@ class DataSuite:
             with pytest.raises(InvalidArgumentError, match=r"names no bucket|is a file"):
                 cv.data.push(None, nowhere)
         if "://" not in ws.artifacts.uri:  # a local store: a remote inside it is refused
-            with pytest.raises(InvalidArgumentError, match="own artifact store"):
-                cv.data.push(None, str(Path(ws.artifacts.uri) / "sub"))
+            for inside in (Path(ws.artifacts.uri) / "sub", f"file://{ws.artifacts.uri}"):
+                with pytest.raises(InvalidArgumentError, match="own artifact store"):
+                    cv.data.push(None, str(inside))

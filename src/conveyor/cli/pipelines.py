@@ -77,7 +77,9 @@ def parse_params(pipeline: Pipeline, pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise InvalidArgumentError(f"A parameter is KEY=VALUE; got {pair!r}.")
         default = defaults.get(key, inspect.Parameter.empty)
-        if isinstance(default, str):
+        parameter = pipeline.signature.parameters.get(key)
+        annotation = parameter.annotation if parameter is not None else None
+        if isinstance(default, str) or annotation in (str, "str"):  # -p tag=2024 stays text
             params[key] = text
             continue
         try:

@@ -108,7 +108,7 @@ def scan(root: Path) -> list[LocalFile]:
 #: the paths joined by "/" (one pass each: a folder holds thousands); a hit that is harmless
 #: (a folder "x/a:b", a blank folder name) is told apart path by path.
 _UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\\]")
-_BLANK = re.compile(r"/\s+/")
+_LEADING = re.compile(r"/(?:[A-Za-z]:|\s+/)")  # over "/" + the names + "/": literal-led
 
 
 def _check_names(root: Path, files: list[LocalFile]) -> None:
@@ -122,7 +122,7 @@ def _check_names(root: Path, files: list[LocalFile]) -> None:
     except UnicodeEncodeError:  # bytes that are not UTF-8 (kept as surrogates by os)
         unreadable = True
     longest = max(map(len, names), default=0)
-    suspect = _UNSTORABLE.search(joined) or ":" in joined or _BLANK.search(f"/{joined}/")
+    suspect = _UNSTORABLE.search(joined) or _LEADING.search(f"/{joined}/")
     if not unreadable and longest <= MAX_PATH and not suspect:
         return
     for f in files:

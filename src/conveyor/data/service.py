@@ -947,10 +947,14 @@ class DataService:
                 f"The remote {chosen!r} is a file, not a folder.",
                 hint="Give a folder (created if missing) or a bucket URI like s3://bucket/prefix.",
             )
-        own = self.store.uri
-        if "://" not in resolved and "://" not in own:
-            here, there = os.path.realpath(own), os.path.realpath(resolved)
-            if os.path.commonpath([here, there]) == here:
+        here, there = _place(self.store.uri), _place(resolved)
+        if here[0] == there[0]:
+            inside = (
+                os.path.commonpath([here[1], there[1]]) == here[1]
+                if here[0] == "file"
+                else there[1] == here[1] or there[1].startswith(here[1] + "/")
+            )
+            if inside:
                 raise InvalidArgumentError(
                     f"The remote {chosen!r} is this project's own artifact store (or inside "
                     "it): a copy there is no copy.",
@@ -1153,3 +1157,11 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
         b.st_size,
         b.st_mtime_ns,
     )
+
+
+def _place(uri: str) -> tuple[str, str]:
+    """(scheme, location) of a store URI, to compare two: a folder and file:// alike."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme == "file":
+        return "file", os.path.realpath(rest if sep else uri)
+    return scheme, rest.rstrip("/")

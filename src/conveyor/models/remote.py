@@ -138,7 +138,11 @@ class RemoteModelService(ModelService):
         self, name: str, alias: str, version: int, *, request_id: str | None = None
     ) -> AliasMove:
         if request_id is not None:
-            raise InvalidArgumentError("Deferred requests are applied by the loop, on the store.")
+            raise InvalidArgumentError(
+                "Moving an alias with a deferred request (request_id) is not supported through "
+                "a team server: the continuous-training loop applies them on the server's store.",
+                hint="Approve a request that is not deferred: its approval moves the alias.",
+            )
         body = self.client.send_json(
             "PUT", self._path("models", name, "aliases", alias), {"version": int(version)}
         )

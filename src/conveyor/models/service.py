@@ -985,8 +985,13 @@ class ModelService:
                 f"{actor!r} is not an approver of this project; approvers: {', '.join(approvers)}.",
                 hint="Ask one of them to decide it.",
             )
-        # One person under another spelling ("Ada", "ada ") is still the requester.
-        if request is not None and _same_person(request.requested_by) == _same_person(actor):
+        # On the embedded store one person under another spelling ("Ada", "ada ") is still
+        # the requester; a team server's users are distinct names, compared as they are.
+        if request is not None and (
+            request.requested_by == actor
+            if principal is not None
+            else _same_person(request.requested_by) == _same_person(actor)
+        ):
             raise PermissionDeniedError(
                 f"{actor!r} requested {request.id} and so cannot decide it: a second person "
                 "approves.",

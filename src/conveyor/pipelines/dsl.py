@@ -79,9 +79,10 @@ class Step(Generic[R]):
                 return len(args)
         return None
 
-    @functools.cached_property
+    @property
     def source_digest(self) -> str:
-        """A digest of the code the step runs (see :func:`code_digest`)."""
+        """A digest of the code the step runs (see :func:`code_digest`), computed at each
+        call: a global changed between two runs in one session changes it."""
         return code_digest(self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -392,7 +393,13 @@ class Pipeline:
         except Exception as e:  # the user's pipeline function is wrong
             import traceback
 
-            where = traceback.extract_tb(e.__traceback__)[-1]
+            frames = traceback.extract_tb(e.__traceback__)
+            mine = [
+                f
+                for f, (frame, _) in zip(frames, traceback.walk_tb(e.__traceback__), strict=True)
+                if frame.f_code is self.fn.__code__
+            ]
+            where = (mine or frames)[-1]  # the pipeline function's line, not a library's
             raise InvalidArgumentError(
                 f"The function of pipeline {self.name!r} raised {type(e).__name__}: {e} "
                 f"({where.filename}, line {where.lineno}), while it called its steps; no step "
@@ -488,7 +495,7 @@ def _check_param(pipeline: str, name: str, value: Any, annotation: Any) -> None:
 
 # -- the digest of a step's code ----------------------------------------------------------------
 
-_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+_PLAIN = (int, float, complex, str, bytes, bool, type(None), type(Ellipsis))
 
 
 def code_digest(fn: Callable[..., Any]) -> str:
@@ -512,6 +519,8 @@ def _feed_function(h: Any, fn: Any, seen: set[int]) -> None:
     seen.add(id(fn))
     code = fn.__code__
     _feed_code(h, code)
+    for default in (fn.__defaults__ or (), fn.__kwdefaults__ or {}):  # def f(x, factor=10)
+        h.update(f"defaults={_canonical(default) or repr(type(default))}".encode())
     scope = getattr(fn, "__globals__", {})
     for name in sorted(_names(code)):
         if name in scope:
@@ -521,8 +530,7 @@ def _feed_function(h: Any, fn: Any, seen: set[int]) -> None:
             value = cell.cell_contents
         except ValueError:  # an empty cell
             continue
-        if isinstance(value, types.FunctionType | Step):  # (values: the closure digest)
-            _feed_value(h, f"closure {name}", value, seen)
+        _feed_value(h, f"closure {name}", value, seen)
 
 
 def _feed_value(h: Any, label: str, value: Any, seen: set[int]) -> None:
@@ -544,8 +552,8 @@ def _feed_code(h: Any, code: types.CodeType) -> None:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             _feed_code(h, const)
-        else:
-            h.update((_canonical(const) or repr(type(const))).encode())
+        else:  # literals only: canonical, else their repr
+            h.update((_canonical(const) or repr(const)).encode())
 
 
 def _names(code: types.CodeType) -> set[str]:

@@ -373,7 +373,7 @@ class _Engine:
         material = {
             "step": step.name,
             "version": step.options.version,
-            "source": step.source_digest,
+            "source": step.source_digest,  # (computed now: see code_digest)
             "closure": _closure_digest(step.fn),
             "arguments": _value_digest({k: digest_of(v) for k, v in arguments.items()}),
             "packages": _package_versions(step.options.packages),

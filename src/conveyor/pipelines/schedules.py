@@ -439,6 +439,7 @@ class Scheduler:
                 except Exception as e:  # noqa: BLE001 - recorded; the other schedules go on
                     self._error(found.name, f"Schedule {found.name!r} failed to run: {e}")
                     continue
+                self._failures.pop(found.id, None)  # it started: the back-off starts over
                 started.append(run)
                 self._record_last_run(found, run.id)
         started += self._monitors(now)
