@@ -20,6 +20,7 @@ from conveyor.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from conveyor.models.records import PromotionRequest
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 
@@ -357,11 +358,9 @@ class ModelsSuite:
         with pytest.raises(ConflictError, match="is rejected, so it cannot be withdrawn"):
             cv.models.withdraw(second.id)
 
-    def test_a_signature_change_fails_the_promotion_check(
-        self,
-        ws: Workspace,
-        cancer: tuple[pd.DataFrame, pd.Series],
-    ) -> None:
+    @staticmethod
+    def narrowing_request(cancer: tuple[pd.DataFrame, pd.Series]) -> PromotionRequest:
+        """A request to move lr@champion from a version on every column to one on five."""
         X, y = cancer
         cv.models.log(LogisticRegression(max_iter=5000).fit(X, y), "lr", input_example=X[:3])
         cv.models.set_alias("lr", "champion", 1)
@@ -369,7 +368,14 @@ class ModelsSuite:
         cv.models.log(
             LogisticRegression(max_iter=5000).fit(narrow, y), "lr", input_example=narrow[:3]
         )
-        request = cv.models.request_promotion("lr/2", "champion")
+        return cv.models.request_promotion("lr/2", "champion")
+
+    def test_a_signature_change_fails_the_promotion_check(
+        self,
+        ws: Workspace,
+        cancer: tuple[pd.DataFrame, pd.Series],
+    ) -> None:
+        request = self.narrowing_request(cancer)
         check = next(c for c in request.checks if c["name"] == "signature")
         assert (check["status"], "removed" in check["detail"]) == ("failed", True)
         assert not request.checks_passed
@@ -377,14 +383,7 @@ class ModelsSuite:
     def test_a_request_that_failed_a_check_is_approved_only_by_an_explicit_override(
         self, ws: Workspace, bob: Workspace, cancer: tuple[pd.DataFrame, pd.Series]
     ) -> None:
-        X, y = cancer
-        cv.models.log(LogisticRegression(max_iter=5000).fit(X, y), "lr", input_example=X[:3])
-        cv.models.set_alias("lr", "champion", 1)
-        narrow = X.iloc[:, :5]
-        cv.models.log(
-            LogisticRegression(max_iter=5000).fit(narrow, y), "lr", input_example=narrow[:3]
-        )
-        request = cv.models.request_promotion("lr/2", "champion")
+        request = self.narrowing_request(cancer)
         with pytest.raises(ConflictError, match="failed its checks \\(signature: "):
             cv.models.approve(request.id, workspace=bob)
         with pytest.raises(InvalidArgumentError, match="needs a comment"):
