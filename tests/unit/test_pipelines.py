@@ -392,6 +392,26 @@ def test_a_timeout_stops_the_step(ws: cv.Workspace, executor: str):
         assert "timed out after 0.5s" in text
 
 
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie no one reaped yet counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states in /proc")
+def test_a_timeout_also_stops_the_processes_the_step_started(ws: cv.Workspace):
+    with pytest.raises(PipelineFailed, match=r"timed out after 0\.5s"):
+        flows.spawner.run(executor="local")
+    pid = int(Path("child.pid").read_text())
+    deadline = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid), f"the process the step started ({pid}) outlived the step's timeout"
+
+
 def test_cancel_stops_a_running_pipeline_and_marks_it_killed(ws: cv.Workspace):
     def cancel_when_running() -> None:
         deadline = time.monotonic() + 20

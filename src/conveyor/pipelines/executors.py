@@ -291,6 +291,8 @@ class _Worker:
         process = ctx.Process(target=_worker_loop, args=(child, os.getpid()), daemon=True)
         process.start()
         child.close()
+        with contextlib.suppress(OSError):  # and the worker does it too: whichever runs first
+            os.setpgid(process.pid, process.pid)
         return cls(process, parent)
 
     def stop(self, *, kill: bool = False) -> None:
@@ -301,11 +303,19 @@ class _Worker:
             kill = True
         self.conn.close()
         if kill:
-            self.process.kill()
+            self._kill()
         self.process.join(timeout=5)
         if self.process.is_alive():
-            self.process.kill()
+            self._kill()
             self.process.join(timeout=5)
+
+    def _kill(self) -> None:
+        """Kill the worker and what its step started (a training script it ran, say): they
+        share the worker's process group, unless they left it."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except OSError:  # the group is gone, or the worker had not made it yet
+            self.process.kill()
 
 
 def _worker_loop(conn: Any, parent: int) -> None:
@@ -313,6 +323,10 @@ def _worker_loop(conn: Any, parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A process group of its own, so that a kill (a timeout, a cancel) reaches the processes
+    # the step starts as well; SIGINT from the terminal then reaches only the coordinator.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     _die_with_parent(parent)
     while True:
         try:
