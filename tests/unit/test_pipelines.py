@@ -412,6 +412,25 @@ def test_a_timeout_also_stops_the_processes_the_step_started(ws: cv.Workspace):
     assert _gone(pid), f"the process the step started ({pid}) outlived the step's timeout"
 
 
+def test_the_log_of_a_running_step_says_when_it_will_be_there(ws: cv.Workspace, tmp_path: Path):
+    gate = tmp_path / "go"
+    runner = threading.Thread(target=lambda: flows.gated.run(executor="local", path=str(gate)))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (running := cv.pipelines.list_runs(status="RUNNING")):
+            assert time.monotonic() < deadline, "the pipeline did not start"
+            time.sleep(0.05)
+        while cv.pipelines.get_run(running[0].id).step("wait_for").status != "RUNNING":
+            assert time.monotonic() < deadline, "the step did not start"
+            time.sleep(0.05)
+        text = cv.pipelines.step_log(running[0].id, "wait_for")
+    finally:
+        gate.touch()
+        runner.join()
+    assert text == "[the step is running: its log is stored when its attempt ends]\n"
+
+
 def test_cancel_stops_a_running_pipeline_and_marks_it_killed(ws: cv.Workspace):
     def cancel_when_running() -> None:
         deadline = time.monotonic() + 20

@@ -96,6 +96,8 @@ def step_log(run_id: str, step: str, *, workspace: Workspace | None = None) -> s
         # a cancel, a crash) with the log in its memory: the traceback is what is left.
         kept = steplog.read(ws, source.id, "traceback.txt")
         text = "[no log was stored: the step did not finish its call]\n" + (kept or found.error)
+    elif text is None and source.status is StepStatus.RUNNING:
+        text = "[the step is running: its log is stored when its attempt ends]\n"
     text = text or ""
     if source is not found:
         return f"[cache hit: this is the log of step run {source.id}]\n{text}"
