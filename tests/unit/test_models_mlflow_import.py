@@ -15,6 +15,7 @@ import yaml
 
 import conveyor as cv
 from conveyor.core.errors import InvalidArgumentError, PermissionDeniedError
+from tests.fixtures.skops_files import skops_call
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is not installed")
 from sklearn.datasets import load_breast_cancer  # noqa: E402
@@ -73,6 +74,24 @@ def test_a_skops_model_imports_with_the_types_mlflow_trusted(
         assert v.info["imported_from"]["run_id"] == "abc123"
         np.testing.assert_array_equal(cv.models.load("rf").predict(X), model.predict(X))
         assert cv.models.input_example("rf").shape == (3, 30)
+
+
+def test_the_types_an_mlmodel_lists_as_trusted_are_not_trusted_for_its_own_file(
+    tmp_path: Path, fitted: tuple[RandomForestClassifier, pd.DataFrame]
+) -> None:
+    model, X = fitted
+    folder = mlflow_folder(tmp_path / "rf", model, X, "skops")
+    made = tmp_path / "made-by-the-model"
+    (folder / "model.skops").write_bytes(skops_call("os", "makedirs", [str(made)]))
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    meta["flavors"]["sklearn"]["skops_trusted_types"] = ["os.makedirs"]
+    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    with (
+        cv.init(tmp_path / "p", project="imp"),
+        pytest.raises(PermissionDeniedError, match=r"os\.makedirs"),
+    ):
+        cv.models.import_mlflow(str(folder), "rf")
+    assert not made.exists()
 
 
 def test_a_pickled_model_needs_trust(

@@ -21,6 +21,7 @@ from conveyor.core.config import load_settings
 from conveyor.server.app import create_app
 from conveyor.server.rules import PUBLIC, RULES, SERVER_ADMIN, USER
 from conveyor.store.principal import ROLES, role_rank
+from tests.fixtures.skops_files import skops_call
 
 PROJECT = "alpha"
 
@@ -574,14 +575,26 @@ def _spec(info: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return spec
 
 
-def test_an_upload_cannot_choose_what_loading_trusts(team: Team) -> None:
+def test_an_upload_cannot_choose_what_loading_trusts(team: Team, tmp_path: Path) -> None:
     data, info = _skops_model()
     files = {"model.skops": data}
     assert _upload(team, "editor", _spec(info), files).status_code == 201
     widened = {**info, "trusted_types": [*info["trusted_types"], "builtins.exec"]}
-    refused = _upload(team, "editor", _spec(widened), files)
-    assert refused.status_code == 403
-    assert "builtins.exec" in refused.json()["error"]["message"]
+    made = _upload(team, "editor", _spec(widened), files)
+    assert made.status_code == 201
+    from conveyor.models.service import model_service
+    from conveyor.store.workspace import Workspace
+
+    with Workspace(load_settings(tmp_path, project=PROJECT)) as ws:
+        service = model_service(ws)
+        stored = service.document(service.get(f"churn/{made.json()['version']}"))
+    assert "builtins.exec" not in stored.info["trusted_types"]  # the claim is not kept
+    # skops calls a trusted name with arguments from the file: a function of an allowed
+    # package (here a harmless one) must not be trusted for it.
+    called = skops_call("sklearn.utils", "check_random_state", [0])
+    denied = _upload(team, "editor", _spec(info), {"model.skops": called})
+    assert denied.status_code == 403
+    assert "sklearn.utils.check_random_state" in denied.json()["error"]["message"]
     custom, custom_info = _skops_model(extra=_Custom())
     assert _upload(team, "editor", _spec(custom_info), {"model.skops": custom}).status_code == 403
     pickled = _spec(info, flavor="python")

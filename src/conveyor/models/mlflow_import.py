@@ -119,23 +119,23 @@ def _input_example(root: Path, info: dict[str, Any] | None) -> Any:
     return None
 
 
-def _load_skops(file: Path, recorded: list[str], trust: bool) -> Any:
-    """Load a skops file trusting the types MLflow recorded at save (all of them with trust)."""
-    from conveyor.models.flavors.sklearn import skops_defaults
-
-    skops_defaults()  # MLflow recorded the types beyond skops's defaults
+def _load_skops(file: Path, trust: bool) -> Any:
+    """Load a skops file. Without trust, only the types skops trusts and scikit-learn,
+    XGBoost and LightGBM estimators load: the types the folder's MLmodel lists as trusted
+    come from the same folder, so they are not trusted for it."""
     import skops.io
-    from skops.io.exceptions import UntrustedTypesFoundException
+
+    from conveyor.models.flavors.sklearn import foreign_types
 
     data = file.read_bytes()
-    trusted = skops.io.get_untrusted_types(data=data) if trust else recorded
-    try:
-        return skops.io.loads(data, trusted=trusted)
-    except UntrustedTypesFoundException as e:
+    allowed, refused = foreign_types(data)
+    if refused and not trust:
         raise PermissionDeniedError(
-            f"{file} holds types MLflow did not record as trusted ({e}).",
+            f"{file} holds types that run code or are not known to be safe to load: "
+            f"{', '.join(refused[:5])}.",
             hint="If you trust where the model came from, pass trust=True (CLI: --trust).",
-        ) from e
+        )
+    return skops.io.loads(data, trusted=allowed + refused)
 
 
 def read_mlflow_model(path: str | Path, *, trust: bool = False) -> MlflowModel:
@@ -164,7 +164,7 @@ def read_mlflow_model(path: str | Path, *, trust: bool = False) -> MlflowModel:
     file = _inside(root, str(sk.get("pickled_model", "model.pkl")))
     fmt = str(sk.get("serialization_format") or ("skops" if file.suffix == ".skops" else ""))
     if fmt == "skops":
-        model = _load_skops(file, list(sk.get("skops_trusted_types") or []), trust)
+        model = _load_skops(file, trust)
     else:
         if not trust:
             raise PermissionDeniedError(

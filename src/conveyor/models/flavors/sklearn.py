@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 from conveyor.core.errors import IntegrityError, InvalidArgumentError, PermissionDeniedError
 from conveyor.models.flavors import Flavor, module_roots
 
-__all__ = ["SklearnFlavor", "skops_defaults", "skops_io", "without_pandas"]
+__all__ = [
+    "SklearnFlavor",
+    "foreign_type_allowed",
+    "foreign_types",
+    "skops_defaults",
+    "skops_io",
+    "without_pandas",
+]
 
 FILE = "model.skops"
 
@@ -376,57 +383,98 @@ def _forest_mean(model: Any, data: Any) -> Any:
     return out
 
 
-#: Modules whose types an uploaded skops file may hold (and be trusted for).
-_UPLOAD_MODULES = ("sklearn", "numpy", "scipy", "skops", "xgboost", "lightgbm")
-_UPLOAD_BUILTINS = {
-    f"builtins.{t}"
-    for t in (
-        "dict",
-        "list",
-        "str",
-        "tuple",
-        "int",
-        "float",
-        "bool",
-        "bytes",
-        "set",
-        "frozenset",
-        "complex",
-        "slice",
-        "NoneType",
+#: Types beyond skops's defaults that a skops file from someone else may hold: plain
+#: containers, and the inner classes scikit-learn, XGBoost and LightGBM models keep. A name is
+#: trusted exactly, never by its package: skops calls a trusted name with arguments from the
+#: file, and a package also holds functions (and classes whose constructors touch files).
+_SAFE_TYPES = frozenset(
+    {
+        *(
+            f"builtins.{t}"
+            for t in (
+                "dict",
+                "list",
+                "str",
+                "tuple",
+                "int",
+                "float",
+                "bool",
+                "bytes",
+                "set",
+                "frozenset",
+                "complex",
+                "slice",
+                "NoneType",
+            )
+        ),
+        "collections.OrderedDict",
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "xgboost.core.Booster",
+        "lightgbm.basic.Booster",
+    }
+)
+#: Packages whose estimator classes (subclasses of scikit-learn's BaseEstimator, whose
+#: constructors only keep their arguments) a skops file from someone else may hold.
+_ESTIMATOR_PACKAGES = ("sklearn", "xgboost", "lightgbm")
+
+
+def foreign_type_allowed(type_name: str) -> bool:
+    """Whether a skops file that someone else wrote may make a load trust ``type_name``."""
+    if type_name in _SAFE_TYPES:
+        return True
+    module_name, _, attr = type_name.rpartition(".")
+    if module_name.split(".", 1)[0] not in _ESTIMATOR_PACKAGES or not attr.isidentifier():
+        return False
+    import importlib
+
+    from sklearn.base import BaseEstimator
+
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except Exception:  # noqa: BLE001 - a name that does not resolve is not trusted
+        return False
+    return (
+        isinstance(found, type)
+        and issubclass(found, BaseEstimator)
+        and f"{found.__module__}.{found.__qualname__}" == type_name
     )
-}
 
 
-def _upload_allowed(type_name: str) -> bool:
-    return type_name in _UPLOAD_BUILTINS or type_name.split(".", 1)[0] in _UPLOAD_MODULES
+def foreign_types(data: bytes) -> tuple[list[str], list[str]]:
+    """The types beyond skops's defaults the skops file ``data`` holds: those a load may
+    trust when someone else wrote it, and those it must not."""
+    skops_defaults()
+    import skops.io
+
+    reported = sorted(set(skops.io.get_untrusted_types(data=data)))
+    allowed = [t for t in reported if foreign_type_allowed(t)]
+    return allowed, [t for t in reported if t not in allowed]
 
 
 def _check_upload(
     flavor: SklearnFlavor, files: dict[str, bytes], info: dict[str, Any]
 ) -> dict[str, Any]:
-    skops_defaults()
-    import skops.io
-
     data = files.get(FILE)
     if data is None or set(files) != {FILE}:
         raise InvalidArgumentError(f"A scikit-learn model upload is one file, {FILE!r}.")
     try:
-        reported = set(skops.io.get_untrusted_types(data=data))
+        allowed, refused = foreign_types(data)
     except Exception as e:  # noqa: BLE001 - any failure to read the file is the uploader's
         raise InvalidArgumentError(f"The uploaded file is not a skops model ({e}).") from None
     claimed = info.get("trusted_types", [])
     if not isinstance(claimed, list) or not all(isinstance(t, str) for t in claimed):
         raise InvalidArgumentError("info.trusted_types must be a list of type names.")
-    refused = sorted(t for t in reported | set(claimed) if not _upload_allowed(t))
     if refused:
         raise PermissionDeniedError(
             "The uploaded model holds types a team server does not load: "
             f"{', '.join(refused[:5])}.",
-            hint="Only scikit-learn, NumPy, SciPy, XGBoost and LightGBM types load from an "
-            "upload; log models with other types where their store is.",
+            hint="Only scikit-learn, XGBoost and LightGBM estimators and the types skops "
+            "trusts load from an upload; log models with other types where their store is.",
         )
-    return {**info, "trusted_types": sorted(reported | set(claimed))}
+    # Not what the uploader claims (ignored): what the file was found to hold.
+    return {**info, "trusted_types": allowed}
 
 
 def _dumps(model: Any) -> tuple[bytes, list[str] | None]:
