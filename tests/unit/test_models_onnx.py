@@ -85,3 +85,36 @@ def test_the_cli_exports_to_a_file(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "Wrote rf-1.onnx: predictions checked on 5 example rows" in out.stdout
     assert (tmp_path / "rf-1.onnx").stat().st_size > 0
+
+
+def _reads_a_file(location: str) -> object:
+    """An ONNX model whose output is a tensor it says is kept in the file ``location``."""
+    from onnx import TensorProto, helper
+
+    weights = TensorProto(name="W", data_type=TensorProto.UINT8, dims=[6])
+    weights.data_location = TensorProto.EXTERNAL
+    weights.external_data.add(key="location", value=location)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["W"], ["Y"])],
+        "leak",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.UINT8, [6])],
+        initializer=[weights],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_model_that_keeps_a_tensor_in_another_file_is_refused(tmp_path: Path) -> None:
+    from conveyor.core.errors import IntegrityError
+    from conveyor.models.flavors import get_flavor
+
+    (tmp_path / "secret.txt").write_bytes(b"SECRET")  # beside where the model is loaded
+    model = _reads_a_file("secret.txt")
+    with cv.init(tmp_path / "p", project="onnx"), pytest.raises(InvalidArgumentError, match="'W'"):
+        cv.models.log(model, "leak")
+    flavor = get_flavor("onnx")
+    files = {"model.onnx": model.SerializeToString()}  # as an upload, or a store, holds it
+    with pytest.raises(IntegrityError, match="external file"):
+        flavor.check_upload(files, {})
+    with pytest.raises(IntegrityError, match="external file"):
+        flavor.load(files, {})

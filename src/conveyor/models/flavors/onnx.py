@@ -7,6 +7,7 @@ a model with one input per column gets each column. ``predict`` is the first out
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,6 +36,15 @@ class OnnxFlavor(Flavor):
         return "onnx" in module_roots(model) and type(model).__name__ == "ModelProto"
 
     def save(self, model: Any, example: Any = None) -> tuple[dict[str, bytes], dict[str, Any]]:
+        import onnx
+
+        for name in _external_tensors(model, onnx.TensorProto.EXTERNAL):
+            raise InvalidArgumentError(
+                f"This ONNX model keeps tensor {name!r} in an external file; Conveyor stores "
+                "only self-contained models.",
+                hint="Load it with its tensors (onnx.load(path, load_external_data=True)) "
+                "before logging it.",
+            )
         graph = model.graph
         info = {
             "inputs": [i.name for i in graph.input],
@@ -46,9 +56,16 @@ class OnnxFlavor(Flavor):
             info["classes"] = classes
         return {FILE: model.SerializeToString()}, info
 
+    def check_upload(self, files: dict[str, bytes], info: dict[str, Any]) -> dict[str, Any]:
+        if set(files) != {FILE}:
+            raise InvalidArgumentError(f"An ONNX model upload is one file, {FILE!r}.")
+        _refuse_external_data(files[FILE])
+        return info
+
     def load(self, files: dict[str, bytes], info: dict[str, Any]) -> Any:
         import onnxruntime
 
+        _refuse_external_data(files[FILE])
         try:
             session = onnxruntime.InferenceSession(files[FILE], providers=["CPUExecutionProvider"])
         except Exception as e:
@@ -63,6 +80,71 @@ class OnnxFlavor(Flavor):
         if len(outputs) < 2:
             raise InvalidArgumentError("This ONNX model has one output: no probabilities.")
         return np.asarray(outputs[1])
+
+
+def _refuse_external_data(data: bytes) -> None:
+    """Refuse a model that keeps a tensor in another file.
+
+    Conveyor stores an ONNX model as one file. A tensor whose data is "in an external file"
+    would be read by onnxruntime from a path the file names, relative to the folder the
+    model is loaded in (a project's ``.env``, its metadata store), and could come back as a
+    prediction.
+    """
+    try:
+        import onnx
+    except ImportError as e:
+        raise InvalidArgumentError(
+            "Loading an ONNX model needs the onnx package, to check the model before "
+            "onnxruntime reads it.",
+            hint="pip install onnx",
+        ) from e
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # noqa: BLE001 - what does not parse is not a model
+        raise IntegrityError(f"The stored file is not an ONNX model: {e}") from None
+    for name in _external_tensors(model, onnx.TensorProto.EXTERNAL):
+        raise IntegrityError(
+            f"The ONNX model keeps tensor {name!r} in an external file; Conveyor loads "
+            "only self-contained models.",
+            hint="Save the model with all tensors inside (onnx.save_model with "
+            "save_as_external_data=False) and log it again.",
+        )
+
+
+def _external_tensors(model: Any, external: int) -> Iterator[str]:
+    """The names of the tensors of ``model`` (in any graph, node attribute or function)
+    whose data lives outside the file."""
+
+    def tensors_of_graph(graph: Any) -> Iterator[Any]:
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            yield from tensors_of_node(node)
+
+    def tensors_of_node(node: Any) -> Iterator[Any]:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("sparse_tensor"):
+                yield from (attribute.sparse_tensor.values, attribute.sparse_tensor.indices)
+            for sparse in attribute.sparse_tensors:
+                yield from (sparse.values, sparse.indices)
+            if attribute.HasField("g"):
+                yield from tensors_of_graph(attribute.g)
+            for graph in attribute.graphs:
+                yield from tensors_of_graph(graph)
+
+    def everything() -> Iterator[Any]:
+        yield from tensors_of_graph(model.graph)
+        for function in model.functions:
+            for node in function.node:
+                yield from tensors_of_node(node)
+
+    for tensor in everything():
+        if tensor.data_location == external or len(tensor.external_data):
+            yield tensor.name or "<unnamed>"
 
 
 def _class_labels(graph: Any) -> list[Any] | None:
