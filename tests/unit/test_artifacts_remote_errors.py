@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conveyor.core.errors import PermissionDeniedError
@@ -21,3 +23,19 @@ def test_an_s3_store_without_credentials_says_which_to_set(
     with pytest.raises(PermissionDeniedError, match="has no credentials") as caught:
         backend.exists("ab/cdef")
     assert "AWS_ACCESS_KEY_ID" in str(caught.value)
+
+
+def test_a_remote_store_stages_files_in_a_folder_only_this_user_can_enter() -> None:
+    import os
+    import stat
+    import tempfile
+
+    from conveyor.store.artifacts.cas import ArtifactStore
+
+    store = ArtifactStore("memory://staging-test/p")
+    staging = store.backend.staging_dir()
+    assert staging.parent == Path(tempfile.gettempdir())  # not the shared folder itself
+    info = staging.stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode) & 0o077) == (os.getuid(), 0)
+    assert store.put_bytes(b"staged").size == 6
+    assert list(staging.iterdir()) == []  # nothing left behind

@@ -162,7 +162,7 @@ class FsspecBackend:
             yield ObjectInfo(key=key, size=int(info.get("size") or 0), modified=_modified(info))
 
     def staging_dir(self) -> Path:
-        return Path(tempfile.gettempdir())
+        return _private_staging()
 
     def local_path(self, key: str) -> Path | None:
         return None
@@ -197,3 +197,29 @@ def _track(backend: FsspecBackend) -> None:
 def _after_fork_in_child() -> None:
     for backend in list(_backends):
         backend._fs = None
+
+
+_staging: list[tuple[int, Path]] = []
+
+
+def _private_staging() -> Path:
+    """A folder only this user can enter, for this process's partial downloads and uploads.
+
+    Not the shared temporary folder itself: there, another user could guess a file's name
+    and plant a link where Conveyor is about to write. Removed when the process that made
+    it exits (a forked child makes its own).
+    """
+    pid = os.getpid()
+    if not _staging or _staging[-1][0] != pid:
+        import atexit
+        import shutil
+
+        folder = Path(tempfile.mkdtemp(prefix="conveyor-staging-"))  # mode 0700
+        _staging.append((pid, folder))
+
+        def remove() -> None:
+            if os.getpid() == pid:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(remove)
+    return _staging[-1][1]
