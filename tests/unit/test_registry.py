@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.core.errors import InvalidArgumentError
+from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.core.registry import scheme_of
 from conveyor.store.artifacts.local import LocalBackend
 from conveyor.store.backends import ARTIFACT_BACKENDS, METADATA_STORES
@@ -51,6 +51,21 @@ def test_a_password_in_an_unknown_uri_is_not_shown(tmp_path) -> None:  # type: i
         _ = ws.metadata
     assert "hunter2" not in str(info.value)
     assert "u:***@db" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgresql//u:hunter2@db/x",  # the colon forgotten: not a URI at all
+        "http://u:hunter2@127.0.0.1:1",  # a team server that cannot be reached
+    ],
+)
+def test_a_password_in_a_store_uri_is_not_shown_when_it_fails(tmp_path, uri: str) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace.from_settings(tmp_path, store_uri=uri)
+    with pytest.raises(ConveyorError) as info:
+        _ = ws.project
+    assert "hunter2" not in str(info.value)
+    assert "u:***@" in str(info.value)
 
 
 def test_a_bad_port_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -187,6 +187,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show the resolved configuration, the store's schema revision and record counts."""
+    from conveyor.core.uris import redact_uri
     from conveyor.store.metadata.engine import describe_url
     from conveyor.store.metadata.migrate import HEAD
 
@@ -197,8 +198,8 @@ def info(
             "root": str(s.root),
             "project": s.project,
             "store_uri": describe_url(s.store_uri),
-            "artifact_uri": s.artifact_uri,
-            "remote_uri": s.remote_uri or None,
+            "artifact_uri": redact_uri(s.artifact_uri),
+            "remote_uri": redact_uri(s.remote_uri) if s.remote_uri else None,
             "actor": s.actor,
             "revision": ws.metadata.revision(),
             "head": HEAD,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -16,16 +17,25 @@ def redact_uri(uri: str) -> str:
 
     >>> redact_uri("postgresql://bob:hunter2@db:5432/x")
     'postgresql://bob:***@db:5432/x'
+
+    Text that does not parse as a URI still has anything shaped like ``user:secret@`` masked:
+
+    >>> redact_uri("postgresql//bob:hunter2@db/x")
+    'postgresql//bob:***@db/x'
     """
     try:
         parts = urlsplit(uri)
     except ValueError:
-        return "<unparseable URI>"
+        return _USERINFO.sub(r"\g<user>:***@", uri)
     if parts.password is None:
-        return uri
+        return _USERINFO.sub(r"\g<user>:***@", uri) if "@" in uri else uri
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+#: ``user:password@`` anywhere in a text (the user may be empty).
+_USERINFO = re.compile(r"(?P<user>[^/:@\s]*):[^@\s]*@")
 
 
 def post_request(url: str, data: bytes, headers: dict[str, str]) -> urllib.request.Request:

@@ -25,6 +25,7 @@ from conveyor.core.errors import (
     InvalidArgumentError,
     UnauthenticatedError,
 )
+from conveyor.core.uris import redact_uri
 
 if TYPE_CHECKING:
     import httpx
@@ -86,9 +87,11 @@ class ServerClient:
     ) -> None:
         if not is_server_uri(base_url):
             raise InvalidArgumentError(
-                f"A Conveyor server URL starts with http:// or https://; got {base_url!r}."
+                "A Conveyor server URL starts with http:// or https://; "
+                f"got {redact_uri(base_url)!r}."
             )
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_uri(self.base_url)  # for messages: no password
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.timeout = timeout
         self.retries = retries
@@ -98,7 +101,7 @@ class ServerClient:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"ServerClient({self.base_url!r})"  # never the token
+        return f"ServerClient({self.shown_url!r})"  # never the token
 
     @property
     def http(self) -> httpx.Client:
@@ -182,7 +185,7 @@ class ServerClient:
             except (httpx.TransportError, httpx.TimeoutException) as e:
                 if attempt == attempts:
                     raise BackendUnavailableError(
-                        f"The Conveyor server at {self.base_url} cannot be reached ({e}).",
+                        f"The Conveyor server at {self.shown_url} cannot be reached ({e}).",
                         hint="Check the URL in CONVEYOR_STORE_URI and that the server runs.",
                     ) from e
             else:
@@ -227,7 +230,7 @@ class ServerClient:
                 yield response
         except httpx.TransportError as e:
             raise BackendUnavailableError(
-                f"The Conveyor server at {self.base_url} cannot be reached ({e})."
+                f"The Conveyor server at {self.shown_url} cannot be reached ({e})."
             ) from e
 
 
