@@ -191,3 +191,18 @@ def test_a_file_uri_with_a_host_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidArgumentError, match="three slashes"):
         ArtifactStore("file://objects").put(b"x")
+
+
+def test_gc_refuses_an_artifact_store_that_another_metadata_store_collects(
+    tmp_path: Path,
+) -> None:
+    shared = str(tmp_path / "blobs")
+    a = Workspace.from_settings(tmp_path / "a", project="a", artifact_uri=shared)
+    b = Workspace.from_settings(tmp_path / "b", project="b", artifact_uri=shared)
+    with a, b:
+        kept = b.log_artifact(b"only b knows this", ObjectRef("report", "b1"), "b.txt")
+        b.gc(grace=timedelta(0))  # b collects the store first: it records itself as its owner
+        with pytest.raises(ConflictError, match="collected by another metadata store"):
+            a.gc(grace=timedelta(0))
+        assert b.artifacts.get(kept.digest) == b"only b knows this"
+        assert b.gc(grace=timedelta(0)).deleted == []  # its owner still collects it

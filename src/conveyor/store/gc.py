@@ -42,6 +42,7 @@ def collect_garbage(
     grace: timedelta = DEFAULT_GRACE,
 ) -> GcReport:
     """Delete objects that no artifact link references and that are older than ``grace``."""
+    _check_owner(metadata, store, claim=not dry_run)
     report = GcReport(dry_run=dry_run)
     cutoff = utcnow() - grace
     with metadata.read() as conn:
@@ -93,3 +94,42 @@ def collect_garbage(
                     after={"objects": len(report.deleted), "bytes": report.bytes_freed},
                 )
     return report
+
+
+#: Where gc records which metadata store collects an artifact store (a key listings skip).
+OWNER_KEY = ".gc/owner"
+
+
+def _check_owner(metadata: MetadataStore, store: ArtifactStore, *, claim: bool) -> None:
+    """Refuse to collect an artifact store that another metadata store collects: objects
+    that only the other one references would look unreferenced here, and be deleted.
+
+    The first collection records this metadata store (by its first project's id, which no
+    other store shares) in the artifact store.
+    """
+    import json
+
+    from conveyor.core.errors import ConflictError
+    from conveyor.store.metadata.engine import describe_url
+    from conveyor.store.metadata.schema import projects
+
+    with metadata.read() as conn:
+        first = conn.execute(sa.select(sa.func.min(projects.c.id))).scalar()
+    mine = {"first_project_id": first, "metadata_store": describe_url(metadata.uri)}
+    backend = store.backend
+    if backend.exists(OWNER_KEY):
+        with backend.open(OWNER_KEY) as f:
+            try:
+                recorded = json.loads(f.read())
+            except ValueError:
+                recorded = {}
+        if recorded.get("first_project_id") != first:
+            raise ConflictError(
+                f"The artifact store {store.uri} is collected by another metadata store "
+                f"({recorded.get('metadata_store', 'unknown')}): gc here would delete the "
+                "objects only that store references.",
+                hint="Give each metadata store an artifact store of its own (artifact_uri), "
+                f"or, if that store is gone for good, delete {OWNER_KEY} in the artifact store.",
+            )
+    elif claim:
+        backend.put_bytes(OWNER_KEY, json.dumps(mine).encode())
