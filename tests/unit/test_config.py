@@ -91,6 +91,39 @@ def test_a_non_string_value_is_refused(tmp_path: Path) -> None:
         load_settings(tmp_path)
 
 
+def test_a_yes_no_setting_takes_a_toml_boolean_and_refuses_anything_else(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "conveyor.toml").write_text("trust_pickled_models = true\n")
+    assert load_settings(tmp_path).trusts_pickled_models
+    assert not load_settings(tmp_path, trust_pickled_models=False).trusts_pickled_models
+    with pytest.raises(InvalidArgumentError, match="must be true or false; got 'ture'"):
+        load_settings(tmp_path, trust_pickled_models="ture")
+
+
+def test_a_path_is_taken_where_a_uri_setting_is(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, artifact_uri=tmp_path / "blobs")
+    assert settings.artifact_uri == str(tmp_path / "blobs")
+
+
+@pytest.mark.parametrize(("value", "sync"), [("1", True), ("yes", True), ("off", False)])
+def test_sync_logging_reads_the_usual_spellings(
+    monkeypatch: pytest.MonkeyPatch, value: str, sync: bool
+) -> None:
+    from conveyor.tracking.writer import Writer
+
+    monkeypatch.setenv("CONVEYOR_SYNC_LOGGING", value)
+    assert Writer(lambda ops: None).sync is sync
+
+
+def test_sync_logging_refuses_a_value_it_cannot_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.tracking.writer import Writer
+
+    monkeypatch.setenv("CONVEYOR_SYNC_LOGGING", "2")
+    with pytest.raises(InvalidArgumentError, match="CONVEYOR_SYNC_LOGGING must be true or false"):
+        Writer(lambda ops: None)
+
+
 def test_the_template_parses_and_sets_the_project(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text(render_config_template("churn"))
     assert load_settings(tmp_path).project == "churn"

@@ -27,6 +27,7 @@ __all__ = [
     "default_actor",
     "find_root",
     "load_settings",
+    "parse_flag",
     "render_config_template",
 ]
 
@@ -129,7 +130,7 @@ class Settings:
     @property
     def trusts_pickled_models(self) -> bool:
         """True when this project loads pickle-based models without ``trust=True``."""
-        return self.trust_pickled_models.strip().lower() in ("1", "true", "yes", "on")
+        return parse_flag(self.trust_pickled_models, "The setting 'trust_pickled_models'")
 
     @property
     def state_dir(self) -> Path:
@@ -197,6 +198,27 @@ def _read_file(path: Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in known}
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def parse_flag(value: str, what: str) -> bool:
+    """Read a yes/no setting: ``1/true/yes/on`` or ``0/false/no/off`` (or empty), in any case.
+
+    >>> parse_flag("Yes", "CONVEYOR_SYNC_LOGGING")
+    True
+    """
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidArgumentError(
+        f"{what} must be true or false; got {value!r}.",
+        hint="Use 1, true, yes or on; or 0, false, no or off.",
+    )
+
+
 def _normalize_store_uri(uri: str, root: Path) -> str:
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         path = uri[len("sqlite:///") :]
@@ -235,10 +257,17 @@ def load_settings(root: Path | str | None = None, **overrides: Any) -> Settings:
         )
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key, value in values.items():
-        if not isinstance(value, str):
+        if isinstance(value, bool):  # trust_pickled_models = true, in TOML or in Python
+            values[key] = "true" if value else "false"
+        elif isinstance(value, os.PathLike):
+            values[key] = os.fspath(value)
+        elif not isinstance(value, str):
             raise InvalidArgumentError(
-                f"The setting {key!r} must be a string; got {type(value).__name__} {value!r}."
+                f"The setting {key!r} must be a string; got {type(value).__name__} {value!r}.",
+                hint=f'Write it in quotes, e.g. {key} = "{value}" in conveyor.toml.',
             )
+    if "trust_pickled_models" in values:
+        parse_flag(values["trust_pickled_models"], "The setting 'trust_pickled_models'")
     settings = replace(Settings(root=root_path), **values)
     validate_project_name(settings.project)
     state = root_path / STATE_DIR

@@ -63,7 +63,12 @@ class Writer:
     ) -> None:
         self._sink = sink
         self._retry_for = retry_for
-        self.sync = os.environ.get("CONVEYOR_SYNC_LOGGING") == "1" if sync is None else sync
+        if sync is None:
+            from conveyor.core.config import parse_flag
+
+            value = os.environ.get("CONVEYOR_SYNC_LOGGING", "")
+            sync = parse_flag(value, "The environment variable CONVEYOR_SYNC_LOGGING")
+        self.sync = sync
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._lock = threading.Lock()
