@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
 from datetime import timedelta
@@ -206,3 +207,27 @@ def test_gc_refuses_an_artifact_store_that_another_metadata_store_collects(
             a.gc(grace=timedelta(0))
         assert b.artifacts.get(kept.digest) == b"only b knows this"
         assert b.gc(grace=timedelta(0)).deleted == []  # its owner still collects it
+
+
+def test_a_memory_workspace_takes_nothing_from_the_environment_or_its_neighbours(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CONVEYOR_LOG_URI", str(tmp_path / "shared-logs"))
+    monkeypatch.setenv("CONVEYOR_TRUST_PICKLED_MODELS", "true")
+    a, b = memory_workspace(), memory_workspace()
+    assert not a.settings.trusts_pickled_models
+    assert a.settings.log_uri != b.settings.log_uri
+    assert a.settings.online_uri != b.settings.online_uri
+    assert not (tmp_path / "shared-logs").exists()
+
+
+def test_a_memory_workspace_can_be_the_one_cv_calls_use() -> None:
+    def body() -> None:  # in a context of its own: the tests after this one do not see it
+        ws = memory_workspace(current=True)
+        with cv.start_run() as run:
+            cv.log_metric("loss", 0.5)
+        assert cv.workspace() is ws
+        assert cv.get_run(run.id).metrics == {"loss": 0.5}
+
+    contextvars.copy_context().run(body)
+    assert not Path(".conveyor").exists()  # nothing went to a project in the cwd

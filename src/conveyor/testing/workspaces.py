@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 
 from conveyor.core import ids
-from conveyor.store.workspace import Workspace
+from conveyor.core.config import Settings
+from conveyor.store.workspace import Workspace, use_workspace
 
 __all__ = ["memory_workspace"]
 
 
-def memory_workspace(project: str = "test", *, actor: str = "tester") -> Workspace:
+def memory_workspace(
+    project: str = "test", *, actor: str = "tester", current: bool = False
+) -> Workspace:
     """Return a workspace with an in-memory metadata store and a memory:// artifact store.
+
+    Each call is isolated: its own stores, a private temporary root (removed with the
+    workspace) for what lives in files (the online store), and no setting taken from
+    ``CONVEYOR_*`` variables or a ``conveyor.toml``. With ``current=True`` it is also the
+    workspace that ``cv.*`` calls use in this context (thread or task), as after ``cv.init``.
 
     >>> ws = memory_workspace()
     >>> ws.project.name
     'test'
     """
-    return Workspace.from_settings(
-        tempfile.gettempdir(),
+    root = tempfile.mkdtemp(prefix="conveyor-test-")
+    name = f"conveyor-test-{ids.new_id().lower()}"
+    settings = dict.fromkeys(Settings.settable_keys(), "")  # "" beats the environment
+    settings.update(
         project=project,
         store_uri="sqlite://",
-        artifact_uri=f"memory://conveyor-test-{ids.new_id().lower()}",
+        artifact_uri=f"memory://{name}",
+        log_uri=f"memory://{name}-logs",
+        trust_pickled_models="false",
         actor=actor,
     )
+    ws = Workspace.from_settings(root, **settings)
+    weakref.finalize(ws, shutil.rmtree, root, ignore_errors=True)
+    return use_workspace(ws) if current else ws
