@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -89,9 +90,9 @@ def postgres_uri(postgres_admin_uri: str) -> Iterator[str]:
     name = f"conveyor_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_admin_uri, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, _ = postgres_admin_uri.rpartition("/")
+    parts = urlsplit(postgres_admin_uri)  # the URI may name no database at all
     try:
-        yield f"{base}/{name}"
+        yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         with psycopg.connect(postgres_admin_uri, autocommit=True) as conn:
             conn.execute(
@@ -183,3 +184,11 @@ def ray_local() -> Iterator[Any]:
         finally:
             ray.shutdown()
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes a PostgreSQL database is marked ``postgres``, so that ``-m postgres``
+    selects it and ``-m "not postgres"`` leaves it out, whether or not its file says so."""
+    for item in items:
+        if {"postgres_uri", "postgres_admin_uri"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)

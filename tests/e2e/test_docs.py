@@ -31,7 +31,8 @@ def test_the_readme_quickstart_runs(tmp_path: Path) -> None:
 
 def test_the_testing_guide_example_passes(tmp_path: Path) -> None:
     block = next(b for b in python_blocks(ROOT / "docs" / "testing.md") if "memory_workspace" in b)
-    result = run_python(block + "\ntest_my_step_records_its_output()\nprint('ok')\n", tmp_path)
+    calls = "test_my_step_records_its_output()\ntest_my_training_logs_its_loss()\n"
+    result = run_python(f"{block}\n{calls}print('ok')\n", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

@@ -14,7 +14,13 @@ from conveyor.store.metadata.store import MetadataStore
 from conveyor.store.ratelimits import RateLimiter
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "postgresql-serializable"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("postgresql-serializable", marks=pytest.mark.postgres),
+    ]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
     if request.param == "sqlite":
         uri = f"sqlite:///{tmp_path / 'c.db'}"
