@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import conveyor as cv
+from conveyor.core.errors import InvalidArgumentError
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 
@@ -282,6 +283,21 @@ class ServingSuite:
         assert promoted.limits == {"max_error_rate": 0.5}  # the deployment's own again
         later = deployments.canary("prod", "churn/1", 10)  # no limits of its own
         assert later.limits == {"max_error_rate": 0.5}
+
+    def test_batch_predictions_read_csv_files_and_datasets_and_refuse_what_is_not_a_table(
+        self, ws: Workspace, two_versions: tuple[Any, Any], tmp_path: Path
+    ) -> None:
+        X, _ = training_data(30, seed=4)
+        X.to_csv(tmp_path / "rows.csv", index=False)
+        expected = cv.models.load("churn@champion", workspace=ws).model.predict(X).tolist()
+        version = cv.data.add("rows", tmp_path / "rows.csv", workspace=ws)  # kept as CSV
+        for source in (tmp_path / "rows.csv", version.ref):
+            out = tmp_path / "preds.parquet"
+            cv.predict("churn@champion", source, output=out, workspace=ws)
+            assert pd.read_parquet(out)["prediction"].tolist() == expected
+        (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+        with pytest.raises(InvalidArgumentError, match="not a readable Parquet file"):
+            cv.predict("churn@champion", tmp_path / "bad.parquet", output=out, workspace=ws)
 
     def test_batch_predictions_stream_to_parquet_with_lineage(
         self, ws: Workspace, two_versions: tuple[Any, Any], tmp_path: Path

@@ -137,3 +137,10 @@ def test_init_overrides_every_key(tmp_path: Path) -> None:
     ) as ws:
         assert (ws.settings.query_memory_limit, ws.settings.approvers) == ("1GB", "ana")
         assert ws.settings.online_uri.endswith("online.db")
+
+
+def test_a_prediction_log_uri_of_an_unknown_scheme_names_the_setting() -> None:
+    from conveyor.store.logs import log_filesystem
+
+    with pytest.raises(InvalidArgumentError, match=r"'foo://x/logs'.*CONVEYOR_LOG_URI"):
+        log_filesystem("foo://x/logs")

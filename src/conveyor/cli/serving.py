@@ -131,7 +131,10 @@ def predict(
     input: Annotated[
         str,
         typer.Option(
-            "--input", "-i", help="A Parquet file, a folder of them, or a dataset NAME@VERSION."
+            "--input",
+            "-i",
+            help="A Parquet (or CSV, TSV, JSON lines) file, a folder of them, or a dataset "
+            "NAME@VERSION.",
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The Parquet file to write.")],

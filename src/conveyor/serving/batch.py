@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from conveyor.core import ids
 from conveyor.core.errors import InvalidArgumentError
+from conveyor.data import tables
 from conveyor.models.registry import VERSION_KIND
 from conveyor.models.service import model_service
 from conveyor.store.records import ObjectRef
@@ -87,6 +88,8 @@ def _chunks(
         lineage = (ObjectRef("dataset_version", version.id), version.ref)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
+        if not files:  # a folder (or a dataset version) of CSV or JSON lines files
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name[0] != ".")
     elif path.is_file():
         files = [path]
     else:
@@ -94,9 +97,22 @@ def _chunks(
             f"No file, folder or dataset named {text!r}.",
             hint="Give a Parquet file, a folder of Parquet files, or NAME@VERSION of a dataset.",
         )
-    if not files:
-        raise InvalidArgumentError(f"{text!r} holds no Parquet files.")
-    parquet = [pq.ParquetFile(f) for f in files]
+    fmt = tables.table_format_of([f.name for f in files])
+    if fmt is None:
+        raise InvalidArgumentError(
+            f"{text!r} holds no table files "
+            f"(one of {', '.join(sorted(set(tables.TABLE_FORMATS.values())))}, in one format).",
+            hint="Give a Parquet file, a folder of Parquet files, or NAME@VERSION of a dataset.",
+        )
+    if fmt != "parquet":  # read whole: these formats have no row groups to stream
+        chunks, total, _, _, schema = _chunks(
+            ws, tables.read_table(fmt, files).to_pandas(), chunk_rows
+        )
+        return chunks, total, text, lineage, schema
+    try:
+        parquet = [pq.ParquetFile(f) for f in files]
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InvalidArgumentError(f"{text!r} is not a readable Parquet file: {e}") from None
     total = sum(p.metadata.num_rows for p in parquet)
 
     def stream() -> Iterator[pd.DataFrame]:

@@ -122,9 +122,9 @@ class ParquetLog:
         self._build = build or _BUILDERS[kind]
         self._fs: Any = None
         if ":" in self.uri.split("/", 1)[0]:  # a URI (file://, s3://...): fsspec names it,
-            import fsspec  # as it does for the readers (conveyor.store.logs)
+            from conveyor.store.logs import log_filesystem  # as for the readers
 
-            self._fs, self._root = fsspec.core.url_to_fs(self.uri)
+            self._fs, self._root = log_filesystem(self.uri)
             protocols = self._fs.protocol
             self._local = "file" in (protocols if isinstance(protocols, tuple) else (protocols,))
         else:  # a plain path, written with os and pyarrow: a server need not import fsspec

@@ -18,11 +18,34 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from conveyor.core.errors import InvalidArgumentError
 from conveyor.core.parquet import read_parquet
+from conveyor.core.uris import redact_uri
 
-__all__ = ["KINDS", "log_files", "partition_folder", "read_log", "write_rows"]
+__all__ = ["KINDS", "log_files", "log_filesystem", "partition_folder", "read_log", "write_rows"]
 
 KINDS = ("predictions", "feedback", "failures")
+
+
+def log_filesystem(uri: str) -> tuple[Any, str]:
+    """The fsspec filesystem and root path of the prediction log at ``uri``, or a clear
+    error naming the setting when fsspec does not know the scheme or lacks its package."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(uri.rstrip("/"))
+    except ValueError as e:  # "Protocol not known: foo"
+        raise InvalidArgumentError(
+            f"The prediction log URI {redact_uri(uri)!r} has a scheme no filesystem handles ({e}).",
+            hint="Set log_uri (CONVEYOR_LOG_URI) to a folder, or to a file://, s3://, gs:// "
+            "or az:// URI.",
+        ) from None
+    except ImportError as e:
+        raise InvalidArgumentError(
+            f"The prediction log URI {redact_uri(uri)!r} needs a package that is not "
+            f"installed ({e}).",
+            hint="For s3:// install conveyor-mlops[s3]; for gs:// gcsfs; for az:// adlfs.",
+        ) from None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -49,11 +72,9 @@ def log_files(
     With a window, only the hour partitions that overlap it are listed (a file may still
     hold rows just outside the window: filter rows by ``ts``).
     """
-    import fsspec
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
+    fs, root = log_filesystem(uri)
     start = _utc(start) if start is not None else None
     end = _utc(end) if end is not None else None
     if start is None or end is None or deployment is None:
@@ -235,10 +256,9 @@ def write_rows(uri: str, kind: str, deployment: str, table: Any, *, at: datetime
     """
     import os
 
-    import fsspec
     import pyarrow.parquet as pq
 
-    fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
+    fs, root = log_filesystem(uri)
     folder = partition_folder(root, kind, deployment, at)
     name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{os.urandom(4).hex()}.parquet"
     protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
