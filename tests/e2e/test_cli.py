@@ -177,6 +177,14 @@ def test_commands_outside_a_project_say_so_and_create_nothing(tmp_path: Path) ->
     assert not (tmp_path / ".conveyor").exists()
 
 
+def test_a_root_given_that_is_not_a_project_is_not_said_to_be_searched_above(
+    project: Path,
+) -> None:
+    (project / "sub").mkdir()
+    result = conveyor(project / "sub", "--root", ".", "info", ok=False)
+    assert f"No Conveyor project in {(project / 'sub').resolve()}." in result.stderr
+
+
 def test_an_unknown_revision_lists_the_known_ones(project: Path) -> None:
     result = conveyor(project, "db", "upgrade", "--revision", "bogus", ok=False)
     assert "Unknown schema revision 'bogus'; known: 0001" in result.stderr

@@ -26,7 +26,7 @@ def test_the_readme_quickstart_runs(tmp_path: Path) -> None:
     result = run_python("\n".join(blocks), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "rf-baseline" in result.stdout
-    assert "ObjectRef(kind='dataset_version', id='customers@1')" in result.stdout
+    assert "ObjectRef(kind='extract', id='crm-2026-11')" in result.stdout
 
 
 def test_the_testing_guide_example_passes(tmp_path: Path) -> None:

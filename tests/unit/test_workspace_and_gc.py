@@ -61,8 +61,9 @@ def test_a_traversal_name_is_refused_before_anything_is_stored(ws: Workspace) ->
 
 def test_renaming_content_under_an_existing_name_needs_replace(ws: Workspace) -> None:
     ws.log_artifact(b"v1", RUN, "model.bin")
-    with pytest.raises(ConflictError, match=r"model\.bin"):
+    with pytest.raises(ConflictError, match=r"model\.bin") as refused:
         ws.log_artifact(b"v2", RUN, "model.bin")
+    assert "replace=True" in str(refused.value)  # the hint says how
     ws.log_artifact(b"v2", RUN, "model.bin", replace=True)
     with ws.open_artifact(RUN, "model.bin") as f:
         assert f.read() == b"v2"

@@ -24,10 +24,12 @@ def settings_for(ctx: typer.Context) -> Settings:
     not leave a new .conveyor/ behind.
     """
     root = ctx.find_root().obj or find_root()
+    given = ctx.find_root().obj is not None or bool(os.environ.get("CONVEYOR_ROOT"))
     explicit = os.environ.get("CONVEYOR_STORE_URI") or (root / CONFIG_FILE).is_file()
     if not explicit and not (root / STATE_DIR).is_dir():
+        where = f"{root}" if given else f"{root} or the folders above it"
         raise NotFoundError(
-            f"No Conveyor project in {root} or the folders above it.",
+            f"No Conveyor project in {where}.",
             hint="Run 'conveyor init' in your project folder, or pass --root PATH.",
         )
     return load_settings(root)

@@ -128,8 +128,8 @@ def link_artifact(
             raise ConflictError(
                 f"{owner} already has an artifact named {name!r} with other content "
                 f"(stored {existing[:12]}, new {put.digest[:12]}).",
-                hint="Store the new content under another name: what a name was given "
-                "stays its content.",
+                hint="Store the new content under another name (what a name was given stays "
+                "its content), or pass replace=True to point the name at the new content.",
             )
         before = {"digest": existing}
         uow.conn.execute(
