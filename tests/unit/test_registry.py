@@ -72,3 +72,9 @@ def test_a_bad_port_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyp
     ws = Workspace.from_settings(tmp_path, store_uri="postgresql://u:pw@db:notaport/x")
     with pytest.raises(InvalidArgumentError, match="cannot be parsed"):
         _ = ws.metadata
+
+
+def test_a_bare_file_as_the_metadata_store_says_to_write_a_sqlite_uri(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace.from_settings(tmp_path, store_uri="meta.db")
+    with pytest.raises(InvalidArgumentError, match=r"write sqlite:///"):
+        _ = ws.metadata

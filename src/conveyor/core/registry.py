@@ -53,12 +53,17 @@ class BackendRegistry:
             target = self._targets.get(scheme)
         if target is None:
             known = ", ".join(f"{s}://" for s in sorted(self._targets))
+            hint = (
+                f"Install the extra that provides it or register it under the "
+                f"'{self.entry_point_group}' entry-point group."
+            )
+            if scheme == "file" and "sqlite" in self._targets:  # a bare path: x.db
+                hint = f"For a SQLite file, write sqlite:///{uri.removeprefix('file://')}."
             raise InvalidArgumentError(
                 f"The {self.kind} URI {redact_uri(uri)!r} has the scheme {scheme!r}, which is "
                 "not supported. "
                 f"Supported schemes: {known}.",
-                hint=f"Install the extra that provides it or register it under the "
-                f"'{self.entry_point_group}' entry-point group.",
+                hint=hint,
             )
         module_name, _, attr = target.partition(":")
         try:

@@ -59,7 +59,7 @@ class FsspecBackend:
                 raise BackendUnavailableError(
                     f"The artifact store {self.uri!r} needs a package that is not installed "
                     f"({e.name or e}).",
-                    hint="Install it, e.g. pip install 'conveyor-mlops[s3]'.",
+                    hint=_INSTALL.get(protocol, f"Install the fsspec package for {protocol}://."),
                 ) from e
             self._fs, self._root = fs, root.rstrip("/")
         return self._fs
@@ -198,6 +198,16 @@ def _after_fork_in_child() -> None:
     for backend in list(_backends):
         backend._fs = None
 
+
+#: What to install for the fsspec protocols people use most.
+_INSTALL = {
+    "s3": "pip install 'conveyor-mlops[s3]'",
+    "gs": "pip install gcsfs",
+    "gcs": "pip install gcsfs",
+    "az": "pip install adlfs",
+    "abfs": "pip install adlfs",
+    "abfss": "pip install adlfs",
+}
 
 _staging: list[tuple[int, Path]] = []
 
