@@ -107,6 +107,18 @@ def test_lineage_is_drawn_as_a_tree(project: Path) -> None:
     assert "dataset_version" not in shallow
 
 
+def test_the_lineage_tree_stops_at_the_depth_asked_on_every_path(project: Path) -> None:
+    top, b, a, c = (ObjectRef("d", n) for n in ("top", "b", "a", "c"))
+    with Workspace.from_settings(project) as ws, ws.metadata.transaction() as uow:
+        uow.link(b, top, "x")  # top <- b <- a <- c, and a diamond: top <- a directly
+        uow.link(a, b, "x")
+        uow.link(a, top, "x")
+        uow.link(c, a, "x")
+    tree = conveyor(project, "lineage", "d:top", "--depth", "2").stdout
+    assert tree.count("d:a") == 2  # under top, and under b
+    assert tree.count("d:c") == 1  # two steps from top only under a, not three under b
+
+
 def test_gc_reports_and_frees_unreferenced_bytes(project: Path) -> None:
     with Workspace.from_settings(project) as ws:
         ws.artifacts.put(b"x" * 2048)

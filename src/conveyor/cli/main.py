@@ -335,7 +335,7 @@ def lineage(
     for graph in graphs:
         shown = escape(labels.get(root, str(root)))
         tree = Tree(f"[bold]{shown}[/bold] [dim]({graph.direction})[/dim]")
-        _grow(tree, graph, root, {root}, labels)
+        _grow(tree, graph, root, {root}, labels, depth)
         if not graph.edges:
             tree.add(f"[dim]nothing {graph.direction}[/dim]")
         console.print(tree)
@@ -404,14 +404,20 @@ def _labels(ws: Any, refs: set[Any]) -> dict[Any, str]:
     return labels
 
 
-def _grow(node: Tree, graph, ref, on_path: set, labels: dict) -> None:  # type: ignore[no-untyped-def]
+def _grow(node: Tree, graph, ref, on_path: set, labels: dict, left: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Add ``ref``'s children to ``node``, ``left`` levels more (None: all). A node the graph
+    reached within the depth by a short path is not followed further down a longer one."""
+    if left == 0:
+        return
     for edge in graph.children(ref):
         nxt = edge.src if graph.direction == "upstream" else edge.dst
         label = f"{escape(labels.get(nxt, str(nxt)))} [dim]{escape(edge.relation)}[/dim]"
         if nxt in on_path:
             node.add(label + " [yellow](cycle)[/yellow]")
             continue
-        _grow(node.add(label), graph, nxt, on_path | {nxt}, labels)
+        _grow(
+            node.add(label), graph, nxt, on_path | {nxt}, labels, None if left is None else left - 1
+        )
 
 
 @app.command()
