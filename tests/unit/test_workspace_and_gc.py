@@ -232,3 +232,21 @@ def test_a_memory_workspace_can_be_the_one_cv_calls_use() -> None:
 
     contextvars.copy_context().run(body)
     assert not Path(".conveyor").exists()  # nothing went to a project in the cwd
+
+
+def test_objects_may_be_named_as_kind_id_text_and_wrong_types_are_clear(ws: Workspace) -> None:
+    ws.log_artifact(b"x", "run:r1", "a.txt")
+    assert [a.name for a in ws.list_artifacts("run:r1")] == ["a.txt"]
+    with ws.open_artifact("run:r1", "a.txt") as f:
+        assert f.read() == b"x"
+    assert ws.lineage("run:r1").edges == []
+    with pytest.raises(InvalidArgumentError, match="kind and id are text"):
+        ObjectRef("run", 5)  # type: ignore[arg-type]
+
+
+def test_logging_bytes_as_a_run_artifact_points_at_the_calls_that_take_them(
+    tmp_path: Path,
+) -> None:
+    cv.init(tmp_path / "p")
+    with cv.start_run(), pytest.raises(InvalidArgumentError, match="log_text"):
+        cv.log_artifact(b"content", "a.txt")  # type: ignore[arg-type]

@@ -291,8 +291,9 @@ class _Worker:
         process = ctx.Process(target=_worker_loop, args=(child, os.getpid()), daemon=True)
         process.start()
         child.close()
-        with contextlib.suppress(OSError):  # and the worker does it too: whichever runs first
-            os.setpgid(process.pid, process.pid)
+        if process.pid is not None:  # and the worker does it too: whichever runs first
+            with contextlib.suppress(OSError):
+                os.setpgid(process.pid, process.pid)
         return cls(process, parent)
 
     def stop(self, *, kill: bool = False) -> None:

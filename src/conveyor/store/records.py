@@ -20,6 +20,13 @@ class ObjectRef:
     id: str
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not isinstance(self.id, str):
+            raise InvalidArgumentError(
+                "An object reference's kind and id are text; got "
+                f"{type(self.kind).__name__} {self.kind!r} and {type(self.id).__name__} "
+                f"{self.id!r}.",
+                hint="Write the id as text: ObjectRef('run', '5').",
+            )
         validate_kind(self.kind)
         if not self.id or len(self.id) > 200:
             raise InvalidArgumentError(
@@ -29,6 +36,11 @@ class ObjectRef:
     @classmethod
     def parse(cls, text: str) -> ObjectRef:
         """Parse ``kind:id``, e.g. ``run:01J9...`` or ``dataset_version:customers@3``."""
+        if not isinstance(text, str):
+            raise InvalidArgumentError(
+                f"Expected an object reference (KIND:ID text or an ObjectRef); got "
+                f"{type(text).__name__} {text!r}."
+            )
         kind, sep, ident = text.partition(":")
         if not sep or not kind or not ident:
             raise InvalidArgumentError(
@@ -38,6 +50,11 @@ class ObjectRef:
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}"
+
+    @classmethod
+    def of(cls, ref: ObjectRef | str) -> ObjectRef:
+        """``ref`` as an ObjectRef: itself, or parsed from ``KIND:ID`` text."""
+        return ref if isinstance(ref, ObjectRef) else cls.parse(ref)
 
 
 @dataclass(frozen=True, slots=True)

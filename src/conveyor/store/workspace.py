@@ -213,7 +213,7 @@ class Workspace:
     def log_artifact(
         self,
         data: bytes | str | os.PathLike[str] | BinaryIO,
-        owner: ObjectRef,
+        owner: ObjectRef | str,
         name: str,
         *,
         media_type: str | None = None,
@@ -227,6 +227,7 @@ class Workspace:
         """
         from conveyor.core.names import validate_artifact_path
 
+        owner = ObjectRef.of(owner)
         validate_artifact_path(name)
         if self.remote is not None:
             return _remote_upload(self, data, owner, name, media_type=media_type, replace=replace)
@@ -258,8 +259,9 @@ class Workspace:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def list_artifacts(self, owner: ObjectRef) -> list[ArtifactLink]:
+    def list_artifacts(self, owner: ObjectRef | str) -> list[ArtifactLink]:
         """Return ``owner``'s artifacts, sorted by name."""
+        owner = ObjectRef.of(owner)
         if self.remote is not None:
             path = self.remote.project_path(
                 self.settings.project, "artifacts", owner.kind, owner.id
@@ -283,8 +285,9 @@ class Workspace:
             return catalog.list_artifacts(conn, owner)
 
     @contextmanager
-    def open_artifact(self, owner: ObjectRef, name: str) -> Iterator[BinaryIO]:
+    def open_artifact(self, owner: ObjectRef | str, name: str) -> Iterator[BinaryIO]:
         """Open ``owner``'s artifact ``name`` for reading, verified against its digest."""
+        owner = ObjectRef.of(owner)
         if self.remote is not None:
             with _remote_download(self, owner, name) as f:
                 yield f
@@ -297,9 +300,10 @@ class Workspace:
     # -- lineage, audit, maintenance --------------------------------------------------------
 
     def lineage(
-        self, ref: ObjectRef, *, direction: str = "upstream", depth: int | None = None
+        self, ref: ObjectRef | str, *, direction: str = "upstream", depth: int | None = None
     ) -> LineageGraph:
-        """Return what is upstream or downstream of ``ref``."""
+        """Return what is upstream or downstream of ``ref`` (an ObjectRef or ``KIND:ID``)."""
+        ref = ObjectRef.of(ref)
         if self.remote is not None:
             return _remote_lineage(self.remote, self.settings.project, ref, direction, depth)
         return self.metadata.lineage(ref, direction=direction, depth=depth)

@@ -410,6 +410,13 @@ class ActiveRun:
         self, path: str | os.PathLike[str], name: str | None = None
     ) -> list[ArtifactLink]:
         """Store a file, or every file under a directory, as artifacts of this run."""
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidArgumentError(
+                f"log_artifact stores a file or a folder, by its path; got a "
+                f"{type(path).__name__}.",
+                hint="For content in memory: log_text(text, name), log_dict(data, name), "
+                "log_table(df, name), or write it to a file first.",
+            )
         source = Path(path)
         base = validate_artifact_path(name or source.name)
         if source.is_file():
