@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import conveyor as cv
-from conveyor.core.errors import BackendUnavailableError
+from conveyor.core.errors import BackendUnavailableError, InvalidArgumentError
 from conveyor.core.ids import new_id
 from conveyor.features import DataFrameSource, Entity, FeatureView, Field
 from conveyor.features.online_stores import OnlineStore, RedisOnlineStore
@@ -78,3 +78,11 @@ def test_an_unreachable_redis_is_named() -> None:
     store = RedisOnlineStore("redis://127.0.0.1:1/0", namespace="x")
     with pytest.raises(BackendUnavailableError, match=r"redis://127\.0\.0\.1:1/0"):
         store.read("v", ["1", "2"])
+
+
+@pytest.mark.redis
+def test_a_database_number_redis_does_not_have_is_named(redis_url: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    store = RedisOnlineStore(f"{base}/9999", namespace="x")
+    with pytest.raises(InvalidArgumentError, match="names a database Redis does not have"):
+        store.read("v", ["1"])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import stat
 import uuid
 from datetime import UTC, datetime
@@ -40,6 +41,14 @@ __all__ = ["FileSplit", "connect", "join_view", "latest_rows", "source_state", "
 FileSplit = tuple[list[str], list[str]]  # a source's files read before, and new or changed ones
 
 
+_SIZE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]i?B|B)", re.IGNORECASE)
+_UNITS = {
+    "b": 1,
+    **{f"{p}b": 1000 ** (i + 1) for i, p in enumerate("kmgt")},
+    **{f"{p}ib": 1024 ** (i + 1) for i, p in enumerate("kmgt")},
+}
+
+
 def connect(memory_limit: str = "", spill_root: Path | None = None) -> Any:
     """A DuckDB connection in UTC that keeps within ``memory_limit`` (DuckDB's default when
     empty) and spills to a folder of this process under ``spill_root``, which DuckDB makes
@@ -48,6 +57,14 @@ def connect(memory_limit: str = "", spill_root: Path | None = None) -> Any:
 
     config: dict[str, Any] = {}
     if memory_limit:
+        size = _SIZE.fullmatch(memory_limit.strip())
+        if size is None or float(size["amount"]) * _UNITS[size["unit"].lower()] < 2**20:
+            raise InvalidArgumentError(
+                f"query_memory_limit must be a memory size of at least 1MiB, such as 2GB or "
+                f"512MB; got {memory_limit!r}.",
+                hint="Set it in conveyor.toml or CONVEYOR_QUERY_MEMORY_LIMIT, or leave it empty "
+                "for DuckDB's default (80% of RAM).",
+            )
         config["memory_limit"] = memory_limit
     if spill_root is not None:
         spill_root.mkdir(parents=True, exist_ok=True)
@@ -394,7 +411,10 @@ def _arrow(con: Any, view: FeatureView, query: str, params: dict[str, Any] | Non
     try:
         return con.sql(query, params=params).to_arrow_table()
     except duckdb.OutOfMemoryException as e:
-        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        try:  # a query that needs memory, which may be what ran out
+            limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        except duckdb.Error:
+            limit = "its memory limit"
         raise ConveyorError(
             f"The query of feature view {view.name!r} needed more memory than DuckDB may use "
             f"({limit}), even spilling to disk: {str(e).splitlines()[0]}",

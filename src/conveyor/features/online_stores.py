@@ -253,6 +253,7 @@ class RedisOnlineStore(OnlineStore):
         self.namespace = namespace
         self._client = redis.Redis.from_url(uri, socket_connect_timeout=5, socket_timeout=30)
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._refused = redis.exceptions.ResponseError  # e.g. a database number it has not
         self._write_script = self._client.register_script(_NEWER_ONLY)
 
     def _key(self, view: str, key: str) -> str:
@@ -268,6 +269,15 @@ class RedisOnlineStore(OnlineStore):
             raise BackendUnavailableError(
                 f"Cannot reach the Redis online store {_redacted(self.uri)}: {e}.",
                 hint="Check that Redis runs and the online_uri setting.",
+            ) from e
+        except self._refused as e:
+            if "DB index" not in str(e):
+                raise
+            raise InvalidArgumentError(
+                f"The Redis online store {_redacted(self.uri)} names a database Redis does not "
+                f"have: {e}.",
+                hint="Use a database number below the server's 'databases' setting (default "
+                "16) in online_uri, e.g. redis://host:6379/0.",
             ) from e
 
     def write_encoded(
