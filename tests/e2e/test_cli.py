@@ -206,3 +206,12 @@ def test_root_option_points_at_another_project(project: Path, tmp_path_factory) 
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     info = json.loads(conveyor(elsewhere, "--root", str(project), "info", "--json").stdout)
     assert info["project"] == "churn"
+
+
+def test_a_command_that_makes_a_new_project_beside_others_says_so(project: Path) -> None:
+    conveyor(project, "runs", "list")  # the project conveyor init named: no note
+    typo = conveyor(project, "runs", "list", env={"CONVEYOR_PROJECT": "chrun"})
+    assert "created project 'chrun'" in typo.stderr
+    assert "CONVEYOR_PROJECT" in typo.stderr
+    again = conveyor(project, "runs", "list", env={"CONVEYOR_PROJECT": "chrun"})
+    assert "created project" not in again.stderr  # said once, when it was made

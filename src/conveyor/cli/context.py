@@ -39,4 +39,19 @@ def workspace_for(ctx: typer.Context) -> Workspace:
     """Return the workspace of the project this command runs in (stores open on first use)."""
     from conveyor.store.workspace import Workspace
 
-    return Workspace(settings_for(ctx))
+    ws = Workspace(settings_for(ctx))
+    ws.on_new_project = _say_new_project
+    return ws
+
+
+def _say_new_project(name: str, others: list[str]) -> None:
+    from rich.markup import escape
+
+    from conveyor.cli.output import err_console
+
+    shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+    err_console.print(
+        f"[yellow]note:[/yellow] created project {escape(repr(name))}; this store's other "
+        f"projects: {escape(shown)}. If you meant one of them, set CONVEYOR_PROJECT or project "
+        "in conveyor.toml."
+    )

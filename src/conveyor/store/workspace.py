@@ -69,6 +69,10 @@ class Workspace:
         self._remote: ServerClient | None = None
         self._owns_stores = True
         self._flushers: list[Callable[[], None]] = []
+        #: Called with the project's name and the store's other projects when this workspace
+        #: creates its project in a store that already holds others (the CLI prints a note:
+        #: a misspelt CONVEYOR_PROJECT makes a project of its own).
+        self.on_new_project: Callable[[str, list[str]], None] | None = None
         _track(self)
 
     @classmethod
@@ -162,7 +166,13 @@ class Workspace:
             if self.remote is not None:
                 self._project = _remote_project(self.remote, self.settings.project)
             else:
-                self._project = self.metadata.ensure_project(self.settings.project)
+                name = self.settings.project
+                found = self.metadata.find_project(name)
+                self._project = found or self.metadata.ensure_project(name)
+                if found is None and self.on_new_project is not None:
+                    others = [p.name for p in self.metadata.list_projects() if p.name != name]
+                    if others:
+                        self.on_new_project(name, others)
         return self._project
 
     def open(self) -> Self:
