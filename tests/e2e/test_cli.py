@@ -87,6 +87,13 @@ def test_info_reports_config_revision_and_counts(project: Path) -> None:
     assert info["root"] == str(project.resolve())
     assert info["revision"] == info["head"] == HEAD
     assert info["counts"]["projects"] == 1
+    hooked = conveyor(
+        sub, "info", "--json", env={"CONVEYOR_WEBHOOKS": "https://hooks.example:8443/T0/s3cret"}
+    )
+    settings = json.loads(hooked.stdout)
+    assert settings["webhooks"] == "https://hooks.example:8443"  # not the secret in its path
+    assert settings["trust_pickled_models"] is False
+    assert settings["online_uri"].endswith("online.db")
 
 
 def test_lineage_is_drawn_as_a_tree(project: Path) -> None:

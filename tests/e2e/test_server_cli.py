@@ -138,6 +138,20 @@ def test_an_admin_manages_users_and_tokens_and_an_editor_works_remotely(
     assert "revoked" in after.stderr
 
 
+def test_info_shows_a_clients_settings_through_the_server(
+    server: TeamServer, tmp_path: Path
+) -> None:
+    admin = server.client_env(server.admin_token, project="churn")
+    cli(tmp_path, admin, "projects", "create", "churn")
+    shown = cli(tmp_path, admin, "info", "--json")
+    assert shown.returncode == 0, shown.stderr
+    info = json.loads(shown.stdout)
+    assert info["project"] == "churn"
+    assert info["counts"] is None  # the server's store is not this client's to count
+    assert "log_uri" in info
+    assert server.admin_token not in shown.stdout
+
+
 def test_a_token_lifetime_must_be_positive_and_an_expired_token_is_listed_so(
     server: TeamServer, tmp_path: Path
 ) -> None:

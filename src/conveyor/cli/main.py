@@ -193,6 +193,7 @@ def info(
 
     with workspace_for(ctx) as ws:
         s = ws.settings
+        hooks = [h.strip() for h in s.webhooks.split(",") if h.strip()]
         config = {
             "version": __version__,
             "root": str(s.root),
@@ -200,11 +201,19 @@ def info(
             "store_uri": describe_url(s.store_uri),
             "artifact_uri": redact_uri(s.artifact_uri),
             "remote_uri": redact_uri(s.remote_uri) if s.remote_uri else None,
+            "online_uri": redact_uri(s.online_uri),
+            "log_uri": redact_uri(s.log_uri),
+            "query_memory_limit": s.query_memory_limit or None,
+            "approvers": s.approvers or None,
+            # Only where they go: a webhook's path or query often holds its secret.
+            "webhooks": ", ".join(_webhook_host(h) for h in hooks) or None,
+            "trust_pickled_models": s.trusts_pickled_models,
             "actor": s.actor,
-            "revision": ws.metadata.revision(),
-            "head": HEAD,
         }
-        counts = ws.metadata.counts()
+        counts: dict[str, int] | None = None
+        if ws.remote is None:  # through a team server: the server's store is not ours to count
+            config.update(revision=ws.metadata.revision(), head=HEAD)
+            counts = ws.metadata.counts()
     if as_json:
         console.print_json(json.dumps({**config, "counts": counts}))
         return
@@ -212,10 +221,21 @@ def info(
     for key, value in config.items():
         table.add_row(f"[bold]{key}[/bold]", escape(str(value)) if value is not None else "none")
     console.print(table)
-    counts_table = Table("table", "rows", title="records", title_justify="left")
-    for name, n in counts.items():
-        counts_table.add_row(name, str(n))
-    console.print(counts_table)
+    if counts is not None:
+        counts_table = Table("table", "rows", title="records", title_justify="left")
+        for name, n in counts.items():
+            counts_table.add_row(name, str(n))
+        console.print(counts_table)
+
+
+def _webhook_host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "<not a URL>"
 
 
 @db_app.command("upgrade")
