@@ -302,6 +302,11 @@ def gc(
         f"{verb} {len(report.deleted)} of {report.scanned} objects, "
         f"{human_bytes(report.bytes_freed)}"
         + (f"; kept {report.kept_recent} younger than {grace}" if report.kept_recent else "")
+        + (
+            f"; removed {report.staging_files_removed} unfinished temporary files"
+            if report.staging_files_removed
+            else ""
+        )
         + "."
     )
     if report.missing:

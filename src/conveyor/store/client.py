@@ -185,7 +185,8 @@ class ServerClient:
             except (httpx.TransportError, httpx.TimeoutException) as e:
                 if attempt == attempts:
                     raise BackendUnavailableError(
-                        f"The Conveyor server at {self.shown_url} cannot be reached ({e}).",
+                        f"The Conveyor server at {self.shown_url} cannot be reached "
+                        f"({str(e).rstrip('.')}).",
                         hint="Check the URL in CONVEYOR_STORE_URI and that the server runs.",
                     ) from e
             else:
@@ -230,7 +231,7 @@ class ServerClient:
                 yield response
         except httpx.TransportError as e:
             raise BackendUnavailableError(
-                f"The Conveyor server at {self.shown_url} cannot be reached ({e})."
+                f"The Conveyor server at {self.shown_url} cannot be reached ({str(e).rstrip('.')})."
             ) from e
 
 
