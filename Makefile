@@ -40,7 +40,7 @@ test-unit: $(STAMP)
 	@$(BYTECODE)
 	$(BIN)/python -m pytest -q tests/unit
 
-lint: $(STAMP)  ## ruff, the layer contract, mypy on the core and store
+lint: $(STAMP)  ## ruff, the layer contract, mypy on every package
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache

@@ -171,10 +171,10 @@ def check(
             f"Model check of [bold]{escape(report.candidate)}[/bold]{escape(against_text)} "
             f"on {escape(report.data)}:"
         )
-        table = Table("check", "result", "details")
+        results = Table("check", "result", "details")
         for c in report.checks:
-            table.add_row(escape(c["name"]), _STATUS[c["status"]], escape(str(c["detail"])))
-        console.print(table)
+            results.add_row(escape(c["name"]), _STATUS[c["status"]], escape(str(c["detail"])))
+        console.print(results)
     if not report.passed:
         raise typer.Exit(1)
 

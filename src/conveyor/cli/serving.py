@@ -190,7 +190,7 @@ def predict(
             workspace=ws,
             progress=report,
         )
-    summary = result.to_dict()  # type: ignore[union-attr]
+    summary = result.to_dict()
     if as_json:
         _print_json(summary)
         return

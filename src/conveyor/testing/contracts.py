@@ -17,6 +17,7 @@ import io
 import itertools
 import multiprocessing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -278,7 +279,7 @@ class ArtifactStoreContract:
         assert [d for d, _ in artifact_store.objects()] == [first.digest]
 
     def test_files_and_streams_larger_than_a_chunk_round_trip(
-        self, artifact_store: ArtifactStore, tmp_path
+        self, artifact_store: ArtifactStore, tmp_path: Path
     ) -> None:
         data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB, not a multiple of the chunk size
         src = tmp_path / "big.bin"
