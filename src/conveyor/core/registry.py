@@ -2,7 +2,7 @@
 
 Each registry maps a scheme to ``"module:Class"`` and imports only the backend chosen.
 Third-party packages add schemes through the entry-point group named by the registry,
-for example ``[project.entry-points."conveyor.artifact_stores"] gs = "pkg.mod:GcsStore"``.
+for example ``[project.entry-points."conveyor.artifact_backends"] gs = "pkg.mod:GcsBackend"``.
 """
 
 from __future__ import annotations
