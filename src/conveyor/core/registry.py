@@ -58,7 +58,8 @@ class BackendRegistry:
                 f"'{self.entry_point_group}' entry-point group."
             )
             if scheme == "file" and "sqlite" in self._targets:  # a bare path: x.db
-                hint = f"For a SQLite file, write sqlite:///{uri.removeprefix('file://')}."
+                path = redact_uri(uri.removeprefix("file://"))
+                hint = f"For a SQLite file, write sqlite:///{path}."
             raise InvalidArgumentError(
                 f"The {self.kind} URI {redact_uri(uri)!r} has the scheme {scheme!r}, which is "
                 "not supported. "

@@ -22,13 +22,17 @@ def redact_uri(uri: str) -> str:
 
     >>> redact_uri("postgresql//bob:hunter2@db/x")
     'postgresql//bob:***@db/x'
+    >>> redact_uri("file:///data/team@2024/a"), redact_uri("postgresql://bob@db/x")
+    ('file:///data/team@2024/a', 'postgresql://bob@db/x')
     """
     try:
         parts = urlsplit(uri)
     except ValueError:
         return _USERINFO.sub(r"\g<user>:***@", uri)
     if parts.password is None:
-        return _USERINFO.sub(r"\g<user>:***@", uri) if "@" in uri else uri
+        # A URI that parsed has no password. Text that is not a URI (the scheme's colon
+        # forgotten) may still hold one: mask what looks like user:secret@ there only.
+        return _USERINFO.sub(r"\g<user>:***@", uri) if "@" in uri and "://" not in uri else uri
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
