@@ -379,8 +379,8 @@ class ModelService:
         flavor = get_flavor(document.flavor)
         if flavor.executes_code and not (trust or self.ws.settings.trusts_pickled_models):
             raise PermissionDeniedError(
-                f"{version.ref} is a {flavor.name} model, stored with pickle: loading it runs "
-                "code from the file, so it needs your explicit trust.",
+                f"{version.ref} is a {flavor.name} model, {flavor.code_reason}: loading it can "
+                "run code from the file, so it needs your explicit trust.",
                 hint="If you trust whoever can write to this store, pass trust=True (CLI: "
                 '--trust) or set trust_pickled_models = "true" in conveyor.toml.',
             )

@@ -113,11 +113,11 @@ def build(
     serve_ref = f"{version.name}@{SERVING_ALIAS}" if bake else version.ref
     from conveyor.models.flavors import get_flavor
 
-    pickled = get_flavor(version.flavor).executes_code
-    if pickled and not trust:
+    flavor = get_flavor(version.flavor)
+    if flavor.executes_code and not trust:
         raise InvalidArgumentError(
-            f"{version.ref} is a {version.flavor} model (pickle): the image would run code "
-            "from it at start.",
+            f"{version.ref} is a {version.flavor} model ({flavor.code_reason}): the image would "
+            "run code from it at start.",
             hint="Pass --trust if you trust it; the image then serves it with --trust.",
         )
     if bake:
@@ -125,7 +125,10 @@ def build(
         files.append("workspace/")
     requirements = _requirements(version.requirements)
     write("requirements.txt", "\n".join(requirements) + "\n")
-    write("Dockerfile", _dockerfile(python, serve_ref, bake, optimize, version.digest, pickled))
+    write(
+        "Dockerfile",
+        _dockerfile(python, serve_ref, bake, optimize, version.digest, flavor.executes_code),
+    )
     write(".dockerignore", "**/__pycache__\n*.pyc\n.git\n")
     labels = {"app.kubernetes.io/name": name, "conveyor.dev/model": version.ref.replace("/", "-")}
     write(

@@ -41,6 +41,8 @@ class Flavor:
     packages: ClassVar[tuple[str, ...]] = ()
     #: True when loading runs arbitrary code from the file (pickle): it then needs trust.
     executes_code: ClassVar[bool] = False
+    #: How the file can run code, for the messages that ask for trust.
+    code_reason: ClassVar[str] = "stored with pickle"
 
     def handles(self, model: Any) -> bool:
         raise NotImplementedError
@@ -61,10 +63,11 @@ class Flavor:
             from conveyor.core.errors import PermissionDeniedError
 
             raise PermissionDeniedError(
-                f"A {self.name} model is stored with pickle, and loading it runs its code: a team "
-                "server does not take it from an upload.",
-                hint="Log a safe flavor (scikit-learn, XGBoost, LightGBM, ONNX, PyTorch), or log "
-                "this one where its store is (trust then stays with you).",
+                f"A {self.name} model is {self.code_reason}, and loading it can run code from "
+                "the file: a team server does not take it from an upload.",
+                hint="Log a safe flavor (scikit-learn, XGBoost, LightGBM, ONNX; a PyTorch module "
+                "exported to ONNX), or log this one where its store is (trust then stays with "
+                "you).",
             )
         return info
 
