@@ -295,6 +295,9 @@ class ServingSuite:
             out = tmp_path / "preds.parquet"
             cv.predict("churn@champion", source, output=out, workspace=ws)
             assert pd.read_parquet(out)["prediction"].tolist() == expected
+        X.to_parquet(tmp_path / "rows.snappy")  # Parquet under another name: still read
+        cv.predict("churn@champion", tmp_path / "rows.snappy", output=out, workspace=ws)
+        assert pd.read_parquet(out)["prediction"].tolist() == expected
         (tmp_path / "bad.parquet").write_bytes(b"not parquet")
         with pytest.raises(InvalidArgumentError, match="not a readable Parquet file"):
             cv.predict("churn@champion", tmp_path / "bad.parquet", output=out, workspace=ws)

@@ -39,3 +39,25 @@ def test_a_remote_store_stages_files_in_a_folder_only_this_user_can_enter() -> N
     assert (info.st_uid, stat.S_IMODE(info.st_mode) & 0o077) == (os.getuid(), 0)
     assert store.put_bytes(b"staged").size == 6
     assert list(staging.iterdir()) == []  # nothing left behind
+
+
+def test_a_forked_process_removes_its_staging_folder_when_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+    import tempfile
+
+    from conveyor.store.artifacts.cas import ArtifactStore
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def stage() -> None:  # a pipeline worker's life: it ends with os._exit
+        import io
+
+        ArtifactStore("memory://staging-fork/p").put_stream(io.BytesIO(b"from a child"))
+
+    child = multiprocessing.get_context("fork").Process(target=stage)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert list(tmp_path.glob("conveyor-staging-*")) == []

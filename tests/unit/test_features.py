@@ -321,9 +321,9 @@ def test_the_memory_limit_setting_reaches_duckdb_and_a_bad_one_is_named(tmp_path
         con.close()
     assert limit in ("286.1 MiB", "300.0 MB", "286.1MiB")
     assert spill.startswith(str(tmp_path))
-    for bad in ("lots", "-1GB", "1KB"):
-        with pytest.raises(InvalidArgumentError, match=f"query_memory_limit must be.*'{bad}'"):
-            offline.connect(bad, tmp_path)
+    with pytest.raises(InvalidArgumentError, match="query_memory_limit = 'lots'"):
+        offline.connect("lots", tmp_path)
+    offline.connect("4G", tmp_path).close()  # DuckDB's own spellings stay accepted
 
 
 def test_a_new_definition_rebuilds_the_online_records(ws: cv.Workspace):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import stat
 import uuid
 from datetime import UTC, datetime
@@ -41,14 +40,6 @@ __all__ = ["FileSplit", "connect", "join_view", "latest_rows", "source_state", "
 FileSplit = tuple[list[str], list[str]]  # a source's files read before, and new or changed ones
 
 
-_SIZE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]i?B|B)", re.IGNORECASE)
-_UNITS = {
-    "b": 1,
-    **{f"{p}b": 1000 ** (i + 1) for i, p in enumerate("kmgt")},
-    **{f"{p}ib": 1024 ** (i + 1) for i, p in enumerate("kmgt")},
-}
-
-
 def connect(memory_limit: str = "", spill_root: Path | None = None) -> Any:
     """A DuckDB connection in UTC that keeps within ``memory_limit`` (DuckDB's default when
     empty) and spills to a folder of this process under ``spill_root``, which DuckDB makes
@@ -57,14 +48,6 @@ def connect(memory_limit: str = "", spill_root: Path | None = None) -> Any:
 
     config: dict[str, Any] = {}
     if memory_limit:
-        size = _SIZE.fullmatch(memory_limit.strip())
-        if size is None or float(size["amount"]) * _UNITS[size["unit"].lower()] < 2**20:
-            raise InvalidArgumentError(
-                f"query_memory_limit must be a memory size of at least 1MiB, such as 2GB or "
-                f"512MB; got {memory_limit!r}.",
-                hint="Set it in conveyor.toml or CONVEYOR_QUERY_MEMORY_LIMIT, or leave it empty "
-                "for DuckDB's default (80% of RAM).",
-            )
         config["memory_limit"] = memory_limit
     if spill_root is not None:
         spill_root.mkdir(parents=True, exist_ok=True)

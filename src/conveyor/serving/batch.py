@@ -98,6 +98,8 @@ def _chunks(
             hint="Give a Parquet file, a folder of Parquet files, or NAME@VERSION of a dataset.",
         )
     fmt = tables.table_format_of([f.name for f in files])
+    if fmt is None and path.is_file():
+        fmt = "parquet"  # one file named otherwise (rows.snappy): Parquet, as before
     if fmt is None:
         raise InvalidArgumentError(
             f"{text!r} holds no table files "

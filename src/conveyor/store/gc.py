@@ -104,8 +104,9 @@ def _check_owner(metadata: MetadataStore, store: ArtifactStore, *, claim: bool) 
     """Refuse to collect an artifact store that another metadata store collects: objects
     that only the other one references would look unreferenced here, and be deleted.
 
-    The first collection records this metadata store (by its first project's id, which no
-    other store shares) in the artifact store.
+    The first collection records this metadata store in the artifact store by the id of one
+    of its projects (ids are never shared between stores); a later one checks that its
+    store holds a project of that id.
     """
     import json
 
@@ -113,9 +114,6 @@ def _check_owner(metadata: MetadataStore, store: ArtifactStore, *, claim: bool) 
     from conveyor.store.metadata.engine import describe_url
     from conveyor.store.metadata.schema import projects
 
-    with metadata.read() as conn:
-        first = conn.execute(sa.select(sa.func.min(projects.c.id))).scalar()
-    mine = {"first_project_id": first, "metadata_store": describe_url(metadata.uri)}
     backend = store.backend
     if backend.exists(OWNER_KEY):
         with backend.open(OWNER_KEY) as f:
@@ -123,7 +121,15 @@ def _check_owner(metadata: MetadataStore, store: ArtifactStore, *, claim: bool) 
                 recorded = json.loads(f.read())
             except ValueError:
                 recorded = {}
-        if recorded.get("first_project_id") != first:
+        owner = recorded.get("project_id") if isinstance(recorded, dict) else None
+        with metadata.read() as conn:
+            mine = (
+                owner is not None
+                and conn.execute(
+                    sa.select(projects.c.id).where(projects.c.id == str(owner))
+                ).first()
+            )
+        if not mine:
             raise ConflictError(
                 f"The artifact store {store.uri} is collected by another metadata store "
                 f"({recorded.get('metadata_store', 'unknown')}): gc here would delete the "
@@ -132,4 +138,7 @@ def _check_owner(metadata: MetadataStore, store: ArtifactStore, *, claim: bool) 
                 f"or, if that store is gone for good, delete {OWNER_KEY} in the artifact store.",
             )
     elif claim:
-        backend.put_bytes(OWNER_KEY, json.dumps(mine).encode())
+        with metadata.read() as conn:
+            first = conn.execute(sa.select(sa.func.min(projects.c.id))).scalar()
+        mark = {"project_id": first, "metadata_store": describe_url(metadata.uri)}
+        backend.put_bytes(OWNER_KEY, json.dumps(mark).encode())

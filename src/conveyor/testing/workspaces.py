@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import weakref
 
 from conveyor.core import ids
 from conveyor.core.config import Settings
-from conveyor.store.workspace import Workspace, use_workspace
+from conveyor.store.workspace import Workspace, _current
 
 __all__ = ["memory_workspace"]
 
@@ -21,7 +22,9 @@ def memory_workspace(
     Each call is isolated: its own stores, a private temporary root (removed with the
     workspace) for what lives in files (the online store), and no setting taken from
     ``CONVEYOR_*`` variables or a ``conveyor.toml``. With ``current=True`` it is also the
-    workspace that ``cv.*`` calls use in this context (thread or task), as after ``cv.init``.
+    workspace that ``cv.*`` calls use in this context (thread or task), as after ``cv.init``,
+    until it is closed (``with memory_workspace(current=True):``), which restores the one
+    used before.
 
     >>> ws = memory_workspace()
     >>> ws.project.name
@@ -40,4 +43,13 @@ def memory_workspace(
     )
     ws = Workspace.from_settings(root, **settings)
     weakref.finalize(ws, shutil.rmtree, root, ignore_errors=True)
-    return use_workspace(ws) if current else ws
+    if current:
+        token = _current.set(ws)
+
+        class _Current:  # a service: closing the workspace closes it
+            def close(self) -> None:
+                with contextlib.suppress(ValueError):  # closed in another context
+                    _current.reset(token)
+
+        ws.service("testing.current", lambda _: _Current())
+    return ws

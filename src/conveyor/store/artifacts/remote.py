@@ -228,8 +228,13 @@ def _private_staging() -> Path:
         _staging.append((pid, folder))
 
         def remove() -> None:
-            if os.getpid() == pid:
+            if os.getpid() == pid:  # not a forked child's: it inherits these hooks
                 shutil.rmtree(folder, ignore_errors=True)
 
         atexit.register(remove)
+        # A multiprocessing child (a pipeline worker) leaves with os._exit, past atexit, but
+        # runs multiprocessing's finalizers first.
+        from multiprocessing import util
+
+        util.Finalize(None, remove, exitpriority=0)
     return _staging[-1][1]
