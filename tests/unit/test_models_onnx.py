@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,8 +114,34 @@ def test_a_model_that_keeps_a_tensor_in_another_file_is_refused(tmp_path: Path) 
     with cv.init(tmp_path / "p", project="onnx"), pytest.raises(InvalidArgumentError, match="'W'"):
         cv.models.log(model, "leak")
     flavor = get_flavor("onnx")
-    files = {"model.onnx": model.SerializeToString()}  # as an upload, or a store, holds it
-    with pytest.raises(IntegrityError, match="external file"):
-        flavor.check_upload(files, {})
-    with pytest.raises(IntegrityError, match="external file"):
-        flavor.load(files, {})
+    for crafted in (model, _reads_a_file_in_a_function_default("secret.txt")):
+        files = {"model.onnx": crafted.SerializeToString()}  # as an upload, or a store, has it
+        with pytest.raises(IntegrityError, match="external file"):
+            flavor.check_upload(files, {})
+        with pytest.raises(IntegrityError, match="external file"):
+            flavor.load(files, {})
+
+
+def _reads_a_file_in_a_function_default(location: str) -> Any:
+    """The same, the tensor being the default value of a local function's attribute."""
+    from onnx import AttributeProto, TensorProto, helper
+
+    weights = TensorProto(name="W", data_type=TensorProto.UINT8, dims=[6])
+    weights.data_location = TensorProto.EXTERNAL
+    weights.external_data.add(key="location", value=location)
+    constant = helper.make_node("Constant", [], ["y"])
+    constant.attribute.append(
+        helper.make_attribute_ref("value", AttributeProto.TENSOR, ref_attr_name="val")
+    )
+    function = helper.make_function(
+        "local", "leak", [], ["y"], [constant], [helper.make_opsetid("", 17)], attributes=[]
+    )
+    function.attribute_proto.append(helper.make_attribute("val", weights))
+    graph = helper.make_graph(
+        [helper.make_node("leak", [], ["Y"], domain="local")],
+        "leak",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.UINT8, [6])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    return helper.make_model(graph, functions=[function], opset_imports=opsets)

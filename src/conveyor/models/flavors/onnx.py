@@ -112,39 +112,28 @@ def _refuse_external_data(data: bytes) -> None:
 
 
 def _external_tensors(model: Any, external: int) -> Iterator[str]:
-    """The names of the tensors of ``model`` (in any graph, node attribute or function)
-    whose data lives outside the file."""
+    """The names of the tensors of ``model`` whose data lives outside the file.
 
-    def tensors_of_graph(graph: Any) -> Iterator[Any]:
-        yield from graph.initializer
-        for sparse in graph.sparse_initializer:
-            yield from (sparse.values, sparse.indices)
-        for node in graph.node:
-            yield from tensors_of_node(node)
+    Every tensor anywhere in the model: the walk follows every message field (graphs,
+    nodes, attributes and their defaults, functions, training info, and fields later
+    versions of ONNX add), not a list of the places tensors are known to be.
+    """
+    from onnx import TensorProto
 
-    def tensors_of_node(node: Any) -> Iterator[Any]:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("sparse_tensor"):
-                yield from (attribute.sparse_tensor.values, attribute.sparse_tensor.indices)
-            for sparse in attribute.sparse_tensors:
-                yield from (sparse.values, sparse.indices)
-            if attribute.HasField("g"):
-                yield from tensors_of_graph(attribute.g)
-            for graph in attribute.graphs:
-                yield from tensors_of_graph(graph)
-
-    def everything() -> Iterator[Any]:
-        yield from tensors_of_graph(model.graph)
-        for function in model.functions:
-            for node in function.node:
-                yield from tensors_of_node(node)
-
-    for tensor in everything():
-        if tensor.data_location == external or len(tensor.external_data):
-            yield tensor.name or "<unnamed>"
+    pending = [model]
+    while pending:
+        message = pending.pop()
+        if isinstance(message, TensorProto):
+            if message.data_location == external or len(message.external_data):
+                yield message.name or "<unnamed>"
+            continue
+        for field, value in message.ListFields():
+            if field.message_type is None:
+                continue
+            if hasattr(value, "ListFields"):  # one message
+                pending.append(value)
+            else:  # a repeated field of messages
+                pending.extend(value)
 
 
 def _class_labels(graph: Any) -> list[Any] | None:
