@@ -205,3 +205,27 @@ def test_forests_leave_inputs_they_do_not_take_to_scikit_learn() -> None:
         assert _forest_mean(model, np.asmatrix(X[:5])) is None
     with pytest.raises(ValueError, match="0 sample"):  # scikit-learn's own message
         flavor.predict(model, X[:0])
+
+
+def test_an_upload_is_checked_for_trees_that_point_outside_themselves() -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    flavor = get_flavor("sklearn")
+    X = np.random.default_rng(0).random((60, 3))
+    y = (X[:, 0] > 0.5).astype(int)
+    for common in (  # models whose inner classes an upload may hold
+        MLPClassifier(max_iter=5),
+        CalibratedClassifierCV(LogisticRegression(), cv=2),
+        DecisionTreeClassifier(max_depth=2),
+    ):
+        flavor.check_upload(*flavor.save(common.fit(X, y)))
+    tree = DecisionTreeClassifier(max_depth=2).fit(X, y)
+    state = tree.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = 10**8  # a prediction would read far past the node array
+    tree.tree_.__setstate__({**state, "nodes": nodes})
+    with pytest.raises(IntegrityError, match="nodes point outside it"):
+        flavor.check_upload(*flavor.save(tree))

@@ -125,7 +125,7 @@ def _load_skops(file: Path, trust: bool) -> Any:
     come from the same folder, so they are not trusted for it."""
     import skops.io
 
-    from conveyor.models.flavors.sklearn import foreign_types
+    from conveyor.models.flavors.sklearn import check_trees, foreign_types
 
     data = file.read_bytes()
     allowed, refused = foreign_types(data)
@@ -135,7 +135,10 @@ def _load_skops(file: Path, trust: bool) -> Any:
             f"{', '.join(refused[:5])}.",
             hint="If you trust where the model came from, pass trust=True (CLI: --trust).",
         )
-    return skops.io.loads(data, trusted=allowed + refused)
+    model = skops.io.loads(data, trusted=allowed + refused)
+    if not trust:
+        check_trees(model)
+    return model
 
 
 def read_mlflow_model(path: str | Path, *, trust: bool = False) -> MlflowModel:

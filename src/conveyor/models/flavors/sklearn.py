@@ -19,6 +19,7 @@ from conveyor.models.flavors import Flavor, module_roots
 
 __all__ = [
     "SklearnFlavor",
+    "check_trees",
     "foreign_type_allowed",
     "foreign_types",
     "skops_defaults",
@@ -384,9 +385,13 @@ def _forest_mean(model: Any, data: Any) -> Any:
 
 
 #: Types beyond skops's defaults that a skops file from someone else may hold: plain
-#: containers, and the inner classes scikit-learn, XGBoost and LightGBM models keep. A name is
-#: trusted exactly, never by its package: skops calls a trusted name with arguments from the
+#: containers, the estimators of XGBoost and LightGBM (scikit-learn's are skops defaults) and
+#: the inner classes models keep, each checked to construct only from what it is given. A name
+#: is trusted exactly, never by its package: skops calls a trusted name with arguments from the
 #: file, and a package also holds functions (and classes whose constructors touch files).
+#: Left out: classes whose index arrays a crafted file could point out of bounds and that are
+#: not checked after loading (HistGradientBoosting's TreePredictor, the KD and ball trees of
+#: nearest neighbours); scikit-learn's Tree is allowed because :func:`check_trees` checks it.
 _SAFE_TYPES = frozenset(
     {
         *(
@@ -410,36 +415,92 @@ _SAFE_TYPES = frozenset(
         "collections.OrderedDict",
         "numpy.dtype",
         "sklearn.tree._tree.Tree",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.utils._bunch.Bunch",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
         "xgboost.core.Booster",
+        *(
+            f"xgboost.sklearn.{c}"
+            for c in (
+                "XGBClassifier",
+                "XGBRegressor",
+                "XGBRanker",
+                "XGBRFClassifier",
+                "XGBRFRegressor",
+            )
+        ),
         "lightgbm.basic.Booster",
+        *(f"lightgbm.sklearn.{c}" for c in ("LGBMClassifier", "LGBMRegressor", "LGBMRanker")),
     }
 )
-#: Packages whose estimator classes (subclasses of scikit-learn's BaseEstimator, whose
-#: constructors only keep their arguments) a skops file from someone else may hold.
-_ESTIMATOR_PACKAGES = ("sklearn", "xgboost", "lightgbm")
 
 
 def foreign_type_allowed(type_name: str) -> bool:
     """Whether a skops file that someone else wrote may make a load trust ``type_name``."""
-    if type_name in _SAFE_TYPES:
-        return True
-    module_name, _, attr = type_name.rpartition(".")
-    if module_name.split(".", 1)[0] not in _ESTIMATOR_PACKAGES or not attr.isidentifier():
-        return False
-    import importlib
+    return type_name in _SAFE_TYPES
 
-    from sklearn.base import BaseEstimator
 
-    try:
-        found = getattr(importlib.import_module(module_name), attr)
-    except Exception:  # noqa: BLE001 - a name that does not resolve is not trusted
-        return False
-    return (
-        isinstance(found, type)
-        and issubclass(found, BaseEstimator)
-        and f"{found.__module__}.{found.__qualname__}" == type_name
+def check_trees(model: Any) -> None:
+    """Refuse a model holding a scikit-learn tree whose node arrays point outside it.
+
+    scikit-learn does not check a loaded tree's children and feature indices before it walks
+    them, so a crafted file could make a prediction read memory out of bounds (or loop). Each
+    internal node must point to later nodes within the tree (node ids grow depth first, so no
+    cycle) and to a feature the estimator that holds it takes.
+    """
+    import numpy as np
+    from sklearn.tree._tree import Tree
+
+    seen: set[int] = set()
+    pending: list[tuple[Any, int | None]] = [(model, None)]
+    while pending:
+        obj, n_features = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Tree):
+            _check_tree(obj, n_features)
+        elif isinstance(obj, dict):
+            pending.extend((v, n_features) for v in obj.values())
+        elif isinstance(obj, list | tuple):
+            pending.extend((v, n_features) for v in obj)
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                pending.extend((v, n_features) for v in obj.ravel())
+        elif type(obj).__module__.split(".", 1)[0] in ("sklearn", "xgboost", "lightgbm"):
+            held = getattr(obj, "__dict__", None)
+            if isinstance(held, dict):
+                inner = held.get("n_features_in_", n_features)
+                pending.extend(
+                    (v, inner if isinstance(inner, int) else n_features) for v in held.values()
+                )
+
+
+def _check_tree(tree: Any, n_features: int | None) -> None:
+    import numpy as np
+
+    count = int(tree.node_count)
+    left, right, feature = tree.children_left, tree.children_right, tree.feature
+    limit = (
+        min(int(tree.n_features), n_features) if n_features is not None else int(tree.n_features)
     )
+    ids = np.arange(count)
+    inner = left != -1
+    fine = (
+        left.shape == right.shape == feature.shape == (count,)
+        and tree.value.shape[0] == count
+        and bool(np.all(~inner | ((left > ids) & (left < count) & (right > ids) & (right < count))))
+        and bool(np.all(inner | (right == -1)))
+        and bool(np.all(~inner | ((feature >= 0) & (feature < limit))))
+    )
+    if not fine:
+        raise IntegrityError(
+            "The model holds a decision tree whose nodes point outside it (children or "
+            "feature indices out of range): refusing to load it.",
+            hint="Log the model again with scikit-learn.",
+        )
 
 
 def foreign_types(data: bytes) -> tuple[list[str], list[str]]:
@@ -474,7 +535,9 @@ def _check_upload(
             "trusts load from an upload; log models with other types where their store is.",
         )
     # Not what the uploader claims (ignored): what the file was found to hold.
-    return {**info, "trusted_types": allowed}
+    checked = {**info, "trusted_types": allowed}
+    check_trees(flavor.load(files, checked))
+    return checked
 
 
 def _dumps(model: Any) -> tuple[bytes, list[str] | None]:
