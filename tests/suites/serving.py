@@ -284,6 +284,16 @@ class ServingSuite:
         later = deployments.canary("prod", "churn/1", 10)  # no limits of its own
         assert later.limits == {"max_error_rate": 0.5}
 
+    def test_predictions_of_a_dataframe_keep_its_index(
+        self, ws: Workspace, two_versions: tuple[Any, Any]
+    ) -> None:
+        X, _ = training_data(40, seed=5)
+        some = X.iloc[::3]  # a filtered frame: index 0, 3, 6...
+        scores = cv.predict("churn@champion", some, workspace=ws, log_predictions=False)
+        assert list(scores.index) == list(some.index)
+        expected = cv.models.load("churn@champion", workspace=ws).model.predict(some)
+        assert some.assign(p=scores["prediction"])["p"].tolist() == expected.tolist()
+
     def test_batch_predictions_read_csv_files_and_datasets_and_refuse_what_is_not_a_table(
         self, ws: Workspace, two_versions: tuple[Any, Any], tmp_path: Path
     ) -> None:

@@ -186,7 +186,8 @@ def predict(
     """Predict every row of ``data`` (a DataFrame, Parquet path or ``DATASET@V``) with ``ref``.
 
     Without ``output``, returns a DataFrame (``prediction_id``, ``prediction``, and
-    ``proba_<i>`` with ``proba=True``) in the input's row order; with ``output``, streams
+    ``proba_<i>`` with ``proba=True``) in the input's row order, with a DataFrame input's
+    index; with ``output``, streams
     chunks of ``chunk_rows`` to that Parquet file (input columns plus the predictions) and
     returns a :class:`BatchPrediction` summary. Both log the predictions for monitoring.
     ``executor="ray"`` (or ``"ray://host:port"``) predicts the chunks as Ray tasks.
@@ -207,6 +208,12 @@ def predict(
     )
     if output is not None or frame is None:
         return result
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame) and len(frame) == len(data):
+        # The input's index, so that df.assign(pred=result["prediction"]) lines up on a
+        # filtered or reindexed frame as pandas users expect.
+        frame.index = data.index
     return frame
 
 
