@@ -539,3 +539,61 @@ def test_the_key_kinds_of_a_dataset_source_come_from_its_record_not_its_rows(
 
     monkeypatch.setattr(DataService, "load_arrow", no_rows)
     assert feature_service(ws).text_keys(["v:x"]) == ["k"]
+
+
+def test_a_missing_key_names_no_entity_online_or_in_a_source(tmp_path: Path) -> None:
+    import numpy as np
+
+    cv.init(tmp_path, project="keys")
+    person = Entity("person", key="name")
+    rows = pd.DataFrame(
+        {
+            "name": ["None", "nan", "alice", None],  # text that looks like a missing value
+            "event_ts": [at(1)] * 4,
+            "score": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    view = FeatureView(
+        "people", entities=[person], source=DataFrameSource(rows), features=[Field("score")]
+    )
+    cv.features.apply([person, view])
+    cv.features.materialize(end=at(2))  # the row without a key is left out, not an error
+    found = cv.features.online({"name": [None, float("nan"), "alice", "None"]}, ["people:score"])
+    assert found["score"] == [None, None, 3.0, 1.0]
+    entity_rows = pd.DataFrame(
+        {"name": pd.Series([None, "alice"], dtype="str"), "event_timestamp": [at(2)] * 2}
+    )
+    offline = cv.features.historical(entity_rows, ["people:score"])["score"].tolist()
+    assert np.isnan(offline[0])
+    assert offline[1] == 3.0
+
+
+def test_online_reads_give_timestamps_and_float32_keys_as_offline_reads_do(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    cv.init(tmp_path, project="types")
+    thing = Entity("thing", key="k")
+    keys = np.array([0.1, 1.0, 2.5], dtype="float32")
+    rows = pd.DataFrame(
+        {
+            "k": keys,
+            "event_ts": [at(1)] * 3,
+            "seen": [datetime(2026, 1, 1, 5), datetime(2026, 1, 1, 6), datetime(2026, 1, 1, 7)],
+        }
+    )
+    view = FeatureView(
+        "things",
+        entities=[thing],
+        source=DataFrameSource(rows),
+        features=[Field("seen", "timestamp")],
+    )
+    cv.features.apply([thing, view])
+    cv.features.materialize(end=at(2))
+    found = cv.features.online({"k": list(keys)}, ["things:seen"])  # NumPy float32 scalars
+    assert found["seen"] == [
+        datetime(2026, 1, 1, 5),
+        datetime(2026, 1, 1, 6),
+        datetime(2026, 1, 1, 7),
+    ]

@@ -318,7 +318,8 @@ def _key_text(column: str, duck_type: str) -> str:
     q = _quote(column)
     if duck_type in ("FLOAT", "DOUBLE") or duck_type.startswith("DECIMAL"):
         return (
-            f"CASE WHEN {q} = trunc({q}) THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) "
+            f"CASE WHEN {q} = trunc({q}) AND abs({q}) < 9.0e18 "
+            f"THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) "
             f"ELSE CAST({q} AS VARCHAR) END"
         )
     if duck_type == "BOOLEAN":
@@ -365,6 +366,10 @@ def latest_rows(
     if view.ttl_delta is not None:
         conditions.append(f"{ts} >= $expiry")
         params["expiry"] = _naive_utc(end - view.ttl_delta)
+    for k in view.keys:  # a row without its key names no entity: online reads never ask
+        conditions.append(f"{_quote(k)} IS NOT NULL")
+        if types.get(k, "") in ("FLOAT", "DOUBLE"):
+            conditions.append(f"NOT isnan({_quote(k)})")
     order = f"{ts} DESC" + (f", {c_ts} DESC" if c_ts else "")
     keys = ", ".join(_quote(k) for k in view.keys)
     key_texts = [_key_text(k, types.get(k, "")) for k in view.keys]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,24 @@ PLAN_TTL_S = 5.0
 VERSION_KIND = "feature_view_version"
 #: Views whose features all have these types are stored packed (float64s), read back typed.
 _NUMERIC = {"int64": int, "int32": int, "float64": None, "float32": None, "bool": bool}
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A timestamp feature read online, where the record holds it as text, as the datetime
+    offline reads give (naive when the source's column is; a time zone when it has one)."""
+    if isinstance(value, datetime):
+        return value
+    text = str(value)
+    if _SHORT_OFFSET.search(text):  # DuckDB writes UTC as '+00'
+        text += ":00"
+    return datetime.fromisoformat(text)
+
+
+_SHORT_OFFSET = re.compile(r"[ T]\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d$")
+
+
+#: How online reads give back a feature of each type stored packed or as text.
+_READ_AS: dict[str, Any] = {**_NUMERIC, "timestamp": _as_datetime}
 
 
 class FeatureComputeError(ConveyorError, RuntimeError):
@@ -135,14 +154,32 @@ def _stored_as(view: FeatureView) -> str:
     return f"{view.name}__{digest({'layout': layout})[:12]}"
 
 
+def _missing(value: Any) -> bool:
+    """Whether a key value is missing: None, or a value unequal to itself (NaN, NaT, pd.NA)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except TypeError:  # pd.NA: its comparisons are NA, whose truth is ambiguous
+        return True
+
+
 def _text(value: Any) -> str:
     """One text form per key value, offline and online alike: NumPy scalars as Python ones,
     and a whole float as an integer (a key column becomes float64 once it held a NaN)."""
     if hasattr(value, "item"):  # NumPy scalars
+        float32 = getattr(getattr(value, "dtype", None), "char", "") == "f"
+        if float32 and not (value.is_integer() and abs(value) < _INT64_SAFE):
+            return str(value)  # its shortest text ('0.1'), as DuckDB writes a FLOAT
         value = value.item()
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < _INT64_SAFE:
         value = int(value)
     return str(value)
+
+
+#: Whole floats below this are keys as integers, in Python as in SQL (larger ones do not fit
+#: DuckDB's BIGINT and stay floats in both).
+_INT64_SAFE = 9.0e18
 
 
 class FeatureService:
@@ -561,7 +598,9 @@ class FeatureService:
         try:
             for view in views.values():
                 assert isinstance(view, FeatureView)
-                frame = {k: entity_df[k].to_numpy() for k in view.keys}
+                # From pandas, not NumPy: a text column with a missing value (pandas' str
+                # dtype) is an object array starting with NaN, which Arrow takes for floats.
+                frame = {k: pa.Array.from_pandas(entity_df[k]) for k in view.keys}
                 frame["__ts"] = ts.to_numpy().astype("datetime64[us]")
                 frame["__row"] = range(len(entity_df))
                 try:
@@ -896,15 +935,25 @@ class FeatureService:
                     f"The entity rows lack the key {', '.join(map(repr, missing))} of feature "
                     f"view {view_name!r}."
                 )
+            # A missing key (None, NaN, NaT, pd.NA) names no entity: it is not looked up
+            # (as text it would be 'None' or 'nan', which an entity may be called).
+            key_values: list[str | None]
             if len(keys) == 1:
-                key_values = [_text(v) for v in columns[keys[0]]]
+                key_values = [None if _missing(v) else _text(v) for v in columns[keys[0]]]
             else:
                 key_cols = [columns[k] for k in keys]
-                key_values = [_key_of([c[i] for c in key_cols]) for i in range(n)]
-            records = self.online_store.read(stored, key_values)
+                key_values = [
+                    None
+                    if any(_missing(c[i]) for c in key_cols)
+                    else _key_of([c[i] for c in key_cols])
+                    for i in range(n)
+                ]
+            asked = [k for k in key_values if k is not None]
+            found = iter(self.online_store.read(stored, asked) if asked else ())
+            records = [next(found) if k is not None else None for k in key_values]
             for feature, pos, kind in wanted:
                 got = [rec[1][pos] if rec and pos is not None else None for rec in records]
-                if kind is not None:  # packed as float64: back to int or bool
+                if kind is not None:  # packed as float64 (or text): back to its type
                     got = [v if v is None or type(v) is kind else kind(v) for v in got]
                 fetched[(view_name, feature)] = got
             if with_timestamps:
@@ -970,7 +1019,7 @@ class FeatureService:
             # By name in the layout the records were written with: a feature that layout
             # lacks (added since) reads null until the next run writes it.
             names = layout.feature_names
-            kinds = {f.name: _NUMERIC.get(f.dtype) for f in layout.features}
+            kinds = {f.name: _READ_AS.get(f.dtype) for f in layout.features}
             wanted = [(f, names.index(f) if f in names else None, kinds.get(f)) for f in feats]
             reads.append((view_name, stored, view.keys, wanted))
         direct = [
