@@ -93,6 +93,10 @@ def test_records_and_split_bodies_give_the_same_ordered_array() -> None:
             "column 'income', row 1: expected a number (float64), got a JSON array",
         ),
         ({"instances": []}, '"instances" must be a non-empty list'),
+        (
+            {"columns": ["age", "age", "income", "score"], "data": [[1, 77, 2.0, 1.0]]},
+            "\"columns\" names 'age' twice",
+        ),
     ],
 )
 def test_each_bad_input_is_named_with_its_column_and_row(body: dict, message: str) -> None:
@@ -139,6 +143,8 @@ def test_v2_inputs_are_one_tensor_per_column() -> None:
     assert block.data.tolist() == [[1.0, 1.0, 0.1], [2.0, 2.0, 0.2]]
     with pytest.raises(PayloadError, match="shape \\[3\\] says 3 rows, data has 2"):
         parser.parse_v2({"inputs": [{"name": "age", "shape": [3], "data": [1, 2]}]})
+    with pytest.raises(PayloadError, match="inputs name 'age' twice"):
+        parser.parse_v2({"inputs": [{"name": "age", "data": [1]}, {"name": "age", "data": [2]}]})
 
 
 # -- batching --------------------------------------------------------------------------------

@@ -132,6 +132,9 @@ class InputParser:
             columns = body.get("columns", self.columns)
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
                 raise PayloadError('"columns" must be a list of column names.')
+            twice = sorted({c for c in columns if columns.count(c) > 1})
+            if twice:  # which value would the model get? Neither: say so
+                raise PayloadError(f'"columns" names {", ".join(map(repr, twice))} twice.')
             rows = body["data"]
             if not isinstance(rows, list) or not rows:
                 raise PayloadError('"data" must be a non-empty list of rows.')
@@ -169,6 +172,8 @@ class InputParser:
                     f"input {tensor['name']!r}: shape {shape} says {shape[0]} rows, "
                     f"data has {len(data)}."
                 )
+            if tensor["name"] in columns:
+                raise PayloadError(f"inputs name {tensor['name']!r} twice.")
             columns[tensor["name"]] = data
         return self._columns(columns)
 
