@@ -207,3 +207,29 @@ def test_bad_serve_options_and_a_busy_port_are_one_line_errors(tmp_path: Path) -
         taken = cli(tmp_path, "serve", "churn", "--port", str(port), ok=False)
     assert taken.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{port}" in taken.stderr
+
+
+def test_serve_refuses_a_model_that_needs_trust_in_one_line(tmp_path: Path) -> None:
+    cli(tmp_path, "init")
+    (tmp_path / "echo_model.py").write_text(
+        "import conveyor as cv\n\n\n"
+        "class Echo(cv.models.PythonModel):\n"
+        "    def predict(self, df):\n"
+        "        return df['x']\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pandas as pd, conveyor as cv\nfrom echo_model import Echo\n"
+            "cv.init('.')\ncv.models.log(Echo(), 'echo', input_example=pd.DataFrame({'x': [1.0]}))",
+        ],
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+    )
+    result = cli(tmp_path, "serve", "echo/1", "--port", str(_port()), ok=False)
+    assert result.returncode == 1
+    assert "--trust" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Serving" not in result.stderr  # refused before it said it serves
