@@ -98,11 +98,13 @@ def serve(
         raise typer.BadParameter("give a MODEL or --deployment NAME (one of them)")
     ws = workspace_for(ctx)
     target = f"deployment {deployment}" if deployment else model
-    _check_trust(ws, model, deployment, trust)
-    err_console.print(
-        f"Serving {escape(str(target))} on http://{host}:{port} "
-        f"(docs at /docs, metrics at /metrics). Ctrl+C stops."
-    )
+
+    def announce() -> None:  # once the options, the port and the model's trust are checked
+        err_console.print(
+            f"Serving {escape(str(target))} on http://{host}:{port} "
+            f"(docs at /docs, metrics at /metrics). Ctrl+C stops."
+        )
+
     run_server(
         model,
         deployment=deployment,
@@ -120,34 +122,8 @@ def serve(
         log_predictions=not no_log,
         flush_seconds=log_flush_seconds,
         trust=trust,
+        announce=announce,
     )
-
-
-def _check_trust(ws: Any, model: str | None, deployment: str | None, trust: bool) -> None:
-    """Refuse before the server starts, in one line, a model that loads only with trust: the
-    server would fail at start-up with a traceback."""
-    if trust or ws.settings.trusts_pickled_models:
-        return
-    from conveyor.core.errors import PermissionDeniedError
-    from conveyor.models.flavors import get_flavor
-    from conveyor.models.service import model_service
-
-    refs = [model] if model else [r["model"] for r in _deployment_routes(ws, deployment)]
-    for ref in refs:
-        version = model_service(ws).get(ref)
-        flavor = get_flavor(version.flavor)
-        if flavor.executes_code:
-            raise PermissionDeniedError(
-                f"{version.ref} is a {flavor.name} model, {flavor.code_reason}: serving it "
-                "loads it, which can run code from the file.",
-                hint="If you trust whoever can write to this store, pass --trust.",
-            )
-
-
-def _deployment_routes(ws: Any, name: str | None) -> list[dict[str, Any]]:
-    from conveyor.serving import deployments
-
-    return list(deployments(ws).get(str(name)).routes)
 
 
 # -- conveyor predict -------------------------------------------------------------------------

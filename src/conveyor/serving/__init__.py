@@ -110,9 +110,13 @@ def serve(
     workers: int = 1,
     log_level: str = "warning",
     workspace: Workspace | None = None,
+    announce: Callable[[], None] | None = None,
     **serve_options: Any,
 ) -> None:
-    """Serve ``ref`` or ``deployment`` with uvicorn (uvloop, httptools) until interrupted."""
+    """Serve ``ref`` or ``deployment`` with uvicorn (uvloop, httptools) until interrupted.
+
+    ``announce`` is called once everything that can be checked before the server starts
+    has been (options, the port, whether the models load only with trust)."""
     import uvicorn
 
     from conveyor.core.errors import InvalidArgumentError
@@ -125,6 +129,9 @@ def serve(
     from conveyor.core.net import check_port_free
 
     check_port_free(host, port)
+    _check_trust(_ws(workspace), ref, deployment, bool(serve_options.get("trust")))
+    if announce is not None:
+        announce()
     if workers > 1:
         # Each worker process builds its own app (and loads the model) from the environment.
         ws = _ws(workspace)
@@ -154,6 +161,27 @@ def serve(
         ws="none",
         access_log=False,
     )
+
+
+def _check_trust(ws: Workspace, ref: str | None, deployment: str | None, trust: bool) -> None:
+    """Refuse, in one line, a model that loads only with trust: otherwise the server fails
+    at start-up, with a traceback."""
+    if trust or ws.settings.trusts_pickled_models:
+        return
+    from conveyor.core.errors import PermissionDeniedError
+    from conveyor.models.flavors import get_flavor
+    from conveyor.models.service import model_service
+
+    refs = [ref] if ref else [r["model"] for r in deployments(ws).get(str(deployment)).routes]
+    for one in refs:
+        version = model_service(ws).get(one)
+        flavor = get_flavor(version.flavor)
+        if flavor.executes_code:
+            raise PermissionDeniedError(
+                f"{version.ref} is a {flavor.name} model, {flavor.code_reason}: serving it "
+                "loads it, which can run code from the file.",
+                hint="If you trust whoever can write to this store, pass --trust (trust=True).",
+            )
 
 
 def _encode_spec(ref: str | None, deployment: str | None, opts: dict[str, Any]) -> str:
