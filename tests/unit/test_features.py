@@ -597,3 +597,25 @@ def test_online_reads_give_timestamps_and_float32_keys_as_offline_reads_do(
         datetime(2026, 1, 1, 6),
         datetime(2026, 1, 1, 7),
     ]
+
+
+def test_a_ttl_is_positive_and_counted_to_the_microsecond_offline_as_online(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="must be a positive duration"):
+        activity_view(ttl="0s")
+    cv.init(tmp_path, project="ttl")
+    rows = pd.DataFrame({"customer_id": [1], "event_ts": [at(1)], "spend": [1.0], "visits": [1]})
+    view = FeatureView(
+        name="activity",
+        entities=[customer],
+        source=DataFrameSource(rows),
+        features=[Field("spend", "float64")],
+        ttl=timedelta(seconds=1.5),
+    )
+    cv.features.apply([customer, view])
+    later = at(1) + timedelta(seconds=1.2)  # within 1.5 s, past 1 s
+    entity_rows = pd.DataFrame({"customer_id": [1], "event_timestamp": [later]})
+    assert cv.features.historical(entity_rows, ["activity:spend"])["spend"].tolist() == [1.0]
+    cv.features.materialize(end=later)
+    assert cv.features.online({"customer_id": [1]}, ["activity:spend"])["spend"] == [1.0]

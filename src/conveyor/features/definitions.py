@@ -198,6 +198,13 @@ class FeatureView:
         ttl = self.ttl
         if isinstance(ttl, str):
             ttl = parse_duration(ttl, what=f"ttl of feature view {self.name!r}")
+        if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
+            raise InvalidArgumentError(
+                f"The ttl of feature view {self.name!r} must be a positive duration; got "
+                f"{self.ttl!r}.",
+                hint='Write it as "2d" or "90m" (or a timedelta); leave it out for features '
+                "that never expire.",
+            )
         object.__setattr__(self, "ttl_delta", ttl)
 
     @property

@@ -21,7 +21,7 @@ import glob
 import os
 import stat
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +269,9 @@ def join_view(
     _check_key_types(view, types, dict(zip(entity.columns, map(str, entity.types), strict=True)))
     ttl = view.ttl_delta
     # Within the TTL, both ends included (as Feast and the hand-written DuckDB limit count).
-    fresh = f"{f_time} >= {e_time} - INTERVAL {int(ttl.total_seconds())} SECOND" if ttl else "TRUE"
+    # In microseconds, as materialize counts it: a TTL of 1.5 s is not 1 s here.
+    span = f"INTERVAL {ttl // timedelta(microseconds=1)} MICROSECOND" if ttl else ""
+    fresh = f"{f_time} >= {e_time} - {span}" if ttl else "TRUE"
     cols = ", ".join(f"CASE WHEN {fresh} THEN f.{_quote(c)} END AS {_quote(c)}" for c in features)
     keys_eq = " AND ".join(f"e.{_quote(k)} = f.{_quote(k)}" for k in view.keys)
     created = view.source.created_timestamp
