@@ -67,6 +67,16 @@ def test_apply_historical_materialize_online(tmp_path: Path, settings: dict[str,
     hist = run("features", "historical", "entities.parquet", "-f", "spend", "-o", "train.parquet")
     assert hist.returncode == 0, hist.stderr
     assert pd.read_parquet(tmp_path / "train.parquet")["spend"].tolist() == [1.0, 3.0]
+    (tmp_path / "mixed.csv").write_text(  # a date alone, and a time with its offset
+        "customer_id,event_timestamp\n1,2026-01-01T05:00:00+05:00\n2,2026-01-03\n"
+    )
+    mixed = run("features", "historical", "mixed.csv", "-f", "spend", "-o", "mixed-out.csv")
+    assert mixed.returncode == 0, mixed.stderr
+    assert pd.read_csv(tmp_path / "mixed-out.csv")["spend"].tolist() == [1.0, 3.0]
+    (tmp_path / "words.csv").write_text("customer_id,event_timestamp\n1,yesterday\n")
+    words = run("features", "historical", "words.csv", "-f", "spend", "-o", "words-out.csv")
+    assert words.returncode == 1
+    assert "not an ISO 8601 date or time" in words.stderr
 
     mat = run("features", "materialize", "--end", "2026-01-04T00:00:00")
     assert mat.returncode == 0, mat.stderr

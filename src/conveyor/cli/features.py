@@ -156,7 +156,15 @@ def historical(
         text = svc.text_keys(features) if hasattr(svc, "text_keys") else []
         frame = pd.read_csv(entity_file, dtype={k: str for k in text})
         if timestamp in frame.columns:
-            frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True)
+            try:
+                frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True, format="ISO8601")
+            except (ValueError, TypeError) as e:
+                raise InvalidArgumentError(
+                    f"{entity_file}: the {timestamp!r} column holds a time that is not an ISO "
+                    f"8601 date or time ({str(e).splitlines()[0].split('. ')[0]}).",
+                    hint="Write times like 2026-01-05, 2026-01-05T09:30:00 or "
+                    "2026-01-05T09:30:00+02:00.",
+                ) from None
     result = svc.historical(frame, features, timestamp=timestamp)
     if out.suffix == ".parquet":
         result.to_parquet(out)
