@@ -233,3 +233,5 @@ def test_serve_refuses_a_model_that_needs_trust_in_one_line(tmp_path: Path) -> N
     assert "--trust" in result.stderr
     assert "Traceback" not in result.stderr
     assert "Serving" not in result.stderr  # refused before it said it serves
+    built = cli(tmp_path, "build", "echo/1", "--out", "image", "--trust")
+    assert "echo_model.Echo comes from the module 'echo_model'" in built.stderr  # not in it

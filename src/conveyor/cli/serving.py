@@ -251,6 +251,8 @@ def build(
     console.print(f"Wrote {escape(str(result.out))}/ for {escape(result.model)}:")
     for name in result.files:
         console.print(f"  {escape(name)}")
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     console.print(
         f"Next: docker build -t {escape(result.image)} {escape(str(result.out))} && "
         f"kubectl apply -f {escape(str(result.out))}/k8s/"

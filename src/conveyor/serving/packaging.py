@@ -47,6 +47,8 @@ class BuildResult:
     image: str
     files: list[str] = field(default_factory=list)
     baked: bool = True
+    #: What the image still needs that build could not put in it (say so before it ships).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,7 @@ class BuildResult:
             "image": self.image,
             "files": self.files,
             "baked": self.baked,
+            "warnings": self.warnings,
         }
 
 
@@ -139,7 +142,31 @@ def build(
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-    return BuildResult(target, version.ref, version.digest, image, sorted(files), bake)
+    warnings = _code_outside_packages(version.info.get("class")) if flavor.executes_code else []
+    return BuildResult(target, version.ref, version.digest, image, sorted(files), bake, warnings)
+
+
+def _code_outside_packages(cls: Any) -> list[str]:
+    """A warning when a code model's class comes from a module of this machine that no
+    installed package provides (a file beside the script that logged it): the image has
+    the model's requirements, not that file, and would fail to load the model."""
+    if not isinstance(cls, str) or "." not in cls:
+        return []
+    import importlib.util
+
+    module = cls.rsplit(".", 1)[0]
+    try:
+        spec = importlib.util.find_spec(module.split(".", 1)[0])
+    except (ImportError, ValueError):
+        spec = None
+    origin = getattr(spec, "origin", None) or ""
+    if "site-packages" in origin or "dist-packages" in origin:
+        return []
+    return [
+        f"The model's class {cls} comes from the module {module!r}, which no installed package "
+        "provides, so the image does not have it: copy the module into the build folder and "
+        "the Dockerfile (COPY, and PYTHONPATH), or package it and add it to requirements.txt."
+    ]
 
 
 def _bake(ws: Workspace, ref: str, root: Path, *, trust: bool) -> None:
