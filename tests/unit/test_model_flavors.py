@@ -229,3 +229,18 @@ def test_an_upload_is_checked_for_trees_that_point_outside_themselves() -> None:
     tree.tree_.__setstate__({**state, "nodes": nodes})
     with pytest.raises(IntegrityError, match="nodes point outside it"):
         flavor.check_upload(*flavor.save(tree))
+    bare = DecisionTreeClassifier(max_depth=2).fit(X, y)
+    del bare.n_features_in_  # nothing then says which features its nodes may read
+    with pytest.raises(IntegrityError, match="no estimator that says what it takes"):
+        flavor.check_upload(*flavor.save(bare))
+
+
+def test_a_multi_output_classifier_is_stored_and_uploadable() -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.random.default_rng(1).random((40, 3))
+    y = np.c_[(X[:, 0] > 0.5).astype(int), (X[:, 1] > 0.5).astype(int)]
+    flavor = get_flavor("sklearn")
+    files, info = flavor.save(DecisionTreeClassifier(max_depth=3).fit(X, y))
+    checked = flavor.check_upload(files, info)
+    assert flavor.load(files, checked).predict(X).shape == (40, 2)

@@ -129,6 +129,18 @@ def test_mixed_signatures_give_a_typed_dataframe() -> None:
         InputParser(MIXED).parse({"instances": [{"age": 3, "plan": 7}]})
 
 
+def test_a_time_column_takes_text_epochs_and_datetimes() -> None:
+    from datetime import datetime
+
+    timed = Signature((ColumnSpec("seen", "datetime64[ns]"),))
+    rows = [
+        {"seen": "2026-01-01T05:00:00"},
+        {"seen": datetime(2026, 1, 1, 6)},  # what an online timestamp feature reads as
+    ]
+    block = InputParser(timed).parse({"instances": rows})
+    assert [str(t) for t in block.data["seen"]] == ["2026-01-01 05:00:00", "2026-01-01 06:00:00"]
+
+
 def test_v2_inputs_are_one_tensor_per_column() -> None:
     parser = InputParser(SIG)
     block = parser.parse_v2(

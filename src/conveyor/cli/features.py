@@ -157,11 +157,11 @@ def historical(
         frame = pd.read_csv(entity_file, dtype={k: str for k in text})
         if timestamp in frame.columns:
             try:
-                frame[timestamp] = pd.to_datetime(frame[timestamp], utc=True, format="ISO8601")
+                frame[timestamp] = _times(pd, frame[timestamp])
             except (ValueError, TypeError) as e:
                 raise InvalidArgumentError(
-                    f"{entity_file}: the {timestamp!r} column holds a time that is not an ISO "
-                    f"8601 date or time ({str(e).splitlines()[0].split('. ')[0]}).",
+                    f"{entity_file}: the {timestamp!r} column holds a value that is not a "
+                    f"date or time ({str(e).splitlines()[0].split('. ')[0]}).",
                     hint="Write times like 2026-01-05, 2026-01-05T09:30:00 or "
                     "2026-01-05T09:30:00+02:00.",
                 ) from None
@@ -207,3 +207,12 @@ def online(
         rows[key] = [value]
     found = _service(ctx).online(rows, features, with_timestamps=True)
     console.print_json(json.dumps({k: v[0] for k, v in found.items()}, default=str))
+
+
+def _times(pd: Any, column: Any) -> Any:
+    """A CSV time column as UTC times: ISO 8601 in any of its forms (a date alone, a time
+    with an offset), else each value as pandas reads it alone ('01/05/2026')."""
+    try:
+        return pd.to_datetime(column, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        return pd.to_datetime(column, utc=True, format="mixed")

@@ -320,7 +320,7 @@ def _key_text(column: str, duck_type: str) -> str:
     q = _quote(column)
     if duck_type in ("FLOAT", "DOUBLE") or duck_type.startswith("DECIMAL"):
         return (
-            f"CASE WHEN {q} = trunc({q}) AND abs({q}) < 9.0e18 "
+            f"CASE WHEN {q} = trunc({q}) AND abs({q}) < 9223372036854775808.0 "
             f"THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) "
             f"ELSE CAST({q} AS VARCHAR) END"
         )

@@ -64,7 +64,7 @@ VERSION_KIND = "feature_view_version"
 _NUMERIC = {"int64": int, "int32": int, "float64": None, "float32": None, "bool": bool}
 
 
-def _as_datetime(value: Any) -> datetime:
+def _as_datetime(value: Any) -> Any:
     """A timestamp feature read online, where the record holds it as text, as the datetime
     offline reads give (naive when the source's column is; a time zone when it has one)."""
     if isinstance(value, datetime):
@@ -72,7 +72,10 @@ def _as_datetime(value: Any) -> datetime:
     text = str(value)
     if _SHORT_OFFSET.search(text):  # DuckDB writes UTC as '+00'
         text += ":00"
-    return datetime.fromisoformat(text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:  # text the source held that is not a time: given as it is
+        return value
 
 
 _SHORT_OFFSET = re.compile(r"[ T]\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d$")
@@ -168,9 +171,6 @@ def _text(value: Any) -> str:
     """One text form per key value, offline and online alike: NumPy scalars as Python ones,
     and a whole float as an integer (a key column becomes float64 once it held a NaN)."""
     if hasattr(value, "item"):  # NumPy scalars
-        float32 = getattr(getattr(value, "dtype", None), "char", "") == "f"
-        if float32 and not (value.is_integer() and abs(value) < _INT64_SAFE):
-            return str(value)  # its shortest text ('0.1'), as DuckDB writes a FLOAT
         value = value.item()
     if isinstance(value, float) and value.is_integer() and abs(value) < _INT64_SAFE:
         value = int(value)
@@ -179,7 +179,7 @@ def _text(value: Any) -> str:
 
 #: Whole floats below this are keys as integers, in Python as in SQL (larger ones do not fit
 #: DuckDB's BIGINT and stay floats in both).
-_INT64_SAFE = 9.0e18
+_INT64_SAFE = 2.0**63
 
 
 class FeatureService:

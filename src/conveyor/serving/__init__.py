@@ -122,6 +122,10 @@ def serve(
     from conveyor.core.errors import InvalidArgumentError
     from conveyor.serving.server import ServeOptions
 
+    if (ref is None) == (deployment is None):
+        raise InvalidArgumentError(
+            "Serve one model reference (churn@champion) or one deployment (--deployment prod)."
+        )
     serve_options.setdefault("tune_process", True)  # this process is the server's own
     ServeOptions(**serve_options)  # reject unknown or bad options before starting anything
     if workers < 1:

@@ -25,7 +25,9 @@ column 'age', row 0: expected a number (int64), got the string 'old'
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -132,7 +134,7 @@ class InputParser:
             columns = body.get("columns", self.columns)
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
                 raise PayloadError('"columns" must be a list of column names.')
-            twice = sorted({c for c in columns if columns.count(c) > 1})
+            twice = sorted(name for name, n in Counter(columns).items() if n > 1)
             if twice:  # which value would the model get? Neither: say so
                 raise PayloadError(f'"columns" names {", ".join(map(repr, twice))} twice.')
             rows = body["data"]
@@ -374,7 +376,9 @@ def _convert(spec: ColumnSpec, kind: str, values: list[Any]) -> tuple[Any, str |
             if not spec.nullable:
                 return None, f"row {r}: null, but the model takes no missing values here"
         elif not isinstance(v, str):
-            if kind == "datetime64" and isinstance(v, int | float) and not isinstance(v, bool):
+            if kind == "datetime64" and (
+                (isinstance(v, int | float) and not isinstance(v, bool)) or isinstance(v, date)
+            ):  # epoch numbers; datetimes (a timestamp feature the server read online)
                 continue
             return None, f"row {r}: expected a string ({spec.dtype}), got {_describe(v)}"
     if kind == "datetime64":

@@ -121,7 +121,11 @@ def _check_owner(metadata: MetadataStore, store: ArtifactStore, *, claim: bool) 
                 recorded = json.loads(f.read())
             except ValueError:
                 recorded = {}
-        owner = recorded.get("project_id") if isinstance(recorded, dict) else None
+        owner = (
+            recorded.get("project_id", recorded.get("first_project_id"))
+            if isinstance(recorded, dict)
+            else None
+        )
         with metadata.read() as conn:
             mine = (
                 owner is not None

@@ -114,11 +114,12 @@ def _refuse_external_data(data: bytes) -> None:
 def _external_tensors(model: Any, external: int) -> Iterator[str]:
     """The names of the tensors of ``model`` whose data lives outside the file.
 
-    Every tensor anywhere in the model: the walk follows every message field (graphs,
-    nodes, attributes and their defaults, functions, training info, and fields later
-    versions of ONNX add), not a list of the places tensors are known to be.
+    Every tensor anywhere in the model: the walk follows every message field the installed
+    onnx package knows (graphs, nodes, attributes and their defaults, functions, training
+    info), not a list of the places tensors are known to be. Type descriptions, which hold
+    no tensors, are skipped (they are most of a large graph's messages).
     """
-    from onnx import TensorProto
+    from onnx import TensorProto, TypeProto, ValueInfoProto
 
     pending = [model]
     while pending:
@@ -126,6 +127,8 @@ def _external_tensors(model: Any, external: int) -> Iterator[str]:
         if isinstance(message, TensorProto):
             if message.data_location == external or len(message.external_data):
                 yield message.name or "<unnamed>"
+            continue
+        if isinstance(message, ValueInfoProto | TypeProto):
             continue
         for field, value in message.ListFields():
             if field.message_type is None:

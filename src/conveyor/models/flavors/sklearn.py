@@ -420,6 +420,8 @@ _SAFE_TYPES = frozenset(
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
+        "sklearn.calibration._TemperatureScaling",
+        "sklearn.multiclass._ConstantPredictor",
         "xgboost.core.Booster",
         *(
             f"xgboost.sklearn.{c}"
@@ -447,8 +449,10 @@ def check_trees(model: Any) -> None:
 
     scikit-learn does not check a loaded tree's children and feature indices before it walks
     them, so a crafted file could make a prediction read memory out of bounds (or loop). Each
-    internal node must point to later nodes within the tree (node ids grow depth first, so no
-    cycle) and to a feature the estimator that holds it takes.
+    tree must have nodes; each internal node must point to later nodes within the tree (node
+    ids grow depth first, so no cycle) and to a feature below the ``n_features_in_`` of the
+    estimator that holds it (which scikit-learn checks the input against). A tree that no
+    such estimator holds is refused: its own ``n_features`` comes from the same file.
     """
     import numpy as np
     from sklearn.tree._tree import Tree
@@ -463,8 +467,8 @@ def check_trees(model: Any) -> None:
         if isinstance(obj, Tree):
             _check_tree(obj, n_features)
         elif isinstance(obj, dict):
-            pending.extend((v, n_features) for v in obj.values())
-        elif isinstance(obj, list | tuple):
+            pending.extend((v, n_features) for v in (*obj.keys(), *obj.values()))
+        elif isinstance(obj, list | tuple | set | frozenset):
             pending.extend((v, n_features) for v in obj)
         elif isinstance(obj, np.ndarray):
             if obj.dtype == object:
@@ -473,9 +477,8 @@ def check_trees(model: Any) -> None:
             held = getattr(obj, "__dict__", None)
             if isinstance(held, dict):
                 inner = held.get("n_features_in_", n_features)
-                pending.extend(
-                    (v, inner if isinstance(inner, int) else n_features) for v in held.values()
-                )
+                takes = inner if isinstance(inner, int | np.integer) else n_features
+                pending.extend((v, None if takes is None else int(takes)) for v in held.values())
 
 
 def _check_tree(tree: Any, n_features: int | None) -> None:
@@ -483,22 +486,20 @@ def _check_tree(tree: Any, n_features: int | None) -> None:
 
     count = int(tree.node_count)
     left, right, feature = tree.children_left, tree.children_right, tree.feature
-    limit = (
-        min(int(tree.n_features), n_features) if n_features is not None else int(tree.n_features)
-    )
     ids = np.arange(count)
     inner = left != -1
     fine = (
-        left.shape == right.shape == feature.shape == (count,)
-        and tree.value.shape[0] == count
+        count >= 1
+        and n_features is not None
         and bool(np.all(~inner | ((left > ids) & (left < count) & (right > ids) & (right < count))))
         and bool(np.all(inner | (right == -1)))
-        and bool(np.all(~inner | ((feature >= 0) & (feature < limit))))
+        and bool(np.all(~inner | ((feature >= 0) & (feature < n_features))))
     )
     if not fine:
         raise IntegrityError(
             "The model holds a decision tree whose nodes point outside it (children or "
-            "feature indices out of range): refusing to load it.",
+            "feature indices out of range, or no estimator that says what it takes): "
+            "refusing to load it.",
             hint="Log the model again with scikit-learn.",
         )
 
@@ -536,7 +537,13 @@ def _check_upload(
         )
     # Not what the uploader claims (ignored): what the file was found to hold.
     checked = {**info, "trusted_types": allowed}
-    check_trees(flavor.load(files, checked))
+    try:
+        loaded = flavor.load(files, checked)
+    except IntegrityError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a file scikit-learn cannot rebuild is the uploader's
+        raise InvalidArgumentError(f"The uploaded model cannot be loaded: {e}") from None
+    check_trees(loaded)
     return checked
 
 
@@ -590,5 +597,5 @@ def _jsonable(values: Any) -> list[Any] | None:
         return None
     try:
         return [v.item() if hasattr(v, "item") else v for v in list(values)]
-    except TypeError:
+    except (TypeError, ValueError):  # multi-output: one array of classes per output
         return None
