@@ -902,7 +902,7 @@ def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_wri
     from datetime import timedelta
 
     import conveyor as cv
-    from conveyor.pipelines.schedules import Scheduler, get_schedule
+    from conveyor.pipelines.schedules import Scheduler, get_schedule, list_schedules
     from conveyor.pipelines.service import step_log
 
     project = "timed"
@@ -954,7 +954,10 @@ def test_schedules_made_through_the_server_run_as_their_maker_while_they_may_wri
     try:
         ended: list[Any] = []
         scheduler = Scheduler(ws, on_end=lambda found, run: ended.append(run))
-        due = datetime.now(UTC) + timedelta(days=1, hours=1)
+        # Just past each daily schedule's next run, and before the one after: a fixed
+        # 'now + 25 h' held two runs of one schedule when the tests ran in the hour before
+        # its time of day.
+        due = max(s.next_run_at for s in list_schedules(workspace=ws)) + timedelta(minutes=1)
         assert len(scheduler.dispatch(now=due)) == 2  # as `scheduler run` does: side by side
         deadline = time.monotonic() + 120
         while scheduler.running and time.monotonic() < deadline:
