@@ -59,8 +59,8 @@ def test_the_closed_loop_demo_retrains_and_promotes_after_the_shift(tmp_path: Pa
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "monitor: 0 columns drifted" in out  # quiet before the shift
-    assert "canary churn/2 at 25% of prod" in out
+    assert "monitor: 0 columns drifted" in out, out[:4000]  # quiet before the shift
+    assert "canary churn/2 at 25% of prod" in out, out[:4000]
     assert "decision: promoted: churn/2 serves all of prod" in out
     assert "champion now: churn/2" in out
     assert (tmp_path / "d" / "monitoring-report.html").exists()
