@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -85,6 +86,34 @@ def test_historical_is_point_in_time_correct_keeping_order_and_index(ws: cv.Work
     spend = [None if pd.isna(v) else v for v in out["spend"]]
     assert spend == [2.0, 1.0, None, None, 5.0, 100.0]
     assert [None if pd.isna(v) else int(v) for v in out["visits"]] == [20, 10, None, None, 50, 1000]
+
+
+def test_a_wide_historical_read_joins_its_columns_without_fragmenting(tmp_path: Path):
+    # One column assigned at a time made pandas warn (PerformanceWarning) once per column
+    # past a hundred; the user saw a screen of warnings for every wide training set.
+    cv.init(tmp_path, project="wide")
+    n = 150
+    rows = pd.DataFrame(
+        {"customer_id": [1, 2], "event_ts": [at(1), at(1)]}
+        | {f"f{i}": [float(i), -1.0] for i in range(n)}
+    )
+    view = FeatureView(
+        name="wide",
+        entities=[customer],
+        source=DataFrameSource(rows),
+        features=[Field(f"f{i}", "float64") for i in range(n)],
+    )
+    cv.features.apply([customer, view])
+    entity = pd.DataFrame(
+        {"customer_id": [2, 1, 2], "event_timestamp": [at(2)] * 3}, index=[7, 7, 3]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = cv.features.historical(entity, [f"wide:f{i}" for i in range(n)])
+    assert list(out.index) == [7, 7, 3]
+    assert list(out.columns) == ["customer_id", "event_timestamp"] + [f"f{i}" for i in range(n)]
+    assert out["f149"].tolist() == [-1.0, 149.0, -1.0]
+    assert "f0" not in entity.columns  # the caller's frame is left as it was
 
 
 def test_a_late_correction_does_not_leak_into_earlier_rows(tmp_path: Path):

@@ -577,7 +577,9 @@ class FeatureService:
                 hint="Rename that column of the entity rows, or pass full_names=True for "
                 "view__feature columns.",
             )
-        result = entity_df.copy()
+        # The feature columns are gathered here and joined once at the end: one column
+        # assigned at a time fragments the frame (pandas warns past a hundred).
+        columns: dict[str, Any] = {}
         ts = entity_df[timestamp]
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -618,7 +620,7 @@ class FeatureService:
         finally:
             con.close()
         for r in direct:
-            result[_column(r, counts, full_names)] = values[(r.view, r.feature)]
+            columns[_column(r, counts, full_names)] = values[(r.view, r.feature)]
         for view_name in dict.fromkeys(r.view for r in demanded):
             view = self._definition(view_name)
             assert isinstance(view, OnDemandView)
@@ -633,10 +635,11 @@ class FeatureService:
             out = self._compute(view, inputs, entity_df)
             for r in demanded:
                 if r.view == view_name:
-                    name = _column(r, counts, full_names)
-                    result[name] = out[r.feature].to_numpy()
+                    columns[_column(r, counts, full_names)] = out[r.feature].to_numpy()
         self._record_use(views.keys() | {r.view for r in demanded})
-        return result
+        # Positional: the arrays follow the entity rows, whatever their index holds.
+        added = pd.DataFrame(columns, index=entity_df.index)
+        return pd.concat([entity_df, added], axis=1)
 
     def text_keys(self, features: Sequence[str]) -> list[str]:
         """The entity keys that the sources of ``features`` keep as text (so that a file of
