@@ -664,6 +664,36 @@ def test_feature_views_are_read_through_the_server(
     assert visits.returncode == 0, visits.stderr
     assert json.loads(visits.stdout)["visits"] == 5  # the server read the new definition
 
+    # A timestamp feature comes back through the server as a datetime, as embedded reads
+    # give it (JSON carries it as text), and so do the event times.
+    seen = [datetime(2026, 1, 1, 5), datetime(2026, 1, 1, 6), datetime(2026, 1, 2, 7)]
+    pd.DataFrame({**rows, "seen": seen}).to_parquet(tmp_path / "rows.parquet")
+    timed = FeatureView(
+        name="activity",
+        entities=[customer],
+        source=ParquetSource(str(tmp_path / "rows.parquet")),
+        features=[Field("spend", "float64"), Field("seen", "timestamp")],
+        ttl="7d",
+    )
+    ws = cv.Workspace.from_settings(server.root, project=project)
+    try:
+        feature_service(ws).apply([customer, timed])
+    finally:
+        ws.close()
+    again = cli(tmp_path, editor, "features", "materialize", "--end", "2026-01-06T00:00:00")
+    assert again.returncode == 0, again.stderr
+    monkeypatch.setenv("CONVEYOR_TOKEN", server.token_for("fay", project=project, role="viewer"))
+    remote = cv.Workspace.from_settings(tmp_path, project=project, store_uri=server.url)
+    try:
+        found = feature_service(remote).online(
+            {"customer_id": [1, 3]}, ["seen", "spend"], with_timestamps=True
+        )
+    finally:
+        remote.close()
+    assert found["seen"] == [seen[1], None]
+    assert found["spend"] == [2.0, None]
+    assert found["activity__event_ts"][0] == day[1]
+
 
 def test_feature_definitions_apply_and_training_sets_build_through_the_server(
     server: TeamServer, tmp_path: Path

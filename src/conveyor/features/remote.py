@@ -170,14 +170,24 @@ class RemoteFeatureService(FeatureService):
             else {k: list(v) for k, v in entity_rows.items()}
         )
         body = {"entity": columns, "features": list(features), "with_timestamps": with_timestamps}
-        values = self.client.send_json("POST", self._path("features", "online"), body)["values"]
-        values = {  # event times travel as ISO text: datetimes again, as embedded
-            k: [datetime.fromisoformat(t) if isinstance(t, str) else t for t in v]
-            if k.endswith("__event_ts")
-            else v
-            for k, v in values.items()
-        }
+        answer = self.client.send_json("POST", self._path("features", "online"), body)
+        values = answer["values"]
+        # Times travel as ISO text: datetimes again, as embedded reads give them (the columns
+        # the server names, and the event times; an older server names none).
+        times = {k for k in values if k.endswith("__event_ts")}
+        times.update(k for k in answer.get("times", ()) if k in values)
+        for k in times:
+            values[k] = [_from_iso(t) if isinstance(t, str) else t for t in values[k]]
         return pd.DataFrame(values) if frame is not None else values
+
+
+def _from_iso(text: str) -> Any:
+    """A time sent as ISO text, as a datetime; text that is not one (a timestamp feature's
+    source can hold some) comes back as it is, as embedded reads give it."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return text
 
 
 def _iso(moment: Any) -> str:

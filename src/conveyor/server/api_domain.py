@@ -1077,7 +1077,10 @@ def online_features(project: str, body: OnlineRequest, call: Call = need("viewer
         found = features.online(
             body.entity, list(dict.fromkeys(body.features)), with_timestamps=body.with_timestamps
         )
-    return {"values": jsonable(found)}
+    # JSON has no time type: the columns that hold datetimes are named, so that a client
+    # gives them back as datetimes, as an embedded read does.
+    times = [k for k, v in found.items() if any(isinstance(x, datetime) for x in v)]
+    return {"values": jsonable(found), "times": times}
 
 
 # -- pipelines -----------------------------------------------------------------------------
