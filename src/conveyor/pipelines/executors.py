@@ -291,9 +291,10 @@ class _Worker:
         process = ctx.Process(target=_worker_loop, args=(child, os.getpid()), daemon=True)
         process.start()
         child.close()
-        if process.pid is not None:  # and the worker does it too: whichever runs first
-            with contextlib.suppress(OSError):
-                os.setpgid(process.pid, process.pid)
+        # The worker makes itself a session (and process group) of its own as it starts: a
+        # kill before that finds no group and falls back to killing the worker alone, which
+        # has not run a step yet. (Setting its group from here as well would make it a group
+        # leader, which cannot start a session.)
         return cls(process, parent)
 
     def stop(self, *, kill: bool = False) -> None:
@@ -324,10 +325,7 @@ def _worker_loop(conn: Any, parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # A process group of its own, so that a kill (a timeout, a cancel) reaches the processes
-    # the step starts as well; SIGINT from the terminal then reaches only the coordinator.
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
+    _detach_from_terminal()
     _die_with_parent(parent)
     while True:
         try:
@@ -341,6 +339,35 @@ def _worker_loop(conn: Any, parent: int) -> None:
     from conveyor.tracking import runs
 
     runs._at_exit()
+
+
+def _detach_from_terminal() -> None:
+    """Make this worker a session of its own, with no controlling terminal and stdin from
+    /dev/null, for it and the processes its steps start.
+
+    Its own process group (a new session is one) lets a kill (a timeout, a cancel) reach the
+    processes the step starts as well, and keeps a Ctrl-C at the terminal to the coordinator.
+    Without a terminal, a step that asks for input (``input()``, a tool it runs that prompts,
+    ``getpass``) gets end-of-file or an error at once: in a background process group of the
+    coordinator's session, a read from the terminal would stop the worker (SIGTTIN) and the
+    run would never end.
+    """
+    try:
+        os.setsid()
+    except OSError:  # already a group leader: a group of its own at least
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, 0)
+    except OSError:
+        pass
+    finally:
+        if null != 0:
+            os.close(null)
 
 
 def _die_with_parent(parent: int) -> None:
