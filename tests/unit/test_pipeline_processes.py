@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import conveyor as cv
+from conveyor.pipelines import PipelineFailed
+from tests.fixtures import flows
 
 linux_only = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="reads process states in /proc"
@@ -128,3 +131,86 @@ def test_a_steps_worker_runs_in_a_session_of_its_own(ws: cv.Workspace):
     sid, pgid, pid = sessions.run(executor="local").outputs["where"]
     assert sid != os.getsid(0), "the worker shares this process's session (and its terminal)"
     assert sid == pgid == pid  # the session's leader, and its own process group (for killpg)
+
+
+# -- an inline step's timeout stops what it started -----------------------------------------
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie no one reaped yet counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def _all_gone(pids: list[int], deadline_s: float) -> list[int]:
+    """The pids still running after waiting up to ``deadline_s`` for all of them to end."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if not _gone(p)]
+
+
+@linux_only
+def test_an_inline_timeout_stops_the_processes_the_step_started(ws: cv.Workspace):
+    @cv.step(name="spawn_and_wait", timeout=0.5)
+    def spawn_and_wait() -> None:
+        child = subprocess.Popen(["sleep", "600"])
+        # ... and one below another, as a shell script would start it
+        shell = subprocess.Popen(
+            ["sh", "-c", "sleep 600 & echo $! > grandchild.pid; wait"],
+        )
+        Path("children.pid").write_text(f"{child.pid} {shell.pid}")
+        time.sleep(30)
+
+    @cv.pipeline(name="spawning")
+    def spawning():
+        spawn_and_wait()
+
+    with pytest.raises(PipelineFailed, match=r"timed out after 0\.5s"):
+        spawning.run(executor="inline")
+    pids = [int(p) for p in Path("children.pid").read_text().split()]
+    deadline = time.monotonic() + 5
+    while not Path("grandchild.pid").read_text().strip():  # written by the shell, at once
+        assert time.monotonic() < deadline, "the shell never noted its child"
+        time.sleep(0.05)
+    pids.append(int(Path("grandchild.pid").read_text()))
+    left = _all_gone(pids, deadline_s=10)
+    for pid in left:  # not to leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes the step started ({left} of {pids}) outlived its timeout"
+
+
+@linux_only
+def test_an_inline_step_waiting_for_a_process_it_started_still_times_out(ws: cv.Workspace):
+    @cv.step(name="wait_for_child", timeout=0.5)
+    def wait_for_child() -> None:
+        # Leaving the with block waits for the process again, whatever interrupted it.
+        with subprocess.Popen(["sleep", "20"]) as child:
+            Path("child.pid").write_text(str(child.pid))
+            child.wait()
+
+    @cv.pipeline(name="waiting")
+    def waiting():
+        wait_for_child()
+
+    started = time.monotonic()
+    with pytest.raises(PipelineFailed, match=r"timed out after 0\.5s"):
+        waiting.run(executor="inline")
+    took = time.monotonic() - started
+    assert took < 10, f"the step ran {took:.1f} s: its timeout waited for the process it started"
+    assert _gone(int(Path("child.pid").read_text()))
+
+
+def test_an_inline_step_s_timeout_leaves_processes_from_before_the_step_alone(
+    ws: cv.Workspace,
+):
+    with subprocess.Popen(["sleep", "60"]) as bystander:
+        try:
+            with pytest.raises(PipelineFailed, match=r"timed out after 0\.5s"):
+                flows.sleeper.run(executor="inline", seconds=30.0)
+            assert bystander.poll() is None, "a process started before the step was stopped"
+        finally:
+            bystander.kill()

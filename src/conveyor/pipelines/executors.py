@@ -81,7 +81,12 @@ class InlineExecutor(Executor):
 
 
 def _with_alarm(task: StepTask) -> StepResult:
-    """Run ``task`` here, stopping it with SIGALRM after its timeout (main thread only)."""
+    """Run ``task`` here, stopping it with SIGALRM after its timeout (main thread only).
+
+    The processes the step started (and theirs) are killed first, so that a step waiting
+    for one (``Popen.wait``) can be interrupted and none is left running.
+    """
+    from conveyor.pipelines import child_processes
     from conveyor.pipelines.worker import StepTimedOut, execute
 
     timeout = task.step.options.timeout
@@ -90,7 +95,12 @@ def _with_alarm(task: StepTask) -> StepResult:
     if not timeout or threading.current_thread() is not threading.main_thread():
         return execute(task)
 
+    before = child_processes.snapshot()
+    left: list[int] = []
+
     def expire(_signum: int, _frame: Any) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        left.extend(child_processes.stop_started_since(before))
         raise StepTimedOut
 
     previous = signal.signal(signal.SIGALRM, expire)
@@ -100,7 +110,15 @@ def _with_alarm(task: StepTask) -> StepResult:
     except StepTimedOut:
         from conveyor.pipelines.engine import human_seconds
 
-        result = StepResult(ok=False, error=f"timed out after {human_seconds(timeout)}")
+        error = f"timed out after {human_seconds(timeout)}"
+        if before is None:
+            error += (
+                "; the processes it started were not stopped (the inline executor finds "
+                "them in /proc, which this system lacks: use the local executor)"
+            )
+        elif left:
+            error += f"; processes it started could not be stopped: {left}"
+        result = StepResult(ok=False, error=error)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
