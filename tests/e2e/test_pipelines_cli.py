@@ -70,6 +70,23 @@ def test_run_fail_show_resume_list_as_a_user_would(tmp_path: Path) -> None:
     assert " --no-cache reuses the finished steps" in uncached.stderr
 
 
+def test_a_cached_step_shows_the_metrics_of_the_run_it_reuses(tmp_path: Path) -> None:
+    shutil.copyfile(ROOT / "tests" / "fixtures" / "flows.py", tmp_path / "flows.py")
+    assert conveyor(tmp_path, "init", "-p", "cli").returncode == 0
+    first = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "n=3", "-e", "inline")
+    assert first.returncode == 0, first.stderr
+    again = conveyor(tmp_path, "pipeline", "run", "flows.py:numbers", "-p", "n=3", "--json")
+    assert again.returncode == 0, again.stderr
+    scale = next(s for s in json.loads(again.stdout)["steps"] if s["name"] == "scale")
+    assert scale["status"] == "CACHED"
+
+    shown = conveyor(tmp_path, "runs", "show", scale["id"])  # a step run is a tracked run
+    assert shown.returncode == 0, shown.stderr
+    metrics = shown.stdout.split("metrics", 1)[-1].split("tags", 1)[0]
+    assert "length" in metrics, shown.stdout
+    assert "3" in metrics, shown.stdout
+
+
 def test_bad_input_gets_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("raise RuntimeError('no config')\n")
     assert conveyor(tmp_path, "init").returncode == 0

@@ -83,6 +83,38 @@ def test_a_cached_step_run_ends_when_it_starts(ws: cv.Workspace):
         assert tracked.end_time == tracked.start_time == step.started_at, step.name
 
 
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_cached_step_run_shows_the_metrics_of_the_run_it_reuses(ws: cv.Workspace, executor: str):
+    first = flows.numbers.run(executor=executor, n=3)
+    second = flows.numbers.run(executor=executor, n=3)
+    third = flows.numbers.run(executor=executor, n=3)  # a cache hit of a cache hit
+    for run in (second, third):
+        scale = run.step("scale")
+        assert scale.status is StepStatus.CACHED
+        assert cv.get_run(scale.id).metrics == {"length": 3.0}, run.id
+    assert cv.get_run(third.step("make").id).metrics == {}  # it logged none
+    assert cv.get_run(first.step("scale").id).metrics == {"length": 3.0}
+
+
+def test_a_cached_step_takes_the_last_point_of_each_metric(ws: cv.Workspace):
+    @cv.step(name="learn")
+    def learn() -> int:
+        for step, loss in enumerate([0.9, 0.5, 0.2]):
+            cv.log_metric("loss", loss, step=step)
+        return 1
+
+    @cv.pipeline(name="learning")
+    def learning():
+        learn()
+
+    first = learning.run(executor="inline")
+    again = learning.run(executor="inline").step("learn")
+    assert again.cached_from == first.step("learn").id
+    assert cv.get_run(again.id).metrics == {"loss": 0.2}
+    history = cv.get_metric_history(again.id, "loss")
+    assert [(p.step, p.value) for p in history] == [(2, 0.2)]
+
+
 def test_cache_false_runs_every_step(ws: cv.Workspace):
     flows.chain.run(executor="inline", length=3)
     again = flows.chain.run(executor="inline", length=3, cache=False)

@@ -448,6 +448,9 @@ class _Engine:
         state.reads = found.reads
         state.started_at = now
         self.ops += self._step_run_ops(state, {"conveyor.cached_from": found.id})
+        # The metrics the step recorded when it ran (their last values: the whole history
+        # stays on that run), as its outputs are: a cache hit gives the same results.
+        self.ops += self.tracker.store.latest_metric_ops(found.id, state.id)
         self.ops.append(EndRun(state.id, RunStatus.FINISHED, now))
         self.changes.append(
             {

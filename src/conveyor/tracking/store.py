@@ -446,6 +446,20 @@ class TrackingStore:
             row, run_params.get(run_id, {}), run_metrics.get(run_id, {}), run_tags.get(run_id, {})
         )
 
+    def latest_metric_ops(self, run_id: str, to_run_id: str) -> list[LogMetric]:
+        """The latest point of each metric of ``run_id`` (its step and time kept), as
+        operations that log them on ``to_run_id`` (a cached pipeline step shows the metrics
+        of the run it reuses)."""
+        query = sa.select(
+            latest_metrics.c.key,
+            latest_metrics.c.value,
+            latest_metrics.c.step,
+            latest_metrics.c.timestamp_ms,
+        ).where(latest_metrics.c.run_id == run_id)
+        with self.ws.metadata.read() as conn:
+            rows = conn.execute(query).all()
+        return [LogMetric(to_run_id, key, value, step, ts) for key, value, step, ts in rows]
+
     def metric_history(
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> list[MetricPoint]:
