@@ -158,6 +158,31 @@ def test_validate_exits_1_when_a_check_fails(project: Path) -> None:
     assert {f["column"] for f in report["failures"]} == {"plan", "spend"}
 
 
+def test_validate_exits_2_when_it_cannot_check(project: Path) -> None:
+    """1 says the data is bad: a check that could not run must not pass for that in CI."""
+    write_csv(project / "t.csv", 5)
+    cli(project, "data", "add", "sales", "t.csv")
+    (project / "broken.yaml").write_text("columns: [unclosed\n")
+    (project / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    cannot = {
+        "bad schema file": ("t.csv", "--schema", "broken.yaml"),
+        "unreadable schema file": ("t.csv", "--schema", "binary.yaml"),
+        "no schema file": ("t.csv", "--schema", "nowhere.yaml"),
+        "no schema given": ("t.csv",),
+        "no schema saved": ("sales@1",),
+        "no such version": ("sales@7",),
+        "no such file": ("nothing.csv", "--schema", "broken.yaml"),
+    }
+    for case, args in cannot.items():
+        result = cli(project, "data", "validate", *args, "--json", ok=False)
+        assert result.returncode == 2, (case, result.returncode, result.stderr)
+        assert result.stderr.startswith("error: "), (case, result.stderr)
+        assert "Traceback" not in result.stderr, case
+        assert result.stdout == "", case
+    usage = cli(project, "data", "validate", "sales@1", "--no-such-option", ok=False)
+    assert usage.returncode == 2
+
+
 def test_an_edited_schema_can_be_saved_back(project: Path) -> None:
     write_csv(project / "good.csv", 40)
     cli(project, "data", "add", "sales", "good.csv")

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.context import workspace_for
-from conveyor.cli.output import console, err_console, human_bytes
+from conveyor.cli.output import console, err_console, errors_exit, human_bytes
 
 if TYPE_CHECKING:
     from conveyor.data.records import DatasetVersion
@@ -413,10 +413,16 @@ def validate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check a version or a table file against a schema. Exits 1 when a check fails (for CI)."""
-    ws, svc = _service(ctx)
-    with ws:
-        report = svc.validate(target, schema)
+    """Check a version or a table file against a schema.
+
+    For CI, the exit status tells bad data from a check that could not run: 0 when every
+    check passes, 1 when a check fails, 2 on an error (no such version or file, a schema
+    file that cannot be read, no schema to check with).
+    """
+    with errors_exit(2):  # not 1: that would say the data is bad
+        ws, svc = _service(ctx)
+        with ws:
+            report = svc.validate(target, schema)
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
     else:

@@ -17,7 +17,7 @@ from rich.tree import Tree
 
 from conveyor._version import __version__
 from conveyor.cli.context import settings_for, workspace_for
-from conveyor.cli.output import console, err_console, human_bytes
+from conveyor.cli.output import console, debugging, err_console, human_bytes, print_error
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
 
 app = typer.Typer(
@@ -551,14 +551,14 @@ def run() -> None:
 
 
 def _run() -> None:
-    debug = "--debug" in sys.argv[1:] or os.environ.get("CONVEYOR_DEBUG") == "1"
+    debug = debugging()
     try:
         _add_domain_commands(sys.argv[1:])
         app()
     except ConveyorError as e:
         if debug:
             raise
-        err_console.print(f"[red]error:[/red] {escape(str(e))}")
+        print_error(e)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
@@ -566,10 +566,7 @@ def _run() -> None:
     except Exception as e:
         if debug:
             raise
-        err_console.print(
-            f"[red]internal error:[/red] {escape(type(e).__name__)}: {escape(str(e))} "
-            "(run again with --debug for the traceback, and please report it)"
-        )
+        print_error(e)
         sys.exit(1)
 
 
