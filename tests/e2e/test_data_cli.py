@@ -183,6 +183,27 @@ def test_validate_exits_2_when_it_cannot_check(project: Path) -> None:
     assert usage.returncode == 2
 
 
+def test_validate_says_where_the_schema_came_from(project: Path) -> None:
+    write_csv(project / "good.csv", 40)
+    cli(project, "data", "add", "sales", "good.csv")
+    text = cli(project, "data", "schema", "sales@1", "--infer").stdout
+    assert "name: sales@1\n" in text
+    (project / "contract.yaml").write_text(text.replace("name: sales@1\n", "name: contract\n"))
+    cli(project, "data", "schema", "sales@1", "--set", "contract.yaml")
+    write_csv(project / "more.csv", 40, plans="ba")
+    cli(project, "data", "add", "sales", "more.csv")  # sales@2 has no schema of its own
+    saved = json.loads(cli(project, "data", "validate", "sales@2", "--json").stdout)
+    assert (saved["schema"], saved["schema_source"], saved["data"]) == (
+        "contract",
+        "sales@1",
+        "sales@2",
+    )
+    assert "schema: sales@1" in cli(project, "data", "validate", "sales@2").stdout
+    given = cli(project, "data", "validate", "more.csv", "--schema", "contract.yaml", "--json")
+    report = json.loads(given.stdout)
+    assert (report["schema"], report["schema_source"]) == ("contract", "contract.yaml")
+
+
 def test_an_edited_schema_can_be_saved_back(project: Path) -> None:
     write_csv(project / "good.csv", 40)
     cli(project, "data", "add", "sales", "good.csv")

@@ -623,6 +623,21 @@ class DataSuite:
         text = json.dumps(report.to_dict())
         assert json.loads(text)["passed"] is False
 
+    def test_the_report_says_where_the_schema_came_from(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        from conveyor.data.validation import schema_to_yaml
+
+        cv.data.add("c", customers())
+        schema = cv.data.infer_schema("c@1")
+        cv.data.add("c", customers().head(50))  # no schema of its own: c@1's checks it
+        assert cv.data.validate("c@2").schema_source == "c@1"
+        (tmp_path / "s.yaml").write_text(schema_to_yaml(schema))
+        assert cv.data.validate("c@2", tmp_path / "s.yaml").schema_source == str(
+            tmp_path / "s.yaml"
+        )
+        assert cv.data.validate("c@2", schema).schema_source is None  # an object: no source
+
     def test_validate_a_version_without_a_schema_says_how_to_get_one(self, ws: Workspace) -> None:
         cv.data.add("c", customers())
         with pytest.raises(NotFoundError, match="No schema is saved"):

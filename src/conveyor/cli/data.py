@@ -428,6 +428,8 @@ def validate(
     else:
         style = "green" if report.passed else "red"
         console.print(f"[{style}]{escape(report.summary())}[/{style}]")
+        if report.schema_source:
+            console.print(f"[dim]schema: {escape(report.schema_source)}[/dim]")
         if report.failures:
             table = Table("column", "check", "failures", "examples")
             for f in report.failures:

@@ -862,12 +862,14 @@ class DataService:
         """Check ``data`` (a DataFrame, Arrow table, version ref or file) against ``schema``.
 
         ``schema`` may be a pandera schema, a YAML file path, or None to use the schema saved
-        with the version (or with the dataset's latest version that has one).
+        with the version (or with the dataset's latest version that has one). The report's
+        ``schema_source`` says which: the version it was saved with, or the file.
         """
         from conveyor.data.validation import schema_from_yaml, validate_frame
 
         label = None
         version = None
+        source = None
         if isinstance(data, str) and not Path(data).exists():
             try:
                 version = self.get(data)
@@ -899,13 +901,14 @@ class DataService:
                     hint="Pass a schema: --schema FILE on the command line, schema= (a "
                     "pandera schema or a YAML file) from Python.",
                 )
-            schema = self._nearest_schema(version)
+            schema, source = self._nearest_schema(version)
         elif isinstance(schema, str | os.PathLike):
             from conveyor.data.validation import read_schema_file
 
             path = Path(schema)
             schema = schema_from_yaml(read_schema_file(path), source=f"the schema file {path}")
-        return validate_frame(frame, schema, data=label)
+            source = str(path)
+        return validate_frame(frame, schema, data=label, schema_source=source)
 
     def _schema_holder(self, version: DatasetVersion) -> DatasetVersion | None:
         """The version whose schema checks ``version``: itself if it has one, else the
@@ -917,11 +920,12 @@ class DataService:
                 return candidate
         return None
 
-    def _nearest_schema(self, version: DatasetVersion) -> pa.DataFrameSchema:
+    def _nearest_schema(self, version: DatasetVersion) -> tuple[pa.DataFrameSchema, str]:
+        """The schema that checks ``version`` and the ref of the version it is saved with."""
         holder = self._schema_holder(version)
         schema = self.schema(holder.ref) if holder is not None else None
-        if schema is not None:
-            return schema
+        if holder is not None and schema is not None:
+            return schema, holder.ref
         raise NotFoundError(
             f"No schema is saved with {version.ref} or an earlier version of {version.name!r}.",
             hint=f"Infer one from a good version: `conveyor data schema {version.name}@N --infer`.",

@@ -321,7 +321,12 @@ class CheckFailure:
 
 @dataclass(slots=True)
 class ValidationReport:
-    """The outcome of checking a table against a schema; JSON-serializable by ``to_dict``."""
+    """The outcome of checking a table against a schema; JSON-serializable by ``to_dict``.
+
+    ``schema`` is the schema's own name (its YAML ``name``); ``schema_source`` is where it
+    came from: the version it was saved with (``customers@3``) or the file it was read from,
+    None for a schema object given from Python.
+    """
 
     passed: bool
     rows: int
@@ -330,6 +335,7 @@ class ValidationReport:
     failing_rows: list[dict[str, Any]] = field(default_factory=list)
     schema: str | None = None
     data: str | None = None
+    schema_source: str | None = None
 
     @property
     def failed_checks(self) -> int:
@@ -343,6 +349,7 @@ class ValidationReport:
             "rows": self.rows,
             "columns": self.columns,
             "schema": self.schema,
+            "schema_source": self.schema_source,
             "data": self.data,
             "failures": [
                 {
@@ -388,12 +395,25 @@ def _jsonable(value: Any) -> Any:
 
 
 def validate_frame(
-    df: pd.DataFrame, schema: pa.DataFrameSchema, *, data: str | None = None
+    df: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    *,
+    data: str | None = None,
+    schema_source: str | None = None,
 ) -> ValidationReport:
-    """Check ``df`` against ``schema``, collecting every failure (never raising for them)."""
+    """Check ``df`` against ``schema``, collecting every failure (never raising for them).
+
+    ``data`` and ``schema_source`` name what was checked and where the schema came from,
+    for the report.
+    """
     pa = _pandera()
     report = ValidationReport(
-        passed=True, rows=len(df), columns=len(df.columns), schema=schema.name, data=data
+        passed=True,
+        rows=len(df),
+        columns=len(df.columns),
+        schema=schema.name,
+        data=data,
+        schema_source=schema_source,
     )
     try:
         schema.validate(df, lazy=True)
