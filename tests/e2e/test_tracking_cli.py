@@ -84,6 +84,38 @@ def test_runs_show_has_params_metrics_tags_and_artifacts(trained: tuple[Path, li
     assert [a["name"] for a in data["artifacts"]] == ["notes.txt"]
 
 
+PREPARE = """
+import pandas as pd
+import conveyor as cv
+cv.data.add("customers", pd.DataFrame({"spend": [1.0, 2.0, 3.0]}))
+with cv.start_run(experiment="churn", name="prep") as run:
+    cv.data.load("customers@1")
+    cv.data.add("features", pd.DataFrame({"spend_x2": [2.0, 4.0, 6.0]}))
+    print(run.id)
+"""
+
+
+def test_runs_show_names_the_dataset_versions_a_run_used_and_made(
+    trained: tuple[Path, list[str]],
+) -> None:
+    root, _ = trained
+    out = subprocess.run(
+        [sys.executable, "-c", PREPARE], cwd=root, capture_output=True, text=True, check=True
+    )
+    run_id = out.stdout.split()[-1]
+    shown = cli(root, "runs", "show", run_id).stdout
+    assert "dataset_version:customers@1 --used_by--> this run" in shown
+    assert "this run --produced--> dataset_version:features@1" in shown
+    data = json.loads(cli(root, "runs", "show", run_id, "--json").stdout)
+    assert data["lineage_refs"] == {
+        "upstream": ["dataset_version:customers@1"],
+        "downstream": ["dataset_version:features@1"],
+    }
+    (used,) = data["lineage"]["upstream"]  # still the id, as before
+    assert used.startswith("dataset_version:")
+    assert "@" not in used
+
+
 def test_runs_compare_shows_only_differences_by_default(trained: tuple[Path, list[str]]) -> None:
     root, ids = trained
     out = cli(root, "runs", "compare", *ids).stdout

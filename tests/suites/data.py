@@ -623,6 +623,15 @@ class DataSuite:
         text = json.dumps(report.to_dict())
         assert json.loads(text)["passed"] is False
 
+    def test_version_ids_resolve_to_refs(self, ws: Workspace) -> None:
+        from conveyor.data.service import data_service
+
+        first = cv.data.add("c", customers())
+        second = cv.data.add("c", customers().head(50))
+        found = data_service(ws).refs([second.id, first.id, "01NOSUCHVERSION", first.id])
+        assert found == {first.id: "c@1", second.id: "c@2"}
+        assert data_service(ws).refs([]) == {}
+
     def test_the_report_says_where_the_schema_came_from(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

@@ -940,6 +940,25 @@ def test_a_dataset_versions_listing_names_each_file_download_serves(
         assert len(got.content) == a["size"]
 
 
+def test_dataset_version_ids_resolve_to_refs_within_the_project(team: Team, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from conveyor.data.service import data_service
+    from conveyor.store.workspace import Workspace
+
+    with Workspace.from_settings(tmp_path, project=PROJECT) as ws:
+        mine = data_service(ws).add("c", pd.DataFrame({"a": [1]}))
+    with Workspace.from_settings(tmp_path, project="beta") as ws:
+        theirs = data_service(ws).add("c", pd.DataFrame({"a": [2]}))
+    url = f"/api/v1/projects/{PROJECT}/dataset-versions"
+    found = team.call("GET", url, "viewer", params={"id": [mine.id, theirs.id, "nope"]})
+    assert found.status_code == 200, found.text
+    assert found.json() == {"refs": {mine.id: "c@1"}}  # beta's version is not alpha's to name
+    too_many = team.call("GET", url, "viewer", params={"id": [f"x{i}" for i in range(101)]})
+    assert too_many.status_code == 422
+    assert team.call("GET", url, "outsider", params={"id": [mine.id]}).status_code in (403, 404)
+
+
 def test_a_large_listing_comes_a_page_at_a_time(team: Team, tmp_path: Path) -> None:
     from conveyor.data.service import data_service
     from conveyor.store.workspace import Workspace

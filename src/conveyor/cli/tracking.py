@@ -155,6 +155,7 @@ def runs_show(
         artifacts = ws.list_artifacts(ref)
         upstream = ws.lineage(ref, direction="upstream", depth=1)
         downstream = ws.lineage(ref, direction="downstream", depth=1)
+        named = _named(ws, [e.src for e in upstream.edges] + [e.dst for e in downstream.edges])
     if as_json:
         data: dict[str, Any] = run.to_dict()
         data["artifacts"] = [
@@ -164,6 +165,11 @@ def runs_show(
         data["lineage"] = {
             "upstream": [str(e.src) for e in upstream.edges],
             "downstream": [str(e.dst) for e in downstream.edges],
+        }
+        # The same nodes in the same order, dataset versions by reference.
+        data["lineage_refs"] = {
+            "upstream": [named.get(e.src, str(e.src)) for e in upstream.edges],
+            "downstream": [named.get(e.dst, str(e.dst)) for e in downstream.edges],
         }
         console.print_json(json.dumps(data))
         return
@@ -204,9 +210,24 @@ def runs_show(
     if upstream.edges or downstream.edges:
         console.print("[bold]lineage[/bold]")
         for e in upstream.edges:
-            console.print(f"  {escape(str(e.src))} --{escape(e.relation)}--> this run")
+            shown = named.get(e.src, str(e.src))
+            console.print(f"  {escape(shown)} --{escape(e.relation)}--> this run")
         for e in downstream.edges:
-            console.print(f"  this run --{escape(e.relation)}--> {escape(str(e.dst))}")
+            shown = named.get(e.dst, str(e.dst))
+            console.print(f"  this run --{escape(e.relation)}--> {escape(shown)}")
+
+
+def _named(ws: Any, nodes: list[Any]) -> dict[Any, str]:
+    """The dataset versions among lineage ``nodes`` as ``dataset_version:customers@3`` (what
+    ``conveyor lineage`` takes), by node; the data layer knows their names."""
+    from conveyor.data.service import data_service
+    from conveyor.data.versioning import VERSION_KIND
+
+    ids = [n.id for n in nodes if n.kind == VERSION_KIND]
+    if not ids:
+        return {}
+    refs = data_service(ws).refs(ids)
+    return {n: f"{n.kind}:{refs[n.id]}" for n in nodes if n.kind == VERSION_KIND and n.id in refs}
 
 
 @runs_app.command("compare")

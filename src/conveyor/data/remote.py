@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,9 @@ from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace
 
 __all__ = ["RemoteDataService", "version_from_json"]
+
+#: Version ids asked about in one request (what the server takes at most).
+REFS_PER_REQUEST = 100
 
 
 def version_from_json(d: dict[str, Any]) -> DatasetVersion:
@@ -103,6 +107,16 @@ class RemoteDataService(DataService):
 
     def get(self, ref: str) -> DatasetVersion:
         return version_from_json(self.client.get_json(self._path("dataset-versions", ref)))
+
+    def refs(self, version_ids: Iterable[str]) -> dict[str, str]:
+        wanted = sorted(set(version_ids))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), REFS_PER_REQUEST):  # a URL of bounded length
+            body = self.client.get_json(
+                self._path("dataset-versions"), id=wanted[start : start + REFS_PER_REQUEST]
+            )
+            found.update(body["refs"])
+        return found
 
     def versions(self, name: str) -> list[DatasetVersion]:
         body = self.client.get_json(self._path("datasets", name, "versions"))

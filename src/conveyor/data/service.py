@@ -17,7 +17,7 @@ import shutil
 import stat as stat_module
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -429,6 +429,12 @@ class DataService:
         """Return the version ``ref`` names (``name@3``, ``name@latest``, ``name@<digest>``)."""
         with self.ws.metadata.read() as conn:
             return versioning.find_version(conn, self._project_id(), ref)
+
+    def refs(self, version_ids: Iterable[str]) -> dict[str, str]:
+        """Return the reference (``customers@3``) of each version id, by id; ids of no
+        version of this project are left out. For showing lineage, which holds ids."""
+        with self.ws.metadata.read() as conn:
+            return versioning.refs_by_id(conn, self._project_id(), sorted(set(version_ids)))
 
     def versions(self, name: str) -> list[DatasetVersion]:
         """Return the versions of dataset ``name``, newest first."""

@@ -27,6 +27,7 @@ __all__ = [
     "list_datasets",
     "list_versions",
     "parse_ref",
+    "refs_by_id",
     "validate_dataset_name",
 ]
 
@@ -168,6 +169,19 @@ def version_by_id(conn: sa.Connection, project_id: str, version_id: str) -> Data
         .where(dataset_versions.c.id == version_id, datasets.c.project_id == project_id)
     ).first()
     return None if row is None else _to_version(row)
+
+
+def refs_by_id(conn: sa.Connection, project_id: str, version_ids: list[str]) -> dict[str, str]:
+    """Return ``name@N`` of each of ``version_ids`` the project has, by id (the ids it does
+    not have are left out)."""
+    if not version_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(dataset_versions.c.id, datasets.c.name, dataset_versions.c.version)
+        .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
+        .where(dataset_versions.c.id.in_(version_ids), datasets.c.project_id == project_id)
+    )
+    return {version_id: f"{name}@{number}" for version_id, name, number in rows}
 
 
 def _numbered(conn: sa.Connection, dataset_id: str, number: int) -> DatasetVersion:

@@ -463,6 +463,17 @@ def dataset_versions(project: str, name: str, call: Call = need("viewer")) -> di
     return {"versions": jsonable(_data(call).versions(name))}
 
 
+@api.get("/dataset-versions")
+def dataset_version_refs(
+    project: str,
+    id: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006 - FastAPI copies it
+    call: Call = need("viewer"),
+) -> dict[str, Any]:
+    """The reference (``customers@3``) of each version id asked about (``?id=..&id=..``, at
+    most 100), by id; ids of no version of this project are left out."""
+    return {"refs": _data(call).refs(id)}
+
+
 @api.get("/dataset-versions/{ref:path}")
 def resolve_dataset_version(project: str, ref: str, call: Call = need("viewer")) -> Any:
     """The version a reference names: ``customers@3``, ``customers@latest``."""
