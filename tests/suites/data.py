@@ -623,6 +623,23 @@ class DataSuite:
         text = json.dumps(report.to_dict())
         assert json.loads(text)["passed"] is False
 
+    def test_column_names_that_are_not_strings_are_stored_as_strings_with_a_warning(
+        self, ws: Workspace
+    ) -> None:
+        import warnings
+
+        with pytest.warns(UserWarning, match=r"column names 0, 1 are not strings") as caught:
+            version = cv.data.add("ints", pd.DataFrame({0: range(12), 1: range(12)}))
+        assert caught[0].filename == __file__  # it points at the add, not into conveyor
+        assert version.columns == {"0": "int64", "1": "int64"}
+        assert list(version.profile["columns"]) == ["0", "1"]
+        assert list(cv.data.load("ints@1").columns) == ["0", "1"]  # as the profile names them
+        cv.data.infer_schema("ints@1")
+        assert cv.data.validate("ints@1").passed  # the version matches its own schema
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # string names: nothing to say
+            cv.data.add("named", pd.DataFrame({"a": [1], "b": [2]}))
+
     def test_version_ids_resolve_to_refs(self, ws: Workspace) -> None:
         from conveyor.data.service import data_service
 

@@ -88,7 +88,7 @@ class RemoteDataService(DataService):
             else:
                 names = ["data.parquet"]
                 single = True
-                body = tables.write_parquet(tables.to_arrow(data))
+                body = tables.write_parquet(tables.table_to_add(data, name))
                 parts.append(("file0", ("data.parquet", body, "application/octet-stream")))
                 source = "<table>"
             spec = {

@@ -289,7 +289,7 @@ class DataService:
         progress = progress or _NoProgress()
         if isinstance(data, str | os.PathLike):
             return self._add_path(name, Path(data), description, progress)
-        table = tables.to_arrow(data)
+        table = tables.table_to_add(data, name)
         return self._add_table(name, table, description)
 
     def add_files(

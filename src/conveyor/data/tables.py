@@ -26,6 +26,7 @@ __all__ = [
     "profile_table",
     "read_table",
     "table_format_of",
+    "table_to_add",
     "to_arrow",
     "write_parquet",
 ]
@@ -111,6 +112,39 @@ def to_arrow(data: Any) -> pa.Table:
         f"Expected a path (a file or a folder), a pandas DataFrame or a pyarrow Table; got "
         f"{type(data).__name__}."
     )
+
+
+def table_to_add(data: Any, dataset: str) -> pa.Table:
+    """Return ``data`` as the Arrow table a version of ``dataset`` stores (see :func:`to_arrow`).
+
+    Parquet names columns with strings, and the profile and the schema name them so too: a
+    DataFrame's column labels that are not strings (``0``, a tuple) are stored as their
+    ``str()`` and load back so, which this warns about. (pyarrow could restore them on load
+    from its pandas metadata, but then a version would no longer match its own profile and
+    schema, nor the column names given on the command line.)
+    """
+    import pyarrow as pa
+
+    if not isinstance(data, pa.Table | pa.RecordBatch):
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            renamed = [c for c in data.columns if not isinstance(c, str)]
+            if renamed:
+                import warnings
+
+                shown = ", ".join(repr(c) for c in renamed[:5]) + (
+                    f" and {len(renamed) - 5} more" if len(renamed) > 5 else ""
+                )
+                warnings.warn(
+                    f"Dataset {dataset!r}: the DataFrame's column names {shown} are not "
+                    "strings; they are stored, and load back, as strings (a Parquet table "
+                    "names its columns with strings). Name the columns with strings before adding "
+                    "(df.columns = df.columns.astype(str)) to load back the names you add.",
+                    UserWarning,
+                    stacklevel=4,  # the caller of cv.data.add
+                )
+    return to_arrow(data)
 
 
 def write_parquet(table: pa.Table) -> bytes:
