@@ -93,7 +93,7 @@ def test_ci_check_passes_a_better_model_and_fails_a_worse_one(project: Path) -> 
     assert failed is not None
     assert "worse" in (failed.get("message") or "")
     nothing = cli(project, "ci", "check", "-m", "churn/2")
-    assert nothing.returncode == 1
+    assert nothing.returncode == 2  # the check could not run: not 1, a failed check
     assert "--data" in nothing.stderr
     assert "Traceback" not in nothing.stderr
 
@@ -109,7 +109,7 @@ def test_ci_check_reads_its_options_from_a_config_table(project: Path) -> None:
     assert [c["name"] for c in report["checks"]] == ["roc_auc", "latency_p99_ms<1000"]
     (project / "bad.toml").write_text('[ci]\ndataset = "holdout@1"\n')
     bad = cli(project, "ci", "check", "-m", "churn/2", "--config", "bad.toml")
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "unknown key(s) dataset" in bad.stderr
 
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.context import workspace_for
-from conveyor.cli.output import console
+from conveyor.cli.output import console, errors_exit
 
 ci_app = typer.Typer(
     help="Model CI: check a candidate model the way the loop's gate does, for a pull request.",
@@ -97,7 +97,8 @@ def check(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Check a candidate model the way the loop's gate does; exit 1 when a check fails.
+    """Check a candidate model the way the loop's gate does; exit 1 when a check fails, 2 on
+    an error (the check could not run).
 
     The candidate against the champion on labelled data, and data validation, signature,
     fairness and latency checks.
@@ -105,76 +106,78 @@ def check(
     Example: conveyor ci check -m churn/5 --data holdout@latest --check signature --markdown
     report.md --junit report.xml
     """
-    from conveyor.core.errors import InvalidArgumentError
-    from conveyor.loop.ci import check as run_check
-    from conveyor.loop.policy import Gate, Policy
+    # An error exits 2, not 1: 1 says the model failed a check (CI tells the two apart).
+    with errors_exit(2):
+        from conveyor.core.errors import InvalidArgumentError
+        from conveyor.loop.ci import check as run_check
+        from conveyor.loop.policy import Gate, Policy
 
-    ws = workspace_for(ctx)
-    table = _ci_table(config or ws.settings.root / "conveyor.toml", required=config is not None)
-    model = model or table.get("model")
-    pipeline = pipeline or table.get("pipeline")
-    policy = policy or table.get("policy")
-    data = data or table.get("data")
-    target = target or table.get("target")
-    metric = metric or table.get("metric")
-    min_delta = min_delta or float(table.get("min_delta", 0.0))
-    against = table.get("against", against) if against == "champion" else against
-    gate_check = gate_check or list(table.get("checks", []))
-    sensitive = sensitive or list(table.get("sensitive", []))
-    deployment = deployment or table.get("deployment")
-    params = {**dict(table.get("params", {})), **_params(param or [])}
-    gate: Gate | None = None
-    model_name: str | None = None
-    if policy is not None:
-        from conveyor.core.modules import import_module_or_file
+        ws = workspace_for(ctx)
+        table = _ci_table(config or ws.settings.root / "conveyor.toml", required=config is not None)
+        model = model or table.get("model")
+        pipeline = pipeline or table.get("pipeline")
+        policy = policy or table.get("policy")
+        data = data or table.get("data")
+        target = target or table.get("target")
+        metric = metric or table.get("metric")
+        min_delta = min_delta or float(table.get("min_delta", 0.0))
+        against = table.get("against", against) if against == "champion" else against
+        gate_check = gate_check or list(table.get("checks", []))
+        sensitive = sensitive or list(table.get("sensitive", []))
+        deployment = deployment or table.get("deployment")
+        params = {**dict(table.get("params", {})), **_params(param or [])}
+        gate: Gate | None = None
+        model_name: str | None = None
+        if policy is not None:
+            from conveyor.core.modules import import_module_or_file
 
-        module_name, _, attr = policy.rpartition(":")
-        found = getattr(import_module_or_file(module_name), attr, None) if module_name else None
-        if not isinstance(found, Policy) or found.gate is None:
-            raise InvalidArgumentError(f"{policy} is not a conveyor.loop.Policy with a gate.")
-        gate = found.gate
-        deployment = deployment or found.deployment
-        model_name = found.model
-    if data is not None or gate is None:
-        if data is None:
-            raise InvalidArgumentError(
-                "Say what to judge on: --data DATASET@VERSION (or --policy MODULE:POLICY)."
+            module_name, _, attr = policy.rpartition(":")
+            found = getattr(import_module_or_file(module_name), attr, None) if module_name else None
+            if not isinstance(found, Policy) or found.gate is None:
+                raise InvalidArgumentError(f"{policy} is not a conveyor.loop.Policy with a gate.")
+            gate = found.gate
+            deployment = deployment or found.deployment
+            model_name = found.model
+        if data is not None or gate is None:
+            if data is None:
+                raise InvalidArgumentError(
+                    "Say what to judge on: --data DATASET@VERSION (or --policy MODULE:POLICY)."
+                )
+            gate = Gate(
+                data=data,
+                metric=metric,
+                target=target,
+                min_delta=min_delta,
+                against=against,
+                checks=tuple(gate_check or ()),
+                sensitive=tuple(sensitive or ()),
             )
-        gate = Gate(
-            data=data,
-            metric=metric,
-            target=target,
-            min_delta=min_delta,
-            against=against,
-            checks=tuple(gate_check or ()),
-            sensitive=tuple(sensitive or ()),
-        )
-    with ws:
-        report = run_check(
-            ws,
-            gate,
-            model=model,
-            pipeline=pipeline,
-            params=params,
-            model_name=model_name,
-            deployment=deployment,
-        )
-    if markdown is not None:
-        _write(markdown, report.to_markdown())
-    if junit is not None:
-        _write(junit, report.to_junit())
-    if as_json:
-        console.print_json(json.dumps(report.to_dict(), default=str))
-    else:
-        against_text = f" against {report.champion}" if report.champion else ""
-        console.print(
-            f"Model check of [bold]{escape(report.candidate)}[/bold]{escape(against_text)} "
-            f"on {escape(report.data)}:"
-        )
-        results = Table("check", "result", "details")
-        for c in report.checks:
-            results.add_row(escape(c["name"]), _STATUS[c["status"]], escape(str(c["detail"])))
-        console.print(results)
+        with ws:
+            report = run_check(
+                ws,
+                gate,
+                model=model,
+                pipeline=pipeline,
+                params=params,
+                model_name=model_name,
+                deployment=deployment,
+            )
+        if markdown is not None:
+            _write(markdown, report.to_markdown())
+        if junit is not None:
+            _write(junit, report.to_junit())
+        if as_json:
+            console.print_json(json.dumps(report.to_dict(), default=str))
+        else:
+            against_text = f" against {report.champion}" if report.champion else ""
+            console.print(
+                f"Model check of [bold]{escape(report.candidate)}[/bold]{escape(against_text)} "
+                f"on {escape(report.data)}:"
+            )
+            results = Table("check", "result", "details")
+            for c in report.checks:
+                results.add_row(escape(c["name"]), _STATUS[c["status"]], escape(str(c["detail"])))
+            console.print(results)
     if not report.passed:
         raise typer.Exit(1)
 

@@ -12,6 +12,7 @@ from rich.table import Column, Table
 
 from conveyor.cli.context import workspace_for
 from conveyor.cli.output import console, human_bytes
+from conveyor.core.errors import ConveyorError
 
 experiments_app = typer.Typer(help="List experiments.", no_args_is_help=True)
 runs_app = typer.Typer(
@@ -226,7 +227,10 @@ def _named(ws: Any, nodes: list[Any]) -> dict[Any, str]:
     ids = [n.id for n in nodes if n.kind == VERSION_KIND]
     if not ids:
         return {}
-    refs = data_service(ws).refs(ids)
+    try:
+        refs = data_service(ws).refs(ids)
+    except ConveyorError:  # a team server from before it answered this: ids, as then
+        return {}
     return {n: f"{n.kind}:{refs[n.id]}" for n in nodes if n.kind == VERSION_KIND and n.id in refs}
 
 
