@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
 from conveyor.models.signature import ColumnSpec, Signature
 from conveyor.serving.batching import Batcher
-from conveyor.serving.payloads import Block, InputParser, PayloadError
+from conveyor.serving.payloads import Block, InputParser, PayloadError, check_unique_keys
 from conveyor.serving.predlog import ParquetLog, PredictionEntry, read_log
 from conveyor.serving.traffic import bucket, pick
 
@@ -157,6 +158,43 @@ def test_v2_inputs_are_one_tensor_per_column() -> None:
         parser.parse_v2({"inputs": [{"name": "age", "shape": [3], "data": [1, 2]}]})
     with pytest.raises(PayloadError, match="inputs name 'age' twice"):
         parser.parse_v2({"inputs": [{"name": "age", "data": [1]}, {"name": "age", "data": [2]}]})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"instances": [{"age": 1, "age": 2, "income": 1.0}]}', "instances[0] names 'age' twice"),
+        (  # in a later row, with blanks before the colons and a time of day in the row
+            b'{"instances": [{"age": 1, "at": "10:00"}, {"age" : 1, "at": "10:00", "age" : 2}]}',
+            "instances[1] names 'age' twice",
+        ),
+        (b'{"instances": [{"age": 1}], "instances": [{"age": 2}]}', "The body names 'instances'"),
+        (
+            b'{"inputs": [{"name": "age", "data": [1], "name": "income"}]}',
+            "inputs[0] names 'name' twice",
+        ),
+        (b'{"data": [[{"a": 1, "b": 2, "a": 3}]]}', "data[0][0] names 'a' twice"),
+    ],
+)
+def test_a_key_given_twice_in_one_json_object_is_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        check_unique_keys(raw, orjson.loads(raw))
+    assert message in str(caught.value)
+    assert "give each key once" in str(caught.value)
+    assert caught.value.status == 422
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"columns": ["age", "income"], "data": [[1, 2.0], [3, 4.0]]}',
+        b'{"instances": [{"age": 1, "at": "2026-01-01T10:00:00"}, {"age": 2, "at": "a\\": "}]}',
+        b'{"instances": [{"age": 1, "note": {"x": 1, "y": "\\" :"}}], "return": ["proba"]}',
+        b'[{"prediction_id": "p1", "label": 1}, {"prediction_id": "p2", "label": 0}]',
+    ],
+)
+def test_keys_given_once_pass_even_with_colons_in_strings(raw: bytes) -> None:
+    check_unique_keys(raw, orjson.loads(raw))  # no error
 
 
 # -- batching --------------------------------------------------------------------------------

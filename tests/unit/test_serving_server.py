@@ -146,6 +146,33 @@ def test_no_input_gets_a_500(ws: Workspace, churn: Any) -> None:
             assert 400 <= answer.status_code < 500, (body, answer.status_code, answer.text)
 
 
+def test_a_key_given_twice_in_a_record_gets_a_422_naming_it(ws: Workspace, churn: Any) -> None:
+    first, second = churn.signature.columns[:2]
+    row = ", ".join(f'"{c}": 1.0' for c in churn.signature.columns)
+    json_headers = {"content-type": "application/json"}
+    with _client(ws) as client:
+        http = client.http
+        twice = f'{{"instances": [{{{row}}}, {{{row}, "{second}": 7.5}}]}}'.encode()
+        answer = http.post("/v1/models/churn/predict", content=twice, headers=json_headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == (
+            f"instances[1] names {second!r} twice; give each key once "
+            "(JSON keeps only the last value)."
+        )
+        columns = f'{{"columns": ["{first}", "{first}"], "data": [[1.0, 2.0]]}}'.encode()
+        split = http.post("/v1/models/churn/predict", content=columns, headers=json_headers)
+        assert split.status_code == 422  # the same fault in the split shape: the same answer
+        assert f"names {first!r} twice" in split.json()["error"]
+        label = b'{"prediction_id": "p1", "label": 1, "label": 0}'
+        feedback = http.post("/v1/feedback", content=label, headers=json_headers)
+        assert feedback.status_code == 422
+        assert "names 'label' twice" in feedback.json()["error"]
+        once = http.post("/v1/models/churn/predict", content=f'{{"instances": [{{{row}}}]}}')
+        assert once.status_code == 200, once.text
+    failures = cv.serving.read_failures(workspace=ws)
+    assert failures["status"].tolist() == [422, 422]  # logged like any refused request
+
+
 def test_a_failing_model_answers_500_with_an_error_id_and_no_traceback(
     ws: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -25,7 +25,13 @@ from fastapi.responses import Response
 
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
 from conveyor.core.ids import new_id
-from conveyor.serving.payloads import V2_DATATYPES, Block, PayloadError, _kind
+from conveyor.serving.payloads import (
+    V2_DATATYPES,
+    Block,
+    PayloadError,
+    _kind,
+    check_unique_keys,
+)
 from conveyor.serving.predlog import FailureEntry, FeedbackEntry, ParquetLog, PredictionEntry
 from conveyor.serving.runtime import ModelRuntime
 from conveyor.serving.sources import TrafficSource
@@ -304,8 +310,9 @@ class ServingState:
     # -- requests -------------------------------------------------------------------------
 
     async def predict(
-        self, name: str, body: Any, *, v2: bool = False
+        self, name: str, body: Any, *, v2: bool = False, raw: bytes | None = None
     ) -> tuple[int, dict[str, Any]]:
+        """Answer one request; ``raw``, the body's bytes, is checked for repeated keys."""
         plan = self.plan
         if plan is None or not self.ready:
             return 503, {"error": "The server is still loading its model(s); retry shortly."}
@@ -321,6 +328,8 @@ class ServingState:
         used: list[dict[str, Any]] | None = None
         ages: list[float | None] | None = None
         try:
+            if raw is not None:
+                check_unique_keys(raw, body)
             if runtime.features and not v2:
                 body, used, ages = await self._with_features(runtime, body)
             block = runtime.parser.parse_v2(body) if v2 else runtime.parser.parse(body)
@@ -523,7 +532,12 @@ class ServingState:
         except Exception:
             log.exception("Rolling back canary %s failed", route.ref)
 
-    def feedback_entry(self, body: Any) -> tuple[int, dict[str, Any]]:
+    def feedback_entry(self, body: Any, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        if raw is not None:
+            try:
+                check_unique_keys(raw, body)
+            except PayloadError as e:
+                return e.status, {"error": str(e), "problems": e.problems}
         items = body if isinstance(body, list) else [body]
         ids: list[str] = []
         labels: list[Any] = []
@@ -667,27 +681,25 @@ def _json(status: int, content: Any) -> Response:
     )
 
 
-async def _read_json(request: Request, limit: int) -> tuple[Any, Response | None]:
+async def _read_json(request: Request, limit: int) -> tuple[Any, bytes, Response | None]:
+    """The parsed body, its bytes, and the error answer when it is too big or not JSON."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        return None, _json(
-            413,
-            {"error": f"The body is {int(length):,} bytes; this server takes at most {limit:,}."},
-        )
+        too_big = f"The body is {int(length):,} bytes; this server takes at most {limit:,}."
+        return None, b"", _json(413, {"error": too_big})
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            return None, _json(
-                413, {"error": f"The body is over {limit:,} bytes, this server's limit."}
-            )
+            over = f"The body is over {limit:,} bytes, this server's limit."
+            return None, b"", _json(413, {"error": over})
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
-        return orjson.loads(raw), None
+        return orjson.loads(raw), raw, None
     except orjson.JSONDecodeError as e:
-        return None, _json(400, {"error": f"The body is not valid JSON: {e}."})
+        return None, raw, _json(400, {"error": f"The body is not valid JSON: {e}."})
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -764,13 +776,13 @@ def create_app(source: TrafficSource, options: ServeOptions | None = None) -> Fa
             batcher = plan.routes[0].runtime.batcher
             batcher.expect()
         try:
-            body, error = await _read_json(request, limit)
+            body, raw, error = await _read_json(request, limit)
             if batcher is not None:
                 batcher.arrived()
                 batcher = None
             if error is not None:
                 return error
-            status, content = await state.predict(name, body, v2=v2)
+            status, content = await state.predict(name, body, v2=v2, raw=raw)
             return _json(status, content)
         finally:
             if batcher is not None:
@@ -785,10 +797,10 @@ def create_app(source: TrafficSource, options: ServeOptions | None = None) -> Fa
     @app.post("/v1/feedback", openapi_extra=_FEEDBACK_BODY, tags=["feedback"])
     async def feedback(request: Request) -> Response:
         """Record ground truth for earlier predictions: ``{"prediction_id", "label"}`` or a list."""
-        body, error = await _read_json(request, limit)
+        body, raw, error = await _read_json(request, limit)
         if error is not None:
             return error
-        return _json(*state.feedback_entry(body))
+        return _json(*state.feedback_entry(body, raw))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Response:
