@@ -97,6 +97,20 @@ def test_deploy_commands_make_revisions(project: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
+def test_deploy_refuses_a_canary_or_shadow_of_the_primarys_own_version(project: Path) -> None:
+    cli(project, "deploy", "create", "prod", "--model", "churn@champion")
+    for change in (("canary", "--weight", "20"), ("shadow",)):
+        refused = cli(
+            project, "deploy", change[0], "prod", "--model", "churn/1", *change[1:], ok=False
+        )
+        assert refused.returncode == 1, refused.stdout
+        assert "already serves churn/1 as its primary (through churn@champion)" in refused.stderr
+        assert f"conveyor deploy {change[0]} prod --model churn/VERSION" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    status = json.loads(cli(project, "deploy", "status", "prod", "--json").stdout)
+    assert status["revision"] == 1  # nothing written
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_a_deployment_then_stop_it_and_find_the_predictions_logged(
     project: Path, workers: int

@@ -76,14 +76,16 @@ class MonitoringSuite:
         cv.data.add("train", train, workspace=ws)
         model = LogisticRegression().fit(train, y)
         cv.models.log(model, "churn", input_example=train[:5], workspace=ws)
-        cv.serving.deployments(ws).create("prod", "churn")
+        cv.serving.deployments(ws).create("prod", "churn/1")
         # A shadow copy of every request is logged under the same ids: never counted twice.
-        cv.serving.deployments(ws).shadow("prod", "churn")
+        # (The same model again as churn/2: a shadow of the primary's own version is refused.)
+        cv.models.log(model, "churn", input_example=train[:5], workspace=ws)
+        cv.serving.deployments(ws).shadow("prod", "churn/2")
         now = frame(300, 1, shift=1.0)
         with ModelServerClient(deployment="prod", workspace=ws) as client:
             answers = [client.predict(now.iloc[i : i + 1], name="prod") for i in range(300)]
             deadline = time.monotonic() + 10  # let the shadow copies land in the log too
-            while 'model_version="churn/1",status="200"} 600.0' not in client.metrics():
+            while 'model_version="churn/2",status="200"} 300.0' not in client.metrics():
                 assert time.monotonic() < deadline, "the shadow copies did not all run"
                 time.sleep(0.02)
         ids = [a["prediction_ids"][0] for a in answers]
@@ -106,7 +108,7 @@ class MonitoringSuite:
         assert result.performance["labelled_rows"] == 120
         assert result.performance["accuracy"] == pytest.approx(expected)
         assert result.service["versions"]["churn/1"]["rows"] == 300
-        assert result.service["versions"]["churn/1 (shadow)"]["rows"] == 300
+        assert result.service["versions"]["churn/2 (shadow)"]["rows"] == 300
         assert result.quality["columns"]["a"]["out_of_range"] >= 0.0
         # a moved: the model says 1 far more often than on its training data
         predicted = result.drift["predictions"]["churn/1"]

@@ -274,11 +274,13 @@ class ServingSuite:
         assert tight.limits == {"max_p99_ms": 0.001}  # its own, not merged
         ramped = deployments.canary("prod", "churn/2", 50)  # the same canary, more traffic
         assert ramped.limits == {"max_p99_ms": 0.001}
-        deployments.shadow("prod", "churn/1")
+        X, y = training_data()  # a third version to mirror (the primary's own is refused)
+        cv.models.log(LogisticRegression(C=0.1).fit(X, y), "churn", workspace=ws)
+        deployments.shadow("prod", "churn/3")
         promoted = deployments.promote("prod")
         assert [(r["model"], r["role"]) for r in promoted.routes] == [
             ("churn/2", "primary"),
-            ("churn/1", "shadow"),
+            ("churn/3", "shadow"),
         ]
         assert promoted.limits == {"max_error_rate": 0.5}  # the deployment's own again
         later = deployments.canary("prod", "churn/1", 10)  # no limits of its own

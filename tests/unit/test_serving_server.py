@@ -376,6 +376,29 @@ def test_deployment_mistakes_get_clear_errors(ws: Workspace, churn: Any) -> None
     assert [r.revision for r in deployments.history("prod")] == [1]  # nothing half-written
 
 
+def test_a_canary_ab_or_shadow_of_the_primarys_own_version_is_refused(
+    ws: Workspace, churn: Any
+) -> None:
+    deployments = cv.serving.deployments(ws)
+    deployments.create("prod", "churn@champion")  # churn/1
+    with pytest.raises(ConflictError) as caught:
+        deployments.canary("prod", "churn/1", 10)
+    assert str(caught.value) == (
+        "Deployment 'prod' already serves churn/1 as its primary (through churn@champion); "
+        "churn/1 as its canary would be compared with itself. Give another version of churn: "
+        "conveyor deploy canary prod --model churn/VERSION --weight 10"
+    )
+    with pytest.raises(ConflictError, match="churn@champion as its shadow"):
+        deployments.shadow("prod", "churn@champion")
+    with pytest.raises(ConflictError, match="churn/1 as its A/B challenger"):
+        deployments.ab("prod", "churn/1", 50, key="user")
+    assert [r.revision for r in deployments.history("prod")] == [1]  # nothing written
+    X, y = training_data()
+    cv.models.log(LogisticRegression(C=0.1).fit(X, y), "churn", workspace=ws)
+    assert deployments.canary("prod", "churn/2", 10).revision == 2  # another version: fine
+    assert deployments.shadow("prod", "churn/2").revision == 3
+
+
 def test_onnx_optimization_serves_the_same_answers(ws: Workspace, churn: Any) -> None:
     pytest.importorskip("onnxruntime")
     body = rows(50, seed=3)

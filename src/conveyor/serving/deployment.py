@@ -205,13 +205,46 @@ class DeploymentService:
         """Send ``weight`` % of traffic to ``model``; ``limits`` roll it back automatically."""
         current = self.get(name)
         share = _weight(weight)
+        asked = _limits(limits)
+        self._not_the_primary(current, model, "canary")
         routes = _with_candidate(current, model, share, "canary")
         # This canary's own limits; raising the same canary's weight keeps them; else the
         # deployment's standing ones (given at create): never what another canary was given.
         ramping = any(r["role"] == "canary" and r["model"] == model for r in current.routes)
-        guard = _limits(limits) or (current.limits if ramping else self._standing_limits(name))
+        guard = asked or (current.limits if ramping else self._standing_limits(name))
         reason = f"{model} at {share:g}%"
         return self._revise(name, routes, None, guard, "canary", reason, base=current.revision)
+
+    def _not_the_primary(self, current: Revision, model: str, role: str) -> None:
+        """Refuse a canary, A/B challenger or shadow of the version the primary serves: it
+        would be compared with itself (and promoting it would change nothing)."""
+        models = model_service(self.ws)
+        candidate = models.get(model)  # it must exist: the helpful NotFoundError if not
+        primary = next((r for r in current.routes if r["role"] == "primary"), None)
+        if primary is None:
+            return  # _with_candidate says so (a shadow needs no primary)
+        try:
+            served = models.get(primary["model"])
+        except NotFoundError:
+            if "version" not in primary:
+                return
+            served = models.get(primary["version"])  # the alias is gone: what it named
+        if served.id != candidate.id:
+            return
+        through = f" (through {primary['model']})" if primary["model"] != served.ref else ""
+        command = {
+            "canary": f"conveyor deploy canary {current.deployment} --model "
+            f"{served.name}/VERSION --weight 10",
+            "ab": f"conveyor deploy ab {current.deployment} --model {served.name}/VERSION "
+            "--key FIELD",
+            "shadow": f"conveyor deploy shadow {current.deployment} --model {served.name}/VERSION",
+        }[role]
+        label = {"canary": "canary", "ab": "A/B challenger", "shadow": "shadow"}[role]
+        raise ConflictError(
+            f"Deployment {current.deployment!r} already serves {served.ref} as its primary"
+            f"{through}; {model} as its {label} would be compared with itself.",
+            hint=f"Give another version of {served.name}: {command}",
+        )
 
     def _standing_limits(self, name: str) -> dict[str, float]:
         """The limits the deployment was created with (its first revision's)."""
@@ -226,6 +259,7 @@ class DeploymentService:
             )
         current = self.get(name)
         share = _weight(weight)
+        self._not_the_primary(current, model, "ab")
         routes = _with_candidate(current, model, share, "ab")
         reason = f"{model} at {share:g}% by {key}"
         return self._revise(name, routes, key, current.limits, "ab", reason, base=current.revision)
@@ -233,7 +267,7 @@ class DeploymentService:
     def shadow(self, name: str, model: str) -> Revision:
         """Mirror every request to ``model``: its answers are logged, never returned."""
         current = self.get(name)
-        model_service(self.ws).get(model)  # it must exist
+        self._not_the_primary(current, model, "shadow")
         routes = [dict(r) for r in current.routes if r["role"] != "shadow"]
         routes.append({"model": model, "weight": 0.0, "role": "shadow"})
         return self._revise(
