@@ -403,7 +403,8 @@ def test_onnx_optimization_serves_the_same_answers(ws: Workspace, churn: Any) ->
     pytest.importorskip("onnxruntime")
     body = rows(50, seed=3)
     with _client(ws) as native, _client(ws, optimize="onnx") as fast:
-        assert fast.http.get("/readyz").json()["runtimes"] == {"churn/1": "onnx"}
+        ready = fast.http.get("/readyz").json()
+        assert (ready["runtimes"], ready["optimize_fallbacks"]) == ({"churn/1": "onnx"}, {})
         assert fast.predict(body)["predictions"] == native.predict(body)["predictions"]
 
 
@@ -413,7 +414,12 @@ def test_onnx_falls_back_with_a_reason_when_it_cannot_convert(
     X = pd.DataFrame({"a": [1.0], "b": [2.0]})
     cv.models.log(Refuser(), "adder", input_example=X, workspace=ws)
     with _client(ws, "adder", trust=True, optimize="onnx") as client:
-        assert client.http.get("/readyz").json()["runtimes"] == {"adder/1": "native"}
+        ready = client.http.get("/readyz")
+        assert ready.status_code == 200  # the original model serves: ready all the same
+        assert ready.json()["runtimes"] == {"adder/1": "native"}
+        assert ready.json()["optimize_fallbacks"] == {
+            "adder/1": "ONNX: only scikit-learn models convert; this is python"
+        }
         assert client.predict([{"a": 1.0, "b": 1.0}])["predictions"] == [2.0]
     assert "only scikit-learn models convert" in caplog.text
 

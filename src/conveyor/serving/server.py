@@ -809,7 +809,8 @@ def create_app(source: TrafficSource, options: ServeOptions | None = None) -> Fa
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> Response:
-        """Ready once the model(s) are loaded and warmed."""
+        """Ready once the model(s) are loaded and warmed; says what each serves with, and why
+        a version asked to run on ONNX serves its original model instead."""
         if not state.ready or state.plan is None:
             return _json(503, {"ready": False})
         spec = state.plan.spec
@@ -823,6 +824,12 @@ def create_app(source: TrafficSource, options: ServeOptions | None = None) -> Fa
                 "runtimes": {r.ref: r.runtime for r in state._runtimes.values()},
                 "warm_up_errors": {
                     r.ref: r.warm_error for r in state._runtimes.values() if r.warm_error
+                },
+                # --optimize onnx was asked, but these serve the original model: why.
+                "optimize_fallbacks": {
+                    r.ref: r.optimize_note
+                    for r in state._runtimes.values()
+                    if r.optimize_note and r.runtime == "native"
                 },
                 "reload_error": state.reload_error or None,
             },
