@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from conveyor.monitoring.service import MonitorResult, MonitorService
+    from conveyor.monitoring.service import LabelsRecorded, MonitorResult, MonitorService
     from conveyor.monitoring.stats import ColumnDrift, DriftReport
     from conveyor.store.workspace import Workspace
 
 __all__ = [
     "ColumnDrift",
     "DriftReport",
+    "LabelsRecorded",
     "MonitorResult",
     "alert_rule",
     "alerts",
@@ -131,8 +132,13 @@ def close_alert(
     return _svc(workspace).close_alert(alert_id, status)
 
 
-def log_labels(labels: Any, *, deployment: str, workspace: Workspace | None = None) -> int:
-    """Record ground truth in bulk (``prediction_id``, ``label``); returns the rows written."""
+def log_labels(
+    labels: Any, *, deployment: str, workspace: Workspace | None = None
+) -> LabelsRecorded:
+    """Record ground truth in bulk (``prediction_id``, ``label``); returns the rows written,
+    an ``int`` whose ``matched``, ``unknown`` and ``unknown_ids`` say how many name a
+    prediction the deployment has logged (labels of ids not logged yet are kept all the same).
+    """
     return _svc(workspace).log_labels(labels, deployment=deployment)
 
 
@@ -148,10 +154,10 @@ def __getattr__(name: str) -> Any:
         from conveyor.monitoring import stats as module
 
         return getattr(module, name)
-    if name == "MonitorResult":
+    if name in ("LabelsRecorded", "MonitorResult"):
         from conveyor.monitoring import service
 
-        return service.MonitorResult
+        return getattr(service, name)
     raise AttributeError(f"module 'conveyor.monitoring' has no attribute {name!r}")
 
 
