@@ -173,6 +173,26 @@ def test_a_key_given_twice_in_a_record_gets_a_422_naming_it(ws: Workspace, churn
     assert failures["status"].tolist() == [422, 422]  # logged like any refused request
 
 
+def test_a_value_past_float32_gets_a_422_from_a_forest_not_a_500(ws: Workspace) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = training_data()
+    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3))
+    cv.models.log(forest.fit(X, y), "forest", input_example=X[:5], workspace=ws)
+    cv.models.log(LogisticRegression().fit(X, y), "linear", input_example=X[:5], workspace=ws)
+    row = {c: 1.0 for c in X.columns}
+    huge = {**row, X.columns[1]: -1e39}  # finite, but no float32 holds it
+    with _client(ws, "forest") as client:
+        status, body = client.predict([row, huge], check=False)
+        assert status == 422, body  # scikit-learn's trees cast to float32 and refuse it
+        assert body["error"].startswith(f"column {X.columns[1]!r}, row 1: -1e+39 is past")
+        assert client.predict([row])["predictions"]  # values in range: answered
+    with _client(ws, "linear") as client:
+        assert client.predict([huge])["predictions"]  # float64 all through: answered
+
+
 def test_a_failing_model_answers_500_with_an_error_id_and_no_traceback(
     ws: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:

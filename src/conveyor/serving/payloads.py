@@ -43,6 +43,7 @@ __all__ = [
     "Block",
     "InputParser",
     "PayloadError",
+    "check_float32_range",
     "check_unique_keys",
     "concat_blocks",
 ]
@@ -397,6 +398,37 @@ def _convert(spec: ColumnSpec, kind: str, values: list[Any]) -> tuple[Any, str |
     if kind == "category":
         return pd.Series(values, dtype="category"), None
     return pd.Series(values, dtype=object), None
+
+
+#: The largest finite float32. A model that computes in float32 cannot take a value past it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(block: Block, columns: list[str]) -> None:
+    """Raise a 422 when a value of ``block`` lies past float32's range (about ±3.4e38), for a
+    model that computes in float32: scikit-learn's trees refuse such input (which would be
+    a 500), and an ONNX graph would turn it into infinity without a word.
+
+    >>> check_float32_range(Block(np.array([[1.0, 2e38]]), 1), ["a", "b"])
+    >>> try:
+    ...     check_float32_range(Block(np.array([[1.0, -1e39]]), 1), ["a", "b"])
+    ... except PayloadError as e:
+    ...     print(e)
+    column 'b', row 0: -1e+39 is past the float32 range this model computes in (±3.4e+38).
+    """
+    data = block.data
+    if isinstance(data, np.ndarray):
+        named = list(zip(columns, data.T, strict=False)) if data.dtype.kind == "f" else []
+    else:
+        named = [(str(c), data[c].to_numpy()) for c in data.columns if data[c].dtype.kind == "f"]
+    for name, values in named:
+        past = np.flatnonzero(np.abs(values) > FLOAT32_MAX)
+        if past.size:
+            row = int(past[0])
+            raise PayloadError(
+                f"column {name!r}, row {row}: {values[row]:g} is past the float32 range this "
+                f"model computes in (±{FLOAT32_MAX:.2g})."
+            )
 
 
 def check_unique_keys(raw: bytes, body: Any) -> None:

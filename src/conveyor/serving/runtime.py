@@ -75,6 +75,10 @@ class ModelRuntime:
         self.warm_error = ""
         if optimize == "onnx":
             self._try_onnx(self._example())
+        #: The model computes in float32 (an ONNX graph; scikit-learn's trees and forests,
+        #: which refuse a finite value past float32's range): requests are checked for such
+        #: values, which get a 422 instead of the model's failure (a 500).
+        self.float32 = self._onnx is not None or _computes_in_float32(loaded)
         self.batcher = Batcher(
             self.predict,
             max_batch=max_batch,
@@ -238,3 +242,29 @@ def _plain(value: Any) -> Any:
     if value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None
     return value
+
+
+#: Where scikit-learn keeps the estimators that cast their input to float32 (trees, forests,
+#: gradient boosting, isolation forests): found in a model's classes, or in its steps.
+_FLOAT32_MODULES = (
+    "sklearn.tree.",
+    "sklearn.ensemble._forest",
+    "sklearn.ensemble._gb",
+    "sklearn.ensemble._iforest",
+)
+
+
+def _computes_in_float32(loaded: LoadedModel) -> bool:
+    """Whether a scikit-learn model (or a step of its pipeline) casts its input to float32."""
+    if loaded.flavor.name != "sklearn":
+        return False
+    pending, seen = [loaded.model], 0
+    while pending and seen < 100:
+        model = pending.pop()
+        seen += 1
+        if any(str(c.__module__).startswith(_FLOAT32_MODULES) for c in type(model).__mro__):
+            return True
+        steps = getattr(model, "steps", None)  # a Pipeline: [(name, step), ...]
+        if isinstance(steps, list):
+            pending.extend(step for _, step in steps if hasattr(step, "fit"))
+    return False

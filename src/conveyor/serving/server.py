@@ -30,6 +30,7 @@ from conveyor.serving.payloads import (
     Block,
     PayloadError,
     _kind,
+    check_float32_range,
     check_unique_keys,
 )
 from conveyor.serving.predlog import FailureEntry, FeedbackEntry, ParquetLog, PredictionEntry
@@ -333,6 +334,8 @@ class ServingState:
             if runtime.features and not v2:
                 body, used, ages = await self._with_features(runtime, body)
             block = runtime.parser.parse_v2(body) if v2 else runtime.parser.parse(body)
+            if runtime.float32:
+                check_float32_range(block, runtime.parser.columns)
             if "proba" in want and not runtime.has_proba:
                 raise PayloadError(f'"return": ["proba"]: {runtime.ref} gives no probabilities.')
         except PayloadError as e:
@@ -489,6 +492,8 @@ class ServingState:
         started = time.perf_counter()
         try:
             block = runtime.parser.parse_v2(body) if v2 else runtime.parser.parse(body)
+            if runtime.float32:
+                check_float32_range(block, runtime.parser.columns)
             result = await runtime.batcher.submit(block)
         except Exception as e:  # noqa: BLE001 - a shadow's failure must not touch the answer
             status = str(e.status) if isinstance(e, PayloadError) else "500"
