@@ -64,10 +64,7 @@ class PipelineFailed(ConveyorError, RuntimeError):
 class _State:
     node: Node
     id: str
-    #: RUNNING from when the step is handed to the executor; its record stays PENDING until
-    #: the executor starts it (``begun``): a step queued for a free worker is not running.
     status: StepStatus = StepStatus.PENDING
-    begun: bool = False
     attempts: int = 0
     cache_key: str | None = None
     cached_from: str | None = None
@@ -222,7 +219,6 @@ class _Engine:
         self.next_handle = 0
         self.failed: _State | None = None
         self.killed = False
-        ex.on_start = self._started
 
     # -- recording -----------------------------------------------------------------------
 
@@ -432,13 +428,22 @@ class _Engine:
                     self._take_cached(state, found)
                     progressed = True
                     continue
-                state.status = StepStatus.RUNNING  # handed to the executor: see _State
+                state.status = StepStatus.RUNNING
+                state.started_at = utcnow()
                 state.attempts = 1
-                # Its tracked run is there before a worker attaches to it.
                 self.ops += self._step_run_ops(state)
-                self.changes.append({"id": state.id, "cache_key": state.cache_key, "attempts": 1})
+                self.changes.append(
+                    {
+                        "id": state.id,
+                        "status": str(StepStatus.RUNNING),
+                        "cache_key": state.cache_key,
+                        "attempts": 1,
+                        "started_at": state.started_at,
+                    }
+                )
                 state.handle = self._handle(state, arguments)
                 self.to_submit.append(state)
+                self._tell(state)
 
     def _take_cached(self, state: _State, found: Any) -> None:
         now = utcnow()
@@ -488,21 +493,6 @@ class _Engine:
             state.handle.task.attempt = state.attempts
             state.handle.started_at = None
             self.ex.submit(state.handle)
-
-    def _started(self, handle: Handle) -> None:
-        """The executor started ``handle``'s step: its record turns RUNNING (at its first
-        attempt; a retry keeps its first start)."""
-        state = next((s for s in self.states.values() if s.handle is handle), None)
-        if state is None or state.status is not StepStatus.RUNNING or state.begun:
-            return
-        state.begun = True
-        state.started_at = utcnow()
-        self.changes.append(
-            {"id": state.id, "status": str(StepStatus.RUNNING), "started_at": state.started_at}
-        )
-        self._tell(state)
-        if self.ex.in_process:  # the step runs now, before the loop would commit
-            self._commit()
 
     # -- results -------------------------------------------------------------------------
 
@@ -665,16 +655,12 @@ class _Engine:
             self._schedule_ready()
             self._commit()
             self._submit()
-            self._commit()  # the steps a worker took at once are RUNNING
             if not self._in_flight():
                 return
             if self.failed is not None or self.killed:
-                # Let the running steps finish; start nothing new (steps still queued in the
-                # executor are taken back); retries are dropped.
+                # Let the running steps finish; start nothing new; retries are dropped.
                 for s in self.states.values():
-                    if s.status is StepStatus.RUNNING and not s.begun:
-                        self._take_back(s)
-                    elif s.status is StepStatus.RUNNING and s.retry_at is not None:
+                    if s.status is StepStatus.RUNNING and s.retry_at is not None:
                         s.retry_at = None
                         self._attempt_failed(s, s.error, "", final=True)
                 if not any(
@@ -688,20 +674,10 @@ class _Engine:
             if beat.cancel_requested and not self.killed:
                 self._kill_all()
 
-    def _take_back(self, state: _State) -> None:
-        """Take a step that waits in the executor's queue back: it never ran (SKIPPED)."""
-        if state.handle is not None:
-            self.ex.cancel(state.handle)
-        state.status = StepStatus.SKIPPED
-        self.ops.append(EndRun(state.id, RunStatus.KILLED, utcnow()))  # its tracked run
-        self.changes.append({"id": state.id, "status": str(StepStatus.SKIPPED)})
-
     def _kill_all(self) -> None:
         self.killed = True
         for state in self.states.values():
-            if state.status is StepStatus.RUNNING and not state.begun:
-                self._take_back(state)
-            elif state.status is StepStatus.RUNNING:
+            if state.status is StepStatus.RUNNING:
                 if state.handle is not None:
                     self.ex.cancel(state.handle)
                 state.status = StepStatus.KILLED

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +34,6 @@ class Handle:
 
 class Executor:
     name: str = "?"
-    #: Whether steps run in this process, inside :meth:`wait` (a step's start is then
-    #: recorded before it runs, not at the next turn of the coordinator's loop).
-    in_process: bool = False
-    #: Called with a task's handle when the task really starts (a worker took it), as
-    #: opposed to waiting in the executor's queue; set by the coordinator.
-    on_start: Callable[[Handle], None] | None = None
-
-    def _started(self, handle: Handle) -> None:
-        if self.on_start is not None:
-            self.on_start(handle)
 
     def submit(self, handle: Handle) -> None:
         raise NotImplementedError
@@ -64,7 +54,6 @@ class InlineExecutor(Executor):
     """Runs each step in this process, one at a time, when the engine waits."""
 
     name = "inline"
-    in_process = True
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
@@ -81,7 +70,6 @@ class InlineExecutor(Executor):
                 time.sleep(min(timeout, 0.05))
             return []
         handle = self.pending.pop(0)
-        self._started(handle)
         worker._inline_workspace.append(self.ws)
         try:
             return [(handle, _with_alarm(handle.task))]
@@ -182,7 +170,6 @@ class LocalExecutor(Executor):
             ) from e
         handle.started_at = time.monotonic()
         self.busy[handle.id] = (w, handle)
-        self._started(handle)
 
     def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
         from multiprocessing.connection import wait
@@ -473,7 +460,6 @@ class RayExecutor(Executor):
         ref = self._remote.options(**options).remote(cloudpickle.dumps(handle.task))
         handle.started_at = time.monotonic()  # Ray may queue it: the timeout covers the wait
         self.refs[ref] = handle
-        self._started(handle)  # (Ray does not say when a worker takes it)
 
     def wait(self, timeout: float | None) -> list[tuple[Handle, StepResult]]:
         import cloudpickle

@@ -143,8 +143,7 @@ class PipelineStore:
                     if s.status is StepStatus.PENDING
                 ],
             )
-            # A PENDING step that waited in the executor's queue has a tracked run too.
-            ends = [EndRun(s.id, RunStatus.KILLED, uow.now) for s in unfinished]
+            ends = [EndRun(s.id, RunStatus.KILLED, uow.now) for s in started]
             tracker(self.ws).store.write_in(uow, [*ends, EndRun(run.id, RunStatus.KILLED, uow.now)])
             uow.audit("pipeline_run.abandon", _ref(run.id), after={"reason": reason})
 
