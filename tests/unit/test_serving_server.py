@@ -417,6 +417,15 @@ def test_a_canary_ab_or_shadow_of_the_primarys_own_version_is_refused(
     cv.models.log(LogisticRegression(C=0.1).fit(X, y), "churn", workspace=ws)
     assert deployments.canary("prod", "churn/2", 10).revision == 2  # another version: fine
     assert deployments.shadow("prod", "churn/2").revision == 3
+    # Promoting the canary makes churn/2 the primary: its shadow would mirror it to itself.
+    promoted = deployments.promote("prod")
+    assert [(r["model"], r["role"]) for r in promoted.routes] == [("churn/2", "primary")]
+    deployments.shadow("prod", "churn/1")
+    served = deployments.serve("prod", "churn@champion")  # churn/1: the same again
+    assert [(r["model"], r["role"]) for r in served.routes] == [("churn@champion", "primary")]
+    deployments.shadow("prod", "churn/2")
+    kept = deployments.serve("prod", "churn/1")  # a shadow of another version stays
+    assert [r["role"] for r in kept.routes] == ["primary", "shadow"]
 
 
 def test_onnx_optimization_serves_the_same_answers(ws: Workspace, churn: Any) -> None:

@@ -246,6 +246,27 @@ class DeploymentService:
             hint=f"Give another version of {served.name}: {command}",
         )
 
+    def _shadows_besides(self, current: Revision, primary: str) -> list[dict[str, Any]]:
+        """The shadow routes of ``current`` to keep under the new ``primary``: not one of the
+        version it serves, which would mirror each request to itself."""
+        shadows = [dict(r) for r in current.routes if r["role"] == "shadow"]
+        if not shadows:
+            return []
+        models = model_service(self.ws)
+        try:
+            served = models.get(primary).id
+        except NotFoundError:
+            return shadows
+        kept = []
+        for route in shadows:
+            try:
+                same = models.get(route["model"]).id == served
+            except NotFoundError:  # a shadow whose model is gone: kept, as before
+                same = False
+            if not same:
+                kept.append(route)
+        return kept
+
     def _standing_limits(self, name: str) -> dict[str, float]:
         """The limits the deployment was created with (its first revision's)."""
         first = self.get(name, 1)
@@ -289,7 +310,7 @@ class DeploymentService:
             )
         routes = [{"model": candidate["model"], "weight": 100.0, "role": "primary"}]
         if candidate["role"] != "shadow":  # a promoted canary leaves the shadow mirroring
-            routes += [dict(r) for r in current.routes if r["role"] == "shadow"]
+            routes += self._shadows_besides(current, candidate["model"])
         return self._revise(
             name,
             routes,
@@ -307,7 +328,7 @@ class DeploymentService:
         finishes a rollout, naming the alias it just moved so the deployment follows it."""
         current = self.get(name)
         routes = [{"model": model, "weight": 100.0, "role": "primary"}]
-        routes += [dict(r) for r in current.routes if r["role"] == "shadow"]
+        routes += self._shadows_besides(current, model)
         return self._revise(
             name,
             routes,
