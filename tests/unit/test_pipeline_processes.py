@@ -214,3 +214,38 @@ def test_an_inline_step_s_timeout_leaves_processes_from_before_the_step_alone(
             assert bystander.poll() is None, "a process started before the step was stopped"
         finally:
             bystander.kill()
+
+
+#: Run apart (a subreaper stays one for life): a process that adopts orphans, as PID 1 in a
+#: container does, takes a snapshot, then adopts an older grandchild; stopping what started
+#: since must leave that grandchild alone. Prints the grandchild's state afterwards.
+_SUBREAPER = """
+import ctypes, os, subprocess, sys, time
+from conveyor.pipelines import child_processes
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+shell = subprocess.Popen(["sh", "-c", "sleep 600 & echo $!; sleep 1"], stdout=subprocess.PIPE)
+orphan = int(shell.stdout.readline())
+time.sleep(0.05)  # let the orphan's start time fall before the snapshot's
+before = child_processes.snapshot()
+shell.wait()  # the shell is gone: its sleep is now this process's child
+deadline = time.monotonic() + 10
+while child_processes._stat(orphan)[0] != os.getpid():
+    assert time.monotonic() < deadline, "the orphan was never adopted"
+    time.sleep(0.02)
+child_processes.stop_started_since(before)
+deadline = time.monotonic() + 2  # a kill takes effect soon after it is sent
+while child_processes._stat(orphan) is not None and time.monotonic() < deadline:
+    time.sleep(0.05)
+state = child_processes._stat(orphan)  # None: a zombie, or gone
+os.kill(orphan, 9)
+print("alive" if state is not None else "killed")
+"""
+
+
+@linux_only
+def test_an_older_process_adopted_during_the_step_is_not_taken_for_the_steps():
+    done = subprocess.run(
+        [sys.executable, "-c", _SUBREAPER], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "alive"

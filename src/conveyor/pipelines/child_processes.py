@@ -23,8 +23,9 @@ _PROC = Path("/proc")
 #: A process as found in /proc: its pid and its start time (clock ticks after boot), so a
 #: pid reused by an unrelated process is never taken for it.
 Process = tuple[int, int]
-#: This process's children at one moment (None where there is no /proc to read).
-Snapshot = frozenset[Process] | None
+#: This process's children at one moment, and that moment in clock ticks after boot
+#: (None where there is no /proc to read).
+Snapshot = tuple[frozenset[Process], int] | None
 
 
 def _table() -> dict[int, tuple[int, int]]:
@@ -54,21 +55,40 @@ def _stat(pid: int) -> tuple[int, int] | None:
 
 
 def snapshot() -> Snapshot:
-    """This process's children now (None where they cannot be known: no /proc)."""
+    """This process's children now, and the time now in clock ticks (None where they cannot
+    be known: no /proc)."""
     if not (_PROC / "self" / "stat").exists():
         return None
     me = os.getpid()
-    return frozenset((pid, start) for pid, (ppid, start) in _table().items() if ppid == me)
+    table = _table()
+    children = frozenset((pid, start) for pid, (ppid, start) in table.items() if ppid == me)
+    return children, _now()
 
 
-def _started_since(before: frozenset[Process]) -> set[Process]:
-    """The children of this process that are not in ``before``, and all their descendants."""
+def _now() -> int:
+    """The time since boot in the clock ticks that /proc gives start times in."""
+    try:
+        uptime = float((_PROC / "uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # no clock to go by: every child not in the snapshot counts as new
+    return int(uptime * os.sysconf("SC_CLK_TCK"))
+
+
+def _started_since(before: frozenset[Process], mark: int) -> set[Process]:
+    """The children of this process that are not in ``before`` and started at ``mark`` or
+    later, and all their descendants. The start time keeps out an older process that became
+    a child meanwhile: when this process is a subreaper (PID 1 in a container), the
+    orphaned descendants of an earlier child are handed to it."""
     table = _table()
     below: dict[int, list[int]] = {}
     for pid, (ppid, _) in table.items():
         below.setdefault(ppid, []).append(pid)
     me = os.getpid()
-    todo = [pid for pid in below.get(me, []) if (pid, table[pid][1]) not in before]
+    todo = [
+        pid
+        for pid in below.get(me, [])
+        if (pid, table[pid][1]) not in before and table[pid][1] >= mark
+    ]
     found: set[Process] = set()
     while todo:
         pid = todo.pop()
@@ -103,9 +123,10 @@ def stop_started_since(before: Snapshot) -> list[int]:
     """
     if before is None:
         return []
+    children, mark = before
     seen: set[Process] = set()
     for _ in range(10):  # a process that keeps forking cannot keep this going forever
-        new = _started_since(before) - seen
+        new = _started_since(children, mark) - seen
         if not new:
             break
         for process in new:
