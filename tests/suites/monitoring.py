@@ -216,19 +216,6 @@ class MonitoringSuite:
         assert pd.isna(stored[1])
         assert stored[2] == "2"
 
-    def test_labels_say_how_many_ids_match_a_logged_prediction(
-        self, ws: Workspace, served: dict[str, Any]
-    ) -> None:
-        ids = [*served["ids"][:3], "never-predicted", "not-flushed-yet"]
-        labels = pd.DataFrame({"prediction_id": ids, "label": [1, 0, 1, 1, 0]})
-        recorded = cv.monitoring.log_labels(labels, deployment="prod", workspace=ws)
-        assert recorded == 5  # all kept: a label may come before its prediction is flushed
-        assert (recorded.matched, recorded.unknown) == (3, 2)
-        assert recorded.unknown_ids == ("never-predicted", "not-flushed-yet")
-        assert len(cv.serving.read_feedback("prod", workspace=ws)) == 5
-        elsewhere = cv.monitoring.log_labels(labels[:1], deployment="staging", workspace=ws)
-        assert (elsewhere.matched, elsewhere.unknown_ids) == (0, (ids[0],))  # prod's, not its
-
     def test_alert_rules_open_once_notify_and_resolve(
         self, ws: Workspace, served: dict[str, Any]
     ) -> None:

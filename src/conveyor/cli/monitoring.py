@@ -338,16 +338,6 @@ def labels_add(
     with ws:
         count = svc.log_labels(frame, deployment=deployment)
     console.print(f"Recorded {count:,} labels for {escape(deployment)}.")
-    if count.unknown:
-        shown = ", ".join(count.unknown_ids) + (
-            ", ..." if count.unknown > len(count.unknown_ids) else ""
-        )
-        err_console.print(
-            f"[yellow]Warning:[/yellow] {count.unknown:,} of {count:,} labels name a prediction id "
-            f"that {escape(deployment)} has not logged: {escape(shown)}. They are kept: "
-            "monitoring joins them once a server flushes those predictions to the log (within "
-            "seconds); if it never does, check the ids and --deployment."
-        )
 
 
 @monitor_app.command("alert")

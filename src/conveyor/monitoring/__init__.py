@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from conveyor.monitoring.service import LabelsRecorded, MonitorResult, MonitorService
+    from conveyor.monitoring.service import MonitorResult, MonitorService
     from conveyor.monitoring.stats import ColumnDrift, DriftReport
     from conveyor.store.workspace import Workspace
 
 __all__ = [
     "ColumnDrift",
     "DriftReport",
-    "LabelsRecorded",
     "MonitorResult",
     "alert_rule",
     "alerts",
@@ -132,13 +131,8 @@ def close_alert(
     return _svc(workspace).close_alert(alert_id, status)
 
 
-def log_labels(
-    labels: Any, *, deployment: str, workspace: Workspace | None = None
-) -> LabelsRecorded:
-    """Record ground truth in bulk (``prediction_id``, ``label``); returns the rows written,
-    an ``int`` whose ``matched``, ``unknown`` and ``unknown_ids`` say how many name a
-    prediction the deployment has logged (labels of ids not logged yet are kept all the same).
-    """
+def log_labels(labels: Any, *, deployment: str, workspace: Workspace | None = None) -> int:
+    """Record ground truth in bulk (``prediction_id``, ``label``); returns the rows written."""
     return _svc(workspace).log_labels(labels, deployment=deployment)
 
 
@@ -154,10 +148,10 @@ def __getattr__(name: str) -> Any:
         from conveyor.monitoring import stats as module
 
         return getattr(module, name)
-    if name in ("LabelsRecorded", "MonitorResult"):
+    if name == "MonitorResult":
         from conveyor.monitoring import service
 
-        return getattr(service, name)
+        return service.MonitorResult
     raise AttributeError(f"module 'conveyor.monitoring' has no attribute {name!r}")
 
 

@@ -9,14 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.core.errors import InvalidArgumentError
-from conveyor.monitoring.service import (
-    UNKNOWN_IDS_SHOWN,
-    LabelsRecorded,
-    MonitorResult,
-    MonitorService,
-    _result,
-    labels_frame,
-)
+from conveyor.monitoring.service import MonitorResult, MonitorService, _result, labels_frame
 from conveyor.store.client import ServerClient, revive_times
 from conveyor.store.workspace import Workspace
 
@@ -86,7 +79,7 @@ class RemoteMonitorService(MonitorService):
             self.client.send_json("POST", self._path("monitors", name, "alert-rules"), body)
         )
 
-    def log_labels(self, labels: Any, *, deployment: str) -> LabelsRecorded:
+    def log_labels(self, labels: Any, *, deployment: str) -> int:
         """Send ground truth to the server (in parts of at most 50,000 labels)."""
         import pandas as pd
 
@@ -95,22 +88,12 @@ class RemoteMonitorService(MonitorService):
             {"prediction_id": str(i), "label": None if pd.isna(v) else _plain(v)}
             for i, v in zip(frame["prediction_id"], frame["label"], strict=True)
         ]
-        recorded = matched = unknown = 0  # nothing to send: nothing recorded, as embedded
-        unknown_ids: list[str] = []
+        recorded = 0  # nothing to send: nothing recorded, as embedded
         path = self._path("deployments", deployment, "labels")
         for start in range(0, len(rows), 50_000):
             part = {"labels": rows[start : start + 50_000]}
-            answer = self.client.send_json("POST", path, part)
-            recorded += int(answer["recorded"])
-            matched += int(answer.get("matched", 0))
-            unknown += int(answer.get("unknown", 0))
-            unknown_ids += answer.get("unknown_ids", [])
-        return LabelsRecorded(
-            recorded,
-            matched=matched,
-            unknown=unknown,
-            unknown_ids=tuple(unknown_ids[:UNKNOWN_IDS_SHOWN]),
-        )
+            recorded += int(self.client.send_json("POST", path, part)["recorded"])
+        return recorded
 
     def alerts(self, *, status: str | None = None) -> _list[dict[str, Any]]:
         body = self.client.get_json(self._path("alerts"), status=status)

@@ -30,7 +30,7 @@ from conveyor.store.metadata.schema import monitor_results, monitors
 from conveyor.store.records import ObjectRef
 from conveyor.store.workspace import Workspace, current_workspace
 
-__all__ = ["LabelsRecorded", "MonitorResult", "MonitorService", "monitoring_service"]
+__all__ = ["MonitorResult", "MonitorService", "monitoring_service"]
 
 MONITOR_KIND = "monitor"
 RESULT_KIND = "monitor_result"
@@ -686,25 +686,17 @@ class MonitorService:
 
     # -- labels ----------------------------------------------------------------------------
 
-    def log_labels(self, labels: Any, *, deployment: str) -> LabelsRecorded:
-        """Record ground truth in bulk: a table of ``prediction_id`` and ``label``.
-
-        Returns the number of labels written, which also says how many of their prediction
-        ids match a prediction logged for ``deployment`` so far. Labels of unknown ids are
-        kept: they may be for predictions a server has not flushed to the log yet.
-        """
+    def log_labels(self, labels: Any, *, deployment: str) -> int:
+        """Record ground truth in bulk: a table of ``prediction_id`` and ``label``."""
         import pyarrow as pa
 
-        from conveyor.store.logs import known_ids, write_rows
+        from conveyor.store.logs import write_rows
 
         if not isinstance(deployment, str) or not _NAME.fullmatch(deployment):
             raise InvalidArgumentError(f"The deployment name {deployment!r} is not valid.")
         frame = labels_frame(labels)
         if frame.empty:
-            return LabelsRecorded(0)
-        ids = frame["prediction_id"].astype(str).tolist()
-        known = known_ids(self.ws.log_uri, deployment, ids)
-        unknown = list(dict.fromkeys(i for i in ids if i not in known))
+            return 0
         now = datetime.now(UTC)
         table = pa.table(
             {
@@ -717,57 +709,7 @@ class MonitorService:
         write_rows(self.ws.log_uri, "feedback", deployment, table, at=now)
         with self.ws.metadata.transaction(project_id=self.project_id) as uow:
             uow.audit("labels.add", ObjectRef("deployment", deployment), after={"rows": len(frame)})
-        matched = sum(1 for i in ids if i in known)
-        return LabelsRecorded(
-            len(frame),
-            matched=matched,
-            unknown=len(frame) - matched,
-            unknown_ids=tuple(unknown[:UNKNOWN_IDS_SHOWN]),
-        )
-
-
-UNKNOWN_IDS_SHOWN = 10
-
-
-class LabelsRecorded(int):
-    """The number of labels recorded (an ``int``, as it always was), with how many of them
-    name a prediction id the deployment's log knows: ``matched``, ``unknown`` (labels whose
-    id no logged prediction carries yet) and up to ten of those ids in ``unknown_ids``.
-
-    >>> done = LabelsRecorded(3, matched=2, unknown=1, unknown_ids=("p9",))
-    >>> done == 3, done.matched, done.unknown_ids
-    (True, 2, ('p9',))
-    """
-
-    matched: int
-    unknown: int
-    unknown_ids: tuple[str, ...]
-
-    def __new__(
-        cls,
-        recorded: int,
-        *,
-        matched: int = 0,
-        unknown: int = 0,
-        unknown_ids: tuple[str, ...] = (),
-    ) -> LabelsRecorded:
-        self = super().__new__(cls, recorded)
-        self.matched, self.unknown, self.unknown_ids = matched, unknown, tuple(unknown_ids)
-        return self
-
-    def __repr__(self) -> str:
-        return (
-            f"LabelsRecorded({int(self)}, matched={self.matched}, unknown={self.unknown}, "
-            f"unknown_ids={self.unknown_ids!r})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "recorded": int(self),
-            "matched": self.matched,
-            "unknown": self.unknown,
-            "unknown_ids": list(self.unknown_ids),
-        }
+        return len(frame)
 
 
 def labels_frame(labels: Any) -> Any:

@@ -866,11 +866,10 @@ class Labels(BaseModel):
 @api.post("/deployments/{name}/labels")
 def add_labels(project: str, name: str, body: Labels, call: Call = need("editor")) -> Any:
     """Record ground truth for earlier predictions of deployment ``name`` (the feedback log
-    the server's monitors read): how many were recorded, how many name a logged prediction,
-    and some of the ids that name none yet (``unknown_ids``)."""
+    the server's monitors read)."""
     rows = [item.model_dump() for item in body.labels]
     with call:
-        return _monitoring(call).log_labels(rows, deployment=name).to_dict()
+        return {"recorded": _monitoring(call).log_labels(rows, deployment=name)}
 
 
 @api.get("/alerts")

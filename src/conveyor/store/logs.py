@@ -22,15 +22,7 @@ from conveyor.core.errors import InvalidArgumentError
 from conveyor.core.parquet import read_parquet
 from conveyor.core.uris import redact_uri
 
-__all__ = [
-    "KINDS",
-    "known_ids",
-    "log_files",
-    "log_filesystem",
-    "partition_folder",
-    "read_log",
-    "write_rows",
-]
+__all__ = ["KINDS", "log_files", "log_filesystem", "partition_folder", "read_log", "write_rows"]
 
 KINDS = ("predictions", "feedback", "failures")
 
@@ -146,32 +138,6 @@ def read_log(
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # files of model versions that disagree
         return pd.concat([t.flatten().to_pandas() for t in tables], ignore_index=True)
     return table.flatten().to_pandas()
-
-
-def known_ids(uri: str, deployment: str, ids: list[str]) -> set[str]:
-    """Those of ``ids`` that some logged prediction of ``deployment`` carries.
-
-    Reads only the ``prediction_id`` column, a file at a time, and keeps only the matches:
-    memory holds one file's ids, however long the log.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    wanted = pa.array(sorted(set(ids)), pa.string())
-    found: set[str] = set()
-    fs, files = log_files(uri, "predictions", deployment=deployment)
-    for path in files:
-        if len(found) == len(wanted):
-            break
-        with fs.open(path, "rb") as f:
-            if "prediction_id" not in pq.ParquetFile(f).schema_arrow.names:
-                continue
-            f.seek(0)
-            column = read_parquet(f, columns=["prediction_id"]).column(0)
-        matched = column.filter(pc.is_in(column, value_set=wanted))
-        found.update(matched.to_pylist())
-    return found
 
 
 class LogInputs:
