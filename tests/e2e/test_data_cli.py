@@ -181,6 +181,9 @@ def test_validate_exits_2_when_it_cannot_check(project: Path) -> None:
         assert result.stdout == "", case
     usage = cli(project, "data", "validate", "sales@1", "--no-such-option", ok=False)
     assert usage.returncode == 2
+    debug = cli(project, "--debug", "data", "validate", "sales@7", ok=False)
+    assert debug.returncode == 2, debug.stderr  # a traceback asked for: the same status
+    assert "Traceback" in debug.stderr
 
 
 def test_validate_says_where_the_schema_came_from(project: Path) -> None:

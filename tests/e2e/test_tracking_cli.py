@@ -145,3 +145,24 @@ def test_bad_filters_and_unknown_runs_are_one_line_errors(trained: tuple[Path, l
     assert "expected a number or a quoted string after 'metrics.auc >'" in bad.stderr
     missing = cli(root, "runs", "show", "01XXXXXXXXXXXXXXXXXXXXXXXX", ok=False)
     assert "No run '01XXXXXXXXXXXXXXXXXXXXXXXX'" in missing.stderr
+
+
+def test_runs_show_names_versions_by_id_when_the_server_cannot_name_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A team server from before the refs endpoint answers with an error, or with a redirect
+    # that reads as no JSON at all: the lineage keeps its ids, and runs show still works.
+    from conveyor.cli import tracking as cli_tracking
+    from conveyor.core.errors import NotFoundError
+    from conveyor.data import service
+    from conveyor.store.records import ObjectRef
+
+    node = ObjectRef("dataset_version", "01ABC")
+    for failure in (NotFoundError("No such route."), ValueError("empty document")):
+
+        class OldServer:
+            def refs(self, ids: list[str], failure: Exception = failure) -> dict[str, str]:
+                raise failure
+
+        monkeypatch.setattr(service, "data_service", lambda ws: OldServer())
+        assert cli_tracking._named(object(), [node]) == {}

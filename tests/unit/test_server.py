@@ -950,7 +950,7 @@ def test_dataset_version_ids_resolve_to_refs_within_the_project(team: Team, tmp_
         mine = data_service(ws).add("c", pd.DataFrame({"a": [1]}))
     with Workspace.from_settings(tmp_path, project="beta") as ws:
         theirs = data_service(ws).add("c", pd.DataFrame({"a": [2]}))
-    url = f"/api/v1/projects/{PROJECT}/dataset-versions"
+    url = f"/api/v1/projects/{PROJECT}/dataset-version-refs"
     found = team.call("GET", url, "viewer", params={"id": [mine.id, theirs.id, "nope"]})
     assert found.status_code == 200, found.text
     assert found.json() == {"refs": {mine.id: "c@1"}}  # beta's version is not alpha's to name

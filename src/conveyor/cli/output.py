@@ -62,7 +62,10 @@ def errors_exit(code: int) -> Iterator[None]:
     except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
         raise  # exits the command chose, and usage errors, keep their status
     except Exception as e:
-        if debugging():
-            raise
-        print_error(e)
+        if debugging():  # the traceback, and still the status that says "could not check"
+            import traceback
+
+            traceback.print_exc()
+        else:
+            print_error(e)
         raise typer.Exit(code) from e

@@ -229,7 +229,7 @@ def _named(ws: Any, nodes: list[Any]) -> dict[Any, str]:
         return {}
     try:
         refs = data_service(ws).refs(ids)
-    except ConveyorError:  # a team server from before it answered this: ids, as then
+    except (ConveyorError, ValueError):  # a server from before it answered this: ids, as then
         return {}
     return {n: f"{n.kind}:{refs[n.id]}" for n in nodes if n.kind == VERSION_KIND and n.id in refs}
 

@@ -113,7 +113,7 @@ class RemoteDataService(DataService):
         found: dict[str, str] = {}
         for start in range(0, len(wanted), REFS_PER_REQUEST):  # a URL of bounded length
             body = self.client.get_json(
-                self._path("dataset-versions"), id=wanted[start : start + REFS_PER_REQUEST]
+                self._path("dataset-version-refs"), id=wanted[start : start + REFS_PER_REQUEST]
             )
             found.update(body["refs"])
         return found

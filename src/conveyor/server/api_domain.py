@@ -463,7 +463,7 @@ def dataset_versions(project: str, name: str, call: Call = need("viewer")) -> di
     return {"versions": jsonable(_data(call).versions(name))}
 
 
-@api.get("/dataset-versions")
+@api.get("/dataset-version-refs")
 def dataset_version_refs(
     project: str,
     id: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006 - FastAPI copies it
