@@ -503,3 +503,35 @@ def test_a_model_that_returns_the_wrong_number_of_rows_fails_its_requests_not_ha
     assert "returned 1 predictions for 2 input row(s)" in str(first)
     assert isinstance(second, ValueError)
     assert "single value" in str(second)
+
+
+def test_a_key_given_twice_cannot_hide_behind_deep_nesting() -> None:
+    # orjson reads 1,024 levels; the exact check's parser stops sooner: such a body was let
+    # through unchecked, repeated key and all.
+    pad = b"[" * 1000 + b"]" * 1000
+    raw = b'{"instances": [{"a": 1, "a": 999}], "pad": ' + pad + b"}"
+    with pytest.raises(PayloadError, match="nests too deeply"):
+        check_unique_keys(raw, orjson.loads(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'[{"prediction_id": "p1", "label": 1}, {"prediction_id": "p2", "label": 0}]',
+        b'{"inputs": [{"name": "a", "datatype": "FP64", "shape": [1], "data": [1.0],'
+        b' "parameters": {"content_type": "np"}}]}',
+        b'{"instances": [{"age": 1, "note": {"x": {"y": 1}}}]}',
+    ],
+)
+def test_common_bodies_are_settled_without_parsing_them_again(
+    raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from conveyor.serving import payloads
+
+    def no_second_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(payloads, "json", type("json", (), {"loads": no_second_parse}))
+    check_unique_keys(raw, json.loads(raw))  # settled by counting

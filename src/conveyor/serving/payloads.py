@@ -450,7 +450,10 @@ def check_unique_keys(raw: bytes, body: Any) -> None:
     instances[0] names 'a' twice; give each key once (JSON keeps only the last value).
     """
     keys = _keys(body)
-    if _colons(raw) <= keys or _key_ends(raw) <= keys:
+    if _colons(raw) <= keys:
+        return
+    ends = _key_ends(raw)
+    if ends <= keys or ends <= _all_keys(body):
         return
     repeats: list[_Pairs] = []
 
@@ -466,8 +469,11 @@ def check_unique_keys(raw: bytes, body: Any) -> None:
 
     try:
         paired = json.loads(raw, object_pairs_hook=pairs)
-    except (ValueError, RecursionError):  # what orjson took and json does not: no verdict
-        return
+    except (ValueError, RecursionError):  # orjson took it (1,024 levels deep), json cannot
+        raise PayloadError(
+            "The body could not be checked for keys given twice: it nests too deeply.",
+            problems=["nest the body less deeply (a few hundred levels at most)"],
+        ) from None
     if not repeats:
         return
     found = _first_repeat(paired, "")
@@ -493,15 +499,16 @@ def _colons(raw: bytes) -> int:
 
 def _key_ends(raw: bytes) -> int:
     """How many colons follow a quote or a blank: at least the number of keys in ``raw``."""
-    data = np.frombuffer(raw, dtype=np.uint8)
-    at = np.flatnonzero(data[1:] == ord(":"))  # a colon at 0 is not JSON: orjson refused it
-    return int(np.count_nonzero(_BEFORE_COLON[data[at]]))
+    data = np.frombuffer(raw, dtype=np.uint8)  # a colon at 0 is not JSON: orjson refused it
+    return int(np.count_nonzero((data[1:] == ord(":")) & _BEFORE_COLON[data[:-1]]))
 
 
 def _keys(body: Any) -> int:
     """How many keys the body's objects hold: the top level's, its objects', and those of
     the objects in its lists (records). Deeper objects are not counted, which can only send
     a body to the exact check, never let a repeated key through."""
+    if type(body) is list:  # a list of records (feedback)
+        return sum([len(item) for item in body if type(item) is dict])
     if type(body) is not dict:
         return 0
     n = len(body)
@@ -510,6 +517,22 @@ def _keys(body: Any) -> int:
             n += len(value)
         elif type(value) is list and value and type(value[0]) is dict:
             n += sum([len(item) for item in value if type(item) is dict])
+    return n
+
+
+def _all_keys(body: Any) -> int:
+    """How many keys the body's objects hold at every depth (lists are followed when their
+    first item is an object or a list): for a body :func:`_keys` left in doubt, before the
+    far costlier parse that sees each pair. Counting too few only costs that parse."""
+    n = 0
+    pending = [body]
+    while pending:
+        value = pending.pop()
+        if type(value) is dict:
+            n += len(value)
+            pending.extend(v for v in value.values() if type(v) is dict or type(v) is list)
+        elif type(value) is list and value and type(value[0]) in (dict, list):
+            pending.extend(value)
     return n
 
 
