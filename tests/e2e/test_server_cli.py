@@ -138,6 +138,40 @@ def test_an_admin_manages_users_and_tokens_and_an_editor_works_remotely(
     assert "revoked" in after.stderr
 
 
+def test_tokens_revoke_takes_a_unique_start_of_an_id(server: TeamServer, tmp_path: Path) -> None:
+    admin = server.client_env(server.admin_token, project="revoking")
+    assert cli(tmp_path, admin, "users", "add", "rex").returncode == 0
+    secrets = [
+        cli(tmp_path, admin, "tokens", "create", "rex", "--name", n).stdout.strip()
+        for n in ("laptop", "ci")
+    ]
+    rex = server.client_env(secrets[0], project="revoking")
+    listed = json.loads(cli(tmp_path, rex, "tokens", "list", "--json").stdout)
+    ci, laptop = sorted(listed, key=lambda t: t["name"])
+    shared = next(i for i, (a, b) in enumerate(zip(ci["id"], laptop["id"], strict=True)) if a != b)
+    common = ci["id"][:shared]
+
+    short = cli(tmp_path, rex, "tokens", "revoke", ci["id"][:5])
+    assert (short.returncode, "at least 6 characters" in short.stderr) == (1, True), short.stderr
+    none = cli(tmp_path, rex, "tokens", "revoke", "ZZZZZZZ")  # ULIDs of this era start 0-7
+    assert (none.returncode, "No token id starts with 'ZZZZZZZ'" in none.stderr) == (1, True)
+    both = cli(tmp_path, rex, "tokens", "revoke", common)
+    if len(common) >= 6:  # ids made a second apart share their first 6-8 characters
+        assert both.returncode == 1
+        assert f"{ci['id']} (rex, 'ci')" in both.stderr
+        assert f"{laptop['id']} (rex, 'laptop')" in both.stderr
+    unique = ci["id"][: max(6, len(common) + 1)]
+    done = cli(tmp_path, rex, "tokens", "revoke", unique.lower())
+    assert done.returncode == 0, done.stderr
+    assert f"Revoked token {ci['id']}." in done.stdout
+    for output in (short, none, both, done):
+        assert not any(secret in output.stdout + output.stderr for secret in secrets)
+    states = {
+        t["name"]: t["revoked_at"] for t in server.api("GET", "/api/v1/tokens?user=rex")["tokens"]
+    }
+    assert (states["ci"] is not None, states["laptop"]) == (True, None)
+
+
 def test_info_shows_a_clients_settings_through_the_server(
     server: TeamServer, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -75,6 +76,62 @@ def test_revoked_expired_and_unknown_tokens_are_refused(identity: IdentityStore)
         identity.authenticate("cvt_" + "x" * 43)
     with pytest.raises(UnauthenticatedError, match="not a Conveyor token"):
         identity.authenticate("Basic abc")
+
+
+def made_with_ids(monkeypatch: pytest.MonkeyPatch, *chosen: str) -> None:
+    """Make the next tokens with these ids (real ones made close in time share a prefix)."""
+    queue = iter(chosen)
+    monkeypatch.setattr("conveyor.store.identity.ids", SimpleNamespace(new_id=lambda: next(queue)))
+
+
+A1, A2, B = "01JAAAAAAA0000000000000001", "01JAAAAAAA0000000000000002", "01JBBBBBBB0000000000000001"
+
+
+def test_a_token_is_found_by_its_id_or_a_unique_start_of_it(
+    identity: IdentityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity.add_user("ana")
+    made_with_ids(monkeypatch, A1, A2, B)
+    for _ in range(3):
+        identity.create_token("ana")
+    assert identity.find_token(A1).id == A1
+    assert identity.find_token("01JBBB").id == B
+    assert identity.find_token("01jbbbbbbb").id == B  # ids are upper case; either will do
+    assert identity.find_token(A2[:-1] + "1").id == A1  # a whole id wins over a longer one
+
+
+def test_an_ambiguous_start_of_an_id_lists_the_tokens_and_no_secret(
+    identity: IdentityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity.add_user("ana")
+    made_with_ids(monkeypatch, A1, A2, B)
+    made = [identity.create_token("ana", name) for name in ("laptop", "ci", "other")]
+    with pytest.raises(InvalidArgumentError, match="is the start of 2 token ids") as caught:
+        identity.find_token("01JAAA")
+    message = str(caught.value)
+    assert f"{A1} (ana, 'laptop')" in message
+    assert f"{A2} (ana, 'ci')" in message
+    assert B not in message
+    for info, secret in made:
+        assert secret not in message
+        assert info.prefix not in message
+    assert [t.revoked_at for t in identity.list_tokens("ana")] == [None] * 3
+
+
+def test_a_start_that_is_short_or_matches_nothing_is_refused(
+    identity: IdentityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity.add_user("ana")
+    made_with_ids(monkeypatch, A1)
+    identity.create_token("ana")
+    with pytest.raises(InvalidArgumentError, match="at least 6 characters; got '01JAA'"):
+        identity.find_token("01JAA")
+    with pytest.raises(NotFoundError, match="No token id starts with '01JCCC'"):
+        identity.find_token("01JCCC")
+    with pytest.raises(NotFoundError):  # LIKE's wildcards are matched as themselves
+        identity.find_token("01JAA%")
+    with pytest.raises(NotFoundError):  # another user's token is not looked at
+        identity.find_token(A1, user="bo")
 
 
 def test_disabling_a_user_stops_their_tokens_at_once(identity: IdentityStore) -> None:

@@ -435,6 +435,31 @@ def test_a_project_token_cannot_make_itself_a_wider_one(team: Team) -> None:
     assert team.client.get("/api/v1/audit", headers=root_headers).status_code == 403
 
 
+def test_a_token_is_revoked_by_a_start_of_its_id_among_the_callers_own(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    identity = team.app.state.conveyor.identity
+    chosen = iter(["01JAAAAAAA00000000000000E1", "01JAAAAAAA00000000000000E2"])
+    monkeypatch.setattr("conveyor.store.identity.ids", SimpleNamespace(new_id=lambda: next(chosen)))
+    identity.create_token("editor", "laptop")
+    identity.create_token("viewer", "laptop")
+    # The editor sees only their own token: the start is not ambiguous for them.
+    mine = team.call("DELETE", "/api/v1/tokens/01jaaa", "editor")
+    assert mine.status_code == 200, mine.text
+    assert (mine.json()["id"], mine.json()["user"]) == ("01JAAAAAAA00000000000000E1", "editor")
+    # An administrator sees both, and is told which they are.
+    both = team.call("DELETE", "/api/v1/tokens/01JAAAAAAA", "root")
+    assert both.status_code == 422, both.text
+    assert "01JAAAAAAA00000000000000E1 (editor, 'laptop')" in both.text
+    assert "01JAAAAAAA00000000000000E2 (viewer, 'laptop')" in both.text
+    # Nor does the editor learn of another user's token.
+    theirs = team.call("DELETE", "/api/v1/tokens/01JAAAAAAA00000000000000E2", "editor")
+    assert theirs.status_code == 404, theirs.text
+    assert team.call("DELETE", "/api/v1/tokens/01JAA", "root").status_code == 422
+
+
 def test_an_alert_of_another_project_cannot_be_closed(team: Team) -> None:
     import sqlalchemy as sa
 

@@ -428,7 +428,7 @@ def tokens_list(
         _print_json(found)
         return
     table = Table("id", "user", "name", "starts", "project", "expires", "state", "last used")
-    table.columns[0].no_wrap = True  # whole: `tokens revoke` takes the id exactly
+    table.columns[0].no_wrap = True  # whole: copied into `tokens revoke`
     for t in found:
         state = "revoked" if t["revoked_at"] else "expired" if _expired(t) else "active"
         table.add_row(
@@ -457,18 +457,25 @@ def _expired(token: dict[str, Any]) -> bool:
 @tokens_app.command("revoke")
 def tokens_revoke(
     ctx: typer.Context,
-    token_id: Annotated[str, typer.Argument(help="The token's id (conveyor tokens list --json).")],
+    token_id: Annotated[
+        str,
+        typer.Argument(
+            help="The token's id, or a unique start of it of at least 6 characters "
+            "(conveyor tokens list)."
+        ),
+    ],
 ) -> None:
     """Revoke a token: it stops working at once."""
     ws, client = _remote(ctx)
     if client is not None:
-        client.send_json("DELETE", f"/api/v1/tokens/{token_id}")
+        revoked = client.send_json("DELETE", f"/api/v1/tokens/{quote(token_id, safe='')}")["id"]
     else:
         from conveyor.store.identity import IdentityStore
 
         with ws:
-            IdentityStore(ws.metadata).revoke_token(token_id)
-    console.print(f"Revoked token {escape(token_id)}.")
+            store = IdentityStore(ws.metadata)
+            revoked = store.revoke_token(store.find_token(token_id).id).id
+    console.print(f"Revoked token {escape(revoked)}.")
 
 
 @projects_app.command("list")

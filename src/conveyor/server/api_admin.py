@@ -382,11 +382,17 @@ def create_token(body: NewToken, call: Call = need(USER)) -> dict[str, Any]:
 
 @api.delete("/tokens/{token_id}")
 def revoke_token(token_id: str, call: Call = need(USER)) -> dict[str, Any]:
-    """Revoke a token (one's own; server admins: anyone's)."""
-    info = call.state.identity.token(token_id)
-    _own_or_admin(call, info.user)
+    """Revoke a token (one's own; server admins: anyone's), named by its id or a unique start
+    of it. The start is matched only among the tokens the caller may manage, so an ambiguous
+    one never lists another user's tokens (nor, for a project token, another project's)."""
     p = call.principal
-    if p is not None and p.token_project_id is not None and info.project != _token_project(call):
-        raise NotFoundError(f"No token {token_id!r}.")
+    scoped = p is not None and p.token_project_id is not None
+    scope = _token_project(call) if scoped else None
+    info = call.state.identity.find_token(
+        token_id,
+        user=None if p is None or p.server_admin else p.name,
+        visible=(lambda t: t.project == scope) if scoped else None,
+    )
+    _own_or_admin(call, info.user)
     with call:
-        return jsonable(call.state.identity.revoke_token(token_id))
+        return jsonable(call.state.identity.revoke_token(info.id))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,6 +35,8 @@ from conveyor.store.records import ObjectRef
 __all__ = ["IdentityStore", "TokenInfo", "User", "token_digest"]
 
 TOKEN_PREFIX = "cvt_"  # noqa: S105 - marks Conveyor tokens, not a secret
+MIN_ID_PREFIX = 6  # the shortest start of a token id that `tokens revoke` takes
+_SHOWN_MATCHES = 10
 _NAME_MAX = 100
 _TOUCH_EVERY = timedelta(minutes=1)
 
@@ -321,10 +324,56 @@ class IdentityStore:
             raise NotFoundError(f"No token {token_id!r}.", hint="List them: conveyor tokens list")
         return found[0]
 
+    def find_token(
+        self,
+        id_or_prefix: str,
+        *,
+        user: str | None = None,
+        visible: Callable[[TokenInfo], bool] | None = None,
+    ) -> TokenInfo:
+        """Return the token whose id is ``id_or_prefix`` or the one token whose id starts with
+        it (at least :data:`MIN_ID_PREFIX` characters, as git takes short commit ids).
+
+        ``user`` and ``visible`` narrow the tokens looked at to the ones the caller may see,
+        so that an error never names another's token. Raises NotFoundError when no
+        token matches and InvalidArgumentError when the prefix is short or ambiguous.
+        """
+        wanted = id_or_prefix.strip().upper()  # ids are upper-case Crockford base32
+        if len(wanted) < MIN_ID_PREFIX:
+            raise InvalidArgumentError(
+                f"A token id or the start of one needs at least {MIN_ID_PREFIX} characters; "
+                f"got {id_or_prefix!r}.",
+                hint="Copy the id from: conveyor tokens list",
+            )
+        found = [
+            t for t in self.list_tokens(user, id_prefix=wanted) if visible is None or visible(t)
+        ]
+        exact = [t for t in found if t.id == wanted]
+        if exact:
+            return exact[0]
+        if not found:
+            raise NotFoundError(
+                f"No token id starts with {id_or_prefix!r}.",
+                hint="List them: conveyor tokens list",
+            )
+        if len(found) > 1:
+            shown = ", ".join(f"{t.id} ({t.user}, {t.name!r})" for t in found[:_SHOWN_MATCHES])
+            more = f" and {len(found) - _SHOWN_MATCHES} more" if len(found) > _SHOWN_MATCHES else ""
+            raise InvalidArgumentError(
+                f"{id_or_prefix!r} is the start of {len(found)} token ids: {shown}{more}.",
+                hint="Give more of the id (ids made close in time share their first characters).",
+            )
+        return found[0]
+
     def list_tokens(
-        self, user: str | None = None, *, token_id: str | None = None
+        self,
+        user: str | None = None,
+        *,
+        token_id: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[TokenInfo]:
-        """Return tokens (of ``user`` if given), newest first."""
+        """Return tokens (of ``user`` if given; whose id starts with ``id_prefix`` if given),
+        newest first."""
         query = (
             sa.select(tokens, users.c.name.label("user_name"), projects.c.name.label("project"))
             .join(users, users.c.id == tokens.c.user_id)
@@ -335,6 +384,8 @@ class IdentityStore:
             query = query.where(users.c.name == user)
         if token_id is not None:
             query = query.where(tokens.c.id == token_id)
+        if id_prefix is not None:
+            query = query.where(tokens.c.id.startswith(id_prefix, autoescape=True))
         with self.metadata.read() as conn:
             rows = conn.execute(query).all()
         return [
