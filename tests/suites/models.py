@@ -553,6 +553,40 @@ class ModelsSuite:
         assert "Flags &lt;likely&gt; churners" in page
         assert page.startswith("<!doctype html>")
 
+    def test_the_card_says_how_many_profile_columns_it_leaves_out(
+        self, ws: Workspace, cancer: tuple[pd.DataFrame, pd.Series], forest: RandomForestClassifier
+    ) -> None:
+        labelled = self.labelled(cancer)
+        cv.data.add("cancer", labelled)
+        with cv.start_run(experiment="churn"):
+            cv.data.load("cancer@1")
+            cv.models.log(forest, "churn")
+        hidden = len(labelled.columns) - 15
+        note = f"… and {hidden} more columns, not shown here: conveyor data show cancer@1"
+        markdown = cv.models.card("churn/1")
+        assert note in markdown
+        assert f"| {labelled.columns[14]} |" in markdown
+        assert f"| {labelled.columns[15]} |" not in markdown
+        assert f"<p>{note}</p>" in cv.models.card("churn/1", format="html")
+
+    def test_the_card_marks_an_approval_that_overrode_failed_checks(
+        self, ws: Workspace, bob: Workspace, cancer: tuple[pd.DataFrame, pd.Series]
+    ) -> None:
+        request = self.narrowing_request(cancer)
+        why = "the dropped columns are gone upstream"
+        cv.models.approve(request.id, comment=why, override_checks=True, workspace=bob)
+        markdown = cv.models.card("lr/2")
+        assert (
+            f"| {request.id} | champion | approved, overriding failed checks: signature | ada "
+            f"| bob | {why} |" in markdown
+        )
+        page = cv.models.card("lr/2", format="html")
+        assert "<td>approved, overriding failed checks: signature</td>" in page
+        passed = cv.models.request_promotion("lr/1", "staging")
+        assert passed.checks_passed
+        cv.models.approve(passed.id, workspace=bob)
+        assert f"| {passed.id} | staging | approved | ada | bob |" in cv.models.card("lr/1")
+
     def test_html_and_links_users_wrote_show_as_text_in_the_markdown_card(
         self, ws: Workspace, bob: Workspace, forest: RandomForestClassifier
     ) -> None:

@@ -73,6 +73,7 @@ class PreparedModel:
     example: tuple[str, bytes] | None  # (artifact name, Parquet or .npy bytes)
 
 
+CARD_PROFILE_COLUMNS = 15  # the columns of a training dataset's profile a model card shows
 EXAMPLE = "input_example.parquet"
 EXAMPLE_ARRAY = "input_example.npy"
 DEFAULT_PROTECTED = ("champion", "production")
@@ -1192,9 +1193,15 @@ class ModelService:
                         fmt(p.get("min")),
                         fmt(p.get("max")),
                     ]
-                    for name, p in list(columns.items())[:15]
+                    for name, p in list(columns.items())[:CARD_PROFILE_COLUMNS]
                 ]
                 out.blocks.append((["column", "type", "null rate", "mean", "min", "max"], rows))
+                hidden = len(columns) - len(rows)
+                if hidden:
+                    out.blocks.append(
+                        f"… and {hidden} more column{'s' if hidden > 1 else ''}, not shown here: "
+                        f"conveyor data show {d.ref}"
+                    )
         return out
 
     def _evaluation_sections(self, v: ModelVersion, section: Any, fmt: Any) -> list[Any]:
@@ -1275,7 +1282,7 @@ class ModelService:
                         [
                             r.id,
                             r.alias,
-                            r.status,
+                            _decision(r),
                             r.requested_by,
                             r.decided_by or "",
                             r.decision_comment or r.comment,
@@ -1444,6 +1451,14 @@ def _as_time(value: object) -> datetime:
             "'2026-05-01' or '2026-05-01T12:00:00Z' (UTC unless it says otherwise)."
         )
     return as_utc(parsed)
+
+
+def _decision(request: PromotionRequest) -> str:
+    """A request's status for the model card, saying when an approval overrode failed checks
+    (a pending request with a failed check is approved only with override_checks)."""
+    if request.status in ("approved", "applied") and not request.checks_passed:
+        return f"{request.status}, overriding failed checks: {', '.join(_failed_checks(request))}"
+    return request.status
 
 
 def _failed_checks(request: PromotionRequest) -> list[str]:
