@@ -246,7 +246,7 @@ class DeploymentService:
             hint=f"Give another version of {served.name}: {command}",
         )
 
-    def _shadows_besides(self, current: Revision, primary: str) -> list[dict[str, Any]]:
+    def _shadows_besides(self, current: Revision, primary: str) -> _list[dict[str, Any]]:
         """The shadow routes of ``current`` to keep under the new ``primary``: not one of the
         version it serves, which would mirror each request to itself."""
         shadows = [dict(r) for r in current.routes if r["role"] == "shadow"]
