@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from conveyor.cli.context import workspace_for
-from conveyor.cli.output import console, err_console
+from conveyor.cli.output import console
 
 if TYPE_CHECKING:
     from conveyor.models.records import ModelVersion, PromotionRequest
@@ -661,8 +661,6 @@ def import_mlflow(
         + (", with its signature" if v.signature else "")
         + "."
     )
-    for note in v.info.get("imported_from", {}).get("notes", []):
-        err_console.print(f"[yellow]Note:[/yellow] {escape(note)}.")
 
 
 @models_app.command("export")

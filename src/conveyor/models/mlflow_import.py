@@ -3,16 +3,14 @@
 Supported: the ``sklearn`` flavor (pickle, cloudpickle or skops serialization) and
 ``python_function`` models whose loader is ``mlflow.sklearn``. The model is re-stored with
 Conveyor's scikit-learn flavor (skops, types recorded), with its signature and input example
-converted (a table or an array, as Conveyor keeps examples; an example that cannot be kept is
-named in the import's notes, never dropped silently). A skops file loads with the types MLflow
-recorded as trusted; unpickling runs code from the file, so a pickle needs ``trust=True``.
-MLflow itself is not needed.
+converted. A skops file loads with the types MLflow recorded as trusted; unpickling runs
+code from the file, so a pickle needs ``trust=True``. MLflow itself is not needed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,6 @@ class MlflowModel:
     input_example: Any
     description: str
     source: dict[str, Any]
-    notes: list[str] = field(default_factory=list)  # what was not kept, and why
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -102,151 +99,24 @@ def _signature(raw: dict[str, Any] | None) -> Signature | None:
         raise InvalidArgumentError(f"Cannot read the MLflow signature: {e}.") from e
 
 
-class _Unkept(Exception):
-    """An input example in a form Conveyor cannot keep; the message says why."""
-
-
-_MAX_DENSE_CELLS = 1_000_000  # a sparse example is kept dense: refuse a huge one
-
-
-def _input_example(
-    root: Path, info: dict[str, Any] | None, signature: Signature | None
-) -> tuple[Any, list[str]]:
-    """Read the MLflow input example as Conveyor keeps examples, a DataFrame or a NumPy array.
-
-    Returns it (None when there is none or it cannot be kept) and notes for the user saying
-    what was left out and why. MLflow writes a table as split JSON, an array as nested lists
-    (wrapped in ``{"inputs": ...}`` by MLflow before 2.16, marked ``format: tf-serving``), a
-    dict of arrays as a dict of nested lists, a sparse matrix as its CSR/CSC parts.
-    """
+def _input_example(root: Path, info: dict[str, Any] | None) -> Any:
     if not info:
-        return None, []
+        return None
     name = str(info.get("artifact_path", "input_example.json"))
     if not (root / name).is_file():
-        return None, [f"the input example the MLmodel names, {name}, is not in the folder"]
+        return None
     path = _inside(root, name)  # refuses a name that leads outside the model folder
-    kind = str(info.get("type", "dataframe"))
-    notes: list[str] = []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        return None, [f"the input example {name} is not JSON ({e}), so it was not kept"]
-    if str(info.get("params", "")).lower() == "true" and isinstance(data, dict):
-        data = data.get("inputs")
-        notes.append("the input example's inference params were not kept (an example is input)")
-    try:
-        if kind == "ndarray":
-            if info.get("format") == "tf-serving" and isinstance(data, dict) and "inputs" in data:
-                data = data["inputs"]
-            example = _ndarray_example(data, signature)
-        elif kind in ("sparse_matrix_csr", "sparse_matrix_csc"):
-            example = _sparse_example(data, kind)
-            notes.append("the sparse input example was kept as a dense array")
-        elif kind in ("dataframe", "json_object"):
-            example = _table_example(data, signature)
-        else:
-            raise _Unkept(f"its type {kind!r} is not one import-mlflow knows")
-    except _Unkept as e:
-        return None, [*notes, f"the input example ({kind}) was not kept: {e}"]
-    if signature is not None:  # else logging it would refuse the whole import
-        try:
-            signature.prepare(example)
-        except InvalidArgumentError as e:
-            return None, [*notes, f"the input example was not kept: {e.message}"]
-    return example, notes
-
-
-def _ndarray_example(data: Any, signature: Signature | None) -> Any:
-    """An array, or a dict of arrays (a table when they are columns of one length)."""
-    if isinstance(data, dict):
-        import pandas as pd
-
-        arrays = {str(k): _array(v, None) for k, v in data.items()}
-        lengths = {len(a) for a in arrays.values() if a.ndim == 1}
-        if arrays and len(lengths) == 1 and all(a.ndim == 1 for a in arrays.values()):
-            return pd.DataFrame(arrays)
-        shapes = ", ".join(f"{k} {list(a.shape)}" for k, a in list(arrays.items())[:5])
-        raise _Unkept(
-            f"it is {len(arrays)} named arrays ({shapes}); an example is one table or one array"
-        )
-    spec = signature.inputs[0] if signature is not None and signature.is_tensor else None
-    return _array(data, spec.dtype if spec is not None else None)
-
-
-def _array(data: Any, dtype: str | None) -> Any:
-    """``data`` (nested lists, None for a missing number) as a NumPy array of plain values."""
-    import numpy as np
-
-    try:
-        want = np.dtype(dtype) if dtype else None
-    except TypeError:
-        want = None
-    if want is not None and want.kind not in "biuf":  # strings, objects: as the values are
-        want = None
-    try:
-        array = np.asarray(data, dtype=want)
-        if array.dtype.kind == "O":  # None stands for NaN in MLflow's JSON
-            array = array.astype("float64")
-    except (TypeError, ValueError) as e:
-        raise _Unkept(
-            f"its values do not make one array of {want or 'numbers or strings'} "
-            f"(rows of different lengths, or mixed values: {e})"
-        ) from e
-    if array.ndim == 0:
-        raise _Unkept("it is a single value, not an array of rows")
-    return array
-
-
-def _sparse_example(data: Any, kind: str) -> Any:
-    """A CSR or CSC matrix, as MLflow writes one, made dense."""
-    import numpy as np
-
-    try:
-        rows, cols = (int(n) for n in data["shape"])
-        values = np.asarray(data["data"], dtype="float64")
-        indices = np.asarray(data["indices"], dtype="int64")
-        pointers = np.asarray(data["indptr"], dtype="int64")
-    except (KeyError, TypeError, ValueError) as e:
-        raise _Unkept(f"it is not a sparse matrix as MLflow writes one ({e})") from e
-    if rows * cols > _MAX_DENSE_CELLS:
-        raise _Unkept(f"{rows}x{cols} is too large to keep as a dense array")
-    dense = np.zeros((rows, cols), dtype="float64")
-    csr = kind == "sparse_matrix_csr"
-    try:
-        for line in range(len(pointers) - 1):
-            span = slice(pointers[line], pointers[line + 1])
-            if csr:
-                dense[line, indices[span]] = values[span]
-            else:
-                dense[indices[span], line] = values[span]
-    except IndexError as e:
-        raise _Unkept(f"its indices do not fit its shape {rows}x{cols}") from e
-    return dense
-
-
-def _table_example(data: Any, signature: Signature | None) -> Any:
-    """A table: split JSON (with or without column names), records, or one row of values."""
     import pandas as pd
 
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "columns" in data and "data" in data:
+        return pd.DataFrame(data["data"], columns=data["columns"])
     if isinstance(data, dict) and "dataframe_split" in data:
-        data = data["dataframe_split"]
-    if isinstance(data, dict) and "data" in data and isinstance(data["data"], list):
-        rows = data["data"]
-        columns = data.get("columns")
-        if columns is None:  # MLflow leaves out default column names (0, 1, ...)
-            width = len(rows[0]) if rows and isinstance(rows[0], list) else 0
-            named = signature.columns if signature is not None else []
-            columns = named if len(named) == width else [str(i) for i in range(width)]
-        return pd.DataFrame(rows, columns=[str(c) for c in columns])
-    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        split = data["dataframe_split"]
+        return pd.DataFrame(split["data"], columns=split.get("columns"))
+    if isinstance(data, list) and data and isinstance(data[0], dict):
         return pd.DataFrame(data)
-    if isinstance(data, dict) and data and all(_scalar(v) for v in data.values()):
-        return pd.DataFrame([data])  # one row, as MLflow reads such a dict
-    raise _Unkept("it is free-form JSON, not a table or an array")
-
-
-def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
+    return None
 
 
 def _load_skops(file: Path, trust: bool) -> Any:
@@ -318,17 +188,12 @@ def read_mlflow_model(path: str | Path, *, trust: bool = False) -> MlflowModel:
         "sklearn_version": sk.get("sklearn_version"),
         "created": str(created),
     }
-    signature = _signature(meta.get("signature"))
-    example, notes = _input_example(root, meta.get("saved_input_example_info"), signature)
-    if notes:
-        source["notes"] = notes
     return MlflowModel(
         model=model,
-        signature=signature,
-        input_example=example,
+        signature=_signature(meta.get("signature")),
+        input_example=_input_example(root, meta.get("saved_input_example_info")),
         description=f"Imported from the MLflow model at {root.resolve()}"
         + (f" (MLflow run {meta['run_id']})" if meta.get("run_id") else "")
         + ".",
         source=source,
-        notes=notes,
     )

@@ -251,16 +251,12 @@ class ModelService:
         """Register the MLflow model at ``path`` (sklearn flavor) as the next version of name.
 
         Its pickle is read (which needs ``trust=True``) and stored again with skops; the
-        signature and input example are converted; the MLflow source is kept in the info,
-        with ``notes`` on what could not be kept (an input example in a form Conveyor does
-        not store), which are also logged as warnings.
+        signature and input example are converted; the MLflow source is kept in the info.
         """
         from conveyor.models.mlflow_import import read_mlflow_model
 
         registry.validate_model_name(name)
         found = read_mlflow_model(path, trust=trust)
-        for note in found.notes:
-            log.warning("Importing %s: %s.", path, note)
         return self.log(
             found.model,
             name,
