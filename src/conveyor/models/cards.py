@@ -3,11 +3,6 @@
 The card is built from the records (version, source run, dataset versions, evaluations,
 promotion requests, alias history) as sections of paragraphs, lists and tables, and rendered
 as Markdown or as a standalone HTML page.
-
-Every text in a card is plain text, much of it written by users (descriptions, comments,
-column names). Both renderings escape it: the HTML page with entities, the Markdown with
-entities for ``& < >`` and backslashes for ``\\ [ ]``, so raw HTML and links written into a
-description show as text in any Markdown renderer instead of running in it.
 """
 
 from __future__ import annotations
@@ -35,14 +30,14 @@ class Card:
     sections: list[Section] = field(default_factory=list)
 
     def markdown(self) -> str:
-        out = [f"# {_md_text(self.title)}", ""]
+        out = [f"# {self.title}", ""]
         for section in self.sections:
-            out += [f"## {_md_text(section.title)}", ""]
+            out += [f"## {section.title}", ""]
             for block in section.blocks:
                 if isinstance(block, str):
-                    out += [_md_text(block), ""]
+                    out += [block, ""]
                 elif isinstance(block, list):
-                    out += [f"- {_md_text(item)}" for item in block] + [""]
+                    out += [f"- {item}" for item in block] + [""]
                 else:
                     header, rows = block
                     out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
@@ -84,20 +79,8 @@ class Card:
         return "\n".join(parts) + "\n"
 
 
-# One pass (str.translate), so the backslashes it adds are not escaped again. Entities, not
-# backslashes, for & < >: not every Markdown renderer takes "\<" as an escape.
-_MD_ESCAPES = str.maketrans(
-    {"\\": "\\\\", "[": "\\[", "]": "\\]", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
-)
-
-
-def _md_text(value: str) -> str:
-    """``value`` as Markdown text: no raw HTML, link or image can come out of it."""
-    return value.translate(_MD_ESCAPES)
-
-
 def _md_cell(value: str) -> str:
-    return _md_text(value).replace("|", "\\|").replace("\n", " ")
+    return value.replace("|", "\\|").replace("\n", " ")
 
 
 def fmt(value: Any) -> str:
