@@ -131,6 +131,15 @@ def test_an_input_example_outside_the_folder_is_refused(
         pytest.raises(InvalidArgumentError, match="outside"),
     ):
         cv.models.import_mlflow(str(folder), "rf")
+    # Refused the same whether or not such a file exists: an uploaded folder cannot probe
+    # which files the importing machine (a team server) has.
+    meta["saved_input_example_info"]["artifact_path"] = "../no-such-file.json"
+    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    with (
+        cv.init(tmp_path / "p", project="imp"),
+        pytest.raises(InvalidArgumentError, match="outside"),
+    ):
+        cv.models.import_mlflow(str(folder), "rf")
 
 
 def test_the_cli_imports_a_folder(

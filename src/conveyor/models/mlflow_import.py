@@ -103,9 +103,13 @@ def _input_example(root: Path, info: dict[str, Any] | None) -> Any:
     if not info:
         return None
     name = str(info.get("artifact_path", "input_example.json"))
-    if not (root / name).is_file():
+    path = (root / name).resolve()
+    # A name leading outside the folder is refused before anything is looked up there: an
+    # uploaded folder must not learn which files the importing machine has.
+    if not path.is_relative_to(root.resolve()):
+        raise InvalidArgumentError(f"The MLmodel file names {name!r}, outside {root}.")
+    if not path.is_file():
         return None
-    path = _inside(root, name)  # refuses a name that leads outside the model folder
     import pandas as pd
 
     data = json.loads(path.read_text(encoding="utf-8"))
