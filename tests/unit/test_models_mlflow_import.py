@@ -124,22 +124,16 @@ def test_an_input_example_outside_the_folder_is_refused(
     folder = mlflow_folder(tmp_path / "rf", model, X, "skops")
     (tmp_path / "secret.json").write_text('{"columns": ["token"], "data": [["hunter2"]]}')
     meta = yaml.safe_load((folder / "MLmodel").read_text())
-    meta["saved_input_example_info"]["artifact_path"] = "../secret.json"
-    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
-    with (
-        cv.init(tmp_path / "p", project="imp"),
-        pytest.raises(InvalidArgumentError, match="outside"),
-    ):
-        cv.models.import_mlflow(str(folder), "rf")
     # Refused the same whether or not such a file exists: an uploaded folder cannot probe
     # which files the importing machine (a team server) has.
-    meta["saved_input_example_info"]["artifact_path"] = "../no-such-file.json"
-    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
-    with (
-        cv.init(tmp_path / "p", project="imp"),
-        pytest.raises(InvalidArgumentError, match="outside"),
-    ):
-        cv.models.import_mlflow(str(folder), "rf")
+    for outside in ("../secret.json", "../no-such-file.json"):
+        meta["saved_input_example_info"]["artifact_path"] = outside
+        (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+        with (
+            cv.init(tmp_path / "p", project="imp"),
+            pytest.raises(InvalidArgumentError, match="outside"),
+        ):
+            cv.models.import_mlflow(str(folder), "rf")
 
 
 def test_the_cli_imports_a_folder(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import conveyor as cv
-from conveyor.pipelines import PipelineFailed
+from conveyor.pipelines import PipelineFailed, child_processes
 from tests.fixtures import flows
 
 linux_only = pytest.mark.skipif(
@@ -138,11 +138,7 @@ def test_a_steps_worker_runs_in_a_session_of_its_own(ws: cv.Workspace):
 
 def _gone(pid: int) -> bool:
     """Whether process ``pid`` has ended (a zombie no one reaped yet counts as ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
+    return child_processes._stat(pid) is None
 
 
 def _all_gone(pids: list[int], deadline_s: float) -> list[int]:
