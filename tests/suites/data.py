@@ -461,6 +461,16 @@ class DataSuite:
         assert (v.profile or {})["columns"]["plan"]["top"][0] == ["basic", 40]
         pd.testing.assert_frame_equal(cv.data.load("customers@1"), df, check_dtype=False)
 
+    def test_a_tables_columns_keep_its_order_when_read_back(self, ws: Workspace) -> None:
+        """Shows, cards and monitors list a version's columns as its table has them: on
+        every store, though PostgreSQL keeps a JSON object's keys in an order of its own."""
+        order = ["zeta", "id", "a_much_longer_name", "b", "middle"]
+        frame = pd.DataFrame({name: [i, i + 1] for i, name in enumerate(order)})
+        v = cv.data.add("ordered", frame)
+        for got in (v, cv.data.get("ordered@1"), cv.data.versions("ordered")[0]):
+            assert list(got.schema or {}) == order
+            assert list((got.profile or {})["columns"]) == order
+
     def test_a_table_of_64_bit_ids_keeps_them_exact(self, ws: Workspace) -> None:
         """Ids above 2**53 have no exact float: the version is added, and its profile's
         bounds and distinct count are those of the integers, not of their rounding."""

@@ -240,6 +240,9 @@ def profile_table(table: pa.Table) -> dict[str, Any]:
     return {
         "rows": table.num_rows,
         "columns": {name: _profile_column(table.column(name)) for name in table.column_names},
+        # The table's order, kept apart: PostgreSQL's JSONB keeps an object's keys in an
+        # order of its own, and shows, cards and monitors list columns as the table does.
+        "order": list(table.column_names),
     }
 
 

@@ -98,8 +98,8 @@ def _to_version(row: Any) -> DatasetVersion:
         files=row.files,
         size=row.size,
         rows=row.rows,
-        columns=row.columns,
-        profile=row.profile,
+        columns=_in_order(row.columns, row.profile),
+        profile=_profile_in_order(row.profile),
         table_format=row.table_format,
         has_schema=bool(row.has_schema),
         description=row.description,
@@ -107,6 +107,22 @@ def _to_version(row: Any) -> DatasetVersion:
         created_at=row.created_at,
         created_by=row.created_by,
     )
+
+
+def _in_order(by_name: dict[str, Any] | None, profile: Any) -> dict[str, Any] | None:
+    """``by_name`` with its keys in the table's column order, as the profile records it
+    (a JSON object read back from PostgreSQL has its keys in JSONB's own order). Versions
+    profiled before the order was recorded keep the order the store gives."""
+    order = profile.get("order") if isinstance(profile, dict) else None
+    if not by_name or not isinstance(order, list) or set(order) != set(by_name):
+        return by_name
+    return {name: by_name[name] for name in order}
+
+
+def _profile_in_order(profile: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not isinstance(profile, dict) or not isinstance(profile.get("columns"), dict):
+        return profile
+    return {**profile, "columns": _in_order(profile["columns"], profile)}
 
 
 def _dataset_row(conn: sa.Connection, project_id: str, name: str) -> Any:
