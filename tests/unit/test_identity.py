@@ -118,6 +118,20 @@ def test_an_ambiguous_start_of_an_id_lists_the_tokens_and_no_secret(
     assert [t.revoked_at for t in identity.list_tokens("ana")] == [None] * 3
 
 
+def test_a_start_shared_with_revoked_tokens_names_the_working_one(
+    identity: IdentityStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity.add_user("ana")
+    made_with_ids(monkeypatch, A1, A2)
+    old, _ = identity.create_token("ana", "old laptop")
+    identity.create_token("ana", "laptop")
+    identity.revoke_token(old.id)
+    assert identity.find_token("01JAAA").id == A2
+    identity.revoke_token(A2)
+    with pytest.raises(InvalidArgumentError, match="is the start of 2 token ids"):
+        identity.find_token("01JAAA")  # both revoked: which one is meant cannot be told
+
+
 def test_a_start_that_is_short_or_matches_nothing_is_refused(
     identity: IdentityStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -356,6 +356,11 @@ class IdentityStore:
                 f"No token id starts with {id_or_prefix!r}.",
                 hint="List them: conveyor tokens list",
             )
+        # A revoked token needs nothing more done to it: a start shared with revoked ones
+        # names the one still working (ids made close in time share their first characters).
+        active = [t for t in found if t.revoked_at is None]
+        if len(found) > 1 and active:
+            found = active
         if len(found) > 1:
             shown = ", ".join(f"{t.id} ({t.user}, {t.name!r})" for t in found[:_SHOWN_MATCHES])
             more = f" and {len(found) - _SHOWN_MATCHES} more" if len(found) > _SHOWN_MATCHES else ""
