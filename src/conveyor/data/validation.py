@@ -82,9 +82,15 @@ def infer_schema(df: pd.DataFrame, *, name: str | None = None) -> pa.DataFrameSc
         elif ptypes.is_numeric_dtype(series.dtype) and len(values):
             checks.append(pa.Check.in_range(_py(values.min()), _py(values.max())))
         elif isinstance(series.dtype, pd.CategoricalDtype) or ptypes.is_string_dtype(series.dtype):
-            distinct = values.unique()
-            if 0 < len(distinct) <= MAX_CATEGORIES and len(distinct) * 2 <= max(rows, 2):
-                checks.append(pa.Check.isin(sorted(str(v) for v in distinct)))
+            distinct = [_py(v) for v in values.unique()]
+            if (
+                0 < len(distinct) <= MAX_CATEGORIES
+                and len(distinct) * 2 <= max(rows, 2)
+                and all(_plain(v) for v in distinct)
+            ):
+                # The values themselves, not their text: a category 1 is not the string
+                # "1", and a check on text would fail the very table it was inferred from.
+                checks.append(pa.Check.isin(sorted(distinct, key=_order)))
         if (
             rows >= MIN_ROWS_FOR_UNIQUE
             and nulls == 0
@@ -117,6 +123,18 @@ def _hashable(values: pd.Series) -> bool:
 
 def _py(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` can be an allowed value that YAML gives back as it is (dates, bytes
+    and timestamps come back as other types, or not at all: such columns get no value
+    check)."""
+    return isinstance(value, str | int | float)
+
+
+def _order(value: Any) -> tuple[str, Any]:
+    """A sort key for allowed values of mixed types (numbers apart from text)."""
+    return (type(value).__name__, value)
 
 
 def schema_to_yaml(schema: pa.DataFrameSchema) -> str:

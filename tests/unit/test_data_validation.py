@@ -1,0 +1,51 @@
+"""Inferring schemas from awkward tables and validating against them, as users rely on it."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import conveyor as cv
+from conveyor.data.validation import infer_schema, schema_from_yaml, schema_to_yaml, validate_frame
+from conveyor.store.workspace import Workspace
+
+
+@pytest.fixture
+def ws(tmp_path: Path):  # type: ignore[no-untyped-def]
+    ws = cv.init(
+        tmp_path / "project",
+        project="checks",
+        store_uri=f"sqlite:///{tmp_path / 'meta.db'}",
+        artifact_uri=str(tmp_path / "objects"),
+    )
+    yield ws
+    ws.close()
+
+
+def test_a_version_of_dates_and_bytes_passes_its_own_schema(ws: Workspace) -> None:
+    # One distinct value: few enough for a check of allowed values, which compared them
+    # with their text ('2024-01-01') and so failed every row of the reference itself.
+    frame = pd.DataFrame({"day": [datetime.date(2024, 1, 1)] * 12, "blob": [b"x", b"y"] * 6})
+    cv.data.add("drops", frame)
+    cv.data.infer_schema("drops@1")
+    report = cv.data.validate("drops@1")
+    assert report.passed, report.summary()
+
+
+def test_categories_that_are_numbers_are_checked_by_value() -> None:
+    frame = pd.DataFrame(
+        {"stars": pd.Categorical([1, 2, 3] * 4), "ratio": pd.Categorical([0.5, 1.0, 1.5] * 4)}
+    )
+    schema = schema_from_yaml(schema_to_yaml(infer_schema(frame)))
+    assert validate_frame(frame, schema).passed
+    checks = {name: column.checks[0].statistics for name, column in schema.columns.items()}
+    assert checks["stars"]["allowed_values"] == [1, 2, 3]
+    assert checks["ratio"]["allowed_values"] == [0.5, 1.0, 1.5]
+    bad = frame.assign(stars=pd.Categorical([1, 2, 4] * 4))
+    report = validate_frame(bad, schema)
+    assert [(f.column, f.check, f.failures) for f in report.failures] == [
+        ("stars", "isin([1, 2, 3])", 4)
+    ]
