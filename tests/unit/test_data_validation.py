@@ -49,3 +49,13 @@ def test_categories_that_are_numbers_are_checked_by_value() -> None:
     assert [(f.column, f.check, f.failures) for f in report.failures] == [
         ("stars", "isin([1, 2, 3])", 4)
     ]
+
+
+def test_a_frame_whose_index_labels_repeat_is_checked_and_its_rows_named_by_position() -> None:
+    reference = pd.DataFrame({"id": range(20), "plan": ["basic", "pro"] * 10})
+    schema = infer_schema(reference)
+    stacked = pd.concat([reference, reference.head(1)])  # labels 0..19, then 0 again
+    report = validate_frame(stacked, schema)
+    assert not report.passed
+    assert {f.check for f in report.failures} >= {"no duplicate rows", "field_uniqueness"}
+    assert {r["_row"] for r in report.failing_rows} == {0, 20}

@@ -422,9 +422,14 @@ def validate_frame(
     """Check ``df`` against ``schema``, collecting every failure (never raising for them).
 
     ``data`` and ``schema_source`` name what was checked and where the schema came from,
-    for the report.
+    for the report. A failing row is named by its index label, or by its position when
+    labels repeat (as after ``pd.concat`` without ``ignore_index``).
     """
     pa = _pandera()
+    if df.index.has_duplicates:
+        # pandera cannot report the duplicate rows of such a frame (it raises ValueError),
+        # and a repeated label would not say which row failed anyway.
+        df = df.reset_index(drop=True)
     report = ValidationReport(
         passed=True,
         rows=len(df),
