@@ -28,6 +28,11 @@ def _written() -> str:
         ("columns: [unclosed\n", "not valid YAML"),
         ("columns:\n  a:\n    checks: {}\n    in_range: {max_value: 11}\n", "beside `checks:`"),
         ("index:\n- dtype: int64\n  nulable: false\n", "'nullable'"),
+        # pandera takes any value but false for true: a typo would allow nulls, silently.
+        ("columns:\n  age:\n    nullable: flase\n", "nullable: 'flase'; expected true or"),
+        ("columns:\n  age:\n    unique: 'no'\n", "unique: 'no'; expected true or false"),
+        ("columns: {}\ncoerce: 0\n", "the schema has coerce: 0; expected"),
+        ("columns: {}\nstrict: filtr\n", "expected true, false or filter"),
     ],
 )
 def test_a_schema_that_would_check_less_than_written_is_refused(text: str, says: str) -> None:
@@ -52,6 +57,7 @@ def test_a_written_schema_and_hand_added_checks_still_load() -> None:
         "dtype: int64\n",
         "unique: [a, b]\nname: pairs\n",
         "strict: true\ncolumns: {}\n",
+        "strict: filter\ncolumns:\n  a:\n    nullable: no\n    unique: yes\n",
     ],
 )
 def test_a_schema_of_rules_other_than_columns_loads(text: str) -> None:

@@ -241,6 +241,21 @@ _COLUMN_KEYS = frozenset(
 )
 
 
+#: Keys whose value is true or false: pandera takes any other value (a misspelt ``flase``,
+#: a string) for true, which would silently turn a check off.
+_SWITCHES = frozenset(
+    [
+        "nullable",
+        "unique_column_names",
+        "coerce",
+        "required",
+        "regex",
+        "ordered",
+        "add_missing_columns",
+        "drop_invalid_rows",
+    ]
+)
+
 #: Keys that describe a schema without checking anything.
 _DESCRIPTIVE_KEYS = frozenset(
     {"schema_type", "version", "api", "dataframe_library", "name", "title", "description"}
@@ -260,6 +275,11 @@ def _schema_problem(parsed: Any, checks: Any) -> str | None:
         return _unknown("the schema has", "key", unknown[0], _SCHEMA_KEYS)
     if not set(parsed) - _DESCRIPTIVE_KEYS:
         return "it has no columns, checks or other rules, so it would check nothing"
+    problem = _switch_problem("the schema", parsed)
+    if problem is not None:
+        return problem
+    if not (_is_switch(parsed.get("strict")) or parsed["strict"] == "filter"):
+        return f"the schema has strict: {parsed['strict']!r}; expected true, false or filter"
     columns = parsed.get("columns") or {}
     if isinstance(columns, list):
         columns = {c.get("name") if isinstance(c, dict) else c: c for c in columns}
@@ -286,6 +306,11 @@ def _component_problem(where: str, part: Any, checks: Any) -> str | None:
         return None
     if not isinstance(part, dict):
         return f"{where} is not a mapping of its dtype and checks"
+    problem = _switch_problem(where, part)
+    if problem is not None:
+        return problem
+    if not _is_switch(part.get("unique")):
+        return f"{where} has unique: {part['unique']!r}; expected true or false"
     flat = []
     for key in part:
         if key in _COLUMN_KEYS:
@@ -304,6 +329,19 @@ def _component_problem(where: str, part: Any, checks: Any) -> str | None:
         if not callable(getattr(checks, check, None)):
             return _unknown(f"{where} has", "check", check, dir(checks))
     return None
+
+
+def _switch_problem(where: str, part: dict[Any, Any]) -> str | None:
+    """The first key of ``part`` that must be true or false and is something else."""
+    for key in sorted(_SWITCHES & {str(k) for k in part}):
+        if not _is_switch(part[key]):
+            return f"{where} has {key}: {part[key]!r}; expected true or false"
+    return None
+
+
+def _is_switch(value: Any) -> bool:
+    """Whether ``value`` is true, false or left out (0 and 1 are not: YAML's are numbers)."""
+    return value is None or isinstance(value, bool)
 
 
 def _named_checks(checks: Any) -> list[str]:
