@@ -59,3 +59,19 @@ def test_a_frame_whose_index_labels_repeat_is_checked_and_its_rows_named_by_posi
     assert not report.passed
     assert {f.check for f in report.failures} >= {"no duplicate rows", "field_uniqueness"}
     assert {r["_row"] for r in report.failing_rows} == {0, 20}
+
+
+def test_a_missing_column_is_reported_on_that_column() -> None:
+    reference = pd.DataFrame({"id": range(20), "plan": ["basic", "pro"] * 10, "spend": 1.5})
+    schema = infer_schema(reference)
+    renamed = reference.rename(columns={"plan": "tier", "spend": "amount"})
+    report = validate_frame(renamed, schema)
+    assert [(f.column, f.check, f.failures) for f in report.failures] == [
+        ("plan", "column_in_dataframe", 1),
+        ("spend", "column_in_dataframe", 1),
+    ]
+    assert "plan: column_in_dataframe (1), spend: column_in_dataframe (1)" in report.summary()
+    strict = infer_schema(reference.drop(columns=["spend"]))
+    strict.strict = True
+    extra = validate_frame(reference, strict)
+    assert [(f.column, f.check) for f in extra.failures] == [("spend", "column_in_schema")]

@@ -494,6 +494,12 @@ def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> No
     for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
         col = None if pd.isna(column) or column == report.schema else str(column)
         name = str(check)
+        if name in ("column_in_dataframe", "column_in_schema"):
+            # A column missing, or (strict) one the schema lacks: pandera files it under
+            # the table with the column as the failure case; the user looks for the column.
+            for missing in dict.fromkeys(str(c) for c in group["failure_case"]):
+                report.failures.append(CheckFailure(missing, name, 1))
+            continue
         if name == "multiple_fields_uniqueness":
             col, name = None, "no duplicate rows"
         examples = [x for x in group["failure_case"].head(EXAMPLES).tolist()]
