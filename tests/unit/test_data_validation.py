@@ -75,3 +75,29 @@ def test_a_missing_column_is_reported_on_that_column() -> None:
     strict.strict = True
     extra = validate_frame(reference, strict)
     assert [(f.column, f.check) for f in extra.failures] == [("spend", "column_in_schema")]
+
+
+def test_the_same_data_from_a_csv_file_passes_the_schema_of_a_version(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # A version added from a DataFrame reads back integers with nulls as Int64 and times
+    # in microseconds; a CSV file of the same values reads as float64 and seconds.
+    frame = pd.DataFrame(
+        {
+            "visits": pd.array([3, None, 5, 8] * 5, dtype="Int64"),
+            "seen": pd.date_range("2024-03-01 09:00", periods=20, freq="h", tz="UTC"),
+        }
+    )
+    cv.data.add("visits", frame)
+    schema = cv.data.infer_schema("visits@1")
+    frame.to_csv(tmp_path / "visits.csv", index=False)
+    report = cv.data.validate(tmp_path / "visits.csv", schema)
+    assert report.passed, report.summary()
+    cv.data.add("visits-csv", tmp_path / "visits.csv")  # and the other way round
+    assert cv.data.validate(frame, cv.data.infer_schema("visits-csv@1")).passed
+    # What differs in the values still fails: fractions, and another time zone.
+    frame.assign(visits=[3.5, None, 5, 8] * 5).to_csv(tmp_path / "halves.csv", index=False)
+    halves = cv.data.validate(tmp_path / "halves.csv", schema)
+    assert [f.column for f in halves.failures] == ["visits"]
+    tokyo = frame.assign(seen=frame.seen.dt.tz_convert("Asia/Tokyo"))
+    assert [f.column for f in cv.data.validate(tokyo, schema).failures] == ["seen"]

@@ -468,6 +468,7 @@ def validate_frame(
         # pandera cannot report the duplicate rows of such a frame (it raises ValueError),
         # and a repeated label would not say which row failed anyway.
         df = df.reset_index(drop=True)
+    df, schema = _same_representation(df, schema)
     report = ValidationReport(
         passed=True,
         rows=len(df),
@@ -485,6 +486,61 @@ def validate_frame(
         report.passed = False
         report.failures.append(CheckFailure(None, str(e.check or "schema"), 1, [str(e)][:1]))
     return report
+
+
+def _same_representation(
+    df: pd.DataFrame, schema: pa.DataFrameSchema
+) -> tuple[pd.DataFrame, pa.DataFrameSchema]:
+    """``df`` and ``schema``, with the columns that hold the schema's values in another
+    pandas representation converted to the schema's.
+
+    The same Arrow column reads into pandas in more than one way: integers with nulls as
+    ``Int64`` where the table carries pandas metadata (a version added from a DataFrame) and
+    as ``float64`` elsewhere (a CSV file), the same instants as ``datetime64[s, UTC]`` from
+    a CSV file and ``[us, UTC]`` from Parquet. Such differences are in how the data was
+    stored, not in the data, and must not fail a dtype check. (pandera already ignores the
+    unit of datetimes without a time zone.)
+    """
+    import numpy as np
+    import pandas as pd
+    from pandas.api import types as ptypes
+
+    converted: dict[str, Any] = {}
+    for name, column in schema.columns.items():
+        if column.regex or name not in df.columns or column.dtype is None:
+            continue
+        want, series = column.dtype.type, df[name]
+        have = series.dtype
+        if want == have:
+            continue
+        nullable_int = _nullable_integer(want)
+        if isinstance(want, pd.DatetimeTZDtype) and isinstance(have, pd.DatetimeTZDtype):
+            if str(want.tz) == str(have.tz):  # another time zone stays a failure
+                schema = schema.update_column(name, dtype=have)
+        elif nullable_int and ptypes.is_float_dtype(have):
+            values = series.dropna().to_numpy()
+            if np.isfinite(values).all() and (values == np.round(values)).all():
+                converted[name] = series  # integers with nulls, read as floats
+        elif ptypes.is_integer_dtype(want) and ptypes.is_integer_dtype(have):
+            if not nullable_int and not series.hasnans:
+                converted[name] = series  # Int64 without nulls, as an int64 holds it
+        elif ptypes.is_float_dtype(want) and _nullable_integer(have):
+            converted[name] = series  # Int64 where the reference's integers read as floats
+    for name, series in converted.items():
+        try:
+            converted[name] = series.astype(schema.columns[name].dtype.type)
+        except (TypeError, ValueError, OverflowError):  # out of range: leave it to fail
+            converted[name] = series
+    if converted:
+        df = df.assign(**converted)
+    return df, schema
+
+
+def _nullable_integer(dtype: Any) -> bool:
+    """Whether ``dtype`` is one of pandas' integer types that hold nulls (``Int64``...)."""
+    from pandas.api import types as ptypes
+
+    return ptypes.is_extension_array_dtype(dtype) and ptypes.is_integer_dtype(dtype)
 
 
 def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> None:
