@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import conveyor as cv
+from conveyor.core.errors import InvalidArgumentError
 from conveyor.data.validation import infer_schema, schema_from_yaml, schema_to_yaml, validate_frame
 from conveyor.store.workspace import Workspace
 
@@ -101,3 +102,17 @@ def test_the_same_data_from_a_csv_file_passes_the_schema_of_a_version(
     assert [f.column for f in halves.failures] == ["visits"]
     tokyo = frame.assign(seen=frame.seen.dt.tz_convert("Asia/Tokyo"))
     assert [f.column for f in cv.data.validate(tokyo, schema).failures] == ["seen"]
+
+
+def test_a_table_of_durations_is_profiled_and_checked(ws: Workspace) -> None:
+    waits = pd.DataFrame({"wait": pd.to_timedelta([1, None, 86400] * 4, unit="s")})
+    version = cv.data.add("waits", waits)
+    assert version.profile["columns"]["wait"]["max"] == "1 day, 0:00:00"
+    cv.data.infer_schema("waits@1")
+    assert cv.data.validate("waits@1").passed
+
+
+def test_a_column_parquet_cannot_hold_is_named(ws: Workspace) -> None:
+    offsets = pd.DataFrame({"every": [pd.DateOffset(months=1)] * 2})
+    with pytest.raises(InvalidArgumentError, match=r"its column 'every' \(month_day_nano"):
+        cv.data.add("offsets", offsets)

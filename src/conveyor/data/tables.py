@@ -149,11 +149,27 @@ def table_to_add(data: Any, dataset: str) -> pa.Table:
 
 def write_parquet(table: pa.Table) -> bytes:
     """Serialize ``table`` as Parquet (zstd), the storage format of table versions."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    try:
+        pq.write_table(table, sink, compression="zstd")
+    except pa.ArrowNotImplementedError as e:  # a type Parquet cannot hold (an interval)
+        kinds = [f"{f.name!r} ({f.type})" for f in table.schema if _not_parquet(f.type)]
+        what = f"its column {', '.join(kinds)} is of a type Parquet" if kinds else "Parquet"
+        raise InvalidArgumentError(
+            f"The table cannot be stored: {what} cannot hold ({e}).",
+            hint="Convert such columns first, e.g. df[col] = df[col].astype(str).",
+        ) from None
     return sink.getvalue()
+
+
+def _not_parquet(kind: pa.DataType) -> bool:
+    """Whether Parquet cannot store ``kind`` (date offsets: Arrow intervals)."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_interval(kind))
 
 
 def read_table(fmt: str, sources: list[Any], names: list[str] | None = None) -> pa.Table:
@@ -273,7 +289,11 @@ def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
     elif pa.types.is_boolean(kind):
         out["mean"] = _num(pc.mean(col).as_py())
         out["top"] = _top(col)
-    elif pa.types.is_temporal(kind):
+    elif pa.types.is_duration(kind):  # min_max has no kernel for durations: use their counts
+        bounds = pc.min_max(col.cast(pa.int64())).as_py()
+        out["min"] = str(pa.scalar(bounds["min"], kind).as_py())
+        out["max"] = str(pa.scalar(bounds["max"], kind).as_py())
+    elif pa.types.is_temporal(kind) and not pa.types.is_interval(kind):
         bounds = pc.min_max(col).as_py()
         out["min"] = str(bounds["min"])
         out["max"] = str(bounds["max"])
