@@ -164,6 +164,7 @@ def test_validate_exits_2_when_it_cannot_check(project: Path) -> None:
     cli(project, "data", "add", "sales", "t.csv")
     (project / "broken.yaml").write_text("columns: [unclosed\n")
     (project / "binary.yaml").write_bytes(b"\xff\xfe\x00")
+    (project / "words.yaml").write_text("columns:\n  id:\n    dtype: int64\n    ge: zero\n")
     cannot = {
         "bad schema file": ("t.csv", "--schema", "broken.yaml"),
         "unreadable schema file": ("t.csv", "--schema", "binary.yaml"),
@@ -172,6 +173,7 @@ def test_validate_exits_2_when_it_cannot_check(project: Path) -> None:
         "no schema saved": ("sales@1",),
         "no such version": ("sales@7",),
         "no such file": ("nothing.csv", "--schema", "broken.yaml"),
+        "a check that cannot run": ("t.csv", "--schema", "words.yaml"),
     }
     for case, args in cannot.items():
         result = cli(project, "data", "validate", *args, "--json", ok=False)

@@ -116,3 +116,17 @@ def test_a_column_parquet_cannot_hold_is_named(ws: Workspace) -> None:
     offsets = pd.DataFrame({"every": [pd.DateOffset(months=1)] * 2})
     with pytest.raises(InvalidArgumentError, match=r"its column 'every' \(month_day_nano"):
         cv.data.add("offsets", offsets)
+
+
+def test_a_check_that_cannot_run_is_an_error_not_a_failure_of_the_data() -> None:
+    frame = pd.DataFrame({"id": range(20), "plan": ["basic", "pro"] * 10})
+    edited = schema_to_yaml(infer_schema(frame)).replace("min_rows: 10", "min_rows: ten")
+    with pytest.raises(InvalidArgumentError, match=r"row_count.* on the table could not run"):
+        validate_frame(frame, schema_from_yaml(edited), schema_source="s.yaml")
+    words = "columns:\n  id:\n    dtype: int64\n    ge: zero\n"
+    with pytest.raises(InvalidArgumentError, match=r"on column 'id' could not run") as caught:
+        validate_frame(frame, schema_from_yaml(words), schema_source="s.yaml")
+    assert "schema of s.yaml" in caught.value.hint
+    # On a column of the wrong type, the dtype failure explains it: still a failure.
+    report = validate_frame(frame.assign(id=frame.id.astype(str)), schema_from_yaml(words))
+    assert ("id", "dtype('int64')") in [(f.column, f.check) for f in report.failures]

@@ -417,7 +417,7 @@ def validate(
 
     For CI, the exit status tells bad data from a check that could not run: 0 when every
     check passes, 1 when a check fails, 2 on an error (no such version or file, a schema
-    file that cannot be read, no schema to check with).
+    file that cannot be read, no schema to check with, a check that cannot run).
     """
     with errors_exit(2):  # not 1: that would say the data is bad
         ws, svc = _service(ctx)

@@ -480,6 +480,7 @@ def validate_frame(
     try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as e:
+        _raise_for_broken_checks(e.schema_errors, schema_source)
         report.passed = False
         _fill(report, df, e.failure_cases)
     except pa.errors.SchemaError as e:  # raised instead of SchemaErrors in a few cases
@@ -534,6 +535,33 @@ def _same_representation(
     if converted:
         df = df.assign(**converted)
     return df, schema
+
+
+def _raise_for_broken_checks(errors: list[Any], schema_source: str | None) -> None:
+    """Raise when a check raised on data of the dtype it expects: the check cannot run
+    (``min_rows: twenty``, ``ge: zero``), so the data has not been checked, which is no
+    failure of the data. A check that raised on a column of the wrong dtype stays a failure
+    beside that column's dtype failure."""
+    from pandera.errors import SchemaErrorReason
+
+    wrong_dtype = {
+        e.schema.name for e in errors if e.reason_code == SchemaErrorReason.WRONG_DATATYPE
+    }
+    for e in errors:
+        if e.reason_code != SchemaErrorReason.CHECK_ERROR:
+            continue
+        column = getattr(e.schema, "name", None) if type(e.schema).__name__ == "Column" else None
+        if column is not None and column in wrong_dtype:
+            continue
+        where = f"column {column!r}" if column is not None else "the table"
+        source = f" of {schema_source}" if schema_source else ""
+        raise InvalidArgumentError(  # failure_cases holds the repr of the check's exception
+            f"The check {e.check.error or e.check.name} on {where} could not run: "
+            f"{e.failure_cases}; "
+            "the data was not checked.",
+            hint=f"Correct the check's arguments in the schema{source} (numbers where it "
+            "compares numbers, say), or remove the check.",
+        )
 
 
 def _nullable_integer(dtype: Any) -> bool:
