@@ -130,3 +130,18 @@ def test_a_check_that_cannot_run_is_an_error_not_a_failure_of_the_data() -> None
     # On a column of the wrong type, the dtype failure explains it: still a failure.
     report = validate_frame(frame.assign(id=frame.id.astype(str)), schema_from_yaml(words))
     assert ("id", "dtype('int64')") in [(f.column, f.check) for f in report.failures]
+
+
+def test_a_report_names_a_check_by_its_edited_arguments() -> None:
+    frame = pd.DataFrame({"id": range(40)})
+    written = schema_to_yaml(infer_schema(frame))
+    assert "error: row_count(min_rows=20, max_rows=80)" in written  # as pandera writes it
+    edited = schema_from_yaml(written.replace("min_rows: 20", "min_rows: 50"))
+    report = validate_frame(frame, edited)
+    assert [f.check for f in report.failures] == ["row_count(min_rows=50, max_rows=80)"]
+    assert schema_to_yaml(schema_from_yaml(written)) == written  # unedited: the same text
+    labelled = written.replace("row_count(min_rows=20, max_rows=80)", "too few rows")
+    relabelled = validate_frame(
+        frame, schema_from_yaml(labelled.replace("min_rows: 20", "min_rows: 50"))
+    )
+    assert [f.check for f in relabelled.failures] == ["too few rows"]  # the user's own label

@@ -177,6 +177,8 @@ def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSc
         raise InvalidArgumentError(
             f"Cannot read {source} as a pandera schema: {problem}.", hint=hint
         )
+    if _drop_generated_labels(parsed):
+        text = yaml.safe_dump(parsed, sort_keys=False)
     try:
         # A stream, never the text itself: pandera opens a string that names a file as that
         # file, and a schema sent to a team server must not be able to read the server's files.
@@ -187,6 +189,26 @@ def schema_from_yaml(text: str, *, source: str = "the schema") -> pa.DataFrameSc
             + _sentence(" ".join(str(e).split())),
             hint=hint,
         ) from e
+
+
+def _drop_generated_labels(parsed: dict[str, Any]) -> bool:
+    """Drop the labels pandera wrote for checks given as a list (``error: row_count(min_rows=20,
+    max_rows=80)``), so that pandera labels them again from their arguments; return whether
+    any was dropped. Written once, a label would keep naming the old arguments after the
+    user edits them, and so would every report. A label of the user's own stays."""
+    parts = [parsed, *(c for c in (parsed.get("columns") or {}).values() if isinstance(c, dict))]
+    dropped = False
+    for part in parts:
+        checks = part.get("checks")
+        for check in checks if isinstance(checks, list) else []:
+            options = check.get("options") if isinstance(check, dict) else None
+            if not isinstance(options, dict):
+                continue
+            label = str(options.get("error", ""))
+            if label.startswith(f"{options.get('check_name')}(") and label.endswith(")"):
+                del options["error"]
+                dropped = True
+    return dropped
 
 
 def _sentence(text: str) -> str:
