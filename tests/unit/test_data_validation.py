@@ -1,4 +1,4 @@
-"""Inferring schemas from awkward tables and validating against them, as users rely on it."""
+"""Inferring schemas from awkward tables, validating against them and comparing versions."""
 
 from __future__ import annotations
 
@@ -145,3 +145,14 @@ def test_a_report_names_a_check_by_its_edited_arguments() -> None:
         frame, schema_from_yaml(labelled.replace("min_rows: 20", "min_rows: 50"))
     )
     assert [f.check for f in relabelled.failures] == ["too few rows"]  # the user's own label
+
+
+def test_diff_shows_a_moved_range_of_times(ws: Workspace) -> None:
+    frame = pd.DataFrame({"at": pd.date_range("2024-01-01", periods=30, freq="D", tz="UTC")})
+    cv.data.add("events", frame)
+    cv.data.add("events", frame.assign(at=frame["at"] + pd.Timedelta(days=365)))
+    shifts = {(s.statistic, s.before, s.after) for s in cv.data.diff("events@1", "events@2").shifts}
+    assert shifts == {
+        ("min", "2024-01-01 00:00:00+00:00", "2024-12-31 00:00:00+00:00"),
+        ("max", "2024-01-30 00:00:00+00:00", "2025-01-29 00:00:00+00:00"),
+    }

@@ -15,19 +15,23 @@ STATISTICS = ("null_rate", "mean", "std", "min", "max", "distinct")
 
 @dataclass(frozen=True, slots=True)
 class ColumnShift:
-    """How one statistic of one column moved between two table versions."""
+    """How one statistic of one column moved between two table versions.
+
+    Numbers, but for the first and last of times and durations: their text
+    (``2024-03-01 00:00:00+00:00``), which has no ``change``.
+    """
 
     column: str
     statistic: str
-    before: float | None
-    after: float | None
+    before: float | str | None
+    after: float | str | None
 
     @property
     def change(self) -> float | None:
-        """``after - before`` when both are known."""
-        if self.before is None or self.after is None:
-            return None
-        return self.after - self.before
+        """``after - before`` when both are known numbers."""
+        if isinstance(self.before, int | float) and isinstance(self.after, int | float):
+            return self.after - self.before
+        return None
 
 
 @dataclass(slots=True)
@@ -98,4 +102,18 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion, ma: Manifest, mb: Manife
             x, y = sa.get(stat), sb.get(stat)
             if isinstance(x, int | float) and isinstance(y, int | float) and x != y:
                 out.shifts.append(ColumnShift(column, stat, x, y))  # ints stay exact
+            elif _moved_time(stat, x, y) and _kind(sa) == _kind(sb):  # not a date vs a time
+                out.shifts.append(ColumnShift(column, stat, x, y))
     return out
+
+
+def _moved_time(stat: str, x: Any, y: Any) -> bool:
+    """Whether the first or last time (or duration) moved: profiled as text, they would
+    otherwise never show."""
+    return stat in ("min", "max") and isinstance(x, str) and isinstance(y, str) and x != y
+
+
+def _kind(stats: dict[str, Any]) -> str:
+    """The kind of a profiled column's type without its unit: ``timestamp[s]`` and
+    ``timestamp[us]`` hold comparable times, and their text compares."""
+    return str(stats.get("type", "")).split("[", 1)[0]
