@@ -156,3 +156,15 @@ def test_diff_shows_a_moved_range_of_times(ws: Workspace) -> None:
         ("min", "2024-01-01 00:00:00+00:00", "2024-12-31 00:00:00+00:00"),
         ("max", "2024-01-30 00:00:00+00:00", "2025-01-29 00:00:00+00:00"),
     }
+
+
+def test_a_report_of_rows_with_lists_and_infinities_is_json(ws: Workspace) -> None:
+    import json
+
+    reference = pd.DataFrame({"x": [float(i) for i in range(20)], "tags": [["a", "b"]] * 20})
+    cv.data.add("tagged", reference)
+    schema = cv.data.infer_schema("tagged@1")
+    bad = reference.assign(x=[float("inf"), float("-inf"), *range(2, 20)])
+    report = json.loads(json.dumps(cv.data.validate(bad, schema).to_dict(), allow_nan=False))
+    assert report["failures"][0]["examples"] == ["inf", "-inf"]
+    assert report["failing_rows"][0] == {"_row": 0, "x": "inf", "tags": ["a", "b"]}

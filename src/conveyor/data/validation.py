@@ -463,10 +463,24 @@ class ValidationReport:
 
 
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        if isinstance(value, float) and value != value:  # NaN
-            return None
+    """``value`` (a cell or a failure case) as a JSON value: missing values as null,
+    infinities as text (JSON has no number for them), lists and arrays element-wise."""
+    import math
+
+    import pandas as pd
+
+    if value is None or isinstance(value, bool | int | str):
         return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) or getattr(value, "ndim", 0) > 0:
+        return [_jsonable(v) for v in value]  # a list column's cell: a NumPy array
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # pd.NA, NaT
+        return None
     if hasattr(value, "item"):
         return _jsonable(value.item())
     return str(value)
