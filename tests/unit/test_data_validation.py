@@ -168,3 +168,20 @@ def test_a_report_of_rows_with_lists_and_infinities_is_json(ws: Workspace) -> No
     report = json.loads(json.dumps(cv.data.validate(bad, schema).to_dict(), allow_nan=False))
     assert report["failures"][0]["examples"] == ["inf", "-inf"]
     assert report["failing_rows"][0] == {"_row": 0, "x": "inf", "tags": ["a", "b"]}
+
+
+def test_the_ci_gate_fails_validation_with_a_schema_that_cannot_check(ws: Workspace) -> None:
+    from conveyor.loop.gate import _run_check
+
+    frame = pd.DataFrame({"id": range(20)})
+    cv.data.add("holdout", frame)
+
+    def validation() -> tuple[str, str]:
+        found = _run_check(ws, "validation", "m/1", None, "holdout@1", None, frame)
+        return found["status"], found["detail"]
+
+    assert validation()[0] == "skipped"  # no schema saved: nothing to check with
+    cv.data.set_schema("holdout@1", "columns:\n  id:\n    dtype: int64\n    ge: zero\n")
+    status, detail = validation()
+    assert status == "failed"
+    assert "could not run" in detail

@@ -128,6 +128,10 @@ def _run_check(
     if kind == "validation":
         try:
             report = data_service(ws).validate(data_ref)
+        except InvalidArgumentError as e:
+            # A schema that cannot check the data (a check that cannot run, YAML that does
+            # not parse) must not let it through: only a missing schema skips the check.
+            return _check(check, "failed", str(e))
         except ConveyorError as e:
             return _check(check, "skipped", str(e))
         if report.passed:
