@@ -81,11 +81,13 @@ def test_a_missing_column_is_reported_on_that_column() -> None:
 def test_the_same_data_from_a_csv_file_passes_the_schema_of_a_version(
     ws: Workspace, tmp_path: Path
 ) -> None:
-    # A version added from a DataFrame reads back integers with nulls as Int64 and times
-    # in microseconds; a CSV file of the same values reads as float64 and seconds.
+    # A version added from a DataFrame reads back integers and booleans with nulls as Int64
+    # and boolean, times in microseconds; a CSV file of the same values reads as float64,
+    # object and seconds.
     frame = pd.DataFrame(
         {
             "visits": pd.array([3, None, 5, 8] * 5, dtype="Int64"),
+            "paid": pd.array([True, None, False, True] * 5, dtype="boolean"),
             "seen": pd.date_range("2024-03-01 09:00", periods=20, freq="h", tz="UTC"),
         }
     )

@@ -533,8 +533,9 @@ def _same_representation(
 
     The same Arrow column reads into pandas in more than one way: integers with nulls as
     ``Int64`` where the table carries pandas metadata (a version added from a DataFrame) and
-    as ``float64`` elsewhere (a CSV file), the same instants as ``datetime64[s, UTC]`` from
-    a CSV file and ``[us, UTC]`` from Parquet. Such differences are in how the data was
+    as ``float64`` elsewhere (a CSV file), booleans with nulls as ``boolean`` or ``object``,
+    the same instants as ``datetime64[s, UTC]`` from a CSV file and ``[us, UTC]`` from
+    Parquet. Such differences are in how the data was
     stored, not in the data, and must not fail a dtype check. (pandera already ignores the
     unit of datetimes without a time zone.)
     """
@@ -563,6 +564,11 @@ def _same_representation(
                 converted[name] = series  # Int64 without nulls, as an int64 holds it
         elif ptypes.is_float_dtype(want) and _nullable_integer(have):
             converted[name] = series  # Int64 where the reference's integers read as floats
+        elif isinstance(want, pd.BooleanDtype) and ptypes.is_object_dtype(have):
+            if series.dropna().map(type).isin([bool, np.bool_]).all():
+                converted[name] = series  # booleans with nulls, read as objects
+        elif ptypes.is_object_dtype(want) and isinstance(have, pd.BooleanDtype):
+            converted[name] = series  # "boolean" where the reference's read as objects
     for name, series in converted.items():
         try:
             converted[name] = series.astype(schema.columns[name].dtype.type)
