@@ -187,3 +187,12 @@ def test_the_ci_gate_fails_validation_with_a_schema_that_cannot_check(ws: Worksp
     status, detail = validation()
     assert status == "failed"
     assert "could not run" in detail
+
+
+def test_a_failure_is_on_its_column_when_the_schema_has_that_columns_name() -> None:
+    reference = pd.DataFrame({"plan": ["basic", "pro"] * 10, "n": range(20)})
+    schema = schema_from_yaml(schema_to_yaml(infer_schema(reference, name="plan")))
+    report = validate_frame(reference.assign(plan="gold"), schema)
+    assert [(f.column, f.failures) for f in report.failures] == [("plan", 20)]
+    too_few = validate_frame(reference.head(2), schema)
+    assert [f.column for f in too_few.failures] == [None]  # the row count: the table's

@@ -617,8 +617,13 @@ def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> No
     import pandas as pd
 
     bad_index: list[Any] = []
-    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-        col = None if pd.isna(column) or column == report.schema else str(column)
+    for (context, column, check), group in cases.groupby(
+        ["schema_context", "column", "check"], dropna=False, sort=False
+    ):
+        # A table check names the schema in ``column``: tell it by its context, not by that
+        # name, which may be a column's too.
+        table = context == "DataFrameSchema" or pd.isna(column)
+        col = None if table else str(column)
         name = str(check)
         if name in ("column_in_dataframe", "column_in_schema"):
             # A column missing, or (strict) one the schema lacks: pandera files it under
