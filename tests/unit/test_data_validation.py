@@ -196,3 +196,12 @@ def test_a_failure_is_on_its_column_when_the_schema_has_that_columns_name() -> N
     assert [(f.column, f.failures) for f in report.failures] == [("plan", 20)]
     too_few = validate_frame(reference.head(2), schema)
     assert [f.column for f in too_few.failures] == [None]  # the row count: the table's
+
+
+def test_a_schema_inferred_from_an_empty_table_checks_columns_not_rows(ws: Workspace) -> None:
+    reference = pd.DataFrame({"id": pd.Series([], dtype="int64"), "plan": pd.Series([], dtype=str)})
+    cv.data.add("template", reference)
+    schema = cv.data.infer_schema("template@1")
+    filled = pd.DataFrame({"id": range(30), "plan": ["basic", "pro"] * 15})
+    assert cv.data.validate(filled, schema).passed
+    assert cv.data.validate(filled.drop(columns=["plan"]), schema).failures[0].column == "plan"

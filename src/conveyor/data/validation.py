@@ -2,9 +2,10 @@
 
 An inferred schema checks each column's dtype and nullability, the value range of numbers,
 the allowed values of low-cardinality text and categorical columns, and uniqueness where
-the reference was unique; as table checks, the row count (half to twice the reference's)
-and, when the reference had none, duplicate rows. Schemas round-trip through YAML, so users
-can edit them, and stay plain pandera schemas, so users can add checks in Python.
+the reference was unique; as table checks, the row count (half to twice the reference's,
+unless it had no rows) and, when the reference had none, duplicate rows. Schemas round-trip
+through YAML, so users can edit them, and stay plain pandera schemas, so users can add
+checks in Python.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ def infer_schema(df: pd.DataFrame, *, name: str | None = None) -> pa.DataFrameSc
         columns[str(col)] = pa.Column(
             str(series.dtype), checks=checks, nullable=nulls > 0, unique=unique, name=str(col)
         )
-    table_checks = [pa.Check.row_count(min_rows=rows // 2, max_rows=max(rows * 2, 1))]
+    # An empty reference says which columns to expect, not how many rows: "at most 1"
+    # would fail every real table checked with it.
+    table_checks = [pa.Check.row_count(min_rows=rows // 2, max_rows=rows * 2)] if rows else []
     no_duplicates = not nested and rows > 1 and not df.duplicated().any()
     return pa.DataFrameSchema(
         columns,
