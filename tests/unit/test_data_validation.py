@@ -205,3 +205,16 @@ def test_a_schema_inferred_from_an_empty_table_checks_columns_not_rows(ws: Works
     filled = pd.DataFrame({"id": range(30), "plan": ["basic", "pro"] * 15})
     assert cv.data.validate(filled, schema).passed
     assert cv.data.validate(filled.drop(columns=["plan"]), schema).failures[0].column == "plan"
+
+
+def test_integers_of_another_width_fail_the_dtype_check_not_wrapped_into_it() -> None:
+    schema = infer_schema(pd.DataFrame({"level": pd.Series([0, 100] * 10, dtype="int8")}))
+    wide = pd.DataFrame({"level": pd.Series([300, 5] * 10, dtype="int64")})
+    report = validate_frame(wide, schema)
+    # Cast to int8, 300 would wrap to 44 and pass the range check as well.
+    assert [(f.column, f.check) for f in report.failures] == [
+        ("level", "dtype('int8')"),
+        ("level", "in_range(0, 100)"),
+    ]
+    nullable = pd.DataFrame({"level": pd.array([0, 100] * 10, dtype="Int8")})
+    assert validate_frame(nullable, schema).passed  # the same width, nullable: the same values

@@ -540,7 +540,8 @@ def _same_representation(
     the same instants as ``datetime64[s, UTC]`` from a CSV file and ``[us, UTC]`` from
     Parquet. Such differences are in how the data was
     stored, not in the data, and must not fail a dtype check. (pandera already ignores the
-    unit of datetimes without a time zone.)
+    unit of datetimes without a time zone, and takes ``Int64`` for ``int64`` and back. An
+    integer of another width is no such case: NumPy would wrap ``300`` into an ``int8``.)
     """
     import numpy as np
     import pandas as pd
@@ -562,9 +563,6 @@ def _same_representation(
             values = series.dropna().to_numpy()
             if np.isfinite(values).all() and (values == np.round(values)).all():
                 converted[name] = series  # integers with nulls, read as floats
-        elif ptypes.is_integer_dtype(want) and ptypes.is_integer_dtype(have):
-            if not nullable_int and not series.hasnans:
-                converted[name] = series  # Int64 without nulls, as an int64 holds it
         elif ptypes.is_float_dtype(want) and _nullable_integer(have):
             converted[name] = series  # Int64 where the reference's integers read as floats
         elif isinstance(want, pd.BooleanDtype) and ptypes.is_object_dtype(have):
