@@ -218,3 +218,15 @@ def test_integers_of_another_width_fail_the_dtype_check_not_wrapped_into_it() ->
     ]
     nullable = pd.DataFrame({"level": pd.array([0, 100] * 10, dtype="Int8")})
     assert validate_frame(nullable, schema).passed  # the same width, nullable: the same values
+
+
+def test_a_schema_that_checks_the_index_sees_repeated_labels() -> None:
+    import pandera.pandas as pa
+
+    schema = pa.DataFrameSchema(
+        {"n": pa.Column(int)}, index=pa.Index(str, pa.Check.isin(["x", "y"]), unique=True)
+    )
+    report = validate_frame(pd.DataFrame({"n": [1, 2, 3]}, index=["x", "y", "x"]), schema)
+    assert [(f.column, f.check, f.examples) for f in report.failures] == [
+        (None, "field_uniqueness", ["x", "x"])
+    ]

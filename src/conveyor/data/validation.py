@@ -500,12 +500,14 @@ def validate_frame(
 
     ``data`` and ``schema_source`` name what was checked and where the schema came from,
     for the report. A failing row is named by its index label, or by its position when
-    labels repeat (as after ``pd.concat`` without ``ignore_index``).
+    labels repeat (as after ``pd.concat`` without ``ignore_index``) and the schema does
+    not check the index.
     """
     pa = _pandera()
-    if df.index.has_duplicates:
+    if schema.index is None and df.index.has_duplicates:
         # pandera cannot report the duplicate rows of such a frame (it raises ValueError),
-        # and a repeated label would not say which row failed anyway.
+        # and a repeated label would not say which row failed anyway. A schema that checks
+        # the index must see its labels: positions would fail its dtype, pass its unique.
         df = df.reset_index(drop=True)
     df, schema = _same_representation(df, schema)
     report = ValidationReport(
