@@ -58,6 +58,7 @@ def test_a_written_schema_and_hand_added_checks_still_load() -> None:
         "unique: [a, b]\nname: pairs\n",
         "strict: true\ncolumns: {}\n",
         "strict: filter\ncolumns:\n  a:\n    nullable: no\n    unique: yes\n",
+        "columns:\n- name: a\n  dtype: int64\n",  # columns as a list, which pandera reads
     ],
 )
 def test_a_schema_of_rules_other_than_columns_loads(text: str) -> None:

@@ -199,7 +199,9 @@ def _drop_generated_labels(parsed: dict[str, Any]) -> bool:
     max_rows=80)``), so that pandera labels them again from their arguments; return whether
     any was dropped. Written once, a label would keep naming the old arguments after the
     user edits them, and so would every report. A label of the user's own stays."""
-    parts = [parsed, *(c for c in (parsed.get("columns") or {}).values() if isinstance(c, dict))]
+    columns = parsed.get("columns") or {}
+    columns = columns.values() if isinstance(columns, dict) else columns  # or a list of them
+    parts = [parsed, *(c for c in columns if isinstance(c, dict))]
     dropped = False
     for part in parts:
         checks = part.get("checks")
