@@ -230,3 +230,15 @@ def test_a_schema_that_checks_the_index_sees_repeated_labels() -> None:
     assert [(f.column, f.check, f.examples) for f in report.failures] == [
         (None, "field_uniqueness", ["x", "x"])
     ]
+
+
+def test_a_table_check_that_cannot_read_a_column_of_the_wrong_dtype_is_a_failure() -> None:
+    import pandera.pandas as pa
+
+    ordered = pa.Check(lambda df: df["start"] <= df["end"], name="start_before_end")
+    schema = pa.DataFrameSchema({"start": pa.Column(int), "end": pa.Column(int)}, checks=[ordered])
+    report = validate_frame(pd.DataFrame({"start": ["1", "2"], "end": [3, 4]}), schema)
+    assert ("start", "dtype('int64')") in [(f.column, f.check) for f in report.failures]
+    indexed = pa.DataFrameSchema({"n": pa.Column(int)}, index=pa.Index(int, pa.Check.ge("zero")))
+    with pytest.raises(InvalidArgumentError, match=r"on the index could not run"):
+        validate_frame(pd.DataFrame({"n": [1]}), indexed)

@@ -587,20 +587,22 @@ def _same_representation(
 def _raise_for_broken_checks(errors: list[Any], schema_source: str | None) -> None:
     """Raise when a check raised on data of the dtype it expects: the check cannot run
     (``min_rows: twenty``, ``ge: zero``), so the data has not been checked, which is no
-    failure of the data. A check that raised on a column of the wrong dtype stays a failure
-    beside that column's dtype failure."""
+    failure of the data. A check that raised on a column (or index) of the wrong dtype stays
+    a failure beside that dtype failure, and so does a table check when any column has the
+    wrong dtype: it may read that column, and the data fails anyway."""
     from pandera.errors import SchemaErrorReason
 
-    wrong_dtype = {
-        e.schema.name for e in errors if e.reason_code == SchemaErrorReason.WRONG_DATATYPE
-    }
+    wrong_dtype = [e.schema for e in errors if e.reason_code == SchemaErrorReason.WRONG_DATATYPE]
     for e in errors:
         if e.reason_code != SchemaErrorReason.CHECK_ERROR:
             continue
-        column = getattr(e.schema, "name", None) if type(e.schema).__name__ == "Column" else None
-        if column is not None and column in wrong_dtype:
+        kind = type(e.schema).__name__
+        if any(w is e.schema for w in wrong_dtype) or (kind == "DataFrameSchema" and wrong_dtype):
             continue
-        where = f"column {column!r}" if column is not None else "the table"
+        if kind == "Column":
+            where = f"column {e.schema.name!r}"
+        else:
+            where = "the index" if "Index" in kind else "the table"
         source = f" of {schema_source}" if schema_source else ""
         raise InvalidArgumentError(  # failure_cases holds the repr of the check's exception
             f"The check {e.check.error or e.check.name} on {where} could not run: "
