@@ -251,6 +251,19 @@ def test_push_and_pull_through_a_folder_remote(local_project: Path) -> None:
         json.loads(cli(project, "data", "push", "--remote", "remote", "--json").stdout)["copied"]
         == 0
     )
+    # The same damage on the remote: a pull names it there, a push --verify mends it.
+    held = sorted(p for p in (project / "remote").rglob("*") if p.is_file())
+    on_remote = next(p for p in held if p.name == damaged.name)
+    on_remote.write_bytes(b"not what was stored")
+    damaged.unlink()
+    refused = cli(project, "data", "pull", "raw", "--remote", "remote", ok=False)
+    assert "holds a damaged copy" in refused.stderr
+    assert "push --verify" in refused.stderr
+    cli(project, "data", "add", "raw", "data")  # the same files store the object again here
+    mended = cli(project, "data", "push", "--remote", "remote", "--verify")
+    assert "1 damaged there were replaced" in mended.stdout
+    assert damaged.name in {p.name for p in held}
+    cli(project, "data", "checkout", "raw@1", "out")
 
 
 def test_a_remote_listing_follows_the_servers_pages(

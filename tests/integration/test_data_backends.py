@@ -79,3 +79,20 @@ def test_concurrent_adds_to_one_dataset_get_distinct_numbers(
         t.join()
     assert errors == []
     assert sorted(made) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.s3
+def test_a_push_to_a_bucket_that_does_not_exist_says_so(tmp_path: Path, s3_bucket: str) -> None:
+    import conveyor as cv
+    from conveyor.core.errors import NotFoundError
+
+    src = tmp_path / "d"
+    src.mkdir()
+    (src / "a.bin").write_bytes(b"a" * 5000)
+    with cv.init(tmp_path / "p", project="p"):
+        cv.data.add("d", src)
+        with pytest.raises(NotFoundError) as caught:
+            cv.data.push(None, f"s3://{s3_bucket}-missing/remote")
+    # Not "the object is in neither store": this project holds it, the bucket is missing.
+    assert "Create the bucket first" in str(caught.value)
+    assert f"{s3_bucket}-missing" in str(caught.value)

@@ -773,6 +773,40 @@ class DataSuite:
             "good.txt": b"fine",
         }
 
+    def test_a_damaged_copy_on_the_remote_is_named_by_pull_and_replaced_by_push_verify(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"good.txt": b"fine", "bad.txt": b"original bytes"})
+        cv.data.add("d", tmp_path / "d")
+        remote_uri = str(tmp_path / "remote-store")
+        cv.data.push(["d@1"], remote_uri)
+        remote = cv.ArtifactStore(remote_uri)
+        digest = hashlib.sha256(b"original bytes").hexdigest()
+        remote.backend.put_bytes(f"{digest[:2]}/{digest[2:]}", b"tampered bytes")
+        forget_objects(ws)
+        with pytest.raises(IntegrityError) as caught:
+            cv.data.pull(["d@1"], remote_uri)
+        # Where the damage is and how to mend it, not a plea to restore it "from a remote".
+        assert f"{remote_uri} holds a damaged copy of object {digest}" in str(caught.value)
+        assert "push --verify" in str(caught.value)
+        assert not ws.artifacts.exists(digest)
+        write_tree(tmp_path / "d", {"good.txt": b"fine", "bad.txt": b"original bytes"})
+        cv.data.add("d", tmp_path / "d")  # the same files: stores the objects again
+        assert cv.data.push(["d@1"], remote_uri).repaired == 0  # without verify: only what lacks
+        pushed = cv.data.push(["d@1"], remote_uri, verify=True)
+        assert (pushed.copied, pushed.repaired, pushed.present) == (0, 1, 2)
+        forget_objects(ws)
+        assert cv.data.pull(["d@1"], remote_uri).copied == 3
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "after")) == {
+            "bad.txt": b"original bytes",
+            "good.txt": b"fine",
+        }
+        manifest = cv.data.get("d@1").digest  # the file list, read before any file is copied
+        remote.backend.put_bytes(f"{manifest[:2]}/{manifest[2:]}", b"tampered bytes")
+        forget_objects(ws)
+        with pytest.raises(IntegrityError, match="damaged copy of the file list of d@1"):
+            cv.data.pull(["d@1"], remote_uri)
+
     def test_a_pull_of_everything_pulls_what_the_remote_has_and_names_the_rest(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

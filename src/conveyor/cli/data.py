@@ -511,7 +511,7 @@ def _transfer(
     ws, svc = _service(ctx)
     with ws:
         if push:
-            result = svc.push(refs or None, remote, progress=RichProgress())
+            result = svc.push(refs or None, remote, verify=verify, progress=RichProgress())
         else:
             result = svc.pull(refs or None, remote, verify=verify, progress=RichProgress())
     if as_json:
@@ -521,7 +521,8 @@ def _transfer(
         return
     verb = "Pushed" if push else "Pulled"
     where = "to" if push else "from"
-    repaired = f"; {result.repaired:,} damaged here were replaced" if result.repaired else ""
+    there = "there" if push else "here"
+    repaired = f"; {result.repaired:,} damaged {there} were replaced" if result.repaired else ""
     console.print(
         f"{verb} {result.copied:,} objects ({human_bytes(result.copied_bytes)}) {where} "
         f"{escape(result.destination if push else result.source)}; "
@@ -545,10 +546,22 @@ def push(
     ctx: typer.Context,
     refs: Annotated[list[str] | None, typer.Argument(help=REFS_HELP)] = None,
     remote: Annotated[str | None, typer.Option("--remote", "-r", help=REMOTE_HELP)] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Also read the copies the remote holds and replace each damaged one (what "
+            "a pull that reported a damaged copy on the remote needs).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """Copy the files versions need to a remote (only what is missing; safe to re-run)."""
-    _transfer(ctx, refs, remote, push=True, as_json=as_json)
+    """Copy the files versions need to a remote (only what is missing; safe to re-run).
+
+    With --verify, every object of the versions the remote holds is read and checked
+    against its digest too, and the damaged ones are replaced with this project's copies.
+    """
+    _transfer(ctx, refs, remote, push=True, as_json=as_json, verify=verify)
 
 
 @data_app.command("pull")

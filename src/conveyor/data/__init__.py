@@ -154,10 +154,13 @@ def push(
     refs: list[str] | str | None = None,
     remote: str | None = None,
     *,
+    verify: bool = False,
     workspace: Workspace | None = None,
 ) -> TransferResult:
-    """Copy what ``refs`` need (default: every version) to ``remote`` (default: remote_uri)."""
-    return _svc(workspace).push(refs, remote)
+    """Copy what ``refs`` need (default: every version) to ``remote`` (default: remote_uri).
+    With ``verify``, also read what the remote holds of them and replace any damaged object
+    (one a pull reported as damaged there) with this store's copy."""
+    return _svc(workspace).push(refs, remote, verify=verify)
 
 
 def pull(

@@ -987,9 +987,11 @@ class DataService:
         refs: list[str] | str | None = None,
         remote: str | None = None,
         *,
+        verify: bool = False,
         progress: ProgressReporter | None = None,
     ) -> TransferResult:
-        """Copy the objects of ``refs`` (default: every version) that ``remote`` lacks."""
+        """Copy the objects of ``refs`` (default: every version) that ``remote`` lacks; with
+        ``verify``, also read those the remote holds and replace each damaged one."""
         target = self.remote(remote)
         needed: dict[str, int] = {}
         selected = self._selected(refs)
@@ -998,7 +1000,16 @@ class DataService:
         needed.update(self._borrowed_schemas(selected, self.store))
         from conveyor.data.transfer import copy_objects
 
-        return copy_objects(needed, self.store, target, progress=progress)
+        return copy_objects(
+            needed,
+            self.store,
+            target,
+            progress=progress,
+            verify=verify,
+            damaged_hint="Replace this store's copy from a remote that has it: conveyor data "
+            "pull --verify (from Python: cv.data.pull(verify=True)), or add the original "
+            "files again.",
+        )
 
     def pull(
         self,
@@ -1040,7 +1051,14 @@ class DataService:
         needed.update(self._borrowed_schemas(kept, source))
         from conveyor.data.transfer import copy_objects
 
-        result = copy_objects(needed, source, self.store, progress=progress, verify=verify)
+        result = copy_objects(
+            needed,
+            source,
+            self.store,
+            progress=progress,
+            verify=verify,
+            damaged_hint=_MEND_REMOTE,
+        )
         return dataclasses.replace(result, missing=missing) if missing else result
 
     def _borrowed_schemas(
@@ -1073,9 +1091,23 @@ class DataService:
         except (NotFoundError, IntegrityError):  # not here (yet), or damaged here
             if source is None:
                 raise
-            manifest = Manifest.decode(source.get(version.digest))
+            try:
+                manifest = Manifest.decode(source.get(version.digest))
+            except IntegrityError as e:
+                raise IntegrityError(
+                    f"{source.uri} holds a damaged copy of the file list of {version.ref} "
+                    f"(object {version.digest}): its bytes no longer match the digest.",
+                    hint=_MEND_REMOTE,
+                ) from e
         needed.update((digest, size) for digest, (size, _) in _objects(manifest).items())
         return needed
+
+
+#: What to do about a damaged object on a remote that a pull found.
+_MEND_REMOTE = (
+    "Replace the remote's copy from a project that holds an intact one: conveyor data push "
+    "--verify there (from Python: cv.data.push(verify=True))."
+)
 
 
 @contextlib.contextmanager

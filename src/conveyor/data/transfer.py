@@ -41,11 +41,14 @@ def copy_objects(
     workers: int = 8,
     progress: object | None = None,
     verify: bool = False,
+    damaged_hint: str | None = None,
 ) -> TransferResult:
     """Copy each of ``objects`` (``{digest: size}``) that ``destination`` lacks, verified.
 
     With ``verify``, the objects ``destination`` holds are read through too, and each whose
-    bytes no longer match its digest is replaced with ``source``'s copy.
+    bytes no longer match its digest is replaced with ``source``'s copy. An object whose
+    copy in ``source`` is damaged raises IntegrityError naming ``source``, with
+    ``damaged_hint`` as what to do.
     """
     present = destination.exists_many(set(objects))
     todo = sorted((d for d in objects if d not in present), key=lambda d: -objects[d])
@@ -63,12 +66,10 @@ def copy_objects(
 
     def one(job: tuple[str, bool]) -> int:
         digest, repair = job
+        # Only the source's NotFoundError means the object is missing: the destination's
+        # (a bucket that does not exist) says what is wrong by itself.
         try:
-            with source.open(digest) as stream:
-                if repair:
-                    put = destination.repair(digest, stream)
-                else:
-                    put = destination.put_stream(stream, durable=False)
+            stream = source.open(digest)
         except NotFoundError:
             raise NotFoundError(
                 f"Object {digest} is in neither {destination.uri} nor {source.uri}."
@@ -76,6 +77,18 @@ def copy_objects(
                 else f"Object {digest} is damaged in {destination.uri} and not in {source.uri}.",
                 hint="Push it from the machine that added the version.",
             ) from None
+        try:
+            with stream:
+                if repair:
+                    put = destination.repair(digest, stream)
+                else:
+                    put = destination.put_stream(stream, durable=False)
+        except IntegrityError as e:  # the source's copy failed its digest check
+            raise IntegrityError(
+                f"{source.uri} holds a damaged copy of object {digest} (its bytes no longer "
+                f"match the digest), so it was not copied to {destination.uri}.",
+                hint=damaged_hint or e.hint,
+            ) from e
         if advance is not None:
             advance(1, put.size)
         return put.size
