@@ -61,3 +61,35 @@ def test_a_forked_process_removes_its_staging_folder_when_it_ends(
     child.join(30)
     assert child.exitcode == 0
     assert list(tmp_path.glob("conveyor-staging-*")) == []
+
+
+def test_threads_that_first_use_a_store_together_make_one_filesystem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transfer's first existence checks run on many threads at once; each making its own
+    filesystem (and S3 client) cost seconds before a push or pull copied anything."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import fsspec.core
+
+    threads = 8
+    made: list[object] = []
+    everyone_in = threading.Event()
+    real = fsspec.core.url_to_fs
+
+    def counting(*args: object, **kwargs: object) -> object:
+        made.append(args)
+        if len(made) == threads:
+            everyone_in.set()
+        # Hold the first caller until every thread has asked, or long enough to be sure no
+        # other one will: without one filesystem per store, all of them get in here.
+        everyone_in.wait(0.3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", counting)
+    backend = FsspecBackend("memory://one-filesystem/p")
+    with ThreadPoolExecutor(threads) as pool:
+        found = list(pool.map(backend.exists, [f"ab/{i}" for i in range(threads)]))
+    assert found == [False] * threads
+    assert len(made) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ class FsspecBackend:
         self.storage_options = storage_options
         self._fs: Any = None
         self._root = ""
+        self._fs_lock = threading.Lock()
         _track(self)
 
     def __repr__(self) -> str:
@@ -45,8 +47,15 @@ class FsspecBackend:
 
     @property
     def fs(self) -> Any:
-        """The fsspec filesystem, created on first use."""
-        if self._fs is None:
+        """The fsspec filesystem, created on first use (once, however many threads ask)."""
+        if self._fs is not None:
+            return self._fs
+        # Many threads ask at once (a transfer's existence checks): each would otherwise make
+        # its own filesystem and S3 client, a fraction of a second of CPU apiece, one after
+        # another on fsspec's event loop.
+        with self._fs_lock:
+            if self._fs is not None:
+                return self._fs
             import fsspec
             from fsspec.core import split_protocol
 
@@ -61,7 +70,8 @@ class FsspecBackend:
                     f"({e.name or e}).",
                     hint=_INSTALL.get(protocol, f"Install the fsspec package for {protocol}://."),
                 ) from e
-            self._fs, self._root = fs, root.rstrip("/")
+            self._root = root.rstrip("/")
+            self._fs = fs
         return self._fs
 
     def _path(self, key: str) -> str:
@@ -197,6 +207,7 @@ def _track(backend: FsspecBackend) -> None:
 def _after_fork_in_child() -> None:
     for backend in list(_backends):
         backend._fs = None
+        backend._fs_lock = threading.Lock()  # one a parent's thread held stays held here
 
 
 #: What to install for the fsspec protocols people use most.
