@@ -823,6 +823,28 @@ class DataSuite:
         with pytest.raises(NotFoundError, match="lacks files of e@1"):
             cv.data.pull(["e"], remote)
 
+    def test_a_push_of_everything_pushes_what_this_store_has_and_names_the_rest(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        # Shared metadata: versions others added and pushed (d), or added and did not (f).
+        write_tree(tmp_path / "d", {"a": b"pushed by a teammate"})
+        cv.data.add("d", tmp_path / "d")
+        write_tree(tmp_path / "f", {"b": b"never pushed by a teammate"})
+        cv.data.add("f", tmp_path / "f")
+        remote = str(tmp_path / "remote-store")
+        cv.data.push("d", remote)
+        forget_objects(ws)
+        write_tree(tmp_path / "e", {"c": b"mine"})
+        cv.data.add("e", tmp_path / "e")
+        pushed = cv.data.push(None, remote)
+        assert (pushed.copied, pushed.present, pushed.missing) == (2, 2, ("f@1",))
+        assert cv.data.push(["d", "e"], remote).copied == 0
+        with pytest.raises(NotFoundError, match="lacks files of f@1"):
+            cv.data.push(["f"], remote)
+        forget_objects(ws)
+        cv.data.pull(["e"], remote)
+        assert read_tree(cv.data.checkout("e@1", tmp_path / "out")) == {"c": b"mine"}
+
     def test_pulling_one_version_brings_the_schema_that_checks_it(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

@@ -529,9 +529,10 @@ def _transfer(
         f"{result.present:,} were already there{repaired}."
     )
     if result.missing:
+        lacks = "neither this store nor the remote holds all" if push else "the remote lacks some"
         err_console.print(
-            f"error: {len(result.missing):,} versions were not pulled: the remote lacks some "
-            f"of their files: {escape(', '.join(result.missing))}. Push them from the machine "
+            f"error: {len(result.missing):,} versions were not {verb.lower()}: {lacks} of "
+            f"their files: {escape(', '.join(result.missing))}. Push them from the machine "
             "that added them (conveyor data push)."
         )
         raise typer.Exit(1)

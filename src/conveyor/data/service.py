@@ -991,16 +991,24 @@ class DataService:
         progress: ProgressReporter | None = None,
     ) -> TransferResult:
         """Copy the objects of ``refs`` (default: every version) that ``remote`` lacks; with
-        ``verify``, also read those the remote holds and replace each damaged one."""
+        ``verify``, also read those the remote holds and replace each damaged one.
+
+        Versions named in ``refs`` whose files neither store holds are an error naming them;
+        a push of everything pushes the versions it can and lists the others in ``missing``
+        (in a project whose metadata others share, the versions they added and have not
+        pushed yet).
+        """
         target = self.remote(remote)
-        needed: dict[str, int] = {}
-        selected = self._selected(refs)
-        for version in selected:
-            needed.update(self.objects_of(version))
-        needed.update(self._borrowed_schemas(selected, self.store))
+        needed, missing = self._plan(refs, self.store, target)
+        if missing and refs:
+            raise NotFoundError(
+                f"This project's store lacks files of {_some(missing)}, and the remote "
+                f"{target.uri} does not hold them either.",
+                hint="Push them from the machine that added them, or add the files again.",
+            )
         from conveyor.data.transfer import copy_objects
 
-        return copy_objects(
+        result = copy_objects(
             needed,
             self.store,
             target,
@@ -1010,6 +1018,7 @@ class DataService:
             "pull --verify (from Python: cv.data.pull(verify=True)), or add the original "
             "files again.",
         )
+        return dataclasses.replace(result, missing=missing) if missing else result
 
     def pull(
         self,
@@ -1026,29 +1035,14 @@ class DataService:
         a pull of everything pulls the versions it can and lists the others in ``missing``.
         """
         source = self.remote(remote)
-        selected = self._selected(refs)
-        wanted: dict[str, dict[str, int]] = {}
-        for version in selected:
-            try:
-                wanted[version.ref] = self.objects_of(version, source)
-            except NotFoundError:  # its file list is in neither store
-                wanted[version.ref] = {version.digest: 0}
-        every = {d for objects in wanted.values() for d in objects}
-        here = self.store.exists_many(every)
-        available = here | source.exists_many(every - here)
-        missing = tuple(
-            ref for ref, objects in wanted.items() if any(d not in available for d in objects)
-        )
+        needed, missing = self._plan(refs, source, self.store)
         if missing and refs:
             raise NotFoundError(
-                f"The remote {source.uri} lacks files of {', '.join(missing[:10])}"
-                f"{' and more' if len(missing) > 10 else ''}, and this store does not hold them.",
+                f"The remote {source.uri} lacks files of {_some(missing)}, and this store "
+                "does not hold them.",
                 hint="Push them from the machine that added them (conveyor data push), or "
                 "check the remote.",
             )
-        kept = [v for v in selected if v.ref not in missing]
-        needed = {d: n for v in kept for d, n in wanted[v.ref].items()}
-        needed.update(self._borrowed_schemas(kept, source))
         from conveyor.data.transfer import copy_objects
 
         result = copy_objects(
@@ -1060,6 +1054,30 @@ class DataService:
             damaged_hint=_MEND_REMOTE,
         )
         return dataclasses.replace(result, missing=missing) if missing else result
+
+    def _plan(
+        self, refs: list[str] | str | None, source: ArtifactStore, destination: ArtifactStore
+    ) -> tuple[dict[str, int], tuple[str, ...]]:
+        """What a push or pull of ``refs`` copies: ``{digest: size}`` of the objects of the
+        versions whose files the two stores hold between them, and the refs of the others."""
+        remote = destination if source is self.store else source
+        selected = self._selected(refs)
+        wanted: dict[str, dict[str, int]] = {}
+        for version in selected:
+            try:
+                wanted[version.ref] = self.objects_of(version, remote)
+            except NotFoundError:  # its file list is in neither store
+                wanted[version.ref] = {version.digest: 0}
+        every = {d for objects in wanted.values() for d in objects}
+        here = self.store.exists_many(every)  # the cheap look first: the remote for the rest
+        available = here | remote.exists_many(every - here)
+        missing = tuple(
+            ref for ref, objects in wanted.items() if any(d not in available for d in objects)
+        )
+        kept = [v for v in selected if v.ref not in missing]
+        needed = {d: n for v in kept for d, n in wanted[v.ref].items()}
+        needed.update(self._borrowed_schemas(kept, source))
+        return needed, missing
 
     def _borrowed_schemas(
         self, versions: list[DatasetVersion], source: ArtifactStore
@@ -1101,6 +1119,11 @@ class DataService:
                 ) from e
         needed.update((digest, size) for digest, (size, _) in _objects(manifest).items())
         return needed
+
+
+def _some(refs: tuple[str, ...]) -> str:
+    """The first ten of ``refs``, for a message."""
+    return f"{', '.join(refs[:10])}{' and more' if len(refs) > 10 else ''}"
 
 
 #: What to do about a damaged object on a remote that a pull found.
