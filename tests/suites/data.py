@@ -845,6 +845,18 @@ class DataSuite:
         cv.data.pull(["e"], remote)
         assert read_tree(cv.data.checkout("e@1", tmp_path / "out")) == {"c": b"mine"}
 
+    def test_a_relative_remote_folder_is_relative_to_the_working_directory(
+        self, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        write_tree(tmp_path / "d", {"a": b"alpha"})
+        cv.data.add("d", tmp_path / "d")
+        elsewhere = tmp_path / "project" / "notebooks"  # a folder of the project, not its root
+        elsewhere.mkdir(parents=True)
+        monkeypatch.chdir(elsewhere)
+        pushed = cv.data.push(None, "../backup")  # as checkout's and add's paths are
+        assert pushed.destination == str(tmp_path / "project" / "backup")
+        assert cv.data.push(None, str(tmp_path / "project" / "backup")).copied == 0
+
     def test_pulling_one_version_brings_the_schema_that_checks_it(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

@@ -940,7 +940,11 @@ class DataService:
     # -- remotes ---------------------------------------------------------------------------
 
     def remote(self, uri: str | None = None) -> ArtifactStore:
-        """Return the remote artifact store ``uri`` (default: the ``remote_uri`` setting)."""
+        """Return the remote artifact store ``uri`` (default: the ``remote_uri`` setting).
+
+        A relative folder given here is relative to the working directory, as every path a
+        command takes is; the setting's is relative to the project root, as every setting's is.
+        """
         from conveyor.core.config import normalize_artifact_uri
 
         chosen = uri or self.ws.settings.remote_uri
@@ -951,7 +955,7 @@ class DataService:
                 "remote= from Python; or set remote_uri in conveyor.toml or CONVEYOR_REMOTE_URI.",
             )
         _check_remote_uri(chosen)
-        resolved = normalize_artifact_uri(chosen, self.ws.settings.root)
+        resolved = normalize_artifact_uri(chosen, Path.cwd() if uri else self.ws.settings.root)
         if "://" not in resolved and Path(resolved).exists() and not Path(resolved).is_dir():
             raise InvalidArgumentError(
                 f"The remote {chosen!r} is a file, not a folder.",
