@@ -193,6 +193,13 @@ class DataSuite:
         cv.data.add("d", tmp_path / "d")
         with pytest.raises(NotFoundError, match=r"no version '7'; latest versions: d@1"):
             cv.data.get("d@7")
+        # Past what the store's version column holds (PostgreSQL's int4, SQLite's int64):
+        # still no such version, not the database refusing the query.
+        for number in ("2147483648", "99999999999999999999"):
+            with pytest.raises(NotFoundError, match=rf"no version '{number}'; latest versions"):
+                cv.data.get(f"d@{number}")
+        with pytest.raises(InvalidArgumentError, match="put a version number"):
+            cv.data.get("d@²")  # a digit to str.isdigit, not to int()
         with pytest.raises(NotFoundError, match="no dataset named 'nope'; datasets: d"):
             cv.data.get("nope@1")
 

@@ -36,6 +36,8 @@ DATASET_KIND = "dataset"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _HEX = re.compile(r"^[0-9a-f]{6,64}$")
 _HEX_ANY_CASE = re.compile(r"^[0-9a-fA-F]{6,64}$")
+#: The largest version number the metadata store's column holds (a 32-bit integer).
+_MAX_VERSION = 2_147_483_647
 
 
 def validate_dataset_name(name: str) -> str:
@@ -151,8 +153,12 @@ def find_version(conn: sa.Connection, project_id: str, ref: str) -> DatasetVersi
     )
     if selector == "latest":
         query = query.order_by(dataset_versions.c.version.desc()).limit(1)
-    elif selector.isdigit():
-        query = query.where(dataset_versions.c.version == int(selector))
+    elif selector.isascii() and selector.isdigit():  # not '²', which int() refuses
+        number = int(selector)
+        # A number past the column's range is no version: PostgreSQL and SQLite would
+        # refuse the query itself.
+        in_range = 1 <= number <= _MAX_VERSION
+        query = query.where(dataset_versions.c.version == (number if in_range else 0))
     elif _HEX.match(selector):
         query = query.where(dataset_versions.c.digest.startswith(selector, autoescape=True))
         query = query.order_by(dataset_versions.c.version.desc())
