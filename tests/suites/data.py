@@ -863,6 +863,11 @@ class DataSuite:
         pushed = cv.data.push(None, "../backup")  # as checkout's and add's paths are
         assert pushed.destination == str(tmp_path / "project" / "backup")
         assert cv.data.push(None, str(tmp_path / "project" / "backup")).copied == 0
+        # A scheme in capitals is the same scheme, not a folder named 'FILE:' here.
+        shouted = cv.data.push(None, f"FILE://{tmp_path / 'upper'}")
+        assert (shouted.destination, shouted.copied) == (f"file://{tmp_path / 'upper'}", 2)
+        assert cv.data.push(None, str(tmp_path / "upper")).copied == 0
+        assert not (elsewhere / "FILE:").exists()
 
     def test_pulling_one_version_brings_the_schema_that_checks_it(
         self, ws: Workspace, tmp_path: Path

@@ -45,6 +45,11 @@ def test_remote_uris_are_kept_as_given(tmp_path: Path) -> None:
     assert (s.store_uri, s.artifact_uri) == ("postgresql://u@db:5432/x", "s3://bucket/prefix")
 
 
+def test_a_store_uri_scheme_in_capitals_is_the_same_scheme(tmp_path: Path) -> None:
+    s = load_settings(tmp_path, artifact_uri="S3://Bucket/Prefix", remote_uri="FILE:///srv/x")
+    assert (s.artifact_uri, s.remote_uri) == ("s3://Bucket/Prefix", "file:///srv/x")
+
+
 def test_the_root_is_found_by_walking_up(tmp_path: Path) -> None:
     (tmp_path / "conveyor.toml").write_text("")
     deep = tmp_path / "src" / "pkg"

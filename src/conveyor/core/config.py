@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
 CONFIG_FILE = "conveyor.toml"
 STATE_DIR = ".conveyor"
 ENV_PREFIX = "CONVEYOR_"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +230,11 @@ def _normalize_store_uri(uri: str, root: Path) -> str:
 
 
 def normalize_artifact_uri(uri: str, root: Path) -> str:
-    if "://" in uri:
-        return uri
+    scheme, sep, rest = uri.partition("://")
+    if sep:
+        # Schemes are case-insensitive (RFC 3986); fsspec and file:// parsing are not, and
+        # took FILE:///x for a relative folder named 'FILE:'.
+        return (scheme.lower() if _SCHEME.match(scheme) else scheme) + sep + rest
     path = Path(uri).expanduser()
     return str(path if path.is_absolute() else (root / path).resolve())
 
