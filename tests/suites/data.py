@@ -783,12 +783,14 @@ class DataSuite:
     def test_a_damaged_copy_on_the_remote_is_named_by_pull_and_replaced_by_push_verify(
         self, ws: Workspace, tmp_path: Path
     ) -> None:
-        write_tree(tmp_path / "d", {"good.txt": b"fine", "bad.txt": b"original bytes"})
+        files = {"bad.txt": b"original bytes, the largest file: copied first"}
+        files.update({f"good-{i}.txt": b"fine %d" % i for i in range(60)})
+        write_tree(tmp_path / "d", files)
         cv.data.add("d", tmp_path / "d")
         remote_uri = str(tmp_path / "remote-store")
         cv.data.push(["d@1"], remote_uri)
         remote = cv.ArtifactStore(remote_uri)
-        digest = hashlib.sha256(b"original bytes").hexdigest()
+        digest = hashlib.sha256(files["bad.txt"]).hexdigest()
         remote.backend.put_bytes(f"{digest[:2]}/{digest[2:]}", b"tampered bytes")
         forget_objects(ws)
         with pytest.raises(IntegrityError) as caught:
@@ -797,17 +799,16 @@ class DataSuite:
         assert f"{remote_uri} holds a damaged copy of object {digest}" in str(caught.value)
         assert "push --verify" in str(caught.value)
         assert not ws.artifacts.exists(digest)
-        write_tree(tmp_path / "d", {"good.txt": b"fine", "bad.txt": b"original bytes"})
+        # The damaged object held back none of the others.
+        assert len(list(ws.artifacts.objects())) == 61  # the file list and the good files
+        write_tree(tmp_path / "d", files)
         cv.data.add("d", tmp_path / "d")  # the same files: stores the objects again
         assert cv.data.push(["d@1"], remote_uri).repaired == 0  # without verify: only what lacks
         pushed = cv.data.push(["d@1"], remote_uri, verify=True)
-        assert (pushed.copied, pushed.repaired, pushed.present) == (0, 1, 2)
+        assert (pushed.copied, pushed.repaired, pushed.present) == (0, 1, 61)
         forget_objects(ws)
-        assert cv.data.pull(["d@1"], remote_uri).copied == 3
-        assert read_tree(cv.data.checkout("d@1", tmp_path / "after")) == {
-            "bad.txt": b"original bytes",
-            "good.txt": b"fine",
-        }
+        assert cv.data.pull(["d@1"], remote_uri).copied == 62
+        assert read_tree(cv.data.checkout("d@1", tmp_path / "after")) == files
         manifest = cv.data.get("d@1").digest  # the file list, read before any file is copied
         remote.backend.put_bytes(f"{manifest[:2]}/{manifest[2:]}", b"tampered bytes")
         forget_objects(ws)

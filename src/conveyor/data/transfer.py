@@ -29,7 +29,7 @@ class TransferResult:
     copied_bytes: int
     present: int
     repaired: int = 0  # held but damaged, replaced (only when verifying)
-    #: Versions left out of a pull of everything: the remote lacks some of their files.
+    #: Versions left out of a push or pull of everything: neither store holds all their files.
     missing: tuple[str, ...] = ()
 
 
@@ -46,9 +46,9 @@ def copy_objects(
     """Copy each of ``objects`` (``{digest: size}``) that ``destination`` lacks, verified.
 
     With ``verify``, the objects ``destination`` holds are read through too, and each whose
-    bytes no longer match its digest is replaced with ``source``'s copy. An object whose
-    copy in ``source`` is damaged raises IntegrityError naming ``source``, with
-    ``damaged_hint`` as what to do.
+    bytes no longer match its digest is replaced with ``source``'s copy. Objects whose copy
+    in ``source`` is damaged are left out, and once the others are copied, IntegrityError
+    names them and ``source``, with ``damaged_hint`` as what to do.
     """
     present = destination.exists_many(set(objects))
     todo = sorted((d for d in objects if d not in present), key=lambda d: -objects[d])
@@ -84,16 +84,15 @@ def copy_objects(
                 else:
                     put = destination.put_stream(stream, durable=False)
         except IntegrityError as e:  # the source's copy failed its digest check
-            raise IntegrityError(
-                f"{source.uri} holds a damaged copy of object {digest} (its bytes no longer "
-                f"match the digest), so it was not copied to {destination.uri}.",
-                hint=damaged_hint or e.hint,
-            ) from e
+            # Copy the others still, so that one bad object holds back nothing else.
+            unreadable.append((digest, e))
+            return 0
         if advance is not None:
             advance(1, put.size)
         return put.size
 
     jobs = [(d, False) for d in todo] + [(d, True) for d in damaged]
+    unreadable: list[tuple[str, IntegrityError]] = []
     try:
         if jobs:
             with ThreadPoolExecutor(count, thread_name_prefix="conveyor-transfer") as pool:
@@ -104,6 +103,15 @@ def copy_objects(
         stop = getattr(progress, "stop", None)
         if stop is not None:
             stop()
+    if unreadable:
+        first, error = min(unreadable)
+        others = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+        raise IntegrityError(
+            f"{source.uri} holds a damaged copy of object {first}{others} (the bytes no longer "
+            f"match the digest), so it was not copied to {destination.uri}; the other "
+            f"{len(jobs) - len(unreadable):,} objects were.",
+            hint=damaged_hint or error.hint,
+        ) from error
     return TransferResult(
         source.uri,
         destination.uri,
