@@ -62,6 +62,22 @@ def customers(n: int = 60) -> pd.DataFrame:
     )
 
 
+class RecordedProgress:
+    """A progress reporter that records what it was told, sizes left out."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def start(self, description: str, files: int, size: int) -> None:
+        self.calls.append(("start", description, files))
+
+    def advance(self, files: int, size: int) -> None:
+        self.calls.append(("advance", files))
+
+    def stop(self) -> None:
+        self.calls.append(("stop",))
+
+
 class DataSuite:
     @pytest.fixture
     def ws(self, store_uri: str, artifact_uri: str, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -773,8 +789,19 @@ class DataSuite:
         cv.data.push(["d@1"], remote)
         tamper(ws, b"original bytes")
         assert cv.data.pull(["d@1"], remote).repaired == 0  # without --verify: only what lacks
-        pulled = cv.data.pull(["d@1"], remote, verify=True)
+        from conveyor.data.service import data_service
+
+        progress = RecordedProgress()
+        pulled = data_service(ws).pull(["d@1"], remote, verify=True, progress=progress)
         assert (pulled.copied, pulled.repaired, pulled.present) == (0, 1, 2)
+        # Reading every object held is shown too, not only the copy that follows it.
+        assert progress.calls == [
+            ("start", "Verifying", 3),
+            *[("advance", 1)] * 3,
+            ("start", "Copying", 1),
+            ("advance", 1),
+            ("stop",),
+        ]
         assert read_tree(cv.data.checkout("d@1", tmp_path / "after")) == {
             "bad.txt": b"original bytes",
             "good.txt": b"fine",

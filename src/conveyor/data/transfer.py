@@ -53,16 +53,8 @@ def copy_objects(
     present = destination.exists_many(set(objects))
     todo = sorted((d for d in objects if d not in present), key=lambda d: -objects[d])
     count = max(1, min(workers, len(objects) or 1, 4 * (os.cpu_count() or 2)))
-    damaged: list[str] = []
-    if verify and present:
-        with ThreadPoolExecutor(count, thread_name_prefix="conveyor-verify") as pool:
-            held = sorted(present)
-            intact = pool.map(_intact(destination), held)
-            damaged = [d for d, ok in zip(held, intact, strict=True) if not ok]
     start = getattr(progress, "start", None)
     advance = getattr(progress, "advance", None)
-    if start is not None:
-        start("Copying", len(todo) + len(damaged), sum(objects[d] for d in todo + damaged))
 
     def one(job: tuple[str, bool]) -> int:
         digest, repair = job
@@ -91,9 +83,20 @@ def copy_objects(
             advance(1, put.size)
         return put.size
 
-    jobs = [(d, False) for d in todo] + [(d, True) for d in damaged]
+    damaged: list[str] = []
     unreadable: list[tuple[str, IntegrityError]] = []
     try:
+        if verify and present:
+            held = sorted(present)
+            if start is not None:  # reading every object held can take longer than the copy
+                start("Verifying", len(held), sum(objects[d] for d in held))
+            check = _intact(destination, advance, objects)
+            with ThreadPoolExecutor(count, thread_name_prefix="conveyor-verify") as pool:
+                intact = pool.map(check, held)
+                damaged = [d for d, ok in zip(held, intact, strict=True) if not ok]
+        jobs = [(d, False) for d in todo] + [(d, True) for d in damaged]
+        if start is not None:
+            start("Copying", len(jobs), sum(objects[d] for d, _ in jobs))
         if jobs:
             with ThreadPoolExecutor(count, thread_name_prefix="conveyor-transfer") as pool:
                 sizes = list(pool.map(one, jobs))
@@ -122,14 +125,20 @@ def copy_objects(
     )
 
 
-def _intact(store: ArtifactStore) -> Callable[[str], bool]:
-    """A check of one object of ``store``: False when its bytes no longer match its digest."""
+def _intact(
+    store: ArtifactStore, advance: Callable[[int, int], None] | None, sizes: dict[str, int]
+) -> Callable[[str], bool]:
+    """A check of one object of ``store``: False when its bytes no longer match its digest.
+    Each check done is reported to ``advance`` with the object's size from ``sizes``."""
 
     def check(digest: str) -> bool:
         try:
             store.verify(digest)
         except IntegrityError:
             return False
+        finally:
+            if advance is not None:
+                advance(1, sizes[digest])
         return True
 
     return check
