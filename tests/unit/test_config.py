@@ -45,6 +45,12 @@ def test_remote_uris_are_kept_as_given(tmp_path: Path) -> None:
     assert (s.store_uri, s.artifact_uri) == ("postgresql://u@db:5432/x", "s3://bucket/prefix")
 
 
+def test_an_actor_longer_than_the_store_holds_is_refused_by_name(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, actor="a" * 200).actor == "a" * 200
+    with pytest.raises(InvalidArgumentError, match="'actor' must be at most 200 characters"):
+        load_settings(tmp_path, actor="a" * 201)  # SQLite took it, PostgreSQL did not
+
+
 def test_a_store_uri_scheme_in_capitals_is_the_same_scheme(tmp_path: Path) -> None:
     s = load_settings(tmp_path, artifact_uri="S3://Bucket/Prefix", remote_uri="FILE:///srv/x")
     assert (s.artifact_uri, s.remote_uri) == ("s3://Bucket/Prefix", "file:///srv/x")

@@ -36,6 +36,8 @@ CONFIG_FILE = "conveyor.toml"
 STATE_DIR = ".conveyor"
 ENV_PREFIX = "CONVEYOR_"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+#: The longest actor name the metadata store's columns hold.
+_MAX_ACTOR = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +277,12 @@ def load_settings(root: Path | str | None = None, **overrides: Any) -> Settings:
         parse_flag(values["trust_pickled_models"], "The setting 'trust_pickled_models'")
     settings = replace(Settings(root=root_path), **values)
     validate_project_name(settings.project)
+    if len(settings.actor.strip()) > _MAX_ACTOR:  # PostgreSQL refuses it at the first record
+        raise InvalidArgumentError(
+            f"The setting 'actor' must be at most {_MAX_ACTOR} characters; got "
+            f"{len(settings.actor.strip())} ({settings.actor.strip()[:40]!r}...).",
+            hint="Set a shorter name in conveyor.toml or CONVEYOR_ACTOR.",
+        )
     state = root_path / STATE_DIR
     return replace(
         settings,
