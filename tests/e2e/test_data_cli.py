@@ -266,6 +266,22 @@ def test_push_and_pull_through_a_folder_remote(local_project: Path) -> None:
     cli(project, "data", "checkout", "raw@1", "out")
 
 
+def test_a_pull_into_a_clone_that_knows_no_versions_says_where_versions_are_recorded(
+    local_project: Path, tmp_path: Path
+) -> None:
+    cli(local_project, "data", "add", "raw", "data")
+    cli(local_project, "data", "push", "--remote", str(tmp_path / "remote"))
+    clone = tmp_path / "clone"  # what a git clone of the project gets: its settings only
+    clone.mkdir()
+    (clone / "conveyor.toml").write_text((local_project / "conveyor.toml").read_text())
+    pulled = cli(clone, "data", "pull", "--remote", str(tmp_path / "remote"))
+    assert "Pulled 0 objects" in pulled.stdout
+    assert "no dataset versions in its metadata store" in pulled.stderr
+    assert "set store_uri" in pulled.stderr
+    quiet = cli(local_project, "data", "pull", "--remote", str(tmp_path / "remote"))
+    assert quiet.stderr == ""
+
+
 def test_a_remote_listing_follows_the_servers_pages(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -514,6 +514,17 @@ def _transfer(
             result = svc.push(refs or None, remote, verify=verify, progress=RichProgress())
         else:
             result = svc.pull(refs or None, remote, verify=verify, progress=RichProgress())
+        # A fresh clone on its own metadata store knows no versions, and a remote holds only
+        # their bytes: "Pulled 0 objects" alone reads as success.
+        unknown = not push and not refs and not svc.datasets()
+    if unknown:
+        err_console.print(
+            f"warning: project {escape(ws.settings.project)!r} has no dataset versions in its "
+            "metadata store, so there was nothing to pull. A remote holds the versions' files, "
+            "not their records: to pull a team's data, set store_uri to the PostgreSQL "
+            "metadata store it adds to, then pull again (from a team server's project, "
+            "checkout and load fetch the files themselves)."
+        )
     if as_json:
         console.print_json(json.dumps(dataclasses.asdict(result)))
         if result.missing:
