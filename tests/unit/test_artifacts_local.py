@@ -102,3 +102,14 @@ def test_a_partial_read_is_verified_when_the_stream_closes(tmp_path: Path) -> No
     store.backend.put_bytes(key_of(put.digest), pickle.dumps({"evil": 1}) + b"trailing")
     with pytest.raises(IntegrityError, match=put.digest), store.open(put.digest) as f:
         pickle.load(f)  # stops before the end; closing the stream checks the rest
+
+
+def test_a_store_whose_path_runs_through_a_file_says_so(tmp_path: Path) -> None:
+    from conveyor.core.errors import InvalidArgumentError
+
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    store = ArtifactStore(str(tmp_path / "notes.txt" / "objects"))
+    assert store.exists_many(["ab" * 32]) == set()  # nothing stored there, as exists() says
+    with pytest.raises(InvalidArgumentError, match="Not a directory") as caught:
+        store.put_bytes(b"where to?")
+    assert str(tmp_path / "notes.txt" / "objects") in str(caught.value)

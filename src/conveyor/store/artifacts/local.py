@@ -12,7 +12,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from conveyor.core import ids
-from conveyor.core.errors import InvalidArgumentError, NotFoundError
+from conveyor.core.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
 from conveyor.store.artifacts.backend import ObjectInfo
 
 __all__ = ["LocalBackend"]
@@ -70,7 +70,7 @@ class LocalBackend:
         if _ACCESS_AT:
             try:
                 fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            except FileNotFoundError:  # nothing stored yet
+            except (FileNotFoundError, NotADirectoryError):  # nothing stored (yet), as exists
                 return [False] * len(keys)
             try:
                 access, f_ok = os.access, os.F_OK
@@ -95,7 +95,18 @@ class LocalBackend:
     def staging_dir(self) -> Path:
         if self._staging is None:
             path = self.root / _STAGING
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except PermissionError as e:
+                raise PermissionDeniedError(
+                    f"Cannot write to the artifact store {str(self.root)!r}: {e.strerror}.",
+                    hint="Give a folder this user can write to, or change its permissions.",
+                ) from e
+            except OSError as e:  # a file where a folder of the path should be, a full disk...
+                raise InvalidArgumentError(
+                    f"Cannot make the artifact store {str(self.root)!r} a folder: {e.strerror}.",
+                    hint="Give a folder path (created if missing) whose parents are folders.",
+                ) from e
             self._staging = path
         return self._staging
 
