@@ -771,8 +771,8 @@ class DataSuite:
         assert first.copied == 3  # two files and the manifest
         assert cv.data.push(["d@1"], remote).copied == 0
         forget_objects(ws)
-        with pytest.raises(NotFoundError, match="pull"):
-            cv.data.checkout("d@1", tmp_path / "before-pull")
+        with pytest.raises(NotFoundError, match=r"conveyor data pull d@1 \(from Python"):
+            cv.data.checkout("d@1", tmp_path / "before-pull")  # that version, not everything
         pulled = cv.data.pull(["d"], remote)
         assert pulled.copied == 3
         assert read_tree(cv.data.checkout("d@1", tmp_path / "after")) == {

@@ -458,7 +458,7 @@ class DataService:
             raise NotFoundError(
                 f"The file list of {version.ref} ({version.digest[:12]}) is not in the artifact "
                 f"store {self._where}.",
-                hint="Fetch it with `conveyor data pull` from the remote that has it.",
+                hint=_fetch_hint(version),
             ) from None
         except IntegrityError as e:
             raise IntegrityError(
@@ -561,7 +561,7 @@ class DataService:
             raise NotFoundError(
                 f"The file {entry.path} of {version.ref} is not in the artifact store "
                 f"{self._where}.",
-                hint="Fetch it with `conveyor data pull` from the remote that has it.",
+                hint=_fetch_hint(version),
             ) from None
 
     def path(self, ref: str, *, progress: ProgressReporter | None = None) -> Path:
@@ -725,7 +725,7 @@ class DataService:
                 raise NotFoundError(
                     f"The file {entry.path} of {version.ref} is not in the artifact store "
                     f"{self._where}.",
-                    hint="Fetch it with `conveyor data pull` from the remote that has it.",
+                    hint=_fetch_hint(version),
                 ) from None
             progress.advance(1, entry.size)
 
@@ -1123,6 +1123,14 @@ class DataService:
                 ) from e
         needed.update((digest, size) for digest, (size, _) in _objects(manifest).items())
         return needed
+
+
+def _fetch_hint(version: DatasetVersion) -> str:
+    """What to do about a version whose objects this store lacks: pull it, not everything."""
+    return (
+        f"Fetch it from the remote that has it: conveyor data pull {version.ref} "
+        f"(from Python: cv.data.pull({version.ref!r}))."
+    )
 
 
 def _some(refs: tuple[str, ...]) -> str:
