@@ -109,10 +109,11 @@ def copy_objects(
     if unreadable:
         first, error = min(unreadable)
         others = f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+        copied = len(jobs) - len(unreadable)
+        rest = f"; the other {copied:,} objects were" if copied else ""
         raise IntegrityError(
             f"{source.uri} holds a damaged copy of object {first}{others} (the bytes no longer "
-            f"match the digest), so it was not copied to {destination.uri}; the other "
-            f"{len(jobs) - len(unreadable):,} objects were.",
+            f"match the digest), so it was not copied to {destination.uri}{rest}.",
             hint=damaged_hint or error.hint,
         ) from error
     return TransferResult(
