@@ -93,3 +93,36 @@ def test_threads_that_first_use_a_store_together_make_one_filesystem(
         found = list(pool.map(backend.exists, [f"ab/{i}" for i in range(threads)]))
     assert found == [False] * threads
     assert len(made) == 1
+
+
+def test_the_staging_folder_of_a_killed_process_is_removed_by_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push killed by SIGTERM (a cancelled CI job) leaves its partial uploads behind."""
+    import os
+    import tempfile
+    import time
+
+    from conveyor.store.artifacts import remote
+    from conveyor.store.artifacts.cas import ArtifactStore
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(remote, "_staging", [])
+    two_hours_ago = time.time() - 7200
+
+    def left(name: str, at: float = two_hours_ago) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "upload.part").write_bytes(b"half an object")
+        for path in (folder / "upload.part", folder):
+            os.utime(path, (at, at))
+        return folder
+
+    killed = left("conveyor-staging-999999999-x1")  # beyond any pid: its process is gone
+    just_killed = left("conveyor-staging-999999998-x2", at=time.time())
+    running = left(f"conveyor-staging-{os.getppid()}-x3")
+    unrelated = left("something-else-999999999-x4")
+    staging = ArtifactStore("memory://sweep-test/p").backend.staging_dir()
+    assert staging.name.startswith(f"conveyor-staging-{os.getpid()}-")
+    assert not killed.exists()
+    assert [f.exists() for f in (just_killed, running, unrelated)] == [True, True, True]

@@ -221,6 +221,10 @@ _INSTALL = {
 }
 
 _staging: list[tuple[int, Path]] = []
+_STAGING_PREFIX = "conveyor-staging-"
+#: How long the staging folder of a process that is gone stays untouched before another
+#: process removes it (a margin for a process of another PID namespace sharing the folder).
+_ABANDONED_AFTER = 3600.0
 
 
 def _private_staging() -> Path:
@@ -228,15 +232,18 @@ def _private_staging() -> Path:
 
     Not the shared temporary folder itself: there, another user could guess a file's name
     and plant a link where Conveyor is about to write. Removed when the process that made
-    it exits (a forked child makes its own).
+    it exits (a forked child makes its own); the folders of processes killed before they
+    could (a cancelled CI job's push, up to the objects in flight) by the next one.
     """
     pid = os.getpid()
     if not _staging or _staging[-1][0] != pid:
         import atexit
         import shutil
 
-        folder = Path(tempfile.mkdtemp(prefix="conveyor-staging-"))  # mode 0700
+        # mode 0700; named by the process, so that the next one can tell it is gone
+        folder = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{pid}-"))
         _staging.append((pid, folder))
+        _remove_abandoned(folder)
 
         def remove() -> None:
             if os.getpid() == pid:  # not a forked child's: it inherits these hooks
@@ -249,3 +256,46 @@ def _private_staging() -> Path:
 
         util.Finalize(None, remove, exitpriority=0)
     return _staging[-1][1]
+
+
+def _remove_abandoned(own: Path) -> None:
+    """Remove this user's staging folders beside ``own`` whose process is gone and that
+    were untouched for :data:`_ABANDONED_AFTER` seconds."""
+    import shutil
+    import stat
+    import time
+
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:  # no owners to check (Windows): leave them
+        return
+    uid, now = getuid(), time.time()
+    try:
+        entries = list(os.scandir(own.parent))
+    except OSError:
+        return
+    for entry in entries:
+        owner = entry.name.removeprefix(_STAGING_PREFIX).partition("-")[0]
+        if entry.name == own.name or not entry.name.startswith(_STAGING_PREFIX):
+            continue
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+                continue
+            touched = max([info.st_mtime, *(e.stat().st_mtime for e in os.scandir(entry.path))])
+        except OSError:
+            continue
+        if now - touched >= _ABANDONED_AFTER:
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's, or not a pid this system could have: leave it
+    return True
