@@ -1003,7 +1003,7 @@ class DataService:
         pushed yet).
         """
         target = self.remote(remote)
-        needed, missing = self._plan(refs, self.store, target)
+        needed, missing = self._plan(refs, target, push=True)
         if missing and refs:
             raise NotFoundError(
                 f"This project's store lacks files of {_some(missing)}, and the remote "
@@ -1039,7 +1039,7 @@ class DataService:
         a pull of everything pulls the versions it can and lists the others in ``missing``.
         """
         source = self.remote(remote)
-        needed, missing = self._plan(refs, source, self.store)
+        needed, missing = self._plan(refs, source, push=False)
         if missing and refs:
             raise NotFoundError(
                 f"The remote {source.uri} lacks files of {_some(missing)}, and this store "
@@ -1060,11 +1060,11 @@ class DataService:
         return dataclasses.replace(result, missing=missing) if missing else result
 
     def _plan(
-        self, refs: list[str] | str | None, source: ArtifactStore, destination: ArtifactStore
+        self, refs: list[str] | str | None, remote: ArtifactStore, *, push: bool
     ) -> tuple[dict[str, int], tuple[str, ...]]:
-        """What a push or pull of ``refs`` copies: ``{digest: size}`` of the objects of the
-        versions whose files the two stores hold between them, and the refs of the others."""
-        remote = destination if source is self.store else source
+        """What a push to or pull from ``remote`` of ``refs`` copies: ``{digest: size}`` of
+        the objects of the versions whose files this store and ``remote`` hold between them,
+        and the refs of the others."""
         selected = self._selected(refs)
         wanted: dict[str, dict[str, int]] = {}
         for version in selected:
@@ -1080,7 +1080,7 @@ class DataService:
         )
         kept = [v for v in selected if v.ref not in missing]
         needed = {d: n for v in kept for d, n in wanted[v.ref].items()}
-        needed.update(self._borrowed_schemas(kept, source))
+        needed.update(self._borrowed_schemas(kept, self.store if push else remote))
         return needed, missing
 
     def _borrowed_schemas(
