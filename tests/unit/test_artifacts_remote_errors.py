@@ -126,3 +126,35 @@ def test_the_staging_folder_of_a_killed_process_is_removed_by_the_next_one(
     assert staging.name.startswith(f"conveyor-staging-{os.getpid()}-")
     assert not killed.exists()
     assert [f.exists() for f in (just_killed, running, unrelated)] == [True, True, True]
+
+
+def test_a_remote_store_can_be_handed_to_another_process() -> None:
+    """A store in a spawned worker's arguments (or a Ray task's) is pickled."""
+    import pickle
+
+    from conveyor.store.artifacts.cas import ArtifactStore
+
+    store = ArtifactStore("memory://pickled-store/p")
+    put = store.put_bytes(b"kept")  # the filesystem made, as a store in use has it
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.get(put.digest) == b"kept"
+
+
+def test_a_staging_folder_removed_under_a_live_process_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another PID namespace's process sharing the temporary folder, or a cleaner of old
+    files, may remove it while this process lives on (a server idle for hours)."""
+    import io
+    import shutil
+    import tempfile
+
+    from conveyor.store.artifacts import remote
+    from conveyor.store.artifacts.cas import ArtifactStore
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(remote, "_staging", [])
+    store = ArtifactStore("memory://staging-removed/p")
+    shutil.rmtree(store.backend.staging_dir())
+    assert store.put_stream(io.BytesIO(b"staged again")).size == 12
+    assert store.backend.staging_dir().is_dir()

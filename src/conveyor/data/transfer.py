@@ -113,7 +113,8 @@ def copy_objects(
         rest = f"; the other {copied:,} objects were" if copied else ""
         raise IntegrityError(
             f"{source.uri} holds a damaged copy of object {first}{others} (the bytes no longer "
-            f"match the digest), so it was not copied to {destination.uri}{rest}.",
+            f"match the digest), so {'they were' if others else 'it was'} not copied to "
+            f"{destination.uri}{rest}.",
             hint=damaged_hint or error.hint,
         ) from error
     return TransferResult(

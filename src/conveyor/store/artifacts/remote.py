@@ -45,6 +45,18 @@ class FsspecBackend:
     def __repr__(self) -> str:
         return f"FsspecBackend({self.uri!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A lock does not pickle: a store handed to another process (a spawned worker, Ray)
+        # gets a lock of its own there.
+        state = self.__dict__.copy()
+        del state["_fs_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._fs_lock = threading.Lock()
+        _track(self)
+
     @property
     def fs(self) -> Any:
         """The fsspec filesystem, created on first use (once, however many threads ask)."""
@@ -236,7 +248,9 @@ def _private_staging() -> Path:
     could (a cancelled CI job's push, up to the objects in flight) by the next one.
     """
     pid = os.getpid()
-    if not _staging or _staging[-1][0] != pid:
+    # A folder removed under a live process (by a process of another PID namespace sharing
+    # the temporary folder, or a cleaner of old files) is made again, not written into.
+    if not _staging or _staging[-1][0] != pid or not _staging[-1][1].is_dir():
         import atexit
         import shutil
 
