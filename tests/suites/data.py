@@ -767,6 +767,7 @@ class DataSuite:
         write_tree(tmp_path / "d", {"a": b"alpha", "b": b"beta"})
         cv.data.add("d", tmp_path / "d")
         remote = str(tmp_path / "remote-store")
+        assert cv.data.push([], remote).copied == 0  # a list that came out empty: nothing
         first = cv.data.push(["d@1"], remote)
         assert first.copied == 3  # two files and the manifest
         assert cv.data.push(["d@1"], remote).copied == 0

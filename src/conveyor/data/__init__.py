@@ -157,7 +157,8 @@ def push(
     verify: bool = False,
     workspace: Workspace | None = None,
 ) -> TransferResult:
-    """Copy what ``refs`` need (default: every version) to ``remote`` (default: remote_uri).
+    """Copy what ``refs`` need (None, the default: every version; an empty list: none) to
+    ``remote`` (default: remote_uri).
     With ``verify``, also read what the remote holds of them and replace any damaged object
     (one a pull reported as damaged there) with this store's copy."""
     return _svc(workspace).push(refs, remote, verify=verify)
@@ -170,7 +171,8 @@ def pull(
     verify: bool = False,
     workspace: Workspace | None = None,
 ) -> TransferResult:
-    """Copy what ``refs`` need (default: every version) from ``remote`` into this store.
+    """Copy what ``refs`` need (None, the default: every version; an empty list: none) from
+    ``remote`` into this store.
     With ``verify``, also read what this store holds of them and replace any damaged object
     (one a checkout reported as corrupted) with the remote's copy."""
     return _svc(workspace).pull(refs, remote, verify=verify)

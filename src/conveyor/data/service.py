@@ -979,7 +979,7 @@ class DataService:
     def _selected(self, refs: list[str] | str | None) -> list[DatasetVersion]:
         if isinstance(refs, str):  # one reference, not its characters
             refs = [refs]
-        if not refs:
+        if refs is None:  # only None: a list that came out empty selects nothing
             return [v for d in self.datasets() for v in self.versions(d.name)]
         chosen: list[DatasetVersion] = []
         for ref in refs:
