@@ -445,15 +445,15 @@ def test_a_token_is_revoked_by_a_start_of_its_id_among_the_callers_own(
     monkeypatch.setattr("conveyor.store.identity.ids", SimpleNamespace(new_id=lambda: next(chosen)))
     identity.create_token("editor", "laptop")
     identity.create_token("viewer", "laptop")
-    # The editor sees only their own token: the start is not ambiguous for them.
-    mine = team.call("DELETE", "/api/v1/tokens/01jaaa", "editor")
-    assert mine.status_code == 200, mine.text
-    assert (mine.json()["id"], mine.json()["user"]) == ("01JAAAAAAA00000000000000E1", "editor")
     # An administrator sees both, and is told which they are.
     both = team.call("DELETE", "/api/v1/tokens/01JAAAAAAA", "root")
     assert both.status_code == 422, both.text
     assert "01JAAAAAAA00000000000000E1 (editor, 'laptop')" in both.text
     assert "01JAAAAAAA00000000000000E2 (viewer, 'laptop')" in both.text
+    # The editor sees only their own token: the start is not ambiguous for them.
+    mine = team.call("DELETE", "/api/v1/tokens/01jaaa", "editor")
+    assert mine.status_code == 200, mine.text
+    assert (mine.json()["id"], mine.json()["user"]) == ("01JAAAAAAA00000000000000E1", "editor")
     # Nor does the editor learn of another user's token.
     theirs = team.call("DELETE", "/api/v1/tokens/01JAAAAAAA00000000000000E2", "editor")
     assert theirs.status_code == 404, theirs.text
