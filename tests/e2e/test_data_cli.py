@@ -233,6 +233,14 @@ def test_bad_input_gets_one_clear_line(project: Path) -> None:
     assert "broken.yaml" in broken.stderr
     saved = cli(project, "data", "schema", "raw@1", "--set", "broken.yaml", ok=False)
     assert "the schema file broken.yaml" in saved.stderr
+    cli(project, "data", "add", "sales", "t.csv")
+    for output, says in (("nowhere/s.yaml", "does not exist"), ("data", "it is a folder")):
+        unwritable = cli(project, "data", "schema", "sales@1", "--infer", "-o", output, ok=False)
+        assert unwritable.returncode == 1
+        assert unwritable.stderr.startswith(f"error: Cannot write {output}: "), unwritable.stderr
+        assert says in unwritable.stderr
+    nothing = cli(project, "data", "schema", "sales@1", ok=False)  # refused before saving
+    assert "No schema is saved with sales@1" in nothing.stderr
 
 
 def test_push_and_pull_through_a_folder_remote(local_project: Path) -> None:

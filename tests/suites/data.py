@@ -287,6 +287,41 @@ class DataSuite:
             cv.data.checkout("all@1", root / ".conveyor" / "out")
         assert cv.data.get("all@1").files == 2
 
+    def test_a_checkout_into_an_existing_folder_writes_only_inside_it(
+        self, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A mounted volume is a file system of its own (no rename crosses into it), and the
+        # folder that holds it may not be writable: nothing may be written beside it.
+        from conveyor.data.service import DataService
+
+        write_tree(tmp_path / "d", {"a.txt": b"one", "sub/b.txt": b"two"})
+        cv.data.add("d", tmp_path / "d")
+        volume = tmp_path / "outer" / "volume"
+        volume.mkdir(parents=True)
+        written = []
+        materialize = DataService._materialize
+
+        def spy(self: DataService, version: object, folder: Path, *args: object) -> None:
+            written.append(folder)
+            materialize(self, version, folder, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(DataService, "_materialize", spy)
+        cv.data.checkout("d@1", volume)
+        write_tree(volume, {"a.txt": b"edited", "mine.txt": b"replaced"})
+        cv.data.checkout("d@1", volume, force=True)
+        assert all(folder.parent == volume for folder in written), written
+        assert read_tree(volume) == {"a.txt": b"one", "sub/b.txt": b"two"}
+        assert os.listdir(tmp_path / "outer") == ["volume"]
+
+    def test_a_checkout_under_a_file_is_refused_naming_the_file(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a.txt": b"one"})
+        cv.data.add("d", tmp_path / "d")
+        with pytest.raises(ConflictError, match=r"a\.txt is a file, not a folder"):
+            cv.data.checkout("d@1", tmp_path / "d" / "a.txt" / "out")
+        assert read_tree(tmp_path / "d") == {"a.txt": b"one"}
+
     def test_a_version_with_a_hidden_top_entry_never_replaces_a_kept_one(
         self, ws: Workspace, tmp_path: Path
     ) -> None:
@@ -701,6 +736,59 @@ class DataSuite:
         cv.data.add("c", customers())
         with pytest.raises(NotFoundError, match="No schema is saved"):
             cv.data.validate("c@1")
+
+    def test_columns_of_dates_bytes_and_decimals_pass_their_own_schema(self, ws: Workspace) -> None:
+        import datetime as dt
+        from decimal import Decimal
+
+        n = 40  # few distinct values: text of this kind would get an allowed-values check
+        frame = pd.DataFrame(
+            {
+                "day": [dt.date(2024, 1, 1 + i % 3) for i in range(n)],
+                "at": [dt.time(i % 2, 30) for i in range(n)],
+                "raw": [b"x", b"y"] * (n // 2),
+                "price": [Decimal("1.50"), Decimal("2.25")] * (n // 2),
+                "plan": ["basic", "pro"] * (n // 2),
+            }
+        )
+        cv.data.add("typed", frame)
+        schema = cv.data.infer_schema("typed@1")
+        assert cv.data.validate("typed@1").passed
+        assert cv.data.validate(frame, schema).passed
+        assert [c.name for c in schema.columns["plan"].checks] == ["isin"]  # text still is
+        from conveyor.data.validation import infer_schema
+
+        codes = pd.DataFrame({"code": pd.Categorical([1, 2] * 20)})  # categories of numbers
+        assert cv.data.validate(codes, infer_schema(codes)).passed
+
+    def test_a_table_of_durations_is_profiled_and_one_parquet_cannot_hold_is_refused(
+        self, ws: Workspace
+    ) -> None:
+        import pyarrow as pa
+
+        waits = pa.table({"wait": pa.array([5, None, 90, 30], pa.duration("s"))})
+        version = cv.data.add("waits", waits)
+        profile = version.profile["columns"]["wait"]
+        assert (profile["min"], profile["max"]) == ("0:00:05", "0:01:30")
+        assert profile["null_rate"] == 0.25
+        cv.data.infer_schema("waits@1")
+        assert cv.data.validate("waits@1").passed
+        spans = pa.table({"span": pa.array([(1, 2, 3)], pa.month_day_nano_interval())})
+        with pytest.raises(InvalidArgumentError, match=r"Parquet \(the column span"):
+            cv.data.add("spans", spans)
+        with pytest.raises(NotFoundError):
+            cv.data.get("spans")  # nothing recorded
+
+    def test_validate_takes_a_dataset_named_like_a_folder_here(
+        self, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        write_tree(tmp_path / "orders", {"orders.csv": b"id,plan\n1,a\n2,b\n"})
+        monkeypatch.chdir(tmp_path)  # as `conveyor data add orders orders/` leaves it
+        cv.data.add("orders", "orders")
+        cv.data.infer_schema("orders@1")
+        assert cv.data.validate("orders").data == "orders@1"
+        with pytest.raises(InvalidArgumentError, match="not a table file, nor a dataset version"):
+            cv.data.validate(str(tmp_path))  # a folder, and no dataset of that name
 
     def test_a_table_with_list_and_dict_columns_gets_a_schema(self, ws: Workspace) -> None:
         frame = pd.DataFrame({"tags": [["a", "b"], ["c"]], "meta": [{"k": 1}, {"k": 2}]})

@@ -69,6 +69,15 @@ def test_scan_takes_names_that_only_look_suspect(tmp_path: Path) -> None:
     assert [f.name for f in scan(tmp_path / "d")] == ["a b/ c.txt", "sub/x:y.txt"]
 
 
+def test_scan_follows_links_to_files_and_skips_links_that_lead_nowhere(tmp_path: Path) -> None:
+    make(tmp_path / "d", {"a.txt": b"a"})
+    (tmp_path / "d" / "to-a").symlink_to("a.txt")
+    (tmp_path / "d" / "broken").symlink_to("missing.txt")
+    (tmp_path / "d" / "loop1").symlink_to("loop2")  # ELOOP when followed
+    (tmp_path / "d" / "loop2").symlink_to("loop1")
+    assert [f.name for f in scan(tmp_path / "d")] == ["a.txt", "to-a"]
+
+
 def test_a_damaged_hash_cache_is_made_again(
     tmp_path: Path, store: ArtifactStore, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -469,7 +469,12 @@ def schema(
     Example: conveyor data schema customers@3 --infer -o schema.yaml, edit it, then
     conveyor data schema customers@3 --set schema.yaml
     """
-    from conveyor.core.errors import InvalidArgumentError, NotFoundError
+    from conveyor.core.errors import (
+        ConflictError,
+        InvalidArgumentError,
+        NotFoundError,
+        PermissionDeniedError,
+    )
     from conveyor.data.validation import read_schema_file, schema_from_yaml, schema_to_yaml
 
     if infer and set_ is not None:
@@ -477,6 +482,8 @@ def schema(
             "--infer and --set both save a schema: give one of them.",
             hint="Infer to a file (--infer -o FILE), edit it, then --set FILE.",
         )
+    if output is not None:  # refused before --infer saves anything
+        _check_writable(output)
     ws, svc = _service(ctx)
     with ws:
         if set_ is not None:
@@ -493,10 +500,32 @@ def schema(
             )
         text = schema_to_yaml(found)
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as e:
+            kind = PermissionDeniedError if isinstance(e, PermissionError) else ConflictError
+            raise kind(
+                f"Cannot write {output}: {e.strerror or e}.",
+                hint="Choose a file in a folder you may write to, or leave out -o to print.",
+            ) from e
         console.print(f"Wrote {escape(str(output))}.")
     else:
         sys.stdout.write(text)
+
+
+def _check_writable(output: Path) -> None:
+    """Refuse an output file that cannot be written: in no folder, or a folder itself."""
+    from conveyor.core.errors import InvalidArgumentError
+
+    if output.is_dir():
+        raise InvalidArgumentError(
+            f"Cannot write {output}: it is a folder.", hint="Give a file name, e.g. schema.yaml."
+        )
+    if not output.parent.is_dir():
+        raise InvalidArgumentError(
+            f"Cannot write {output}: the folder {output.parent} does not exist.",
+            hint="Create it first, or choose a file in an existing folder.",
+        )
 
 
 def _transfer(

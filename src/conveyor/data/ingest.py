@@ -88,7 +88,7 @@ def scan(root: Path) -> list[LocalFile]:
             hint="Check the path; relative paths are taken from the current directory.",
         ) from None
     except PermissionError as e:
-        raise PermissionDeniedError(f"Cannot read {root}: {e.strerror}.") from e
+        raise PermissionDeniedError(f"Cannot read {root}: {e.strerror}.", hint=_UNREADABLE) from e
     if stat_module.S_ISREG(st.st_mode):
         one = [LocalFile(str(root.resolve()), root.name, st.st_size, st.st_mtime_ns, st.st_ino)]
         _check_names(root, one)
@@ -147,19 +147,31 @@ def _check_names(root: Path, files: list[LocalFile]) -> None:
         )
 
 
+_UNREADABLE = "Make it readable to you (chmod), or move it out of what you add, then add again."
+
+
 def _walk(folder: str, prefix: str, found: list[LocalFile]) -> None:
     try:
         entries = list(os.scandir(folder))
     except PermissionError as e:
-        raise PermissionDeniedError(f"Cannot list {folder}: {e.strerror}.") from e
+        raise PermissionDeniedError(f"Cannot list {folder}: {e.strerror}.", hint=_UNREADABLE) from e
     for entry in entries:
         if entry.name.startswith("."):
             continue
         name = prefix + entry.name
         if entry.is_dir(follow_symlinks=False):
             _walk(entry.path, name + "/", found)
-        elif entry.is_file():
-            st = entry.stat()
+        else:
+            try:
+                if not entry.is_file():  # a link to nothing is False here, and skipped
+                    continue
+                st = entry.stat()
+            except PermissionError as e:  # a link into a folder we may not enter
+                raise PermissionDeniedError(
+                    f"Cannot read {entry.path}: {e.strerror}.", hint=_UNREADABLE
+                ) from e
+            except OSError:  # a link that loops (ELOOP), or an entry gone since the listing:
+                continue  # skipped as a link to nothing is
             found.append(LocalFile(entry.path, name, st.st_size, st.st_mtime_ns, st.st_ino))
 
 
@@ -536,7 +548,9 @@ class _reading:
 
     def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         if isinstance(error, PermissionError):
-            raise PermissionDeniedError(f"Cannot read {self.f.path}: {error.strerror}.") from error
+            raise PermissionDeniedError(
+                f"Cannot read {self.f.path}: {error.strerror}.", hint=_UNREADABLE
+            ) from error
         if isinstance(error, FileNotFoundError):
             raise NotFoundError(
                 f"{self.f.path} disappeared while it was being added.",

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from conveyor.core import ids
 from conveyor.core.errors import (
     ConflictError,
+    ConveyorError,
     IntegrityError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from conveyor.core.hashing import sha256_bytes
 from conveyor.data import tables, versioning
@@ -193,7 +195,7 @@ def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
     """Put the entries of ``fresh`` in ``target`` in place of its entries ``replaced`` (the
     ones not hidden). The old ones are moved aside first and removed once all is in place;
     if a move fails, what was moved is put back before the error goes on."""
-    old = target.with_name(f".{target.name}.{ids.new_id()}.old")
+    old = target / f".{target.name}.{ids.new_id()}.old"  # inside: the same file system
     old.mkdir()
     moved_out: list[str] = []
     moved_in: list[str] = []
@@ -636,7 +638,13 @@ class DataService:
         target = Path(os.path.abspath(dest))
         if target.exists() and not target.is_dir():
             raise ConflictError(f"Cannot check out into {target}: it is a file, not a folder.")
-        present = sorted(os.listdir(target)) if target.is_dir() else []
+        try:
+            present = sorted(os.listdir(target)) if target.is_dir() else []
+        except PermissionError as e:
+            raise PermissionDeniedError(
+                f"Cannot check out into {target}: {e.strerror}.",
+                hint="Check out into a folder you may write to (an empty one, or a new one).",
+            ) from e
         if present and not force:
             raise ConflictError(
                 f"Cannot check out {version.ref} into {target}: the folder is not empty.",
@@ -654,16 +662,41 @@ class DataService:
                 "which the folder holds as a hidden entry that --force keeps.",
                 hint="Move that entry away first, or check out into another folder.",
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{ids.new_id()}.part")
+        blocked = next((p for p in target.parents if p.exists()), None)
+        if blocked is not None and not blocked.is_dir():
+            raise ConflictError(
+                f"Cannot check out into {target}: {blocked} is a file, not a folder.",
+                hint="Choose a folder that is not under a file.",
+            )
+        # The files are written to a temporary folder, then moved in place: inside DEST when
+        # it exists (a mounted volume is a file system of its own, which no rename leaves;
+        # its parent may not be writable), else beside it, where DEST is made.
+        existing = target.is_dir()  # (a link to a folder stays that link)
+        temp = (target if existing else target.parent) / f".{target.name}.{ids.new_id()}.part"
         try:
-            self._materialize(version, temp, progress or _NoProgress(), manifest)
-            if target.is_dir():  # (a link to a folder stays that link)
-                _replace_visible(target, temp, replaced)
-            else:
-                os.rename(temp, target)
-        finally:
-            shutil.rmtree(temp, ignore_errors=True)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._materialize(version, temp, progress or _NoProgress(), manifest)
+                if existing:
+                    _replace_visible(target, temp, replaced)
+                else:
+                    os.rename(temp, target)
+            finally:
+                shutil.rmtree(temp, ignore_errors=True)
+        except OSError as e:
+            if isinstance(e, ConveyorError):
+                raise
+            name = str(e.filename or "")
+            if name.startswith(str(temp)):  # the temporary folder: the one that holds it
+                name = str(temp.parent)
+            where = f" ({name})" if name else ""
+            kind = PermissionDeniedError if isinstance(e, PermissionError) else ConflictError
+            raise kind(
+                f"Cannot check out {version.ref} into {target}: {e.strerror or e}{where}.",
+                hint="Check out into a folder you may write to (an empty one, or a new one)."
+                if isinstance(e, PermissionError)
+                else None,
+            ) from e
         return target
 
     def _check_spares_stores(self, target: Path, replaced: list[str]) -> None:
@@ -876,10 +909,19 @@ class DataService:
         label = None
         version = None
         source = None
-        if isinstance(data, str) and not Path(data).exists():
+        # A name is a version's unless it names a table file here: a folder named like its
+        # dataset (`conveyor data add raw raw/`, then `validate raw`) is no table to check.
+        exists = isinstance(data, str) and Path(data).exists()
+        if isinstance(data, str) and not (exists and tables.format_of(data) is not None):
             try:
                 version = self.get(data)
             except (NotFoundError, InvalidArgumentError):
+                if exists:
+                    raise InvalidArgumentError(
+                        f"Cannot validate {data}: it is not a table file, nor a dataset "
+                        f"version; supported file types: {tables.supported_formats()}.",
+                        hint="Name a table file, or a version like NAME@3.",
+                    ) from None
                 if "@" in data or tables.format_of(data) is None:
                     raise
                 raise NotFoundError(  # the name of a table file, most likely mistyped
