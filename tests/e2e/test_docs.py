@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
+DATA_GUIDE = ROOT / "docs" / "data.md"
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -79,6 +81,24 @@ def test_the_data_guide_examples_run(tmp_path: Path) -> None:
         result = run_python(block, tmp_path)
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "restored" / "labels.csv").read_text() == "image,label\na.png,cat\n"
+    # The schema commands, as written after the Python (all but the editor): the data the
+    # Python left fails its checks, which validate says with exit code 1, not 2.
+    block = re.search(r"```bash\n(conveyor data schema .*?)```", DATA_GUIDE.read_text(), re.DOTALL)
+    assert block is not None
+    for line in block.group(1).splitlines():
+        if line.startswith("$EDITOR"):
+            continue
+        args = shlex.split(line.partition("#")[0])
+        assert args[0] == "conveyor"
+        result = subprocess.run(
+            [sys.executable, "-m", "conveyor", *args[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        expected = 1 if args[2] == "validate" else 0
+        assert result.returncode == expected, (line, result.stdout, result.stderr)
 
 
 def test_the_models_guide_examples_run(tmp_path: Path) -> None:
