@@ -732,6 +732,17 @@ class DataSuite:
         )
         assert cv.data.validate("c@2", schema).schema_source is None  # an object: no source
 
+    def test_validate_takes_a_schema_as_its_yaml_text(self, ws: Workspace) -> None:
+        from conveyor.data.validation import schema_to_yaml
+
+        cv.data.add("c", customers())
+        text = schema_to_yaml(cv.data.infer_schema("c@1", save=False))  # as set_schema takes
+        assert cv.data.validate("c@1", text).passed
+        bad = customers().assign(plan="gold")
+        assert [f.column for f in cv.data.validate(bad, text).failures] == ["plan"]
+        with pytest.raises(InvalidArgumentError, match="the schema text"):
+            cv.data.validate("c@1", "columns:\n  plan: [unclosed\n")
+
     def test_validate_a_version_without_a_schema_says_how_to_get_one(self, ws: Workspace) -> None:
         cv.data.add("c", customers())
         with pytest.raises(NotFoundError, match="No schema is saved"):

@@ -141,7 +141,8 @@ def validate(
     *,
     workspace: Workspace | None = None,
 ) -> ValidationReport:
-    """Check a DataFrame, Arrow table, version ref or table file against a schema.
+    """Check a DataFrame, Arrow table, version ref or table file against a schema: a pandera
+    schema, its YAML text, or a YAML file's path.
 
     Without ``schema``, a version is checked against the schema saved with it or with the
     nearest earlier version that has one. Never raises for failed checks: look at

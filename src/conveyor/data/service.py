@@ -900,8 +900,9 @@ class DataService:
     ) -> ValidationReport:
         """Check ``data`` (a DataFrame, Arrow table, version ref or file) against ``schema``.
 
-        ``schema`` may be a pandera schema, a YAML file path, or None to use the schema saved
-        with the version (or with the dataset's latest version that has one). The report's
+        ``schema`` may be a pandera schema, its YAML text (as :meth:`set_schema` takes it), a
+        YAML file's path, or None to use the schema saved with the version (or with the
+        dataset's latest earlier version that has one). The report's
         ``schema_source`` says which: the version it was saved with, or the file.
         """
         from conveyor.data.validation import schema_from_yaml, validate_frame
@@ -950,6 +951,8 @@ class DataService:
                     "pandera schema or a YAML file) from Python.",
                 )
             schema, source = self._nearest_schema(version)
+        elif isinstance(schema, str) and "\n" in schema:  # YAML text, as set_schema takes
+            schema = schema_from_yaml(schema, source="the schema text")
         elif isinstance(schema, str | os.PathLike):
             from conveyor.data.validation import read_schema_file
 
