@@ -108,6 +108,11 @@ def _version_dict(v: DatasetVersion) -> dict[str, Any]:
     }
 
 
+def _files(n: int) -> str:
+    """``'1 file'``, ``'1,024 files'``."""
+    return f"{n:,} file" + ("" if n == 1 else "s")
+
+
 def _when(v: DatasetVersion) -> str:
     return v.created_at.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -146,7 +151,7 @@ def add(
         return
     rows = f", {version.rows:,} rows" if version.rows is not None else ""
     console.print(
-        f"[bold]{escape(version.ref)}[/bold]  {version.files:,} files, "
+        f"[bold]{escape(version.ref)}[/bold]  {_files(version.files)}, "
         f"{human_bytes(version.size)}{rows}  digest {version.digest[:12]}  "
         f"[dim]({elapsed:.2f}s)[/dim]" + ("" if created else "  [dim]unchanged[/dim]")
     )
@@ -243,7 +248,7 @@ def show(
         return
     console.print(f"[bold]{escape(v.ref)}[/bold]  ({v.kind})  digest {v.digest}")
     console.print(
-        f"{v.files:,} files, {human_bytes(v.size)}"
+        f"{_files(v.files)}, {human_bytes(v.size)}"
         + (f", {v.rows:,} rows" if v.rows is not None else "")
         + f"; added {_when(v)} UTC by {escape(v.created_by)}"
     )
@@ -384,7 +389,7 @@ def checkout(
     if as_json:
         console.print_json(json.dumps({"ref": v.ref, "path": str(path), "files": v.files}))
         return
-    console.print(f"{escape(v.ref)} -> {escape(str(path))}  ({v.files:,} files)")
+    console.print(f"{escape(v.ref)} -> {escape(str(path))}  ({_files(v.files)})")
 
 
 def _default_dest(v: DatasetVersion, root: Path) -> Path:
