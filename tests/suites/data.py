@@ -628,6 +628,16 @@ class DataSuite:
             report.raise_for_failures()
         assert caught.value.report is report
 
+    def test_a_failure_shows_each_failing_value_once(self, ws: Workspace) -> None:
+        cv.data.add("c", customers())
+        schema = cv.data.infer_schema("c@1")
+        bad = customers()
+        bad.loc[::3, "plan"] = "gold"  # 20 rows, one value
+        bad.loc[4, "plan"] = "platinum"
+        (failure,) = cv.data.validate(bad, schema).failures
+        assert (failure.column, failure.failures) == ("plan", 21)
+        assert failure.examples == ["gold", "platinum"]
+
     def test_table_checks_cover_row_count_and_duplicate_rows(self, ws: Workspace) -> None:
         cv.data.add("c", customers())
         schema = cv.data.infer_schema("c@1")

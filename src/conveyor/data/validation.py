@@ -620,6 +620,14 @@ def _nullable_integer(dtype: Any) -> bool:
     return ptypes.is_extension_array_dtype(dtype) and ptypes.is_integer_dtype(dtype)
 
 
+def _distinct(values: pd.Series) -> pd.Series:
+    """``values`` without repeats, in order: 20 rows failing with one value show it once."""
+    try:
+        return values.drop_duplicates()
+    except TypeError:  # values that cannot be hashed (lists): as they are
+        return values
+
+
 def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> None:
     import pandas as pd
 
@@ -640,7 +648,7 @@ def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> No
             continue
         if name == "multiple_fields_uniqueness":
             col, name = None, "no duplicate rows"
-        examples = [x for x in group["failure_case"].head(EXAMPLES).tolist()]
+        examples = _distinct(group["failure_case"]).head(EXAMPLES).tolist()
         count = len(group) if name != "no duplicate rows" else int(group["index"].nunique())
         existing = next((f for f in report.failures if (f.column, f.check) == (col, name)), None)
         if existing is None:
