@@ -311,3 +311,12 @@ def test_a_remote_listing_follows_the_servers_pages(
         monkeypatch.setattr(workspace_module, "_LIST_PAGE", 2)  # three pages of two
         listed = ws.list_artifacts(ObjectRef("dataset_version", version.id))
     assert [a.name for a in listed] == [f"files/f{i}.txt" for i in range(5)] + ["manifest.json"]
+
+
+def test_help_wraps_paragraphs_to_the_terminal_not_to_the_source(tmp_path: Path) -> None:
+    # The docstrings are wrapped at 92 columns; help shows each paragraph as one, wrapped
+    # where the terminal (here 200 columns wide) ends.
+    shown = cli(tmp_path, "data", "add", "--help").stdout
+    assert "files unchanged since the last add are not read again" in shown
+    listed = cli(tmp_path, "data", "--help").stdout
+    assert "profile summary and lineage (--files: each file too)" in listed
