@@ -360,6 +360,18 @@ class DataSuite:
         assert cv.data.add("d", tmp_path / "d").ref == "d@1"  # the same content: no new version
         assert read_tree(cv.data.checkout("d@1", tmp_path / "out"))["bad.txt"] == b"original bytes"
 
+    def test_a_file_lost_from_the_store_says_how_to_store_it_again(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a.txt": b"one"})
+        cv.data.add("d", tmp_path / "d")
+        cv.data.add("t", customers())
+        forget_objects(ws)
+        with pytest.raises(NotFoundError, match=r"pull t@1\), or add the same table again"):
+            cv.data.load("t@1")
+        with pytest.raises(NotFoundError, match=r"or add the original files again \(conveyor"):
+            cv.data.checkout("d@1", tmp_path / "out")
+
     def test_gc_keeps_the_files_of_every_version(self, ws: Workspace, tmp_path: Path) -> None:
         from datetime import timedelta
 

@@ -227,6 +227,19 @@ def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _store_again(version: DatasetVersion) -> str:
+    """How a file of ``version`` that a store lost (or held damaged) is stored again."""
+    again = (
+        f"add the same table again (cv.data.add({version.name!r}, df))"
+        if version.source == "<table>"
+        else f"add the original files again (conveyor data add {version.name} PATH)"
+    )
+    return (
+        f"Fetch it from a remote that has it: conveyor data pull {version.ref} (from Python: "
+        f"cv.data.pull({version.ref!r})), or {again}"
+    )
+
+
 def _local_stores(settings: Any) -> list[Path]:
     """The folders and files on this machine that ``settings`` keep data in (the metadata
     and online SQLite files, the artifact, log and remote folders), resolved."""
@@ -460,7 +473,7 @@ class DataService:
             raise NotFoundError(
                 f"The file list of {version.ref} ({version.digest[:12]}) is not in the artifact "
                 f"store {self._where}.",
-                hint=_fetch_hint(version),
+                hint=f"{_store_again(version)}.",
             ) from None
         except IntegrityError as e:
             raise IntegrityError(
@@ -563,7 +576,7 @@ class DataService:
             raise NotFoundError(
                 f"The file {entry.path} of {version.ref} is not in the artifact store "
                 f"{self._where}.",
-                hint=_fetch_hint(version),
+                hint=f"{_store_again(version)}.",
             ) from None
 
     def path(self, ref: str, *, progress: ProgressReporter | None = None) -> Path:
@@ -758,7 +771,7 @@ class DataService:
                 raise NotFoundError(
                     f"The file {entry.path} of {version.ref} is not in the artifact store "
                     f"{self._where}.",
-                    hint=_fetch_hint(version),
+                    hint=f"{_store_again(version)}.",
                 ) from None
             progress.advance(1, entry.size)
 
@@ -775,10 +788,7 @@ class DataService:
         once it is gone the next add of the original file, or a pull, stores it again."""
         dropped = self._drop_damaged(entry)
         if dropped:
-            fix = (
-                f"The damaged copy was removed. Add the original file again (conveyor data add "
-                f"{version.name} PATH) or fetch it: conveyor data pull {version.ref}"
-            )
+            fix = f"The damaged copy was removed. {_store_again(version)}"
         else:
             fix = (
                 f"Replace it from a remote that has it: conveyor data pull {version.ref} "
@@ -1168,14 +1178,6 @@ class DataService:
                 ) from e
         needed.update((digest, size) for digest, (size, _) in _objects(manifest).items())
         return needed
-
-
-def _fetch_hint(version: DatasetVersion) -> str:
-    """What to do about a version whose objects this store lacks: pull it, not everything."""
-    return (
-        f"Fetch it from the remote that has it: conveyor data pull {version.ref} "
-        f"(from Python: cv.data.pull({version.ref!r}))."
-    )
 
 
 def _some(refs: tuple[str, ...]) -> str:
