@@ -224,6 +224,8 @@ def test_bad_input_gets_one_clear_line(project: Path) -> None:
     assert missing.returncode == 1
     assert "no such file or folder" in missing.stderr
     assert "Traceback" not in missing.stderr
+    empty = cli(project, "data", "add", "raw", "", ok=False)  # "$DATA", unset
+    assert "the path is empty" in empty.stderr  # not the whole project folder, added
     cli(project, "data", "add", "raw", "data")
     absent = cli(project, "data", "show", "raw@5", ok=False)
     assert "latest versions: raw@1" in absent.stderr

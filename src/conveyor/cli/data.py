@@ -121,7 +121,7 @@ def _when(v: DatasetVersion) -> str:
 def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name, e.g. 'customers' or 'churn/train'.")],
-    path: Annotated[Path, typer.Argument(help="A file or folder to version.")],
+    path: Annotated[str, typer.Argument(help="A file or folder to version.")],
     message: Annotated[
         str, typer.Option("--message", "-m", help="What this version is (kept with it).")
     ] = "",

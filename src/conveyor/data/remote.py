@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor.core.errors import IntegrityError, InvalidArgumentError
+from conveyor.core.errors import IntegrityError, InvalidArgumentError, PermissionDeniedError
 from conveyor.core.hashing import CHUNK_SIZE
 from conveyor.data import tables, versioning
 from conveyor.data.ingest import scan
@@ -30,6 +30,7 @@ from conveyor.data.service import (
     DataService,
     ProgressReporter,
     assemble,
+    check_path_given,
 )
 from conveyor.store.activity import current_activity, note_read
 from conveyor.store.client import ServerClient
@@ -72,6 +73,7 @@ class RemoteDataService(DataService):
         import orjson
 
         versioning.validate_dataset_name(name)
+        check_path_given(name, data)
         run = current_activity()
         with ExitStack() as stack:
             parts: list[tuple[str, Any]] = []
@@ -81,7 +83,14 @@ class RemoteDataService(DataService):
                     raise InvalidArgumentError(f"Cannot add {data}: the folder holds no files.")
                 names = [f.name for f in found]
                 for i, f in enumerate(found):
-                    handle = stack.enter_context(open(f.path, "rb"))
+                    try:
+                        handle = stack.enter_context(open(f.path, "rb"))
+                    except PermissionError as e:
+                        raise PermissionDeniedError(
+                            f"Cannot read {f.path}: {e.strerror}.",
+                            hint="Make it readable to you (chmod), or move it out of what you "
+                            "add, then add again.",
+                        ) from e
                     parts.append((f"file{i}", (f.name, handle, "application/octet-stream")))
                 source = str(Path(data).resolve())
                 single = Path(data).is_file()

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from conveyor.data.transfer import TransferResult
     from conveyor.data.validation import ValidationReport
 
-__all__ = ["DataService", "ProgressReporter", "data_service"]
+__all__ = ["DataService", "ProgressReporter", "check_path_given", "data_service"]
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,16 @@ def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def check_path_given(name: str, data: Any) -> None:
+    """Refuse an empty path to add: Path("") is the current folder, so an unset variable
+    (``conveyor data add raw "$DATA"``) would version all of it."""
+    if isinstance(data, str) and not data.strip():
+        raise InvalidArgumentError(
+            f"Cannot add {data!r} to {name}: the path is empty.",
+            hint="Name the file or folder to add (. for the current folder).",
+        )
+
+
 def _store_again(version: DatasetVersion) -> str:
     """How a file of ``version`` that a store lost (or held damaged) is stored again."""
     again = (
@@ -302,6 +312,7 @@ class DataService:
         """Add a version of dataset ``name`` from a file, a folder, or a DataFrame/Arrow table."""
         versioning.validate_dataset_name(name)
         progress = progress or _NoProgress()
+        check_path_given(name, data)
         if isinstance(data, str | os.PathLike):
             return self._add_path(name, Path(data), description, progress)
         table = tables.table_to_add(data, name)
