@@ -568,6 +568,25 @@ class DataSuite:
         assert cv.data.validate("cats@1", schema).passed
         assert cv.data.load("cats@1")["plan"].tolist() == frame["plan"].tolist()
 
+    def test_a_table_file_written_to_during_its_add_is_described_as_stored(
+        self, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from conveyor.data import service
+
+        write_tree(tmp_path / "t", {"t.csv": b"a,b\n1,x\n2,y\n"})
+        stored = service.ingest
+
+        def then_rewritten(*args: object, **kwargs: object) -> object:
+            result = stored(*args, **kwargs)  # type: ignore[arg-type]
+            (tmp_path / "t" / "t.csv").write_bytes(b"a,b,c\n" + b"1,2,3\n" * 50)  # a writer
+            return result
+
+        monkeypatch.setattr(service, "ingest", then_rewritten)
+        version = cv.data.add("t", tmp_path / "t")
+        assert (version.rows, list(version.columns or {})) == (2, ["a", "b"])
+        assert version.profile["rows"] == 2
+        assert cv.data.load("t@1").shape == (2, 2)  # what the version holds
+
     def test_csv_files_that_are_not_one_table_are_versioned_as_files(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

@@ -227,6 +227,26 @@ def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _read_table(
+    fmt: str, sources: list[Any], names: list[str] | None = None
+) -> tuple[Any, str | None]:
+    """The files ``sources`` read as one table of format ``fmt``, or None and why not."""
+    try:
+        return tables.read_table(fmt, sources, names), None
+    except InvalidArgumentError as e:
+        return None, e.message
+
+
+def _changed_since_scan(f: Any) -> bool:
+    """Whether the file ``f`` (a scanned LocalFile) is not as the scan saw it: written to,
+    replaced or removed since."""
+    try:
+        st = os.stat(f.path)
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns, st.st_ino) != (f.size, f.mtime_ns, f.inode)
+
+
 def check_path_given(name: str, data: Any) -> None:
     """Refuse an empty path to add: Path("") is the current folder, so an unset variable
     (``conveyor data add raw "$DATA"``) would version all of it."""
@@ -374,12 +394,18 @@ class DataService:
         values: dict[str, Any] = {"kind": "files", "source": origin[:2000]}
         fmt = tables.table_format_of([f.name for f in files])
         if fmt is not None:
-            try:
-                table = tables.read_table(fmt, [f.path for f in files])
-            except InvalidArgumentError as e:  # malformed, or files of different columns
-                log.warning("%s is versioned as files, not as one table: %s", name, e.message)
-            else:
+            table, problem = _read_table(fmt, [f.path for f in files])
+            if any(map(_changed_since_scan, files)):
+                # Written to while it was added: the rows, columns and profile must be those
+                # of the bytes this version stores, not of what the file holds now.
+                import pyarrow as pa
+
+                stored = [pa.BufferReader(assemble(e, self.store.get)) for e in result.entries]
+                table, problem = _read_table(fmt, stored, [f.path for f in files])
+            if table is not None:
                 values.update(self._table_values(table, fmt))
+            else:  # malformed, or files of different columns
+                log.warning("%s is versioned as files, not as one table: %s", name, problem)
         try:
             return self._record(
                 name, Manifest.of(result.entries), values, description, checked=_not_fresh(result)
