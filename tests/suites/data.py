@@ -78,6 +78,12 @@ class RecordedProgress:
         self.calls.append(("stop",))
 
 
+def customers_schema() -> object:
+    from conveyor.data.validation import infer_schema
+
+    return infer_schema(customers())
+
+
 class DataSuite:
     @pytest.fixture
     def ws(self, store_uri: str, artifact_uri: str, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -586,6 +592,16 @@ class DataSuite:
         assert (version.rows, list(version.columns or {})) == (2, ["a", "b"])
         assert version.profile["rows"] == 2
         assert cv.data.load("t@1").shape == (2, 2)  # what the version holds
+
+    def test_a_csv_file_with_a_repeated_column_name_is_versioned_as_a_file(
+        self, ws: Workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        write_tree(tmp_path, {"export.csv": b"id,,\n1,a,b\n"})  # blank names, twice
+        version = cv.data.add("export", tmp_path / "export.csv")
+        assert (version.kind, version.rows) == ("files", None)
+        assert "more than one column named ''" in caplog.text
+        with pytest.raises(InvalidArgumentError, match="more than one column named ''"):
+            cv.data.validate(str(tmp_path / "export.csv"), customers_schema())
 
     def test_csv_files_that_are_not_one_table_are_versioned_as_files(
         self, ws: Workspace, tmp_path: Path

@@ -11,6 +11,7 @@ import base64
 import io
 import math
 import os
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import InvalidArgumentError
@@ -184,6 +185,14 @@ def read_table(fmt: str, sources: list[Any], names: list[str] | None = None) -> 
 
     names = names or [_name(src) for src in sources]
     tables = [_read_one(fmt, src, name) for src, name in zip(sources, names, strict=True)]
+    for table, name in zip(tables, names, strict=True):
+        repeated = sorted(c for c, n in Counter(table.column_names).items() if n > 1)
+        if repeated:  # (a header exported with blank names: ",,")
+            raise InvalidArgumentError(
+                f"{name} has more than one column named "
+                f"{', '.join(map(repr, repeated[:5]))}; a table needs distinct column names.",
+                hint="Rename the repeated columns in its header.",
+            )
     if not tables:
         raise InvalidArgumentError("There are no files to read as a table.")
     if len(tables) == 1:
