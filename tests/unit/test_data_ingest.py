@@ -76,6 +76,8 @@ def test_scan_follows_links_to_files_and_skips_links_that_lead_nowhere(tmp_path:
     (tmp_path / "d" / "loop1").symlink_to("loop2")  # ELOOP when followed
     (tmp_path / "d" / "loop2").symlink_to("loop1")
     assert [f.name for f in scan(tmp_path / "d")] == ["a.txt", "to-a"]
+    with pytest.raises(InvalidArgumentError, match="Too many levels of symbolic links"):
+        scan(tmp_path / "d" / "loop1")  # named: said, not skipped
 
 
 def test_a_damaged_hash_cache_is_made_again(

@@ -89,6 +89,10 @@ def scan(root: Path) -> list[LocalFile]:
         ) from None
     except PermissionError as e:
         raise PermissionDeniedError(f"Cannot read {root}: {e.strerror}.", hint=_UNREADABLE) from e
+    except OSError as e:  # a link that loops, a name too long...
+        raise InvalidArgumentError(
+            f"Cannot add {root}: {e.strerror}.", hint="Check the path, then add again."
+        ) from e
     if stat_module.S_ISREG(st.st_mode):
         one = [LocalFile(str(root.resolve()), root.name, st.st_size, st.st_mtime_ns, st.st_ino)]
         _check_names(root, one)
