@@ -689,8 +689,8 @@ class DataSuite:
         cv.data.add("c", customers())
         schema = cv.data.infer_schema("c@1")
         too_few = cv.data.validate(customers().head(5), schema)
-        table_checks = [f.check for f in too_few.failures if f.column is None]
-        assert any(check.startswith("row_count") for check in table_checks)
+        table_checks = [(f.check, f.examples) for f in too_few.failures if f.column is None]
+        assert ("row_count(min_rows=30, max_rows=120)", ["5 rows"]) in table_checks
         dup = pd.concat([customers(), customers().head(1)], ignore_index=True)
         report = cv.data.validate(dup, schema)
         assert any(f.check == "no duplicate rows" for f in report.failures)

@@ -649,6 +649,8 @@ def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> No
         if name == "multiple_fields_uniqueness":
             col, name = None, "no duplicate rows"
         examples = _distinct(group["failure_case"]).head(EXAMPLES).tolist()
+        if name.startswith("row_count("):  # its failure case is just False
+            examples = [f"{len(df)} rows"]
         count = len(group) if name != "no duplicate rows" else int(group["index"].nunique())
         existing = next((f for f in report.failures if (f.column, f.check) == (col, name)), None)
         if existing is None:
