@@ -88,7 +88,9 @@ def scan(root: Path) -> list[LocalFile]:
             hint="Check the path; relative paths are taken from the current directory.",
         ) from None
     except PermissionError as e:
-        raise PermissionDeniedError(f"Cannot read {root}: {e.strerror}.", hint=_UNREADABLE) from e
+        raise PermissionDeniedError(
+            f"Cannot read {root}: {e.strerror}.", hint=UNREADABLE_HINT
+        ) from e
     except OSError as e:  # a link that loops, a name too long...
         raise InvalidArgumentError(
             f"Cannot add {root}: {e.strerror}.", hint="Check the path, then add again."
@@ -151,14 +153,17 @@ def _check_names(root: Path, files: list[LocalFile]) -> None:
         )
 
 
-_UNREADABLE = "Make it readable to you (chmod), or move it out of what you add, then add again."
+#: What to do about a file or folder that add may not read.
+UNREADABLE_HINT = "Make it readable to you (chmod), or move it out of what you add, then add again."
 
 
 def _walk(folder: str, prefix: str, found: list[LocalFile]) -> None:
     try:
         entries = list(os.scandir(folder))
     except PermissionError as e:
-        raise PermissionDeniedError(f"Cannot list {folder}: {e.strerror}.", hint=_UNREADABLE) from e
+        raise PermissionDeniedError(
+            f"Cannot list {folder}: {e.strerror}.", hint=UNREADABLE_HINT
+        ) from e
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -172,7 +177,7 @@ def _walk(folder: str, prefix: str, found: list[LocalFile]) -> None:
                 st = entry.stat()
             except PermissionError as e:  # a link into a folder we may not enter
                 raise PermissionDeniedError(
-                    f"Cannot read {entry.path}: {e.strerror}.", hint=_UNREADABLE
+                    f"Cannot read {entry.path}: {e.strerror}.", hint=UNREADABLE_HINT
                 ) from e
             except OSError:  # a link that loops (ELOOP), or an entry gone since the listing:
                 continue  # skipped as a link to nothing is
@@ -553,7 +558,7 @@ class _reading:
     def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         if isinstance(error, PermissionError):
             raise PermissionDeniedError(
-                f"Cannot read {self.f.path}: {error.strerror}.", hint=_UNREADABLE
+                f"Cannot read {self.f.path}: {error.strerror}.", hint=UNREADABLE_HINT
             ) from error
         if isinstance(error, FileNotFoundError):
             raise NotFoundError(

@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.core.errors import IntegrityError, InvalidArgumentError, PermissionDeniedError
 from conveyor.core.hashing import CHUNK_SIZE
 from conveyor.data import tables, versioning
-from conveyor.data.ingest import scan
+from conveyor.data.ingest import UNREADABLE_HINT, scan
 from conveyor.data.records import Dataset, DatasetVersion, FileEntry, Manifest
 from conveyor.data.service import (
     CHUNKS,
@@ -87,9 +87,7 @@ class RemoteDataService(DataService):
                         handle = stack.enter_context(open(f.path, "rb"))
                     except PermissionError as e:
                         raise PermissionDeniedError(
-                            f"Cannot read {f.path}: {e.strerror}.",
-                            hint="Make it readable to you (chmod), or move it out of what you "
-                            "add, then add again.",
+                            f"Cannot read {f.path}: {e.strerror}.", hint=UNREADABLE_HINT
                         ) from e
                     parts.append((f"file{i}", (f.name, handle, "application/octet-stream")))
                 source = str(Path(data).resolve())
