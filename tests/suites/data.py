@@ -210,6 +210,23 @@ class DataSuite:
         assert cv.data.get(f"d@{v1.digest[:10]}").id == v1.id
         assert cv.data.get(f"d@{v1.digest[:10].upper()}").id == v1.id  # as copied from a UI
 
+    def test_a_digest_prefix_of_digits_only_is_still_a_digest(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        from conveyor.data.records import FileEntry, Manifest
+
+        def digest_of(content: bytes) -> str:
+            entry = FileEntry("x", len(content), hashlib.sha256(content).hexdigest())
+            return hashlib.sha256(Manifest.of([entry]).encode()).hexdigest()
+
+        # Content whose version's digest starts with 8 decimal digits (one in 40 does).
+        content = next(c for i in range(10_000) if digest_of(c := str(i).encode())[:8].isdigit())
+        write_tree(tmp_path / "d", {"x": content})
+        version = cv.data.add("d", tmp_path / "d")
+        assert version.digest == digest_of(content)
+        assert cv.data.get(f"d@{version.digest[:8]}").id == version.id  # not "no version"
+        assert cv.data.get("d@1").id == version.id  # a short number is still a number
+
     def test_a_missing_version_names_the_latest_ones(self, ws: Workspace, tmp_path: Path) -> None:
         write_tree(tmp_path / "d", {"x": b"1"})
         cv.data.add("d", tmp_path / "d")

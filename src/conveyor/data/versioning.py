@@ -151,23 +151,28 @@ def find_version(conn: sa.Connection, project_id: str, ref: str) -> DatasetVersi
         .join(datasets, datasets.c.id == dataset_versions.c.dataset_id)
         .where(dataset_versions.c.dataset_id == ds.id)
     )
+    by_digest = query.where(
+        dataset_versions.c.digest.startswith(selector, autoescape=True)
+    ).order_by(dataset_versions.c.version.desc())
     if selector == "latest":
-        query = query.order_by(dataset_versions.c.version.desc()).limit(1)
+        rows = conn.execute(query.order_by(dataset_versions.c.version.desc()).limit(1)).all()
     elif selector.isascii() and selector.isdigit():  # not '²', which int() refuses
         number = int(selector)
         # A number past the column's range is no version: PostgreSQL and SQLite would
         # refuse the query itself.
         in_range = 1 <= number <= _MAX_VERSION
-        query = query.where(dataset_versions.c.version == (number if in_range else 0))
+        rows = conn.execute(
+            query.where(dataset_versions.c.version == (number if in_range else 0))
+        ).all()
+        if not rows and _HEX.match(selector):  # digits only: a digest can start so too
+            rows = conn.execute(by_digest).all()
     elif _HEX.match(selector):
-        query = query.where(dataset_versions.c.digest.startswith(selector, autoescape=True))
-        query = query.order_by(dataset_versions.c.version.desc())
+        rows = conn.execute(by_digest).all()
     else:
         raise InvalidArgumentError(
             f"{ref!r}: after '@' put a version number, 'latest' or at least 6 hex characters "
             f"of a digest; got {selector!r}."
         )
-    rows = conn.execute(query).all()
     if not rows:
         latest = [f"{name}@{v.version}" for v in list_versions(conn, project_id, name)[:5]]
         raise NotFoundError(
