@@ -390,7 +390,7 @@ class DataSuite:
         cv.data.add("d", tmp_path / "d")
         cv.data.add("t", customers())
         forget_objects(ws)
-        with pytest.raises(NotFoundError, match=r"pull t@1\), or add the same table again"):
+        with pytest.raises(NotFoundError, match=r"pull\('t@1'\)\), or add the same table again"):
             cv.data.load("t@1")
         with pytest.raises(NotFoundError, match=r"or add the original files again \(conveyor"):
             cv.data.checkout("d@1", tmp_path / "out")
