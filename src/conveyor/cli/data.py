@@ -407,7 +407,13 @@ def _default_dest(v: DatasetVersion, root: Path) -> Path:
 @data_app.command("validate")
 def validate(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help=f"{REF_HELP} Or a table file (.csv, .parquet...).")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            help=f"{REF_HELP} Or a table file (.csv, .parquet...): a table file of that name "
+            "here is checked as a file; anything else, a folder too, names a version."
+        ),
+    ],
     schema: Annotated[
         Path | None,
         typer.Option(

@@ -683,8 +683,8 @@ class DataService:
         stores (metadata, artifacts, logs, online features, the remote).
         """
         version = self.get(ref)
-        # Normalized first: the temporary folders below are siblings of the real folder
-        # (``..`` resolved), never entries inside it.
+        # Normalized first (``..`` resolved): the temporary folder below is a hidden entry
+        # of DEST when it exists, else a sibling of it.
         target = Path(os.path.abspath(dest))
         if target.exists() and not target.is_dir():
             raise ConflictError(f"Cannot check out into {target}: it is a file, not a folder.")
