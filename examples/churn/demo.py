@@ -234,8 +234,9 @@ def main() -> None:
             data="customers-holdout@latest",
             target="churned",
             # Generous: a busy machine (CI runs tests side by side) must not turn the demo's
-            # gate into a coin toss; a model many times slower still fails it.
-            checks=("signature", "latency_p99_ms<1000"),
+            # gate into a coin toss (at a load of 13 on 2 cores, p99 reached 2.2 s for a model
+            # that answers in milliseconds); a model many times slower still fails it.
+            checks=("signature", "latency_p99_ms<5000"),
         ),
         rollout=Canary(
             steps=(25, 100),
