@@ -21,6 +21,7 @@ import pytest
 import conveyor as cv
 from conveyor.core.errors import ConflictError
 from conveyor.loop import Canary, Gate, OnDrift, Policy
+from conveyor.store.logs import read_log
 from conveyor.store.workspace import Workspace
 
 pytest.importorskip("fastapi", reason="the loop rolls out through the model server")
@@ -465,8 +466,28 @@ class LoopSuite:
         served = ModelServerClient(
             deployment="prod", workspace=ws, reload_interval=0.05, flush_seconds=0.2
         )
-        with served as client:  # predictions land in the log at once; no label ever comes
-            done = self.drive(ws, client, ("promoted", "rolled_back", "failed"))
+        controller = LoopController(ws)
+        rows = frame(20, 7)[["a", "b"]]
+
+        def split_written() -> bool:
+            controller.tick()
+            (execution, *_) = cv.loop.executions("churn-ct", workspace=ws)
+            assert execution.active, execution.reason
+            return execution.state == "rolling_out" and execution.revision is not None
+
+        def candidate_logged() -> bool:
+            client.predict(rows, name="prod", check=False)
+            logged = read_log(ws.log_uri, "predictions", deployment="prod")
+            return not logged.empty and bool((logged["model_version"] == 2).any())
+
+        with served as client:  # no label ever comes
+            until(split_written, "the canary's split to be written")
+            # the candidate's predictions are in the log before the next tick judges the
+            # hold, so a slow machine cannot turn this into "no predictions in time"
+            until(candidate_logged, "the candidate's predictions to be logged")
+            done = self.drive(
+                ws, client, ("promoted", "rolled_back", "failed"), holder=controller.holder
+            )
         assert done.state == "rolled_back"
         assert "roc_auc could not be judged" in done.reason
         assert cv.models.get("churn@champion").version == 1
