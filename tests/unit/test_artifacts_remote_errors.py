@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.core.errors import PermissionDeniedError
+from conveyor.core.errors import InvalidArgumentError, PermissionDeniedError
 from conveyor.store.artifacts.remote import FsspecBackend
 
 
@@ -19,10 +19,21 @@ def test_an_s3_store_without_credentials_says_which_to_set(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    backend = FsspecBackend("s3://bucket/prefix?endpoint_url=http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    backend = FsspecBackend("s3://bucket/prefix")
     with pytest.raises(PermissionDeniedError, match="has no credentials") as caught:
         backend.exists("ab/cdef")
     assert "AWS_ACCESS_KEY_ID" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/prefix?endpoint_url=http://127.0.0.1:9000", "memory://tests/p#frag"]
+)
+def test_options_after_a_store_uri_are_refused_not_taken_as_keys(uri: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="followed by options") as caught:
+        FsspecBackend(uri)
+    assert "127.0.0.1" not in str(caught.value)  # an option's value may be a secret
+    assert uri.split("://")[0] + "://" in str(caught.value)
 
 
 def test_a_remote_store_stages_files_in_a_folder_only_this_user_can_enter() -> None:

@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from conveyor.core.errors import BackendUnavailableError, NotFoundError, PermissionDeniedError
+from conveyor.core.errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from conveyor.core.uris import redact_uri
 from conveyor.store.artifacts.backend import ObjectInfo
 
 __all__ = ["FsspecBackend"]
@@ -31,10 +37,34 @@ def _storage_options(protocol: str) -> dict[str, Any]:
     return options
 
 
+def _refuse_options_in(uri: str) -> None:
+    """Refuse ``s3://bucket/prefix?endpoint_url=...``: fsspec would take the query as part of
+    the object keys, so objects would land under a prefix nobody meant."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(uri)
+    if not parts.query and not parts.fragment:
+        return
+    keys = sorted({k for k, _ in parse_qsl(parts.query, keep_blank_values=True)}) or ["?/#"]
+    plain = redact_uri(parts._replace(query="", fragment="").geturl())
+    s3 = parts.scheme.lower() in ("s3", "s3a")
+    raise InvalidArgumentError(
+        f"The artifact store URI {plain!r} is followed by options ({', '.join(keys)}); "
+        "Conveyor takes none in the URI and would read them as part of the object keys.",
+        hint=(
+            "Write the URI without '?...' and set AWS_ENDPOINT_URL for an S3-compatible "
+            "server (credentials as boto reads them)."
+            if s3
+            else "Write the URI without '?...' or '#...'."
+        ),
+    )
+
+
 class FsspecBackend:
     """A prefix on an fsspec filesystem, e.g. ``s3://bucket/conveyor`` or ``memory://tests``."""
 
     def __init__(self, uri: str, **storage_options: Any) -> None:
+        _refuse_options_in(uri)
         self.uri = uri.rstrip("/")
         self.storage_options = storage_options
         self._fs: Any = None
