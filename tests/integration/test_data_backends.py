@@ -49,6 +49,25 @@ def test_push_to_an_s3_remote_and_pull_back(tmp_path: Path, s3_bucket: str) -> N
         assert (out / "b.bin").read_bytes() == b"b" * 7000
 
 
+@pytest.mark.s3
+def test_a_pull_from_a_bucket_that_does_not_exist_names_the_bucket(
+    tmp_path: Path, s3_bucket: str
+) -> None:
+    import conveyor as cv
+    from conveyor.core.errors import NotFoundError
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.bin").write_bytes(b"a" * 100)
+    with cv.init(tmp_path / "p", project="p", remote_uri=f"s3://{s3_bucket}/remote") as ws:
+        cv.data.add("d", tmp_path / "d")
+        cv.data.push()
+        for digest, _ in list(ws.artifacts.objects()):
+            ws.artifacts.delete(digest)
+        with pytest.raises(NotFoundError, match=f"the bucket '{s3_bucket}x', which does not"):
+            cv.data.pull(["d@1"], f"s3://{s3_bucket}x/remote")  # a typo in the bucket
+        assert cv.data.pull(["d@1"]).copied == 2  # the right bucket still serves the pull
+
+
 @pytest.mark.postgres
 def test_concurrent_adds_to_one_dataset_get_distinct_numbers(
     tmp_path: Path, postgres_uri: str

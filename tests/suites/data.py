@@ -1032,6 +1032,18 @@ class DataSuite:
         with pytest.raises(NotFoundError, match="lacks files of e@1"):
             cv.data.pull(["e"], remote)
 
+    def test_a_pull_from_a_folder_that_does_not_exist_says_so(
+        self, ws: Workspace, tmp_path: Path
+    ) -> None:
+        write_tree(tmp_path / "d", {"a": b"alpha"})
+        cv.data.add("d", tmp_path / "d")
+        forget_objects(ws)
+        typo = tmp_path / "remote-stor"
+        for refs in (["d@1"], None):
+            with pytest.raises(NotFoundError, match=f"no folder {typo}"):
+                cv.data.pull(refs, str(typo))
+        assert not typo.exists()
+
     def test_a_push_of_everything_pushes_what_this_store_has_and_names_the_rest(
         self, ws: Workspace, tmp_path: Path
     ) -> None:

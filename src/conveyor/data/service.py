@@ -1132,6 +1132,13 @@ class DataService:
         """
         source = self.remote(remote)
         needed, missing = self._plan(refs, source, push=False)
+        absent = _absence(source) if missing else None
+        if absent:
+            raise NotFoundError(
+                f"The remote {source.uri} {absent}, so there is nothing to pull from it.",
+                hint="Check the remote's URI (--remote, or remote_uri in conveyor.toml) and, "
+                "for an S3-compatible server, AWS_ENDPOINT_URL.",
+            )
         if missing and refs:
             raise NotFoundError(
                 f"The remote {source.uri} lacks files of {_some(missing)}, and this store "
@@ -1223,6 +1230,19 @@ def _some(refs: tuple[str, ...]) -> str:
 
 
 #: What to do about a damaged object on a remote that a pull found.
+def _absence(store: ArtifactStore) -> str | None:
+    """Why ``store`` cannot hold anything (its folder or bucket does not exist), if its
+    backend can tell; None when it can't, or when it exists."""
+    check = getattr(store.backend, "absence", None)
+    if check is None:
+        return None
+    try:
+        found: str | None = check()
+    except ConveyorError:  # e.g. not allowed to look at the bucket: say what is missing
+        return None
+    return found
+
+
 _MEND_REMOTE = (
     "Replace the remote's copy from a project that holds an intact one: conveyor data push "
     "--verify there (from Python: cv.data.push(verify=True))."

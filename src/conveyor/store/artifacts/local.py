@@ -59,6 +59,10 @@ class LocalBackend:
         # pathlib's object per call was most of the time.
         return os.path.isfile(self._prefix + key)
 
+    def absence(self) -> str | None:
+        """Why this store cannot hold anything, if so: its folder does not exist."""
+        return None if self.root.is_dir() else f"does not exist (no folder {self.root})"
+
     def exists_keys(self, keys: list[str]) -> list[bool]:
         """Return whether each of ``keys`` is stored (a version checks thousands at once).
 

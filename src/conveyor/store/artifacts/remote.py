@@ -37,6 +37,10 @@ def _storage_options(protocol: str) -> dict[str, Any]:
     return options
 
 
+#: Schemes whose first path part is a bucket (or container) that must exist.
+_BUCKETS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs"})
+
+
 def _refuse_options_in(uri: str) -> None:
     """Refuse ``s3://bucket/prefix?endpoint_url=...``: fsspec would take the query as part of
     the object keys, so objects would land under a prefix nobody meant."""
@@ -151,6 +155,17 @@ class FsspecBackend:
 
     def exists(self, key: str) -> bool:
         return bool(self._call("check an object", self.fs.exists, self._path(key)))
+
+    def absence(self) -> str | None:
+        """Why this store cannot hold anything, if so: its bucket does not exist."""
+        from fsspec.core import split_protocol
+
+        if (split_protocol(self.uri)[0] or "").lower() not in _BUCKETS:
+            return None
+        bucket = self._path("").split("/", 1)[0]
+        if self._call("check the bucket", self.fs.exists, bucket):
+            return None
+        return f"names the bucket {bucket!r}, which does not exist"
 
     def size(self, key: str) -> int:
         try:
