@@ -32,6 +32,7 @@ from conveyor.core.errors import (
     PermissionDeniedError,
 )
 from conveyor.core.hashing import sha256_bytes
+from conveyor.core.processes import alive, host_tag
 from conveyor.data import tables, versioning
 from conveyor.data.ingest import HashCache, ingest, scan
 from conveyor.data.records import DatasetVersion, FileEntry, Manifest
@@ -189,6 +190,33 @@ def _as_materialized(folder: Path, manifest: Manifest) -> bool:
                 return False
             seen += 1
     return seen == len(expected)
+
+
+def _checkout_temp_name(target: Path) -> str:
+    """The hidden folder a checkout into ``target`` writes first: named by this host and
+    process, so that a later checkout can tell when the one that made it was killed."""
+    return f".{target.name}.{host_tag()}-{os.getpid()}-{ids.new_id()}.part"
+
+
+def _sweep_killed_checkouts(target: Path) -> None:
+    """Remove what checkouts into ``target`` killed on this host left (inside it or beside
+    it): a hidden folder that may hold gigabytes, and that made ``target`` look not empty."""
+    import re
+
+    made = re.compile(rf"\.{re.escape(target.name)}\.([0-9a-f]{{8}})-(\d+)-[0-9A-Z]{{26}}\.part")
+    here = host_tag()
+    for folder in (target, target.parent):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            found = made.fullmatch(entry.name)
+            if found is None or found[1] != here or alive(int(found[2])):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                log.info("conveyor: removing %s, left by a checkout that was killed", entry.path)
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
@@ -688,6 +716,7 @@ class DataService:
         target = Path(os.path.abspath(dest))
         if target.exists() and not target.is_dir():
             raise ConflictError(f"Cannot check out into {target}: it is a file, not a folder.")
+        _sweep_killed_checkouts(target)
         try:
             present = sorted(os.listdir(target)) if target.is_dir() else []
         except PermissionError as e:
@@ -722,7 +751,7 @@ class DataService:
         # it exists (a mounted volume is a file system of its own, which no rename leaves;
         # its parent may not be writable), else beside it, where DEST is made.
         existing = target.is_dir()  # (a link to a folder stays that link)
-        temp = (target if existing else target.parent) / f".{target.name}.{ids.new_id()}.part"
+        temp = (target if existing else target.parent) / _checkout_temp_name(target)
         try:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)

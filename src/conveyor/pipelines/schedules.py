@@ -16,7 +16,6 @@ a run the server starts for a caller does (:mod:`conveyor.pipelines.launch`).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 import time
@@ -30,6 +29,7 @@ import sqlalchemy as sa
 from conveyor.core import ids
 from conveyor.core.clock import utcnow
 from conveyor.core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from conveyor.core.processes import alive as process_alive
 from conveyor.pipelines.dsl import Pipeline
 from conveyor.store.leases import acquire, new_holder, release
 from conveyor.store.metadata.schema import schedules
@@ -545,7 +545,7 @@ class Scheduler:
                 continue
             host, _, pid = row.coordinator.rpartition(":")
             if host == here and pid.isdigit():
-                alive = _alive(int(pid))
+                alive = process_alive(int(pid))
             else:
                 alive = row.heartbeat_at is not None and row.heartbeat_at >= fresh
             if alive:
@@ -802,14 +802,3 @@ def _started_since(run_id: str, since: datetime) -> bool:
     except ValueError:  # not an id this version makes: nothing to wait for
         return False
     return made >= since.timestamp() * 1000
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True

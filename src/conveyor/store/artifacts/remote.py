@@ -21,6 +21,7 @@ from conveyor.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from conveyor.core.processes import alive
 from conveyor.core.uris import redact_uri
 from conveyor.store.artifacts.backend import ObjectInfo
 
@@ -336,7 +337,7 @@ def _remove_abandoned(own: Path) -> None:
         owner = entry.name.removeprefix(_STAGING_PREFIX).partition("-")[0]
         if entry.name == own.name or not entry.name.startswith(_STAGING_PREFIX):
             continue
-        if not owner.isdigit() or _alive(int(owner)):
+        if not owner.isdigit() or alive(int(owner)):
             continue
         try:
             info = entry.stat(follow_symlinks=False)
@@ -347,14 +348,3 @@ def _remove_abandoned(own: Path) -> None:
             continue
         if now - touched >= _ABANDONED_AFTER:
             shutil.rmtree(entry.path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's, or not a pid this system could have: leave it
-    return True
