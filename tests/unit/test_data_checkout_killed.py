@@ -76,3 +76,21 @@ def test_a_checkout_still_running_is_left_alone(tmp_path: Path) -> None:
     assert running.is_dir()
     assert other_host.is_dir()
     assert (into / "a.bin").read_bytes() == b"a"
+
+
+def test_materializing_again_removes_what_a_killed_materialization_left(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(os.urandom(4096))
+    ws = cv.init(tmp_path / "p")
+    version = cv.data.add("d", data)
+    script = _KILLED_CHECKOUT.replace(
+        'data_service(ws).checkout("d@1", sys.argv[2], progress=DiesHalfway())',
+        'data_service(ws).path("d@1", progress=DiesHalfway())',
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "p"), "-"], timeout=120)
+    assert done.returncode == -9
+    cache = ws.settings.state_dir / "cache" / "datasets"
+    assert [p for p in cache.iterdir() if p.name.endswith(".part")]  # left by the killed one
+    assert (cv.data.path("d@1") / "a.bin").read_bytes() == (data / "a.bin").read_bytes()
+    assert [p.name for p in cache.iterdir() if p.is_dir()] == [version.digest]

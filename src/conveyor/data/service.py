@@ -198,14 +198,15 @@ def _checkout_temp_name(target: Path) -> str:
     return f".{target.name}.{host_tag()}-{os.getpid()}-{ids.new_id()}.part"
 
 
-def _sweep_killed_checkouts(target: Path) -> None:
-    """Remove what checkouts into ``target`` killed on this host left (inside it or beside
-    it): a hidden folder that may hold gigabytes, and that made ``target`` look not empty."""
+def _sweep_killed_checkouts(target: Path, *, inside: bool = True) -> None:
+    """Remove what checkouts into ``target`` killed on this host left (inside it, unless not
+    ``inside``, or beside it): a hidden folder that may hold gigabytes, and that made
+    ``target`` look not empty."""
     import re
 
     made = re.compile(rf"\.{re.escape(target.name)}\.([0-9a-f]{{8}})-(\d+)-[0-9A-Z]{{26}}\.part")
     here = host_tag()
-    for folder in (target, target.parent):
+    for folder in (target, target.parent) if inside else (target.parent,):
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -682,7 +683,8 @@ class DataService:
             os.rename(final, aside)
             shutil.rmtree(aside, ignore_errors=True)
         if not final.is_dir():
-            temp = final.with_name(f".{version.digest}.{ids.new_id()}.part")
+            _sweep_killed_checkouts(final, inside=False)
+            temp = final.with_name(_checkout_temp_name(final))
             try:
                 self._materialize(version, temp, progress or _NoProgress(), manifest)
                 for entry in manifest.files:
