@@ -69,6 +69,27 @@ def test_a_pull_from_a_bucket_that_does_not_exist_names_the_bucket(
 
 
 @pytest.mark.postgres
+def test_a_nul_character_postgresql_cannot_store_is_named_and_nothing_is_recorded(
+    tmp_path: Path, postgres_uri: str
+) -> None:
+    import pandas as pd
+
+    import conveyor as cv
+    from conveyor.core.errors import InvalidArgumentError, NotFoundError
+
+    with cv.init(tmp_path / "p", project="p", store_uri=postgres_uri):
+        scraped = pd.DataFrame({"id": [1, 2], "text": ["fine", "cut\x00off"]})
+        with pytest.raises(InvalidArgumentError, match=r"NUL character .* not made"):
+            cv.data.add("scraped", scraped)  # the value lands in the profile (JSONB)
+        with pytest.raises(InvalidArgumentError, match="NUL character"):
+            cv.data.add("scraped", scraped.iloc[:1], description="a\x00b")  # a text column
+        with pytest.raises(NotFoundError):
+            cv.data.get("scraped")
+        scraped["text"] = scraped["text"].str.replace("\x00", "")  # what the hint says
+        assert cv.data.add("scraped", scraped).version == 1
+
+
+@pytest.mark.postgres
 def test_concurrent_adds_to_one_dataset_get_distinct_numbers(
     tmp_path: Path, postgres_uri: str
 ) -> None:

@@ -294,6 +294,14 @@ class MetadataStore:
                 ) from e
             if isinstance(e, sa.exc.OperationalError):
                 raise engines.unavailable(self.uri, e) from e
+            if isinstance(e, sa.exc.DataError) and _about_nul(str(e.orig)):
+                raise InvalidArgumentError(
+                    "PostgreSQL cannot store the NUL character (\\x00) in text or JSON, and "
+                    f"this change holds one in a name or a value ({reason}), so it was not "
+                    "made.",
+                    hint="Remove it first: for a table's text column, "
+                    "df[col].str.replace('\\x00', ''); for its column names, rename them.",
+                ) from e
             raise
 
     # -- projects --------------------------------------------------------------------------
@@ -597,3 +605,9 @@ def _upgrade(engine: Engine, target: str) -> list[str]:
     writer = engine.connect().execution_options(**{engines.WRITE: True})
     with writer as conn, conn.begin():
         return migrations.upgrade(conn, target)
+
+
+def _about_nul(reason: str) -> bool:
+    """Whether PostgreSQL (or its driver) refused a NUL character: text cannot hold one,
+    and JSONB refuses the escape \\u0000."""
+    return "\\u0000" in reason or "(0x00)" in reason
