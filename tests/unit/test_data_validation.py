@@ -6,6 +6,7 @@ import datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import conveyor as cv
@@ -158,6 +159,31 @@ def test_diff_shows_a_moved_range_of_times(ws: Workspace) -> None:
         ("min", "2024-01-01 00:00:00+00:00", "2024-12-31 00:00:00+00:00"),
         ("max", "2024-01-30 00:00:00+00:00", "2025-01-29 00:00:00+00:00"),
     }
+
+
+def test_diff_takes_another_arrow_layout_of_the_same_values_for_no_retyping(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # A CSV file reads as `string`; a DataFrame of pandas strings stores `large_string`.
+    (tmp_path / "plans.csv").write_text("plan,n\nbasic,1\npro,2\n")
+    cv.data.add("plans", tmp_path / "plans.csv")
+    frame = pd.DataFrame({"plan": pd.Series(["basic", "team"], dtype="string[pyarrow]")})
+    cv.data.add("plans", frame.assign(n=["1", "2"]))  # and `n` does change type
+    cv.data.add("blobs", pa.table({"b": pa.array([b"x"]), "l": pa.array([[1]])}))
+    cv.data.add(
+        "blobs",
+        pa.table(
+            {
+                "b": pa.array([b"y"], pa.large_binary()),
+                "l": pa.array([[2]], pa.large_list(pa.int64())),
+            }
+        ),
+    )
+    retyped = {
+        **cv.data.diff("plans@1", "plans@2").columns_retyped,
+        **cv.data.diff("blobs@1", "blobs@2").columns_retyped,
+    }
+    assert retyped == {"n": ("int64", "large_string")}
 
 
 def test_a_report_of_rows_with_lists_and_infinities_is_json(ws: Workspace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,9 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion, ma: Manifest, mb: Manife
     ca, cb = a.columns or {}, b.columns or {}
     out.columns_added = {c: t for c, t in cb.items() if c not in ca}
     out.columns_removed = {c: t for c, t in ca.items() if c not in cb}
-    out.columns_retyped = {c: (ca[c], cb[c]) for c in ca if c in cb and ca[c] != cb[c]}
+    out.columns_retyped = {
+        c: (ca[c], cb[c]) for c in ca if c in cb and logical_type(ca[c]) != logical_type(cb[c])
+    }
     out.rows = (a.rows, b.rows)
     pa_cols = (a.profile or {}).get("columns", {})
     pb_cols = (b.profile or {}).get("columns", {})
@@ -105,6 +108,26 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion, ma: Manifest, mb: Manife
             elif _moved_time(stat, x, y) and _kind(sa) == _kind(sb):  # not a date vs a time
                 out.shifts.append(ColumnShift(column, stat, x, y))
     return out
+
+
+#: Arrow's other layouts of one logical type: 64-bit offsets (``large_string``) and views
+#: (``string_view``). A CSV file reads as ``string``, a DataFrame of pandas' strings as
+#: ``large_string``; the values are the same kind either way.
+_LAYOUT = re.compile(r"\b(?:large_)?(string|binary|list)(?:_view)?\b(?!:)")
+#: The name of a list's item field: Parquet files written elsewhere call it ``element``.
+_LIST_ITEM = re.compile(r"\blist<(?:item|element): ")
+#: The width of a dictionary's (a pandas category's) codes: it grows with the categories.
+_CODES = re.compile(r", indices=u?int\d+")
+
+
+def logical_type(arrow_type: str) -> str:
+    """``arrow_type`` (as text) without what only says how Arrow lays the values out.
+
+    >>> logical_type("large_list<item: large_string>") == logical_type("list<element: string>")
+    True
+    """
+    text = _LAYOUT.sub(r"\1", arrow_type)
+    return _CODES.sub("", _LIST_ITEM.sub("list<item: ", text))
 
 
 def _moved_time(stat: str, x: Any, y: Any) -> bool:
