@@ -141,6 +141,15 @@ def test_schema_infer_keeps_an_edited_schema_without_force(local_project: Path) 
     cli(local_project, "data", "schema", "sales@1", "--infer", "--force")
 
 
+def test_show_counts_the_infinities_no_statistic_of_a_column_reads(local_project: Path) -> None:
+    (local_project / "ratios.csv").write_text("id,ratio\n1,0.5\n2,inf\n3,-inf\n4,2.5\n")
+    cli(local_project, "data", "add", "ratios", "ratios.csv")
+    shown = cli(local_project, "data", "show", "ratios@1").stdout
+    row = next(line for line in shown.splitlines() if " ratio " in line)
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells == ["ratio", "double", "0.0%", "2 inf", "0.5", "1.5", "2.5", "2"], row
+
+
 def test_validate_exits_1_when_a_check_fails(project: Path) -> None:
     write_csv(project / "good.csv", 40)
     cli(project, "data", "add", "sales", "good.csv")

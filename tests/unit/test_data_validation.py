@@ -186,6 +186,32 @@ def test_diff_takes_another_arrow_layout_of_the_same_values_for_no_retyping(
     assert retyped == {"n": ("int64", "large_string")}
 
 
+def infinities() -> pa.Table:
+    inf, nan = float("inf"), float("nan")
+    return pa.table(
+        {
+            "ratio": pa.array([1.0, inf, -inf, nan, None, 3.0]),
+            "odd": pa.array([inf, -inf, nan, inf, None, nan]),
+        }
+    )
+
+
+def test_a_float_columns_infinities_and_nans_are_counted_apart_from_its_range(
+    ws: Workspace,
+) -> None:
+    columns = cv.data.add("ratios", infinities()).profile["columns"]
+    ratio, odd = columns["ratio"], columns["odd"]
+    assert (ratio["infinite"], ratio["nan"], ratio["min"], ratio["max"]) == (2, 1, 1.0, 3.0)
+    assert (odd["infinite"], odd["nan"], odd["count"], "min" in odd) == (3, 2, 5, False)
+
+
+def test_a_table_with_infinities_passes_its_own_schema(ws: Workspace) -> None:
+    cv.data.add("ratios", infinities())
+    cv.data.infer_schema("ratios@1")
+    report = cv.data.validate("ratios@1")
+    assert report.passed, report.summary()
+
+
 def test_a_report_of_rows_with_lists_and_infinities_is_json(ws: Workspace) -> None:
     import json
 

@@ -259,7 +259,11 @@ def show(
     console.print("schema: " + ("saved (see `conveyor data schema`)" if v.has_schema else "none"))
     if v.columns:
         cols = (v.profile or {}).get("columns", {})
-        table = Table("column", "type", "nulls", "min", "mean", "max", "distinct / top")
+        # Infinities and NaNs are in no statistic of a float column (min and max are finite):
+        # where a column has any, they are counted in a column of their own.
+        odd = any(p.get("infinite") or p.get("nan") for p in cols.values())
+        heads = ["column", "type", "nulls", *(["inf / NaN"] if odd else [])]
+        table = Table(*heads, "min", "mean", "max", "distinct / top")
         for col, kind in v.columns.items():
             p = cols.get(col, {})
             top = p.get("top")
@@ -272,6 +276,7 @@ def show(
                 escape(col),
                 escape(kind),
                 f"{p.get('null_rate', 0):.1%}",
+                *([_non_finite(p)] if odd else []),
                 _stat(p.get("min")),
                 _stat(p.get("mean")),
                 _stat(p.get("max")),
@@ -287,6 +292,12 @@ def show(
         for f in listed:
             table.add_row(escape(f.path), human_bytes(f.size), f.digest[:12])
         console.print(table)
+
+
+def _non_finite(profile: dict[str, Any]) -> str:
+    """How many infinities and NaNs a float column's profile counted: ``3 inf, 1 NaN``."""
+    counts = [(profile.get("infinite"), "inf"), (profile.get("nan"), "NaN")]
+    return ", ".join(f"{n:,} {what}" for n, what in counts if n)
 
 
 def _stat(value: Any) -> str:

@@ -11,7 +11,7 @@ from conveyor.data.records import DatasetVersion, FileEntry, Manifest
 __all__ = ["ColumnShift", "DatasetDiff", "diff_versions"]
 
 #: The profile statistics compared for columns present in both versions.
-STATISTICS = ("null_rate", "mean", "std", "min", "max", "distinct")
+STATISTICS = ("null_rate", "infinite", "nan", "mean", "std", "min", "max", "distinct")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,10 @@
 The profile (per column: type, null rate, min/max/mean/quantiles and a histogram for numbers,
 top category frequencies for the rest) is computed once, when a table version is added, and
 stored with it; monitoring uses it as its reference instead of re-reading the data.
+
+The statistics of a float column are of its finite values: its infinities and NaNs are
+counted apart (``infinite`` and ``nan``), as its nulls are, and ``count`` (the values that
+are not null) includes them. A column of nothing but infinities has counts and no range.
 """
 
 from __future__ import annotations
@@ -287,6 +291,9 @@ def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
     if pa.types.is_dictionary(col.type):  # pandas categoricals: profiled as their values
         col = col.cast(col.type.value_type)
     kind = col.type
+    if pa.types.is_floating(kind):  # counted apart, as nulls are: no statistic reads them
+        out["infinite"] = _true_count(pc.is_inf(col))
+        out["nan"] = _true_count(pc.is_nan(col))
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         # The statistics are of floats; an integer above 2**53 (an id) only rounds there.
         values = pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
@@ -310,6 +317,13 @@ def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
         out["distinct"] = pc.count_distinct(col).as_py()
         out["top"] = _top(col)
     return out
+
+
+def _true_count(flags: pa.ChunkedArray) -> int:
+    """How many of ``flags`` are true (nulls are not)."""
+    import pyarrow.compute as pc
+
+    return int(pc.sum(flags).as_py() or 0)
 
 
 def _numeric_stats(values: Any) -> dict[str, Any]:
