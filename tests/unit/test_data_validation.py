@@ -212,6 +212,27 @@ def test_a_table_with_infinities_passes_its_own_schema(ws: Workspace) -> None:
     assert report.passed, report.summary()
 
 
+def test_a_column_of_the_wrong_dtype_fails_its_dtype_not_its_range(ws: Workspace) -> None:
+    reference = pd.DataFrame({"age": [31, 45, 27, 52] * 5, "plan": ["a", "b", "a", "a"] * 5})
+    cv.data.add("people", reference)
+    cv.data.infer_schema("people@1")
+    bad = reference.assign(age=["31", "n/a", "27", "52"] * 5)
+    report = cv.data.validate(bad, cv.data.schema("people@1"))
+    assert [(f.column, f.check) for f in report.failures] == [("age", "dtype('int64')")]
+
+
+def test_a_table_check_that_cannot_read_a_column_of_the_wrong_dtype_says_so_plainly() -> None:
+    import pandera.pandas as pandera
+
+    ordered = pandera.Check(lambda df: df["start"] <= df["end"], name="start_before_end")
+    schema = pandera.DataFrameSchema(
+        {"start": pandera.Column(int), "end": pandera.Column(int)}, checks=[ordered]
+    )
+    report = validate_frame(pd.DataFrame({"start": ["1", "2"], "end": [3, 4]}), schema)
+    table = next(f for f in report.failures if f.column is None)
+    assert table.examples == ["not run: 'start' is of the wrong dtype"]
+
+
 def test_a_report_of_rows_with_lists_and_infinities_is_json(ws: Workspace) -> None:
     import json
 

@@ -525,7 +525,7 @@ def validate_frame(
     except pa.errors.SchemaErrors as e:
         _raise_for_broken_checks(e.schema_errors, schema_source)
         report.passed = False
-        _fill(report, df, e.failure_cases)
+        _fill(report, df, e.failure_cases, _unrun(e.schema_errors))
     except pa.errors.SchemaError as e:  # raised instead of SchemaErrors in a few cases
         report.passed = False
         report.failures.append(CheckFailure(None, str(e.check or "schema"), 1, [str(e)][:1]))
@@ -587,9 +587,9 @@ def _same_representation(
 def _raise_for_broken_checks(errors: list[Any], schema_source: str | None) -> None:
     """Raise when a check raised on data of the dtype it expects: the check cannot run
     (``min_rows: twenty``, ``ge: zero``), so the data has not been checked, which is no
-    failure of the data. A check that raised on a column (or index) of the wrong dtype stays
-    a failure beside that dtype failure, and so does a table check when any column has the
-    wrong dtype: it may read that column, and the data fails anyway."""
+    failure of the data. A check that raised on a column (or index) of the wrong dtype is
+    no such case, nor is a table check when any column has the wrong dtype (it may read that
+    column): the data fails anyway, and :func:`_unrun` says how the report shows them."""
     from pandera.errors import SchemaErrorReason
 
     wrong_dtype = [e.schema for e in errors if e.reason_code == SchemaErrorReason.WRONG_DATATYPE]
@@ -613,6 +613,38 @@ def _raise_for_broken_checks(errors: list[Any], schema_source: str | None) -> No
         )
 
 
+def _unrun(errors: list[Any]) -> dict[tuple[str | None, int], str]:
+    """The checks that raised on columns of the wrong dtype, by column (None for a table
+    check) and number, with what to say of a table check instead of its exception.
+
+    A check of a column's values means nothing once the values are of another type (a
+    range of numbers, for text): the column's dtype failure says what is wrong, and the
+    check is left out of the report. A table check may read any column; it stays, saying
+    which columns it could not read instead of a ``TypeError`` it raised on them."""
+    from pandera.errors import SchemaErrorReason
+
+    wrong = [
+        str(e.schema.name)
+        for e in errors
+        if e.reason_code == SchemaErrorReason.WRONG_DATATYPE and type(e.schema).__name__ == "Column"
+    ]
+    if not wrong:
+        return {}
+    wrong = list(dict.fromkeys(wrong))
+    names = ", ".join(repr(n) for n in wrong)
+    table_note = f"not run: {names} {'is' if len(wrong) == 1 else 'are'} of the wrong dtype"
+    unrun: dict[tuple[str | None, int], str] = {}
+    for e in errors:
+        kind = type(e.schema).__name__
+        if e.reason_code != SchemaErrorReason.CHECK_ERROR or e.check_index is None:
+            continue
+        if kind == "Column" and str(e.schema.name) in wrong:
+            unrun[(str(e.schema.name), int(e.check_index))] = ""
+        elif kind == "DataFrameSchema":
+            unrun[(None, int(e.check_index))] = table_note
+    return unrun
+
+
 def _nullable_integer(dtype: Any) -> bool:
     """Whether ``dtype`` is one of pandas' integer types that hold nulls (``Int64``...)."""
     from pandas.api import types as ptypes
@@ -628,7 +660,13 @@ def _distinct(values: pd.Series) -> pd.Series:
         return values
 
 
-def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> None:
+def _fill(
+    report: ValidationReport,
+    df: pd.DataFrame,
+    cases: pd.DataFrame,
+    unrun: dict[tuple[str | None, int], str],
+) -> None:
+    """Fill ``report`` from pandera's failure cases; ``unrun``: see :func:`_unrun`."""
     import pandas as pd
 
     bad_index: list[Any] = []
@@ -648,7 +686,13 @@ def _fill(report: ValidationReport, df: pd.DataFrame, cases: pd.DataFrame) -> No
             continue
         if name == "multiple_fields_uniqueness":
             col, name = None, "no duplicate rows"
+        number = group["check_number"].iloc[0]
+        note = None if pd.isna(number) else unrun.get((col, int(number)))
+        if note == "":  # a check of values of the wrong type: the dtype failure says it
+            continue
         examples = _distinct(group["failure_case"]).head(EXAMPLES).tolist()
+        if note is not None:
+            examples = [note]
         if name.startswith("row_count("):  # its failure case is just False
             examples = [f"{len(df)} rows"]
         count = len(group) if name != "no duplicate rows" else int(group["index"].nunique())
