@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -231,6 +232,31 @@ def test_a_table_check_that_cannot_read_a_column_of_the_wrong_dtype_says_so_plai
     report = validate_frame(pd.DataFrame({"start": ["1", "2"], "end": [3, 4]}), schema)
     table = next(f for f in report.failures if f.column is None)
     assert table.examples == ["not run: 'start' is of the wrong dtype"]
+
+
+def categories() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "stars": pd.Categorical([3, 1, 2, None] * 5),
+            "size": pd.Categorical(np.array([10, 20, 30, 20] * 5, dtype="int16"), ordered=True),
+            "day": pd.Categorical(pd.to_datetime(["2024-01-02", "2024-01-01"] * 10)),
+            "plan": pd.Categorical(["pro", "basic"] * 10),
+        }
+    )
+
+
+def test_a_dataframe_with_categoricals_of_numbers_and_times_loads_back_as_added(
+    ws: Workspace,
+) -> None:
+    # Parquet keeps a dictionary only of text: the others read back as plain columns.
+    cv.data.add("ratings", categories())
+    pd.testing.assert_frame_equal(cv.data.load("ratings@1"), categories())
+
+
+def test_categoricals_pass_the_schema_inferred_from_their_version(ws: Workspace) -> None:
+    cv.data.add("ratings", categories())
+    report = cv.data.validate(categories(), cv.data.infer_schema("ratings@1"))
+    assert report.passed, report.summary()
 
 
 def test_a_report_of_rows_with_lists_and_infinities_is_json(ws: Workspace) -> None:

@@ -630,6 +630,8 @@ class DataService:
         buffers = [pa.BufferReader(self._read_file(version, f)) for f in manifest.files]
         names = [f"{f.path} of {version.ref}" for f in manifest.files]
         table = tables.read_table(fmt, buffers, names)
+        if fmt == "parquet":
+            table = tables.restore_categories(table)
         self._used(version, ref)
         return table
 

@@ -30,6 +30,7 @@ __all__ = [
     "format_of",
     "profile_table",
     "read_table",
+    "restore_categories",
     "table_format_of",
     "table_to_add",
     "to_arrow",
@@ -221,6 +222,52 @@ def read_table(fmt: str, sources: list[Any], names: list[str] | None = None) -> 
             f"The {fmt} files do not share one schema, so they are not one table: {e}",
             hint=hint,
         ) from e
+
+
+def restore_categories(table: pa.Table) -> pa.Table:
+    """Return ``table`` with the pandas categoricals that Parquet read back as their values
+    made categoricals again.
+
+    Parquet keeps a dictionary (a pandas ``category``) only of text or bytes: a categorical
+    of numbers or times reads back as a plain column, so a DataFrame added with one would
+    load with another dtype, and fail the schema inferred from its own version. pandas'
+    metadata in the file says which columns were categoricals and whether ordered; their
+    categories are then the column's distinct values in sorted order, as pandas makes them
+    by default. (Categories no row uses, and an order other than the sorted one, are not
+    in the file: they cannot come back.)
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    meta = table.schema.pandas_metadata or {}
+    for described in meta.get("columns", []):
+        name = described.get("field_name")
+        if described.get("pandas_type") != "categorical" or name not in table.column_names:
+            continue
+        at = table.column_names.index(name)
+        column = table.column(at)
+        if pa.types.is_dictionary(column.type):
+            continue
+        try:
+            codes = pa.from_numpy_dtype(described.get("numpy_type"))
+        except (TypeError, ValueError, pa.ArrowException):
+            codes = pa.int32()
+        if not pa.types.is_signed_integer(codes):
+            codes = pa.int32()
+        ordered = bool((described.get("metadata") or {}).get("ordered"))
+        categories = pc.unique(column).drop_null()
+        categories = categories.take(pc.sort_indices(categories))
+        positions = pc.index_in(column, value_set=categories)
+        restored = pa.chunked_array(
+            [
+                pa.DictionaryArray.from_arrays(chunk.cast(codes), categories, ordered=ordered)
+                for chunk in positions.chunks
+            ],
+            type=pa.dictionary(codes, column.type, ordered),
+        )
+        field = table.schema.field(at).with_type(restored.type)
+        table = table.set_column(at, field, restored)
+    return table
 
 
 def _read_one(fmt: str, src: Any, name: str) -> pa.Table:
