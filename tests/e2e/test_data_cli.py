@@ -150,6 +150,16 @@ def test_show_counts_the_infinities_no_statistic_of_a_column_reads(local_project
     assert cells == ["ratio", "double", "0.0%", "2 inf", "0.5", "1.5", "2.5", "2"], row
 
 
+def test_diff_shows_how_the_shares_of_categories_moved(local_project: Path) -> None:
+    write_csv(local_project / "sales.csv", 40, plans="ab")
+    cli(local_project, "data", "add", "sales", "sales.csv")
+    write_csv(local_project / "sales.csv", 40, plans="abcd")
+    cli(local_project, "data", "add", "sales", "sales.csv")
+    shown = cli(local_project, "data", "diff", "sales@1", "sales@2").stdout
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in shown.splitlines()]
+    assert ["plan", "c", "new", "0.0%", "25.0%", "+25.0%"] in rows, shown
+
+
 def test_validate_exits_1_when_a_check_fails(project: Path) -> None:
     write_csv(project / "good.csv", 40)
     cli(project, "data", "add", "sales", "good.csv")

@@ -158,8 +158,35 @@ def test_diff_shows_a_moved_range_of_times(ws: Workspace) -> None:
     shifts = {(s.statistic, s.before, s.after) for s in cv.data.diff("events@1", "events@2").shifts}
     assert shifts == {
         ("min", "2024-01-01 00:00:00+00:00", "2024-12-31 00:00:00+00:00"),
+        ("median", "2024-01-15 00:00:00+00:00", "2025-01-14 00:00:00+00:00"),
         ("max", "2024-01-30 00:00:00+00:00", "2025-01-29 00:00:00+00:00"),
     }
+
+
+def test_diff_lists_new_vanished_and_moved_categories_by_share(ws: Workspace) -> None:
+    cv.data.add("orders", pd.DataFrame({"plan": ["basic"] * 6 + ["pro"] * 3 + ["team"]}))
+    cv.data.add("orders", pd.DataFrame({"plan": ["basic"] * 3 + ["pro"] * 3 + ["gold"] * 4}))
+    moved = [
+        (c.value, c.status, c.before, c.after)
+        for c in cv.data.diff("orders@1", "orders@2").categories
+    ]
+    assert moved == [
+        ("gold", "new", 0.0, 0.4),
+        ("team", "vanished", 0.1, 0.0),
+        ("basic", "moved", 0.6, 0.3),
+    ]
+
+
+def test_diff_takes_no_category_missing_from_a_partial_list_for_new_or_vanished(
+    ws: Workspace,
+) -> None:
+    # 30 cities; a profile lists the 20 most frequent. c19 leaves that list, c25 enters it.
+    before = {f"c{i:02}": 3 if i < 20 else 1 for i in range(30)}
+    after = {**before, "c19": 1, "c25": 3}
+    for counts in (before, after):
+        cities = [city for city, n in counts.items() for _ in range(n)]
+        cv.data.add("visits", pd.DataFrame({"city": cities}))
+    assert cv.data.diff("visits@1", "visits@2").categories == []
 
 
 def test_diff_takes_another_arrow_layout_of_the_same_values_for_no_retyping(

@@ -219,6 +219,16 @@ def test_a_dataset_version_is_validated_on_request(site: Site) -> None:
     assert "The pandera schema saved with this version" in first.text
 
 
+def test_a_diff_shows_how_the_shares_of_categories_moved(site: Site) -> None:
+    import conveyor as cv
+
+    ws = site.app.state.conveyor.workspace(PROJECT)
+    cv.data.add("plans", pd.DataFrame({"plan": ["basic", "pro"] * 5}), workspace=ws)
+    cv.data.add("plans", pd.DataFrame({"plan": ["basic", "gold"] * 5}), workspace=ws)
+    page = site.browser("vic").get(f"{BASE}/datasets/plans", params={"against": 1}).text
+    assert '<td>gold (new)</td><td class="num">0.0%</td><td class="num">50.0%</td>' in page
+
+
 def test_what_users_wrote_is_escaped(site: Site) -> None:
     page = site.browser("vic").get(f"{BASE}/runs").text
     assert "<script>alert(1)</script>" not in page

@@ -363,6 +363,18 @@ def diff(
                 escape(s.column), s.statistic, _stat(s.before), _stat(s.after), _stat(s.change)
             )
         console.print(table)
+    if d.categories:
+        table = Table("column", "category", "", "share before", "after", "change")
+        for c in d.categories:
+            table.add_row(
+                escape(c.column),
+                escape(str(c.value)),
+                c.status,
+                f"{c.before:.1%}",
+                f"{c.after:.1%}",
+                f"{c.change:+.1%}",
+            )
+        console.print(table)
 
 
 @data_app.command("checkout")

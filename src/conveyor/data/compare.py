@@ -8,10 +8,13 @@ from typing import Any
 
 from conveyor.data.records import DatasetVersion, FileEntry, Manifest
 
-__all__ = ["ColumnShift", "DatasetDiff", "diff_versions"]
+__all__ = ["CategoryShift", "ColumnShift", "DatasetDiff", "diff_versions"]
 
-#: The profile statistics compared for columns present in both versions.
-STATISTICS = ("null_rate", "infinite", "nan", "mean", "std", "min", "max", "distinct")
+#: The profile statistics compared for columns present in both versions (a column of
+#: times has a min, max and median as text).
+STATISTICS = ("null_rate", "infinite", "nan", "mean", "std", "min", "median", "max", "distinct")
+#: How many of a column's categories a diff lists: those that moved most.
+CATEGORIES_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,30 @@ class ColumnShift:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class CategoryShift:
+    """How the share of one category (a value of a text, boolean or categorical column)
+    moved between two table versions: ``before`` and ``after`` are its share of the
+    column's values that are not null, 0.0 where it does not occur."""
+
+    column: str
+    value: Any
+    before: float
+    after: float
+
+    @property
+    def change(self) -> float:
+        """``after - before``."""
+        return self.after - self.before
+
+    @property
+    def status(self) -> str:
+        """``new`` (not in the older version), ``vanished`` (not in the newer) or ``moved``."""
+        if self.before == 0.0:
+            return "new"
+        return "vanished" if self.after == 0.0 else "moved"
+
+
 @dataclass(slots=True)
 class DatasetDiff:
     """What changed between two versions: files, schema, rows and column statistics."""
@@ -50,6 +77,7 @@ class DatasetDiff:
     columns_retyped: dict[str, tuple[str, str]] = field(default_factory=dict)
     rows: tuple[int | None, int | None] = (None, None)
     shifts: list[ColumnShift] = field(default_factory=list)
+    categories: list[CategoryShift] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -72,6 +100,16 @@ class DatasetDiff:
             "shifts": [
                 {"column": s.column, "statistic": s.statistic, "before": s.before, "after": s.after}
                 for s in self.shifts
+            ],
+            "categories": [
+                {
+                    "column": c.column,
+                    "value": c.value,
+                    "status": c.status,
+                    "before": c.before,
+                    "after": c.after,
+                }
+                for c in self.categories
             ],
         }
 
@@ -107,7 +145,50 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion, ma: Manifest, mb: Manife
                 out.shifts.append(ColumnShift(column, stat, x, y))  # ints stay exact
             elif _moved_time(stat, x, y) and _kind(sa) == _kind(sb):  # not a date vs a time
                 out.shifts.append(ColumnShift(column, stat, x, y))
+        out.categories += _category_shifts(column, sa, sb)
     return out
+
+
+def _category_shifts(column: str, sa: dict[str, Any], sb: dict[str, Any]) -> list[CategoryShift]:
+    """The categories of ``column`` whose share moved most, from the two profiles' top
+    categories: new and vanished ones first, then by how far they moved.
+
+    A profile lists a column's most frequent categories only; a category missing from a
+    list that is not the whole column (more distinct values than listed) may be among the
+    rest, so its share there is unknown and it is not compared.
+    """
+    top_a, top_b = sa.get("top"), sb.get("top")
+    if not (isinstance(top_a, list) and isinstance(top_b, list)):
+        return []
+    if not (sa.get("count") and sb.get("count")):
+        return []
+    share_a = _shares(top_a, sa)
+    share_b = _shares(top_b, sb)
+    found = []
+    for key in dict.fromkeys([*share_a, *share_b]):
+        before = share_a.get(key, 0.0 if _whole(top_a, sa) else None)
+        after = share_b.get(key, 0.0 if _whole(top_b, sb) else None)
+        if before is None or after is None or before == after:
+            continue
+        found.append(CategoryShift(column, key[1], before, after))
+    found.sort(key=lambda c: (c.status == "moved", -abs(c.change), str(c.value)))
+    return found[:CATEGORIES_SHOWN]
+
+
+def _shares(top: list[Any], stats: dict[str, Any]) -> dict[tuple[str, Any], float]:
+    """Each listed category's share of the values that are not null, keyed by its type and
+    value (a category 1 is not the category ``"1"``, nor ``True``)."""
+    count = stats["count"]
+    return {
+        (type(pair[0]).__name__, pair[0]): pair[1] / count
+        for pair in top
+        if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], int)
+    }
+
+
+def _whole(top: list[Any], stats: dict[str, Any]) -> bool:
+    """Whether ``top`` lists every category of its column (so one it lacks occurs nowhere)."""
+    return sum(pair[1] for pair in top) == stats["count"]
 
 
 #: Arrow's other layouts of one logical type: 64-bit offsets (``large_string``) and views
@@ -131,9 +212,9 @@ def logical_type(arrow_type: str) -> str:
 
 
 def _moved_time(stat: str, x: Any, y: Any) -> bool:
-    """Whether the first or last time (or duration) moved: profiled as text, they would
-    otherwise never show."""
-    return stat in ("min", "max") and isinstance(x, str) and isinstance(y, str) and x != y
+    """Whether the first, middle or last time (or duration) moved: profiled as text, they
+    would otherwise never show."""
+    return stat in ("min", "median", "max") and isinstance(x, str) and isinstance(y, str) and x != y
 
 
 def _kind(stats: dict[str, Any]) -> str:

@@ -1,8 +1,9 @@
 """Tables: the file formats a version can be loaded from, and the profile computed at add time.
 
 The profile (per column: type, null rate, min/max/mean/quantiles and a histogram for numbers,
-top category frequencies for the rest) is computed once, when a table version is added, and
-stored with it; monitoring uses it as its reference instead of re-reading the data.
+min/max/median for times, dates and durations, top category frequencies for the rest) is
+computed once, when a table version is added, and stored with it; monitoring uses it as its
+reference instead of re-reading the data.
 
 The statistics of a float column are of its finite values: its infinities and NaNs are
 counted apart (``infinite`` and ``nan``), as its nulls are, and ``count`` (the values that
@@ -356,14 +357,28 @@ def _profile_column(col: pa.ChunkedArray) -> dict[str, Any]:
         bounds = pc.min_max(col.cast(pa.int64())).as_py()
         out["min"] = str(pa.scalar(bounds["min"], kind).as_py())
         out["max"] = str(pa.scalar(bounds["max"], kind).as_py())
+        out["median"] = _median_time(col)
     elif pa.types.is_temporal(kind) and not pa.types.is_interval(kind):
         bounds = pc.min_max(col).as_py()
         out["min"] = str(bounds["min"])
         out["max"] = str(bounds["max"])
+        out["median"] = _median_time(col)
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         out["distinct"] = pc.count_distinct(col).as_py()
         out["top"] = _top(col)
     return out
+
+
+def _median_time(col: pa.ChunkedArray) -> str:
+    """The middle one of a column of times, dates or durations (the lower of the two middle
+    ones for an even count: a value the column holds), as text like its min and max."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = col.type
+    counts = pa.int64() if kind.bit_width == 64 else pa.int32()
+    middle = pc.quantile(col.cast(counts), q=0.5, interpolation="lower")[0].as_py()
+    return str(pa.scalar(middle, counts).cast(kind).as_py())
 
 
 def _true_count(flags: pa.ChunkedArray) -> int:
