@@ -108,6 +108,22 @@ def test_the_same_data_from_a_csv_file_passes_the_schema_of_a_version(
     assert [f.column for f in cv.data.validate(tokyo, schema).failures] == ["seen"]
 
 
+def test_a_csv_file_without_the_gaps_of_the_reference_passes_its_schema(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # With gaps, whole numbers read as float64 and booleans as objects; without, as
+    # int64 and bool: the same values, which must not fail the reference's dtypes.
+    rows = [f"{i},{'' if i % 3 == 0 else i},{'' if i % 4 == 0 else 'true'}" for i in range(1, 21)]
+    (tmp_path / "visits.csv").write_text("id,n,ok\n" + "\n".join(rows) + "\n")
+    cv.data.add("visits", tmp_path / "visits.csv")
+    cv.data.infer_schema("visits@1")
+    full = [f"{i},{i},true" for i in range(1, 21)]
+    (tmp_path / "visits.csv").write_text("id,n,ok\n" + "\n".join(full) + "\n")
+    cv.data.add("visits", tmp_path / "visits.csv")
+    report = cv.data.validate("visits@2")
+    assert report.passed, report.summary()
+
+
 def test_a_table_of_durations_is_profiled_and_checked(ws: Workspace) -> None:
     waits = pd.DataFrame({"wait": pd.to_timedelta([1, None, 86400] * 4, unit="s")})
     version = cv.data.add("waits", waits)

@@ -542,7 +542,8 @@ def _same_representation(
     ``Int64`` where the table carries pandas metadata (a version added from a DataFrame) and
     as ``float64`` elsewhere (a CSV file), booleans with nulls as ``boolean`` or ``object``,
     the same instants as ``datetime64[s, UTC]`` from a CSV file and ``[us, UTC]`` from
-    Parquet. Such differences are in how the data was
+    Parquet, and whole numbers as ``float64`` from a CSV file where the column has gaps
+    and as ``int64`` where it has none. Such differences are in how the data was
     stored, not in the data, and must not fail a dtype check. (pandera already ignores the
     unit of datetimes without a time zone, and takes ``Int64`` for ``int64`` and back. An
     integer of another width is no such case: NumPy would wrap ``300`` into an ``int8``.)
@@ -567,13 +568,17 @@ def _same_representation(
             values = series.dropna().to_numpy()
             if np.isfinite(values).all() and (values == np.round(values)).all():
                 converted[name] = series  # integers with nulls, read as floats
-        elif ptypes.is_float_dtype(want) and _nullable_integer(have):
-            converted[name] = series  # Int64 where the reference's integers read as floats
+        elif ptypes.is_float_dtype(want) and ptypes.is_integer_dtype(have):
+            # Integers where the reference's read as floats (its nulls made them so: a CSV
+            # file's column of whole numbers with gaps, and one without), when exact there.
+            if (series.dropna().abs() <= _EXACT_IN_FLOAT).all():
+                converted[name] = series
         elif isinstance(want, pd.BooleanDtype) and ptypes.is_object_dtype(have):
             if series.dropna().map(type).isin([bool, np.bool_]).all():
                 converted[name] = series  # booleans with nulls, read as objects
-        elif ptypes.is_object_dtype(want) and isinstance(have, pd.BooleanDtype):
-            converted[name] = series  # "boolean" where the reference's read as objects
+        elif ptypes.is_object_dtype(want) and ptypes.is_bool_dtype(have):
+            converted[name] = series  # booleans (with nulls or not) where the reference's
+            # read as objects (it had nulls)
     for name, series in converted.items():
         try:
             converted[name] = series.astype(schema.columns[name].dtype.type)
@@ -643,6 +648,10 @@ def _unrun(errors: list[Any]) -> dict[tuple[str | None, int], str]:
         elif kind == "DataFrameSchema":
             unrun[(None, int(e.check_index))] = table_note
     return unrun
+
+
+#: The largest integer every one up to which a float64 holds exactly.
+_EXACT_IN_FLOAT = 2**53
 
 
 def _nullable_integer(dtype: Any) -> bool:
