@@ -384,3 +384,19 @@ def test_a_table_check_that_cannot_read_a_column_of_the_wrong_dtype_is_a_failure
     indexed = pa.DataFrameSchema({"n": pa.Column(int)}, index=pa.Index(int, pa.Check.ge("zero")))
     with pytest.raises(InvalidArgumentError, match=r"on the index could not run"):
         validate_frame(pd.DataFrame({"n": [1]}), indexed)
+
+
+def test_a_version_of_parquet_files_with_more_categories_together_than_one_has_loads(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # Each file's pandas metadata gives its categoricals 8-bit codes (100 categories); the
+    # files together have 200, which 8-bit codes cannot number.
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for start in (0, 100):
+        frame = pd.DataFrame({"shop": pd.Categorical(range(start, start + 100))})
+        frame.to_parquet(parts / f"part-{start}.parquet", index=False)
+    cv.data.add("shops", parts)
+    loaded = cv.data.load("shops@1")["shop"]
+    assert list(loaded.cat.categories) == list(range(200))
+    assert loaded.tolist() == list(range(200))

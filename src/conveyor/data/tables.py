@@ -249,15 +249,10 @@ def restore_categories(table: pa.Table) -> pa.Table:
         column = table.column(at)
         if pa.types.is_dictionary(column.type):
             continue
-        try:
-            codes = pa.from_numpy_dtype(described.get("numpy_type"))
-        except (TypeError, ValueError, pa.ArrowException):
-            codes = pa.int32()
-        if not pa.types.is_signed_integer(codes):
-            codes = pa.int32()
         ordered = bool((described.get("metadata") or {}).get("ordered"))
         categories = pc.unique(column).drop_null()
         categories = categories.take(pc.sort_indices(categories))
+        codes = _codes_type(described.get("numpy_type"), len(categories))
         positions = pc.index_in(column, value_set=categories)
         restored = pa.chunked_array(
             [
@@ -269,6 +264,21 @@ def restore_categories(table: pa.Table) -> pa.Table:
         field = table.schema.field(at).with_type(restored.type)
         table = table.set_column(at, field, restored)
     return table
+
+
+def _codes_type(numpy_type: Any, categories: int) -> pa.DataType:
+    """The type of a restored categorical's codes: the one pandas' metadata names, or a
+    wider one where the categories outnumber it (a version of several files, each with
+    codes as narrow as its own categories allow, has the categories of all of them)."""
+    import pyarrow as pa
+
+    try:
+        named = pa.from_numpy_dtype(numpy_type)
+    except (TypeError, ValueError, pa.ArrowException):
+        named = pa.int32()
+    widths = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
+    least = named.bit_width if pa.types.is_signed_integer(named) else 32
+    return next(w for w in widths if w.bit_width >= least and categories <= 2 ** (w.bit_width - 1))
 
 
 def _read_one(fmt: str, src: Any, name: str) -> pa.Table:
