@@ -400,3 +400,15 @@ def test_a_version_of_parquet_files_with_more_categories_together_than_one_has_l
     loaded = cv.data.load("shops@1")["shop"]
     assert list(loaded.cat.categories) == list(range(200))
     assert loaded.tolist() == list(range(200))
+
+
+def test_a_parquet_file_of_a_dataframe_with_categoricals_passes_its_versions_schema(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    # The version loads its categoricals of numbers and times back as categoricals, so its
+    # schema expects them; a Parquet file written from the same DataFrame must read so too.
+    cv.data.add("ratings", categories())
+    schema = cv.data.infer_schema("ratings@1")
+    categories().to_parquet(tmp_path / "ratings.parquet", index=False)
+    report = cv.data.validate(tmp_path / "ratings.parquet", schema)
+    assert report.passed, report.summary()

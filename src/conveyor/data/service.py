@@ -1019,7 +1019,10 @@ class DataService:
                     f"Cannot validate {path}: it is not a table file; supported file types: "
                     f"{tables.supported_formats()}."
                 )
-            frame = tables.read_table(fmt, [str(path)]).to_pandas()
+            table = tables.read_table(fmt, [str(path)])
+            if fmt == "parquet":  # as a version of the file would load: see load_arrow
+                table = tables.restore_categories(table)
+            frame = table.to_pandas()
             label = str(path)
         else:
             frame = tables.to_arrow(data).to_pandas()
