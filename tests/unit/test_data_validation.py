@@ -412,3 +412,15 @@ def test_a_parquet_file_of_a_dataframe_with_categoricals_passes_its_versions_sch
     categories().to_parquet(tmp_path / "ratings.parquet", index=False)
     report = cv.data.validate(tmp_path / "ratings.parquet", schema)
     assert report.passed, report.summary()
+
+
+def test_booleans_fail_the_dtype_of_a_column_of_dates_or_bytes(ws: Workspace) -> None:
+    # Dates and bytes read into pandas as objects, as booleans with gaps do; only a column
+    # the schema knows to hold booleans (its allowed values) may take booleans instead.
+    days = [datetime.date(2024, 1, d) for d in range(1, 21)]
+    reference = pd.DataFrame({"day": days, "blob": [f"b{i}".encode() for i in range(20)]})
+    schema = infer_schema(reference)
+    flags = [True, False] * 10
+    report = validate_frame(pd.DataFrame({"day": flags, "blob": flags}), schema)
+    dtypes = [f.column for f in report.failures if f.check.startswith("dtype")]
+    assert dtypes == ["day", "blob"], report.summary()

@@ -576,9 +576,15 @@ def _same_representation(
         elif isinstance(want, pd.BooleanDtype) and ptypes.is_object_dtype(have):
             if series.dropna().map(type).isin([bool, np.bool_]).all():
                 converted[name] = series  # booleans with nulls, read as objects
-        elif ptypes.is_object_dtype(want) and ptypes.is_bool_dtype(have):
-            converted[name] = series  # booleans (with nulls or not) where the reference's
-            # read as objects (it had nulls)
+        elif (
+            ptypes.is_object_dtype(want)
+            and ptypes.is_bool_dtype(have)
+            and _allows_only_booleans(column)
+        ):
+            # Booleans (with nulls or not) where the reference's read as objects (it had
+            # nulls); dates, bytes and decimals read as objects too, so only where the
+            # schema's allowed values say the column holds booleans.
+            converted[name] = series
     for name, series in converted.items():
         try:
             converted[name] = series.astype(schema.columns[name].dtype.type)
@@ -587,6 +593,15 @@ def _same_representation(
     if converted:
         df = df.assign(**converted)
     return df, schema
+
+
+def _allows_only_booleans(column: Any) -> bool:
+    """Whether ``column`` (a pandera column) has a check of allowed values, all booleans."""
+    for check in column.checks:
+        allowed = (check.statistics or {}).get("allowed_values")
+        if check.name == "isin" and allowed and all(isinstance(v, bool) for v in allowed):
+            return True
+    return False
 
 
 def _raise_for_broken_checks(errors: list[Any], schema_source: str | None) -> None:
