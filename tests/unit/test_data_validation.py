@@ -424,3 +424,13 @@ def test_booleans_fail_the_dtype_of_a_column_of_dates_or_bytes(ws: Workspace) ->
     report = validate_frame(pd.DataFrame({"day": flags, "blob": flags}), schema)
     dtypes = [f.column for f in report.failures if f.check.startswith("dtype")]
     assert dtypes == ["day", "blob"], report.summary()
+
+
+def test_a_categorical_of_times_in_a_time_zone_loads_back_as_the_same_instants(
+    ws: Workspace,
+) -> None:
+    # pandas makes a categorical of Arrow's dictionary of zoned times without the zone:
+    # 00:00 in Paris would come back as a plain 23:00.
+    days = pd.to_datetime(["2024-01-01", "2024-01-02"]).tz_localize("Europe/Paris")
+    cv.data.add("opens", pd.DataFrame({"day": pd.Categorical(days)}))
+    assert list(cv.data.load("opens@1")["day"]) == list(days)

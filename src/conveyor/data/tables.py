@@ -235,7 +235,8 @@ def restore_categories(table: pa.Table) -> pa.Table:
     metadata in the file says which columns were categoricals and whether ordered; their
     categories are then the column's distinct values in sorted order, as pandas makes them
     by default. (Categories no row uses, and an order other than the sorted one, are not
-    in the file: they cannot come back.)
+    in the file: they cannot come back. Times in a time zone stay a plain column: pandas
+    makes a categorical of such times without their zone.)
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -249,6 +250,8 @@ def restore_categories(table: pa.Table) -> pa.Table:
         column = table.column(at)
         if pa.types.is_dictionary(column.type):
             continue
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            continue  # pandas would make a categorical of its times without their zone
         ordered = bool((described.get("metadata") or {}).get("ordered"))
         categories = pc.unique(column).drop_null()
         categories = categories.take(pc.sort_indices(categories))
