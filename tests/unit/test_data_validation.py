@@ -230,6 +230,21 @@ def test_diff_takes_another_arrow_layout_of_the_same_values_for_no_retyping(
     assert retyped == {"n": ("int64", "large_string")}
 
 
+def test_diff_takes_times_in_another_unit_for_no_retyping(ws: Workspace, tmp_path: Path) -> None:
+    # A DataFrame's times are stored in microseconds, a CSV file's read in seconds: the same
+    # instants. Another time zone is another type.
+    seen = pd.date_range("2024-03-01 09:00", periods=4, freq="h", tz="UTC", unit="us")
+    frame = pd.DataFrame({"seen": seen, "day": seen.date})
+    cv.data.add("visits", frame)
+    frame.to_csv(tmp_path / "visits.csv", index=False)
+    cv.data.add("visits", tmp_path / "visits.csv")
+    cv.data.add("visits", frame.assign(seen=seen.tz_convert("Asia/Tokyo")))
+    assert cv.data.diff("visits@1", "visits@2").columns_retyped == {}
+    assert cv.data.diff("visits@2", "visits@3").columns_retyped == {
+        "seen": ("timestamp[s, tz=UTC]", "timestamp[us, tz=Asia/Tokyo]")
+    }
+
+
 def infinities() -> pa.Table:
     inf, nan = float("inf"), float("nan")
     return pa.table(

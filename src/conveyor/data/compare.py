@@ -199,6 +199,12 @@ _LAYOUT = re.compile(r"\b(?:large_)?(string|binary|list)(?:_view)?\b(?!:)")
 _LIST_ITEM = re.compile(r"\blist<(?:item|element): ")
 #: The width of a dictionary's (a pandas category's) codes: it grows with the categories.
 _CODES = re.compile(r", indices=u?int\d+")
+#: The unit of times and durations (and the width of times of day): a CSV file's times read
+#: in seconds, a DataFrame's are stored in micro- or nanoseconds; the instants are the same
+#: (a time zone stays).
+_UNIT = re.compile(r"\b(timestamp|duration|time)(?:32|64)?\[(?:s|ms|us|ns)(?:, |(?=\]))")
+#: Dates as days or as milliseconds: the same dates.
+_DATE = re.compile(r"\bdate(?:32|64)\[(?:day|ms)\]")
 
 
 def logical_type(arrow_type: str) -> str:
@@ -207,7 +213,7 @@ def logical_type(arrow_type: str) -> str:
     >>> logical_type("large_list<item: large_string>") == logical_type("list<element: string>")
     True
     """
-    text = _LAYOUT.sub(r"\1", arrow_type)
+    text = _DATE.sub("date", _UNIT.sub(r"\1[", _LAYOUT.sub(r"\1", arrow_type)))
     return _CODES.sub("", _LIST_ITEM.sub("list<item: ", text))
 
 
