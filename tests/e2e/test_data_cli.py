@@ -341,3 +341,14 @@ def test_help_wraps_paragraphs_to_the_terminal_not_to_the_source(tmp_path: Path)
     assert "files unchanged since the last add are not read again" in shown
     listed = cli(tmp_path, "data", "--help").stdout
     assert "profile summary and lineage (--files: each file too)" in listed
+
+
+def test_help_names_the_arguments_in_capitals_without_type_noise(tmp_path: Path) -> None:
+    shown = cli(tmp_path, "data", "add", "--help").stdout
+    assert "data add [OPTIONS] NAME PATH" in shown
+    assert "<str>" not in shown
+
+
+def test_help_shows_an_optional_argument_in_brackets(tmp_path: Path) -> None:
+    shown = cli(tmp_path, "data", "checkout", "--help").stdout
+    assert "data checkout [OPTIONS] REF [DEST]" in shown

@@ -16,6 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from conveyor._version import __version__
+from conveyor.cli.commands import use_conveyor_commands
 from conveyor.cli.context import settings_for, workspace_for
 from conveyor.cli.output import console, debugging, err_console, human_bytes, print_error
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
@@ -589,6 +590,7 @@ def _run() -> None:
     try:
         _add_domain_commands(sys.argv[1:])
         _reflow_help(app)
+        use_conveyor_commands(app)
         app()
     except ConveyorError as e:
         if debug:
