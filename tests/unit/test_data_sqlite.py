@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,25 @@ class TestDataOnSqliteAndLocalFiles(DataSuite):
         cv.data.checkout("d@1", tmp_path / "link")
         assert (tmp_path / "link").is_symlink()
         assert read_tree(tmp_path / "real") == {"x.txt": b"x"}
+
+    def test_a_forced_checkout_stopped_by_ctrl_c_midway_puts_the_folder_back(
+        self, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import conveyor.data.service as service
+
+        write_tree(tmp_path / "d", {"a.txt": b"new a", "b.txt": b"new b"})
+        cv.data.add("d", tmp_path / "d")
+        write_tree(tmp_path / "out", {"a.txt": b"old a", "b.txt": b"old b"})
+        real_rename = os.rename
+
+        def interrupted_moving_in_b(src: str, dst: str) -> None:
+            # The old entries are aside by then (and a.txt may be in place).
+            if Path(dst) == tmp_path / "out" / "b.txt" and ".part" in str(src):
+                raise KeyboardInterrupt
+            real_rename(src, dst)
+
+        monkeypatch.setattr(service.os, "rename", interrupted_moving_in_b)
+        with pytest.raises(KeyboardInterrupt):
+            cv.data.checkout("d@1", tmp_path / "out", force=True)
+        monkeypatch.undo()
+        assert read_tree(tmp_path / "out") == {"a.txt": b"old a", "b.txt": b"old b"}

@@ -223,32 +223,33 @@ def _sweep_killed_checkouts(target: Path, *, inside: bool = True) -> None:
 def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
     """Put the entries of ``fresh`` in ``target`` in place of its entries ``replaced`` (the
     ones not hidden). The old ones are moved aside first and removed once all is in place;
-    if a move fails, what was moved is put back before the error goes on."""
+    if a move fails, or Ctrl-C stops them, what was moved is put back before the error goes
+    on."""
     old = target / f".{target.name}.{ids.new_id()}.old"  # inside: the same file system
     old.mkdir()
-    moved_out: list[str] = []
-    moved_in: list[str] = []
+    incoming = os.listdir(fresh)
     try:
         for name in replaced:
             os.rename(target / name, old / name)
-            moved_out.append(name)
-        for name in os.listdir(fresh):
+        for name in incoming:
             os.rename(fresh / name, target / name)
-            moved_in.append(name)
-    except OSError as e:
-        for name in moved_in:
-            with contextlib.suppress(OSError):
-                os.rename(target / name, fresh / name)
+    except BaseException as e:  # KeyboardInterrupt too: no half-replaced folder
+        # What was moved is read from the folders, not counted as it went: a Ctrl-C can
+        # land between a rename and its count.
+        for name in incoming:
+            if not os.path.lexists(fresh / name):
+                with contextlib.suppress(OSError):
+                    os.rename(target / name, fresh / name)
         lost = []
-        for name in moved_out:
+        for name in os.listdir(old):
             try:
                 os.rename(old / name, target / name)
             except OSError:
                 lost.append(name)
         if lost:
             raise ConflictError(
-                f"Checking out into {target} failed ({e.strerror}), and {len(lost)} of its "
-                f"entries could not be put back: they are in {old}.",
+                f"Checking out into {target} failed ({getattr(e, 'strerror', None) or e!r}), "
+                f"and {len(lost)} of its entries could not be put back: they are in {old}.",
                 hint="Move them back by hand.",
             ) from e
         old.rmdir()
