@@ -352,3 +352,42 @@ def test_help_names_the_arguments_in_capitals_without_type_noise(tmp_path: Path)
 def test_help_shows_an_optional_argument_in_brackets(tmp_path: Path) -> None:
     shown = cli(tmp_path, "data", "checkout", "--help").stdout
     assert "data checkout [OPTIONS] REF [DEST]" in shown
+
+
+def _interrupted(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_in_process(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """Run ``conveyor ARGS`` in this process (to patch what it calls); its exit status."""
+    from conveyor.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["conveyor", *args])
+    with pytest.raises(SystemExit) as exited:
+        main._run()  # (run() also freezes the heap, for a process about to end)
+    return int(exited.value.code or 0)
+
+
+def test_ctrl_c_during_add_says_what_it_left_and_exits_130(
+    local_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conveyor.data.service import DataService
+
+    monkeypatch.setattr(DataService, "add", _interrupted)
+    status = _run_in_process(
+        monkeypatch, "--root", str(local_project), "data", "add", "raw", "data"
+    )
+    assert (status, capsys.readouterr().err) == (
+        130,
+        "Interrupted: no version was added (the next add reuses what was stored).\n",
+    )
+
+
+def test_ctrl_c_during_any_command_says_interrupted_and_exits_130(
+    local_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conveyor.data.service import DataService
+
+    monkeypatch.setattr(DataService, "datasets", _interrupted)
+    status = _run_in_process(monkeypatch, "--root", str(local_project), "data", "list")
+    assert (status, capsys.readouterr().err) == (130, "Interrupted.\n")

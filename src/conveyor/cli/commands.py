@@ -1,15 +1,22 @@
 """The command class every ``conveyor`` command is built with: its help's usage line and
-argument names."""
+argument names, and what Ctrl-C prints."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
 from typer._click.types import StringParamType  # the click Typer ships inside itself
 from typer.core import TyperArgument, TyperCommand
 
-__all__ = ["ConveyorCommand", "use_conveyor_commands"]
+from conveyor.cli.output import err_console
+
+__all__ = ["INTERRUPTED_EXIT", "ConveyorCommand", "interrupted_leaves", "use_conveyor_commands"]
+
+#: The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells report it.
+INTERRUPTED_EXIT = 130
 
 
 class _Text(StringParamType):
@@ -21,7 +28,8 @@ class _Text(StringParamType):
 
 
 class ConveyorCommand(TyperCommand):
-    """A Typer command whose usage line reads ``NAME PATH [DEST]``.
+    """A Typer command whose usage line reads ``NAME PATH [DEST]`` and which says so when
+    Ctrl-C stops it (exit status 130).
 
     Typer's own help wrote ``{name} {path}`` in the usage line and ``<str>`` beside every
     text argument and option.
@@ -45,6 +53,26 @@ class ConveyorCommand(TyperCommand):
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            # Typer turns it into exit 130 and prints nothing: the user is left to guess
+            # whether the command stopped and what it left behind.
+            note = f": {e.args[0]}" if e.args else ""
+            err_console.print(f"Interrupted{note}.", markup=False)
+            raise typer.Exit(INTERRUPTED_EXIT) from e
+
+
+@contextmanager
+def interrupted_leaves(state: str) -> Iterator[None]:
+    """Tell the user, should Ctrl-C stop the block, what ``state`` it leaves (e.g. "no
+    version was added"), in the line that says the command was interrupted."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        raise KeyboardInterrupt(state) from e
 
 
 def use_conveyor_commands(typer_app: typer.Typer) -> None:

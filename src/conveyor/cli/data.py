@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from conveyor.cli.commands import interrupted_leaves
 from conveyor.cli.context import workspace_for
 from conveyor.cli.output import console, err_console, errors_exit, human_bytes
 
@@ -143,7 +144,9 @@ def add(
             latest = svc.get(name).version
         except NotFoundError:
             latest = 0
-        version = svc.add(name, path, description=message, progress=RichProgress())
+        # Objects land whole or not at all, and the version is recorded last, in one step.
+        with interrupted_leaves("no version was added (the next add reuses what was stored)"):
+            version = svc.add(name, path, description=message, progress=RichProgress())
         elapsed = time.perf_counter() - started
     created = version.version > latest
     if as_json:
@@ -408,7 +411,9 @@ def checkout(
     with ws:
         v = svc.get(ref)
         target = dest or _default_dest(v, ws.settings.root)
-        path = svc.checkout(v.ref, target, force=force, progress=RichProgress())
+        # The files are written aside and moved in place last (put back if stopped midway).
+        with interrupted_leaves(f"{target} was left as it was"):
+            path = svc.checkout(v.ref, target, force=force, progress=RichProgress())
     if as_json:
         console.print_json(json.dumps({"ref": v.ref, "path": str(path), "files": v.files}))
         return
@@ -572,7 +577,8 @@ def _transfer(
     verify: bool = False,
 ) -> None:
     ws, svc = _service(ctx)
-    with ws:
+    again = "push" if push else "pull"
+    with ws, interrupted_leaves(f"the objects copied so far are whole; {again} again for the rest"):
         if push:
             result = svc.push(refs or None, remote, verify=verify, progress=RichProgress())
         else:

@@ -16,7 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from conveyor._version import __version__
-from conveyor.cli.commands import use_conveyor_commands
+from conveyor.cli.commands import INTERRUPTED_EXIT, use_conveyor_commands
 from conveyor.cli.context import settings_for, workspace_for
 from conveyor.cli.output import console, debugging, err_console, human_bytes, print_error
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
@@ -597,9 +597,9 @@ def _run() -> None:
             raise
         print_error(e)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
+    except KeyboardInterrupt:  # before a command runs (its own are its class's to report)
+        err_console.print("Interrupted.")
+        sys.exit(INTERRUPTED_EXIT)
     except Exception as e:
         if debug:
             raise
