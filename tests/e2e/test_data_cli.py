@@ -391,3 +391,43 @@ def test_ctrl_c_during_any_command_says_interrupted_and_exits_130(
     monkeypatch.setattr(DataService, "datasets", _interrupted)
     status = _run_in_process(monkeypatch, "--root", str(local_project), "data", "list")
     assert (status, capsys.readouterr().err) == (130, "Interrupted.\n")
+
+
+def _unusable_path(project: Path, kind: str, suffix: str) -> tuple[str, str]:
+    """A path no file system call can use (a 300-character name, or a path through a link
+    to itself), and how the one-line error starts."""
+    if kind == "too long":
+        name = "x" * 300 + suffix
+        return name, f"error: Cannot use {name[:30]}...{name[-30:]} as "
+    (project / "loop").symlink_to("loop")
+    return f"loop/out{suffix}", f"error: Cannot use loop/out{suffix} as "
+
+
+UNUSABLE = ["too long", "looping link"]
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], starts: str, status: int) -> None:
+    assert (result.returncode, result.stderr.count("\n")) == (status, 1), result.stderr
+    assert result.stderr.startswith(starts), result.stderr
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_an_unusable_checkout_folder_is_one_line_naming_it(local_project: Path, kind: str) -> None:
+    cli(local_project, "data", "add", "raw", "data")
+    dest, starts = _unusable_path(local_project, kind, "")
+    _one_line_error(cli(local_project, "data", "checkout", "raw@1", dest, ok=False), starts, 1)
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_an_unusable_file_to_validate_is_one_line_naming_it(local_project: Path, kind: str) -> None:
+    path, starts = _unusable_path(local_project, kind, ".csv")
+    _one_line_error(cli(local_project, "data", "validate", path, ok=False), starts, 2)
+
+
+@pytest.mark.parametrize("kind", UNUSABLE)
+def test_an_unusable_schema_output_is_one_line_naming_it(local_project: Path, kind: str) -> None:
+    write_csv(local_project / "c.csv", 5)
+    cli(local_project, "data", "add", "c", "c.csv")
+    output, starts = _unusable_path(local_project, kind, ".yaml")
+    wrote = cli(local_project, "data", "schema", "c@1", "--infer", "-o", output, ok=False)
+    _one_line_error(wrote, starts, 1)

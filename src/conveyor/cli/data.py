@@ -553,9 +553,12 @@ def schema(
 
 
 def _check_writable(output: Path) -> None:
-    """Refuse an output file that cannot be written: in no folder, or a folder itself."""
+    """Refuse an output file that cannot be written: in no folder, a folder itself, a name
+    too long, or a path through a link that loops."""
     from conveyor.core.errors import InvalidArgumentError
+    from conveyor.core.paths import check_usable_path
 
+    check_usable_path(output, "the file to write the schema to")
     if output.is_dir():
         raise InvalidArgumentError(
             f"Cannot write {output}: it is a folder.", hint="Give a file name, e.g. schema.yaml."

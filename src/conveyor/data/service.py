@@ -32,6 +32,7 @@ from conveyor.core.errors import (
     PermissionDeniedError,
 )
 from conveyor.core.hashing import sha256_bytes
+from conveyor.core.paths import check_usable_path
 from conveyor.core.processes import alive, host_tag
 from conveyor.data import tables, versioning
 from conveyor.data.ingest import HashCache, ingest, scan
@@ -716,6 +717,7 @@ class DataService:
         stores (metadata, artifacts, logs, online features, the remote).
         """
         version = self.get(ref)
+        check_usable_path(dest, "the folder to check out into")
         # Normalized first (``..`` resolved): the temporary folder below is a hidden entry
         # of DEST when it exists, else a sibling of it.
         target = Path(os.path.abspath(dest))
@@ -993,7 +995,9 @@ class DataService:
         source = None
         # A name is a version's unless it names a table file here: a folder named like its
         # dataset (`conveyor data add raw raw/`, then `validate raw`) is no table to check.
-        exists = isinstance(data, str) and Path(data).exists()
+        if isinstance(data, str | os.PathLike) and tables.format_of(os.fspath(data)):
+            check_usable_path(data, "the table file to validate")
+        exists = isinstance(data, str) and os.path.exists(data)  # (False: too long a name)
         if isinstance(data, str) and not (exists and tables.format_of(data) is not None):
             try:
                 version = self.get(data)
