@@ -15,14 +15,16 @@ import pytest
 from tests.e2e.conftest import act_remotely
 
 
-def cli(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(
+    cwd: Path, *args: str, ok: bool = True, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "conveyor", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": str(columns)},
     )
     if ok:
         assert result.returncode == 0, result.stderr
@@ -431,3 +433,19 @@ def test_an_unusable_schema_output_is_one_line_naming_it(local_project: Path, ki
     output, starts = _unusable_path(local_project, kind, ".yaml")
     wrote = cli(local_project, "data", "schema", "c@1", "--infer", "-o", output, ok=False)
     _one_line_error(wrote, starts, 1)
+
+
+LONG_NAME = "churn/training-features-weekly"  # 30 characters, as real names run
+
+
+def test_the_version_list_keeps_each_ref_on_one_line_at_80_columns(local_project: Path) -> None:
+    cli(local_project, "data", "add", LONG_NAME, "data", "-m", "the weekly extract " * 4)
+    listed = cli(local_project, "data", "list", LONG_NAME, columns=80).stdout
+    assert f"{LONG_NAME}@1 " in listed, listed
+
+
+def test_the_dataset_list_keeps_each_ref_on_one_line_at_80_columns(local_project: Path) -> None:
+    write_csv(local_project / "c.csv", 1200)
+    cli(local_project, "data", "add", LONG_NAME, "c.csv")
+    listed = cli(local_project, "data", "list", columns=80).stdout
+    assert any(LONG_NAME in line for line in listed.splitlines()), listed

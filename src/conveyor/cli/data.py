@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from conveyor.cli.commands import interrupted_leaves
 from conveyor.cli.context import workspace_for
@@ -114,8 +115,8 @@ def _files(n: int) -> str:
     return f"{n:,} file" + ("" if n == 1 else "s")
 
 
-def _when(v: DatasetVersion) -> str:
-    return v.created_at.strftime("%Y-%m-%d %H:%M:%S")
+def _when(v: DatasetVersion, *, seconds: bool = True) -> str:
+    return v.created_at.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 @data_app.command("add")
@@ -185,34 +186,64 @@ def list_(
         if not latest:
             console.print("No datasets yet: add one with `conveyor data add NAME PATH`.")
             return
-        table = Table("dataset", "latest", "files", "size", "rows", "added (UTC)")
+        narrow = console.width < _WIDE
+        table = Table(show_edge=not narrow)
+        # Narrow: the dataset and its latest version in one column, as the ref NAME@N.
+        headers = ["latest"] if narrow else ["dataset", "latest"]
+        for header in [*headers, "files", "size", "rows", "added (UTC)"]:
+            table.add_column(header, no_wrap=True)
         for v in latest:
+            named = [escape(v.ref)] if narrow else [escape(v.name), str(v.version)]
             table.add_row(
-                escape(v.name),
-                str(v.version),
+                *named,
                 f"{v.files:,}",
                 human_bytes(v.size),
                 f"{v.rows:,}" if v.rows is not None else "",
-                _when(v),
+                _when(v, seconds=not narrow),
             )
         console.print(table)
         return
     if as_json:
         console.print_json(json.dumps([_version_dict(v) for v in found]))
         return
-    table = Table("version", "digest", "files", "size", "rows", "added (UTC)", "by", "message")
+    console.print(_versions_table(found, narrow=console.width < _WIDE))
+
+
+#: Terminals narrower than this get the short form of the lists: fewer columns, shorter
+#: digests and times, so each ref stays on one line at 80 columns.
+_WIDE = 120
+
+
+def _versions_table(found: list[DatasetVersion], *, narrow: bool) -> Table:
+    """The versions ``found`` as a table; ``narrow``: without files and author, with an
+    8-character digest and minutes, and each message cut to the room left."""
+    table = Table(show_edge=not narrow)
+    table.add_column("version", no_wrap=True)
+    table.add_column("digest", no_wrap=True)
+    headers = ("size", "rows") if narrow else ("files", "size", "rows")
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    table.add_column("added (UTC)", no_wrap=True)
+    if not narrow:
+        table.add_column("by", no_wrap=True)
+    table.add_column("message")  # the one that gives way: cut, not wrapped, when narrow
     for v in found:
+        cells = {
+            "files": f"{v.files:,}",
+            "size": human_bytes(v.size),
+            "rows": f"{v.rows:,}" if v.rows is not None else "",
+        }
         table.add_row(
             escape(v.ref),
-            v.digest[:12],
-            f"{v.files:,}",
-            human_bytes(v.size),
-            f"{v.rows:,}" if v.rows is not None else "",
-            _when(v),
-            escape(v.created_by),
-            escape(v.description),
+            v.digest[: 8 if narrow else 12],
+            *(cells[h] for h in headers),
+            _when(v, seconds=not narrow),
+            *([] if narrow else [escape(v.created_by)]),
+            Text(v.description, no_wrap=True, overflow="ellipsis")
+            if narrow
+            else escape(v.description),
         )
-    console.print(table)
+    return table
 
 
 @data_app.command("show")
