@@ -449,3 +449,19 @@ def test_the_dataset_list_keeps_each_ref_on_one_line_at_80_columns(local_project
     cli(local_project, "data", "add", LONG_NAME, "c.csv")
     listed = cli(local_project, "data", "list", columns=80).stdout
     assert any(LONG_NAME in line for line in listed.splitlines()), listed
+
+
+def test_show_names_the_run_that_used_a_version(project: Path) -> None:
+    cli(project, "data", "add", "raw", "data")
+    script = (
+        "import conveyor as cv\n"
+        "with cv.start_run(experiment='churn', name='churn-train') as run:\n"
+        "    cv.data.path('raw@1')\n"
+        "print(run.id)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr
+    shown = cli(project, "data", "show", "raw@1").stdout
+    assert f"run churn-train ({ran.stdout.strip()})" in shown, shown

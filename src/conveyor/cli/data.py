@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -267,6 +268,7 @@ def show(
         upstream = ws.lineage(node, direction="upstream", depth=1).edges
         downstream = ws.lineage(node, direction="downstream", depth=1).edges
         listed = svc.manifest(v).files if files else None
+        runs = _run_names(ws, [e.src for e in upstream] + [e.dst for e in downstream])
     if as_json:
         out = _version_dict(v)
         if listed is not None:
@@ -318,9 +320,9 @@ def show(
             )
         console.print(table)
     for e in upstream:
-        console.print(f"from: {e.src} ({e.relation})")
+        console.print(f"from: {escape(_node(e.src, runs))} ({escape(e.relation)})")
     for e in downstream:
-        console.print(f"to:   {e.dst} ({e.relation})")
+        console.print(f"to:   {escape(_node(e.dst, runs))} ({escape(e.relation)})")
     if listed is not None:
         table = Table("path", "size", "digest")
         for f in listed:
@@ -332,6 +334,27 @@ def _non_finite(profile: dict[str, Any]) -> str:
     """How many infinities and NaNs a float column's profile counted: ``3 inf, 1 NaN``."""
     counts = [(profile.get("infinite"), "inf"), (profile.get("nan"), "NaN")]
     return ", ".join(f"{n:,} {what}" for n, what in counts if n)
+
+
+def _run_names(ws: Any, nodes: list[Any]) -> dict[str, str]:
+    """The names of the runs among lineage ``nodes`` (run id -> name); a run the tracking
+    store no longer holds has none."""
+    from conveyor.core.errors import NotFoundError
+    from conveyor.tracking.runs import tracker
+
+    names: dict[str, str] = {}
+    for run_id in sorted({n.id for n in nodes if n.kind == "run"}):
+        with contextlib.suppress(NotFoundError):
+            names[run_id] = tracker(ws).store.get_run(run_id).name
+    return names
+
+
+def _node(ref: Any, runs: dict[str, str]) -> str:
+    """A lineage node as ``data show`` prints it: a run by its name and id, as ``run
+    churn-train (01J...)``, since an id alone says nothing; anything else as KIND:ID."""
+    if ref.kind == "run" and ref.id in runs:
+        return f"run {runs[ref.id]} ({ref.id})"
+    return str(ref)
 
 
 def _stat(value: Any) -> str:
