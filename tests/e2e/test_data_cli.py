@@ -465,3 +465,16 @@ def test_show_names_the_run_that_used_a_version(project: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     shown = cli(project, "data", "show", "raw@1").stdout
     assert f"run churn-train ({ran.stdout.strip()})" in shown, shown
+
+
+def test_show_keeps_a_columns_frequent_values_on_one_line(local_project: Path) -> None:
+    # Free text (a paragraph, with line breaks) stretched the profile table down the screen.
+    answer = "The delivery was late again and the driver\nwas rude; I want a full refund."
+    rows = ["ok" if i % 2 else answer for i in range(20)]
+    (local_project / "feedback.csv").write_text(
+        "id,comment\n" + "".join(f'{i},"{text}"\n' for i, text in enumerate(rows))
+    )
+    cli(local_project, "data", "add", "feedback", "feedback.csv")
+    shown = cli(local_project, "data", "show", "feedback").stdout
+    row = next(line for line in shown.splitlines() if "comment" in line)
+    assert row.count("(10)") == 2, shown  # both values and their counts in the one row

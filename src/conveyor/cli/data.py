@@ -304,7 +304,7 @@ def show(
             p = cols.get(col, {})
             top = p.get("top")
             extra = (
-                ", ".join(f"{escape(str(k))} ({n})" for k, n in top[:3])
+                ", ".join(f"{escape(_value(k))} ({n})" for k, n in top[:3])
                 if top
                 else (str(p["distinct"]) if "distinct" in p else "")
             )
@@ -355,6 +355,17 @@ def _node(ref: Any, runs: dict[str, str]) -> str:
     if ref.kind == "run" and ref.id in runs:
         return f"run {runs[ref.id]} ({ref.id})"
     return str(ref)
+
+
+def _value(value: Any, width: int = 30) -> str:
+    """A column's frequent value as one short line: a free-text answer of a paragraph, or
+    one with line breaks, stretched the profile table over many lines.
+
+    >>> print(_value("late again\\nand rude; I want a refund for the whole order"))
+    late again\\nand rude; I want …
+    """
+    text = str(value).replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _stat(value: Any) -> str:
