@@ -478,3 +478,17 @@ def test_show_keeps_a_columns_frequent_values_on_one_line(local_project: Path) -
     shown = cli(local_project, "data", "show", "feedback").stdout
     row = next(line for line in shown.splitlines() if "comment" in line)
     assert row.count("(10)") == 2, shown  # both values and their counts in the one row
+
+
+def test_a_one_row_table_is_one_row_not_one_rows(local_project: Path) -> None:
+    write_csv(local_project / "one.csv", 1)
+    added = cli(local_project, "data", "add", "one", "one.csv").stdout
+    assert ", 1 row  digest" in added, added
+
+
+def test_a_validation_that_passes_counts_one_row_as_one_row(local_project: Path) -> None:
+    write_csv(local_project / "one.csv", 1)
+    cli(local_project, "data", "add", "one", "one.csv")
+    cli(local_project, "data", "schema", "one@1", "--infer")
+    checked = cli(local_project, "data", "validate", "one@1").stdout
+    assert "one@1 passed every check (1 row, 3 columns)." in checked, checked

@@ -116,6 +116,11 @@ def _files(n: int) -> str:
     return f"{n:,} file" + ("" if n == 1 else "s")
 
 
+def _rows(n: int | None) -> str:
+    """``', 1 row'``, ``', 1,024 rows'``; nothing for a version that is not a table."""
+    return "" if n is None else f", {n:,} row" + ("" if n == 1 else "s")
+
+
 def _when(v: DatasetVersion, *, seconds: bool = True) -> str:
     return v.created_at.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
@@ -154,7 +159,7 @@ def add(
     if as_json:
         console.print_json(json.dumps({**_version_dict(version), "created": created}))
         return
-    rows = f", {version.rows:,} rows" if version.rows is not None else ""
+    rows = _rows(version.rows)
     console.print(
         f"[bold]{escape(version.ref)}[/bold]  {_files(version.files)}, "
         f"{human_bytes(version.size)}{rows}  digest {version.digest[:12]}  "
@@ -285,7 +290,7 @@ def show(
     console.print(f"[bold]{escape(v.ref)}[/bold]  ({v.kind})  digest {v.digest}")
     console.print(
         f"{_files(v.files)}, {human_bytes(v.size)}"
-        + (f", {v.rows:,} rows" if v.rows is not None else "")
+        + _rows(v.rows)
         + f"; added {_when(v)} UTC by {escape(v.created_by)}"
     )
     if v.description:

@@ -450,7 +450,10 @@ class ValidationReport:
         """One line: passed, or how many checks failed on which columns."""
         what = self.data or "the data"
         if self.passed:
-            return f"{what} passed every check ({self.rows} rows, {self.columns} columns)."
+            rows, columns = (
+                _plural(n, word) for n, word in ((self.rows, "row"), (self.columns, "column"))
+            )
+            return f"{what} passed every check ({rows}, {columns})."
         where = ", ".join(
             f"{f.column or '<table>'}: {f.check} ({f.failures})" for f in self.failures[:5]
         )
@@ -733,3 +736,8 @@ def _fill(
     report.failing_rows = [
         {"_row": _jsonable(i), **{str(k): v for k, v in df.loc[i].to_dict().items()}} for i in seen
     ]
+
+
+def _plural(n: int, word: str) -> str:
+    """``'1 row'``, ``'1,200 rows'``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
