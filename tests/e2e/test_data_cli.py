@@ -381,7 +381,8 @@ def test_ctrl_c_during_add_says_what_it_left_and_exits_130(
     )
     assert (status, capsys.readouterr().err) == (
         130,
-        "Interrupted: no version was added (the next add reuses what was stored).\n",
+        "Interrupted: a version is recorded whole or not at all; add again (it reuses what "
+        "was stored).\n",
     )
 
 

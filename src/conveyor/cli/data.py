@@ -152,7 +152,9 @@ def add(
         except NotFoundError:
             latest = 0
         # Objects land whole or not at all, and the version is recorded last, in one step.
-        with interrupted_leaves("no version was added (the next add reuses what was stored)"):
+        with interrupted_leaves(
+            "a version is recorded whole or not at all; add again (it reuses what was stored)"
+        ):
             version = svc.add(name, path, description=message, progress=RichProgress())
         elapsed = time.perf_counter() - started
     created = version.version > latest
@@ -482,7 +484,7 @@ def checkout(
         v = svc.get(ref)
         target = dest or _default_dest(v, ws.settings.root)
         # The files are written aside and moved in place last (put back if stopped midway).
-        with interrupted_leaves(f"{target} was left as it was"):
+        with interrupted_leaves(f"{target} holds what it held before or the whole version"):
             path = svc.checkout(v.ref, target, force=force, progress=RichProgress())
     if as_json:
         console.print_json(json.dumps({"ref": v.ref, "path": str(path), "files": v.files}))
