@@ -356,6 +356,29 @@ def test_help_shows_an_optional_argument_in_brackets(tmp_path: Path) -> None:
     assert "data checkout [OPTIONS] REF [DEST]" in shown
 
 
+def test_help_needs_no_private_typer_module(tmp_path: Path) -> None:
+    # pyproject allows typer>=0.12: the click inside Typer (typer._click) is private and
+    # absent from older versions, so the help must not depend on importing from it.
+    script = (
+        "import sys, typer, typer.core\n"
+        "sys.modules['typer._click.types'] = None  # importing it now fails\n"
+        "sys.argv = ['conveyor', 'data', 'add', '--help']\n"
+        "from conveyor.cli.main import run\n"
+        "run()\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert (shown.returncode, shown.stderr) == (0, ""), shown.stderr
+    assert "data add [OPTIONS] NAME PATH" in shown.stdout
+    assert "<str>" not in shown.stdout
+
+
 def _interrupted(*args: object, **kwargs: object) -> None:
     raise KeyboardInterrupt
 

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from typer._click.types import StringParamType  # the click Typer ships inside itself
 from typer.core import TyperArgument, TyperCommand
 
 from conveyor.cli.output import err_console
@@ -19,12 +18,26 @@ __all__ = ["INTERRUPTED_EXIT", "ConveyorCommand", "interrupted_leaves", "use_con
 INTERRUPTED_EXIT = 130
 
 
-class _Text(StringParamType):
-    """A text parameter whose help shows no ``<str>``: an argument is named by its metavar
-    (NAME), an option's value is shown as TEXT."""
+def _text_metavar(self: Any, param: Any, ctx: Any = None) -> str:
+    # (ctx: passed since click 8.2, not before)
+    return "" if isinstance(param, TyperArgument) else "TEXT"
 
-    def get_metavar(self, param: Any, ctx: Any) -> str:
-        return "" if isinstance(param, TyperArgument) else "TEXT"
+
+_PLAIN: dict[type, type] = {}
+
+
+def _plain_text(text_type: type) -> type:
+    """``text_type`` (the class of Typer's text parameters) with help that shows no
+    ``<str>``: an argument is named by its metavar (NAME), an option's value is TEXT.
+
+    Made from the class a parameter has, not imported: that class lives in a private module
+    that differs between the Typer versions allowed (click's own, or the click inside Typer).
+    """
+    if getattr(text_type, "get_metavar", None) is _text_metavar:
+        return text_type
+    if text_type not in _PLAIN:
+        _PLAIN[text_type] = type("PlainText", (text_type,), {"get_metavar": _text_metavar})
+    return _PLAIN[text_type]
 
 
 class ConveyorCommand(TyperCommand):
@@ -40,8 +53,8 @@ class ConveyorCommand(TyperCommand):
         for param in self.params:
             if isinstance(param, TyperArgument) and param.metavar is None and param.name:
                 param.metavar = param.name.upper()
-            if type(param.type) is StringParamType:
-                param.type = _Text()
+            if getattr(param.type, "name", None) in ("str", "text"):  # Typer's click; click
+                param.type = _plain_text(type(param.type))()
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
