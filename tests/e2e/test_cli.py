@@ -222,3 +222,46 @@ def test_a_command_that_makes_a_new_project_beside_others_says_so(project: Path)
     assert "CONVEYOR_PROJECT" in typo.stderr
     again = conveyor(project, "runs", "list", env={"CONVEYOR_PROJECT": "chrun"})
     assert "created project" not in again.stderr  # said once, when it was made
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stopped_by_ctrl_c(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+# Each command that runs until Ctrl-C, and what it runs until then.
+UNTIL_STOPPED = {
+    "serve": (["serve", "churn@1"], "conveyor.serving.serve"),
+    "server": (["server", "--no-auth", "--port", "{port}"], "uvicorn.run"),
+    "ui": (["ui", "--port", "{port}"], "uvicorn.run"),
+    "scheduler run": (["scheduler", "run"], "conveyor.pipelines.schedules.Scheduler.run_forever"),
+}
+
+
+@pytest.mark.parametrize("command", list(UNTIL_STOPPED))
+def test_ctrl_c_ends_a_server_quietly_with_130(
+    project: Path,
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Ctrl-C is how a server or the scheduler is meant to stop ('Ctrl+C stops'): no
+    # 'Interrupted.' as for a command cut short, and the status shells report for it.
+    from conveyor.cli import main
+
+    args, runs = UNTIL_STOPPED[command]
+    monkeypatch.setattr(runs, _stopped_by_ctrl_c)
+    port = str(_free_port())
+    argv = ["conveyor", "--root", str(project), *(a.replace("{port}", port) for a in args)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        main._run()
+    err = capsys.readouterr().err
+    assert (exited.value.code, "Interrupted" in err) == (130, False), err

@@ -12,7 +12,13 @@ from typer.core import TyperArgument, TyperCommand
 
 from conveyor.cli.output import err_console
 
-__all__ = ["INTERRUPTED_EXIT", "ConveyorCommand", "interrupted_leaves", "use_conveyor_commands"]
+__all__ = [
+    "INTERRUPTED_EXIT",
+    "ConveyorCommand",
+    "RunsUntilStopped",
+    "interrupted_leaves",
+    "use_conveyor_commands",
+]
 
 #: The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells report it.
 INTERRUPTED_EXIT = 130
@@ -48,6 +54,9 @@ class ConveyorCommand(TyperCommand):
     text argument and option.
     """
 
+    #: Whether Ctrl-C prints 'Interrupted.' (see :class:`RunsUntilStopped`).
+    says_interrupted = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for param in self.params:
@@ -71,11 +80,20 @@ class ConveyorCommand(TyperCommand):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as e:
+            if not self.says_interrupted:
+                raise typer.Exit(INTERRUPTED_EXIT) from e
             # Typer turns it into exit 130 and prints nothing: the user is left to guess
             # whether the command stopped and what it left behind.
             note = f": {e.args[0]}" if e.args else ""
             err_console.print(f"Interrupted{note}.", markup=False)
             raise typer.Exit(INTERRUPTED_EXIT) from e
+
+
+class RunsUntilStopped(ConveyorCommand):
+    """A command that runs until Ctrl-C (a server, the scheduler): that is how it is meant to
+    end, so it ends with exit status 130 and no 'Interrupted.' after its own 'Ctrl+C stops'."""
+
+    says_interrupted = False
 
 
 @contextmanager

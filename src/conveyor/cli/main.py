@@ -16,7 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from conveyor._version import __version__
-from conveyor.cli.commands import INTERRUPTED_EXIT, use_conveyor_commands
+from conveyor.cli.commands import INTERRUPTED_EXIT, RunsUntilStopped, use_conveyor_commands
 from conveyor.cli.context import settings_for, workspace_for
 from conveyor.cli.output import console, debugging, err_console, human_bytes, print_error
 from conveyor.core.errors import ConveyorError, InvalidArgumentError
@@ -60,6 +60,9 @@ _DOMAIN_COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("conveyor.cli.serving", "build"),
 }
 
+#: The commands above that run until Ctrl-C stops them (servers).
+_RUN_UNTIL_STOPPED = frozenset({"server", "ui", "serve"})
+
 
 def _add_domain_commands(argv: list[str]) -> None:
     """Register the command ``argv`` invokes, or every command when it names none of them.
@@ -81,7 +84,8 @@ def _add_domain_commands(argv: list[str]) -> None:
         if isinstance(found, typer.Typer):
             app.add_typer(found, name=name)
         else:
-            app.command(name)(found)
+            cls = RunsUntilStopped if name in _RUN_UNTIL_STOPPED else None
+            app.command(name, cls=cls)(found)
 
 
 def _reflow_help(typer_app: typer.Typer) -> None:

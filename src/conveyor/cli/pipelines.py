@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from conveyor.cli.commands import RunsUntilStopped
 from conveyor.cli.context import workspace_for
 from conveyor.cli.output import console, err_console
 from conveyor.core.errors import InvalidArgumentError
@@ -509,7 +510,7 @@ def schedule_delete(
     console.print(f"Deleted schedule {escape(name)}.")
 
 
-@scheduler_app.command("run")
+@scheduler_app.command("run", cls=RunsUntilStopped)
 def scheduler_run(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Start what is due now, then exit.")] = False,
