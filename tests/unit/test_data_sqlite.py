@@ -66,3 +66,32 @@ class TestDataOnSqliteAndLocalFiles(DataSuite):
             cv.data.checkout("d@1", tmp_path / "out", force=True)
         monkeypatch.undo()
         assert read_tree(tmp_path / "out") == {"a.txt": b"old a", "b.txt": b"old b"}
+
+    def test_a_forced_checkout_stopped_removing_the_old_files_leaves_them_to_the_next_one(
+        self, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import shutil
+
+        import conveyor.data.service as service
+
+        write_tree(tmp_path / "d", {"a.txt": b"new a"})
+        cv.data.add("d", tmp_path / "d")
+        write_tree(tmp_path / "out", {"a.txt": b"old a", "b.txt": b"old b"})
+        calls: list[str] = []
+        real_rmtree = shutil.rmtree
+
+        def interrupted_at_first(path: str, ignore_errors: bool = False) -> None:
+            calls.append(str(path))
+            if len(calls) == 1:  # the version is in place; its old files go first
+                raise KeyboardInterrupt
+            real_rmtree(path, ignore_errors=ignore_errors)
+
+        monkeypatch.setattr(service.shutil, "rmtree", interrupted_at_first)
+        with pytest.raises(KeyboardInterrupt):
+            cv.data.checkout("d@1", tmp_path / "out", force=True)
+        monkeypatch.undo()
+        visible = [n for n in os.listdir(tmp_path / "out") if not n.startswith(".")]
+        assert visible == ["a.txt"]  # the whole version (the old files hidden, going)
+        monkeypatch.setattr(service, "alive", lambda pid: False)  # that process is gone
+        cv.data.checkout("d@1", tmp_path / "out", force=True)
+        assert sorted(os.listdir(tmp_path / "out")) == ["a.txt"]  # the old files too

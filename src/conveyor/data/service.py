@@ -255,7 +255,15 @@ def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
             ) from e
         old.rmdir()
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    # All is in place: what ``old`` holds is garbage now. Renamed as a checkout's temporary
+    # folder first, so that one stopped while removing it (Ctrl-C, a kill) is swept by the
+    # next checkout. (Not before: until then it holds the entries a rollback puts back.)
+    gone = target / _checkout_temp_name(target)
+    try:
+        os.rename(old, gone)
+    except OSError:
+        gone = old
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def _read_table(
