@@ -95,3 +95,31 @@ class TestDataOnSqliteAndLocalFiles(DataSuite):
         monkeypatch.setattr(service, "alive", lambda pid: False)  # that process is gone
         cv.data.checkout("d@1", tmp_path / "out", force=True)
         assert sorted(os.listdir(tmp_path / "out")) == ["a.txt"]  # the old files too
+
+    def test_a_ctrl_c_whose_rollback_fails_says_so_and_where_the_old_files_are(
+        self, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import conveyor.data.service as service
+
+        write_tree(tmp_path / "d", {"a.txt": b"new a", "b.txt": b"new b"})
+        cv.data.add("d", tmp_path / "d")
+        write_tree(tmp_path / "out", {"a.txt": b"old a", "b.txt": b"old b"})
+        real_rename = os.rename
+
+        def interrupted_then_stuck(src: str, dst: str) -> None:
+            if Path(dst) == tmp_path / "out" / "b.txt" and ".part" in str(src):
+                raise KeyboardInterrupt  # moving the version in
+            if Path(dst) == tmp_path / "out" / "a.txt" and ".old" in str(src):
+                raise PermissionError(13, "Permission denied")  # putting the old a.txt back
+            real_rename(src, dst)
+
+        monkeypatch.setattr(service.os, "rename", interrupted_then_stuck)
+        with pytest.raises(ConflictError) as failed:
+            cv.data.checkout("d@1", tmp_path / "out", force=True)
+        monkeypatch.undo()
+        kept = next((tmp_path / "out").glob(".out.*.old"))
+        assert failed.value.message == (
+            f"Checking out into {tmp_path / 'out'} was interrupted, and 1 of its entries could "
+            f"not be put back: they are in {kept}."
+        )
+        assert (kept / "a.txt").read_bytes() == b"old a"

@@ -248,9 +248,14 @@ def _replace_visible(target: Path, fresh: Path, replaced: list[str]) -> None:
             except OSError:
                 lost.append(name)
         if lost:
+            stopped = (
+                "was interrupted"
+                if isinstance(e, KeyboardInterrupt)
+                else f"failed ({getattr(e, 'strerror', None) or e!r})"
+            )
             raise ConflictError(
-                f"Checking out into {target} failed ({getattr(e, 'strerror', None) or e!r}), "
-                f"and {len(lost)} of its entries could not be put back: they are in {old}.",
+                f"Checking out into {target} {stopped}, and {len(lost)} of its entries could "
+                f"not be put back: they are in {old}.",
                 hint="Move them back by hand.",
             ) from e
         old.rmdir()
